@@ -1,0 +1,14 @@
+"""sync_pipeline: lossless PostgreSQL → Elasticsearch sync, orchestrated by Dagster."""
+
+import dagster as dg
+
+__version__ = "0.1.0"
+
+
+@dg.definitions
+def defs() -> dg.Definitions:
+    # lazy: the spec file is read when Dagster loads the code location, not on
+    # every import of the package (the CLI's `services` commands need no specs)
+    from .definitions import load_definitions
+
+    return load_definitions()

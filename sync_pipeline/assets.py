@@ -1,0 +1,241 @@
+"""Dagster assets generated from sync specs: extract → documents → index.
+
+Thin wiring: the work happens in extract/transform/load; this module turns a
+spec into partitioned assets, moves files between them through the staging
+resource and reports counts to Dagster.
+"""
+
+# no `from __future__ import annotations`: Dagster inspects the context annotation at runtime
+import json
+import time
+from datetime import datetime
+
+import dagster as dg
+
+from . import progress
+from .extract import Window, extract_window_to_parquet, staged_columns
+from .load import BatchResult, ensure_index, load_documents, read_staged_documents
+from .resources import ElasticsearchResource, PostgresResource, StagingResource
+from .specs import SyncSpec
+from .transform import (
+    build_plan,
+    documents_to_ndjson,
+    frame_to_documents,
+    index_mapping,
+    index_settings,
+    read_frames,
+)
+
+_PARTITIONS_BY_GRAIN = {
+    "hour": (dg.HourlyPartitionsDefinition, "%Y-%m-%d-%H:%M"),
+    "day": (dg.DailyPartitionsDefinition, "%Y-%m-%d"),
+    "week": (dg.WeeklyPartitionsDefinition, "%Y-%m-%d"),
+    "month": (dg.MonthlyPartitionsDefinition, "%Y-%m-%d"),
+}
+
+
+def partitions_for(spec: SyncSpec) -> dg.TimeWindowPartitionsDefinition:
+    """updated_at windows; end_offset=1 adds the still-open current window so
+    fresh rows have a partition before their window closes."""
+    definition, fmt = _PARTITIONS_BY_GRAIN[spec.partitions.grain]
+    return definition(start_date=spec.partitions.start.strftime(fmt), timezone="UTC", end_offset=1)
+
+
+def window_for(
+    partitions: dg.TimeWindowPartitionsDefinition, start: datetime, end: datetime
+) -> tuple[Window, str]:
+    """The SQL window for a run over [start, end), and its staging file key.
+
+    The first partition also owns rows older than the partition start and rows
+    with a NULL updated_at; the newest partition owns rows stamped in the
+    future. Together the partitions therefore cover every row of the source.
+    """
+    first = partitions.start
+    last = partitions.get_last_partition_window()
+    lower_open = start <= first
+    upper_open = last is None or end >= last.end
+    window = Window(
+        start=None if lower_open else start,
+        end=None if upper_open else end,
+        include_null_updated_at=lower_open,
+    )
+    key = f"{start:%Y%m%dT%H%M}_{end:%Y%m%dT%H%M}"
+    return window, key
+
+
+def _run_window(context: dg.AssetExecutionContext, spec: SyncSpec) -> tuple[Window, str]:
+    time_window = context.partition_time_window
+    return window_for(partitions_for(spec), time_window.start, time_window.end)
+
+
+def _asset_keys(spec: SyncSpec) -> tuple[dg.AssetKey, dg.AssetKey, dg.AssetKey]:
+    return (
+        dg.AssetKey(f"{spec.name}_extract"),
+        dg.AssetKey(f"{spec.name}_documents"),
+        dg.AssetKey(f"{spec.name}_index"),
+    )
+
+
+def build_spec_assets(spec: SyncSpec) -> list[dg.AssetsDefinition]:
+    partitions = partitions_for(spec)
+    extract_key, documents_key, index_key = _asset_keys(spec)
+    common = {
+        "partitions_def": partitions,
+        "backfill_policy": dg.BackfillPolicy.single_run(),
+        "group_name": spec.name,
+        "tags": {"sync_pipeline/spec": spec.name},
+    }
+
+    @dg.asset(
+        key=extract_key,
+        kinds={"postgres", "parquet"},
+        description=f"Rows of {spec.source.table or 'the spec query'} per updated_at window, as Parquet.",
+        **common,
+    )
+    def extract(
+        context: dg.AssetExecutionContext, postgres: PostgresResource, staging: StagingResource
+    ) -> dg.MaterializeResult:
+        window, key = _run_window(context, spec)
+        path = staging.path(spec.name, key, "parquet")
+        started = time.perf_counter()
+        # one REPEATABLE READ snapshot for every page, so the window is read as of one instant
+        with postgres.engine().connect().execution_options(isolation_level="REPEATABLE READ") as conn:
+            rows = extract_window_to_parquet(conn, spec, window, path)
+        seconds = time.perf_counter() - started
+        progress.notify("extracted", spec=spec.name, rows=rows)
+        context.log.info(f"extracted {rows} rows of {spec.name} for {key} in {seconds:.1f}s")
+        return dg.MaterializeResult(
+            metadata={
+                "dagster/row_count": rows,
+                "seconds": round(seconds, 3),
+                "window_start": str(window.start or "(open)"),
+                "window_end": str(window.end or "(open)"),
+                "path": dg.MetadataValue.path(str(path)),
+            }
+        )
+
+    @dg.asset(
+        key=documents_key,
+        deps=[extract_key],
+        kinds={"pandas"},
+        description="Cleansed, field-mapped documents, staged as NDJSON.",
+        **common,
+    )
+    def documents(context: dg.AssetExecutionContext, staging: StagingResource) -> dg.MaterializeResult:
+        _, key = _run_window(context, spec)
+        source = staging.path(spec.name, key, "parquet")
+        if not source.exists():
+            raise dg.Failure(
+                f"no staged extract at {source}: materialize {extract_key.to_user_string()} first"
+            )
+        plan = build_plan(spec, staged_columns(source))
+        target = staging.path(spec.name, key, "ndjson")
+        tmp = target.with_suffix(".ndjson.tmp")
+        count = deletes = 0
+        with tmp.open("wb") as out:
+            for frame in read_frames(source, spec.batch_size):
+                batch = frame_to_documents(frame, plan)
+                out.write(documents_to_ndjson(batch))
+                count += len(batch)
+                deletes += sum(batch.deleted)
+        tmp.replace(target)
+        return dg.MaterializeResult(
+            metadata={
+                "dagster/row_count": count,
+                "soft_deleted": deletes,
+                "fields": ", ".join(f.name for f in plan.fields),
+                "path": dg.MetadataValue.path(str(target)),
+            }
+        )
+
+    @dg.asset(
+        key=index_key,
+        deps=[documents_key],
+        kinds={"elasticsearch"},
+        description=f"Documents bulk-loaded into Elasticsearch index '{spec.target.index}'.",
+        check_specs=[
+            dg.AssetCheckSpec(
+                "no_failed_documents",
+                asset=index_key,
+                description="every document of the run was accepted by Elasticsearch",
+            )
+        ],
+        **common,
+    )
+    def index(
+        context: dg.AssetExecutionContext, elasticsearch: ElasticsearchResource, staging: StagingResource
+    ) -> dg.MaterializeResult:
+        _, key = _run_window(context, spec)
+        documents_path = staging.path(spec.name, key, "ndjson")
+        extract_path = staging.path(spec.name, key, "parquet")
+        if not documents_path.exists():
+            raise dg.Failure(
+                f"no staged documents at {documents_path}: materialize {documents_key.to_user_string()} first"
+            )
+        es = elasticsearch.client()
+        plan = build_plan(spec, staged_columns(extract_path))
+        created = ensure_index(es, spec.target.index, index_mapping(plan), index_settings(spec))
+        if created:
+            context.log.info(f"created index {spec.target.index} from the spec's mapping")
+
+        def record(batch: BatchResult) -> None:
+            # one structured event per bulk batch: visible in the run's event log
+            context.log_event(
+                dg.AssetObservation(
+                    asset_key=index_key,
+                    metadata={
+                        "batch": batch.batch,
+                        "indexed": batch.indexed,
+                        "deleted": batch.deleted,
+                        "failed": batch.failed,
+                        "seconds": round(batch.seconds, 3),
+                        "docs_per_s": round(batch.docs_per_second, 1),
+                        **({"first_error": json.dumps(batch.errors[0])} if batch.errors else {}),
+                    },
+                )
+            )
+            progress.notify("batch", spec=spec.name, docs=batch.docs, failed=batch.failed)
+
+        totals = load_documents(
+            es, spec.target.index, read_staged_documents(documents_path), spec.batch_size, on_batch=record
+        )
+        es.indices.refresh(index=spec.target.index)
+        docs = totals.indexed + totals.deleted + totals.failed
+        context.log.info(
+            f"{spec.name}: {totals.indexed} indexed, {totals.deleted} deleted, {totals.failed} failed "
+            f"in {totals.batches} batches, {totals.seconds:.1f}s"
+        )
+        return dg.MaterializeResult(
+            metadata={
+                "dagster/row_count": docs,
+                "indexed": totals.indexed,
+                "deleted": totals.deleted,
+                "failed": totals.failed,
+                "batches": totals.batches,
+                "seconds": round(totals.seconds, 3),
+                "docs_per_s": round(docs / totals.seconds, 1) if totals.seconds else 0.0,
+                "index": spec.target.index,
+            },
+            check_results=[
+                dg.AssetCheckResult(
+                    check_name="no_failed_documents",
+                    passed=totals.failed == 0,
+                    severity=dg.AssetCheckSeverity.ERROR,
+                    metadata={
+                        "failed": totals.failed,
+                        "first_errors": dg.MetadataValue.json(totals.first_errors),
+                    },
+                )
+            ],
+        )
+
+    return [extract, documents, index]
+
+
+def build_sync_job(spec: SyncSpec):  # -> UnresolvedAssetJobDefinition (not exported by dagster)
+    return dg.define_asset_job(
+        name=f"{spec.name}_sync",
+        selection=dg.AssetSelection.groups(spec.name),
+        description=f"extract → documents → index for spec '{spec.name}'; a partition range runs as one run",
+        tags={"sync_pipeline/spec": spec.name},
+    )

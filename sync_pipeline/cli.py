@@ -1,0 +1,437 @@
+"""`sync-pipeline`: services, demo, sync and verify from a terminal.
+
+Exit codes: 0 ok, 1 drift or failed documents/run, 2 usage or configuration
+error (bad spec, unknown table, unreachable or misconfigured server).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+EXIT_OK, EXIT_DRIFT, EXIT_USAGE = 0, 1, 2
+
+
+class UsageError(Exception):
+    """Bad arguments or configuration; exit code 2."""
+
+
+def format_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    cells = [[str(h) for h in headers], *[[_cell(v) for v in row] for row in rows]]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
+
+    def line(r: list[str]) -> str:
+        return "  ".join(
+            c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths, strict=True))
+        )
+
+    return "\n".join([line(cells[0]), "  ".join("-" * w for w in widths), *map(line, cells[1:])])
+
+
+def _cell(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:,.1f}"
+    if isinstance(value, int):
+        return f"{value:,}"
+    return str(value)
+
+
+# --- environment -----------------------------------------------------------------------------
+
+
+def _use_services() -> None:
+    """Point everything at SYNC_PG_URL/SYNC_ES_URL, starting local services for unset ones."""
+    from . import services
+
+    urls = services.ensure_services()
+    os.environ["SYNC_PG_URL"] = urls.pg_url
+    os.environ["SYNC_ES_URL"] = urls.es_url
+
+
+def _dagster_instance():
+    from dagster import DagsterInstance
+
+    home = Path(os.environ.setdefault("DAGSTER_HOME", str(Path(".dagster_home").resolve())))
+    home.mkdir(parents=True, exist_ok=True)
+    return DagsterInstance.get()
+
+
+def _load_specs(config: str | None):
+    from .definitions import config_path
+    from .specs import load_specs
+
+    return load_specs(Path(config) if config else config_path())
+
+
+def _parse_time(value: str, flag: str) -> datetime:
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise UsageError(f"{flag} {value!r} is not an ISO-8601 date or timestamp") from None
+    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed
+
+
+# --- sync --------------------------------------------------------------------------------------
+
+
+@dataclass
+class SyncSummary:
+    spec: str
+    partitions: str
+    success: bool
+    extracted: int = 0
+    indexed: int = 0
+    deleted: int = 0
+    failed: int = 0
+    batches: int = 0
+    seconds: float = 0.0
+    run_id: str = ""
+    error: str = ""
+
+    @property
+    def docs_per_second(self) -> float:
+        return (self.indexed + self.deleted) / self.seconds if self.seconds else 0.0
+
+
+def partition_keys_for(spec, start: datetime | None, end: datetime | None) -> list[str]:
+    from .assets import partitions_for
+
+    partitions = partitions_for(spec)
+    keys = partitions.get_partition_keys()
+    if start is None and end is None:
+        return keys
+    selected = []
+    for key in keys:
+        window = partitions.time_window_for_partition_key(key)
+        if (end is None or window.start < end) and (start is None or window.end > start):
+            selected.append(key)
+    return selected
+
+
+def _progress_printer(enabled: bool) -> Callable[[str, dict[str, Any]], None]:
+    state = {"total": 0, "done": 0, "failed": 0, "started": time.monotonic()}
+
+    def listener(event: str, data: dict[str, Any]) -> None:
+        if event == "extracted":
+            state["total"] += data["rows"]
+        elif event == "batch":
+            state["done"] += data["docs"]
+            state["failed"] += data["failed"]
+        if not enabled or event != "batch":
+            return
+        total = max(state["total"], state["done"], 1)
+        filled = int(30 * state["done"] / total)
+        rate = state["done"] / max(time.monotonic() - state["started"], 1e-6)
+        sys.stderr.write(
+            f"\r  [{'#' * filled}{'.' * (30 - filled)}] {state['done']:,}/{total:,} docs"
+            f"  {rate:,.0f} docs/s  failed {state['failed']:,}"
+        )
+        sys.stderr.flush()
+
+    return listener
+
+
+def run_sync(
+    specs,
+    spec,
+    start: datetime | None = None,
+    end: datetime | None = None,
+    show_progress: bool = False,
+    log_level: str = "WARNING",
+) -> SyncSummary:
+    """Run the spec's job in-process over a partition range, as one run in DAGSTER_HOME."""
+    from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
+
+    from . import progress
+    from .definitions import build_definitions
+
+    keys = partition_keys_for(spec, start, end)
+    if not keys:
+        raise UsageError(f"no partitions of spec '{spec.name}' fall in the requested range")
+    label = keys[0] if len(keys) == 1 else f"{keys[0]} … {keys[-1]} ({len(keys)})"
+    job = build_definitions(specs).resolve_job_def(f"{spec.name}_sync")
+    tags = {ASSET_PARTITION_RANGE_START_TAG: keys[0], ASSET_PARTITION_RANGE_END_TAG: keys[-1]}
+    with progress.listening(_progress_printer(show_progress)):
+        result = job.execute_in_process(
+            instance=_dagster_instance(),
+            tags=tags,
+            raise_on_error=False,
+            # the full event log is in DAGSTER_HOME (make ui); the terminal gets warnings only
+            run_config={"loggers": {"console": {"config": {"log_level": log_level}}}},
+        )
+    if show_progress:
+        sys.stderr.write("\n")
+    summary = SyncSummary(spec=spec.name, partitions=label, success=result.success, run_id=result.run_id)
+    seen: set[str] = set()
+    for event in result.get_asset_materialization_events():
+        materialization = event.step_materialization_data.materialization
+        name = materialization.asset_key.to_user_string()
+        if name in seen:
+            continue  # a range run repeats the same totals once per partition
+        seen.add(name)
+        meta = {k: v.value for k, v in materialization.metadata.items()}
+        if name.endswith("_extract"):
+            summary.extracted += int(meta.get("dagster/row_count", 0))
+        elif name.endswith("_index"):
+            summary.indexed += int(meta.get("indexed", 0))
+            summary.deleted += int(meta.get("deleted", 0))
+            summary.failed += int(meta.get("failed", 0))
+            summary.batches += int(meta.get("batches", 0))
+            summary.seconds += float(meta.get("seconds", 0.0))
+    if not result.success:
+        failures = result.get_step_failure_events()
+        if failures and failures[0].step_failure_data.error:
+            summary.error = failures[0].step_failure_data.error.message.strip()
+        else:
+            summary.error = "run failed"
+    return summary
+
+
+def print_sync_summary(summary: SyncSummary, es_count: int | None = None) -> None:
+    headers = [
+        "spec",
+        "partitions",
+        "extracted",
+        "indexed",
+        "deleted",
+        "failed",
+        "batches",
+        "load s",
+        "docs/s",
+    ]
+    row: list[Any] = [
+        summary.spec,
+        summary.partitions,
+        summary.extracted,
+        summary.indexed,
+        summary.deleted,
+        summary.failed,
+        summary.batches,
+        summary.seconds,
+        summary.docs_per_second,
+    ]
+    if es_count is not None:
+        headers.append("docs in ES")
+        row.append(es_count)
+    print(format_table(headers, [row]))
+    print(
+        f"run {summary.run_id} — {'succeeded' if summary.success else 'FAILED'}"
+        f" (see it with `make ui`, DAGSTER_HOME={os.environ.get('DAGSTER_HOME')})"
+    )
+    if summary.error:
+        print(f"error: {summary.error}", file=sys.stderr)
+
+
+def _sync_exit(summary: SyncSummary) -> int:
+    return EXIT_OK if summary.success and summary.failed == 0 else EXIT_DRIFT
+
+
+def cmd_sync(args: argparse.Namespace) -> int:
+    from .specs import get_spec
+
+    specs = _load_specs(args.config)
+    spec = get_spec(specs, args.spec)
+    if args.full and (args.start or args.end):
+        raise UsageError("--full cannot be combined with --start/--end")
+    if not args.full and not (args.start or args.end):
+        raise UsageError("give --full, or --start and/or --end")
+    start = _parse_time(args.start, "--start") if args.start else None
+    end = _parse_time(args.end, "--end") if args.end else None
+    _use_services()
+    _preflight(specs, [spec])
+    summary = run_sync(specs, spec, start, end, show_progress=sys.stderr.isatty())
+    print_sync_summary(summary)
+    return _sync_exit(summary)
+
+
+# --- verify ------------------------------------------------------------------------------------
+
+
+def _preflight(specs, selected) -> None:
+    """Fail fast, before any run starts: both servers reachable, every source matching its spec."""
+    from elasticsearch import ConnectionError as ESConnectionError
+    from sqlalchemy.exc import OperationalError
+
+    from .extract import describe_source
+    from .resources import engine_for, es_client, redact_es_url, redact_url
+
+    pg_url, es_url = os.environ["SYNC_PG_URL"], os.environ["SYNC_ES_URL"]
+    try:
+        es_client(es_url, request_timeout=10).cluster.health()
+    except ESConnectionError:
+        raise UsageError(f"cannot connect to Elasticsearch at {redact_es_url(es_url)}") from None
+    except Exception as exc:
+        raise UsageError(f"Elasticsearch at {redact_es_url(es_url)} refused us: {_first_line(exc)}") from None
+    try:
+        conn = engine_for(pg_url).connect()
+    except OperationalError as exc:
+        raise UsageError(
+            f"cannot connect to PostgreSQL at {redact_url(pg_url)}: {_first_line(exc.orig)}"
+        ) from None
+    with conn:
+        for spec in selected:
+            describe_source(conn, spec)
+
+
+def _first_line(exc: object) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def run_verify(specs, selected) -> list:
+    from .resources import engine_for, es_client
+    from .verify import verify_spec
+
+    es = es_client(os.environ["SYNC_ES_URL"])
+    reports = []
+    with (
+        engine_for(os.environ["SYNC_PG_URL"])
+        .connect()
+        .execution_options(isolation_level="REPEATABLE READ") as conn
+    ):
+        for spec in selected:
+            reports.append(verify_spec(conn, es, spec))
+    return reports
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    from .specs import get_spec
+
+    specs = _load_specs(args.config)
+    selected = [get_spec(specs, args.spec)] if args.spec else specs
+    _use_services()
+    _preflight(specs, selected)
+    reports = run_verify(specs, selected)
+    for report in reports:
+        print("\n".join(report.lines()))
+    return EXIT_OK if all(r.ok for r in reports) else EXIT_DRIFT
+
+
+# --- demo --------------------------------------------------------------------------------------
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from .demo import seed_demo
+    from .resources import engine_for, es_client
+    from .specs import get_spec
+
+    specs = _load_specs(args.config)
+    spec = get_spec(specs, "products")
+    _use_services()
+    started = time.perf_counter()
+    with engine_for(os.environ["SYNC_PG_URL"]).begin() as conn:
+        seed_demo(conn, args.rows)
+    print(f"seeded {args.rows:,} products in {time.perf_counter() - started:.1f}s")
+    es = es_client(os.environ["SYNC_ES_URL"])
+    # a fresh index each demo, created from the spec's mapping by the first load
+    es.indices.delete(index=spec.target.index, ignore_unavailable=True)
+    _preflight(specs, [spec])
+    summary = run_sync(specs, spec, show_progress=sys.stderr.isatty())
+    count = es.count(index=spec.target.index)["count"] if es.indices.exists(index=spec.target.index) else 0
+    print()
+    print_sync_summary(summary, es_count=count)
+    if not summary.success:
+        return EXIT_DRIFT
+    print()
+    reports = run_verify(specs, [spec])
+    for report in reports:
+        print("verify: " + "\n".join(report.lines()))
+    hits = es.search(index=spec.target.index, query={"match": {"name": "茶杯"}}, size=1)["hits"]
+    if hits["hits"]:
+        example = hits["hits"][0]["_source"]["name"]
+        print(f"\nfull-text search '茶杯' → {hits['total']['value']:,} hits, e.g. {example!r}")
+    return EXIT_OK if all(r.ok for r in reports) and _sync_exit(summary) == EXIT_OK else EXIT_DRIFT
+
+
+# --- services ----------------------------------------------------------------------------------
+
+
+def cmd_services(args: argparse.Namespace) -> int:
+    from . import services
+
+    if args.action == "up":
+        urls = services.up()
+        print(f"postgresql:    {urls.pg_url}\nelasticsearch: {urls.es_url}")
+    elif args.action == "down":
+        services.down()
+        print("local services stopped")
+    elif args.action == "status":
+        for name, state in services.status().items():
+            print(f"{name}: {state}")
+    else:
+        print("\n".join(services.env_lines()))
+    return EXIT_OK
+
+
+# --- entry point -------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="sync-pipeline", description=__doc__.splitlines()[0])
+    parser.add_argument("--config", help="sync spec file (default: $SYNC_CONFIG or ./sync.yaml)")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    services = sub.add_parser("services", help="local PostgreSQL + Elasticsearch for dev and tests")
+    services.add_argument("action", choices=["up", "down", "status", "env"])
+    services.set_defaults(func=cmd_services)
+
+    demo = sub.add_parser("demo", help="seed the demo tables, run a full sync, print a summary")
+    demo.add_argument("--rows", type=int, default=100_000)
+    demo.set_defaults(func=cmd_demo)
+
+    sync = sub.add_parser("sync", help="run a spec's extract → documents → index through Dagster")
+    sync.add_argument("--spec", required=True)
+    sync.add_argument("--full", action="store_true", help="every partition, as one run")
+    sync.add_argument("--start", help="ISO date/time: first updated_at window to include")
+    sync.add_argument("--end", help="ISO date/time: windows starting before this")
+    sync.set_defaults(func=cmd_sync)
+
+    verify = sub.add_parser("verify", help="prove PostgreSQL and Elasticsearch agree")
+    verify.add_argument("--spec", help="one spec (default: every spec)")
+    verify.set_defaults(func=cmd_verify)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from .extract import SourceError
+    from .services import ServiceError
+    from .specs import SpecError
+
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (UsageError, SpecError, SourceError, ServiceError) as exc:
+        print(f"sync-pipeline: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except Exception as exc:
+        message = _unreachable_message(exc)
+        if message is None:
+            raise
+        print(f"sync-pipeline: {message}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+def _unreachable_message(exc: Exception) -> str | None:
+    """A one-line error for a server that went away mid-command; None for anything else."""
+    from elastic_transport import ConnectionError as ESConnectionError
+    from sqlalchemy.exc import OperationalError
+
+    from .resources import redact_es_url, redact_url
+
+    if isinstance(exc, ESConnectionError):
+        return f"lost the connection to Elasticsearch at {redact_es_url(os.environ.get('SYNC_ES_URL', '?'))}"
+    if isinstance(exc, OperationalError):
+        url = redact_url(os.environ.get("SYNC_PG_URL", "?"))
+        return f"PostgreSQL at {url} failed: {_first_line(exc.orig)}"
+    return None
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,35 @@
+"""The Dagster code location: one asset group and one job per sync spec."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import dagster as dg
+
+from .assets import build_spec_assets, build_sync_job
+from .resources import default_resources
+from .specs import SyncSpec, load_specs
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+def config_path() -> Path:
+    """SYNC_CONFIG, else ./sync.yaml, else the project's own sync.yaml."""
+    if os.environ.get("SYNC_CONFIG"):
+        return Path(os.environ["SYNC_CONFIG"])
+    local = Path("sync.yaml")
+    return local if local.exists() else PROJECT_ROOT / "sync.yaml"
+
+
+def build_definitions(specs: list[SyncSpec]) -> dg.Definitions:
+    assets = [a for spec in specs for a in build_spec_assets(spec)]
+    return dg.Definitions(
+        assets=assets,
+        jobs=[build_sync_job(spec) for spec in specs],
+        resources=default_resources(),
+    )
+
+
+def load_definitions() -> dg.Definitions:
+    return build_definitions(load_specs(config_path()))

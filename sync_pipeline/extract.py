@@ -1,0 +1,265 @@
+"""Spec → SQL, and streaming a time window out of PostgreSQL into Parquet.
+
+Reads use keyset pagination on (updated_at, primary key): every page is an
+index range scan that starts strictly after the last row of the previous page,
+so rows sharing one updated_at are never skipped or repeated, and no OFFSET
+makes later pages slower. Memory is one page, whatever the window holds.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Literal
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import sqlalchemy as sa
+from psycopg.postgres import types as pg_types
+from sqlalchemy.engine import Connection
+from sqlalchemy.exc import DBAPIError
+
+from .specs import SyncSpec
+
+Staging = Literal["native", "text", "json"]
+
+_NATIVE: dict[str, pa.DataType] = {
+    "int2": pa.int64(),
+    "int4": pa.int64(),
+    "int8": pa.int64(),
+    "float4": pa.float64(),
+    "float8": pa.float64(),
+    "bool": pa.bool_(),
+    "timestamptz": pa.timestamp("us", tz="UTC"),
+    "timestamp": pa.timestamp("us"),
+    "date": pa.date32(),
+    "text": pa.string(),
+    "varchar": pa.string(),
+    "bpchar": pa.string(),
+    "name": pa.string(),
+    "citext": pa.string(),
+}
+_TEXTUAL = {"text", "varchar", "bpchar", "name", "citext"}
+
+
+class SourceError(ValueError):
+    """The spec's source does not match the database (unknown table, column, bad query)."""
+
+
+@dataclass(frozen=True)
+class ColumnInfo:
+    name: str
+    pg_type: str
+    is_array: bool = False
+
+    @property
+    def staging(self) -> Staging:
+        """How the column travels through Parquet.
+
+        NUMERIC goes as text so no digit is lost before the transform decides;
+        JSON and arrays go as JSON text because their shapes vary row to row and
+        would otherwise force a per-page Arrow schema.
+        """
+        if self.is_array or self.pg_type in ("json", "jsonb"):
+            return "json"
+        if self.pg_type in _NATIVE:
+            return "native"
+        return "text"
+
+    @property
+    def arrow_type(self) -> pa.DataType:
+        return _NATIVE[self.pg_type] if self.staging == "native" else pa.string()
+
+
+@dataclass(frozen=True)
+class Window:
+    """[start, end) on updated_at; an open side means "everything beyond it"."""
+
+    start: datetime | None
+    end: datetime | None
+    include_null_updated_at: bool = False
+
+
+def source_clause(spec: SyncSpec, column_names: Sequence[str] = ()) -> sa.FromClause:
+    cols = [sa.column(c) for c in column_names]
+    if spec.source.table is not None:
+        schema, table = spec.source.schema_and_table
+        return sa.table(table, *cols, schema=schema)
+    assert spec.source.query is not None
+    return sa.text(spec.source.query).columns(*cols).subquery("src")
+
+
+def describe_source(conn: Connection, spec: SyncSpec) -> list[ColumnInfo]:
+    """Column names and PostgreSQL types of the spec's source, checked against the spec."""
+    probe = sa.select(sa.literal_column("*")).select_from(source_clause(spec)).limit(0)
+    where = f"source of spec '{spec.name}'"
+    try:
+        result = conn.execute(probe)
+    except DBAPIError as exc:
+        conn.rollback()
+        message = str((getattr(exc.orig, "diag", None) and exc.orig.diag.message_primary) or exc.orig)
+        raise SourceError(f"{where}: PostgreSQL rejected it: {message}") from None
+    columns = []
+    for desc in result.cursor.description:
+        info = pg_types.get(desc.type_code)
+        is_array = bool(info and info.array_oid == desc.type_code)
+        columns.append(ColumnInfo(desc.name, info.name if info else "unknown", is_array))
+    names = [c.name for c in columns]
+    if len(set(names)) != len(names):
+        raise SourceError(f"{where}: the query returns duplicate column names {names}")
+    required = [*spec.source.primary_key, spec.source.updated_at]
+    if spec.source.soft_delete:
+        required.append(spec.source.soft_delete)
+    missing = [c for c in required if c not in names]
+    unknown_fields = [c for c in spec.fields if c not in names]
+    if missing or unknown_fields:
+        parts = []
+        if missing:
+            parts.append(f"key/updated_at/soft_delete columns not found: {missing}")
+        if unknown_fields:
+            parts.append(f"'fields' names columns that do not exist: {unknown_fields}")
+        raise SourceError(f"{where}: {'; '.join(parts)} (columns are {names})")
+    return columns
+
+
+def _staged(col: sa.ColumnClause, info: ColumnInfo) -> sa.ColumnElement[Any]:
+    if info.staging == "native":
+        return col
+    if info.is_array:
+        return sa.cast(sa.func.to_jsonb(col), sa.Text).label(info.name)
+    return sa.cast(col, sa.Text).label(info.name)
+
+
+PageMode = Literal["window", "null_updated_at", "by_key"]
+
+
+def _key_column(col: sa.ColumnClause, info: ColumnInfo) -> sa.ColumnElement[Any]:
+    # byte-order collation, so text keys sort as Elasticsearch keywords do (verify merges the two)
+    return sa.collate(col, "C") if info.pg_type in _TEXTUAL else col
+
+
+def page_query(
+    spec: SyncSpec,
+    columns: Sequence[ColumnInfo],
+    window: Window | None,
+    after: Sequence[Any] | None,
+    limit: int,
+    mode: PageMode = "window",
+) -> sa.Select[Any]:
+    """One keyset page: rows strictly after `after`, in key order.
+
+    - "window": rows of the window, keyed by (updated_at, primary key);
+    - "null_updated_at": rows whose updated_at IS NULL, keyed by the primary key
+      (they belong to no window, so the first window owns them);
+    - "by_key": every row, keyed by the primary key (what verify streams).
+    """
+    src = source_clause(spec, [c.name for c in columns])
+    info = {c.name: c for c in columns}
+    updated = src.c[spec.source.updated_at]
+    pk = [_key_column(src.c[name], info[name]) for name in spec.source.primary_key]
+    conditions: list[sa.ColumnElement[bool]] = []
+    if mode == "window":
+        key = [updated, *pk]
+        if window is not None and window.start is not None:
+            conditions.append(updated >= sa.bindparam("window_start", window.start))
+        if window is not None and window.end is not None:
+            conditions.append(updated < sa.bindparam("window_end", window.end))
+    else:
+        key = pk
+        if mode == "null_updated_at":
+            conditions.append(updated.is_(None))
+    if after is not None:
+        bound = [sa.bindparam(f"after_{i}", value) for i, value in enumerate(after)]
+        conditions.append(sa.tuple_(*key) > sa.tuple_(*bound))
+    return (
+        sa.select(*(_staged(src.c[c.name], c) for c in columns))
+        .where(*conditions)
+        .order_by(*key)
+        .limit(limit)
+    )
+
+
+COLUMNS_METADATA_KEY = b"sync_pipeline.columns"
+
+
+def arrow_schema(columns: Sequence[ColumnInfo]) -> pa.Schema:
+    """Arrow schema of a staged extract; the PostgreSQL types ride along as metadata
+    so the transform can cleanse by source type without talking to PostgreSQL."""
+    described = json.dumps([[c.name, c.pg_type, c.is_array] for c in columns])
+    return pa.schema(
+        [pa.field(c.name, c.arrow_type) for c in columns],
+        metadata={COLUMNS_METADATA_KEY: described.encode()},
+    )
+
+
+def staged_columns(path: Path) -> list[ColumnInfo]:
+    metadata = pq.read_schema(path).metadata or {}
+    return [
+        ColumnInfo(name, pg_type, is_array)
+        for name, pg_type, is_array in json.loads(metadata[COLUMNS_METADATA_KEY])
+    ]
+
+
+def iter_pages(
+    conn: Connection,
+    spec: SyncSpec,
+    columns: Sequence[ColumnInfo],
+    window: Window | None,
+    page_size: int,
+    modes: Sequence[PageMode] | None = None,
+) -> Iterator[pa.RecordBatch]:
+    """Yield rows as Arrow record batches of at most `page_size` rows.
+
+    By default: the window's rows (and first the NULL-updated_at rows when the
+    window owns them).
+    """
+    if modes is None:
+        with_nulls = window is not None and window.include_null_updated_at
+        modes = ["null_updated_at", "window"] if with_nulls else ["window"]
+    schema = arrow_schema(columns)
+    names = [c.name for c in columns]
+    key_positions = [names.index(c) for c in spec.source.primary_key]
+    updated_position = names.index(spec.source.updated_at)
+    for mode in modes:
+        after: list[Any] | None = None
+        while True:
+            rows = conn.execute(page_query(spec, columns, window, after, page_size, mode)).fetchall()
+            if not rows:
+                break
+            by_column = list(zip(*rows, strict=True))
+            yield pa.RecordBatch.from_arrays(
+                [pa.array(by_column[i], type=schema.field(i).type) for i in range(len(names))],
+                schema=schema,
+            )
+            last = rows[-1]
+            keys = [last[i] for i in key_positions]
+            after = [last[updated_position], *keys] if mode == "window" else keys
+            if len(rows) < page_size:
+                break
+
+
+def extract_window_to_parquet(
+    conn: Connection,
+    spec: SyncSpec,
+    window: Window,
+    path: Path,
+    page_size: int | None = None,
+) -> int:
+    """Stream one window into a Parquet file; returns the number of rows written.
+
+    Writes to a temporary name and renames, so a crash never leaves a partial
+    file that a later step could mistake for a complete extract.
+    """
+    columns = describe_source(conn, spec)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".parquet.tmp")
+    rows = 0
+    with pq.ParquetWriter(tmp, arrow_schema(columns), compression="zstd") as writer:
+        for batch in iter_pages(conn, spec, columns, window, page_size or spec.batch_size):
+            writer.write_batch(batch)
+            rows += batch.num_rows
+    tmp.replace(path)
+    return rows

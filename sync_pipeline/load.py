@@ -1,0 +1,177 @@
+"""Documents → Elasticsearch: index creation, bulk actions, per-batch accounting.
+
+Each batch becomes one bulk call whose outcome is counted (indexed, deleted,
+failed) so the run history shows exactly what happened batch by batch.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from itertools import islice
+from pathlib import Path
+from typing import Any, TypeVar
+
+import orjson
+from elasticsearch import ApiError, Elasticsearch, helpers
+from elasticsearch import ConnectionError as ESConnectionError
+from elasticsearch import ConnectionTimeout as ESConnectionTimeout
+
+T = TypeVar("T")
+
+TRANSIENT_STATUS = {429, 502, 503, 504}
+
+
+@dataclass
+class BatchResult:
+    batch: int
+    indexed: int = 0
+    deleted: int = 0
+    failed: int = 0
+    seconds: float = 0.0
+    errors: list[dict[str, Any]] = field(default_factory=list)  # first few, for the report
+
+    @property
+    def docs(self) -> int:
+        return self.indexed + self.deleted + self.failed
+
+    @property
+    def docs_per_second(self) -> float:
+        return self.docs / self.seconds if self.seconds > 0 else 0.0
+
+
+@dataclass
+class LoadTotals:
+    batches: int = 0
+    indexed: int = 0
+    deleted: int = 0
+    failed: int = 0
+    seconds: float = 0.0
+    first_errors: list[dict[str, Any]] = field(default_factory=list)
+
+    def add(self, result: BatchResult) -> None:
+        self.batches += 1
+        self.indexed += result.indexed
+        self.deleted += result.deleted
+        self.failed += result.failed
+        self.seconds += result.seconds
+        if len(self.first_errors) < 5:
+            self.first_errors.extend(result.errors[: 5 - len(self.first_errors)])
+
+
+def bulk_action(index: str, entry: dict[str, Any]) -> dict[str, Any]:
+    """A staged document line → a bulk action for elasticsearch-py's helpers."""
+    if entry["_op"] == "delete":
+        return {"_op_type": "delete", "_index": index, "_id": entry["_id"]}
+    return {"_op_type": "index", "_index": index, "_id": entry["_id"], "_source": entry["_source"]}
+
+
+def read_staged_documents(path: Path) -> Iterator[dict[str, Any]]:
+    with path.open("rb") as handle:
+        for line in handle:
+            if line.strip():
+                yield orjson.loads(line)
+
+
+def chunked(items: Iterable[T], size: int) -> Iterator[list[T]]:
+    iterator = iter(items)
+    while chunk := list(islice(iterator, size)):
+        yield chunk
+
+
+def is_transient(exc: BaseException) -> bool:
+    if isinstance(exc, ESConnectionError | ESConnectionTimeout):
+        return True
+    return isinstance(exc, ApiError) and exc.status_code in TRANSIENT_STATUS
+
+
+def with_backoff(
+    call: Callable[[], T],
+    *,
+    attempts: int = 6,
+    base_seconds: float = 0.5,
+    cap_seconds: float = 30.0,
+    sleep: Callable[[float], None] = time.sleep,
+) -> T:
+    """Run `call`, retrying transient ES errors with exponential backoff and full jitter."""
+    for attempt in range(1, attempts + 1):
+        try:
+            return call()
+        except Exception as exc:
+            if attempt == attempts or not is_transient(exc):
+                raise
+            sleep(random.uniform(0, min(cap_seconds, base_seconds * 2 ** (attempt - 1))))
+    raise AssertionError("unreachable")
+
+
+def ensure_index(es: Elasticsearch, index: str, mappings: dict[str, Any], settings: dict[str, Any]) -> bool:
+    """Create the index from the spec's mapping if it is absent; True when created."""
+    if es.indices.exists(index=index):
+        return False
+    try:
+        es.indices.create(index=index, mappings=mappings, settings=settings)
+    except ApiError as exc:
+        # another run created it between exists() and create()
+        if exc.status_code == 400 and "resource_already_exists" in str(exc.body):
+            return False
+        raise
+    return True
+
+
+def _error_summary(op: str, item: dict[str, Any]) -> dict[str, Any]:
+    error = item.get("error")
+    reason = error.get("reason") if isinstance(error, dict) else error
+    kind = error.get("type") if isinstance(error, dict) else None
+    return {"op": op, "_id": item.get("_id"), "status": item.get("status"), "type": kind, "reason": reason}
+
+
+def bulk_batch(es: Elasticsearch, actions: list[dict[str, Any]], batch: int) -> BatchResult:
+    """Send one batch; per-item 429s and transient request errors are retried."""
+    result = BatchResult(batch=batch)
+    started = time.perf_counter()
+
+    def send() -> list[tuple[bool, dict[str, Any]]]:
+        return list(
+            helpers.streaming_bulk(
+                es,
+                actions,
+                chunk_size=len(actions),
+                max_chunk_bytes=50 * 1024 * 1024,
+                raise_on_error=False,  # count failures instead of aborting the batch
+                max_retries=5,  # per-item 429s (helpers only retry these with raise_on_error=False)
+                initial_backoff=0.5,
+                max_backoff=30,
+            )
+        )
+
+    for ok, item in with_backoff(send):
+        op, info = next(iter(item.items()))
+        if op == "delete" and (ok or info.get("status") == 404):
+            result.deleted += 1  # deleting an absent doc is already the desired state
+        elif ok:
+            result.indexed += 1
+        else:
+            result.failed += 1
+            if len(result.errors) < 5:
+                result.errors.append(_error_summary(op, info))
+    result.seconds = time.perf_counter() - started
+    return result
+
+
+def load_documents(
+    es: Elasticsearch,
+    index: str,
+    entries: Iterable[dict[str, Any]],
+    batch_size: int,
+    on_batch: Callable[[BatchResult], None] | None = None,
+) -> LoadTotals:
+    totals = LoadTotals()
+    actions = (bulk_action(index, entry) for entry in entries)
+    for number, chunk in enumerate(chunked(actions, batch_size), start=1):
+        result = bulk_batch(es, chunk, number)
+        totals.add(result)
+        if on_batch is not None:
+            on_batch(result)
+    return totals

@@ -1,0 +1,209 @@
+"""Sync specs: the YAML users write, validated once at the edge.
+
+Everything downstream receives `SyncSpec` objects and may trust them; nothing
+else in the package reads YAML or environment variables for spec content.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+SPEC_NAME = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
+# ES index names: lowercase, no leading -_+, none of \ / * ? " < > | space , #
+INDEX_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,254}$")
+
+Cleanse = Literal["trim", "empty_to_null", "lowercase"]
+Grain = Literal["hour", "day", "week", "month"]
+
+
+class SpecError(ValueError):
+    """A sync spec file that cannot be used; the message names file, spec and field."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class FieldSpec(_Strict):
+    """How one source column becomes one document field."""
+
+    rename: str | None = None
+    drop: bool = False
+    type: str | None = Field(default=None, description="Elasticsearch field type; inferred when absent")
+    cleanse: list[Cleanse] = Field(default_factory=list)
+
+
+class SourceSpec(_Strict):
+    table: str | None = None
+    query: str | None = None
+    primary_key: Annotated[list[str], Field(min_length=1)]
+    updated_at: str
+    soft_delete: str | None = Field(
+        default=None, description="column; a row whose value is true or non-null is deleted in ES"
+    )
+
+    @field_validator("primary_key", mode="before")
+    @classmethod
+    def _one_key_as_list(cls, value: Any) -> Any:
+        return [value] if isinstance(value, str) else value
+
+    @field_validator("table")
+    @classmethod
+    def _table_shape(cls, value: str | None) -> str | None:
+        if value is not None and (not value.strip() or value.count(".") > 1):
+            raise ValueError("must be 'table' or 'schema.table'")
+        return value
+
+    @field_validator("query")
+    @classmethod
+    def _query_is_select(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        stripped = value.strip().rstrip(";").strip()
+        if not re.match(r"(?is)^(select|with)\b", stripped):
+            raise ValueError("must be a SELECT (or WITH ... SELECT) statement")
+        if ";" in stripped:
+            raise ValueError("must be a single statement (no ';' inside)")
+        return stripped
+
+    @model_validator(mode="after")
+    def _table_xor_query(self) -> SourceSpec:
+        if (self.table is None) == (self.query is None):
+            raise ValueError("give exactly one of 'table' or 'query'")
+        return self
+
+    @property
+    def schema_and_table(self) -> tuple[str | None, str]:
+        assert self.table is not None
+        schema, _, table = self.table.rpartition(".")
+        return (schema or None), table
+
+
+class TargetSpec(_Strict):
+    index: str
+    shards: int = Field(default=1, ge=1)
+    replicas: int = Field(default=0, ge=0)
+
+    @field_validator("index")
+    @classmethod
+    def _index_name(cls, value: str) -> str:
+        if not INDEX_NAME.match(value):
+            raise ValueError("must be a lowercase Elasticsearch index name (a-z 0-9 . _ -)")
+        return value
+
+
+class PartitionSpec(_Strict):
+    grain: Grain = "day"
+    start: datetime = Field(description="first window start; rows older than this belong to the first window")
+
+    @field_validator("start")
+    @classmethod
+    def _utc(cls, value: datetime) -> datetime:
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class SyncSpec(_Strict):
+    name: str
+    source: SourceSpec
+    target: TargetSpec
+    partitions: PartitionSpec
+    fields: dict[str, FieldSpec] = Field(default_factory=dict)
+    batch_size: int = Field(default=5000, ge=1, le=100_000)
+    naive_timezone: str = Field(default="UTC", description="zone for timestamp columns without one")
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if not SPEC_NAME.match(value):
+            raise ValueError("must match [a-z][a-z0-9_]* (it becomes a Dagster asset key)")
+        return value
+
+    @model_validator(mode="after")
+    def _keys_survive_mapping(self) -> SyncSpec:
+        for column in (*self.source.primary_key, self.source.updated_at):
+            if self.fields.get(column, FieldSpec()).drop:
+                raise ValueError(f"column '{column}' is a key or updated_at column and cannot be dropped")
+        targets = [self.field_name(c) for c in self.fields if not self.fields[c].drop]
+        duplicated = {t for t in targets if targets.count(t) > 1}
+        if duplicated:
+            raise ValueError(f"several columns map to the same field: {sorted(duplicated)}")
+        return self
+
+    def field_name(self, column: str) -> str:
+        mapped = self.fields.get(column)
+        return mapped.rename if mapped and mapped.rename else column
+
+    @property
+    def key_fields(self) -> list[str]:
+        return [self.field_name(c) for c in self.source.primary_key]
+
+
+class SpecFile(_Strict):
+    specs: Annotated[list[SyncSpec], Field(min_length=1)]
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> SpecFile:
+        names = [s.name for s in self.specs]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"spec names must be unique; repeated: {dupes}")
+        return self
+
+
+def default_config_path() -> Path:
+    return Path(os.environ.get("SYNC_CONFIG") or "sync.yaml")
+
+
+def _location(raw: Any, loc: tuple[Any, ...]) -> str:
+    """Turn a pydantic error location into "spec 'products' → source.primary_key"."""
+    if len(loc) >= 2 and loc[0] == "specs" and isinstance(loc[1], int):
+        try:
+            name = raw["specs"][loc[1]].get("name") or f"#{loc[1] + 1}"
+        except (KeyError, IndexError, TypeError, AttributeError):
+            name = f"#{loc[1] + 1}"
+        rest = ".".join(str(p) for p in loc[2:])
+        return f"spec '{name}'" + (f" → {rest}" if rest else "")
+    return ".".join(str(p) for p in loc) or "(top level)"
+
+
+def parse_specs(text: str, origin: str = "<string>") -> list[SyncSpec]:
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise SpecError(f"{origin}:{where} is not valid YAML: {getattr(exc, 'problem', exc)}") from None
+    if not isinstance(raw, dict):
+        raise SpecError(f"{origin}: expected a mapping with a 'specs:' list at the top")
+    try:
+        return SpecFile.model_validate(raw).specs
+    except ValidationError as exc:
+        lines = [f"{origin}: invalid sync spec"]
+        for err in exc.errors():
+            lines.append(f"  {_location(raw, tuple(err['loc']))}: {err['msg']}")
+        raise SpecError("\n".join(lines)) from None
+
+
+def load_specs(path: str | Path | None = None) -> list[SyncSpec]:
+    path = Path(path) if path is not None else default_config_path()
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise SpecError(f"{path}: sync spec file not found (set --config or SYNC_CONFIG)") from None
+    except OSError as exc:
+        raise SpecError(f"{path}: cannot read sync spec file: {exc.strerror}") from None
+    return parse_specs(text, origin=str(path))
+
+
+def get_spec(specs: list[SyncSpec], name: str) -> SyncSpec:
+    for spec in specs:
+        if spec.name == name:
+            return spec
+    raise SpecError(f"no spec named '{name}' (known: {', '.join(s.name for s in specs)})")

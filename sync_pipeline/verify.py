@@ -1,0 +1,159 @@
+"""Prove PostgreSQL and Elasticsearch agree, streaming both sides in key order.
+
+Both sides are read in primary-key order — PostgreSQL by keyset pages, ES by
+`search_after` on the key fields — and merged like two sorted files, so memory
+is a page on each side however large the table is: no set of all ids is built.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+from elasticsearch import Elasticsearch
+from sqlalchemy.engine import Connection
+
+from .extract import ColumnInfo, describe_source, iter_pages
+from .specs import SyncSpec
+from .transform import DocumentPlan, build_plan, frame_to_documents, record_batch_to_frame
+
+Keyed = tuple[tuple[Any, ...], str, dict[str, Any]]  # (sort key, _id, document)
+
+EXAMPLES = 10
+
+
+@dataclass
+class Mismatch:
+    doc_id: str
+    fields: list[str]
+
+
+@dataclass
+class VerifyReport:
+    spec: str
+    index: str
+    pg_count: int = 0
+    es_count: int = 0
+    missing: int = 0
+    extra: int = 0
+    mismatched: int = 0
+    missing_ids: list[str] = field(default_factory=list)
+    extra_ids: list[str] = field(default_factory=list)
+    mismatches: list[Mismatch] = field(default_factory=list)
+
+    @property
+    def drift(self) -> int:
+        return self.missing + self.extra + self.mismatched
+
+    @property
+    def ok(self) -> bool:
+        return self.drift == 0
+
+    def lines(self) -> list[str]:
+        status = "OK" if self.ok else "DRIFT"
+        out = [
+            f"{self.spec} → {self.index}: {status}  postgres={self.pg_count} elasticsearch={self.es_count} "
+            f"missing={self.missing} extra={self.extra} mismatched={self.mismatched}"
+        ]
+        if self.missing_ids:
+            out.append(f"  missing in ES (first {len(self.missing_ids)}): {', '.join(self.missing_ids)}")
+        if self.extra_ids:
+            out.append(f"  extra in ES (first {len(self.extra_ids)}): {', '.join(self.extra_ids)}")
+        for m in self.mismatches:
+            out.append(f"  _id {m.doc_id} differs in: {', '.join(m.fields)}")
+        return out
+
+
+def normalise(doc: dict[str, Any]) -> dict[str, Any]:
+    """JSON round trip, so both sides compare as what ES actually stores."""
+    return orjson.loads(orjson.dumps(doc))
+
+
+def differing_fields(expected: dict[str, Any], actual: dict[str, Any]) -> list[str]:
+    keys = set(expected) | set(actual)
+    # a field that is null on one side and absent on the other is the same document
+    return sorted(k for k in keys if expected.get(k) != actual.get(k))
+
+
+def diff_sorted(expected: Iterable[Keyed], actual: Iterable[Keyed], report: VerifyReport) -> VerifyReport:
+    """Merge two key-ordered streams, counting missing, extra and changed documents."""
+    exp_iter: Iterator[Keyed] = iter(expected)
+    act_iter: Iterator[Keyed] = iter(actual)
+    exp = next(exp_iter, None)
+    act = next(act_iter, None)
+    while exp is not None or act is not None:
+        if act is None or (exp is not None and exp[0] < act[0]):
+            assert exp is not None
+            report.missing += 1
+            report.pg_count += 1
+            if len(report.missing_ids) < EXAMPLES:
+                report.missing_ids.append(exp[1])
+            exp = next(exp_iter, None)
+        elif exp is None or act[0] < exp[0]:
+            report.extra += 1
+            report.es_count += 1
+            if len(report.extra_ids) < EXAMPLES:
+                report.extra_ids.append(act[1])
+            act = next(act_iter, None)
+        else:
+            report.pg_count += 1
+            report.es_count += 1
+            fields = differing_fields(normalise(exp[2]), normalise(act[2]))
+            if fields:
+                report.mismatched += 1
+                if len(report.mismatches) < EXAMPLES:
+                    report.mismatches.append(Mismatch(exp[1], fields))
+            exp = next(exp_iter, None)
+            act = next(act_iter, None)
+    return report
+
+
+def postgres_documents(
+    conn: Connection, spec: SyncSpec, columns: Sequence[ColumnInfo], plan: DocumentPlan, page_size: int
+) -> Iterator[Keyed]:
+    """Every live row of the source as the document it should be, in key order."""
+    key_fields = spec.key_fields
+    for batch in iter_pages(conn, spec, columns, None, page_size, modes=["by_key"]):
+        frame = record_batch_to_frame(batch)
+        docs = frame_to_documents(frame, plan)
+        for doc_id, doc, deleted in zip(docs.ids, docs.documents, docs.deleted, strict=True):
+            if not deleted:
+                yield tuple(doc[k] for k in key_fields), doc_id, doc
+
+
+def elasticsearch_documents(es: Elasticsearch, spec: SyncSpec, page_size: int) -> Iterator[Keyed]:
+    """Every document of the index, sorted by the key fields, via search_after."""
+    sort = [{name: {"order": "asc"}} for name in spec.key_fields]
+    after: list[Any] | None = None
+    while True:
+        response = es.search(
+            index=spec.target.index,
+            size=page_size,
+            sort=sort,
+            search_after=after,
+            track_total_hits=False,
+            query={"match_all": {}},
+        )
+        hits = response["hits"]["hits"]
+        if not hits:
+            return
+        for hit in hits:
+            yield tuple(hit["sort"]), hit["_id"], hit["_source"]
+        after = hits[-1]["sort"]
+
+
+def verify_spec(conn: Connection, es: Elasticsearch, spec: SyncSpec, page_size: int = 2000) -> VerifyReport:
+    columns = describe_source(conn, spec)
+    plan = build_plan(spec, columns)
+    report = VerifyReport(spec=spec.name, index=spec.target.index)
+    if not es.indices.exists(index=spec.target.index):
+        # every row is missing; still stream PG to count them
+        return diff_sorted(postgres_documents(conn, spec, columns, plan, page_size), [], report)
+    es.indices.refresh(index=spec.target.index)
+    return diff_sorted(
+        postgres_documents(conn, spec, columns, plan, page_size),
+        elasticsearch_documents(es, spec, page_size),
+        report,
+    )

@@ -1,0 +1,142 @@
+"""The `sync-pipeline` command as users run it: real processes, real servers, real exit codes."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def cli(*args: str, env: dict[str, str] | None = None, cwd: Path = ROOT) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "sync_pipeline.cli", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env={**os.environ, **(env or {})},
+        timeout=600,
+    )
+
+
+def test_usage_error_without_a_range_exits_2(tmp_path):
+    result = cli("--config", str(ROOT / "sync.yaml"), "sync", "--spec", "products")
+    assert result.returncode == 2
+    assert "give --full, or --start" in result.stderr
+
+
+def test_invalid_spec_file_exits_2_naming_file_spec_and_field(tmp_path):
+    config = tmp_path / "bad.yaml"
+    config.write_text(
+        "specs:\n  - name: orders\n    source: {table: orders, updated_at: u}\n"
+        "    target: {index: orders}\n    partitions: {start: '2026-01-01'}\n"
+    )
+    result = cli("--config", str(config), "verify")
+    assert result.returncode == 2
+    assert str(config) in result.stderr
+    assert "spec 'orders' → source.primary_key" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_unknown_spec_name_exits_2():
+    result = cli("--config", str(ROOT / "sync.yaml"), "verify", "--spec", "nope")
+    assert result.returncode == 2 and "no spec named 'nope'" in result.stderr
+
+
+@pytest.mark.integration
+def test_unreachable_postgres_is_a_clear_error_without_the_password(live):
+    result = cli(
+        "verify",
+        env={
+            "SYNC_PG_URL": "postgresql://sync:hunter2secret@127.0.0.1:1/nowhere",
+            "SYNC_ES_URL": live.es_url,
+        },
+    )
+    assert result.returncode == 2
+    assert (
+        "cannot connect to PostgreSQL at postgresql+psycopg://sync:***@127.0.0.1:1/nowhere" in result.stderr
+    )
+    assert "hunter2secret" not in result.stderr + result.stdout
+
+
+@pytest.mark.integration
+def test_wrong_password_is_a_clear_error(live):
+    url = live.pg_url.replace("sync:sync@", "sync:wrong-password@")
+    result = cli("verify", env={"SYNC_PG_URL": url, "SYNC_ES_URL": live.es_url})
+    assert result.returncode == 2
+    assert "password authentication failed" in result.stderr
+    assert "wrong-password" not in result.stderr
+
+
+@pytest.mark.integration
+def test_unreachable_elasticsearch_is_a_clear_error(live):
+    result = cli("verify", env={"SYNC_PG_URL": live.pg_url, "SYNC_ES_URL": "http://127.0.0.1:1"})
+    assert result.returncode == 2
+    assert "cannot connect to Elasticsearch at http://127.0.0.1:1" in result.stderr
+
+
+@pytest.mark.integration
+def test_unknown_table_exits_2_naming_spec_and_table(scenario, tmp_path):
+    config = scenario.spec_file(tmp_path, source="table: no_such_table")
+    result = cli("--config", str(config), "verify")
+    assert result.returncode == 2
+    assert f"source of spec '{scenario.table}'" in result.stderr
+    assert 'relation "no_such_table" does not exist' in result.stderr
+
+
+@pytest.mark.integration
+def test_sync_and_verify_commands_exit_codes(scenario, insert_rows, tmp_path, es):
+    insert_rows(range(1, 26), "2026-02-01 00:00:00+00")
+    config = scenario.spec_file(tmp_path)
+
+    synced = cli("--config", str(config), "sync", "--spec", scenario.table, "--full")
+    assert synced.returncode == 0, synced.stderr
+    assert "indexed" in synced.stdout and "succeeded" in synced.stdout
+
+    clean = cli("--config", str(config), "verify")
+    assert clean.returncode == 0 and "OK" in clean.stdout
+
+    es.delete(index=scenario.index, id="5", refresh=True)
+    drift = cli("--config", str(config), "verify", "--spec", scenario.table)
+    assert drift.returncode == 1
+    assert "DRIFT" in drift.stdout and "missing=1" in drift.stdout
+
+
+@pytest.mark.integration
+def test_dagster_cli_materializes_one_partition(scenario, insert_rows, tmp_path, es):
+    insert_rows(range(1, 6), "2026-03-05 10:00:00+00")
+    insert_rows(range(6, 9), "2026-03-07 10:00:00+00")
+    config = scenario.spec_file(tmp_path, grain="day", start="2026-03-01")
+    result = subprocess.run(
+        [
+            str(Path(sys.executable).parent / "dagster"),
+            "asset",
+            "materialize",
+            "-m",
+            "sync_pipeline",
+            "--select",
+            f"{scenario.table}_extract*",
+            "--partition",
+            "2026-03-05",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=600,
+        env={**os.environ, "SYNC_CONFIG": str(config)},
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    es.indices.refresh(index=scenario.index)
+    ids = sorted(int(h["_id"]) for h in es.search(index=scenario.index, size=100)["hits"]["hits"])
+    assert ids == [1, 2, 3, 4, 5]
+
+
+@pytest.mark.integration
+def test_services_env_prints_export_lines(live):
+    result = cli("services", "env")
+    assert result.returncode == 0
+    lines = result.stdout.strip().splitlines()
+    assert any(line.startswith("export SYNC_PG_URL=") for line in lines)
+    assert any(line.startswith("export SYNC_ES_URL=") for line in lines)

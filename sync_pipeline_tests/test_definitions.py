@@ -1,0 +1,58 @@
+"""The code location: assets, kinds, groups, jobs and windows generated from specs."""
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+import dagster as dg
+
+from sync_pipeline.assets import partitions_for, window_for
+from sync_pipeline.definitions import build_definitions
+from sync_pipeline.specs import load_specs
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def repo_specs():
+    return load_specs(ROOT / "sync.yaml")
+
+
+def test_definitions_snapshot_for_the_repository_spec():
+    defs = build_definitions(repo_specs())
+    graph = defs.resolve_asset_graph()
+    keys = sorted(k.to_user_string() for k in graph.get_all_asset_keys())
+    assert keys == ["products_documents", "products_extract", "products_index"]
+    extract = graph.get(dg.AssetKey("products_extract"))
+    index = graph.get(dg.AssetKey("products_index"))
+    assert extract.kinds == {"postgres", "parquet"}
+    assert index.kinds == {"elasticsearch"}
+    assert {graph.get(k).group_name for k in graph.get_all_asset_keys()} == {"products"}
+    assert graph.get(dg.AssetKey("products_documents")).parent_keys == {dg.AssetKey("products_extract")}
+    assert index.parent_keys == {dg.AssetKey("products_documents")}
+    assert index.backfill_policy == dg.BackfillPolicy.single_run()
+    assert {key.name for key in graph.asset_check_keys} == {"no_failed_documents"}
+    job = defs.resolve_job_def("products_sync")
+    assert job.partitions_def == partitions_for(repo_specs()[0])
+
+
+def test_partitions_follow_the_spec_grain_and_include_the_open_window():
+    spec = repo_specs()[0]
+    partitions = partitions_for(spec)
+    keys = partitions.get_partition_keys(current_time=datetime(2026, 10, 3, 12, tzinfo=UTC))
+    assert keys == ["2026-10-01", "2026-10-02", "2026-10-03"]
+
+
+def test_windows_first_owns_the_past_and_nulls_last_owns_the_future():
+    spec = repo_specs()[0]
+    partitions = partitions_for(spec)
+    first = partitions.time_window_for_partition_key(partitions.get_first_partition_key())
+    window, key = window_for(partitions, first.start, first.end)
+    assert window.start is None and window.end == first.end and window.include_null_updated_at
+    assert key == "20261001T0000_20261002T0000"
+
+    last = partitions.get_last_partition_window()
+    window, _ = window_for(partitions, last.start, last.end)
+    assert window.start == last.start and window.end is None and not window.include_null_updated_at
+
+    middle = partitions.time_window_for_partition_key("2026-10-05")
+    window, _ = window_for(partitions, middle.start, middle.end)
+    assert (window.start, window.end) == (middle.start, middle.end)
