@@ -111,8 +111,7 @@ def describe_source(conn: Connection, spec: SyncSpec) -> list[ColumnInfo]:
     if len(set(names)) != len(names):
         raise SourceError(f"{where}: the query returns duplicate column names {names}")
     required = [*spec.source.primary_key, spec.source.updated_at]
-    if spec.source.soft_delete:
-        required.append(spec.source.soft_delete)
+    required += [c for c in (spec.source.soft_delete, spec.source.version) if c]
     missing = [c for c in required if c not in names]
     unknown_fields = [c for c in spec.fields if c not in names]
     if missing or unknown_fields:
@@ -229,11 +228,7 @@ def iter_pages(
             rows = conn.execute(page_query(spec, columns, window, after, page_size, mode)).fetchall()
             if not rows:
                 break
-            by_column = list(zip(*rows, strict=True))
-            yield pa.RecordBatch.from_arrays(
-                [pa.array(by_column[i], type=schema.field(i).type) for i in range(len(names))],
-                schema=schema,
-            )
+            yield rows_to_batch(rows, schema)
             last = rows[-1]
             keys = [last[i] for i in key_positions]
             after = [last[updated_position], *keys] if mode == "window" else keys
@@ -263,3 +258,48 @@ def extract_window_to_parquet(
             rows += batch.num_rows
     tmp.replace(path)
     return rows
+
+
+class _PgType(sa.types.UserDefinedType):
+    """A PostgreSQL type by name, so key values can be cast to their column's type."""
+
+    cache_ok = True
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def get_col_spec(self, **_: Any) -> str:
+        return self.name
+
+
+def keys_query(
+    spec: SyncSpec, columns: Sequence[ColumnInfo], keys: Sequence[Sequence[Any]]
+) -> sa.Select[Any]:
+    """Current rows for specific primary keys (drain, verify --fix, dead-letter replay).
+
+    Key values arrive from JSON, so each is cast to its column's type, which
+    keeps the primary-key index usable.
+    """
+    src = source_clause(spec, [c.name for c in columns])
+    info = {c.name: c for c in columns}
+    pk = [src.c[name] for name in spec.source.primary_key]
+    casts = [_PgType(info[name].pg_type) for name in spec.source.primary_key]
+    tuples = [sa.tuple_(*(sa.cast(v, t) for v, t in zip(key, casts, strict=True))) for key in keys]
+    return sa.select(*(_staged(src.c[c.name], c) for c in columns)).where(sa.tuple_(*pk).in_(tuples))
+
+
+def fetch_keys(
+    conn: Connection, spec: SyncSpec, columns: Sequence[ColumnInfo], keys: Sequence[Sequence[Any]]
+) -> pa.RecordBatch:
+    schema = arrow_schema(columns)
+    rows = conn.execute(keys_query(spec, columns, keys)).fetchall() if keys else []
+    if not rows:
+        return pa.RecordBatch.from_pylist([], schema=schema)
+    return rows_to_batch(rows, schema)
+
+
+def rows_to_batch(rows: Sequence[Sequence[Any]], schema: pa.Schema) -> pa.RecordBatch:
+    by_column = list(zip(*rows, strict=True))
+    return pa.RecordBatch.from_arrays(
+        [pa.array(by_column[i], type=schema.field(i).type) for i in range(len(schema))], schema=schema
+    )

@@ -25,17 +25,32 @@ TRANSIENT_STATUS = {429, 502, 503, 504}
 
 
 @dataclass
+class Rejected:
+    """A document Elasticsearch refused for good (mapping/parse errors, too large)."""
+
+    doc_id: str
+    action: dict[str, Any]
+    error: dict[str, Any]
+
+
+@dataclass
 class BatchResult:
     batch: int
     indexed: int = 0
     deleted: int = 0
-    failed: int = 0
+    stale_skipped: int = 0  # ES already holds a newer version: not a failure, and counted
+    failed: int = 0  # transient failures that outlived the retries: the run must fail
+    rejected: list[Rejected] = field(default_factory=list)  # permanent: for the dead-letter table
     seconds: float = 0.0
     errors: list[dict[str, Any]] = field(default_factory=list)  # first few, for the report
 
     @property
+    def dead_lettered(self) -> int:
+        return len(self.rejected)
+
+    @property
     def docs(self) -> int:
-        return self.indexed + self.deleted + self.failed
+        return self.indexed + self.deleted + self.stale_skipped + self.failed + self.dead_lettered
 
     @property
     def docs_per_second(self) -> float:
@@ -47,25 +62,42 @@ class LoadTotals:
     batches: int = 0
     indexed: int = 0
     deleted: int = 0
+    stale_skipped: int = 0
     failed: int = 0
+    dead_lettered: int = 0
     seconds: float = 0.0
     first_errors: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def docs(self) -> int:
+        return self.indexed + self.deleted + self.stale_skipped + self.failed + self.dead_lettered
 
     def add(self, result: BatchResult) -> None:
         self.batches += 1
         self.indexed += result.indexed
         self.deleted += result.deleted
+        self.stale_skipped += result.stale_skipped
         self.failed += result.failed
+        self.dead_lettered += result.dead_lettered
         self.seconds += result.seconds
         if len(self.first_errors) < 5:
             self.first_errors.extend(result.errors[: 5 - len(self.first_errors)])
 
 
 def bulk_action(index: str, entry: dict[str, Any]) -> dict[str, Any]:
-    """A staged document line → a bulk action for elasticsearch-py's helpers."""
-    if entry["_op"] == "delete":
-        return {"_op_type": "delete", "_index": index, "_id": entry["_id"]}
-    return {"_op_type": "index", "_index": index, "_id": entry["_id"], "_source": entry["_source"]}
+    """A staged document line → a bulk action for elasticsearch-py's helpers.
+
+    Versions are external_gte: re-sending the same version is an idempotent
+    no-op success, while an older version (a backfill racing an incremental
+    sync) is refused with a 409 that we count as stale_skipped.
+    """
+    action: dict[str, Any] = {"_op_type": entry["_op"], "_index": index, "_id": entry["_id"]}
+    if "_version" in entry:
+        action["version"] = entry["_version"]
+        action["version_type"] = "external_gte"
+    if entry["_op"] != "delete":
+        action["_source"] = entry["_source"]
+    return action
 
 
 def read_staged_documents(path: Path) -> Iterator[dict[str, Any]]:
@@ -146,16 +178,26 @@ def bulk_batch(es: Elasticsearch, actions: list[dict[str, Any]], batch: int) -> 
             )
         )
 
+    by_id = {a["_id"]: a for a in actions}
     for ok, item in with_backoff(send):
         op, info = next(iter(item.items()))
-        if op == "delete" and (ok or info.get("status") == 404):
+        status = info.get("status", 500)
+        if op == "delete" and (ok or status == 404):
             result.deleted += 1  # deleting an absent doc is already the desired state
         elif ok:
             result.indexed += 1
+        elif status == 409:
+            result.stale_skipped += 1
         else:
-            result.failed += 1
+            summary = _error_summary(op, info)
+            if status in TRANSIENT_STATUS or status >= 500:
+                result.failed += 1
+            else:
+                result.rejected.append(
+                    Rejected(str(info.get("_id")), by_id.get(info.get("_id"), {}), summary)
+                )
             if len(result.errors) < 5:
-                result.errors.append(_error_summary(op, info))
+                result.errors.append(summary)
     result.seconds = time.perf_counter() - started
     return result
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import re
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -48,6 +48,15 @@ class SourceSpec(_Strict):
     soft_delete: str | None = Field(
         default=None, description="column; a row whose value is true or non-null is deleted in ES"
     )
+    change_tables: list[str] = Field(
+        default_factory=list,
+        description="tables whose triggers feed the change buffer (default: `table`); each must "
+        "carry the primary-key columns under the same names",
+    )
+    version: str | None = Field(
+        default=None,
+        description="integer or timestamp column giving the ES external version (default: updated_at)",
+    )
 
     @field_validator("primary_key", mode="before")
     @classmethod
@@ -82,8 +91,16 @@ class SourceSpec(_Strict):
     @property
     def schema_and_table(self) -> tuple[str | None, str]:
         assert self.table is not None
-        schema, _, table = self.table.rpartition(".")
-        return (schema or None), table
+        return split_table(self.table)
+
+    @property
+    def trigger_tables(self) -> list[str]:
+        return self.change_tables or ([self.table] if self.table else [])
+
+
+def split_table(name: str) -> tuple[str | None, str]:
+    schema, _, table = name.rpartition(".")
+    return (schema or None), table
 
 
 class TargetSpec(_Strict):
@@ -102,6 +119,18 @@ class TargetSpec(_Strict):
 class PartitionSpec(_Strict):
     grain: Grain = "day"
     start: datetime = Field(description="first window start; rows older than this belong to the first window")
+    lookback: timedelta = Field(
+        default=timedelta(0),
+        description="each window also re-reads this much before its start, catching rows stamped "
+        "earlier but committed late (e.g. PT10M); re-reads are idempotent",
+    )
+
+    @field_validator("lookback")
+    @classmethod
+    def _not_negative(cls, value: timedelta) -> timedelta:
+        if value < timedelta(0):
+            raise ValueError("must not be negative")
+        return value
 
     @field_validator("start")
     @classmethod

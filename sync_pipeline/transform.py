@@ -107,15 +107,21 @@ def index_settings(spec: SyncSpec) -> dict[str, Any]:
     return {"number_of_shards": spec.target.shards, "number_of_replicas": spec.target.replicas}
 
 
-def document_ids(frame: pd.DataFrame, key_columns: Sequence[str]) -> list[str]:
-    """`_id` from the primary key: the value itself, or a JSON array for composite keys.
+def document_id(key: Sequence[Any]) -> str:
+    """`_id` from primary-key values: the value itself, or a JSON array for composite keys.
 
     JSON keeps composite ids unambiguous whatever characters the parts contain.
     """
+    if len(key) == 1:
+        return str(key[0])
+    return orjson.dumps(list(key), default=str).decode()
+
+
+def document_ids(frame: pd.DataFrame, key_columns: Sequence[str]) -> list[str]:
     if len(key_columns) == 1:
         return [str(v) for v in frame[key_columns[0]].tolist()]
     rows = zip(*(frame[c].tolist() for c in key_columns), strict=True)
-    return [orjson.dumps(list(r), default=str).decode() for r in rows]
+    return [document_id(r) for r in rows]
 
 
 def _null_if(series: pd.Series, mask: Any) -> pd.Series:
@@ -166,6 +172,7 @@ class DocumentBatch:
     ids: list[str]
     documents: list[dict[str, Any]]  # aligned with ids; ignored where deleted
     deleted: list[bool]
+    versions: list[int]  # ES external versions: a document never replaces a newer one
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -178,7 +185,20 @@ def frame_to_documents(frame: pd.DataFrame, plan: DocumentPlan) -> DocumentBatch
         {f.name: cleanse_column(frame[f.column], f, plan.spec.naive_timezone) for f in plan.fields},
         index=frame.index,
     )
-    return DocumentBatch(ids=ids, documents=out.to_dict("records"), deleted=deleted)
+    versions = document_versions(frame, plan.spec)
+    return DocumentBatch(ids=ids, documents=out.to_dict("records"), deleted=deleted, versions=versions)
+
+
+def document_versions(frame: pd.DataFrame, spec: SyncSpec) -> list[int]:
+    """External version per row: the spec's version column, else updated_at in epoch microseconds.
+
+    A row without one gets 0, which any later stamped write supersedes.
+    """
+    column = frame[spec.source.version or spec.source.updated_at]
+    if isinstance(column.dtype, pd.ArrowDtype) and pa.types.is_timestamp(column.dtype.pyarrow_dtype):
+        micros = pa.array(column).cast(pa.timestamp("us", tz="UTC")).cast(pa.int64())
+        column = pd.Series(micros, dtype=pd.ArrowDtype(pa.int64()), index=frame.index)
+    return column.fillna(0).astype("int64").clip(lower=0).tolist()
 
 
 def read_frames(path: Path, batch_size: int) -> Iterator[pd.DataFrame]:
@@ -193,10 +213,15 @@ def record_batch_to_frame(batch: pa.RecordBatch) -> pd.DataFrame:
 
 
 def documents_to_ndjson(batch: DocumentBatch) -> bytes:
-    """One line per document: {"_id", "_op", "_source"} — the staged form of the documents asset."""
+    """One line per document: {"_id", "_op", "_version", "_source"} — the staged documents."""
     lines = []
-    for doc_id, doc, is_deleted in zip(batch.ids, batch.documents, batch.deleted, strict=True):
-        entry: dict[str, Any] = {"_id": doc_id, "_op": "delete" if is_deleted else "index"}
+    rows = zip(batch.ids, batch.documents, batch.deleted, batch.versions, strict=True)
+    for doc_id, doc, is_deleted, version in rows:
+        entry: dict[str, Any] = {
+            "_id": doc_id,
+            "_op": "delete" if is_deleted else "index",
+            "_version": version,
+        }
         if not is_deleted:
             entry["_source"] = doc
         lines.append(orjson.dumps(entry, option=orjson.OPT_APPEND_NEWLINE))
