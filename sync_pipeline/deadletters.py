@@ -1,0 +1,146 @@
+"""Documents Elasticsearch refused for good, kept in PostgreSQL instead of lost.
+
+A mapping or parse error on one document must neither sink its batch nor
+vanish: the rest of the batch lands, the refused document is stored here with
+its error, the run's asset check fails, and `dead-letters replay` retries it
+after the data or the mapping is fixed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import sqlalchemy as sa
+from elasticsearch import Elasticsearch
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.engine import Connection, Engine
+
+from .load import Rejected
+from .specs import SyncSpec
+
+metadata = sa.MetaData()
+
+DEAD_LETTERS = sa.Table(
+    "sync_pipeline_dead_letters",
+    metadata,
+    sa.Column("id", sa.BigInteger, sa.Identity(), primary_key=True),
+    sa.Column("spec", sa.Text, nullable=False, index=True),
+    sa.Column("partition", sa.Text),
+    sa.Column("run_id", sa.Text),
+    sa.Column("doc_id", sa.Text, nullable=False),
+    sa.Column("document", JSONB),
+    sa.Column("error", JSONB, nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), server_default=sa.func.now(), nullable=False),
+)
+
+
+def ensure_table(conn: Connection) -> None:
+    metadata.create_all(conn, tables=[DEAD_LETTERS], checkfirst=True)
+
+
+def record(
+    conn: Connection, spec: str, rejected: Sequence[Rejected], partition: str | None, run_id: str | None
+) -> int:
+    if not rejected:
+        return 0
+    ensure_table(conn)
+    conn.execute(
+        DEAD_LETTERS.insert(),
+        [
+            {
+                "spec": spec,
+                "partition": partition,
+                "run_id": run_id,
+                "doc_id": r.doc_id,
+                "document": r.action.get("_source"),
+                "error": r.error,
+            }
+            for r in rejected
+        ],
+    )
+    return len(rejected)
+
+
+def list_dead_letters(conn: Connection, spec: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
+    ensure_table(conn)
+    query = sa.select(DEAD_LETTERS).order_by(DEAD_LETTERS.c.id).limit(limit)
+    if spec:
+        query = query.where(DEAD_LETTERS.c.spec == spec)
+    return [dict(row._mapping) for row in conn.execute(query)]
+
+
+def count(conn: Connection, spec: str | None = None) -> int:
+    ensure_table(conn)
+    query = sa.select(sa.func.count()).select_from(DEAD_LETTERS)
+    if spec:
+        query = query.where(DEAD_LETTERS.c.spec == spec)
+    return int(conn.execute(query).scalar_one())
+
+
+def purge(conn: Connection, spec: str | None = None) -> int:
+    ensure_table(conn)
+    statement = DEAD_LETTERS.delete()
+    if spec:
+        statement = statement.where(DEAD_LETTERS.c.spec == spec)
+    return conn.execute(statement).rowcount
+
+
+def claim(conn: Connection, spec: str, limit: int, after_id: int = 0) -> list[tuple[int, str]]:
+    """(id, doc_id) of dead letters to replay, locked so two replays never overlap."""
+    ensure_table(conn)
+    query = (
+        sa.select(DEAD_LETTERS.c.id, DEAD_LETTERS.c.doc_id)
+        .where(DEAD_LETTERS.c.spec == spec, DEAD_LETTERS.c.id > after_id)
+        .order_by(DEAD_LETTERS.c.id)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    return [(row.id, row.doc_id) for row in conn.execute(query)]
+
+
+def remove(conn: Connection, ids: Sequence[int]) -> None:
+    if ids:
+        conn.execute(DEAD_LETTERS.delete().where(DEAD_LETTERS.c.id.in_(list(ids))))
+
+
+def replay(engine: Engine, es: Elasticsearch, spec: SyncSpec, batch_size: int = 500) -> tuple[int, int]:
+    """Re-send dead-lettered documents from their *current* rows.
+
+    Returns (replayed, still refused). Entries that land are removed; ones
+    refused again stay with their newest error; a transient failure rolls the
+    batch back untouched.
+    """
+    from .extract import describe_source
+    from .resync import key_from_id, resync_keys
+    from .transform import build_plan
+
+    with engine.connect() as conn:
+        columns = describe_source(conn, spec)
+    plan = build_plan(spec, columns)
+    replayed = refused = 0
+    after_id = 0
+    while True:
+        with engine.begin() as conn:
+            claimed = claim(conn, spec.name, batch_size, after_id)
+            if not claimed:
+                break
+            after_id = claimed[-1][0]
+            keys = {doc_id: key_from_id(spec, doc_id) for _, doc_id in claimed}
+            result = resync_keys(conn, es, spec, columns, plan, list(keys.values()))
+            if result.failed:
+                raise RuntimeError(
+                    f"spec '{spec.name}': Elasticsearch unavailable during replay; nothing removed"
+                )
+            errors = {r.doc_id: r.error for r in result.rejected}
+            remove(conn, [i for i, doc_id in claimed if doc_id not in errors])
+            for i, doc_id in claimed:
+                if doc_id in errors:
+                    conn.execute(
+                        DEAD_LETTERS.update().where(DEAD_LETTERS.c.id == i).values(error=errors[doc_id])
+                    )
+            refused += len({d for _, d in claimed if d in errors})
+            replayed += len({d for _, d in claimed if d not in errors})
+    if replayed:
+        es.indices.refresh(index=spec.target.index)
+    return replayed, refused
