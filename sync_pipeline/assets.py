@@ -8,13 +8,15 @@ resource and reports counts to Dagster.
 # no `from __future__ import annotations`: Dagster inspects the context annotation at runtime
 import json
 import time
-from datetime import datetime
+from datetime import datetime, timedelta
+from typing import Any
 
 import dagster as dg
 
-from . import progress
+from . import deadletters, progress
+from .buffer import drain
 from .extract import Window, extract_window_to_parquet, staged_columns
-from .load import BatchResult, ensure_index, load_documents, read_staged_documents
+from .load import BatchResult, LoadTotals, ensure_index, load_documents, read_staged_documents
 from .resources import ElasticsearchResource, PostgresResource, StagingResource
 from .specs import SyncSpec
 from .transform import (
@@ -42,20 +44,24 @@ def partitions_for(spec: SyncSpec) -> dg.TimeWindowPartitionsDefinition:
 
 
 def window_for(
-    partitions: dg.TimeWindowPartitionsDefinition, start: datetime, end: datetime
+    partitions: dg.TimeWindowPartitionsDefinition,
+    start: datetime,
+    end: datetime,
+    lookback: timedelta = timedelta(0),
 ) -> tuple[Window, str]:
     """The SQL window for a run over [start, end), and its staging file key.
 
     The first partition also owns rows older than the partition start and rows
     with a NULL updated_at; the newest partition owns rows stamped in the
     future. Together the partitions therefore cover every row of the source.
+    `lookback` widens the read backwards (not the key) for late commits.
     """
     first = partitions.start
     last = partitions.get_last_partition_window()
     lower_open = start <= first
     upper_open = last is None or end >= last.end
     window = Window(
-        start=None if lower_open else start,
+        start=None if lower_open else start - lookback,
         end=None if upper_open else end,
         include_null_updated_at=lower_open,
     )
@@ -65,7 +71,7 @@ def window_for(
 
 def _run_window(context: dg.AssetExecutionContext, spec: SyncSpec) -> tuple[Window, str]:
     time_window = context.partition_time_window
-    return window_for(partitions_for(spec), time_window.start, time_window.end)
+    return window_for(partitions_for(spec), time_window.start, time_window.end, spec.partitions.lookback)
 
 
 def _asset_keys(spec: SyncSpec) -> tuple[dg.AssetKey, dg.AssetKey, dg.AssetKey]:
@@ -157,13 +163,21 @@ def build_spec_assets(spec: SyncSpec) -> list[dg.AssetsDefinition]:
             dg.AssetCheckSpec(
                 "no_failed_documents",
                 asset=index_key,
-                description="every document of the run was accepted by Elasticsearch",
-            )
+                description="every document of the run reached Elasticsearch (none lost to transient errors)",
+            ),
+            dg.AssetCheckSpec(
+                "no_dead_letters",
+                asset=index_key,
+                description="Elasticsearch refused no document for good (see `sync-pipeline dead-letters`)",
+            ),
         ],
         **common,
     )
     def index(
-        context: dg.AssetExecutionContext, elasticsearch: ElasticsearchResource, staging: StagingResource
+        context: dg.AssetExecutionContext,
+        elasticsearch: ElasticsearchResource,
+        postgres: PostgresResource,
+        staging: StagingResource,
     ) -> dg.MaterializeResult:
         _, key = _run_window(context, spec)
         documents_path = staging.path(spec.name, key, "ndjson")
@@ -178,64 +192,140 @@ def build_spec_assets(spec: SyncSpec) -> list[dg.AssetsDefinition]:
         if created:
             context.log.info(f"created index {spec.target.index} from the spec's mapping")
 
+        partition = key
+
         def record(batch: BatchResult) -> None:
-            # one structured event per bulk batch: visible in the run's event log
-            context.log_event(
-                dg.AssetObservation(
-                    asset_key=index_key,
-                    metadata={
-                        "batch": batch.batch,
-                        "indexed": batch.indexed,
-                        "deleted": batch.deleted,
-                        "failed": batch.failed,
-                        "seconds": round(batch.seconds, 3),
-                        "docs_per_s": round(batch.docs_per_second, 1),
-                        **({"first_error": json.dumps(batch.errors[0])} if batch.errors else {}),
-                    },
-                )
-            )
+            if batch.rejected:
+                with postgres.engine().begin() as conn:
+                    deadletters.record(conn, spec.name, batch.rejected, partition, context.run.run_id)
+            log_batch(context, index_key, batch)
             progress.notify("batch", spec=spec.name, docs=batch.docs, failed=batch.failed)
 
         totals = load_documents(
             es, spec.target.index, read_staged_documents(documents_path), spec.batch_size, on_batch=record
         )
         es.indices.refresh(index=spec.target.index)
-        docs = totals.indexed + totals.deleted + totals.failed
         context.log.info(
-            f"{spec.name}: {totals.indexed} indexed, {totals.deleted} deleted, {totals.failed} failed "
-            f"in {totals.batches} batches, {totals.seconds:.1f}s"
+            f"{spec.name}: {totals.indexed} indexed, {totals.deleted} deleted, {totals.stale_skipped} stale, "
+            f"{totals.failed} failed, {totals.dead_lettered} dead-lettered in {totals.batches} batches, "
+            f"{totals.seconds:.1f}s"
         )
+        if totals.failed:
+            # documents lost to transient errors: fail the run so nothing downstream treats it as done
+            raise dg.Failure(
+                f"{totals.failed} documents were not acknowledged by Elasticsearch after retries",
+                metadata=totals_metadata(totals, spec),
+            )
         return dg.MaterializeResult(
-            metadata={
-                "dagster/row_count": docs,
-                "indexed": totals.indexed,
-                "deleted": totals.deleted,
-                "failed": totals.failed,
-                "batches": totals.batches,
-                "seconds": round(totals.seconds, 3),
-                "docs_per_s": round(docs / totals.seconds, 1) if totals.seconds else 0.0,
-                "index": spec.target.index,
-            },
-            check_results=[
-                dg.AssetCheckResult(
-                    check_name="no_failed_documents",
-                    passed=totals.failed == 0,
-                    severity=dg.AssetCheckSeverity.ERROR,
-                    metadata={
-                        "failed": totals.failed,
-                        "first_errors": dg.MetadataValue.json(totals.first_errors),
-                    },
-                )
-            ],
+            metadata=totals_metadata(totals, spec),
+            check_results=load_check_results(totals),
         )
 
     return [extract, documents, index]
 
 
+def log_batch(context: dg.AssetExecutionContext, key: dg.AssetKey, batch: BatchResult) -> None:
+    """One structured event per bulk batch: visible in the run's event log."""
+    context.log_event(
+        dg.AssetObservation(
+            asset_key=key,
+            metadata={
+                "batch": batch.batch,
+                "indexed": batch.indexed,
+                "deleted": batch.deleted,
+                "stale_skipped": batch.stale_skipped,
+                "failed": batch.failed,
+                "dead_lettered": batch.dead_lettered,
+                "seconds": round(batch.seconds, 3),
+                "docs_per_s": round(batch.docs_per_second, 1),
+                **({"first_error": json.dumps(batch.errors[0])} if batch.errors else {}),
+            },
+        )
+    )
+
+
+def totals_metadata(totals: LoadTotals, spec: SyncSpec) -> dict[str, Any]:
+    return {
+        "dagster/row_count": totals.docs,
+        "indexed": totals.indexed,
+        "deleted": totals.deleted,
+        "stale_skipped": totals.stale_skipped,
+        "failed": totals.failed,
+        "dead_lettered": totals.dead_lettered,
+        "batches": totals.batches,
+        "seconds": round(totals.seconds, 3),
+        "docs_per_s": round(totals.docs / totals.seconds, 1) if totals.seconds else 0.0,
+        "index": spec.target.index,
+    }
+
+
+def load_check_results(totals: LoadTotals) -> list[dg.AssetCheckResult]:
+    return [
+        dg.AssetCheckResult(
+            check_name="no_failed_documents",
+            passed=totals.failed == 0,
+            severity=dg.AssetCheckSeverity.ERROR,
+            metadata={"failed": totals.failed},
+        ),
+        dg.AssetCheckResult(
+            check_name="no_dead_letters",
+            passed=totals.dead_lettered == 0,
+            severity=dg.AssetCheckSeverity.ERROR,
+            metadata={
+                "dead_lettered": totals.dead_lettered,
+                "first_errors": dg.MetadataValue.json(totals.first_errors),
+            },
+        ),
+    ]
+
+
+def build_drain_asset(spec: SyncSpec) -> dg.AssetsDefinition:
+    """`<spec>_changes`: drain the change buffer (triggers) into the index."""
+    key = dg.AssetKey(f"{spec.name}_changes")
+
+    @dg.asset(
+        key=key,
+        group_name=spec.name,
+        kinds={"postgres", "elasticsearch"},
+        tags={"sync_pipeline/spec": spec.name},
+        description="Buffered inserts, updates and hard deletes (trigger-fed outbox) applied to the index.",
+        check_specs=[
+            dg.AssetCheckSpec("no_failed_documents", asset=key),
+            dg.AssetCheckSpec("no_dead_letters", asset=key),
+        ],
+    )
+    def changes(
+        context: dg.AssetExecutionContext, postgres: PostgresResource, elasticsearch: ElasticsearchResource
+    ) -> dg.MaterializeResult:
+        totals = drain(
+            postgres.engine(),
+            elasticsearch.client(),
+            spec,
+            run_id=context.run.run_id,
+            on_batch=lambda batch: log_batch(context, key, batch),
+        )
+        context.log.info(f"{spec.name}: drained {totals.claimed} buffered changes")
+        return dg.MaterializeResult(
+            metadata={**totals_metadata(totals, spec), "claimed": totals.claimed},
+            check_results=load_check_results(totals),
+        )
+
+    return changes
+
+
+def build_drain_job(spec: SyncSpec):
+    return dg.define_asset_job(
+        name=f"{spec.name}_drain",
+        selection=dg.AssetSelection.assets(dg.AssetKey(f"{spec.name}_changes")),
+        description=f"apply the change buffer of spec '{spec.name}'",
+        tags={"sync_pipeline/spec": spec.name},
+    )
+
+
 def build_sync_job(spec: SyncSpec):  # -> UnresolvedAssetJobDefinition (not exported by dagster)
     return dg.define_asset_job(
         name=f"{spec.name}_sync",
-        selection=dg.AssetSelection.groups(spec.name),
+        selection=dg.AssetSelection.assets(*_asset_keys(spec)),
         description=f"extract → documents → index for spec '{spec.name}'; a partition range runs as one run",
         tags={"sync_pipeline/spec": spec.name},
     )

@@ -90,6 +90,8 @@ class SyncSummary:
     indexed: int = 0
     deleted: int = 0
     failed: int = 0
+    stale_skipped: int = 0
+    dead_lettered: int = 0
     batches: int = 0
     seconds: float = 0.0
     run_id: str = ""
@@ -168,6 +170,11 @@ def run_sync(
         )
     if show_progress:
         sys.stderr.write("\n")
+    return _summarise(result, spec, label)
+
+
+def _summarise(result, spec, label: str) -> SyncSummary:
+    """Totals of a finished run, read from its materialization metadata."""
     summary = SyncSummary(spec=spec.name, partitions=label, success=result.success, run_id=result.run_id)
     seen: set[str] = set()
     for event in result.get_asset_materialization_events():
@@ -179,10 +186,12 @@ def run_sync(
         meta = {k: v.value for k, v in materialization.metadata.items()}
         if name.endswith("_extract"):
             summary.extracted += int(meta.get("dagster/row_count", 0))
-        elif name.endswith("_index"):
+        elif name.endswith(("_index", "_changes")):
             summary.indexed += int(meta.get("indexed", 0))
             summary.deleted += int(meta.get("deleted", 0))
             summary.failed += int(meta.get("failed", 0))
+            summary.stale_skipped += int(meta.get("stale_skipped", 0))
+            summary.dead_lettered += int(meta.get("dead_lettered", 0))
             summary.batches += int(meta.get("batches", 0))
             summary.seconds += float(meta.get("seconds", 0.0))
     if not result.success:
@@ -212,7 +221,9 @@ def print_sync_summary(summary: SyncSummary, es_count: int | None = None) -> Non
         summary.extracted,
         summary.indexed,
         summary.deleted,
+        summary.stale_skipped,
         summary.failed,
+        summary.dead_lettered,
         summary.batches,
         summary.seconds,
         summary.docs_per_second,
@@ -230,7 +241,8 @@ def print_sync_summary(summary: SyncSummary, es_count: int | None = None) -> Non
 
 
 def _sync_exit(summary: SyncSummary) -> int:
-    return EXIT_OK if summary.success and summary.failed == 0 else EXIT_DRIFT
+    ok = summary.success and summary.failed == 0 and summary.dead_lettered == 0
+    return EXIT_OK if ok else EXIT_DRIFT
 
 
 def cmd_sync(args: argparse.Namespace) -> int:
@@ -285,7 +297,7 @@ def _first_line(exc: object) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
-def run_verify(specs, selected) -> list:
+def run_verify(specs, selected, fix: bool = False) -> list:
     from .resources import engine_for, es_client
     from .verify import verify_spec
 
@@ -297,7 +309,7 @@ def run_verify(specs, selected) -> list:
         .execution_options(isolation_level="REPEATABLE READ") as conn
     ):
         for spec in selected:
-            reports.append(verify_spec(conn, es, spec))
+            reports.append(verify_spec(conn, es, spec, fix=fix))
     return reports
 
 
@@ -308,10 +320,111 @@ def cmd_verify(args: argparse.Namespace) -> int:
     selected = [get_spec(specs, args.spec)] if args.spec else specs
     _use_services()
     _preflight(specs, selected)
-    reports = run_verify(specs, selected)
+    reports = run_verify(specs, selected, fix=args.fix)
     for report in reports:
         print("\n".join(report.lines()))
+    if args.fix:
+        # drift found and repaired: re-check, and report what remains
+        remaining = run_verify(specs, selected)
+        for report in remaining:
+            print("after fix: " + "\n".join(report.lines()))
+        return EXIT_OK if all(r.ok for r in remaining) else EXIT_DRIFT
     return EXIT_OK if all(r.ok for r in reports) else EXIT_DRIFT
+
+
+# --- change buffer and dead letters ----------------------------------------------------------
+
+
+def cmd_triggers(args: argparse.Namespace) -> int:
+    from .buffer import install_triggers, uninstall_triggers
+    from .resources import engine_for
+    from .specs import get_spec
+
+    specs = _load_specs(args.config)
+    spec = get_spec(specs, args.spec)
+    _use_services()
+    _preflight(specs, [spec])
+    if args.install and not spec.source.trigger_tables:
+        raise UsageError(
+            f"spec '{spec.name}' reads a query: list the tables to watch in source.change_tables"
+        )
+    with engine_for(os.environ["SYNC_PG_URL"]).begin() as conn:
+        tables = install_triggers(conn, spec) if args.install else uninstall_triggers(conn, spec)
+    verb = "installed on" if args.install else "removed from"
+    print(f"{spec.name}: change-buffer triggers {verb} {', '.join(tables)}")
+    return EXIT_OK
+
+
+def run_drain(specs, spec, log_level: str = "WARNING") -> SyncSummary:
+    """The spec's drain job, in-process, so the run lands in DAGSTER_HOME like a sensor's would."""
+    from .definitions import build_definitions
+
+    job = build_definitions(specs).resolve_job_def(f"{spec.name}_drain")
+    result = job.execute_in_process(
+        instance=_dagster_instance(),
+        raise_on_error=False,
+        run_config={"loggers": {"console": {"config": {"log_level": log_level}}}},
+    )
+    return _summarise(result, spec, "buffer")
+
+
+def cmd_flush(args: argparse.Namespace) -> int:
+    from .specs import get_spec
+
+    specs = _load_specs(args.config)
+    selected = [get_spec(specs, args.spec)] if args.spec else specs
+    _use_services()
+    _preflight(specs, selected)
+    summaries = [run_drain(specs, spec) for spec in selected]
+    for summary in summaries:
+        print_sync_summary(summary)
+    return EXIT_OK if all(_sync_exit(s) == EXIT_OK for s in summaries) else EXIT_DRIFT
+
+
+def cmd_dead_letters(args: argparse.Namespace) -> int:
+    from . import deadletters
+    from .resources import engine_for, es_client
+    from .specs import get_spec
+
+    specs = _load_specs(args.config)
+    selected = [get_spec(specs, args.spec)] if args.spec else specs
+    _use_services()
+    engine = engine_for(os.environ["SYNC_PG_URL"])
+    if args.action == "list":
+        with engine.begin() as conn:
+            rows = deadletters.list_dead_letters(conn, args.spec, args.limit)
+        print(
+            format_table(
+                ["id", "spec", "partition", "doc id", "error", "at"],
+                [
+                    [
+                        r["id"],
+                        r["spec"],
+                        r["partition"] or "",
+                        r["doc_id"],
+                        f"{r['error'].get('type')}: {str(r['error'].get('reason'))[:60]}",
+                        r["created_at"].strftime("%Y-%m-%d %H:%M:%S"),
+                    ]
+                    for r in rows
+                ],
+            )
+            if rows
+            else "no dead letters"
+        )
+        return EXIT_OK
+    if args.action == "purge":
+        with engine.begin() as conn:
+            removed = deadletters.purge(conn, args.spec)
+        print(f"purged {removed} dead letters")
+        return EXIT_OK
+    _preflight(specs, selected)
+    es = es_client(os.environ["SYNC_ES_URL"])
+    still_failing = 0
+    for spec in selected:
+        replayed, failing = deadletters.replay(engine, es, spec)
+        still_failing += failing
+        print(f"{spec.name}: {replayed} replayed, {failing} still refused")
+    return EXIT_OK if still_failing == 0 else EXIT_DRIFT
 
 
 # --- demo --------------------------------------------------------------------------------------
@@ -395,7 +508,26 @@ def build_parser() -> argparse.ArgumentParser:
 
     verify = sub.add_parser("verify", help="prove PostgreSQL and Elasticsearch agree")
     verify.add_argument("--spec", help="one spec (default: every spec)")
+    verify.add_argument("--fix", action="store_true", help="re-index drifting documents, delete extra ones")
     verify.set_defaults(func=cmd_verify)
+
+    for name, helptext in (
+        ("install-triggers", "capture inserts/updates/deletes into the change buffer"),
+        ("uninstall-triggers", "remove the spec's change-buffer triggers"),
+    ):
+        triggers = sub.add_parser(name, help=helptext)
+        triggers.add_argument("--spec", required=True)
+        triggers.set_defaults(func=cmd_triggers, install=name == "install-triggers")
+
+    flush = sub.add_parser("flush", help="drain the change buffer now (a Dagster run per spec)")
+    flush.add_argument("--spec", help="one spec (default: every spec)")
+    flush.set_defaults(func=cmd_flush)
+
+    dead = sub.add_parser("dead-letters", help="documents Elasticsearch refused: list, replay or purge")
+    dead.add_argument("action", choices=["list", "replay", "purge"])
+    dead.add_argument("--spec", help="one spec (default: every spec)")
+    dead.add_argument("--limit", type=int, default=50, help="rows to list")
+    dead.set_defaults(func=cmd_dead_letters)
     return parser
 
 

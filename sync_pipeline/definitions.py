@@ -7,7 +7,7 @@ from pathlib import Path
 
 import dagster as dg
 
-from .assets import build_spec_assets, build_sync_job
+from .assets import build_drain_asset, build_drain_job, build_spec_assets, build_sync_job
 from .resources import default_resources
 from .specs import SyncSpec, load_specs
 
@@ -23,10 +23,10 @@ def config_path() -> Path:
 
 
 def build_definitions(specs: list[SyncSpec]) -> dg.Definitions:
-    assets = [a for spec in specs for a in build_spec_assets(spec)]
+    assets = [a for spec in specs for a in (*build_spec_assets(spec), build_drain_asset(spec))]
     return dg.Definitions(
         assets=assets,
-        jobs=[build_sync_job(spec) for spec in specs],
+        jobs=[job for spec in specs for job in (build_sync_job(spec), build_drain_job(spec))],
         resources=default_resources(),
     )
 

@@ -9,15 +9,23 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 from elasticsearch import Elasticsearch
 from sqlalchemy.engine import Connection
 
 from .extract import ColumnInfo, describe_source, iter_pages
+from .load import LoadTotals, bulk_batch, ensure_index
 from .specs import SyncSpec
-from .transform import DocumentPlan, build_plan, frame_to_documents, record_batch_to_frame
+from .transform import (
+    DocumentPlan,
+    build_plan,
+    frame_to_documents,
+    index_mapping,
+    index_settings,
+    record_batch_to_frame,
+)
 
 Keyed = tuple[tuple[Any, ...], str, dict[str, Any]]  # (sort key, _id, document)
 
@@ -42,6 +50,7 @@ class VerifyReport:
     missing_ids: list[str] = field(default_factory=list)
     extra_ids: list[str] = field(default_factory=list)
     mismatches: list[Mismatch] = field(default_factory=list)
+    repaired: LoadTotals | None = None
 
     @property
     def drift(self) -> int:
@@ -63,6 +72,11 @@ class VerifyReport:
             out.append(f"  extra in ES (first {len(self.extra_ids)}): {', '.join(self.extra_ids)}")
         for m in self.mismatches:
             out.append(f"  _id {m.doc_id} differs in: {', '.join(m.fields)}")
+        if self.repaired is not None:
+            r = self.repaired
+            out.append(
+                f"  fixed: {r.indexed} re-indexed, {r.deleted} deleted, {r.failed + r.dead_lettered} failed"
+            )
         return out
 
 
@@ -77,7 +91,16 @@ def differing_fields(expected: dict[str, Any], actual: dict[str, Any]) -> list[s
     return sorted(k for k in keys if expected.get(k) != actual.get(k))
 
 
-def diff_sorted(expected: Iterable[Keyed], actual: Iterable[Keyed], report: VerifyReport) -> VerifyReport:
+class Repairs(Protocol):
+    """What `verify --fix` does with each difference as the merge finds it."""
+
+    def put(self, doc_id: str, document: dict[str, Any]) -> None: ...
+    def remove(self, doc_id: str) -> None: ...
+
+
+def diff_sorted(
+    expected: Iterable[Keyed], actual: Iterable[Keyed], report: VerifyReport, repairs: Repairs | None = None
+) -> VerifyReport:
     """Merge two key-ordered streams, counting missing, extra and changed documents."""
     exp_iter: Iterator[Keyed] = iter(expected)
     act_iter: Iterator[Keyed] = iter(actual)
@@ -90,12 +113,16 @@ def diff_sorted(expected: Iterable[Keyed], actual: Iterable[Keyed], report: Veri
             report.pg_count += 1
             if len(report.missing_ids) < EXAMPLES:
                 report.missing_ids.append(exp[1])
+            if repairs:
+                repairs.put(exp[1], exp[2])
             exp = next(exp_iter, None)
         elif exp is None or act[0] < exp[0]:
             report.extra += 1
             report.es_count += 1
             if len(report.extra_ids) < EXAMPLES:
                 report.extra_ids.append(act[1])
+            if repairs:
+                repairs.remove(act[1])
             act = next(act_iter, None)
         else:
             report.pg_count += 1
@@ -105,6 +132,8 @@ def diff_sorted(expected: Iterable[Keyed], actual: Iterable[Keyed], report: Veri
                 report.mismatched += 1
                 if len(report.mismatches) < EXAMPLES:
                     report.mismatches.append(Mismatch(exp[1], fields))
+                if repairs:
+                    repairs.put(exp[1], exp[2])
             exp = next(exp_iter, None)
             act = next(act_iter, None)
     return report
@@ -144,16 +173,57 @@ def elasticsearch_documents(es: Elasticsearch, spec: SyncSpec, page_size: int) -
         after = hits[-1]["sort"]
 
 
-def verify_spec(conn: Connection, es: Elasticsearch, spec: SyncSpec, page_size: int = 2000) -> VerifyReport:
+class BulkRepairs:
+    """Streams repairs to ES in bounded batches while the merge runs.
+
+    Writes carry no external version: the row as read just now is the truth,
+    and a document edited behind our back may hold a higher internal version.
+    """
+
+    def __init__(self, es: Elasticsearch, index: str, batch_size: int = 1000) -> None:
+        self.es, self.index, self.batch_size = es, index, batch_size
+        self.pending: list[dict[str, Any]] = []
+        self.totals = LoadTotals()
+
+    def put(self, doc_id: str, document: dict[str, Any]) -> None:
+        self._add({"_op_type": "index", "_index": self.index, "_id": doc_id, "_source": document})
+
+    def remove(self, doc_id: str) -> None:
+        self._add({"_op_type": "delete", "_index": self.index, "_id": doc_id})
+
+    def _add(self, action: dict[str, Any]) -> None:
+        self.pending.append(action)
+        if len(self.pending) >= self.batch_size:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.pending:
+            self.totals.add(bulk_batch(self.es, self.pending, self.totals.batches + 1))
+            self.pending = []
+
+
+def verify_spec(
+    conn: Connection, es: Elasticsearch, spec: SyncSpec, page_size: int = 2000, fix: bool = False
+) -> VerifyReport:
+    """Compare the spec's source and index; with `fix`, also repair every difference found.
+
+    Repairs go to the index while the merge still reads it; search_after pages
+    by key, so a repaired document behind the cursor is never read again.
+    """
     columns = describe_source(conn, spec)
     plan = build_plan(spec, columns)
     report = VerifyReport(spec=spec.name, index=spec.target.index)
-    if not es.indices.exists(index=spec.target.index):
-        # every row is missing; still stream PG to count them
-        return diff_sorted(postgres_documents(conn, spec, columns, plan, page_size), [], report)
-    es.indices.refresh(index=spec.target.index)
-    return diff_sorted(
-        postgres_documents(conn, spec, columns, plan, page_size),
-        elasticsearch_documents(es, spec, page_size),
-        report,
-    )
+    repairs = BulkRepairs(es, spec.target.index) if fix else None
+    if fix:
+        ensure_index(es, spec.target.index, index_mapping(plan), index_settings(spec))
+    if es.indices.exists(index=spec.target.index):
+        es.indices.refresh(index=spec.target.index)
+        actual: Iterable[Keyed] = elasticsearch_documents(es, spec, page_size)
+    else:
+        actual = []  # every row is missing; still stream PostgreSQL to count them
+    diff_sorted(postgres_documents(conn, spec, columns, plan, page_size), actual, report, repairs)
+    if repairs:
+        repairs.flush()
+        report.repaired = repairs.totals
+        es.indices.refresh(index=spec.target.index)
+    return report

@@ -20,18 +20,24 @@ def test_definitions_snapshot_for_the_repository_spec():
     defs = build_definitions(repo_specs())
     graph = defs.resolve_asset_graph()
     keys = sorted(k.to_user_string() for k in graph.get_all_asset_keys())
-    assert keys == ["products_documents", "products_extract", "products_index"]
+    assert keys == ["products_changes", "products_documents", "products_extract", "products_index"]
     extract = graph.get(dg.AssetKey("products_extract"))
     index = graph.get(dg.AssetKey("products_index"))
     assert extract.kinds == {"postgres", "parquet"}
     assert index.kinds == {"elasticsearch"}
     assert {graph.get(k).group_name for k in graph.get_all_asset_keys()} == {"products"}
+    assert graph.get(dg.AssetKey("products_changes")).partitions_def is None
     assert graph.get(dg.AssetKey("products_documents")).parent_keys == {dg.AssetKey("products_extract")}
     assert index.parent_keys == {dg.AssetKey("products_documents")}
     assert index.backfill_policy == dg.BackfillPolicy.single_run()
-    assert {key.name for key in graph.asset_check_keys} == {"no_failed_documents"}
+    assert {(k.asset_key.to_user_string(), k.name) for k in graph.asset_check_keys} == {
+        (asset, check)
+        for asset in ("products_index", "products_changes")
+        for check in ("no_failed_documents", "no_dead_letters")
+    }
     job = defs.resolve_job_def("products_sync")
     assert job.partitions_def == partitions_for(repo_specs()[0])
+    assert defs.resolve_job_def("products_drain").partitions_def is None
 
 
 def test_partitions_follow_the_spec_grain_and_include_the_open_window():

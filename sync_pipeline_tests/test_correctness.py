@@ -1,0 +1,198 @@
+"""Nothing lost: the change buffer, deletes, late commits, stale writes, dead letters, verify --fix.
+
+Every test runs against the real PostgreSQL and Elasticsearch.
+"""
+
+import threading
+from datetime import UTC, datetime
+
+import pytest
+import sqlalchemy as sa
+
+from sync_pipeline import deadletters
+from sync_pipeline.buffer import BUFFER, buffer_state, drain, install_triggers, uninstall_triggers
+from sync_pipeline.cli import run_drain, run_sync, run_verify
+from sync_pipeline.load import load_documents
+from sync_pipeline.resources import es_client
+
+pytestmark = pytest.mark.integration
+
+
+def indexed(es, index: str) -> dict[str, dict]:
+    es.indices.refresh(index=index)
+    hits = es.search(index=index, size=10_000, query={"match_all": {}})["hits"]["hits"]
+    return {h["_id"]: h["_source"] for h in hits}
+
+
+def at(text: str) -> datetime:
+    return datetime.fromisoformat(text).replace(tzinfo=UTC)
+
+
+@pytest.fixture()
+def buffered(scenario):
+    """A synced scenario table with change-buffer triggers installed."""
+    spec = scenario.spec(extra="      soft_delete: deleted")
+    with scenario.engine.begin() as conn:
+        install_triggers(conn, spec)
+    yield spec
+    with scenario.engine.begin() as conn:
+        uninstall_triggers(conn, spec)
+        conn.execute(BUFFER.delete().where(BUFFER.c.spec == spec.name))
+
+
+def test_buffer_carries_inserts_updates_soft_and_hard_deletes(scenario, insert_rows, buffered, es):
+    insert_rows(range(1, 21), "2026-02-01 00:00:00+00")
+    assert run_sync([buffered], buffered).success
+    scenario.execute(f"DELETE FROM {scenario.table} WHERE true")  # start the buffer from a clean slate
+    with scenario.engine.begin() as conn:
+        conn.execute(BUFFER.delete().where(BUFFER.c.spec == buffered.name))
+    insert_rows(range(1, 21), "2026-02-01 00:00:00+00")  # rows back; the buffer now holds 20 inserts
+    summary = run_drain([buffered], buffered)
+    assert summary.success and summary.indexed == 20
+
+    insert_rows([100], "2026-02-02 00:00:00+00", title="new row")
+    scenario.execute(f"UPDATE {scenario.table} SET title = 'renamed', updated_at = now() WHERE id = 2")
+    scenario.execute(f"UPDATE {scenario.table} SET title = 'twice', updated_at = now() WHERE id = 2")
+    scenario.execute(f"UPDATE {scenario.table} SET deleted = true, updated_at = now() WHERE id = 3")
+    scenario.execute(f"DELETE FROM {scenario.table} WHERE id = 4")
+    scenario.execute(f"UPDATE {scenario.table} SET id = 400 WHERE id = 5")  # key change: old id must go
+    with scenario.engine.connect() as conn:
+        assert buffer_state(conn, buffered).pending == 7
+
+    summary = run_drain([buffered], buffered)
+
+    assert summary.success, summary.error
+    docs = indexed(es, scenario.index)
+    assert docs["100"]["title"] == "new row"
+    assert docs["2"]["title"] == "twice"
+    assert "3" not in docs and "4" not in docs and "5" not in docs and "400" in docs
+    with scenario.engine.connect() as conn:
+        assert buffer_state(conn, buffered).pending == 0
+    (report,) = run_verify([buffered], [buffered])
+    assert report.ok, report.lines()
+
+
+def test_changes_stay_buffered_when_elasticsearch_is_unreachable(scenario, insert_rows, buffered):
+    insert_rows(range(1, 6), "2026-02-01 00:00:00+00")
+    with pytest.raises(Exception, match=r"(?i)connection"):
+        drain(scenario.engine, es_client("http://127.0.0.1:1", request_timeout=2), buffered)
+    with scenario.engine.connect() as conn:
+        assert buffer_state(conn, buffered).pending == 5
+
+
+def test_two_concurrent_drains_never_process_an_entry_twice(scenario, insert_rows, buffered, es):
+    insert_rows(range(1, 401), "2026-02-01 00:00:00+00")
+    claimed: list[int] = []
+    errors: list[BaseException] = []
+
+    def worker() -> None:
+        try:
+            claimed.append(
+                drain(
+                    scenario.engine, es_client(es.transport.node_pool.get().base_url), buffered, batch_size=25
+                ).claimed
+            )
+        except BaseException as exc:  # surfaced below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    assert sum(claimed) == 400  # SKIP LOCKED: each entry claimed by exactly one drain
+    assert len(indexed(es, scenario.index)) == 400
+
+
+def test_late_commit_is_caught_by_the_window_lookback(scenario, insert_rows, pg, es):
+    insert_rows([1], "2026-02-10 12:00:00+00")
+    spec = scenario.spec(grain="day", start="2026-02-01")
+    late = pg.connect()
+    late_tx = late.begin()
+    # stamped inside Feb 10 but not yet committed when Feb 10 is synced
+    late.execute(
+        sa.text(
+            f"INSERT INTO {scenario.table} (id, title, updated_at) "
+            "VALUES (2, 'late', '2026-02-10 23:59:00+00')"
+        )
+    )
+    assert run_sync([spec], spec, at("2026-02-10"), at("2026-02-11")).success
+    late_tx.commit()
+    late.close()
+
+    assert run_sync([spec], spec, at("2026-02-11"), at("2026-02-12")).success
+    assert "2" not in indexed(es, scenario.index)  # without lookback the late row is lost
+
+    with_lookback = scenario.spec(grain="day", start="2026-02-01", extra="").model_copy(
+        update={
+            "partitions": spec.partitions.model_copy(update={"lookback": at("2026-01-02") - at("2026-01-01")})
+        }
+    )
+    assert run_sync([with_lookback], with_lookback, at("2026-02-11"), at("2026-02-12")).success
+    assert indexed(es, scenario.index)["2"]["title"] == "late"
+
+
+def test_an_older_version_never_overwrites_a_newer_document(scenario, insert_rows, es):
+    insert_rows([1], "2026-02-01 00:00:00+00")
+    spec = scenario.spec()
+    assert run_sync([spec], spec).success
+    scenario.execute(
+        f"UPDATE {scenario.table} SET title = 'newer', updated_at = '2026-03-01+00' WHERE id = 1"
+    )
+    assert run_sync([spec], spec).success
+    old_version = int(at("2026-02-01").timestamp() * 1_000_000)
+
+    # a backfill that read the row before the update, arriving late
+    stale = {"_id": "1", "_op": "index", "_version": old_version, "_source": {"id": 1, "title": "stale"}}
+    totals = load_documents(es, scenario.index, [stale], batch_size=10)
+
+    assert (totals.stale_skipped, totals.failed, totals.indexed) == (1, 0, 0)
+    assert indexed(es, scenario.index)["1"]["title"] == "newer"
+    rerun = run_sync([spec], spec)  # same versions again: idempotent, not stale
+    assert rerun.success and rerun.indexed == 1 and rerun.stale_skipped == 0
+
+
+def test_refused_documents_become_dead_letters_and_replay_after_a_fix(scenario, insert_rows, es):
+    insert_rows(range(1, 11), "2026-02-01 00:00:00+00", title="42")
+    insert_rows([11, 12], "2026-02-01 00:00:00+00", title="not a number")
+    text = scenario.spec_text().replace("title: {cleanse: [trim, empty_to_null]}", "title: {type: integer}")
+    from sync_pipeline.specs import parse_specs
+
+    spec = parse_specs(text)[0]
+    summary = run_sync([spec], spec)
+
+    assert summary.success  # the rest of the batch landed
+    assert (summary.indexed, summary.dead_lettered, summary.failed) == (10, 2, 0)
+    with scenario.engine.begin() as conn:
+        letters = deadletters.list_dead_letters(conn, spec.name)
+    assert sorted(r["doc_id"] for r in letters) == ["11", "12"]
+    assert letters[0]["error"]["type"] == "document_parsing_exception"
+    assert letters[0]["document"]["title"] == "not a number"
+    assert letters[0]["run_id"] == summary.run_id
+
+    scenario.execute(f"UPDATE {scenario.table} SET title = '7' WHERE id IN (11, 12)")
+    replayed, refused = deadletters.replay(scenario.engine, es, spec)
+
+    assert (replayed, refused) == (2, 0)
+    with scenario.engine.begin() as conn:
+        assert deadletters.count(conn, spec.name) == 0
+    (report,) = run_verify([spec], [spec])
+    assert report.ok, report.lines()
+
+
+def test_verify_fix_repairs_every_kind_of_drift(scenario, insert_rows, es):
+    insert_rows(range(1, 41), "2026-02-01 00:00:00+00")
+    spec = scenario.spec()
+    assert run_sync([spec], spec).success
+    es.delete(index=scenario.index, id="7")
+    es.index(index=scenario.index, id="999", document={"id": 999, "title": "ghost"})
+    es.update(index=scenario.index, id="12", doc={"title": "tampered"})
+    scenario.execute(f"DELETE FROM {scenario.table} WHERE id = 30")  # hard delete, no triggers
+
+    (fixing,) = run_verify([spec], [spec], fix=True)
+    assert (fixing.missing, fixing.extra, fixing.mismatched) == (1, 2, 1)
+    assert fixing.repaired.indexed == 2 and fixing.repaired.deleted == 2
+
+    (after,) = run_verify([spec], [spec])
+    assert after.ok and after.pg_count == 39
