@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 
-.PHONY: venv demo test unit lint fmt ui services services-down services-status clean
+.PHONY: venv demo test unit chaos lint fmt ui services services-down services-status clean
 
 venv: $(VENV)/.installed
 
@@ -26,6 +26,10 @@ test: venv
 
 unit: venv
 	$(BIN)/python -m pytest -m "not integration"
+
+## make chaos: every fault-injection scenario in sequence, then a table of drift after each (all 0)
+chaos: venv
+	$(BIN)/python -m pytest -m chaos -p no:randomly
 
 lint: venv
 	$(BIN)/ruff check sync_pipeline sync_pipeline_tests

@@ -84,7 +84,7 @@ SELECT
     -- minute resolution over ~40 days: hundreds of rows share each updated_at
     date_trunc('minute', now() - (random() * 40) * interval '1 day'),
     CASE WHEN g % 97 = 0 THEN now() - interval '1 day' END
-FROM generate_series(1, :rows) AS g;
+FROM generate_series(1, CAST(:rows AS bigint)) AS g;
 """
 
 

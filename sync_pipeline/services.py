@@ -524,13 +524,13 @@ def _pg_ensure_role_and_db(bin_dir: Path, paths: _PgPaths, port: int) -> None:
     psql = [str(bin_dir / "psql"), "-h", str(paths.sockets), "-p", str(port), "-U", "postgres"]
     psql += ["-d", "postgres", "-X", "-q", "-t", "-A", "-v", "ON_ERROR_STOP=1"]
     env, cwd = _pg_env(paths), paths.root
-    # CREATEDB lets tests create throwaway databases as `sync`; the password is (re)set every
-    # time so the documented URL always works
+    # CREATEDB and CREATEROLE let tests create throwaway databases and roles as `sync`; the
+    # password is (re)set every time so the documented URL always works
     role_sql = (
         "DO $$BEGIN "
         f"IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '{PG_USER}') THEN "
-        f"CREATE ROLE {PG_USER} LOGIN CREATEDB PASSWORD '{PG_PASSWORD}'; "
-        f"ELSE ALTER ROLE {PG_USER} LOGIN CREATEDB PASSWORD '{PG_PASSWORD}'; "
+        f"CREATE ROLE {PG_USER} LOGIN CREATEDB CREATEROLE PASSWORD '{PG_PASSWORD}'; "
+        f"ELSE ALTER ROLE {PG_USER} LOGIN CREATEDB CREATEROLE PASSWORD '{PG_PASSWORD}'; "
         "END IF; END$$;"
     )
     _run(
@@ -763,6 +763,8 @@ def _write_es_config(paths: _EsPaths) -> None:
         # the integ-test-zip ships x-pack-security: left on, the first start auto-generates TLS
         # certs (~35 s) and serves HTTPS only; a loopback dev node wants plain HTTP, no auth
         settings.append("xpack.security.enabled: false")
+    # extra node settings, one per line (fault-injection tests start a node with a tiny write queue)
+    settings += [line for line in os.environ.get("SYNC_ES_EXTRA_SETTINGS", "").splitlines() if line.strip()]
     (config / "elasticsearch.yml").write_text("\n".join(settings) + "\n")
     options = config / "jvm.options.d"
     options.mkdir(exist_ok=True)
@@ -945,6 +947,11 @@ def down() -> None:
 def status() -> dict[str, str]:
     runtime = _known_runtime_dir()
     return {"postgresql": _pg_status(runtime), "elasticsearch": _es_status(runtime)}
+
+
+def elasticsearch_pid() -> int | None:
+    """Pid of the local Elasticsearch, if ours is running (fault-injection tests kill it)."""
+    return _es_pid(_es_paths(_known_runtime_dir()))
 
 
 def env_lines(urls: ServiceUrls | None = None) -> list[str]:

@@ -17,6 +17,20 @@ from sync_pipeline import services
 from sync_pipeline.resources import engine_for, es_client
 from sync_pipeline.specs import SyncSpec, parse_specs
 
+# (scenario, rows changed, drift after, dead letters) from the fault-injection suite
+CHAOS_RESULTS: list[tuple[str, int, int, int]] = []
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    if not CHAOS_RESULTS:
+        return
+    from sync_pipeline.cli import format_table
+
+    terminalreporter.write_sep("=", "fault injection: drift after each scenario (must be 0)")
+    terminalreporter.write_line(
+        format_table(["scenario", "rows changed", "drift after", "dead letters"], CHAOS_RESULTS)
+    )
+
 
 @pytest.fixture(scope="session")
 def service_urls() -> services.ServiceUrls:

@@ -140,3 +140,28 @@ def test_services_env_prints_export_lines(live):
     lines = result.stdout.strip().splitlines()
     assert any(line.startswith("export SYNC_PG_URL=") for line in lines)
     assert any(line.startswith("export SYNC_ES_URL=") for line in lines)
+
+
+@pytest.mark.integration
+def test_secrets_never_reach_output_logs_or_dagster_metadata(scenario, insert_rows, tmp_path, live):
+    secret = "Zq9-s3cr3t-Xv7"
+    role = f"{scenario.table}_reader"
+    scenario.execute(f"CREATE ROLE {role} LOGIN PASSWORD '{secret}'")
+    scenario.execute(f"GRANT SELECT ON {scenario.table} TO {role}")
+    insert_rows(range(1, 6), "2026-02-01 00:00:00+00")
+    url = live.pg_url.replace("sync:sync@", f"{role}:{secret}@")
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    config = scenario.spec_file(tmp_path)
+    try:
+        env = {"SYNC_PG_URL": url, "DAGSTER_HOME": str(home)}
+        synced = cli("--config", str(config), "sync", "--spec", scenario.table, "--full", env=env)
+        assert synced.returncode == 0, synced.stdout + synced.stderr
+        broken = cli("--config", str(config), "verify", env={**env, "SYNC_PG_URL": url.replace("55432", "1")})
+        assert broken.returncode == 2
+        written = b"".join(p.read_bytes() for p in home.rglob("*") if p.is_file())
+        for text in (synced.stdout, synced.stderr, broken.stdout, broken.stderr):
+            assert secret not in text
+        assert written and secret.encode() not in written  # run storage, event logs, compute logs
+    finally:
+        scenario.execute(f"REVOKE ALL ON {scenario.table} FROM {role}; DROP ROLE {role}")
