@@ -27,6 +27,7 @@ from .transform import (
     index_settings,
     read_frames,
 )
+from .verify import reconcile_window
 
 _PARTITIONS_BY_GRAIN = {
     "hour": (dg.HourlyPartitionsDefinition, "%Y-%m-%d-%H:%M"),
@@ -170,6 +171,11 @@ def build_spec_assets(spec: SyncSpec) -> list[dg.AssetsDefinition]:
                 asset=index_key,
                 description="Elasticsearch refused no document for good (see `sync-pipeline dead-letters`)",
             ),
+            dg.AssetCheckSpec(
+                "window_matches_source",
+                asset=index_key,
+                description="the window's live rows and its documents agree in count and content hash",
+            ),
         ],
         **common,
     )
@@ -218,10 +224,36 @@ def build_spec_assets(spec: SyncSpec) -> list[dg.AssetsDefinition]:
             )
         return dg.MaterializeResult(
             metadata=totals_metadata(totals, spec),
-            check_results=load_check_results(totals),
+            check_results=[*load_check_results(totals), reconcile_check(context, spec, postgres, es)],
         )
 
     return [extract, documents, index]
+
+
+def reconcile_check(
+    context: dg.AssetExecutionContext, spec: SyncSpec, postgres: PostgresResource, es
+) -> dg.AssetCheckResult:
+    """Count + content hash of the run's windows on both sides (without the lookback)."""
+    if not spec.reconcile:
+        return dg.AssetCheckResult(
+            check_name="window_matches_source", passed=True, metadata={"skipped": "reconcile: false"}
+        )
+    time_window = context.partition_time_window
+    window, _ = window_for(partitions_for(spec), time_window.start, time_window.end)
+    with postgres.engine().connect().execution_options(isolation_level="REPEATABLE READ") as conn:
+        source, target = reconcile_window(conn, es, spec, window)
+    return dg.AssetCheckResult(
+        check_name="window_matches_source",
+        passed=source == target,
+        severity=dg.AssetCheckSeverity.ERROR,
+        metadata={
+            "postgres_count": source.count,
+            "elasticsearch_count": target.count,
+            "postgres_hash": f"{source.digest:016x}",
+            "elasticsearch_hash": f"{target.digest:016x}",
+            "hint": "run `sync-pipeline verify --fix` to repair" if source != target else "",
+        },
+    )
 
 
 def log_batch(context: dg.AssetExecutionContext, key: dg.AssetKey, batch: BatchResult) -> None:

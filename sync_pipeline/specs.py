@@ -146,6 +146,10 @@ class SyncSpec(_Strict):
     fields: dict[str, FieldSpec] = Field(default_factory=dict)
     batch_size: int = Field(default=5000, ge=1, le=100_000)
     naive_timezone: str = Field(default="UTC", description="zone for timestamp columns without one")
+    reconcile: bool = Field(
+        default=True,
+        description="after each load, compare the window's count and content hash in PostgreSQL and ES",
+    )
 
     @field_validator("name")
     @classmethod

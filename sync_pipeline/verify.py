@@ -7,6 +7,7 @@ is a page on each side however large the table is: no set of all ids is built.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -15,7 +16,7 @@ import orjson
 from elasticsearch import Elasticsearch
 from sqlalchemy.engine import Connection
 
-from .extract import ColumnInfo, describe_source, iter_pages
+from .extract import ColumnInfo, Window, describe_source, iter_pages
 from .load import LoadTotals, bulk_batch, ensure_index
 from .specs import SyncSpec
 from .transform import (
@@ -227,3 +228,82 @@ def verify_spec(
         report.repaired = repairs.totals
         es.indices.refresh(index=spec.target.index)
     return report
+
+
+# --- per-window reconciliation ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class WindowDigest:
+    """Count and an order-independent content hash of the documents in one window."""
+
+    count: int
+    digest: int
+
+    @classmethod
+    def of(cls, documents: Iterable[dict[str, Any]]) -> WindowDigest:
+        count = total = 0
+        for doc in documents:
+            count += 1
+            total = (total + document_hash(doc)) % 2**64  # a sum: independent of read order
+        return cls(count, total)
+
+
+def document_hash(doc: dict[str, Any]) -> int:
+    canonical = orjson.dumps(normalise(doc), option=orjson.OPT_SORT_KEYS)
+    return int.from_bytes(hashlib.blake2b(canonical, digest_size=8).digest(), "big")
+
+
+def postgres_window_documents(
+    conn: Connection, spec: SyncSpec, columns: Sequence[ColumnInfo], plan: DocumentPlan, window: Window
+) -> Iterator[dict[str, Any]]:
+    for batch in iter_pages(conn, spec, columns, window, spec.batch_size):
+        docs = frame_to_documents(record_batch_to_frame(batch), plan)
+        yield from (doc for doc, deleted in zip(docs.documents, docs.deleted, strict=True) if not deleted)
+
+
+def window_query(spec: SyncSpec, window: Window) -> dict[str, Any]:
+    field_name = spec.field_name(spec.source.updated_at)
+    bounds: dict[str, str] = {}
+    if window.start is not None:
+        bounds["gte"] = window.start.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    if window.end is not None:
+        bounds["lt"] = window.end.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    in_range: dict[str, Any] = (
+        {"range": {field_name: bounds}} if bounds else {"exists": {"field": field_name}}
+    )
+    if not window.include_null_updated_at:
+        return in_range
+    missing = {"bool": {"must_not": {"exists": {"field": field_name}}}}
+    return {"bool": {"should": [in_range, missing], "minimum_should_match": 1}}
+
+
+def elasticsearch_window_documents(
+    es: Elasticsearch, spec: SyncSpec, window: Window
+) -> Iterator[dict[str, Any]]:
+    sort = [{name: {"order": "asc"}} for name in spec.key_fields]
+    after: list[Any] | None = None
+    while True:
+        hits = es.search(
+            index=spec.target.index,
+            size=2000,
+            sort=sort,
+            search_after=after,
+            track_total_hits=False,
+            query=window_query(spec, window),
+        )["hits"]["hits"]
+        if not hits:
+            return
+        yield from (hit["_source"] for hit in hits)
+        after = hits[-1]["sort"]
+
+
+def reconcile_window(
+    conn: Connection, es: Elasticsearch, spec: SyncSpec, window: Window
+) -> tuple[WindowDigest, WindowDigest]:
+    """(PostgreSQL, Elasticsearch) digests of one updated_at window, for the per-partition check."""
+    columns = describe_source(conn, spec)
+    plan = build_plan(spec, columns)
+    source = WindowDigest.of(postgres_window_documents(conn, spec, columns, plan, window))
+    target = WindowDigest.of(elasticsearch_window_documents(es, spec, window))
+    return source, target

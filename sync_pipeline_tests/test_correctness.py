@@ -196,3 +196,32 @@ def test_verify_fix_repairs_every_kind_of_drift(scenario, insert_rows, es):
 
     (after,) = run_verify([spec], [spec])
     assert after.ok and after.pg_count == 39
+
+
+def _check_results(run_id: str) -> dict[str, bool]:
+    from dagster import DagsterEventType, DagsterInstance
+
+    records = DagsterInstance.get().all_logs(run_id, of_type=DagsterEventType.ASSET_CHECK_EVALUATION)
+    return {
+        r.dagster_event.event_specific_data.check_name: r.dagster_event.event_specific_data.passed
+        for r in records
+    }
+
+
+def test_per_window_reconciliation_check_passes_then_catches_a_stray_document(scenario, insert_rows, es):
+    insert_rows(range(1, 31), "2026-02-10 08:00:00+00")
+    insert_rows(range(31, 41), "2026-02-11 08:00:00+00")
+    spec = scenario.spec(grain="day", start="2026-02-01")
+    clean = run_sync([spec], spec, at("2026-02-10"), at("2026-02-11"))
+    assert _check_results(clean.run_id)["window_matches_source"] is True
+
+    # a document in the window that PostgreSQL does not have: count and hash now differ
+    es.index(
+        index=scenario.index, id="777", document={"id": 777, "updated_at": "2026-02-10T09:00:00.000000Z"}
+    )
+    rerun = run_sync([spec], spec, at("2026-02-10"), at("2026-02-11"))
+    assert rerun.success
+    assert _check_results(rerun.run_id)["window_matches_source"] is False
+    # the next day's window is untouched by the stray document
+    other = run_sync([spec], spec, at("2026-02-11"), at("2026-02-12"))
+    assert _check_results(other.run_id)["window_matches_source"] is True
