@@ -57,9 +57,11 @@ def window_for(
     future. Together the partitions therefore cover every row of the source.
     `lookback` widens the read backwards (not the key) for late commits.
     """
-    first = partitions.start
+    # the first *window*, not the spec's start: a start off the grain boundary (a Wednesday for
+    # weekly windows) would otherwise leave the rows before the first boundary to nobody
+    first = partitions.get_first_partition_window()
     last = partitions.get_last_partition_window()
-    lower_open = start <= first
+    lower_open = first is None or start <= first.start
     upper_open = last is None or end >= last.end
     window = Window(
         start=None if lower_open else start - lookback,

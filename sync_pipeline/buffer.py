@@ -57,6 +57,11 @@ def _names(spec: SyncSpec, table: str) -> tuple[str, str]:
     return f"sync_pipeline_capture_{spec.name}", f"sync_pipeline_{spec.name}"
 
 
+def _literal(text: str) -> str:
+    """A SQL string literal (PL/pgSQL bodies cannot take bind parameters)."""
+    return "'" + text.replace("'", "''") + "'"
+
+
 def trigger_ddl(conn: Connection, spec: SyncSpec, table: str) -> list[str]:
     """DDL for one table's capture trigger; every identifier goes through the dialect's quoting."""
     quote = conn.dialect.identifier_preparer.quote
@@ -66,11 +71,11 @@ def trigger_ddl(conn: Connection, spec: SyncSpec, table: str) -> list[str]:
     function_qualified = ".".join(quote(p) for p in (schema, function) if p)
 
     def key_json(row: str) -> str:
-        parts = ", ".join(f"'{c}', {row}.{quote(c)}" for c in spec.source.primary_key)
+        parts = ", ".join(f"{_literal(c)}, {row}.{quote(c)}" for c in spec.source.primary_key)
         return f"jsonb_build_object({parts})"
 
     old_key, new_key = key_json("OLD"), key_json("NEW")
-    spec_literal = "'" + spec.name + "'"
+    spec_literal = _literal(spec.name)
     buffer_table = quote(BUFFER.name)
     function_sql = f"""
 CREATE OR REPLACE FUNCTION {function_qualified}() RETURNS trigger LANGUAGE plpgsql AS $body$

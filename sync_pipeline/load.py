@@ -39,6 +39,7 @@ class BatchResult:
     indexed: int = 0
     deleted: int = 0
     stale_skipped: int = 0  # ES already holds a newer version: not a failure, and counted
+    stale_ids: list[str] = field(default_factory=list)
     failed: int = 0  # transient failures that outlived the retries: the run must fail
     rejected: list[Rejected] = field(default_factory=list)  # permanent: for the dead-letter table
     seconds: float = 0.0
@@ -188,6 +189,7 @@ def bulk_batch(es: Elasticsearch, actions: list[dict[str, Any]], batch: int) -> 
             result.indexed += 1
         elif status == 409:
             result.stale_skipped += 1
+            result.stale_ids.append(str(info.get("_id")))
         else:
             summary = _error_summary(op, info)
             if status in TRANSIENT_STATUS or status >= 500:

@@ -40,6 +40,11 @@ class FieldSpec(_Strict):
     cleanse: list[Cleanse] = Field(default_factory=list)
 
 
+def _check_table_name(value: str) -> None:
+    if not value.strip() or value.count(".") > 1:
+        raise ValueError(f"{value!r} must be 'table' or 'schema.table'")
+
+
 class SourceSpec(_Strict):
     table: str | None = None
     query: str | None = None
@@ -66,8 +71,15 @@ class SourceSpec(_Strict):
     @field_validator("table")
     @classmethod
     def _table_shape(cls, value: str | None) -> str | None:
-        if value is not None and (not value.strip() or value.count(".") > 1):
-            raise ValueError("must be 'table' or 'schema.table'")
+        if value is not None:
+            _check_table_name(value)
+        return value
+
+    @field_validator("change_tables")
+    @classmethod
+    def _change_table_shapes(cls, value: list[str]) -> list[str]:
+        for name in value:
+            _check_table_name(name)
         return value
 
     @field_validator("query")
@@ -156,6 +168,19 @@ class SyncSpec(_Strict):
     def _name(cls, value: str) -> str:
         if not SPEC_NAME.match(value):
             raise ValueError("must match [a-z][a-z0-9_]* (it becomes a Dagster asset key)")
+        return value
+
+    @field_validator("naive_timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(
+                f"unknown time zone {value!r} (use an IANA name such as 'Europe/Berlin')"
+            ) from None
         return value
 
     @model_validator(mode="after")

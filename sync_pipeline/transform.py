@@ -16,6 +16,7 @@ import numpy as np
 import orjson
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from .extract import ColumnInfo
@@ -141,7 +142,12 @@ def cleanse_column(series: pd.Series, field: FieldPlan, naive_timezone: str) -> 
         return _null_if(series, ~np.isfinite(values))  # NaN/±Infinity are not JSON
     if info.pg_type in ("timestamptz", "timestamp"):
         if info.pg_type == "timestamp":
-            series = series.dt.tz_localize(naive_timezone).dt.tz_convert("UTC")
+            # DST: a skipped wall-clock time moves past the gap, a repeated one takes its first instant
+            local = pc.assume_timezone(
+                pa.array(series), naive_timezone, ambiguous="earliest", nonexistent="latest"
+            )
+            utc = local.cast(pa.timestamp("us", tz="UTC"))
+            series = pd.Series(utc, dtype=pd.ArrowDtype(utc.type), index=series.index)
         return series.dt.strftime("%Y-%m-%dT%H:%M:%S") + "Z"
     if info.pg_type == "date":
         return series.dt.strftime("%Y-%m-%d")

@@ -8,6 +8,7 @@ is a page on each side however large the table is: no set of all ids is built.
 from __future__ import annotations
 
 import hashlib
+import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -28,7 +29,7 @@ from .transform import (
     record_batch_to_frame,
 )
 
-Keyed = tuple[tuple[Any, ...], str, dict[str, Any]]  # (sort key, _id, document)
+Keyed = tuple[tuple[Any, ...], str, dict[str, Any], int]  # (sort key, _id, document, version)
 
 EXAMPLES = 10
 
@@ -95,7 +96,7 @@ def differing_fields(expected: dict[str, Any], actual: dict[str, Any]) -> list[s
 class Repairs(Protocol):
     """What `verify --fix` does with each difference as the merge finds it."""
 
-    def put(self, doc_id: str, document: dict[str, Any]) -> None: ...
+    def put(self, doc_id: str, document: dict[str, Any], version: int) -> None: ...
     def remove(self, doc_id: str) -> None: ...
 
 
@@ -115,7 +116,7 @@ def diff_sorted(
             if len(report.missing_ids) < EXAMPLES:
                 report.missing_ids.append(exp[1])
             if repairs:
-                repairs.put(exp[1], exp[2])
+                repairs.put(exp[1], exp[2], exp[3])
             exp = next(exp_iter, None)
         elif exp is None or act[0] < exp[0]:
             report.extra += 1
@@ -134,7 +135,8 @@ def diff_sorted(
                 if len(report.mismatches) < EXAMPLES:
                     report.mismatches.append(Mismatch(exp[1], fields))
                 if repairs:
-                    repairs.put(exp[1], exp[2])
+                    # at least ES's own version, so the repair wins over a write made behind our back
+                    repairs.put(exp[1], exp[2], max(exp[3], act[3]))
             exp = next(exp_iter, None)
             act = next(act_iter, None)
     return report
@@ -148,9 +150,10 @@ def postgres_documents(
     for batch in iter_pages(conn, spec, columns, None, page_size, modes=["by_key"]):
         frame = record_batch_to_frame(batch)
         docs = frame_to_documents(frame, plan)
-        for doc_id, doc, deleted in zip(docs.ids, docs.documents, docs.deleted, strict=True):
+        rows = zip(docs.ids, docs.documents, docs.deleted, docs.versions, strict=True)
+        for doc_id, doc, deleted, version in rows:
             if not deleted:
-                yield tuple(doc[k] for k in key_fields), doc_id, doc
+                yield tuple(doc[k] for k in key_fields), doc_id, doc, version
 
 
 def elasticsearch_documents(es: Elasticsearch, spec: SyncSpec, page_size: int) -> Iterator[Keyed]:
@@ -164,21 +167,22 @@ def elasticsearch_documents(es: Elasticsearch, spec: SyncSpec, page_size: int) -
             sort=sort,
             search_after=after,
             track_total_hits=False,
+            version=True,
             query={"match_all": {}},
         )
         hits = response["hits"]["hits"]
         if not hits:
             return
         for hit in hits:
-            yield tuple(hit["sort"]), hit["_id"], hit["_source"]
+            yield tuple(hit["sort"]), hit["_id"], hit["_source"], hit.get("_version", 0)
         after = hits[-1]["sort"]
 
 
 class BulkRepairs:
     """Streams repairs to ES in bounded batches while the merge runs.
 
-    Writes carry no external version: the row as read just now is the truth,
-    and a document edited behind our back may hold a higher internal version.
+    Repairs carry external versions like every other write, so later syncs of
+    an unchanged row stay idempotent; deletes of extra documents carry none.
     """
 
     def __init__(self, es: Elasticsearch, index: str, batch_size: int = 1000) -> None:
@@ -186,8 +190,17 @@ class BulkRepairs:
         self.pending: list[dict[str, Any]] = []
         self.totals = LoadTotals()
 
-    def put(self, doc_id: str, document: dict[str, Any]) -> None:
-        self._add({"_op_type": "index", "_index": self.index, "_id": doc_id, "_source": document})
+    def put(self, doc_id: str, document: dict[str, Any], version: int) -> None:
+        self._add(
+            {
+                "_op_type": "index",
+                "_index": self.index,
+                "_id": doc_id,
+                "_source": document,
+                "version": version,
+                "version_type": "external_gte",
+            }
+        )
 
     def remove(self, doc_id: str) -> None:
         self._add({"_op_type": "delete", "_index": self.index, "_id": doc_id})
@@ -198,9 +211,22 @@ class BulkRepairs:
             self.flush()
 
     def flush(self) -> None:
-        if self.pending:
-            self.totals.add(bulk_batch(self.es, self.pending, self.totals.batches + 1))
-            self.pending = []
+        if not self.pending:
+            return
+        result = bulk_batch(self.es, self.pending, self.totals.batches + 1)
+        if result.stale_ids:
+            # ES holds a higher version than the row's (an edit behind our back, or a fresh
+            # tombstone): the row is still the truth, so force it with a version of "now"
+            now = int(time.time() * 1_000_000)
+            stale = set(result.stale_ids)
+            forced = [a | {"version": now} for a in self.pending if a["_id"] in stale]
+            again = bulk_batch(self.es, forced, result.batch)
+            result.stale_skipped, result.stale_ids = 0, []
+            result.indexed += again.indexed
+            result.failed += again.failed
+            result.rejected += again.rejected
+        self.totals.add(result)
+        self.pending = []
 
 
 def verify_spec(

@@ -196,6 +196,10 @@ def test_verify_fix_repairs_every_kind_of_drift(scenario, insert_rows, es):
 
     (after,) = run_verify([spec], [spec])
     assert after.ok and after.pg_count == 39
+    rerun = run_sync([spec], spec)  # repaired documents do not break later syncs
+    assert rerun.success and rerun.failed == 0
+    (still,) = run_verify([spec], [spec])
+    assert still.ok
 
 
 def _check_results(run_id: str) -> dict[str, bool]:

@@ -62,3 +62,22 @@ def test_windows_first_owns_the_past_and_nulls_last_owns_the_future():
     middle = partitions.time_window_for_partition_key("2026-10-05")
     window, _ = window_for(partitions, middle.start, middle.end)
     assert (window.start, window.end) == (middle.start, middle.end)
+
+
+def test_a_start_off_the_grain_boundary_still_gives_the_first_window_the_past():
+    from sync_pipeline.specs import parse_specs
+
+    text = (
+        (ROOT / "sync.yaml")
+        .read_text()
+        .replace("grain: day", "grain: week")
+        .replace(
+            'start: "2026-10-01"',
+            'start: "2026-10-07"',  # a Wednesday
+        )
+    )
+    partitions = partitions_for(parse_specs(text)[0])
+    first = partitions.get_first_partition_window()
+    assert first.start > datetime(2026, 10, 7, tzinfo=UTC)  # windows begin on the next boundary
+    window, _ = window_for(partitions, first.start, first.end)
+    assert window.start is None and window.include_null_updated_at

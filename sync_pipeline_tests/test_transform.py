@@ -173,3 +173,20 @@ def test_many_rows_keep_order_and_alignment():
     batch = frame_to_documents(frame(rows), plan)
     assert batch.ids == [str(i) for i in range(1000)]
     assert [d["title"] for d in batch.documents] == [f"t{i}" for i in range(1000)]
+
+
+def test_naive_timestamps_in_a_dst_gap_or_overlap_resolve_instead_of_failing():
+    text = SPEC.format(key="id").replace("naive_timezone: Asia/Shanghai", "naive_timezone: Europe/Berlin")
+    plan = build_plan(parse_specs(text)[0], COLUMNS)
+    skipped = row(local_time=datetime(2026, 3, 29, 2, 30))  # clocks jump 02:00 → 03:00
+    repeated = row(id=2, local_time=datetime(2026, 10, 25, 2, 30))  # 02:00–03:00 happens twice
+    docs = frame_to_documents(frame([skipped, repeated]), plan).documents
+    assert docs[0]["local_time"] == "2026-03-29T01:00:00.000000Z"
+    assert docs[1]["local_time"] == "2026-10-25T00:30:00.000000Z"  # the earlier of the two
+
+
+def test_unknown_naive_timezone_is_a_spec_error():
+    from sync_pipeline.specs import SpecError
+
+    with pytest.raises(SpecError, match="naive_timezone: Value error, unknown time zone 'Mars/Olympus'"):
+        parse_specs(SPEC.format(key="id").replace("Asia/Shanghai", "Mars/Olympus"))
