@@ -16,7 +16,7 @@ import dagster as dg
 from . import deadletters, progress
 from .buffer import drain
 from .extract import Window, extract_window_to_parquet, staged_columns
-from .load import BatchResult, LoadTotals, ensure_index, load_documents, read_staged_documents
+from .load import BatchResult, LoadTotals, ensure_index, load_documents, read_staged_documents, retry_policy
 from .resources import ElasticsearchResource, PostgresResource, StagingResource
 from .specs import SyncSpec
 from .transform import (
@@ -210,7 +210,12 @@ def build_spec_assets(spec: SyncSpec) -> list[dg.AssetsDefinition]:
             progress.notify("batch", spec=spec.name, docs=batch.docs, failed=batch.failed)
 
         totals = load_documents(
-            es, spec.target.index, read_staged_documents(documents_path), spec.batch_size, on_batch=record
+            es,
+            spec.target.index,
+            read_staged_documents(documents_path),
+            spec.batch_size,
+            on_batch=record,
+            retry=retry_policy(spec),
         )
         es.indices.refresh(index=spec.target.index)
         context.log.info(

@@ -19,6 +19,8 @@ from elasticsearch import ApiError, Elasticsearch, helpers
 from elasticsearch import ConnectionError as ESConnectionError
 from elasticsearch import ConnectionTimeout as ESConnectionTimeout
 
+from .specs import SyncSpec
+
 T = TypeVar("T")
 
 TRANSIENT_STATUS = {429, 502, 503, 504}
@@ -120,22 +122,35 @@ def is_transient(exc: BaseException) -> bool:
     return isinstance(exc, ApiError) and exc.status_code in TRANSIENT_STATUS
 
 
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Exponential backoff with full jitter, capped in attempts and in total time."""
+
+    attempts: int = 8
+    base_seconds: float = 0.5
+    cap_seconds: float = 30.0
+    max_total_seconds: float = 300.0
+
+
 def with_backoff(
     call: Callable[[], T],
+    policy: RetryPolicy = RetryPolicy(),
     *,
-    attempts: int = 6,
-    base_seconds: float = 0.5,
-    cap_seconds: float = 30.0,
     sleep: Callable[[float], None] = time.sleep,
+    clock: Callable[[], float] = time.monotonic,
 ) -> T:
-    """Run `call`, retrying transient ES errors with exponential backoff and full jitter."""
-    for attempt in range(1, attempts + 1):
+    """Run `call`, retrying transient ES errors (429, 502-504, connection, timeout)."""
+    deadline = clock() + policy.max_total_seconds
+    for attempt in range(1, policy.attempts + 1):
         try:
             return call()
         except Exception as exc:
-            if attempt == attempts or not is_transient(exc):
+            if attempt == policy.attempts or not is_transient(exc):
                 raise
-            sleep(random.uniform(0, min(cap_seconds, base_seconds * 2 ** (attempt - 1))))
+            delay = random.uniform(0, min(policy.cap_seconds, policy.base_seconds * 2 ** (attempt - 1)))
+            if clock() + delay > deadline:
+                raise
+            sleep(delay)
     raise AssertionError("unreachable")
 
 
@@ -160,7 +175,9 @@ def _error_summary(op: str, item: dict[str, Any]) -> dict[str, Any]:
     return {"op": op, "_id": item.get("_id"), "status": item.get("status"), "type": kind, "reason": reason}
 
 
-def bulk_batch(es: Elasticsearch, actions: list[dict[str, Any]], batch: int) -> BatchResult:
+def bulk_batch(
+    es: Elasticsearch, actions: list[dict[str, Any]], batch: int, retry: RetryPolicy = RetryPolicy()
+) -> BatchResult:
     """Send one batch; per-item 429s and transient request errors are retried."""
     result = BatchResult(batch=batch)
     started = time.perf_counter()
@@ -173,14 +190,14 @@ def bulk_batch(es: Elasticsearch, actions: list[dict[str, Any]], batch: int) -> 
                 chunk_size=len(actions),
                 max_chunk_bytes=50 * 1024 * 1024,
                 raise_on_error=False,  # count failures instead of aborting the batch
-                max_retries=5,  # per-item 429s (helpers only retry these with raise_on_error=False)
-                initial_backoff=0.5,
-                max_backoff=30,
+                max_retries=retry.attempts,  # per-item 429s: helpers retry them only when raise_on_error=False
+                initial_backoff=retry.base_seconds,
+                max_backoff=retry.cap_seconds,
             )
         )
 
     by_id = {a["_id"]: a for a in actions}
-    for ok, item in with_backoff(send):
+    for ok, item in with_backoff(send, retry):
         op, info = next(iter(item.items()))
         status = info.get("status", 500)
         if op == "delete" and (ok or status == 404):
@@ -210,12 +227,18 @@ def load_documents(
     entries: Iterable[dict[str, Any]],
     batch_size: int,
     on_batch: Callable[[BatchResult], None] | None = None,
+    retry: RetryPolicy = RetryPolicy(),
 ) -> LoadTotals:
     totals = LoadTotals()
     actions = (bulk_action(index, entry) for entry in entries)
     for number, chunk in enumerate(chunked(actions, batch_size), start=1):
-        result = bulk_batch(es, chunk, number)
+        result = bulk_batch(es, chunk, number, retry)
         totals.add(result)
         if on_batch is not None:
             on_batch(result)
     return totals
+
+
+def retry_policy(spec: SyncSpec) -> RetryPolicy:
+    r = spec.retry
+    return RetryPolicy(r.attempts, r.initial_seconds, r.max_backoff_seconds, r.max_total_seconds)

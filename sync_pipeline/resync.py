@@ -15,7 +15,7 @@ from elasticsearch import Elasticsearch
 from sqlalchemy.engine import Connection
 
 from .extract import ColumnInfo, fetch_keys
-from .load import BatchResult, bulk_batch
+from .load import BatchResult, bulk_batch, retry_policy
 from .specs import SyncSpec
 from .transform import DocumentPlan, document_id, frame_to_documents, record_batch_to_frame
 
@@ -71,4 +71,4 @@ def resync_keys(
         actions.append(action)
     if not actions:
         return BatchResult(batch=batch)
-    return bulk_batch(es, actions, batch)
+    return bulk_batch(es, actions, batch, retry_policy(spec))

@@ -150,6 +150,15 @@ class PartitionSpec(_Strict):
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
+class RetrySpec(_Strict):
+    """Transient ES errors (429, 502-504, connection, timeout): backoff with full jitter."""
+
+    attempts: int = Field(default=8, ge=1, le=50)
+    initial_seconds: float = Field(default=0.5, gt=0)
+    max_backoff_seconds: float = Field(default=30.0, gt=0)
+    max_total_seconds: float = Field(default=300.0, gt=0)
+
+
 class SyncSpec(_Strict):
     name: str
     source: SourceSpec
@@ -158,6 +167,7 @@ class SyncSpec(_Strict):
     fields: dict[str, FieldSpec] = Field(default_factory=dict)
     batch_size: int = Field(default=5000, ge=1, le=100_000)
     naive_timezone: str = Field(default="UTC", description="zone for timestamp columns without one")
+    retry: RetrySpec = Field(default_factory=RetrySpec)
     reconcile: bool = Field(
         default=True,
         description="after each load, compare the window's count and content hash in PostgreSQL and ES",

@@ -5,7 +5,7 @@ from elastic_transport import ApiResponseMeta, HttpHeaders, NodeConfig
 from elasticsearch import ApiError, BadRequestError
 from elasticsearch import ConnectionError as ESConnectionError
 
-from sync_pipeline.load import bulk_action, chunked, is_transient, with_backoff
+from sync_pipeline.load import RetryPolicy, bulk_action, chunked, is_transient, with_backoff
 
 
 def api_error(status: int) -> ApiError:
@@ -57,7 +57,8 @@ def test_backoff_retries_until_success_with_growing_capped_sleeps():
             raise api_error(503)
         return "ok"
 
-    assert with_backoff(flaky, attempts=5, base_seconds=1, cap_seconds=3, sleep=sleeps.append) == "ok"
+    policy = RetryPolicy(attempts=5, base_seconds=1, cap_seconds=3)
+    assert with_backoff(flaky, policy, sleep=sleeps.append) == "ok"
     assert len(calls) == 4
     assert len(sleeps) == 3
     assert all(0 <= s <= cap for s, cap in zip(sleeps, [1, 2, 3], strict=True))
@@ -68,7 +69,7 @@ def test_backoff_gives_up_after_the_last_attempt():
         raise ESConnectionError("refused")
 
     with pytest.raises(ESConnectionError):
-        with_backoff(down, attempts=3, sleep=lambda s: None)
+        with_backoff(down, RetryPolicy(attempts=3), sleep=lambda s: None)
 
 
 def test_backoff_does_not_retry_permanent_errors():
@@ -79,5 +80,22 @@ def test_backoff_does_not_retry_permanent_errors():
         raise BadRequestError(message="mapper_parsing_exception", meta=api_error(400).meta, body={})
 
     with pytest.raises(BadRequestError):
-        with_backoff(bad, attempts=5, sleep=lambda s: None)
+        with_backoff(bad, RetryPolicy(attempts=5), sleep=lambda s: None)
     assert calls == [1]
+
+
+def test_backoff_stops_at_the_total_time_cap():
+    now = [0.0]
+    calls = []
+
+    def always_503():
+        calls.append(1)
+        raise api_error(503)
+
+    def sleep(seconds):
+        now[0] += seconds
+
+    policy = RetryPolicy(attempts=50, base_seconds=10, cap_seconds=10, max_total_seconds=25)
+    with pytest.raises(ApiError):
+        with_backoff(always_503, policy, sleep=sleep, clock=lambda: now[0])
+    assert now[0] <= 25 and len(calls) < 50
