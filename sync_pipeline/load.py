@@ -190,7 +190,7 @@ def bulk_batch(
                 chunk_size=len(actions),
                 max_chunk_bytes=50 * 1024 * 1024,
                 raise_on_error=False,  # count failures instead of aborting the batch
-                max_retries=retry.attempts,  # per-item 429s: helpers retry them only when raise_on_error=False
+                max_retries=retry.attempts,  # per-item 429s (retried only with raise_on_error=False)
                 initial_backoff=retry.base_seconds,
                 max_backoff=retry.cap_seconds,
             )
