@@ -128,6 +128,7 @@ def uninstall_triggers(conn: Connection, spec: SyncSpec) -> list[str]:
 class BufferState:
     pending: int
     oldest_age_seconds: float | None
+    max_id: int = 0  # newest entry: identifies "this much work" for run keys
 
 
 def buffer_state(conn: Connection, spec: SyncSpec) -> BufferState:
@@ -136,9 +137,11 @@ def buffer_state(conn: Connection, spec: SyncSpec) -> BufferState:
         sa.select(
             sa.func.count(),
             sa.func.extract("epoch", sa.func.clock_timestamp() - sa.func.min(BUFFER.c.changed_at)),
+            sa.func.coalesce(sa.func.max(BUFFER.c.id), 0),
         ).where(BUFFER.c.spec == spec.name)
     ).one()
-    return BufferState(pending=int(row[0]), oldest_age_seconds=float(row[1]) if row[1] is not None else None)
+    age = float(row[1]) if row[1] is not None else None
+    return BufferState(pending=int(row[0]), oldest_age_seconds=age, max_id=int(row[2]))
 
 
 @dataclass

@@ -150,6 +150,27 @@ class PartitionSpec(_Strict):
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
+DEFAULT_CRON_BY_GRAIN = {
+    "hour": "5 * * * *",
+    "day": "15 0 * * *",
+    "week": "30 0 * * 0",
+    "month": "45 0 1 * *",
+}
+
+
+class BufferSensorSpec(_Strict):
+    """When the buffer sensor launches a drain: enough changes, or the oldest waited long enough."""
+
+    min_changes: int = Field(default=100, ge=1)
+    max_wait_seconds: float = Field(default=30.0, gt=0)
+    interval_seconds: int = Field(default=15, ge=1, description="how often the sensor looks")
+
+
+class ScheduleSpec(_Strict):
+    cron: str | None = Field(default=None, description="default: shortly after each window closes")
+    timezone: str = "UTC"
+
+
 class RetrySpec(_Strict):
     """Transient ES errors (429, 502-504, connection, timeout): backoff with full jitter."""
 
@@ -168,6 +189,8 @@ class SyncSpec(_Strict):
     batch_size: int = Field(default=5000, ge=1, le=100_000)
     naive_timezone: str = Field(default="UTC", description="zone for timestamp columns without one")
     retry: RetrySpec = Field(default_factory=RetrySpec)
+    buffer_sensor: BufferSensorSpec = Field(default_factory=BufferSensorSpec)
+    schedule: ScheduleSpec = Field(default_factory=ScheduleSpec)
     reconcile: bool = Field(
         default=True,
         description="after each load, compare the window's count and content hash in PostgreSQL and ES",
@@ -203,6 +226,10 @@ class SyncSpec(_Strict):
         if duplicated:
             raise ValueError(f"several columns map to the same field: {sorted(duplicated)}")
         return self
+
+    @property
+    def cron(self) -> str:
+        return self.schedule.cron or DEFAULT_CRON_BY_GRAIN[self.partitions.grain]
 
     def field_name(self, column: str) -> str:
         mapped = self.fields.get(column)

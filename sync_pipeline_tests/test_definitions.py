@@ -38,6 +38,10 @@ def test_definitions_snapshot_for_the_repository_spec():
     job = defs.resolve_job_def("products_sync")
     assert job.partitions_def == partitions_for(repo_specs()[0])
     assert defs.resolve_job_def("products_drain").partitions_def is None
+    repository = defs.get_repository_def()
+    assert [s.name for s in repository.sensor_defs] == ["products_buffer_sensor"]
+    assert [s.name for s in repository.schedule_defs] == ["products_window_schedule"]
+    assert repository.get_schedule_def("products_window_schedule").job_name == "products_sync"
 
 
 def test_partitions_follow_the_spec_grain_and_include_the_open_window():

@@ -1,0 +1,36 @@
+"""A schedule per spec: sync the newest *closed* updated_at window, shortly after it closes."""
+
+from datetime import datetime
+
+import dagster as dg
+
+from .assets import partitions_for
+from .specs import SyncSpec
+
+
+def newest_closed_partition(partitions: dg.TimeWindowPartitionsDefinition, now: datetime) -> str | None:
+    """The last window that ended at or before `now` (end_offset=1 adds the open one after it)."""
+    keys = partitions.get_partition_keys(current_time=now)
+    closed = [k for k in keys[-2:] if partitions.time_window_for_partition_key(k).end <= now]
+    return closed[-1] if closed else None
+
+
+def build_window_schedule(spec: SyncSpec) -> dg.ScheduleDefinition:
+    partitions = partitions_for(spec)
+
+    @dg.schedule(
+        name=f"{spec.name}_window_schedule",
+        cron_schedule=spec.cron,
+        execution_timezone=spec.schedule.timezone,
+        job_name=f"{spec.name}_sync",
+        default_status=dg.DefaultScheduleStatus.RUNNING,
+        description=f"sync the newest closed {spec.partitions.grain} window of '{spec.name}'",
+    )
+    def window_schedule(context: dg.ScheduleEvaluationContext):
+        key = newest_closed_partition(partitions, context.scheduled_execution_time)
+        if key is None:
+            return dg.SkipReason("no window has closed yet")
+        # the partition key is the run key: a tick evaluated twice never launches twice
+        return dg.RunRequest(run_key=key, partition_key=key, tags={"sync_pipeline/trigger": "schedule"})
+
+    return window_schedule

@@ -1,0 +1,92 @@
+"""Buffer sensor and window schedule: pure decisions, then the real sensor against PostgreSQL."""
+
+import uuid
+from datetime import UTC, datetime
+
+import dagster as dg
+import pytest
+
+from sync_pipeline.assets import partitions_for
+from sync_pipeline.buffer import BUFFER, BufferState, install_triggers, uninstall_triggers
+from sync_pipeline.definitions import build_definitions
+from sync_pipeline.resources import PostgresResource
+from sync_pipeline.schedules import build_window_schedule, newest_closed_partition
+from sync_pipeline.sensors import build_buffer_sensor, drain_decision, drain_run_key
+from sync_pipeline.specs import BufferSensorSpec
+
+POLICY = BufferSensorSpec(min_changes=10, max_wait_seconds=30)
+
+
+@pytest.mark.parametrize(
+    ("state", "draining", "launch"),
+    [
+        (BufferState(0, None, 0), False, False),
+        (BufferState(3, 5.0, 9), False, False),  # few and fresh: wait
+        (BufferState(10, 1.0, 19), False, True),  # enough changes
+        (BufferState(2, 31.0, 9), False, True),  # waited long enough
+        (BufferState(500, 99.0, 9), True, False),  # never beside a running drain
+    ],
+)
+def test_drain_decision(state, draining, launch):
+    assert drain_decision(state, POLICY, draining).launch is launch
+
+
+def test_run_key_is_stable_for_the_same_work_and_changes_after_a_failed_drain(scenario):
+    spec = scenario.spec()
+    state = BufferState(12, 3.0, 120)
+    assert drain_run_key(spec, state, "r1") == drain_run_key(spec, BufferState(12, 9.0, 120), "r1")
+    assert drain_run_key(spec, state, "r1") != drain_run_key(spec, state, "r2")
+    assert drain_run_key(spec, state, "r1") != drain_run_key(spec, BufferState(13, 3.0, 121), "r1")
+
+
+def test_newest_closed_partition_skips_the_open_window(scenario):
+    partitions = partitions_for(scenario.spec(grain="day", start="2026-02-01"))
+    assert newest_closed_partition(partitions, datetime(2026, 2, 10, 0, 15, tzinfo=UTC)) == "2026-02-09"
+    assert newest_closed_partition(partitions, datetime(2026, 2, 1, 12, tzinfo=UTC)) is None
+
+
+def test_schedule_requests_the_newest_closed_window_keyed_by_partition(scenario):
+    spec = scenario.spec(grain="day", start="2026-02-01")
+    schedule = build_window_schedule(spec)
+    assert schedule.cron_schedule == "15 0 * * *"
+    repository = build_definitions([spec]).get_repository_def()
+    context = dg.build_schedule_context(
+        scheduled_execution_time=datetime(2026, 2, 10, 0, 15, tzinfo=UTC), repository_def=repository
+    )
+    (request,) = schedule.evaluate_tick(context).run_requests
+    assert request.partition_key == "2026-02-09" and request.run_key == "2026-02-09"
+
+
+@pytest.mark.integration
+def test_buffer_sensor_launches_once_per_batch_of_work_and_never_beside_a_drain(scenario, insert_rows, pg):
+    spec = scenario.spec().model_copy(
+        update={"buffer_sensor": BufferSensorSpec(min_changes=5, max_wait_seconds=3600)}
+    )
+    sensor = build_buffer_sensor(spec)
+    postgres = PostgresResource(url=pg.url.render_as_string(hide_password=False))
+    with scenario.engine.begin() as conn:
+        install_triggers(conn, spec)
+    try:
+        with dg.instance_for_test() as instance:
+            insert_rows(range(1, 4), "2026-02-01 00:00:00+00")
+            context = dg.build_sensor_context(instance=instance, resources={"postgres": postgres})
+            assert "below both thresholds" in sensor(context).skip_message
+
+            insert_rows(range(4, 8), "2026-02-01 00:00:00+00")
+            first = sensor(dg.build_sensor_context(instance=instance, resources={"postgres": postgres}))
+            again = sensor(dg.build_sensor_context(instance=instance, resources={"postgres": postgres}))
+            assert isinstance(first, dg.RunRequest) and first.run_key == again.run_key
+
+            instance.add_run(
+                dg.DagsterRun(
+                    job_name=f"{spec.name}_drain",
+                    run_id=str(uuid.uuid4()),
+                    status=dg.DagsterRunStatus.STARTED,
+                )
+            )
+            busy = sensor(dg.build_sensor_context(instance=instance, resources={"postgres": postgres}))
+            assert "still running" in busy.skip_message
+    finally:
+        with scenario.engine.begin() as conn:
+            uninstall_triggers(conn, spec)
+            conn.execute(BUFFER.delete().where(BUFFER.c.spec == spec.name))
