@@ -41,10 +41,7 @@ fmt: venv
 
 ## make ui: Dagster webserver + daemon on this code location, http://127.0.0.1:3000
 ui: venv
-	@mkdir -p "$(DAGSTER_HOME)"
-	@# local services only for URLs not configured; unset URLs default to the local ones in the code location
-	@if [ -z "$$SYNC_PG_URL" ] || [ -z "$$SYNC_ES_URL" ]; then $(BIN)/sync-pipeline services up; fi
-	$(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
+	$(BIN)/sync-pipeline ui
 
 services: venv
 	$(BIN)/sync-pipeline services up

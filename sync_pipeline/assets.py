@@ -357,7 +357,8 @@ def build_drain_job(spec: SyncSpec):
         name=f"{spec.name}_drain",
         selection=dg.AssetSelection.assets(dg.AssetKey(f"{spec.name}_changes")),
         description=f"apply the change buffer of spec '{spec.name}'",
-        tags={"sync_pipeline/spec": spec.name},
+        # the instance's queue allows one run per value of sync_pipeline/load
+        tags={"sync_pipeline/spec": spec.name, "sync_pipeline/load": f"{spec.name}:drain"},
     )
 
 
@@ -366,5 +367,5 @@ def build_sync_job(spec: SyncSpec):  # -> UnresolvedAssetJobDefinition (not expo
         name=f"{spec.name}_sync",
         selection=dg.AssetSelection.assets(*_asset_keys(spec)),
         description=f"extract → documents → index for spec '{spec.name}'; a partition range runs as one run",
-        tags={"sync_pipeline/spec": spec.name},
+        tags={"sync_pipeline/spec": spec.name, "sync_pipeline/load": f"{spec.name}:sync"},
     )

@@ -55,11 +55,27 @@ def _use_services() -> None:
     os.environ["SYNC_ES_URL"] = urls.es_url
 
 
+DEFAULT_DAGSTER_HOME = Path(".dagster_home")
+
+
+def _dagster_home() -> Path:
+    """DAGSTER_HOME; the project default (.dagster_home) gets the project's instance config
+    (PostgreSQL storage, queued runs); a home of your own is used as it is."""
+    from .instance import prepare_dagster_home
+
+    default = DEFAULT_DAGSTER_HOME.resolve()
+    home = Path(os.environ.setdefault("DAGSTER_HOME", str(default))).resolve()
+    if home == default:
+        prepare_dagster_home(home, os.environ["SYNC_PG_URL"])
+    else:
+        home.mkdir(parents=True, exist_ok=True)
+    return home
+
+
 def _dagster_instance():
     from dagster import DagsterInstance
 
-    home = Path(os.environ.setdefault("DAGSTER_HOME", str(Path(".dagster_home").resolve())))
-    home.mkdir(parents=True, exist_ok=True)
+    _dagster_home()
     return DagsterInstance.get()
 
 
@@ -429,6 +445,97 @@ def cmd_dead_letters(args: argparse.Namespace) -> int:
     return EXIT_OK if still_failing == 0 else EXIT_DRIFT
 
 
+# --- history and ui ---------------------------------------------------------------------------
+
+
+def run_history(specs, selected, last: int) -> list[list[Any]]:
+    """Recent sync and drain runs with their totals, newest first."""
+    import dagster as dg
+
+    instance = _dagster_instance()
+    job_names = [f"{spec.name}_{kind}" for spec in selected for kind in ("sync", "drain")]
+    records = instance.get_run_records(dg.RunsFilter(job_name=None), limit=max(last * 10, 100))
+    rows: list[list[Any]] = []
+    for record in records:
+        run = record.dagster_run
+        if run.job_name not in job_names:
+            continue
+        totals = {"batches": 0, "indexed": 0, "failed": 0, "stale_skipped": 0, "dead_lettered": 0}
+        seen: set[str] = set()
+        for entry in instance.all_logs(run.run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION):
+            materialization = entry.dagster_event.event_specific_data.materialization
+            name = materialization.asset_key.to_user_string()
+            if name in seen or not name.endswith(("_index", "_changes")):
+                continue
+            seen.add(name)
+            for key in totals:
+                value = materialization.metadata.get(key)
+                totals[key] += int(value.value) if value is not None else 0
+        start = record.start_time
+        end = record.end_time
+        tags = run.tags
+        partitions = tags.get("dagster/partition") or (
+            f"{tags['dagster/asset_partition_range_start']}…{tags['dagster/asset_partition_range_end']}"
+            if "dagster/asset_partition_range_start" in tags
+            else "-"
+        )
+        rows.append(
+            [
+                datetime.fromtimestamp(start, UTC).strftime("%Y-%m-%d %H:%M:%S") if start else "-",
+                f"{end - start:.1f}s" if start and end else "-",
+                run.job_name,
+                partitions,
+                run.status.value.lower(),
+                totals["batches"],
+                totals["indexed"],
+                totals["failed"],
+                totals["stale_skipped"],
+                totals["dead_lettered"],
+                run.run_id[:8],
+            ]
+        )
+        if len(rows) >= last:
+            break
+    return rows
+
+
+def cmd_history(args: argparse.Namespace) -> int:
+    from .specs import get_spec
+
+    specs = _load_specs(args.config)
+    selected = [get_spec(specs, args.spec)] if args.spec else specs
+    _use_services()
+    rows = run_history(specs, selected, args.last)
+    headers = [
+        "start (UTC)",
+        "duration",
+        "job",
+        "partitions",
+        "status",
+        "batches",
+        "indexed",
+        "failed",
+        "stale",
+        "dead letters",
+        "run",
+    ]
+    print(format_table(headers, rows) if rows else "no runs yet")
+    return EXIT_OK
+
+
+def cmd_ui(args: argparse.Namespace) -> int:
+    """Dagster webserver + daemon on this code location, with the project's instance."""
+    import subprocess
+
+    _use_services()
+    home = _dagster_home()
+    print(f"Dagster UI on http://127.0.0.1:{args.port} (DAGSTER_HOME={home})", flush=True)
+    dagster = Path(sys.executable).parent / "dagster"
+    workspace = Path(__file__).resolve().parent.parent / "workspace.yaml"
+    command = [str(dagster), "dev", "-w", str(workspace), "-h", "127.0.0.1", "-p", str(args.port)]
+    return subprocess.call(command, env=dict(os.environ))
+
+
 # --- demo --------------------------------------------------------------------------------------
 
 
@@ -512,6 +619,15 @@ def build_parser() -> argparse.ArgumentParser:
     verify.add_argument("--spec", help="one spec (default: every spec)")
     verify.add_argument("--fix", action="store_true", help="re-index drifting documents, delete extra ones")
     verify.set_defaults(func=cmd_verify)
+
+    history = sub.add_parser("history", help="recent runs from the Dagster instance, with their counts")
+    history.add_argument("--spec", help="one spec (default: every spec)")
+    history.add_argument("--last", type=int, default=10, help="how many runs (default 10)")
+    history.set_defaults(func=cmd_history)
+
+    ui = sub.add_parser("ui", help="Dagster webserver + daemon (what `make ui` runs)")
+    ui.add_argument("--port", type=int, default=3000)
+    ui.set_defaults(func=cmd_ui)
 
     for name, helptext in (
         ("install-triggers", "capture inserts/updates/deletes into the change buffer"),
