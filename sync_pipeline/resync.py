@@ -38,11 +38,14 @@ def resync_keys(
     keys: Sequence[Key],
     batch: int = 1,
     delete_versions: dict[str, int] | None = None,
+    force_version: int | None = None,
 ) -> BatchResult:
     """Index the current row of every key that still exists; delete the others.
 
     `delete_versions` (by document id) gives hard deletes an external version,
     so a slower writer holding an older copy cannot resurrect the document.
+    `force_version` replaces the rows' own versions (verify --fix over an
+    out-of-band edit).
     """
     frame = record_batch_to_frame(fetch_keys(conn, spec, columns, keys))
     docs = frame_to_documents(frame, plan)
@@ -55,7 +58,7 @@ def resync_keys(
             "_op_type": "delete" if deleted else "index",
             "_index": spec.target.index,
             "_id": doc_id,
-            "version": version,
+            "version": force_version if force_version is not None else version,
             "version_type": "external_gte",
         }
         if not deleted:

@@ -15,14 +15,16 @@ from typing import Any, Protocol
 
 import orjson
 from elasticsearch import Elasticsearch
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, Engine
 
 from .extract import ColumnInfo, Window, describe_source, iter_pages
-from .load import LoadTotals, bulk_batch, ensure_index
+from .load import LoadTotals, ensure_index
+from .resync import resync_keys
 from .specs import SyncSpec
 from .transform import (
     DocumentPlan,
     build_plan,
+    document_id,
     frame_to_documents,
     index_mapping,
     index_settings,
@@ -96,8 +98,7 @@ def differing_fields(expected: dict[str, Any], actual: dict[str, Any]) -> list[s
 class Repairs(Protocol):
     """What `verify --fix` does with each difference as the merge finds it."""
 
-    def put(self, doc_id: str, document: dict[str, Any], version: int) -> None: ...
-    def remove(self, doc_id: str) -> None: ...
+    def repair(self, key: tuple[Any, ...]) -> None: ...
 
 
 def diff_sorted(
@@ -116,7 +117,7 @@ def diff_sorted(
             if len(report.missing_ids) < EXAMPLES:
                 report.missing_ids.append(exp[1])
             if repairs:
-                repairs.put(exp[1], exp[2], exp[3])
+                repairs.repair(exp[0])
             exp = next(exp_iter, None)
         elif exp is None or act[0] < exp[0]:
             report.extra += 1
@@ -124,7 +125,7 @@ def diff_sorted(
             if len(report.extra_ids) < EXAMPLES:
                 report.extra_ids.append(act[1])
             if repairs:
-                repairs.remove(act[1])
+                repairs.repair(act[0])
             act = next(act_iter, None)
         else:
             report.pg_count += 1
@@ -135,8 +136,7 @@ def diff_sorted(
                 if len(report.mismatches) < EXAMPLES:
                     report.mismatches.append(Mismatch(exp[1], fields))
                 if repairs:
-                    # at least ES's own version, so the repair wins over a write made behind our back
-                    repairs.put(exp[1], exp[2], max(exp[3], act[3]))
+                    repairs.repair(exp[0])
             exp = next(exp_iter, None)
             act = next(act_iter, None)
     return report
@@ -179,52 +179,46 @@ def elasticsearch_documents(es: Elasticsearch, spec: SyncSpec, page_size: int) -
 
 
 class BulkRepairs:
-    """Streams repairs to ES in bounded batches while the merge runs.
+    """Repairs drifting documents in bounded batches while the merge runs.
 
-    Repairs carry external versions like every other write, so later syncs of
-    an unchanged row stay idempotent; deletes of extra documents carry none.
+    Each drifting key is re-synced from its row as it is *now* (not as the
+    verify snapshot saw it), through the same path as the change buffer: so a
+    write that landed during the verify is never replaced by an older copy,
+    and an extra document whose row appeared meanwhile is indexed, not deleted.
+    Where Elasticsearch still holds a higher version than the current row (a
+    document edited behind our back), the row is forced in with a version of now.
     """
 
-    def __init__(self, es: Elasticsearch, index: str, batch_size: int = 1000) -> None:
-        self.es, self.index, self.batch_size = es, index, batch_size
-        self.pending: list[dict[str, Any]] = []
+    def __init__(
+        self, engine: Engine, es: Elasticsearch, spec: SyncSpec, columns, plan, batch_size: int = 500
+    ):
+        self.engine, self.es, self.spec, self.columns, self.plan = engine, es, spec, columns, plan
+        self.batch_size = batch_size
+        self.pending: list[tuple[Any, ...]] = []
         self.totals = LoadTotals()
 
-    def put(self, doc_id: str, document: dict[str, Any], version: int) -> None:
-        self._add(
-            {
-                "_op_type": "index",
-                "_index": self.index,
-                "_id": doc_id,
-                "_source": document,
-                "version": version,
-                "version_type": "external_gte",
-            }
-        )
-
-    def remove(self, doc_id: str) -> None:
-        self._add({"_op_type": "delete", "_index": self.index, "_id": doc_id})
-
-    def _add(self, action: dict[str, Any]) -> None:
-        self.pending.append(action)
+    def repair(self, key: tuple[Any, ...]) -> None:
+        self.pending.append(key)
         if len(self.pending) >= self.batch_size:
             self.flush()
 
     def flush(self) -> None:
         if not self.pending:
             return
-        result = bulk_batch(self.es, self.pending, self.totals.batches + 1)
-        if result.stale_ids:
-            # ES holds a higher version than the row's (an edit behind our back, or a fresh
-            # tombstone): the row is still the truth, so force it with a version of "now"
-            now = int(time.time() * 1_000_000)
-            stale = set(result.stale_ids)
-            forced = [a | {"version": now} for a in self.pending if a["_id"] in stale]
-            again = bulk_batch(self.es, forced, result.batch)
-            result.stale_skipped, result.stale_ids = 0, []
-            result.indexed += again.indexed
-            result.failed += again.failed
-            result.rejected += again.rejected
+        number = self.totals.batches + 1
+        with self.engine.connect() as conn:
+            result = resync_keys(conn, self.es, self.spec, self.columns, self.plan, self.pending, number)
+            if result.stale_ids:
+                stale = set(result.stale_ids)
+                keys = [k for k in self.pending if document_id(k) in stale]
+                now = int(time.time() * 1_000_000)
+                again = resync_keys(
+                    conn, self.es, self.spec, self.columns, self.plan, keys, number, force_version=now
+                )
+                result.stale_skipped, result.stale_ids = 0, []
+                result.indexed += again.indexed
+                result.failed += again.failed
+                result.rejected += again.rejected
         self.totals.add(result)
         self.pending = []
 
@@ -240,7 +234,7 @@ def verify_spec(
     columns = describe_source(conn, spec)
     plan = build_plan(spec, columns)
     report = VerifyReport(spec=spec.name, index=spec.target.index)
-    repairs = BulkRepairs(es, spec.target.index) if fix else None
+    repairs = BulkRepairs(conn.engine, es, spec, columns, plan) if fix else None
     if fix:
         ensure_index(es, spec.target.index, index_mapping(plan), index_settings(spec))
     if es.indices.exists(index=spec.target.index):

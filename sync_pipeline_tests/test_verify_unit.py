@@ -46,19 +46,15 @@ def test_composite_keys_compare_as_tuples():
 
 class Recorder:
     def __init__(self):
-        self.puts, self.removes = [], []
+        self.keys = []
 
-    def put(self, doc_id, document, version):
-        self.puts.append((doc_id, version))
-
-    def remove(self, doc_id):
-        self.removes.append(doc_id)
+    def repair(self, key):
+        self.keys.append(key)
 
 
-def test_repairs_reindex_missing_and_changed_with_the_higher_version_and_delete_extras():
+def test_repairs_are_requested_for_missing_changed_and_extra_keys_in_order():
     pg = [((1,), "1", {"a": 1}, 10), ((2,), "2", {"a": 2}, 10), ((4,), "4", {"a": 4}, 10)]
     es = [((2,), "2", {"a": 0}, 15), ((3,), "3", {}, 1), ((4,), "4", {"a": 4}, 10)]
     repairs = Recorder()
     diff_sorted(pg, es, VerifyReport("s", "i"), repairs)
-    assert repairs.puts == [("1", 10), ("2", 15)]
-    assert repairs.removes == ["3"]
+    assert repairs.keys == [(1,), (2,), (3,)]
