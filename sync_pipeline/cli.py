@@ -452,6 +452,8 @@ def run_history(specs, selected, last: int) -> list[list[Any]]:
     """Recent sync and drain runs with their totals, newest first."""
     import dagster as dg
 
+    from .runs import run_totals
+
     instance = _dagster_instance()
     job_names = [f"{spec.name}_{kind}" for spec in selected for kind in ("sync", "drain")]
     records = instance.get_run_records(dg.RunsFilter(job_name=None), limit=max(last * 10, 100))
@@ -460,17 +462,7 @@ def run_history(specs, selected, last: int) -> list[list[Any]]:
         run = record.dagster_run
         if run.job_name not in job_names:
             continue
-        totals = {"batches": 0, "indexed": 0, "failed": 0, "stale_skipped": 0, "dead_lettered": 0}
-        seen: set[str] = set()
-        for entry in instance.all_logs(run.run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION):
-            materialization = entry.dagster_event.event_specific_data.materialization
-            name = materialization.asset_key.to_user_string()
-            if name in seen or not name.endswith(("_index", "_changes")):
-                continue
-            seen.add(name)
-            for key in totals:
-                value = materialization.metadata.get(key)
-                totals[key] += int(value.value) if value is not None else 0
+        totals = run_totals(instance, run.run_id)
         start = record.start_time
         end = record.end_time
         tags = run.tags

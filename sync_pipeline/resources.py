@@ -96,8 +96,11 @@ def _from_env_or(name: str, default: str) -> str | dg.EnvVar:
 
 
 def default_resources() -> dict[str, dg.ConfigurableResource]:
+    from .alerts import alert_channels_from_env
+
     local = services.local_urls()
     return {
+        "alert_channels": alert_channels_from_env(),
         "postgres": PostgresResource(url=_from_env_or("SYNC_PG_URL", local.pg_url)),
         "elasticsearch": ElasticsearchResource(url=_from_env_or("SYNC_ES_URL", local.es_url)),
         "staging": StagingResource(base_dir=os.environ.get("SYNC_STAGING_DIR", ".staging")),

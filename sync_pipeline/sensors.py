@@ -1,15 +1,24 @@
-"""Sensors: launch drains when the change buffer fills up or waits too long.
+"""Sensors: launch drains when the change buffer fills up or waits too long,
 
-Failure alerting sensors live in alerts_sensors.py; both are thin wiring
-around pure decisions (`drain_decision`) that are unit-tested without Dagster.
+and turn failed runs, failed checks and high error rates into alerts. Thin
+wiring around pure decisions and formatting (`drain_decision`, alerts.py).
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import dagster as dg
 
+from .alerts import (
+    Alert,
+    AlertChannels,
+    alert_from_check,
+    alert_from_run_failure,
+    error_rate,
+    exceeds_error_rate,
+)
 from .buffer import BufferState, buffer_state
 from .resources import PostgresResource
+from .runs import failed_checks, run_totals
 from .specs import BufferSensorSpec, SyncSpec
 
 ACTIVE = [
@@ -75,3 +84,67 @@ def build_buffer_sensor(spec: SyncSpec) -> dg.SensorDefinition:
         )
 
     return buffer_sensor
+
+
+# --- failure alerts ---------------------------------------------------------------------------
+
+
+def _first_failure_message(instance: dg.DagsterInstance, run_id: str) -> str | None:
+    """The root cause of the run's first step failure (Dagster wraps it in its own errors)."""
+    for entry in instance.all_logs(run_id, of_type=dg.DagsterEventType.STEP_FAILURE):
+        error = entry.dagster_event.event_specific_data.error
+        while error is not None and error.cause is not None:
+            error = error.cause
+        if error is not None:
+            return error.message.strip()
+    return None
+
+
+def alerts_for_failed_run(
+    instance: dg.DagsterInstance, run: dg.DagsterRun, message: str | None
+) -> list[Alert]:
+    counts = run_totals(instance, run.run_id)
+    error = _first_failure_message(instance, run.run_id) or message
+    return [alert_from_run_failure(run.run_id, run.job_name, run.tags, error, counts)]
+
+
+def alerts_for_finished_run(
+    instance: dg.DagsterInstance, run: dg.DagsterRun, threshold: float | None = None
+) -> list[Alert]:
+    """One alert per failed asset check, and one when the run's error rate is over the threshold."""
+    spec = run.tags.get("sync_pipeline/spec")
+    alerts = [
+        alert_from_check(run.run_id, c["asset_key"], c["check_name"], c["partition"], c["metadata"], spec)
+        for c in failed_checks(instance, run.run_id)
+    ]
+    counts = run_totals(instance, run.run_id)
+    if exceeds_error_rate(counts, threshold):
+        rate = error_rate(counts["indexed"], counts["failed"], counts["dead_lettered"])
+        alert = alert_from_run_failure(run.run_id, run.job_name, run.tags, None, counts)
+        alerts.append(
+            replace(
+                alert, kind="error_rate", title=f"Error rate {rate:.1%} in {run.job_name} ({spec or '-'})"
+            )
+        )
+    return alerts
+
+
+@dg.run_failure_sensor(
+    name="sync_run_failure_alerts",
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="one alert per failed run: spec, partition, run id, counts, first error",
+)
+def run_failure_alerts(context: dg.RunFailureSensorContext, alert_channels: AlertChannels):
+    for alert in alerts_for_failed_run(context.instance, context.dagster_run, context.failure_event.message):
+        alert_channels.deliver(alert, context.log)
+
+
+@dg.run_status_sensor(
+    run_status=dg.DagsterRunStatus.SUCCESS,
+    name="sync_quality_alerts",
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="one alert per failed asset check (drift, dead letters) and per error rate over threshold",
+)
+def quality_alerts(context: dg.RunStatusSensorContext, alert_channels: AlertChannels):
+    for alert in alerts_for_finished_run(context.instance, context.dagster_run):
+        alert_channels.deliver(alert, context.log)

@@ -39,7 +39,11 @@ def test_definitions_snapshot_for_the_repository_spec():
     assert job.partitions_def == partitions_for(repo_specs()[0])
     assert defs.resolve_job_def("products_drain").partitions_def is None
     repository = defs.get_repository_def()
-    assert [s.name for s in repository.sensor_defs] == ["products_buffer_sensor"]
+    assert sorted(s.name for s in repository.sensor_defs) == [
+        "products_buffer_sensor",
+        "sync_quality_alerts",
+        "sync_run_failure_alerts",
+    ]
     assert [s.name for s in repository.schedule_defs] == ["products_window_schedule"]
     assert repository.get_schedule_def("products_window_schedule").job_name == "products_sync"
 
