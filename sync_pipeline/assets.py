@@ -369,3 +369,43 @@ def build_sync_job(spec: SyncSpec):  # -> UnresolvedAssetJobDefinition (not expo
         description=f"extract → documents → index for spec '{spec.name}'; a partition range runs as one run",
         tags={"sync_pipeline/spec": spec.name, "sync_pipeline/load": f"{spec.name}:sync"},
     )
+
+
+def build_rebuild_job(spec: SyncSpec) -> dg.JobDefinition:
+    """`<spec>_rebuild`: the zero-downtime rebuild, launchable from the UI."""
+
+    @dg.op(name=f"{spec.name}_rebuild_index", tags={"kind": "elasticsearch"})
+    def rebuild_index(
+        context: dg.OpExecutionContext, postgres: PostgresResource, elasticsearch: ElasticsearchResource
+    ) -> dg.Output:
+        from .rebuild import rebuild
+
+        key = dg.AssetKey(f"{spec.name}_index")
+        report = rebuild(
+            postgres.engine(), elasticsearch.client(), spec, on_batch=lambda b: log_batch(context, key, b)
+        )
+        context.log.info(
+            f"{spec.target.index}: {report.old_indices} → {report.new_index} in {report.seconds:.1f}s"
+        )
+        return dg.Output(
+            report.new_index,
+            metadata={
+                "alias": report.alias,
+                "new_index": report.new_index,
+                "old_indices": ", ".join(report.old_indices),
+                "indexed": report.filled.indexed,
+                "seconds": round(report.seconds, 3),
+                "drift_before_swap": report.before_swap.drift,
+                "repaired_after_swap": report.after_swap.drift,
+            },
+        )
+
+    @dg.job(
+        name=f"{spec.name}_rebuild",
+        description=f"rebuild '{spec.target.index}' into a new versioned index and swap the alias",
+        tags={"sync_pipeline/spec": spec.name, "sync_pipeline/load": f"{spec.name}:rebuild"},
+    )
+    def rebuild_job():
+        rebuild_index()
+
+    return rebuild_job

@@ -445,6 +445,43 @@ def cmd_dead_letters(args: argparse.Namespace) -> int:
     return EXIT_OK if still_failing == 0 else EXIT_DRIFT
 
 
+# --- rebuild -----------------------------------------------------------------------------------
+
+
+def cmd_rebuild(args: argparse.Namespace) -> int:
+    from .rebuild import rebuild, rollback
+    from .resources import engine_for, es_client
+    from .specs import get_spec
+    from .verify import verify_spec
+
+    specs = _load_specs(args.config)
+    spec = get_spec(specs, args.spec)
+    _use_services()
+    _preflight(specs, [spec])
+    engine, es = engine_for(os.environ["SYNC_PG_URL"]), es_client(os.environ["SYNC_ES_URL"])
+    if args.rollback:
+        current, previous = rollback(es, spec)
+        print(f"{spec.target.index}: alias moved back from {current} to {previous}")
+        # the older index missed what happened since it was swapped out: bring it up to date
+        with engine.connect().execution_options(isolation_level="REPEATABLE READ") as conn:
+            report = verify_spec(conn, es, spec, fix=True)
+        print("caught up: " + "\n".join(report.lines()))
+        return EXIT_OK
+    progress_listener = _progress_printer(sys.stderr.isatty())
+    report = rebuild(
+        engine, es, spec, on_batch=lambda b: progress_listener("batch", {"docs": b.docs, "failed": b.failed})
+    )
+    if sys.stderr.isatty():
+        sys.stderr.write("\n")
+    print(
+        f"{spec.target.index}: {', '.join(report.old_indices) or '(nothing)'} → {report.new_index} "
+        f"({report.filled.indexed:,} documents, {report.seconds:.1f}s); old index kept for --rollback"
+    )
+    print("verified before swap: " + report.before_swap.lines()[0])
+    print("caught up after swap: " + report.after_swap.lines()[0])
+    return EXIT_OK
+
+
 # --- history and ui ---------------------------------------------------------------------------
 
 
@@ -533,6 +570,7 @@ def cmd_ui(args: argparse.Namespace) -> int:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     from .demo import seed_demo
+    from .load import drop_target
     from .resources import engine_for, es_client
     from .specs import get_spec
 
@@ -545,7 +583,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     print(f"seeded {args.rows:,} products in {time.perf_counter() - started:.1f}s")
     es = es_client(os.environ["SYNC_ES_URL"])
     # a fresh index each demo, created from the spec's mapping by the first load
-    es.indices.delete(index=spec.target.index, ignore_unavailable=True)
+    drop_target(es, spec.target.index)
     _preflight(specs, [spec])
     summary = run_sync(specs, spec, show_progress=sys.stderr.isatty())
     count = es.count(index=spec.target.index)["count"] if es.indices.exists(index=spec.target.index) else 0
@@ -617,6 +655,13 @@ def build_parser() -> argparse.ArgumentParser:
     history.add_argument("--last", type=int, default=10, help="how many runs (default 10)")
     history.set_defaults(func=cmd_history)
 
+    rebuild_cmd = sub.add_parser("rebuild", help="fill a new versioned index, verify it, swap the read alias")
+    rebuild_cmd.add_argument("--spec", required=True)
+    rebuild_cmd.add_argument(
+        "--rollback", action="store_true", help="point the alias back at the previous version"
+    )
+    rebuild_cmd.set_defaults(func=cmd_rebuild)
+
     ui = sub.add_parser("ui", help="Dagster webserver + daemon (what `make ui` runs)")
     ui.add_argument("--port", type=int, default=3000)
     ui.set_defaults(func=cmd_ui)
@@ -643,13 +688,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     from .extract import SourceError
+    from .rebuild import RebuildError
     from .services import ServiceError
     from .specs import SpecError
 
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (UsageError, SpecError, SourceError, ServiceError) as exc:
+    except (UsageError, SpecError, SourceError, ServiceError, RebuildError) as exc:
         print(f"sync-pipeline: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except Exception as exc:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import dagster as dg
 
-from .assets import build_drain_asset, build_drain_job, build_spec_assets, build_sync_job
+from .assets import build_drain_asset, build_drain_job, build_rebuild_job, build_spec_assets, build_sync_job
 from .resources import default_resources
 from .schedules import build_window_schedule
 from .sensors import build_buffer_sensor, quality_alerts, run_failure_alerts
@@ -30,7 +30,11 @@ def build_definitions(specs: list[SyncSpec]) -> dg.Definitions:
         assets=assets,
         sensors=[*(build_buffer_sensor(spec) for spec in specs), run_failure_alerts, quality_alerts],
         schedules=[build_window_schedule(spec) for spec in specs],
-        jobs=[job for spec in specs for job in (build_sync_job(spec), build_drain_job(spec))],
+        jobs=[
+            job
+            for spec in specs
+            for job in (build_sync_job(spec), build_drain_job(spec), build_rebuild_job(spec))
+        ],
         resources=default_resources(),
     )
 

@@ -155,17 +155,42 @@ def with_backoff(
 
 
 def ensure_index(es: Elasticsearch, index: str, mappings: dict[str, Any], settings: dict[str, Any]) -> bool:
-    """Create the index from the spec's mapping if it is absent; True when created."""
+    """Make `index` exist; True when created.
+
+    A new target is created as the versioned index `<index>_v1` behind the
+    alias `<index>` (its write index), so `rebuild` can later fill `<index>_v2`
+    and swap the alias atomically while readers keep querying `<index>`.
+    """
     if es.indices.exists(index=index):
         return False
     try:
-        es.indices.create(index=index, mappings=mappings, settings=settings)
+        es.indices.create(
+            index=f"{index}_v1",
+            mappings=mappings,
+            settings=settings,
+            aliases={index: {"is_write_index": True}},
+        )
     except ApiError as exc:
         # another run created it between exists() and create()
         if exc.status_code == 400 and "resource_already_exists" in str(exc.body):
             return False
         raise
     return True
+
+
+def backing_indices(es: Elasticsearch, name: str) -> list[str]:
+    """The concrete indices behind `name` (an alias, or an index of that name)."""
+    if es.indices.exists_alias(name=name):
+        return sorted(es.indices.get_alias(name=name))
+    return [name] if es.indices.exists(index=name) else []
+
+
+def drop_target(es: Elasticsearch, name: str) -> list[str]:
+    """Delete an alias's indices (or the index of that name); returns what was deleted."""
+    indices = backing_indices(es, name)
+    for index in indices:
+        es.indices.delete(index=index, ignore_unavailable=True)
+    return indices
 
 
 def _error_summary(op: str, item: dict[str, Any]) -> dict[str, Any]:

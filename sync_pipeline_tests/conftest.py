@@ -14,6 +14,7 @@ import pytest
 import sqlalchemy as sa
 
 from sync_pipeline import services
+from sync_pipeline.load import drop_target
 from sync_pipeline.resources import engine_for, es_client
 from sync_pipeline.specs import SyncSpec, parse_specs
 
@@ -137,7 +138,7 @@ def scenario(pg, es) -> Iterator[Scenario]:
     )
     yield scen
     scen.execute(f"DROP TABLE IF EXISTS {name}")
-    es.indices.delete(index=name, ignore_unavailable=True)
+    drop_target(es, name)
 
 
 @pytest.fixture()

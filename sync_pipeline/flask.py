@@ -1,0 +1,195 @@
+"""A Flask blueprint that lets a web application trigger and watch syncs.
+
+    from flask import Flask
+    from sync_pipeline.flask import create_sync_blueprint
+
+    app = Flask(__name__)
+    app.register_blueprint(create_sync_blueprint())   # token from $SYNC_API_TOKEN
+
+Routes (all under /sync, all answering JSON, all requiring `Authorization: Bearer <token>`):
+
+    POST /sync/<spec>/flush    launch <spec>_drain (apply the change buffer)     → 202 {"run_id": …}
+    POST /sync/<spec>/full     launch <spec>_sync over every partition, one run → 202 {"run_id": …}
+    GET  /sync/runs/<run_id>   status, per-batch counts and totals of a run     → 200
+    GET  /sync/runs            recent runs (?spec=NAME&limit=N), with totals    → 200
+
+The runs execute in the Dagster deployment at `dagster_url` (default
+$SYNC_DAGSTER_URL, else http://127.0.0.1:3000), not in the web process; the
+blueprint only talks to its webserver (sync_pipeline.dagster_api). Unknown spec
+or run → 404, Dagster unreachable → 503, other Dagster errors → 502.
+"""
+
+from __future__ import annotations
+
+import hmac
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+# absolute imports: `flask` here is the Flask package, not this module
+from flask import Blueprint, Response, current_app, jsonify, request, url_for
+from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
+
+from . import dagster_api
+from .specs import SyncSpec, load_specs
+
+TOKEN_ENV = "SYNC_API_TOKEN"
+MAX_RUNS_LIMIT = 100
+
+
+class SyncBlueprintConfigError(ValueError):
+    """The blueprint cannot be created as configured (no token, unreadable spec file)."""
+
+
+def _error(status: int, message: str, **extra: Any) -> tuple[Response, int]:
+    return jsonify({"error": message, **extra}), status
+
+
+def create_sync_blueprint(
+    *,
+    dagster_url: str | None = None,
+    token: str | None = None,
+    specs_path: str | Path | None = None,
+    name: str = "sync",
+    url_prefix: str = "/sync",
+    timeout: float = 30.0,
+) -> Blueprint:
+    """The /sync blueprint. `token` (else $SYNC_API_TOKEN) is required: without one the
+    blueprint is not created (SyncBlueprintConfigError), so the routes are never open.
+    `specs_path` is the sync spec file (default: $SYNC_CONFIG, ./sync.yaml, the checkout's)
+    that names the specs and their partitions; it is read once, here."""
+    secret = token if token is not None else os.environ.get(TOKEN_ENV)
+    if not secret or not secret.strip():
+        raise SyncBlueprintConfigError(
+            f"no API token for the sync blueprint: pass token=... or set {TOKEN_ENV} "
+            "(the routes launch Dagster runs and are never served without authentication)"
+        )
+    expected = f"Bearer {secret.strip()}".encode()
+
+    from .definitions import config_path
+
+    try:
+        specs: dict[str, SyncSpec] = {
+            s.name: s for s in load_specs(Path(specs_path) if specs_path else config_path())
+        }
+    except ValueError as exc:  # SpecError: names the file and the problem
+        raise SyncBlueprintConfigError(str(exc)) from None
+    url = dagster_api.resolve_url(dagster_url)
+    safe_url = dagster_api.redact_url(url)
+    bp = Blueprint(name, __name__, url_prefix=url_prefix)
+
+    @bp.before_request
+    def require_token() -> tuple[Response, int] | None:
+        given = request.headers.get("Authorization", "").encode("utf-8", "surrogateescape")
+        # constant-time over bytes: compare_digest on str refuses non-ASCII instead of answering
+        if not hmac.compare_digest(given, expected):
+            response, status = _error(401, "missing or invalid bearer token")
+            response.headers["WWW-Authenticate"] = f'Bearer realm="{name}"'
+            return response, status
+        return None
+
+    def spec_or_404(spec_name: str) -> SyncSpec:
+        spec = specs.get(spec_name)
+        if spec is None:
+            raise _JsonError(404, f"unknown spec '{spec_name}'", known_specs=sorted(specs))
+        return spec
+
+    def accepted(run_id: str, spec: SyncSpec, job: str, **extra: Any) -> tuple[Response, int]:
+        status_url = url_for(f"{bp.name}.run", run_id=run_id)
+        response = jsonify({"run_id": run_id, "spec": spec.name, "job": job, "status_url": status_url, **extra})
+        response.headers["Location"] = status_url
+        return response, 202
+
+    @bp.post("/<spec_name>/flush")
+    def flush(spec_name: str):
+        spec = spec_or_404(spec_name)
+        run_id = dagster_api.launch_drain(url, spec, timeout=timeout)
+        return accepted(run_id, spec, f"{spec.name}_drain")
+
+    @bp.post("/<spec_name>/full")
+    def full(spec_name: str):
+        from .cli import partition_keys_for
+
+        spec = spec_or_404(spec_name)
+        keys = partition_keys_for(spec, None, None)
+        run_id = dagster_api.launch_full_sync(url, spec, keys, timeout=timeout)
+        partitions = {"start": keys[0], "end": keys[-1], "count": len(keys)}
+        return accepted(run_id, spec, f"{spec.name}_sync", partitions=partitions)
+
+    @bp.get("/runs/<run_id>")
+    def run(run_id: str):
+        return jsonify(dagster_api.run_report(url, run_id, timeout=timeout))
+
+    @bp.get("/runs")
+    def runs():
+        spec_name = request.args.get("spec")
+        if spec_name is not None:
+            spec_or_404(spec_name)
+        try:
+            limit = int(request.args.get("limit", "20"))
+        except ValueError:
+            return _error(400, "limit must be an integer")
+        if not 1 <= limit <= MAX_RUNS_LIMIT:
+            return _error(400, f"limit must be between 1 and {MAX_RUNS_LIMIT}")
+        return jsonify({"runs": dagster_api.recent_runs(url, spec_name, limit, timeout=timeout)})
+
+    @bp.errorhandler(_JsonError)
+    def json_error(exc: _JsonError):
+        return _error(exc.status, exc.message, **exc.extra)
+
+    @bp.errorhandler(dagster_api.DagsterApiError)
+    def dagster_error(exc: dagster_api.DagsterApiError):
+        if isinstance(exc, dagster_api.DagsterUnreachableError):
+            return _error(503, str(exc), dagster_url=safe_url)
+        if isinstance(exc, dagster_api.DagsterNotFoundError):
+            return _error(404, str(exc))
+        return _error(502, str(exc), dagster_url=safe_url)
+
+    @bp.errorhandler(ValueError)
+    def bad_value(exc: ValueError):  # e.g. a partition range the deployed code location does not have
+        return _error(409, str(exc))
+
+    @bp.errorhandler(HTTPException)
+    def http_error(exc: HTTPException):
+        return _http_error_json(exc)
+
+    @bp.errorhandler(Exception)
+    def unexpected(exc: Exception):
+        current_app.logger.exception("sync blueprint: unexpected error")
+        return _error(500, "internal error (see the application log)")
+
+    # An unknown path or a wrong method under the prefix fails in routing, before any
+    # blueprint is chosen, so blueprint error handlers never see it: answer those in JSON
+    # with an app-level handler that leaves every other path to the app's own handling.
+    @bp.record_once
+    def json_routing_errors(state) -> None:
+        prefix = (state.url_prefix or url_prefix).rstrip("/")
+        for error_class in (NotFound, MethodNotAllowed):
+            previous = state.app.error_handler_spec[None][error_class.code].get(error_class)
+            state.app.register_error_handler(error_class, _routing_handler(prefix, previous))
+
+    return bp
+
+
+class _JsonError(Exception):
+    def __init__(self, status: int, message: str, **extra: Any) -> None:
+        super().__init__(message)
+        self.status, self.message, self.extra = status, message, extra
+
+
+def _http_error_json(exc: HTTPException) -> Response:
+    response = exc.get_response()
+    response.data = jsonify({"error": exc.description or exc.name}).get_data()
+    response.content_type = "application/json"
+    return response
+
+
+def _routing_handler(prefix: str, previous: Callable[[Any], Any] | None) -> Callable[[HTTPException], Any]:
+    def handler(exc: HTTPException):
+        path = request.path
+        if path == prefix or path.startswith(prefix + "/"):
+            return _http_error_json(exc)
+        return previous(exc) if previous is not None else exc
+
+    return handler
