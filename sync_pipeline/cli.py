@@ -439,7 +439,11 @@ def cmd_dead_letters(args: argparse.Namespace) -> int:
     es = es_client(os.environ["SYNC_ES_URL"])
     still_failing = 0
     for spec in selected:
-        replayed, failing = deadletters.replay(engine, es, spec)
+        try:
+            replayed, failing = deadletters.replay(engine, es, spec)
+        except deadletters.ReplayError as exc:
+            print(f"sync-pipeline: {exc}", file=sys.stderr)
+            return EXIT_DRIFT
         still_failing += failing
         print(f"{spec.name}: {replayed} replayed, {failing} still refused")
     return EXIT_OK if still_failing == 0 else EXIT_DRIFT
@@ -618,7 +622,13 @@ def cmd_services(args: argparse.Namespace) -> int:
         for name, state in services.status().items():
             print(f"{name}: {state}")
     else:
-        print("\n".join(services.env_lines()))
+        import shlex
+
+        from .instance import dagster_storage_url
+
+        lines = services.env_lines()
+        storage = dagster_storage_url(services.local_urls().pg_url)
+        print("\n".join([*lines, f"export SYNC_DAGSTER_PG_URL={shlex.quote(storage)}"]))
     return EXIT_OK
 
 

@@ -35,6 +35,10 @@ DEAD_LETTERS = sa.Table(
 )
 
 
+class ReplayError(RuntimeError):
+    """Transient failure during a replay; the dead letters are left as they were."""
+
+
 def ensure_table(conn: Connection) -> None:
     metadata.create_all(conn, tables=[DEAD_LETTERS], checkfirst=True)
 

@@ -63,8 +63,8 @@ class DocumentPlan:
 
 def infer_es_type(info: ColumnInfo, is_key: bool) -> str:
     if info.is_array:
-        element = _ES_TYPE_BY_PG.get(info.pg_type, "keyword")
-        return "keyword" if element in ("text", "object") else element
+        # ES fields are arrays natively: an array maps as its element (JSON elements as objects)
+        return _ES_TYPE_BY_PG.get(info.pg_type, "keyword")
     if info.pg_type in _TEXTUAL:
         return "keyword" if is_key else "text"
     return _ES_TYPE_BY_PG.get(info.pg_type, "keyword")
