@@ -165,3 +165,24 @@ def test_secrets_never_reach_output_logs_or_dagster_metadata(scenario, insert_ro
         assert written and secret.encode() not in written  # run storage, event logs, compute logs
     finally:
         scenario.execute(f"REVOKE ALL ON {scenario.table} FROM {role}; DROP ROLE {role}")
+
+
+@pytest.mark.integration
+def test_unknown_column_exits_2_naming_the_column(scenario, tmp_path):
+    config = scenario.spec_file(tmp_path)
+    config.write_text(config.read_text().replace("updated_at: updated_at", "updated_at: modified_on"))
+    result = cli("--config", str(config), "sync", "--spec", scenario.table, "--full")
+    assert result.returncode == 2
+    assert "not found: ['modified_on']" in result.stderr and f"spec '{scenario.table}'" in result.stderr
+
+
+@pytest.mark.integration
+def test_identifiers_that_try_sql_injection_are_quoted_and_harmless(scenario, insert_rows, tmp_path, pg):
+    insert_rows([1], "2026-02-01 00:00:00+00")
+    hostile = f'{scenario.table}\\"; DROP TABLE {scenario.table}; --'
+    config = scenario.spec_file(tmp_path, source=f'table: "{hostile}"')
+    result = cli("--config", str(config), "sync", "--spec", scenario.table, "--full")
+    assert result.returncode == 2
+    assert "does not exist" in result.stderr
+    with pg.connect() as conn:  # the table the "injection" named is still there, untouched
+        assert conn.exec_driver_sql(f"SELECT count(*) FROM {scenario.table}").scalar_one() == 1
