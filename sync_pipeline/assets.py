@@ -8,6 +8,7 @@ resource and reports counts to Dagster.
 # no `from __future__ import annotations`: Dagster inspects the context annotation at runtime
 import json
 import time
+import warnings
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -28,6 +29,10 @@ from .transform import (
     read_frames,
 )
 from .verify import reconcile_window
+
+# single-run backfills are the documented way to load a range as one run; the beta notice
+# would otherwise repeat on every definitions load, in the CLI and the UI alike
+warnings.filterwarnings("ignore", category=dg.BetaWarning, message=".*backfill_policy.*")
 
 _PARTITIONS_BY_GRAIN = {
     "hour": (dg.HourlyPartitionsDefinition, "%Y-%m-%d-%H:%M"),
