@@ -599,7 +599,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     reports = run_verify(specs, [spec])
     for report in reports:
         print("verify: " + "\n".join(report.lines()))
-    hits = es.search(index=spec.target.index, query={"match": {"name": "茶杯"}}, size=1, track_total_hits=True)["hits"]
+    query = {"match": {"name": "茶杯"}}
+    hits = es.search(index=spec.target.index, query=query, size=1, track_total_hits=True)["hits"]
     if hits["hits"]:
         example = hits["hits"][0]["_source"]["name"]
         print(f"\nfull-text search '茶杯' → {hits['total']['value']:,} hits, e.g. {example!r}")

@@ -43,6 +43,9 @@ RANGE_START_TAG = "dagster/asset_partition_range_start"
 RANGE_END_TAG = "dagster/asset_partition_range_end"
 BACKFILL_TAG = "dagster/backfill"
 
+# run config for the asset jobs' default executor: every step in the run worker's process
+IN_PROCESS: Mapping[str, Any] = {"execution": {"config": {"in_process": {}}}}
+
 FINISHED_RUN_STATUSES = frozenset({"SUCCESS", "FAILURE", "CANCELED"})
 FINISHED_BACKFILL_STATUSES = frozenset(
     {"COMPLETED", "COMPLETED_SUCCESS", "COMPLETED_FAILED", "FAILED", "CANCELED"}
@@ -389,6 +392,9 @@ def launch_full_sync(
 ) -> str:
     """Launch `<spec>_sync` over partition_keys[0] … partition_keys[-1] as ONE run; returns its id.
 
+    `run_config` is the run's Dagster config, e.g. IN_PROCESS to run the three steps in the
+    run's own process instead of one subprocess each (faster for small syncs).
+
     Without partition_keys: every partition — from the spec's partitions
     (`sync_pipeline.cli.partition_keys_for`) when a SyncSpec is given, else as
     the running code location defines them. The range is checked against the
@@ -396,17 +402,20 @@ def launch_full_sync(
     """
     endpoint = _Endpoint.parse(url)
     name = _spec_name(spec)
-    if partition_keys is None:
-        if isinstance(spec, str):
-            partition_keys = deployed_partition_keys(endpoint.url, name, timeout=timeout)
-        else:
+    if partition_keys is None and isinstance(spec, str):
+        keys = deployed_partition_keys(endpoint.url, name, timeout=timeout)
+        if not keys:
+            raise ValueError(f"spec '{name}' has no partitions yet")
+        first, last = keys[0], keys[-1]
+    else:
+        if partition_keys is None:
             from .cli import partition_keys_for
 
             partition_keys = partition_keys_for(spec, None, None)
-    keys = list(partition_keys)
-    if not keys:
-        raise ValueError(f"no partitions given for spec '{name}'")
-    first, last = _checked_range(endpoint, name, keys[0], keys[-1], timeout)
+        keys = list(partition_keys)
+        if not keys:
+            raise ValueError(f"no partitions given for spec '{name}'")
+        first, last = _checked_range(endpoint, name, keys[0], keys[-1], timeout)
     run_tags = {**dict(tags or {}), RANGE_START_TAG: first, RANGE_END_TAG: last}
     return _submit(endpoint, f"{name}_sync", run_tags, run_config, timeout)
 
@@ -451,6 +460,7 @@ def launch_backfill(
     *,
     title: str | None = None,
     tags: Mapping[str, str] | None = None,
+    run_config: Mapping[str, Any] | None = None,
     timeout: float = 30.0,
 ) -> str:
     """Backfill the spec's extract → documents → index over [start_key, end_key]; returns the
@@ -473,6 +483,8 @@ def launch_backfill(
         "tags": [{"key": k, "value": v} for k, v in backfill_tags.items()],
         "title": title or f"{name} {start_key} … {end_key}",
     }
+    if run_config:
+        params["runConfigData"] = dict(run_config)
     data = _post(endpoint, _LAUNCH_BACKFILL, {"params": params}, timeout)
     result = _check_union(endpoint, data["launchPartitionBackfill"], f"backfill of spec '{name}'")
     return result["backfillId"]

@@ -65,7 +65,7 @@ def create_sync_blueprint(
             f"no API token for the sync blueprint: pass token=... or set {TOKEN_ENV} "
             "(the routes launch Dagster runs and are never served without authentication)"
         )
-    expected = f"Bearer {secret.strip()}".encode()
+    expected = secret.strip().encode()
 
     from .definitions import config_path
 
@@ -81,9 +81,10 @@ def create_sync_blueprint(
 
     @bp.before_request
     def require_token() -> tuple[Response, int] | None:
-        given = request.headers.get("Authorization", "").encode("utf-8", "surrogateescape")
-        # constant-time over bytes: compare_digest on str refuses non-ASCII instead of answering
-        if not hmac.compare_digest(given, expected):
+        scheme, _, given = request.headers.get("Authorization", "").strip().partition(" ")
+        # constant-time, over bytes (compare_digest refuses non-ASCII str instead of answering);
+        # WSGI hands header values over as latin-1, so that gives back the bytes that were sent
+        if not (scheme.lower() == "bearer" and hmac.compare_digest(_header_bytes(given.strip()), expected)):
             response, status = _error(401, "missing or invalid bearer token")
             response.headers["WWW-Authenticate"] = f'Bearer realm="{name}"'
             return response, status
@@ -96,8 +97,10 @@ def create_sync_blueprint(
         return spec
 
     def accepted(run_id: str, spec: SyncSpec, job: str, **extra: Any) -> tuple[Response, int]:
-        status_url = url_for(f"{bp.name}.run", run_id=run_id)
-        response = jsonify({"run_id": run_id, "spec": spec.name, "job": job, "status_url": status_url, **extra})
+        status_url = url_for(".run", run_id=run_id)
+        response = jsonify(
+            {"run_id": run_id, "spec": spec.name, "job": job, "status_url": status_url, **extra}
+        )
         response.headers["Location"] = status_url
         return response, 202
 
@@ -113,7 +116,10 @@ def create_sync_blueprint(
 
         spec = spec_or_404(spec_name)
         keys = partition_keys_for(spec, None, None)
-        run_id = dagster_api.launch_full_sync(url, spec, keys, timeout=timeout)
+        try:
+            run_id = dagster_api.launch_full_sync(url, spec, keys, timeout=timeout)
+        except ValueError as exc:  # the deployed code location has other partitions: stale spec file?
+            return _error(409, str(exc))
         partitions = {"start": keys[0], "end": keys[-1], "count": len(keys)}
         return accepted(run_id, spec, f"{spec.name}_sync", partitions=partitions)
 
@@ -146,10 +152,6 @@ def create_sync_blueprint(
             return _error(404, str(exc))
         return _error(502, str(exc), dagster_url=safe_url)
 
-    @bp.errorhandler(ValueError)
-    def bad_value(exc: ValueError):  # e.g. a partition range the deployed code location does not have
-        return _error(409, str(exc))
-
     @bp.errorhandler(HTTPException)
     def http_error(exc: HTTPException):
         return _http_error_json(exc)
@@ -170,6 +172,13 @@ def create_sync_blueprint(
             state.app.register_error_handler(error_class, _routing_handler(prefix, previous))
 
     return bp
+
+
+def _header_bytes(value: str) -> bytes:
+    try:
+        return value.encode("latin-1")
+    except UnicodeEncodeError:  # not from a real WSGI server; never equal to a token's bytes
+        return value.encode("utf-8", "surrogatepass")
 
 
 class _JsonError(Exception):
