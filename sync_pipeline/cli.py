@@ -449,6 +449,31 @@ def cmd_dead_letters(args: argparse.Namespace) -> int:
     return EXIT_OK if still_failing == 0 else EXIT_DRIFT
 
 
+# --- backfill through a running Dagster ---------------------------------------------------------
+
+
+def cmd_backfill(args: argparse.Namespace) -> int:
+    """A partition backfill launched on the running Dagster instance, so it shows in the UI."""
+    from .dagster_api import DagsterApiError, launch_backfill, resolve_url
+    from .specs import get_spec
+
+    specs = _load_specs(args.config)
+    spec = get_spec(specs, args.spec)
+    start = _parse_time(args.start, "--start") if args.start else None
+    end = _parse_time(args.end, "--end") if args.end else None
+    keys = partition_keys_for(spec, start, end)
+    if not keys:
+        raise UsageError(f"no partitions of spec '{spec.name}' fall in the requested range")
+    try:
+        backfill_id = launch_backfill(args.dagster_url, spec, keys[0], keys[-1])
+    except (DagsterApiError, ValueError) as exc:
+        raise UsageError(str(exc)) from None
+    base = resolve_url(args.dagster_url)
+    print(f"backfill {backfill_id}: {spec.name} {keys[0]} … {keys[-1]} ({len(keys)} partitions)")
+    print(f"follow it at {base}/runs/b/{backfill_id}")
+    return EXIT_OK
+
+
 # --- rebuild -----------------------------------------------------------------------------------
 
 
@@ -665,6 +690,17 @@ def build_parser() -> argparse.ArgumentParser:
     history.add_argument("--spec", help="one spec (default: every spec)")
     history.add_argument("--last", type=int, default=10, help="how many runs (default 10)")
     history.set_defaults(func=cmd_history)
+
+    backfill = sub.add_parser(
+        "backfill", help="launch a partition backfill on the running Dagster (see make ui)"
+    )
+    backfill.add_argument("--spec", required=True)
+    backfill.add_argument("--start", help="ISO date/time: first updated_at window to include")
+    backfill.add_argument("--end", help="ISO date/time: windows starting before this")
+    backfill.add_argument(
+        "--dagster-url", help="webserver URL (default: $SYNC_DAGSTER_URL or http://127.0.0.1:3000)"
+    )
+    backfill.set_defaults(func=cmd_backfill)
 
     rebuild_cmd = sub.add_parser("rebuild", help="fill a new versioned index, verify it, swap the read alias")
     rebuild_cmd.add_argument("--spec", required=True)

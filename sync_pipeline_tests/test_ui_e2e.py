@@ -15,6 +15,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import dagster as dg
 import pytest
 import sqlalchemy as sa
 
@@ -81,6 +82,9 @@ def ui(service_urls, tmp_path_factory):
     buffer_sensor: {{min_changes: 1, max_wait_seconds: 1, interval_seconds: 2}}
 """
     )
+    # create the SQLite storage before the webserver and the daemon race to create it
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        instance.get_runs(limit=1)
     port = _free_port()
     env = {
         **os.environ,

@@ -1,0 +1,258 @@
+"""The /sync blueprint in a real Flask app (its test client), talking to a real Dagster.
+
+The Dagster deployment is the session's DagsterStack (test_dagster_api.py):
+webserver + daemon on workspace.yaml, runs against the real PostgreSQL and
+Elasticsearch.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from flask import Flask
+
+from sync_pipeline import buffer, dagster_api
+from sync_pipeline.demo import seed_demo
+from sync_pipeline.flask import SyncBlueprintConfigError, create_sync_blueprint
+from sync_pipeline_tests.test_dagster_api import RUN_TIMEOUT, DagsterStack, _free_port, month_day
+
+ROOT = Path(__file__).resolve().parent.parent
+TOKEN = "test-token-4f2a"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+
+
+@pytest.fixture(scope="session")
+def stack(service_urls, tmp_path_factory) -> Iterator[DagsterStack]:
+    with DagsterStack.shared(service_urls, tmp_path_factory) as running:
+        yield running
+
+
+def make_app(dagster_url: str, specs_path: Path, **options) -> Flask:
+    app = Flask("sync_test")
+    app.register_blueprint(
+        create_sync_blueprint(dagster_url=dagster_url, token=TOKEN, specs_path=specs_path, **options)
+    )
+
+    @app.get("/elsewhere")
+    def elsewhere():
+        return "not ours"
+
+    return app
+
+
+@pytest.fixture()
+def spec_file(tmp_path: Path) -> Path:
+    path = tmp_path / "sync.yaml"
+    path.write_text(
+        """
+specs:
+  - name: shop
+    source: {table: shop, primary_key: id, updated_at: updated_at}
+    target: {index: shop}
+    partitions: {grain: month, start: "2026-01-01"}
+"""
+    )
+    return path
+
+
+def wait_for(client, run_id: str) -> dict:
+    deadline = time.monotonic() + RUN_TIMEOUT
+    while True:
+        response = client.get(f"/sync/runs/{run_id}", headers=AUTH)
+        assert response.status_code == 200, response.get_json()
+        report = response.get_json()
+        if report["status"] in ("SUCCESS", "FAILURE", "CANCELED"):
+            return report
+        assert time.monotonic() < deadline, f"run {run_id} still {report['status']}"
+        time.sleep(1)
+
+
+@pytest.mark.integration
+def test_full_sync_then_flush_through_the_blueprint(stack: DagsterStack):
+    spec, keys = stack.spec("web"), stack.partition_keys("web")
+    client = make_app(stack.url, stack.spec_path).test_client()
+    stack.insert("web", range(1, 61), month_day(keys[1]))
+
+    response = client.post(f"/sync/{spec.name}/full", headers=AUTH)
+
+    assert response.status_code == 202, response.get_json()
+    body = response.get_json()
+    assert body["job"] == f"{spec.name}_sync"
+    assert body["partitions"] == {"start": keys[0], "end": keys[-1], "count": len(keys)}
+    assert response.headers["Location"] == body["status_url"] == f"/sync/runs/{body['run_id']}"
+    report = wait_for(client, body["run_id"])
+    assert report["status"] == "SUCCESS", (report["errors"], stack.logs())
+    assert [(b["batch"], b["indexed"], b["failed"]) for b in report["batches"]] == [(1, 50, 0), (2, 10, 0)]
+    assert report["totals"]["indexed"] == 60 and report["totals"]["extracted"] == 60
+    assert len(stack.documents("web")) == 60
+
+    # the change buffer: an insert, an update and a hard delete, applied by the drain job
+    with stack.engine.begin() as conn:
+        buffer.install_triggers(conn, spec)
+    try:
+        stack.insert("web", range(61, 71), month_day(keys[2]))
+        stack.execute(f"UPDATE {stack.table('web')} SET title = 'renamed' WHERE id = 1")
+        stack.execute(f"DELETE FROM {stack.table('web')} WHERE id = 2")
+
+        response = client.post(f"/sync/{spec.name}/flush", headers=AUTH)
+
+        assert response.status_code == 202, response.get_json()
+        assert response.get_json()["job"] == f"{spec.name}_drain"
+        report = wait_for(client, response.get_json()["run_id"])
+    finally:
+        with stack.engine.begin() as conn:
+            buffer.uninstall_triggers(conn, spec)
+    assert report["status"] == "SUCCESS", (report["errors"], stack.logs())
+    totals = report["totals"]
+    assert (totals["indexed"], totals["deleted"], totals["failed"], totals["claimed"]) == (11, 1, 0, 12)
+    assert report["batches"] and all(b["asset"] == f"{spec.name}_changes" for b in report["batches"])
+    documents = stack.documents("web")
+    assert len(documents) == 69 and "2" not in documents and documents["1"]["title"] == "renamed"
+
+    listed = client.get(f"/sync/runs?spec={spec.name}&limit=5", headers=AUTH).get_json()["runs"]
+    assert [r["job_name"] for r in listed[:2]] == [f"{spec.name}_drain", f"{spec.name}_sync"]
+
+
+@pytest.mark.integration
+def test_every_route_requires_the_bearer_token(stack: DagsterStack, monkeypatch):
+    client = make_app(stack.url, stack.spec_path).test_client()
+    name = stack.table("web")
+    before = dagster_api.recent_runs(stack.url, name)
+    for headers in (
+        {},
+        {"Authorization": "Bearer wrong"},
+        {"Authorization": f"Basic {TOKEN}"},
+        {"Authorization": "Bearer "},
+        {"Authorization": f"Bearer {TOKEN}x"},
+        {"Authorization": f"Bearer {TOKEN[:-1]}"},
+        {"Authorization": "Bearer ☃"},
+        {"Authorization": "Bearer tést".encode().decode("latin-1")},
+    ):
+        for method, path in (
+            ("post", f"/sync/{name}/flush"),
+            ("post", f"/sync/{name}/full"),
+            ("get", "/sync/runs/whatever"),
+            ("get", "/sync/runs"),
+        ):
+            response = getattr(client, method)(path, headers=headers)
+            assert response.status_code == 401, (method, path, headers)
+            assert response.get_json() == {"error": "missing or invalid bearer token"}
+            assert response.headers["WWW-Authenticate"].startswith("Bearer")
+    assert dagster_api.recent_runs(stack.url, name) == before  # nothing was launched
+    # the scheme is case-insensitive (RFC 9110)
+    response = client.get(f"/sync/runs/{uuid.uuid4()}", headers={"Authorization": f"bearer {TOKEN}"})
+    assert response.status_code == 404
+
+    monkeypatch.setenv("SYNC_API_TOKEN", "from-the-environment")
+    app = Flask("env_token")
+    app.register_blueprint(create_sync_blueprint(dagster_url=stack.url, specs_path=stack.spec_path))
+    response = app.test_client().get(
+        f"/sync/runs/{uuid.uuid4()}", headers={"Authorization": "Bearer from-the-environment"}
+    )
+    assert response.status_code == 404 and "not found" in response.get_json()["error"]
+
+
+def test_no_token_means_no_blueprint(monkeypatch, spec_file):
+    monkeypatch.delenv("SYNC_API_TOKEN", raising=False)
+    with pytest.raises(SyncBlueprintConfigError, match="SYNC_API_TOKEN"):
+        create_sync_blueprint(specs_path=spec_file)
+    monkeypatch.setenv("SYNC_API_TOKEN", "   ")
+    with pytest.raises(SyncBlueprintConfigError, match="no API token"):
+        create_sync_blueprint(specs_path=spec_file)
+    with pytest.raises(SyncBlueprintConfigError, match="not found"):
+        create_sync_blueprint(token="t", specs_path=spec_file.parent / "missing.yaml")
+
+
+@pytest.mark.integration
+def test_unknown_spec_run_or_path_are_json_404s(stack: DagsterStack):
+    client = make_app(stack.url, stack.spec_path).test_client()
+
+    response = client.post("/sync/no_such_spec/flush", headers=AUTH)
+    assert response.status_code == 404 and response.is_json
+    assert response.get_json()["error"] == "unknown spec 'no_such_spec'"
+    assert stack.table("web") in response.get_json()["known_specs"]
+    assert client.post("/sync/no_such_spec/full", headers=AUTH).status_code == 404
+    assert client.get("/sync/runs?spec=no_such_spec", headers=AUTH).status_code == 404
+
+    response = client.get(f"/sync/runs/{uuid.uuid4()}", headers=AUTH)
+    assert response.status_code == 404 and response.is_json and stack.url in response.get_json()["error"]
+
+    response = client.get("/sync/a/b/c", headers=AUTH)
+    assert response.status_code == 404 and response.is_json and "error" in response.get_json()
+    response = client.get(f"/sync/{stack.table('web')}/flush", headers=AUTH)
+    assert response.status_code == 405 and response.is_json
+    response = client.get("/sync/runs?limit=lots", headers=AUTH)
+    assert response.status_code == 400 and response.is_json
+    # the rest of the application keeps its own (HTML) error pages
+    response = client.get("/not-sync")
+    assert response.status_code == 404 and not response.is_json
+    assert client.get("/elsewhere").get_data(as_text=True) == "not ours"
+
+
+def test_unreachable_dagster_is_503(spec_file):
+    client = make_app(f"http://127.0.0.1:{_free_port()}", spec_file).test_client()
+    for method, path in (("post", "/sync/shop/flush"), ("post", "/sync/shop/full"), ("get", "/sync/runs/r1")):
+        response = getattr(client, method)(path, headers=AUTH)
+        assert response.status_code == 503, (path, response.get_data(as_text=True))
+        body = response.get_json()
+        assert "cannot reach the Dagster webserver at http://127.0.0.1:" in body["error"]
+
+
+# --- the example application ---------------------------------------------------------------------
+
+
+def load_example():
+    path = ROOT / "examples" / "flask_app" / "app.py"
+    name = f"flask_example_{uuid.uuid4().hex[:6]}"
+    module_spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(module_spec)
+    sys.modules[name] = module  # SQLAlchemy resolves the models' annotations through it
+    module_spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.integration
+def test_example_app_writes_products_through_the_orm(stack: DagsterStack, live):
+    schema = f"{stack.prefix}_shop"
+    with stack.engine.begin() as conn:
+        conn.execute(sa.text(f"CREATE SCHEMA {schema}"))
+        conn.execute(sa.text(f"SET LOCAL search_path TO {schema}"))
+        seed_demo(conn, rows=20)
+    try:
+        example = load_example()
+        engine = sa.create_engine(f"postgresql+psycopg://{live.pg_url.split('://', 1)[1]}").execution_options(
+            schema_translate_map={None: schema}
+        )
+        app = example.create_app(engine=engine, sync_token=TOKEN, dagster_url=stack.url)
+        client = app.test_client()
+
+        created = client.post("/products", json={"sku": "SKU-X1", "name": "青花瓷茶杯 new", "price": "12.50"})
+        assert created.status_code == 201, created.get_data(as_text=True)
+        product = created.get_json()
+        assert product["id"] == 21 and product["price"] == "12.50" and product["updated_at"]
+
+        changed = client.patch(f"/products/{product['id']}", json={"name": "renamed", "stock": 3})
+        assert changed.status_code == 200 and changed.get_json()["name"] == "renamed"
+        assert changed.get_json()["updated_at"] >= product["updated_at"]
+        assert client.delete(f"/products/{product['id']}").status_code == 204
+        assert client.get(f"/products/{product['id']}").get_json()["deleted_at"] is not None
+        assert client.get("/products/999").status_code == 404
+        assert client.post("/products", json={"name": "no sku"}).status_code == 400
+        with engine.connect() as conn:
+            row = conn.execute(sa.text(f"SELECT name, stock FROM {schema}.products WHERE id = 21")).one()
+        assert tuple(row) == ("renamed", 3)
+
+        # the blueprint is mounted and talks to the real Dagster
+        assert client.get("/sync/runs/x").status_code == 401
+        response = client.get(f"/sync/runs/{uuid.uuid4()}", headers=AUTH)
+        assert response.status_code == 404 and response.is_json
+    finally:
+        with stack.engine.begin() as conn:
+            conn.execute(sa.text(f"DROP SCHEMA {schema} CASCADE"))
