@@ -8,6 +8,7 @@ import os
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -17,6 +18,19 @@ from sync_pipeline import services
 from sync_pipeline.load import drop_target
 from sync_pipeline.resources import engine_for, es_client
 from sync_pipeline.specs import SyncSpec, parse_specs
+
+
+def indexed(es, index: str) -> dict[str, dict]:
+    """Every document of a (small) test index, by _id, after a refresh."""
+    es.indices.refresh(index=index)
+    hits = es.search(index=index, size=10_000, query={"match_all": {}})["hits"]["hits"]
+    return {h["_id"]: h["_source"] for h in hits}
+
+
+def at(text: str) -> datetime:
+    """A UTC instant from an ISO date or timestamp."""
+    return datetime.fromisoformat(text).replace(tzinfo=UTC)
+
 
 # (scenario, rows changed, drift after, dead letters) from the fault-injection suite
 CHAOS_RESULTS: list[tuple[str, int, int, int]] = []

@@ -4,7 +4,6 @@ Every test runs against the real PostgreSQL and Elasticsearch.
 """
 
 import threading
-from datetime import UTC, datetime
 
 import pytest
 import sqlalchemy as sa
@@ -15,17 +14,9 @@ from sync_pipeline.cli import run_drain, run_sync, run_verify
 from sync_pipeline.load import load_documents
 from sync_pipeline.resources import es_client
 
+from .conftest import at, indexed
+
 pytestmark = pytest.mark.integration
-
-
-def indexed(es, index: str) -> dict[str, dict]:
-    es.indices.refresh(index=index)
-    hits = es.search(index=index, size=10_000, query={"match_all": {}})["hits"]["hits"]
-    return {h["_id"]: h["_source"] for h in hits}
-
-
-def at(text: str) -> datetime:
-    return datetime.fromisoformat(text).replace(tzinfo=UTC)
 
 
 @pytest.fixture()

@@ -1,23 +1,13 @@
 """End-to-end against the real PostgreSQL and Elasticsearch: assets run through Dagster."""
 
-from datetime import UTC, datetime
-
 import pytest
 from dagster import DagsterEventType, DagsterInstance
 
 from sync_pipeline.cli import run_sync, run_verify
 
+from .conftest import at, indexed
+
 pytestmark = pytest.mark.integration
-
-
-def indexed(es, index: str) -> dict[str, dict]:
-    es.indices.refresh(index=index)
-    hits = es.search(index=index, size=10_000, query={"match_all": {}})["hits"]["hits"]
-    return {h["_id"]: h["_source"] for h in hits}
-
-
-def at(text: str) -> datetime:
-    return datetime.fromisoformat(text).replace(tzinfo=UTC)
 
 
 def test_one_partition_syncs_exactly_its_window(scenario, insert_rows, es):
