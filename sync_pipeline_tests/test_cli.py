@@ -4,6 +4,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -157,7 +158,8 @@ def test_secrets_never_reach_output_logs_or_dagster_metadata(scenario, insert_ro
         env = {"SYNC_PG_URL": url, "DAGSTER_HOME": str(home)}
         synced = cli("--config", str(config), "sync", "--spec", scenario.table, "--full", env=env)
         assert synced.returncode == 0, synced.stdout + synced.stderr
-        broken = cli("--config", str(config), "verify", env={**env, "SYNC_PG_URL": url.replace("55432", "1")})
+        unreachable = url.replace(f":{urlsplit(url).port}/", ":1/")  # same secret, a port nobody listens on
+        broken = cli("--config", str(config), "verify", env={**env, "SYNC_PG_URL": unreachable})
         assert broken.returncode == 2
         written = b"".join(p.read_bytes() for p in home.rglob("*") if p.is_file())
         for text in (synced.stdout, synced.stderr, broken.stdout, broken.stderr):

@@ -268,6 +268,14 @@ def throttled_es(tmp_path_factory):
 def test_a_429_storm_is_retried_until_everything_lands(scenario, tmp_path, throttled_es, live):
     seed(scenario, 10_000)
     config = scenario.spec_file(tmp_path, batch_size="500")
+    # a storm on a loaded 2-core machine can outlast the default retry budget: give it room, the
+    # point is that every document lands once the retries are allowed to do their work
+    config.write_text(
+        config.read_text().replace(
+            "    batch_size: 500",
+            "    batch_size: 500\n    retry: {attempts: 30, max_backoff_seconds: 10, max_total_seconds: 900}",
+        )
+    )
     noisy = es_client(throttled_es)
     stop = threading.Event()
 
