@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 
-.PHONY: venv demo test unit chaos lint fmt ui services services-down services-status clean
+.PHONY: venv demo test unit chaos lint fmt ui services services-down services-status clean bench bench-smoke
 
 venv: $(VENV)/.installed
 
@@ -55,3 +55,12 @@ services-status: venv
 clean:
 	-$(BIN)/sync-pipeline services down
 	rm -rf .staging .dagster_home .pytest_cache .ruff_cache
+
+## make bench: the performance benchmark (docs/benchmarks.md); BENCH_ARGS="--rows 200000 --scale ..." to change it
+bench: venv
+	$(BIN)/python -m bench.run $(BENCH_ARGS)
+
+## make bench-smoke: a small benchmark run (20k rows, once) and a check that its JSON is well-formed
+bench-smoke: venv
+	$(BIN)/python -m bench.run --rows 20000 --repeat 1 --output bench/results/smoke.json
+	$(BIN)/python -m bench.check bench/results/smoke.json

@@ -1,0 +1,484 @@
+"""Shared pieces of the benchmark: the seeded table, the spec, servers, RSS sampling.
+
+Everything here talks to the servers the project already uses (SYNC_PG_URL /
+SYNC_ES_URL, else the local services). The benchmark owns exactly the table
+`bench_products` and indexes whose names start with `bench_`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+BENCH_DIR = Path(__file__).resolve().parent
+PYTHON = str(PROJECT_ROOT / ".venv" / "bin" / "python")
+SYNC_PIPELINE = str(PROJECT_ROOT / ".venv" / "bin" / "sync-pipeline")
+
+TABLE = "bench_products"
+SPEC_NAME = "bench_products"
+PIPELINE_INDEX = "bench_pipeline"  # the spec's target (an alias over bench_pipeline_v1)
+DAYS_OF_HISTORY = 30  # updated_at spreads over the last 30 days (one partition per day)
+
+
+# --- servers ----------------------------------------------------------------------------------
+
+
+def server_urls() -> tuple[str, str]:
+    """SYNC_PG_URL / SYNC_ES_URL, else the project's local services (started if needed)."""
+    pg, es = os.environ.get("SYNC_PG_URL"), os.environ.get("SYNC_ES_URL")
+    if pg and es:
+        return pg, es
+    from sync_pipeline import services
+
+    urls = services.ensure_services()
+    return pg or urls.pg_url, es or urls.es_url
+
+
+def es_client(url: str, timeout: float = 300.0):
+    from elasticsearch import Elasticsearch
+
+    return Elasticsearch(url, request_timeout=timeout, retry_on_timeout=True, max_retries=3)
+
+
+def engine(url: str):
+    from sync_pipeline.resources import engine_for
+
+    return engine_for(url)
+
+
+def drop_bench_indexes(es, pattern: str = "bench_*") -> list[str]:
+    """Delete every index (and with it every alias) matching `pattern`; never anything else."""
+    assert pattern.startswith("bench_"), pattern
+    names = sorted(es.indices.get(index=pattern, expand_wildcards="all", ignore_unavailable=True))
+    for name in names:
+        es.indices.delete(index=name, ignore_unavailable=True)
+    return names
+
+
+# --- the seeded table ---------------------------------------------------------------------------
+
+# ~0.5–1 KB per row as a JSON document: text (with non-ASCII), NUMERIC, integer, float,
+# text[], JSONB and two timestamptz columns. Generated inside PostgreSQL (one INSERT … SELECT
+# over generate_series, like sync_pipeline/demo.py), deterministic through setseed.
+# Numeric and timestamp columns are NOT NULL so that the naive baseline (which has no
+# cleansing at all) can load every row: NULL numerics become NaN and NULL timestamps NaT in
+# its DataFrame, which Elasticsearch or the client refuse.
+TABLE_DDL = f"""
+DROP TABLE IF EXISTS {TABLE};
+CREATE TABLE {TABLE} (
+    id          bigint PRIMARY KEY,
+    sku         text NOT NULL,
+    name        text NOT NULL,
+    description text,
+    category    text NOT NULL,
+    brand       text,
+    price       numeric(12, 2) NOT NULL,
+    stock       integer NOT NULL,
+    rating      double precision NOT NULL,
+    weight_kg   double precision NOT NULL,
+    tags        text[],
+    attributes  jsonb,
+    created_at  timestamptz NOT NULL,
+    updated_at  timestamptz NOT NULL
+);
+"""
+
+_SENTENCES = [
+    [
+        "Hand-made from recycled materials",
+        "适合日常使用，品质保证",
+        "Designed in Lisbon and assembled in Porto",
+        "A bestseller for the third year running",
+        "Made to last with a five-year warranty",
+        "轻便耐用，适合户外旅行",
+        "Certified organic and fair-trade sourced",
+        "Compact enough for the smallest kitchen",
+        "Ships in 24h — 快速发货",
+        "Limited edition «classic» design",
+    ],
+    [
+        "with a matte ceramic finish that resists stains",
+        "with stainless-steel fittings and a silicone seal",
+        "featuring a quick-release clip and a padded strap",
+        "built around a low-noise brushless motor",
+        "using water-based inks and FSC paper",
+        "采用环保材料制作，无异味",
+        "with reinforced seams and YKK zippers",
+        "in a gift box with a handwritten card",
+        "with a detachable USB-C cable and a 2-year battery",
+        "that folds flat for storage",
+    ],
+    [
+        "Dishwasher safe; hand washing keeps the colour longer.",
+        "Wipe clean with a damp cloth.",
+        "Compatible with every model released since 2019.",
+        "Includes spare parts and a printed manual in six languages.",
+        "使用前请仔细阅读说明书。",
+        "Not suitable for children under three years.",
+        "Assembly takes about ten minutes with the included tool.",
+        "Refills are sold separately in packs of four.",
+        "Store in a cool, dry place away from direct sunlight.",
+        "Über 10.000 zufriedene Kunden in Europa.",
+    ],
+    [
+        "Our customers rate it highly for comfort and value,",
+        "Reviewers praise the sturdy build and the clean look,",
+        "It pairs well with the rest of the collection,",
+        "Professional chefs and home cooks both recommend it,",
+        "This version improves the grip and the balance,",
+        "The new colourway was chosen by our community,",
+        "每一件产品都经过严格的质量检测，",
+        "Thanks to the modular design it can be repaired easily,",
+        "The packaging is fully recyclable and plastic-free,",
+        "It was awarded a design prize in 2024,",
+    ],
+    [
+        "and it comes with free returns within 30 days.",
+        "and spare parts stay available for ten years.",
+        "and the price includes shipping to most countries.",
+        "and a portion of every sale supports local makers.",
+        "and we offer engraving at no extra cost.",
+        "并且提供三十天无理由退货服务。",
+        "and it is covered by our lifetime repair promise.",
+        "and it has been tested for over 10,000 cycles.",
+        "and it fits in a standard carry-on bag.",
+        "and it can be personalised on request.",
+    ],
+]
+
+
+def _sentence_sql(column: str, step: int, arrays: list[list[str]]) -> str:
+    parts = []
+    for i, options in enumerate(arrays):
+        literal = "ARRAY[" + ", ".join("'" + o.replace("'", "''") + "'" for o in options) + "]"
+        parts.append(f"({literal})[1 + (({column} / {step**i}) * {7 + 2 * i} + {i}) % {len(options)}]")
+    return " || ' ' || ".join(parts)
+
+
+SEED_SQL = f"""
+SELECT setseed(0.42);
+INSERT INTO {TABLE} (id, sku, name, description, category, brand, price, stock, rating, weight_kg,
+                     tags, attributes, created_at, updated_at)
+SELECT
+    g,
+    'SKU-' || lpad(g::text, 9, '0'),
+    (ARRAY['Ceramic Mug', '青花瓷茶杯', 'Café Crème Grinder', '龙井绿茶 250g', 'Notebook A5',
+           '儿童积木', 'Trail Runner Shoes', 'Garden Hose 15 m', 'Über-Kabel USB-C', '紫砂壶',
+           'Cast Iron Skillet 28 cm', 'Merino Wool Beanie'])[1 + (g % 12)]
+        || ' ' || (ARRAY['Classic', 'Pro', 'Mini', 'XL', 'Eco', '经典款', 'Sport', 'Max'])[1 + (g / 12) % 8]
+        || ' #' || g,
+    CASE WHEN g % 50 = 0 THEN NULL ELSE
+        {_sentence_sql("g", 10, _SENTENCES)} || ' ' || {_sentence_sql("(g / 7)", 10, _SENTENCES[::-1])}
+    END,
+    (ARRAY['Kitchen', 'Books', 'Electronics', 'Garden', 'Toys', 'Sports', 'Tea', 'Stationery',
+           'Outdoor', 'Home', 'Beauty', 'Music'])[1 + (g / 3) % 12],
+    CASE WHEN g % 11 = 0 THEN NULL
+         ELSE (ARRAY['Acme', 'Globex', 'Initech', '华为', 'Umbrella', 'Soylent', 'Hooli', 'Vandelay',
+                     'Stark', 'Wayne', '小米', 'Duff'])[1 + (g / 5) % 12] END,
+    round((random() * 500 + 0.5)::numeric, 2),
+    (random() * 1000)::int,
+    round((random() * 5)::numeric, 2)::float8,
+    round((random() * 20)::numeric, 3)::float8,
+    CASE WHEN g % 13 = 0 THEN NULL
+         ELSE ARRAY['new', (ARRAY['sale', '热卖', 'eco', 'gift', 'bestseller', 'limited'])[1 + (g % 6)],
+                    (ARRAY['red', 'blue', 'green', 'black', 'white'])[1 + (g / 6) % 5]] END,
+    CASE WHEN g % 19 = 0 THEN NULL
+         ELSE jsonb_build_object(
+             'color', (ARRAY['red', '蓝色', 'green', 'noir', 'white', 'grey'])[1 + (g % 6)],
+             'material', (ARRAY['ceramic', 'steel', 'wool', 'bamboo', 'plastic'])[1 + (g / 2) % 5],
+             'dimensions', jsonb_build_object('w', g % 50, 'h', (g % 30) + 0.5, 'd', g % 7),
+             'origin', (ARRAY['PT', 'CN', 'DE', 'VN', 'MX'])[1 + (g / 4) % 5],
+             'warranty_months', 12 * (1 + g % 5),
+             'certifications', jsonb_build_array('CE', 'RoHS')) END,
+    now() - interval '400 days' + (g % 1000) * interval '1 hour',
+    -- minute resolution over the last {DAYS_OF_HISTORY} days: many rows share each updated_at
+    date_trunc('minute', now() - (random() * {DAYS_OF_HISTORY}) * interval '1 day')
+FROM generate_series(1, CAST(:rows AS bigint)) AS g;
+CREATE INDEX {TABLE}_updated_at_id ON {TABLE} (updated_at, id);
+ANALYZE {TABLE};
+"""
+
+
+def seed_statements() -> list[str]:
+    return [s for s in (TABLE_DDL + SEED_SQL).split(";\n") if s.strip()]
+
+
+def seed_table(pg_url: str, rows: int) -> float:
+    """(Re)create and fill bench_products; returns seconds."""
+    import sqlalchemy as sa
+
+    started = time.perf_counter()
+    with engine(pg_url).begin() as conn:
+        for statement in seed_statements():
+            conn.execute(sa.text(statement), {"rows": rows} if ":rows" in statement else {})
+    return time.perf_counter() - started
+
+
+def table_stats(pg_url: str) -> dict[str, Any]:
+    import sqlalchemy as sa
+
+    with engine(pg_url).connect() as conn:
+        count, avg_bytes = conn.execute(
+            sa.text(f"SELECT count(*), avg(pg_column_size(t.*)) FROM {TABLE} t")
+        ).one()
+        total = conn.execute(sa.text(f"SELECT pg_total_relation_size('{TABLE}')")).scalar()
+    return {
+        "rows": int(count),
+        "avg_row_bytes_pg": round(float(avg_bytes or 0), 1),
+        "table_bytes": int(total),
+    }
+
+
+def drop_table(pg_url: str) -> None:
+    import sqlalchemy as sa
+
+    with engine(pg_url).begin() as conn:
+        conn.execute(sa.text(f"DROP TABLE IF EXISTS {TABLE}"))
+        conn.execute(sa.text(f"DROP TABLE IF EXISTS {TABLE}_removed"))
+
+
+def partitions_start() -> str:
+    """First daily window: the seeded updated_at values all fall after it."""
+    return (datetime.now(UTC) - timedelta(days=DAYS_OF_HISTORY + 2)).strftime("%Y-%m-%d")
+
+
+def spec_yaml(
+    index: str = PIPELINE_INDEX,
+    name: str = SPEC_NAME,
+    batch_size: int = 5000,
+    reconcile: bool = True,
+    sensor: dict[str, Any] | None = None,
+) -> str:
+    """The spec the pipeline scenarios sync: bench_products → `index`."""
+    lines = [
+        "specs:",
+        f"  - name: {name}",
+        "    source:",
+        f"      table: {TABLE}",
+        "      primary_key: id",
+        "      updated_at: updated_at",
+        "    target:",
+        f"      index: {index}",
+        "    partitions:",
+        "      grain: day",
+        f'      start: "{partitions_start()}"',
+        f"    batch_size: {batch_size}",
+        f"    reconcile: {'true' if reconcile else 'false'}",
+        "    fields:",
+        "      sku: {type: keyword}",
+        "      category: {type: keyword}",
+        "      brand: {type: keyword}",
+        "      name: {cleanse: [trim]}",
+    ]
+    if sensor:
+        lines.append("    buffer_sensor: " + json.dumps(sensor))
+    return "\n".join(lines) + "\n"
+
+
+def load_spec(path: Path):
+    from sync_pipeline.specs import get_spec, load_specs
+
+    specs = load_specs(path)
+    return specs, get_spec(specs, SPEC_NAME if any(s.name == SPEC_NAME for s in specs) else specs[0].name)
+
+
+# --- measuring ------------------------------------------------------------------------------------
+
+
+def proc_status(pid: int | str) -> dict[str, int]:
+    """VmHWM / VmRSS of a process in kB (empty when it is gone)."""
+    try:
+        text = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return {}
+    out = {}
+    for key in ("VmHWM", "VmRSS"):
+        match = re.search(rf"^{key}:\s+(\d+) kB", text, re.M)
+        if match:
+            out[key] = int(match.group(1))
+    return out
+
+
+def children_of(pid: int) -> list[int]:
+    """Every descendant pid of `pid` (through /proc/<pid>/task/*/children)."""
+    found: list[int] = []
+    stack = [pid]
+    while stack:
+        current = stack.pop()
+        for task in Path(f"/proc/{current}/task").glob("*"):
+            try:
+                kids = [int(k) for k in (task / "children").read_text().split()]
+            except OSError:
+                continue
+            for kid in kids:
+                if kid not in found:
+                    found.append(kid)
+                    stack.append(kid)
+    return found
+
+
+@dataclass
+class RssSampler:
+    """Samples a process (and its descendants) every `interval` seconds.
+
+    peak_mb: the highest VmHWM of the root process (its own peak resident set);
+    tree_peak_mb: the highest sum of VmRSS over the root and its descendants seen.
+    """
+
+    pid: int
+    interval: float = 0.1
+    peak_kb: int = 0
+    tree_peak_kb: int = 0
+    per_pid_peak_kb: dict[int, int] = field(default_factory=dict)
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _thread: threading.Thread | None = None
+
+    def start(self) -> RssSampler:
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+        return self
+
+    def _sample(self) -> None:
+        root = proc_status(self.pid)
+        if root:
+            self.peak_kb = max(self.peak_kb, root.get("VmHWM", 0), root.get("VmRSS", 0))
+        total = root.get("VmRSS", 0)
+        for kid in children_of(self.pid):
+            status = proc_status(kid)
+            total += status.get("VmRSS", 0)
+            hwm = max(status.get("VmHWM", 0), status.get("VmRSS", 0))
+            if hwm:
+                self.per_pid_peak_kb[kid] = max(self.per_pid_peak_kb.get(kid, 0), hwm)
+        self.tree_peak_kb = max(self.tree_peak_kb, total)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self._sample()
+            self._stop.wait(self.interval)
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+
+    @property
+    def peak_mb(self) -> float:
+        return round(self.peak_kb / 1024, 1)
+
+    @property
+    def tree_peak_mb(self) -> float:
+        return round(self.tree_peak_kb / 1024, 1)
+
+
+def own_peak_rss_mb() -> float:
+    return round(proc_status("self").get("VmHWM", 0) / 1024, 1)
+
+
+RESULT_MARKER = "BENCH_RESULT "
+
+
+def emit_result(result: dict[str, Any]) -> None:
+    """The last line a scenario subprocess prints: its result as JSON."""
+    result.setdefault("self_peak_rss_mb", own_peak_rss_mb())
+    sys.stdout.write(RESULT_MARKER + json.dumps(result, default=str) + "\n")
+    sys.stdout.flush()
+
+
+def run_measured(
+    cmd: list[str], env: dict[str, str], timeout: float, cwd: Path | None = None, log: Path | None = None
+) -> dict[str, Any]:
+    """Run a subprocess under the RSS sampler; returns wall seconds, rc, peaks, parsed result."""
+    started = time.perf_counter()
+    out_handle = open(log, "wb") if log else subprocess.PIPE  # noqa: SIM115 - closed in finally
+    proc = subprocess.Popen(
+        cmd, env=env, cwd=str(cwd or PROJECT_ROOT), stdout=out_handle, stderr=subprocess.STDOUT
+    )
+    sampler = RssSampler(proc.pid).start()
+    try:
+        stdout, _ = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        stdout, _ = proc.communicate()
+        sampler.stop()
+        raise
+    finally:
+        sampler.stop()
+        if log:
+            out_handle.close()
+    wall = time.perf_counter() - started
+    text = log.read_text(errors="replace") if log else (stdout or b"").decode(errors="replace")
+    result: dict[str, Any] = {}
+    for line in text.splitlines():
+        if line.startswith(RESULT_MARKER):
+            result = json.loads(line[len(RESULT_MARKER) :])
+    return {
+        "rc": proc.returncode,
+        "wall_s": round(wall, 3),
+        "peak_rss_mb": sampler.peak_mb,
+        "tree_peak_rss_mb": sampler.tree_peak_mb,
+        "result": result,
+        "output_tail": "\n".join(text.splitlines()[-15:]),
+    }
+
+
+def machine_description(es_url: str, pg_url: str) -> dict[str, Any]:
+    import platform
+
+    import sqlalchemy as sa
+
+    info: dict[str, Any] = {
+        "nproc": os.cpu_count(),
+        "python": platform.python_version(),
+        "kernel": platform.release(),
+    }
+    try:
+        cpu = next(
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        )
+        info["cpu"] = cpu
+    except (OSError, StopIteration):
+        pass
+    try:
+        mem_kb = int(re.search(r"MemTotal:\s+(\d+)", Path("/proc/meminfo").read_text()).group(1))
+        info["ram_gb"] = round(mem_kb / 1024 / 1024, 1)
+    except (OSError, AttributeError):
+        pass
+    try:
+        load = os.getloadavg()
+        info["loadavg_at_start"] = [round(x, 2) for x in load]
+    except OSError:
+        pass
+    es = es_client(es_url, timeout=30)
+    try:
+        nodes = es.nodes.info(filter_path="nodes.*.version,nodes.*.jvm.mem.heap_max_in_bytes")["nodes"]
+        node = next(iter(nodes.values()))
+        info["elasticsearch"] = node.get("version")
+        info["es_heap_max_mb"] = round(node["jvm"]["mem"]["heap_max_in_bytes"] / 1024 / 1024)
+    except Exception as exc:
+        info["elasticsearch"] = f"unknown ({exc})"
+    with engine(pg_url).connect() as conn:
+        info["postgresql"] = conn.execute(sa.text("SHOW server_version")).scalar()
+    import dagster
+    import elasticsearch
+    import pandas
+    import pyarrow
+
+    info["libraries"] = {
+        "dagster": dagster.__version__,
+        "elasticsearch-py": elasticsearch.__versionstr__,
+        "pandas": pandas.__version__,
+        "pyarrow": pyarrow.__version__,
+    }
+    return info

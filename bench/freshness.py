@@ -1,0 +1,245 @@
+"""Freshness: commit → searchable latency through the change buffer and the buffer sensor.
+
+Starts what `make ui` starts (`sync-pipeline ui`: `dagster dev`, i.e. webserver +
+daemon) with a temp DAGSTER_HOME and a spec whose buffer sensor reacts to the
+first change (min_changes 1, max_wait 1 s, interval 1 s: the fastest the spec
+allows), installs the change-buffer triggers, commits single-row updates one
+at a time and polls Elasticsearch (a search, so only refreshed documents count)
+until each change is searchable. Reports p50/p95/max of commit → searchable,
+plus the first (cold) change separately.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import random
+import signal
+import socket
+import statistics
+import subprocess
+import threading
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from bench import common
+
+INDEX = "bench_fresh"
+SENSOR = {"min_changes": 1, "max_wait_seconds": 1, "interval_seconds": 1}
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _wait_http(url: str, timeout: float, proc: subprocess.Popen) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            return False
+        try:
+            with urllib.request.urlopen(url, timeout=3) as response:
+                if response.status == 200:
+                    return True
+        except OSError:
+            pass
+        time.sleep(1)
+    return False
+
+
+def _wait_log(path: Path, text: str, timeout: float, proc: subprocess.Popen) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and proc.poll() is None:
+        if text in path.read_text(errors="replace"):
+            return True
+        time.sleep(0.5)
+    return False
+
+
+def _percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    if not ordered:
+        return float("nan")
+    position = (len(ordered) - 1) * q
+    low = int(position)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
+
+
+def run(
+    harness, changes: int = 60, timeout_per_change: float = 120.0, mode: str = "dagster"
+) -> dict[str, Any]:
+    """mode "dagster": `sync-pipeline ui` (dagster dev) and the buffer sensor, as shipped;
+    mode "loop": the prototype bench/prototypes/drain_loop.py (one long-lived drainer)."""
+    import sqlalchemy as sa
+
+    from sync_pipeline.buffer import BUFFER, install_triggers, uninstall_triggers
+    from sync_pipeline.load import drop_target
+    from sync_pipeline.specs import load_specs
+
+    tmp: Path = harness.tmp / f"freshness-{mode}"
+    tmp.mkdir(parents=True, exist_ok=True)
+    config = tmp / "sync.yaml"
+    config.write_text(common.spec_yaml(index=INDEX, sensor=SENSOR))
+    spec = load_specs(config)[0]
+    engine = common.engine(harness.pg_url)
+    es = harness.es
+    drop_target(es, INDEX)
+    report: dict[str, Any] = {"mode": mode, "changes_requested": changes}
+    if mode == "dagster":
+        report["sensor"] = SENSOR
+    port = _free_port()
+    env = harness.env | {
+        "SYNC_CONFIG": str(config),
+        "DAGSTER_HOME": str(tmp / "dagster_home"),
+        "SYNC_STAGING_DIR": str(tmp / "staging"),
+    }
+    (tmp / "dagster_home").mkdir(exist_ok=True)
+    log = (tmp / "dagster-dev.log").open("wb")
+    started = time.perf_counter()
+    if mode == "dagster":
+        command = [common.SYNC_PIPELINE, "--config", str(config), "ui", "--port", str(port)]
+    else:
+        command = [common.PYTHON, "-m", "bench.prototypes.drain_loop", "--config", str(config)]
+    proc = subprocess.Popen(
+        command,
+        env=env,
+        cwd=str(tmp),
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,  # its own process group: stopped as one at the end
+    )
+    sampler = common.RssSampler(proc.pid, interval=0.5).start()
+    try:
+        if mode == "dagster":
+            up = _wait_http(f"http://127.0.0.1:{port}/server_info", 240, proc)
+        else:
+            up = _wait_log(tmp / "dagster-dev.log", "drain loop ready", 120, proc)
+        if not up:
+            report["status"] = f"failed: {command[-4:]} did not come up"
+            report["log_tail"] = _tail(tmp / "dagster-dev.log")
+            return report
+        report["startup_s"] = round(time.perf_counter() - started, 1)
+        with engine.begin() as conn:
+            install_triggers(conn, spec)
+            conn.execute(BUFFER.delete().where(BUFFER.c.spec == spec.name))
+        with engine.connect() as conn:
+            max_id = conn.execute(sa.text(f"SELECT max(id) FROM {common.TABLE}")).scalar() or 1
+        rng = random.Random(7)
+        ids = rng.sample(range(1, int(max_id) + 1), changes + 1)
+        pending: dict[int, tuple[str, float]] = {}
+        latencies: dict[int, float] = {}
+        lock = threading.Lock()
+        stop = threading.Event()
+
+        def poll() -> None:
+            while not stop.is_set():
+                with lock:
+                    waiting = dict(pending)
+                if waiting:
+                    try:
+                        hits = es.search(
+                            index=INDEX,
+                            query={"terms": {"id": list(waiting)}},
+                            size=len(waiting),
+                            source=["id", "name"],
+                        )["hits"]["hits"]
+                    except Exception:
+                        hits = []
+                    now = time.monotonic()
+                    for hit in hits:
+                        doc_id = int(hit["_source"]["id"])
+                        token, committed = waiting.get(doc_id, (None, 0.0))
+                        if token and hit["_source"].get("name") == token:
+                            with lock:
+                                pending.pop(doc_id, None)
+                                latencies[doc_id] = now - committed
+                stop.wait(0.1)
+
+        poller = threading.Thread(target=poll, daemon=True)
+        poller.start()
+
+        def change(doc_id: int, number: int) -> None:
+            token = f"fresh {number} {doc_id}"
+            with engine.begin() as conn:
+                conn.execute(
+                    sa.text(f"UPDATE {common.TABLE} SET name = :token, updated_at = now() WHERE id = :id"),
+                    {"token": token, "id": doc_id},
+                )
+            with lock:
+                pending[doc_id] = (token, time.monotonic())
+
+        def wait_for(doc_ids: list[int], limit: float) -> None:
+            deadline = time.monotonic() + limit
+            while time.monotonic() < deadline:
+                with lock:
+                    if not any(d in pending for d in doc_ids):
+                        return
+                time.sleep(0.1)
+
+        # the first change pays for cold caches (first sensor tick, first run launch): reported apart
+        change(ids[0], 0)
+        wait_for([ids[0]], timeout_per_change * 2)
+        report["cold_first_change_s"] = round(latencies.pop(ids[0], float("nan")), 2)
+        for number, doc_id in enumerate(ids[1:], start=1):
+            change(doc_id, number)
+            time.sleep(rng.uniform(0.5, 1.5))
+        wait_for(ids[1:], timeout_per_change)
+        stop.set()
+        poller.join()
+        values = [latencies[d] for d in ids[1:] if d in latencies]
+        report.update(
+            {
+                "changes": len(values),
+                "timed_out": len(ids) - 1 - len(values),
+                "p50_s": round(statistics.median(values), 2) if values else None,
+                "p95_s": round(_percentile(values, 0.95), 2) if values else None,
+                "max_s": round(max(values), 2) if values else None,
+                "min_s": round(min(values), 2) if values else None,
+                "mean_s": round(statistics.fmean(values), 2) if values else None,
+                "drain_runs": _count_runs(tmp / "dagster_home", env) if mode == "dagster" else None,
+                "status": "ok" if values and len(values) == len(ids) - 1 else "incomplete",
+            }
+        )
+    finally:
+        try:
+            os.killpg(proc.pid, signal.SIGTERM)
+            proc.wait(timeout=60)
+        except (ProcessLookupError, subprocess.TimeoutExpired):
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        sampler.stop()
+        log.close()
+        report["process_tree_peak_rss_mb"] = sampler.tree_peak_mb
+        with engine.begin() as conn:
+            uninstall_triggers(conn, spec)
+            conn.execute(BUFFER.delete().where(BUFFER.c.spec == spec.name))
+        drop_target(es, INDEX)
+    return report
+
+
+def _count_runs(home: Path, env: dict[str, str]) -> int | None:
+    """Drain runs the daemon launched (from the temp instance), for the record."""
+    code = (
+        "from dagster import DagsterInstance, RunsFilter;"
+        "i = DagsterInstance.get();"
+        "print(len(i.get_run_records(RunsFilter(job_name='bench_products_drain'))))"
+    )
+    proc = subprocess.run([common.PYTHON, "-c", code], env=env | {"DAGSTER_HOME": str(home)},
+                          capture_output=True, text=True, timeout=120)  # fmt: skip
+    try:
+        return int(proc.stdout.strip().splitlines()[-1])
+    except (ValueError, IndexError):
+        return None
+
+
+def _tail(path: Path, lines: int = 30) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return ""

@@ -1,0 +1,478 @@
+"""One benchmark scenario per process: `python -m bench.scenarios NAME --options`.
+
+bench.run starts each scenario in its own subprocess so that the peak RSS it
+reports belongs to that scenario alone (an in-process scenario would inherit
+the harness's and the previous scenarios' memory). The last line printed is
+`BENCH_RESULT {json}`; timings are taken inside the process around the work
+itself, after imports and setup.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from bench import common
+
+
+def _setup_env(args: argparse.Namespace) -> None:
+    """The variables the pipeline reads, pointing at the benchmark's temp dirs."""
+    os.environ["SYNC_CONFIG"] = str(args.config)
+    os.environ["SYNC_STAGING_DIR"] = str(args.staging)
+    os.environ["DAGSTER_HOME"] = str(args.dagster_home)
+    Path(args.staging).mkdir(parents=True, exist_ok=True)
+    Path(args.dagster_home).mkdir(parents=True, exist_ok=True)
+
+
+# --- ceiling ------------------------------------------------------------------------------------
+
+
+def prepare_ceiling(args: argparse.Namespace) -> dict[str, Any]:
+    """Untimed: the pipeline's own documents for every row, as bulk NDJSON on disk.
+
+    Documents come from sync_pipeline's extract + transform (same ids, versions
+    and _source as a pipeline run produces), so the ceiling loads exactly what
+    the pipeline loads.
+    """
+    import orjson
+
+    from sync_pipeline.extract import describe_source, iter_pages
+    from sync_pipeline.transform import build_plan, frame_to_documents, record_batch_to_frame
+
+    pg_url, _ = common.server_urls()
+    _, spec = common.load_spec(Path(args.config))
+    started = time.perf_counter()
+    docs = 0
+    out_path = Path(args.out)
+    with (
+        common.engine(pg_url).connect().execution_options(isolation_level="REPEATABLE READ") as conn,
+        out_path.open("wb") as out,
+    ):
+        columns = describe_source(conn, spec)
+        plan = build_plan(spec, columns)
+        for batch in iter_pages(conn, spec, columns, None, 10_000, modes=["by_key"]):
+            documents = frame_to_documents(record_batch_to_frame(batch), plan)
+            lines = []
+            for doc_id, doc, version in zip(
+                documents.ids, documents.documents, documents.versions, strict=True
+            ):
+                meta = {"index": {"_id": doc_id, "version": version, "version_type": "external_gte"}}
+                lines.append(orjson.dumps(meta, option=orjson.OPT_APPEND_NEWLINE))
+                lines.append(orjson.dumps(doc, option=orjson.OPT_APPEND_NEWLINE))
+            out.write(b"".join(lines))
+            docs += len(documents)
+    return {
+        "docs": docs,
+        "bytes": out_path.stat().st_size,
+        "seconds": round(time.perf_counter() - started, 2),
+    }
+
+
+def split_bodies(data: bytes, max_bytes: int) -> list[bytes]:
+    """Cut bulk NDJSON (action line + source line pairs) into bodies of at most ~max_bytes."""
+    bodies: list[bytes] = []
+    start = pos = 0
+    length = len(data)
+    while pos < length:
+        end_action = data.index(b"\n", pos) + 1
+        end_source = data.index(b"\n", end_action) + 1
+        if end_source - start > max_bytes and pos > start:
+            bodies.append(data[start:pos])
+            start = pos
+        pos = end_source
+    if start < length:
+        bodies.append(data[start:length])
+    return bodies
+
+
+def run_ceiling(args: argparse.Namespace) -> dict[str, Any]:
+    """Timed: only the bulk load of pre-serialised bodies into a fresh index, N threads."""
+    from sync_pipeline.extract import describe_source
+    from sync_pipeline.load import drop_target, ensure_index
+    from sync_pipeline.transform import build_plan, index_mapping, index_settings
+
+    pg_url, es_url = common.server_urls()
+    _, spec = common.load_spec(Path(args.config))
+    with common.engine(pg_url).connect() as conn:
+        plan = build_plan(spec, describe_source(conn, spec))
+    es = common.es_client(es_url)
+    index = args.index
+    drop_target(es, index)
+    # the same mapping and settings the pipeline creates, and the same alias + _v1 layout
+    ensure_index(es, index, index_mapping(plan), index_settings(spec))
+    data = Path(args.bulk_file).read_bytes()
+    bodies = split_bodies(data, int(args.body_mb * 1024 * 1024))
+    del data
+    errors: list[Any] = []
+
+    def send(body: bytes) -> int:
+        response = es.bulk(operations=body, index=index, filter_path="errors,items.*.error")
+        if response.get("errors"):
+            errors.extend(i for i in response.get("items", []) if next(iter(i.values())).get("error"))
+        return body.count(b"\n") // 2
+
+    started = time.perf_counter()
+    with ThreadPoolExecutor(max_workers=args.threads) as pool:
+        sent = sum(pool.map(send, bodies))
+    load_seconds = time.perf_counter() - started
+    refresh_started = time.perf_counter()
+    es.indices.refresh(index=index)
+    refresh_seconds = time.perf_counter() - refresh_started
+    count = es.count(index=index)["count"]
+    return {
+        "docs": sent,
+        "seconds": round(load_seconds, 3),
+        "refresh_seconds": round(refresh_seconds, 3),
+        "docs_in_es": count,
+        "errors": len(errors),
+        "first_error": errors[0] if errors else None,
+        "bodies": len(bodies),
+        "body_mb": args.body_mb,
+        "threads": args.threads,
+    }
+
+
+# --- naive baseline ---------------------------------------------------------------------------
+
+
+def run_naive(args: argparse.Namespace) -> dict[str, Any]:
+    from bench.baselines.naive import naive_sync
+
+    pg_url, es_url = common.server_urls()
+    es = common.es_client(es_url)
+    es.indices.delete(index=args.index, ignore_unavailable=True)
+    result = naive_sync(pg_url, es_url, common.TABLE, args.index)
+    es.indices.refresh(index=args.index)
+    return {
+        "docs": result.succeeded,
+        "failed": result.failed,
+        "pages": result.pages,
+        "seconds": round(result.seconds, 3),
+        "docs_in_es": es.count(index=args.index)["count"],
+    }
+
+
+# --- pipeline -----------------------------------------------------------------------------------
+
+
+def _step_windows(run_id: str) -> dict[str, tuple[float, float]]:
+    """(start, end) epoch seconds of each step (asset) of a finished run, from the Dagster instance."""
+    from dagster import DagsterInstance
+
+    instance = DagsterInstance.get()
+    return {
+        stat.step_key: (stat.start_time, stat.end_time)
+        for stat in instance.get_run_step_stats(run_id)
+        if stat.start_time and stat.end_time
+    }
+
+
+class _RssTimeline:
+    """This process's VmRSS every 0.2 s, to attribute the peak to a step."""
+
+    def __init__(self) -> None:
+        import threading
+
+        self.samples: list[tuple[float, int]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.samples.append((time.time(), common.proc_status("self").get("VmRSS", 0)))
+            self._stop.wait(0.2)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def peak_mb_between(self, start: float, end: float) -> float:
+        values = [kb for at, kb in self.samples if start <= at <= end]
+        return round(max(values) / 1024, 1) if values else 0.0
+
+
+def run_pipeline(args: argparse.Namespace) -> dict[str, Any]:
+    """Full sync of the spec through the real assets, in-process (sync_pipeline.cli.run_sync)."""
+    _setup_env(args)
+    pg_url, es_url = common.server_urls()
+    os.environ["SYNC_PG_URL"], os.environ["SYNC_ES_URL"] = pg_url, es_url
+    from sync_pipeline.cli import run_sync
+    from sync_pipeline.load import drop_target
+
+    specs, spec = common.load_spec(Path(args.config))
+    es = common.es_client(es_url)
+    drop_target(es, spec.target.index)
+    timeline = _RssTimeline()
+    rss_before_run_mb = round(common.proc_status("self").get("VmRSS", 0) / 1024, 1)
+    profiler = None
+    if args.profile:
+        from pyinstrument import Profiler
+
+        profiler = Profiler(interval=0.005)
+        profiler.start()
+    started = time.perf_counter()
+    summary = run_sync(specs, spec)
+    seconds = time.perf_counter() - started
+    timeline.stop()
+    windows = _step_windows(summary.run_id)
+    result: dict[str, Any] = {
+        "rss_before_run_mb": rss_before_run_mb,
+        "step_peak_rss_mb": {k: timeline.peak_mb_between(a, b) for k, (a, b) in windows.items()},
+    }
+    if profiler is not None:
+        profiler.stop()
+        Path(args.profile).write_text(profiler.output_text(unicode=True, color=False, show_all=False))
+        Path(args.profile).with_suffix(".html").write_text(profiler.output_html())
+        result["profile"] = args.profile
+    count = es.count(index=spec.target.index)["count"]
+    result.update(
+        {
+            "docs": summary.indexed + summary.deleted,
+            "extracted": summary.extracted,
+            "seconds": round(seconds, 3),
+            "load_seconds": round(summary.seconds, 3),
+            "success": summary.success,
+            "failed": summary.failed,
+            "dead_lettered": summary.dead_lettered,
+            "batches": summary.batches,
+            "docs_in_es": count,
+            "error": summary.error,
+            "steps": {k: round(b - a, 3) for k, (a, b) in windows.items()},
+            "run_id": summary.run_id,
+        }
+    )
+    return result
+
+
+def run_incremental(args: argparse.Namespace) -> dict[str, Any]:
+    """Update 1% and hard-delete 0.1% of the rows with the change-buffer triggers installed,
+    then time the drain (sync_pipeline.cli.run_drain). Expects the spec's index to hold the
+    table (the previous full sync); restores the deleted rows afterwards (triggers removed)."""
+    _setup_env(args)
+    pg_url, es_url = common.server_urls()
+    os.environ["SYNC_PG_URL"], os.environ["SYNC_ES_URL"] = pg_url, es_url
+    import sqlalchemy as sa
+
+    from sync_pipeline.buffer import BUFFER, install_triggers, uninstall_triggers
+    from sync_pipeline.cli import run_drain
+
+    specs, spec = common.load_spec(Path(args.config))
+    es = common.es_client(es_url)
+    table, removed = common.TABLE, f"{common.TABLE}_removed"
+    engine = common.engine(pg_url)
+    before = es.count(index=spec.target.index)["count"]
+    with engine.begin() as conn:
+        if _buffer_exists(conn):
+            conn.execute(BUFFER.delete().where(BUFFER.c.spec == spec.name))
+        install_triggers(conn, spec)
+    with engine.begin() as conn:
+        conn.execute(sa.text(f"DROP TABLE IF EXISTS {removed}"))
+        conn.execute(sa.text(f"CREATE TABLE {removed} AS SELECT * FROM {table} WHERE id % 1000 = 3"))
+        updated = conn.execute(
+            sa.text(
+                f"UPDATE {table} SET price = price + 1, stock = stock + 1, updated_at = now() "
+                "WHERE id % 100 = 7"
+            )
+        ).rowcount
+        deleted = conn.execute(sa.text(f"DELETE FROM {table} WHERE id % 1000 = 3")).rowcount
+    started = time.perf_counter()
+    summary = run_drain(specs, spec)
+    seconds = time.perf_counter() - started
+    after = es.count(index=spec.target.index)["count"]
+    probe = es.search(
+        index=spec.target.index, query={"term": {"id": 7}}, size=1, filter_path="hits.hits._source.stock"
+    )
+    with engine.begin() as conn:
+        uninstall_triggers(conn, spec)
+        leftover = conn.execute(
+            sa.select(sa.func.count()).select_from(BUFFER).where(BUFFER.c.spec == spec.name)
+        ).scalar()
+        conn.execute(BUFFER.delete().where(BUFFER.c.spec == spec.name))
+        conn.execute(sa.text(f"INSERT INTO {table} SELECT * FROM {removed}"))
+        conn.execute(sa.text(f"DROP TABLE {removed}"))
+        stock_7 = conn.execute(sa.text(f"SELECT stock FROM {table} WHERE id = 7")).scalar()
+    es_stock_7 = probe.get("hits", {}).get("hits", [{}])[0].get("_source", {}).get("stock")
+    return {
+        "changes": updated + deleted,
+        "updated": updated,
+        "deleted": deleted,
+        "docs": summary.indexed + summary.deleted,
+        "seconds": round(seconds, 3),
+        "load_seconds": round(summary.seconds, 3),
+        "success": summary.success,
+        "failed": summary.failed,
+        "batches": summary.batches,
+        "docs_in_es_before": before,
+        "docs_in_es_after": after,
+        "expected_after": before - deleted,
+        "buffer_left": leftover,
+        "update_arrived": stock_7 is not None and es_stock_7 == stock_7,
+        "error": summary.error,
+    }
+
+
+def _buffer_exists(conn) -> bool:
+    import sqlalchemy as sa
+
+    return bool(
+        conn.execute(sa.text("SELECT to_regclass('public.sync_pipeline_buffer') IS NOT NULL")).scalar()
+    )
+
+
+# --- prototype of the proposed changes --------------------------------------------------------
+
+
+def run_proto_fast(args: argparse.Namespace) -> dict[str, Any]:
+    """The pipeline's data path with the proposed documents + load steps (bench/prototypes).
+
+    extract: sync_pipeline.extract.extract_window_to_parquet, unchanged, one open window;
+    documents: fast_path.parquet_to_bulk_ndjson; index: ensure_index (unchanged) +
+    fast_path.parallel_load; then refresh and a count check. No Dagster: its fixed
+    per-run cost is measured by the pipeline scenario (run_sync minus the steps).
+    """
+    from bench.prototypes import fast_path
+    from sync_pipeline.extract import Window, extract_window_to_parquet, staged_columns
+    from sync_pipeline.load import drop_target, ensure_index
+    from sync_pipeline.transform import build_plan, index_mapping, index_settings
+
+    pg_url, es_url = common.server_urls()
+    _, spec = common.load_spec(Path(args.config))
+    es = common.es_client(es_url)
+    index = args.index
+    drop_target(es, index)
+    staging = Path(args.staging)
+    staging.mkdir(parents=True, exist_ok=True)
+    parquet, bulk = staging / "all.parquet", staging / "all.bulk.ndjson"
+    started = time.perf_counter()
+    with common.engine(pg_url).connect().execution_options(isolation_level="REPEATABLE READ") as conn:
+        rows, extract_s = fast_path.timed(
+            extract_window_to_parquet, conn, spec, Window(None, None, include_null_updated_at=True), parquet
+        )
+    plan = build_plan(spec, staged_columns(parquet))
+    _, documents_s = fast_path.timed(fast_path.parquet_to_bulk_ndjson, parquet, bulk, plan, spec.batch_size)
+    load_started = time.perf_counter()
+    ensure_index(es, index, index_mapping(plan), index_settings(spec))
+    totals = fast_path.parallel_load(es, index, bulk, spec.batch_size, args.threads)
+    es.indices.refresh(index=index)
+    load_s = time.perf_counter() - load_started
+    count = es.count(index=index)["count"]
+    seconds = time.perf_counter() - started
+    result = {
+        "docs": totals.indexed + totals.deleted,
+        "seconds": round(seconds, 3),
+        "steps": {
+            "extract": round(extract_s, 3),
+            "documents": round(documents_s, 3),
+            "index": round(load_s, 3),
+        },
+        "rows": rows,
+        "failed": totals.failed,
+        "rejected": totals.rejected,
+        "stale_skipped": totals.stale_skipped,
+        "bodies": totals.bodies,
+        "threads": args.threads,
+        "docs_in_es": count,
+        "first_errors": totals.errors,
+    }
+    if args.check:
+        result["equivalence"] = fast_path.check_equivalent(parquet, plan, spec.batch_size)
+    return result
+
+
+def run_proto_stream(args: argparse.Namespace) -> dict[str, Any]:
+    """fast_path.stream_sync: extract → documents → load overlapped, no staging, no Dagster."""
+    from bench.prototypes import fast_path
+    from sync_pipeline.extract import describe_source
+    from sync_pipeline.load import drop_target, ensure_index
+    from sync_pipeline.transform import build_plan, index_mapping, index_settings
+
+    pg_url, es_url = common.server_urls()
+    _, spec = common.load_spec(Path(args.config))
+    es = common.es_client(es_url)
+    drop_target(es, args.index)
+    started = time.perf_counter()
+    with common.engine(pg_url).connect().execution_options(isolation_level="REPEATABLE READ") as conn:
+        plan = build_plan(spec, describe_source(conn, spec))
+        ensure_index(es, args.index, index_mapping(plan), index_settings(spec))
+        totals, spent = fast_path.stream_sync(conn, es, plan, args.index, args.threads, spec.batch_size)
+    es.indices.refresh(index=args.index)
+    seconds = time.perf_counter() - started
+    return {
+        "docs": totals.indexed + totals.deleted,
+        "seconds": round(seconds, 3),
+        "steps": {k: round(v, 3) for k, v in spent.items()},
+        "failed": totals.failed,
+        "rejected": totals.rejected,
+        "bodies": totals.bodies,
+        "threads": args.threads,
+        "docs_in_es": es.count(index=args.index)["count"],
+        "first_errors": totals.errors,
+    }
+
+
+# --- entry point ------------------------------------------------------------------------------
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.scenarios")
+    sub = parser.add_subparsers(dest="scenario", required=True)
+
+    def with_pipeline_env(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--config", required=True)
+        p.add_argument("--staging", required=True)
+        p.add_argument("--dagster-home", required=True)
+
+    p = sub.add_parser("prepare-ceiling")
+    p.add_argument("--config", required=True)
+    p.add_argument("--out", required=True)
+    p.set_defaults(func=prepare_ceiling)
+
+    p = sub.add_parser("ceiling")
+    p.add_argument("--config", required=True)
+    p.add_argument("--bulk-file", required=True)
+    p.add_argument("--index", default="bench_ceiling")
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--body-mb", type=float, default=5.0)
+    p.set_defaults(func=run_ceiling)
+
+    p = sub.add_parser("naive")
+    p.add_argument("--index", default="bench_naive")
+    p.set_defaults(func=run_naive)
+
+    p = sub.add_parser("pipeline")
+    with_pipeline_env(p)
+    p.add_argument("--profile", help="write a pyinstrument profile of run_sync to this path")
+    p.set_defaults(func=run_pipeline)
+
+    p = sub.add_parser("incremental")
+    with_pipeline_env(p)
+    p.set_defaults(func=run_incremental)
+
+    p = sub.add_parser("proto-fast")
+    p.add_argument("--config", required=True)
+    p.add_argument("--staging", required=True)
+    p.add_argument("--index", default="bench_proto_fast")
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--check", action="store_true", help="compare its documents with sync_pipeline's")
+    p.set_defaults(func=run_proto_fast)
+
+    p = sub.add_parser("proto-stream")
+    p.add_argument("--config", required=True)
+    p.add_argument("--index", default="bench_proto_stream")
+    p.add_argument("--threads", type=int, default=2)
+    p.set_defaults(func=run_proto_stream)
+
+    args = parser.parse_args(argv)
+    result = args.func(args)
+    common.emit_result(result)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
