@@ -31,7 +31,7 @@ from .transform import (
     record_batch_to_frame,
 )
 
-Keyed = tuple[tuple[Any, ...], str, dict[str, Any], int]  # (sort key, _id, document, version)
+Keyed = tuple[tuple[Any, ...], str, dict[str, Any]]  # (sort key, _id, document)
 
 EXAMPLES = 10
 
@@ -150,10 +150,9 @@ def postgres_documents(
     for batch in iter_pages(conn, spec, columns, None, page_size, modes=["by_key"]):
         frame = record_batch_to_frame(batch)
         docs = frame_to_documents(frame, plan)
-        rows = zip(docs.ids, docs.documents, docs.deleted, docs.versions, strict=True)
-        for doc_id, doc, deleted, version in rows:
+        for doc_id, doc, deleted in zip(docs.ids, docs.documents, docs.deleted, strict=True):
             if not deleted:
-                yield tuple(doc[k] for k in key_fields), doc_id, doc, version
+                yield tuple(doc[k] for k in key_fields), doc_id, doc
 
 
 def elasticsearch_documents(es: Elasticsearch, spec: SyncSpec, page_size: int) -> Iterator[Keyed]:
@@ -167,14 +166,13 @@ def elasticsearch_documents(es: Elasticsearch, spec: SyncSpec, page_size: int) -
             sort=sort,
             search_after=after,
             track_total_hits=False,
-            version=True,
             query={"match_all": {}},
         )
         hits = response["hits"]["hits"]
         if not hits:
             return
         for hit in hits:
-            yield tuple(hit["sort"]), hit["_id"], hit["_source"], hit.get("_version", 0)
+            yield tuple(hit["sort"]), hit["_id"], hit["_source"]
         after = hits[-1]["sort"]
 
 

@@ -5,6 +5,7 @@ or the servers named by SYNC_PG_URL / SYNC_ES_URL when those are set."""
 from __future__ import annotations
 
 import os
+import socket
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -25,6 +26,13 @@ def indexed(es, index: str) -> dict[str, dict]:
     es.indices.refresh(index=index)
     hits = es.search(index=index, size=10_000, query={"match_all": {}})["hits"]["hits"]
     return {h["_id"]: h["_source"] for h in hits}
+
+
+def free_port() -> int:
+    """A loopback port nothing listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
 def at(text: str) -> datetime:

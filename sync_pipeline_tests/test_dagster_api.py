@@ -13,7 +13,6 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -34,16 +33,12 @@ from sync_pipeline.cli import partition_keys_for
 from sync_pipeline.resources import engine_for, es_client
 from sync_pipeline.specs import SyncSpec, parse_specs
 
+from .conftest import free_port
+
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 RUN_TIMEOUT = 240.0
 ROLES = ("api", "backfill", "web")
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def drop_index(es, name: str) -> None:
@@ -73,7 +68,7 @@ class DagsterStack:
         self.directory = directory
         self.pg_url, self.es_url = pg_url, es_url
         self.prefix = f"fx{uuid.uuid4().hex[:8]}"
-        self.port = _free_port()
+        self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.engine = engine_for(pg_url)
         self.es = es_client(es_url)
@@ -367,7 +362,7 @@ def test_backfill_runs_the_range_as_one_run_and_materializes_it(stack: DagsterSt
 
 @pytest.mark.integration
 def test_failures_are_clear_and_name_the_url_not_the_password(stack: DagsterStack):
-    closed = f"http://admin:hunter2@127.0.0.1:{_free_port()}"
+    closed = f"http://admin:hunter2@127.0.0.1:{free_port()}"
     for call in (
         lambda: dagster_api.launch_drain(closed, "anything"),
         lambda: dagster_api.run_report(closed, "some-run"),

@@ -2,7 +2,6 @@
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -10,6 +9,8 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+
+from .conftest import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.integration
@@ -31,12 +32,6 @@ def test_demo_seeds_syncs_and_verifies_clean(live):
     assert "succeeded" in summary
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def _graphql(port: int, query: str) -> dict:
     request = urllib.request.Request(
         f"http://127.0.0.1:{port}/graphql",
@@ -48,7 +43,7 @@ def _graphql(port: int, query: str) -> dict:
 
 
 def test_webserver_loads_the_code_location_with_the_asset_graph(live, tmp_path):
-    port = _free_port()
+    port = free_port()
     log = (tmp_path / "webserver.log").open("w")
     server = subprocess.Popen(
         [

@@ -21,7 +21,8 @@ from flask import Flask
 from sync_pipeline import buffer, dagster_api
 from sync_pipeline.demo import seed_demo
 from sync_pipeline.flask import SyncBlueprintConfigError, create_sync_blueprint
-from sync_pipeline_tests.test_dagster_api import RUN_TIMEOUT, DagsterStack, _free_port, month_day
+from sync_pipeline_tests.conftest import free_port
+from sync_pipeline_tests.test_dagster_api import RUN_TIMEOUT, DagsterStack, month_day
 
 ROOT = Path(__file__).resolve().parent.parent
 TOKEN = "test-token-4f2a"
@@ -197,7 +198,7 @@ def test_unknown_spec_run_or_path_are_json_404s(stack: DagsterStack):
 
 
 def test_unreachable_dagster_is_503(spec_file):
-    client = make_app(f"http://127.0.0.1:{_free_port()}", spec_file).test_client()
+    client = make_app(f"http://127.0.0.1:{free_port()}", spec_file).test_client()
     for method, path in (("post", "/sync/shop/flush"), ("post", "/sync/shop/full"), ("get", "/sync/runs/r1")):
         response = getattr(client, method)(path, headers=AUTH)
         assert response.status_code == 503, (path, response.get_data(as_text=True))

@@ -6,7 +6,6 @@ import json
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -24,16 +23,12 @@ from sync_pipeline.load import drop_target
 from sync_pipeline.resources import engine_for, es_client
 from sync_pipeline.specs import parse_specs
 
+from .conftest import free_port
+
 ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = ROOT / "test-artifacts"
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 pytestmark = pytest.mark.integration
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _graphql(base: str, query: str, variables: dict | None = None) -> dict:
@@ -85,7 +80,7 @@ def ui(service_urls, tmp_path_factory):
     # create the SQLite storage before the webserver and the daemon race to create it
     with dg.DagsterInstance.from_config(str(home)) as instance:
         instance.get_runs(limit=1)
-    port = _free_port()
+    port = free_port()
     env = {
         **os.environ,
         "DAGSTER_HOME": str(home),

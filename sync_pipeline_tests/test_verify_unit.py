@@ -4,7 +4,7 @@ from sync_pipeline.verify import VerifyReport, diff_sorted, differing_fields
 
 
 def docs(*items):
-    return [((k,), str(k), doc, 1) for k, doc in items]
+    return [((k,), str(k), doc) for k, doc in items]
 
 
 def test_identical_streams_have_no_drift():
@@ -38,8 +38,8 @@ def test_null_and_absent_fields_are_equal_but_values_are_not():
 
 
 def test_composite_keys_compare_as_tuples():
-    pg = [((1, "b"), '[1,"b"]', {}, 1), ((2, "a"), '[2,"a"]', {}, 1)]
-    es = [((1, "b"), '[1,"b"]', {}, 1), ((1, "c"), '[1,"c"]', {}, 1), ((2, "a"), '[2,"a"]', {}, 1)]
+    pg = [((1, "b"), '[1,"b"]', {}), ((2, "a"), '[2,"a"]', {})]
+    es = [((1, "b"), '[1,"b"]', {}), ((1, "c"), '[1,"c"]', {}), ((2, "a"), '[2,"a"]', {})]
     report = diff_sorted(pg, es, VerifyReport("s", "i"))
     assert report.extra_ids == ['[1,"c"]'] and report.missing == 0
 
@@ -53,8 +53,8 @@ class Recorder:
 
 
 def test_repairs_are_requested_for_missing_changed_and_extra_keys_in_order():
-    pg = [((1,), "1", {"a": 1}, 10), ((2,), "2", {"a": 2}, 10), ((4,), "4", {"a": 4}, 10)]
-    es = [((2,), "2", {"a": 0}, 15), ((3,), "3", {}, 1), ((4,), "4", {"a": 4}, 10)]
+    pg = [((1,), "1", {"a": 1}), ((2,), "2", {"a": 2}), ((4,), "4", {"a": 4})]
+    es = [((2,), "2", {"a": 0}), ((3,), "3", {}), ((4,), "4", {"a": 4})]
     repairs = Recorder()
     diff_sorted(pg, es, VerifyReport("s", "i"), repairs)
     assert repairs.keys == [(1,), (2,), (3,)]
