@@ -39,10 +39,8 @@ def prepare_ceiling(args: argparse.Namespace) -> dict[str, Any]:
     and _source as a pipeline run produces), so the ceiling loads exactly what
     the pipeline loads.
     """
-    import orjson
-
     from sync_pipeline.extract import describe_source, iter_pages
-    from sync_pipeline.transform import build_plan, frame_to_documents, record_batch_to_frame
+    from sync_pipeline.transform import batch_to_bulk, build_plan
 
     pg_url, _ = common.server_urls()
     _, spec = common.load_spec(Path(args.config))
@@ -56,16 +54,9 @@ def prepare_ceiling(args: argparse.Namespace) -> dict[str, Any]:
         columns = describe_source(conn, spec)
         plan = build_plan(spec, columns)
         for batch in iter_pages(conn, spec, columns, None, 10_000, modes=["by_key"]):
-            documents = frame_to_documents(record_batch_to_frame(batch), plan)
-            lines = []
-            for doc_id, doc, version in zip(
-                documents.ids, documents.documents, documents.versions, strict=True
-            ):
-                meta = {"index": {"_id": doc_id, "version": version, "version_type": "external_gte"}}
-                lines.append(orjson.dumps(meta, option=orjson.OPT_APPEND_NEWLINE))
-                lines.append(orjson.dumps(doc, option=orjson.OPT_APPEND_NEWLINE))
-            out.write(b"".join(lines))
-            docs += len(documents)
+            chunk = batch_to_bulk(batch, plan, include_deletes=False)  # action + source line pairs
+            out.write(chunk.body)
+            docs += chunk.docs
     return {
         "docs": docs,
         "bytes": out_path.stat().st_size,

@@ -181,6 +181,27 @@ def page_query(
     )
 
 
+def window_count_query(spec: SyncSpec, columns: Sequence[ColumnInfo], window: Window) -> sa.Select[Any]:
+    """How many live (not soft-deleted) rows the window holds: the PostgreSQL side of the
+    `count` reconciliation, with the same bounds as verify.window_query on the ES side."""
+    src = source_clause(spec, [c.name for c in columns])
+    updated = src.c[spec.source.updated_at]
+    bounds: list[sa.ColumnElement[bool]] = []
+    if window.start is not None:
+        bounds.append(updated >= sa.bindparam("window_start", window.start))
+    if window.end is not None:
+        bounds.append(updated < sa.bindparam("window_end", window.end))
+    in_window = sa.and_(*bounds) if bounds else updated.is_not(None)
+    if window.include_null_updated_at:
+        in_window = sa.or_(in_window, updated.is_(None))
+    conditions = [in_window]
+    if spec.source.soft_delete is not None:
+        flag = src.c[spec.source.soft_delete]
+        is_bool = {c.name: c for c in columns}[spec.source.soft_delete].pg_type == "bool"
+        conditions.append(sa.or_(flag.is_(None), flag.is_(False)) if is_bool else flag.is_(None))
+    return sa.select(sa.func.count()).select_from(src).where(*conditions)
+
+
 COLUMNS_METADATA_KEY = b"sync_pipeline.columns"
 
 

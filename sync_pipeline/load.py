@@ -1,25 +1,32 @@
-"""Documents → Elasticsearch: index creation, bulk actions, per-batch accounting.
+"""Documents → Elasticsearch: index creation, bulk requests, per-batch accounting.
 
-Each batch becomes one bulk call whose outcome is counted (indexed, deleted,
-failed) so the run history shows exactly what happened batch by batch.
+Documents travel as bulk NDJSON bytes from the staged file to the request
+body: nothing is parsed or re-serialised on the way, except the few documents
+Elasticsearch refuses. Each body is one bulk call whose outcome is counted
+(indexed, deleted, stale, failed, dead-lettered) so the run history shows
+exactly what happened batch by batch; several bodies are in flight at once.
 """
 
 from __future__ import annotations
 
 import random
 import time
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from itertools import islice
 from pathlib import Path
 from typing import Any, TypeVar
 
 import orjson
-from elasticsearch import ApiError, Elasticsearch, helpers
+from elasticsearch import ApiError, Elasticsearch
 from elasticsearch import ConnectionError as ESConnectionError
 from elasticsearch import ConnectionTimeout as ESConnectionTimeout
 
 from .specs import SyncSpec
+from .transform import action_line
 
 T = TypeVar("T")
 
@@ -87,27 +94,52 @@ class LoadTotals:
             self.first_errors.extend(result.errors[: 5 - len(self.first_errors)])
 
 
-def bulk_action(index: str, entry: dict[str, Any]) -> dict[str, Any]:
-    """A staged document line → a bulk action for elasticsearch-py's helpers.
+Doc = tuple[bytes, bytes | None]  # one document as bulk lines: (action, source or None for a delete)
 
-    Versions are external_gte: re-sending the same version is an idempotent
-    no-op success, while an older version (a backfill racing an incremental
-    sync) is refused with a 409 that we count as stale_skipped.
-    """
-    action: dict[str, Any] = {"_op_type": entry["_op"], "_index": index, "_id": entry["_id"]}
-    if "_version" in entry:
-        action["version"] = entry["_version"]
-        action["version_type"] = "external_gte"
-    if entry["_op"] != "delete":
-        action["_source"] = entry["_source"]
-    return action
+DEFAULT_BODY_BYTES = 5 * 1024 * 1024
 
 
-def read_staged_documents(path: Path) -> Iterator[dict[str, Any]]:
+def iter_bodies(
+    lines: Iterable[bytes], max_docs: int, max_bytes: int = DEFAULT_BODY_BYTES
+) -> Iterator[list[Doc]]:
+    """Group bulk NDJSON lines into request bodies of at most `max_docs` documents and about
+    `max_bytes` (a single larger document still gets a body of its own)."""
+    docs: list[Doc] = []
+    size = 0
+    iterator = iter(lines)
+    for line in iterator:
+        if not line.strip():
+            continue
+        if line.startswith(b'{"delete"'):
+            doc: Doc = (line, None)
+        else:
+            source = next(iterator, None)
+            if source is None:
+                raise ValueError(
+                    f"staged documents end after an action line without its source: {line[:200]!r}"
+                )
+            doc = (line, source)
+        length = len(line) + len(doc[1] or b"")
+        if docs and (len(docs) >= max_docs or size + length > max_bytes):
+            yield docs
+            docs, size = [], 0
+        docs.append(doc)
+        size += length
+    if docs:
+        yield docs
+
+
+def staged_lines(path: Path) -> Iterator[bytes]:
     with path.open("rb") as handle:
-        for line in handle:
-            if line.strip():
-                yield orjson.loads(line)
+        yield from handle
+
+
+def entry_doc(entry: dict[str, Any]) -> Doc:
+    """A document given as {"_id", "_op", "_version"?, "_source"?} → its bulk lines."""
+    action = action_line(entry["_op"], entry["_id"], entry.get("_version"))
+    if entry["_op"] == "delete":
+        return action, None
+    return action, orjson.dumps(entry["_source"], option=orjson.OPT_APPEND_NEWLINE)
 
 
 def chunked(items: Iterable[T], size: int) -> Iterator[list[T]]:
@@ -193,57 +225,137 @@ def drop_target(es: Elasticsearch, name: str) -> list[str]:
     return indices
 
 
-def _error_summary(op: str, item: dict[str, Any]) -> dict[str, Any]:
+def _error_summary(op: str, doc_id: str | None, item: dict[str, Any]) -> dict[str, Any]:
     error = item.get("error")
     reason = error.get("reason") if isinstance(error, dict) else error
     kind = error.get("type") if isinstance(error, dict) else None
-    return {"op": op, "_id": item.get("_id"), "status": item.get("status"), "type": kind, "reason": reason}
+    return {"op": op, "_id": doc_id, "status": item.get("status"), "type": kind, "reason": reason}
 
 
-def bulk_batch(
-    es: Elasticsearch, actions: list[dict[str, Any]], batch: int, retry: RetryPolicy = RetryPolicy()
+def _op_and_id(action: bytes) -> tuple[str, str | None]:
+    op, meta = next(iter(orjson.loads(action).items()))
+    return op, meta.get("_id")
+
+
+def _rejected(doc: Doc, summary: dict[str, Any]) -> Rejected:
+    op, doc_id = _op_and_id(doc[0])
+    action: dict[str, Any] = {"_op_type": op, "_id": doc_id}
+    if doc[1] is not None:
+        action["_source"] = orjson.loads(doc[1])
+    return Rejected(str(doc_id), action, summary)
+
+
+# only what the accounting reads: the error flag, and each item's status and error
+_BULK_FILTER = "errors,items.*.status,items.*.error"
+
+
+def send_body(
+    es: Elasticsearch,
+    index: str,
+    docs: list[Doc],
+    batch: int,
+    retry: RetryPolicy = RetryPolicy(),
+    *,
+    sleep: Callable[[float], None] = time.sleep,
 ) -> BatchResult:
-    """Send one batch; per-item 429s and transient request errors are retried."""
+    """Send one bulk body and account for every document in it.
+
+    Items come back in request order, so each outcome maps to its document by
+    position. Request-level transient errors retry the whole body; per-item
+    429s/5xx retry just those documents, with the same backoff policy. What
+    still fails after the retries counts as `failed` (the run must fail);
+    a 409 is an older version than the index holds (`stale_skipped`); any
+    other refusal is permanent and becomes a dead letter.
+    """
     result = BatchResult(batch=batch)
     started = time.perf_counter()
-
-    def send() -> list[tuple[bool, dict[str, Any]]]:
-        return list(
-            helpers.streaming_bulk(
-                es,
-                actions,
-                chunk_size=len(actions),
-                max_chunk_bytes=50 * 1024 * 1024,
-                raise_on_error=False,  # count failures instead of aborting the batch
-                max_retries=retry.attempts,  # per-item 429s (retried only with raise_on_error=False)
-                initial_backoff=retry.base_seconds,
-                max_backoff=retry.cap_seconds,
-            )
+    deadline = time.monotonic() + retry.max_total_seconds
+    pending = list(range(len(docs)))
+    for attempt in range(1, retry.attempts + 1):
+        body = b"".join(docs[i][0] + (docs[i][1] or b"") for i in pending)
+        response = with_backoff(
+            lambda body=body: es.bulk(operations=body, index=index, filter_path=_BULK_FILTER).body, retry
         )
-
-    by_id = {a["_id"]: a for a in actions}
-    for ok, item in with_backoff(send, retry):
-        op, info = next(iter(item.items()))
-        status = info.get("status", 500)
-        if op == "delete" and (ok or status == 404):
-            result.deleted += 1  # deleting an absent doc is already the desired state
-        elif ok:
-            result.indexed += 1
-        elif status == 409:
-            result.stale_skipped += 1
-            result.stale_ids.append(str(info.get("_id")))
-        else:
-            summary = _error_summary(op, info)
-            if status in TRANSIENT_STATUS or status >= 500:
-                result.failed += 1
+        if not response.get("errors"):
+            deletes = sum(1 for i in pending if docs[i][1] is None)
+            result.deleted += deletes
+            result.indexed += len(pending) - deletes
+            break
+        retry_later: list[int] = []
+        for i, item in zip(pending, response["items"], strict=True):
+            info = next(iter(item.values()))
+            status = info.get("status", 500)
+            is_delete = docs[i][1] is None
+            if "error" not in info or (is_delete and status == 404):
+                # deleting an absent document is already the desired state
+                if is_delete:
+                    result.deleted += 1
+                else:
+                    result.indexed += 1
+            elif status == 409:
+                result.stale_skipped += 1
+                result.stale_ids.append(str(_op_and_id(docs[i][0])[1]))
+            elif status in TRANSIENT_STATUS or status >= 500:
+                retry_later.append(i)
             else:
-                result.rejected.append(
-                    Rejected(str(info.get("_id")), by_id.get(info.get("_id"), {}), summary)
-                )
-            if len(result.errors) < 5:
-                result.errors.append(summary)
+                op, doc_id = _op_and_id(docs[i][0])
+                summary = _error_summary(op, doc_id, info)
+                result.rejected.append(_rejected(docs[i], summary))
+                if len(result.errors) < 5:
+                    result.errors.append(summary)
+        if not retry_later:
+            break
+        delay = random.uniform(0, min(retry.cap_seconds, retry.base_seconds * 2 ** (attempt - 1)))
+        if attempt == retry.attempts or time.monotonic() + delay > deadline:
+            result.failed += len(retry_later)
+            last = {i: next(iter(item.values())) for i, item in zip(pending, response["items"], strict=True)}
+            for i in retry_later[: max(0, 5 - len(result.errors))]:
+                op, doc_id = _op_and_id(docs[i][0])
+                result.errors.append(_error_summary(op, doc_id, last[i]))
+            break
+        sleep(delay)
+        pending = retry_later
     result.seconds = time.perf_counter() - started
     return result
+
+
+def load_bulk(
+    es: Elasticsearch,
+    index: str,
+    bodies: Iterable[list[Doc]],
+    concurrency: int = 1,
+    on_batch: Callable[[BatchResult], None] | None = None,
+    retry: RetryPolicy = RetryPolicy(),
+) -> LoadTotals:
+    """Send bodies with up to `concurrency` requests in flight; memory is about concurrency + 1 bodies.
+
+    `on_batch` sees every result in body order, on the calling thread (it may
+    write to PostgreSQL or log to Dagster). An exception from any request
+    (retries exhausted at the request level) stops the load and propagates.
+    """
+    totals = LoadTotals()
+    started = time.perf_counter()
+
+    def finish(result: BatchResult) -> None:
+        totals.add(result)
+        if on_batch is not None:
+            on_batch(result)
+
+    in_flight: deque[Future[BatchResult]] = deque()
+    with ThreadPoolExecutor(max_workers=max(1, concurrency), thread_name_prefix="bulk") as pool:
+        try:
+            for number, docs in enumerate(bodies, start=1):
+                if len(in_flight) >= max(1, concurrency):
+                    finish(in_flight.popleft().result())
+                in_flight.append(pool.submit(send_body, es, index, docs, number, retry))
+            while in_flight:
+                finish(in_flight.popleft().result())
+        except BaseException:
+            for future in in_flight:
+                future.cancel()
+            raise
+    totals.seconds = time.perf_counter() - started  # wall time: the bodies overlap
+    return totals
 
 
 def load_documents(
@@ -254,14 +366,30 @@ def load_documents(
     on_batch: Callable[[BatchResult], None] | None = None,
     retry: RetryPolicy = RetryPolicy(),
 ) -> LoadTotals:
-    totals = LoadTotals()
-    actions = (bulk_action(index, entry) for entry in entries)
-    for number, chunk in enumerate(chunked(actions, batch_size), start=1):
-        result = bulk_batch(es, chunk, number, retry)
-        totals.add(result)
-        if on_batch is not None:
-            on_batch(result)
-    return totals
+    """Documents given as {"_id", "_op", "_version"?, "_source"?} dicts, one body at a time."""
+    return load_bulk(es, index, chunked(map(entry_doc, entries), batch_size), 1, on_batch, retry)
+
+
+@contextmanager
+def bulk_indexing(es: Elasticsearch, index: str, replicas: int) -> Iterator[None]:
+    """Refresh off and no replicas while a large load runs; restored afterwards, even on failure.
+
+    A refresh interval of -1 found at the start was left by a load that was
+    killed before it could restore it, so it is restored to the default.
+    """
+    current = es.indices.get_settings(index=index, name="index.refresh_interval")
+    intervals = {(v["settings"].get("index") or {}).get("refresh_interval") for v in current.body.values()}
+    intervals.discard("-1")
+    restore = intervals.pop() if len(intervals) == 1 else None
+    es.indices.put_settings(
+        index=index, settings={"index": {"refresh_interval": "-1", "number_of_replicas": 0}}
+    )
+    try:
+        yield
+    finally:
+        es.indices.put_settings(
+            index=index, settings={"index": {"refresh_interval": restore, "number_of_replicas": replicas}}
+        )
 
 
 def retry_policy(spec: SyncSpec) -> RetryPolicy:

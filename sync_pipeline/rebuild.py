@@ -20,9 +20,9 @@ from elasticsearch import Elasticsearch
 from sqlalchemy.engine import Engine
 
 from .extract import describe_source, iter_pages
-from .load import BatchResult, LoadTotals, backing_indices, bulk_action, bulk_batch, chunked, retry_policy
+from .load import BatchResult, LoadTotals, backing_indices, iter_bodies, load_bulk, retry_policy
 from .specs import SyncSpec
-from .transform import build_plan, frame_to_documents, index_mapping, index_settings, record_batch_to_frame
+from .transform import batch_to_bulk, build_plan, index_mapping, index_settings
 from .verify import VerifyReport, verify_spec
 
 
@@ -57,25 +57,24 @@ def fill_index(
     on_batch: Callable[[BatchResult], None] | None = None,
 ) -> LoadTotals:
     """Stream every live row, in key order, into `index` (memory: one batch)."""
-    totals = LoadTotals()
     with engine.connect().execution_options(isolation_level="REPEATABLE READ") as conn:
         columns = describe_source(conn, spec)
         plan = build_plan(spec, columns)
-        for batch in iter_pages(conn, spec, columns, None, spec.batch_size, modes=["by_key"]):
-            docs = frame_to_documents(record_batch_to_frame(batch), plan)
-            entries = [
-                {"_id": i, "_op": "index", "_version": v, "_source": d}
-                for i, d, deleted, v in zip(
-                    docs.ids, docs.documents, docs.deleted, docs.versions, strict=True
-                )
-                if not deleted
-            ]
-            for chunk in chunked((bulk_action(index, e) for e in entries), spec.batch_size):
-                result = bulk_batch(es, chunk, totals.batches + 1, retry_policy(spec))
-                totals.add(result)
-                if on_batch:
-                    on_batch(result)
-    return totals
+        pages = iter_pages(conn, spec, columns, None, spec.batch_size, modes=["by_key"])
+        # soft-deleted rows are simply not written into the new index
+        lines = (
+            line
+            for page in pages
+            for line in batch_to_bulk(page, plan, include_deletes=False).body.splitlines(keepends=True)
+        )
+        return load_bulk(
+            es,
+            index,
+            iter_bodies(lines, spec.batch_size, spec.target.bulk_max_bytes),
+            spec.target.bulk_concurrency,
+            on_batch,
+            retry_policy(spec),
+        )
 
 
 def rebuild(

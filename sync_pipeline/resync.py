@@ -15,9 +15,9 @@ from elasticsearch import Elasticsearch
 from sqlalchemy.engine import Connection
 
 from .extract import ColumnInfo, fetch_keys
-from .load import BatchResult, bulk_batch, retry_policy
+from .load import BatchResult, entry_doc, retry_policy, send_body
 from .specs import SyncSpec
-from .transform import DocumentPlan, document_id, frame_to_documents, record_batch_to_frame
+from .transform import DocumentPlan, batch_to_documents, document_id
 
 Key = tuple[Any, ...]
 
@@ -47,31 +47,28 @@ def resync_keys(
     `force_version` replaces the rows' own versions (verify --fix over an
     out-of-band edit).
     """
-    frame = record_batch_to_frame(fetch_keys(conn, spec, columns, keys))
-    docs = frame_to_documents(frame, plan)
-    actions: list[dict[str, Any]] = []
+    docs = batch_to_documents(fetch_keys(conn, spec, columns, keys), plan)
+    entries: list[dict[str, Any]] = []
     present = set(docs.ids)
     for doc_id, doc, deleted, version in zip(
         docs.ids, docs.documents, docs.deleted, docs.versions, strict=True
     ):
-        action: dict[str, Any] = {
-            "_op_type": "delete" if deleted else "index",
-            "_index": spec.target.index,
+        entry: dict[str, Any] = {
             "_id": doc_id,
-            "version": force_version if force_version is not None else version,
-            "version_type": "external_gte",
+            "_op": "delete" if deleted else "index",
+            "_version": force_version if force_version is not None else version,
         }
         if not deleted:
-            action["_source"] = doc
-        actions.append(action)
+            entry["_source"] = doc
+        entries.append(entry)
     for key in keys:
         doc_id = document_id(key)
         if doc_id in present:
             continue
-        action = {"_op_type": "delete", "_index": spec.target.index, "_id": doc_id}
+        entry = {"_id": doc_id, "_op": "delete"}
         if delete_versions and doc_id in delete_versions:
-            action |= {"version": delete_versions[doc_id], "version_type": "external_gte"}
-        actions.append(action)
-    if not actions:
+            entry["_version"] = delete_versions[doc_id]
+        entries.append(entry)
+    if not entries:
         return BatchResult(batch=batch)
-    return bulk_batch(es, actions, batch, retry_policy(spec))
+    return send_body(es, spec.target.index, [entry_doc(e) for e in entries], batch, retry_policy(spec))

@@ -21,6 +21,7 @@ INDEX_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,254}$")
 
 Cleanse = Literal["trim", "empty_to_null", "lowercase"]
 Grain = Literal["hour", "day", "week", "month"]
+Reconcile = Literal["count", "hash", "off"]
 
 
 class SpecError(ValueError):
@@ -119,6 +120,16 @@ class TargetSpec(_Strict):
     index: str
     shards: int = Field(default=1, ge=1)
     replicas: int = Field(default=0, ge=0)
+    bulk_concurrency: int = Field(
+        default=3, ge=1, le=32, description="bulk requests in flight at once during a load"
+    )
+    bulk_max_mb: float = Field(
+        default=5.0, gt=0, le=100, description="target size of one bulk request body, in MiB"
+    )
+
+    @property
+    def bulk_max_bytes(self) -> int:
+        return int(self.bulk_max_mb * 1024 * 1024)
 
     @field_validator("index")
     @classmethod
@@ -191,10 +202,21 @@ class SyncSpec(_Strict):
     retry: RetrySpec = Field(default_factory=RetrySpec)
     buffer_sensor: BufferSensorSpec = Field(default_factory=BufferSensorSpec)
     schedule: ScheduleSpec = Field(default_factory=ScheduleSpec)
-    reconcile: bool = Field(
-        default=True,
-        description="after each load, compare the window's count and content hash in PostgreSQL and ES",
+    reconcile: Reconcile = Field(
+        default="count",
+        description="after each load, compare the window in PostgreSQL and ES: 'count' (one count "
+        "query per side), 'hash' (count plus a content hash: re-reads the window on both sides), 'off'",
     )
+
+    @field_validator("reconcile", mode="before")
+    @classmethod
+    def _reconcile_bool(cls, value: object) -> object:
+        # `reconcile: true/false` from before the modes existed
+        if value is True:
+            return "hash"
+        if value is False:
+            return "off"
+        return value
 
     @field_validator("name")
     @classmethod

@@ -1,8 +1,15 @@
-"""Rows → documents: pandas cleansing and field mapping, no IO.
+"""Rows → documents: cleansing and field mapping on Arrow record batches, no IO.
 
-Frames arrive with pyarrow-backed dtypes (see `read_frames`), so string,
-numeric and timestamp cleansing below run as Arrow compute kernels rather
-than per-row Python; only JSON parsing has to touch each value.
+Cleansing runs as Arrow compute kernels, column by column (the kernels that
+pyarrow-backed pandas would dispatch to, without building a DataFrame per
+batch); Python touches each row once, to assemble it. Two outputs:
+
+- `batch_to_bulk`: bulk-ready NDJSON (action line + source line per document),
+  what a sync stages and sends as is. JSON columns are embedded as the text
+  PostgreSQL produced (already valid JSON) instead of being parsed and
+  re-serialised.
+- `batch_to_documents`: the same documents as dicts, for the code that
+  compares or edits them (verify, resync).
 """
 
 from __future__ import annotations
@@ -12,9 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import orjson
-import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
@@ -118,59 +123,81 @@ def document_id(key: Sequence[Any]) -> str:
     return orjson.dumps(list(key), default=str).decode()
 
 
-def document_ids(frame: pd.DataFrame, key_columns: Sequence[str]) -> list[str]:
+def document_ids(batch: pa.RecordBatch, key_columns: Sequence[str]) -> list[str]:
     if len(key_columns) == 1:
-        return [str(v) for v in frame[key_columns[0]].tolist()]
-    rows = zip(*(frame[c].tolist() for c in key_columns), strict=True)
+        column = batch.column(key_columns[0])
+        if pa.types.is_integer(column.type) or pa.types.is_string(column.type):
+            return pc.cast(column, pa.string()).to_pylist()  # str() of each value, vectorised
+        return [str(v) for v in column.to_pylist()]
+    rows = zip(*(batch.column(c).to_pylist() for c in key_columns), strict=True)
     return [document_id(r) for r in rows]
 
 
-def _null_if(series: pd.Series, mask: Any) -> pd.Series:
-    return series.mask(mask)
-
-
-def cleanse_column(series: pd.Series, field: FieldPlan, naive_timezone: str) -> pd.Series:
+def cleanse_array(array: pa.Array, field: FieldPlan, naive_timezone: str) -> pa.Array:
+    """One staged column → its document values (JSON columns stay JSON text)."""
     info = field.column_info
-    staging = info.staging
-    if staging == "json":
-        return series.astype(object).map(lambda v: orjson.loads(v) if isinstance(v, str) else None)
+    if info.staging == "json":
+        return array
     if info.pg_type == "numeric":
-        # Decimal → number; ES has no decimal type, double is what it would store anyway
-        series = series.astype("double[pyarrow]")
+        # Decimal text → number; ES has no decimal type, double is what it would store anyway
+        array = pc.cast(array, pa.float64())
     if info.pg_type in ("float4", "float8", "numeric"):
-        values = series.to_numpy(dtype="float64", na_value=0.0)
-        return _null_if(series, ~np.isfinite(values))  # NaN/±Infinity are not JSON
+        return pc.if_else(pc.is_finite(array), array, pa.scalar(None, pa.float64()))  # NaN/±Inf: not JSON
     if info.pg_type in ("timestamptz", "timestamp"):
         if info.pg_type == "timestamp":
             # DST: a skipped wall-clock time moves past the gap, a repeated one takes its first instant
-            local = pc.assume_timezone(
-                pa.array(series), naive_timezone, ambiguous="earliest", nonexistent="latest"
-            )
-            utc = local.cast(pa.timestamp("us", tz="UTC"))
-            series = pd.Series(utc, dtype=pd.ArrowDtype(utc.type), index=series.index)
-        return series.dt.strftime("%Y-%m-%dT%H:%M:%S") + "Z"
+            array = pc.assume_timezone(array, naive_timezone, ambiguous="earliest", nonexistent="latest")
+            array = array.cast(pa.timestamp("us", tz="UTC"))
+        return pc.binary_join_element_wise(
+            pc.strftime(array, format="%Y-%m-%dT%H:%M:%S"), pa.scalar("Z"), pa.scalar("")
+        )
     if info.pg_type == "date":
-        return series.dt.strftime("%Y-%m-%d")
-    if series.dtype == "string[pyarrow]" or info.pg_type in _TEXTUAL or staging == "text":
+        return pc.strftime(array, format="%Y-%m-%d")
+    if pa.types.is_string(array.type):
         for step in field.cleanse:
             if step == "trim":
-                series = series.str.strip()
+                array = pc.utf8_trim_whitespace(array)
             elif step == "lowercase":
-                series = series.str.lower()
+                array = pc.utf8_lower(array)
             elif step == "empty_to_null":
-                series = _null_if(series, series == "")
-    return series
+                array = pc.if_else(pc.equal(array, ""), pa.scalar(None, array.type), array)
+    return array
 
 
-def deleted_mask(frame: pd.DataFrame, spec: SyncSpec) -> pd.Series:
+def deleted_flags(batch: pa.RecordBatch, spec: SyncSpec) -> list[bool]:
     """Soft-deleted rows: the soft-delete column is true (booleans) or set (anything else)."""
     column = spec.source.soft_delete
     if column is None:
-        return pd.Series(False, index=frame.index)
-    values = frame[column]
-    if values.dtype == "bool[pyarrow]":
-        return values.fillna(False).astype(bool)
-    return values.notna().astype(bool)
+        return [False] * batch.num_rows
+    values = batch.column(column)
+    if pa.types.is_boolean(values.type):
+        return pc.fill_null(values, False).to_pylist()
+    return pc.is_valid(values).to_pylist()
+
+
+def document_versions(batch: pa.RecordBatch, spec: SyncSpec) -> list[int]:
+    """External version per row: the spec's version column, else updated_at in epoch microseconds.
+
+    A row without one gets 0, which any later stamped write supersedes.
+    """
+    column = batch.column(spec.source.version or spec.source.updated_at)
+    if pa.types.is_timestamp(column.type):
+        unit = pa.timestamp("us", tz="UTC") if column.type.tz else pa.timestamp("us")
+        column = column.cast(unit)
+    values = pc.fill_null(column.cast(pa.int64()), 0)
+    return pc.max_element_wise(values, pa.scalar(0, pa.int64())).to_pylist()
+
+
+def _field_values(batch: pa.RecordBatch, plan: DocumentPlan, json_value: Any) -> list[list[Any]]:
+    """Per field, its cleansed values as Python objects; `json_value` turns JSON text into a value."""
+    values = []
+    for f in plan.fields:
+        array = cleanse_array(batch.column(f.column), f, plan.spec.naive_timezone)
+        if f.column_info.staging == "json":
+            values.append([None if v is None else json_value(v) for v in array.to_pylist()])
+        else:
+            values.append(array.to_pylist())
+    return values
 
 
 @dataclass
@@ -184,51 +211,64 @@ class DocumentBatch:
         return len(self.ids)
 
 
-def frame_to_documents(frame: pd.DataFrame, plan: DocumentPlan) -> DocumentBatch:
-    ids = document_ids(frame, plan.key_columns)
-    deleted = deleted_mask(frame, plan.spec).tolist()
-    out = pd.DataFrame(
-        {f.name: cleanse_column(frame[f.column], f, plan.spec.naive_timezone) for f in plan.fields},
-        index=frame.index,
+def batch_to_documents(batch: pa.RecordBatch, plan: DocumentPlan) -> DocumentBatch:
+    names = [f.name for f in plan.fields]
+    columns = _field_values(batch, plan, orjson.loads)
+    documents = [dict(zip(names, row, strict=True)) for row in zip(*columns, strict=True)]
+    if not plan.fields:
+        documents = [{} for _ in range(batch.num_rows)]
+    return DocumentBatch(
+        ids=document_ids(batch, plan.key_columns),
+        documents=documents,
+        deleted=deleted_flags(batch, plan.spec),
+        versions=document_versions(batch, plan.spec),
     )
-    versions = document_versions(frame, plan.spec)
-    return DocumentBatch(ids=ids, documents=out.to_dict("records"), deleted=deleted, versions=versions)
 
 
-def document_versions(frame: pd.DataFrame, spec: SyncSpec) -> list[int]:
-    """External version per row: the spec's version column, else updated_at in epoch microseconds.
+@dataclass(frozen=True)
+class BulkChunk:
+    """Documents as bulk NDJSON: per document an action line, and a source line unless it deletes."""
 
-    A row without one gets 0, which any later stamped write supersedes.
+    body: bytes
+    docs: int
+    deletes: int
+
+
+def action_line(op: str, doc_id: str, version: int | None) -> bytes:
+    """The bulk action line of one document; the index is named by the request, not the line.
+
+    Versions are external_gte: re-sending the same version is an idempotent
+    no-op success, while an older version (a backfill racing an incremental
+    sync) is refused with a 409 that the load counts as stale.
     """
-    column = frame[spec.source.version or spec.source.updated_at]
-    if isinstance(column.dtype, pd.ArrowDtype) and pa.types.is_timestamp(column.dtype.pyarrow_dtype):
-        micros = pa.array(column).cast(pa.timestamp("us", tz="UTC")).cast(pa.int64())
-        column = pd.Series(micros, dtype=pd.ArrowDtype(pa.int64()), index=frame.index)
-    return column.fillna(0).astype("int64").clip(lower=0).tolist()
+    meta = b'{"_id":' + orjson.dumps(doc_id)
+    if version is not None:
+        meta += b',"version":%d,"version_type":"external_gte"' % version
+    return b'{"' + op.encode() + b'":' + meta + b"}}\n"
 
 
-def read_frames(path: Path, batch_size: int) -> Iterator[pd.DataFrame]:
-    """Stream a staged Parquet file as pyarrow-backed frames of at most `batch_size` rows."""
-    parquet = pq.ParquetFile(path)
-    for batch in parquet.iter_batches(batch_size=batch_size):
-        yield record_batch_to_frame(batch)
+def batch_to_bulk(batch: pa.RecordBatch, plan: DocumentPlan, include_deletes: bool = True) -> BulkChunk:
+    names = [f.name for f in plan.fields]
+    columns = _field_values(batch, plan, orjson.Fragment)
+    ids = document_ids(batch, plan.key_columns)
+    versions = document_versions(batch, plan.spec)
+    deleted = deleted_flags(batch, plan.spec)
+    dumps, newline = orjson.dumps, orjson.OPT_APPEND_NEWLINE
+    rows = zip(*columns, strict=True) if plan.fields else ((),) * batch.num_rows
+    lines: list[bytes] = []
+    indexed = deletes = 0
+    for doc_id, version, is_deleted, row in zip(ids, versions, deleted, rows, strict=True):
+        if is_deleted:
+            if include_deletes:
+                lines.append(action_line("delete", doc_id, version))
+                deletes += 1
+            continue
+        lines.append(action_line("index", doc_id, version))
+        lines.append(dumps(dict(zip(names, row, strict=True)), option=newline))
+        indexed += 1
+    return BulkChunk(b"".join(lines), docs=indexed + deletes, deletes=deletes)
 
 
-def record_batch_to_frame(batch: pa.RecordBatch) -> pd.DataFrame:
-    return batch.to_pandas(types_mapper=pd.ArrowDtype)
-
-
-def documents_to_ndjson(batch: DocumentBatch) -> bytes:
-    """One line per document: {"_id", "_op", "_version", "_source"} — the staged documents."""
-    lines = []
-    rows = zip(batch.ids, batch.documents, batch.deleted, batch.versions, strict=True)
-    for doc_id, doc, is_deleted, version in rows:
-        entry: dict[str, Any] = {
-            "_id": doc_id,
-            "_op": "delete" if is_deleted else "index",
-            "_version": version,
-        }
-        if not is_deleted:
-            entry["_source"] = doc
-        lines.append(orjson.dumps(entry, option=orjson.OPT_APPEND_NEWLINE))
-    return b"".join(lines)
+def read_batches(path: Path, batch_size: int) -> Iterator[pa.RecordBatch]:
+    """Stream a staged Parquet file as record batches of at most `batch_size` rows."""
+    yield from pq.ParquetFile(path).iter_batches(batch_size=batch_size)

@@ -17,18 +17,17 @@ import orjson
 from elasticsearch import Elasticsearch
 from sqlalchemy.engine import Connection, Engine
 
-from .extract import ColumnInfo, Window, describe_source, iter_pages
+from .extract import ColumnInfo, Window, describe_source, iter_pages, window_count_query
 from .load import LoadTotals, ensure_index
 from .resync import resync_keys
 from .specs import SyncSpec
 from .transform import (
     DocumentPlan,
+    batch_to_documents,
     build_plan,
     document_id,
-    frame_to_documents,
     index_mapping,
     index_settings,
-    record_batch_to_frame,
 )
 
 Keyed = tuple[tuple[Any, ...], str, dict[str, Any]]  # (sort key, _id, document)
@@ -148,8 +147,7 @@ def postgres_documents(
     """Every live row of the source as the document it should be, in key order."""
     key_fields = spec.key_fields
     for batch in iter_pages(conn, spec, columns, None, page_size, modes=["by_key"]):
-        frame = record_batch_to_frame(batch)
-        docs = frame_to_documents(frame, plan)
+        docs = batch_to_documents(batch, plan)
         for doc_id, doc, deleted in zip(docs.ids, docs.documents, docs.deleted, strict=True):
             if not deleted:
                 yield tuple(doc[k] for k in key_fields), doc_id, doc
@@ -276,7 +274,7 @@ def postgres_window_documents(
     conn: Connection, spec: SyncSpec, columns: Sequence[ColumnInfo], plan: DocumentPlan, window: Window
 ) -> Iterator[dict[str, Any]]:
     for batch in iter_pages(conn, spec, columns, window, spec.batch_size):
-        docs = frame_to_documents(record_batch_to_frame(batch), plan)
+        docs = batch_to_documents(batch, plan)
         yield from (doc for doc, deleted in zip(docs.documents, docs.deleted, strict=True) if not deleted)
 
 
@@ -325,3 +323,11 @@ def reconcile_window(
     source = WindowDigest.of(postgres_window_documents(conn, spec, columns, plan, window))
     target = WindowDigest.of(elasticsearch_window_documents(es, spec, window))
     return source, target
+
+
+def count_window(conn: Connection, es: Elasticsearch, spec: SyncSpec, window: Window) -> tuple[int, int]:
+    """(PostgreSQL, Elasticsearch) live-document counts of one window: one count query per side."""
+    columns = describe_source(conn, spec)
+    source = conn.execute(window_count_query(spec, columns, window)).scalar_one()
+    target = es.count(index=spec.target.index, query=window_query(spec, window))["count"]
+    return int(source), int(target)

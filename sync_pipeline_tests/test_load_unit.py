@@ -1,11 +1,12 @@
 """Pure parts of the load: bulk actions, batching, retry policy."""
 
+import orjson
 import pytest
 from elastic_transport import ApiResponseMeta, HttpHeaders, NodeConfig
 from elasticsearch import ApiError, BadRequestError
 from elasticsearch import ConnectionError as ESConnectionError
 
-from sync_pipeline.load import RetryPolicy, bulk_action, chunked, is_transient, with_backoff
+from sync_pipeline.load import RetryPolicy, chunked, entry_doc, is_transient, iter_bodies, with_backoff
 
 
 def api_error(status: int) -> ApiError:
@@ -19,18 +20,41 @@ def api_error(status: int) -> ApiError:
     return ApiError(message=f"status {status}", meta=meta, body={})
 
 
-def test_index_and_delete_actions():
-    assert bulk_action("i", {"_id": "7", "_op": "index", "_source": {"a": 1}}) == {
-        "_op_type": "index",
-        "_index": "i",
-        "_id": "7",
-        "_source": {"a": 1},
-    }
-    assert bulk_action("i", {"_id": "7", "_op": "delete"}) == {
-        "_op_type": "delete",
-        "_index": "i",
-        "_id": "7",
-    }
+def test_documents_become_action_and_source_lines():
+    action, source = entry_doc({"_id": "7", "_op": "index", "_version": 12, "_source": {"a": "é"}})
+    assert orjson.loads(action) == {"index": {"_id": "7", "version": 12, "version_type": "external_gte"}}
+    assert source == '{"a":"é"}\n'.encode()
+    assert entry_doc({"_id": "7", "_op": "delete"}) == (b'{"delete":{"_id":"7"}}\n', None)
+
+
+def _lines(n: int, source: bytes = b'{"x":1}\n') -> list[bytes]:
+    lines = []
+    for i in range(n):
+        if i % 3 == 2:
+            lines.append(b'{"delete":{"_id":"%d"}}\n' % i)
+        else:
+            lines += [b'{"index":{"_id":"%d"}}\n' % i, source]
+    return lines
+
+
+def test_bodies_hold_at_most_max_docs_and_keep_every_document_once_in_order():
+    bodies = list(iter_bodies(_lines(10), max_docs=4))
+    assert [len(b) for b in bodies] == [4, 4, 2]
+    ids = [orjson.loads(a)[next(iter(orjson.loads(a)))]["_id"] for body in bodies for a, _ in body]
+    assert ids == [str(i) for i in range(10)]
+    assert [s is None for body in bodies for _, s in body] == [i % 3 == 2 for i in range(10)]
+
+
+def test_bodies_are_cut_by_bytes_but_an_oversized_document_still_travels_alone():
+    big = b'{"x":"' + b"y" * 1000 + b'"}\n'
+    bodies = list(iter_bodies(_lines(4, big), max_docs=100, max_bytes=2500))
+    assert [len(b) for b in bodies] == [3, 1]  # two big documents and a small delete, then one more
+    assert [len(b) for b in iter_bodies(_lines(2, big), max_docs=100, max_bytes=10)] == [1, 1]
+
+
+def test_a_truncated_staged_file_is_an_error_not_a_silent_loss():
+    with pytest.raises(ValueError, match="action line without its source"):
+        list(iter_bodies([b'{"index":{"_id":"1"}}\n'], max_docs=10))
 
 
 def test_chunked_covers_everything_once():

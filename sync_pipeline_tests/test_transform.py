@@ -1,19 +1,19 @@
-"""Rows → documents: cleansing and field mapping, as pure functions on frames."""
+"""Rows → documents: cleansing and field mapping, as pure functions on Arrow record batches."""
 
 from datetime import UTC, datetime
 
-import pandas as pd
+import orjson
 import pyarrow as pa
 import pytest
 
 from sync_pipeline.extract import ColumnInfo, arrow_schema
 from sync_pipeline.specs import parse_specs
 from sync_pipeline.transform import (
+    batch_to_bulk,
+    batch_to_documents,
     build_plan,
     document_ids,
-    frame_to_documents,
     index_mapping,
-    record_batch_to_frame,
 )
 
 SPEC = """
@@ -55,10 +55,8 @@ def spec(key: str = "id"):
     return parse_specs(SPEC.format(key=key))[0]
 
 
-def frame(rows: list[dict]) -> pd.DataFrame:
-    schema = arrow_schema(COLUMNS)
-    batch = pa.RecordBatch.from_pylist(rows, schema=schema)
-    return record_batch_to_frame(batch)
+def batch(rows: list[dict]) -> pa.RecordBatch:
+    return pa.RecordBatch.from_pylist(rows, schema=arrow_schema(COLUMNS))
 
 
 def row(**overrides):
@@ -82,10 +80,10 @@ def row(**overrides):
 
 def test_cleansing_and_mapping_of_one_row():
     plan = build_plan(spec(), COLUMNS)
-    batch = frame_to_documents(frame([row()]), plan)
-    assert batch.ids == ["1"]
-    assert batch.deleted == [False]
-    assert batch.documents[0] == {
+    docs = batch_to_documents(batch([row()]), plan)
+    assert docs.ids == ["1"]
+    assert docs.deleted == [False]
+    assert docs.documents[0] == {
         "id": 1,
         "title": "青花瓷茶杯",
         "code": "abc",
@@ -119,27 +117,29 @@ def test_cleansing_and_mapping_of_one_row():
 )
 def test_cleansing_rules(overrides, field, expected):
     plan = build_plan(spec(), COLUMNS)
-    doc = frame_to_documents(frame([row(**overrides)]), plan).documents[0]
+    doc = batch_to_documents(batch([row(**overrides)]), plan).documents[0]
     assert doc[field] == expected
 
 
 def test_soft_deleted_rows_are_flagged():
     plan = build_plan(spec(), COLUMNS)
-    batch = frame_to_documents(frame([row(id=1), row(id=2, deleted=True), row(id=3, deleted=None)]), plan)
-    assert batch.deleted == [False, True, False]
+    docs = batch_to_documents(batch([row(id=1), row(id=2, deleted=True), row(id=3, deleted=None)]), plan)
+    assert docs.deleted == [False, True, False]
 
 
 def test_dropped_columns_never_reach_documents():
     plan = build_plan(spec(), COLUMNS)
-    doc = frame_to_documents(frame([row()]), plan).documents[0]
+    doc = batch_to_documents(batch([row()]), plan).documents[0]
     assert "secret" not in doc
     assert "s3cret" not in repr(doc)
 
 
 def test_composite_ids_are_unambiguous_json():
-    df = pd.DataFrame({"a": ["x|y", "x"], "b": [1, "y|1"]})
-    assert document_ids(df, ["a", "b"]) == ['["x|y",1]', '["x","y|1"]']
-    assert document_ids(df, ["a"]) == ["x|y", "x"]
+    keys = pa.RecordBatch.from_pydict({"a": ["x|y", "x"], "b": ["1", "y|1"], "n": [1, 20]})
+    assert document_ids(keys, ["a", "b"]) == ['["x|y","1"]', '["x","y|1"]']
+    assert document_ids(keys, ["a"]) == ["x|y", "x"]
+    assert document_ids(keys, ["n"]) == ["1", "20"]
+    assert document_ids(keys, ["n", "a"]) == ['[1,"x|y"]', '[20,"x"]']
 
 
 def test_mapping_is_explicit_and_inferred_from_postgres_types():
@@ -170,9 +170,9 @@ def test_text_primary_key_is_mapped_as_keyword_for_sorting():
 def test_many_rows_keep_order_and_alignment():
     plan = build_plan(spec(), COLUMNS)
     rows = [row(id=i, title=f" t{i} ") for i in range(1000)]
-    batch = frame_to_documents(frame(rows), plan)
-    assert batch.ids == [str(i) for i in range(1000)]
-    assert [d["title"] for d in batch.documents] == [f"t{i}" for i in range(1000)]
+    docs = batch_to_documents(batch(rows), plan)
+    assert docs.ids == [str(i) for i in range(1000)]
+    assert [d["title"] for d in docs.documents] == [f"t{i}" for i in range(1000)]
 
 
 def test_naive_timestamps_in_a_dst_gap_or_overlap_resolve_instead_of_failing():
@@ -180,7 +180,7 @@ def test_naive_timestamps_in_a_dst_gap_or_overlap_resolve_instead_of_failing():
     plan = build_plan(parse_specs(text)[0], COLUMNS)
     skipped = row(local_time=datetime(2026, 3, 29, 2, 30))  # clocks jump 02:00 → 03:00
     repeated = row(id=2, local_time=datetime(2026, 10, 25, 2, 30))  # 02:00–03:00 happens twice
-    docs = frame_to_documents(frame([skipped, repeated]), plan).documents
+    docs = batch_to_documents(batch([skipped, repeated]), plan).documents
     assert docs[0]["local_time"] == "2026-03-29T01:00:00.000000Z"
     assert docs[1]["local_time"] == "2026-10-25T00:30:00.000000Z"  # the earlier of the two
 
@@ -190,3 +190,42 @@ def test_unknown_naive_timezone_is_a_spec_error():
 
     with pytest.raises(SpecError, match="naive_timezone: Value error, unknown time zone 'Mars/Olympus'"):
         parse_specs(SPEC.format(key="id").replace("Asia/Shanghai", "Mars/Olympus"))
+
+
+def _parse_bulk(body: bytes) -> list[tuple[str, dict, dict | None]]:
+    lines = iter(body.splitlines())
+    parsed = []
+    for line in lines:
+        op, meta = next(iter(orjson.loads(line).items()))
+        parsed.append((op, meta, None if op == "delete" else orjson.loads(next(lines))))
+    return parsed
+
+
+def test_bulk_lines_carry_the_same_documents_ids_and_versions_as_the_dicts():
+    plan = build_plan(spec(), COLUMNS)
+    rows = [row(id=1), row(id=2, deleted=True), row(id=3, attrs=None, tags='["a"]', title="  x "), row(id=4)]
+    chunk = batch_to_bulk(batch(rows), plan)
+    docs = batch_to_documents(batch(rows), plan)
+
+    parsed = _parse_bulk(chunk.body)
+    assert (chunk.docs, chunk.deletes) == (4, 1)
+    assert [meta["_id"] for _, meta, _ in parsed] == docs.ids
+    assert [op for op, _, _ in parsed] == ["index", "delete", "index", "index"]
+    assert [meta["version"] for _, meta, _ in parsed] == docs.versions
+    assert {meta["version_type"] for _, meta, _ in parsed} == {"external_gte"}
+    for (_op, _, source), doc, deleted in zip(parsed, docs.documents, docs.deleted, strict=True):
+        assert source == (None if deleted else doc)
+
+
+def test_bulk_lines_embed_json_columns_verbatim_and_never_name_an_index():
+    plan = build_plan(spec(), COLUMNS)
+    body = batch_to_bulk(batch([row(attrs='{"b": 1, "a": [true, null]}')]), plan).body
+    assert b'"attrs":{"b": 1, "a": [true, null]}' in body  # PostgreSQL's text, not re-serialised
+    assert b"_index" not in body  # the index is named by the request, so staged files are portable
+
+
+def test_a_rebuild_leaves_soft_deleted_rows_out_of_the_bulk_lines():
+    plan = build_plan(spec(), COLUMNS)
+    chunk = batch_to_bulk(batch([row(id=1), row(id=2, deleted=True)]), plan, include_deletes=False)
+    assert [meta["_id"] for _, meta, _ in _parse_bulk(chunk.body)] == ["1"]
+    assert (chunk.docs, chunk.deletes) == (1, 0)
