@@ -256,7 +256,7 @@ def spec_yaml(
     index: str = PIPELINE_INDEX,
     name: str = SPEC_NAME,
     batch_size: int = 5000,
-    reconcile: bool = True,
+    reconcile: str = "count",
     sensor: dict[str, Any] | None = None,
 ) -> str:
     """The spec the pipeline scenarios sync: bench_products → `index`."""
@@ -273,7 +273,7 @@ def spec_yaml(
         "      grain: day",
         f'      start: "{partitions_start()}"',
         f"    batch_size: {batch_size}",
-        f"    reconcile: {'true' if reconcile else 'false'}",
+        f"    reconcile: {reconcile}",
         "    fields:",
         "      sku: {type: keyword}",
         "      category: {type: keyword}",

@@ -63,7 +63,7 @@ class Harness:
         self.config = self.tmp / "sync.yaml"
         self.config.write_text(common.spec_yaml())
         self.config_no_reconcile = self.tmp / "sync-no-reconcile.yaml"
-        self.config_no_reconcile.write_text(common.spec_yaml(reconcile=False))
+        self.config_no_reconcile.write_text(common.spec_yaml(reconcile="off"))
         self.bulk_file = self.tmp / "ceiling.ndjson"
         self.env = {
             **os.environ,

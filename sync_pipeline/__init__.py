@@ -1,6 +1,10 @@
 """sync_pipeline: lossless PostgreSQL → Elasticsearch sync, orchestrated by Dagster."""
 
-import dagster as dg
+from .memory import bound_native_memory
+
+bound_native_memory()  # before anything allocates through Arrow or starts a thread
+
+import dagster as dg  # noqa: E402
 
 __version__ = "0.1.0"
 

@@ -9,15 +9,26 @@ resource and reports counts to Dagster.
 import json
 import time
 import warnings
-from contextlib import nullcontext
+from collections.abc import Iterable, Iterator
+from contextlib import ExitStack
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 import dagster as dg
+import pyarrow as pa
 
 from . import deadletters, progress
 from .buffer import drain
-from .extract import Window, extract_window_to_parquet, staged_columns
+from .extract import (
+    Window,
+    arrow_schema,
+    describe_source,
+    extract_window_to_parquet,
+    staged_columns,
+    staged_pages,
+    stream_window,
+)
 from .load import (
     BatchResult,
     LoadTotals,
@@ -36,6 +47,9 @@ from .verify import count_window, reconcile_window
 # single-run backfills are the documented way to load a range as one run; the beta notice
 # would otherwise repeat on every definitions load, in the CLI and the UI alike
 warnings.filterwarnings("ignore", category=dg.BetaWarning, message=".*backfill_policy.*")
+
+# how the extract's connection shows in pg_stat_activity
+EXTRACT_APPLICATION = "sync_pipeline:extract"
 
 _PARTITIONS_BY_GRAIN = {
     "hour": (dg.HourlyPartitionsDefinition, "%Y-%m-%d-%H:%M"),
@@ -94,162 +108,309 @@ def _asset_keys(spec: SyncSpec) -> tuple[dg.AssetKey, dg.AssetKey, dg.AssetKey]:
 
 
 def build_spec_assets(spec: SyncSpec) -> list[dg.AssetsDefinition]:
+    """extract → documents → index as one multi-asset step.
+
+    Run together (a sync, a backfill, a schedule tick), the three stages
+    stream: page k+1 is read from PostgreSQL and turned into documents while
+    Elasticsearch indexes page k, and each page is also written to the staging
+    files on its way through. Selected on their own (a subset in the UI, or
+    re-running just the load), each stage reads the previous stage's staged
+    file, so the asset boundaries keep their meaning.
+    """
     partitions = partitions_for(spec)
     extract_key, documents_key, index_key = _asset_keys(spec)
-    common = {
-        "partitions_def": partitions,
-        "backfill_policy": dg.BackfillPolicy.single_run(),
-        "group_name": spec.name,
-        "tags": {"sync_pipeline/spec": spec.name},
-    }
+    tags = {"sync_pipeline/spec": spec.name}
+    specs = [
+        dg.AssetSpec(
+            extract_key,
+            kinds={"postgres", "parquet"},
+            description=f"Rows of {spec.source.table or 'the spec query'} per updated_at window, as Parquet.",
+            group_name=spec.name,
+            tags=tags,
+            skippable=True,
+        ),
+        dg.AssetSpec(
+            documents_key,
+            deps=[extract_key],
+            kinds={"pyarrow"},
+            description="Cleansed, field-mapped documents, staged as bulk-ready NDJSON.",
+            group_name=spec.name,
+            tags=tags,
+            skippable=True,
+        ),
+        dg.AssetSpec(
+            index_key,
+            deps=[documents_key],
+            kinds={"elasticsearch"},
+            description=f"Documents bulk-loaded into Elasticsearch index '{spec.target.index}'.",
+            group_name=spec.name,
+            tags=tags,
+            skippable=True,
+        ),
+    ]
+    check_specs = [
+        dg.AssetCheckSpec(
+            "no_failed_documents",
+            asset=index_key,
+            description="every document of the run reached Elasticsearch (none lost to transient errors)",
+        ),
+        dg.AssetCheckSpec(
+            "no_dead_letters",
+            asset=index_key,
+            description="Elasticsearch refused no document for good (see `sync-pipeline dead-letters`)",
+        ),
+        dg.AssetCheckSpec(
+            "window_matches_source",
+            asset=index_key,
+            description="the window's live rows and its documents agree in count "
+            "(and content hash, with reconcile: hash)",
+        ),
+    ]
 
-    @dg.asset(
-        key=extract_key,
-        kinds={"postgres", "parquet"},
-        description=f"Rows of {spec.source.table or 'the spec query'} per updated_at window, as Parquet.",
-        **common,
+    @dg.multi_asset(
+        name=f"{spec.name}_extract_documents_index",
+        specs=specs,
+        check_specs=check_specs,
+        partitions_def=partitions,
+        backfill_policy=dg.BackfillPolicy.single_run(),
+        can_subset=True,
     )
-    def extract(
-        context: dg.AssetExecutionContext, postgres: PostgresResource, staging: StagingResource
-    ) -> dg.MaterializeResult:
-        window, key = _run_window(context, spec)
-        path = staging.path(spec.name, key, "parquet")
-        started = time.perf_counter()
-        # one REPEATABLE READ snapshot for every page, so the window is read as of one instant
-        with postgres.engine().connect().execution_options(isolation_level="REPEATABLE READ") as conn:
-            rows = extract_window_to_parquet(conn, spec, window, path)
-        seconds = time.perf_counter() - started
-        progress.notify("extracted", spec=spec.name, rows=rows)
-        context.log.info(f"extracted {rows} rows of {spec.name} for {key} in {seconds:.1f}s")
-        return dg.MaterializeResult(
-            metadata={
-                "dagster/row_count": rows,
-                "seconds": round(seconds, 3),
-                "window_start": str(window.start or "(open)"),
-                "window_end": str(window.end or "(open)"),
-                "path": dg.MetadataValue.path(str(path)),
-            }
-        )
-
-    @dg.asset(
-        key=documents_key,
-        deps=[extract_key],
-        kinds={"pyarrow"},
-        description="Cleansed, field-mapped documents, staged as bulk-ready NDJSON.",
-        **common,
-    )
-    def documents(context: dg.AssetExecutionContext, staging: StagingResource) -> dg.MaterializeResult:
-        _, key = _run_window(context, spec)
-        source = staging.path(spec.name, key, "parquet")
-        if not source.exists():
-            raise dg.Failure(
-                f"no staged extract at {source}: materialize {extract_key.to_user_string()} first"
-            )
-        plan = build_plan(spec, staged_columns(source))
-        target = staging.path(spec.name, key, "ndjson")
-        tmp = target.with_suffix(".ndjson.tmp")
-        count = deletes = 0
-        started = time.perf_counter()
-        with tmp.open("wb") as out:
-            for batch in read_batches(source, spec.batch_size):
-                chunk = batch_to_bulk(batch, plan)
-                out.write(chunk.body)
-                count += chunk.docs
-                deletes += chunk.deletes
-        tmp.replace(target)
-        seconds = time.perf_counter() - started
-        return dg.MaterializeResult(
-            metadata={
-                "dagster/row_count": count,
-                "soft_deleted": deletes,
-                "seconds": round(seconds, 3),
-                "fields": ", ".join(f.name for f in plan.fields),
-                "path": dg.MetadataValue.path(str(target)),
-            }
-        )
-
-    @dg.asset(
-        key=index_key,
-        deps=[documents_key],
-        kinds={"elasticsearch"},
-        description=f"Documents bulk-loaded into Elasticsearch index '{spec.target.index}'.",
-        check_specs=[
-            dg.AssetCheckSpec(
-                "no_failed_documents",
-                asset=index_key,
-                description="every document of the run reached Elasticsearch (none lost to transient errors)",
-            ),
-            dg.AssetCheckSpec(
-                "no_dead_letters",
-                asset=index_key,
-                description="Elasticsearch refused no document for good (see `sync-pipeline dead-letters`)",
-            ),
-            dg.AssetCheckSpec(
-                "window_matches_source",
-                asset=index_key,
-                description="the window's live rows and its documents agree (count; content hash with reconcile: hash)",
-            ),
-        ],
-        **common,
-    )
-    def index(
+    def sync_window(
         context: dg.AssetExecutionContext,
-        elasticsearch: ElasticsearchResource,
         postgres: PostgresResource,
+        elasticsearch: ElasticsearchResource,
         staging: StagingResource,
-    ) -> dg.MaterializeResult:
-        _, key = _run_window(context, spec)
-        documents_path = staging.path(spec.name, key, "ndjson")
-        extract_path = staging.path(spec.name, key, "parquet")
-        if not documents_path.exists():
-            raise dg.Failure(
-                f"no staged documents at {documents_path}: materialize {documents_key.to_user_string()} first"
-            )
-        es = elasticsearch.client()
-        plan = build_plan(spec, staged_columns(extract_path))
-        created = ensure_index(es, spec.target.index, index_mapping(plan), index_settings(spec))
-        if created:
-            context.log.info(f"created index {spec.target.index} from the spec's mapping")
+    ):
+        selected = context.selected_asset_keys
+        if selected >= {extract_key, documents_key, index_key}:
+            yield from _stream_window(context, spec, postgres, elasticsearch, staging)
+            return
+        if extract_key in selected:
+            yield _extract_stage(context, spec, postgres, staging)
+        if documents_key in selected:
+            yield _documents_stage(context, spec, staging)
+        if index_key in selected:
+            yield from _index_stage(context, spec, postgres, elasticsearch, staging)
 
-        partition = key
+    return [sync_window]
 
-        def record(batch: BatchResult) -> None:
-            if batch.rejected:
-                with postgres.engine().begin() as conn:
-                    deadletters.record(conn, spec.name, batch.rejected, partition, context.run.run_id)
-            log_batch(context, index_key, batch)
-            progress.notify("batch", spec=spec.name, docs=batch.docs, failed=batch.failed)
 
-        bodies = iter_bodies(staged_lines(documents_path), spec.batch_size, spec.target.bulk_max_bytes)
-        # more than one body: worth turning refresh off (and restoring it) around the load
-        large = documents_path.stat().st_size > spec.target.bulk_max_bytes
-        with bulk_indexing(es, spec.target.index, spec.target.replicas) if large else nullcontext():
-            totals = load_bulk(
-                es,
-                spec.target.index,
-                bodies,
-                spec.target.bulk_concurrency,
-                on_batch=record,
-                retry=retry_policy(spec),
-            )
-        es.indices.refresh(index=spec.target.index)
-        context.log.info(
-            f"{spec.name}: {totals.indexed} indexed, {totals.deleted} deleted, {totals.stale_skipped} stale, "
-            f"{totals.failed} failed, {totals.dead_lettered} dead-lettered in {totals.batches} batches, "
-            f"{totals.seconds:.1f}s"
+def _extract_result(spec: SyncSpec, window: Window, rows: int, seconds: float, path) -> dg.MaterializeResult:
+    extract_key, _, _ = _asset_keys(spec)
+    return dg.MaterializeResult(
+        asset_key=extract_key,
+        metadata={
+            "dagster/row_count": rows,
+            "seconds": round(seconds, 3),
+            "window_start": str(window.start or "(open)"),
+            "window_end": str(window.end or "(open)"),
+            "path": dg.MetadataValue.path(str(path)),
+        },
+    )
+
+
+def _documents_result(spec: SyncSpec, plan, docs: int, deletes: int, seconds: float, path):
+    _, documents_key, _ = _asset_keys(spec)
+    return dg.MaterializeResult(
+        asset_key=documents_key,
+        metadata={
+            "dagster/row_count": docs,
+            "soft_deleted": deletes,
+            "seconds": round(seconds, 3),
+            "fields": ", ".join(f.name for f in plan.fields),
+            "path": dg.MetadataValue.path(str(path)),
+        },
+    )
+
+
+def _extract_stage(
+    context: dg.AssetExecutionContext, spec: SyncSpec, postgres: PostgresResource, staging: StagingResource
+) -> dg.MaterializeResult:
+    window, key = _run_window(context, spec)
+    path = staging.path(spec.name, key, "parquet")
+    started = time.perf_counter()
+    with postgres.engine().connect() as conn:
+        columns = describe_source(conn, spec)
+    rows = extract_window_to_parquet(postgres.libpq_url(EXTRACT_APPLICATION), spec, columns, window, path)
+    seconds = time.perf_counter() - started
+    progress.notify("extracted", spec=spec.name, rows=rows)
+    context.log.info(f"extracted {rows} rows of {spec.name} for {key} in {seconds:.1f}s")
+    return _extract_result(spec, window, rows, seconds, path)
+
+
+@dataclass
+class _StagedDocuments:
+    docs: int = 0
+    deletes: int = 0
+    seconds: float = 0.0
+
+
+def _stage_documents(
+    batches: Iterator[pa.RecordBatch], plan, path, counts: _StagedDocuments
+) -> Iterator[bytes]:
+    """Documents of each batch as bulk lines, also written to the staged NDJSON file
+    (under a temporary name until the last batch is in)."""
+    tmp = path.with_suffix(".ndjson.tmp")
+    with tmp.open("wb") as out:
+        for batch in batches:
+            started = time.perf_counter()
+            chunk = batch_to_bulk(batch, plan)
+            out.write(chunk.body)
+            counts.docs += chunk.docs
+            counts.deletes += chunk.deletes
+            counts.seconds += time.perf_counter() - started
+            yield chunk.body
+    tmp.replace(path)
+
+
+def _documents_stage(
+    context: dg.AssetExecutionContext, spec: SyncSpec, staging: StagingResource
+) -> dg.MaterializeResult:
+    _, key = _run_window(context, spec)
+    extract_key, _, _ = _asset_keys(spec)
+    source = staging.path(spec.name, key, "parquet")
+    if not source.exists():
+        raise dg.Failure(f"no staged extract at {source}: materialize {extract_key.to_user_string()} first")
+    plan = build_plan(spec, staged_columns(source))
+    target = staging.path(spec.name, key, "ndjson")
+    counts = _StagedDocuments()
+    for _ in _stage_documents(read_batches(source, spec.batch_size), plan, target, counts):
+        pass
+    return _documents_result(spec, plan, counts.docs, counts.deletes, counts.seconds, target)
+
+
+def _index_stage(
+    context: dg.AssetExecutionContext,
+    spec: SyncSpec,
+    postgres: PostgresResource,
+    elasticsearch: ElasticsearchResource,
+    staging: StagingResource,
+) -> Iterator[dg.MaterializeResult]:
+    _, key = _run_window(context, spec)
+    _, documents_key, _ = _asset_keys(spec)
+    documents_path = staging.path(spec.name, key, "ndjson")
+    extract_path = staging.path(spec.name, key, "parquet")
+    if not documents_path.exists():
+        raise dg.Failure(
+            f"no staged documents at {documents_path}: materialize {documents_key.to_user_string()} first"
         )
-        if totals.failed:
-            # documents lost to transient errors: fail the run so nothing downstream treats it as done
-            raise dg.Failure(
-                f"{totals.failed} documents were not acknowledged by Elasticsearch after retries",
-                metadata=totals_metadata(totals, spec),
-            )
-        return dg.MaterializeResult(
+    es = elasticsearch.client()
+    _ensure_target(context, es, spec, build_plan(spec, staged_columns(extract_path)))
+    totals = _load(context, spec, es, postgres, staged_lines(documents_path), key)
+    yield _index_result(context, spec, postgres, es, totals)
+
+
+def _stream_window(
+    context: dg.AssetExecutionContext,
+    spec: SyncSpec,
+    postgres: PostgresResource,
+    elasticsearch: ElasticsearchResource,
+    staging: StagingResource,
+) -> Iterator[dg.MaterializeResult]:
+    window, key = _run_window(context, spec)
+    parquet_path = staging.path(spec.name, key, "parquet")
+    documents_path = staging.path(spec.name, key, "ndjson")
+    es = elasticsearch.client()
+    extracted = {"rows": 0, "seconds": 0.0}
+    documents = _StagedDocuments()
+
+    with postgres.engine().connect() as conn:
+        columns = describe_source(conn, spec)
+    plan = build_plan(spec, columns)
+    _ensure_target(context, es, spec, plan)
+    rows = stream_window(postgres.libpq_url(EXTRACT_APPLICATION), spec, columns, window, spec.batch_size)
+    pages = staged_pages(rows, arrow_schema(columns), parquet_path)
+
+    def timed_pages() -> Iterator[pa.RecordBatch]:
+        while True:
+            started = time.perf_counter()
+            page = next(pages, None)
+            extracted["seconds"] += time.perf_counter() - started
+            if page is None:
+                return
+            extracted["rows"] += page.num_rows
+            yield page
+
+    bodies = _stage_documents(timed_pages(), plan, documents_path, documents)
+    lines = (line for body in bodies for line in body.splitlines(keepends=True))
+    totals = _load(context, spec, es, postgres, lines, key)
+    progress.notify("extracted", spec=spec.name, rows=extracted["rows"])
+    context.log.info(
+        f"{spec.name} {key}: read {extracted['rows']} rows in {extracted['seconds']:.1f}s and built "
+        f"{documents.docs} documents in {documents.seconds:.1f}s while loading (streamed)"
+    )
+    yield _extract_result(spec, window, extracted["rows"], extracted["seconds"], parquet_path)
+    yield _documents_result(spec, plan, documents.docs, documents.deletes, documents.seconds, documents_path)
+    yield _index_result(context, spec, postgres, es, totals)
+
+
+def _ensure_target(context: dg.AssetExecutionContext, es, spec: SyncSpec, plan) -> None:
+    if ensure_index(es, spec.target.index, index_mapping(plan), index_settings(spec)):
+        context.log.info(f"created index {spec.target.index} from the spec's mapping")
+
+
+def _load(
+    context: dg.AssetExecutionContext,
+    spec: SyncSpec,
+    es,
+    postgres: PostgresResource,
+    lines: Iterable[bytes],
+    partition: str,
+) -> LoadTotals:
+    """Bulk-load document lines with the spec's concurrency; dead letters and batch events as they come."""
+    _, _, index_key = _asset_keys(spec)
+
+    def record(batch: BatchResult) -> None:
+        if batch.rejected:
+            with postgres.engine().begin() as conn:
+                deadletters.record(conn, spec.name, batch.rejected, partition, context.run.run_id)
+        log_batch(context, index_key, batch)
+        progress.notify("batch", spec=spec.name, docs=batch.docs, failed=batch.failed)
+
+    with ExitStack() as settings:
+
+        def bodies() -> Iterator[list]:
+            for number, body in enumerate(iter_bodies(lines, spec.batch_size, spec.target.bulk_max_bytes), 1):
+                if number == 2:  # more than one request: a large load, worth turning refresh off
+                    settings.enter_context(bulk_indexing(es, spec.target.index, spec.target.replicas))
+                yield body
+
+        totals = load_bulk(
+            es,
+            spec.target.index,
+            bodies(),
+            spec.target.bulk_concurrency,
+            on_batch=record,
+            retry=retry_policy(spec),
+        )
+    es.indices.refresh(index=spec.target.index)
+    context.log.info(
+        f"{spec.name}: {totals.indexed} indexed, {totals.deleted} deleted, {totals.stale_skipped} stale, "
+        f"{totals.failed} failed, {totals.dead_lettered} dead-lettered in {totals.batches} batches, "
+        f"{totals.seconds:.1f}s"
+    )
+    if totals.failed:
+        # documents lost to transient errors: fail the run so nothing downstream treats it as done
+        raise dg.Failure(
+            f"{totals.failed} documents were not acknowledged by Elasticsearch after retries",
             metadata=totals_metadata(totals, spec),
-            check_results=[*load_check_results(totals), reconcile_check(context, spec, postgres, es)],
         )
+    return totals
 
-    return [extract, documents, index]
+
+def _index_result(
+    context: dg.AssetExecutionContext, spec: SyncSpec, postgres: PostgresResource, es, totals: LoadTotals
+) -> dg.MaterializeResult:
+    _, _, index_key = _asset_keys(spec)
+    checks = [*load_check_results(totals)]
+    if dg.AssetCheckKey(index_key, "window_matches_source") in context.selected_asset_check_keys:
+        checks.append(reconcile_check(context, spec, postgres, es))
+    selected = context.selected_asset_check_keys
+    return dg.MaterializeResult(
+        asset_key=index_key,
+        metadata=totals_metadata(totals, spec),
+        check_results=[c for c in checks if dg.AssetCheckKey(index_key, c.check_name) in selected],
+    )
 
 
 def reconcile_check(

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import sqlalchemy as sa
 from psycopg.postgres import types as pg_types
@@ -257,28 +258,93 @@ def iter_pages(
                 break
 
 
-def extract_window_to_parquet(
-    conn: Connection,
-    spec: SyncSpec,
-    window: Window,
-    path: Path,
-    page_size: int | None = None,
-) -> int:
-    """Stream one window into a Parquet file; returns the number of rows written.
+def window_select(spec: SyncSpec, columns: Sequence[ColumnInfo], window: Window) -> sa.Select[Any]:
+    """Every row of the window as one statement, unordered: what a full read streams with COPY.
 
-    Writes to a temporary name and renames, so a crash never leaves a partial
+    The same rows as iter_pages' default modes (the window, plus the NULL
+    updated_at rows when the window owns them), as a single statement, so it
+    reads one snapshot without a transaction around several pages.
+    """
+    src = source_clause(spec, [c.name for c in columns])
+    updated = src.c[spec.source.updated_at]
+    bounds: list[sa.ColumnElement[bool]] = []
+    if window.start is not None:
+        bounds.append(updated >= sa.bindparam("window_start", window.start, type_=sa.DateTime(timezone=True)))
+    if window.end is not None:
+        bounds.append(updated < sa.bindparam("window_end", window.end, type_=sa.DateTime(timezone=True)))
+    query = sa.select(*(_staged(src.c[c.name], c) for c in columns))
+    if bounds and window.include_null_updated_at:
+        return query.where(sa.or_(sa.and_(*bounds), updated.is_(None)))
+    if bounds:
+        return query.where(*bounds)
+    if not window.include_null_updated_at:
+        return query.where(updated.is_not(None))
+    return query
+
+
+# the driver's batches, by bytes; re-sliced below to at most page_size rows
+_COPY_BATCH_BYTES = 4 * 1024 * 1024
+
+
+def stream_window(
+    url: str, spec: SyncSpec, columns: Sequence[ColumnInfo], window: Window, page_size: int
+) -> Iterator[pa.RecordBatch]:
+    """The window's rows as Arrow batches of at most `page_size` rows, read with COPY.
+
+    The ADBC PostgreSQL driver runs the statement as `COPY … TO STDOUT (FORMAT
+    binary)` and decodes it into Arrow in C++, so rows never become Python
+    objects; one statement means one snapshot. Memory: a few MB of driver
+    buffer and one batch. `url` is a libpq URL (resources.libpq_url).
+    """
+    from adbc_driver_postgresql import dbapi as adbc
+    from sqlalchemy.dialects import postgresql
+
+    statement = window_select(spec, columns, window)
+    # literal values (window bounds only; identifiers stay quoted by SQLAlchemy): with bound
+    # parameters the driver would not use COPY and would buffer the whole result
+    sql = str(statement.compile(dialect=postgresql.psycopg.dialect(), compile_kwargs={"literal_binds": True}))
+    schema = arrow_schema(columns)
+    with adbc.connect(url) as conn, conn.cursor() as cursor:
+        cursor.adbc_statement.set_options(**{"adbc.postgresql.batch_size_hint_bytes": str(_COPY_BATCH_BYTES)})
+        cursor.execute(sql)
+        for batch in cursor.fetch_record_batch():
+            typed = pa.RecordBatch.from_arrays(
+                [_as_staged(batch.column(i), schema.field(i).type) for i in range(len(schema))], schema=schema
+            )
+            for offset in range(0, typed.num_rows, page_size):
+                yield typed.slice(offset, page_size)
+
+
+def _as_staged(array: pa.Array, staged: pa.DataType) -> pa.Array:
+    if pa.types.is_float32(array.type):
+        # via the shortest text form, as psycopg reads real: 0.33333334, not 0.3333333432674408
+        # (so documents, and verify's comparison with them, do not depend on the read path)
+        return pc.cast(pc.cast(array, pa.string()), staged)
+    return array.cast(staged)
+
+
+def staged_pages(pages: Iterator[pa.RecordBatch], schema: pa.Schema, path: Path) -> Iterator[pa.RecordBatch]:
+    """Pages passed through, each also written to a Parquet file.
+
+    The file is written under a temporary name and renamed once the last page
+    is in, so a crash (or a consumer that stops early) never leaves a partial
     file that a later step could mistake for a complete extract.
     """
-    columns = describe_source(conn, spec)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".parquet.tmp")
-    rows = 0
-    with pq.ParquetWriter(tmp, arrow_schema(columns), compression="zstd") as writer:
-        for batch in iter_pages(conn, spec, columns, window, page_size or spec.batch_size):
+    with pq.ParquetWriter(tmp, schema, compression="zstd") as writer:
+        for batch in pages:
             writer.write_batch(batch)
-            rows += batch.num_rows
+            yield batch
     tmp.replace(path)
-    return rows
+
+
+def extract_window_to_parquet(
+    url: str, spec: SyncSpec, columns: Sequence[ColumnInfo], window: Window, path: Path
+) -> int:
+    """Stream one window into a Parquet file; returns the number of rows written."""
+    pages = stream_window(url, spec, columns, window, spec.batch_size)
+    return sum(batch.num_rows for batch in staged_pages(pages, arrow_schema(columns), path))
 
 
 class _PgType(sa.types.UserDefinedType):

@@ -27,6 +27,18 @@ def sqlalchemy_url(url: str) -> str:
     return url
 
 
+def libpq_url(url: str, application_name: str = "sync_pipeline") -> str:
+    """The URL as libpq (and so the ADBC driver) reads it, with the session settings of `engine_for`."""
+    from urllib.parse import quote, urlencode
+
+    parsed = make_url(sqlalchemy_url(url)).set(drivername="postgresql")
+    query = {"application_name": application_name, "connect_timeout": "10", "options": "-c timezone=UTC"}
+    query |= {k: v if isinstance(v, str) else v[-1] for k, v in parsed.query.items()}
+    base = parsed.set(query={}).render_as_string(hide_password=False)
+    # percent-encoding only: libpq does not read "+" as a space
+    return f"{base}?{urlencode(query, quote_via=quote)}"
+
+
 def redact_url(url: str) -> str:
     """The URL with its password replaced, for messages and metadata."""
     try:
@@ -70,6 +82,9 @@ class PostgresResource(dg.ConfigurableResource):
 
     def engine(self) -> Engine:
         return engine_for(self.url)
+
+    def libpq_url(self, application_name: str = "sync_pipeline") -> str:
+        return libpq_url(self.url, application_name)
 
 
 class ElasticsearchResource(dg.ConfigurableResource):

@@ -90,3 +90,23 @@ def test_text_keys_sort_bytewise_like_elasticsearch_keywords():
     columns = [ColumnInfo("code", "text"), ColumnInfo("updated_at", "timestamptz")]
     text = sql(page_query(_spec("table: items", key="code"), columns, None, None, 10, "by_key"))
     assert 'ORDER BY items.code COLLATE "C"' in text
+
+
+def _literal(query: sa.Select) -> str:
+    return str(query.compile(dialect=postgresql.psycopg.dialect(), compile_kwargs={"literal_binds": True}))
+
+
+def test_a_full_window_read_is_one_unordered_statement_with_the_nulls_it_owns():
+    from sync_pipeline.extract import window_select
+
+    spec = _spec("table: shop.items")
+    start, end = datetime(2026, 3, 1, tzinfo=UTC), datetime(2026, 3, 2, tzinfo=UTC)
+    middle = _literal(window_select(spec, COLUMNS, Window(start, end)))
+    assert "updated_at >= '2026-03-01 00:00:00+00:00' AND" in middle
+    assert "updated_at < '2026-03-02 00:00:00+00:00'" in middle
+    assert "ORDER BY" not in middle and "LIMIT" not in middle and "IS NULL" not in middle
+    first = _literal(window_select(spec, COLUMNS, Window(None, end, include_null_updated_at=True)))
+    assert "updated_at < '2026-03-02 00:00:00+00:00' OR shop.items.updated_at IS NULL" in first
+    everything = _literal(window_select(spec, COLUMNS, Window(None, None, include_null_updated_at=True)))
+    assert "WHERE" not in everything
+    assert "CAST(to_jsonb(shop.items.tags) AS TEXT)" in everything  # staged as in the keyset pages

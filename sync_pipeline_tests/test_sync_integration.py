@@ -144,3 +144,58 @@ def test_query_spec_with_a_join_and_a_composite_key(scenario, es):
         assert report.ok, report.lines()
     finally:
         scenario.execute(f"DROP TABLE {scenario.table}_lines")
+
+
+def test_stages_run_one_at_a_time_from_the_staged_files_give_the_streamed_result(
+    scenario, insert_rows, es, tmp_path
+):
+    """A subset (just extract, just documents, just the load) reads the previous stage's staged
+    file, so a failed load can be re-run alone; the result is what the streamed run produces."""
+    from dagster import AssetKey, DagsterInstance
+
+    from sync_pipeline.definitions import build_definitions
+
+    insert_rows(range(1, 21), "2026-02-10 08:00:00+00")
+    scenario.execute(f"UPDATE {scenario.table} SET deleted = true WHERE id = 5")
+    spec = scenario.spec(grain="day", start="2026-02-01", extra="      soft_delete: deleted")
+    job = build_definitions([spec]).resolve_job_def(f"{spec.name}_sync")
+    partition = "2026-02-10"
+
+    def materialize(stage: str) -> None:
+        result = job.execute_in_process(
+            instance=DagsterInstance.get(),
+            partition_key=partition,
+            asset_selection=[AssetKey(f"{spec.name}_{stage}")],
+            raise_on_error=False,
+        )
+        assert result.success, stage
+        keys = {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()}
+        assert keys == {f"{spec.name}_{stage}"}
+
+    for stage in ("extract", "documents", "index"):
+        materialize(stage)
+    staged = indexed(es, scenario.index)
+    assert sorted(staged, key=int) == [str(i) for i in range(1, 21) if i != 5]
+
+    streamed = run_sync([spec], spec, at("2026-02-10"), at("2026-02-11"))
+    assert streamed.success and streamed.indexed == 19 and streamed.deleted == 1
+    assert indexed(es, scenario.index) == staged
+
+
+def test_the_load_alone_fails_clearly_when_nothing_was_staged(scenario, insert_rows):
+    from dagster import AssetKey, DagsterInstance
+
+    from sync_pipeline.definitions import build_definitions
+
+    insert_rows(range(1, 3), "2026-02-10 08:00:00+00")
+    spec = scenario.spec(grain="day", start="2026-02-01")
+    job = build_definitions([spec]).resolve_job_def(f"{spec.name}_sync")
+    result = job.execute_in_process(
+        instance=DagsterInstance.get(),
+        partition_key="2026-02-09",
+        asset_selection=[AssetKey(f"{spec.name}_index")],
+        raise_on_error=False,
+    )
+    assert not result.success
+    (failure,) = result.get_step_failure_events()
+    assert f"materialize {spec.name}_documents first" in failure.step_failure_data.error.message
