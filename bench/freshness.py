@@ -214,13 +214,7 @@ def run(
             }
         )
     finally:
-        try:
-            os.killpg(proc.pid, signal.SIGTERM)
-            proc.wait(timeout=60)
-        except (ProcessLookupError, subprocess.TimeoutExpired):
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+        _stop_group(proc)
         sampler.stop()
         log.close()
         report["process_tree_peak_rss_mb"] = sampler.tree_peak_mb
@@ -231,6 +225,27 @@ def run(
                 conn.execute(sa.text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
         drop_target(es, INDEX)
     return report
+
+
+def _stop_group(proc: subprocess.Popen, grace: float = 30.0) -> None:
+    """SIGTERM the process group, SIGKILL whatever is left of it after `grace` seconds.
+
+    Waiting for `proc` alone is not enough: `sync-pipeline ui` dies at once, while `dagster dev`
+    and its webserver, daemon and code server (same group) can outlive it and keep polling,
+    which loads the machine for every later measurement."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline:
+        proc.poll()  # reap it, or its zombie keeps the group alive
+        try:
+            os.killpg(proc.pid, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.5)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
 
 
 def _own_instance(home: Path, engine, pg_url: str, schema: str) -> str:
