@@ -1,12 +1,16 @@
 """Freshness: commit → searchable latency through the change buffer and the buffer sensor.
 
 Starts what `make ui` starts (`sync-pipeline ui`: `dagster dev`, i.e. webserver +
-daemon) with a temp DAGSTER_HOME and a spec whose buffer sensor reacts to the
+daemon) with a temp DAGSTER_HOME holding the project's dagster.yaml (PostgreSQL
+storage in a schema of its own, the queued run coordinator and its tag
+concurrency limits: what `make ui` runs with) and a spec whose buffer sensor reacts to the
 first change (min_changes 1, max_wait 1 s, interval 1 s: the fastest the spec
 allows), installs the change-buffer triggers, commits single-row updates one
 at a time and polls Elasticsearch (a search, so only refreshed documents count)
 until each change is searchable. Reports p50/p95/max of commit → searchable,
-plus the first (cold) change separately.
+plus the first (cold) change separately, and what the daemon did: drain runs
+by status, the most drains that ever ran at once (must be 1), and the median
+run duration.
 """
 
 from __future__ import annotations
@@ -98,7 +102,11 @@ def run(
         "DAGSTER_HOME": str(tmp / "dagster_home"),
         "SYNC_STAGING_DIR": str(tmp / "staging"),
     }
-    (tmp / "dagster_home").mkdir(exist_ok=True)
+    home = tmp / "dagster_home"
+    home.mkdir(exist_ok=True)
+    schema = f"bench_fresh_{os.getpid()}"
+    if mode == "dagster":
+        env["SYNC_DAGSTER_PG_URL"] = _own_instance(home, engine, harness.pg_url, schema)
     log = (tmp / "dagster-dev.log").open("wb")
     started = time.perf_counter()
     if mode == "dagster":
@@ -201,41 +209,99 @@ def run(
                 "max_s": round(max(values), 2) if values else None,
                 "min_s": round(min(values), 2) if values else None,
                 "mean_s": round(statistics.fmean(values), 2) if values else None,
-                "drain_runs": _count_runs(tmp / "dagster_home", env) if mode == "dagster" else None,
+                **(_drain_runs(home, env) if mode == "dagster" else {}),
                 "status": "ok" if values and len(values) == len(ids) - 1 else "incomplete",
             }
         )
     finally:
-        try:
-            os.killpg(proc.pid, signal.SIGTERM)
-            proc.wait(timeout=60)
-        except (ProcessLookupError, subprocess.TimeoutExpired):
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+        _stop_group(proc)
         sampler.stop()
         log.close()
         report["process_tree_peak_rss_mb"] = sampler.tree_peak_mb
         with engine.begin() as conn:
             uninstall_triggers(conn, spec)
             conn.execute(BUFFER.delete().where(BUFFER.c.spec == spec.name))
+            if mode == "dagster":
+                conn.execute(sa.text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
         drop_target(es, INDEX)
     return report
 
 
-def _count_runs(home: Path, env: dict[str, str]) -> int | None:
-    """Drain runs the daemon launched (from the temp instance), for the record."""
-    code = (
-        "from dagster import DagsterInstance, RunsFilter;"
-        "i = DagsterInstance.get();"
-        "print(len(i.get_run_records(RunsFilter(job_name='bench_products_drain'))))"
-    )
-    proc = subprocess.run([common.PYTHON, "-c", code], env=env | {"DAGSTER_HOME": str(home)},
+def _stop_group(proc: subprocess.Popen, grace: float = 30.0) -> None:
+    """SIGTERM the process group, SIGKILL whatever is left of it after `grace` seconds.
+
+    Waiting for `proc` alone is not enough: `sync-pipeline ui` dies at once, while `dagster dev`
+    and its webserver, daemon and code server (same group) can outlive it and keep polling,
+    which loads the machine for every later measurement."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline:
+        proc.poll()  # reap it, or its zombie keeps the group alive
+        try:
+            os.killpg(proc.pid, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.5)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+
+
+def _own_instance(home: Path, engine, pg_url: str, schema: str) -> str:
+    """The project's dagster.yaml in the temp home, storage in a fresh schema; returns its URL.
+
+    An empty DAGSTER_HOME would give Dagster's default instance (SQLite, no tag concurrency
+    limits), which is not what `make ui` runs; a schema of its own keeps earlier runs out of
+    the counts."""
+    import shutil
+
+    import sqlalchemy as sa
+
+    from sync_pipeline.instance import TEMPLATE, dagster_storage_url
+
+    shutil.copyfile(TEMPLATE, home / "dagster.yaml")
+    with engine.begin() as conn:
+        conn.execute(sa.text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
+        conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
+    return dagster_storage_url(pg_url, schema)
+
+
+_RUNS_SCRIPT = """
+import json, statistics
+from dagster import DagsterInstance, RunsFilter
+records = DagsterInstance.get().get_run_records(RunsFilter(job_name="bench_products_drain"))
+statuses = {}
+spans, durations = [], []
+for r in records:
+    statuses[r.dagster_run.status.value] = statuses.get(r.dagster_run.status.value, 0) + 1
+    if r.start_time and r.end_time:
+        spans.append((r.start_time, r.end_time))
+        durations.append(r.end_time - r.start_time)
+events = sorted([(s, 1) for s, _ in spans] + [(e, -1) for _, e in spans])
+running = most = 0
+for _, step in events:
+    running += step
+    most = max(most, running)
+print(json.dumps({
+    "drain_runs": len(records),
+    "drain_run_statuses": statuses,
+    "max_concurrent_drains": most,
+    "drain_run_seconds_p50": round(statistics.median(durations), 2) if durations else None,
+}))
+"""
+
+
+def _drain_runs(home: Path, env: dict[str, str]) -> dict[str, Any]:
+    """Drain runs the daemon launched (from the temp instance): count, statuses, overlap."""
+    import json
+
+    proc = subprocess.run([common.PYTHON, "-c", _RUNS_SCRIPT], env=env | {"DAGSTER_HOME": str(home)},
                           capture_output=True, text=True, timeout=120)  # fmt: skip
     try:
-        return int(proc.stdout.strip().splitlines()[-1])
+        return json.loads(proc.stdout.strip().splitlines()[-1])
     except (ValueError, IndexError):
-        return None
+        return {"drain_runs": None, "drain_runs_error": proc.stderr[-500:]}
 
 
 def _tail(path: Path, lines: int = 30) -> str:

@@ -43,8 +43,10 @@ RANGE_START_TAG = "dagster/asset_partition_range_start"
 RANGE_END_TAG = "dagster/asset_partition_range_end"
 BACKFILL_TAG = "dagster/backfill"
 
-# run config for the asset jobs' default executor: every step in the run worker's process
-IN_PROCESS: Mapping[str, Any] = {"execution": {"config": {"in_process": {}}}}
+# run config that asked the old default (multiprocess) executor to run every step in the run
+# worker's process; the code location's executor is now in-process for every job
+# (definitions.py), so this is the default and kept only for callers that pass it
+IN_PROCESS: Mapping[str, Any] = {}
 
 FINISHED_RUN_STATUSES = frozenset({"SUCCESS", "FAILURE", "CANCELED"})
 FINISHED_BACKFILL_STATUSES = frozenset(
@@ -392,8 +394,7 @@ def launch_full_sync(
 ) -> str:
     """Launch `<spec>_sync` over partition_keys[0] … partition_keys[-1] as ONE run; returns its id.
 
-    `run_config` is the run's Dagster config, e.g. IN_PROCESS to run the three steps in the
-    run's own process instead of one subprocess each (faster for small syncs).
+    `run_config` is the run's Dagster config (the steps already run in the run's own process).
 
     Without partition_keys: every partition — from the spec's partitions
     (`sync_pipeline.cli.partition_keys_for`) when a SyncSpec is given, else as

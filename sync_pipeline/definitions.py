@@ -36,6 +36,11 @@ def build_definitions(specs: list[SyncSpec]) -> dg.Definitions:
             for job in (build_sync_job(spec), build_drain_job(spec), build_rebuild_job(spec))
         ],
         resources=default_resources(),
+        # every step in the run worker's own process: the default (multiprocess) executor spawns a
+        # process per step that imports Dagster and this code location again, seconds per step
+        # that a drain of a few rows (the freshness path) or a three-step sync cannot win back;
+        # the CLI already runs jobs this way (execute_in_process)
+        executor=dg.in_process_executor,
     )
 
 

@@ -21,12 +21,15 @@ from .resources import PostgresResource
 from .runs import failed_checks, run_totals
 from .specs import BufferSensorSpec, SyncSpec
 
-ACTIVE = [
+# a drain in one of these states has not claimed anything yet: it will take whatever is buffered
+# when it gets going, so a second one would only queue up behind it with nothing left to do
+WAITING = [
     dg.DagsterRunStatus.QUEUED,
     dg.DagsterRunStatus.NOT_STARTED,
     dg.DagsterRunStatus.STARTING,
-    dg.DagsterRunStatus.STARTED,
 ]
+ACTIVE = [*WAITING, dg.DagsterRunStatus.STARTED]
+MAX_ID_TAG = "sync_pipeline/buffer_max_id"
 
 
 @dataclass(frozen=True)
@@ -35,22 +38,47 @@ class DrainDecision:
     reason: str
 
 
-def drain_decision(state: BufferState, policy: BufferSensorSpec, draining: bool) -> DrainDecision:
-    if draining:
-        return DrainDecision(False, "a drain for this spec is still running")
+def drain_decision(
+    state: BufferState, policy: BufferSensorSpec, waiting: bool, running_max_id: int | None = None
+) -> DrainDecision:
+    """Launch a drain, or say why not.
+
+    `waiting`: a drain of this spec is queued or starting; it will take these changes.
+    `running_max_id`: None when no drain of this spec is running, else the buffer's max id when
+    the running drain was requested. Changes above it may arrive after that drain claimed its
+    rows, so one more drain is requested: it waits in the queue (the `sync_pipeline/load` tag
+    concurrency limit runs one drain per spec at a time) and starts as soon as the running one
+    ends, instead of the sensor waiting for the end and then paying a whole run launch.
+    """
+    if waiting:
+        return DrainDecision(False, "a drain for this spec is waiting to start; it takes these changes")
     if state.pending == 0:
         return DrainDecision(False, "the buffer is empty")
+    if running_max_id is not None and state.max_id <= running_max_id:
+        return DrainDecision(False, f"the running drain was requested for changes up to id {running_max_id}")
+    behind = " (queued behind the running drain)" if running_max_id is not None else ""
     if state.pending >= policy.min_changes:
-        return DrainDecision(True, f"{state.pending} changes buffered (≥ {policy.min_changes})")
+        return DrainDecision(True, f"{state.pending} changes buffered (≥ {policy.min_changes}){behind}")
     age = state.oldest_age_seconds or 0.0
     if age >= policy.max_wait_seconds:
-        return DrainDecision(True, f"oldest change waited {age:.0f}s (≥ {policy.max_wait_seconds:.0f}s)")
+        return DrainDecision(
+            True, f"oldest change waited {age:.0f}s (≥ {policy.max_wait_seconds:.0f}s){behind}"
+        )
     return DrainDecision(False, f"{state.pending} changes, oldest {age:.0f}s: below both thresholds")
+
+
+def running_drain_max_id(runs: list[dg.DagsterRun]) -> int | None:
+    """The highest buffer id a running drain was requested for; 0 for a drain launched by hand
+    (no tag: what it covers is unknown, so anything buffered is worth one more drain)."""
+    running = [run for run in runs if run.status == dg.DagsterRunStatus.STARTED]
+    if not running:
+        return None
+    return max(int(run.tags.get(MAX_ID_TAG) or 0) for run in running)
 
 
 def drain_run_key(spec: SyncSpec, state: BufferState, last_drain_run_id: str | None) -> str:
     """Same buffered work → same key, so a tick evaluated twice never launches twice; a failed
-    drain changes `last_drain_run_id`, so the same work is tried again."""
+    drain, or a drain requested since, changes `last_drain_run_id`, so new work gets a new key."""
     return f"{spec.name}:{state.max_id}:{last_drain_run_id or '-'}"
 
 
@@ -69,18 +97,26 @@ def build_buffer_sensor(spec: SyncSpec) -> dg.SensorDefinition:
     )
     def buffer_sensor(context: dg.SensorEvaluationContext, postgres: PostgresResource):
         instance = context.instance
-        active = instance.get_run_records(dg.RunsFilter(job_name=job_name, statuses=ACTIVE), limit=1)
+        # at most one waiting and one running drain per spec, so a handful covers them all
+        active = [r.dagster_run for r in instance.get_run_records(
+            dg.RunsFilter(job_name=job_name, statuses=ACTIVE), limit=10
+        )]  # fmt: skip
         last = instance.get_run_records(dg.RunsFilter(job_name=job_name), limit=1)
         with postgres.engine().connect() as conn:
             state = buffer_state(conn, spec)
             conn.commit()
-        decision = drain_decision(state, spec.buffer_sensor, draining=bool(active))
+        decision = drain_decision(
+            state,
+            spec.buffer_sensor,
+            waiting=any(run.status in WAITING for run in active),
+            running_max_id=running_drain_max_id(active),
+        )
         if not decision.launch:
             return dg.SkipReason(decision.reason)
         context.update_cursor(str(state.max_id))
         return dg.RunRequest(
             run_key=drain_run_key(spec, state, last[0].dagster_run.run_id if last else None),
-            tags={"sync_pipeline/trigger": "buffer_sensor", "sync_pipeline/buffer_max_id": str(state.max_id)},
+            tags={"sync_pipeline/trigger": "buffer_sensor", MAX_ID_TAG: str(state.max_id)},
         )
 
     return buffer_sensor

@@ -48,6 +48,13 @@ def test_definitions_snapshot_for_the_repository_spec():
     assert repository.get_schedule_def("products_window_schedule").job_name == "products_sync"
 
 
+def test_every_job_runs_its_steps_in_the_run_process():
+    # a process per step (Dagster's default executor) re-imports everything: 9 s per drain run
+    defs = build_definitions(repo_specs())
+    for name in ("products_sync", "products_drain", "products_rebuild"):
+        assert defs.resolve_job_def(name).executor_def is dg.in_process_executor, name
+
+
 def test_partitions_follow_the_spec_grain_and_include_the_open_window():
     spec = repo_specs()[0]
     partitions = partitions_for(spec)

@@ -11,24 +11,44 @@ from sync_pipeline.buffer import BUFFER, BufferState, install_triggers, uninstal
 from sync_pipeline.definitions import build_definitions
 from sync_pipeline.resources import PostgresResource
 from sync_pipeline.schedules import build_window_schedule, newest_closed_partition
-from sync_pipeline.sensors import build_buffer_sensor, drain_decision, drain_run_key
+from sync_pipeline.sensors import (
+    MAX_ID_TAG,
+    build_buffer_sensor,
+    drain_decision,
+    drain_run_key,
+    running_drain_max_id,
+)
 from sync_pipeline.specs import BufferSensorSpec
 
 POLICY = BufferSensorSpec(min_changes=10, max_wait_seconds=30)
 
 
 @pytest.mark.parametrize(
-    ("state", "draining", "launch"),
+    ("state", "waiting", "running_max_id", "launch"),
     [
-        (BufferState(0, None, 0), False, False),
-        (BufferState(3, 5.0, 9), False, False),  # few and fresh: wait
-        (BufferState(10, 1.0, 19), False, True),  # enough changes
-        (BufferState(2, 31.0, 9), False, True),  # waited long enough
-        (BufferState(500, 99.0, 9), True, False),  # never beside a running drain
+        (BufferState(0, None, 0), False, None, False),
+        (BufferState(3, 5.0, 9), False, None, False),  # few and fresh: wait
+        (BufferState(10, 1.0, 19), False, None, True),  # enough changes
+        (BufferState(2, 31.0, 9), False, None, True),  # waited long enough
+        (BufferState(500, 99.0, 9), True, None, False),  # a drain waiting to start takes them
+        (BufferState(500, 99.0, 9), True, 5, False),  # one waiting behind the running one: enough
+        (BufferState(500, 99.0, 9), False, 9, False),  # the running drain was asked for all of them
+        (BufferState(500, 99.0, 12), False, 9, True),  # newer than the running drain: queue one
+        (BufferState(3, 5.0, 12), False, 9, False),  # ... but only past the spec's thresholds
     ],
 )
-def test_drain_decision(state, draining, launch):
-    assert drain_decision(state, POLICY, draining).launch is launch
+def test_drain_decision(state, waiting, running_max_id, launch):
+    assert drain_decision(state, POLICY, waiting, running_max_id).launch is launch
+
+
+def test_running_drain_max_id_reads_the_running_drains_tag():
+    def run(status, tags):
+        return dg.DagsterRun(job_name="p_drain", run_id=str(uuid.uuid4()), status=status, tags=tags)
+
+    queued = run(dg.DagsterRunStatus.NOT_STARTED, {MAX_ID_TAG: "40"})  # (QUEUED needs an origin)
+    assert running_drain_max_id([queued]) is None
+    assert running_drain_max_id([queued, run(dg.DagsterRunStatus.STARTED, {MAX_ID_TAG: "7"})]) == 7
+    assert running_drain_max_id([run(dg.DagsterRunStatus.STARTED, {})]) == 0  # launched by hand
 
 
 def test_run_key_is_stable_for_the_same_work_and_changes_after_a_failed_drain(scenario):
@@ -58,7 +78,7 @@ def test_schedule_requests_the_newest_closed_window_keyed_by_partition(scenario)
 
 
 @pytest.mark.integration
-def test_buffer_sensor_launches_once_per_batch_of_work_and_never_beside_a_drain(scenario, insert_rows, pg):
+def test_buffer_sensor_launches_once_per_batch_of_work_and_queues_at_most_one_more(scenario, insert_rows, pg):
     spec = scenario.spec().model_copy(
         update={"buffer_sensor": BufferSensorSpec(min_changes=5, max_wait_seconds=3600)}
     )
@@ -77,15 +97,33 @@ def test_buffer_sensor_launches_once_per_batch_of_work_and_never_beside_a_drain(
             again = sensor(dg.build_sensor_context(instance=instance, resources={"postgres": postgres}))
             assert isinstance(first, dg.RunRequest) and first.run_key == again.run_key
 
-            instance.add_run(
-                dg.DagsterRun(
+            def add_drain(status: dg.DagsterRunStatus, max_id: int) -> dg.DagsterRun:
+                run = dg.DagsterRun(
                     job_name=f"{spec.name}_drain",
                     run_id=str(uuid.uuid4()),
-                    status=dg.DagsterRunStatus.STARTED,
+                    status=status,
+                    tags={MAX_ID_TAG: str(max_id)},
                 )
-            )
+                instance.add_run(run)
+                return run
+
+            # a drain requested for all of it is running: nothing to add
+            running = add_drain(dg.DagsterRunStatus.STARTED, int(first.tags[MAX_ID_TAG]))
             busy = sensor(dg.build_sensor_context(instance=instance, resources={"postgres": postgres}))
-            assert "still running" in busy.skip_message
+            assert "running drain was requested" in busy.skip_message
+
+            # newer changes: one more drain, queued behind the running one, under a new key
+            insert_rows(range(8, 13), "2026-02-01 00:00:00+00")
+            behind = sensor(dg.build_sensor_context(instance=instance, resources={"postgres": postgres}))
+            assert isinstance(behind, dg.RunRequest) and behind.run_key != first.run_key
+            assert running.run_id in behind.run_key
+
+            # once that one waits (dequeued, not yet started: QUEUED would need a code origin),
+            # nothing more until it runs
+            add_drain(dg.DagsterRunStatus.NOT_STARTED, int(behind.tags[MAX_ID_TAG]))
+            insert_rows(range(13, 18), "2026-02-01 00:00:00+00")
+            waiting = sensor(dg.build_sensor_context(instance=instance, resources={"postgres": postgres}))
+            assert "waiting to start" in waiting.skip_message
     finally:
         with scenario.engine.begin() as conn:
             uninstall_triggers(conn, spec)
