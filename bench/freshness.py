@@ -31,7 +31,19 @@ from typing import Any
 from bench import common
 
 INDEX = "bench_fresh"
-SENSOR = {"min_changes": 1, "max_wait_seconds": 1, "interval_seconds": 1}
+# the fastest triggers the spec allows; "dagster" also lets each drain run follow the buffer
+# (buffer_sensor.follow_seconds), with a run limit short enough that the measurement includes
+# hand-overs from one run to the next; "dagster-single" is one drain per run
+SENSORS = {
+    "dagster": {
+        "min_changes": 1,
+        "max_wait_seconds": 1,
+        "interval_seconds": 1,
+        "follow_seconds": 10,
+        "max_run_seconds": 30,
+    },
+    "dagster-single": {"min_changes": 1, "max_wait_seconds": 1, "interval_seconds": 1},
+}
 
 
 def _free_port() -> int:
@@ -78,6 +90,7 @@ def run(
     harness, changes: int = 60, timeout_per_change: float = 120.0, mode: str = "dagster"
 ) -> dict[str, Any]:
     """mode "dagster": `sync-pipeline ui` (dagster dev) and the buffer sensor, as shipped;
+    mode "dagster-single": the same with one drain per run (no follow_seconds);
     mode "loop": the prototype bench/prototypes/drain_loop.py (one long-lived drainer)."""
     import sqlalchemy as sa
 
@@ -88,14 +101,15 @@ def run(
     tmp: Path = harness.tmp / f"freshness-{mode}"
     tmp.mkdir(parents=True, exist_ok=True)
     config = tmp / "sync.yaml"
-    config.write_text(common.spec_yaml(index=INDEX, sensor=SENSOR))
+    dagster = mode in SENSORS
+    config.write_text(common.spec_yaml(index=INDEX, sensor=SENSORS.get(mode)))
     spec = load_specs(config)[0]
     engine = common.engine(harness.pg_url)
     es = harness.es
     drop_target(es, INDEX)
     report: dict[str, Any] = {"mode": mode, "changes_requested": changes}
-    if mode == "dagster":
-        report["sensor"] = SENSOR
+    if dagster:
+        report["sensor"] = SENSORS[mode]
     port = _free_port()
     env = harness.env | {
         "SYNC_CONFIG": str(config),
@@ -105,11 +119,11 @@ def run(
     home = tmp / "dagster_home"
     home.mkdir(exist_ok=True)
     schema = f"bench_fresh_{os.getpid()}"
-    if mode == "dagster":
+    if dagster:
         env["SYNC_DAGSTER_PG_URL"] = _own_instance(home, engine, harness.pg_url, schema)
     log = (tmp / "dagster-dev.log").open("wb")
     started = time.perf_counter()
-    if mode == "dagster":
+    if dagster:
         command = [common.SYNC_PIPELINE, "--config", str(config), "ui", "--port", str(port)]
     else:
         command = [common.PYTHON, "-m", "bench.prototypes.drain_loop", "--config", str(config)]
@@ -123,7 +137,7 @@ def run(
     )
     sampler = common.RssSampler(proc.pid, interval=0.5).start()
     try:
-        if mode == "dagster":
+        if dagster:
             up = _wait_http(f"http://127.0.0.1:{port}/server_info", 240, proc)
         else:
             up = _wait_log(tmp / "dagster-dev.log", "drain loop ready", 120, proc)
@@ -209,7 +223,7 @@ def run(
                 "max_s": round(max(values), 2) if values else None,
                 "min_s": round(min(values), 2) if values else None,
                 "mean_s": round(statistics.fmean(values), 2) if values else None,
-                **(_drain_runs(home, env) if mode == "dagster" else {}),
+                **(_drain_runs(home, env) if dagster else {}),
                 "status": "ok" if values and len(values) == len(ids) - 1 else "incomplete",
             }
         )
@@ -221,7 +235,7 @@ def run(
         with engine.begin() as conn:
             uninstall_triggers(conn, spec)
             conn.execute(BUFFER.delete().where(BUFFER.c.spec == spec.name))
-            if mode == "dagster":
+            if dagster:
                 conn.execute(sa.text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
         drop_target(es, INDEX)
     return report

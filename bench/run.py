@@ -375,6 +375,16 @@ class Harness:
                     f"  {report['freshness'].get('status')}: p50 {report['freshness'].get('p50_s')} s, "
                     f"p95 {report['freshness'].get('p95_s')} s"
                 )
+            if "dagster-single" in args.freshness_modes:
+                log("freshness: the same, one drain per run (no follow_seconds)")
+                report["freshness_single_drain_runs"] = freshness.run(
+                    self, args.freshness_changes, mode="dagster-single"
+                )
+                log(
+                    f"  {report['freshness_single_drain_runs'].get('status')}: "
+                    f"p50 {report['freshness_single_drain_runs'].get('p50_s')} s, "
+                    f"p95 {report['freshness_single_drain_runs'].get('p95_s')} s"
+                )
             if "loop" in args.freshness_modes:
                 log("freshness prototype: one long-lived drain loop instead of a Dagster run per drain")
                 report["freshness_drain_loop_prototype"] = freshness.run(
@@ -594,6 +604,9 @@ def print_table(report: dict[str, Any]) -> None:
             "status",
         )
         print(f"\nfreshness: {json.dumps({k: fresh.get(k) for k in keys})}")
+        single = report.get("freshness_single_drain_runs") or {}
+        if single:
+            print(f"freshness, one drain per run: {json.dumps({k: single.get(k) for k in keys})}")
         loop = report.get("freshness_drain_loop_prototype") or {}
         if loop:
             print(f"freshness, drain-loop prototype: {json.dumps({k: loop.get(k) for k in keys})}")
@@ -627,9 +640,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--freshness-modes",
         type=lambda s: [x.strip() for x in s.split(",") if x.strip()],
-        default=["dagster", "loop"],
-        help="with --freshness: dagster (the buffer sensor, as shipped) and/or loop (the drain-loop "
-        "prototype); default both",
+        default=["dagster", "dagster-single"],
+        help="with --freshness: dagster (the buffer sensor, drain runs that follow the buffer), "
+        "dagster-single (one drain per run) and/or loop (the drain-loop prototype); "
+        "default dagster,dagster-single",
     )
     parser.add_argument("--profile", action="store_true", help="profile one pipeline run with pyinstrument")
     parser.add_argument(

@@ -19,7 +19,7 @@ import dagster as dg
 import pyarrow as pa
 
 from . import deadletters, progress
-from .buffer import drain
+from .buffer import follow
 from .extract import (
     Window,
     arrow_schema,
@@ -521,10 +521,12 @@ def build_drain_asset(spec: SyncSpec) -> dg.AssetsDefinition:
     def changes(
         context: dg.AssetExecutionContext, postgres: PostgresResource, elasticsearch: ElasticsearchResource
     ) -> dg.MaterializeResult:
-        totals = drain(
+        totals = follow(
             postgres.engine(),
             elasticsearch.client(),
             spec,
+            idle_seconds=spec.buffer_sensor.follow_seconds,
+            max_seconds=spec.buffer_sensor.max_run_seconds,
             run_id=context.run.run_id,
             on_batch=lambda batch: log_batch(context, key, batch),
         )

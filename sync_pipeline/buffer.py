@@ -149,6 +149,13 @@ class DrainTotals(LoadTotals):
     claimed: int = 0
     first_rejections: list[dict[str, Any]] = field(default_factory=list)
 
+    def absorb(self, other: LoadTotals) -> None:
+        """Add another drain's totals (a following drain's later rounds)."""
+        for name in ("batches", "indexed", "deleted", "stale_skipped", "failed", "dead_lettered", "seconds"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        self.claimed += getattr(other, "claimed", 0)
+        self.first_errors.extend(other.first_errors[: max(0, 5 - len(self.first_errors))])
+
 
 def drain(
     engine: Engine,
@@ -207,4 +214,48 @@ def drain(
             on_batch(result)
     if totals.batches:
         es.indices.refresh(index=spec.target.index)
+    return totals
+
+
+def has_pending(engine: Engine, spec: SyncSpec) -> bool:
+    """One index probe: is anything buffered for the spec? (cheap enough to poll)"""
+    with engine.connect() as conn:
+        found = conn.execute(sa.select(BUFFER.c.id).where(BUFFER.c.spec == spec.name).limit(1)).first()
+        conn.commit()
+    return found is not None
+
+
+def follow(
+    engine: Engine,
+    es: Elasticsearch,
+    spec: SyncSpec,
+    idle_seconds: float,
+    max_seconds: float,
+    run_id: str | None = None,
+    on_batch: Callable[[BatchResult], None] | None = None,
+    poll_seconds: float = 0.5,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
+) -> DrainTotals:
+    """Drain, then keep draining what arrives until the buffer stayed empty for `idle_seconds`
+    (or `max_seconds` have passed since the start).
+
+    A change committed while a drain follows is searchable within about
+    `poll_seconds` plus its bulk request, instead of waiting for the sensor's
+    next tick and a new run's start (several seconds each). `idle_seconds=0`
+    is a single drain.
+    """
+    totals = drain(engine, es, spec, run_id=run_id, on_batch=on_batch)
+    started = last_change = clock()
+    while idle_seconds > 0:
+        now = clock()
+        if now - last_change >= idle_seconds or now - started >= max_seconds:
+            break
+        sleep(poll_seconds)
+        if not has_pending(engine, spec):
+            continue
+        more = drain(engine, es, spec, run_id=run_id, on_batch=on_batch)
+        if more.claimed:
+            last_change = clock()
+            totals.absorb(more)
     return totals

@@ -296,7 +296,9 @@ def stream_window(
     objects; one statement means one snapshot. Memory: a few MB of driver
     buffer and one batch. `url` is a libpq URL (resources.libpq_url).
     """
-    from adbc_driver_postgresql import dbapi as adbc
+    # the driver's low-level API: its DB-API layer would import pandas when it is installed
+    import adbc_driver_manager
+    import adbc_driver_postgresql
     from sqlalchemy.dialects import postgresql
 
     statement = window_select(spec, columns, window)
@@ -304,10 +306,15 @@ def stream_window(
     # parameters the driver would not use COPY and would buffer the whole result
     sql = str(statement.compile(dialect=postgresql.psycopg.dialect(), compile_kwargs={"literal_binds": True}))
     schema = arrow_schema(columns)
-    with adbc.connect(url) as conn, conn.cursor() as cursor:
-        cursor.adbc_statement.set_options(**{"adbc.postgresql.batch_size_hint_bytes": str(_COPY_BATCH_BYTES)})
-        cursor.execute(sql)
-        for batch in cursor.fetch_record_batch():
+    with (
+        adbc_driver_postgresql.connect(url) as database,
+        adbc_driver_manager.AdbcConnection(database) as conn,
+        adbc_driver_manager.AdbcStatement(conn) as query,
+    ):
+        query.set_options(**{"adbc.postgresql.batch_size_hint_bytes": str(_COPY_BATCH_BYTES)})
+        query.set_sql_query(sql)
+        stream, _ = query.execute_query()
+        for batch in pa.RecordBatchReader._import_from_c(stream.address):
             typed = pa.RecordBatch.from_arrays(
                 [_as_staged(batch.column(i), schema.field(i).type) for i in range(len(schema))], schema=schema
             )

@@ -175,6 +175,15 @@ class BufferSensorSpec(_Strict):
     min_changes: int = Field(default=100, ge=1)
     max_wait_seconds: float = Field(default=30.0, gt=0)
     interval_seconds: int = Field(default=15, ge=1, description="how often the sensor looks")
+    follow_seconds: float = Field(
+        default=0.0,
+        ge=0,
+        description="a drain run keeps applying new changes until the buffer stayed empty this long "
+        "(0: one drain per run)",
+    )
+    max_run_seconds: float = Field(
+        default=300.0, gt=0, description="a following drain run ends after this long in any case"
+    )
 
 
 class ScheduleSpec(_Strict):

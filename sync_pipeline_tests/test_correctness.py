@@ -4,6 +4,7 @@ Every test runs against the real PostgreSQL and Elasticsearch.
 """
 
 import threading
+import time
 
 import pytest
 import sqlalchemy as sa
@@ -220,3 +221,51 @@ def test_per_window_reconciliation_check_passes_then_catches_a_stray_document(sc
     # the next day's window is untouched by the stray document
     other = run_sync([spec], spec, at("2026-02-11"), at("2026-02-12"))
     assert _check_results(other.run_id)["window_matches_source"] is True
+
+
+def test_a_following_drain_applies_changes_that_arrive_while_it_runs_then_ends_when_idle(
+    scenario, insert_rows, buffered, es
+):
+    from sync_pipeline.buffer import follow
+
+    insert_rows([1], "2026-02-01 00:00:00+00")
+    result: list = []
+    runner = threading.Thread(
+        target=lambda: result.append(
+            follow(scenario.engine, es, buffered, idle_seconds=3, max_seconds=60, poll_seconds=0.2)
+        )
+    )
+    started = time.monotonic()
+    runner.start()
+    time.sleep(1)  # the first drain is done; the run now follows the buffer
+    insert_rows([2, 3], "2026-02-02 00:00:00+00", title="while following")
+    deadline = time.monotonic() + 30
+    while set(indexed(es, scenario.index)) != {"1", "2", "3"} and time.monotonic() < deadline:
+        es.indices.refresh(index=scenario.index)
+        time.sleep(0.2)
+    assert runner.is_alive()  # applied by the same run, not by a new drain
+    runner.join(timeout=30)
+
+    (totals,) = result
+    assert totals.claimed == 3 and totals.indexed == 3 and totals.failed == 0
+    assert time.monotonic() - started >= 3  # it stayed for the idle period after the last change
+    with scenario.engine.connect() as conn:
+        assert buffer_state(conn, buffered).pending == 0
+
+
+def test_a_following_drain_stops_at_its_time_limit_even_before_it_is_idle(scenario, buffered, es):
+    from sync_pipeline.buffer import follow
+
+    ticks = iter(range(0, 1000, 5))  # a clock that moves 5 s per look
+    polls: list[float] = []
+    totals = follow(
+        scenario.engine,
+        es,
+        buffered,
+        idle_seconds=100,
+        max_seconds=9,
+        clock=lambda: next(ticks),
+        sleep=polls.append,
+    )
+    assert totals.claimed == 0
+    assert len(polls) == 1  # looked at 5 s, stopped at 10 s (the 9 s limit), not at 100 s idle
