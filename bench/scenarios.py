@@ -55,7 +55,7 @@ def prepare_ceiling(args: argparse.Namespace) -> dict[str, Any]:
         plan = build_plan(spec, columns)
         for batch in iter_pages(conn, spec, columns, None, 10_000, modes=["by_key"]):
             chunk = batch_to_bulk(batch, plan, include_deletes=False)  # action + source line pairs
-            out.write(chunk.body)
+            out.write(chunk.body.data)
             docs += chunk.docs
     return {
         "docs": docs,

@@ -36,12 +36,13 @@ from .load import (
     ensure_index,
     iter_bodies,
     load_bulk,
+    rebody,
     retry_policy,
     staged_lines,
 )
 from .resources import ElasticsearchResource, PostgresResource, StagingResource
 from .specs import SyncSpec
-from .transform import batch_to_bulk, build_plan, index_mapping, index_settings, read_batches
+from .transform import BulkBody, batch_to_bulk, build_plan, index_mapping, index_settings, read_batches
 from .verify import count_window, reconcile_window
 
 # single-run backfills are the documented way to load a range as one run; the beta notice
@@ -247,15 +248,15 @@ class _StagedDocuments:
 
 def _stage_documents(
     batches: Iterator[pa.RecordBatch], plan, path, counts: _StagedDocuments
-) -> Iterator[bytes]:
-    """Documents of each batch as bulk lines, also written to the staged NDJSON file
+) -> Iterator[BulkBody]:
+    """Documents of each batch as a bulk body, also written to the staged NDJSON file
     (under a temporary name until the last batch is in)."""
     tmp = path.with_suffix(".ndjson.tmp")
     with tmp.open("wb") as out:
         for batch in batches:
             started = time.perf_counter()
             chunk = batch_to_bulk(batch, plan)
-            out.write(chunk.body)
+            out.write(chunk.body.data)
             counts.docs += chunk.docs
             counts.deletes += chunk.deletes
             counts.seconds += time.perf_counter() - started
@@ -296,7 +297,8 @@ def _index_stage(
         )
     es = elasticsearch.client()
     _ensure_target(context, es, spec, build_plan(spec, staged_columns(extract_path)))
-    totals = _load(context, spec, es, postgres, staged_lines(documents_path), key)
+    bodies = iter_bodies(staged_lines(documents_path), spec.batch_size, spec.target.bulk_max_bytes)
+    totals = _load(context, spec, es, postgres, bodies, key)
     yield _index_result(context, spec, postgres, es, totals)
 
 
@@ -332,8 +334,9 @@ def _stream_window(
             yield page
 
     bodies = _stage_documents(timed_pages(), plan, documents_path, documents)
-    lines = (line for body in bodies for line in body.splitlines(keepends=True))
-    totals = _load(context, spec, es, postgres, lines, key)
+    totals = _load(
+        context, spec, es, postgres, rebody(bodies, spec.batch_size, spec.target.bulk_max_bytes), key
+    )
     progress.notify("extracted", spec=spec.name, rows=extracted["rows"])
     context.log.info(
         f"{spec.name} {key}: read {extracted['rows']} rows in {extracted['seconds']:.1f}s and built "
@@ -354,10 +357,10 @@ def _load(
     spec: SyncSpec,
     es,
     postgres: PostgresResource,
-    lines: Iterable[bytes],
+    bodies: Iterable[BulkBody],
     partition: str,
 ) -> LoadTotals:
-    """Bulk-load document lines with the spec's concurrency; dead letters and batch events as they come."""
+    """Bulk-load bodies with the spec's concurrency; dead letters and batch events as they come."""
     _, _, index_key = _asset_keys(spec)
 
     def record(batch: BatchResult) -> None:
@@ -369,8 +372,8 @@ def _load(
 
     with ExitStack() as settings:
 
-        def bodies() -> Iterator[list]:
-            for number, body in enumerate(iter_bodies(lines, spec.batch_size, spec.target.bulk_max_bytes), 1):
+        def switching() -> Iterator[BulkBody]:
+            for number, body in enumerate(bodies, 1):
                 if number == 2:  # more than one request: a large load, worth turning refresh off
                     settings.enter_context(bulk_indexing(es, spec.target.index, spec.target.replicas))
                 yield body
@@ -378,7 +381,7 @@ def _load(
         totals = load_bulk(
             es,
             spec.target.index,
-            bodies(),
+            switching(),
             spec.target.bulk_concurrency,
             on_batch=record,
             retry=retry_policy(spec),

@@ -26,7 +26,7 @@ from elasticsearch import ConnectionError as ESConnectionError
 from elasticsearch import ConnectionTimeout as ESConnectionTimeout
 
 from .specs import SyncSpec
-from .transform import action_line
+from .transform import BulkBody, Doc, action_line
 
 T = TypeVar("T")
 
@@ -94,39 +94,54 @@ class LoadTotals:
             self.first_errors.extend(result.errors[: 5 - len(self.first_errors)])
 
 
-Doc = tuple[bytes, bytes | None]  # one document as bulk lines: (action, source or None for a delete)
-
 DEFAULT_BODY_BYTES = 5 * 1024 * 1024
 
 
 def iter_bodies(
     lines: Iterable[bytes], max_docs: int, max_bytes: int = DEFAULT_BODY_BYTES
-) -> Iterator[list[Doc]]:
-    """Group bulk NDJSON lines into request bodies of at most `max_docs` documents and about
-    `max_bytes` (a single larger document still gets a body of its own)."""
-    docs: list[Doc] = []
+) -> Iterator[BulkBody]:
+    """Group bulk NDJSON lines (a staged file) into bodies of at most `max_docs` documents and
+    about `max_bytes` (a single larger document still gets a body of its own)."""
+    docs: list[bytes] = []
     size = 0
     iterator = iter(lines)
     for line in iterator:
         if not line.strip():
             continue
-        if line.startswith(b'{"delete"'):
-            doc: Doc = (line, None)
-        else:
+        doc = line
+        if not line.startswith(b'{"delete"'):
             source = next(iterator, None)
             if source is None:
-                raise ValueError(
-                    f"staged documents end after an action line without its source: {line[:200]!r}"
-                )
-            doc = (line, source)
-        length = len(line) + len(doc[1] or b"")
-        if docs and (len(docs) >= max_docs or size + length > max_bytes):
-            yield docs
+                raise ValueError(f"staged documents end in an action line without its source: {line[:200]!r}")
+            doc = line + source
+        if docs and (len(docs) >= max_docs or size + len(doc) > max_bytes):
+            yield BulkBody.join(docs)
             docs, size = [], 0
         docs.append(doc)
-        size += length
+        size += len(doc)
     if docs:
-        yield docs
+        yield BulkBody.join(docs)
+
+
+def rebody(
+    bodies: Iterable[BulkBody], max_docs: int, max_bytes: int = DEFAULT_BODY_BYTES
+) -> Iterator[BulkBody]:
+    """Bodies within the request limits pass untouched (no copy); larger ones are cut."""
+    for body in bodies:
+        if len(body) <= max_docs and len(body.data) <= max_bytes:
+            yield body
+            continue
+        pending: list[bytes] = []
+        size = 0
+        for i in range(len(body)):
+            doc = body.data[body.starts[i] : body.starts[i + 1]]
+            if pending and (len(pending) >= max_docs or size + len(doc) > max_bytes):
+                yield BulkBody.join(pending)
+                pending, size = [], 0
+            pending.append(doc)
+            size += len(doc)
+        if pending:
+            yield BulkBody.join(pending)
 
 
 def staged_lines(path: Path) -> Iterator[bytes]:
@@ -134,12 +149,12 @@ def staged_lines(path: Path) -> Iterator[bytes]:
         yield from handle
 
 
-def entry_doc(entry: dict[str, Any]) -> Doc:
+def entry_doc(entry: dict[str, Any]) -> bytes:
     """A document given as {"_id", "_op", "_version"?, "_source"?} → its bulk lines."""
     action = action_line(entry["_op"], entry["_id"], entry.get("_version"))
     if entry["_op"] == "delete":
-        return action, None
-    return action, orjson.dumps(entry["_source"], option=orjson.OPT_APPEND_NEWLINE)
+        return action
+    return action + orjson.dumps(entry["_source"], option=orjson.OPT_APPEND_NEWLINE)
 
 
 def chunked(items: Iterable[T], size: int) -> Iterator[list[T]]:
@@ -252,7 +267,7 @@ _BULK_FILTER = "errors,items.*.status,items.*.error"
 def send_body(
     es: Elasticsearch,
     index: str,
-    docs: list[Doc],
+    body: BulkBody,
     batch: int,
     retry: RetryPolicy = RetryPolicy(),
     *,
@@ -270,14 +285,15 @@ def send_body(
     result = BatchResult(batch=batch)
     started = time.perf_counter()
     deadline = time.monotonic() + retry.max_total_seconds
-    pending = list(range(len(docs)))
+    pending = list(range(len(body)))
+    sending = body
     for attempt in range(1, retry.attempts + 1):
-        body = b"".join(docs[i][0] + (docs[i][1] or b"") for i in pending)
         response = with_backoff(
-            lambda body=body: es.bulk(operations=body, index=index, filter_path=_BULK_FILTER).body, retry
+            lambda data=sending.data: es.bulk(operations=data, index=index, filter_path=_BULK_FILTER).body,
+            retry,
         )
         if not response.get("errors"):
-            deletes = sum(1 for i in pending if docs[i][1] is None)
+            deletes = body.deletes(pending)
             result.deleted += deletes
             result.indexed += len(pending) - deletes
             break
@@ -285,7 +301,7 @@ def send_body(
         for i, item in zip(pending, response["items"], strict=True):
             info = next(iter(item.values()))
             status = info.get("status", 500)
-            is_delete = docs[i][1] is None
+            is_delete = body.is_delete(i)
             if "error" not in info or (is_delete and status == 404):
                 # deleting an absent document is already the desired state
                 if is_delete:
@@ -294,13 +310,14 @@ def send_body(
                     result.indexed += 1
             elif status == 409:
                 result.stale_skipped += 1
-                result.stale_ids.append(str(_op_and_id(docs[i][0])[1]))
+                result.stale_ids.append(str(_op_and_id(body.doc(i)[0])[1]))
             elif status in TRANSIENT_STATUS or status >= 500:
                 retry_later.append(i)
             else:
-                op, doc_id = _op_and_id(docs[i][0])
+                doc = body.doc(i)
+                op, doc_id = _op_and_id(doc[0])
                 summary = _error_summary(op, doc_id, info)
-                result.rejected.append(_rejected(docs[i], summary))
+                result.rejected.append(_rejected(doc, summary))
                 if len(result.errors) < 5:
                     result.errors.append(summary)
         if not retry_later:
@@ -310,11 +327,12 @@ def send_body(
             result.failed += len(retry_later)
             last = {i: next(iter(item.values())) for i, item in zip(pending, response["items"], strict=True)}
             for i in retry_later[: max(0, 5 - len(result.errors))]:
-                op, doc_id = _op_and_id(docs[i][0])
+                op, doc_id = _op_and_id(body.doc(i)[0])
                 result.errors.append(_error_summary(op, doc_id, last[i]))
             break
         sleep(delay)
         pending = retry_later
+        sending = body.subset(pending)
     result.seconds = time.perf_counter() - started
     return result
 
@@ -322,7 +340,7 @@ def send_body(
 def load_bulk(
     es: Elasticsearch,
     index: str,
-    bodies: Iterable[list[Doc]],
+    bodies: Iterable[BulkBody],
     concurrency: int = 1,
     on_batch: Callable[[BatchResult], None] | None = None,
     retry: RetryPolicy = RetryPolicy(),
@@ -344,10 +362,10 @@ def load_bulk(
     in_flight: deque[Future[BatchResult]] = deque()
     with ThreadPoolExecutor(max_workers=max(1, concurrency), thread_name_prefix="bulk") as pool:
         try:
-            for number, docs in enumerate(bodies, start=1):
+            for number, body in enumerate(bodies, start=1):
                 if len(in_flight) >= max(1, concurrency):
                     finish(in_flight.popleft().result())
-                in_flight.append(pool.submit(send_body, es, index, docs, number, retry))
+                in_flight.append(pool.submit(send_body, es, index, body, number, retry))
             while in_flight:
                 finish(in_flight.popleft().result())
         except BaseException:
@@ -367,7 +385,8 @@ def load_documents(
     retry: RetryPolicy = RetryPolicy(),
 ) -> LoadTotals:
     """Documents given as {"_id", "_op", "_version"?, "_source"?} dicts, one body at a time."""
-    return load_bulk(es, index, chunked(map(entry_doc, entries), batch_size), 1, on_batch, retry)
+    bodies = (BulkBody.join(chunk) for chunk in chunked(map(entry_doc, entries), batch_size))
+    return load_bulk(es, index, bodies, 1, on_batch, retry)
 
 
 @contextmanager

@@ -20,7 +20,7 @@ from elasticsearch import Elasticsearch
 from sqlalchemy.engine import Engine
 
 from .extract import describe_source, iter_pages
-from .load import BatchResult, LoadTotals, backing_indices, iter_bodies, load_bulk, retry_policy
+from .load import BatchResult, LoadTotals, backing_indices, load_bulk, rebody, retry_policy
 from .specs import SyncSpec
 from .transform import batch_to_bulk, build_plan, index_mapping, index_settings
 from .verify import VerifyReport, verify_spec
@@ -62,15 +62,11 @@ def fill_index(
         plan = build_plan(spec, columns)
         pages = iter_pages(conn, spec, columns, None, spec.batch_size, modes=["by_key"])
         # soft-deleted rows are simply not written into the new index
-        lines = (
-            line
-            for page in pages
-            for line in batch_to_bulk(page, plan, include_deletes=False).body.splitlines(keepends=True)
-        )
+        bodies = (batch_to_bulk(page, plan, include_deletes=False).body for page in pages)
         return load_bulk(
             es,
             index,
-            iter_bodies(lines, spec.batch_size, spec.target.bulk_max_bytes),
+            rebody(bodies, spec.batch_size, spec.target.bulk_max_bytes),
             spec.target.bulk_concurrency,
             on_batch,
             retry_policy(spec),
@@ -107,7 +103,7 @@ def acceptable(report: VerifyReport) -> bool:
     return report.drift <= max(10, report.pg_count // 100)
 
 
-def converge(engine: Engine, es: Elasticsearch, spec: SyncSpec, passes: int = 3) -> VerifyReport:
+def converge(engine: Engine, es: Elasticsearch, spec: SyncSpec, passes: int = 6) -> VerifyReport:
     """Repair passes until one finds (almost) nothing left to repair: the fill took a while,
     and writes went on meanwhile."""
     for _ in range(passes):

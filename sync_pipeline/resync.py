@@ -17,7 +17,7 @@ from sqlalchemy.engine import Connection
 from .extract import ColumnInfo, fetch_keys
 from .load import BatchResult, entry_doc, retry_policy, send_body
 from .specs import SyncSpec
-from .transform import DocumentPlan, batch_to_documents, document_id
+from .transform import BulkBody, DocumentPlan, batch_to_documents, document_id
 
 Key = tuple[Any, ...]
 
@@ -71,4 +71,4 @@ def resync_keys(
         entries.append(entry)
     if not entries:
         return BatchResult(batch=batch)
-    return send_body(es, spec.target.index, [entry_doc(e) for e in entries], batch, retry_policy(spec))
+    return send_body(es, spec.target.index, BulkBody.join(map(entry_doc, entries)), batch, retry_policy(spec))

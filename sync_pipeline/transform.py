@@ -14,7 +14,7 @@ batch); Python touches each row once, to assemble it. Two outputs:
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -133,6 +133,24 @@ def document_ids(batch: pa.RecordBatch, key_columns: Sequence[str]) -> list[str]
     return [document_id(r) for r in rows]
 
 
+def _padded(values: pa.Array, width: int) -> pa.Array:
+    return pc.utf8_lpad(pc.cast(values, pa.string()), width, "0")
+
+
+def iso_utc(array: pa.Array) -> pa.Array:
+    """UTC timestamps → `YYYY-MM-DDTHH:MM:SS.ffffffZ`, assembled from their fields.
+
+    Three times faster than Arrow's strftime here (which formats value by value
+    through the C library), and the same text.
+    """
+    micros = pc.add(pc.multiply(pc.millisecond(array), 1000), pc.microsecond(array))
+    return pc.binary_join_element_wise(
+        _padded(pc.year(array), 4), "-", _padded(pc.month(array), 2), "-", _padded(pc.day(array), 2),
+        "T", _padded(pc.hour(array), 2), ":", _padded(pc.minute(array), 2), ":",
+        _padded(pc.second(array), 2), ".", _padded(micros, 6), "Z", "",
+    )  # fmt: skip
+
+
 def cleanse_array(array: pa.Array, field: FieldPlan, naive_timezone: str) -> pa.Array:
     """One staged column → its document values (JSON columns stay JSON text)."""
     info = field.column_info
@@ -148,11 +166,9 @@ def cleanse_array(array: pa.Array, field: FieldPlan, naive_timezone: str) -> pa.
             # DST: a skipped wall-clock time moves past the gap, a repeated one takes its first instant
             array = pc.assume_timezone(array, naive_timezone, ambiguous="earliest", nonexistent="latest")
             array = array.cast(pa.timestamp("us", tz="UTC"))
-        return pc.binary_join_element_wise(
-            pc.strftime(array, format="%Y-%m-%dT%H:%M:%S"), pa.scalar("Z"), pa.scalar("")
-        )
+        return iso_utc(array)
     if info.pg_type == "date":
-        return pc.strftime(array, format="%Y-%m-%d")
+        return pc.cast(array, pa.string())  # YYYY-MM-DD
     if pa.types.is_string(array.type):
         for step in field.cleanse:
             if step == "trim":
@@ -225,13 +241,57 @@ def batch_to_documents(batch: pa.RecordBatch, plan: DocumentPlan) -> DocumentBat
     )
 
 
+Doc = tuple[bytes, bytes | None]  # one document as bulk lines: (action, source or None for a delete)
+
+
+@dataclass(frozen=True)
+class BulkBody:
+    """One bulk request body, and where each of its documents starts in it.
+
+    The bytes go to Elasticsearch as they are; a document is only cut out
+    again when it has to be retried or dead-lettered.
+    """
+
+    data: bytes
+    starts: Sequence[int]  # one offset per document, then len(data)
+
+    def __len__(self) -> int:
+        return len(self.starts) - 1
+
+    def doc(self, i: int) -> Doc:
+        raw = self.data[self.starts[i] : self.starts[i + 1]]
+        cut = raw.index(b"\n") + 1
+        return raw[:cut], (raw[cut:] or None)
+
+    def is_delete(self, i: int) -> bool:
+        return self.data.startswith(b'{"delete"', self.starts[i])
+
+    def deletes(self, indices: Iterable[int] | None = None) -> int:
+        return sum(1 for i in (range(len(self)) if indices is None else indices) if self.is_delete(i))
+
+    def subset(self, indices: Sequence[int]) -> BulkBody:
+        return BulkBody.join(self.data[self.starts[i] : self.starts[i + 1]] for i in indices)
+
+    @classmethod
+    def join(cls, documents: Iterable[bytes]) -> BulkBody:
+        """A body from each document's bulk lines (action, and source unless it deletes)."""
+        parts = list(documents)
+        starts = [0]
+        for part in parts:
+            starts.append(starts[-1] + len(part))
+        return cls(b"".join(parts), starts)
+
+
 @dataclass(frozen=True)
 class BulkChunk:
-    """Documents as bulk NDJSON: per document an action line, and a source line unless it deletes."""
+    """A batch's documents as one bulk body."""
 
-    body: bytes
-    docs: int
+    body: BulkBody
     deletes: int
+
+    @property
+    def docs(self) -> int:
+        return len(self.body)
 
 
 def action_line(op: str, doc_id: str, version: int | None) -> bytes:
@@ -247,26 +307,84 @@ def action_line(op: str, doc_id: str, version: int | None) -> bytes:
     return b'{"' + op.encode() + b'":' + meta + b"}}\n"
 
 
+# JSON strings that need no escaping: no quote, backslash or control character
+_PLAIN_JSON_TEXT = r'^[^"\\\x00-\x1f]*$'
+
+
+def _action_array(ids: list[str], versions: list[int], deleted: list[bool]) -> pa.Array:
+    op = pc.if_else(pa.array(deleted, pa.bool_()), '{"delete":', '{"index":')
+    return pc.binary_join_element_wise(
+        op, '{"_id":', _json_strings(pa.array(ids, pa.string())), ',"version":',
+        pc.cast(pa.array(versions, pa.int64()), pa.string()), ',"version_type":"external_gte"}}\n', "",
+    )  # fmt: skip
+
+
+def action_lines(ids: list[str], versions: list[int], deleted: list[bool]) -> list[bytes]:
+    """`action_line` for a whole batch, assembled in Arrow."""
+    return pc.cast(_action_array(ids, versions, deleted), pa.binary()).to_pylist()
+
+
+def _json_strings(array: pa.Array) -> pa.Array:
+    """Text values as JSON string literals: quoted in Arrow when none needs escaping (the usual
+    case), otherwise each one through orjson."""
+    if pc.all(pc.match_substring_regex(array, _PLAIN_JSON_TEXT)).as_py() is not False:
+        return pc.binary_join_element_wise('"', array, '"', "")
+    return pa.array([None if v is None else orjson.dumps(v).decode() for v in array.to_pylist()], pa.string())
+
+
+def _json_values(array: pa.Array, field: FieldPlan) -> pa.Array:
+    """One cleansed column as the JSON text of each value (nulls stay null)."""
+    kind = array.type
+    if field.column_info.staging == "json":
+        text = array  # the JSON PostgreSQL produced, embedded as it is
+    elif pa.types.is_floating(kind):
+        text = pc.cast(array, pa.string())  # shortest round-trip form; non-finite values are null by now
+        # an integral double keeps its ".0", as Python's JSON (and so verify's documents) writes it
+        integral = pc.match_substring_regex(text, r"^-?[0-9]+$")
+        text = pc.if_else(integral, pc.binary_join_element_wise(text, ".0", ""), text)
+    elif pa.types.is_integer(kind) or pa.types.is_boolean(kind):
+        text = pc.cast(array, pa.string())
+    else:
+        text = _json_strings(array if pa.types.is_string(kind) else pc.cast(array, pa.string()))
+    return text
+
+
+def _concatenated(array: pa.Array) -> tuple[bytes, list[int]]:
+    """The values of a string array back to back (its data buffer, not a copy per value), and
+    where each value starts, then the end."""
+    if len(array) == 0:
+        return b"", [0]
+    _, offsets, data = array.buffers()
+    bounds = memoryview(offsets).cast("i")[array.offset : array.offset + len(array) + 1].tolist()
+    first = bounds[0]
+    payload = bytes(memoryview(data)[first : bounds[-1]]) if data is not None else b""
+    return payload, [b - first for b in bounds]
+
+
 def batch_to_bulk(batch: pa.RecordBatch, plan: DocumentPlan, include_deletes: bool = True) -> BulkChunk:
-    names = [f.name for f in plan.fields]
-    columns = _field_values(batch, plan, orjson.Fragment)
-    ids = document_ids(batch, plan.key_columns)
-    versions = document_versions(batch, plan.spec)
-    deleted = deleted_flags(batch, plan.spec)
-    dumps, newline = orjson.dumps, orjson.OPT_APPEND_NEWLINE
-    rows = zip(*columns, strict=True) if plan.fields else ((),) * batch.num_rows
-    lines: list[bytes] = []
-    indexed = deletes = 0
-    for doc_id, version, is_deleted, row in zip(ids, versions, deleted, rows, strict=True):
-        if is_deleted:
-            if include_deletes:
-                lines.append(action_line("delete", doc_id, version))
-                deletes += 1
-            continue
-        lines.append(action_line("index", doc_id, version))
-        lines.append(dumps(dict(zip(names, row, strict=True)), option=newline))
-        indexed += 1
-    return BulkChunk(b"".join(lines), docs=indexed + deletes, deletes=deletes)
+    """The batch as bulk NDJSON, assembled column by column in Arrow: no Python per row."""
+    spec = plan.spec
+    deleted = deleted_flags(batch, spec)
+    actions = _action_array(document_ids(batch, plan.key_columns), document_versions(batch, spec), deleted)
+    parts: list[Any] = []
+    for number, f in enumerate(plan.fields):
+        name = orjson.dumps(f.name).decode()
+        parts += [
+            ("{" if number == 0 else ",") + name + ":",
+            _json_values(cleanse_array(batch.column(f.column), f, spec.naive_timezone), f),
+        ]
+    parts += ["}\n" if plan.fields else "{}\n"]
+    if len(parts) > 1:
+        source = pc.binary_join_element_wise(*parts, "", null_handling="replace", null_replacement="null")
+    else:
+        source = pa.array(["{}\n"] * batch.num_rows)
+    is_deleted = pa.array(deleted, pa.bool_())
+    lines = pc.if_else(is_deleted, actions, pc.binary_join_element_wise(actions, source, ""))
+    deletes = sum(deleted)
+    if not include_deletes and deletes:
+        lines = pc.filter(lines, pc.invert(is_deleted))
+        deletes = 0
+    return BulkChunk(BulkBody(*_concatenated(lines)), deletes=deletes)
 
 
 def read_batches(path: Path, batch_size: int) -> Iterator[pa.RecordBatch]:

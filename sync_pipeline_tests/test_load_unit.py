@@ -6,7 +6,16 @@ from elastic_transport import ApiResponseMeta, HttpHeaders, NodeConfig
 from elasticsearch import ApiError, BadRequestError
 from elasticsearch import ConnectionError as ESConnectionError
 
-from sync_pipeline.load import RetryPolicy, chunked, entry_doc, is_transient, iter_bodies, with_backoff
+from sync_pipeline.load import (
+    RetryPolicy,
+    chunked,
+    entry_doc,
+    is_transient,
+    iter_bodies,
+    rebody,
+    with_backoff,
+)
+from sync_pipeline.transform import BulkBody
 
 
 def api_error(status: int) -> ApiError:
@@ -21,10 +30,11 @@ def api_error(status: int) -> ApiError:
 
 
 def test_documents_become_action_and_source_lines():
-    action, source = entry_doc({"_id": "7", "_op": "index", "_version": 12, "_source": {"a": "é"}})
+    doc = entry_doc({"_id": "7", "_op": "index", "_version": 12, "_source": {"a": "é"}})
+    action, source = doc.split(b"\n", 1)
     assert orjson.loads(action) == {"index": {"_id": "7", "version": 12, "version_type": "external_gte"}}
     assert source == '{"a":"é"}\n'.encode()
-    assert entry_doc({"_id": "7", "_op": "delete"}) == (b'{"delete":{"_id":"7"}}\n', None)
+    assert entry_doc({"_id": "7", "_op": "delete"}) == b'{"delete":{"_id":"7"}}\n'
 
 
 def _lines(n: int, source: bytes = b'{"x":1}\n') -> list[bytes]:
@@ -37,12 +47,19 @@ def _lines(n: int, source: bytes = b'{"x":1}\n') -> list[bytes]:
     return lines
 
 
+def _ids(body: BulkBody) -> list[str]:
+    return [next(iter(orjson.loads(body.doc(i)[0]).values()))["_id"] for i in range(len(body))]
+
+
 def test_bodies_hold_at_most_max_docs_and_keep_every_document_once_in_order():
     bodies = list(iter_bodies(_lines(10), max_docs=4))
     assert [len(b) for b in bodies] == [4, 4, 2]
-    ids = [orjson.loads(a)[next(iter(orjson.loads(a)))]["_id"] for body in bodies for a, _ in body]
-    assert ids == [str(i) for i in range(10)]
-    assert [s is None for body in bodies for _, s in body] == [i % 3 == 2 for i in range(10)]
+    assert [i for body in bodies for i in _ids(body)] == [str(i) for i in range(10)]
+    assert [body.is_delete(i) for body in bodies for i in range(len(body))] == [i % 3 == 2 for i in range(10)]
+    assert [body.doc(i)[1] is None for body in bodies for i in range(len(body))] == [
+        i % 3 == 2 for i in range(10)
+    ]
+    assert b"".join(b.data for b in bodies) == b"".join(_lines(10))  # the bytes travel unchanged
 
 
 def test_bodies_are_cut_by_bytes_but_an_oversized_document_still_travels_alone():
@@ -50,6 +67,21 @@ def test_bodies_are_cut_by_bytes_but_an_oversized_document_still_travels_alone()
     bodies = list(iter_bodies(_lines(4, big), max_docs=100, max_bytes=2500))
     assert [len(b) for b in bodies] == [3, 1]  # two big documents and a small delete, then one more
     assert [len(b) for b in iter_bodies(_lines(2, big), max_docs=100, max_bytes=10)] == [1, 1]
+
+
+def test_rebody_passes_bodies_within_the_limits_and_cuts_the_others():
+    (whole,) = iter_bodies(_lines(10), max_docs=100)
+    assert next(rebody([whole], max_docs=100)) is whole  # no copy when it already fits
+    cut = list(rebody([whole], max_docs=4))
+    assert [len(b) for b in cut] == [4, 4, 2] and [i for b in cut for i in _ids(b)] == _ids(whole)
+    assert [len(b) for b in rebody([whole], max_docs=100, max_bytes=10)] == [1] * 10
+
+
+def test_a_subset_of_a_body_is_those_documents_bytes():
+    (body,) = iter_bodies(_lines(6), max_docs=100)
+    part = body.subset([1, 2, 5])
+    assert _ids(part) == ["1", "2", "5"] and part.deletes() == 2
+    assert part.data == body.data[body.starts[1] : body.starts[3]] + body.data[body.starts[5] :]
 
 
 def test_a_truncated_staged_file_is_an_error_not_a_silent_loss():

@@ -192,8 +192,9 @@ def test_unknown_naive_timezone_is_a_spec_error():
         parse_specs(SPEC.format(key="id").replace("Asia/Shanghai", "Mars/Olympus"))
 
 
-def _parse_bulk(body: bytes) -> list[tuple[str, dict, dict | None]]:
-    lines = iter(body.splitlines())
+def _parse_bulk(body) -> list[tuple[str, dict, dict | None]]:
+    assert len(body.starts) == len(body) + 1 and body.starts[-1] == len(body.data)
+    lines = iter(body.data.splitlines())
     parsed = []
     for line in lines:
         op, meta = next(iter(orjson.loads(line).items()))
@@ -219,7 +220,7 @@ def test_bulk_lines_carry_the_same_documents_ids_and_versions_as_the_dicts():
 
 def test_bulk_lines_embed_json_columns_verbatim_and_never_name_an_index():
     plan = build_plan(spec(), COLUMNS)
-    body = batch_to_bulk(batch([row(attrs='{"b": 1, "a": [true, null]}')]), plan).body
+    body = batch_to_bulk(batch([row(attrs='{"b": 1, "a": [true, null]}')]), plan).body.data
     assert b'"attrs":{"b": 1, "a": [true, null]}' in body  # PostgreSQL's text, not re-serialised
     assert b"_index" not in body  # the index is named by the request, so staged files are portable
 
@@ -229,3 +230,31 @@ def test_a_rebuild_leaves_soft_deleted_rows_out_of_the_bulk_lines():
     chunk = batch_to_bulk(batch([row(id=1), row(id=2, deleted=True)]), plan, include_deletes=False)
     assert [meta["_id"] for _, meta, _ in _parse_bulk(chunk.body)] == ["1"]
     assert (chunk.docs, chunk.deletes) == (1, 0)
+
+
+@pytest.mark.parametrize(
+    "ids",
+    [["1", "22", "333"], ['a"b', "c\\d", "tab\tnew\nline", "\x01ctl", "青花", "plain"], ['["x|y",1]']],
+)
+def test_batch_action_lines_are_the_per_document_action_lines(ids):
+    from sync_pipeline.transform import action_line, action_lines
+
+    versions = list(range(len(ids)))
+    deleted = [i % 2 == 1 for i in range(len(ids))]
+    rows = zip(ids, versions, deleted, strict=True)
+    expected = [action_line("delete" if d else "index", i, v) for i, v, d in rows]
+    assert action_lines(ids, versions, deleted) == expected
+    assert orjson.loads(expected[0]) == {
+        "delete" if deleted[0] else "index": {"_id": ids[0], "version": 0, "version_type": "external_gte"}
+    }
+
+
+def test_timestamps_are_iso_utc_with_microseconds_whatever_the_year():
+    from sync_pipeline.transform import iso_utc
+
+    values = [datetime(2026, 3, 1, 8, 30, 15, 123456, tzinfo=UTC), datetime(1, 1, 1, tzinfo=UTC), None]
+    assert iso_utc(pa.array(values, pa.timestamp("us", tz="UTC"))).to_pylist() == [
+        "2026-03-01T08:30:15.123456Z",
+        "0001-01-01T00:00:00.000000Z",
+        None,
+    ]
