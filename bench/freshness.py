@@ -90,8 +90,7 @@ def run(
     harness, changes: int = 60, timeout_per_change: float = 120.0, mode: str = "dagster"
 ) -> dict[str, Any]:
     """mode "dagster": `sync-pipeline ui` (dagster dev) and the buffer sensor, as shipped;
-    mode "dagster-single": the same with one drain per run (no follow_seconds);
-    mode "loop": the prototype bench/prototypes/drain_loop.py (one long-lived drainer)."""
+    mode "dagster-single": the same with one drain per run (no follow_seconds)."""
     import sqlalchemy as sa
 
     from sync_pipeline.buffer import BUFFER, install_triggers, uninstall_triggers
@@ -101,7 +100,9 @@ def run(
     tmp: Path = harness.tmp / f"freshness-{mode}"
     tmp.mkdir(parents=True, exist_ok=True)
     config = tmp / "sync.yaml"
-    dagster = mode in SENSORS
+    if mode not in SENSORS:
+        raise ValueError(f"unknown freshness mode {mode!r} (one of {sorted(SENSORS)})")
+    dagster = True
     config.write_text(common.spec_yaml(index=INDEX, sensor=SENSORS.get(mode)))
     spec = load_specs(config)[0]
     engine = common.engine(harness.pg_url)
@@ -123,10 +124,7 @@ def run(
         env["SYNC_DAGSTER_PG_URL"] = _own_instance(home, engine, harness.pg_url, schema)
     log = (tmp / "dagster-dev.log").open("wb")
     started = time.perf_counter()
-    if dagster:
-        command = [common.SYNC_PIPELINE, "--config", str(config), "ui", "--port", str(port)]
-    else:
-        command = [common.PYTHON, "-m", "bench.prototypes.drain_loop", "--config", str(config)]
+    command = [common.SYNC_PIPELINE, "--config", str(config), "ui", "--port", str(port)]
     proc = subprocess.Popen(
         command,
         env=env,

@@ -1,7 +1,7 @@
 """The performance benchmark: ceiling, naive baseline, pipeline, incremental, PGSync, scale.
 
     .venv/bin/python -m bench.run [--rows N] [--repeat R] [--scale 100000,1000000,3000000]
-                                  [--freshness] [--profile] [--prototypes] [--no-pgsync] [--keep]
+                                  [--freshness] [--profile] [--no-pgsync] [--keep]
 
 One run, one Elasticsearch, one seeded table `bench_products` of N rows. Each
 measurement runs in its own subprocess (its peak RSS is its own), scenarios
@@ -29,15 +29,7 @@ from typing import Any
 from bench import common
 
 FULL_SYNC_SCENARIOS = ["ceiling", "naive", "pipeline", "cli"]
-PROTOTYPES = ["proto_fast"]  # --prototypes; proto_no_reconcile runs only when named in --only
-ALL_SCENARIOS = [
-    *FULL_SYNC_SCENARIOS,
-    "incremental",
-    "pgsync",
-    *PROTOTYPES,
-    "proto_stream",
-    "proto_no_reconcile",
-]
+ALL_SCENARIOS = [*FULL_SYNC_SCENARIOS, "incremental", "pgsync", "pipeline_hash"]  # pipeline_hash: --only
 LABELS = {
     "ceiling": "ceiling (pre-serialised bulk, parallel)",
     "naive": "naive baseline (article)",
@@ -45,9 +37,7 @@ LABELS = {
     "cli": "pipeline full sync (CLI subprocess)",
     "incremental": "incremental drain (1% upd + 0.1% del)",
     "pgsync": "PGSync initial sync",
-    "proto_no_reconcile": "prototype: pipeline, reconcile off",
-    "proto_fast": "prototype: fast transform + parallel raw bulk",
-    "proto_stream": "prototype: fast path, stages overlapped (streaming)",
+    "pipeline_hash": "pipeline full sync, reconcile: hash",
 }
 
 
@@ -62,8 +52,8 @@ class Harness:
         self.tmp = Path(tempfile.mkdtemp(prefix="sync-bench-"))
         self.config = self.tmp / "sync.yaml"
         self.config.write_text(common.spec_yaml())
-        self.config_no_reconcile = self.tmp / "sync-no-reconcile.yaml"
-        self.config_no_reconcile.write_text(common.spec_yaml(reconcile="off"))
+        self.config_hash = self.tmp / "sync-hash.yaml"
+        self.config_hash.write_text(common.spec_yaml(reconcile="hash"))
         self.bulk_file = self.tmp / "ceiling.ndjson"
         self.env = {
             **os.environ,
@@ -240,26 +230,6 @@ class Harness:
         self.record("incremental", result, docs_key="changes")
         self.cleanup_dirs()
 
-    def run_proto_fast(self) -> None:
-        result = self.scenario(
-            "proto-fast",
-            "--config", str(self.config),
-            "--staging", str(self.tmp / "proto-staging"),
-            "--threads", str(self.args.ceiling_threads),
-        )  # fmt: skip
-        self._check_count("proto_fast", result, self.rows_now)
-        self.record("proto_fast", result)
-        shutil.rmtree(self.tmp / "proto-staging", ignore_errors=True)
-        common.drop_bench_indexes(self.es, "bench_proto*")
-
-    def run_proto_stream(self) -> None:
-        result = self.scenario(
-            "proto-stream", "--config", str(self.config), "--threads", str(self.args.ceiling_threads)
-        )
-        self._check_count("proto_stream", result, self.rows_now)
-        self.record("proto_stream", result)
-        common.drop_bench_indexes(self.es, "bench_proto*")
-
     def setup_pgsync(self) -> None:
         from bench import pgsync_bench
 
@@ -327,8 +297,6 @@ class Harness:
         report["table"] = common.table_stats(self.pg_url)
         log(f"  {report['table']}")
         rotation = list(FULL_SYNC_SCENARIOS)
-        if args.prototypes:
-            rotation += PROTOTYPES
         if args.only:
             rotation = [name for name in args.only if name != "pgsync"]
         if "ceiling" in rotation and args.repeat > 0:
@@ -385,11 +353,6 @@ class Harness:
                     f"p50 {report['freshness_single_drain_runs'].get('p50_s')} s, "
                     f"p95 {report['freshness_single_drain_runs'].get('p95_s')} s"
                 )
-            if "loop" in args.freshness_modes:
-                log("freshness prototype: one long-lived drain loop instead of a Dagster run per drain")
-                report["freshness_drain_loop_prototype"] = freshness.run(
-                    self, args.freshness_changes, mode="loop"
-                )
 
         scale: list[dict[str, Any]] = []
         for rows in args.scale:
@@ -438,8 +401,8 @@ class Harness:
         try:
             if name == "pipeline":
                 self.run_pipeline()
-            elif name == "proto_no_reconcile":
-                self.run_pipeline("proto_no_reconcile", config=self.config_no_reconcile)
+            elif name == "pipeline_hash":
+                self.run_pipeline("pipeline_hash", config=self.config_hash)
             else:
                 getattr(self, f"run_{name}")()
         except KeyboardInterrupt:
@@ -554,8 +517,8 @@ def targets(report: dict[str, Any]) -> dict[str, Any]:
 def print_table(report: dict[str, Any]) -> None:
     from sync_pipeline.cli import format_table
 
-    order = ["ceiling", "naive", "pipeline", "cli", "incremental", "pgsync", *PROTOTYPES, "proto_stream",
-             "proto_no_reconcile", "profiled_pipeline"]  # fmt: skip
+    order = ["ceiling", "naive", "pipeline", "cli", "incremental", "pgsync", "pipeline_hash",
+             "profiled_pipeline"]  # fmt: skip
     rows = []
     for name in order + [n for n in report["medians"] if n not in order and not n.startswith("scale_")]:
         m = report["medians"].get(name)
@@ -607,9 +570,6 @@ def print_table(report: dict[str, Any]) -> None:
         single = report.get("freshness_single_drain_runs") or {}
         if single:
             print(f"freshness, one drain per run: {json.dumps({k: single.get(k) for k in keys})}")
-        loop = report.get("freshness_drain_loop_prototype") or {}
-        if loop:
-            print(f"freshness, drain-loop prototype: {json.dumps({k: loop.get(k) for k in keys})}")
     print(f"\nPGSync: {report['pgsync'].get('status')}")
     print("\ntargets:")
     for name, t in report["targets"].items():
@@ -641,15 +601,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--freshness-modes",
         type=lambda s: [x.strip() for x in s.split(",") if x.strip()],
         default=["dagster", "dagster-single"],
-        help="with --freshness: dagster (the buffer sensor, drain runs that follow the buffer), "
-        "dagster-single (one drain per run) and/or loop (the drain-loop prototype); "
-        "default dagster,dagster-single",
+        help="with --freshness: dagster (the buffer sensor, drain runs that follow the buffer) "
+        "and/or dagster-single (one drain per run); default both",
     )
     parser.add_argument("--profile", action="store_true", help="profile one pipeline run with pyinstrument")
     parser.add_argument(
         "--profile-out", help="profile text output (default bench/results/profile-<date>.txt)"
     )
-    parser.add_argument("--prototypes", action="store_true", help="also time the proposed-change prototypes")
     parser.add_argument(
         "--only",
         type=lambda s: [x.strip() for x in s.split(",") if x.strip()],

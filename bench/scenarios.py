@@ -331,97 +331,6 @@ def _buffer_exists(conn) -> bool:
     )
 
 
-# --- prototype of the proposed changes --------------------------------------------------------
-
-
-def run_proto_fast(args: argparse.Namespace) -> dict[str, Any]:
-    """The pipeline's data path with the proposed documents + load steps (bench/prototypes).
-
-    extract: sync_pipeline.extract.extract_window_to_parquet, unchanged, one open window;
-    documents: fast_path.parquet_to_bulk_ndjson; index: ensure_index (unchanged) +
-    fast_path.parallel_load; then refresh and a count check. No Dagster: its fixed
-    per-run cost is measured by the pipeline scenario (run_sync minus the steps).
-    """
-    from bench.prototypes import fast_path
-    from sync_pipeline.extract import Window, extract_window_to_parquet, staged_columns
-    from sync_pipeline.load import drop_target, ensure_index
-    from sync_pipeline.transform import build_plan, index_mapping, index_settings
-
-    pg_url, es_url = common.server_urls()
-    _, spec = common.load_spec(Path(args.config))
-    es = common.es_client(es_url)
-    index = args.index
-    drop_target(es, index)
-    staging = Path(args.staging)
-    staging.mkdir(parents=True, exist_ok=True)
-    parquet, bulk = staging / "all.parquet", staging / "all.bulk.ndjson"
-    started = time.perf_counter()
-    with common.engine(pg_url).connect().execution_options(isolation_level="REPEATABLE READ") as conn:
-        rows, extract_s = fast_path.timed(
-            extract_window_to_parquet, conn, spec, Window(None, None, include_null_updated_at=True), parquet
-        )
-    plan = build_plan(spec, staged_columns(parquet))
-    _, documents_s = fast_path.timed(fast_path.parquet_to_bulk_ndjson, parquet, bulk, plan, spec.batch_size)
-    load_started = time.perf_counter()
-    ensure_index(es, index, index_mapping(plan), index_settings(spec))
-    totals = fast_path.parallel_load(es, index, bulk, spec.batch_size, args.threads)
-    es.indices.refresh(index=index)
-    load_s = time.perf_counter() - load_started
-    count = es.count(index=index)["count"]
-    seconds = time.perf_counter() - started
-    result = {
-        "docs": totals.indexed + totals.deleted,
-        "seconds": round(seconds, 3),
-        "steps": {
-            "extract": round(extract_s, 3),
-            "documents": round(documents_s, 3),
-            "index": round(load_s, 3),
-        },
-        "rows": rows,
-        "failed": totals.failed,
-        "rejected": totals.rejected,
-        "stale_skipped": totals.stale_skipped,
-        "bodies": totals.bodies,
-        "threads": args.threads,
-        "docs_in_es": count,
-        "first_errors": totals.errors,
-    }
-    if args.check:
-        result["equivalence"] = fast_path.check_equivalent(parquet, plan, spec.batch_size)
-    return result
-
-
-def run_proto_stream(args: argparse.Namespace) -> dict[str, Any]:
-    """fast_path.stream_sync: extract → documents → load overlapped, no staging, no Dagster."""
-    from bench.prototypes import fast_path
-    from sync_pipeline.extract import describe_source
-    from sync_pipeline.load import drop_target, ensure_index
-    from sync_pipeline.transform import build_plan, index_mapping, index_settings
-
-    pg_url, es_url = common.server_urls()
-    _, spec = common.load_spec(Path(args.config))
-    es = common.es_client(es_url)
-    drop_target(es, args.index)
-    started = time.perf_counter()
-    with common.engine(pg_url).connect().execution_options(isolation_level="REPEATABLE READ") as conn:
-        plan = build_plan(spec, describe_source(conn, spec))
-        ensure_index(es, args.index, index_mapping(plan), index_settings(spec))
-        totals, spent = fast_path.stream_sync(conn, es, plan, args.index, args.threads, spec.batch_size)
-    es.indices.refresh(index=args.index)
-    seconds = time.perf_counter() - started
-    return {
-        "docs": totals.indexed + totals.deleted,
-        "seconds": round(seconds, 3),
-        "steps": {k: round(v, 3) for k, v in spent.items()},
-        "failed": totals.failed,
-        "rejected": totals.rejected,
-        "bodies": totals.bodies,
-        "threads": args.threads,
-        "docs_in_es": es.count(index=args.index)["count"],
-        "first_errors": totals.errors,
-    }
-
-
 # --- entry point ------------------------------------------------------------------------------
 
 
@@ -459,20 +368,6 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("incremental")
     with_pipeline_env(p)
     p.set_defaults(func=run_incremental)
-
-    p = sub.add_parser("proto-fast")
-    p.add_argument("--config", required=True)
-    p.add_argument("--staging", required=True)
-    p.add_argument("--index", default="bench_proto_fast")
-    p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--check", action="store_true", help="compare its documents with sync_pipeline's")
-    p.set_defaults(func=run_proto_fast)
-
-    p = sub.add_parser("proto-stream")
-    p.add_argument("--config", required=True)
-    p.add_argument("--index", default="bench_proto_stream")
-    p.add_argument("--threads", type=int, default=2)
-    p.set_defaults(func=run_proto_stream)
 
     args = parser.parse_args(argv)
     result = args.func(args)
