@@ -56,7 +56,9 @@ clean:
 	-$(BIN)/sync-pipeline services down
 	rm -rf .staging .dagster_home .pytest_cache .ruff_cache
 
-## make bench: the performance benchmark (docs/benchmarks.md); BENCH_ARGS="--rows 200000 --scale ..." to change it
+## make bench: the performance benchmark (docs/benchmarks.md): 1M rows x 3, PGSync, the 100k/1M/3M scale
+## curve and freshness, about 75 minutes on 2 cores; BENCH_ARGS="--rows 200000 --scale ..." to change it
+BENCH_ARGS ?= --scale 100000,1000000,3000000 --freshness
 bench: venv
 	$(BIN)/python -m bench.run $(BENCH_ARGS)
 
