@@ -29,10 +29,10 @@ ROOT = Path(__file__).resolve().parent.parent
 pytestmark = [pytest.mark.integration, pytest.mark.chaos]
 
 
-def seed(scenario, rows: int, first_id: int = 1) -> None:
+def seed(scenario, rows: int, first_id: int = 1, pad: int = 0) -> None:
     scenario.execute(
         f"""INSERT INTO {scenario.table} (id, title, price, payload, tags, updated_at)
-            SELECT g, 'item ' || g || ' 商品', (g % 1000) / 10.0,
+            SELECT g, 'item ' || g || ' 商品' || repeat('x', {int(pad)}), (g % 1000) / 10.0,
                    jsonb_build_object('n', g), ARRAY['t' || (g % 7)],
                    timestamptz '2026-02-01 00:00:00+00' + (g / 50) * interval '1 minute'
             FROM generate_series(CAST(:first AS bigint), CAST(:last AS bigint)) g""",
@@ -117,7 +117,9 @@ def test_sync_process_sigkilled_mid_partition_then_rerun(scenario, tmp_path, es)
 
 
 def test_postgres_backend_terminated_mid_extract(scenario, tmp_path, pg):
-    seed(scenario, 30_000)
+    # ~60 MB of rows: more than socket and driver buffers hold, so the COPY is still sending
+    # (its backend active) while the load works through the first batches
+    seed(scenario, 30_000, pad=2000)
     # small bodies: the streamed extract's COPY stays open while the load works through them
     config = scenario.spec_file(tmp_path, batch_size="200")
     proc = cli_sync(config)
@@ -128,7 +130,8 @@ def test_postgres_backend_terminated_mid_extract(scenario, tmp_path, pg):
             pids = (
                 conn.execute(
                     sa.text(
-                        "SELECT pid FROM pg_stat_activity WHERE application_name = :app AND query LIKE :q"
+                        "SELECT pid FROM pg_stat_activity "
+                        "WHERE application_name = :app AND state = 'active' AND query LIKE :q"
                     ),
                     {"app": EXTRACT_APPLICATION, "q": f"%FROM {scenario.table}%"},
                 )
