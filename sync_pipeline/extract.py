@@ -339,7 +339,8 @@ def staged_pages(pages: Iterator[pa.RecordBatch], schema: pa.Schema, path: Path)
     """
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".parquet.tmp")
-    with pq.ParquetWriter(tmp, schema, compression="zstd") as writer:
+    # no column statistics: nothing reads them, and the writer keeps every row group's in memory
+    with pq.ParquetWriter(tmp, schema, compression="zstd", write_statistics=False) as writer:
         for batch in pages:
             writer.write_batch(batch)
             yield batch
