@@ -324,12 +324,14 @@ class Harness:
                     self.dispatch_measured("incremental")
 
         if args.profile:
-            path = Path(args.profile_out or common.BENCH_DIR / "results" / f"profile-{_today()}.txt")
+            # Resolved: a relative --profile-out is relative to where make was run, not to the project.
+            default = common.BENCH_DIR / "results" / f"profile-{_today()}.txt"
+            path = Path(args.profile_out or default).resolve()
             path.parent.mkdir(parents=True, exist_ok=True)
             log(f"profiling one pipeline run with pyinstrument → {path}")
             try:
                 result = self.run_pipeline("profiled_pipeline", profile=str(path))
-                report["profile"] = {"path": str(path.relative_to(common.PROJECT_ROOT)), "run": result}
+                report["profile"] = {"path": _display_path(path), "run": result}
             except Exception as exc:
                 report["profile"] = {"error": str(exc)}
 
@@ -575,6 +577,14 @@ def print_table(report: dict[str, Any]) -> None:
     for name, t in report["targets"].items():
         shown = {k: v for k, v in t.items() if k != "target"}
         print(f"  {name:<22} target {t['target']:<32} {json.dumps(shown)}")
+
+
+def _display_path(path: Path) -> str:
+    """Project-relative where it can be (the JSON is committed), absolute otherwise."""
+    try:
+        return str(path.relative_to(common.PROJECT_ROOT))
+    except ValueError:
+        return str(path)
 
 
 def _today() -> str:
