@@ -331,7 +331,9 @@ class Harness:
             log(f"profiling one pipeline run with pyinstrument → {path}")
             try:
                 result = self.run_pipeline("profiled_pipeline", profile=str(path))
-                report["profile"] = {"path": _display_path(path), "run": result}
+                root = common.PROJECT_ROOT
+                shown = path.relative_to(root) if path.is_relative_to(root) else path  # the JSON is committed
+                report["profile"] = {"path": str(shown), "run": result}
             except Exception as exc:
                 report["profile"] = {"error": str(exc)}
 
@@ -577,14 +579,6 @@ def print_table(report: dict[str, Any]) -> None:
     for name, t in report["targets"].items():
         shown = {k: v for k, v in t.items() if k != "target"}
         print(f"  {name:<22} target {t['target']:<32} {json.dumps(shown)}")
-
-
-def _display_path(path: Path) -> str:
-    """Project-relative where it can be (the JSON is committed), absolute otherwise."""
-    try:
-        return str(path.relative_to(common.PROJECT_ROOT))
-    except ValueError:
-        return str(path)
 
 
 def _today() -> str:
