@@ -4,10 +4,14 @@ or the servers named by SYNC_PG_URL / SYNC_ES_URL when those are set."""
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import socket
+import subprocess
+import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -33,6 +37,24 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def stop_process_groups(processes: Iterable[subprocess.Popen], grace: float = 30.0) -> None:
+    """SIGTERM each process's group, SIGKILL whatever is left of it after `grace` seconds.
+
+    `dagster dev` and `dagster-webserver` run code servers and run workers in their group; a slow
+    shutdown must neither fail the test that used them nor leave them polling the services."""
+    processes = list(processes)
+    for process in processes:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    for process in processes:
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            process.wait(timeout=max(0.0, deadline - time.monotonic()))
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=10)
 
 
 def at(text: str) -> datetime:

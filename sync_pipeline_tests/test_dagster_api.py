@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -33,7 +32,7 @@ from sync_pipeline.cli import partition_keys_for
 from sync_pipeline.resources import engine_for, es_client
 from sync_pipeline.specs import SyncSpec, parse_specs
 
-from .conftest import free_port
+from .conftest import free_port, stop_process_groups
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -217,19 +216,7 @@ class DagsterStack:
             raise RuntimeError(f"code location did not load: {loaded}\n{self.logs()}")
 
     def down(self) -> None:
-        for process, _ in self.processes:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGTERM)
-        for process, _ in self.processes:
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(process.pid, signal.SIGKILL)
-                process.wait(timeout=10)
-            # run workers and code servers left in the group
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGKILL)
+        stop_process_groups(process for process, _ in self.processes)
         for role in ROLES:
             self.execute(f"DROP TABLE IF EXISTS {self.table(role)}")
             drop_index(self.es, self.table(role))

@@ -23,7 +23,7 @@ from sync_pipeline.load import drop_target
 from sync_pipeline.resources import engine_for, es_client
 from sync_pipeline.specs import parse_specs
 
-from .conftest import free_port
+from .conftest import free_port, stop_process_groups
 
 ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = ROOT / "test-artifacts"
@@ -122,8 +122,7 @@ def ui(service_urls, tmp_path_factory):
         spec = parse_specs(config.read_text())[0]
         yield {"base": base, "spec": spec, "engine": engine, "es": es, "days": days, "home": home}
     finally:
-        os.killpg(server.pid, 15)
-        server.wait(timeout=60)
+        stop_process_groups([server], grace=60)
         with engine.begin() as conn:
             conn.execute(sa.text(f"DROP TABLE IF EXISTS {name}"))
             conn.execute(BUFFER.delete().where(BUFFER.c.spec == name))
