@@ -38,7 +38,7 @@ def server_urls() -> tuple[str, str]:
     pg, es = os.environ.get("SYNC_PG_URL"), os.environ.get("SYNC_ES_URL")
     if pg and es:
         return pg, es
-    from sync_pipeline import services
+    from sync_pipeline.dev import services
 
     urls = services.ensure_services()
     return pg or urls.pg_url, es or urls.es_url
@@ -51,7 +51,7 @@ def es_client(url: str, timeout: float = 300.0):
 
 
 def engine(url: str):
-    from sync_pipeline.resources import engine_for
+    from sync_pipeline.defs.resources import engine_for
 
     return engine_for(url)
 
@@ -286,7 +286,7 @@ def spec_yaml(
 
 
 def load_spec(path: Path):
-    from sync_pipeline.specs import get_spec, load_specs
+    from sync_pipeline.core.specs import get_spec, load_specs
 
     specs = load_specs(path)
     return specs, get_spec(specs, SPEC_NAME if any(s.name == SPEC_NAME for s in specs) else specs[0].name)

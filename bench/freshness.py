@@ -93,9 +93,9 @@ def run(
     mode "dagster-single": the same with one drain per run (no follow_seconds)."""
     import sqlalchemy as sa
 
-    from sync_pipeline.buffer import BUFFER, install_triggers, uninstall_triggers
-    from sync_pipeline.load import drop_target
-    from sync_pipeline.specs import load_specs
+    from sync_pipeline.core.specs import load_specs
+    from sync_pipeline.io.buffer import BUFFER, install_triggers, uninstall_triggers
+    from sync_pipeline.io.elasticsearch import drop_target
 
     tmp: Path = harness.tmp / f"freshness-{mode}"
     tmp.mkdir(parents=True, exist_ok=True)
@@ -270,7 +270,7 @@ def _own_instance(home: Path, engine, pg_url: str, schema: str) -> str:
 
     import sqlalchemy as sa
 
-    from sync_pipeline.instance import TEMPLATE, dagster_storage_url
+    from sync_pipeline.apps.instance import TEMPLATE, dagster_storage_url
 
     shutil.copyfile(TEMPLATE, home / "dagster.yaml")
     with engine.begin() as conn:

@@ -179,7 +179,7 @@ class Harness:
         return result
 
     def run_cli(self) -> None:
-        from sync_pipeline.load import drop_target
+        from sync_pipeline.io.elasticsearch import drop_target
 
         drop_target(self.es, common.PIPELINE_INDEX)
         staging, home = self.fresh_dirs()
@@ -519,7 +519,7 @@ def targets(report: dict[str, Any]) -> dict[str, Any]:
 
 
 def print_table(report: dict[str, Any]) -> None:
-    from sync_pipeline.cli import format_table
+    from sync_pipeline.apps.cli import format_table
 
     order = ["ceiling", "naive", "pipeline", "cli", "incremental", "pgsync", "pipeline_hash",
              "profiled_pipeline"]  # fmt: skip

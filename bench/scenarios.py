@@ -39,8 +39,8 @@ def prepare_ceiling(args: argparse.Namespace) -> dict[str, Any]:
     and _source as a pipeline run produces), so the ceiling loads exactly what
     the pipeline loads.
     """
-    from sync_pipeline.extract import describe_source, iter_pages
-    from sync_pipeline.transform import batch_to_bulk, build_plan
+    from sync_pipeline.core.documents import batch_to_bulk, build_plan
+    from sync_pipeline.io.postgres import describe_source, iter_pages
 
     pg_url, _ = common.server_urls()
     _, spec = common.load_spec(Path(args.config))
@@ -83,9 +83,9 @@ def split_bodies(data: bytes, max_bytes: int) -> list[bytes]:
 
 def run_ceiling(args: argparse.Namespace) -> dict[str, Any]:
     """Timed: only the bulk load of pre-serialised bodies into a fresh index, N threads."""
-    from sync_pipeline.extract import describe_source
-    from sync_pipeline.load import drop_target, ensure_index
-    from sync_pipeline.transform import build_plan, index_mapping, index_settings
+    from sync_pipeline.core.documents import build_plan, index_mapping, index_settings
+    from sync_pipeline.io.elasticsearch import drop_target, ensure_index
+    from sync_pipeline.io.postgres import describe_source
 
     pg_url, es_url = common.server_urls()
     _, spec = common.load_spec(Path(args.config))
@@ -207,8 +207,8 @@ def run_pipeline(args: argparse.Namespace) -> dict[str, Any]:
     _setup_env(args)
     pg_url, es_url = common.server_urls()
     os.environ["SYNC_PG_URL"], os.environ["SYNC_ES_URL"] = pg_url, es_url
-    from sync_pipeline.cli import run_sync
-    from sync_pipeline.load import drop_target
+    from sync_pipeline.apps.cli import run_sync
+    from sync_pipeline.io.elasticsearch import drop_target
 
     specs, spec = common.load_spec(Path(args.config))
     es = common.es_client(es_url)
@@ -265,8 +265,8 @@ def run_incremental(args: argparse.Namespace) -> dict[str, Any]:
     os.environ["SYNC_PG_URL"], os.environ["SYNC_ES_URL"] = pg_url, es_url
     import sqlalchemy as sa
 
-    from sync_pipeline.buffer import BUFFER, install_triggers, uninstall_triggers
-    from sync_pipeline.cli import run_drain
+    from sync_pipeline.apps.cli import run_drain
+    from sync_pipeline.io.buffer import BUFFER, install_triggers, uninstall_triggers
 
     specs, spec = common.load_spec(Path(args.config))
     es = common.es_client(es_url)

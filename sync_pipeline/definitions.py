@@ -7,13 +7,18 @@ from pathlib import Path
 
 import dagster as dg
 
-from .assets import build_drain_asset, build_drain_job, build_rebuild_job, build_spec_assets, build_sync_job
-from .resources import default_resources
-from .schedules import build_window_schedule
-from .sensors import build_buffer_sensor, quality_alerts, run_failure_alerts
-from .specs import SyncSpec, load_specs
-
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+from sync_pipeline.core.specs import SyncSpec, load_specs
+from sync_pipeline.defs.assets import (
+    build_drain_asset,
+    build_drain_job,
+    build_rebuild_job,
+    build_spec_assets,
+    build_sync_job,
+)
+from sync_pipeline.defs.resources import default_resources
+from sync_pipeline.defs.schedules import build_window_schedule
+from sync_pipeline.defs.sensors import build_buffer_sensor, quality_alerts, run_failure_alerts
+from sync_pipeline.settings import PROJECT_ROOT
 
 
 def config_path() -> Path:

@@ -19,10 +19,10 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from sync_pipeline import services
-from sync_pipeline.load import drop_target
-from sync_pipeline.resources import engine_for, es_client
-from sync_pipeline.specs import SyncSpec, parse_specs
+from sync_pipeline.core.specs import SyncSpec, parse_specs
+from sync_pipeline.defs.resources import engine_for, es_client
+from sync_pipeline.dev import services
+from sync_pipeline.io.elasticsearch import drop_target
 
 
 def indexed(es, index: str) -> dict[str, dict]:
@@ -69,7 +69,7 @@ CHAOS_RESULTS: list[tuple[str, int, int, int]] = []
 def pytest_terminal_summary(terminalreporter) -> None:
     if not CHAOS_RESULTS:
         return
-    from sync_pipeline.cli import format_table
+    from sync_pipeline.apps.cli import format_table
 
     terminalreporter.write_sep("=", "fault injection: drift after each scenario (must be 0)")
     terminalreporter.write_line(

@@ -8,10 +8,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import dagster as dg
 import pytest
 
-from sync_pipeline.alerts import AlertChannels
-from sync_pipeline.cli import run_sync
-from sync_pipeline.sensors import quality_alerts, run_failure_alerts
-from sync_pipeline.specs import parse_specs
+from sync_pipeline.apps.cli import run_sync
+from sync_pipeline.core.alerts import AlertChannels
+from sync_pipeline.core.specs import parse_specs
+from sync_pipeline.defs.sensors import quality_alerts, run_failure_alerts
 
 pytestmark = pytest.mark.integration
 

@@ -16,7 +16,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import dagster as dg
 import pytest
 
-from sync_pipeline.alerts import (
+from sync_pipeline.core.alerts import (
     Alert,
     AlertChannels,
     AlertDeliveryError,

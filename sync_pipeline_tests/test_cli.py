@@ -13,7 +13,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def cli(*args: str, env: dict[str, str] | None = None, cwd: Path = ROOT) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "sync_pipeline.cli", *args],
+        [sys.executable, "-m", "sync_pipeline.apps.cli", *args],
         capture_output=True,
         text=True,
         cwd=cwd,

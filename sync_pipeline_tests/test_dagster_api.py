@@ -1,4 +1,4 @@
-"""sync_pipeline.dagster_api against a real dagster-webserver and dagster-daemon.
+"""sync_pipeline.apps.dagster_api against a real dagster-webserver and dagster-daemon.
 
 The stack is started once per session (`DagsterStack`, shared with test_flask.py):
 the webserver and the daemon on the repository's workspace.yaml, a throwaway
@@ -27,10 +27,10 @@ import pytest
 import sqlalchemy as sa
 from elasticsearch import NotFoundError
 
-from sync_pipeline import dagster_api
-from sync_pipeline.cli import partition_keys_for
-from sync_pipeline.resources import engine_for, es_client
-from sync_pipeline.specs import SyncSpec, parse_specs
+from sync_pipeline.apps import dagster_api
+from sync_pipeline.apps.cli import partition_keys_for
+from sync_pipeline.core.specs import SyncSpec, parse_specs
+from sync_pipeline.defs.resources import engine_for, es_client
 
 from .conftest import free_port, stop_process_groups
 
@@ -305,7 +305,7 @@ def test_backfill_runs_the_range_as_one_run_and_materializes_it(stack: DagsterSt
         [
             sys.executable,
             "-m",
-            "sync_pipeline.cli",
+            "sync_pipeline.apps.cli",
             "--config",
             str(stack.spec_path),
             "backfill",

@@ -5,9 +5,9 @@ from pathlib import Path
 
 import dagster as dg
 
-from sync_pipeline.assets import partitions_for, window_for
+from sync_pipeline.core.specs import load_specs
 from sync_pipeline.definitions import build_definitions
-from sync_pipeline.specs import load_specs
+from sync_pipeline.defs.assets import partitions_for, window_for
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -80,7 +80,7 @@ def test_windows_first_owns_the_past_and_nulls_last_owns_the_future():
 
 
 def test_a_start_off_the_grain_boundary_still_gives_the_first_window_the_past():
-    from sync_pipeline.specs import parse_specs
+    from sync_pipeline.core.specs import parse_specs
 
     text = (
         (ROOT / "sync.yaml")

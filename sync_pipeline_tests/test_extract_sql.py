@@ -5,8 +5,8 @@ from datetime import UTC, datetime
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 
-from sync_pipeline.extract import ColumnInfo, Window, page_query
-from sync_pipeline.specs import parse_specs
+from sync_pipeline.core.specs import parse_specs
+from sync_pipeline.io.postgres import ColumnInfo, Window, page_query
 
 
 def _spec(source: str, key: str = "id"):
@@ -97,7 +97,7 @@ def _literal(query: sa.Select) -> str:
 
 
 def test_a_full_window_read_is_one_unordered_statement_with_the_nulls_it_owns():
-    from sync_pipeline.extract import window_select
+    from sync_pipeline.io.postgres import window_select
 
     spec = _spec("table: shop.items")
     start, end = datetime(2026, 3, 1, tzinfo=UTC), datetime(2026, 3, 2, tzinfo=UTC)

@@ -16,12 +16,13 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from sync_pipeline import deadletters, services
-from sync_pipeline.assets import EXTRACT_APPLICATION
-from sync_pipeline.buffer import BUFFER, install_triggers, uninstall_triggers
-from sync_pipeline.cli import run_drain, run_verify
-from sync_pipeline.resources import es_client
-from sync_pipeline.specs import parse_specs
+from sync_pipeline.apps.cli import run_drain, run_verify
+from sync_pipeline.core.specs import parse_specs
+from sync_pipeline.defs.assets import EXTRACT_APPLICATION
+from sync_pipeline.defs.resources import es_client
+from sync_pipeline.dev import services
+from sync_pipeline.io import deadletters
+from sync_pipeline.io.buffer import BUFFER, install_triggers, uninstall_triggers
 
 from .conftest import CHAOS_RESULTS
 
@@ -46,7 +47,7 @@ def cli_sync(config: Path, *extra: str, env: dict[str, str] | None = None) -> su
         [
             sys.executable,
             "-m",
-            "sync_pipeline.cli",
+            "sync_pipeline.apps.cli",
             "--config",
             str(config),
             "sync",

@@ -18,9 +18,10 @@ import pytest
 import sqlalchemy as sa
 from flask import Flask
 
-from sync_pipeline import buffer, dagster_api
-from sync_pipeline.demo import seed_demo
-from sync_pipeline.flask import SyncBlueprintConfigError, create_sync_blueprint
+from sync_pipeline.apps import dagster_api
+from sync_pipeline.apps.flask import SyncBlueprintConfigError, create_sync_blueprint
+from sync_pipeline.dev.demo import seed_demo
+from sync_pipeline.io import buffer
 from sync_pipeline_tests.conftest import free_port
 from sync_pipeline_tests.test_dagster_api import RUN_TIMEOUT, DagsterStack, month_day
 

@@ -9,7 +9,7 @@ import pytest
 import sqlalchemy as sa
 import yaml
 
-from sync_pipeline.instance import dagster_storage_url, prepare_dagster_home
+from sync_pipeline.apps.instance import dagster_storage_url, prepare_dagster_home
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -40,7 +40,7 @@ def test_runs_land_in_postgres_and_history_prints_their_counts(
 
     def cli(*args: str) -> subprocess.CompletedProcess:
         return subprocess.run(
-            [sys.executable, "-m", "sync_pipeline.cli", "--config", str(config), *args],
+            [sys.executable, "-m", "sync_pipeline.apps.cli", "--config", str(config), *args],
             capture_output=True,
             text=True,
             cwd=ROOT,

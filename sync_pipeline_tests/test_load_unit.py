@@ -6,7 +6,8 @@ from elastic_transport import ApiResponseMeta, HttpHeaders, NodeConfig
 from elasticsearch import ApiError, BadRequestError
 from elasticsearch import ConnectionError as ESConnectionError
 
-from sync_pipeline.load import (
+from sync_pipeline.core.documents import BulkBody
+from sync_pipeline.io.elasticsearch import (
     RetryPolicy,
     chunked,
     entry_doc,
@@ -15,7 +16,6 @@ from sync_pipeline.load import (
     rebody,
     with_backoff,
 )
-from sync_pipeline.transform import BulkBody
 
 
 def api_error(status: int) -> ApiError:

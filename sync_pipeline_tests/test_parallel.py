@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from dagster import DagsterInstance
 
-from sync_pipeline.cli import run_verify
+from sync_pipeline.apps.cli import run_verify
 
 ROOT = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.integration
@@ -26,7 +26,7 @@ def test_partitions_synced_by_parallel_runs_are_each_complete(scenario, insert_r
             [
                 sys.executable,
                 "-m",
-                "sync_pipeline.cli",
+                "sync_pipeline.apps.cli",
                 "--config",
                 str(config),
                 "sync",

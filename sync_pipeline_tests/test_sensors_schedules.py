@@ -6,19 +6,19 @@ from datetime import UTC, datetime
 import dagster as dg
 import pytest
 
-from sync_pipeline.assets import partitions_for
-from sync_pipeline.buffer import BUFFER, BufferState, install_triggers, uninstall_triggers
+from sync_pipeline.core.specs import BufferSensorSpec
 from sync_pipeline.definitions import build_definitions
-from sync_pipeline.resources import PostgresResource
-from sync_pipeline.schedules import build_window_schedule, newest_closed_partition
-from sync_pipeline.sensors import (
+from sync_pipeline.defs.assets import partitions_for
+from sync_pipeline.defs.resources import PostgresResource
+from sync_pipeline.defs.schedules import build_window_schedule, newest_closed_partition
+from sync_pipeline.defs.sensors import (
     MAX_ID_TAG,
     build_buffer_sensor,
     drain_decision,
     drain_run_key,
     running_drain_max_id,
 )
-from sync_pipeline.specs import BufferSensorSpec
+from sync_pipeline.io.buffer import BUFFER, BufferState, install_triggers, uninstall_triggers
 
 POLICY = BufferSensorSpec(min_changes=10, max_wait_seconds=30)
 

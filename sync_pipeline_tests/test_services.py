@@ -1,4 +1,4 @@
-"""The local PostgreSQL + Elasticsearch services (sync_pipeline.services).
+"""The local PostgreSQL + Elasticsearch services (sync_pipeline.dev.services).
 
 These tests start the real services (shared with other tests: nothing here calls down()).
 """
@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from sync_pipeline import services
+from sync_pipeline.dev import services
 
 
 @pytest.fixture(scope="module")

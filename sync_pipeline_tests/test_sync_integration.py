@@ -3,7 +3,7 @@
 import pytest
 from dagster import DagsterEventType, DagsterInstance
 
-from sync_pipeline.cli import run_sync, run_verify
+from sync_pipeline.apps.cli import run_sync, run_verify
 
 from .conftest import at, indexed
 
@@ -126,7 +126,7 @@ def test_query_spec_with_a_join_and_a_composite_key(scenario, es):
         "primary_key: id", "primary_key: [order_id, line]"
     )
     text = text.replace("      title: {cleanse: [trim, empty_to_null]}", "      qty: {rename: quantity}")
-    from sync_pipeline.specs import parse_specs
+    from sync_pipeline.core.specs import parse_specs
 
     spec = parse_specs(text)[0]
     try:

@@ -6,15 +6,15 @@ import orjson
 import pyarrow as pa
 import pytest
 
-from sync_pipeline.extract import ColumnInfo, arrow_schema
-from sync_pipeline.specs import parse_specs
-from sync_pipeline.transform import (
+from sync_pipeline.core.documents import (
     batch_to_bulk,
     batch_to_documents,
     build_plan,
     document_ids,
     index_mapping,
 )
+from sync_pipeline.core.specs import parse_specs
+from sync_pipeline.io.postgres import ColumnInfo, arrow_schema
 
 SPEC = """
 specs:
@@ -186,7 +186,7 @@ def test_naive_timestamps_in_a_dst_gap_or_overlap_resolve_instead_of_failing():
 
 
 def test_unknown_naive_timezone_is_a_spec_error():
-    from sync_pipeline.specs import SpecError
+    from sync_pipeline.core.specs import SpecError
 
     with pytest.raises(SpecError, match="naive_timezone: Value error, unknown time zone 'Mars/Olympus'"):
         parse_specs(SPEC.format(key="id").replace("Asia/Shanghai", "Mars/Olympus"))
@@ -237,7 +237,7 @@ def test_a_rebuild_leaves_soft_deleted_rows_out_of_the_bulk_lines():
     [["1", "22", "333"], ['a"b', "c\\d", "tab\tnew\nline", "\x01ctl", "青花", "plain"], ['["x|y",1]']],
 )
 def test_batch_action_lines_are_the_per_document_action_lines(ids):
-    from sync_pipeline.transform import action_line, action_lines
+    from sync_pipeline.core.documents import action_line, action_lines
 
     versions = list(range(len(ids)))
     deleted = [i % 2 == 1 for i in range(len(ids))]
@@ -250,7 +250,7 @@ def test_batch_action_lines_are_the_per_document_action_lines(ids):
 
 
 def test_timestamps_are_iso_utc_with_microseconds_whatever_the_year():
-    from sync_pipeline.transform import iso_utc
+    from sync_pipeline.core.documents import iso_utc
 
     values = [datetime(2026, 3, 1, 8, 30, 15, 123456, tzinfo=UTC), datetime(1, 1, 1, tzinfo=UTC), None]
     assert iso_utc(pa.array(values, pa.timestamp("us", tz="UTC"))).to_pylist() == [

@@ -18,10 +18,10 @@ import dagster as dg
 import pytest
 import sqlalchemy as sa
 
-from sync_pipeline.buffer import BUFFER, install_triggers, uninstall_triggers
-from sync_pipeline.load import drop_target
-from sync_pipeline.resources import engine_for, es_client
-from sync_pipeline.specs import parse_specs
+from sync_pipeline.core.specs import parse_specs
+from sync_pipeline.defs.resources import engine_for, es_client
+from sync_pipeline.io.buffer import BUFFER, install_triggers, uninstall_triggers
+from sync_pipeline.io.elasticsearch import drop_target
 
 from .conftest import free_port, stop_process_groups
 

@@ -21,12 +21,12 @@ from elasticsearch import Elasticsearch
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Connection, Engine
 
-from . import deadletters
-from .extract import describe_source
-from .load import BatchResult, LoadTotals, ensure_index
-from .resync import resync_keys
-from .specs import SyncSpec, split_table
-from .transform import build_plan, document_id, index_mapping, index_settings
+from sync_pipeline.core.documents import build_plan, document_id, index_mapping, index_settings
+from sync_pipeline.core.specs import SyncSpec, split_table
+from sync_pipeline.io import deadletters
+from sync_pipeline.io.elasticsearch import BatchResult, LoadTotals, ensure_index
+from sync_pipeline.io.postgres import describe_source
+from sync_pipeline.ops.resync import resync_keys
 
 metadata = sa.MetaData()
 

@@ -1,6 +1,6 @@
 """Local PostgreSQL and Elasticsearch for development, tests and CI — without Docker.
 
-    python -m sync_pipeline.services up|down|status|env
+    python -m sync_pipeline.dev.services up|down|status|env
 
 PostgreSQL comes from Debian's `postgresql` package (a project-owned cluster is
 initdb'ed under the state dir); Elasticsearch is the `integ-test-zip`
@@ -43,7 +43,8 @@ from pathlib import Path
 
 log = logging.getLogger(__name__)
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+from sync_pipeline.settings import PROJECT_ROOT
+
 DEFAULT_PG_PORT = 55432
 DEFAULT_ES_PORT = 59200
 DEFAULT_ES_VERSION = "9.2.4"
@@ -178,7 +179,7 @@ def _prepare_dirs() -> tuple[Path, Path]:
         os.chmod(state, 0o755)
     gitignore = state / ".gitignore"
     if not gitignore.exists():
-        gitignore.write_text("# local services state (sync_pipeline.services)\n*\n")
+        gitignore.write_text("# local services state (sync_pipeline.dev.services)\n*\n")
     (state / "cache").mkdir(exist_ok=True)
 
     runtime = choose_runtime_dir(state, PROJECT_ROOT, as_root=_is_root())
@@ -459,7 +460,7 @@ def _pg_initdb(bin_dir: Path, paths: _PgPaths) -> None:
     conf = paths.data / "postgresql.conf"
     with open(conf, "a") as handle:
         handle.write(
-            "\n# --- sync_pipeline.services (dev/test cluster) ---\n"
+            "\n# --- sync_pipeline.dev.services (dev/test cluster) ---\n"
             "listen_addresses = '127.0.0.1'\n"
             "max_connections = 200\n"
             # Durability is traded for speed: this cluster only holds disposable dev/test data,
@@ -482,7 +483,7 @@ def _start_postgres(runtime: Path) -> None:
     if running is not None and running != port:
         raise ServiceError(
             f"our PostgreSQL is already running on port {running}, not {port} (SYNC_LOCAL_PG_PORT); "
-            "run `python -m sync_pipeline.services down` first"
+            "run `python -m sync_pipeline.dev.services down` first"
         )
     if running is None:
         if _port_in_use(port):
@@ -744,7 +745,7 @@ def _install_es(paths: _EsPaths, version: str, cache: Path) -> None:
 def _write_es_config(paths: _EsPaths) -> None:
     config = paths.home / "config"
     settings = [
-        "# written by sync_pipeline.services on every start; edits are overwritten",
+        "# written by sync_pipeline.dev.services on every start; edits are overwritten",
         "cluster.name: sync-pipeline-dev",
         "node.name: sync-pipeline-dev",
         # single-node discovery + a loopback-only bind keep ES in "development mode": bootstrap
@@ -820,12 +821,12 @@ def _start_elasticsearch(state: Path, runtime: Path) -> None:
         if str(paths.home) not in _cmdline(pid):
             raise ServiceError(
                 f"our Elasticsearch (pid {pid}) runs another version than {version} (SYNC_ES_VERSION); "
-                "run `python -m sync_pipeline.services down` first"
+                "run `python -m sync_pipeline.dev.services down` first"
             )
         if not _is_our_es_port(paths, port):
             raise ServiceError(
                 f"our Elasticsearch (pid {pid}) was started on another port than {port} "
-                "(SYNC_LOCAL_ES_PORT); run `python -m sync_pipeline.services down` first"
+                "(SYNC_LOCAL_ES_PORT); run `python -m sync_pipeline.dev.services down` first"
             )
         _wait_es_healthy(paths, port, timeout)
         return
@@ -976,7 +977,7 @@ def ensure_services() -> ServiceUrls:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m sync_pipeline.services",
+        prog="python -m sync_pipeline.dev.services",
         description="Local PostgreSQL and Elasticsearch for development, tests and CI.",
     )
     parser.add_argument("command", choices=["up", "down", "status", "env"])

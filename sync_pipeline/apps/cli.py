@@ -16,6 +16,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from sync_pipeline.settings import PROJECT_ROOT
+
 EXIT_OK, EXIT_DRIFT, EXIT_USAGE = 0, 1, 2
 
 
@@ -48,7 +50,7 @@ def _cell(value: Any) -> str:
 
 def _use_services() -> None:
     """Point everything at SYNC_PG_URL/SYNC_ES_URL, starting local services for unset ones."""
-    from . import services
+    from sync_pipeline.dev import services
 
     urls = services.ensure_services()
     os.environ["SYNC_PG_URL"] = urls.pg_url
@@ -61,7 +63,7 @@ DEFAULT_DAGSTER_HOME = Path(".dagster_home")
 def _dagster_home() -> Path:
     """DAGSTER_HOME; the project default (.dagster_home) gets the project's instance config
     (PostgreSQL storage, queued runs); a home of your own is used as it is."""
-    from .instance import prepare_dagster_home
+    from sync_pipeline.apps.instance import prepare_dagster_home
 
     default = DEFAULT_DAGSTER_HOME.resolve()
     home = Path(os.environ.setdefault("DAGSTER_HOME", str(default))).resolve()
@@ -80,8 +82,8 @@ def _dagster_instance():
 
 
 def _load_specs(config: str | None):
-    from .definitions import config_path
-    from .specs import load_specs
+    from sync_pipeline.core.specs import load_specs
+    from sync_pipeline.definitions import config_path
 
     return load_specs(Path(config) if config else config_path())
 
@@ -119,7 +121,7 @@ class SyncSummary:
 
 
 def partition_keys_for(spec, start: datetime | None, end: datetime | None) -> list[str]:
-    from .assets import partitions_for
+    from sync_pipeline.defs.assets import partitions_for
 
     partitions = partitions_for(spec)
     keys = partitions.get_partition_keys()
@@ -167,8 +169,8 @@ def run_sync(
     """Run the spec's job in-process over a partition range, as one run in DAGSTER_HOME."""
     from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 
-    from . import progress
-    from .definitions import build_definitions
+    from sync_pipeline.core import progress
+    from sync_pipeline.definitions import build_definitions
 
     keys = partition_keys_for(spec, start, end)
     if not keys:
@@ -264,7 +266,7 @@ def _sync_exit(summary: SyncSummary) -> int:
 
 
 def cmd_sync(args: argparse.Namespace) -> int:
-    from .specs import get_spec
+    from sync_pipeline.core.specs import get_spec
 
     specs = _load_specs(args.config)
     spec = get_spec(specs, args.spec)
@@ -289,8 +291,8 @@ def _preflight(specs, selected) -> None:
     from elasticsearch import ConnectionError as ESConnectionError
     from sqlalchemy.exc import OperationalError
 
-    from .extract import describe_source
-    from .resources import engine_for, es_client, redact_es_url, redact_url
+    from sync_pipeline.defs.resources import engine_for, es_client, redact_es_url, redact_url
+    from sync_pipeline.io.postgres import describe_source
 
     pg_url, es_url = os.environ["SYNC_PG_URL"], os.environ["SYNC_ES_URL"]
     try:
@@ -316,8 +318,8 @@ def _first_line(exc: object) -> str:
 
 
 def run_verify(specs, selected, fix: bool = False) -> list:
-    from .resources import engine_for, es_client
-    from .verify import verify_spec
+    from sync_pipeline.defs.resources import engine_for, es_client
+    from sync_pipeline.ops.verify import verify_spec
 
     es = es_client(os.environ["SYNC_ES_URL"])
     reports = []
@@ -332,7 +334,7 @@ def run_verify(specs, selected, fix: bool = False) -> list:
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
-    from .specs import get_spec
+    from sync_pipeline.core.specs import get_spec
 
     specs = _load_specs(args.config)
     selected = [get_spec(specs, args.spec)] if args.spec else specs
@@ -354,9 +356,9 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 
 def cmd_triggers(args: argparse.Namespace) -> int:
-    from .buffer import install_triggers, uninstall_triggers
-    from .resources import engine_for
-    from .specs import get_spec
+    from sync_pipeline.core.specs import get_spec
+    from sync_pipeline.defs.resources import engine_for
+    from sync_pipeline.io.buffer import install_triggers, uninstall_triggers
 
     specs = _load_specs(args.config)
     spec = get_spec(specs, args.spec)
@@ -375,7 +377,7 @@ def cmd_triggers(args: argparse.Namespace) -> int:
 
 def run_drain(specs, spec, log_level: str = "WARNING") -> SyncSummary:
     """The spec's drain job, in-process, so the run lands in DAGSTER_HOME like a sensor's would."""
-    from .definitions import build_definitions
+    from sync_pipeline.definitions import build_definitions
 
     job = build_definitions(specs).resolve_job_def(f"{spec.name}_drain")
     result = job.execute_in_process(
@@ -387,7 +389,7 @@ def run_drain(specs, spec, log_level: str = "WARNING") -> SyncSummary:
 
 
 def cmd_flush(args: argparse.Namespace) -> int:
-    from .specs import get_spec
+    from sync_pipeline.core.specs import get_spec
 
     specs = _load_specs(args.config)
     selected = [get_spec(specs, args.spec)] if args.spec else specs
@@ -400,9 +402,9 @@ def cmd_flush(args: argparse.Namespace) -> int:
 
 
 def cmd_dead_letters(args: argparse.Namespace) -> int:
-    from . import deadletters
-    from .resources import engine_for, es_client
-    from .specs import get_spec
+    from sync_pipeline.core.specs import get_spec
+    from sync_pipeline.defs.resources import engine_for, es_client
+    from sync_pipeline.io import deadletters
 
     specs = _load_specs(args.config)
     selected = [get_spec(specs, args.spec)] if args.spec else specs
@@ -454,8 +456,8 @@ def cmd_dead_letters(args: argparse.Namespace) -> int:
 
 def cmd_backfill(args: argparse.Namespace) -> int:
     """A partition backfill launched on the running Dagster instance, so it shows in the UI."""
-    from .dagster_api import DagsterApiError, launch_backfill, resolve_url
-    from .specs import get_spec
+    from sync_pipeline.apps.dagster_api import DagsterApiError, launch_backfill, resolve_url
+    from sync_pipeline.core.specs import get_spec
 
     specs = _load_specs(args.config)
     spec = get_spec(specs, args.spec)
@@ -478,10 +480,10 @@ def cmd_backfill(args: argparse.Namespace) -> int:
 
 
 def cmd_rebuild(args: argparse.Namespace) -> int:
-    from .rebuild import rebuild, rollback
-    from .resources import engine_for, es_client
-    from .specs import get_spec
-    from .verify import verify_spec
+    from sync_pipeline.core.specs import get_spec
+    from sync_pipeline.defs.resources import engine_for, es_client
+    from sync_pipeline.ops.rebuild import rebuild, rollback
+    from sync_pipeline.ops.verify import verify_spec
 
     specs = _load_specs(args.config)
     spec = get_spec(specs, args.spec)
@@ -518,7 +520,7 @@ def run_history(specs, selected, last: int) -> list[list[Any]]:
     """Recent sync and drain runs with their totals, newest first."""
     import dagster as dg
 
-    from .runs import run_totals
+    from sync_pipeline.defs.runs import run_totals
 
     instance = _dagster_instance()
     job_names = [f"{spec.name}_{kind}" for spec in selected for kind in ("sync", "drain")]
@@ -558,7 +560,7 @@ def run_history(specs, selected, last: int) -> list[list[Any]]:
 
 
 def cmd_history(args: argparse.Namespace) -> int:
-    from .specs import get_spec
+    from sync_pipeline.core.specs import get_spec
 
     specs = _load_specs(args.config)
     selected = [get_spec(specs, args.spec)] if args.spec else specs
@@ -589,7 +591,7 @@ def cmd_ui(args: argparse.Namespace) -> int:
     home = _dagster_home()
     print(f"Dagster UI on http://127.0.0.1:{args.port} (DAGSTER_HOME={home})", flush=True)
     dagster = Path(sys.executable).parent / "dagster"
-    workspace = Path(__file__).resolve().parent.parent / "workspace.yaml"
+    workspace = PROJECT_ROOT / "workspace.yaml"
     command = [str(dagster), "dev", "-w", str(workspace), "-h", "127.0.0.1", "-p", str(args.port)]
     return subprocess.call(command, env=dict(os.environ))
 
@@ -598,10 +600,10 @@ def cmd_ui(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from .demo import seed_demo
-    from .load import drop_target
-    from .resources import engine_for, es_client
-    from .specs import get_spec
+    from sync_pipeline.core.specs import get_spec
+    from sync_pipeline.defs.resources import engine_for, es_client
+    from sync_pipeline.dev.demo import seed_demo
+    from sync_pipeline.io.elasticsearch import drop_target
 
     specs = _load_specs(args.config)
     spec = get_spec(specs, "products")
@@ -636,7 +638,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_services(args: argparse.Namespace) -> int:
-    from . import services
+    from sync_pipeline.dev import services
 
     if args.action == "up":
         urls = services.up()
@@ -650,7 +652,7 @@ def cmd_services(args: argparse.Namespace) -> int:
     else:
         import shlex
 
-        from .instance import dagster_storage_url
+        from sync_pipeline.apps.instance import dagster_storage_url
 
         lines = services.env_lines()
         storage = dagster_storage_url(services.local_urls().pg_url)
@@ -734,10 +736,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from .extract import SourceError
-    from .rebuild import RebuildError
-    from .services import ServiceError
-    from .specs import SpecError
+    from sync_pipeline.core.specs import SpecError
+    from sync_pipeline.dev.services import ServiceError
+    from sync_pipeline.io.postgres import SourceError
+    from sync_pipeline.ops.rebuild import RebuildError
 
     args = build_parser().parse_args(argv)
     try:
@@ -758,7 +760,7 @@ def _unreachable_message(exc: Exception) -> str | None:
     from elastic_transport import ConnectionError as ESConnectionError
     from sqlalchemy.exc import OperationalError
 
-    from .resources import redact_es_url, redact_url
+    from sync_pipeline.defs.resources import redact_es_url, redact_url
 
     if isinstance(exc, ESConnectionError):
         return f"lost the connection to Elasticsearch at {redact_es_url(os.environ.get('SYNC_ES_URL', '?'))}"

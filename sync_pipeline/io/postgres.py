@@ -23,7 +23,7 @@ from psycopg.postgres import types as pg_types
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError
 
-from .specs import SyncSpec
+from sync_pipeline.core.specs import SyncSpec
 
 Staging = Literal["native", "text", "json"]
 

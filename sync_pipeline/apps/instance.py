@@ -15,9 +15,9 @@ from urllib.parse import quote
 import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 
-from .resources import engine_for
+from sync_pipeline.defs.resources import engine_for
+from sync_pipeline.settings import PROJECT_ROOT
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
 TEMPLATE = PROJECT_ROOT / "dagster.yaml"
 SCHEMA = "dagster"
 

@@ -17,11 +17,7 @@ import orjson
 from elasticsearch import Elasticsearch
 from sqlalchemy.engine import Connection, Engine
 
-from .extract import ColumnInfo, Window, describe_source, iter_pages, window_count_query
-from .load import LoadTotals, ensure_index
-from .resync import resync_keys
-from .specs import SyncSpec
-from .transform import (
+from sync_pipeline.core.documents import (
     DocumentPlan,
     batch_to_documents,
     build_plan,
@@ -29,6 +25,10 @@ from .transform import (
     index_mapping,
     index_settings,
 )
+from sync_pipeline.core.specs import SyncSpec
+from sync_pipeline.io.elasticsearch import LoadTotals, ensure_index
+from sync_pipeline.io.postgres import ColumnInfo, Window, describe_source, iter_pages, window_count_query
+from sync_pipeline.ops.resync import resync_keys
 
 Keyed = tuple[tuple[Any, ...], str, dict[str, Any]]  # (sort key, _id, document)
 

@@ -16,8 +16,8 @@ from elasticsearch import Elasticsearch
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Connection, Engine
 
-from .load import Rejected
-from .specs import SyncSpec
+from sync_pipeline.core.specs import SyncSpec
+from sync_pipeline.io.elasticsearch import Rejected
 
 metadata = sa.MetaData()
 
@@ -115,9 +115,9 @@ def replay(engine: Engine, es: Elasticsearch, spec: SyncSpec, batch_size: int = 
     refused again stay with their newest error; a transient failure rolls the
     batch back untouched.
     """
-    from .extract import describe_source
-    from .resync import key_from_id, resync_keys
-    from .transform import build_plan
+    from sync_pipeline.core.documents import build_plan
+    from sync_pipeline.io.postgres import describe_source
+    from sync_pipeline.ops.resync import key_from_id, resync_keys
 
     with engine.connect() as conn:
         columns = describe_source(conn, spec)

@@ -25,8 +25,8 @@ from elasticsearch import ApiError, Elasticsearch
 from elasticsearch import ConnectionError as ESConnectionError
 from elasticsearch import ConnectionTimeout as ESConnectionTimeout
 
-from .specs import SyncSpec
-from .transform import BulkBody, Doc, action_line
+from sync_pipeline.core.documents import BulkBody, Doc, action_line
+from sync_pipeline.core.specs import SyncSpec
 
 T = TypeVar("T")
 

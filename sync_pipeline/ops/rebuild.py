@@ -19,11 +19,18 @@ from dataclasses import dataclass
 from elasticsearch import Elasticsearch
 from sqlalchemy.engine import Engine
 
-from .extract import describe_source, iter_pages
-from .load import BatchResult, LoadTotals, backing_indices, load_bulk, rebody, retry_policy
-from .specs import SyncSpec
-from .transform import batch_to_bulk, build_plan, index_mapping, index_settings
-from .verify import VerifyReport, verify_spec
+from sync_pipeline.core.documents import batch_to_bulk, build_plan, index_mapping, index_settings
+from sync_pipeline.core.specs import SyncSpec
+from sync_pipeline.io.elasticsearch import (
+    BatchResult,
+    LoadTotals,
+    backing_indices,
+    load_bulk,
+    rebody,
+    retry_policy,
+)
+from sync_pipeline.io.postgres import describe_source, iter_pages
+from sync_pipeline.ops.verify import VerifyReport, verify_spec
 
 
 class RebuildError(RuntimeError):

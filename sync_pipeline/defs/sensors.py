@@ -8,7 +8,7 @@ from dataclasses import dataclass, replace
 
 import dagster as dg
 
-from .alerts import (
+from sync_pipeline.core.alerts import (
     Alert,
     AlertChannels,
     alert_from_check,
@@ -16,10 +16,10 @@ from .alerts import (
     error_rate,
     exceeds_error_rate,
 )
-from .buffer import BufferState, buffer_state
-from .resources import PostgresResource
-from .runs import failed_checks, run_totals
-from .specs import BufferSensorSpec, SyncSpec
+from sync_pipeline.core.specs import BufferSensorSpec, SyncSpec
+from sync_pipeline.defs.resources import PostgresResource
+from sync_pipeline.defs.runs import failed_checks, run_totals
+from sync_pipeline.io.buffer import BufferState, buffer_state
 
 # a drain in one of these states has not claimed anything yet: it will take whatever is buffered
 # when it gets going, so a second one would only queue up behind it with nothing left to do

@@ -18,18 +18,20 @@ from typing import Any
 import dagster as dg
 import pyarrow as pa
 
-from . import deadletters, progress
-from .buffer import follow
-from .extract import (
-    Window,
-    arrow_schema,
-    describe_source,
-    extract_window_to_parquet,
-    staged_columns,
-    staged_pages,
-    stream_window,
+from sync_pipeline.core import progress
+from sync_pipeline.core.documents import (
+    BulkBody,
+    batch_to_bulk,
+    build_plan,
+    index_mapping,
+    index_settings,
+    read_batches,
 )
-from .load import (
+from sync_pipeline.core.specs import SyncSpec
+from sync_pipeline.defs.resources import ElasticsearchResource, PostgresResource, StagingResource
+from sync_pipeline.io import deadletters
+from sync_pipeline.io.buffer import follow
+from sync_pipeline.io.elasticsearch import (
     BatchResult,
     LoadTotals,
     bulk_indexing,
@@ -40,10 +42,16 @@ from .load import (
     retry_policy,
     staged_lines,
 )
-from .resources import ElasticsearchResource, PostgresResource, StagingResource
-from .specs import SyncSpec
-from .transform import BulkBody, batch_to_bulk, build_plan, index_mapping, index_settings, read_batches
-from .verify import count_window, reconcile_window
+from sync_pipeline.io.postgres import (
+    Window,
+    arrow_schema,
+    describe_source,
+    extract_window_to_parquet,
+    staged_columns,
+    staged_pages,
+    stream_window,
+)
+from sync_pipeline.ops.verify import count_window, reconcile_window
 
 # single-run backfills are the documented way to load a range as one run; the beta notice
 # would otherwise repeat on every definitions load, in the CLI and the UI alike
@@ -568,7 +576,7 @@ def build_rebuild_job(spec: SyncSpec) -> dg.JobDefinition:
     def rebuild_index(
         context: dg.OpExecutionContext, postgres: PostgresResource, elasticsearch: ElasticsearchResource
     ) -> dg.Output:
-        from .rebuild import rebuild
+        from sync_pipeline.ops.rebuild import rebuild
 
         key = dg.AssetKey(f"{spec.name}_index")
         report = rebuild(

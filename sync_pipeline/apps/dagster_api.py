@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit, urlunsplit
 
 if TYPE_CHECKING:
-    from .specs import SyncSpec
+    from sync_pipeline.core.specs import SyncSpec
 
 DEFAULT_DAGSTER_URL = "http://127.0.0.1:3000"
 LOCATION_NAME = "sync_pipeline"
@@ -410,7 +410,7 @@ def launch_full_sync(
         first, last = keys[0], keys[-1]
     else:
         if partition_keys is None:
-            from .cli import partition_keys_for
+            from sync_pipeline.apps.cli import partition_keys_for
 
             partition_keys = partition_keys_for(spec, None, None)
         keys = list(partition_keys)

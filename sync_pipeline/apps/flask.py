@@ -1,7 +1,7 @@
 """A Flask blueprint that lets a web application trigger and watch syncs.
 
     from flask import Flask
-    from sync_pipeline.flask import create_sync_blueprint
+    from sync_pipeline.apps.flask import create_sync_blueprint
 
     app = Flask(__name__)
     app.register_blueprint(create_sync_blueprint())   # token from $SYNC_API_TOKEN
@@ -15,7 +15,7 @@ Routes (all under /sync, all answering JSON, all requiring `Authorization: Beare
 
 The runs execute in the Dagster deployment at `dagster_url` (default
 $SYNC_DAGSTER_URL, else http://127.0.0.1:3000), not in the web process; the
-blueprint only talks to its webserver (sync_pipeline.dagster_api). Unknown spec
+blueprint only talks to its webserver (sync_pipeline.apps.dagster_api). Unknown spec
 or run → 404, Dagster unreachable → 503, other Dagster errors → 502.
 """
 
@@ -31,8 +31,8 @@ from typing import Any
 from flask import Blueprint, Response, current_app, jsonify, request, url_for
 from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
 
-from . import dagster_api
-from .specs import SyncSpec, load_specs
+from sync_pipeline.apps import dagster_api
+from sync_pipeline.core.specs import SyncSpec, load_specs
 
 TOKEN_ENV = "SYNC_API_TOKEN"
 MAX_RUNS_LIMIT = 100
@@ -67,7 +67,7 @@ def create_sync_blueprint(
         )
     expected = secret.strip().encode()
 
-    from .definitions import config_path
+    from sync_pipeline.definitions import config_path
 
     try:
         specs: dict[str, SyncSpec] = {
@@ -112,7 +112,7 @@ def create_sync_blueprint(
 
     @bp.post("/<spec_name>/full")
     def full(spec_name: str):
-        from .cli import partition_keys_for
+        from sync_pipeline.apps.cli import partition_keys_for
 
         spec = spec_or_404(spec_name)
         keys = partition_keys_for(spec, None, None)

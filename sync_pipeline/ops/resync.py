@@ -14,10 +14,10 @@ import orjson
 from elasticsearch import Elasticsearch
 from sqlalchemy.engine import Connection
 
-from .extract import ColumnInfo, fetch_keys
-from .load import BatchResult, entry_doc, retry_policy, send_body
-from .specs import SyncSpec
-from .transform import BulkBody, DocumentPlan, batch_to_documents, document_id
+from sync_pipeline.core.documents import BulkBody, DocumentPlan, batch_to_documents, document_id
+from sync_pipeline.core.specs import SyncSpec
+from sync_pipeline.io.elasticsearch import BatchResult, entry_doc, retry_policy, send_body
+from sync_pipeline.io.postgres import ColumnInfo, fetch_keys
 
 Key = tuple[Any, ...]
 

@@ -24,8 +24,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from .extract import ColumnInfo
-from .specs import SyncSpec
+from sync_pipeline.core.specs import SyncSpec
+from sync_pipeline.io.postgres import ColumnInfo
 
 _ES_TYPE_BY_PG = {
     "int2": "integer",

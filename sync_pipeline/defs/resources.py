@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from elasticsearch import Elasticsearch
 from sqlalchemy.engine import Engine, make_url
 
-from . import services
+from sync_pipeline.dev import services
 
 
 def sqlalchemy_url(url: str) -> str:
@@ -111,7 +111,7 @@ def _from_env_or(name: str, default: str) -> str | dg.EnvVar:
 
 
 def default_resources() -> dict[str, dg.ConfigurableResource]:
-    from .alerts import alert_channels_from_env
+    from sync_pipeline.core.alerts import alert_channels_from_env
 
     local = services.local_urls()
     return {

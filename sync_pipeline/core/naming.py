@@ -1,0 +1,120 @@
+"""Every name sync_pipeline gives a thing in Dagster, spelled once.
+
+Asset keys, job, sensor and schedule names, run tags and the metadata keys a
+run's totals are read back from. They are part of the user's run history (the
+UI lines runs up by them), so changing one here is a breaking change; the
+definitions snapshot test pins them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+LOCATION_NAME = "sync_pipeline"
+REPOSITORY_NAME = "__repository__"
+
+# --- tags ---------------------------------------------------------------------------------------
+SPEC_TAG = "sync_pipeline/spec"
+LOAD_TAG = "sync_pipeline/load"  # the instance's queue runs one run per value at a time
+TRIGGER_TAG = "sync_pipeline/trigger"
+BUFFER_MAX_ID_TAG = "sync_pipeline/buffer_max_id"
+# Dagster's own tags, read by the run summaries and alerts (dagster._core.storage.tags)
+PARTITION_TAG = "dagster/partition"
+RANGE_START_TAG = "dagster/asset_partition_range_start"
+RANGE_END_TAG = "dagster/asset_partition_range_end"
+BACKFILL_TAG = "dagster/backfill"
+
+# --- how our connections show in pg_stat_activity -------------------------------------------------
+EXTRACT_APPLICATION = "sync_pipeline:extract"
+
+# --- metadata keys --------------------------------------------------------------------------------
+ROW_COUNT = "dagster/row_count"
+COUNTED = ("batches", "indexed", "deleted", "failed", "stale_skipped", "dead_lettered")
+BATCH_FIELDS = (
+    "batch",
+    "indexed",
+    "deleted",
+    "stale_skipped",
+    "failed",
+    "dead_lettered",
+    "seconds",
+    "docs_per_s",
+)
+
+# --- check names ----------------------------------------------------------------------------------
+CHECK_NO_FAILED = "no_failed_documents"
+CHECK_NO_DEAD_LETTERS = "no_dead_letters"
+CHECK_WINDOW_MATCHES = "window_matches_source"
+
+
+def extract_asset(spec: str) -> str:
+    return f"{spec}_extract"
+
+
+def documents_asset(spec: str) -> str:
+    return f"{spec}_documents"
+
+
+def index_asset(spec: str) -> str:
+    return f"{spec}_index"
+
+
+def changes_asset(spec: str) -> str:
+    return f"{spec}_changes"
+
+
+def partitioned_assets(spec: str) -> tuple[str, str, str]:
+    """extract → documents → index: the spec's partitioned assets, in order."""
+    return extract_asset(spec), documents_asset(spec), index_asset(spec)
+
+
+def sync_multi_asset(spec: str) -> str:
+    return f"{spec}_extract_documents_index"
+
+
+def sync_job(spec: str) -> str:
+    return f"{spec}_sync"
+
+
+def drain_job(spec: str) -> str:
+    return f"{spec}_drain"
+
+
+def rebuild_job(spec: str) -> str:
+    return f"{spec}_rebuild"
+
+
+def rebuild_op(spec: str) -> str:
+    return f"{spec}_rebuild_index"
+
+
+def buffer_sensor(spec: str) -> str:
+    return f"{spec}_buffer_sensor"
+
+
+def window_schedule(spec: str) -> str:
+    return f"{spec}_window_schedule"
+
+
+def load_tag(spec: str, kind: str) -> str:
+    """`<spec>:sync`, `<spec>:drain`, `<spec>:rebuild`: one run of each kind per spec at a time."""
+    return f"{spec}:{kind}"
+
+
+def is_load_asset(asset: str) -> bool:
+    """The assets whose materializations carry a run's load totals."""
+    return asset.endswith(("_index", "_changes"))
+
+
+def is_extract_asset(asset: str) -> bool:
+    return asset.endswith("_extract")
+
+
+def partition_label(tags: Mapping[str, str]) -> str | None:
+    """The run's partition (`2026-01-01`) or range (`2026-01-01…2026-02-01`) from its tags."""
+    if tags.get(PARTITION_TAG):
+        return tags[PARTITION_TAG]
+    start, end = tags.get(RANGE_START_TAG), tags.get(RANGE_END_TAG)
+    if start and end:
+        return start if start == end else f"{start}…{end}"
+    return start or end or None
