@@ -41,9 +41,10 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from sync_pipeline.settings import PROJECT_ROOT
+
 log = logging.getLogger(__name__)
 
-from sync_pipeline.settings import PROJECT_ROOT
 
 DEFAULT_PG_PORT = 55432
 DEFAULT_ES_PORT = 59200
