@@ -28,8 +28,8 @@ import sqlalchemy as sa
 from elasticsearch import NotFoundError
 
 from sync_pipeline.apps import dagster_api
-from sync_pipeline.apps.cli import partition_keys_for
 from sync_pipeline.core.specs import SyncSpec, parse_specs
+from sync_pipeline.defs.partitions import partition_keys_for
 from sync_pipeline.defs.resources import engine_for, es_client
 
 from .conftest import free_port, stop_process_groups

@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from sync_pipeline.defs.partitions import partition_keys_for
 from sync_pipeline.settings import PROJECT_ROOT
 
 EXIT_OK, EXIT_DRIFT, EXIT_USAGE = 0, 1, 2
@@ -118,21 +119,6 @@ class SyncSummary:
     @property
     def docs_per_second(self) -> float:
         return (self.indexed + self.deleted) / self.seconds if self.seconds else 0.0
-
-
-def partition_keys_for(spec, start: datetime | None, end: datetime | None) -> list[str]:
-    from sync_pipeline.defs.assets import partitions_for
-
-    partitions = partitions_for(spec)
-    keys = partitions.get_partition_keys()
-    if start is None and end is None:
-        return keys
-    selected = []
-    for key in keys:
-        window = partitions.time_window_for_partition_key(key)
-        if (end is None or window.start < end) and (start is None or window.end > start):
-            selected.append(key)
-    return selected
 
 
 def _progress_printer(enabled: bool) -> Callable[[str, dict[str, Any]], None]:

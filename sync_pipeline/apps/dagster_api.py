@@ -410,7 +410,7 @@ def launch_full_sync(
         first, last = keys[0], keys[-1]
     else:
         if partition_keys is None:
-            from sync_pipeline.apps.cli import partition_keys_for
+            from sync_pipeline.defs.partitions import partition_keys_for
 
             partition_keys = partition_keys_for(spec, None, None)
         keys = list(partition_keys)

@@ -112,7 +112,7 @@ def create_sync_blueprint(
 
     @bp.post("/<spec_name>/full")
     def full(spec_name: str):
-        from sync_pipeline.apps.cli import partition_keys_for
+        from sync_pipeline.defs.partitions import partition_keys_for
 
         spec = spec_or_404(spec_name)
         keys = partition_keys_for(spec, None, None)

@@ -12,7 +12,6 @@ import warnings
 from collections.abc import Iterable, Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass
-from datetime import datetime, timedelta
 from typing import Any
 
 import dagster as dg
@@ -28,6 +27,7 @@ from sync_pipeline.core.documents import (
     read_batches,
 )
 from sync_pipeline.core.specs import SyncSpec
+from sync_pipeline.defs.partitions import partitions_for, window_for
 from sync_pipeline.defs.resources import ElasticsearchResource, PostgresResource, StagingResource
 from sync_pipeline.io import deadletters
 from sync_pipeline.io.buffer import follow
@@ -59,49 +59,6 @@ warnings.filterwarnings("ignore", category=dg.BetaWarning, message=".*backfill_p
 
 # how the extract's connection shows in pg_stat_activity
 EXTRACT_APPLICATION = "sync_pipeline:extract"
-
-_PARTITIONS_BY_GRAIN = {
-    "hour": (dg.HourlyPartitionsDefinition, "%Y-%m-%d-%H:%M"),
-    "day": (dg.DailyPartitionsDefinition, "%Y-%m-%d"),
-    "week": (dg.WeeklyPartitionsDefinition, "%Y-%m-%d"),
-    "month": (dg.MonthlyPartitionsDefinition, "%Y-%m-%d"),
-}
-
-
-def partitions_for(spec: SyncSpec) -> dg.TimeWindowPartitionsDefinition:
-    """updated_at windows; end_offset=1 adds the still-open current window so
-    fresh rows have a partition before their window closes."""
-    definition, fmt = _PARTITIONS_BY_GRAIN[spec.partitions.grain]
-    return definition(start_date=spec.partitions.start.strftime(fmt), timezone="UTC", end_offset=1)
-
-
-def window_for(
-    partitions: dg.TimeWindowPartitionsDefinition,
-    start: datetime,
-    end: datetime,
-    lookback: timedelta = timedelta(0),
-) -> tuple[Window, str]:
-    """The SQL window for a run over [start, end), and its staging file key.
-
-    The first partition also owns rows older than the partition start and rows
-    with a NULL updated_at; the newest partition owns rows stamped in the
-    future. Together the partitions therefore cover every row of the source.
-    `lookback` widens the read backwards (not the key) for late commits.
-    """
-    # the first *window*, not the spec's start: a start off the grain boundary (a Wednesday for
-    # weekly windows) would otherwise leave the rows before the first boundary to nobody
-    first = partitions.get_first_partition_window()
-    last = partitions.get_last_partition_window()
-    lower_open = first is None or start <= first.start
-    upper_open = last is None or end >= last.end
-    window = Window(
-        start=None if lower_open else start - lookback,
-        end=None if upper_open else end,
-        include_null_updated_at=lower_open,
-    )
-    key = f"{start:%Y%m%dT%H%M}_{end:%Y%m%dT%H%M}"
-    return window, key
-
 
 def _run_window(context: dg.AssetExecutionContext, spec: SyncSpec) -> tuple[Window, str]:
     time_window = context.partition_time_window

@@ -5,7 +5,7 @@ from datetime import datetime
 import dagster as dg
 
 from sync_pipeline.core.specs import SyncSpec
-from sync_pipeline.defs.assets import partitions_for
+from sync_pipeline.defs.partitions import partitions_for
 
 
 def newest_closed_partition(partitions: dg.TimeWindowPartitionsDefinition, now: datetime) -> str | None:

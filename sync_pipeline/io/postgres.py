@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
 
@@ -24,6 +23,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError
 
 from sync_pipeline.core.specs import SyncSpec
+from sync_pipeline.core.windows import Window
 
 Staging = Literal["native", "text", "json"]
 
@@ -73,15 +73,6 @@ class ColumnInfo:
     @property
     def arrow_type(self) -> pa.DataType:
         return _NATIVE[self.pg_type] if self.staging == "native" else pa.string()
-
-
-@dataclass(frozen=True)
-class Window:
-    """[start, end) on updated_at; an open side means "everything beyond it"."""
-
-    start: datetime | None
-    end: datetime | None
-    include_null_updated_at: bool = False
 
 
 def source_clause(spec: SyncSpec, column_names: Sequence[str] = ()) -> sa.FromClause:
