@@ -51,7 +51,7 @@ def es_client(url: str, timeout: float = 300.0):
 
 
 def engine(url: str):
-    from sync_pipeline.defs.resources import engine_for
+    from sync_pipeline.io.postgres import engine_for
 
     return engine_for(url)
 

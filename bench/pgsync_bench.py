@@ -203,7 +203,7 @@ def stop_cluster() -> None:
 def seed(rows: int) -> float:
     import sqlalchemy as sa
 
-    from sync_pipeline.defs.resources import engine_for
+    from sync_pipeline.io.postgres import engine_for
 
     started = time.perf_counter()
     with engine_for(pg_url()).begin() as conn:

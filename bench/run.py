@@ -519,7 +519,7 @@ def targets(report: dict[str, Any]) -> dict[str, Any]:
 
 
 def print_table(report: dict[str, Any]) -> None:
-    from sync_pipeline.apps.cli import format_table
+    from sync_pipeline.apps.cli.output import format_table
 
     order = ["ceiling", "naive", "pipeline", "cli", "incremental", "pgsync", "pipeline_hash",
              "profiled_pipeline"]  # fmt: skip

@@ -207,7 +207,7 @@ def run_pipeline(args: argparse.Namespace) -> dict[str, Any]:
     _setup_env(args)
     pg_url, es_url = common.server_urls()
     os.environ["SYNC_PG_URL"], os.environ["SYNC_ES_URL"] = pg_url, es_url
-    from sync_pipeline.apps.cli import run_sync
+    from sync_pipeline.apps.cli.runner import run_sync
     from sync_pipeline.io.elasticsearch import drop_target
 
     specs, spec = common.load_spec(Path(args.config))
@@ -265,7 +265,7 @@ def run_incremental(args: argparse.Namespace) -> dict[str, Any]:
     os.environ["SYNC_PG_URL"], os.environ["SYNC_ES_URL"] = pg_url, es_url
     import sqlalchemy as sa
 
-    from sync_pipeline.apps.cli import run_drain
+    from sync_pipeline.apps.cli.runner import run_drain
     from sync_pipeline.io.buffer import BUFFER, install_triggers, uninstall_triggers
 
     specs, spec = common.load_spec(Path(args.config))

@@ -15,6 +15,8 @@ import ctypes
 import ctypes.util
 import os
 
+from sync_pipeline.settings import memory_tuning_enabled
+
 # glibc's mallopt parameter numbers
 _M_MMAP_THRESHOLD = -3
 _M_ARENA_MAX = -8
@@ -29,7 +31,7 @@ def bound_native_memory(arenas: int = 2) -> None:
     SYNC_PIPELINE_TUNE_MEMORY=0 leaves the process alone (for an application
     that imports sync_pipeline and tunes its own allocators).
     """
-    if os.environ.get("SYNC_PIPELINE_TUNE_MEMORY", "1") == "0":
+    if not memory_tuning_enabled():
         return
     os.environ.setdefault("ARROW_DEFAULT_MEMORY_POOL", "system")  # read by pyarrow on first use
     name = ctypes.util.find_library("c")

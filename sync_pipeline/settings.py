@@ -183,6 +183,13 @@ def _local(env: Mapping[str, str]) -> LocalServiceSettings:
     )
 
 
+def memory_tuning_enabled(environ: Mapping[str, str] | None = None) -> bool:
+    """SYNC_PIPELINE_TUNE_MEMORY=0 leaves the process's allocators alone. Read on its own: the
+    package applies it at import, where no other setting may fail the import."""
+    env = os.environ if environ is None else environ
+    return env.get(TUNE_MEMORY, "1").strip() != "0"
+
+
 def load(environ: Mapping[str, str] | None = None) -> Settings:
     """The settings from `environ` (default: the process environment), validated."""
     env = os.environ if environ is None else environ
@@ -194,7 +201,7 @@ def load(environ: Mapping[str, str] | None = None) -> Settings:
         dagster_url=(_text(env, DAGSTER_URL) or DEFAULT_DAGSTER_URL).rstrip("/"),
         dagster_pg_url=_text(env, DAGSTER_PG_URL),
         api_token=_text(env, API_TOKEN),
-        tune_memory=env.get(TUNE_MEMORY, "1").strip() != "0",
+        tune_memory=memory_tuning_enabled(env),
         alerts=_alerts(env),
         local=_local(env),
     )

@@ -20,9 +20,9 @@ import pytest
 import sqlalchemy as sa
 
 from sync_pipeline.core.specs import SyncSpec, parse_specs
-from sync_pipeline.defs.resources import engine_for, es_client
 from sync_pipeline.dev import services
-from sync_pipeline.io.elasticsearch import drop_target
+from sync_pipeline.io.elasticsearch import drop_target, es_client
+from sync_pipeline.io.postgres import engine_for
 
 
 def indexed(es, index: str) -> dict[str, dict]:
@@ -69,7 +69,7 @@ CHAOS_RESULTS: list[tuple[str, int, int, int]] = []
 def pytest_terminal_summary(terminalreporter) -> None:
     if not CHAOS_RESULTS:
         return
-    from sync_pipeline.apps.cli import format_table
+    from sync_pipeline.apps.cli.output import format_table
 
     terminalreporter.write_sep("=", "fault injection: drift after each scenario (must be 0)")
     terminalreporter.write_line(

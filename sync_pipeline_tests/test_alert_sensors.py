@@ -8,10 +8,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import dagster as dg
 import pytest
 
-from sync_pipeline.apps.cli import run_sync
-from sync_pipeline.core.alerts import AlertChannels
+from sync_pipeline.apps.cli.runner import run_sync
 from sync_pipeline.core.specs import parse_specs
-from sync_pipeline.defs.sensors import quality_alerts, run_failure_alerts
+from sync_pipeline.defs.alerts import AlertChannels, quality_alerts, run_failure_alerts
 
 pytestmark = pytest.mark.integration
 

@@ -16,19 +16,17 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import dagster as dg
 import pytest
 
+from sync_pipeline import settings
 from sync_pipeline.core.alerts import (
     Alert,
-    AlertChannels,
-    AlertDeliveryError,
-    alert_channels_from_env,
     alert_from_check,
     alert_from_run_failure,
     error_rate,
     exceeds_error_rate,
-    redact,
-    send_email,
-    send_webhook,
 )
+from sync_pipeline.core.redact import redact
+from sync_pipeline.defs.alerts import AlertChannels, alert_channels, alerts_for_finished_run
+from sync_pipeline.io.notify import AlertDeliveryError, send_email, send_webhook
 
 SECRET = "hunter2"
 
@@ -457,6 +455,11 @@ def alert_env(monkeypatch: pytest.MonkeyPatch):
     return monkeypatch
 
 
+def alert_channels_from_env() -> AlertChannels:
+    """What the code location builds: the channels for the settings of the current environment."""
+    return alert_channels(settings.load().alerts)
+
+
 def test_channels_from_env_use_envvars_that_resolve_at_initialisation(alert_env):
     alert_env.setenv("SYNC_ALERT_WEBHOOK_URL", f"https://u:{SECRET}@hooks.example.test/T/B/X")
     alert_env.setenv("SYNC_ALERT_SMTP_HOST", "mail.example.test")
@@ -554,14 +557,26 @@ def test_exceeds_error_rate_counts_deletes_and_stale_as_successes():
     assert exceeds_error_rate({"indexed": 10_000, "dead_lettered": 1}, threshold=0.0)
 
 
-def test_exceeds_error_rate_threshold_defaults_from_env(alert_env):
-    counts = {"indexed": 95, "failed": 5}  # 5%
-    assert exceeds_error_rate(counts)  # default 1%
+def test_error_rate_threshold_defaults_from_env(alert_env):
+    @dg.asset(name="rated_index")
+    def rated_index() -> dg.MaterializeResult:
+        return dg.MaterializeResult(metadata={"indexed": 95, "failed": 5})  # 5%
+
+    instance = dg.DagsterInstance.ephemeral()
+    result = dg.materialize([rated_index], instance=instance)
+    run = instance.get_run_by_id(result.run_id)
+
+    # the threshold the quality sensor applies: SYNC_ALERT_ERROR_RATE, read when it evaluates
+    [alert] = alerts_for_finished_run(instance, run)  # default 1%
+    assert alert.kind == "error_rate" and alert.title.startswith("Error rate 5.0% in ")
+    assert exceeds_error_rate({"indexed": 95, "failed": 5}, settings.load().alerts.error_rate)
     alert_env.setenv("SYNC_ALERT_ERROR_RATE", "0.10")
-    assert not exceeds_error_rate(counts)
+    assert alerts_for_finished_run(instance, run) == []
+    assert not exceeds_error_rate({"indexed": 95, "failed": 5}, settings.load().alerts.error_rate)
+    assert len(alerts_for_finished_run(instance, run, threshold=0.01)) == 1  # or passed in
     alert_env.setenv("SYNC_ALERT_ERROR_RATE", "lots")
     with pytest.raises(ValueError, match="SYNC_ALERT_ERROR_RATE"):
-        exceeds_error_rate(counts)
+        alerts_for_finished_run(instance, run)
 
 
 def test_alert_from_run_failure_takes_spec_and_partition_from_tags():

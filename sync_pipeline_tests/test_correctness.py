@@ -9,11 +9,11 @@ import time
 import pytest
 import sqlalchemy as sa
 
-from sync_pipeline.apps.cli import run_drain, run_sync, run_verify
-from sync_pipeline.defs.resources import es_client
+from sync_pipeline.apps.cli.runner import run_drain, run_sync, run_verify
 from sync_pipeline.io import deadletters
-from sync_pipeline.io.buffer import BUFFER, buffer_state, drain, install_triggers, uninstall_triggers
-from sync_pipeline.io.elasticsearch import load_documents
+from sync_pipeline.io.buffer import BUFFER, buffer_state, install_triggers, uninstall_triggers
+from sync_pipeline.io.elasticsearch import es_client, load_documents
+from sync_pipeline.ops.drain import drain
 
 from .conftest import at, indexed
 
@@ -226,7 +226,7 @@ def test_per_window_reconciliation_check_passes_then_catches_a_stray_document(sc
 def test_a_following_drain_applies_changes_that_arrive_while_it_runs_then_ends_when_idle(
     scenario, insert_rows, buffered, es
 ):
-    from sync_pipeline.io.buffer import follow
+    from sync_pipeline.ops.drain import follow
 
     insert_rows([1], "2026-02-01 00:00:00+00")
     result: list = []
@@ -254,7 +254,7 @@ def test_a_following_drain_applies_changes_that_arrive_while_it_runs_then_ends_w
 
 
 def test_a_following_drain_stops_at_its_time_limit_even_before_it_is_idle(scenario, buffered, es):
-    from sync_pipeline.io.buffer import follow
+    from sync_pipeline.ops.drain import follow
 
     ticks = iter(range(0, 1000, 5))  # a clock that moves 5 s per look
     polls: list[float] = []

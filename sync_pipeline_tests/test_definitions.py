@@ -6,7 +6,7 @@ from pathlib import Path
 import dagster as dg
 
 from sync_pipeline.core.specs import load_specs
-from sync_pipeline.definitions import build_definitions
+from sync_pipeline.defs import build_definitions
 from sync_pipeline.defs.partitions import partitions_for, window_for
 
 ROOT = Path(__file__).resolve().parent.parent

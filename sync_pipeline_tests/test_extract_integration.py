@@ -5,9 +5,10 @@ import pyarrow as pa
 import pytest
 import sqlalchemy as sa
 
+from sync_pipeline.core.columns import arrow_schema
 from sync_pipeline.core.specs import parse_specs
-from sync_pipeline.defs.resources import libpq_url
-from sync_pipeline.io.postgres import Window, arrow_schema, describe_source, iter_pages, stream_window
+from sync_pipeline.core.windows import Window
+from sync_pipeline.io.postgres import describe_source, iter_pages, libpq_url, stream_window
 
 pytestmark = pytest.mark.integration
 

@@ -1,15 +1,14 @@
-"""Spec → SQL: the keyset pages, compiled for PostgreSQL without a server."""
+"""Spec → SQL: the statements are plain text built without a server (core.sql)."""
 
 from datetime import UTC, datetime
 
-import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql
-
+from sync_pipeline.core.columns import ColumnInfo
 from sync_pipeline.core.specs import parse_specs
-from sync_pipeline.io.postgres import ColumnInfo, Window, page_query
+from sync_pipeline.core.sql import keys_query, page_query, quote_ident, window_count_query, window_select
+from sync_pipeline.core.windows import Window
 
 
-def _spec(source: str, key: str = "id"):
+def _spec(source: str, key: str = "id", extra: str = ""):
     return parse_specs(
         f"""
 specs:
@@ -18,6 +17,7 @@ specs:
       {source}
       primary_key: {key}
       updated_at: updated_at
+{extra}
     target: {{index: s}}
     partitions: {{start: "2026-01-01"}}
 """
@@ -33,80 +33,115 @@ COLUMNS = [
 ]
 
 
-def sql(query: sa.Select) -> str:
-    return str(query.compile(dialect=postgresql.dialect()))
-
-
 def test_window_page_is_a_keyset_on_updated_at_and_key_without_offset():
     window = Window(datetime(2026, 1, 1, tzinfo=UTC), datetime(2026, 1, 2, tzinfo=UTC))
-    text = sql(page_query(_spec("table: items"), COLUMNS, window, [datetime.now(UTC), 5], 100))
+    after = [datetime.now(UTC), 5]
+    statement = page_query(_spec("table: items"), COLUMNS, window, after, 100)
+    text = statement.sql
     assert "OFFSET" not in text.upper()
-    assert "(items.updated_at, items.id) > (%(after_0)s, %(after_1)s)" in text
-    assert "items.updated_at >= %(window_start)s" in text
-    assert "items.updated_at < %(window_end)s" in text
-    assert "LIMIT %(param_1)s" in text
-    assert "ORDER BY items.updated_at, items.id" in text
+    assert '("updated_at", "id") > (%(after_0)s, %(after_1)s)' in text
+    assert '"updated_at" >= CAST(%(window_start)s AS timestamptz)' in text
+    assert '"updated_at" < CAST(%(window_end)s AS timestamptz)' in text
+    assert text.endswith('ORDER BY "updated_at", "id" LIMIT 100')
+    assert statement.params == {
+        "window_start": window.start,
+        "window_end": window.end,
+        "after_0": after[0],
+        "after_1": 5,
+    }
 
 
 def test_open_window_sides_add_no_bound():
-    text = sql(page_query(_spec("table: items"), COLUMNS, Window(None, None), None, 10))
-    assert "window_start" not in text and "window_end" not in text
+    statement = page_query(_spec("table: items"), COLUMNS, Window(None, None), None, 10)
+    assert "window_start" not in statement.sql and "window_end" not in statement.sql
+    assert statement.params == {}
 
 
 def test_null_updated_at_pass_pages_by_key_only():
-    text = sql(page_query(_spec("table: items"), COLUMNS, Window(None, None), [7], 10, "null_updated_at"))
-    assert "items.updated_at IS NULL" in text
-    assert "(items.id) > (%(after_0)s)" in text
-    assert "ORDER BY items.id" in text
+    statement = page_query(_spec("table: items"), COLUMNS, Window(None, None), [7], 10, "null_updated_at")
+    assert '"updated_at" IS NULL' in statement.sql
+    assert '("id") > (%(after_0)s)' in statement.sql
+    assert 'ORDER BY "id" LIMIT' in statement.sql
 
 
 def test_json_arrays_and_numeric_are_staged_as_text():
-    text = sql(page_query(_spec("table: items"), COLUMNS, Window(None, None), None, 10))
-    assert "CAST(items.price AS TEXT) AS price" in text
-    assert "CAST(items.attrs AS TEXT) AS attrs" in text
-    assert "CAST(to_jsonb(items.tags) AS TEXT) AS tags" in text
+    text = page_query(_spec("table: items"), COLUMNS, Window(None, None), None, 10).sql
+    assert 'CAST("price" AS TEXT) AS "price"' in text
+    assert 'CAST("attrs" AS TEXT) AS "attrs"' in text
+    assert 'CAST(to_jsonb("tags") AS TEXT) AS "tags"' in text
 
 
 def test_identifiers_from_config_are_quoted_not_formatted():
     hostile = 'items"; DROP TABLE users; --'
     spec = _spec(f"table: '{hostile}'")
-    text = sql(page_query(spec, COLUMNS, Window(None, None), None, 10))
+    text = page_query(spec, COLUMNS, Window(None, None), None, 10).sql
     assert 'FROM "items""; DROP TABLE users; --"' in text
+    assert quote_ident('a"b') == '"a""b"'
 
 
 def test_schema_qualified_table_is_quoted_per_part():
-    text = sql(page_query(_spec("table: Sales.Orders"), COLUMNS, Window(None, None), None, 10))
+    text = page_query(_spec("table: Sales.Orders"), COLUMNS, Window(None, None), None, 10).sql
     assert 'FROM "Sales"."Orders"' in text
 
 
-def test_query_sources_are_wrapped_as_a_subquery():
-    spec = _spec("query: SELECT p.id, p.updated_at FROM p JOIN c ON c.id = p.cid")
-    text = sql(page_query(spec, COLUMNS[:2], Window(None, None), None, 10))
-    assert "FROM (SELECT p.id, p.updated_at FROM p JOIN c ON c.id = p.cid) AS src" in text
-    assert "ORDER BY src.updated_at, src.id" in text
+def test_query_sources_are_wrapped_as_a_subquery_with_their_percent_signs_kept():
+    spec = _spec("query: SELECT p.id, p.updated_at FROM p JOIN c ON c.id = p.cid WHERE c.name LIKE 'a%'")
+    text = page_query(spec, COLUMNS[:2], Window(None, None), None, 10).sql
+    # psycopg reads % as a placeholder when parameters are given: the query's own ones double
+    assert (
+        "FROM (SELECT p.id, p.updated_at FROM p JOIN c ON c.id = p.cid WHERE c.name LIKE 'a%%') AS src"
+        in text
+    )
+    assert 'ORDER BY "updated_at", "id"' in text
+    # without parameters (the COPY read) the query goes as written
+    assert "LIKE 'a%')" in window_select(spec, COLUMNS[:2], Window(None, None)).sql
 
 
 def test_text_keys_sort_bytewise_like_elasticsearch_keywords():
     columns = [ColumnInfo("code", "text"), ColumnInfo("updated_at", "timestamptz")]
-    text = sql(page_query(_spec("table: items", key="code"), columns, None, None, 10, "by_key"))
-    assert 'ORDER BY items.code COLLATE "C"' in text
-
-
-def _literal(query: sa.Select) -> str:
-    return str(query.compile(dialect=postgresql.psycopg.dialect(), compile_kwargs={"literal_binds": True}))
+    text = page_query(_spec("table: items", key="code"), columns, None, None, 10, "by_key").sql
+    assert 'ORDER BY "code" COLLATE "C"' in text
 
 
 def test_a_full_window_read_is_one_unordered_statement_with_the_nulls_it_owns():
-    from sync_pipeline.io.postgres import window_select
-
     spec = _spec("table: shop.items")
     start, end = datetime(2026, 3, 1, tzinfo=UTC), datetime(2026, 3, 2, tzinfo=UTC)
-    middle = _literal(window_select(spec, COLUMNS, Window(start, end)))
-    assert "updated_at >= '2026-03-01 00:00:00+00:00' AND" in middle
-    assert "updated_at < '2026-03-02 00:00:00+00:00'" in middle
-    assert "ORDER BY" not in middle and "LIMIT" not in middle and "IS NULL" not in middle
-    first = _literal(window_select(spec, COLUMNS, Window(None, end, include_null_updated_at=True)))
-    assert "updated_at < '2026-03-02 00:00:00+00:00' OR shop.items.updated_at IS NULL" in first
-    everything = _literal(window_select(spec, COLUMNS, Window(None, None, include_null_updated_at=True)))
+    middle = window_select(spec, COLUMNS, Window(start, end))
+    assert middle.params == {}  # the COPY read takes no parameters: bounds are literals
+    assert "\"updated_at\" >= CAST('2026-03-01T00:00:00+00:00' AS timestamptz) AND" in middle.sql
+    assert "\"updated_at\" < CAST('2026-03-02T00:00:00+00:00' AS timestamptz)" in middle.sql
+    assert "ORDER BY" not in middle.sql and "LIMIT" not in middle.sql and "IS NULL" not in middle.sql
+    first = window_select(spec, COLUMNS, Window(None, end, include_null_updated_at=True)).sql
+    assert (
+        '("updated_at" < CAST(\'2026-03-02T00:00:00+00:00\' AS timestamptz)) OR "updated_at" IS NULL' in first
+    )
+    everything = window_select(spec, COLUMNS, Window(None, None, include_null_updated_at=True)).sql
     assert "WHERE" not in everything
-    assert "CAST(to_jsonb(shop.items.tags) AS TEXT)" in everything  # staged as in the keyset pages
+    assert 'CAST(to_jsonb("tags") AS TEXT)' in everything  # staged as in the keyset pages
+
+
+def test_window_count_skips_soft_deleted_rows_with_the_same_window_predicate():
+    spec = _spec("table: items", extra="      soft_delete: deleted")
+    columns = [*COLUMNS, ColumnInfo("deleted", "bool")]
+    start = datetime(2026, 3, 1, tzinfo=UTC)
+    statement = window_count_query(spec, columns, Window(start, None))
+    assert statement.sql == (
+        'SELECT count(*) FROM "items" WHERE "updated_at" >= CAST(%(window_start)s AS timestamptz) '
+        'AND ("deleted" IS NULL OR "deleted" = false)'
+    )
+
+
+def test_key_lookups_cast_each_value_to_its_column_type():
+    spec = _spec("table: items", key="[region, id]")
+    columns = [
+        ColumnInfo("region", "text"),
+        ColumnInfo("id", "int8"),
+        ColumnInfo("updated_at", "timestamptz"),
+    ]
+    statement = keys_query(spec, columns, [("eu", 1), ("us", 2)])
+    assert statement.sql.endswith(
+        'WHERE ("region", "id") IN ((CAST(%(k0_0)s AS text), CAST(%(k0_1)s AS int8)), '
+        "(CAST(%(k1_0)s AS text), CAST(%(k1_1)s AS int8)))"
+    )
+    assert statement.params == {"k0_0": "eu", "k0_1": 1, "k1_0": "us", "k1_1": 2}
+    assert keys_query(spec, columns, []).sql.endswith("WHERE false")

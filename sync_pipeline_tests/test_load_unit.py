@@ -6,16 +6,8 @@ from elastic_transport import ApiResponseMeta, HttpHeaders, NodeConfig
 from elasticsearch import ApiError, BadRequestError
 from elasticsearch import ConnectionError as ESConnectionError
 
-from sync_pipeline.core.documents import BulkBody
-from sync_pipeline.io.elasticsearch import (
-    RetryPolicy,
-    chunked,
-    entry_doc,
-    is_transient,
-    iter_bodies,
-    rebody,
-    with_backoff,
-)
+from sync_pipeline.core.bulk import BulkBody, RetryPolicy, chunked, entry_doc, iter_bodies, rebody
+from sync_pipeline.io.elasticsearch import is_transient, with_backoff
 
 
 def api_error(status: int) -> ApiError:

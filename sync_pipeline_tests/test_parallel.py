@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from dagster import DagsterInstance
 
-from sync_pipeline.apps.cli import run_verify
+from sync_pipeline.apps.cli.runner import run_verify
 
 ROOT = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.integration

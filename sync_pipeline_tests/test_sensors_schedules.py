@@ -7,7 +7,7 @@ import dagster as dg
 import pytest
 
 from sync_pipeline.core.specs import BufferSensorSpec
-from sync_pipeline.definitions import build_definitions
+from sync_pipeline.defs import build_definitions
 from sync_pipeline.defs.partitions import partitions_for
 from sync_pipeline.defs.resources import PostgresResource
 from sync_pipeline.defs.schedules import build_window_schedule, newest_closed_partition

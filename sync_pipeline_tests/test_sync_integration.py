@@ -3,7 +3,7 @@
 import pytest
 from dagster import DagsterEventType, DagsterInstance
 
-from sync_pipeline.apps.cli import run_sync, run_verify
+from sync_pipeline.apps.cli.runner import run_sync, run_verify
 
 from .conftest import at, indexed
 
@@ -153,7 +153,7 @@ def test_stages_run_one_at_a_time_from_the_staged_files_give_the_streamed_result
     file, so a failed load can be re-run alone; the result is what the streamed run produces."""
     from dagster import AssetKey, DagsterInstance
 
-    from sync_pipeline.definitions import build_definitions
+    from sync_pipeline.defs import build_definitions
 
     insert_rows(range(1, 21), "2026-02-10 08:00:00+00")
     scenario.execute(f"UPDATE {scenario.table} SET deleted = true WHERE id = 5")
@@ -185,7 +185,7 @@ def test_stages_run_one_at_a_time_from_the_staged_files_give_the_streamed_result
 def test_the_load_alone_fails_clearly_when_nothing_was_staged(scenario, insert_rows):
     from dagster import AssetKey, DagsterInstance
 
-    from sync_pipeline.definitions import build_definitions
+    from sync_pipeline.defs import build_definitions
 
     insert_rows(range(1, 3), "2026-02-10 08:00:00+00")
     spec = scenario.spec(grain="day", start="2026-02-01")

@@ -6,6 +6,7 @@ import orjson
 import pyarrow as pa
 import pytest
 
+from sync_pipeline.core.columns import ColumnInfo, arrow_schema
 from sync_pipeline.core.documents import (
     batch_to_bulk,
     batch_to_documents,
@@ -14,7 +15,6 @@ from sync_pipeline.core.documents import (
     index_mapping,
 )
 from sync_pipeline.core.specs import parse_specs
-from sync_pipeline.io.postgres import ColumnInfo, arrow_schema
 
 SPEC = """
 specs:
@@ -237,7 +237,7 @@ def test_a_rebuild_leaves_soft_deleted_rows_out_of_the_bulk_lines():
     [["1", "22", "333"], ['a"b', "c\\d", "tab\tnew\nline", "\x01ctl", "青花", "plain"], ['["x|y",1]']],
 )
 def test_batch_action_lines_are_the_per_document_action_lines(ids):
-    from sync_pipeline.core.documents import action_line, action_lines
+    from sync_pipeline.core.bulk import action_line, action_lines
 
     versions = list(range(len(ids)))
     deleted = [i % 2 == 1 for i in range(len(ids))]

@@ -5,7 +5,6 @@ import contextlib
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 import time
@@ -19,15 +18,15 @@ import pytest
 import sqlalchemy as sa
 
 from sync_pipeline.core.specs import parse_specs
-from sync_pipeline.defs.resources import engine_for, es_client
+from sync_pipeline.dev.browser import BrowserUnavailable, find_or_install_chromium
 from sync_pipeline.io.buffer import BUFFER, install_triggers, uninstall_triggers
-from sync_pipeline.io.elasticsearch import drop_target
+from sync_pipeline.io.elasticsearch import drop_target, es_client
+from sync_pipeline.io.postgres import engine_for
 
 from .conftest import free_port, stop_process_groups
 
 ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = ROOT / "test-artifacts"
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 pytestmark = pytest.mark.integration
 
 
@@ -132,14 +131,14 @@ def ui(service_urls, tmp_path_factory):
 @pytest.fixture(scope="module")
 def browser():
     playwright_api = pytest.importorskip("playwright.sync_api")
-    if not Path(CHROMIUM).exists():
-        pytest.fail(
-            f"the browser test needs Debian's chromium ({CHROMIUM} missing): apt-get install chromium"
-        )
+    try:
+        chromium = find_or_install_chromium()  # as root: apt-get install chromium on first use
+    except BrowserUnavailable as exc:
+        pytest.skip(str(exc))
     ARTIFACTS.mkdir(exist_ok=True)
     with playwright_api.sync_playwright() as p:
         instance = p.chromium.launch(
-            executable_path=CHROMIUM,
+            executable_path=str(chromium),
             args=["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"],
         )
         yield instance

@@ -27,8 +27,8 @@ from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship, sessionmaker
 
 from sync_pipeline.apps.flask import create_sync_blueprint
-from sync_pipeline.defs.resources import sqlalchemy_url
 from sync_pipeline.dev.services import local_urls
+from sync_pipeline.io.postgres import sqlalchemy_url
 
 # --- models: the demo schema of sync_pipeline/demo.py --------------------------------------------
 

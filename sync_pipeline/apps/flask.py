@@ -22,7 +22,6 @@ or run → 404, Dagster unreachable → 503, other Dagster errors → 502.
 from __future__ import annotations
 
 import hmac
-import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -31,10 +30,13 @@ from typing import Any
 from flask import Blueprint, Response, current_app, jsonify, request, url_for
 from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
 
+from sync_pipeline import settings
 from sync_pipeline.apps import dagster_api
+from sync_pipeline.core.naming import drain_job, sync_job
 from sync_pipeline.core.specs import SyncSpec, load_specs
+from sync_pipeline.defs.partitions import partition_keys_for
 
-TOKEN_ENV = "SYNC_API_TOKEN"
+TOKEN_ENV = settings.API_TOKEN
 MAX_RUNS_LIMIT = 100
 
 
@@ -59,7 +61,13 @@ def create_sync_blueprint(
     blueprint is not created (SyncBlueprintConfigError), so the routes are never open.
     `specs_path` is the sync spec file (default: $SYNC_CONFIG, ./sync.yaml, the checkout's)
     that names the specs and their partitions; it is read once, here."""
-    secret = token if token is not None else os.environ.get(TOKEN_ENV)
+    # the environment is read only for what the caller did not pass, so that a bad SYNC_*
+    # value cannot stop a blueprint that needs none of them
+    try:
+        env = settings.load() if token is None or not specs_path or not dagster_url else settings.Settings()
+    except settings.SettingsError as exc:
+        raise SyncBlueprintConfigError(str(exc)) from None
+    secret = token if token is not None else env.api_token
     if not secret or not secret.strip():
         raise SyncBlueprintConfigError(
             f"no API token for the sync blueprint: pass token=... or set {TOKEN_ENV} "
@@ -67,15 +75,13 @@ def create_sync_blueprint(
         )
     expected = secret.strip().encode()
 
-    from sync_pipeline.definitions import config_path
-
     try:
         specs: dict[str, SyncSpec] = {
-            s.name: s for s in load_specs(Path(specs_path) if specs_path else config_path())
+            s.name: s for s in load_specs(Path(specs_path) if specs_path else env.config_path)
         }
     except ValueError as exc:  # SpecError: names the file and the problem
         raise SyncBlueprintConfigError(str(exc)) from None
-    url = dagster_api.resolve_url(dagster_url)
+    url = dagster_api.resolve_url(dagster_url or env.dagster_url)
     safe_url = dagster_api.redact_url(url)
     bp = Blueprint(name, __name__, url_prefix=url_prefix)
 
@@ -108,12 +114,10 @@ def create_sync_blueprint(
     def flush(spec_name: str):
         spec = spec_or_404(spec_name)
         run_id = dagster_api.launch_drain(url, spec, timeout=timeout)
-        return accepted(run_id, spec, f"{spec.name}_drain")
+        return accepted(run_id, spec, drain_job(spec.name))
 
     @bp.post("/<spec_name>/full")
     def full(spec_name: str):
-        from sync_pipeline.defs.partitions import partition_keys_for
-
         spec = spec_or_404(spec_name)
         keys = partition_keys_for(spec, None, None)
         try:
@@ -121,7 +125,7 @@ def create_sync_blueprint(
         except ValueError as exc:  # the deployed code location has other partitions: stale spec file?
             return _error(409, str(exc))
         partitions = {"start": keys[0], "end": keys[-1], "count": len(keys)}
-        return accepted(run_id, spec, f"{spec.name}_sync", partitions=partitions)
+        return accepted(run_id, spec, sync_job(spec.name), partitions=partitions)
 
     @bp.get("/runs/<run_id>")
     def run(run_id: str):

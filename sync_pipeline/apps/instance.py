@@ -3,6 +3,10 @@
 The repository's dagster.yaml is copied into DAGSTER_HOME; its storage URL comes
 from SYNC_DAGSTER_PG_URL, derived here from SYNC_PG_URL (same server and
 database, schema "dagster") unless set explicitly.
+
+Dagster reads DAGSTER_HOME and the `env:` references of dagster.yaml from the
+process environment (and so do the `dagster dev` processes `make ui` starts),
+so this is the one place that writes them there.
 """
 
 from __future__ import annotations
@@ -12,14 +16,17 @@ import shutil
 from pathlib import Path
 from urllib.parse import quote
 
+import dagster as dg
 import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 
-from sync_pipeline.defs.resources import engine_for
-from sync_pipeline.settings import PROJECT_ROOT
+from sync_pipeline import settings
+from sync_pipeline.core.sql import quote_ident
+from sync_pipeline.io.postgres import engine_for
 
-TEMPLATE = PROJECT_ROOT / "dagster.yaml"
+TEMPLATE = settings.PROJECT_ROOT / "dagster.yaml"
 SCHEMA = "dagster"
+DEFAULT_HOME = Path(".dagster_home")
 
 
 def dagster_storage_url(pg_url: str, schema: str = SCHEMA) -> str:
@@ -37,6 +44,23 @@ def prepare_dagster_home(home: Path, pg_url: str) -> Path:
     if not target.exists() or target.read_text() != TEMPLATE.read_text():
         shutil.copyfile(TEMPLATE, target)
     with engine_for(pg_url).begin() as conn:
-        conn.execute(sa.text(f'CREATE SCHEMA IF NOT EXISTS "{SCHEMA}"'))
-    os.environ.setdefault("SYNC_DAGSTER_PG_URL", dagster_storage_url(pg_url))
+        conn.execute(sa.text(f"CREATE SCHEMA IF NOT EXISTS {quote_ident(SCHEMA)}"))
+    os.environ.setdefault(settings.DAGSTER_PG_URL, dagster_storage_url(pg_url))
     return home
+
+
+def dagster_home(pg_url: str) -> Path:
+    """DAGSTER_HOME; the project default (.dagster_home) gets the project's instance config
+    (PostgreSQL storage, queued runs); a home of your own is used as it is."""
+    default = DEFAULT_HOME.resolve()
+    home = Path(os.environ.setdefault("DAGSTER_HOME", str(default))).resolve()
+    if home == default:
+        prepare_dagster_home(home, pg_url)
+    else:
+        home.mkdir(parents=True, exist_ok=True)
+    return home
+
+
+def dagster_instance(pg_url: str) -> dg.DagsterInstance:
+    dagster_home(pg_url)
+    return dg.DagsterInstance.get()

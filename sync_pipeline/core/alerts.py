@@ -1,63 +1,35 @@
-"""Failure alerts: what went wrong, formatted once, delivered to a webhook and/or by email.
+"""Failure alerts: what went wrong, formatted once (plain Python, no Dagster, no environment).
 
-The core is plain Python (no Dagster): the `Alert` dataclass, its text and Slack
-renderings, `redact`, the two channels (`send_webhook` over urllib, `send_email`
-over smtplib) and the helpers sensors use to decide and build alerts
-(`error_rate`, `exceeds_error_rate`, `alert_from_run_failure`, `alert_from_check`).
-`AlertChannels` is the Dagster resource that fans one alert out to every
-configured channel; `alert_channels_from_env()` builds it from SYNC_ALERT_* with
-`dg.EnvVar`, so the webhook URL and SMTP password never show in the Dagster UI.
+The `Alert` dataclass and its renderings (`text`, `subject`, `slack_payload`), and the helpers
+sensors use to decide and build alerts (`error_rate`, `exceeds_error_rate`,
+`alert_from_run_failure`, `alert_from_check`). Delivery is in `sync_pipeline.io.notify`; the
+Dagster resource and sensors are in `sync_pipeline.defs.alerts`.
 
-No message, log line or exception produced here carries a URL password: alert
-titles and errors go through `redact`, and delivery errors name only the
-scheme, host and port of their target.
+No message produced here carries a URL password: alert titles and errors go through
+`sync_pipeline.core.redact.redact` when the alert is created.
 """
 
-import base64
-import http.client
-import json
-import os
-import re
-import smtplib
-import ssl
-import urllib.error
-import urllib.request
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from email.message import EmailMessage
-from email.utils import formatdate, make_msgid
-from typing import Any, Protocol
-from urllib.parse import urlsplit, urlunsplit
+from __future__ import annotations
 
-import dagster as dg
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from sync_pipeline.core.naming import SPEC_TAG, partition_label
+from sync_pipeline.core.redact import redact
 
 ALERT_KINDS = ("run_failure", "check_failure", "error_rate")
-SPEC_TAG = "sync_pipeline/spec"
-PARTITION_TAG = "dagster/partition"
-RANGE_START_TAG = "dagster/asset_partition_range_start"
-RANGE_END_TAG = "dagster/asset_partition_range_end"
-ERROR_RATE_ENV = "SYNC_ALERT_ERROR_RATE"
-DEFAULT_ERROR_RATE = 0.01
 
 MAX_ERROR_CHARS = 2000  # first_error in a message; Slack caps a section's text at 3000
 _SLACK_HEADER_MAX = 150  # Slack's limit for a header block's plain_text
 
-# scheme://user:password@ → scheme://user:***@ (RFC 3986 userinfo holds no unencoded / ? # @)
-_URL_PASSWORD = re.compile(r"(?P<head>\b[A-Za-z][A-Za-z0-9+.\-]*://[^:/?#@\s]*):[^/?#@\s]*@")
-# password=…, token=… in libpq keyword strings and query strings
-_KEY_SECRET = re.compile(
-    r"(?P<key>\b(?:password|passwd|pwd|secret|token|api_key|apikey)\s*=\s*)(?P<value>'[^']*'|[^\s&;,]+)",
-    re.IGNORECASE,
-)
+# load totals that count as documents handled; "failed" and "dead_lettered" are the errors
+SUCCESS_COUNTS = ("indexed", "deleted", "stale_skipped")
 
 
-def redact(text: str) -> str:
-    """`text` with URL passwords masked (`scheme://user:***@host`), and `password=…`-style values."""
-    text = _URL_PASSWORD.sub(r"\g<head>:***@", text)
-    return _KEY_SECRET.sub(r"\g<key>***", text)
-
-
-def _one_line(text: str, limit: int) -> str:
+def one_line(text: str, limit: int) -> str:
+    """`text` with its whitespace runs (newlines included) collapsed, cut to `limit` characters."""
     flat = " ".join(text.split())
     return flat if len(flat) <= limit else flat[: limit - 1] + "…"
 
@@ -88,7 +60,7 @@ class Alert:
     @property
     def subject(self) -> str:
         """A one-line subject for email."""
-        return _one_line(f"[sync_pipeline] {self.title}", 200)
+        return one_line(f"[sync_pipeline] {self.title}", 200)
 
     def counts_text(self) -> str:
         return ", ".join(f"{k}={v:,}" for k, v in self.counts.items()) or "-"
@@ -123,7 +95,7 @@ class Alert:
         blocks: list[dict[str, Any]] = [
             {
                 "type": "header",
-                "text": {"type": "plain_text", "text": _one_line(self.title, _SLACK_HEADER_MAX)},
+                "text": {"type": "plain_text", "text": one_line(self.title, _SLACK_HEADER_MAX)},
             },
             {
                 "type": "section",
@@ -150,293 +122,10 @@ def _slack_escape(text: str) -> str:
 
 
 def _slack_code(text: str) -> str:
-    return "`" + _slack_escape(_one_line(text, 500)).replace("`", "'") + "`"
+    return "`" + _slack_escape(one_line(text, 500)).replace("`", "'") + "`"
 
 
-# --- delivery -----------------------------------------------------------------------------------
-
-
-class AlertDeliveryError(Exception):
-    """An alert could not be delivered. The message names the channel and the target (scheme, host,
-    port; never a password, path or query) and a redacted reason."""
-
-    def __init__(self, channel: str, target: str, reason: str) -> None:
-        self.channel = channel
-        self.target = target
-        self.reason = reason
-        super().__init__(f"{channel} alert to {target} failed: {reason}")
-
-
-def safe_target(url: str) -> str:
-    """`scheme://host:port` of a URL: what may be shown of a webhook (Slack's secret is in the path)."""
-    try:
-        parts = urlsplit(url)
-        host = parts.hostname or "?"
-        port = parts.port
-    except ValueError:
-        return "<unparseable url>"
-    if ":" in host:
-        host = f"[{host}]"
-    return f"{parts.scheme or '?'}://{host}" + (f":{port}" if port else "")
-
-
-def _reason(exc: BaseException, *secrets: str | None) -> str:
-    return _scrub(f"{type(exc).__name__}: {exc}", *secrets)
-
-
-def _scrub(text: str, *secrets: str | None) -> str:
-    for secret in secrets:
-        if secret and len(secret) >= 4:  # shorter ones would mangle the text more than they hide
-            text = text.replace(secret, "***")
-    return redact(text)
-
-
-class _NoRedirect(urllib.request.HTTPRedirectHandler):
-    """A redirect is an error: following one would re-send the alert as a GET, or elsewhere."""
-
-    def redirect_request(self, req, fp, code, msg, headers, newurl):
-        return None
-
-
-_OPENER = urllib.request.build_opener(_NoRedirect)
-
-
-def send_webhook(url: str, alert: Alert, timeout: float = 10) -> None:
-    """POST `alert.slack_payload()` as JSON to `url` (Slack, Mattermost, or any JSON receiver).
-
-    Credentials in the URL (`https://user:pass@host/…`) are sent as HTTP basic auth. Anything but a
-    2xx answer, a redirect included, raises `AlertDeliveryError`.
-    """
-    target = safe_target(url)
-    try:
-        parts = urlsplit(url)
-        username, password = parts.username, parts.password
-        hostport = parts.netloc.rpartition("@")[2]
-    except ValueError as exc:
-        raise AlertDeliveryError("webhook", target, f"invalid URL ({type(exc).__name__})") from None
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise AlertDeliveryError("webhook", target, "the URL must be http:// or https:// with a host")
-    headers = {"Content-Type": "application/json; charset=utf-8", "User-Agent": "sync-pipeline-alerts"}
-    if username is not None or password is not None:
-        token = f"{username or ''}:{password or ''}".encode()
-        headers["Authorization"] = "Basic " + base64.b64encode(token).decode("ascii")
-    request = urllib.request.Request(
-        urlunsplit(parts._replace(netloc=hostport)),
-        data=json.dumps(alert.slack_payload()).encode("utf-8"),
-        headers=headers,
-        method="POST",
-    )
-    secrets = (url, parts.path if len(parts.path) > 1 else None, parts.query, password)
-    try:
-        with _OPENER.open(request, timeout=timeout) as response:
-            status = response.status
-            response.read(65536)
-    except urllib.error.HTTPError as exc:
-        body = _read_quietly(exc)
-        detail = f"HTTP {exc.code} {exc.reason}" + (f": {_one_line(body, 200)}" if body else "")
-        raise AlertDeliveryError("webhook", target, _scrub(detail, *secrets)) from None
-    # URLError (refused, DNS, TLS), timeouts, malformed answers
-    except (OSError, ValueError, http.client.HTTPException) as exc:
-        cause = exc.reason if isinstance(exc, urllib.error.URLError) else exc
-        reason = cause if isinstance(cause, BaseException) else Exception(str(cause))
-        raise AlertDeliveryError("webhook", target, _reason(reason, *secrets)) from None
-    if not 200 <= status < 300:
-        raise AlertDeliveryError("webhook", target, f"HTTP {status}")
-
-
-def _read_quietly(exc: urllib.error.HTTPError) -> str:
-    try:
-        return exc.read(2048).decode("utf-8", "replace")
-    except Exception:
-        return ""
-    finally:
-        exc.close()
-
-
-def build_email(alert: Alert, sender: str, recipients: Sequence[str]) -> EmailMessage:
-    message = EmailMessage()
-    message["Subject"] = alert.subject
-    message["From"] = sender
-    message["To"] = ", ".join(recipients)
-    message["Date"] = formatdate(localtime=False)
-    message["Message-ID"] = make_msgid(domain="sync-pipeline")
-    message.set_content(alert.text() + "\n")
-    return message
-
-
-def send_email(
-    alert: Alert,
-    *,
-    host: str,
-    port: int,
-    sender: str,
-    recipients: list[str],
-    username: str | None = None,
-    password: str | None = None,
-    starttls: bool = False,
-    timeout: float = 10,
-) -> None:
-    """Send `alert` as a plain-text email over SMTP (optionally STARTTLS and login)."""
-    target = f"smtp://{host}:{port}"
-    recipients = [r.strip() for r in recipients if r and r.strip()]
-    if not recipients:
-        raise AlertDeliveryError("email", target, "no recipients")
-    message = build_email(alert, sender, recipients)
-    try:
-        with smtplib.SMTP(host, port, timeout=timeout) as smtp:
-            smtp.ehlo()
-            if starttls:
-                smtp.starttls(context=ssl.create_default_context())
-                smtp.ehlo()
-            if username:
-                smtp.login(username, password or "")
-            refused = smtp.send_message(message, from_addr=sender, to_addrs=recipients)
-    except (smtplib.SMTPException, OSError, ValueError) as exc:
-        raise AlertDeliveryError("email", target, _reason(exc, password)) from None
-    if refused:  # some recipients refused, the others accepted
-        raise AlertDeliveryError("email", target, f"recipients refused: {', '.join(sorted(refused))}")
-
-
-# --- the Dagster resource -----------------------------------------------------------------------
-
-
-class AlertLog(Protocol):
-    """What `deliver` needs of a logger: `logging.Logger` and Dagster's `context.log` both fit."""
-
-    def error(self, msg: str, *args: Any, **kwargs: Any) -> Any: ...
-    def warning(self, msg: str, *args: Any, **kwargs: Any) -> Any: ...
-    def info(self, msg: str, *args: Any, **kwargs: Any) -> Any: ...
-
-
-def split_recipients(value: str | None) -> list[str]:
-    return [r.strip() for r in (value or "").split(",") if r.strip()]
-
-
-class AlertChannels(dg.ConfigurableResource):
-    """Where failure alerts go: a JSON webhook (Slack-compatible) and/or email. Unset → log only."""
-
-    webhook_url: str | None = None
-    smtp_host: str | None = None
-    smtp_port: int = 25
-    smtp_from: str = "sync-pipeline@localhost"
-    smtp_to: str | None = None  # comma-separated
-    smtp_username: str | None = None
-    smtp_password: str | None = None
-    smtp_starttls: bool = False
-    timeout: float = 10.0
-
-    def configured_channels(self) -> list[str]:
-        """Names of the channels `deliver` will try: "webhook", "email"."""
-        return [name for name, value in (("webhook", self.webhook_url), ("email", self.smtp_host)) if value]
-
-    def resolved(self) -> "AlertChannels":
-        """This resource with its `EnvVar` fields read from the environment.
-
-        Dagster does this itself for resources handed to assets, sensors and hooks; call it (or let
-        `deliver` call it) when the resource was built with `EnvVar`s and is used directly.
-        """
-        values = [getattr(self, name) for name in type(self).model_fields]
-        if any(isinstance(v, dg.EnvVar) for v in values) or type(self.smtp_port) is not int:
-            return self.process_config_and_initialize()
-        return self
-
-    def deliver(self, alert: Alert, log: AlertLog) -> list[str]:
-        """Log the alert (error level), then send it to every configured channel.
-
-        Returns the channels that accepted it. A failing channel is logged as a warning (redacted)
-        and does not stop the others.
-        """
-        log.error(alert.text())
-        try:
-            channels = self.resolved()
-        except Exception as exc:  # e.g. an EnvVar whose variable is gone: say so, keep the log line
-            reason = _one_line(_reason(exc).split("Stack Trace:")[0], 500)
-            log.warning(f"alert channels not usable, alert only logged: {reason}")
-            return []
-        delivered: list[str] = []
-        for name in channels.configured_channels():
-            try:
-                if name == "webhook":
-                    send_webhook(str(channels.webhook_url), alert, timeout=channels.timeout)
-                else:
-                    send_email(
-                        alert,
-                        host=str(channels.smtp_host),
-                        port=channels.smtp_port,
-                        sender=channels.smtp_from,
-                        recipients=split_recipients(channels.smtp_to),
-                        username=channels.smtp_username,
-                        password=channels.smtp_password,
-                        starttls=channels.smtp_starttls,
-                        timeout=channels.timeout,
-                    )
-            except AlertDeliveryError as exc:
-                log.warning(f"alert not delivered: {exc}")
-                continue
-            except Exception as exc:  # a bug in one channel must not silence the others
-                secrets = (channels.webhook_url, channels.smtp_password)
-                log.warning(f"alert not delivered by {name}: {_reason(exc, *secrets)}")
-                continue
-            delivered.append(name)
-            log.info(f"alert '{alert.title}' delivered by {name}")
-        return delivered
-
-
-ENV_WEBHOOK_URL = "SYNC_ALERT_WEBHOOK_URL"
-ENV_SMTP_HOST = "SYNC_ALERT_SMTP_HOST"
-ENV_SMTP_PORT = "SYNC_ALERT_SMTP_PORT"
-ENV_SMTP_FROM = "SYNC_ALERT_SMTP_FROM"
-ENV_SMTP_TO = "SYNC_ALERT_SMTP_TO"
-ENV_SMTP_USERNAME = "SYNC_ALERT_SMTP_USERNAME"
-ENV_SMTP_PASSWORD = "SYNC_ALERT_SMTP_PASSWORD"
-ENV_SMTP_STARTTLS = "SYNC_ALERT_SMTP_STARTTLS"
-
-_TRUE = {"1", "true", "yes", "on"}
-_FALSE = {"0", "false", "no", "off", ""}
-
-
-def parse_bool(name: str, value: str) -> bool:
-    lowered = value.strip().lower()
-    if lowered in _TRUE:
-        return True
-    if lowered in _FALSE:
-        return False
-    raise ValueError(f"{name} must be one of {', '.join(sorted(_TRUE | _FALSE - {''}))}, not {value!r}")
-
-
-def alert_channels_from_env() -> AlertChannels:
-    """`AlertChannels` from SYNC_ALERT_*: an `EnvVar` for each variable that is set (read again when a
-    run or sensor initialises the resource, and never shown in the UI), defaults for the rest.
-
-    SYNC_ALERT_SMTP_PORT uses `EnvVar.int`. Dagster has no boolean EnvVar (`bool` cannot be
-    subclassed), so SYNC_ALERT_SMTP_STARTTLS is read now: 1/true/yes/on or 0/false/no/off.
-    """
-    kwargs: dict[str, Any] = {}
-    for field, name in (
-        ("webhook_url", ENV_WEBHOOK_URL),
-        ("smtp_host", ENV_SMTP_HOST),
-        ("smtp_from", ENV_SMTP_FROM),
-        ("smtp_to", ENV_SMTP_TO),
-        ("smtp_username", ENV_SMTP_USERNAME),
-        ("smtp_password", ENV_SMTP_PASSWORD),
-    ):
-        if os.environ.get(name):
-            kwargs[field] = dg.EnvVar(name)
-    if os.environ.get(ENV_SMTP_PORT):
-        try:
-            int(os.environ[ENV_SMTP_PORT])
-        except ValueError:
-            raise ValueError(f"{ENV_SMTP_PORT} must be an integer port number") from None
-        kwargs["smtp_port"] = dg.EnvVar.int(ENV_SMTP_PORT)
-    if os.environ.get(ENV_SMTP_STARTTLS) is not None:
-        kwargs["smtp_starttls"] = parse_bool(ENV_SMTP_STARTTLS, os.environ[ENV_SMTP_STARTTLS])
-    return AlertChannels(**kwargs)
-
-
-# --- helpers for sensors ------------------------------------------------------------------------
-
-SUCCESS_COUNTS = ("indexed", "deleted", "stale_skipped")
-ERROR_COUNTS = ("failed", "dead_lettered")
+# --- deciding and building alerts ---------------------------------------------------------------
 
 
 def error_rate(indexed: int, failed: int, dead_lettered: int) -> float:
@@ -450,25 +139,11 @@ def error_rate(indexed: int, failed: int, dead_lettered: int) -> float:
     return errors / total if total > 0 else 0.0
 
 
-def threshold_from_env() -> float:
-    raw = os.environ.get(ERROR_RATE_ENV, "").strip()
-    if not raw:
-        return DEFAULT_ERROR_RATE
-    try:
-        value = float(raw)
-    except ValueError:
-        raise ValueError(f"{ERROR_RATE_ENV} must be a number between 0 and 1, not {raw!r}") from None
-    if not 0 <= value <= 1:
-        raise ValueError(f"{ERROR_RATE_ENV} must be between 0 and 1, not {raw!r}")
-    return value
-
-
-def exceeds_error_rate(counts: Mapping[str, Any], threshold: float | None = None) -> bool:
+def exceeds_error_rate(counts: Mapping[str, Any], threshold: float) -> bool:
     """True when the error rate of `counts` (load totals: indexed, deleted, stale_skipped, failed,
-    dead_lettered; missing keys are 0) is above `threshold` (default: $SYNC_ALERT_ERROR_RATE or 0.01).
+    dead_lettered; missing keys are 0) is above `threshold` (SYNC_ALERT_ERROR_RATE, read by
+    `sync_pipeline.settings`: `load().alerts.error_rate`).
     """
-    if threshold is None:
-        threshold = threshold_from_env()
 
     def count(key: str) -> int:
         return int(_numeric(counts.get(key)) or 0)
@@ -486,15 +161,6 @@ def _numeric(value: Any) -> int | float | None:
     return value
 
 
-def _partition_from_tags(tags: Mapping[str, str]) -> str | None:
-    if tags.get(PARTITION_TAG):
-        return tags[PARTITION_TAG]
-    start, end = tags.get(RANGE_START_TAG), tags.get(RANGE_END_TAG)
-    if start and end:
-        return start if start == end else f"{start}…{end}"
-    return start or end or None
-
-
 def alert_from_run_failure(
     run_id: str,
     job_name: str,
@@ -505,7 +171,7 @@ def alert_from_run_failure(
     """An alert for a failed run: spec from the `sync_pipeline/spec` tag, partition from
     `dagster/partition` or the range tags (`start…end`)."""
     spec = tags.get(SPEC_TAG) or None
-    partition = _partition_from_tags(tags)
+    partition = partition_label(tags)
     where = " ".join(part for part in (spec, partition) if part)
     return Alert(
         kind="run_failure",

@@ -14,18 +14,17 @@ batch); Python touches each row once, to assemble it. Two outputs:
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
+from sync_pipeline.core.bulk import BulkBody, BulkChunk, action_array, json_strings
+from sync_pipeline.core.columns import TEXTUAL, ColumnInfo
 from sync_pipeline.core.specs import SyncSpec
-from sync_pipeline.io.postgres import ColumnInfo
 
 _ES_TYPE_BY_PG = {
     "int2": "integer",
@@ -42,7 +41,6 @@ _ES_TYPE_BY_PG = {
     "json": "object",
     "jsonb": "object",
 }
-_TEXTUAL = {"text", "varchar", "bpchar", "name", "citext"}
 
 
 @dataclass(frozen=True)
@@ -70,7 +68,7 @@ def infer_es_type(info: ColumnInfo, is_key: bool) -> str:
     if info.is_array:
         # ES fields are arrays natively: an array maps as its element (JSON elements as objects)
         return _ES_TYPE_BY_PG.get(info.pg_type, "keyword")
-    if info.pg_type in _TEXTUAL:
+    if info.pg_type in TEXTUAL:
         return "keyword" if is_key else "text"
     return _ES_TYPE_BY_PG.get(info.pg_type, "keyword")
 
@@ -241,97 +239,6 @@ def batch_to_documents(batch: pa.RecordBatch, plan: DocumentPlan) -> DocumentBat
     )
 
 
-Doc = tuple[bytes, bytes | None]  # one document as bulk lines: (action, source or None for a delete)
-
-
-@dataclass(frozen=True)
-class BulkBody:
-    """One bulk request body, and where each of its documents starts in it.
-
-    The bytes go to Elasticsearch as they are; a document is only cut out
-    again when it has to be retried or dead-lettered.
-    """
-
-    data: bytes
-    starts: Sequence[int]  # one offset per document, then len(data)
-
-    def __len__(self) -> int:
-        return len(self.starts) - 1
-
-    def doc(self, i: int) -> Doc:
-        raw = self.data[self.starts[i] : self.starts[i + 1]]
-        cut = raw.index(b"\n") + 1
-        return raw[:cut], (raw[cut:] or None)
-
-    def is_delete(self, i: int) -> bool:
-        return self.data.startswith(b'{"delete"', self.starts[i])
-
-    def deletes(self, indices: Iterable[int] | None = None) -> int:
-        return sum(1 for i in (range(len(self)) if indices is None else indices) if self.is_delete(i))
-
-    def subset(self, indices: Sequence[int]) -> BulkBody:
-        return BulkBody.join(self.data[self.starts[i] : self.starts[i + 1]] for i in indices)
-
-    @classmethod
-    def join(cls, documents: Iterable[bytes]) -> BulkBody:
-        """A body from each document's bulk lines (action, and source unless it deletes)."""
-        parts = list(documents)
-        starts = [0]
-        for part in parts:
-            starts.append(starts[-1] + len(part))
-        return cls(b"".join(parts), starts)
-
-
-@dataclass(frozen=True)
-class BulkChunk:
-    """A batch's documents as one bulk body."""
-
-    body: BulkBody
-    deletes: int
-
-    @property
-    def docs(self) -> int:
-        return len(self.body)
-
-
-def action_line(op: str, doc_id: str, version: int | None) -> bytes:
-    """The bulk action line of one document; the index is named by the request, not the line.
-
-    Versions are external_gte: re-sending the same version is an idempotent
-    no-op success, while an older version (a backfill racing an incremental
-    sync) is refused with a 409 that the load counts as stale.
-    """
-    meta = b'{"_id":' + orjson.dumps(doc_id)
-    if version is not None:
-        meta += b',"version":%d,"version_type":"external_gte"' % version
-    return b'{"' + op.encode() + b'":' + meta + b"}}\n"
-
-
-# JSON strings that need no escaping: no quote, backslash or control character
-_PLAIN_JSON_TEXT = r'^[^"\\\x00-\x1f]*$'
-
-
-def _action_array(ids: list[str], versions: list[int], deleted: list[bool]) -> pa.Array:
-    op = pc.if_else(pa.array(deleted, pa.bool_()), '{"delete":', '{"index":')
-    return pc.binary_join_element_wise(
-        op, '{"_id":', _json_strings(pa.array(ids, pa.string())), ',"version":',
-        pc.cast(pa.array(versions, pa.int64()), pa.string()), ',"version_type":"external_gte"}}\n', "",
-    )  # fmt: skip
-
-
-def action_lines(ids: list[str], versions: list[int], deleted: list[bool]) -> list[bytes]:
-    """`action_line` for a whole batch, assembled in Arrow."""
-    return pc.cast(_action_array(ids, versions, deleted), pa.binary()).to_pylist()
-
-
-def _json_strings(array: pa.Array) -> pa.Array:
-    """Text values as JSON string literals: quoted in Arrow when none needs escaping (the usual
-    case), otherwise each one through orjson."""
-    if pc.all(pc.match_substring_regex(array, _PLAIN_JSON_TEXT)).as_py() is not False:
-        return pc.binary_join_element_wise('"', array, '"', "")
-    return pa.array([None if v is None else orjson.dumps(v).decode() for v in array.to_pylist()], pa.string())
-
-
 def _json_values(array: pa.Array, field: FieldPlan) -> pa.Array:
     """One cleansed column as the JSON text of each value (nulls stay null)."""
     kind = array.type
@@ -345,7 +252,7 @@ def _json_values(array: pa.Array, field: FieldPlan) -> pa.Array:
     elif pa.types.is_integer(kind) or pa.types.is_boolean(kind):
         text = pc.cast(array, pa.string())
     else:
-        text = _json_strings(array if pa.types.is_string(kind) else pc.cast(array, pa.string()))
+        text = json_strings(array if pa.types.is_string(kind) else pc.cast(array, pa.string()))
     return text
 
 
@@ -365,7 +272,7 @@ def batch_to_bulk(batch: pa.RecordBatch, plan: DocumentPlan, include_deletes: bo
     """The batch as bulk NDJSON, assembled column by column in Arrow: no Python per row."""
     spec = plan.spec
     deleted = deleted_flags(batch, spec)
-    actions = _action_array(document_ids(batch, plan.key_columns), document_versions(batch, spec), deleted)
+    actions = action_array(document_ids(batch, plan.key_columns), document_versions(batch, spec), deleted)
     parts: list[Any] = []
     for number, f in enumerate(plan.fields):
         name = orjson.dumps(f.name).decode()
@@ -385,8 +292,3 @@ def batch_to_bulk(batch: pa.RecordBatch, plan: DocumentPlan, include_deletes: bo
         lines = pc.filter(lines, pc.invert(is_deleted))
         deletes = 0
     return BulkChunk(BulkBody(*_concatenated(lines)), deletes=deletes)
-
-
-def read_batches(path: Path, batch_size: int) -> Iterator[pa.RecordBatch]:
-    """Stream a staged Parquet file as record batches of at most `batch_size` rows."""
-    yield from pq.ParquetFile(path).iter_batches(batch_size=batch_size)

@@ -1,0 +1,41 @@
+"""Dagster wiring: everything a sync spec becomes in Dagster, and nothing else.
+
+Assets, checks, jobs, partitions, schedules, sensors and resources are built
+here from specs; the work they start lives in ops/. May import ops, io, core
+and settings; nothing below imports this package.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import dagster as dg
+
+from sync_pipeline.core.specs import SyncSpec
+
+
+def build_definitions(
+    specs: Sequence[SyncSpec], resources: Mapping[str, dg.ConfigurableResource] | None = None
+) -> dg.Definitions:
+    """One asset group, three jobs, a schedule and a buffer sensor per spec, plus the alert
+    sensors; `resources` default to the deployment's (`resources_for(settings.load())`)."""
+    from sync_pipeline import settings
+    from sync_pipeline.defs.alerts import quality_alerts, run_failure_alerts
+    from sync_pipeline.defs.assets import all_assets
+    from sync_pipeline.defs.jobs import spec_jobs
+    from sync_pipeline.defs.resources import resources_for
+    from sync_pipeline.defs.schedules import build_window_schedule
+    from sync_pipeline.defs.sensors import build_buffer_sensor
+
+    return dg.Definitions(
+        assets=[asset for spec in specs for asset in all_assets(spec)],
+        sensors=[*(build_buffer_sensor(spec) for spec in specs), run_failure_alerts, quality_alerts],
+        schedules=[build_window_schedule(spec) for spec in specs],
+        jobs=[job for spec in specs for job in spec_jobs(spec)],
+        resources=dict(resources if resources is not None else resources_for(settings.load())),
+        # every step in the run worker's own process: the default (multiprocess) executor spawns a
+        # process per step that imports Dagster and this code location again, seconds per step
+        # that a drain of a few rows (the freshness path) or a three-step sync cannot win back;
+        # the CLI runs jobs this way too (execute_in_process)
+        executor=dg.in_process_executor,
+    )

@@ -35,9 +35,7 @@ def window_for(
     # weekly windows) would otherwise leave the rows before the first boundary to nobody
     first = partitions.get_first_partition_window()
     last = partitions.get_last_partition_window()
-    window = window_between(
-        start, end, first.start if first else None, last.end if last else None, lookback
-    )
+    window = window_between(start, end, first.start if first else None, last.end if last else None, lookback)
     return window, window_key(start, end)
 
 

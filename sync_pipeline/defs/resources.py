@@ -1,80 +1,25 @@
-"""IO behind Dagster resources: PostgreSQL, Elasticsearch and the Parquet staging area.
+"""Dagster resources: PostgreSQL, Elasticsearch, the staging area and the alert channels.
 
-Connection URLs come from the environment (SYNC_PG_URL, SYNC_ES_URL) through
-Dagster's EnvVar when set, so their secrets never appear in the UI; otherwise
-they default to the project's local services (`sync-pipeline services up`).
+Connection URLs reach the resources as `dg.EnvVar`s, so their secrets never
+appear in the UI or in a run's config. A deployment gets exactly what its
+environment says: an unset SYNC_PG_URL or SYNC_ES_URL is an error naming the
+variable when a run or sensor first uses the resource — never a silent
+fallback to a development server. Only the CLI, which may have started the
+project's local services itself, passes their URLs in directly.
 """
 
 from __future__ import annotations
 
-import os
-from functools import lru_cache
-from pathlib import Path
-
 import dagster as dg
-import sqlalchemy as sa
 from elasticsearch import Elasticsearch
-from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.engine import Engine
 
-from sync_pipeline.dev import services
-
-
-def sqlalchemy_url(url: str) -> str:
-    """Accept libpq-style URLs and pick the psycopg 3 driver."""
-    for prefix in ("postgres://", "postgresql://"):
-        if url.startswith(prefix):
-            return "postgresql+psycopg://" + url[len(prefix) :]
-    return url
-
-
-def libpq_url(url: str, application_name: str = "sync_pipeline") -> str:
-    """The URL as libpq (and so the ADBC driver) reads it, with the session settings of `engine_for`."""
-    from urllib.parse import quote, urlencode
-
-    parsed = make_url(sqlalchemy_url(url)).set(drivername="postgresql")
-    query = {"application_name": application_name, "connect_timeout": "10", "options": "-c timezone=UTC"}
-    query |= {k: v if isinstance(v, str) else v[-1] for k, v in parsed.query.items()}
-    base = parsed.set(query={}).render_as_string(hide_password=False)
-    # percent-encoding only: libpq does not read "+" as a space
-    return f"{base}?{urlencode(query, quote_via=quote)}"
-
-
-def redact_url(url: str) -> str:
-    """The URL with its password replaced, for messages and metadata."""
-    try:
-        return make_url(sqlalchemy_url(url)).render_as_string(hide_password=True)
-    except Exception:
-        return "<unparseable url>"
-
-
-def redact_es_url(url: str) -> str:
-    from urllib.parse import urlsplit, urlunsplit
-
-    parts = urlsplit(url)
-    if parts.password:
-        netloc = f"{parts.username}:***@{parts.hostname}" + (f":{parts.port}" if parts.port else "")
-        return urlunsplit(parts._replace(netloc=netloc))
-    return url
-
-
-@lru_cache(maxsize=8)
-def engine_for(url: str) -> Engine:
-    # UTC sessions make timestamptz values and window bounds compare without surprises
-    return sa.create_engine(
-        sqlalchemy_url(url),
-        pool_pre_ping=True,
-        connect_args={"options": "-c timezone=UTC", "connect_timeout": 10},
-    )
-
-
-def es_client(url: str, request_timeout: float = 120.0) -> Elasticsearch:
-    return Elasticsearch(
-        url,
-        request_timeout=request_timeout,
-        retry_on_timeout=True,
-        max_retries=3,
-        retry_on_status=(502, 503, 504),
-    )
+from sync_pipeline import settings as settings_module
+from sync_pipeline.defs.alerts import alert_channels
+from sync_pipeline.io.elasticsearch import es_client
+from sync_pipeline.io.postgres import engine_for, libpq_url
+from sync_pipeline.io.staging import StagingArea
+from sync_pipeline.settings import Settings
 
 
 class PostgresResource(dg.ConfigurableResource):
@@ -100,23 +45,24 @@ class StagingResource(dg.ConfigurableResource):
 
     base_dir: str
 
-    def path(self, spec_name: str, window_key: str, suffix: str) -> Path:
-        folder = Path(self.base_dir) / spec_name
-        folder.mkdir(parents=True, exist_ok=True)
-        return folder / f"{window_key}.{suffix}"
+    def area(self) -> StagingArea:
+        return StagingArea(self.base_dir)
 
 
-def _from_env_or(name: str, default: str) -> str | dg.EnvVar:
-    return dg.EnvVar(name) if os.environ.get(name) else default
+def _url(variable: str, configured: str | None, given: str | None) -> str | dg.EnvVar:
+    # the variable's own value stays an EnvVar (a secret); a URL the caller chose is its own
+    if given is None or given == configured:
+        return dg.EnvVar(variable)
+    return given
 
 
-def default_resources() -> dict[str, dg.ConfigurableResource]:
-    from sync_pipeline.core.alerts import alert_channels_from_env
-
-    local = services.local_urls()
+def resources_for(
+    settings: Settings, *, pg_url: str | None = None, es_url: str | None = None
+) -> dict[str, dg.ConfigurableResource]:
+    """The resources of one deployment. Without URLs: SYNC_PG_URL / SYNC_ES_URL, required."""
     return {
-        "alert_channels": alert_channels_from_env(),
-        "postgres": PostgresResource(url=_from_env_or("SYNC_PG_URL", local.pg_url)),
-        "elasticsearch": ElasticsearchResource(url=_from_env_or("SYNC_ES_URL", local.es_url)),
-        "staging": StagingResource(base_dir=os.environ.get("SYNC_STAGING_DIR", ".staging")),
+        "alert_channels": alert_channels(settings.alerts),
+        "postgres": PostgresResource(url=_url(settings_module.PG_URL, settings.pg_url, pg_url)),
+        "elasticsearch": ElasticsearchResource(url=_url(settings_module.ES_URL, settings.es_url, es_url)),
+        "staging": StagingResource(base_dir=str(settings.staging_dir)),
     }

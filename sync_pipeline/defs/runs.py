@@ -6,24 +6,19 @@ from typing import Any
 
 import dagster as dg
 
-COUNTED = ("batches", "indexed", "deleted", "failed", "stale_skipped", "dead_lettered")
+from sync_pipeline.core.runs import RunTotals, fold_materializations
+
+
+def run_summary(instance: dg.DagsterInstance, run_id: str) -> RunTotals:
+    """What a run did, from its materializations."""
+    entries = instance.all_logs(run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION)
+    materializations = (entry.dagster_event.event_specific_data.materialization for entry in entries)
+    return fold_materializations((m.asset_key.to_user_string(), m.metadata) for m in materializations)
 
 
 def run_totals(instance: dg.DagsterInstance, run_id: str) -> dict[str, int]:
-    """Load totals of a run, from its `_index`/`_changes` materializations (a range run repeats
-    the same totals on every partition, so each asset counts once)."""
-    totals = dict.fromkeys(COUNTED, 0)
-    seen: set[str] = set()
-    for entry in instance.all_logs(run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION):
-        materialization = entry.dagster_event.event_specific_data.materialization
-        name = materialization.asset_key.to_user_string()
-        if name in seen or not name.endswith(("_index", "_changes")):
-            continue
-        seen.add(name)
-        for key in COUNTED:
-            value = materialization.metadata.get(key)
-            totals[key] += int(value.value) if value is not None else 0
-    return totals
+    """Load totals of a run (batches, indexed, deleted, failed, stale_skipped, dead_lettered)."""
+    return run_summary(instance, run_id).counts()
 
 
 def failed_checks(instance: dg.DagsterInstance, run_id: str) -> list[dict[str, Any]]:

@@ -4,6 +4,7 @@ from datetime import datetime
 
 import dagster as dg
 
+from sync_pipeline.core import naming
 from sync_pipeline.core.specs import SyncSpec
 from sync_pipeline.defs.partitions import partitions_for
 
@@ -19,10 +20,10 @@ def build_window_schedule(spec: SyncSpec) -> dg.ScheduleDefinition:
     partitions = partitions_for(spec)
 
     @dg.schedule(
-        name=f"{spec.name}_window_schedule",
+        name=naming.window_schedule(spec.name),
         cron_schedule=spec.cron,
         execution_timezone=spec.schedule.timezone,
-        job_name=f"{spec.name}_sync",
+        job_name=naming.sync_job(spec.name),
         default_status=dg.DefaultScheduleStatus.RUNNING,
         description=f"sync the newest closed {spec.partitions.grain} window of '{spec.name}'",
     )
@@ -31,6 +32,6 @@ def build_window_schedule(spec: SyncSpec) -> dg.ScheduleDefinition:
         if key is None:
             return dg.SkipReason("no window has closed yet")
         # the partition key is the run key: a tick evaluated twice never launches twice
-        return dg.RunRequest(run_key=key, partition_key=key, tags={"sync_pipeline/trigger": "schedule"})
+        return dg.RunRequest(run_key=key, partition_key=key, tags={naming.TRIGGER_TAG: "schedule"})
 
     return window_schedule

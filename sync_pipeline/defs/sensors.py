@@ -1,24 +1,15 @@
-"""Sensors: launch drains when the change buffer fills up or waits too long,
+"""The buffer sensor: launch a drain when the change buffer fills up or waits too long.
 
-and turn failed runs, failed checks and high error rates into alerts. Thin
-wiring around pure decisions and formatting (`drain_decision`, alerts.py).
+Thin wiring around a pure decision (`drain_decision`); the alert sensors are in defs/alerts.py.
 """
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import dagster as dg
 
-from sync_pipeline.core.alerts import (
-    Alert,
-    AlertChannels,
-    alert_from_check,
-    alert_from_run_failure,
-    error_rate,
-    exceeds_error_rate,
-)
+from sync_pipeline.core import naming
 from sync_pipeline.core.specs import BufferSensorSpec, SyncSpec
 from sync_pipeline.defs.resources import PostgresResource
-from sync_pipeline.defs.runs import failed_checks, run_totals
 from sync_pipeline.io.buffer import BufferState, buffer_state
 
 # a drain in one of these states has not claimed anything yet: it will take whatever is buffered
@@ -29,7 +20,7 @@ WAITING = [
     dg.DagsterRunStatus.STARTING,
 ]
 ACTIVE = [*WAITING, dg.DagsterRunStatus.STARTED]
-MAX_ID_TAG = "sync_pipeline/buffer_max_id"
+MAX_ID_TAG = naming.BUFFER_MAX_ID_TAG
 
 
 @dataclass(frozen=True)
@@ -83,10 +74,10 @@ def drain_run_key(spec: SyncSpec, state: BufferState, last_drain_run_id: str | N
 
 
 def build_buffer_sensor(spec: SyncSpec) -> dg.SensorDefinition:
-    job_name = f"{spec.name}_drain"
+    job_name = naming.drain_job(spec.name)
 
     @dg.sensor(
-        name=f"{spec.name}_buffer_sensor",
+        name=naming.buffer_sensor(spec.name),
         job_name=job_name,
         minimum_interval_seconds=spec.buffer_sensor.interval_seconds,
         default_status=dg.DefaultSensorStatus.RUNNING,  # it runs itself once the daemon is up
@@ -116,71 +107,7 @@ def build_buffer_sensor(spec: SyncSpec) -> dg.SensorDefinition:
         context.update_cursor(str(state.max_id))
         return dg.RunRequest(
             run_key=drain_run_key(spec, state, last[0].dagster_run.run_id if last else None),
-            tags={"sync_pipeline/trigger": "buffer_sensor", MAX_ID_TAG: str(state.max_id)},
+            tags={naming.TRIGGER_TAG: "buffer_sensor", MAX_ID_TAG: str(state.max_id)},
         )
 
     return buffer_sensor
-
-
-# --- failure alerts ---------------------------------------------------------------------------
-
-
-def _first_failure_message(instance: dg.DagsterInstance, run_id: str) -> str | None:
-    """The root cause of the run's first step failure (Dagster wraps it in its own errors)."""
-    for entry in instance.all_logs(run_id, of_type=dg.DagsterEventType.STEP_FAILURE):
-        error = entry.dagster_event.event_specific_data.error
-        while error is not None and error.cause is not None:
-            error = error.cause
-        if error is not None:
-            return error.message.strip()
-    return None
-
-
-def alerts_for_failed_run(
-    instance: dg.DagsterInstance, run: dg.DagsterRun, message: str | None
-) -> list[Alert]:
-    counts = run_totals(instance, run.run_id)
-    error = _first_failure_message(instance, run.run_id) or message
-    return [alert_from_run_failure(run.run_id, run.job_name, run.tags, error, counts)]
-
-
-def alerts_for_finished_run(
-    instance: dg.DagsterInstance, run: dg.DagsterRun, threshold: float | None = None
-) -> list[Alert]:
-    """One alert per failed asset check, and one when the run's error rate is over the threshold."""
-    spec = run.tags.get("sync_pipeline/spec")
-    alerts = [
-        alert_from_check(run.run_id, c["asset_key"], c["check_name"], c["partition"], c["metadata"], spec)
-        for c in failed_checks(instance, run.run_id)
-    ]
-    counts = run_totals(instance, run.run_id)
-    if exceeds_error_rate(counts, threshold):
-        rate = error_rate(counts["indexed"], counts["failed"], counts["dead_lettered"])
-        alert = alert_from_run_failure(run.run_id, run.job_name, run.tags, None, counts)
-        alerts.append(
-            replace(
-                alert, kind="error_rate", title=f"Error rate {rate:.1%} in {run.job_name} ({spec or '-'})"
-            )
-        )
-    return alerts
-
-
-@dg.run_failure_sensor(
-    name="sync_run_failure_alerts",
-    default_status=dg.DefaultSensorStatus.RUNNING,
-    description="one alert per failed run: spec, partition, run id, counts, first error",
-)
-def run_failure_alerts(context: dg.RunFailureSensorContext, alert_channels: AlertChannels):
-    for alert in alerts_for_failed_run(context.instance, context.dagster_run, context.failure_event.message):
-        alert_channels.deliver(alert, context.log)
-
-
-@dg.run_status_sensor(
-    run_status=dg.DagsterRunStatus.SUCCESS,
-    name="sync_quality_alerts",
-    default_status=dg.DefaultSensorStatus.RUNNING,
-    description="one alert per failed asset check (drift, dead letters) and per error rate over threshold",
-)
-def quality_alerts(context: dg.RunStatusSensorContext, alert_channels: AlertChannels):
-    for alert in alerts_for_finished_run(context.instance, context.dagster_run):
-        alert_channels.deliver(alert, context.log)

@@ -11,22 +11,14 @@ in the same transaction as the claim, so a crash anywhere leaves them queued.
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
-from elasticsearch import Elasticsearch
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Connection, Engine
 
-from sync_pipeline.core.documents import build_plan, document_id, index_mapping, index_settings
 from sync_pipeline.core.specs import SyncSpec, split_table
-from sync_pipeline.io import deadletters
-from sync_pipeline.io.elasticsearch import BatchResult, LoadTotals, ensure_index
-from sync_pipeline.io.postgres import describe_source
-from sync_pipeline.ops.resync import resync_keys
 
 metadata = sa.MetaData()
 
@@ -44,15 +36,11 @@ BUFFER = sa.Table(
 )
 
 
-class DrainError(RuntimeError):
-    """Elasticsearch did not take every document; the claimed entries stay buffered."""
-
-
 def ensure_buffer(conn: Connection) -> None:
     metadata.create_all(conn, tables=[BUFFER], checkfirst=True)
 
 
-def _names(spec: SyncSpec, table: str) -> tuple[str, str]:
+def _names(spec: SyncSpec) -> tuple[str, str]:
     # spec names are [a-z0-9_] (validated), so these are safe, stable identifiers
     return f"sync_pipeline_capture_{spec.name}", f"sync_pipeline_{spec.name}"
 
@@ -67,7 +55,7 @@ def trigger_ddl(conn: Connection, spec: SyncSpec, table: str) -> list[str]:
     quote = conn.dialect.identifier_preparer.quote
     schema, name = split_table(table)
     qualified = ".".join(quote(p) for p in (schema, name) if p)
-    function, trigger = _names(spec, table)
+    function, trigger = _names(spec)
     function_qualified = ".".join(quote(p) for p in (schema, function) if p)
 
     def key_json(row: str) -> str:
@@ -117,7 +105,7 @@ def uninstall_triggers(conn: Connection, spec: SyncSpec) -> list[str]:
     for table in tables:
         schema, name = split_table(table)
         qualified = ".".join(quote(p) for p in (schema, name) if p)
-        function, trigger = _names(spec, table)
+        function, trigger = _names(spec)
         conn.exec_driver_sql(f"DROP TRIGGER IF EXISTS {quote(trigger)} ON {qualified}")
         function_qualified = ".".join(quote(p) for p in (schema, function) if p)
         conn.exec_driver_sql(f"DROP FUNCTION IF EXISTS {function_qualified}()")
@@ -144,77 +132,20 @@ def buffer_state(conn: Connection, spec: SyncSpec) -> BufferState:
     return BufferState(pending=int(row[0]), oldest_age_seconds=age, max_id=int(row[2]))
 
 
-@dataclass
-class DrainTotals(LoadTotals):
-    claimed: int = 0
-    first_rejections: list[dict[str, Any]] = field(default_factory=list)
+def claim(conn: Connection, spec: SyncSpec, limit: int) -> list[Any]:
+    """The spec's oldest entries (id, pk, changed_at), locked: two drains never take the same entry,
+    and the lock lasts until the caller's transaction ends."""
+    return conn.execute(
+        sa.select(BUFFER.c.id, BUFFER.c.pk, BUFFER.c.changed_at)
+        .where(BUFFER.c.spec == spec.name)
+        .order_by(BUFFER.c.id)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    ).all()
 
-    def absorb(self, other: LoadTotals) -> None:
-        """Add another drain's totals (a following drain's later rounds)."""
-        for name in ("batches", "indexed", "deleted", "stale_skipped", "failed", "dead_lettered", "seconds"):
-            setattr(self, name, getattr(self, name) + getattr(other, name))
-        self.claimed += getattr(other, "claimed", 0)
-        self.first_errors.extend(other.first_errors[: max(0, 5 - len(self.first_errors))])
 
-
-def drain(
-    engine: Engine,
-    es: Elasticsearch,
-    spec: SyncSpec,
-    batch_size: int | None = None,
-    run_id: str | None = None,
-    on_batch: Callable[[BatchResult], None] | None = None,
-    max_batches: int | None = None,
-) -> DrainTotals:
-    """Drain the spec's buffered changes in claimed batches until the buffer is empty."""
-    totals = DrainTotals()
-    size = batch_size or spec.batch_size
-    with engine.connect() as conn:
-        ensure_buffer(conn)
-        columns = describe_source(conn, spec)
-        conn.commit()
-    plan = build_plan(spec, columns)
-    # an index op on a missing index would create it with dynamic mappings; create it from the spec
-    ensure_index(es, spec.target.index, index_mapping(plan), index_settings(spec))
-    number = 0
-    while max_batches is None or number < max_batches:
-        number += 1
-        with engine.begin() as conn:
-            claimed = conn.execute(
-                sa.select(BUFFER.c.id, BUFFER.c.pk, BUFFER.c.changed_at)
-                .where(BUFFER.c.spec == spec.name)
-                .order_by(BUFFER.c.id)
-                .limit(size)
-                .with_for_update(skip_locked=True)
-            ).all()
-            if not claimed:
-                break
-            keys: dict[str, tuple[Any, ...]] = {}
-            delete_versions: dict[str, int] = {}
-            for row in claimed:
-                key = tuple(row.pk[c] for c in spec.source.primary_key)
-                doc_id = document_id(key)
-                keys[doc_id] = key
-                micros = int(row.changed_at.timestamp() * 1_000_000)
-                delete_versions[doc_id] = max(delete_versions.get(doc_id, 0), micros)
-            started = time.perf_counter()
-            result = resync_keys(conn, es, spec, columns, plan, list(keys.values()), number, delete_versions)
-            result.seconds = time.perf_counter() - started
-            if result.failed:
-                # raising rolls back the claim: every entry stays buffered for the next drain
-                raise DrainError(
-                    f"spec '{spec.name}': {result.failed} documents not acknowledged by Elasticsearch "
-                    f"(first error: {result.errors[0] if result.errors else '?'}); changes stay buffered"
-                )
-            deadletters.record(conn, spec.name, result.rejected, "buffer", run_id)
-            conn.execute(BUFFER.delete().where(BUFFER.c.id.in_([row.id for row in claimed])))
-        totals.claimed += len(claimed)
-        totals.add(result)
-        if on_batch is not None:
-            on_batch(result)
-    if totals.batches:
-        es.indices.refresh(index=spec.target.index)
-    return totals
+def remove(conn: Connection, ids: list[int]) -> None:
+    conn.execute(BUFFER.delete().where(BUFFER.c.id.in_(ids)))
 
 
 def has_pending(engine: Engine, spec: SyncSpec) -> bool:
@@ -223,39 +154,3 @@ def has_pending(engine: Engine, spec: SyncSpec) -> bool:
         found = conn.execute(sa.select(BUFFER.c.id).where(BUFFER.c.spec == spec.name).limit(1)).first()
         conn.commit()
     return found is not None
-
-
-def follow(
-    engine: Engine,
-    es: Elasticsearch,
-    spec: SyncSpec,
-    idle_seconds: float,
-    max_seconds: float,
-    run_id: str | None = None,
-    on_batch: Callable[[BatchResult], None] | None = None,
-    poll_seconds: float = 0.5,
-    clock: Callable[[], float] = time.monotonic,
-    sleep: Callable[[float], None] = time.sleep,
-) -> DrainTotals:
-    """Drain, then keep draining what arrives until the buffer stayed empty for `idle_seconds`
-    (or `max_seconds` have passed since the start).
-
-    A change committed while a drain follows is searchable within about
-    `poll_seconds` plus its bulk request, instead of waiting for the sensor's
-    next tick and a new run's start (several seconds each). `idle_seconds=0`
-    is a single drain.
-    """
-    totals = drain(engine, es, spec, run_id=run_id, on_batch=on_batch)
-    started = last_change = clock()
-    while idle_seconds > 0:
-        now = clock()
-        if now - last_change >= idle_seconds or now - started >= max_seconds:
-            break
-        sleep(poll_seconds)
-        if not has_pending(engine, spec):
-            continue
-        more = drain(engine, es, spec, run_id=run_id, on_batch=on_batch)
-        if more.claimed:
-            last_change = clock()
-            totals.absorb(more)
-    return totals

@@ -12,12 +12,10 @@ from collections.abc import Sequence
 from typing import Any
 
 import sqlalchemy as sa
-from elasticsearch import Elasticsearch
 from sqlalchemy.dialects.postgresql import JSONB
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine import Connection
 
-from sync_pipeline.core.specs import SyncSpec
-from sync_pipeline.io.elasticsearch import Rejected
+from sync_pipeline.core.bulk import Rejected
 
 metadata = sa.MetaData()
 
@@ -33,10 +31,6 @@ DEAD_LETTERS = sa.Table(
     sa.Column("error", JSONB, nullable=False),
     sa.Column("created_at", sa.DateTime(timezone=True), server_default=sa.func.now(), nullable=False),
 )
-
-
-class ReplayError(RuntimeError):
-    """Transient failure during a replay; the dead letters are left as they were."""
 
 
 def ensure_table(conn: Connection) -> None:
@@ -103,48 +97,11 @@ def claim(conn: Connection, spec: str, limit: int, after_id: int = 0) -> list[tu
     return [(row.id, row.doc_id) for row in conn.execute(query)]
 
 
+def record_error(conn: Connection, entry_id: int, error: dict[str, Any]) -> None:
+    """A dead letter refused again: keep it, with its newest error."""
+    conn.execute(DEAD_LETTERS.update().where(DEAD_LETTERS.c.id == entry_id).values(error=error))
+
+
 def remove(conn: Connection, ids: Sequence[int]) -> None:
     if ids:
         conn.execute(DEAD_LETTERS.delete().where(DEAD_LETTERS.c.id.in_(list(ids))))
-
-
-def replay(engine: Engine, es: Elasticsearch, spec: SyncSpec, batch_size: int = 500) -> tuple[int, int]:
-    """Re-send dead-lettered documents from their *current* rows.
-
-    Returns (replayed, still refused). Entries that land are removed; ones
-    refused again stay with their newest error; a transient failure rolls the
-    batch back untouched.
-    """
-    from sync_pipeline.core.documents import build_plan
-    from sync_pipeline.io.postgres import describe_source
-    from sync_pipeline.ops.resync import key_from_id, resync_keys
-
-    with engine.connect() as conn:
-        columns = describe_source(conn, spec)
-    plan = build_plan(spec, columns)
-    replayed = refused = 0
-    after_id = 0
-    while True:
-        with engine.begin() as conn:
-            claimed = claim(conn, spec.name, batch_size, after_id)
-            if not claimed:
-                break
-            after_id = claimed[-1][0]
-            keys = {doc_id: key_from_id(spec, doc_id) for _, doc_id in claimed}
-            result = resync_keys(conn, es, spec, columns, plan, list(keys.values()))
-            if result.failed:
-                raise RuntimeError(
-                    f"spec '{spec.name}': Elasticsearch unavailable during replay; nothing removed"
-                )
-            errors = {r.doc_id: r.error for r in result.rejected}
-            remove(conn, [i for i, doc_id in claimed if doc_id not in errors])
-            for i, doc_id in claimed:
-                if doc_id in errors:
-                    conn.execute(
-                        DEAD_LETTERS.update().where(DEAD_LETTERS.c.id == i).values(error=errors[doc_id])
-                    )
-            refused += len({d for _, d in claimed if d in errors})
-            replayed += len({d for _, d in claimed if d not in errors})
-    if replayed:
-        es.indices.refresh(index=spec.target.index)
-    return replayed, refused

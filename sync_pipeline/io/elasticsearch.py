@@ -9,15 +9,11 @@ exactly what happened batch by batch; several bodies are in flight at once.
 
 from __future__ import annotations
 
-import random
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass, field
-from itertools import islice
-from pathlib import Path
 from typing import Any, TypeVar
 
 import orjson
@@ -25,142 +21,33 @@ from elasticsearch import ApiError, Elasticsearch
 from elasticsearch import ConnectionError as ESConnectionError
 from elasticsearch import ConnectionTimeout as ESConnectionTimeout
 
-from sync_pipeline.core.documents import BulkBody, Doc, action_line
+from sync_pipeline.core.bulk import (
+    DEFAULT_RETRY,
+    TRANSIENT_STATUS,
+    BatchResult,
+    BulkBody,
+    Doc,
+    LoadTotals,
+    Rejected,
+    RetryPolicy,
+    backoff_delay,
+    chunked,
+    entry_doc,
+)
 from sync_pipeline.core.specs import SyncSpec
+from sync_pipeline.core.windows import Window, es_window_query
 
 T = TypeVar("T")
 
-TRANSIENT_STATUS = {429, 502, 503, 504}
 
-
-@dataclass
-class Rejected:
-    """A document Elasticsearch refused for good (mapping/parse errors, too large)."""
-
-    doc_id: str
-    action: dict[str, Any]
-    error: dict[str, Any]
-
-
-@dataclass
-class BatchResult:
-    batch: int
-    indexed: int = 0
-    deleted: int = 0
-    stale_skipped: int = 0  # ES already holds a newer version: not a failure, and counted
-    stale_ids: list[str] = field(default_factory=list)
-    failed: int = 0  # transient failures that outlived the retries: the run must fail
-    rejected: list[Rejected] = field(default_factory=list)  # permanent: for the dead-letter table
-    seconds: float = 0.0
-    errors: list[dict[str, Any]] = field(default_factory=list)  # first few, for the report
-
-    @property
-    def dead_lettered(self) -> int:
-        return len(self.rejected)
-
-    @property
-    def docs(self) -> int:
-        return self.indexed + self.deleted + self.stale_skipped + self.failed + self.dead_lettered
-
-    @property
-    def docs_per_second(self) -> float:
-        return self.docs / self.seconds if self.seconds > 0 else 0.0
-
-
-@dataclass
-class LoadTotals:
-    batches: int = 0
-    indexed: int = 0
-    deleted: int = 0
-    stale_skipped: int = 0
-    failed: int = 0
-    dead_lettered: int = 0
-    seconds: float = 0.0
-    first_errors: list[dict[str, Any]] = field(default_factory=list)
-
-    @property
-    def docs(self) -> int:
-        return self.indexed + self.deleted + self.stale_skipped + self.failed + self.dead_lettered
-
-    def add(self, result: BatchResult) -> None:
-        self.batches += 1
-        self.indexed += result.indexed
-        self.deleted += result.deleted
-        self.stale_skipped += result.stale_skipped
-        self.failed += result.failed
-        self.dead_lettered += result.dead_lettered
-        self.seconds += result.seconds
-        if len(self.first_errors) < 5:
-            self.first_errors.extend(result.errors[: 5 - len(self.first_errors)])
-
-
-DEFAULT_BODY_BYTES = 5 * 1024 * 1024
-
-
-def iter_bodies(
-    lines: Iterable[bytes], max_docs: int, max_bytes: int = DEFAULT_BODY_BYTES
-) -> Iterator[BulkBody]:
-    """Group bulk NDJSON lines (a staged file) into bodies of at most `max_docs` documents and
-    about `max_bytes` (a single larger document still gets a body of its own)."""
-    docs: list[bytes] = []
-    size = 0
-    iterator = iter(lines)
-    for line in iterator:
-        if not line.strip():
-            continue
-        doc = line
-        if not line.startswith(b'{"delete"'):
-            source = next(iterator, None)
-            if source is None:
-                raise ValueError(f"staged documents end in an action line without its source: {line[:200]!r}")
-            doc = line + source
-        if docs and (len(docs) >= max_docs or size + len(doc) > max_bytes):
-            yield BulkBody.join(docs)
-            docs, size = [], 0
-        docs.append(doc)
-        size += len(doc)
-    if docs:
-        yield BulkBody.join(docs)
-
-
-def rebody(
-    bodies: Iterable[BulkBody], max_docs: int, max_bytes: int = DEFAULT_BODY_BYTES
-) -> Iterator[BulkBody]:
-    """Bodies within the request limits pass untouched (no copy); larger ones are cut."""
-    for body in bodies:
-        if len(body) <= max_docs and len(body.data) <= max_bytes:
-            yield body
-            continue
-        pending: list[bytes] = []
-        size = 0
-        for i in range(len(body)):
-            doc = body.data[body.starts[i] : body.starts[i + 1]]
-            if pending and (len(pending) >= max_docs or size + len(doc) > max_bytes):
-                yield BulkBody.join(pending)
-                pending, size = [], 0
-            pending.append(doc)
-            size += len(doc)
-        if pending:
-            yield BulkBody.join(pending)
-
-
-def staged_lines(path: Path) -> Iterator[bytes]:
-    with path.open("rb") as handle:
-        yield from handle
-
-
-def entry_doc(entry: dict[str, Any]) -> bytes:
-    """A document given as {"_id", "_op", "_version"?, "_source"?} → its bulk lines."""
-    action = action_line(entry["_op"], entry["_id"], entry.get("_version"))
-    if entry["_op"] == "delete":
-        return action
-    return action + orjson.dumps(entry["_source"], option=orjson.OPT_APPEND_NEWLINE)
-
-
-def chunked(items: Iterable[T], size: int) -> Iterator[list[T]]:
-    iterator = iter(items)
-    while chunk := list(islice(iterator, size)):
-        yield chunk
+def es_client(url: str, request_timeout: float = 120.0) -> Elasticsearch:
+    return Elasticsearch(
+        url,
+        request_timeout=request_timeout,
+        retry_on_timeout=True,
+        max_retries=3,
+        retry_on_status=(502, 503, 504),
+    )
 
 
 def is_transient(exc: BaseException) -> bool:
@@ -169,19 +56,9 @@ def is_transient(exc: BaseException) -> bool:
     return isinstance(exc, ApiError) and exc.status_code in TRANSIENT_STATUS
 
 
-@dataclass(frozen=True)
-class RetryPolicy:
-    """Exponential backoff with full jitter, capped in attempts and in total time."""
-
-    attempts: int = 8
-    base_seconds: float = 0.5
-    cap_seconds: float = 30.0
-    max_total_seconds: float = 300.0
-
-
 def with_backoff(
     call: Callable[[], T],
-    policy: RetryPolicy = RetryPolicy(),
+    policy: RetryPolicy = DEFAULT_RETRY,
     *,
     sleep: Callable[[float], None] = time.sleep,
     clock: Callable[[], float] = time.monotonic,
@@ -194,7 +71,7 @@ def with_backoff(
         except Exception as exc:
             if attempt == policy.attempts or not is_transient(exc):
                 raise
-            delay = random.uniform(0, min(policy.cap_seconds, policy.base_seconds * 2 ** (attempt - 1)))
+            delay = backoff_delay(policy, attempt)
             if clock() + delay > deadline:
                 raise
             sleep(delay)
@@ -269,7 +146,7 @@ def send_body(
     index: str,
     body: BulkBody,
     batch: int,
-    retry: RetryPolicy = RetryPolicy(),
+    retry: RetryPolicy = DEFAULT_RETRY,
     *,
     sleep: Callable[[float], None] = time.sleep,
 ) -> BatchResult:
@@ -322,7 +199,7 @@ def send_body(
                     result.errors.append(summary)
         if not retry_later:
             break
-        delay = random.uniform(0, min(retry.cap_seconds, retry.base_seconds * 2 ** (attempt - 1)))
+        delay = backoff_delay(retry, attempt)
         if attempt == retry.attempts or time.monotonic() + delay > deadline:
             result.failed += len(retry_later)
             last = {i: next(iter(item.values())) for i, item in zip(pending, response["items"], strict=True)}
@@ -343,7 +220,7 @@ def load_bulk(
     bodies: Iterable[BulkBody],
     concurrency: int = 1,
     on_batch: Callable[[BatchResult], None] | None = None,
-    retry: RetryPolicy = RetryPolicy(),
+    retry: RetryPolicy = DEFAULT_RETRY,
 ) -> LoadTotals:
     """Send bodies with up to `concurrency` requests in flight; memory is about concurrency + 1 bodies.
 
@@ -382,7 +259,7 @@ def load_documents(
     entries: Iterable[dict[str, Any]],
     batch_size: int,
     on_batch: Callable[[BatchResult], None] | None = None,
-    retry: RetryPolicy = RetryPolicy(),
+    retry: RetryPolicy = DEFAULT_RETRY,
 ) -> LoadTotals:
     """Documents given as {"_id", "_op", "_version"?, "_source"?} dicts, one body at a time."""
     bodies = (BulkBody.join(chunk) for chunk in chunked(map(entry_doc, entries), batch_size))
@@ -411,6 +288,47 @@ def bulk_indexing(es: Elasticsearch, index: str, replicas: int) -> Iterator[None
         )
 
 
-def retry_policy(spec: SyncSpec) -> RetryPolicy:
-    r = spec.retry
-    return RetryPolicy(r.attempts, r.initial_seconds, r.max_backoff_seconds, r.max_total_seconds)
+# --- reading documents back (verify, reconcile) -------------------------------------------------
+
+Keyed = tuple[tuple[Any, ...], str, dict[str, Any]]  # (sort key, _id, document)
+
+
+def _sorted_hits(
+    es: Elasticsearch, spec: SyncSpec, query: dict[str, Any], page_size: int
+) -> Iterator[dict[str, Any]]:
+    """Every hit of `query`, sorted by the key fields, page by page with search_after."""
+    sort = [{name: {"order": "asc"}} for name in spec.key_fields]
+    after: list[Any] | None = None
+    while True:
+        hits = es.search(
+            index=spec.target.index,
+            size=page_size,
+            sort=sort,
+            search_after=after,
+            track_total_hits=False,
+            query=query,
+        )["hits"]["hits"]
+        if not hits:
+            return
+        yield from hits
+        after = hits[-1]["sort"]
+
+
+def elasticsearch_documents(es: Elasticsearch, spec: SyncSpec, page_size: int) -> Iterator[Keyed]:
+    """Every document of the index, sorted by the key fields."""
+    for hit in _sorted_hits(es, spec, {"match_all": {}}, page_size):
+        yield tuple(hit["sort"]), hit["_id"], hit["_source"]
+
+
+def window_documents(
+    es: Elasticsearch, spec: SyncSpec, window: Window, page_size: int = 2000
+) -> Iterator[dict[str, Any]]:
+    """The documents of one updated_at window."""
+    query = es_window_query(spec.field_name(spec.source.updated_at), window)
+    for hit in _sorted_hits(es, spec, query, page_size):
+        yield hit["_source"]
+
+
+def count_window_documents(es: Elasticsearch, spec: SyncSpec, window: Window) -> int:
+    query = es_window_query(spec.field_name(spec.source.updated_at), window)
+    return int(es.count(index=spec.target.index, query=query)["count"])

@@ -19,18 +19,14 @@ from dataclasses import dataclass
 from elasticsearch import Elasticsearch
 from sqlalchemy.engine import Engine
 
-from sync_pipeline.core.documents import batch_to_bulk, build_plan, index_mapping, index_settings
+from sync_pipeline.core.bulk import BatchResult, LoadTotals, rebody, retry_policy
+from sync_pipeline.core.diff import VerifyReport
+from sync_pipeline.core.documents import batch_to_bulk, index_mapping, index_settings
 from sync_pipeline.core.specs import SyncSpec
-from sync_pipeline.io.elasticsearch import (
-    BatchResult,
-    LoadTotals,
-    backing_indices,
-    load_bulk,
-    rebody,
-    retry_policy,
-)
-from sync_pipeline.io.postgres import describe_source, iter_pages
-from sync_pipeline.ops.verify import VerifyReport, verify_spec
+from sync_pipeline.io.elasticsearch import backing_indices, load_bulk
+from sync_pipeline.io.postgres import iter_pages
+from sync_pipeline.ops.binding import bind
+from sync_pipeline.ops.verify import verify_spec
 
 
 class RebuildError(RuntimeError):
@@ -65,11 +61,10 @@ def fill_index(
 ) -> LoadTotals:
     """Stream every live row, in key order, into `index` (memory: one batch)."""
     with engine.connect().execution_options(isolation_level="REPEATABLE READ") as conn:
-        columns = describe_source(conn, spec)
-        plan = build_plan(spec, columns)
-        pages = iter_pages(conn, spec, columns, None, spec.batch_size, modes=["by_key"])
+        bound = bind(conn, spec)
+        pages = iter_pages(conn, spec, bound.columns, None, spec.batch_size, modes=["by_key"])
         # soft-deleted rows are simply not written into the new index
-        bodies = (batch_to_bulk(page, plan, include_deletes=False).body for page in pages)
+        bodies = (batch_to_bulk(page, bound.plan, include_deletes=False).body for page in pages)
         return load_bulk(
             es,
             index,
@@ -88,8 +83,7 @@ def rebuild(
     old = backing_indices(es, alias)
     existing = sorted(es.indices.get(index=f"{alias}_v*", allow_no_indices=True, expand_wildcards="all"))
     new = versioned_name(alias, existing)
-    with engine.connect() as conn:
-        plan = build_plan(spec, describe_source(conn, spec))
+    plan = bind(engine, spec).plan
     es.indices.create(index=new, mappings=index_mapping(plan), settings=index_settings(spec))
     building = spec.model_copy(update={"target": spec.target.model_copy(update={"index": new})})
     filled = fill_index(engine, es, building, new, on_batch)

@@ -14,16 +14,18 @@ import orjson
 from elasticsearch import Elasticsearch
 from sqlalchemy.engine import Connection
 
-from sync_pipeline.core.documents import BulkBody, DocumentPlan, batch_to_documents, document_id
+from sync_pipeline.core.bulk import BatchResult, BulkBody, entry_doc, retry_policy
+from sync_pipeline.core.documents import batch_to_documents, document_id
 from sync_pipeline.core.specs import SyncSpec
-from sync_pipeline.io.elasticsearch import BatchResult, entry_doc, retry_policy, send_body
-from sync_pipeline.io.postgres import ColumnInfo, fetch_keys
+from sync_pipeline.io.elasticsearch import send_body
+from sync_pipeline.io.postgres import fetch_keys
+from sync_pipeline.ops.binding import Bound
 
 Key = tuple[Any, ...]
 
 
 def key_from_id(spec: SyncSpec, doc_id: str) -> Key:
-    """Inverse of transform.document_ids for keys that were JSON-typed (composite ids)."""
+    """Inverse of documents.document_ids for keys that were JSON-typed (composite ids)."""
     if len(spec.source.primary_key) == 1:
         return (doc_id,)
     return tuple(orjson.loads(doc_id))
@@ -32,9 +34,7 @@ def key_from_id(spec: SyncSpec, doc_id: str) -> Key:
 def resync_keys(
     conn: Connection,
     es: Elasticsearch,
-    spec: SyncSpec,
-    columns: Sequence[ColumnInfo],
-    plan: DocumentPlan,
+    bound: Bound,
     keys: Sequence[Key],
     batch: int = 1,
     delete_versions: dict[str, int] | None = None,
@@ -47,7 +47,8 @@ def resync_keys(
     `force_version` replaces the rows' own versions (verify --fix over an
     out-of-band edit).
     """
-    docs = batch_to_documents(fetch_keys(conn, spec, columns, keys), plan)
+    spec = bound.spec
+    docs = batch_to_documents(fetch_keys(conn, spec, bound.columns, keys), bound.plan)
     entries: list[dict[str, Any]] = []
     present = set(docs.ids)
     for doc_id, doc, deleted, version in zip(

@@ -1,0 +1,60 @@
+"""`sync-pipeline`: services, demo, sync and verify from a terminal.
+
+Exit codes: 0 ok, 1 drift or failed documents/run, 2 usage or configuration
+error (bad spec, unknown table, unreachable or misconfigured server).
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from sync_pipeline.apps.cli.output import EXIT_USAGE
+    from sync_pipeline.apps.cli.parser import build_parser
+    from sync_pipeline.apps.cli.runner import NoPartitions
+    from sync_pipeline.apps.cli.session import UsageError
+    from sync_pipeline.core.specs import SpecError
+    from sync_pipeline.core.sql import SourceError
+    from sync_pipeline.dev.services import ServiceError
+    from sync_pipeline.ops.rebuild import RebuildError
+    from sync_pipeline.settings import SettingsError
+
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (
+        UsageError,
+        NoPartitions,
+        SpecError,
+        SourceError,
+        ServiceError,
+        RebuildError,
+        SettingsError,
+    ) as exc:
+        print(f"sync-pipeline: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except Exception as exc:
+        message = _unreachable_message(exc)
+        if message is None:
+            raise
+        print(f"sync-pipeline: {message}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+def _unreachable_message(exc: Exception) -> str | None:
+    """A one-line error for a server that went away mid-command; None for anything else."""
+    from elastic_transport import ConnectionError as ESConnectionError
+    from sqlalchemy.exc import OperationalError
+
+    from sync_pipeline.apps.cli.output import first_line
+    from sync_pipeline.apps.cli.session import Session, pg_label
+    from sync_pipeline.core.redact import redact_url
+
+    session = Session.current
+    if isinstance(exc, ESConnectionError):
+        return f"lost the connection to Elasticsearch at {redact_url(session.es_url) if session else '?'}"
+    if isinstance(exc, OperationalError):
+        return f"PostgreSQL at {pg_label(session.pg_url) if session else '?'} failed: {first_line(exc.orig)}"
+    return None

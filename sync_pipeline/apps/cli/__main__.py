@@ -1,0 +1,5 @@
+import sys
+
+from sync_pipeline.apps.cli import main
+
+sys.exit(main())

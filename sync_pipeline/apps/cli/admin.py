@@ -1,0 +1,127 @@
+"""Commands around the data path: local services, the demo, the UI, run history, backfills."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shlex
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from sync_pipeline import settings as settings_module
+from sync_pipeline.apps.cli.output import EXIT_DRIFT, EXIT_OK, format_table, print_sync_summary, sync_exit
+from sync_pipeline.apps.cli.runner import Servers, run_history, run_sync, run_verify
+from sync_pipeline.apps.cli.session import Session, UsageError, parse_time
+from sync_pipeline.apps.instance import dagster_home, dagster_storage_url
+from sync_pipeline.defs.partitions import partition_keys_for
+from sync_pipeline.io.elasticsearch import drop_target
+
+HISTORY_HEADERS = [
+    "start (UTC)",
+    "duration",
+    "job",
+    "partitions",
+    "status",
+    "batches",
+    "indexed",
+    "failed",
+    "stale",
+    "dead letters",
+    "run",
+]
+
+
+def cmd_services(args: argparse.Namespace) -> int:
+    from sync_pipeline.dev import services
+
+    if args.action == "up":
+        urls = services.up()
+        print(f"postgresql:    {urls.pg_url}\nelasticsearch: {urls.es_url}")
+    elif args.action == "down":
+        services.down()
+        print("local services stopped")
+    elif args.action == "status":
+        for name, state in services.status().items():
+            print(f"{name}: {state}")
+    else:
+        lines = services.env_lines()
+        storage = dagster_storage_url(services.local_urls().pg_url)
+        print("\n".join([*lines, f"export {settings_module.DAGSTER_PG_URL}={shlex.quote(storage)}"]))
+    return EXIT_OK
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from sync_pipeline.dev.demo import seed_demo
+
+    session = Session.open(args, spec_name="products", preflight=False)
+    spec = session.spec
+    started = time.perf_counter()
+    with session.engine.begin() as conn:
+        seed_demo(conn, args.rows)
+    print(f"seeded {args.rows:,} products in {time.perf_counter() - started:.1f}s")
+    es = session.es()
+    # a fresh index each demo, created from the spec's mapping by the first load
+    drop_target(es, spec.target.index)
+    session.preflight()
+    servers = Servers(session.pg_url, session.es_url)
+    summary = run_sync(session.specs, spec, show_progress=sys.stderr.isatty(), servers=servers)
+    count = es.count(index=spec.target.index)["count"] if es.indices.exists(index=spec.target.index) else 0
+    print()
+    print_sync_summary(summary, es_count=count)
+    if not summary.success:
+        return EXIT_DRIFT
+    print()
+    reports = run_verify(session.specs, [spec], servers=servers)
+    for report in reports:
+        print("verify: " + "\n".join(report.lines()))
+    query = {"match": {"name": "茶杯"}}
+    hits = es.search(index=spec.target.index, query=query, size=1, track_total_hits=True)["hits"]
+    if hits["hits"]:
+        example = hits["hits"][0]["_source"]["name"]
+        print(f"\nfull-text search '茶杯' → {hits['total']['value']:,} hits, e.g. {example!r}")
+    return EXIT_OK if all(r.ok for r in reports) and sync_exit(summary) == EXIT_OK else EXIT_DRIFT
+
+
+def cmd_history(args: argparse.Namespace) -> int:
+    session = Session.open(args, preflight=False)
+    rows = run_history(session.selected, args.last, session.pg_url)
+    print(format_table(HISTORY_HEADERS, rows) if rows else "no runs yet")
+    return EXIT_OK
+
+
+def cmd_ui(args: argparse.Namespace) -> int:
+    """Dagster webserver + daemon on this code location, with the project's instance."""
+    session = Session.open(args, preflight=False)
+    home = dagster_home(session.pg_url)
+    print(f"Dagster UI on http://127.0.0.1:{args.port} (DAGSTER_HOME={home})", flush=True)
+    dagster = Path(sys.executable).parent / "dagster"
+    workspace = settings_module.PROJECT_ROOT / "workspace.yaml"
+    command = [str(dagster), "dev", "-w", str(workspace), "-h", "127.0.0.1", "-p", str(args.port)]
+    # the code location reads the servers from its environment (as EnvVars, never shown in the UI)
+    env = {**os.environ, settings_module.PG_URL: session.pg_url, settings_module.ES_URL: session.es_url}
+    if args.config:
+        env[settings_module.CONFIG] = str(Path(args.config).resolve())
+    return subprocess.call(command, env=env)
+
+
+def cmd_backfill(args: argparse.Namespace) -> int:
+    """A partition backfill launched on the running Dagster instance, so it shows in the UI."""
+    from sync_pipeline.apps.dagster_api import DagsterApiError, launch_backfill, resolve_url
+
+    session = Session.open(args, one=True, servers=False)
+    spec = session.spec
+    start = parse_time(args.start, "--start") if args.start else None
+    end = parse_time(args.end, "--end") if args.end else None
+    keys = partition_keys_for(spec, start, end)
+    if not keys:
+        raise UsageError(f"no partitions of spec '{spec.name}' fall in the requested range")
+    try:
+        backfill_id = launch_backfill(args.dagster_url, spec, keys[0], keys[-1])
+    except (DagsterApiError, ValueError) as exc:
+        raise UsageError(str(exc)) from None
+    base = resolve_url(args.dagster_url)
+    print(f"backfill {backfill_id}: {spec.name} {keys[0]} … {keys[-1]} ({len(keys)} partitions)")
+    print(f"follow it at {base}/runs/b/{backfill_id}")
+    return EXIT_OK

@@ -1,0 +1,142 @@
+"""The data commands: sync, verify, flush, triggers, dead letters, rebuild. Each is the
+shared prologue (`Session.open`), one use case, and its output."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from sync_pipeline.apps.cli.output import EXIT_DRIFT, EXIT_OK, format_table, print_sync_summary, sync_exit
+from sync_pipeline.apps.cli.runner import Servers, progress_printer, run_drain, run_sync, run_verify
+from sync_pipeline.apps.cli.session import Session, UsageError, parse_time
+from sync_pipeline.io import deadletters
+from sync_pipeline.io.buffer import install_triggers, uninstall_triggers
+from sync_pipeline.ops.rebuild import rebuild, rollback
+from sync_pipeline.ops.replay import ReplayError, replay
+from sync_pipeline.ops.verify import verify_spec
+
+
+def servers(session: Session) -> Servers:
+    return Servers(session.pg_url, session.es_url)
+
+
+def cmd_sync(args: argparse.Namespace) -> int:
+    session = Session.open(args, one=True, servers=False)
+    if args.full and (args.start or args.end):
+        raise UsageError("--full cannot be combined with --start/--end")
+    if not args.full and not (args.start or args.end):
+        raise UsageError("give --full, or --start and/or --end")
+    start = parse_time(args.start, "--start") if args.start else None
+    end = parse_time(args.end, "--end") if args.end else None
+    session.use_servers()
+    session.preflight()
+    summary = run_sync(
+        session.specs, session.spec, start, end, show_progress=sys.stderr.isatty(), servers=servers(session)
+    )
+    print_sync_summary(summary)
+    return sync_exit(summary)
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    session = Session.open(args)
+    reports = run_verify(session.specs, session.selected, fix=args.fix, servers=servers(session))
+    for report in reports:
+        print("\n".join(report.lines()))
+    if args.fix:
+        # drift found and repaired: re-check, and report what remains
+        remaining = run_verify(session.specs, session.selected, servers=servers(session))
+        for report in remaining:
+            print("after fix: " + "\n".join(report.lines()))
+        return EXIT_OK if all(r.ok for r in remaining) else EXIT_DRIFT
+    return EXIT_OK if all(r.ok for r in reports) else EXIT_DRIFT
+
+
+def cmd_triggers(args: argparse.Namespace) -> int:
+    session = Session.open(args, one=True)
+    spec = session.spec
+    if args.install and not spec.source.trigger_tables:
+        raise UsageError(
+            f"spec '{spec.name}' reads a query: list the tables to watch in source.change_tables"
+        )
+    with session.engine.begin() as conn:
+        tables = install_triggers(conn, spec) if args.install else uninstall_triggers(conn, spec)
+    verb = "installed on" if args.install else "removed from"
+    print(f"{spec.name}: change-buffer triggers {verb} {', '.join(tables)}")
+    return EXIT_OK
+
+
+def cmd_flush(args: argparse.Namespace) -> int:
+    session = Session.open(args)
+    summaries = [run_drain(session.specs, spec, servers=servers(session)) for spec in session.selected]
+    for summary in summaries:
+        print_sync_summary(summary)
+    return EXIT_OK if all(sync_exit(s) == EXIT_OK for s in summaries) else EXIT_DRIFT
+
+
+def cmd_dead_letters(args: argparse.Namespace) -> int:
+    session = Session.open(args, preflight=False)
+    if args.action == "list":
+        with session.engine.begin() as conn:
+            rows = deadletters.list_dead_letters(conn, args.spec, args.limit)
+        print(
+            format_table(
+                ["id", "spec", "partition", "doc id", "error", "at"],
+                [
+                    [
+                        r["id"],
+                        r["spec"],
+                        r["partition"] or "",
+                        r["doc_id"],
+                        f"{r['error'].get('type')}: {str(r['error'].get('reason'))[:60]}",
+                        r["created_at"].strftime("%Y-%m-%d %H:%M:%S"),
+                    ]
+                    for r in rows
+                ],
+            )
+            if rows
+            else "no dead letters"
+        )
+        return EXIT_OK
+    if args.action == "purge":
+        with session.engine.begin() as conn:
+            removed = deadletters.purge(conn, args.spec)
+        print(f"purged {removed} dead letters")
+        return EXIT_OK
+    session.preflight()
+    es = session.es()
+    still_failing = 0
+    for spec in session.selected:
+        try:
+            replayed, failing = replay(session.engine, es, spec)
+        except ReplayError as exc:
+            print(f"sync-pipeline: {exc}", file=sys.stderr)
+            return EXIT_DRIFT
+        still_failing += failing
+        print(f"{spec.name}: {replayed} replayed, {failing} still refused")
+    return EXIT_OK if still_failing == 0 else EXIT_DRIFT
+
+
+def cmd_rebuild(args: argparse.Namespace) -> int:
+    session = Session.open(args, one=True)
+    spec, engine, es = session.spec, session.engine, session.es()
+    if args.rollback:
+        current, previous = rollback(es, spec)
+        print(f"{spec.target.index}: alias moved back from {current} to {previous}")
+        # the older index missed what happened since it was swapped out: bring it up to date
+        with engine.connect().execution_options(isolation_level="REPEATABLE READ") as conn:
+            report = verify_spec(conn, es, spec, fix=True)
+        print("caught up: " + "\n".join(report.lines()))
+        return EXIT_OK
+    listener = progress_printer(sys.stderr.isatty())
+    report = rebuild(
+        engine, es, spec, on_batch=lambda b: listener("batch", {"docs": b.docs, "failed": b.failed})
+    )
+    if sys.stderr.isatty():
+        sys.stderr.write("\n")
+    print(
+        f"{spec.target.index}: {', '.join(report.old_indices) or '(nothing)'} → {report.new_index} "
+        f"({report.filled.indexed:,} documents, {report.seconds:.1f}s); old index kept for --rollback"
+    )
+    print("verified before swap: " + report.before_swap.lines()[0])
+    print("caught up after swap: " + report.after_swap.lines()[0])
+    return EXIT_OK

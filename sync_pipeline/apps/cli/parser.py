@@ -1,0 +1,81 @@
+"""The command line: every command, flag and default, in one place."""
+
+from __future__ import annotations
+
+import argparse
+
+from sync_pipeline.apps.cli import admin, commands
+
+DESCRIPTION = "`sync-pipeline`: services, demo, sync and verify from a terminal."
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="sync-pipeline", description=DESCRIPTION)
+    parser.add_argument("--config", help="sync spec file (default: $SYNC_CONFIG or ./sync.yaml)")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    services = sub.add_parser("services", help="local PostgreSQL + Elasticsearch for dev and tests")
+    services.add_argument("action", choices=["up", "down", "status", "env"])
+    services.set_defaults(func=admin.cmd_services)
+
+    demo = sub.add_parser("demo", help="seed the demo tables, run a full sync, print a summary")
+    demo.add_argument("--rows", type=int, default=100_000)
+    demo.set_defaults(func=admin.cmd_demo)
+
+    sync = sub.add_parser("sync", help="run a spec's extract → documents → index through Dagster")
+    sync.add_argument("--spec", required=True)
+    sync.add_argument("--full", action="store_true", help="every partition, as one run")
+    sync.add_argument("--start", help="ISO date/time: first updated_at window to include")
+    sync.add_argument("--end", help="ISO date/time: windows starting before this")
+    sync.set_defaults(func=commands.cmd_sync)
+
+    verify = sub.add_parser("verify", help="prove PostgreSQL and Elasticsearch agree")
+    verify.add_argument("--spec", help="one spec (default: every spec)")
+    verify.add_argument("--fix", action="store_true", help="re-index drifting documents, delete extra ones")
+    verify.set_defaults(func=commands.cmd_verify)
+
+    history = sub.add_parser("history", help="recent runs from the Dagster instance, with their counts")
+    history.add_argument("--spec", help="one spec (default: every spec)")
+    history.add_argument("--last", type=int, default=10, help="how many runs (default 10)")
+    history.set_defaults(func=admin.cmd_history)
+
+    backfill = sub.add_parser(
+        "backfill", help="launch a partition backfill on the running Dagster (see make ui)"
+    )
+    backfill.add_argument("--spec", required=True)
+    backfill.add_argument("--start", help="ISO date/time: first updated_at window to include")
+    backfill.add_argument("--end", help="ISO date/time: windows starting before this")
+    backfill.add_argument(
+        "--dagster-url", help="webserver URL (default: $SYNC_DAGSTER_URL or http://127.0.0.1:3000)"
+    )
+    backfill.set_defaults(func=admin.cmd_backfill)
+
+    rebuild_cmd = sub.add_parser("rebuild", help="fill a new versioned index, verify it, swap the read alias")
+    rebuild_cmd.add_argument("--spec", required=True)
+    rebuild_cmd.add_argument(
+        "--rollback", action="store_true", help="point the alias back at the previous version"
+    )
+    rebuild_cmd.set_defaults(func=commands.cmd_rebuild)
+
+    ui = sub.add_parser("ui", help="Dagster webserver + daemon (what `make ui` runs)")
+    ui.add_argument("--port", type=int, default=3000)
+    ui.set_defaults(func=admin.cmd_ui)
+
+    for name, helptext in (
+        ("install-triggers", "capture inserts/updates/deletes into the change buffer"),
+        ("uninstall-triggers", "remove the spec's change-buffer triggers"),
+    ):
+        triggers = sub.add_parser(name, help=helptext)
+        triggers.add_argument("--spec", required=True)
+        triggers.set_defaults(func=commands.cmd_triggers, install=name == "install-triggers")
+
+    flush = sub.add_parser("flush", help="drain the change buffer now (a Dagster run per spec)")
+    flush.add_argument("--spec", help="one spec (default: every spec)")
+    flush.set_defaults(func=commands.cmd_flush)
+
+    dead = sub.add_parser("dead-letters", help="documents Elasticsearch refused: list, replay or purge")
+    dead.add_argument("action", choices=["list", "replay", "purge"])
+    dead.add_argument("--spec", help="one spec (default: every spec)")
+    dead.add_argument("--limit", type=int, default=50, help="rows to list")
+    dead.set_defaults(func=commands.cmd_dead_letters)
+    return parser

@@ -1,0 +1,222 @@
+"""Jobs run in this process, recorded in DAGSTER_HOME like the daemon's runs would be.
+
+The CLI (and the tests and bench, through it) runs a spec's job with
+`execute_in_process`, so every run lands in the same instance the UI shows;
+summaries are folded from the run's materializations (core.runs).
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import dagster as dg
+
+from sync_pipeline import settings as settings_module
+from sync_pipeline.apps.instance import dagster_instance
+from sync_pipeline.core import naming, progress
+from sync_pipeline.core.diff import VerifyReport
+from sync_pipeline.core.runs import fold_materializations
+from sync_pipeline.core.specs import SyncSpec
+from sync_pipeline.defs import build_definitions
+from sync_pipeline.defs.partitions import partition_keys_for
+from sync_pipeline.defs.resources import resources_for
+from sync_pipeline.defs.runs import run_totals
+from sync_pipeline.io.elasticsearch import es_client
+from sync_pipeline.io.postgres import engine_for
+from sync_pipeline.ops.verify import verify_spec
+
+
+class NoPartitions(ValueError):
+    """The requested range selects no partition of the spec."""
+
+
+@dataclass
+class SyncSummary:
+    spec: str
+    partitions: str
+    success: bool
+    extracted: int = 0
+    indexed: int = 0
+    deleted: int = 0
+    failed: int = 0
+    stale_skipped: int = 0
+    dead_lettered: int = 0
+    batches: int = 0
+    seconds: float = 0.0
+    run_id: str = ""
+    error: str = ""
+
+    @property
+    def docs_per_second(self) -> float:
+        return (self.indexed + self.deleted) / self.seconds if self.seconds else 0.0
+
+
+@dataclass(frozen=True)
+class Servers:
+    pg_url: str
+    es_url: str
+
+    @classmethod
+    def from_settings(cls) -> Servers:
+        config = settings_module.load()
+        return cls(config.require_pg_url(), config.require_es_url())
+
+
+def progress_printer(enabled: bool) -> Callable[[str, dict[str, Any]], None]:
+    state = {"total": 0, "done": 0, "failed": 0, "started": time.monotonic()}
+
+    def listener(event: str, data: dict[str, Any]) -> None:
+        if event == "extracted":
+            state["total"] += data["rows"]
+        elif event == "batch":
+            state["done"] += data["docs"]
+            state["failed"] += data["failed"]
+        if not enabled or event != "batch":
+            return
+        total = max(state["total"], state["done"], 1)
+        filled = int(30 * state["done"] / total)
+        rate = state["done"] / max(time.monotonic() - state["started"], 1e-6)
+        sys.stderr.write(
+            f"\r  [{'#' * filled}{'.' * (30 - filled)}] {state['done']:,}/{total:,} docs"
+            f"  {rate:,.0f} docs/s  failed {state['failed']:,}"
+        )
+        sys.stderr.flush()
+
+    return listener
+
+
+def _job(specs: Sequence[SyncSpec], name: str, servers: Servers):
+    config = settings_module.load()
+    resources = resources_for(config, pg_url=servers.pg_url, es_url=servers.es_url)
+    return build_definitions(specs, resources).resolve_job_def(name)
+
+
+def _console(log_level: str) -> dict[str, Any]:
+    # the full event log is in DAGSTER_HOME (make ui); the terminal gets warnings only
+    return {"loggers": {"console": {"config": {"log_level": log_level}}}}
+
+
+def run_sync(
+    specs: Sequence[SyncSpec],
+    spec: SyncSpec,
+    start: datetime | None = None,
+    end: datetime | None = None,
+    show_progress: bool = False,
+    log_level: str = "WARNING",
+    servers: Servers | None = None,
+) -> SyncSummary:
+    """Run the spec's sync job in-process over a partition range, as one run in DAGSTER_HOME."""
+    servers = servers or Servers.from_settings()
+    keys = partition_keys_for(spec, start, end)
+    if not keys:
+        raise NoPartitions(f"no partitions of spec '{spec.name}' fall in the requested range")
+    label = keys[0] if len(keys) == 1 else f"{keys[0]} … {keys[-1]} ({len(keys)})"
+    job = _job(specs, naming.sync_job(spec.name), servers)
+    tags = {naming.RANGE_START_TAG: keys[0], naming.RANGE_END_TAG: keys[-1]}
+    with progress.listening(progress_printer(show_progress)):
+        result = job.execute_in_process(
+            instance=dagster_instance(servers.pg_url),
+            tags=tags,
+            raise_on_error=False,
+            run_config=_console(log_level),
+        )
+    if show_progress:
+        sys.stderr.write("\n")
+    return summarise(result, spec, label)
+
+
+def run_drain(
+    specs: Sequence[SyncSpec], spec: SyncSpec, log_level: str = "WARNING", servers: Servers | None = None
+) -> SyncSummary:
+    """The spec's drain job, in-process, so the run lands in DAGSTER_HOME like a sensor's would."""
+    servers = servers or Servers.from_settings()
+    job = _job(specs, naming.drain_job(spec.name), servers)
+    result = job.execute_in_process(
+        instance=dagster_instance(servers.pg_url), raise_on_error=False, run_config=_console(log_level)
+    )
+    return summarise(result, spec, "buffer")
+
+
+def summarise(result: dg.ExecuteInProcessResult, spec: SyncSpec, label: str) -> SyncSummary:
+    """Totals of a finished run, read from its materialization metadata."""
+    materializations = (
+        event.step_materialization_data.materialization for event in result.get_asset_materialization_events()
+    )
+    totals = fold_materializations((m.asset_key.to_user_string(), m.metadata) for m in materializations)
+    summary = SyncSummary(
+        spec=spec.name,
+        partitions=label,
+        success=result.success,
+        run_id=result.run_id,
+        extracted=totals.extracted,
+        indexed=totals.indexed,
+        deleted=totals.deleted,
+        failed=totals.failed,
+        stale_skipped=totals.stale_skipped,
+        dead_lettered=totals.dead_lettered,
+        batches=totals.batches,
+        seconds=totals.seconds,
+    )
+    if not result.success:
+        failures = result.get_step_failure_events()
+        if failures and failures[0].step_failure_data.error:
+            summary.error = failures[0].step_failure_data.error.message.strip()
+        else:
+            summary.error = "run failed"
+    return summary
+
+
+def run_verify(
+    specs: Sequence[SyncSpec], selected: Sequence[SyncSpec], fix: bool = False, servers: Servers | None = None
+) -> list[VerifyReport]:
+    servers = servers or Servers.from_settings()
+    es = es_client(servers.es_url)
+    reports = []
+    engine = engine_for(servers.pg_url)
+    with engine.connect().execution_options(isolation_level="REPEATABLE READ") as conn:
+        for spec in selected:
+            reports.append(verify_spec(conn, es, spec, fix=fix))
+    return reports
+
+
+def run_history(selected: Sequence[SyncSpec], last: int, pg_url: str) -> list[list[Any]]:
+    """Recent sync and drain runs with their totals, newest first."""
+    instance = dagster_instance(pg_url)
+    job_names = {job(spec.name) for spec in selected for job in (naming.sync_job, naming.drain_job)}
+    records = instance.get_run_records(dg.RunsFilter(job_name=None), limit=max(last * 10, 100))
+    rows: list[list[Any]] = []
+    for record in records:
+        run = record.dagster_run
+        if run.job_name not in job_names:
+            continue
+        totals = run_totals(instance, run.run_id)
+        start, end = record.start_time, record.end_time
+        tags = run.tags
+        partitions = tags.get(naming.PARTITION_TAG) or (
+            f"{tags[naming.RANGE_START_TAG]}…{tags[naming.RANGE_END_TAG]}"
+            if naming.RANGE_START_TAG in tags
+            else "-"
+        )
+        rows.append(
+            [
+                datetime.fromtimestamp(start, UTC).strftime("%Y-%m-%d %H:%M:%S") if start else "-",
+                f"{end - start:.1f}s" if start and end else "-",
+                run.job_name,
+                partitions,
+                run.status.value.lower(),
+                totals["batches"],
+                totals["indexed"],
+                totals["failed"],
+                totals["stale_skipped"],
+                totals["dead_lettered"],
+                run.run_id[:8],
+            ]
+        )
+        if len(rows) >= last:
+            break
+    return rows

@@ -1,0 +1,124 @@
+"""The prologue every command shares: settings, specs, servers, and a preflight check.
+
+A command names what it needs (`Session.open(args, ...)`): the spec file is
+read and validated once, the servers are SYNC_PG_URL / SYNC_ES_URL or — only
+here, on the CLI's explicit path — the project's local services started for the
+missing ones, and the preflight fails fast, before any run starts, with one
+line naming the server and the cause.
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import ClassVar
+
+from elasticsearch import Elasticsearch
+from sqlalchemy.engine import Engine
+
+from sync_pipeline import settings as settings_module
+from sync_pipeline.apps.cli.output import first_line
+from sync_pipeline.core.redact import redact_url
+from sync_pipeline.core.specs import SyncSpec, get_spec, load_specs
+from sync_pipeline.io.elasticsearch import es_client
+from sync_pipeline.io.postgres import describe_source, engine_for, sqlalchemy_url
+from sync_pipeline.settings import Settings
+
+
+class UsageError(Exception):
+    """Bad arguments or configuration; exit code 2."""
+
+
+def parse_time(value: str, flag: str) -> datetime:
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise UsageError(f"{flag} {value!r} is not an ISO-8601 date or timestamp") from None
+    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed
+
+
+def pg_label(url: str) -> str:
+    return redact_url(sqlalchemy_url(url))
+
+
+def load_spec_file(settings: Settings, config: str | None) -> list[SyncSpec]:
+    return load_specs(Path(config) if config else settings.config_path)
+
+
+@dataclass
+class Session:
+    settings: Settings
+    specs: list[SyncSpec]
+    selected: list[SyncSpec]
+    pg_url: str = ""
+    es_url: str = ""
+    _engine: Engine | None = field(default=None, repr=False)
+    # the servers of the command running now, for the one-line error when one goes away mid-command
+    current: ClassVar[Session | None] = None
+
+    @classmethod
+    def open(
+        cls,
+        args: argparse.Namespace,
+        *,
+        one: bool = False,
+        servers: bool = True,
+        preflight: bool = True,
+        spec_name: str | None = None,
+    ) -> Session:
+        """Specs (`--spec`, or every spec unless `one`), servers, preflight."""
+        settings = settings_module.load()
+        specs = load_spec_file(settings, args.config)
+        name = spec_name or getattr(args, "spec", None)
+        selected = [get_spec(specs, name)] if (name or one) else list(specs)
+        session = cls(settings, specs, selected)
+        Session.current = session
+        if servers:
+            session.use_servers()
+            if preflight:
+                session.preflight()
+        return session
+
+    @property
+    def spec(self) -> SyncSpec:
+        return self.selected[0]
+
+    def use_servers(self) -> None:
+        """SYNC_PG_URL / SYNC_ES_URL, starting the local services for the unset ones."""
+        from sync_pipeline.dev import services
+
+        urls = services.ensure_services()
+        self.pg_url, self.es_url = urls.pg_url, urls.es_url
+
+    @property
+    def engine(self) -> Engine:
+        if self._engine is None:
+            self._engine = engine_for(self.pg_url)
+        return self._engine
+
+    def es(self, request_timeout: float = 120.0) -> Elasticsearch:
+        return es_client(self.es_url, request_timeout=request_timeout)
+
+    def preflight(self) -> None:
+        """Both servers reachable, every selected source matching its spec."""
+        from elasticsearch import ConnectionError as ESConnectionError
+        from sqlalchemy.exc import OperationalError
+
+        es_label = redact_url(self.es_url)
+        try:
+            self.es(request_timeout=10).cluster.health()
+        except ESConnectionError:
+            raise UsageError(f"cannot connect to Elasticsearch at {es_label}") from None
+        except Exception as exc:
+            raise UsageError(f"Elasticsearch at {es_label} refused us: {first_line(exc)}") from None
+        try:
+            conn = self.engine.connect()
+        except OperationalError as exc:
+            raise UsageError(
+                f"cannot connect to PostgreSQL at {pg_label(self.pg_url)}: {first_line(exc.orig)}"
+            ) from None
+        with conn:
+            for spec in self.selected:
+                describe_source(conn, spec)

@@ -1,0 +1,264 @@
+"""Bulk request bodies and their outcomes: bytes for Elasticsearch, counts for the run history.
+
+Documents travel as bulk NDJSON bytes from the transform to the request body;
+a body remembers where each of its documents starts, so one can be cut out
+again (to retry it, or to dead-letter it) without re-serialising the rest.
+Every body's outcome is a `BatchResult`; a load's is `LoadTotals`.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from itertools import islice
+from typing import Any, TypeVar
+
+import orjson
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from sync_pipeline.core.specs import SyncSpec
+
+T = TypeVar("T")
+
+TRANSIENT_STATUS = frozenset({429, 502, 503, 504})
+
+
+Doc = tuple[bytes, bytes | None]  # one document as bulk lines: (action, source or None for a delete)
+
+
+@dataclass(frozen=True)
+class BulkBody:
+    """One bulk request body, and where each of its documents starts in it.
+
+    The bytes go to Elasticsearch as they are; a document is only cut out
+    again when it has to be retried or dead-lettered.
+    """
+
+    data: bytes
+    starts: Sequence[int]  # one offset per document, then len(data)
+
+    def __len__(self) -> int:
+        return len(self.starts) - 1
+
+    def doc(self, i: int) -> Doc:
+        raw = self.data[self.starts[i] : self.starts[i + 1]]
+        cut = raw.index(b"\n") + 1
+        return raw[:cut], (raw[cut:] or None)
+
+    def is_delete(self, i: int) -> bool:
+        return self.data.startswith(b'{"delete"', self.starts[i])
+
+    def deletes(self, indices: Iterable[int] | None = None) -> int:
+        return sum(1 for i in (range(len(self)) if indices is None else indices) if self.is_delete(i))
+
+    def subset(self, indices: Sequence[int]) -> BulkBody:
+        return BulkBody.join(self.data[self.starts[i] : self.starts[i + 1]] for i in indices)
+
+    @classmethod
+    def join(cls, documents: Iterable[bytes]) -> BulkBody:
+        """A body from each document's bulk lines (action, and source unless it deletes)."""
+        parts = list(documents)
+        starts = [0]
+        for part in parts:
+            starts.append(starts[-1] + len(part))
+        return cls(b"".join(parts), starts)
+
+
+@dataclass(frozen=True)
+class BulkChunk:
+    """A batch's documents as one bulk body."""
+
+    body: BulkBody
+    deletes: int
+
+    @property
+    def docs(self) -> int:
+        return len(self.body)
+
+
+def action_line(op: str, doc_id: str, version: int | None) -> bytes:
+    """The bulk action line of one document; the index is named by the request, not the line.
+
+    Versions are external_gte: re-sending the same version is an idempotent
+    no-op success, while an older version (a backfill racing an incremental
+    sync) is refused with a 409 that the load counts as stale.
+    """
+    meta = b'{"_id":' + orjson.dumps(doc_id)
+    if version is not None:
+        meta += b',"version":%d,"version_type":"external_gte"' % version
+    return b'{"' + op.encode() + b'":' + meta + b"}}\n"
+
+
+# JSON strings that need no escaping: no quote, backslash or control character
+_PLAIN_JSON_TEXT = r'^[^"\\\x00-\x1f]*$'
+
+
+def action_array(ids: list[str], versions: list[int], deleted: list[bool]) -> pa.Array:
+    op = pc.if_else(pa.array(deleted, pa.bool_()), '{"delete":', '{"index":')
+    return pc.binary_join_element_wise(
+        op, '{"_id":', json_strings(pa.array(ids, pa.string())), ',"version":',
+        pc.cast(pa.array(versions, pa.int64()), pa.string()), ',"version_type":"external_gte"}}\n', "",
+    )  # fmt: skip
+
+
+def action_lines(ids: list[str], versions: list[int], deleted: list[bool]) -> list[bytes]:
+    """`action_line` for a whole batch, assembled in Arrow."""
+    return pc.cast(action_array(ids, versions, deleted), pa.binary()).to_pylist()
+
+
+def json_strings(array: pa.Array) -> pa.Array:
+    """Text values as JSON string literals: quoted in Arrow when none needs escaping (the usual
+    case), otherwise each one through orjson."""
+    if pc.all(pc.match_substring_regex(array, _PLAIN_JSON_TEXT)).as_py() is not False:
+        return pc.binary_join_element_wise('"', array, '"', "")
+    return pa.array([None if v is None else orjson.dumps(v).decode() for v in array.to_pylist()], pa.string())
+
+
+@dataclass
+class Rejected:
+    """A document Elasticsearch refused for good (mapping/parse errors, too large)."""
+
+    doc_id: str
+    action: dict[str, Any]
+    error: dict[str, Any]
+
+
+@dataclass
+class BatchResult:
+    batch: int
+    indexed: int = 0
+    deleted: int = 0
+    stale_skipped: int = 0  # ES already holds a newer version: not a failure, and counted
+    stale_ids: list[str] = field(default_factory=list)
+    failed: int = 0  # transient failures that outlived the retries: the run must fail
+    rejected: list[Rejected] = field(default_factory=list)  # permanent: for the dead-letter table
+    seconds: float = 0.0
+    errors: list[dict[str, Any]] = field(default_factory=list)  # first few, for the report
+
+    @property
+    def dead_lettered(self) -> int:
+        return len(self.rejected)
+
+    @property
+    def docs(self) -> int:
+        return self.indexed + self.deleted + self.stale_skipped + self.failed + self.dead_lettered
+
+    @property
+    def docs_per_second(self) -> float:
+        return self.docs / self.seconds if self.seconds > 0 else 0.0
+
+
+@dataclass
+class LoadTotals:
+    batches: int = 0
+    indexed: int = 0
+    deleted: int = 0
+    stale_skipped: int = 0
+    failed: int = 0
+    dead_lettered: int = 0
+    seconds: float = 0.0
+    first_errors: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def docs(self) -> int:
+        return self.indexed + self.deleted + self.stale_skipped + self.failed + self.dead_lettered
+
+    def add(self, result: BatchResult) -> None:
+        self.batches += 1
+        self.indexed += result.indexed
+        self.deleted += result.deleted
+        self.stale_skipped += result.stale_skipped
+        self.failed += result.failed
+        self.dead_lettered += result.dead_lettered
+        self.seconds += result.seconds
+        if len(self.first_errors) < 5:
+            self.first_errors.extend(result.errors[: 5 - len(self.first_errors)])
+
+
+DEFAULT_BODY_BYTES = 5 * 1024 * 1024
+
+
+def iter_bodies(
+    lines: Iterable[bytes], max_docs: int, max_bytes: int = DEFAULT_BODY_BYTES
+) -> Iterator[BulkBody]:
+    """Group bulk NDJSON lines (a staged file) into bodies of at most `max_docs` documents and
+    about `max_bytes` (a single larger document still gets a body of its own)."""
+    docs: list[bytes] = []
+    size = 0
+    iterator = iter(lines)
+    for line in iterator:
+        if not line.strip():
+            continue
+        doc = line
+        if not line.startswith(b'{"delete"'):
+            source = next(iterator, None)
+            if source is None:
+                raise ValueError(f"staged documents end in an action line without its source: {line[:200]!r}")
+            doc = line + source
+        if docs and (len(docs) >= max_docs or size + len(doc) > max_bytes):
+            yield BulkBody.join(docs)
+            docs, size = [], 0
+        docs.append(doc)
+        size += len(doc)
+    if docs:
+        yield BulkBody.join(docs)
+
+
+def rebody(
+    bodies: Iterable[BulkBody], max_docs: int, max_bytes: int = DEFAULT_BODY_BYTES
+) -> Iterator[BulkBody]:
+    """Bodies within the request limits pass untouched (no copy); larger ones are cut."""
+    for body in bodies:
+        if len(body) <= max_docs and len(body.data) <= max_bytes:
+            yield body
+            continue
+        pending: list[bytes] = []
+        size = 0
+        for i in range(len(body)):
+            doc = body.data[body.starts[i] : body.starts[i + 1]]
+            if pending and (len(pending) >= max_docs or size + len(doc) > max_bytes):
+                yield BulkBody.join(pending)
+                pending, size = [], 0
+            pending.append(doc)
+            size += len(doc)
+        if pending:
+            yield BulkBody.join(pending)
+
+
+def entry_doc(entry: dict[str, Any]) -> bytes:
+    """A document given as {"_id", "_op", "_version"?, "_source"?} → its bulk lines."""
+    action = action_line(entry["_op"], entry["_id"], entry.get("_version"))
+    if entry["_op"] == "delete":
+        return action
+    return action + orjson.dumps(entry["_source"], option=orjson.OPT_APPEND_NEWLINE)
+
+
+def chunked(items: Iterable[T], size: int) -> Iterator[list[T]]:
+    iterator = iter(items)
+    while chunk := list(islice(iterator, size)):
+        yield chunk
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Exponential backoff with full jitter, capped in attempts and in total time."""
+
+    attempts: int = 8
+    base_seconds: float = 0.5
+    cap_seconds: float = 30.0
+    max_total_seconds: float = 300.0
+
+
+DEFAULT_RETRY = RetryPolicy()
+
+
+def backoff_delay(policy: RetryPolicy, attempt: int, uniform=random.uniform) -> float:
+    """Full jitter: a random delay up to the capped exponential step of `attempt` (1-based)."""
+    return uniform(0, min(policy.cap_seconds, policy.base_seconds * 2 ** (attempt - 1)))
+
+
+def retry_policy(spec: SyncSpec) -> RetryPolicy:
+    r = spec.retry
+    return RetryPolicy(r.attempts, r.initial_seconds, r.max_backoff_seconds, r.max_total_seconds)

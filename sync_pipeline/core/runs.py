@@ -1,0 +1,55 @@
+"""A run's totals, folded from what its assets reported: the one run summary.
+
+The CLI (from an in-process result), `history` and the alerts (from the
+instance's event log) and the Dagster API client (from GraphQL events) each
+read materializations their own way, then fold them here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from sync_pipeline.core import naming
+
+
+@dataclass
+class RunTotals:
+    extracted: int = 0
+    indexed: int = 0
+    deleted: int = 0
+    failed: int = 0
+    stale_skipped: int = 0
+    dead_lettered: int = 0
+    batches: int = 0
+    claimed: int = 0
+    seconds: float = 0.0  # load seconds, summed over the run's index/changes assets
+
+    def counts(self) -> dict[str, int]:
+        """The load counters, as `naming.COUNTED` names them."""
+        return {key: int(getattr(self, key)) for key in naming.COUNTED}
+
+
+def _number(value: Any) -> float:
+    value = getattr(value, "value", value)  # a Dagster MetadataValue, or a plain number
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else 0.0
+
+
+def fold_materializations(materializations: Iterable[tuple[str, Mapping[str, Any]]]) -> RunTotals:
+    """Totals from (asset key, metadata) pairs. A range run repeats the same totals once per
+    partition, so each asset counts once."""
+    totals = RunTotals()
+    seen: set[str] = set()
+    for asset, metadata in materializations:
+        if asset in seen:
+            continue
+        seen.add(asset)
+        if naming.is_extract_asset(asset):
+            totals.extracted += int(_number(metadata.get(naming.ROW_COUNT)))
+        elif naming.is_load_asset(asset):
+            for key in naming.COUNTED:
+                setattr(totals, key, getattr(totals, key) + int(_number(metadata.get(key))))
+            totals.claimed += int(_number(metadata.get("claimed")))
+            totals.seconds += _number(metadata.get("seconds"))
+    return totals

@@ -1,0 +1,233 @@
+"""Spec → SQL, as text: every statement sync_pipeline runs against a source.
+
+Pure string building, so it is tested without a server. Identifiers from the
+spec are always quoted (`quote_ident`), never formatted in raw; values travel
+as psycopg `%(name)s` parameters, except in `literal` statements (the COPY
+read cannot take parameters), where the only values are window bounds rendered
+from `datetime`s, never from user text.
+
+Keyset pages order on (updated_at, primary key) and start strictly after the
+last row of the previous page, so rows sharing one updated_at are never
+skipped or repeated and no OFFSET makes later pages slower.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Literal
+
+from sync_pipeline.core.columns import ColumnInfo
+from sync_pipeline.core.specs import SyncSpec, split_table
+from sync_pipeline.core.windows import Window
+
+PageMode = Literal["window", "null_updated_at", "by_key"]
+
+_SIMPLE_TYPE = re.compile(r"^[a-z_][a-z0-9_ ]*$")
+
+
+class SourceError(ValueError):
+    """The spec's source does not match the database (unknown table, column, bad query)."""
+
+
+@dataclass(frozen=True)
+class Statement:
+    """SQL text and its parameters (psycopg's `%(name)s` style)."""
+
+    sql: str
+    params: dict[str, Any] = field(default_factory=dict)
+
+
+def quote_ident(name: str) -> str:
+    """A PostgreSQL identifier, quoted: embedded quotes doubled, so any text is safe."""
+    return '"' + name.replace('"', '""') + '"'
+
+
+def qualified_table(name: str) -> str:
+    """`schema.table` (or `table`) quoted part by part."""
+    schema, table = split_table(name)
+    return ".".join(quote_ident(p) for p in (schema, table) if p)
+
+
+def type_name(pg_type: str) -> str:
+    """A type for CAST: built-in names as they are, anything else quoted."""
+    return pg_type if _SIMPLE_TYPE.match(pg_type) else quote_ident(pg_type)
+
+
+class _Binds:
+    """Collects parameters, or renders window bounds as literals for statements that cannot
+    take parameters."""
+
+    def __init__(self, literal: bool = False) -> None:
+        self.literal = literal
+        self.params: dict[str, Any] = {}
+
+    def value(self, name: str, value: Any, cast: str | None = None) -> str:
+        if self.literal:
+            raise ValueError("a literal statement takes only timestamps")
+        self.params[name] = value
+        placeholder = f"%({name})s"
+        return f"CAST({placeholder} AS {cast})" if cast else placeholder
+
+    def instant(self, name: str, value: datetime) -> str:
+        if self.literal:
+            # isoformat of a datetime holds digits, '-', ':', '.', '+', 'T' only: nothing to escape
+            return f"CAST('{value.isoformat()}' AS timestamptz)"
+        return self.value(name, value, "timestamptz")
+
+
+def source_sql(spec: SyncSpec, literal: bool = False) -> str:
+    """The FROM item of the spec: its table, or its query as a subquery named `src`."""
+    if spec.source.table is not None:
+        return qualified_table(spec.source.table)
+    assert spec.source.query is not None
+    # with parameters, psycopg reads '%' as a placeholder: a query's own % (LIKE 'a%') doubles
+    query = spec.source.query if literal else spec.source.query.replace("%", "%%")
+    return f"({query}) AS src"
+
+
+def probe(spec: SyncSpec) -> Statement:
+    """No rows, only the column names and types of the source."""
+    return Statement(f"SELECT * FROM {source_sql(spec)} LIMIT 0")
+
+
+def check_columns(spec: SyncSpec, columns: Sequence[ColumnInfo]) -> None:
+    """Every column the spec names must exist in the source: a SourceError otherwise."""
+    where = f"source of spec '{spec.name}'"
+    names = [c.name for c in columns]
+    if len(set(names)) != len(names):
+        raise SourceError(f"{where}: the query returns duplicate column names {names}")
+    required = [*spec.source.primary_key, spec.source.updated_at]
+    required += [c for c in (spec.source.soft_delete, spec.source.version) if c]
+    missing = [c for c in required if c not in names]
+    unknown_fields = [c for c in spec.fields if c not in names]
+    if missing or unknown_fields:
+        parts = []
+        if missing:
+            parts.append(f"key/updated_at/soft_delete columns not found: {missing}")
+        if unknown_fields:
+            parts.append(f"'fields' names columns that do not exist: {unknown_fields}")
+        raise SourceError(f"{where}: {'; '.join(parts)} (columns are {names})")
+
+
+def staged_column(info: ColumnInfo) -> str:
+    """A column as it is read for staging: native types as they are, arrays as JSON text,
+    NUMERIC, JSON and everything else as text."""
+    column = quote_ident(info.name)
+    if info.staging == "native":
+        return column
+    if info.is_array:
+        return f"CAST(to_jsonb({column}) AS TEXT) AS {column}"
+    return f"CAST({column} AS TEXT) AS {column}"
+
+
+def key_column(info: ColumnInfo) -> str:
+    # byte-order collation, so text keys sort as Elasticsearch keywords do (verify merges the two)
+    column = quote_ident(info.name)
+    return f'{column} COLLATE "C"' if info.is_textual else column
+
+
+def window_predicate(spec: SyncSpec, window: Window, binds: _Binds) -> str | None:
+    """The rows a window owns, on updated_at: its bounds, plus the NULL updated_at rows when
+    the window owns them. None: every row. The one spelling of a window in SQL."""
+    updated = quote_ident(spec.source.updated_at)
+    bounds = []
+    if window.start is not None:
+        bounds.append(f"{updated} >= {binds.instant('window_start', window.start)}")
+    if window.end is not None:
+        bounds.append(f"{updated} < {binds.instant('window_end', window.end)}")
+    if bounds and window.include_null_updated_at:
+        return f"(({' AND '.join(bounds)}) OR {updated} IS NULL)"
+    if bounds:
+        return " AND ".join(bounds)
+    if window.include_null_updated_at:
+        return None
+    return f"{updated} IS NOT NULL"
+
+
+def _select(columns: Sequence[ColumnInfo], spec: SyncSpec, literal: bool = False) -> str:
+    return f"SELECT {', '.join(staged_column(c) for c in columns)} FROM {source_sql(spec, literal)}"
+
+
+def _where(conditions: Sequence[str | None]) -> str:
+    present = [c for c in conditions if c]
+    return f" WHERE {' AND '.join(present)}" if present else ""
+
+
+def page_query(
+    spec: SyncSpec,
+    columns: Sequence[ColumnInfo],
+    window: Window | None,
+    after: Sequence[Any] | None,
+    limit: int,
+    mode: PageMode = "window",
+) -> Statement:
+    """One keyset page: rows strictly after `after`, in key order.
+
+    - "window": rows of the window (without its NULL updated_at rows), keyed by
+      (updated_at, primary key);
+    - "null_updated_at": rows whose updated_at IS NULL, keyed by the primary key
+      (they belong to no window, so the first window owns them);
+    - "by_key": every row, keyed by the primary key (what verify streams).
+    """
+    binds = _Binds()
+    info = {c.name: c for c in columns}
+    key = [key_column(info[name]) for name in spec.source.primary_key]
+    conditions: list[str | None] = []
+    if mode == "window":
+        key = [quote_ident(spec.source.updated_at), *key]
+        bounds = Window(window.start, window.end) if window is not None else Window(None, None)
+        conditions.append(window_predicate(spec, bounds, binds))
+    elif mode == "null_updated_at":
+        conditions.append(f"{quote_ident(spec.source.updated_at)} IS NULL")
+    if after is not None:
+        bound = [binds.value(f"after_{i}", value) for i, value in enumerate(after)]
+        conditions.append(f"({', '.join(key)}) > ({', '.join(bound)})")
+    sql = f"{_select(columns, spec)}{_where(conditions)} ORDER BY {', '.join(key)} LIMIT {int(limit)}"
+    return Statement(sql, binds.params)
+
+
+def window_select(spec: SyncSpec, columns: Sequence[ColumnInfo], window: Window) -> Statement:
+    """Every row of the window as one statement, unordered and without parameters: what a
+    full read streams with COPY (one statement, so one snapshot)."""
+    binds = _Binds(literal=True)
+    where = _where([window_predicate(spec, window, binds)])
+    return Statement(f"{_select(columns, spec, literal=True)}{where}")
+
+
+def live_rows_predicate(spec: SyncSpec, columns: Sequence[ColumnInfo]) -> str | None:
+    """Rows that are not soft-deleted: the flag is false/NULL (booleans) or NULL (anything else)."""
+    if spec.source.soft_delete is None:
+        return None
+    flag = quote_ident(spec.source.soft_delete)
+    is_bool = {c.name: c for c in columns}[spec.source.soft_delete].pg_type == "bool"
+    return f"({flag} IS NULL OR {flag} = false)" if is_bool else f"{flag} IS NULL"
+
+
+def window_count_query(spec: SyncSpec, columns: Sequence[ColumnInfo], window: Window) -> Statement:
+    """How many live (not soft-deleted) rows the window holds: the PostgreSQL side of the
+    `count` reconciliation, with the same bounds as the Elasticsearch window query."""
+    binds = _Binds()
+    conditions = [window_predicate(spec, window, binds), live_rows_predicate(spec, columns)]
+    return Statement(f"SELECT count(*) FROM {source_sql(spec)}{_where(conditions)}", binds.params)
+
+
+def keys_query(spec: SyncSpec, columns: Sequence[ColumnInfo], keys: Sequence[Sequence[Any]]) -> Statement:
+    """Current rows for specific primary keys (drain, verify --fix, dead-letter replay).
+
+    Key values arrive from JSON, so each is cast to its column's type, which
+    keeps the primary-key index usable.
+    """
+    binds = _Binds()
+    info = {c.name: c for c in columns}
+    pk = spec.source.primary_key
+    casts = [type_name(info[name].pg_type) for name in pk]
+    tuples = []
+    for i, key in enumerate(keys):
+        parts = [binds.value(f"k{i}_{j}", v, casts[j]) for j, v in enumerate(key)]
+        tuples.append(parts[0] if len(parts) == 1 else f"({', '.join(parts)})")
+    target = quote_ident(pk[0]) if len(pk) == 1 else f"({', '.join(quote_ident(c) for c in pk)})"
+    condition = f"{target} IN ({', '.join(tuples)})" if tuples else "false"
+    return Statement(f"{_select(columns, spec)} WHERE {condition}", binds.params)

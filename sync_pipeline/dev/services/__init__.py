@@ -1,0 +1,204 @@
+"""Local PostgreSQL and Elasticsearch for development, tests and CI — without Docker.
+
+    python -m sync_pipeline.dev.services up|down|status|env
+
+PostgreSQL comes from Debian's `postgresql` package (a project-owned cluster is
+initdb'ed under the state dir); Elasticsearch is the `integ-test-zip`
+distribution fetched from Maven Central with `mvn` (it ships no JDK, so a Java 21+
+from the machine is used). Everything listens on 127.0.0.1 only.
+
+State lives in `<project root>/.services/` (env SYNC_SERVICES_DIR), downloads in
+`.services/cache/`. All functions are idempotent and serialised with a file lock,
+so pytest-xdist workers or `make demo` + tests can call `up()` concurrently.
+Every SYNC_* variable is read through `sync_pipeline.settings.load()` when a
+function needs it (a bad value is a ServiceError with the settings' message).
+
+This package uses only the standard library (and sync_pipeline.settings). The
+work is done in `runtime` (dirs, lock, service user, process helpers),
+`postgres` and `elasticsearch`; this module is the public API and re-exports
+the names callers use. Patching a name here affects `up`, `down`, `status`,
+`ensure_services` and `main`, which are defined here; to patch what a submodule
+function looks up (e.g. `runtime._is_root`, `postgres.PG_LIB_DIR`), patch that
+submodule.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import shlex
+import sys
+import time
+from collections.abc import Sequence
+
+from sync_pipeline.dev.services.elasticsearch import (
+    DEFAULT_ES_PORT,
+    KNOWN_ES_VERSIONS,
+    MIN_JAVA,
+    _es_paths,
+    _es_pid,
+    _es_status,
+    _java_major,
+    _start_elasticsearch,
+    _stop_elasticsearch,
+    es_port,
+    es_transport_port,
+    es_version,
+    find_java_home,
+)
+from sync_pipeline.dev.services.postgres import (
+    DEFAULT_PG_PORT,
+    PG_DATABASE,
+    PG_PASSWORD,
+    PG_USER,
+    _pg_status,
+    _start_postgres,
+    _stop_postgres,
+    find_pg_bin_dir,
+    pg_port,
+)
+from sync_pipeline.dev.services.runtime import (
+    FALLBACK_RUNTIME_BASE,
+    LOG_TAIL_LINES,
+    SERVICE_USER,
+    ServiceError,
+    ServiceUrls,
+    _as_service_user,
+    _known_runtime_dir,
+    _locked,
+    _prepare_dirs,
+    _service_user,
+    choose_runtime_dir,
+    fallback_runtime_dir,
+    load_settings,
+    state_dir,
+    untraversable_parents,
+)
+from sync_pipeline.settings import DEFAULT_ES_VERSION
+
+__all__ = [
+    "DEFAULT_ES_PORT",
+    "DEFAULT_ES_VERSION",
+    "DEFAULT_PG_PORT",
+    "FALLBACK_RUNTIME_BASE",
+    "KNOWN_ES_VERSIONS",
+    "LOG_TAIL_LINES",
+    "MIN_JAVA",
+    "PG_DATABASE",
+    "PG_PASSWORD",
+    "PG_USER",
+    "SERVICE_USER",
+    "ServiceError",
+    "ServiceUrls",
+    "_as_service_user",
+    "_java_major",
+    "_service_user",
+    "_start_elasticsearch",
+    "_start_postgres",
+    "choose_runtime_dir",
+    "down",
+    "elasticsearch_pid",
+    "ensure_services",
+    "env_lines",
+    "es_port",
+    "es_transport_port",
+    "es_version",
+    "fallback_runtime_dir",
+    "find_java_home",
+    "find_pg_bin_dir",
+    "local_urls",
+    "main",
+    "pg_port",
+    "state_dir",
+    "status",
+    "untraversable_parents",
+    "up",
+]
+
+log = logging.getLogger(__name__)
+
+
+def local_urls() -> ServiceUrls:
+    """The URLs of the local services (whether or not they are running)."""
+    return ServiceUrls(
+        pg_url=f"postgresql://{PG_USER}:{PG_PASSWORD}@127.0.0.1:{pg_port()}/{PG_DATABASE}",
+        es_url=f"http://127.0.0.1:{es_port()}",
+    )
+
+
+def up(*, postgres: bool = True, elasticsearch: bool = True) -> ServiceUrls:
+    """Start (installing/initialising on first use) the local services; a fast no-op when
+    they already run. Returns the local URLs."""
+    with _locked():
+        state, runtime = _prepare_dirs()
+        if postgres:
+            _start_postgres(runtime)
+        if elasticsearch:
+            _start_elasticsearch(state, runtime)
+    return local_urls()
+
+
+def down() -> None:
+    """Stop both local services (data is kept)."""
+    with _locked():
+        runtime = _known_runtime_dir()
+        _stop_elasticsearch(runtime)
+        _stop_postgres(runtime)
+
+
+def status() -> dict[str, str]:
+    runtime = _known_runtime_dir()
+    return {"postgresql": _pg_status(runtime), "elasticsearch": _es_status(runtime)}
+
+
+def elasticsearch_pid() -> int | None:
+    """Pid of the local Elasticsearch, if ours is running (fault-injection tests kill it)."""
+    return _es_pid(_es_paths(_known_runtime_dir()))
+
+
+def env_lines(urls: ServiceUrls | None = None) -> list[str]:
+    """Shell lines exporting the service URLs (the local ones by default)."""
+    urls = urls or local_urls()
+    return [
+        f"export SYNC_PG_URL={shlex.quote(urls.pg_url)}",
+        f"export SYNC_ES_URL={shlex.quote(urls.es_url)}",
+    ]
+
+
+def ensure_services() -> ServiceUrls:
+    """URLs to use: SYNC_PG_URL / SYNC_ES_URL when set (nothing is started for them), the
+    local services otherwise (started as needed)."""
+    settings = load_settings()
+    pg_url, es_url = settings.pg_url or "", settings.es_url or ""
+    if pg_url and es_url:
+        return ServiceUrls(pg_url=pg_url, es_url=es_url)
+    local = up(postgres=not pg_url, elasticsearch=not es_url)
+    return ServiceUrls(pg_url=pg_url or local.pg_url, es_url=es_url or local.es_url)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m sync_pipeline.dev.services",
+        description="Local PostgreSQL and Elasticsearch for development, tests and CI.",
+    )
+    parser.add_argument("command", choices=["up", "down", "status", "env"])
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="services: %(message)s", stream=sys.stderr)
+    try:
+        if args.command == "up":
+            started = time.monotonic()
+            urls = up()
+            print(f"SYNC_PG_URL={urls.pg_url}")
+            print(f"SYNC_ES_URL={urls.es_url}")
+            log.info("up in %.1fs", time.monotonic() - started)
+        elif args.command == "down":
+            down()
+        elif args.command == "status":
+            for name, state in status().items():
+                print(f"{name}: {state}")
+        else:
+            print("\n".join(env_lines()))
+    except ServiceError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    return 0

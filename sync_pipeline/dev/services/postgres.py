@@ -1,0 +1,253 @@
+"""PostgreSQL from Debian's `postgresql` package: a project-owned cluster initdb'ed under the
+runtime dir, listening on 127.0.0.1 only, with the role and database the URLs name."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import shlex
+import shutil
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from sync_pipeline.dev.services import runtime
+from sync_pipeline.dev.services.runtime import (
+    ServiceError,
+    _as_service_user,
+    _failure,
+    _owned_dir,
+    _pid_alive,
+    _port_in_use,
+    _run,
+    _version_key,
+    apt_install,
+    local_settings,
+)
+from sync_pipeline.settings import DEFAULT_LOCAL_PG_PORT
+
+log = logging.getLogger(__name__)
+
+DEFAULT_PG_PORT = DEFAULT_LOCAL_PG_PORT
+PG_USER = "sync"
+PG_PASSWORD = "sync"
+PG_DATABASE = "sync_pipeline"
+PG_LIB_DIR = Path("/usr/lib/postgresql")  # Debian/Ubuntu: <version>/bin/{initdb,pg_ctl,psql}
+
+
+def pg_port() -> int:
+    return local_settings().pg_port
+
+
+def find_pg_bin_dir(*, install: bool = False) -> Path:
+    """The highest /usr/lib/postgresql/<version>/bin; with install=True, apt-get install the
+    `postgresql` package first when we are root and none is present."""
+    base = PG_LIB_DIR
+    found = sorted(
+        (d for d in base.glob("*") if (d / "bin" / "pg_ctl").exists() and _version_key(d.name)),
+        key=lambda d: _version_key(d.name),
+    )
+    if found:
+        return found[-1] / "bin"
+    if install and runtime._is_root() and shutil.which("apt-get"):
+        _apt_install_postgresql()
+        return find_pg_bin_dir(install=False)
+    raise ServiceError(
+        "PostgreSQL server binaries not found under /usr/lib/postgresql/*/bin; "
+        "install them with `sudo apt-get install -y postgresql` (Debian/Ubuntu), "
+        "or point SYNC_PG_URL at an existing server"
+    )
+
+
+def _apt_install_postgresql() -> None:
+    apt_install("postgresql", what="PostgreSQL")
+
+
+@dataclass(frozen=True)
+class _PgPaths:
+    root: Path  # owned by the service user
+    data: Path
+    sockets: Path
+    log: Path
+
+
+def _pg_paths(runtime_dir: Path) -> _PgPaths:
+    root = runtime_dir / "pg"
+    sockets = root / "run"
+    # a unix socket path must fit in sun_path (107 bytes): deep CI checkouts may not
+    if len(str(sockets)) + len(f"/.s.PGSQL.{pg_port()}.lock") > 100:
+        sockets = Path("/tmp") / f"sync-pipeline-pg-{hashlib.sha1(str(root).encode()).hexdigest()[:10]}"
+    return _PgPaths(root=root, data=root / "data", sockets=sockets, log=root / "postgresql.log")
+
+
+def _pg_env(paths: _PgPaths) -> dict[str, str]:
+    # PG* variables from the caller (PGHOST, PGSERVICE, PGOPTIONS...) must not redirect our tools
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
+    env["HOME"] = str(paths.root)
+    env["LC_ALL"] = "C.UTF-8"
+    return env
+
+
+def _pg_running_port(paths: _PgPaths) -> int | None:
+    """The port of the running postmaster of our cluster, from postmaster.pid; None if stopped."""
+    try:
+        lines = (paths.data / "postmaster.pid").read_text().splitlines()
+        pid, port = int(lines[0]), int(lines[3])
+    except PermissionError:
+        # a non-root caller looking at a cluster root started as the service user (data dir 0700)
+        return pg_port() if _port_in_use(pg_port()) else None
+    except (OSError, ValueError, IndexError):
+        return None
+    return port if _pid_alive(pid) else None
+
+
+def _pg_ready(bin_dir: Path, port: int) -> bool:
+    proc = subprocess.run(
+        [str(bin_dir / "pg_isready"), "-q", "-h", "127.0.0.1", "-p", str(port), "-t", "2"],
+        capture_output=True,
+    )
+    return proc.returncode == 0
+
+
+def _pg_initdb(bin_dir: Path, paths: _PgPaths) -> None:
+    _owned_dir(paths.root)
+    log.info("initdb %s", paths.data)
+    base = [str(bin_dir / "initdb"), "-D", str(paths.data), "-U", "postgres", "-E", "UTF8"]
+    # local (unix socket) connections: trust, but the socket dir is 0700 and owned by the
+    # service user, so only it (and root) can reach them; TCP always needs a password (scram)
+    base += ["--auth-local=trust", "--auth-host=scram-sha-256"]
+    env = _pg_env(paths)
+    cmd = _as_service_user([*base, "--locale=C.UTF-8"])
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=paths.root, timeout=300)
+    if proc.returncode != 0:
+        # C.UTF-8 is built into glibc >= 2.35; older systems may lack it
+        shutil.rmtree(paths.data, ignore_errors=True)
+        _run(_as_service_user([*base, "--no-locale"]), what="initdb", env=env, cwd=paths.root)
+    conf = paths.data / "postgresql.conf"
+    with open(conf, "a") as handle:
+        handle.write(
+            "\n# --- sync_pipeline.dev.services (dev/test cluster) ---\n"
+            "listen_addresses = '127.0.0.1'\n"
+            "max_connections = 200\n"
+            # Durability is traded for speed: this cluster only holds disposable dev/test data,
+            # so a crash may lose or corrupt it (re-create with `down` + rm -r .services).
+            "fsync = off\n"
+            "synchronous_commit = off\n"
+            "full_page_writes = off\n"
+            "password_encryption = 'scram-sha-256'\n"
+            "log_min_messages = warning\n"
+            "log_line_prefix = '%m [%p] %q%u@%d '\n"
+        )
+
+
+def _start_postgres(runtime_dir: Path) -> None:
+    bin_dir = find_pg_bin_dir(install=True)
+    paths = _pg_paths(runtime_dir)
+    local = local_settings()
+    port, timeout = local.pg_port, local.pg_start_timeout
+
+    running = _pg_running_port(paths)
+    if running is not None and running != port:
+        raise ServiceError(
+            f"our PostgreSQL is already running on port {running}, not {port} (SYNC_LOCAL_PG_PORT); "
+            "run `python -m sync_pipeline.dev.services down` first"
+        )
+    if running is None:
+        if _port_in_use(port):
+            raise ServiceError(
+                f"port 127.0.0.1:{port} is taken by another process (not our PostgreSQL in {paths.data}); "
+                "stop it or choose another port with SYNC_LOCAL_PG_PORT"
+            )
+        if not (paths.data / "PG_VERSION").exists():
+            if paths.data.exists():
+                shutil.rmtree(paths.data)  # a half-finished initdb
+            _pg_initdb(bin_dir, paths)
+        _owned_dir(paths.root)
+        _owned_dir(paths.sockets, 0o700)
+        log.info("starting PostgreSQL on 127.0.0.1:%s (data %s)", port, paths.data)
+        cmd = [str(bin_dir / "pg_ctl"), "-D", str(paths.data), "-l", str(paths.log), "-w", "-t", str(timeout)]
+        # port and socket dir on the command line, so SYNC_LOCAL_PG_PORT changes need no re-init
+        cmd += ["-o", f"-p {port} -k {shlex.quote(str(paths.sockets))}", "start"]
+        _run(
+            _as_service_user(cmd),
+            what="starting PostgreSQL",
+            log_file=paths.log,
+            env=_pg_env(paths),
+            cwd=paths.root,
+            timeout=timeout + 30,
+        )
+
+    deadline = time.monotonic() + timeout
+    while not _pg_ready(bin_dir, port):
+        if time.monotonic() > deadline:
+            raise ServiceError(
+                _failure(f"PostgreSQL on 127.0.0.1:{port} is not accepting connections", paths.log)
+            )
+        time.sleep(0.3)
+    _pg_ensure_role_and_db(bin_dir, paths, port)
+
+
+def _pg_ensure_role_and_db(bin_dir: Path, paths: _PgPaths, port: int) -> None:
+    psql = [str(bin_dir / "psql"), "-h", str(paths.sockets), "-p", str(port), "-U", "postgres"]
+    psql += ["-d", "postgres", "-X", "-q", "-t", "-A", "-v", "ON_ERROR_STOP=1"]
+    env, cwd = _pg_env(paths), paths.root
+    # CREATEDB and CREATEROLE let tests create throwaway databases and roles as `sync`; the
+    # password is (re)set every time so the documented URL always works
+    role_sql = (
+        "DO $$BEGIN "
+        f"IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '{PG_USER}') THEN "
+        f"CREATE ROLE {PG_USER} LOGIN CREATEDB CREATEROLE PASSWORD '{PG_PASSWORD}'; "
+        f"ELSE ALTER ROLE {PG_USER} LOGIN CREATEDB CREATEROLE PASSWORD '{PG_PASSWORD}'; "
+        "END IF; END$$;"
+    )
+    _run(
+        _as_service_user([*psql, "-c", role_sql]),
+        what="creating role sync",
+        log_file=paths.log,
+        env=env,
+        cwd=cwd,
+    )
+    exists = _run(
+        _as_service_user([*psql, "-c", f"SELECT 1 FROM pg_database WHERE datname = '{PG_DATABASE}'"]),
+        what="checking database",
+        env=env,
+        cwd=cwd,
+    )
+    if exists.strip() != "1":
+        log.info("creating database %s", PG_DATABASE)
+        _run(
+            _as_service_user([*psql, "-c", f"CREATE DATABASE {PG_DATABASE} OWNER {PG_USER}"]),
+            what=f"creating database {PG_DATABASE}",
+            log_file=paths.log,
+            env=env,
+            cwd=cwd,
+        )
+
+
+def _stop_postgres(runtime_dir: Path) -> None:
+    paths = _pg_paths(runtime_dir)
+    if _pg_running_port(paths) is None:
+        return
+    bin_dir = find_pg_bin_dir()
+    log.info("stopping PostgreSQL (%s)", paths.data)
+    cmd = [str(bin_dir / "pg_ctl"), "-D", str(paths.data), "-m", "fast", "-w", "-t", "60", "stop"]
+    _run(
+        _as_service_user(cmd),
+        what="stopping PostgreSQL",
+        log_file=paths.log,
+        env=_pg_env(paths),
+        cwd=paths.root,
+    )
+
+
+def _pg_status(runtime_dir: Path) -> str:
+    port = _pg_running_port(_pg_paths(runtime_dir))
+    if port is None:
+        return "stopped"
+    try:
+        ready = _pg_ready(find_pg_bin_dir(), port)
+    except ServiceError:
+        ready = True  # binaries gone but the server runs: report what we know
+    return f"running on 127.0.0.1:{port}" if ready else f"starting or not responding on 127.0.0.1:{port}"

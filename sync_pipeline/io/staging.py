@@ -1,0 +1,65 @@
+"""The staging area: each window's extract (Parquet) and documents (bulk NDJSON) on disk.
+
+Files are written under a temporary name and renamed once complete, so a crash
+(or a consumer that stops early) never leaves a partial file that a later step
+could mistake for a complete stage.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from sync_pipeline.core.bulk import BulkBody
+from sync_pipeline.core.columns import ColumnInfo, columns_of
+
+
+class StagingArea:
+    """`<base>/<spec>/<window key>.<suffix>`."""
+
+    def __init__(self, base_dir: str | Path) -> None:
+        self.base_dir = Path(base_dir)
+
+    def path(self, spec_name: str, window_key: str, suffix: str) -> Path:
+        folder = self.base_dir / spec_name
+        folder.mkdir(parents=True, exist_ok=True)
+        return folder / f"{window_key}.{suffix}"
+
+
+def staged_pages(pages: Iterator[pa.RecordBatch], schema: pa.Schema, path: Path) -> Iterator[pa.RecordBatch]:
+    """Pages passed through, each also written to a Parquet file (renamed into place at the end)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".parquet.tmp")
+    # no column statistics: nothing reads them, and the writer keeps every row group's in memory
+    with pq.ParquetWriter(tmp, schema, compression="zstd", write_statistics=False) as writer:
+        for batch in pages:
+            writer.write_batch(batch)
+            yield batch
+    tmp.replace(path)
+
+
+def staged_bodies(bodies: Iterator[BulkBody], path: Path) -> Iterator[BulkBody]:
+    """Bodies passed through, each also appended to an NDJSON file (renamed into place at the end)."""
+    tmp = path.with_suffix(".ndjson.tmp")
+    with tmp.open("wb") as out:
+        for body in bodies:
+            out.write(body.data)
+            yield body
+    tmp.replace(path)
+
+
+def staged_columns(path: Path) -> list[ColumnInfo]:
+    return columns_of(pq.read_schema(path))
+
+
+def read_batches(path: Path, batch_size: int) -> Iterator[pa.RecordBatch]:
+    """Stream a staged Parquet file as record batches of at most `batch_size` rows."""
+    yield from pq.ParquetFile(path).iter_batches(batch_size=batch_size)
+
+
+def staged_lines(path: Path) -> Iterator[bytes]:
+    with path.open("rb") as handle:
+        yield from handle

@@ -1,0 +1,239 @@
+"""Sync one updated_at window: extract → documents → index.
+
+Run together (a sync, a backfill, a schedule tick), the stages stream: page
+k+1 is read from PostgreSQL and turned into documents while Elasticsearch
+indexes page k, and each page is also written to the staging files on its way
+through. Run on their own (a subset in the UI, or re-running just the load),
+each stage reads the previous stage's staged file. Callable without Dagster:
+the assets, the CLI's in-process runs, tests and the bench all come here.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pyarrow as pa
+from elasticsearch import Elasticsearch
+
+from sync_pipeline.core import naming, progress
+from sync_pipeline.core.bulk import BatchResult, BulkBody, LoadTotals, iter_bodies, rebody, retry_policy
+from sync_pipeline.core.columns import arrow_schema
+from sync_pipeline.core.documents import DocumentPlan, batch_to_bulk, build_plan
+from sync_pipeline.core.specs import SyncSpec
+from sync_pipeline.core.windows import Window
+from sync_pipeline.io import deadletters
+from sync_pipeline.io.elasticsearch import bulk_indexing, load_bulk
+from sync_pipeline.io.postgres import engine_for, libpq_url, stream_window
+from sync_pipeline.io.staging import (
+    StagingArea,
+    read_batches,
+    staged_bodies,
+    staged_columns,
+    staged_lines,
+    staged_pages,
+)
+from sync_pipeline.ops.binding import Bound, bind, ensure_target
+
+
+class MissingStage(RuntimeError):
+    """A stage ran on its own, but the stage before it has not staged this window yet."""
+
+
+class LoadFailed(RuntimeError):
+    """Documents were not acknowledged by Elasticsearch after the retries; `totals` says how many."""
+
+    def __init__(self, message: str, totals: LoadTotals) -> None:
+        super().__init__(message)
+        self.totals = totals
+
+
+@dataclass(frozen=True)
+class WindowRun:
+    """One window of one spec, and where its run reads and writes."""
+
+    spec: SyncSpec
+    window: Window
+    key: str  # the staging file name of the window
+    pg_url: str
+    staging: StagingArea
+    run_id: str | None = None
+    on_batch: Callable[[BatchResult], None] | None = None
+    log: Callable[[str], None] = print
+
+    def path(self, suffix: str) -> Path:
+        return self.staging.path(self.spec.name, self.key, suffix)
+
+
+@dataclass
+class Extracted:
+    rows: int = 0
+    seconds: float = 0.0
+    path: Path | None = None
+
+
+@dataclass
+class Documents:
+    docs: int = 0
+    deletes: int = 0
+    seconds: float = 0.0
+    path: Path | None = None
+    fields: tuple[str, ...] = ()
+
+
+@dataclass
+class WindowResult:
+    extracted: Extracted = field(default_factory=Extracted)
+    documents: Documents = field(default_factory=Documents)
+    totals: LoadTotals = field(default_factory=LoadTotals)
+    created_index: bool = False
+
+
+def _documents(
+    batches: Iterator[pa.RecordBatch], plan: DocumentPlan, counts: Documents
+) -> Iterator[BulkBody]:
+    """Each batch's documents as one bulk body, timed and counted."""
+    for batch in batches:
+        started = time.perf_counter()
+        chunk = batch_to_bulk(batch, plan)
+        counts.docs += chunk.docs
+        counts.deletes += chunk.deletes
+        counts.seconds += time.perf_counter() - started
+        yield chunk.body
+
+
+def _timed(pages: Iterator[pa.RecordBatch], counts: Extracted) -> Iterator[pa.RecordBatch]:
+    while True:
+        started = time.perf_counter()
+        page = next(pages, None)
+        counts.seconds += time.perf_counter() - started
+        if page is None:
+            return
+        counts.rows += page.num_rows
+        yield page
+
+
+def _ensure_target(run: WindowRun, es: Elasticsearch, bound: Bound) -> bool:
+    created = ensure_target(es, bound)
+    if created:
+        run.log(f"created index {run.spec.target.index} from the spec's mapping")
+    return created
+
+
+def sync_window(run: WindowRun, es: Elasticsearch) -> WindowResult:
+    """The whole window, streamed: extract, documents and load overlap; staged files on the side."""
+    spec = run.spec
+    result = WindowResult()
+    bound = bind(engine_for(run.pg_url), spec)
+    result.created_index = _ensure_target(run, es, bound)
+    result.extracted.path, result.documents.path = run.path("parquet"), run.path("ndjson")
+    result.documents.fields = tuple(f.name for f in bound.plan.fields)
+    rows = stream_window(
+        libpq_url(run.pg_url, naming.EXTRACT_APPLICATION), spec, bound.columns, run.window, spec.batch_size
+    )
+    pages = staged_pages(rows, arrow_schema(bound.columns), result.extracted.path)
+    bodies = staged_bodies(
+        _documents(_timed(pages, result.extracted), bound.plan, result.documents), result.documents.path
+    )
+    result.totals = load(run, es, rebody(bodies, spec.batch_size, spec.target.bulk_max_bytes))
+    progress.notify("extracted", spec=spec.name, rows=result.extracted.rows)
+    run.log(
+        f"{spec.name} {run.key}: read {result.extracted.rows} rows in {result.extracted.seconds:.1f}s "
+        f"and built {result.documents.docs} documents in {result.documents.seconds:.1f}s while loading "
+        "(streamed)"
+    )
+    return result
+
+
+def extract_stage(run: WindowRun) -> Extracted:
+    """The window's rows into its staged Parquet file."""
+    spec = run.spec
+    path = run.path("parquet")
+    started = time.perf_counter()
+    bound = bind(engine_for(run.pg_url), spec)
+    rows = stream_window(
+        libpq_url(run.pg_url, naming.EXTRACT_APPLICATION), spec, bound.columns, run.window, spec.batch_size
+    )
+    count = sum(batch.num_rows for batch in staged_pages(rows, arrow_schema(bound.columns), path))
+    seconds = time.perf_counter() - started
+    progress.notify("extracted", spec=spec.name, rows=count)
+    run.log(f"extracted {count} rows of {spec.name} for {run.key} in {seconds:.1f}s")
+    return Extracted(count, seconds, path)
+
+
+def documents_stage(run: WindowRun) -> Documents:
+    """The staged extract into the staged bulk NDJSON documents."""
+    source = run.path("parquet")
+    if not source.exists():
+        raise MissingStage(
+            f"no staged extract at {source}: materialize {naming.extract_asset(run.spec.name)} first"
+        )
+    plan = build_plan(run.spec, staged_columns(source))
+    counts = Documents(path=run.path("ndjson"), fields=tuple(f.name for f in plan.fields))
+    batches = read_batches(source, run.spec.batch_size)
+    for _ in staged_bodies(_documents(batches, plan, counts), counts.path):
+        pass
+    return counts
+
+
+def index_stage(run: WindowRun, es: Elasticsearch) -> WindowResult:
+    """The staged documents into the index."""
+    spec = run.spec
+    documents_path, extract_path = run.path("ndjson"), run.path("parquet")
+    if not documents_path.exists():
+        raise MissingStage(
+            f"no staged documents at {documents_path}: materialize {naming.documents_asset(spec.name)} first"
+        )
+    columns = staged_columns(extract_path)
+    result = WindowResult()
+    result.created_index = _ensure_target(run, es, Bound(spec, columns, build_plan(spec, columns)))
+    bodies = iter_bodies(staged_lines(documents_path), spec.batch_size, spec.target.bulk_max_bytes)
+    result.totals = load(run, es, bodies)
+    return result
+
+
+def load(run: WindowRun, es: Elasticsearch, bodies: Iterable[BulkBody]) -> LoadTotals:
+    """Bulk-load bodies with the spec's concurrency; refused documents become dead letters as
+    they come. Raises LoadFailed when documents were not acknowledged after the retries."""
+    spec = run.spec
+    engine = engine_for(run.pg_url)
+
+    def record(batch: BatchResult) -> None:
+        if batch.rejected:
+            with engine.begin() as conn:
+                deadletters.record(conn, spec.name, batch.rejected, run.key, run.run_id)
+        if run.on_batch is not None:
+            run.on_batch(batch)
+        progress.notify("batch", spec=spec.name, docs=batch.docs, failed=batch.failed)
+
+    with ExitStack() as settings:
+
+        def switching() -> Iterator[BulkBody]:
+            for number, body in enumerate(bodies, 1):
+                if number == 2:  # more than one request: a large load, worth turning refresh off
+                    settings.enter_context(bulk_indexing(es, spec.target.index, spec.target.replicas))
+                yield body
+
+        totals = load_bulk(
+            es,
+            spec.target.index,
+            switching(),
+            spec.target.bulk_concurrency,
+            on_batch=record,
+            retry=retry_policy(spec),
+        )
+    es.indices.refresh(index=spec.target.index)
+    run.log(
+        f"{spec.name}: {totals.indexed} indexed, {totals.deleted} deleted, {totals.stale_skipped} stale, "
+        f"{totals.failed} failed, {totals.dead_lettered} dead-lettered in {totals.batches} batches, "
+        f"{totals.seconds:.1f}s"
+    )
+    if totals.failed:
+        # documents lost to transient errors: fail the run so nothing downstream treats it as done
+        raise LoadFailed(
+            f"{totals.failed} documents were not acknowledged by Elasticsearch after retries", totals
+        )
+    return totals
