@@ -69,7 +69,7 @@ def drop_bench_indexes(es, pattern: str = "bench_*") -> list[str]:
 
 # ~0.5–1 KB per row as a JSON document: text (with non-ASCII), NUMERIC, integer, float,
 # text[], JSONB and two timestamptz columns. Generated inside PostgreSQL (one INSERT … SELECT
-# over generate_series, like sync_pipeline/demo.py), deterministic through setseed.
+# over generate_series, like sync_pipeline/dev/demo.py), deterministic through setseed.
 # Numeric and timestamp columns are NOT NULL so that the naive baseline (which has no
 # cleansing at all) can load every row: NULL numerics become NaN and NULL timestamps NaT in
 # its DataFrame, which Elasticsearch or the client refuse.

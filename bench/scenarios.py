@@ -203,7 +203,7 @@ class _RssTimeline:
 
 
 def run_pipeline(args: argparse.Namespace) -> dict[str, Any]:
-    """Full sync of the spec through the real assets, in-process (sync_pipeline.cli.run_sync)."""
+    """Full sync of the spec through the real assets, in-process (sync_pipeline.apps.cli.runner.run_sync)."""
     _setup_env(args)
     pg_url, es_url = common.server_urls()
     os.environ["SYNC_PG_URL"], os.environ["SYNC_ES_URL"] = pg_url, es_url
@@ -258,7 +258,7 @@ def run_pipeline(args: argparse.Namespace) -> dict[str, Any]:
 
 def run_incremental(args: argparse.Namespace) -> dict[str, Any]:
     """Update 1% and hard-delete 0.1% of the rows with the change-buffer triggers installed,
-    then time the drain (sync_pipeline.cli.run_drain). Expects the spec's index to hold the
+    then time the drain (sync_pipeline.apps.cli.runner.run_drain). Expects the spec's index to hold the
     table (the previous full sync); restores the deleted rows afterwards (triggers removed)."""
     _setup_env(args)
     pg_url, es_url = common.server_urls()

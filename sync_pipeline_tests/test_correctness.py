@@ -10,10 +10,12 @@ import pytest
 import sqlalchemy as sa
 
 from sync_pipeline.apps.cli.runner import run_drain, run_sync, run_verify
+from sync_pipeline.core.bulk import BulkBody, entry_doc
 from sync_pipeline.io import deadletters
 from sync_pipeline.io.buffer import BUFFER, buffer_state, install_triggers, uninstall_triggers
-from sync_pipeline.io.elasticsearch import es_client, load_documents
+from sync_pipeline.io.elasticsearch import es_client, load_bulk
 from sync_pipeline.ops.drain import drain
+from sync_pipeline.ops.replay import replay
 
 from .conftest import at, indexed
 
@@ -137,7 +139,7 @@ def test_an_older_version_never_overwrites_a_newer_document(scenario, insert_row
 
     # a backfill that read the row before the update, arriving late
     stale = {"_id": "1", "_op": "index", "_version": old_version, "_source": {"id": 1, "title": "stale"}}
-    totals = load_documents(es, scenario.index, [stale], batch_size=10)
+    totals = load_bulk(es, scenario.index, [BulkBody.join([entry_doc(stale)])])
 
     assert (totals.stale_skipped, totals.failed, totals.indexed) == (1, 0, 0)
     assert indexed(es, scenario.index)["1"]["title"] == "newer"
@@ -164,13 +166,40 @@ def test_refused_documents_become_dead_letters_and_replay_after_a_fix(scenario, 
     assert letters[0]["run_id"] == summary.run_id
 
     scenario.execute(f"UPDATE {scenario.table} SET title = '7' WHERE id IN (11, 12)")
-    replayed, refused = deadletters.replay(scenario.engine, es, spec)
+    replayed, refused = replay(scenario.engine, es, spec)
 
     assert (replayed, refused) == (2, 0)
     with scenario.engine.begin() as conn:
         assert deadletters.count(conn, spec.name) == 0
     (report,) = run_verify([spec], [spec])
     assert report.ok, report.lines()
+
+
+def test_a_transient_failure_during_replay_is_exit_1_and_keeps_the_dead_letters(
+    scenario, insert_rows, es, tmp_path, monkeypatch, capsys
+):
+    from sync_pipeline.apps.cli import main
+    from sync_pipeline.core.bulk import BatchResult
+    from sync_pipeline.ops import replay as replay_module
+
+    insert_rows([1], "2026-02-01 00:00:00+00", title="not a number")
+    config = tmp_path / "sync.yaml"
+    config.write_text(
+        scenario.spec_text().replace("title: {cleanse: [trim, empty_to_null]}", "title: {type: integer}")
+    )
+    assert main(["--config", str(config), "sync", "--full", "--spec", scenario.table]) == 1
+    capsys.readouterr()
+    # Elasticsearch still refusing with 429s after every retry: what send_body reports as `failed`
+    monkeypatch.setattr(replay_module, "resync_keys", lambda *a, **k: BatchResult(batch=1, failed=1))
+
+    code = main(["--config", str(config), "dead-letters", "replay", "--spec", scenario.table])
+
+    err = capsys.readouterr().err
+    assert code == 1
+    assert "Elasticsearch unavailable during replay; nothing removed" in err
+    assert "Traceback" not in err
+    with scenario.engine.begin() as conn:
+        assert deadletters.count(conn, scenario.table) == 1
 
 
 def test_verify_fix_repairs_every_kind_of_drift(scenario, insert_rows, es):

@@ -237,13 +237,16 @@ def test_a_rebuild_leaves_soft_deleted_rows_out_of_the_bulk_lines():
     [["1", "22", "333"], ['a"b', "c\\d", "tab\tnew\nline", "\x01ctl", "青花", "plain"], ['["x|y",1]']],
 )
 def test_batch_action_lines_are_the_per_document_action_lines(ids):
-    from sync_pipeline.core.bulk import action_line, action_lines
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    from sync_pipeline.core.bulk import action_array, action_line
 
     versions = list(range(len(ids)))
     deleted = [i % 2 == 1 for i in range(len(ids))]
     rows = zip(ids, versions, deleted, strict=True)
     expected = [action_line("delete" if d else "index", i, v) for i, v, d in rows]
-    assert action_lines(ids, versions, deleted) == expected
+    assert pc.cast(action_array(ids, versions, deleted), pa.binary()).to_pylist() == expected
     assert orjson.loads(expected[0]) == {
         "delete" if deleted[0] else "index": {"_id": ids[0], "version": 0, "version_type": "external_gte"}
     }

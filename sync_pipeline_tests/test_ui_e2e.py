@@ -134,6 +134,8 @@ def browser():
     try:
         chromium = find_or_install_chromium()  # as root: apt-get install chromium on first use
     except BrowserUnavailable as exc:
+        if os.environ.get("CI") == "true":  # CI runs as root: a browser it cannot install is a failure
+            pytest.fail(str(exc))
         pytest.skip(str(exc))
     ARTIFACTS.mkdir(exist_ok=True)
     with playwright_api.sync_playwright() as p:

@@ -30,7 +30,7 @@ from sync_pipeline.apps.flask import create_sync_blueprint
 from sync_pipeline.dev.services import local_urls
 from sync_pipeline.io.postgres import sqlalchemy_url
 
-# --- models: the demo schema of sync_pipeline/demo.py --------------------------------------------
+# --- models: the demo schema of sync_pipeline/dev/demo.py --------------------------------------------
 
 
 class Base(DeclarativeBase):

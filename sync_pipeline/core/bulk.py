@@ -103,11 +103,6 @@ def action_array(ids: list[str], versions: list[int], deleted: list[bool]) -> pa
     )  # fmt: skip
 
 
-def action_lines(ids: list[str], versions: list[int], deleted: list[bool]) -> list[bytes]:
-    """`action_line` for a whole batch, assembled in Arrow."""
-    return pc.cast(action_array(ids, versions, deleted), pa.binary()).to_pylist()
-
-
 def json_strings(array: pa.Array) -> pa.Array:
     """Text values as JSON string literals: quoted in Arrow when none needs escaping (the usual
     case), otherwise each one through orjson."""

@@ -6,7 +6,6 @@ else in the package reads YAML or environment variables for spec content.
 
 from __future__ import annotations
 
-import os
 import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -283,10 +282,6 @@ class SpecFile(_Strict):
         return self
 
 
-def default_config_path() -> Path:
-    return Path(os.environ.get("SYNC_CONFIG") or "sync.yaml")
-
-
 def _location(raw: Any, loc: tuple[Any, ...]) -> str:
     """Turn a pydantic error location into "spec 'products' → source.primary_key"."""
     if len(loc) >= 2 and loc[0] == "specs" and isinstance(loc[1], int):
@@ -317,8 +312,8 @@ def parse_specs(text: str, origin: str = "<string>") -> list[SyncSpec]:
         raise SpecError("\n".join(lines)) from None
 
 
-def load_specs(path: str | Path | None = None) -> list[SyncSpec]:
-    path = Path(path) if path is not None else default_config_path()
+def load_specs(path: str | Path) -> list[SyncSpec]:
+    path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:

@@ -31,8 +31,6 @@ from sync_pipeline.core.bulk import (
     Rejected,
     RetryPolicy,
     backoff_delay,
-    chunked,
-    entry_doc,
 )
 from sync_pipeline.core.specs import SyncSpec
 from sync_pipeline.core.windows import Window, es_window_query
@@ -251,19 +249,6 @@ def load_bulk(
             raise
     totals.seconds = time.perf_counter() - started  # wall time: the bodies overlap
     return totals
-
-
-def load_documents(
-    es: Elasticsearch,
-    index: str,
-    entries: Iterable[dict[str, Any]],
-    batch_size: int,
-    on_batch: Callable[[BatchResult], None] | None = None,
-    retry: RetryPolicy = DEFAULT_RETRY,
-) -> LoadTotals:
-    """Documents given as {"_id", "_op", "_version"?, "_source"?} dicts, one body at a time."""
-    bodies = (BulkBody.join(chunk) for chunk in chunked(map(entry_doc, entries), batch_size))
-    return load_bulk(es, index, bodies, 1, on_batch, retry)
 
 
 @contextmanager

@@ -25,6 +25,11 @@ class Bound:
     columns: list[ColumnInfo]
     plan: DocumentPlan
 
+    @classmethod
+    def of(cls, spec: SyncSpec, columns: list[ColumnInfo]) -> Bound:
+        """From columns already known (a staged file's, say)."""
+        return cls(spec, columns, build_plan(spec, columns))
+
 
 def bind(source: Engine | Connection, spec: SyncSpec) -> Bound:
     """Describe the spec's source (SourceError when it does not match) and plan its documents."""
@@ -34,7 +39,7 @@ def bind(source: Engine | Connection, spec: SyncSpec) -> Bound:
         with source.connect() as conn:
             columns = describe_source(conn, spec)
             conn.commit()
-    return Bound(spec, columns, build_plan(spec, columns))
+    return Bound.of(spec, columns)
 
 
 def ensure_target(es: Elasticsearch, bound: Bound, index: str | None = None) -> bool:

@@ -22,7 +22,7 @@ from elasticsearch import Elasticsearch
 from sync_pipeline.core import naming, progress
 from sync_pipeline.core.bulk import BatchResult, BulkBody, LoadTotals, iter_bodies, rebody, retry_policy
 from sync_pipeline.core.columns import arrow_schema
-from sync_pipeline.core.documents import DocumentPlan, batch_to_bulk, build_plan
+from sync_pipeline.core.documents import DocumentPlan, batch_to_bulk
 from sync_pipeline.core.specs import SyncSpec
 from sync_pipeline.core.windows import Window
 from sync_pipeline.io import deadletters
@@ -171,7 +171,7 @@ def documents_stage(run: WindowRun) -> Documents:
         raise MissingStage(
             f"no staged extract at {source}: materialize {naming.extract_asset(run.spec.name)} first"
         )
-    plan = build_plan(run.spec, staged_columns(source))
+    plan = Bound.of(run.spec, staged_columns(source)).plan
     counts = Documents(path=run.path("ndjson"), fields=tuple(f.name for f in plan.fields))
     batches = read_batches(source, run.spec.batch_size)
     for _ in staged_bodies(_documents(batches, plan, counts), counts.path):
@@ -187,9 +187,8 @@ def index_stage(run: WindowRun, es: Elasticsearch) -> WindowResult:
         raise MissingStage(
             f"no staged documents at {documents_path}: materialize {naming.documents_asset(spec.name)} first"
         )
-    columns = staged_columns(extract_path)
     result = WindowResult()
-    result.created_index = _ensure_target(run, es, Bound(spec, columns, build_plan(spec, columns)))
+    result.created_index = _ensure_target(run, es, Bound.of(spec, staged_columns(extract_path)))
     bodies = iter_bodies(staged_lines(documents_path), spec.batch_size, spec.target.bulk_max_bytes)
     result.totals = load(run, es, bodies)
     return result

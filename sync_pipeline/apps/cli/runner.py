@@ -7,6 +7,7 @@ summaries are folded from the run's materializations (core.runs).
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -20,7 +21,7 @@ from sync_pipeline import settings as settings_module
 from sync_pipeline.apps.instance import dagster_instance
 from sync_pipeline.core import naming, progress
 from sync_pipeline.core.diff import VerifyReport
-from sync_pipeline.core.runs import fold_materializations
+from sync_pipeline.core.runs import RunTotals, fold_materializations
 from sync_pipeline.core.specs import SyncSpec
 from sync_pipeline.defs import build_definitions
 from sync_pipeline.defs.partitions import partition_keys_for
@@ -36,18 +37,12 @@ class NoPartitions(ValueError):
 
 
 @dataclass
-class SyncSummary:
-    spec: str
-    partitions: str
-    success: bool
-    extracted: int = 0
-    indexed: int = 0
-    deleted: int = 0
-    failed: int = 0
-    stale_skipped: int = 0
-    dead_lettered: int = 0
-    batches: int = 0
-    seconds: float = 0.0
+class SyncSummary(RunTotals):
+    """A finished run of the CLI: its totals, and which run it was."""
+
+    spec: str = ""
+    partitions: str = ""
+    success: bool = False
     run_id: str = ""
     error: str = ""
 
@@ -149,18 +144,11 @@ def summarise(result: dg.ExecuteInProcessResult, spec: SyncSpec, label: str) -> 
     )
     totals = fold_materializations((m.asset_key.to_user_string(), m.metadata) for m in materializations)
     summary = SyncSummary(
+        **dataclasses.asdict(totals),
         spec=spec.name,
         partitions=label,
         success=result.success,
         run_id=result.run_id,
-        extracted=totals.extracted,
-        indexed=totals.indexed,
-        deleted=totals.deleted,
-        failed=totals.failed,
-        stale_skipped=totals.stale_skipped,
-        dead_lettered=totals.dead_lettered,
-        batches=totals.batches,
-        seconds=totals.seconds,
     )
     if not result.success:
         failures = result.get_step_failure_events()

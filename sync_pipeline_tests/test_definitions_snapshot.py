@@ -1,0 +1,63 @@
+"""A snapshot of every name the demo spec file becomes in Dagster.
+
+Asset keys, checks, jobs (with their tags), schedules, sensors and resources
+are what a user's run history and UI bookmarks hang on: renaming one by
+accident must show up in review as a change to snapshots/definitions.json.
+After an intended change: `SYNC_UPDATE_SNAPSHOTS=1 pytest sync_pipeline_tests/test_definitions_snapshot.py`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+
+from sync_pipeline import settings
+from sync_pipeline.core.specs import load_specs
+from sync_pipeline.defs import build_definitions
+from sync_pipeline.defs.resources import resources_for
+
+ROOT = Path(__file__).resolve().parent.parent
+SNAPSHOT = Path(__file__).resolve().parent / "snapshots" / "definitions.json"
+
+
+def describe(defs: dg.Definitions) -> dict[str, Any]:
+    graph = defs.resolve_asset_graph()
+    repository = defs.get_repository_def()
+    assets = {}
+    for key in sorted(graph.get_all_asset_keys(), key=lambda k: k.to_user_string()):
+        node = graph.get(key)
+        assets[key.to_user_string()] = {
+            "group": node.group_name,
+            "kinds": sorted(node.kinds),
+            "deps": sorted(k.to_user_string() for k in node.parent_keys),
+            "partitioned": type(node.partitions_def).__name__ if node.partitions_def else None,
+            "tags": dict(sorted(node.tags.items())),
+        }
+    return {
+        "assets": assets,
+        "checks": sorted(f"{k.asset_key.to_user_string()}:{k.name}" for k in graph.asset_check_keys),
+        "jobs": {
+            job.name: dict(sorted(job.tags.items()))
+            for job in sorted(repository.get_all_jobs(), key=lambda j: j.name)
+            if not job.name.startswith("__")
+        },
+        "schedules": {
+            s.name: {"job": s.job_name, "cron": s.cron_schedule, "timezone": s.execution_timezone}
+            for s in sorted(repository.schedule_defs, key=lambda s: s.name)
+        },
+        "sensors": sorted(s.name for s in repository.sensor_defs),
+        "resources": sorted(defs.resources or {}),
+    }
+
+
+def test_definitions_of_the_demo_spec_file_match_the_snapshot():
+    config = settings.load({})
+    defs = build_definitions(load_specs(ROOT / "sync.yaml"), resources_for(config))
+    current = describe(defs)
+    if os.environ.get("SYNC_UPDATE_SNAPSHOTS") == "1":
+        SNAPSHOT.write_text(json.dumps(current, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    assert current == json.loads(SNAPSHOT.read_text(encoding="utf-8"))
