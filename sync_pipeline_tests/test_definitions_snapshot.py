@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -61,3 +63,37 @@ def test_definitions_of_the_demo_spec_file_match_the_snapshot():
     if os.environ.get("SYNC_UPDATE_SNAPSHOTS") == "1":
         SNAPSHOT.write_text(json.dumps(current, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     assert current == json.loads(SNAPSHOT.read_text(encoding="utf-8"))
+
+
+def _dagster_tool(*args: str) -> subprocess.CompletedProcess:
+    # from the checkout, as a newcomer runs them: no DAGSTER_HOME, no servers
+    env = {k: v for k, v in os.environ.items() if k not in ("DAGSTER_HOME", "SYNC_PG_URL", "SYNC_ES_URL")}
+    return subprocess.run(
+        [str(Path(sys.executable).parent / args[0]), *args[1:]],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def test_dagster_validates_the_workspace_and_dg_checks_the_project():
+    validate = _dagster_tool("dagster", "definitions", "validate", "-w", "workspace.yaml")
+    assert validate.returncode == 0, validate.stderr[-2000:]
+    assert "All code locations passed validation" in validate.stderr + validate.stdout
+    check = _dagster_tool("dg", "check", "defs")
+    assert check.returncode == 0, check.stderr[-2000:]
+    assert "All definitions loaded successfully" in check.stdout + check.stderr
+
+
+def test_pyproject_and_workspace_name_the_same_code_location():
+    import tomllib
+
+    import yaml
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]
+    workspace = yaml.safe_load((ROOT / "workspace.yaml").read_text())["load_from"][0]["python_module"]
+    assert project["dagster"]["module_name"] == workspace["module_name"] == "sync_pipeline.definitions"
+    assert project["dg"]["project"]["code_location_target_module"] == workspace["module_name"]
+    assert project["dagster"]["code_location_name"] == workspace["location_name"] == "sync_pipeline"

@@ -134,7 +134,7 @@ def test_postgres_backend_terminated_mid_extract(scenario, tmp_path, pg):
                         "SELECT pid FROM pg_stat_activity "
                         "WHERE application_name = :app AND state = 'active' AND query LIKE :q"
                     ),
-                    {"app": EXTRACT_APPLICATION, "q": f"%FROM {scenario.table}%"},
+                    {"app": EXTRACT_APPLICATION, "q": f'%FROM "{scenario.table}"%'},
                 )
                 .scalars()
                 .all()

@@ -20,7 +20,7 @@ def test_storage_url_keeps_credentials_and_selects_the_schema():
 
 
 def test_instance_config_queues_runs_with_one_load_per_spec_and_lane():
-    config = yaml.safe_load((ROOT / "dagster.yaml").read_text())
+    config = yaml.safe_load((ROOT / "deploy" / "dagster.yaml").read_text())
     assert config["storage"]["postgres"]["postgres_url"] == {"env": "SYNC_DAGSTER_PG_URL"}
     coordinator = config["run_coordinator"]
     assert coordinator["class"] == "QueuedRunCoordinator"

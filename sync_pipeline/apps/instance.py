@@ -24,7 +24,7 @@ from sync_pipeline import settings
 from sync_pipeline.core.sql import quote_ident
 from sync_pipeline.io.postgres import engine_for
 
-TEMPLATE = settings.PROJECT_ROOT / "dagster.yaml"
+TEMPLATE = settings.PROJECT_ROOT / "deploy" / "dagster.yaml"
 SCHEMA = "dagster"
 DEFAULT_HOME = Path(".dagster_home")
 
