@@ -94,8 +94,9 @@ def run(
     import sqlalchemy as sa
 
     from sync_pipeline.core.specs import load_specs
-    from sync_pipeline.io.buffer import BUFFER, install_triggers, uninstall_triggers
+    from sync_pipeline.io.buffer import BUFFER
     from sync_pipeline.io.elasticsearch import drop_target
+    from sync_pipeline.ops.capture import install_triggers, uninstall_triggers
 
     tmp: Path = harness.tmp / f"freshness-{mode}"
     tmp.mkdir(parents=True, exist_ok=True)

@@ -266,7 +266,8 @@ def run_incremental(args: argparse.Namespace) -> dict[str, Any]:
     import sqlalchemy as sa
 
     from sync_pipeline.apps.cli.runner import run_drain
-    from sync_pipeline.io.buffer import BUFFER, install_triggers, uninstall_triggers
+    from sync_pipeline.io.buffer import BUFFER
+    from sync_pipeline.ops.capture import install_triggers, uninstall_triggers
 
     specs, spec = common.load_spec(Path(args.config))
     es = common.es_client(es_url)

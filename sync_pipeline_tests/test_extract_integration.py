@@ -7,6 +7,8 @@ import sqlalchemy as sa
 
 from sync_pipeline.core.columns import arrow_schema
 from sync_pipeline.core.specs import parse_specs
+from sync_pipeline.core.sql import read_columns
+from sync_pipeline.core.versions import VERSION_BASE, VERSION_COLUMN
 from sync_pipeline.core.windows import Window
 from sync_pipeline.io.postgres import describe_source, iter_pages, libpq_url, stream_window
 
@@ -62,7 +64,10 @@ specs:
         columns = describe_source(conn, spec)
         keyset = pa.Table.from_batches(list(iter_pages(conn, spec, columns, window, 500)))
     pages = list(stream_window(libpq_url(live.pg_url), spec, columns, window, page_size=500))
-    copied = pa.Table.from_batches(pages, schema=arrow_schema(columns))
+    copied = pa.Table.from_batches(pages, schema=arrow_schema(read_columns(columns)))
+    # each read carries its own snapshot's version: compare the rows, not when they were read
+    assert copied.column(VERSION_COLUMN).to_pylist()[0] >= VERSION_BASE
+    keyset, copied = keyset.drop_columns([VERSION_COLUMN]), copied.drop_columns([VERSION_COLUMN])
 
     assert max(p.num_rows for p in pages) <= 500
     assert copied.num_rows == keyset.num_rows == 1201

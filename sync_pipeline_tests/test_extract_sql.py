@@ -126,22 +126,37 @@ def test_window_count_skips_soft_deleted_rows_with_the_same_window_predicate():
     start = datetime(2026, 3, 1, tzinfo=UTC)
     statement = window_count_query(spec, columns, Window(start, None))
     assert statement.sql == (
-        'SELECT count(*) FROM "items" WHERE "updated_at" >= CAST(%(window_start)s AS timestamptz) '
+        'SELECT count(*) FROM "items" AS __sync_root '
+        'WHERE "updated_at" >= CAST(%(window_start)s AS timestamptz) '
         'AND ("deleted" IS NULL OR "deleted" = false)'
     )
 
 
-def test_key_lookups_cast_each_value_to_its_column_type():
+def test_key_lookups_turn_canonical_texts_back_into_each_columns_type():
     spec = _spec("table: items", key="[region, id]")
     columns = [
         ColumnInfo("region", "text"),
         ColumnInfo("id", "int8"),
         ColumnInfo("updated_at", "timestamptz"),
     ]
-    statement = keys_query(spec, columns, [("eu", 1), ("us", 2)])
+    statement = keys_query(spec, columns, [("eu", "1"), ("us", "2")])
+    # one text array per key column, whatever the number of keys: the key index serves the lookup
     assert statement.sql.endswith(
-        'WHERE ("region", "id") IN ((CAST(%(k0_0)s AS text), CAST(%(k0_1)s AS int8)), '
-        "(CAST(%(k1_0)s AS text), CAST(%(k1_1)s AS int8)))"
+        'WHERE ("region", "id") IN (SELECT CAST(__sync_u.__sync_k0 AS text), '
+        "CAST(__sync_u.__sync_k1 AS int8) "
+        "FROM unnest(CAST(%(k0)s AS text[]), CAST(%(k1)s AS text[])) AS __sync_u(__sync_k0, __sync_k1))"
     )
-    assert statement.params == {"k0_0": "eu", "k0_1": 1, "k1_0": "us", "k1_1": 2}
+    assert statement.params == {"k0": ["eu", "us"], "k1": ["1", "2"]}
     assert keys_query(spec, columns, []).sql.endswith("WHERE false")
+
+
+def test_every_read_carries_the_version_of_its_own_snapshot():
+    from sync_pipeline.core.versions import VERSION_SQL
+
+    spec = _spec("table: items")
+    for statement in (
+        page_query(spec, COLUMNS, Window(None, None), None, 10),
+        window_select(spec, COLUMNS, Window(None, None)),
+        keys_query(spec, COLUMNS, [("1",)]),
+    ):
+        assert f'{VERSION_SQL} AS "__sync_version"' in statement.sql

@@ -21,7 +21,7 @@ from flask import Flask
 from sync_pipeline.apps import dagster_api
 from sync_pipeline.apps.flask import SyncBlueprintConfigError, create_sync_blueprint
 from sync_pipeline.dev.demo import seed_demo
-from sync_pipeline.io import buffer
+from sync_pipeline.ops import capture
 from sync_pipeline_tests.conftest import free_port
 from sync_pipeline_tests.test_dagster_api import RUN_TIMEOUT, DagsterStack, month_day
 
@@ -97,7 +97,7 @@ def test_full_sync_then_flush_through_the_blueprint(stack: DagsterStack):
 
     # the change buffer: an insert, an update and a hard delete, applied by the drain job
     with stack.engine.begin() as conn:
-        buffer.install_triggers(conn, spec)
+        capture.install_triggers(conn, spec)
     try:
         stack.insert("web", range(61, 71), month_day(keys[2]))
         stack.execute(f"UPDATE {stack.table('web')} SET title = 'renamed' WHERE id = 1")
@@ -110,7 +110,7 @@ def test_full_sync_then_flush_through_the_blueprint(stack: DagsterStack):
         report = wait_for(client, response.get_json()["run_id"])
     finally:
         with stack.engine.begin() as conn:
-            buffer.uninstall_triggers(conn, spec)
+            capture.uninstall_triggers(conn, spec)
     assert report["status"] == "SUCCESS", (report["errors"], stack.logs())
     totals = report["totals"]
     assert (totals["indexed"], totals["deleted"], totals["failed"], totals["claimed"]) == (11, 1, 0, 12)

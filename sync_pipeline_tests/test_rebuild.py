@@ -6,8 +6,9 @@ import pytest
 import sqlalchemy as sa
 
 from sync_pipeline.apps.cli.runner import run_drain, run_sync, run_verify
-from sync_pipeline.io.buffer import BUFFER, install_triggers, uninstall_triggers
+from sync_pipeline.io.buffer import BUFFER
 from sync_pipeline.io.elasticsearch import backing_indices
+from sync_pipeline.ops.capture import install_triggers, uninstall_triggers
 from sync_pipeline.ops.rebuild import rebuild, rollback, versioned_name
 
 pytestmark = pytest.mark.integration

@@ -18,7 +18,8 @@ from sync_pipeline.defs.sensors import (
     drain_run_key,
     running_drain_max_id,
 )
-from sync_pipeline.io.buffer import BUFFER, BufferState, install_triggers, uninstall_triggers
+from sync_pipeline.io.buffer import BUFFER, BufferState
+from sync_pipeline.ops.capture import install_triggers, uninstall_triggers
 
 POLICY = BufferSensorSpec(min_changes=10, max_wait_seconds=30)
 

@@ -11,7 +11,6 @@ from sync_pipeline.core.documents import (
     batch_to_bulk,
     batch_to_documents,
     build_plan,
-    document_ids,
     index_mapping,
 )
 from sync_pipeline.core.specs import parse_specs
@@ -135,11 +134,18 @@ def test_dropped_columns_never_reach_documents():
 
 
 def test_composite_ids_are_unambiguous_json():
+    from sync_pipeline.core.keys import canonical_texts, ids_from_texts
+
     keys = pa.RecordBatch.from_pydict({"a": ["x|y", "x"], "b": ["1", "y|1"], "n": [1, 20]})
-    assert document_ids(keys, ["a", "b"]) == ['["x|y","1"]', '["x","y|1"]']
-    assert document_ids(keys, ["a"]) == ["x|y", "x"]
-    assert document_ids(keys, ["n"]) == ["1", "20"]
-    assert document_ids(keys, ["n", "a"]) == ['[1,"x|y"]', '[20,"x"]']
+    a, b, n = ColumnInfo("a", "text"), ColumnInfo("b", "text"), ColumnInfo("n", "int8")
+
+    def ids(*columns):
+        return ids_from_texts(canonical_texts(keys, columns), columns).to_pylist()
+
+    assert ids(a, b) == ['["x|y","1"]', '["x","y|1"]']
+    assert ids(a) == ["x|y", "x"]
+    assert ids(n) == ["1", "20"]
+    assert ids(n, a) == ['[1,"x|y"]', '[20,"x"]']
 
 
 def test_mapping_is_explicit_and_inferred_from_postgres_types():
@@ -253,7 +259,7 @@ def test_batch_action_lines_are_the_per_document_action_lines(ids):
 
 
 def test_timestamps_are_iso_utc_with_microseconds_whatever_the_year():
-    from sync_pipeline.core.documents import iso_utc
+    from sync_pipeline.core.timestamps import iso_utc
 
     values = [datetime(2026, 3, 1, 8, 30, 15, 123456, tzinfo=UTC), datetime(1, 1, 1, tzinfo=UTC), None]
     assert iso_utc(pa.array(values, pa.timestamp("us", tz="UTC"))).to_pylist() == [

@@ -19,9 +19,10 @@ import sqlalchemy as sa
 
 from sync_pipeline.core.specs import parse_specs
 from sync_pipeline.dev.browser import BrowserUnavailable, find_or_install_chromium
-from sync_pipeline.io.buffer import BUFFER, install_triggers, uninstall_triggers
+from sync_pipeline.io.buffer import BUFFER
 from sync_pipeline.io.elasticsearch import drop_target, es_client
 from sync_pipeline.io.postgres import engine_for
+from sync_pipeline.ops.capture import install_triggers, uninstall_triggers
 
 from .conftest import free_port, stop_process_groups
 

@@ -46,15 +46,15 @@ def test_composite_keys_compare_as_tuples():
 
 class Recorder:
     def __init__(self):
-        self.keys = []
+        self.ids = []
 
-    def repair(self, key):
-        self.keys.append(key)
+    def repair(self, doc_id):
+        self.ids.append(doc_id)
 
 
-def test_repairs_are_requested_for_missing_changed_and_extra_keys_in_order():
+def test_repairs_are_requested_for_missing_changed_and_extra_documents_in_order():
     pg = [((1,), "1", {"a": 1}), ((2,), "2", {"a": 2}), ((4,), "4", {"a": 4})]
     es = [((2,), "2", {"a": 0}), ((3,), "3", {}), ((4,), "4", {"a": 4})]
     repairs = Recorder()
     diff_sorted(pg, es, VerifyReport("s", "i"), repairs)
-    assert repairs.keys == [(1,), (2,), (3,)]
+    assert repairs.ids == ["1", "2", "3"]

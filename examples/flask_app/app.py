@@ -56,7 +56,7 @@ class Product(Base):
     price: Mapped[Decimal | None] = mapped_column(Numeric(12, 2))
     stock: Mapped[int | None] = mapped_column(Integer)
     rating: Mapped[float | None]
-    tags: Mapped[list[str] | None] = mapped_column(ARRAY(Text))
+    keywords: Mapped[list[str] | None] = mapped_column(ARRAY(Text))
     attributes: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
     discontinued: Mapped[bool] = mapped_column(default=False)
     # the demo table has no column defaults: the ORM supplies them. Every UPDATE moves
@@ -81,7 +81,7 @@ class Product(Base):
             "price": str(self.price) if self.price is not None else None,
             "stock": self.stock,
             "rating": self.rating,
-            "tags": self.tags,
+            "keywords": self.keywords,
             "attributes": self.attributes,
             "discontinued": self.discontinued,
             "created_at": self.created_at.isoformat() if self.created_at else None,
@@ -98,7 +98,7 @@ EDITABLE = (
     "category_id",
     "price",
     "stock",
-    "tags",
+    "keywords",
     "attributes",
     "discontinued",
 )

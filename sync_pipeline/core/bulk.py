@@ -125,8 +125,12 @@ class BatchResult:
     batch: int
     indexed: int = 0
     deleted: int = 0
-    stale_skipped: int = 0  # ES already holds a newer version: not a failure, and counted
+    stale_skipped: int = 0  # ES already holds a newer read's version: not a failure, and counted
     stale_ids: list[str] = field(default_factory=list)
+    stale_versions: dict[str, int] = field(default_factory=dict)  # the version ES holds, by _id
+    # a 409 although this was the newest read: ES holds a version no read of ours wrote (an edit
+    # out of band, a future version); the sides disagree, the run's check fails
+    conflicts: int = 0
     failed: int = 0  # transient failures that outlived the retries: the run must fail
     rejected: list[Rejected] = field(default_factory=list)  # permanent: for the dead-letter table
     seconds: float = 0.0
@@ -138,7 +142,21 @@ class BatchResult:
 
     @property
     def docs(self) -> int:
-        return self.indexed + self.deleted + self.stale_skipped + self.failed + self.dead_lettered
+        return (
+            self.indexed
+            + self.deleted
+            + self.stale_skipped
+            + self.conflicts
+            + self.failed
+            + self.dead_lettered
+        )
+
+    def mark_conflicts(self, ids: set[str]) -> None:
+        """These stale ids are disagreements, not older reads."""
+        found = [i for i in self.stale_ids if i in ids]
+        self.conflicts += len(found)
+        self.stale_skipped -= len(found)
+        self.stale_ids = [i for i in self.stale_ids if i not in ids]
 
     @property
     def docs_per_second(self) -> float:
@@ -151,6 +169,7 @@ class LoadTotals:
     indexed: int = 0
     deleted: int = 0
     stale_skipped: int = 0
+    conflicts: int = 0
     failed: int = 0
     dead_lettered: int = 0
     seconds: float = 0.0
@@ -158,13 +177,21 @@ class LoadTotals:
 
     @property
     def docs(self) -> int:
-        return self.indexed + self.deleted + self.stale_skipped + self.failed + self.dead_lettered
+        return (
+            self.indexed
+            + self.deleted
+            + self.stale_skipped
+            + self.conflicts
+            + self.failed
+            + self.dead_lettered
+        )
 
     def add(self, result: BatchResult) -> None:
         self.batches += 1
         self.indexed += result.indexed
         self.deleted += result.deleted
         self.stale_skipped += result.stale_skipped
+        self.conflicts += result.conflicts
         self.failed += result.failed
         self.dead_lettered += result.dead_lettered
         self.seconds += result.seconds

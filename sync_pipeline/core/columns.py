@@ -36,6 +36,22 @@ TEXTUAL = frozenset({"text", "varchar", "bpchar", "name", "citext"})
 
 COLUMNS_METADATA_KEY = b"sync_pipeline.columns"
 
+ES_TYPE_BY_PG = {
+    "int2": "integer",
+    "int4": "integer",
+    "int8": "long",
+    "float4": "float",
+    "float8": "double",
+    "numeric": "double",
+    "bool": "boolean",
+    "timestamptz": "date",
+    "timestamp": "date",
+    "date": "date",
+    "uuid": "keyword",
+    "json": "object",
+    "jsonb": "object",
+}
+
 
 @dataclass(frozen=True)
 class ColumnInfo:
@@ -83,3 +99,12 @@ def columns_of(schema: pa.Schema) -> list[ColumnInfo]:
         ColumnInfo(name, pg_type, is_array)
         for name, pg_type, is_array in json.loads(metadata[COLUMNS_METADATA_KEY])
     ]
+
+
+def infer_es_type(info: ColumnInfo, is_key: bool) -> str:
+    if info.is_array:
+        # ES fields are arrays natively: an array maps as its element (JSON elements as objects)
+        return ES_TYPE_BY_PG.get(info.pg_type, "keyword")
+    if info.pg_type in TEXTUAL:
+        return "keyword" if is_key else "text"
+    return ES_TYPE_BY_PG.get(info.pg_type, "keyword")

@@ -83,7 +83,7 @@ def differing_fields(expected: dict[str, Any], actual: dict[str, Any]) -> list[s
 class Repairs(Protocol):
     """What `verify --fix` does with each difference as the merge finds it."""
 
-    def repair(self, key: tuple[Any, ...]) -> None: ...
+    def repair(self, doc_id: str) -> None: ...
 
 
 def diff_sorted(
@@ -102,7 +102,7 @@ def diff_sorted(
             if len(report.missing_ids) < EXAMPLES:
                 report.missing_ids.append(exp[1])
             if repairs:
-                repairs.repair(exp[0])
+                repairs.repair(exp[1])
             exp = next(exp_iter, None)
         elif exp is None or act[0] < exp[0]:
             report.extra += 1
@@ -110,7 +110,7 @@ def diff_sorted(
             if len(report.extra_ids) < EXAMPLES:
                 report.extra_ids.append(act[1])
             if repairs:
-                repairs.repair(act[0])
+                repairs.repair(act[1])
             act = next(act_iter, None)
         else:
             report.pg_count += 1
@@ -121,7 +121,7 @@ def diff_sorted(
                 if len(report.mismatches) < EXAMPLES:
                     report.mismatches.append(Mismatch(exp[1], fields))
                 if repairs:
-                    repairs.repair(exp[0])
+                    repairs.repair(exp[1])
             exp = next(exp_iter, None)
             act = next(act_iter, None)
     return report

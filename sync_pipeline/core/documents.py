@@ -23,24 +23,13 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from sync_pipeline.core.bulk import BulkBody, BulkChunk, action_array, json_strings
-from sync_pipeline.core.columns import TEXTUAL, ColumnInfo
+from sync_pipeline.core.columns import ColumnInfo, infer_es_type
+from sync_pipeline.core.keys import canonical_texts, check_no_null_keys, ids_from_texts
+from sync_pipeline.core.relations import RelationPlan, relation_mapping
+from sync_pipeline.core.sources import RESERVED_PREFIX
 from sync_pipeline.core.specs import SyncSpec
-
-_ES_TYPE_BY_PG = {
-    "int2": "integer",
-    "int4": "integer",
-    "int8": "long",
-    "float4": "float",
-    "float8": "double",
-    "numeric": "double",
-    "bool": "boolean",
-    "timestamptz": "date",
-    "timestamp": "date",
-    "date": "date",
-    "uuid": "keyword",
-    "json": "object",
-    "jsonb": "object",
-}
+from sync_pipeline.core.timestamps import iso_utc, utc_from_naive
+from sync_pipeline.core.versions import VERSION_COLUMN
 
 
 @dataclass(frozen=True)
@@ -58,24 +47,29 @@ class DocumentPlan:
 
     spec: SyncSpec
     fields: tuple[FieldPlan, ...]
+    keys: tuple[ColumnInfo, ...] = ()  # the primary-key columns, in key order
+    relations: tuple[RelationPlan, ...] = ()
 
     @property
     def key_columns(self) -> list[str]:
         return list(self.spec.source.primary_key)
 
 
-def infer_es_type(info: ColumnInfo, is_key: bool) -> str:
-    if info.is_array:
-        # ES fields are arrays natively: an array maps as its element (JSON elements as objects)
-        return _ES_TYPE_BY_PG.get(info.pg_type, "keyword")
-    if info.pg_type in TEXTUAL:
-        return "keyword" if is_key else "text"
-    return _ES_TYPE_BY_PG.get(info.pg_type, "keyword")
-
-
-def build_plan(spec: SyncSpec, columns: Sequence[ColumnInfo]) -> DocumentPlan:
+def build_plan(
+    spec: SyncSpec, columns: Sequence[ColumnInfo], relations: Sequence[RelationPlan] = ()
+) -> DocumentPlan:
+    """`columns` as a read returns them (the source's, then one JSON column per relation, then
+    the snapshot version, which is no field)."""
+    by_name = {r.spec.name: r for r in relations}
     fields = []
     for info in columns:
+        if info.name.startswith(RESERVED_PREFIX):
+            continue
+        if info.name in by_name:
+            relation = by_name[info.name]
+            kind = "nested" if relation.spec.nested else "object"
+            fields.append(FieldPlan(info.name, info.name, info, kind, ()))
+            continue
         cfg = spec.fields.get(info.name)
         if cfg is not None and cfg.drop:
             continue
@@ -90,14 +84,27 @@ def build_plan(spec: SyncSpec, columns: Sequence[ColumnInfo]) -> DocumentPlan:
                 cleanse=tuple(cfg.cleanse) if cfg else (),
             )
         )
-    return DocumentPlan(spec=spec, fields=tuple(fields))
+    info = {c.name: c for c in columns}
+    keys = tuple(info[c] for c in spec.source.primary_key if c in info)
+    return DocumentPlan(spec=spec, fields=tuple(fields), keys=keys, relations=tuple(relations))
 
 
 def index_mapping(plan: DocumentPlan) -> dict[str, Any]:
     """Explicit mapping for every known field; JSON columns stay dynamic objects."""
     properties: dict[str, Any] = {}
+    relations = {r.spec.name: r for r in plan.relations}
     for f in plan.fields:
+        if f.column in relations:
+            properties[f.name] = relation_mapping(relations[f.column])
+            continue
         prop: dict[str, Any] = {"type": f.es_type}
+        if (
+            f.es_type == "date"
+            and f.column_info.pg_type in ("timestamp", "timestamptz")
+            and f.column in plan.key_columns
+        ):
+            # verify merges by key: nanosecond sort values keep microsecond keys apart
+            prop["type"] = "date_nanos"
         if f.es_type == "text":
             # sortable/aggregatable twin, as ES's own dynamic mapping would add
             prop["fields"] = {"keyword": {"type": "keyword", "ignore_above": 256}}
@@ -111,42 +118,17 @@ def index_settings(spec: SyncSpec) -> dict[str, Any]:
     return {"number_of_shards": spec.target.shards, "number_of_replicas": spec.target.replicas}
 
 
-def document_id(key: Sequence[Any]) -> str:
-    """`_id` from primary-key values: the value itself, or a JSON array for composite keys.
-
-    JSON keeps composite ids unambiguous whatever characters the parts contain.
-    """
-    if len(key) == 1:
-        return str(key[0])
-    return orjson.dumps(list(key), default=str).decode()
+def document_ids(batch: pa.RecordBatch, plan: DocumentPlan) -> list[str]:
+    """`_id` of every row (core/keys.py); NULL keys are refused."""
+    texts = canonical_texts(batch, plan.keys, plan.spec.naive_timezone)
+    check_no_null_keys(texts, plan.spec.name)
+    return ids_from_texts(texts, plan.keys).to_pylist()
 
 
-def document_ids(batch: pa.RecordBatch, key_columns: Sequence[str]) -> list[str]:
-    if len(key_columns) == 1:
-        column = batch.column(key_columns[0])
-        if pa.types.is_integer(column.type) or pa.types.is_string(column.type):
-            return pc.cast(column, pa.string()).to_pylist()  # str() of each value, vectorised
-        return [str(v) for v in column.to_pylist()]
-    rows = zip(*(batch.column(c).to_pylist() for c in key_columns), strict=True)
-    return [document_id(r) for r in rows]
-
-
-def _padded(values: pa.Array, width: int) -> pa.Array:
-    return pc.utf8_lpad(pc.cast(values, pa.string()), width, "0")
-
-
-def iso_utc(array: pa.Array) -> pa.Array:
-    """UTC timestamps → `YYYY-MM-DDTHH:MM:SS.ffffffZ`, assembled from their fields.
-
-    Three times faster than Arrow's strftime here (which formats value by value
-    through the C library), and the same text.
-    """
-    micros = pc.add(pc.multiply(pc.millisecond(array), 1000), pc.microsecond(array))
-    return pc.binary_join_element_wise(
-        _padded(pc.year(array), 4), "-", _padded(pc.month(array), 2), "-", _padded(pc.day(array), 2),
-        "T", _padded(pc.hour(array), 2), ":", _padded(pc.minute(array), 2), ":",
-        _padded(pc.second(array), 2), ".", _padded(micros, 6), "Z", "",
-    )  # fmt: skip
+def key_texts(batch: pa.RecordBatch, plan: DocumentPlan) -> list[tuple[str, ...]]:
+    """The canonical key texts of every row, for re-reading them later."""
+    texts = canonical_texts(batch, plan.keys, plan.spec.naive_timezone)
+    return list(zip(*(t.to_pylist() for t in texts), strict=True))
 
 
 def cleanse_array(array: pa.Array, field: FieldPlan, naive_timezone: str) -> pa.Array:
@@ -161,9 +143,7 @@ def cleanse_array(array: pa.Array, field: FieldPlan, naive_timezone: str) -> pa.
         return pc.if_else(pc.is_finite(array), array, pa.scalar(None, pa.float64()))  # NaN/±Inf: not JSON
     if info.pg_type in ("timestamptz", "timestamp"):
         if info.pg_type == "timestamp":
-            # DST: a skipped wall-clock time moves past the gap, a repeated one takes its first instant
-            array = pc.assume_timezone(array, naive_timezone, ambiguous="earliest", nonexistent="latest")
-            array = array.cast(pa.timestamp("us", tz="UTC"))
+            array = utc_from_naive(array, naive_timezone)
         return iso_utc(array)
     if info.pg_type == "date":
         return pc.cast(array, pa.string())  # YYYY-MM-DD
@@ -190,11 +170,15 @@ def deleted_flags(batch: pa.RecordBatch, spec: SyncSpec) -> list[bool]:
 
 
 def document_versions(batch: pa.RecordBatch, spec: SyncSpec) -> list[int]:
-    """External version per row: the spec's version column, else updated_at in epoch microseconds.
+    """External version per row: the snapshot version the read returned (core/versions.py).
 
-    A row without one gets 0, which any later stamped write supersedes.
+    A batch staged before snapshot versions (no version column) falls back to updated_at in
+    epoch microseconds, the earlier scheme: always below snapshot versions, so such a re-send
+    never replaces a document written since.
     """
-    column = batch.column(spec.source.version or spec.source.updated_at)
+    if VERSION_COLUMN in batch.schema.names:
+        return pc.fill_null(batch.column(VERSION_COLUMN), 0).to_pylist()
+    column = batch.column(spec.source.updated_at)
     if pa.types.is_timestamp(column.type):
         unit = pa.timestamp("us", tz="UTC") if column.type.tz else pa.timestamp("us")
         column = column.cast(unit)
@@ -232,7 +216,7 @@ def batch_to_documents(batch: pa.RecordBatch, plan: DocumentPlan) -> DocumentBat
     if not plan.fields:
         documents = [{} for _ in range(batch.num_rows)]
     return DocumentBatch(
-        ids=document_ids(batch, plan.key_columns),
+        ids=document_ids(batch, plan),
         documents=documents,
         deleted=deleted_flags(batch, plan.spec),
         versions=document_versions(batch, plan.spec),
@@ -272,7 +256,7 @@ def batch_to_bulk(batch: pa.RecordBatch, plan: DocumentPlan, include_deletes: bo
     """The batch as bulk NDJSON, assembled column by column in Arrow: no Python per row."""
     spec = plan.spec
     deleted = deleted_flags(batch, spec)
-    actions = action_array(document_ids(batch, plan.key_columns), document_versions(batch, spec), deleted)
+    actions = action_array(document_ids(batch, plan), document_versions(batch, spec), deleted)
     parts: list[Any] = []
     for number, f in enumerate(plan.fields):
         name = orjson.dumps(f.name).decode()

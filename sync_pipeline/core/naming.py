@@ -29,12 +29,13 @@ EXTRACT_APPLICATION = "sync_pipeline:extract"
 
 # --- metadata keys --------------------------------------------------------------------------------
 ROW_COUNT = "dagster/row_count"
-COUNTED = ("batches", "indexed", "deleted", "failed", "stale_skipped", "dead_lettered")
+COUNTED = ("batches", "indexed", "deleted", "failed", "stale_skipped", "conflicts", "dead_lettered")
 BATCH_FIELDS = (
     "batch",
     "indexed",
     "deleted",
     "stale_skipped",
+    "conflicts",
     "failed",
     "dead_lettered",
     "seconds",

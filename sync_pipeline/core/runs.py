@@ -21,6 +21,7 @@ class RunTotals:
     deleted: int = 0
     failed: int = 0
     stale_skipped: int = 0
+    conflicts: int = 0
     dead_lettered: int = 0
     batches: int = 0
     claimed: int = 0

@@ -14,6 +14,8 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from sync_pipeline.core.sources import SourceSpec
+
 SPEC_NAME = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
 # ES index names: lowercase, no leading -_+, none of \ / * ? " < > | space , #
 INDEX_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,254}$")
@@ -38,81 +40,6 @@ class FieldSpec(_Strict):
     drop: bool = False
     type: str | None = Field(default=None, description="Elasticsearch field type; inferred when absent")
     cleanse: list[Cleanse] = Field(default_factory=list)
-
-
-def _check_table_name(value: str) -> None:
-    if not value.strip() or value.count(".") > 1:
-        raise ValueError(f"{value!r} must be 'table' or 'schema.table'")
-
-
-class SourceSpec(_Strict):
-    table: str | None = None
-    query: str | None = None
-    primary_key: Annotated[list[str], Field(min_length=1)]
-    updated_at: str
-    soft_delete: str | None = Field(
-        default=None, description="column; a row whose value is true or non-null is deleted in ES"
-    )
-    change_tables: list[str] = Field(
-        default_factory=list,
-        description="tables whose triggers feed the change buffer (default: `table`); each must "
-        "carry the primary-key columns under the same names",
-    )
-    version: str | None = Field(
-        default=None,
-        description="integer or timestamp column giving the ES external version (default: updated_at)",
-    )
-
-    @field_validator("primary_key", mode="before")
-    @classmethod
-    def _one_key_as_list(cls, value: Any) -> Any:
-        return [value] if isinstance(value, str) else value
-
-    @field_validator("table")
-    @classmethod
-    def _table_shape(cls, value: str | None) -> str | None:
-        if value is not None:
-            _check_table_name(value)
-        return value
-
-    @field_validator("change_tables")
-    @classmethod
-    def _change_table_shapes(cls, value: list[str]) -> list[str]:
-        for name in value:
-            _check_table_name(name)
-        return value
-
-    @field_validator("query")
-    @classmethod
-    def _query_is_select(cls, value: str | None) -> str | None:
-        if value is None:
-            return None
-        stripped = value.strip().rstrip(";").strip()
-        if not re.match(r"(?is)^(select|with)\b", stripped):
-            raise ValueError("must be a SELECT (or WITH ... SELECT) statement")
-        if ";" in stripped:
-            raise ValueError("must be a single statement (no ';' inside)")
-        return stripped
-
-    @model_validator(mode="after")
-    def _table_xor_query(self) -> SourceSpec:
-        if (self.table is None) == (self.query is None):
-            raise ValueError("give exactly one of 'table' or 'query'")
-        return self
-
-    @property
-    def schema_and_table(self) -> tuple[str | None, str]:
-        assert self.table is not None
-        return split_table(self.table)
-
-    @property
-    def trigger_tables(self) -> list[str]:
-        return self.change_tables or ([self.table] if self.table else [])
-
-
-def split_table(name: str) -> tuple[str | None, str]:
-    schema, _, table = name.rpartition(".")
-    return (schema or None), table
 
 
 class TargetSpec(_Strict):
@@ -294,9 +221,23 @@ def _location(raw: Any, loc: tuple[Any, ...]) -> str:
     return ".".join(str(p) for p in loc) or "(top level)"
 
 
+class _SpecLoader(yaml.SafeLoader):
+    """YAML 1.1 reads on/off/yes/no as booleans, so a relation's `on:` would become the key True:
+    only true/false are booleans here."""
+
+
+_SpecLoader.yaml_implicit_resolvers = {
+    first: [(tag, rx) for tag, rx in resolvers if tag != "tag:yaml.org,2002:bool"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_SpecLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
+)
+
+
 def parse_specs(text: str, origin: str = "<string>") -> list[SyncSpec]:
     try:
-        raw = yaml.safe_load(text)
+        raw = yaml.load(text, Loader=_SpecLoader)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""

@@ -20,7 +20,11 @@ from datetime import datetime
 from typing import Any, Literal
 
 from sync_pipeline.core.columns import ColumnInfo
-from sync_pipeline.core.specs import SyncSpec, split_table
+from sync_pipeline.core.keys import typed_sql
+from sync_pipeline.core.relations import RelationPlan, relation_sql
+from sync_pipeline.core.sources import split_table
+from sync_pipeline.core.specs import SyncSpec
+from sync_pipeline.core.versions import VERSION_COLUMN, VERSION_SQL
 from sync_pipeline.core.windows import Window
 
 PageMode = Literal["window", "null_updated_at", "by_key"]
@@ -43,6 +47,11 @@ class Statement:
 def quote_ident(name: str) -> str:
     """A PostgreSQL identifier, quoted: embedded quotes doubled, so any text is safe."""
     return '"' + name.replace('"', '""') + '"'
+
+
+def sql_literal(text: str) -> str:
+    """A SQL string literal (for statements that cannot take parameters, such as DDL bodies)."""
+    return "'" + text.replace("'", "''") + "'"
 
 
 def qualified_table(name: str) -> str:
@@ -78,10 +87,14 @@ class _Binds:
         return self.value(name, value, "timestamptz")
 
 
+ROOT_ALIAS = "__sync_root"
+
+
 def source_sql(spec: SyncSpec, literal: bool = False) -> str:
-    """The FROM item of the spec: its table, or its query as a subquery named `src`."""
+    """The FROM item of the spec: its table (named for the relations' correlated subqueries), or
+    its query as a subquery named `src`."""
     if spec.source.table is not None:
-        return qualified_table(spec.source.table)
+        return f"{qualified_table(spec.source.table)} AS {ROOT_ALIAS}"
     assert spec.source.query is not None
     # with parameters, psycopg reads '%' as a placeholder: a query's own % (LIKE 'a%') doubles
     query = spec.source.query if literal else spec.source.query.replace("%", "%%")
@@ -100,9 +113,9 @@ def check_columns(spec: SyncSpec, columns: Sequence[ColumnInfo]) -> None:
     if len(set(names)) != len(names):
         raise SourceError(f"{where}: the query returns duplicate column names {names}")
     required = [*spec.source.primary_key, spec.source.updated_at]
-    required += [c for c in (spec.source.soft_delete, spec.source.version) if c]
+    required += [c for c in (spec.source.soft_delete,) if c]
     missing = [c for c in required if c not in names]
-    unknown_fields = [c for c in spec.fields if c not in names]
+    unknown_fields = [c for c in spec.fields if c not in names and "." not in c]
     if missing or unknown_fields:
         parts = []
         if missing:
@@ -147,8 +160,29 @@ def window_predicate(spec: SyncSpec, window: Window, binds: _Binds) -> str | Non
     return f"{updated} IS NOT NULL"
 
 
-def _select(columns: Sequence[ColumnInfo], spec: SyncSpec, literal: bool = False) -> str:
-    return f"SELECT {', '.join(staged_column(c) for c in columns)} FROM {source_sql(spec, literal)}"
+def read_columns(columns: Sequence[ColumnInfo], relations: Sequence[RelationPlan] = ()) -> list[ColumnInfo]:
+    """What every read returns: the source's columns, one JSON column per relation, and the
+    version of the statement's snapshot (core/versions.py)."""
+    return [
+        *columns,
+        *(ColumnInfo(r.spec.name, "jsonb") for r in relations),
+        ColumnInfo(VERSION_COLUMN, "int8"),
+    ]
+
+
+def _select(
+    columns: Sequence[ColumnInfo],
+    spec: SyncSpec,
+    relations: Sequence[RelationPlan] = (),
+    literal: bool = False,
+) -> str:
+    outputs = [staged_column(c) for c in columns]
+    outputs += [
+        f"CAST({relation_sql(r, ROOT_ALIAS, spec.naive_timezone)} AS TEXT) AS {quote_ident(r.spec.name)}"
+        for r in relations
+    ]
+    outputs.append(f"{VERSION_SQL} AS {quote_ident(VERSION_COLUMN)}")
+    return f"SELECT {', '.join(outputs)} FROM {source_sql(spec, literal)}"
 
 
 def _where(conditions: Sequence[str | None]) -> str:
@@ -163,6 +197,7 @@ def page_query(
     after: Sequence[Any] | None,
     limit: int,
     mode: PageMode = "window",
+    relations: Sequence[RelationPlan] = (),
 ) -> Statement:
     """One keyset page: rows strictly after `after`, in key order.
 
@@ -185,16 +220,19 @@ def page_query(
     if after is not None:
         bound = [binds.value(f"after_{i}", value) for i, value in enumerate(after)]
         conditions.append(f"({', '.join(key)}) > ({', '.join(bound)})")
-    sql = f"{_select(columns, spec)}{_where(conditions)} ORDER BY {', '.join(key)} LIMIT {int(limit)}"
+    select = _select(columns, spec, relations)
+    sql = f"{select}{_where(conditions)} ORDER BY {', '.join(key)} LIMIT {int(limit)}"
     return Statement(sql, binds.params)
 
 
-def window_select(spec: SyncSpec, columns: Sequence[ColumnInfo], window: Window) -> Statement:
+def window_select(
+    spec: SyncSpec, columns: Sequence[ColumnInfo], window: Window, relations: Sequence[RelationPlan] = ()
+) -> Statement:
     """Every row of the window as one statement, unordered and without parameters: what a
     full read streams with COPY (one statement, so one snapshot)."""
     binds = _Binds(literal=True)
     where = _where([window_predicate(spec, window, binds)])
-    return Statement(f"{_select(columns, spec, literal=True)}{where}")
+    return Statement(f"{_select(columns, spec, relations, literal=True)}{where}")
 
 
 def live_rows_predicate(spec: SyncSpec, columns: Sequence[ColumnInfo]) -> str | None:
@@ -214,20 +252,26 @@ def window_count_query(spec: SyncSpec, columns: Sequence[ColumnInfo], window: Wi
     return Statement(f"SELECT count(*) FROM {source_sql(spec)}{_where(conditions)}", binds.params)
 
 
-def keys_query(spec: SyncSpec, columns: Sequence[ColumnInfo], keys: Sequence[Sequence[Any]]) -> Statement:
-    """Current rows for specific primary keys (drain, verify --fix, dead-letter replay).
-
-    Key values arrive from JSON, so each is cast to its column's type, which
-    keeps the primary-key index usable.
-    """
-    binds = _Binds()
+def keys_query(
+    spec: SyncSpec,
+    columns: Sequence[ColumnInfo],
+    keys: Sequence[Sequence[str]],
+    relations: Sequence[RelationPlan] = (),
+) -> Statement:
+    """Current rows for specific primary keys (drain, verify --fix, dead-letter replay), given as
+    their canonical texts (core/keys.py): one text array per key column, turned back into the
+    column's type, so the primary-key index serves the lookup."""
     info = {c.name: c for c in columns}
     pk = spec.source.primary_key
-    casts = [type_name(info[name].pg_type) for name in pk]
-    tuples = []
-    for i, key in enumerate(keys):
-        parts = [binds.value(f"k{i}_{j}", v, casts[j]) for j, v in enumerate(key)]
-        tuples.append(parts[0] if len(parts) == 1 else f"({', '.join(parts)})")
-    target = quote_ident(pk[0]) if len(pk) == 1 else f"({', '.join(quote_ident(c) for c in pk)})"
-    condition = f"{target} IN ({', '.join(tuples)})" if tuples else "false"
-    return Statement(f"{_select(columns, spec)} WHERE {condition}", binds.params)
+    if not keys:
+        return Statement(f"{_select(columns, spec, relations)} WHERE false")
+    params = {f"k{j}": [key[j] for key in keys] for j in range(len(pk))}
+    arrays = ", ".join(f"CAST(%(k{j})s AS text[])" for j in range(len(pk)))
+    names = ", ".join(f"__sync_k{j}" for j in range(len(pk)))
+    typed = ", ".join(
+        typed_sql(info[name], f"__sync_u.__sync_k{j}", type_name(info[name].pg_type), spec.naive_timezone)
+        for j, name in enumerate(pk)
+    )
+    target = "(" + ", ".join(quote_ident(c) for c in pk) + ")"
+    condition = f"{target} IN (SELECT {typed} FROM unnest({arrays}) AS __sync_u({names}))"
+    return Statement(f"{_select(columns, spec, relations)} WHERE {condition}", params)

@@ -22,6 +22,7 @@ def batch_observation(key: dg.AssetKey, batch: BatchResult) -> dg.AssetObservati
             "indexed": batch.indexed,
             "deleted": batch.deleted,
             "stale_skipped": batch.stale_skipped,
+            "conflicts": batch.conflicts,
             "failed": batch.failed,
             "dead_lettered": batch.dead_lettered,
             "seconds": round(batch.seconds, 3),
@@ -42,6 +43,7 @@ def totals_metadata(totals: LoadTotals, spec: SyncSpec) -> dict[str, Any]:
         "indexed": totals.indexed,
         "deleted": totals.deleted,
         "stale_skipped": totals.stale_skipped,
+        "conflicts": totals.conflicts,
         "failed": totals.failed,
         "dead_lettered": totals.dead_lettered,
         "batches": totals.batches,
@@ -55,9 +57,10 @@ def load_check_results(totals: LoadTotals) -> list[dg.AssetCheckResult]:
     return [
         dg.AssetCheckResult(
             check_name=naming.CHECK_NO_FAILED,
-            passed=totals.failed == 0,
+            # a conflict is a document the newest read could not write: as lost as a failed one
+            passed=totals.failed == 0 and totals.conflicts == 0,
             severity=dg.AssetCheckSeverity.ERROR,
-            metadata={"failed": totals.failed},
+            metadata={"failed": totals.failed, "conflicts": totals.conflicts},
         ),
         dg.AssetCheckResult(
             check_name=naming.CHECK_NO_DEAD_LETTERS,

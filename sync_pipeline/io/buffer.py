@@ -1,16 +1,17 @@
 """The change buffer: a trigger-fed outbox that carries inserts, updates and
 hard deletes to Elasticsearch, including the ones time windows cannot see.
 
-Triggers append (spec, primary key, operation, changed_at, transaction id) in
-the writer's own transaction, so a change is buffered if and only if it
-commits. A drain claims entries with FOR UPDATE SKIP LOCKED (two drains never
-take the same entry), re-reads the current rows, indexes or deletes them, and
-deletes the entries only after Elasticsearch acknowledged every document —
-in the same transaction as the claim, so a crash anywhere leaves them queued.
+Triggers append (spec, source, key, operation, link) in the writer's own
+transaction, so a change is buffered if and only if it commits; what each
+table's trigger records is core/capture.py. A drain (ops/drain.py) claims
+entries with FOR UPDATE SKIP LOCKED, re-reads the documents they affect, and
+deletes the entries only after Elasticsearch acknowledged every document — in
+the same transaction as the claim, so a crash anywhere leaves them queued.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,7 +19,12 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Connection, Engine
 
-from sync_pipeline.core.specs import SyncSpec, split_table
+from sync_pipeline.core import capture
+from sync_pipeline.core.columns import ColumnInfo
+from sync_pipeline.core.fanout import Watched
+from sync_pipeline.core.specs import SyncSpec
+from sync_pipeline.core.sql import quote_ident
+from sync_pipeline.io.postgres import execute
 
 metadata = sa.MetaData()
 
@@ -31,6 +37,9 @@ BUFFER = sa.Table(
     sa.Column("op", sa.CHAR(1), nullable=False),
     sa.Column("changed_at", sa.DateTime(timezone=True), server_default=sa.text("clock_timestamp()")),
     sa.Column("txid", sa.BigInteger, server_default=sa.text("txid_current()")),
+    # which table of the document changed (NULL: the root) and the old/new values joining it up
+    sa.Column("source", sa.Text),
+    sa.Column("link", JSONB),
     sa.Index("sync_pipeline_buffer_spec_id", "spec", "id"),
     schema="public",  # the trigger functions name it schema-qualified, whatever a writer's search_path
 )
@@ -38,78 +47,41 @@ BUFFER = sa.Table(
 
 def ensure_buffer(conn: Connection) -> None:
     metadata.create_all(conn, tables=[BUFFER], checkfirst=True)
+    # a buffer created before relations were captured: the two columns they need
+    for column in ("source text", "link jsonb"):
+        conn.exec_driver_sql(f"ALTER TABLE public.sync_pipeline_buffer ADD COLUMN IF NOT EXISTS {column}")
 
 
-def _names(spec: SyncSpec) -> tuple[str, str]:
-    # spec names are [a-z0-9_] (validated), so these are safe, stable identifiers
-    return f"sync_pipeline_capture_{spec.name}", f"sync_pipeline_{spec.name}"
-
-
-def _literal(text: str) -> str:
-    """A SQL string literal (PL/pgSQL bodies cannot take bind parameters)."""
-    return "'" + text.replace("'", "''") + "'"
-
-
-def trigger_ddl(conn: Connection, spec: SyncSpec, table: str) -> list[str]:
-    """DDL for one table's capture trigger; every identifier goes through the dialect's quoting."""
-    quote = conn.dialect.identifier_preparer.quote
-    schema, name = split_table(table)
-    qualified = ".".join(quote(p) for p in (schema, name) if p)
-    function, trigger = _names(spec)
-    function_qualified = ".".join(quote(p) for p in (schema, function) if p)
-
-    def key_json(row: str) -> str:
-        parts = ", ".join(f"{_literal(c)}, {row}.{quote(c)}" for c in spec.source.primary_key)
-        return f"jsonb_build_object({parts})"
-
-    old_key, new_key = key_json("OLD"), key_json("NEW")
-    spec_literal = _literal(spec.name)
-    buffer_table = quote(BUFFER.name)
-    function_sql = f"""
-CREATE OR REPLACE FUNCTION {function_qualified}() RETURNS trigger LANGUAGE plpgsql AS $body$
-BEGIN
-  IF TG_OP = 'DELETE' OR (TG_OP = 'UPDATE' AND {old_key} IS DISTINCT FROM {new_key}) THEN
-    INSERT INTO public.{buffer_table} (spec, pk, op) VALUES ({spec_literal}, {old_key}, 'D');
-  END IF;
-  IF TG_OP IN ('INSERT', 'UPDATE') THEN
-    INSERT INTO public.{buffer_table} (spec, pk, op) VALUES ({spec_literal}, {new_key}, left(TG_OP, 1));
-  END IF;
-  RETURN NULL;
-END
-$body$"""
-    return [
-        function_sql,
-        f"DROP TRIGGER IF EXISTS {quote(trigger)} ON {qualified}",
-        f"CREATE TRIGGER {quote(trigger)} AFTER INSERT OR UPDATE OR DELETE ON {qualified} "
-        f"FOR EACH ROW EXECUTE FUNCTION {function_qualified}()",
-    ]
-
-
-def install_triggers(conn: Connection, spec: SyncSpec) -> list[str]:
-    """Create the buffer table and the spec's triggers; idempotent. Returns the tables covered."""
-    tables = spec.source.trigger_tables
-    if not tables:
-        raise ValueError(
-            f"spec '{spec.name}' reads a query: name the tables to watch in source.change_tables"
-        )
+def install_watched(conn: Connection, spec: SyncSpec, watched: Sequence[Watched]) -> list[str]:
+    """The buffer table and one trigger per watched table; idempotent. The caller has checked
+    every table against the spec (ops/capture.py): nothing here can half-apply on a mismatch,
+    and the caller's transaction makes it all or nothing anyway."""
     ensure_buffer(conn)
-    for table in tables:
-        for statement in trigger_ddl(conn, spec, table):
+    for table in watched:
+        for statement in capture.trigger_ddl(spec, table):
             conn.exec_driver_sql(statement)
-    return tables
+    return [w.table for w in watched]
 
 
-def uninstall_triggers(conn: Connection, spec: SyncSpec) -> list[str]:
-    quote = conn.dialect.identifier_preparer.quote
-    tables = spec.source.trigger_tables
-    for table in tables:
-        schema, name = split_table(table)
-        qualified = ".".join(quote(p) for p in (schema, name) if p)
-        function, trigger = _names(spec)
-        conn.exec_driver_sql(f"DROP TRIGGER IF EXISTS {quote(trigger)} ON {qualified}")
-        function_qualified = ".".join(quote(p) for p in (schema, function) if p)
-        conn.exec_driver_sql(f"DROP FUNCTION IF EXISTS {function_qualified}()")
-    return tables
+def uninstall(conn: Connection, spec: SyncSpec) -> list[str]:
+    """Every trigger and trigger function the spec's installs created (found in the catalog, so
+    tables since removed from the spec are covered too); idempotent. Returns the tables."""
+    found = execute(conn, capture.installed_query(spec)).all()
+    tables: list[str] = []
+    for row in found:
+        if row.trigger is not None:
+            conn.exec_driver_sql(f"DROP TRIGGER IF EXISTS {quote_ident(row.trigger)} ON {row.relation}")
+            tables.append(row.relation)
+    for function in dict.fromkeys(row.function for row in found):
+        conn.exec_driver_sql(f"DROP FUNCTION IF EXISTS {function}")
+    # the earlier layout's triggers named after the spec, on tables whose function is gone already
+    legacy = capture.LEGACY_TRIGGER.format(spec=spec.name)
+    for relation in conn.exec_driver_sql(
+        "SELECT CAST(tgrelid AS regclass)::text FROM pg_trigger WHERE tgname = %(name)s", {"name": legacy}
+    ).scalars():
+        conn.exec_driver_sql(f"DROP TRIGGER IF EXISTS {quote_ident(legacy)} ON {relation}")
+        tables.append(relation)
+    return sorted(set(tables))
 
 
 @dataclass
@@ -132,16 +104,10 @@ def buffer_state(conn: Connection, spec: SyncSpec) -> BufferState:
     return BufferState(pending=int(row[0]), oldest_age_seconds=age, max_id=int(row[2]))
 
 
-def claim(conn: Connection, spec: SyncSpec, limit: int) -> list[Any]:
-    """The spec's oldest entries (id, pk, changed_at), locked: two drains never take the same entry,
-    and the lock lasts until the caller's transaction ends."""
-    return conn.execute(
-        sa.select(BUFFER.c.id, BUFFER.c.pk, BUFFER.c.changed_at)
-        .where(BUFFER.c.spec == spec.name)
-        .order_by(BUFFER.c.id)
-        .limit(limit)
-        .with_for_update(skip_locked=True)
-    ).all()
+def claim(conn: Connection, spec: SyncSpec, root_key: Sequence[ColumnInfo], limit: int) -> list[Any]:
+    """The spec's oldest entries (id, source, op, root key texts), locked until the caller's
+    transaction ends (core/capture.claim_query)."""
+    return execute(conn, capture.claim_query(spec, root_key, limit)).all()
 
 
 def remove(conn: Connection, ids: list[int]) -> None:

@@ -9,6 +9,7 @@ exactly what happened batch by batch; several bodies are in flight at once.
 
 from __future__ import annotations
 
+import re
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
@@ -115,6 +116,16 @@ def drop_target(es: Elasticsearch, name: str) -> list[str]:
     return indices
 
 
+_HELD_VERSION = re.compile(r"current version \[(\d+)\]")
+
+
+def _held_version(item: dict[str, Any]) -> int | None:
+    """The version Elasticsearch holds, from a 409's reason ("current version [X] is higher…")."""
+    error = item.get("error")
+    match = _HELD_VERSION.search(str(error.get("reason") if isinstance(error, dict) else error))
+    return int(match.group(1)) if match else None
+
+
 def _error_summary(op: str, doc_id: str | None, item: dict[str, Any]) -> dict[str, Any]:
     error = item.get("error")
     reason = error.get("reason") if isinstance(error, dict) else error
@@ -185,7 +196,11 @@ def send_body(
                     result.indexed += 1
             elif status == 409:
                 result.stale_skipped += 1
-                result.stale_ids.append(str(_op_and_id(body.doc(i)[0])[1]))
+                doc_id = str(_op_and_id(body.doc(i)[0])[1])
+                result.stale_ids.append(doc_id)
+                held = _held_version(info)
+                if held is not None:
+                    result.stale_versions[doc_id] = held
             elif status in TRANSIENT_STATUS or status >= 500:
                 retry_later.append(i)
             else:
@@ -297,6 +312,13 @@ def _sorted_hits(
             return
         yield from hits
         after = hits[-1]["sort"]
+
+
+def field_types(es: Elasticsearch, index: str) -> dict[str, str]:
+    """Top-level field → mapping type of the index (its current backing index behind an alias)."""
+    mappings = es.indices.get_mapping(index=index).body
+    properties = next(iter(mappings.values()), {}).get("mappings", {}).get("properties", {})
+    return {name: prop.get("type", "object") for name, prop in properties.items()}
 
 
 def elasticsearch_documents(es: Elasticsearch, spec: SyncSpec, page_size: int) -> Iterator[Keyed]:

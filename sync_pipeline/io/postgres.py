@@ -21,8 +21,10 @@ from sqlalchemy.exc import DBAPIError
 
 from sync_pipeline.core import sql
 from sync_pipeline.core.columns import ColumnInfo, arrow_schema
+from sync_pipeline.core.relations import RelationPlan, TableInfo
 from sync_pipeline.core.specs import SyncSpec
 from sync_pipeline.core.sql import PageMode, SourceError, Statement
+from sync_pipeline.core.versions import VERSION_SQL
 from sync_pipeline.core.windows import Window
 
 # the driver's batches, by bytes; re-sliced below to at most page_size rows
@@ -86,6 +88,46 @@ def describe_source(conn: Connection, spec: SyncSpec) -> list[ColumnInfo]:
     return columns
 
 
+def describe_table(conn: Connection, name: str) -> TableInfo | None:
+    """A table's columns and primary key; None when it does not exist (or we may not read it)."""
+    quoted = sql.qualified_table(name)
+    exists = execute(conn, Statement("SELECT to_regclass(%(t)s) IS NOT NULL", {"t": quoted})).scalar_one()
+    if not exists:
+        return None
+    result = execute(conn, Statement(f"SELECT * FROM {quoted} LIMIT 0"))
+    columns = []
+    for desc in result.cursor.description:
+        info = pg_types.get(desc.type_code)
+        is_array = bool(info and info.array_oid == desc.type_code)
+        columns.append(ColumnInfo(desc.name, info.name if info else "unknown", is_array))
+    result.close()
+    key = (
+        execute(
+            conn,
+            Statement(
+                "SELECT a.attname FROM pg_index i JOIN pg_attribute a "
+                "ON a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey) "
+                "WHERE i.indrelid = CAST(%(t)s AS regclass) AND i.indisprimary "
+                "ORDER BY array_position(i.indkey, a.attnum)",
+                {"t": quoted},
+            ),
+        )
+        .scalars()
+        .all()
+    )
+    return TableInfo(name, tuple(columns), tuple(key))
+
+
+def describe_relations(conn: Connection, spec: SyncSpec) -> dict[str, TableInfo | None]:
+    """Every related and join table of the spec, described (None: missing)."""
+    names: list[str] = []
+    for _, relation in spec.source.all_relations():
+        names.append(relation.table)
+        if relation.through is not None:
+            names.append(relation.through.table)
+    return {name: describe_table(conn, name) for name in dict.fromkeys(names)}
+
+
 def rows_to_batch(rows: Sequence[Sequence[Any]], schema: pa.Schema) -> pa.RecordBatch:
     by_column = list(zip(*rows, strict=True))
     return pa.RecordBatch.from_arrays(
@@ -100,6 +142,7 @@ def iter_pages(
     window: Window | None,
     page_size: int,
     modes: Sequence[PageMode] | None = None,
+    relations: Sequence[RelationPlan] = (),
 ) -> Iterator[pa.RecordBatch]:
     """Yield rows as Arrow record batches of at most `page_size` rows, by keyset pages.
 
@@ -109,14 +152,16 @@ def iter_pages(
     if modes is None:
         with_nulls = window is not None and window.include_null_updated_at
         modes = ["null_updated_at", "window"] if with_nulls else ["window"]
-    schema = arrow_schema(columns)
+    schema = arrow_schema(sql.read_columns(columns, relations))
     names = [c.name for c in columns]
     key_positions = [names.index(c) for c in spec.source.primary_key]
     updated_position = names.index(spec.source.updated_at)
     for mode in modes:
         after: list[Any] | None = None
         while True:
-            rows = execute(conn, sql.page_query(spec, columns, window, after, page_size, mode)).fetchall()
+            rows = execute(
+                conn, sql.page_query(spec, columns, window, after, page_size, mode, relations)
+            ).fetchall()
             if not rows:
                 break
             yield rows_to_batch(rows, schema)
@@ -128,7 +173,12 @@ def iter_pages(
 
 
 def stream_window(
-    url: str, spec: SyncSpec, columns: Sequence[ColumnInfo], window: Window, page_size: int
+    url: str,
+    spec: SyncSpec,
+    columns: Sequence[ColumnInfo],
+    window: Window,
+    page_size: int,
+    relations: Sequence[RelationPlan] = (),
 ) -> Iterator[pa.RecordBatch]:
     """The window's rows as Arrow batches of at most `page_size` rows, read with COPY.
 
@@ -142,8 +192,8 @@ def stream_window(
     import adbc_driver_postgresql
 
     # no parameters (with them the driver would not use COPY and would buffer the whole result)
-    statement = sql.window_select(spec, columns, window)
-    schema = arrow_schema(columns)
+    statement = sql.window_select(spec, columns, window, relations)
+    schema = arrow_schema(sql.read_columns(columns, relations))
     with (
         adbc_driver_postgresql.connect(url) as database,
         adbc_driver_manager.AdbcConnection(database) as conn,
@@ -169,14 +219,31 @@ def _as_staged(array: pa.Array, staged: pa.DataType) -> pa.Array:
 
 
 def fetch_keys(
-    conn: Connection, spec: SyncSpec, columns: Sequence[ColumnInfo], keys: Sequence[Sequence[Any]]
+    conn: Connection,
+    spec: SyncSpec,
+    columns: Sequence[ColumnInfo],
+    keys: Sequence[Sequence[str]],
+    relations: Sequence[RelationPlan] = (),
 ) -> pa.RecordBatch:
-    """The current rows of `keys` (those that still exist) as one batch."""
-    schema = arrow_schema(columns)
-    rows = execute(conn, sql.keys_query(spec, columns, keys)).fetchall() if keys else []
+    """The current rows of `keys` (canonical texts; those that still exist) as one batch."""
+    schema = arrow_schema(sql.read_columns(columns, relations))
+    rows = execute(conn, sql.keys_query(spec, columns, keys, relations)).fetchall() if keys else []
     if not rows:
         return pa.RecordBatch.from_pylist([], schema=schema)
     return rows_to_batch(rows, schema)
+
+
+def snapshot_version(conn: Connection) -> int:
+    """The version of the connection's current snapshot (core/versions.py): in a REPEATABLE READ
+    transaction, the snapshot every statement of it reads."""
+    return int(execute(conn, Statement(f"SELECT {VERSION_SQL}")).scalar_one())
+
+
+def burn_transaction_id(engine: Engine) -> None:
+    """Commit a transaction that takes an id: every snapshot taken after it has a greater xmax,
+    so a greater version than anything read before (core/versions.py)."""
+    with engine.begin() as conn:
+        execute(conn, Statement("SELECT pg_current_xact_id()"))
 
 
 def count_window_rows(conn: Connection, spec: SyncSpec, columns: Sequence[ColumnInfo], window: Window) -> int:

@@ -1,9 +1,15 @@
-"""Apply the change buffer: claim entries, re-read their rows, index or delete, release.
+"""Apply the change buffer: claim entries, find the documents they affect, re-read, write.
 
-A drain claims entries with FOR UPDATE SKIP LOCKED (two drains never take the
-same entry), re-reads the current rows, indexes or deletes them, and deletes
-the entries only after Elasticsearch acknowledged every document — in the same
-transaction as the claim, so a crash anywhere leaves them queued.
+A drain claims a batch of entries with FOR UPDATE SKIP LOCKED (two drains
+never take the same entry), in a REPEATABLE READ transaction: every document
+it writes, and every delete, carries the version of that one snapshot
+(core/versions.py). Root entries name their document directly; entries of a
+related or join table are resolved to the documents they feed (core/fanout.py)
+in keyset pages of at most `batch_size` keys — one bulk batch each, counted
+like any other — so a rename touching a million documents never holds a
+million keys. The entries are deleted only after Elasticsearch acknowledged
+every document, in the same transaction as the claim: a crash anywhere leaves
+them queued.
 """
 
 from __future__ import annotations
@@ -14,15 +20,17 @@ from dataclasses import dataclass
 from typing import Any
 
 from elasticsearch import Elasticsearch
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 
+from sync_pipeline.core import fanout
 from sync_pipeline.core.bulk import BatchResult, LoadTotals
-from sync_pipeline.core.documents import document_id
 from sync_pipeline.core.specs import SyncSpec
 from sync_pipeline.io import buffer, deadletters
 from sync_pipeline.io.buffer import has_pending
-from sync_pipeline.ops.binding import bind, ensure_target
-from sync_pipeline.ops.resync import resync_keys
+from sync_pipeline.io.postgres import describe_table, execute
+from sync_pipeline.ops.binding import Bound, bind, ensure_target
+from sync_pipeline.ops.capture import TABLE_SOURCE
+from sync_pipeline.ops.resync import REPEATABLE_READ, Key, classify_stale, resync_keys
 
 
 class DrainError(RuntimeError):
@@ -35,10 +43,65 @@ class DrainTotals(LoadTotals):
 
     def absorb(self, other: LoadTotals) -> None:
         """Add another drain's totals (a following drain's later rounds)."""
-        for name in ("batches", "indexed", "deleted", "stale_skipped", "failed", "dead_lettered", "seconds"):
+        counters = ("batches", "indexed", "deleted", "stale_skipped", "conflicts", "failed", "dead_lettered")
+        for name in (*counters, "seconds"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.claimed += getattr(other, "claimed", 0)
         self.first_errors.extend(other.first_errors[: max(0, 5 - len(self.first_errors))])
+
+
+class _Batches:
+    """Re-sync keys in the claim's transaction, one counted bulk batch per call."""
+
+    def __init__(
+        self, engine: Engine, es: Elasticsearch, bound: Bound, totals: DrainTotals, run_id, on_batch
+    ):
+        self.engine, self.es, self.bound, self.totals = engine, es, bound, totals
+        self.run_id, self.on_batch = run_id, on_batch
+
+    def apply(self, conn: Connection, keys: list[Key]) -> None:
+        if not keys:
+            return
+        started = time.perf_counter()
+        result = resync_keys(conn, self.es, self.bound, keys, self.totals.batches + 1)
+        result.seconds = time.perf_counter() - started
+        spec = self.bound.spec
+        if result.failed:
+            # raising rolls back the claim: every entry stays buffered for the next drain
+            raise DrainError(
+                f"spec '{spec.name}': {result.failed} documents not acknowledged by Elasticsearch "
+                f"(first error: {result.errors[0] if result.errors else '?'}); changes stay buffered"
+            )
+        classify_stale(self.engine, result)
+        deadletters.record(conn, spec.name, result.rejected, "buffer", self.run_id)
+        self.totals.add(result)
+        if self.on_batch is not None:
+            self.on_batch(result)
+
+
+def _resolved(conn: Connection, bound: Bound, source: str, entries: list[int], size: int, tables: dict):
+    """The keys of the documents that `entries` of a related or change table feed, page by page."""
+    spec = bound.spec
+    width = len(spec.source.primary_key)
+    after: list[Any] | None = None
+    while True:
+        if source.startswith(TABLE_SOURCE):
+            name = source.removeprefix(TABLE_SOURCE)
+            if name not in tables:
+                tables[name] = describe_table(conn, name)
+            roots = next(c.roots for c in spec.source.change_tables if c.table == name)
+            statement = fanout.query_root_keys(
+                spec, bound.columns, roots or "", tables[name], entries, after, size
+            )
+        else:
+            statement = fanout.root_keys(spec, bound.columns, bound.relations, source, entries, after, size)
+        rows = execute(conn, statement).all()
+        if not rows:
+            return
+        yield [tuple(row[width:]) for row in rows]
+        after = list(rows[-1][:width])
+        if len(rows) < size:
+            return
 
 
 def drain(
@@ -50,7 +113,8 @@ def drain(
     on_batch: Callable[[BatchResult], None] | None = None,
     max_batches: int | None = None,
 ) -> DrainTotals:
-    """Drain the spec's buffered changes in claimed batches until the buffer is empty."""
+    """Drain the spec's buffered changes in claimed batches until the buffer is empty
+    (or `max_batches` claims were applied)."""
     totals = DrainTotals()
     size = batch_size or spec.batch_size
     with engine.connect() as conn:
@@ -58,36 +122,27 @@ def drain(
         conn.commit()
     bound = bind(engine, spec)
     ensure_target(es, bound)
-    number = 0
-    while max_batches is None or number < max_batches:
-        number += 1
-        with engine.begin() as conn:
-            claimed = buffer.claim(conn, spec, size)
+    batches = _Batches(engine, es, bound, totals, run_id, on_batch)
+    tables: dict[str, Any] = {}
+    claims = 0
+    while max_batches is None or claims < max_batches:
+        claims += 1
+        with engine.connect().execution_options(**REPEATABLE_READ) as conn, conn.begin():
+            claimed = buffer.claim(conn, spec, bound.plan.keys, size)
             if not claimed:
                 break
-            keys: dict[str, tuple[Any, ...]] = {}
-            delete_versions: dict[str, int] = {}
+            width = len(bound.plan.keys)
+            roots = dict.fromkeys(tuple(row[3 : 3 + width]) for row in claimed if row.source is None)
+            batches.apply(conn, list(roots))
+            by_source: dict[str, list[int]] = {}
             for row in claimed:
-                key = tuple(row.pk[c] for c in spec.source.primary_key)
-                doc_id = document_id(key)
-                keys[doc_id] = key
-                micros = int(row.changed_at.timestamp() * 1_000_000)
-                delete_versions[doc_id] = max(delete_versions.get(doc_id, 0), micros)
-            started = time.perf_counter()
-            result = resync_keys(conn, es, bound, list(keys.values()), number, delete_versions)
-            result.seconds = time.perf_counter() - started
-            if result.failed:
-                # raising rolls back the claim: every entry stays buffered for the next drain
-                raise DrainError(
-                    f"spec '{spec.name}': {result.failed} documents not acknowledged by Elasticsearch "
-                    f"(first error: {result.errors[0] if result.errors else '?'}); changes stay buffered"
-                )
-            deadletters.record(conn, spec.name, result.rejected, "buffer", run_id)
+                if row.source is not None:
+                    by_source.setdefault(row.source, []).append(row.id)
+            for source, entries in by_source.items():
+                for keys in _resolved(conn, bound, source, entries, size, tables):
+                    batches.apply(conn, keys)
             buffer.remove(conn, [row.id for row in claimed])
         totals.claimed += len(claimed)
-        totals.add(result)
-        if on_batch is not None:
-            on_batch(result)
     if totals.batches:
         es.indices.refresh(index=spec.target.index)
     return totals

@@ -62,7 +62,9 @@ def fill_index(
     """Stream every live row, in key order, into `index` (memory: one batch)."""
     with engine.connect().execution_options(isolation_level="REPEATABLE READ") as conn:
         bound = bind(conn, spec)
-        pages = iter_pages(conn, spec, bound.columns, None, spec.batch_size, modes=["by_key"])
+        pages = iter_pages(
+            conn, spec, bound.columns, None, spec.batch_size, modes=["by_key"], relations=bound.relations
+        )
         # soft-deleted rows are simply not written into the new index
         bodies = (batch_to_bulk(page, bound.plan, include_deletes=False).body for page in pages)
         return load_bulk(

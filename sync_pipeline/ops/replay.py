@@ -9,7 +9,7 @@ from sqlalchemy.engine import Engine
 from sync_pipeline.core.specs import SyncSpec
 from sync_pipeline.io import deadletters
 from sync_pipeline.ops.binding import bind
-from sync_pipeline.ops.resync import key_from_id, resync_keys
+from sync_pipeline.ops.resync import REPEATABLE_READ, key_from_id, resync_keys
 
 
 class ReplayError(RuntimeError):
@@ -27,12 +27,12 @@ def replay(engine: Engine, es: Elasticsearch, spec: SyncSpec, batch_size: int = 
     replayed = refused = 0
     after_id = 0
     while True:
-        with engine.begin() as conn:
+        with engine.connect().execution_options(**REPEATABLE_READ) as conn, conn.begin():
             claimed = deadletters.claim(conn, spec.name, batch_size, after_id)
             if not claimed:
                 break
             after_id = claimed[-1][0]
-            keys = {doc_id: key_from_id(spec, doc_id) for _, doc_id in claimed}
+            keys = {doc_id: key_from_id(bound, doc_id) for _, doc_id in claimed}
             result = resync_keys(conn, es, bound, list(keys.values()))
             if result.failed:
                 # raising rolls the claim back: every dead letter stays as it was

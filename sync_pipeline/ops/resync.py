@@ -2,7 +2,10 @@
 change-buffer drain, `verify --fix` and dead-letter replay.
 
 Rows are re-read *now*, so whatever happened to them in between (several
-updates, a delete, a soft delete) collapses into their current state.
+updates, a delete, a soft delete) collapses into their current state. The
+caller's connection must be in a REPEATABLE READ transaction: the rows found,
+the keys found missing (deletes) and the version they are written with all
+come from that one snapshot (core/versions.py).
 """
 
 from __future__ import annotations
@@ -10,25 +13,24 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-import orjson
 from elasticsearch import Elasticsearch
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, Engine
 
 from sync_pipeline.core.bulk import BatchResult, BulkBody, entry_doc, retry_policy
-from sync_pipeline.core.documents import batch_to_documents, document_id
-from sync_pipeline.core.specs import SyncSpec
+from sync_pipeline.core.documents import batch_to_documents
+from sync_pipeline.core.keys import document_id, texts_from_id
 from sync_pipeline.io.elasticsearch import send_body
-from sync_pipeline.io.postgres import fetch_keys
+from sync_pipeline.io.postgres import fetch_keys, snapshot_version
 from sync_pipeline.ops.binding import Bound
 
-Key = tuple[Any, ...]
+Key = tuple[str, ...]  # canonical key texts (core/keys.py)
+
+REPEATABLE_READ = {"isolation_level": "REPEATABLE READ"}
 
 
-def key_from_id(spec: SyncSpec, doc_id: str) -> Key:
-    """Inverse of documents.document_ids for keys that were JSON-typed (composite ids)."""
-    if len(spec.source.primary_key) == 1:
-        return (doc_id,)
-    return tuple(orjson.loads(doc_id))
+def key_from_id(bound: Bound, doc_id: str) -> Key:
+    """The canonical key texts of a document id (inverse of core.keys.document_id)."""
+    return tuple(texts_from_id(doc_id, len(bound.plan.keys)))
 
 
 def resync_keys(
@@ -37,39 +39,38 @@ def resync_keys(
     bound: Bound,
     keys: Sequence[Key],
     batch: int = 1,
-    delete_versions: dict[str, int] | None = None,
-    force_version: int | None = None,
 ) -> BatchResult:
-    """Index the current row of every key that still exists; delete the others.
-
-    `delete_versions` (by document id) gives hard deletes an external version,
-    so a slower writer holding an older copy cannot resurrect the document.
-    `force_version` replaces the rows' own versions (verify --fix over an
-    out-of-band edit).
-    """
+    """Index the current row of every key that still exists; delete the others — all with the
+    version of the connection's snapshot, so a slower writer holding an older read can neither
+    replace nor resurrect them."""
     spec = bound.spec
-    docs = batch_to_documents(fetch_keys(conn, spec, bound.columns, keys), bound.plan)
+    version = snapshot_version(conn)
+    docs = batch_to_documents(fetch_keys(conn, spec, bound.columns, keys, bound.relations), bound.plan)
     entries: list[dict[str, Any]] = []
     present = set(docs.ids)
-    for doc_id, doc, deleted, version in zip(
-        docs.ids, docs.documents, docs.deleted, docs.versions, strict=True
-    ):
-        entry: dict[str, Any] = {
-            "_id": doc_id,
-            "_op": "delete" if deleted else "index",
-            "_version": force_version if force_version is not None else version,
-        }
+    for doc_id, doc, deleted in zip(docs.ids, docs.documents, docs.deleted, strict=True):
+        entry: dict[str, Any] = {"_id": doc_id, "_op": "delete" if deleted else "index", "_version": version}
         if not deleted:
             entry["_source"] = doc
         entries.append(entry)
     for key in keys:
-        doc_id = document_id(key)
-        if doc_id in present:
-            continue
-        entry = {"_id": doc_id, "_op": "delete"}
-        if delete_versions and doc_id in delete_versions:
-            entry["_version"] = delete_versions[doc_id]
-        entries.append(entry)
+        doc_id = document_id(key, bound.plan.keys)
+        if doc_id not in present:
+            entries.append({"_id": doc_id, "_op": "delete", "_version": version})
     if not entries:
         return BatchResult(batch=batch)
-    return send_body(es, spec.target.index, BulkBody.join(map(entry_doc, entries)), batch, retry_policy(spec))
+    body = BulkBody.join(map(entry_doc, entries))
+    return send_body(es, spec.target.index, body, batch, retry_policy(spec))
+
+
+def classify_stale(engine: Engine, result: BatchResult) -> None:
+    """After a write from the newest read, a 409 is only an older read's if what Elasticsearch
+    holds is no newer than a snapshot taken now; anything above that no read of ours wrote, so
+    the sides disagree (a conflict: counted apart, failing the run's check)."""
+    if not result.stale_ids:
+        return
+    with engine.connect() as conn:
+        now = snapshot_version(conn)
+        conn.commit()
+    beyond = {i for i in result.stale_ids if result.stale_versions.get(i, now + 1) > now}
+    result.mark_conflicts(beyond)

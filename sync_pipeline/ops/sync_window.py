@@ -132,9 +132,14 @@ def sync_window(run: WindowRun, es: Elasticsearch) -> WindowResult:
     result.extracted.path, result.documents.path = run.path("parquet"), run.path("ndjson")
     result.documents.fields = tuple(f.name for f in bound.plan.fields)
     rows = stream_window(
-        libpq_url(run.pg_url, naming.EXTRACT_APPLICATION), spec, bound.columns, run.window, spec.batch_size
+        libpq_url(run.pg_url, naming.EXTRACT_APPLICATION),
+        spec,
+        bound.columns,
+        run.window,
+        spec.batch_size,
+        bound.relations,
     )
-    pages = staged_pages(rows, arrow_schema(bound.columns), result.extracted.path)
+    pages = staged_pages(rows, arrow_schema(bound.read_columns), result.extracted.path)
     bodies = staged_bodies(
         _documents(_timed(pages, result.extracted), bound.plan, result.documents), result.documents.path
     )
@@ -155,9 +160,14 @@ def extract_stage(run: WindowRun) -> Extracted:
     started = time.perf_counter()
     bound = bind(engine_for(run.pg_url), spec)
     rows = stream_window(
-        libpq_url(run.pg_url, naming.EXTRACT_APPLICATION), spec, bound.columns, run.window, spec.batch_size
+        libpq_url(run.pg_url, naming.EXTRACT_APPLICATION),
+        spec,
+        bound.columns,
+        run.window,
+        spec.batch_size,
+        bound.relations,
     )
-    count = sum(batch.num_rows for batch in staged_pages(rows, arrow_schema(bound.columns), path))
+    count = sum(batch.num_rows for batch in staged_pages(rows, arrow_schema(bound.read_columns), path))
     seconds = time.perf_counter() - started
     progress.notify("extracted", spec=spec.name, rows=count)
     run.log(f"extracted {count} rows of {spec.name} for {run.key} in {seconds:.1f}s")
@@ -171,7 +181,7 @@ def documents_stage(run: WindowRun) -> Documents:
         raise MissingStage(
             f"no staged extract at {source}: materialize {naming.extract_asset(run.spec.name)} first"
         )
-    plan = Bound.of(run.spec, staged_columns(source)).plan
+    plan = Bound.staged(run.spec, staged_columns(source)).plan
     counts = Documents(path=run.path("ndjson"), fields=tuple(f.name for f in plan.fields))
     batches = read_batches(source, run.spec.batch_size)
     for _ in staged_bodies(_documents(batches, plan, counts), counts.path):
@@ -182,13 +192,13 @@ def documents_stage(run: WindowRun) -> Documents:
 def index_stage(run: WindowRun, es: Elasticsearch) -> WindowResult:
     """The staged documents into the index."""
     spec = run.spec
-    documents_path, extract_path = run.path("ndjson"), run.path("parquet")
+    documents_path = run.path("ndjson")
     if not documents_path.exists():
         raise MissingStage(
             f"no staged documents at {documents_path}: materialize {naming.documents_asset(spec.name)} first"
         )
     result = WindowResult()
-    result.created_index = _ensure_target(run, es, Bound.of(spec, staged_columns(extract_path)))
+    result.created_index = _ensure_target(run, es, bind(engine_for(run.pg_url), spec))
     bodies = iter_bodies(staged_lines(documents_path), spec.batch_size, spec.target.bulk_max_bytes)
     result.totals = load(run, es, bodies)
     return result

@@ -8,8 +8,8 @@ repaired while the merge runs.
 
 from __future__ import annotations
 
-import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from datetime import UTC, datetime
 from typing import Any
 
 from elasticsearch import Elasticsearch
@@ -17,65 +17,118 @@ from sqlalchemy.engine import Connection, Engine
 
 from sync_pipeline.core.bulk import LoadTotals
 from sync_pipeline.core.diff import Keyed, VerifyReport, WindowDigest, diff_sorted
-from sync_pipeline.core.documents import batch_to_documents, document_id
+from sync_pipeline.core.documents import batch_to_documents
+from sync_pipeline.core.keys import document_id
 from sync_pipeline.core.specs import SyncSpec
+from sync_pipeline.core.versions import XIP_SLOTS
 from sync_pipeline.core.windows import Window
 from sync_pipeline.io.elasticsearch import (
     count_window_documents,
     elasticsearch_documents,
+    field_types,
     window_documents,
 )
-from sync_pipeline.io.postgres import count_window_rows, iter_pages
+from sync_pipeline.io.postgres import burn_transaction_id, count_window_rows, iter_pages, snapshot_version
 from sync_pipeline.ops.binding import Bound, bind, ensure_target
-from sync_pipeline.ops.resync import resync_keys
+from sync_pipeline.ops.resync import REPEATABLE_READ, Key, classify_stale, key_from_id, resync_keys
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
-def postgres_documents(conn: Connection, bound: Bound, page_size: int) -> Iterator[Keyed]:
+def _epoch(text: str, unit: int) -> int:
+    """An ISO timestamp or date (as documents carry them) in epoch `unit`s (1_000: ms, 10**9: ns)."""
+    instant = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    if instant.tzinfo is None:
+        instant = instant.replace(tzinfo=UTC)
+    delta = instant - EPOCH
+    return (delta.days * 86_400 + delta.seconds) * unit + delta.microseconds * unit // 1_000_000
+
+
+def sort_normaliser(bound: Bound, es_types: dict[str, str]) -> Callable[[dict[str, Any]], tuple[Any, ...]]:
+    """The merge key of a document as Elasticsearch reports its sort values: date fields sort as
+    epoch milliseconds, date_nanos as epoch nanoseconds, everything else as the value itself."""
+    units = {}
+    for info in bound.plan.keys:
+        name = bound.spec.field_name(info.name)
+        if info.pg_type in ("timestamp", "timestamptz", "date"):
+            units[name] = 10**9 if es_types.get(name) == "date_nanos" else 1_000
+    names = bound.spec.key_fields
+
+    def key(doc: dict[str, Any]) -> tuple[Any, ...]:
+        return tuple(_epoch(doc[n], units[n]) if n in units and doc[n] is not None else doc[n] for n in names)
+
+    return key
+
+
+def postgres_documents(
+    conn: Connection, bound: Bound, page_size: int, sort_key: Callable[[dict[str, Any]], tuple[Any, ...]]
+) -> Iterator[Keyed]:
     """Every live row of the source as the document it should be, in key order."""
     spec = bound.spec
-    key_fields = spec.key_fields
-    for batch in iter_pages(conn, spec, bound.columns, None, page_size, modes=["by_key"]):
+    pages = iter_pages(
+        conn, spec, bound.columns, None, page_size, modes=["by_key"], relations=bound.relations
+    )
+    for batch in pages:
         docs = batch_to_documents(batch, bound.plan)
         for doc_id, doc, deleted in zip(docs.ids, docs.documents, docs.deleted, strict=True):
             if not deleted:
-                yield tuple(doc[k] for k in key_fields), doc_id, doc
+                yield sort_key(doc), doc_id, doc
+
+
+# a 409 above "now" by no more than this is an edit made since our last read (an internal-version
+# bump, say): one fresh transaction id moves the next snapshot above it
+_NEAR_PRESENT = 2 * XIP_SLOTS
 
 
 class BulkRepairs:
     """Repairs drifting documents in bounded batches while the merge runs.
 
-    Each drifting key is re-synced from its row as it is *now* (not as the
-    verify snapshot saw it), through the same path as the change buffer: so a
-    write that landed during the verify is never replaced by an older copy,
-    and an extra document whose row appeared meanwhile is indexed, not deleted.
-    Where Elasticsearch still holds a higher version than the current row (a
-    document edited behind our back), the row is forced in with a version of now.
+    Each drifting document is re-synced from its row as it is *now* (not as the
+    verify snapshot saw it), through the same path as the change buffer, with
+    the version of the repair's own snapshot: so a write that landed during the
+    verify is never replaced by an older copy, and an extra document whose row
+    appeared meanwhile is indexed, not deleted. A document Elasticsearch holds at
+    a version just above the present (edited behind our back) is repaired from a
+    snapshot taken after one more transaction id; one held at a version from the
+    future is left and counted as a conflict — forcing a version in would make
+    every later write look stale.
     """
 
     def __init__(self, engine: Engine, es: Elasticsearch, bound: Bound, batch_size: int = 500):
         self.engine, self.es, self.bound = engine, es, bound
         self.batch_size = batch_size
-        self.pending: list[tuple[Any, ...]] = []
+        self.pending: list[Key] = []
         self.totals = LoadTotals()
 
-    def repair(self, key: tuple[Any, ...]) -> None:
-        self.pending.append(key)
+    def repair(self, doc_id: str) -> None:
+        self.pending.append(key_from_id(self.bound, doc_id))
         if len(self.pending) >= self.batch_size:
             self.flush()
+
+    def _resync(self, keys: list[Key], number: int):
+        with self.engine.connect().execution_options(**REPEATABLE_READ) as conn, conn.begin():
+            return resync_keys(conn, self.es, self.bound, keys, number)
 
     def flush(self) -> None:
         if not self.pending:
             return
         number = self.totals.batches + 1
-        with self.engine.connect() as conn:
-            result = resync_keys(conn, self.es, self.bound, self.pending, number)
-            if result.stale_ids:
-                stale = set(result.stale_ids)
-                keys = [k for k in self.pending if document_id(k) in stale]
-                now = int(time.time() * 1_000_000)
-                again = resync_keys(conn, self.es, self.bound, keys, number, force_version=now)
-                result.stale_skipped, result.stale_ids = 0, []
+        result = self._resync(self.pending, number)
+        classify_stale(self.engine, result)
+        if result.conflicts:
+            with self.engine.connect() as conn:
+                now = snapshot_version(conn)
+                conn.commit()
+            held = result.stale_versions
+            near = {i for i in held if now < held[i] <= now + _NEAR_PRESENT}
+            if near:
+                burn_transaction_id(self.engine)
+                keys = [k for k in self.pending if document_id(k, self.bound.plan.keys) in near]
+                again = self._resync(keys, number)
+                # what is still refused after the fresh read stays a conflict
+                result.conflicts += again.stale_skipped + again.conflicts - len(near)
                 result.indexed += again.indexed
+                result.deleted += again.deleted
                 result.failed += again.failed
                 result.rejected += again.rejected
         self.totals.add(result)
@@ -95,12 +148,15 @@ def verify_spec(
     repairs = BulkRepairs(conn.engine, es, bound) if fix else None
     if fix:
         ensure_target(es, bound)
+    es_types: dict[str, str] = {}
     if es.indices.exists(index=spec.target.index):
         es.indices.refresh(index=spec.target.index)
+        es_types = field_types(es, spec.target.index)
         actual: Iterable[Keyed] = elasticsearch_documents(es, spec, page_size)
     else:
         actual = []  # every row is missing; still stream PostgreSQL to count them
-    diff_sorted(postgres_documents(conn, bound, page_size), actual, report, repairs)
+    expected = postgres_documents(conn, bound, page_size, sort_normaliser(bound, es_types))
+    diff_sorted(expected, actual, report, repairs)
     if repairs:
         repairs.flush()
         report.repaired = repairs.totals
@@ -110,7 +166,7 @@ def verify_spec(
 
 def postgres_window_documents(conn: Connection, bound: Bound, window: Window) -> Iterator[dict[str, Any]]:
     spec = bound.spec
-    for batch in iter_pages(conn, spec, bound.columns, window, spec.batch_size):
+    for batch in iter_pages(conn, spec, bound.columns, window, spec.batch_size, relations=bound.relations):
         docs = batch_to_documents(batch, bound.plan)
         yield from (doc for doc, deleted in zip(docs.documents, docs.deleted, strict=True) if not deleted)
 

@@ -18,6 +18,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from sync_pipeline.core.specs import SpecError
     from sync_pipeline.core.sql import SourceError
     from sync_pipeline.dev.services import ServiceError
+    from sync_pipeline.ops.capture import CaptureError
     from sync_pipeline.ops.rebuild import RebuildError
     from sync_pipeline.settings import SettingsError
 
@@ -32,6 +33,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         ServiceError,
         RebuildError,
         SettingsError,
+        CaptureError,
     ) as exc:
         print(f"sync-pipeline: {exc}", file=sys.stderr)
         return EXIT_USAGE

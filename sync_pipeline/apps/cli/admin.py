@@ -10,13 +10,16 @@ import sys
 import time
 from pathlib import Path
 
+import sqlalchemy as sa
+
 from sync_pipeline import settings as settings_module
 from sync_pipeline.apps.cli.output import EXIT_DRIFT, EXIT_OK, format_table, print_sync_summary, sync_exit
-from sync_pipeline.apps.cli.runner import Servers, run_history, run_sync, run_verify
+from sync_pipeline.apps.cli.runner import Servers, run_drain, run_history, run_sync, run_verify
 from sync_pipeline.apps.cli.session import Session, UsageError, parse_time
 from sync_pipeline.apps.instance import dagster_home, dagster_storage_url
 from sync_pipeline.defs.partitions import partition_keys_for
 from sync_pipeline.io.elasticsearch import drop_target
+from sync_pipeline.ops.capture import install_triggers
 
 HISTORY_HEADERS = [
     "start (UTC)",
@@ -53,14 +56,15 @@ def cmd_services(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from sync_pipeline.dev.demo import seed_demo
+    from sync_pipeline.dev.demo import DEMO_CHANGES, change_demo, seed_demo
 
     session = Session.open(args, spec_name="products", preflight=False)
     spec = session.spec
     started = time.perf_counter()
     with session.engine.begin() as conn:
         seed_demo(conn, args.rows)
-    print(f"seeded {args.rows:,} products in {time.perf_counter() - started:.1f}s")
+    seconds = time.perf_counter() - started
+    print(f"seeded {args.rows:,} products (with categories, tags and reviews) in {seconds:.1f}s")
     es = session.es()
     # a fresh index each demo, created from the spec's mapping by the first load
     drop_target(es, spec.target.index)
@@ -72,6 +76,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     print_sync_summary(summary, es_count=count)
     if not summary.success:
         return EXIT_DRIFT
+    drained = _demo_changes(session, spec, servers, change_demo, DEMO_CHANGES)
     print()
     reports = run_verify(session.specs, [spec], servers=servers)
     for report in reports:
@@ -81,7 +86,31 @@ def cmd_demo(args: argparse.Namespace) -> int:
     if hits["hits"]:
         example = hits["hits"][0]["_source"]["name"]
         print(f"\nfull-text search '茶杯' → {hits['total']['value']:,} hits, e.g. {example!r}")
-    return EXIT_OK if all(r.ok for r in reports) and sync_exit(summary) == EXIT_OK else EXIT_DRIFT
+    ok = all(r.ok for r in reports) and sync_exit(summary) == EXIT_OK and sync_exit(drained) == EXIT_OK
+    return EXIT_OK if ok else EXIT_DRIFT
+
+
+def _demo_changes(session: Session, spec, servers: Servers, change, changes: dict[str, str]):
+    """Triggers on every table of the documents, a category renamed and a tag added, one drain:
+    the changes reach every product they feed."""
+    es = session.es()
+    with session.engine.begin() as conn:
+        tables = install_triggers(conn, spec)
+    print(f"\nchange capture installed on {', '.join(tables)}")
+    with session.engine.begin() as conn:
+        changed = change(conn)
+    print(f"changed: {changes['category']}  ({changed['category']} row)")
+    print(f"         {changes['tag']}  ({changed['tag']} row)")
+    drained = run_drain(session.specs, spec, servers=servers)
+    print_sync_summary(drained)
+    renamed = es.count(index=spec.target.index, query={"term": {"category.name": "Tea & Teaware"}})["count"]
+    with session.engine.connect() as conn:
+        expected = conn.execute(
+            sa.text("SELECT count(*) FROM products WHERE category_id = 7 AND deleted_at IS NULL")
+        ).scalar_one()
+    tags = es.get(index=spec.target.index, id="1")["_source"].get("tags")
+    print(f"category rename reached {renamed:,} of {expected:,} products; product 1 tags: {tags}")
+    return drained
 
 
 def cmd_history(args: argparse.Namespace) -> int:

@@ -10,7 +10,7 @@ from sync_pipeline.apps.cli.output import EXIT_DRIFT, EXIT_OK, format_table, pri
 from sync_pipeline.apps.cli.runner import Servers, progress_printer, run_drain, run_sync, run_verify
 from sync_pipeline.apps.cli.session import Session, UsageError, parse_time
 from sync_pipeline.io import deadletters
-from sync_pipeline.io.buffer import install_triggers, uninstall_triggers
+from sync_pipeline.ops.capture import install_triggers, uninstall_triggers
 from sync_pipeline.ops.rebuild import rebuild, rollback
 from sync_pipeline.ops.replay import ReplayError, replay
 from sync_pipeline.ops.verify import verify_spec
@@ -54,14 +54,10 @@ def cmd_verify(args: argparse.Namespace) -> int:
 def cmd_triggers(args: argparse.Namespace) -> int:
     session = Session.open(args, one=True)
     spec = session.spec
-    if args.install and not spec.source.trigger_tables:
-        raise UsageError(
-            f"spec '{spec.name}' reads a query: list the tables to watch in source.change_tables"
-        )
     with session.engine.begin() as conn:
         tables = install_triggers(conn, spec) if args.install else uninstall_triggers(conn, spec)
     verb = "installed on" if args.install else "removed from"
-    print(f"{spec.name}: change-buffer triggers {verb} {', '.join(tables)}")
+    print(f"{spec.name}: change-buffer triggers {verb} {', '.join(tables) or '(none were installed)'}")
     return EXIT_OK
 
 

@@ -39,6 +39,7 @@ SUMMARY_HEADERS = [
     "indexed",
     "deleted",
     "stale",
+    "conflicts",
     "failed",
     "dead letters",
     "batches",
@@ -56,6 +57,7 @@ def print_sync_summary(summary: SyncSummary, es_count: int | None = None) -> Non
         summary.indexed,
         summary.deleted,
         summary.stale_skipped,
+        summary.conflicts,
         summary.failed,
         summary.dead_lettered,
         summary.batches,
@@ -75,7 +77,7 @@ def print_sync_summary(summary: SyncSummary, es_count: int | None = None) -> Non
 
 
 def sync_exit(summary: SyncSummary) -> int:
-    ok = summary.success and summary.failed == 0 and summary.dead_lettered == 0
+    ok = summary.success and summary.failed == 0 and summary.dead_lettered == 0 and summary.conflicts == 0
     return EXIT_OK if ok else EXIT_DRIFT
 
 

@@ -153,7 +153,10 @@ def summarise(result: dg.ExecuteInProcessResult, spec: SyncSpec, label: str) -> 
     if not result.success:
         failures = result.get_step_failure_events()
         if failures and failures[0].step_failure_data.error:
-            summary.error = failures[0].step_failure_data.error.message.strip()
+            error = failures[0].step_failure_data.error
+            while error.cause is not None:  # the root cause, not Dagster's step wrapper
+                error = error.cause
+            summary.error = error.message.strip()
         else:
             summary.error = "run failed"
     return summary

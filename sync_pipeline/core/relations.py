@@ -1,0 +1,276 @@
+"""Relations: related rows as objects and arrays of the document, built by PostgreSQL.
+
+A relation becomes one JSON column of the read: a correlated subquery on the
+related table (through the join table for many_to_many) that builds the object,
+or the array of objects ordered by the related table's key, with the same value
+conventions as the root's fields (timestamps as UTC ISO text, NaN as null,
+numbers as doubles). One statement per window still reads everything in one
+snapshot. `resolver` goes the other way: from changed related rows (the
+buffer's entries) up the chain to the keys of the documents they feed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from sync_pipeline.core.columns import TEXTUAL, ColumnInfo, infer_es_type
+from sync_pipeline.core.sources import RelationSpec
+from sync_pipeline.core.specs import FieldSpec, SyncSpec
+
+_ISO_UTC = '\'YYYY-MM-DD"T"HH24:MI:SS.US"Z"\''
+_PAIRS_PER_CALL = 50  # jsonb_build_object takes at most 100 arguments
+
+
+@dataclass(frozen=True)
+class TableInfo:
+    """A table as PostgreSQL describes it."""
+
+    name: str  # as the spec gives it: table or schema.table
+    columns: tuple[ColumnInfo, ...]
+    primary_key: tuple[str, ...]
+
+    def column(self, name: str) -> ColumnInfo:
+        for info in self.columns:
+            if info.name == name:
+                return info
+        raise KeyError(name)
+
+    @property
+    def names(self) -> list[str]:
+        return [c.name for c in self.columns]
+
+
+@dataclass(frozen=True)
+class NestedField:
+    column: ColumnInfo
+    name: str
+    es_type: str
+    cleanse: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class RelationPlan:
+    path: str  # dotted: category.department
+    spec: RelationSpec
+    table: TableInfo
+    through: TableInfo | None
+    fields: tuple[NestedField, ...]
+    children: tuple[RelationPlan, ...] = field(default=())
+
+    @property
+    def key(self) -> tuple[str, ...]:
+        return tuple(self.spec.primary_key or self.table.primary_key)
+
+
+def nested_es_type(info: ColumnInfo) -> str:
+    return infer_es_type(info, is_key=False)
+
+
+def plan_relation(
+    spec: SyncSpec,
+    relation: RelationSpec,
+    tables: dict[str, TableInfo],
+    path: str,
+) -> RelationPlan:
+    """The plan of one relation (and its children) from the described tables; ValueError names
+    what does not match."""
+    table = tables[relation.table]
+    through = tables[relation.through.table] if relation.through else None
+    wanted = relation.columns if relation.columns is not None else table.names
+    fields = []
+    for column in wanted:
+        rule = spec.fields.get(f"{path}.{column}", FieldSpec())
+        if rule.drop:
+            continue
+        info = table.column(column)
+        fields.append(
+            NestedField(info, rule.rename or column, rule.type or nested_es_type(info), tuple(rule.cleanse))
+        )
+    children = tuple(
+        plan_relation(spec, child, tables, f"{path}.{child.name}") for child in relation.relations
+    )
+    return RelationPlan(path, relation, table, through, tuple(fields), children)
+
+
+# --- reading: the JSON of a relation ------------------------------------------------------------
+
+
+def _q(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _table_sql(name: str) -> str:
+    schema, _, table = name.rpartition(".")
+    return ".".join(_q(p) for p in (schema, table) if p)
+
+
+def value_sql(f: NestedField, alias: str, naive_timezone: str) -> str:
+    """A related column as its document value, in SQL, with the root fields' conventions."""
+    info = f.column
+    col = f"{alias}.{_q(info.name)}"
+    if info.is_array:
+        return f"to_jsonb({col})"
+    if info.pg_type in ("json", "jsonb"):
+        return f"CAST({col} AS jsonb)"
+    if info.pg_type == "timestamptz":
+        return f"to_char({col} AT TIME ZONE 'UTC', {_ISO_UTC})"
+    if info.pg_type == "timestamp":
+        zone = "'" + naive_timezone.replace("'", "''") + "'"
+        return f"to_char(({col} AT TIME ZONE {zone}) AT TIME ZONE 'UTC', {_ISO_UTC})"
+    if info.pg_type == "date":
+        return f"to_char({col}, 'YYYY-MM-DD')"
+    if info.pg_type in ("float4", "float8", "numeric"):
+        # float4 through its shortest text, as the root's staging reads it; NaN/±Inf are not JSON
+        double = (
+            f"CAST(CAST({col} AS text) AS float8)" if info.pg_type == "float4" else f"CAST({col} AS float8)"
+        )
+        return f"(CASE WHEN {double} IN ('NaN', 'Infinity', '-Infinity') THEN NULL ELSE {double} END)"
+    if info.pg_type in ("int2", "int4", "int8", "bool"):
+        return col
+    text = col if info.pg_type in TEXTUAL else f"CAST({col} AS text)"
+    for step in f.cleanse:
+        if step == "trim":
+            text = f"regexp_replace({text}, '^\\s+|\\s+$', '', 'g')"
+        elif step == "lowercase":
+            text = f"lower({text})"
+        elif step == "empty_to_null":
+            text = f"nullif({text}, '')"
+    return text
+
+
+def object_sql(plan: RelationPlan, alias: str, naive_timezone: str, depth: int) -> str:
+    pairs = [
+        f"'{f.name.replace(chr(39), chr(39) * 2)}', {value_sql(f, alias, naive_timezone)}"
+        for f in plan.fields
+    ]
+    pairs += [
+        f"'{child.spec.name}', {relation_sql(child, alias, naive_timezone, depth + 1)}"
+        for child in plan.children
+    ]
+    if not pairs:
+        return "'{}'::jsonb"
+    calls = [
+        "jsonb_build_object(" + ", ".join(pairs[i : i + _PAIRS_PER_CALL]) + ")"
+        for i in range(0, len(pairs), _PAIRS_PER_CALL)
+    ]
+    return " || ".join(calls)
+
+
+def _equal(left_alias: str, right_alias: str, pairs: dict[str, str]) -> str:
+    """{<left column>: <right column>} as an AND of equalities."""
+    return " AND ".join(f"{left_alias}.{_q(a)} = {right_alias}.{_q(b)}" for a, b in pairs.items())
+
+
+def relation_sql(plan: RelationPlan, parent_alias: str, naive_timezone: str, depth: int = 1) -> str:
+    """The relation's JSON for the parent row `parent_alias`: an object or NULL (many_to_one), or
+    an array of objects ordered by the related table's key (`[]` when none)."""
+    alias = f"__sync_r{depth}"
+    relation = plan.spec
+    obj = object_sql(plan, alias, naive_timezone, depth)
+    order = ", ".join(f"{alias}.{_q(c)}" for c in plan.key)
+    if relation.kind == "many_to_one":
+        assert relation.on is not None
+        return (
+            f"(SELECT {obj} FROM {_table_sql(plan.table.name)} AS {alias} "
+            f"WHERE {_equal(alias, parent_alias, relation.on)} LIMIT 1)"
+        )
+    aggregate = f"coalesce(jsonb_agg({obj}" + (f" ORDER BY {order}" if order else "") + "), '[]'::jsonb)"
+    if relation.kind == "one_to_many":
+        assert relation.on is not None
+        return (
+            f"(SELECT {aggregate} FROM {_table_sql(plan.table.name)} AS {alias} "
+            f"WHERE {_equal(alias, parent_alias, relation.on)})"
+        )
+    assert relation.through is not None and plan.through is not None
+    link = f"__sync_t{depth}"
+    return (
+        f"(SELECT {aggregate} FROM {_table_sql(plan.through.name)} AS {link} "
+        f"JOIN {_table_sql(plan.table.name)} AS {alias} ON {_equal(link, alias, relation.through.to)} "
+        f"WHERE {_equal(link, parent_alias, relation.through.on)})"
+    )
+
+
+def relation_mapping(plan: RelationPlan) -> dict[str, Any]:
+    """The Elasticsearch mapping of the relation's field: an object (or `nested`) with its columns."""
+    properties: dict[str, Any] = {}
+    for f in plan.fields:
+        prop: dict[str, Any] = {"type": f.es_type}
+        if f.es_type == "text":
+            prop["fields"] = {"keyword": {"type": "keyword", "ignore_above": 256}}
+        properties[f.name] = prop
+    for child in plan.children:
+        properties[child.spec.name] = relation_mapping(child)
+    mapping: dict[str, Any] = {"properties": properties}
+    if plan.spec.nested:
+        mapping["type"] = "nested"
+    return mapping
+
+
+def walk(plans: Sequence[RelationPlan]) -> list[RelationPlan]:
+    found: list[RelationPlan] = []
+    for plan in plans:
+        found.append(plan)
+        found += walk(plan.children)
+    return found
+
+
+# --- validation: every table and column a relation names must exist ---------------------------
+
+
+def relation_problems(spec: SyncSpec, root: TableInfo, tables: dict[str, TableInfo | None]) -> list[str]:
+    """What does not match between the spec's relations and the database, one line each."""
+    problems: list[str] = []
+
+    def missing(table: TableInfo, columns: Sequence[str], what: str) -> None:
+        absent = [c for c in columns if c not in table.names]
+        if absent:
+            problems.append(
+                f"{what}: {table.name} has no column {', '.join(absent)} (it has {', '.join(table.names)})"
+            )
+
+    def check(relation: RelationSpec, parent: TableInfo, path: str) -> None:
+        table = tables.get(relation.table)
+        if table is None:
+            problems.append(f"relation '{path}': table {relation.table} not found")
+            return
+        if relation.columns is not None:
+            missing(table, relation.columns, f"relation '{path}' columns")
+        if relation.on is not None:
+            missing(table, list(relation.on.keys()), f"relation '{path}' on (related side)")
+            missing(parent, list(relation.on.values()), f"relation '{path}' on (parent side)")
+        if relation.through is not None:
+            through = tables.get(relation.through.table)
+            if through is None:
+                problems.append(f"relation '{path}': join table {relation.through.table} not found")
+            else:
+                missing(
+                    through,
+                    [*relation.through.on.keys(), *relation.through.to.keys()],
+                    f"relation '{path}' through",
+                )
+            missing(parent, list(relation.through.on.values()), f"relation '{path}' through.on (parent side)")
+            missing(table, list(relation.through.to.values()), f"relation '{path}' through.to (related side)")
+        key = relation.primary_key or list(table.primary_key)
+        if not key:
+            problems.append(
+                f"relation '{path}': {table.name} has no PRIMARY KEY; give the relation a primary_key "
+                "(it orders arrays and identifies the table's changes)"
+            )
+        else:
+            missing(table, key, f"relation '{path}' primary_key")
+        for child in relation.relations:
+            check(child, table, f"{path}.{child.name}")
+
+    for relation in spec.source.relations:
+        if relation.name in root.names:
+            problems.append(f"relation '{relation.name}' has the name of a column of {root.name}; rename one")
+        check(relation, root, relation.name)
+    known = {path for path, _ in spec.source.all_relations()}
+    for name in spec.fields:
+        if "." in name and name.rpartition(".")[0] not in known:
+            problems.append(
+                f"fields: '{name}' names no relation (relations: {', '.join(sorted(known)) or 'none'})"
+            )
+    return problems

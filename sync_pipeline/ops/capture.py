@@ -1,0 +1,78 @@
+"""Install and uninstall the change-buffer triggers of a spec: every table its documents read.
+
+Every watched table is checked against the spec before anything is created:
+a missing table or column is one error that lists them all, and nothing is
+installed — a trigger that names a column its table lacks would otherwise make
+every write of the user's application fail.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy.engine import Connection
+
+from sync_pipeline.core.fanout import Watched, watched_tables
+from sync_pipeline.core.specs import SyncSpec
+from sync_pipeline.io import buffer
+from sync_pipeline.io.postgres import describe_table
+from sync_pipeline.ops.binding import bind
+
+TABLE_SOURCE = "table:"
+
+
+class CaptureError(ValueError):
+    """The spec's tables do not carry what the triggers would record; nothing was installed."""
+
+
+def _query_watched(conn: Connection, spec: SyncSpec) -> list[Watched]:
+    if not spec.source.change_tables:
+        raise CaptureError(
+            f"spec '{spec.name}' reads a query: list the tables to watch in source.change_tables"
+        )
+    watched = []
+    for change in spec.source.change_tables:
+        if change.roots is None:
+            key = tuple(spec.source.primary_key)  # carries the document key under the same names
+            watched.append(Watched(change.table, None, key, (), key))
+            continue
+        table = describe_table(conn, change.table)
+        own = tuple(table.primary_key) if table else ()
+        watched.append(Watched(change.table, TABLE_SOURCE + change.table, own, own, own, False))
+    return watched
+
+
+def watched_for(conn: Connection, spec: SyncSpec) -> list[Watched]:
+    """The tables to watch, checked: CaptureError listing every problem found."""
+    if spec.source.table is not None:
+        bound = bind(conn, spec)  # a relation that does not match the database is a SourceError
+        watched = watched_tables(spec, spec.source.primary_key, bound.relations)
+    else:
+        watched = _query_watched(conn, spec)
+    problems = []
+    for table in watched:
+        info = describe_table(conn, table.table)
+        if info is None:
+            problems.append(f"  {table.table}: table not found")
+            continue
+        absent = [c for c in table.required if c not in info.names]
+        if absent:
+            problems.append(
+                f"  {table.table}: no column {', '.join(absent)} (it has {', '.join(info.names)})"
+            )
+        if table.source is not None and table.source.startswith(TABLE_SOURCE) and not info.primary_key:
+            problems.append(f"  {table.table}: no PRIMARY KEY (a `roots:` change table is read by its key)")
+    if problems:
+        raise CaptureError(
+            f"spec '{spec.name}': cannot install change capture, nothing was installed:\n"
+            + "\n".join(problems)
+        )
+    return watched
+
+
+def install_triggers(conn: Connection, spec: SyncSpec) -> list[str]:
+    """Triggers on every watched table, in the caller's transaction; returns the tables."""
+    return buffer.install_watched(conn, spec, watched_for(conn, spec))
+
+
+def uninstall_triggers(conn: Connection, spec: SyncSpec) -> list[str]:
+    """Exactly what installs of this spec created, on any table; idempotent."""
+    return buffer.uninstall(conn, spec)
