@@ -206,7 +206,7 @@ class SourceSpec(_Strict):
             raise ValueError("give exactly one of 'table' or 'query'")
         if self.relations and self.query is not None:
             raise ValueError("relations need a `table` source (a query joins what it needs itself)")
-        if self.change_tables and self.table is not None:
+        if self.table is not None and any(c.table != self.table or c.roots for c in self.change_tables):
             raise ValueError(
                 "change_tables are for `query` sources; a `table` source watches its table and "
                 "every table of its relations"

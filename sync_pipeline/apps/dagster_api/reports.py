@@ -40,7 +40,7 @@ if TYPE_CHECKING:
     from sync_pipeline.core.specs import SyncSpec
 
 FINISHED_RUN_STATUSES = frozenset({"SUCCESS", "FAILURE", "CANCELED"})
-COUNT_FIELDS = ("indexed", "deleted", "stale_skipped", "failed", "dead_lettered")
+COUNT_FIELDS = ("indexed", "deleted", "stale_skipped", "conflicts", "failed", "dead_lettered")
 EVENTS_PAGE = 1000
 
 _RUN_FIELDS = """
