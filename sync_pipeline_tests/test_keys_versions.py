@@ -73,9 +73,7 @@ def test_every_key_type_goes_through_sync_drain_delete_and_verify(kind, pg, es, 
         else:
             for value in values:
                 conn.execute(
-                    sa.text(
-                        f"INSERT INTO {table} VALUES (CAST(:v AS {key_type}), 'x', '2026-02-01+00')"
-                    ),
+                    sa.text(f"INSERT INTO {table} VALUES (CAST(:v AS {key_type}), 'x', '2026-02-01+00')"),
                     {"v": value},
                 )
     spec = _spec(table, key)

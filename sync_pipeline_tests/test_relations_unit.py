@@ -118,8 +118,8 @@ def test_relation_sql_is_a_correlated_subquery_ordered_by_the_related_key():
     category, tags = plans(spec)
     text = relation_sql(category, "__sync_root", "UTC")
     assert (
-        'FROM "shop"."categories" AS __sync_r1 WHERE __sync_r1."id" = __sync_root."category_id" LIMIT 1'
-        in text
+        'FROM "shop"."categories" AS __sync_r1 WHERE __sync_r1."id" = __sync_root."category_id" '
+        'ORDER BY __sync_r1."id" LIMIT 1' in text
     )
     assert "'title', regexp_replace(__sync_r1.\"name\"" in text  # dotted rename and cleanse
     assert 'FROM "shop"."departments" AS __sync_r2 WHERE __sync_r2."id" = __sync_r1."department_id"' in text

@@ -120,6 +120,12 @@ class Rejected:
     error: dict[str, Any]
 
 
+def documents_accounted(counts: Any) -> int:
+    """Every document of a batch or load lands in exactly one of these counters."""
+    written = counts.indexed + counts.deleted
+    return written + counts.stale_skipped + counts.conflicts + counts.failed + counts.dead_lettered
+
+
 @dataclass
 class BatchResult:
     batch: int
@@ -142,14 +148,7 @@ class BatchResult:
 
     @property
     def docs(self) -> int:
-        return (
-            self.indexed
-            + self.deleted
-            + self.stale_skipped
-            + self.conflicts
-            + self.failed
-            + self.dead_lettered
-        )
+        return documents_accounted(self)
 
     def mark_conflicts(self, ids: set[str]) -> None:
         """These stale ids are disagreements, not older reads."""
@@ -177,14 +176,7 @@ class LoadTotals:
 
     @property
     def docs(self) -> int:
-        return (
-            self.indexed
-            + self.deleted
-            + self.stale_skipped
-            + self.conflicts
-            + self.failed
-            + self.dead_lettered
-        )
+        return documents_accounted(self)
 
     def add(self, result: BatchResult) -> None:
         self.batches += 1

@@ -172,9 +172,11 @@ def relation_sql(plan: RelationPlan, parent_alias: str, naive_timezone: str, dep
     order = ", ".join(f"{alias}.{_q(c)}" for c in plan.key)
     if relation.kind == "many_to_one":
         assert relation.on is not None
+        # several matches (a join on a non-unique column): the first by key, the same every read
+        first = f" ORDER BY {order}" if order else ""
         return (
             f"(SELECT {obj} FROM {_table_sql(plan.table.name)} AS {alias} "
-            f"WHERE {_equal(alias, parent_alias, relation.on)} LIMIT 1)"
+            f"WHERE {_equal(alias, parent_alias, relation.on)}{first} LIMIT 1)"
         )
     aggregate = f"coalesce(jsonb_agg({obj}" + (f" ORDER BY {order}" if order else "") + "), '[]'::jsonb)"
     if relation.kind == "one_to_many":
@@ -267,10 +269,14 @@ def relation_problems(spec: SyncSpec, root: TableInfo, tables: dict[str, TableIn
         if relation.name in root.names:
             problems.append(f"relation '{relation.name}' has the name of a column of {root.name}; rename one")
         check(relation, root, relation.name)
-    known = {path for path, _ in spec.source.all_relations()}
+    known = dict(spec.source.all_relations())
     for name in spec.fields:
-        if "." in name and name.rpartition(".")[0] not in known:
-            problems.append(
-                f"fields: '{name}' names no relation (relations: {', '.join(sorted(known)) or 'none'})"
-            )
+        if "." not in name:
+            continue
+        path, _, column = name.rpartition(".")
+        if path not in known:
+            listed = ", ".join(sorted(known)) or "none"
+            problems.append(f"fields: '{name}' names no relation (relations: {listed})")
+        elif (table := tables.get(known[path].table)) is not None and column not in table.names:
+            problems.append(f"fields: '{name}': {table.name} has no column {column}")
     return problems

@@ -178,10 +178,12 @@ class SyncSpec(_Strict):
         for column in (*self.source.primary_key, self.source.updated_at):
             if self.fields.get(column, FieldSpec()).drop:
                 raise ValueError(f"column '{column}' is a key or updated_at column and cannot be dropped")
-        targets = [self.field_name(c) for c in self.fields if not self.fields[c].drop]
+        # a field's object: the document for a column, the relation's object for a dotted name
+        targets = [(c.rpartition(".")[0], self.field_name(c)) for c in self.fields if not self.fields[c].drop]
         duplicated = {t for t in targets if targets.count(t) > 1}
         if duplicated:
-            raise ValueError(f"several columns map to the same field: {sorted(duplicated)}")
+            names = sorted(f"{where}.{name}" if where else name for where, name in duplicated)
+            raise ValueError(f"several columns map to the same field: {names}")
         return self
 
     @property

@@ -47,9 +47,20 @@ BUFFER = sa.Table(
 
 def ensure_buffer(conn: Connection) -> None:
     metadata.create_all(conn, tables=[BUFFER], checkfirst=True)
-    # a buffer created before relations were captured: the two columns they need
-    for column in ("source text", "link jsonb"):
-        conn.exec_driver_sql(f"ALTER TABLE public.sync_pipeline_buffer ADD COLUMN IF NOT EXISTS {column}")
+    # a buffer created before relations were captured lacks the two columns they need. Look
+    # first: ALTER TABLE takes an exclusive lock even when there is nothing to add, and the
+    # application's writes (their triggers insert here) would queue behind it
+    present = set(
+        conn.exec_driver_sql(
+            "SELECT column_name FROM information_schema.columns "
+            "WHERE table_schema = 'public' AND table_name = 'sync_pipeline_buffer'"
+        ).scalars()
+    )
+    for column, kind in (("source", "text"), ("link", "jsonb")):
+        if column not in present:
+            conn.exec_driver_sql(
+                f"ALTER TABLE public.sync_pipeline_buffer ADD COLUMN IF NOT EXISTS {column} {kind}"
+            )
 
 
 def install_watched(conn: Connection, spec: SyncSpec, watched: Sequence[Watched]) -> list[str]:

@@ -69,6 +69,17 @@ def _database_message(exc: DBAPIError) -> str:
     return str((diag and diag.message_primary) or exc.orig)
 
 
+def _described(result) -> list[ColumnInfo]:
+    """The columns of a (LIMIT 0) result, typed by PostgreSQL's own type names."""
+    columns = []
+    for desc in result.cursor.description:
+        info = pg_types.get(desc.type_code)
+        is_array = bool(info and info.array_oid == desc.type_code)
+        columns.append(ColumnInfo(desc.name, info.name if info else "unknown", is_array))
+    result.close()
+    return columns
+
+
 def describe_source(conn: Connection, spec: SyncSpec) -> list[ColumnInfo]:
     """Column names and PostgreSQL types of the spec's source, checked against the spec."""
     try:
@@ -78,12 +89,7 @@ def describe_source(conn: Connection, spec: SyncSpec) -> list[ColumnInfo]:
         raise SourceError(
             f"source of spec '{spec.name}': PostgreSQL rejected it: {_database_message(exc)}"
         ) from None
-    columns = []
-    for desc in result.cursor.description:
-        info = pg_types.get(desc.type_code)
-        is_array = bool(info and info.array_oid == desc.type_code)
-        columns.append(ColumnInfo(desc.name, info.name if info else "unknown", is_array))
-    result.close()
+    columns = _described(result)
     sql.check_columns(spec, columns)
     return columns
 
@@ -95,12 +101,7 @@ def describe_table(conn: Connection, name: str) -> TableInfo | None:
     if not exists:
         return None
     result = execute(conn, Statement(f"SELECT * FROM {quoted} LIMIT 0"))
-    columns = []
-    for desc in result.cursor.description:
-        info = pg_types.get(desc.type_code)
-        is_array = bool(info and info.array_oid == desc.type_code)
-        columns.append(ColumnInfo(desc.name, info.name if info else "unknown", is_array))
-    result.close()
+    columns = _described(result)
     key = (
         execute(
             conn,

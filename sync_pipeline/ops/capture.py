@@ -58,8 +58,9 @@ def watched_for(conn: Connection, spec: SyncSpec) -> list[Watched]:
             problems.append(
                 f"  {table.table}: no column {', '.join(absent)} (it has {', '.join(info.names)})"
             )
-        if table.source is not None and table.source.startswith(TABLE_SOURCE) and not info.primary_key:
-            problems.append(f"  {table.table}: no PRIMARY KEY (a `roots:` change table is read by its key)")
+        is_roots = table.source is not None and table.source.startswith(TABLE_SOURCE)
+        if is_roots and len(info.primary_key) != 1:
+            problems.append(f"  {table.table}: a `roots:` table needs a one-column PRIMARY KEY (its :keys)")
     if problems:
         raise CaptureError(
             f"spec '{spec.name}': cannot install change capture, nothing was installed:\n"

@@ -9,7 +9,7 @@ from sqlalchemy.engine import Engine
 from sync_pipeline.core.specs import SyncSpec
 from sync_pipeline.io import deadletters
 from sync_pipeline.ops.binding import bind
-from sync_pipeline.ops.resync import REPEATABLE_READ, key_from_id, resync_keys
+from sync_pipeline.ops.resync import REPEATABLE_READ, classify_stale, key_from_id, resync_keys
 
 
 class ReplayError(RuntimeError):
@@ -34,6 +34,7 @@ def replay(engine: Engine, es: Elasticsearch, spec: SyncSpec, batch_size: int = 
             after_id = claimed[-1][0]
             keys = {doc_id: key_from_id(bound, doc_id) for _, doc_id in claimed}
             result = resync_keys(conn, es, bound, list(keys.values()))
+            classify_stale(engine, result)
             if result.failed:
                 # raising rolls the claim back: every dead letter stays as it was
                 raise ReplayError(

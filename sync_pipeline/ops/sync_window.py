@@ -123,6 +123,12 @@ def _ensure_target(run: WindowRun, es: Elasticsearch, bound: Bound) -> bool:
     return created
 
 
+def _read(run: WindowRun, bound: Bound) -> Iterator[pa.RecordBatch]:
+    """The window's rows (relations and version included), by one COPY statement."""
+    url = libpq_url(run.pg_url, naming.EXTRACT_APPLICATION)
+    return stream_window(url, run.spec, bound.columns, run.window, run.spec.batch_size, bound.relations)
+
+
 def sync_window(run: WindowRun, es: Elasticsearch) -> WindowResult:
     """The whole window, streamed: extract, documents and load overlap; staged files on the side."""
     spec = run.spec
@@ -131,14 +137,7 @@ def sync_window(run: WindowRun, es: Elasticsearch) -> WindowResult:
     result.created_index = _ensure_target(run, es, bound)
     result.extracted.path, result.documents.path = run.path("parquet"), run.path("ndjson")
     result.documents.fields = tuple(f.name for f in bound.plan.fields)
-    rows = stream_window(
-        libpq_url(run.pg_url, naming.EXTRACT_APPLICATION),
-        spec,
-        bound.columns,
-        run.window,
-        spec.batch_size,
-        bound.relations,
-    )
+    rows = _read(run, bound)
     pages = staged_pages(rows, arrow_schema(bound.read_columns), result.extracted.path)
     bodies = staged_bodies(
         _documents(_timed(pages, result.extracted), bound.plan, result.documents), result.documents.path
@@ -159,14 +158,7 @@ def extract_stage(run: WindowRun) -> Extracted:
     path = run.path("parquet")
     started = time.perf_counter()
     bound = bind(engine_for(run.pg_url), spec)
-    rows = stream_window(
-        libpq_url(run.pg_url, naming.EXTRACT_APPLICATION),
-        spec,
-        bound.columns,
-        run.window,
-        spec.batch_size,
-        bound.relations,
-    )
+    rows = _read(run, bound)
     count = sum(batch.num_rows for batch in staged_pages(rows, arrow_schema(bound.read_columns), path))
     seconds = time.perf_counter() - started
     progress.notify("extracted", spec=spec.name, rows=count)
