@@ -274,6 +274,8 @@ def spec_yaml(
         f'      start: "{partitions_start()}"',
         f"    batch_size: {batch_size}",
         f"    reconcile: {reconcile}",
+        # the bench launches every run it measures; nothing may sync on its own meanwhile
+        "    schedule: {catch_up: false}",
         "    fields:",
         "      sku: {type: keyword}",
         "      category: {type: keyword}",

@@ -5,6 +5,7 @@ Every test runs against the real PostgreSQL and Elasticsearch.
 
 import threading
 import time
+from datetime import timedelta
 
 import pytest
 import sqlalchemy as sa
@@ -103,6 +104,9 @@ def test_two_concurrent_drains_never_process_an_entry_twice(scenario, insert_row
 def test_late_commit_is_caught_by_the_window_lookback(scenario, insert_rows, pg, es):
     insert_rows([1], "2026-02-10 12:00:00+00")
     spec = scenario.spec(grain="day", start="2026-02-01")
+    spec = spec.model_copy(
+        update={"partitions": spec.partitions.model_copy(update={"lookback": timedelta(0)})}
+    )
     late = pg.connect()
     late_tx = late.begin()
     # stamped inside Feb 10 but not yet committed when Feb 10 is synced

@@ -39,10 +39,10 @@ def test_window_page_is_a_keyset_on_updated_at_and_key_without_offset():
     statement = page_query(_spec("table: items"), COLUMNS, window, after, 100)
     text = statement.sql
     assert "OFFSET" not in text.upper()
-    assert '("updated_at", "id") > (%(after_0)s, %(after_1)s)' in text
+    assert '(__sync_root."updated_at", __sync_root."id") > (%(after_0)s, %(after_1)s)' in text
     assert '"updated_at" >= CAST(%(window_start)s AS timestamptz)' in text
     assert '"updated_at" < CAST(%(window_end)s AS timestamptz)' in text
-    assert text.endswith('ORDER BY "updated_at", "id" LIMIT 100')
+    assert text.endswith('ORDER BY __sync_root."updated_at", __sync_root."id" LIMIT 100')
     assert statement.params == {
         "window_start": window.start,
         "window_end": window.end,
@@ -60,8 +60,8 @@ def test_open_window_sides_add_no_bound():
 def test_null_updated_at_pass_pages_by_key_only():
     statement = page_query(_spec("table: items"), COLUMNS, Window(None, None), [7], 10, "null_updated_at")
     assert '"updated_at" IS NULL' in statement.sql
-    assert '("id") > (%(after_0)s)' in statement.sql
-    assert 'ORDER BY "id" LIMIT' in statement.sql
+    assert '(__sync_root."id") > (%(after_0)s)' in statement.sql
+    assert 'ORDER BY __sync_root."id" LIMIT' in statement.sql
 
 
 def test_json_arrays_and_numeric_are_staged_as_text():
@@ -92,15 +92,24 @@ def test_query_sources_are_wrapped_as_a_subquery_with_their_percent_signs_kept()
         "FROM (SELECT p.id, p.updated_at FROM p JOIN c ON c.id = p.cid WHERE c.name LIKE 'a%%') AS src"
         in text
     )
-    assert 'ORDER BY "updated_at", "id"' in text
+    assert 'ORDER BY src."updated_at", src."id"' in text
     # without parameters (the COPY read) the query goes as written
     assert "LIKE 'a%')" in window_select(spec, COLUMNS[:2], Window(None, None)).sql
+
+
+def test_keys_sort_by_the_typed_column_not_by_its_text_staged_output():
+    # a numeric key is staged as text under its own name: a bare ORDER BY name would sort the
+    # text output while the keyset compares the typed column, and pages would skip rows
+    columns = [ColumnInfo("k", "numeric"), ColumnInfo("updated_at", "timestamptz")]
+    text = page_query(_spec("table: items", key="k"), columns, None, ["1.50"], 10, "by_key").sql
+    assert 'CAST("k" AS TEXT) AS "k"' in text
+    assert '(__sync_root."k") > (%(after_0)s) ORDER BY __sync_root."k" LIMIT 10' in text
 
 
 def test_text_keys_sort_bytewise_like_elasticsearch_keywords():
     columns = [ColumnInfo("code", "text"), ColumnInfo("updated_at", "timestamptz")]
     text = page_query(_spec("table: items", key="code"), columns, None, None, 10, "by_key").sql
-    assert 'ORDER BY "code" COLLATE "C"' in text
+    assert 'ORDER BY __sync_root."code" COLLATE "C"' in text
 
 
 def test_a_full_window_read_is_one_unordered_statement_with_the_nulls_it_owns():

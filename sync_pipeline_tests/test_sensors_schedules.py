@@ -8,6 +8,7 @@ import pytest
 
 from sync_pipeline.core.specs import BufferSensorSpec
 from sync_pipeline.defs import build_definitions
+from sync_pipeline.defs.alerts import AlertChannels
 from sync_pipeline.defs.partitions import partitions_for
 from sync_pipeline.defs.resources import PostgresResource
 from sync_pipeline.defs.schedules import build_window_schedule, newest_closed_partition
@@ -85,17 +86,18 @@ def test_buffer_sensor_launches_once_per_batch_of_work_and_queues_at_most_one_mo
     )
     sensor = build_buffer_sensor(spec)
     postgres = PostgresResource(url=pg.url.render_as_string(hide_password=False))
+    resources = {"postgres": postgres, "alert_channels": AlertChannels()}
     with scenario.engine.begin() as conn:
         install_triggers(conn, spec)
     try:
         with dg.instance_for_test() as instance:
             insert_rows(range(1, 4), "2026-02-01 00:00:00+00")
-            context = dg.build_sensor_context(instance=instance, resources={"postgres": postgres})
+            context = dg.build_sensor_context(instance=instance, resources=resources)
             assert "below both thresholds" in sensor(context).skip_message
 
             insert_rows(range(4, 8), "2026-02-01 00:00:00+00")
-            first = sensor(dg.build_sensor_context(instance=instance, resources={"postgres": postgres}))
-            again = sensor(dg.build_sensor_context(instance=instance, resources={"postgres": postgres}))
+            first = sensor(dg.build_sensor_context(instance=instance, resources=resources))
+            again = sensor(dg.build_sensor_context(instance=instance, resources=resources))
             assert isinstance(first, dg.RunRequest) and first.run_key == again.run_key
 
             def add_drain(status: dg.DagsterRunStatus, max_id: int) -> dg.DagsterRun:
@@ -110,12 +112,12 @@ def test_buffer_sensor_launches_once_per_batch_of_work_and_queues_at_most_one_mo
 
             # a drain requested for all of it is running: nothing to add
             running = add_drain(dg.DagsterRunStatus.STARTED, int(first.tags[MAX_ID_TAG]))
-            busy = sensor(dg.build_sensor_context(instance=instance, resources={"postgres": postgres}))
+            busy = sensor(dg.build_sensor_context(instance=instance, resources=resources))
             assert "running drain was requested" in busy.skip_message
 
             # newer changes: one more drain, queued behind the running one, under a new key
             insert_rows(range(8, 13), "2026-02-01 00:00:00+00")
-            behind = sensor(dg.build_sensor_context(instance=instance, resources={"postgres": postgres}))
+            behind = sensor(dg.build_sensor_context(instance=instance, resources=resources))
             assert isinstance(behind, dg.RunRequest) and behind.run_key != first.run_key
             assert running.run_id in behind.run_key
 
@@ -123,7 +125,7 @@ def test_buffer_sensor_launches_once_per_batch_of_work_and_queues_at_most_one_mo
             # nothing more until it runs
             add_drain(dg.DagsterRunStatus.NOT_STARTED, int(behind.tags[MAX_ID_TAG]))
             insert_rows(range(13, 18), "2026-02-01 00:00:00+00")
-            waiting = sensor(dg.build_sensor_context(instance=instance, resources={"postgres": postgres}))
+            waiting = sensor(dg.build_sensor_context(instance=instance, resources=resources))
             assert "waiting to start" in waiting.skip_message
     finally:
         with scenario.engine.begin() as conn:

@@ -1,5 +1,7 @@
 """End-to-end against the real PostgreSQL and Elasticsearch: assets run through Dagster."""
 
+from datetime import timedelta
+
 import pytest
 from dagster import DagsterEventType, DagsterInstance
 
@@ -14,7 +16,10 @@ def test_one_partition_syncs_exactly_its_window(scenario, insert_rows, es):
     insert_rows(range(1, 11), "2026-03-05 12:00:00+00")
     insert_rows(range(11, 16), "2026-03-06 00:00:00+00")  # next window's first instant
     insert_rows(range(16, 21), "2026-03-04 23:59:59.999999+00")
-    spec = scenario.spec(grain="day", start="2026-03-01")
+    default = scenario.spec(grain="day", start="2026-03-01")
+    spec = default.model_copy(
+        update={"partitions": default.partitions.model_copy(update={"lookback": timedelta(0)})}
+    )
 
     summary = run_sync([spec], spec, at("2026-03-05"), at("2026-03-06"))
 
@@ -22,6 +27,9 @@ def test_one_partition_syncs_exactly_its_window(scenario, insert_rows, es):
     assert summary.partitions == "2026-03-05"
     assert (summary.extracted, summary.indexed, summary.failed) == (10, 10, 0)
     assert sorted(indexed(es, scenario.index), key=int) == [str(i) for i in range(1, 11)]
+    # the default lookback (ten minutes) also re-reads the end of the window before
+    again = run_sync([default], default, at("2026-03-05"), at("2026-03-06"))
+    assert (again.extracted, again.indexed) == (15, 15)
 
 
 def test_full_sync_covers_every_row_and_rerun_is_idempotent(scenario, insert_rows, es):

@@ -39,7 +39,7 @@ COLUMNS = [
     ColumnInfo("code", "varchar"),
     ColumnInfo("cat", "text"),
     ColumnInfo("secret", "text"),
-    ColumnInfo("price", "numeric"),
+    ColumnInfo("price", "numeric", precision=12, scale=2),  # fits a double (wider: test_values_settings)
     ColumnInfo("rating", "float8"),
     ColumnInfo("updated_at", "timestamptz"),
     ColumnInfo("local_time", "timestamp"),

@@ -75,6 +75,7 @@ def ui(service_urls, tmp_path_factory):
     target: {{index: {name}}}
     partitions: {{grain: day, start: "{(today - timedelta(days=30)):%Y-%m-%d}"}}
     buffer_sensor: {{min_changes: 1, max_wait_seconds: 1, interval_seconds: 2}}
+    schedule: {{catch_up: false}}
 """
     )
     # create the SQLite storage before the webserver and the daemon race to create it

@@ -19,7 +19,7 @@ from typing import Any
 from sync_pipeline.core.naming import SPEC_TAG, partition_label
 from sync_pipeline.core.redact import redact
 
-ALERT_KINDS = ("run_failure", "check_failure", "error_rate")
+ALERT_KINDS = ("run_failure", "check_failure", "error_rate", "buffer_lag")
 
 MAX_ERROR_CHARS = 2000  # first_error in a message; Slack caps a section's text at 3000
 _SLACK_HEADER_MAX = 150  # Slack's limit for a header block's plain_text
@@ -227,4 +227,18 @@ def alert_from_check(
         counts=counts,
         first_error=_first_error_from_metadata(metadata),
         title=f"Check {check_name} failed on {asset_key}" + (f" ({where})" if where else ""),
+    )
+
+
+def alert_for_buffer_lag(spec: str, pending: int, age_seconds: float, reason: str) -> Alert:
+    """The oldest buffered change of a spec waited too long: drains are not keeping up, stuck
+    behind a run, or not running at all (`reason`: the sensor's own view of why)."""
+    return Alert(
+        kind="buffer_lag",
+        spec=spec,
+        partition=None,
+        run_id="",
+        counts={"pending": pending, "oldest_age_seconds": int(age_seconds)},
+        first_error=reason,
+        title=f"Change buffer of {spec} is {int(age_seconds)}s behind ({pending} changes waiting)",
     )

@@ -8,6 +8,10 @@ the user's write. The root table records its key (a key change is a delete of
 the old key); a related or join table records, for the old and the new row,
 the columns that lead to its parent (`link`), and skips updates that changed
 nothing the documents read.
+
+TRUNCATE fires no row trigger, so every watched table also gets a statement-level
+`AFTER TRUNCATE` trigger on the same function: it records one entry with op 'T'
+(no key: which rows went is unknown), and the drain reconciles the whole spec.
 """
 
 from __future__ import annotations
@@ -23,6 +27,9 @@ from sync_pipeline.core.specs import SyncSpec
 from sync_pipeline.core.sql import Statement, qualified_table, quote_ident, sql_literal, type_name
 
 MARKER = "sync_pipeline capture of spec"
+TRUNCATE_OP = "T"
+# pg_trigger.tgtype bit of a trigger that fires on TRUNCATE (TRIGGER_TYPE_TRUNCATE)
+TRUNCATE_TYPE_BIT = 1 << 5
 # the layout before per-table functions: one function per spec and schema
 LEGACY_FUNCTION = "sync_pipeline_capture_{spec}"
 LEGACY_TRIGGER = "sync_pipeline_{spec}"
@@ -33,8 +40,32 @@ def function_name(spec: str, table: str) -> str:
     return f"sync_pipeline_{spec[:40]}_{digest}"
 
 
+def truncate_trigger_name(spec: str, table: str) -> str:
+    """The TRUNCATE trigger's name: never the row trigger's (a table cannot hold two of one
+    name, and a longer name would be cut to 63 bytes, onto it), hashed over spec and table so
+    two specs sharing a long prefix cannot replace each other's on one table."""
+    digest = hashlib.sha1(f"{spec}/{table}".encode()).hexdigest()[:8]
+    return f"sync_pipeline_{spec[:38]}_{digest}_t"
+
+
 def marker(spec: str, table: str) -> str:
     return f"{MARKER} {spec}: table {table}"
+
+
+def parse_marker(comment: str | None) -> tuple[str, str] | None:
+    """(spec, table) of a function's marker comment; None when it is not one of ours. Spec names
+    are `[a-z][a-z0-9_]*`, so the first ': table ' ends the spec."""
+    prefix = MARKER + " "
+    if not comment or not comment.startswith(prefix):
+        return None
+    spec, found, table = comment.removeprefix(prefix).partition(": table ")
+    return (spec, table) if found and spec and table else None
+
+
+def legacy_spec(function: str) -> str | None:
+    """The spec of a function of the earlier layout (named after the spec, no marker)."""
+    prefix = LEGACY_FUNCTION.format(spec="")
+    return function.removeprefix(prefix) if function.startswith(prefix) else None
 
 
 def _object(row: str, columns: Sequence[str]) -> str:
@@ -74,22 +105,35 @@ def trigger_ddl(spec: SyncSpec, watched: Watched) -> list[str]:
         body = f"""{skip}
   INSERT INTO {buffer} (spec, source, pk, op, link)
     VALUES ({spec_literal}, {sql_literal(watched.source)}, {own}, left(TG_OP, 1), {link});"""
+    source = "NULL" if watched.source is None else sql_literal(watched.source)
+    # the TRUNCATE branch comes first: a statement-level call has no row to read
     function_sql = f"""CREATE OR REPLACE FUNCTION {function}() RETURNS trigger LANGUAGE plpgsql AS $body$
 DECLARE
-  n jsonb := CASE WHEN TG_OP <> 'DELETE' THEN to_jsonb(NEW) END;
-  o jsonb := CASE WHEN TG_OP <> 'INSERT' THEN to_jsonb(OLD) END;
-BEGIN{body}
+  n jsonb;
+  o jsonb;
+BEGIN
+  IF TG_OP = 'TRUNCATE' THEN
+    INSERT INTO {buffer} (spec, source, pk, op)
+      VALUES ({spec_literal}, {source}, '{{}}'::jsonb, {sql_literal(TRUNCATE_OP)});
+    RETURN NULL;
+  END IF;
+  n := CASE WHEN TG_OP <> 'DELETE' THEN to_jsonb(NEW) END;
+  o := CASE WHEN TG_OP <> 'INSERT' THEN to_jsonb(OLD) END;{body}
   RETURN NULL;
 END
 $body$"""
     table = qualified_table(watched.table)
     trigger = quote_ident(name)
+    truncate = quote_ident(truncate_trigger_name(spec.name, watched.table))
     return [
         function_sql,
         f"COMMENT ON FUNCTION {function}() IS {sql_literal(marker(spec.name, watched.table))}",
         f"DROP TRIGGER IF EXISTS {trigger} ON {table}",
         f"CREATE TRIGGER {trigger} AFTER INSERT OR UPDATE OR DELETE ON {table} "
         f"FOR EACH ROW EXECUTE FUNCTION {function}()",
+        f"DROP TRIGGER IF EXISTS {truncate} ON {table}",
+        f"CREATE TRIGGER {truncate} AFTER TRUNCATE ON {table} "
+        f"FOR EACH STATEMENT EXECUTE FUNCTION {function}()",
     ]
 
 
@@ -106,6 +150,37 @@ def installed_query(spec: SyncSpec) -> Statement:
             "legacy": LEGACY_FUNCTION.format(spec=spec.name),
         },
     )
+
+
+def catalog_query() -> Statement:
+    """Every capture function in the database, of any spec (by marker, or the earlier layout's
+    name), with each trigger that uses it: names unquoted and schema apart, so a fix can be
+    written fully qualified whatever the reader's search_path."""
+    return Statement(
+        "SELECT n.nspname AS function_schema, p.proname AS function_name, "
+        "obj_description(p.oid, 'pg_proc') AS comment, t.tgname AS trigger, "
+        "tn.nspname AS table_schema, c.relname AS table_name, "
+        f"(t.tgtype::int & {TRUNCATE_TYPE_BIT}) <> 0 AS on_truncate "
+        "FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace "
+        "LEFT JOIN pg_trigger t ON t.tgfoid = p.oid "
+        "LEFT JOIN pg_class c ON c.oid = t.tgrelid "
+        "LEFT JOIN pg_namespace tn ON tn.oid = c.relnamespace "
+        "WHERE obj_description(p.oid, 'pg_proc') LIKE %(marker)s OR p.proname LIKE %(legacy)s "
+        "ORDER BY n.nspname, p.proname, t.tgname",
+        {"marker": f"{MARKER} %", "legacy": LEGACY_FUNCTION.format(spec="").replace("_", r"\_") + "%"},
+    )
+
+
+def drop_statements(
+    function_schema: str, function: str, triggers: Sequence[tuple[str, str, str]]
+) -> list[str]:
+    """DROP TRIGGER for each (trigger, table schema, table), then DROP FUNCTION: what removes one
+    capture function by hand when `uninstall-triggers` cannot (its spec is gone from the file)."""
+    drops = [
+        f"DROP TRIGGER IF EXISTS {quote_ident(name)} ON {quote_ident(schema)}.{quote_ident(table)};"
+        for name, schema, table in triggers
+    ]
+    return [*drops, f"DROP FUNCTION IF EXISTS {quote_ident(function_schema)}.{quote_ident(function)}();"]
 
 
 def claim_query(spec: SyncSpec, root_key: Sequence[ColumnInfo], limit: int) -> Statement:

@@ -14,8 +14,9 @@ batch); Python touches each row once, to assemble it. Two outputs:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
 import orjson
@@ -23,11 +24,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from sync_pipeline.core.bulk import BulkBody, BulkChunk, action_array, json_strings
-from sync_pipeline.core.columns import ColumnInfo, infer_es_type
+from sync_pipeline.core.columns import ColumnInfo, infer_es_type, key_sort_problem
 from sync_pipeline.core.keys import canonical_texts, check_no_null_keys, ids_from_texts
 from sync_pipeline.core.relations import RelationPlan, relation_mapping
 from sync_pipeline.core.sources import RESERVED_PREFIX
-from sync_pipeline.core.specs import SyncSpec
+from sync_pipeline.core.specs import FieldSpec, SyncSpec
 from sync_pipeline.core.timestamps import iso_utc, utc_from_naive
 from sync_pipeline.core.versions import VERSION_COLUMN
 
@@ -39,6 +40,24 @@ class FieldPlan:
     column_info: ColumnInfo
     es_type: str
     cleanse: tuple[str, ...]
+    numeric: str | None = None  # a numeric column's form: double, string or scaled_long
+    numeric_scale: int = 0  # N of scaled_long(N)
+    indexed: bool = True  # False: kept in _source only (JSON whose values fit no one field type)
+
+
+NUMERIC_ES_TYPE = {"double": "double", "string": "keyword", "scaled_long": "long"}
+
+
+def numeric_mode(info: ColumnInfo, rule: FieldSpec | None) -> tuple[str | None, int]:
+    """How a numeric column travels: the spec's `numeric`, else the exact-safe default — a double
+    where the declared precision fits one exactly (numeric(p, s), p <= 15), PostgreSQL's text
+    otherwise (an unconstrained numeric, or wider), since Elasticsearch has no decimal type."""
+    if info.pg_type != "numeric" or info.is_array:
+        return None, 0
+    if rule is not None and rule.numeric is not None:
+        scale = rule.numeric_scale
+        return ("scaled_long", scale) if scale is not None else (rule.numeric, 0)
+    return ("double" if info.fits_double else "string"), 0
 
 
 @dataclass(frozen=True)
@@ -56,10 +75,15 @@ class DocumentPlan:
 
 
 def build_plan(
-    spec: SyncSpec, columns: Sequence[ColumnInfo], relations: Sequence[RelationPlan] = ()
+    spec: SyncSpec,
+    columns: Sequence[ColumnInfo],
+    relations: Sequence[RelationPlan] = (),
+    json_types: Mapping[str, str | None] | None = None,
 ) -> DocumentPlan:
     """`columns` as a read returns them (the source's, then one JSON column per relation, then
-    the snapshot version, which is no field)."""
+    the snapshot version, which is no field). `json_types`: the mapping of JSON columns inferred
+    from their values (core/columns.json_es_type; None: no field type fits, stored only)."""
+    json_types = json_types or {}
     by_name = {r.spec.name: r for r in relations}
     fields = []
     for info in columns:
@@ -73,8 +97,16 @@ def build_plan(
         cfg = spec.fields.get(info.name)
         if cfg is not None and cfg.drop:
             continue
-        is_key = info.name in spec.source.primary_key
-        es_type = (cfg.type if cfg and cfg.type else None) or infer_es_type(info, is_key)
+        mode, scale = numeric_mode(info, cfg)
+        indexed = True
+        if cfg is not None and cfg.type:
+            es_type = cfg.type
+        elif info.name in json_types:
+            es_type, indexed = json_types[info.name] or "object", json_types[info.name] is not None
+        elif mode is not None:
+            es_type = NUMERIC_ES_TYPE[mode]
+        else:
+            es_type = infer_es_type(info, info.name in spec.source.primary_key)
         fields.append(
             FieldPlan(
                 column=info.name,
@@ -82,6 +114,9 @@ def build_plan(
                 column_info=info,
                 es_type=es_type,
                 cleanse=tuple(cfg.cleanse) if cfg else (),
+                numeric=mode,
+                numeric_scale=scale,
+                indexed=indexed,
             )
         )
     info = {c.name: c for c in columns}
@@ -97,7 +132,15 @@ def index_mapping(plan: DocumentPlan) -> dict[str, Any]:
         if f.column in relations:
             properties[f.name] = relation_mapping(relations[f.column])
             continue
+        if not f.indexed:
+            # kept in _source as it is, searchable by nothing: the one mapping every value fits
+            properties[f.name] = {"type": "object", "enabled": False}
+            continue
         prop: dict[str, Any] = {"type": f.es_type}
+        if f.numeric == "scaled_long" and f.es_type == "long":
+            # a value with digits below 10^-N, or beyond a long, arrives as a string (_scaled):
+            # refused and dead-lettered, where coercion would truncate it without a word
+            prop["coerce"] = False
         if (
             f.es_type == "date"
             and f.column_info.pg_type in ("timestamp", "timestamptz")
@@ -112,6 +155,19 @@ def index_mapping(plan: DocumentPlan) -> dict[str, Any]:
             prop["format"] = "strict_date"
         properties[f.name] = prop
     return {"dynamic": True, "properties": properties}
+
+
+def key_order_problems(plan: DocumentPlan) -> list[str]:
+    """Key fields Elasticsearch sorts in another order than PostgreSQL's keyset pages read them,
+    one line each: verify's merge of the two streams would report false missing/extra."""
+    by_column = {f.column: f for f in plan.fields}
+    problems = []
+    for info in plan.keys:
+        f = by_column[info.name]  # key columns cannot be dropped (core/specs.py)
+        problem = key_sort_problem(info, f.es_type, f.cleanse, f.numeric)
+        if problem:
+            problems.append(f"key column '{info.name}' ({info.pg_type}): {problem}")
+    return problems
 
 
 def index_settings(spec: SyncSpec) -> dict[str, Any]:
@@ -136,8 +192,12 @@ def cleanse_array(array: pa.Array, field: FieldPlan, naive_timezone: str) -> pa.
     info = field.column_info
     if info.staging == "json":
         return array
+    if field.numeric == "string":
+        return array  # PostgreSQL's exact text (NaN stays "NaN": it is the value)
+    if field.numeric == "scaled_long":
+        return _scaled(array, field.numeric_scale)
     if info.pg_type == "numeric":
-        # Decimal text → number; ES has no decimal type, double is what it would store anyway
+        # Decimal text → the nearest double (Arrow parses it correctly rounded)
         array = pc.cast(array, pa.float64())
     if info.pg_type in ("float4", "float8", "numeric"):
         return pc.if_else(pc.is_finite(array), array, pa.scalar(None, pa.float64()))  # NaN/±Inf: not JSON
@@ -156,6 +216,41 @@ def cleanse_array(array: pa.Array, field: FieldPlan, naive_timezone: str) -> pa.
             elif step == "empty_to_null":
                 array = pc.if_else(pc.equal(array, ""), pa.scalar(None, array.type), array)
     return array
+
+
+_DECIMAL = r"^(?P<sign>-?)(?P<whole>[0-9]+)(?:\.(?P<fraction>[0-9]*))?$"
+_LONG_MAX = "9223372036854775807"
+
+
+def _scaled(text: pa.Array, digits: int) -> pa.Array:
+    """Numeric text × 10^digits, by moving the decimal point in the text: never through a float.
+
+    An exact result is an integer's digits; one with digits left below the point keeps them
+    ("0.125" at 2 → "12.5") so that the long field refuses it instead of truncating. NaN and
+    ±Infinity (no decimal) become null, as they do for doubles.
+    """
+    parts = pc.extract_regex(text, _DECIMAL)
+    fraction = pc.utf8_rpad(pc.struct_field(parts, "fraction"), width=digits, padding="0")
+    rest = pc.utf8_rtrim(pc.utf8_slice_codeunits(fraction, digits), "0")  # trailing zeros lose nothing
+    whole = pc.utf8_ltrim(
+        pc.binary_join_element_wise(
+            pc.struct_field(parts, "whole"), pc.utf8_slice_codeunits(fraction, 0, digits), ""
+        ),
+        "0",
+    )
+    whole = pc.if_else(pc.equal(whole, ""), "0", whole)
+    zero = pc.and_(pc.equal(whole, "0"), pc.equal(rest, ""))
+    signed = pc.binary_join_element_wise(pc.if_else(zero, "", pc.struct_field(parts, "sign")), whole, "")
+    scaled = pc.if_else(pc.equal(rest, ""), signed, pc.binary_join_element_wise(signed, rest, "."))
+    return pc.if_else(pc.is_valid(parts), scaled, pa.scalar(None, pa.string()))
+
+
+def _exact_longs(scaled: pa.Array) -> pa.Array:
+    """Which `_scaled` texts are integers a long holds (-2^63 itself is left out, for brevity)."""
+    magnitude = pc.utf8_ltrim(scaled, "-")
+    length = pc.utf8_length(magnitude)
+    fits = pc.or_(pc.less(length, 19), pc.and_(pc.equal(length, 19), pc.less_equal(magnitude, _LONG_MAX)))
+    return pc.and_(pc.match_substring_regex(scaled, r"^-?[0-9]+$"), fits)
 
 
 def deleted_flags(batch: pa.RecordBatch, spec: SyncSpec) -> list[bool]:
@@ -193,9 +288,26 @@ def _field_values(batch: pa.RecordBatch, plan: DocumentPlan, json_value: Any) ->
         array = cleanse_array(batch.column(f.column), f, plan.spec.naive_timezone)
         if f.column_info.staging == "json":
             values.append([None if v is None else json_value(v) for v in array.to_pylist()])
+        elif f.numeric == "scaled_long":
+            exact = pc.cast(pc.if_else(_exact_longs(array), array, pa.scalar(None, pa.string())), pa.int64())
+            pairs = zip(exact.to_pylist(), array.to_pylist(), strict=True)
+            values.append([text if number is None else number for number, text in pairs])
         else:
             values.append(array.to_pylist())
     return values
+
+
+def expect_exact_numerics(batch: pa.RecordBatch, plan: DocumentPlan, documents: list[dict[str, Any]]) -> None:
+    """Verify's expectation of numeric values sent as doubles: the double where it stands for
+    PostgreSQL's value (its shortest form reads back as the same decimal), else the exact text,
+    which no double in Elasticsearch equals, so the field is reported as mismatched."""
+    for f in plan.fields:
+        if f.numeric != "double" or f.column_info.fits_double:
+            continue  # at most 15 digits: the double is always exact
+        for doc, text in zip(documents, batch.column(f.column).to_pylist(), strict=True):
+            value = doc.get(f.name)
+            if isinstance(value, float) and Decimal(repr(value)) != Decimal(text):
+                doc[f.name] = text
 
 
 @dataclass
@@ -228,6 +340,8 @@ def _json_values(array: pa.Array, field: FieldPlan) -> pa.Array:
     kind = array.type
     if field.column_info.staging == "json":
         text = array  # the JSON PostgreSQL produced, embedded as it is
+    elif field.numeric == "scaled_long":
+        text = pc.if_else(_exact_longs(array), array, json_strings(array))  # inexact: a string
     elif pa.types.is_floating(kind):
         text = pc.cast(array, pa.string())  # shortest round-trip form; non-finite values are null by now
         # an integral double keeps its ".0", as Python's JSON (and so verify's documents) writes it

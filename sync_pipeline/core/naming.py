@@ -23,6 +23,7 @@ PARTITION_TAG = "dagster/partition"
 RANGE_START_TAG = "dagster/asset_partition_range_start"
 RANGE_END_TAG = "dagster/asset_partition_range_end"
 BACKFILL_TAG = "dagster/backfill"
+MAX_RUNTIME_TAG = "dagster/max_runtime"  # read by Dagster's run monitoring
 
 # --- how our connections show in pg_stat_activity -------------------------------------------------
 EXTRACT_APPLICATION = "sync_pipeline:extract"
@@ -91,6 +92,10 @@ def rebuild_op(spec: str) -> str:
 
 def buffer_sensor(spec: str) -> str:
     return f"{spec}_buffer_sensor"
+
+
+def catchup_sensor(spec: str) -> str:
+    return f"{spec}_catchup_sensor"
 
 
 def window_schedule(spec: str) -> str:

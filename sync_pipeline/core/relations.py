@@ -4,9 +4,10 @@ A relation becomes one JSON column of the read: a correlated subquery on the
 related table (through the join table for many_to_many) that builds the object,
 or the array of objects ordered by the related table's key, with the same value
 conventions as the root's fields (timestamps as UTC ISO text, NaN as null,
-numbers as doubles). One statement per window still reads everything in one
-snapshot. `resolver` goes the other way: from changed related rows (the
-buffer's entries) up the chain to the keys of the documents they feed.
+numerics by their declared precision, as core/columns.py decides for the root).
+One statement per window still reads everything in one snapshot. The fan-out
+(core/fanout.py) goes the other way: from changed related rows up the chain
+to the keys of the documents they feed.
 """
 
 from __future__ import annotations
@@ -113,6 +114,7 @@ def value_sql(f: NestedField, alias: str, naive_timezone: str) -> str:
     if info.is_array:
         return f"to_jsonb({col})"
     if info.pg_type in ("json", "jsonb"):
+        # as jsonb, also for json: the object is built as jsonb, printed on one line
         return f"CAST({col} AS jsonb)"
     if info.pg_type == "timestamptz":
         return f"to_char({col} AT TIME ZONE 'UTC', {_ISO_UTC})"
@@ -121,6 +123,10 @@ def value_sql(f: NestedField, alias: str, naive_timezone: str) -> str:
         return f"to_char(({col} AT TIME ZONE {zone}) AT TIME ZONE 'UTC', {_ISO_UTC})"
     if info.pg_type == "date":
         return f"to_char({col}, 'YYYY-MM-DD')"
+    if info.pg_type == "numeric" and not info.fits_double:
+        # as the root's default (core/documents.py numeric_mode): digits a double would round off
+        # travel as PostgreSQL's exact text, mapped keyword (core/columns.infer_es_type)
+        return f"CAST({col} AS text)"
     if info.pg_type in ("float4", "float8", "numeric"):
         # float4 through its shortest text, as the root's staging reads it; NaN/±Inf are not JSON
         double = (

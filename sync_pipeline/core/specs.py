@@ -33,6 +33,10 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+_NUMERIC = re.compile(r"^(double|string|scaled_long\(\s*(\d+)\s*\))$")
+SCALED_LONG_MAX = 18  # beyond, a long (about 9.2 × 10^18) has no room left for an integer digit
+
+
 class FieldSpec(_Strict):
     """How one source column becomes one document field."""
 
@@ -40,6 +44,35 @@ class FieldSpec(_Strict):
     drop: bool = False
     type: str | None = Field(default=None, description="Elasticsearch field type; inferred when absent")
     cleanse: list[Cleanse] = Field(default_factory=list)
+    numeric: str | None = Field(
+        default=None,
+        description="a numeric column as 'double', 'string' (exact text, keyword) or 'scaled_long(N)' "
+        "(value × 10^N as a long); default: double when numeric(p, s) has p <= 15, string otherwise",
+    )
+
+    @field_validator("numeric")
+    @classmethod
+    def _numeric_form(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        match = _NUMERIC.match(value.strip())
+        if match is None:
+            raise ValueError(f"must be 'double', 'string' or 'scaled_long(N)', not {value!r}")
+        if match.group(2) is None:
+            return match.group(1)
+        digits = int(match.group(2))
+        if digits > SCALED_LONG_MAX:
+            raise ValueError(
+                f"scaled_long({digits}): N must be 0 ≤ N ≤ {SCALED_LONG_MAX} (the decimal digits kept; "
+                "a long holds about 18 digits in all)"
+            )
+        return f"scaled_long({digits})"
+
+    @property
+    def numeric_scale(self) -> int | None:
+        """N of `scaled_long(N)`; None for the other forms."""
+        match = _NUMERIC.match(self.numeric or "")
+        return int(match.group(2)) if match and match.group(2) is not None else None
 
 
 class TargetSpec(_Strict):
@@ -69,9 +102,18 @@ class PartitionSpec(_Strict):
     grain: Grain = "day"
     start: datetime = Field(description="first window start; rows older than this belong to the first window")
     lookback: timedelta = Field(
-        default=timedelta(0),
+        # an application's transaction stamps updated_at when it starts (now()) and may commit
+        # minutes later; ten minutes covers ordinary web requests and batch jobs, and a re-read
+        # is idempotent (it costs the extra rows, never a wrong document)
+        default=timedelta(minutes=10),
         description="each window also re-reads this much before its start, catching rows stamped "
-        "earlier but committed late (e.g. PT10M); re-reads are idempotent",
+        "earlier but committed late; re-reads are idempotent",
+    )
+    settle_seconds: float = Field(
+        default=60.0,
+        ge=0,
+        description="before reading a closed window, wait up to this long for transactions that "
+        "started before its end and are still open (they may commit rows stamped inside it)",
     )
 
     @field_validator("lookback")
@@ -108,13 +150,38 @@ class BufferSensorSpec(_Strict):
         "(0: one drain per run)",
     )
     max_run_seconds: float = Field(
-        default=300.0, gt=0, description="a following drain run ends after this long in any case"
+        default=300.0,
+        gt=0,
+        description="a drain run claims no new changes after this long (what is left waits for the "
+        "next run), following or not",
     )
+    max_runtime_seconds: float | None = Field(
+        default=None,
+        gt=0,
+        description="a drain run still going after this long is failed by Dagster's run monitoring "
+        "(a dead run worker would otherwise hold the spec's drain queue forever); "
+        "default: max_run_seconds + 300",
+    )
+    lag_alert_seconds: float = Field(
+        default=600.0,
+        gt=0,
+        description="alert when the oldest buffered change waited this long, whatever the reason "
+        "(again every lag_alert_seconds while it lasts)",
+    )
+
+    @property
+    def run_timeout_seconds(self) -> float:
+        return self.max_runtime_seconds or self.max_run_seconds + 300
 
 
 class ScheduleSpec(_Strict):
     cron: str | None = Field(default=None, description="default: shortly after each window closes")
     timezone: str = "UTC"
+    catch_up: bool = Field(
+        default=True,
+        description="a sensor syncs every closed window without a materialization (failed runs, "
+        "ticks missed while the daemon was down); false leaves them to you",
+    )
 
 
 class RetrySpec(_Strict):

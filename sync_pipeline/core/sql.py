@@ -127,18 +127,25 @@ def check_columns(spec: SyncSpec, columns: Sequence[ColumnInfo]) -> None:
 
 def staged_column(info: ColumnInfo) -> str:
     """A column as it is read for staging: native types as they are, arrays as JSON text,
-    NUMERIC, JSON and everything else as text."""
+    NUMERIC, JSON and everything else as text (JSON as jsonb prints it: one line)."""
     column = quote_ident(info.name)
     if info.staging == "native":
         return column
     if info.is_array:
         return f"CAST(to_jsonb({column}) AS TEXT) AS {column}"
+    if info.pg_type == "json":
+        # json keeps its input text, newlines included, which would split the bulk NDJSON line;
+        # jsonb prints one line (it also normalises whitespace and keeps the last duplicate key)
+        return f"CAST(CAST({column} AS jsonb) AS TEXT) AS {column}"
     return f"CAST({column} AS TEXT) AS {column}"
 
 
-def key_column(info: ColumnInfo) -> str:
-    # byte-order collation, so text keys sort as Elasticsearch keywords do (verify merges the two)
-    column = quote_ident(info.name)
+def key_column(info: ColumnInfo, spec: SyncSpec) -> str:
+    # qualified: in ORDER BY a bare name means the *output* column, which for a key staged as text
+    # (numeric, enum) sorts as text while the keyset's WHERE compares the typed column, and pages
+    # would skip rows. Byte-order collation, so text keys sort as Elasticsearch keywords do.
+    alias = ROOT_ALIAS if spec.source.table is not None else "src"
+    column = f"{alias}.{quote_ident(info.name)}"
     return f'{column} COLLATE "C"' if info.is_textual else column
 
 
@@ -209,10 +216,11 @@ def page_query(
     """
     binds = _Binds()
     info = {c.name: c for c in columns}
-    key = [key_column(info[name]) for name in spec.source.primary_key]
+    key = [key_column(info[name], spec) for name in spec.source.primary_key]
     conditions: list[str | None] = []
     if mode == "window":
-        key = [quote_ident(spec.source.updated_at), *key]
+        alias = ROOT_ALIAS if spec.source.table is not None else "src"
+        key = [f"{alias}.{quote_ident(spec.source.updated_at)}", *key]
         bounds = Window(window.start, window.end) if window is not None else Window(None, None)
         conditions.append(window_predicate(spec, bounds, binds))
     elif mode == "null_updated_at":

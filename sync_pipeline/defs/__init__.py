@@ -17,11 +17,12 @@ from sync_pipeline.core.specs import SyncSpec
 def build_definitions(
     specs: Sequence[SyncSpec], resources: Mapping[str, dg.ConfigurableResource] | None = None
 ) -> dg.Definitions:
-    """One asset group, three jobs, a schedule and a buffer sensor per spec, plus the alert
+    """One asset group, three jobs, a schedule, a buffer and a catch-up sensor per spec, plus the alert
     sensors; `resources` default to the deployment's (`resources_for(settings.load())`)."""
     from sync_pipeline import settings
     from sync_pipeline.defs.alerts import quality_alerts, run_failure_alerts
     from sync_pipeline.defs.assets import all_assets
+    from sync_pipeline.defs.catchup import build_catchup_sensor
     from sync_pipeline.defs.jobs import spec_jobs
     from sync_pipeline.defs.resources import resources_for
     from sync_pipeline.defs.schedules import build_window_schedule
@@ -29,7 +30,12 @@ def build_definitions(
 
     return dg.Definitions(
         assets=[asset for spec in specs for asset in all_assets(spec)],
-        sensors=[*(build_buffer_sensor(spec) for spec in specs), run_failure_alerts, quality_alerts],
+        sensors=[
+            *(build_buffer_sensor(spec) for spec in specs),
+            *(build_catchup_sensor(spec) for spec in specs if spec.schedule.catch_up),
+            run_failure_alerts,
+            quality_alerts,
+        ],
         schedules=[build_window_schedule(spec) for spec in specs],
         jobs=[job for spec in specs for job in spec_jobs(spec)],
         resources=dict(resources if resources is not None else resources_for(settings.load())),

@@ -126,6 +126,10 @@ def _extract_result(run: window_sync.WindowRun, extracted: window_sync.Extracted
             "seconds": round(extracted.seconds, 3),
             "window_start": str(run.window.start or "(open)"),
             "window_end": str(run.window.end or "(open)"),
+            # the read waited this long for transactions older than the window's end to finish;
+            # any still open then commit rows the window did not see (a later lookback reads them)
+            "settle_seconds": extracted.settle_seconds,
+            "open_writers_at_read": extracted.open_writers,
             "path": dg.MetadataValue.path(str(extracted.path)),
         },
     )

@@ -4,11 +4,12 @@
 import dagster as dg
 
 from sync_pipeline.core import naming
+from sync_pipeline.core.diff import VerifyReport
 from sync_pipeline.core.specs import SyncSpec
 from sync_pipeline.defs.assets import asset_keys
 from sync_pipeline.defs.reporting import batch_logger
 from sync_pipeline.defs.resources import ElasticsearchResource, PostgresResource
-from sync_pipeline.ops.rebuild import rebuild
+from sync_pipeline.ops.rebuild import RebuildAborted, RebuildReport, describe_catch_up, rebuild
 
 
 def _tags(spec: SyncSpec, kind: str) -> dict[str, str]:
@@ -30,7 +31,12 @@ def build_drain_job(spec: SyncSpec):
         name=naming.drain_job(spec.name),
         selection=dg.AssetSelection.assets(dg.AssetKey(naming.changes_asset(spec.name))),
         description=f"apply the change buffer of spec '{spec.name}'",
-        tags=_tags(spec, "drain"),
+        # run monitoring (deploy/dagster.yaml) fails a drain still going after this: a run worker
+        # killed hard leaves its run STARTED, and the spec's drains would queue behind it forever
+        tags={
+            **_tags(spec, "drain"),
+            naming.MAX_RUNTIME_TAG: str(int(spec.buffer_sensor.run_timeout_seconds)),
+        },
     )
 
 
@@ -42,22 +48,34 @@ def build_rebuild_job(spec: SyncSpec) -> dg.JobDefinition:
         context: dg.OpExecutionContext, postgres: PostgresResource, elasticsearch: ElasticsearchResource
     ) -> dg.Output:
         key = dg.AssetKey(naming.index_asset(spec.name))
-        report = rebuild(postgres.engine(), elasticsearch.client(), spec, on_batch=batch_logger(context, key))
+
+        def on_pass(number: int, verified: VerifyReport) -> None:
+            context.log.info(
+                f"repair pass {number}: {verified.drift} drifting; {describe_catch_up(verified)}"
+            )
+
+        try:
+            report = rebuild(
+                postgres.engine(),
+                elasticsearch.client(),
+                spec,
+                on_batch=batch_logger(context, key),
+                on_pass=on_pass,
+                run_id=context.run_id,
+            )
+        except RebuildAborted as exc:
+            # the run fails, so the failure alert fires; the old index keeps serving
+            raise dg.Failure(f"not swapped: {exc}", metadata=_rebuild_metadata(exc.report)) from None
+        metadata = _rebuild_metadata(report)
+        if report.problems:
+            raise dg.Failure(
+                f"swapped to {report.new_index}, but the catch-up left {', '.join(report.problems)}",
+                metadata=metadata,
+            )
         context.log.info(
             f"{spec.target.index}: {report.old_indices} → {report.new_index} in {report.seconds:.1f}s"
         )
-        return dg.Output(
-            report.new_index,
-            metadata={
-                "alias": report.alias,
-                "new_index": report.new_index,
-                "old_indices": ", ".join(report.old_indices),
-                "indexed": report.filled.indexed,
-                "seconds": round(report.seconds, 3),
-                "drift_before_swap": report.before_swap.drift,
-                "repaired_after_swap": report.after_swap.drift,
-            },
-        )
+        return dg.Output(report.new_index, metadata=metadata)
 
     @dg.job(
         name=naming.rebuild_job(spec.name),
@@ -68,6 +86,24 @@ def build_rebuild_job(spec: SyncSpec) -> dg.JobDefinition:
         rebuild_index()
 
     return rebuild_job
+
+
+def _rebuild_metadata(report: RebuildReport) -> dict:
+    after = report.after_swap.repaired if report.after_swap else None
+    before = report.before_swap
+    return {
+        "alias": report.alias,
+        "new_index": report.new_index,
+        "old_indices": ", ".join(report.old_indices),
+        "swapped": report.swapped,
+        "indexed": report.filled.indexed,
+        "dead_lettered": report.dead_letters,
+        "repair_passes": len(report.passes),
+        # a rebuild stopped by dead letters after the fill ran no pass
+        **({"drift_last_pass": before.drift} if before else {}),
+        "repaired_after_swap": (after.indexed + after.deleted) if after else 0,
+        "seconds": round(report.seconds, 3),
+    }
 
 
 def spec_jobs(spec: SyncSpec) -> list:

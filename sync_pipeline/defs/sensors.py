@@ -3,12 +3,16 @@
 Thin wiring around a pure decision (`drain_decision`); the alert sensors are in defs/alerts.py.
 """
 
+import json
+import time
 from dataclasses import dataclass
 
 import dagster as dg
 
 from sync_pipeline.core import naming
+from sync_pipeline.core.alerts import alert_for_buffer_lag
 from sync_pipeline.core.specs import BufferSensorSpec, SyncSpec
+from sync_pipeline.defs.alerts import AlertChannels
 from sync_pipeline.defs.resources import PostgresResource
 from sync_pipeline.io.buffer import BufferState, buffer_state
 
@@ -73,6 +77,25 @@ def drain_run_key(spec: SyncSpec, state: BufferState, last_drain_run_id: str | N
     return f"{spec.name}:{state.max_id}:{last_drain_run_id or '-'}"
 
 
+def parse_cursor(cursor: str | None) -> dict:
+    """The sensor's cursor: {"max_id", "lag_alerted_at"}; a bare number from before is the max id."""
+    if not cursor:
+        return {}
+    try:
+        value = json.loads(cursor)
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {"max_id": value}
+
+
+def lag_alert_due(state: BufferState, policy: BufferSensorSpec, alerted_at: float | None, now: float) -> bool:
+    """The oldest change waited past the threshold, and no lag alert went out for a threshold's time."""
+    age = state.oldest_age_seconds or 0.0
+    if state.pending == 0 or age < policy.lag_alert_seconds:
+        return False
+    return alerted_at is None or now - alerted_at >= policy.lag_alert_seconds
+
+
 def build_buffer_sensor(spec: SyncSpec) -> dg.SensorDefinition:
     job_name = naming.drain_job(spec.name)
 
@@ -86,7 +109,9 @@ def build_buffer_sensor(spec: SyncSpec) -> dg.SensorDefinition:
             f"oldest waited {spec.buffer_sensor.max_wait_seconds:.0f}s"
         ),
     )
-    def buffer_sensor(context: dg.SensorEvaluationContext, postgres: PostgresResource):
+    def buffer_sensor(
+        context: dg.SensorEvaluationContext, postgres: PostgresResource, alert_channels: AlertChannels
+    ):
         instance = context.instance
         # at most one waiting and one running drain per spec, so a handful covers them all
         active = [r.dagster_run for r in instance.get_run_records(
@@ -102,9 +127,18 @@ def build_buffer_sensor(spec: SyncSpec) -> dg.SensorDefinition:
             waiting=any(run.status in WAITING for run in active),
             running_max_id=running_drain_max_id(active),
         )
+        cursor = parse_cursor(context.cursor)
+        now = time.time()
+        if lag_alert_due(state, spec.buffer_sensor, cursor.get("lag_alerted_at"), now):
+            age = state.oldest_age_seconds or 0.0
+            alert_channels.deliver(
+                alert_for_buffer_lag(spec.name, state.pending, age, decision.reason), context.log
+            )
+            cursor["lag_alerted_at"] = now
         if not decision.launch:
+            context.update_cursor(json.dumps(cursor))
             return dg.SkipReason(decision.reason)
-        context.update_cursor(str(state.max_id))
+        context.update_cursor(json.dumps({**cursor, "max_id": state.max_id}))
         return dg.RunRequest(
             run_key=drain_run_key(spec, state, last[0].dagster_run.run_id if last else None),
             tags={naming.TRIGGER_TAG: "buffer_sensor", MAX_ID_TAG: str(state.max_id)},

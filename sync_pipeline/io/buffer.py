@@ -3,7 +3,8 @@ hard deletes to Elasticsearch, including the ones time windows cannot see.
 
 Triggers append (spec, source, key, operation, link) in the writer's own
 transaction, so a change is buffered if and only if it commits; what each
-table's trigger records is core/capture.py. A drain (ops/drain.py) claims
+table's trigger records is core/capture.py; a TRUNCATE records one entry with op 'T' and no
+key, which the drain answers by reconciling the whole spec. A drain (ops/drain.py) claims
 entries with FOR UPDATE SKIP LOCKED, re-reads the documents they affect, and
 deletes the entries only after Elasticsearch acknowledged every document — in
 the same transaction as the claim, so a crash anywhere leaves them queued.
@@ -12,7 +13,7 @@ the same transaction as the claim, so a crash anywhere leaves them queued.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import sqlalchemy as sa
@@ -113,6 +114,62 @@ def buffer_state(conn: Connection, spec: SyncSpec) -> BufferState:
     ).one()
     age = float(row[1]) if row[1] is not None else None
     return BufferState(pending=int(row[0]), oldest_age_seconds=age, max_id=int(row[2]))
+
+
+@dataclass
+class CaptureFunction:
+    """A capture function found in the catalog, of whichever spec, and the triggers using it."""
+
+    schema: str
+    name: str
+    spec: str
+    table: str | None  # as its marker names it (the earlier layout's carry none)
+    legacy: bool
+    # (trigger, table schema, table, fires on TRUNCATE)
+    triggers: list[tuple[str, str, str, bool]] = field(default_factory=list)
+
+
+def capture_functions(conn: Connection) -> list[CaptureFunction]:
+    """Every capture function in the database (core/capture.catalog_query), one per function."""
+    found: dict[tuple[str, str], CaptureFunction] = {}
+    for row in execute(conn, capture.catalog_query()):
+        marked = capture.parse_marker(row.comment)
+        spec = marked[0] if marked else capture.legacy_spec(row.function_name)
+        if spec is None:  # a marker-like comment we did not write
+            continue
+        key = (row.function_schema, row.function_name)
+        if key not in found:
+            table = marked[1] if marked else None
+            found[key] = CaptureFunction(row.function_schema, row.function_name, spec, table, not marked)
+        if row.trigger is not None:
+            found[key].triggers.append((row.trigger, row.table_schema, row.table_name, row.on_truncate))
+    return list(found.values())
+
+
+@dataclass
+class Backlog:
+    spec: str
+    pending: int
+    truncates: int
+    oldest_age_seconds: float | None
+
+
+def backlogs(conn: Connection) -> dict[str, Backlog]:
+    """What is buffered, per spec: every spec with entries, whether a spec file names it or not.
+    Read only: a buffer that does not exist yet holds nothing (and is not created by looking)."""
+    if conn.exec_driver_sql("SELECT to_regclass('public.sync_pipeline_buffer')").scalar() is None:
+        return {}
+    rows = conn.execute(
+        sa.select(
+            BUFFER.c.spec,
+            sa.func.count(),
+            sa.func.count().filter(BUFFER.c.op == capture.TRUNCATE_OP),
+            sa.func.extract("epoch", sa.func.clock_timestamp() - sa.func.min(BUFFER.c.changed_at)),
+        ).group_by(BUFFER.c.spec)
+    ).all()
+    return {
+        r[0]: Backlog(r[0], int(r[1]), int(r[2]), float(r[3]) if r[3] is not None else None) for r in rows
+    }
 
 
 def claim(conn: Connection, spec: SyncSpec, root_key: Sequence[ColumnInfo], limit: int) -> list[Any]:

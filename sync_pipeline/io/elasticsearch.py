@@ -116,6 +116,43 @@ def drop_target(es: Elasticsearch, name: str) -> list[str]:
     return indices
 
 
+def write_index(es: Elasticsearch, alias: str) -> str | None:
+    """The index that writes through `alias` reach: its write index, or its only index; None when
+    `alias` is not an alias (absent, or a plain index of that name)."""
+    if not es.indices.exists_alias(name=alias):
+        return None
+    found = es.indices.get_alias(name=alias).body
+    for index, entry in sorted(found.items()):
+        if entry.get("aliases", {}).get(alias, {}).get("is_write_index"):
+            return index
+    return next(iter(found)) if len(found) == 1 else None
+
+
+# the key of sync_pipeline's own entry in an index's mapping `_meta` (other keys are the user's)
+META_KEY = "sync_pipeline"
+
+
+def index_meta(es: Elasticsearch, index: str) -> dict[str, Any]:
+    """What sync_pipeline recorded in the mapping `_meta` of `index`; {} when nothing."""
+    mappings = es.indices.get_mapping(index=index).body.get(index, {}).get("mappings", {})
+    return dict((mappings.get("_meta") or {}).get(META_KEY) or {})
+
+
+def record_index_meta(es: Elasticsearch, index: str, entry: dict[str, Any]) -> None:
+    """Replace sync_pipeline's entry in the `_meta` of an existing index, keeping other keys.
+
+    A mapping update replaces `_meta` as a whole, hence the read first. Elasticsearch
+    allows it on an index that is serving, and it changes nothing documents are indexed by.
+    """
+    mappings = es.indices.get_mapping(index=index).body.get(index, {}).get("mappings", {})
+    others = {k: v for k, v in (mappings.get("_meta") or {}).items() if k != META_KEY}
+    with_backoff(lambda: es.indices.put_mapping(index=index, meta={**others, META_KEY: entry}))
+
+
+def delete_index(es: Elasticsearch, index: str) -> None:
+    es.indices.delete(index=index, ignore_unavailable=True)
+
+
 _HELD_VERSION = re.compile(r"current version \[(\d+)\]")
 
 
@@ -268,24 +305,32 @@ def load_bulk(
 
 @contextmanager
 def bulk_indexing(es: Elasticsearch, index: str, replicas: int) -> Iterator[None]:
-    """Refresh off and no replicas while a large load runs; restored afterwards, even on failure.
+    """Refresh off and no replicas while a large load runs; afterwards, even on failure, every
+    backing index gets back the refresh interval and the replica count it had.
 
-    A refresh interval of -1 found at the start was left by a load that was
-    killed before it could restore it, so it is restored to the default.
+    The replicas are the operator's to set (more for search load, say): a load only borrows
+    them. A refresh interval of -1 found at the start was left by a load that was killed before
+    it could restore it, so it goes back to the default, and the 0 replicas that load left go
+    back to `replicas` (the spec's).
     """
-    current = es.indices.get_settings(index=index, name="index.refresh_interval")
-    intervals = {(v["settings"].get("index") or {}).get("refresh_interval") for v in current.body.values()}
-    intervals.discard("-1")
-    restore = intervals.pop() if len(intervals) == 1 else None
+    names = ["index.refresh_interval", "index.number_of_replicas"]
+    restore: dict[str, dict[str, Any]] = {}
+    for name, found in es.indices.get_settings(index=index, name=names).body.items():
+        settings = found["settings"].get("index") or {}
+        killed = settings.get("refresh_interval") == "-1"
+        kept = settings.get("number_of_replicas")
+        restore[name] = {
+            "refresh_interval": None if killed else settings.get("refresh_interval"),
+            "number_of_replicas": replicas if kept is None or (killed and kept == "0") else int(kept),
+        }
     es.indices.put_settings(
         index=index, settings={"index": {"refresh_interval": "-1", "number_of_replicas": 0}}
     )
     try:
         yield
     finally:
-        es.indices.put_settings(
-            index=index, settings={"index": {"refresh_interval": restore, "number_of_replicas": replicas}}
-        )
+        for name, settings in restore.items():
+            es.indices.put_settings(index=name, settings={"index": settings})
 
 
 # --- reading documents back (verify, reconcile) -------------------------------------------------

@@ -8,6 +8,7 @@ by the ADBC driver in batches, so memory is one batch whatever the table holds.
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from datetime import datetime
 from functools import lru_cache
 from typing import Any
 from urllib.parse import quote, urlencode
@@ -29,6 +30,9 @@ from sync_pipeline.core.windows import Window
 
 # the driver's batches, by bytes; re-sliced below to at most page_size rows
 _COPY_BATCH_BYTES = 4 * 1024 * 1024
+
+
+APPLICATION = "sync_pipeline"  # how our sessions show in pg_stat_activity
 
 
 def sqlalchemy_url(url: str) -> str:
@@ -55,7 +59,11 @@ def engine_for(url: str) -> Engine:
     return sa.create_engine(
         sqlalchemy_url(url),
         pool_pre_ping=True,
-        connect_args={"options": "-c timezone=UTC", "connect_timeout": 10},
+        connect_args={
+            "options": "-c timezone=UTC",
+            "connect_timeout": 10,
+            "application_name": APPLICATION,
+        },
     )
 
 
@@ -69,14 +77,39 @@ def _database_message(exc: DBAPIError) -> str:
     return str((diag and diag.message_primary) or exc.orig)
 
 
-def _described(result) -> list[ColumnInfo]:
-    """The columns of a (LIMIT 0) result, typed by PostgreSQL's own type names."""
-    columns = []
-    for desc in result.cursor.description:
-        info = pg_types.get(desc.type_code)
-        is_array = bool(info and info.array_oid == desc.type_code)
-        columns.append(ColumnInfo(desc.name, info.name if info else "unknown", is_array))
+def _custom_types(conn: Connection, oids: set[int]) -> dict[int, tuple[str, bool, bool]]:
+    """Types psycopg does not know (enums, extension types such as citext, arrays of them) by the
+    catalog: oid → (name, is an array, is an enum)."""
+    if not oids:
+        return {}
+    rows = execute(
+        conn,
+        Statement(
+            "SELECT t.oid, coalesce(e.typname, t.typname), e.oid IS NOT NULL, "
+            "coalesce(e.typtype, t.typtype) = 'e' FROM pg_type t "
+            "LEFT JOIN pg_type e ON t.typcategory = 'A' AND e.oid = t.typelem "
+            "WHERE t.oid = ANY(CAST(%(oids)s AS oid[]))",
+            {"oids": sorted(oids)},
+        ),
+    ).fetchall()
+    return {int(oid): (name, bool(is_array), bool(is_enum)) for oid, name, is_array, is_enum in rows}
+
+
+def _described(conn: Connection, result) -> list[ColumnInfo]:
+    """The columns of a (LIMIT 0) result, typed by PostgreSQL's own type names; a numeric with the
+    precision and scale its typmod declares (None for an unconstrained one)."""
+    description = list(result.cursor.description)
     result.close()
+    custom = _custom_types(conn, {d.type_code for d in description if pg_types.get(d.type_code) is None})
+    columns = []
+    for desc in description:
+        info = pg_types.get(desc.type_code)
+        if info is not None:
+            name, is_array, is_enum = info.name, info.array_oid == desc.type_code, False
+        else:
+            name, is_array, is_enum = custom.get(desc.type_code, ("unknown", False, False))
+        typmod = (desc.precision, desc.scale) if name == "numeric" and not is_array else (None, None)
+        columns.append(ColumnInfo(desc.name, name, is_array, *typmod, is_enum=is_enum))
     return columns
 
 
@@ -89,7 +122,7 @@ def describe_source(conn: Connection, spec: SyncSpec) -> list[ColumnInfo]:
         raise SourceError(
             f"source of spec '{spec.name}': PostgreSQL rejected it: {_database_message(exc)}"
         ) from None
-    columns = _described(result)
+    columns = _described(conn, result)
     sql.check_columns(spec, columns)
     return columns
 
@@ -101,7 +134,7 @@ def describe_table(conn: Connection, name: str) -> TableInfo | None:
     if not exists:
         return None
     result = execute(conn, Statement(f"SELECT * FROM {quoted} LIMIT 0"))
-    columns = _described(result)
+    columns = _described(conn, result)
     key = (
         execute(
             conn,
@@ -117,6 +150,34 @@ def describe_table(conn: Connection, name: str) -> TableInfo | None:
         .all()
     )
     return TableInfo(name, tuple(columns), tuple(key))
+
+
+# a sample reads at most this many rows (NULLs included) and keeps the first non-null values
+_SAMPLE_ROWS, _SAMPLE_VALUES = 100_000, 1_000
+
+
+def json_value_kinds(conn: Connection, spec: SyncSpec, columns: Sequence[ColumnInfo]) -> dict[str, set[str]]:
+    """For JSON columns: the `jsonb_typeof` of a sample of their values, and of the elements of
+    the arrays among them (core/columns.json_es_type maps them), in one statement. Bounded, so
+    binding a large or sparse table stays cheap; values beyond the sample are not seen."""
+    parts, params = [], {}
+    for number, info in enumerate(columns):
+        column = sql.quote_ident(info.name)
+        value = f"to_jsonb({column})" if info.is_array else f"CAST({column} AS jsonb)"
+        params[f"c{number}"] = info.name
+        parts.append(
+            f"SELECT DISTINCT CAST(%(c{number})s AS text), jsonb_typeof(__sync_item) FROM "
+            f"(SELECT __sync_v FROM (SELECT {value} AS __sync_v FROM {sql.source_sql(spec)} "
+            f"LIMIT {_SAMPLE_ROWS}) AS __sync_rows WHERE __sync_v IS NOT NULL LIMIT {_SAMPLE_VALUES}) "
+            "AS __sync_sample, jsonb_path_query(__sync_v, 'lax $[*]') AS __sync_item"
+        )
+    if not parts:
+        return {}
+    kinds: dict[str, set[str]] = {info.name: set() for info in columns}
+    for name, kind in execute(conn, Statement(" UNION ALL ".join(f"({p})" for p in parts), params)):
+        if kind != "null":
+            kinds[name].add(kind)
+    return kinds
 
 
 def describe_relations(conn: Connection, spec: SyncSpec) -> dict[str, TableInfo | None]:
@@ -238,6 +299,22 @@ def snapshot_version(conn: Connection) -> int:
     """The version of the connection's current snapshot (core/versions.py): in a REPEATABLE READ
     transaction, the snapshot every statement of it reads."""
     return int(execute(conn, Statement(f"SELECT {VERSION_SQL}")).scalar_one())
+
+
+def open_writers_before(conn: Connection, instant: datetime) -> tuple[int, datetime | None]:
+    """Transactions of other sessions (not ours) that began before `instant`, have written, and are
+    still open: they may commit rows stamped before `instant` (updated_at = now() is a transaction's
+    start). Sessions of other roles are visible only with pg_read_all_stats."""
+    row = execute(
+        conn,
+        Statement(
+            "SELECT count(*), min(xact_start) FROM pg_stat_activity "
+            "WHERE backend_xid IS NOT NULL AND xact_start < %(instant)s AND pid <> pg_backend_pid() "
+            "AND datname = current_database() AND application_name NOT LIKE 'sync_pipeline%%'",
+            {"instant": instant},
+        ),
+    ).one()
+    return int(row[0]), row[1]
 
 
 def burn_transaction_id(engine: Engine) -> None:

@@ -8,18 +8,19 @@ is spelled once.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from elasticsearch import Elasticsearch
 from sqlalchemy.engine import Connection, Engine
 
-from sync_pipeline.core.columns import ColumnInfo
+from sync_pipeline.core.columns import ColumnInfo, json_es_type
 from sync_pipeline.core.documents import DocumentPlan, build_plan, index_mapping, index_settings
 from sync_pipeline.core.relations import RelationPlan, TableInfo, plan_relation, relation_problems
 from sync_pipeline.core.specs import SyncSpec
 from sync_pipeline.core.sql import SourceError, read_columns
 from sync_pipeline.io.elasticsearch import ensure_index
-from sync_pipeline.io.postgres import describe_relations, describe_source
+from sync_pipeline.io.postgres import describe_relations, describe_source, json_value_kinds
 
 
 @dataclass(frozen=True)
@@ -30,10 +31,18 @@ class Bound:
     relations: tuple[RelationPlan, ...] = ()
 
     @classmethod
-    def of(cls, spec: SyncSpec, columns: list[ColumnInfo], relations: tuple[RelationPlan, ...] = ()) -> Bound:
-        """From columns already known (a staged file's, say)."""
+    def of(
+        cls,
+        spec: SyncSpec,
+        columns: list[ColumnInfo],
+        relations: tuple[RelationPlan, ...] = (),
+        json_types: Mapping[str, str | None] | None = None,
+    ) -> Bound:
+        """From columns already known (a staged file's, say); `json_types`: what `json_types()`
+        inferred from the values (without it, JSON columns map as objects)."""
         root = [c for c in columns if c.name not in {r.spec.name for r in relations}]
-        return cls(spec, root, build_plan(spec, read_columns(root, relations), relations), relations)
+        plan = build_plan(spec, read_columns(root, relations), relations, json_types)
+        return cls(spec, root, plan, relations)
 
     @classmethod
     def staged(cls, spec: SyncSpec, staged_columns: list[ColumnInfo]) -> Bound:
@@ -60,18 +69,55 @@ def _relations(conn: Connection, spec: SyncSpec, columns: list[ColumnInfo]) -> t
     return tuple(plan_relation(spec, r, present, r.name) for r in spec.source.relations)
 
 
+def check_numeric_rules(spec: SyncSpec, columns: list[ColumnInfo]) -> None:
+    """`fields.<col>.numeric` only where it means something: a SourceError otherwise, rather
+    than an option silently ignored."""
+    info = {c.name: c for c in columns}
+    problems = []
+    for name, rule in spec.fields.items():
+        if rule.numeric is None:
+            continue
+        if "." in name:
+            problems.append(
+                f"fields.{name}.numeric: not supported on a relation's column (related numeric "
+                "columns are doubles for numeric(p <= 15, s), PostgreSQL's text otherwise)"
+            )
+        elif name in info and (info[name].pg_type != "numeric" or info[name].is_array):
+            kind = f"{info[name].pg_type}{'[]' if info[name].is_array else ''}"
+            problems.append(f"fields.{name}.numeric: column {name} is {kind}, not numeric")
+    if problems:
+        raise SourceError(f"source of spec '{spec.name}': " + "; ".join(problems))
+
+
+def json_types(conn: Connection, spec: SyncSpec, columns: list[ColumnInfo]) -> dict[str, str | None]:
+    """The mapping of each JSON column the spec does not type itself, from a sample of its values:
+    an object column would refuse every document whose value is a scalar or an array of them."""
+    rules = spec.fields
+    wanted = [
+        c
+        for c in columns
+        if c.pg_type in ("json", "jsonb")
+        and not (c.name in rules and (rules[c.name].type or rules[c.name].drop))
+    ]
+    return {name: json_es_type(kinds) for name, kinds in json_value_kinds(conn, spec, wanted).items()}
+
+
+def _bind(conn: Connection, spec: SyncSpec) -> Bound:
+    columns = describe_source(conn, spec)
+    relations = _relations(conn, spec, columns)
+    check_numeric_rules(spec, columns)
+    return Bound.of(spec, columns, relations, json_types(conn, spec, columns))
+
+
 def bind(source: Engine | Connection, spec: SyncSpec) -> Bound:
     """Describe the spec's source and related tables (SourceError when they do not match the
-    spec) and plan its documents."""
+    spec), sample its JSON columns, and plan its documents."""
     if isinstance(source, Connection):
-        columns = describe_source(source, spec)
-        relations = _relations(source, spec, columns)
-    else:
-        with source.connect() as conn:
-            columns = describe_source(conn, spec)
-            relations = _relations(conn, spec, columns)
-            conn.commit()
-    return Bound.of(spec, columns, relations)
+        return _bind(source, spec)
+    with source.connect() as conn:
+        bound = _bind(conn, spec)
+        conn.commit()
+    return bound
 
 
 def ensure_target(es: Elasticsearch, bound: Bound, index: str | None = None) -> bool:

@@ -24,10 +24,6 @@ class CaptureError(ValueError):
 
 
 def _query_watched(conn: Connection, spec: SyncSpec) -> list[Watched]:
-    if not spec.source.change_tables:
-        raise CaptureError(
-            f"spec '{spec.name}' reads a query: list the tables to watch in source.change_tables"
-        )
     watched = []
     for change in spec.source.change_tables:
         if change.roots is None:
@@ -40,13 +36,23 @@ def _query_watched(conn: Connection, spec: SyncSpec) -> list[Watched]:
     return watched
 
 
-def watched_for(conn: Connection, spec: SyncSpec) -> list[Watched]:
-    """The tables to watch, checked: CaptureError listing every problem found."""
+def watched_now(conn: Connection, spec: SyncSpec) -> list[Watched]:
+    """The tables the spec's documents read today, unchecked (none for a query spec without
+    change_tables): what `doctor` compares the installed triggers with, even when a column has
+    gone and an install would be refused."""
     if spec.source.table is not None:
         bound = bind(conn, spec)  # a relation that does not match the database is a SourceError
-        watched = watched_tables(spec, spec.source.primary_key, bound.relations)
-    else:
-        watched = _query_watched(conn, spec)
+        return watched_tables(spec, spec.source.primary_key, bound.relations)
+    return _query_watched(conn, spec)
+
+
+def watched_for(conn: Connection, spec: SyncSpec) -> list[Watched]:
+    """The tables to watch, checked: CaptureError listing every problem found."""
+    if spec.source.table is None and not spec.source.change_tables:
+        raise CaptureError(
+            f"spec '{spec.name}' reads a query: list the tables to watch in source.change_tables"
+        )
+    watched = watched_now(conn, spec)
     problems = []
     for table in watched:
         info = describe_table(conn, table.table)

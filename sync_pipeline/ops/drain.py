@@ -10,6 +10,10 @@ like any other — so a rename touching a million documents never holds a
 million keys. The entries are deleted only after Elasticsearch acknowledged
 every document, in the same transaction as the claim: a crash anywhere leaves
 them queued.
+
+A TRUNCATE fired no row trigger, so its entry (op 'T') names no document:
+a claim holding one reconciles the whole spec instead — verify with fix,
+counted in the drain's totals — and then deletes its entries like any other.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from sync_pipeline.core import fanout
 from sync_pipeline.core.bulk import BatchResult, LoadTotals
+from sync_pipeline.core.capture import TRUNCATE_OP
 from sync_pipeline.core.specs import SyncSpec
 from sync_pipeline.io import buffer, deadletters
 from sync_pipeline.io.buffer import has_pending
@@ -31,6 +36,7 @@ from sync_pipeline.io.postgres import describe_table, execute
 from sync_pipeline.ops.binding import Bound, bind, ensure_target
 from sync_pipeline.ops.capture import TABLE_SOURCE
 from sync_pipeline.ops.resync import REPEATABLE_READ, Key, classify_stale, resync_keys
+from sync_pipeline.ops.verify import verify_spec
 
 
 class DrainError(RuntimeError):
@@ -40,6 +46,7 @@ class DrainError(RuntimeError):
 @dataclass
 class DrainTotals(LoadTotals):
     claimed: int = 0
+    reconciled: int = 0  # claims that held a TRUNCATE and ran a full verify with fix
 
     def absorb(self, other: LoadTotals) -> None:
         """Add another drain's totals (a following drain's later rounds)."""
@@ -47,6 +54,7 @@ class DrainTotals(LoadTotals):
         for name in (*counters, "seconds"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.claimed += getattr(other, "claimed", 0)
+        self.reconciled += getattr(other, "reconciled", 0)
         self.first_errors.extend(other.first_errors[: max(0, 5 - len(self.first_errors))])
 
 
@@ -104,6 +112,27 @@ def _resolved(conn: Connection, bound: Bound, source: str, entries: list[int], s
             return
 
 
+def _reconcile(engine: Engine, es: Elasticsearch, spec: SyncSpec, totals: DrainTotals) -> None:
+    """After a TRUNCATE: which documents it emptied is unknown, so verify the whole spec and fix
+    every difference (documents of rows gone deleted, those whose related rows went re-indexed).
+    Its snapshot is taken after the claim's, so it sees the TRUNCATE and every other claimed
+    change: those need no resolving of their own."""
+    started = time.perf_counter()
+    with engine.connect().execution_options(**REPEATABLE_READ) as conn:
+        report = verify_spec(conn, es, spec, fix=True)
+    repaired = report.repaired or LoadTotals()
+    if repaired.failed:
+        # as for any batch: raising rolls back the claim, the TRUNCATE stays buffered
+        raise DrainError(
+            f"spec '{spec.name}': reconciling after a TRUNCATE, {repaired.failed} documents not "
+            f"acknowledged by Elasticsearch (first error: {(repaired.first_errors or ['?'])[0]}); "
+            "changes stay buffered"
+        )
+    repaired.seconds = time.perf_counter() - started
+    totals.absorb(repaired)
+    totals.reconciled += 1
+
+
 def drain(
     engine: Engine,
     es: Elasticsearch,
@@ -112,9 +141,11 @@ def drain(
     run_id: str | None = None,
     on_batch: Callable[[BatchResult], None] | None = None,
     max_batches: int | None = None,
+    deadline: float | None = None,
 ) -> DrainTotals:
     """Drain the spec's buffered changes in claimed batches until the buffer is empty
-    (or `max_batches` claims were applied)."""
+    (or `max_batches` claims were applied, or `deadline`, in time.monotonic(), has passed:
+    what is left waits for the next run, which keeps every run inside its max runtime)."""
     totals = DrainTotals()
     size = batch_size or spec.batch_size
     with engine.connect() as conn:
@@ -126,11 +157,18 @@ def drain(
     tables: dict[str, Any] = {}
     claims = 0
     while max_batches is None or claims < max_batches:
+        if deadline is not None and claims and time.monotonic() >= deadline:
+            break
         claims += 1
         with engine.connect().execution_options(**REPEATABLE_READ) as conn, conn.begin():
             claimed = buffer.claim(conn, spec, bound.plan.keys, size)
             if not claimed:
                 break
+            if any(row.op == TRUNCATE_OP for row in claimed):
+                _reconcile(engine, es, spec, totals)
+                buffer.remove(conn, [row.id for row in claimed])
+                totals.claimed += len(claimed)
+                continue
             width = len(bound.plan.keys)
             roots = dict.fromkeys(tuple(row[3 : 3 + width]) for row in claimed if row.source is None)
             batches.apply(conn, list(roots))
@@ -168,7 +206,8 @@ def follow(
     next tick and a new run's start (several seconds each). `idle_seconds=0`
     is a single drain.
     """
-    totals = drain(engine, es, spec, run_id=run_id, on_batch=on_batch)
+    deadline = time.monotonic() + max_seconds
+    totals = drain(engine, es, spec, run_id=run_id, on_batch=on_batch, deadline=deadline)
     started = last_change = clock()
     while idle_seconds > 0:
         now = clock()
@@ -177,7 +216,7 @@ def follow(
         sleep(poll_seconds)
         if not has_pending(engine, spec):
             continue
-        more = drain(engine, es, spec, run_id=run_id, on_batch=on_batch)
+        more = drain(engine, es, spec, run_id=run_id, on_batch=on_batch, deadline=deadline)
         if more.claimed:
             last_change = clock()
             totals.absorb(more)

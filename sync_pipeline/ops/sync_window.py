@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pyarrow as pa
@@ -27,7 +28,7 @@ from sync_pipeline.core.specs import SyncSpec
 from sync_pipeline.core.windows import Window
 from sync_pipeline.io import deadletters
 from sync_pipeline.io.elasticsearch import bulk_indexing, load_bulk
-from sync_pipeline.io.postgres import engine_for, libpq_url, stream_window
+from sync_pipeline.io.postgres import engine_for, libpq_url, open_writers_before, stream_window
 from sync_pipeline.io.staging import (
     StagingArea,
     read_batches,
@@ -73,6 +74,34 @@ class Extracted:
     rows: int = 0
     seconds: float = 0.0
     path: Path | None = None
+    settle_seconds: float = 0.0  # waited for open transactions older than the window's end
+    open_writers: int = 0  # still open when the read began (their rows need a later read)
+
+
+def settle(run: WindowRun, counts: Extracted, sleep=time.sleep, clock=time.monotonic) -> None:
+    """Do not read a closed window while a transaction that began before its end is still open:
+    it may commit rows stamped inside the window (updated_at = now() is its start) after the
+    read, and the window would never see them. Waits up to `partitions.settle_seconds`."""
+    end = run.window.end
+    if end is None or end > datetime.now(UTC):
+        return  # the open window: later runs read it again
+    limit = run.spec.partitions.settle_seconds
+    started = clock()
+    while True:
+        with engine_for(run.pg_url).connect() as conn:
+            count, oldest = open_writers_before(conn, end)
+            conn.rollback()
+        if count == 0 or clock() - started >= limit:
+            break
+        sleep(0.5)
+    counts.settle_seconds = round(clock() - started, 3)
+    counts.open_writers = count
+    if count:
+        run.log(
+            f"{run.spec.name} {run.key}: {count} transaction(s) open since {oldest} are still open "
+            f"after {limit:.0f}s; rows they commit later reach the index through a later window's "
+            "lookback or the change buffer"
+        )
 
 
 @dataclass
@@ -137,6 +166,7 @@ def sync_window(run: WindowRun, es: Elasticsearch) -> WindowResult:
     result.created_index = _ensure_target(run, es, bound)
     result.extracted.path, result.documents.path = run.path("parquet"), run.path("ndjson")
     result.documents.fields = tuple(f.name for f in bound.plan.fields)
+    settle(run, result.extracted)
     rows = _read(run, bound)
     pages = staged_pages(rows, arrow_schema(bound.read_columns), result.extracted.path)
     bodies = staged_bodies(
@@ -158,12 +188,15 @@ def extract_stage(run: WindowRun) -> Extracted:
     path = run.path("parquet")
     started = time.perf_counter()
     bound = bind(engine_for(run.pg_url), spec)
+    counts = Extracted(path=path)
+    settle(run, counts)
     rows = _read(run, bound)
     count = sum(batch.num_rows for batch in staged_pages(rows, arrow_schema(bound.read_columns), path))
     seconds = time.perf_counter() - started
     progress.notify("extracted", spec=spec.name, rows=count)
     run.log(f"extracted {count} rows of {spec.name} for {run.key} in {seconds:.1f}s")
-    return Extracted(count, seconds, path)
+    counts.rows, counts.seconds = count, seconds
+    return counts
 
 
 def documents_stage(run: WindowRun) -> Documents:

@@ -17,9 +17,10 @@ from sqlalchemy.engine import Connection, Engine
 
 from sync_pipeline.core.bulk import LoadTotals
 from sync_pipeline.core.diff import Keyed, VerifyReport, WindowDigest, diff_sorted
-from sync_pipeline.core.documents import batch_to_documents
+from sync_pipeline.core.documents import batch_to_documents, expect_exact_numerics, key_order_problems
 from sync_pipeline.core.keys import document_id
 from sync_pipeline.core.specs import SyncSpec
+from sync_pipeline.core.sql import SourceError
 from sync_pipeline.core.versions import XIP_SLOTS
 from sync_pipeline.core.windows import Window
 from sync_pipeline.io.elasticsearch import (
@@ -33,6 +34,28 @@ from sync_pipeline.ops.binding import Bound, bind, ensure_target
 from sync_pipeline.ops.resync import REPEATABLE_READ, Key, classify_stale, key_from_id, resync_keys
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+class UnorderedKeyError(SourceError):
+    """A spec whose key verify cannot merge on: the two sides would not come in one order."""
+
+
+def check_key_order(bound: Bound) -> None:
+    """Refuse keys Elasticsearch sorts otherwise than PostgreSQL orders them (core/columns.py
+    key_sort_problem): the merge would report false missing and extra documents.
+
+    No tiebreaker follows the key fields in the sort: every key this lets through sorts each
+    value to a sort value of its own, and the primary key is unique, so no two documents we
+    write share a sort position and search_after skips none. (A document indexed behind our
+    back that repeats a key could tie; Elasticsearch refuses to sort on _id.)
+    """
+    problems = key_order_problems(bound.plan)
+    if problems:
+        raise UnorderedKeyError(
+            f"spec '{bound.spec.name}': verify reads both sides in key order and cannot on "
+            + "; ".join(problems)
+            + " (it would report documents as missing and extra that are not)"
+        )
 
 
 def _epoch(text: str, unit: int) -> int:
@@ -70,6 +93,7 @@ def postgres_documents(
     )
     for batch in pages:
         docs = batch_to_documents(batch, bound.plan)
+        expect_exact_numerics(batch, bound.plan, docs.documents)
         for doc_id, doc, deleted in zip(docs.ids, docs.documents, docs.deleted, strict=True):
             if not deleted:
                 yield sort_key(doc), doc_id, doc
@@ -144,6 +168,7 @@ def verify_spec(
     by key, so a repaired document behind the cursor is never read again.
     """
     bound = bind(conn, spec)
+    check_key_order(bound)
     report = VerifyReport(spec=spec.name, index=spec.target.index)
     repairs = BulkRepairs(conn.engine, es, bound) if fix else None
     if fix:
@@ -168,6 +193,7 @@ def postgres_window_documents(conn: Connection, bound: Bound, window: Window) ->
     spec = bound.spec
     for batch in iter_pages(conn, spec, bound.columns, window, spec.batch_size, relations=bound.relations):
         docs = batch_to_documents(batch, bound.plan)
+        expect_exact_numerics(batch, bound.plan, docs.documents)
         yield from (doc for doc, deleted in zip(docs.documents, docs.deleted, strict=True) if not deleted)
 
 

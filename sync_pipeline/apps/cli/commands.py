@@ -9,11 +9,11 @@ import sys
 from sync_pipeline.apps.cli.output import EXIT_DRIFT, EXIT_OK, format_table, print_sync_summary, sync_exit
 from sync_pipeline.apps.cli.runner import Servers, progress_printer, run_drain, run_sync, run_verify
 from sync_pipeline.apps.cli.session import Session, UsageError, parse_time
+from sync_pipeline.core.diff import VerifyReport
 from sync_pipeline.io import deadletters
 from sync_pipeline.ops.capture import install_triggers, uninstall_triggers
-from sync_pipeline.ops.rebuild import rebuild, rollback
+from sync_pipeline.ops.rebuild import RebuildAborted, catch_up, describe_catch_up, rebuild, rollback
 from sync_pipeline.ops.replay import ReplayError, replay
-from sync_pipeline.ops.verify import verify_spec
 
 
 def servers(session: Session) -> Servers:
@@ -113,26 +113,50 @@ def cmd_dead_letters(args: argparse.Namespace) -> int:
 
 
 def cmd_rebuild(args: argparse.Namespace) -> int:
+    """Exit 0: swapped at 0 drift (or rolled back and caught up); 1: not swapped, the reason on
+    stderr, the old index still serving; 2 (RebuildError, via main): nothing to roll back to."""
     session = Session.open(args, one=True)
     spec, engine, es = session.spec, session.engine, session.es()
+    alias = spec.target.index
     if args.rollback:
         current, previous = rollback(es, spec)
-        print(f"{spec.target.index}: alias moved back from {current} to {previous}")
+        print(f"{alias}: alias moved back from {current} to {previous}")
         # the older index missed what happened since it was swapped out: bring it up to date
-        with engine.connect().execution_options(isolation_level="REPEATABLE READ") as conn:
-            report = verify_spec(conn, es, spec, fix=True)
-        print("caught up: " + "\n".join(report.lines()))
-        return EXIT_OK
-    listener = progress_printer(sys.stderr.isatty())
-    report = rebuild(
-        engine, es, spec, on_batch=lambda b: listener("batch", {"docs": b.docs, "failed": b.failed})
-    )
-    if sys.stderr.isatty():
-        sys.stderr.write("\n")
+        caught = catch_up(engine, es, spec, "rollback")
+        print("caught up: " + describe_catch_up(caught))
+        left = caught.repaired
+        return EXIT_DRIFT if left and (left.failed or left.conflicts or left.dead_lettered) else EXIT_OK
+    tty = sys.stderr.isatty()
+    listener = progress_printer(tty)
+
+    def on_pass(number: int, report: VerifyReport) -> None:
+        if number == 1 and tty:
+            sys.stderr.write("\n")  # below the fill's progress bar
+        print(f"repair pass {number}: {report.drift} drifting; {describe_catch_up(report)}", file=sys.stderr)
+
+    try:
+        report = rebuild(
+            engine,
+            es,
+            spec,
+            on_batch=lambda b: listener("batch", {"docs": b.docs, "failed": b.failed}),
+            on_pass=on_pass,
+        )
+    except RebuildAborted as exc:
+        # the new index did not verify: not a usage error, so not exit 2
+        print(f"sync-pipeline: {alias}: not swapped: {exc}", file=sys.stderr)
+        return EXIT_DRIFT
+    assert report.before_swap is not None and report.after_swap is not None
     print(
-        f"{spec.target.index}: {', '.join(report.old_indices) or '(nothing)'} → {report.new_index} "
+        f"{alias}: {', '.join(report.old_indices) or '(nothing)'} → {report.new_index} "
         f"({report.filled.indexed:,} documents, {report.seconds:.1f}s); old index kept for --rollback"
     )
-    print("verified before swap: " + report.before_swap.lines()[0])
-    print("caught up after swap: " + report.after_swap.lines()[0])
+    print(f"verified before swap (pass {len(report.passes)}): {report.before_swap.lines()[0]}")
+    print("caught up after swap: " + describe_catch_up(report.after_swap))
+    if report.problems:
+        print(
+            f"sync-pipeline: {alias}: swapped, but the catch-up left {', '.join(report.problems)}",
+            file=sys.stderr,
+        )
+        return EXIT_DRIFT
     return EXIT_OK

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from sync_pipeline.apps.cli import admin, commands
+from sync_pipeline.apps.cli import admin, commands, doctor
 
 DESCRIPTION = "`sync-pipeline`: services, demo, sync and verify from a terminal."
 
@@ -72,6 +72,21 @@ def build_parser() -> argparse.ArgumentParser:
     flush = sub.add_parser("flush", help="drain the change buffer now (a Dagster run per spec)")
     flush.add_argument("--spec", help="one spec (default: every spec)")
     flush.set_defaults(func=commands.cmd_flush)
+
+    health = sub.add_parser(
+        "doctor", help="what needs action: orphaned triggers, stuck buffer, dead letters, missing indexes"
+    )
+    health.add_argument(
+        "--spec", help="one spec (default: every spec, and what specs gone from the file left behind)"
+    )
+    health.add_argument(
+        "--backlog-minutes",
+        type=float,
+        metavar="MINUTES",
+        default=doctor.DEFAULT_BACKLOG_MINUTES,
+        help=f"flag a buffer whose oldest entry waited longer (default {doctor.DEFAULT_BACKLOG_MINUTES:g})",
+    )
+    health.set_defaults(func=doctor.cmd_doctor)
 
     dead = sub.add_parser("dead-letters", help="documents Elasticsearch refused: list, replay or purge")
     dead.add_argument("action", choices=["list", "replay", "purge"])
