@@ -43,8 +43,9 @@ SUMMARY_HEADERS = [
     "failed",
     "dead letters",
     "batches",
-    "load s",
+    "wall s",
     "docs/s",
+    "load docs/s",
 ]
 
 
@@ -61,8 +62,9 @@ def print_sync_summary(summary: SyncSummary, es_count: int | None = None) -> Non
         summary.failed,
         summary.dead_lettered,
         summary.batches,
-        summary.seconds,
+        summary.wall_seconds,
         summary.docs_per_second,
+        summary.load_docs_per_second,
     ]
     if es_count is not None:
         headers.append("docs in ES")
