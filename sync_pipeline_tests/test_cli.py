@@ -188,3 +188,17 @@ def test_identifiers_that_try_sql_injection_are_quoted_and_harmless(scenario, in
     assert "does not exist" in result.stderr
     with pg.connect() as conn:  # the table the "injection" named is still there, untouched
         assert conn.exec_driver_sql(f"SELECT count(*) FROM {scenario.table}").scalar_one() == 1
+
+
+@pytest.mark.integration
+def test_search_shows_the_top_hits_with_highlights(scenario, insert_rows, tmp_path, live):
+    insert_rows([1, 2], "2026-02-01 00:00:00+00", title="青花瓷茶杯 blue teacup")
+    insert_rows([3], "2026-02-01 00:00:00+00", title="garden hose")
+    config = scenario.spec_file(tmp_path)
+    env = {"SYNC_PG_URL": live.pg_url, "SYNC_ES_URL": live.es_url}
+    assert cli("--config", str(config), "sync", "--spec", scenario.table, "--full", env=env).returncode == 0
+    found = cli("--config", str(config), "search", "--spec", scenario.table, "teacup", env=env)
+    assert found.returncode == 0, found.stderr
+    assert "→ 2 hits" in found.stdout and "<em>teacup</em>" in found.stdout
+    none = cli("--config", str(config), "search", "--spec", scenario.table, "piano", env=env)
+    assert none.returncode == 1 and "→ 0 hits" in none.stdout

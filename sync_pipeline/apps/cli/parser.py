@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from sync_pipeline.apps.cli import admin, commands, doctor
+from sync_pipeline.apps.cli import search as search_module
 
 DESCRIPTION = "`sync-pipeline`: services, demo, sync and verify from a terminal."
 
@@ -56,6 +57,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--rollback", action="store_true", help="point the alias back at the previous version"
     )
     rebuild_cmd.set_defaults(func=commands.cmd_rebuild)
+
+    search = sub.add_parser("search", help="full-text search over the spec's text fields, with highlights")
+    search.add_argument("--spec", required=True)
+    search.add_argument("query")
+    search.add_argument("--size", type=int, default=5, help="hits to show (default 5)")
+    search.set_defaults(func=search_module.cmd_search)
 
     ui = sub.add_parser("ui", help="Dagster webserver + daemon (what `make ui` runs)")
     ui.add_argument("--port", type=int, default=3000)
