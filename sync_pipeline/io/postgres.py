@@ -317,6 +317,11 @@ def open_writers_before(conn: Connection, instant: datetime) -> tuple[int, datet
     return int(row[0]), row[1]
 
 
+def is_serialization_failure(exc: BaseException) -> bool:
+    """SQLSTATE 40001: a REPEATABLE READ transaction met a row a concurrent one changed."""
+    return getattr(getattr(exc, "orig", None), "sqlstate", None) == "40001"
+
+
 def burn_transaction_id(engine: Engine) -> None:
     """Commit a transaction that takes an id: every snapshot taken after it has a greater xmax,
     so a greater version than anything read before (core/versions.py)."""

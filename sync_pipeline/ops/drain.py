@@ -25,6 +25,7 @@ from typing import Any
 
 from elasticsearch import Elasticsearch
 from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import OperationalError
 
 from sync_pipeline.core import fanout
 from sync_pipeline.core.bulk import BatchResult, LoadTotals
@@ -32,7 +33,7 @@ from sync_pipeline.core.capture import TRUNCATE_OP
 from sync_pipeline.core.specs import SyncSpec
 from sync_pipeline.io import buffer, deadletters
 from sync_pipeline.io.buffer import has_pending
-from sync_pipeline.io.postgres import describe_table, execute
+from sync_pipeline.io.postgres import describe_table, execute, is_serialization_failure
 from sync_pipeline.ops.binding import Bound, bind, ensure_target
 from sync_pipeline.ops.capture import TABLE_SOURCE
 from sync_pipeline.ops.resync import REPEATABLE_READ, Key, classify_stale, resync_keys
@@ -160,30 +161,54 @@ def drain(
         if deadline is not None and claims and time.monotonic() >= deadline:
             break
         claims += 1
-        with engine.connect().execution_options(**REPEATABLE_READ) as conn, conn.begin():
-            claimed = buffer.claim(conn, spec, bound.plan.keys, size)
-            if not claimed:
-                break
-            if any(row.op == TRUNCATE_OP for row in claimed):
-                _reconcile(engine, es, spec, totals)
-                buffer.remove(conn, [row.id for row in claimed])
-                totals.claimed += len(claimed)
-                continue
-            width = len(bound.plan.keys)
-            roots = dict.fromkeys(tuple(row[3 : 3 + width]) for row in claimed if row.source is None)
-            batches.apply(conn, list(roots))
-            by_source: dict[str, list[int]] = {}
-            for row in claimed:
-                if row.source is not None:
-                    by_source.setdefault(row.source, []).append(row.id)
-            for source, entries in by_source.items():
-                for keys in _resolved(conn, bound, source, entries, size, tables):
-                    batches.apply(conn, keys)
-            buffer.remove(conn, [row.id for row in claimed])
-        totals.claimed += len(claimed)
+        try:
+            claimed = _apply_claim(engine, es, spec, bound, batches, size, tables, totals)
+        except OperationalError as exc:
+            if not is_serialization_failure(exc) or "SKIP LOCKED" not in str(exc.statement or ""):
+                raise
+            # the claim met entries a concurrent drain deleted after our snapshot began: nothing
+            # was written yet, so claim again in a new transaction, whose snapshot lacks them
+            continue
+        if claimed is None:
+            break
+        totals.claimed += claimed
     if totals.batches:
         es.indices.refresh(index=spec.target.index)
     return totals
+
+
+def _apply_claim(
+    engine: Engine,
+    es: Elasticsearch,
+    spec: SyncSpec,
+    bound: Bound,
+    batches: _Batches,
+    size: int,
+    tables: dict[str, Any],
+    totals: DrainTotals,
+) -> int | None:
+    """One claimed batch applied in one REPEATABLE READ transaction; the entries claimed, None
+    when the buffer is empty."""
+    with engine.connect().execution_options(**REPEATABLE_READ) as conn, conn.begin():
+        claimed = buffer.claim(conn, spec, bound.plan.keys, size)
+        if not claimed:
+            return None
+        if any(row.op == TRUNCATE_OP for row in claimed):
+            _reconcile(engine, es, spec, totals)
+            buffer.remove(conn, [row.id for row in claimed])
+            return len(claimed)
+        width = len(bound.plan.keys)
+        roots = dict.fromkeys(tuple(row[3 : 3 + width]) for row in claimed if row.source is None)
+        batches.apply(conn, list(roots))
+        by_source: dict[str, list[int]] = {}
+        for row in claimed:
+            if row.source is not None:
+                by_source.setdefault(row.source, []).append(row.id)
+        for source, entries in by_source.items():
+            for keys in _resolved(conn, bound, source, entries, size, tables):
+                batches.apply(conn, keys)
+        buffer.remove(conn, [row.id for row in claimed])
+        return len(claimed)
 
 
 def follow(
