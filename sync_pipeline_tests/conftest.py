@@ -57,6 +57,17 @@ def stop_process_groups(processes: Iterable[subprocess.Popen], grace: float = 30
         process.wait(timeout=10)
 
 
+def wait_until(condition, timeout: float, what: str, pause: float = 1.0):
+    """`condition()`'s first truthy value, polled every `pause` seconds; fails after `timeout`."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        assert time.monotonic() < deadline, f"timed out after {timeout:.0f}s waiting for {what}"
+        time.sleep(pause)
+
+
 def at(text: str) -> datetime:
     """A UTC instant from an ISO date or timestamp."""
     return datetime.fromisoformat(text).replace(tzinfo=UTC)

@@ -30,21 +30,15 @@ from sync_pipeline.io.elasticsearch import drop_target, es_client
 from sync_pipeline.io.postgres import engine_for
 from sync_pipeline.ops.capture import install_triggers, uninstall_triggers
 
-from .conftest import CHAOS_RESULTS, free_port, stop_process_groups
+from .conftest import CHAOS_RESULTS, free_port, stop_process_groups, wait_until
 from .test_alerts import HttpReceiver, http_receiver  # noqa: F401 (a fixture)
 
 ROOT = Path(__file__).resolve().parent.parent
 pytestmark = [pytest.mark.integration, pytest.mark.chaos]
 
 
-def _wait(condition, timeout: float, what: str, pause: float = 0.5):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        assert time.monotonic() < deadline, f"timed out after {timeout:.0f}s waiting for {what}"
-        time.sleep(pause)
+def _wait(condition, timeout: float, what: str):
+    return wait_until(condition, timeout, what, pause=0.5)
 
 
 def _instance_config(home: Path) -> None:

@@ -6,7 +6,7 @@ from elastic_transport import ApiResponseMeta, HttpHeaders, NodeConfig
 from elasticsearch import ApiError, BadRequestError
 from elasticsearch import ConnectionError as ESConnectionError
 
-from sync_pipeline.core.bulk import BulkBody, RetryPolicy, chunked, entry_doc, iter_bodies, rebody
+from sync_pipeline.core.bulk import BulkBody, RetryPolicy, entry_doc, iter_bodies, rebody
 from sync_pipeline.io.elasticsearch import is_transient, with_backoff
 
 
@@ -79,11 +79,6 @@ def test_a_subset_of_a_body_is_those_documents_bytes():
 def test_a_truncated_staged_file_is_an_error_not_a_silent_loss():
     with pytest.raises(ValueError, match="action line without its source"):
         list(iter_bodies([b'{"index":{"_id":"1"}}\n'], max_docs=10))
-
-
-def test_chunked_covers_everything_once():
-    assert list(chunked(range(7), 3)) == [[0, 1, 2], [3, 4, 5], [6]]
-    assert list(chunked([], 3)) == []
 
 
 @pytest.mark.parametrize("status", [429, 502, 503, 504])

@@ -25,6 +25,7 @@ from sync_pipeline.io.postgres import engine_for
 from sync_pipeline.ops.capture import install_triggers, uninstall_triggers
 
 from .conftest import free_port, stop_process_groups
+from .conftest import wait_until as _wait
 
 ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = ROOT / "test-artifacts"
@@ -38,16 +39,6 @@ def _graphql(base: str, query: str, variables: dict | None = None) -> dict:
     )
     with urllib.request.urlopen(request, timeout=30) as response:
         return json.load(response)
-
-
-def _wait(condition, timeout: float, what: str, pause: float = 1.0):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        assert time.monotonic() < deadline, f"timed out after {timeout:.0f}s waiting for {what}"
-        time.sleep(pause)
 
 
 @pytest.fixture(scope="module")

@@ -21,7 +21,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 
 from sync_pipeline import settings
-from sync_pipeline.core.sql import quote_ident
+from sync_pipeline.core.quoting import quote_ident
 from sync_pipeline.io.postgres import engine_for
 
 TEMPLATE = settings.PROJECT_ROOT / "deploy" / "dagster.yaml"

@@ -11,16 +11,13 @@ from __future__ import annotations
 import random
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from itertools import islice
-from typing import Any, TypeVar
+from typing import Any
 
 import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from sync_pipeline.core.specs import SyncSpec
-
-T = TypeVar("T")
 
 TRANSIENT_STATUS = frozenset({429, 502, 503, 504})
 
@@ -194,30 +191,41 @@ class LoadTotals:
 DEFAULT_BODY_BYTES = 5 * 1024 * 1024
 
 
-def iter_bodies(
-    lines: Iterable[bytes], max_docs: int, max_bytes: int = DEFAULT_BODY_BYTES
-) -> Iterator[BulkBody]:
-    """Group bulk NDJSON lines (a staged file) into bodies of at most `max_docs` documents and
-    about `max_bytes` (a single larger document still gets a body of its own)."""
-    docs: list[bytes] = []
+def packed(docs: Iterable[bytes], max_docs: int, max_bytes: int = DEFAULT_BODY_BYTES) -> Iterator[BulkBody]:
+    """Documents' bulk lines into bodies of at most `max_docs` documents and about `max_bytes`
+    (a single larger document still gets a body of its own)."""
+    pending: list[bytes] = []
     size = 0
+    for doc in docs:
+        if pending and (len(pending) >= max_docs or size + len(doc) > max_bytes):
+            yield BulkBody.join(pending)
+            pending, size = [], 0
+        pending.append(doc)
+        size += len(doc)
+    if pending:
+        yield BulkBody.join(pending)
+
+
+def _staged_docs(lines: Iterable[bytes]) -> Iterator[bytes]:
+    """Each document of a staged NDJSON file: its action line, and its source unless it deletes."""
     iterator = iter(lines)
     for line in iterator:
         if not line.strip():
             continue
-        doc = line
-        if not line.startswith(b'{"delete"'):
-            source = next(iterator, None)
-            if source is None:
-                raise ValueError(f"staged documents end in an action line without its source: {line[:200]!r}")
-            doc = line + source
-        if docs and (len(docs) >= max_docs or size + len(doc) > max_bytes):
-            yield BulkBody.join(docs)
-            docs, size = [], 0
-        docs.append(doc)
-        size += len(doc)
-    if docs:
-        yield BulkBody.join(docs)
+        if line.startswith(b'{"delete"'):
+            yield line
+            continue
+        source = next(iterator, None)
+        if source is None:
+            raise ValueError(f"staged documents end in an action line without its source: {line[:200]!r}")
+        yield line + source
+
+
+def iter_bodies(
+    lines: Iterable[bytes], max_docs: int, max_bytes: int = DEFAULT_BODY_BYTES
+) -> Iterator[BulkBody]:
+    """Group bulk NDJSON lines (a staged file) into bodies within the request limits."""
+    return packed(_staged_docs(lines), max_docs, max_bytes)
 
 
 def rebody(
@@ -227,18 +235,9 @@ def rebody(
     for body in bodies:
         if len(body) <= max_docs and len(body.data) <= max_bytes:
             yield body
-            continue
-        pending: list[bytes] = []
-        size = 0
-        for i in range(len(body)):
-            doc = body.data[body.starts[i] : body.starts[i + 1]]
-            if pending and (len(pending) >= max_docs or size + len(doc) > max_bytes):
-                yield BulkBody.join(pending)
-                pending, size = [], 0
-            pending.append(doc)
-            size += len(doc)
-        if pending:
-            yield BulkBody.join(pending)
+        else:
+            docs = (body.data[body.starts[i] : body.starts[i + 1]] for i in range(len(body)))
+            yield from packed(docs, max_docs, max_bytes)
 
 
 def entry_doc(entry: dict[str, Any]) -> bytes:
@@ -247,12 +246,6 @@ def entry_doc(entry: dict[str, Any]) -> bytes:
     if entry["_op"] == "delete":
         return action
     return action + orjson.dumps(entry["_source"], option=orjson.OPT_APPEND_NEWLINE)
-
-
-def chunked(items: Iterable[T], size: int) -> Iterator[list[T]]:
-    iterator = iter(items)
-    while chunk := list(islice(iterator, size)):
-        yield chunk
 
 
 @dataclass(frozen=True)

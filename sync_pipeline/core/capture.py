@@ -22,9 +22,10 @@ from collections.abc import Sequence
 from sync_pipeline.core.columns import ColumnInfo
 from sync_pipeline.core.fanout import BUFFER_TABLE, Watched
 from sync_pipeline.core.keys import canonical_sql
+from sync_pipeline.core.quoting import qualified_table, quote_ident, sql_literal
 from sync_pipeline.core.sources import split_table
 from sync_pipeline.core.specs import SyncSpec
-from sync_pipeline.core.sql import Statement, qualified_table, quote_ident, sql_literal, type_name
+from sync_pipeline.core.sql import Statement, type_name
 
 MARKER = "sync_pipeline capture of spec"
 TRUNCATE_OP = "T"

@@ -181,12 +181,6 @@ def document_ids(batch: pa.RecordBatch, plan: DocumentPlan) -> list[str]:
     return ids_from_texts(texts, plan.keys).to_pylist()
 
 
-def key_texts(batch: pa.RecordBatch, plan: DocumentPlan) -> list[tuple[str, ...]]:
-    """The canonical key texts of every row, for re-reading them later."""
-    texts = canonical_texts(batch, plan.keys, plan.spec.naive_timezone)
-    return list(zip(*(t.to_pylist() for t in texts), strict=True))
-
-
 def cleanse_array(array: pa.Array, field: FieldPlan, naive_timezone: str) -> pa.Array:
     """One staged column → its document values (JSON columns stay JSON text)."""
     info = field.column_info

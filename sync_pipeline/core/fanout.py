@@ -18,9 +18,10 @@ from typing import Any
 
 from sync_pipeline.core.columns import ColumnInfo
 from sync_pipeline.core.keys import canonical_sql
+from sync_pipeline.core.quoting import qualified_table, quote_ident, sql_literal
 from sync_pipeline.core.relations import RelationPlan, TableInfo, walk
 from sync_pipeline.core.specs import SyncSpec
-from sync_pipeline.core.sql import Statement, qualified_table, quote_ident, sql_literal, type_name
+from sync_pipeline.core.sql import Statement, type_name
 
 BUFFER_TABLE = "public.sync_pipeline_buffer"
 THROUGH_SUFFIX = "#through"

@@ -20,27 +20,25 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from sync_pipeline.core.columns import ColumnInfo
+from sync_pipeline.core.quoting import sql_literal
 from sync_pipeline.core.timestamps import iso_utc, utc_from_naive
 
 INTEGER_TYPES = frozenset({"int2", "int4", "int8"})
-_ISO_UTC = '\'YYYY-MM-DD"T"HH24:MI:SS.US"Z"\''
+# to_char's pattern for what core/timestamps.iso_utc writes: UTC, microseconds, Z
+ISO_UTC_SQL = '\'YYYY-MM-DD"T"HH24:MI:SS.US"Z"\''
 
 
 class NullKeyError(ValueError):
     """Rows whose primary key is NULL cannot become documents."""
 
 
-def _zone(naive_timezone: str) -> str:
-    # a validated IANA name (core/specs.py): letters, digits, / _ + - only
-    return "'" + naive_timezone.replace("'", "''") + "'"
-
-
 def canonical_sql(info: ColumnInfo, expr: str, naive_timezone: str = "UTC") -> str:
     """SQL for the canonical text of a key value `expr` of the column's type."""
     if info.pg_type == "timestamptz":
-        return f"to_char(({expr}) AT TIME ZONE 'UTC', {_ISO_UTC})"
+        return f"to_char(({expr}) AT TIME ZONE 'UTC', {ISO_UTC_SQL})"
     if info.pg_type == "timestamp":
-        return f"to_char((({expr}) AT TIME ZONE {_zone(naive_timezone)}) AT TIME ZONE 'UTC', {_ISO_UTC})"
+        local = f"({expr}) AT TIME ZONE {sql_literal(naive_timezone)}"
+        return f"to_char(({local}) AT TIME ZONE 'UTC', {ISO_UTC_SQL})"
     if info.pg_type == "date":
         return f"to_char({expr}, 'YYYY-MM-DD')"
     if info.pg_type == "bool":
@@ -51,7 +49,7 @@ def canonical_sql(info: ColumnInfo, expr: str, naive_timezone: str = "UTC") -> s
 def typed_sql(info: ColumnInfo, text_expr: str, type_name: str, naive_timezone: str = "UTC") -> str:
     """SQL turning a canonical text back into a value of the column's type (key lookups)."""
     if info.pg_type == "timestamp":
-        return f"(CAST({text_expr} AS timestamptz) AT TIME ZONE {_zone(naive_timezone)})"
+        return f"(CAST({text_expr} AS timestamptz) AT TIME ZONE {sql_literal(naive_timezone)})"
     return f"CAST({text_expr} AS {type_name})"
 
 

@@ -17,10 +17,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sync_pipeline.core.columns import TEXTUAL, ColumnInfo, infer_es_type
+from sync_pipeline.core.keys import canonical_sql
+from sync_pipeline.core.quoting import qualified_table, quote_ident
 from sync_pipeline.core.sources import RelationSpec
 from sync_pipeline.core.specs import FieldSpec, SyncSpec
 
-_ISO_UTC = '\'YYYY-MM-DD"T"HH24:MI:SS.US"Z"\''
 _PAIRS_PER_CALL = 50  # jsonb_build_object takes at most 100 arguments
 
 
@@ -98,31 +99,17 @@ def plan_relation(
 # --- reading: the JSON of a relation ------------------------------------------------------------
 
 
-def _q(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
-
-
-def _table_sql(name: str) -> str:
-    schema, _, table = name.rpartition(".")
-    return ".".join(_q(p) for p in (schema, table) if p)
-
-
 def value_sql(f: NestedField, alias: str, naive_timezone: str) -> str:
     """A related column as its document value, in SQL, with the root fields' conventions."""
     info = f.column
-    col = f"{alias}.{_q(info.name)}"
+    col = f"{alias}.{quote_ident(info.name)}"
     if info.is_array:
         return f"to_jsonb({col})"
     if info.pg_type in ("json", "jsonb"):
         # as jsonb, also for json: the object is built as jsonb, printed on one line
         return f"CAST({col} AS jsonb)"
-    if info.pg_type == "timestamptz":
-        return f"to_char({col} AT TIME ZONE 'UTC', {_ISO_UTC})"
-    if info.pg_type == "timestamp":
-        zone = "'" + naive_timezone.replace("'", "''") + "'"
-        return f"to_char(({col} AT TIME ZONE {zone}) AT TIME ZONE 'UTC', {_ISO_UTC})"
-    if info.pg_type == "date":
-        return f"to_char({col}, 'YYYY-MM-DD')"
+    if info.pg_type in ("timestamptz", "timestamp", "date"):
+        return canonical_sql(info, col, naive_timezone)  # the text root documents carry
     if info.pg_type == "numeric" and not info.fits_double:
         # as the root's default (core/documents.py numeric_mode): digits a double would round off
         # travel as PostgreSQL's exact text, mapped keyword (core/columns.infer_es_type)
@@ -166,7 +153,9 @@ def object_sql(plan: RelationPlan, alias: str, naive_timezone: str, depth: int) 
 
 def _equal(left_alias: str, right_alias: str, pairs: dict[str, str]) -> str:
     """{<left column>: <right column>} as an AND of equalities."""
-    return " AND ".join(f"{left_alias}.{_q(a)} = {right_alias}.{_q(b)}" for a, b in pairs.items())
+    return " AND ".join(
+        f"{left_alias}.{quote_ident(a)} = {right_alias}.{quote_ident(b)}" for a, b in pairs.items()
+    )
 
 
 def relation_sql(plan: RelationPlan, parent_alias: str, naive_timezone: str, depth: int = 1) -> str:
@@ -175,27 +164,27 @@ def relation_sql(plan: RelationPlan, parent_alias: str, naive_timezone: str, dep
     alias = f"__sync_r{depth}"
     relation = plan.spec
     obj = object_sql(plan, alias, naive_timezone, depth)
-    order = ", ".join(f"{alias}.{_q(c)}" for c in plan.key)
+    order = ", ".join(f"{alias}.{quote_ident(c)}" for c in plan.key)
     if relation.kind == "many_to_one":
         assert relation.on is not None
         # several matches (a join on a non-unique column): the first by key, the same every read
         first = f" ORDER BY {order}" if order else ""
         return (
-            f"(SELECT {obj} FROM {_table_sql(plan.table.name)} AS {alias} "
+            f"(SELECT {obj} FROM {qualified_table(plan.table.name)} AS {alias} "
             f"WHERE {_equal(alias, parent_alias, relation.on)}{first} LIMIT 1)"
         )
     aggregate = f"coalesce(jsonb_agg({obj}" + (f" ORDER BY {order}" if order else "") + "), '[]'::jsonb)"
     if relation.kind == "one_to_many":
         assert relation.on is not None
         return (
-            f"(SELECT {aggregate} FROM {_table_sql(plan.table.name)} AS {alias} "
+            f"(SELECT {aggregate} FROM {qualified_table(plan.table.name)} AS {alias} "
             f"WHERE {_equal(alias, parent_alias, relation.on)})"
         )
     assert relation.through is not None and plan.through is not None
     link = f"__sync_t{depth}"
     return (
-        f"(SELECT {aggregate} FROM {_table_sql(plan.through.name)} AS {link} "
-        f"JOIN {_table_sql(plan.table.name)} AS {alias} ON {_equal(link, alias, relation.through.to)} "
+        f"(SELECT {aggregate} FROM {qualified_table(plan.through.name)} AS {link} "
+        f"JOIN {qualified_table(plan.table.name)} AS {alias} ON {_equal(link, alias, relation.through.to)} "
         f"WHERE {_equal(link, parent_alias, relation.through.on)})"
     )
 

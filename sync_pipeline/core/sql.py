@@ -21,8 +21,8 @@ from typing import Any, Literal
 
 from sync_pipeline.core.columns import ColumnInfo
 from sync_pipeline.core.keys import typed_sql
+from sync_pipeline.core.quoting import qualified_table, quote_ident
 from sync_pipeline.core.relations import RelationPlan, relation_sql
-from sync_pipeline.core.sources import split_table
 from sync_pipeline.core.specs import SyncSpec
 from sync_pipeline.core.versions import VERSION_COLUMN, VERSION_SQL
 from sync_pipeline.core.windows import Window
@@ -42,22 +42,6 @@ class Statement:
 
     sql: str
     params: dict[str, Any] = field(default_factory=dict)
-
-
-def quote_ident(name: str) -> str:
-    """A PostgreSQL identifier, quoted: embedded quotes doubled, so any text is safe."""
-    return '"' + name.replace('"', '""') + '"'
-
-
-def sql_literal(text: str) -> str:
-    """A SQL string literal (for statements that cannot take parameters, such as DDL bodies)."""
-    return "'" + text.replace("'", "''") + "'"
-
-
-def qualified_table(name: str) -> str:
-    """`schema.table` (or `table`) quoted part by part."""
-    schema, table = split_table(name)
-    return ".".join(quote_ident(p) for p in (schema, table) if p)
 
 
 def type_name(pg_type: str) -> str:

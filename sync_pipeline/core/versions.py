@@ -33,8 +33,3 @@ VERSION_SQL = (
     f" + {XIP_SLOTS - 1} - least((SELECT count(*) FROM pg_snapshot_xip(snap.s)), {XIP_SLOTS - 1})"
     " FROM (SELECT pg_current_snapshot() AS s) AS snap)"
 )
-
-
-def is_snapshot_version(version: int) -> bool:
-    """Written by this scheme (not by the updated_at scheme before it, nor out of band)."""
-    return VERSION_BASE <= version < 2**63

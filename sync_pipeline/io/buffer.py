@@ -23,8 +23,8 @@ from sqlalchemy.engine import Connection, Engine
 from sync_pipeline.core import capture
 from sync_pipeline.core.columns import ColumnInfo
 from sync_pipeline.core.fanout import Watched
+from sync_pipeline.core.quoting import quote_ident
 from sync_pipeline.core.specs import SyncSpec
-from sync_pipeline.core.sql import quote_ident
 from sync_pipeline.io.postgres import execute
 
 metadata = sa.MetaData()

@@ -106,23 +106,43 @@ def _bind(conn: Connection, spec: SyncSpec) -> Bound:
     columns = describe_source(conn, spec)
     relations = _relations(conn, spec, columns)
     check_numeric_rules(spec, columns)
-    return Bound.of(spec, columns, relations, json_types(conn, spec, columns))
+    return Bound.of(spec, columns, relations)
+
+
+def _on(source: Engine | Connection, work):
+    if isinstance(source, Connection):
+        return work(source)
+    with source.connect() as conn:
+        result = work(conn)
+        conn.commit()
+    return result
 
 
 def bind(source: Engine | Connection, spec: SyncSpec) -> Bound:
     """Describe the spec's source and related tables (SourceError when they do not match the
-    spec), sample its JSON columns, and plan its documents."""
-    if isinstance(source, Connection):
-        return _bind(source, spec)
-    with source.connect() as conn:
-        bound = _bind(conn, spec)
-        conn.commit()
-    return bound
+    spec) and plan its documents."""
+    return _on(source, lambda conn: _bind(conn, spec))
 
 
-def ensure_target(es: Elasticsearch, bound: Bound, index: str | None = None) -> bool:
+def target_mapping(source: Engine | Connection, bound: Bound) -> dict:
+    """The mapping a new index gets: the plan's, with JSON columns mapped from a sample of their
+    values. Only a new index needs the sample (it changes the mapping, never a document), so it
+    is read here rather than on every bind — drains, checks and repairs bind again and again."""
+
+    def sampled(conn: Connection) -> dict:
+        kinds = json_types(conn, bound.spec, bound.columns)
+        return index_mapping(Bound.of(bound.spec, bound.columns, bound.relations, kinds).plan)
+
+    return _on(source, sampled)
+
+
+def ensure_target(
+    es: Elasticsearch, bound: Bound, source: Engine | Connection, index: str | None = None
+) -> bool:
     """Create the target (alias + first versioned index) from the spec's mapping unless it
     exists; True when created. An index op on a missing index would otherwise create it
     with dynamic mappings."""
     name = index or bound.spec.target.index
-    return ensure_index(es, name, index_mapping(bound.plan), index_settings(bound.spec))
+    if es.indices.exists(index=name):
+        return False
+    return ensure_index(es, name, target_mapping(source, bound), index_settings(bound.spec))

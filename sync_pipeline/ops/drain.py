@@ -153,7 +153,7 @@ def drain(
         buffer.ensure_buffer(conn)
         conn.commit()
     bound = bind(engine, spec)
-    ensure_target(es, bound)
+    ensure_target(es, bound, engine)
     batches = _Batches(engine, es, bound, totals, run_id, on_batch)
     tables: dict[str, Any] = {}
     claims = 0

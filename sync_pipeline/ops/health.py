@@ -15,8 +15,8 @@ from elasticsearch import Elasticsearch
 from sqlalchemy.engine import Connection, Engine
 
 from sync_pipeline.core.capture import drop_statements
+from sync_pipeline.core.quoting import sql_literal
 from sync_pipeline.core.specs import SyncSpec
-from sync_pipeline.core.sql import sql_literal
 from sync_pipeline.io import buffer, deadletters
 from sync_pipeline.io.buffer import CaptureFunction
 from sync_pipeline.io.elasticsearch import backing_indices

@@ -31,7 +31,7 @@ from sqlalchemy.engine import Engine
 
 from sync_pipeline.core.bulk import BatchResult, LoadTotals, Rejected, rebody, retry_policy
 from sync_pipeline.core.diff import VerifyReport, diff_sorted
-from sync_pipeline.core.documents import batch_to_bulk, index_mapping, index_settings
+from sync_pipeline.core.documents import batch_to_bulk, index_settings
 from sync_pipeline.core.specs import SyncSpec
 from sync_pipeline.io import deadletters
 from sync_pipeline.io.elasticsearch import (
@@ -46,7 +46,7 @@ from sync_pipeline.io.elasticsearch import (
     write_index,
 )
 from sync_pipeline.io.postgres import iter_pages
-from sync_pipeline.ops.binding import Bound, bind
+from sync_pipeline.ops.binding import Bound, bind, target_mapping
 from sync_pipeline.ops.resync import REPEATABLE_READ, Key
 from sync_pipeline.ops.verify import BulkRepairs, check_key_order, postgres_documents, sort_normaliser
 
@@ -226,7 +226,7 @@ def rebuild(
     report = RebuildReport(spec.name, alias, old, new)
     bound = bind(engine, spec)
     check_key_order(bound)  # its repair passes are verify's merge: refuse before an index exists
-    mapping = index_mapping(bound.plan)
+    mapping = target_mapping(engine, bound)
     # marked as building from the start: an index a crash leaves behind says what it is
     entry = {"spec": spec.name, "state": "building", "started_at": _now()}
     es.indices.create(

@@ -63,14 +63,16 @@ def resync_keys(
     return send_body(es, spec.target.index, body, batch, retry_policy(spec))
 
 
-def classify_stale(engine: Engine, result: BatchResult) -> None:
+def classify_stale(engine: Engine, result: BatchResult) -> int | None:
     """After a write from the newest read, a 409 is only an older read's if what Elasticsearch
     holds is no newer than a snapshot taken now; anything above that no read of ours wrote, so
-    the sides disagree (a conflict: counted apart, failing the run's check)."""
+    the sides disagree (a conflict: counted apart, failing the run's check). Returns the version
+    of that snapshot (None: nothing was refused, none was taken)."""
     if not result.stale_ids:
-        return
+        return None
     with engine.connect() as conn:
         now = snapshot_version(conn)
         conn.commit()
     beyond = {i for i in result.stale_ids if result.stale_versions.get(i, now + 1) > now}
     result.mark_conflicts(beyond)
+    return now

@@ -146,7 +146,7 @@ def _timed(pages: Iterator[pa.RecordBatch], counts: Extracted) -> Iterator[pa.Re
 
 
 def _ensure_target(run: WindowRun, es: Elasticsearch, bound: Bound) -> bool:
-    created = ensure_target(es, bound)
+    created = ensure_target(es, bound, engine_for(run.pg_url))
     if created:
         run.log(f"created index {run.spec.target.index} from the spec's mapping")
     return created

@@ -29,7 +29,7 @@ from sync_pipeline.io.elasticsearch import (
     field_types,
     window_documents,
 )
-from sync_pipeline.io.postgres import burn_transaction_id, count_window_rows, iter_pages, snapshot_version
+from sync_pipeline.io.postgres import burn_transaction_id, count_window_rows, iter_pages
 from sync_pipeline.ops.binding import Bound, bind, ensure_target
 from sync_pipeline.ops.resync import REPEATABLE_READ, Key, classify_stale, key_from_id, resync_keys
 
@@ -138,11 +138,8 @@ class BulkRepairs:
             return
         number = self.totals.batches + 1
         result = self._resync(self.pending, number)
-        classify_stale(self.engine, result)
-        if result.conflicts:
-            with self.engine.connect() as conn:
-                now = snapshot_version(conn)
-                conn.commit()
+        now = classify_stale(self.engine, result)
+        if result.conflicts and now is not None:
             held = result.stale_versions
             near = {i for i in held if now < held[i] <= now + _NEAR_PRESENT}
             if near:
@@ -172,7 +169,7 @@ def verify_spec(
     report = VerifyReport(spec=spec.name, index=spec.target.index)
     repairs = BulkRepairs(conn.engine, es, bound) if fix else None
     if fix:
-        ensure_target(es, bound)
+        ensure_target(es, bound, conn)
     es_types: dict[str, str] = {}
     if es.indices.exists(index=spec.target.index):
         es.indices.refresh(index=spec.target.index)
