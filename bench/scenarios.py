@@ -83,7 +83,8 @@ def split_bodies(data: bytes, max_bytes: int) -> list[bytes]:
 
 def run_ceiling(args: argparse.Namespace) -> dict[str, Any]:
     """Timed: only the bulk load of pre-serialised bodies into a fresh index, N threads."""
-    from sync_pipeline.core.documents import build_plan, index_mapping, index_settings
+    from sync_pipeline.core.documents import build_plan
+    from sync_pipeline.core.index_mapping import index_mapping, index_settings
     from sync_pipeline.io.elasticsearch import drop_target, ensure_index
     from sync_pipeline.io.postgres import describe_source
 

@@ -34,3 +34,12 @@ def test_docker_compose_config_accepts_the_file():
         pytest.skip("no `docker compose` plugin on this machine (the Docker client alone cannot validate)")
     result = subprocess.run([docker, "compose", "config", "-q"], cwd=ROOT, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
+
+
+def test_the_plugin_override_builds_the_same_elasticsearch_version_with_the_cjk_plugins():
+    plain = compose()["services"]["elasticsearch"]["image"].rsplit(":", 1)[1]
+    override = yaml.safe_load((ROOT / "docker-compose.plugins.yml").read_text())["services"]["elasticsearch"]
+    assert override["build"]["args"]["ES_VERSION"] == plain  # a plugin must match its server exactly
+    dockerfile = (ROOT / override["build"]["context"] / "Dockerfile").read_text()
+    assert f"ARG ES_VERSION={plain}" in dockerfile
+    assert "elasticsearch-plugin install --batch analysis-smartcn analysis-icu" in dockerfile

@@ -34,7 +34,7 @@ def test_definitions_snapshot_for_the_repository_spec():
         (asset, check)
         for asset in ("products_index", "products_changes")
         for check in ("no_failed_documents", "no_dead_letters")
-    } | {("products_index", "window_matches_source")}
+    } | {("products_index", "window_matches_source"), ("products_index", "mapping_matches_spec")}
     job = defs.resolve_job_def("products_sync")
     assert job.partitions_def == partitions_for(repo_specs()[0])
     assert defs.resolve_job_def("products_drain").partitions_def is None

@@ -30,6 +30,9 @@ def test_demo_seeds_syncs_and_verifies_clean(live):
     assert "products → products: OK" in result.stdout
     summary = result.stdout.split("docs in ES", 1)[1]
     assert "succeeded" in summary
+    # the closing search: the multi-field mapping answers, with highlights
+    search = result.stdout.split("products: '青花瓷茶杯' → ", 1)[1]
+    assert "<em>" in search and "name: " in search
 
 
 def _graphql(port: int, query: str) -> dict:

@@ -11,8 +11,8 @@ from sync_pipeline.core.documents import (
     batch_to_bulk,
     batch_to_documents,
     build_plan,
-    index_mapping,
 )
+from sync_pipeline.core.index_mapping import index_mapping
 from sync_pipeline.core.specs import parse_specs
 
 SPEC = """
@@ -157,7 +157,7 @@ def test_mapping_is_explicit_and_inferred_from_postgres_types():
     assert properties["price"] == {"type": "double"}
     assert properties["updated_at"] == {"type": "date"}
     assert properties["day"] == {"type": "date", "format": "strict_date"}
-    assert properties["attrs"] == {"type": "object"}
+    assert properties["attrs"] == {"type": "object", "dynamic": "true"}  # its keys are data
     assert properties["tags"] == {"type": "keyword"}
     assert properties["deleted"] == {"type": "boolean"}
     assert "secret" not in properties

@@ -14,9 +14,9 @@ from sync_pipeline.core.documents import (
     batch_to_bulk,
     batch_to_documents,
     build_plan,
-    index_mapping,
     key_order_problems,
 )
+from sync_pipeline.core.index_mapping import index_mapping
 from sync_pipeline.core.relations import NestedField, nested_es_type, value_sql
 from sync_pipeline.core.specs import SpecError, parse_specs
 from sync_pipeline.core.sql import SourceError, staged_column

@@ -170,6 +170,8 @@ class LoadTotals:
     dead_lettered: int = 0
     seconds: float = 0.0
     first_errors: list[dict[str, Any]] = field(default_factory=list)
+    # what readying the index took before the load wrote (ops/prepare.py), for the run's record
+    mapping_changes: list[str] = field(default_factory=list)
 
     @property
     def docs(self) -> int:

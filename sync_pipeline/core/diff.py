@@ -40,10 +40,13 @@ class VerifyReport:
     extra_ids: list[str] = field(default_factory=list)
     mismatches: list[Mismatch] = field(default_factory=list)
     repaired: LoadTotals | None = None
+    # how the index's mapping differs from the spec's, one line per field: `_source` can match
+    # while the index holds 12.5 as the integer 12
+    mapping: list[str] = field(default_factory=list)
 
     @property
     def drift(self) -> int:
-        return self.missing + self.extra + self.mismatched
+        return self.missing + self.extra + self.mismatched + len(self.mapping)
 
     @property
     def ok(self) -> bool:
@@ -61,6 +64,9 @@ class VerifyReport:
             out.append(f"  extra in ES (first {len(self.extra_ids)}): {', '.join(self.extra_ids)}")
         for m in self.mismatches:
             out.append(f"  _id {m.doc_id} differs in: {', '.join(m.fields)}")
+        if self.mapping:
+            out.append(f"  mapping differs from the spec's ({len(self.mapping)}):")
+            out += [f"    {line}" for line in self.mapping]
         if self.repaired is not None:
             r = self.repaired
             out.append(

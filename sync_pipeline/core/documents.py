@@ -26,7 +26,7 @@ import pyarrow.compute as pc
 from sync_pipeline.core.bulk import BulkBody, BulkChunk, action_array, json_strings
 from sync_pipeline.core.columns import ColumnInfo, infer_es_type, key_sort_problem
 from sync_pipeline.core.keys import canonical_texts, check_no_null_keys, ids_from_texts
-from sync_pipeline.core.relations import RelationPlan, relation_mapping
+from sync_pipeline.core.relations import RelationPlan
 from sync_pipeline.core.sources import RESERVED_PREFIX
 from sync_pipeline.core.specs import FieldSpec, SyncSpec
 from sync_pipeline.core.timestamps import iso_utc, utc_from_naive
@@ -124,39 +124,6 @@ def build_plan(
     return DocumentPlan(spec=spec, fields=tuple(fields), keys=keys, relations=tuple(relations))
 
 
-def index_mapping(plan: DocumentPlan) -> dict[str, Any]:
-    """Explicit mapping for every known field; JSON columns stay dynamic objects."""
-    properties: dict[str, Any] = {}
-    relations = {r.spec.name: r for r in plan.relations}
-    for f in plan.fields:
-        if f.column in relations:
-            properties[f.name] = relation_mapping(relations[f.column])
-            continue
-        if not f.indexed:
-            # kept in _source as it is, searchable by nothing: the one mapping every value fits
-            properties[f.name] = {"type": "object", "enabled": False}
-            continue
-        prop: dict[str, Any] = {"type": f.es_type}
-        if f.numeric == "scaled_long" and f.es_type == "long":
-            # a value with digits below 10^-N, or beyond a long, arrives as a string (_scaled):
-            # refused and dead-lettered, where coercion would truncate it without a word
-            prop["coerce"] = False
-        if (
-            f.es_type == "date"
-            and f.column_info.pg_type in ("timestamp", "timestamptz")
-            and f.column in plan.key_columns
-        ):
-            # verify merges by key: nanosecond sort values keep microsecond keys apart
-            prop["type"] = "date_nanos"
-        if f.es_type == "text":
-            # sortable/aggregatable twin, as ES's own dynamic mapping would add
-            prop["fields"] = {"keyword": {"type": "keyword", "ignore_above": 256}}
-        if f.es_type == "date" and f.column_info.pg_type == "date":
-            prop["format"] = "strict_date"
-        properties[f.name] = prop
-    return {"dynamic": True, "properties": properties}
-
-
 def key_order_problems(plan: DocumentPlan) -> list[str]:
     """Key fields Elasticsearch sorts in another order than PostgreSQL's keyset pages read them,
     one line each: verify's merge of the two streams would report false missing/extra."""
@@ -168,10 +135,6 @@ def key_order_problems(plan: DocumentPlan) -> list[str]:
         if problem:
             problems.append(f"key column '{info.name}' ({info.pg_type}): {problem}")
     return problems
-
-
-def index_settings(spec: SyncSpec) -> dict[str, Any]:
-    return {"number_of_shards": spec.target.shards, "number_of_replicas": spec.target.replicas}
 
 
 def document_ids(batch: pa.RecordBatch, plan: DocumentPlan) -> list[str]:

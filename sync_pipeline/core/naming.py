@@ -47,6 +47,7 @@ BATCH_FIELDS = (
 CHECK_NO_FAILED = "no_failed_documents"
 CHECK_NO_DEAD_LETTERS = "no_dead_letters"
 CHECK_WINDOW_MATCHES = "window_matches_source"
+CHECK_MAPPING_MATCHES = "mapping_matches_spec"
 
 
 def extract_asset(spec: str) -> str:

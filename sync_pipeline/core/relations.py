@@ -14,7 +14,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 from sync_pipeline.core.columns import TEXTUAL, ColumnInfo, infer_es_type
 from sync_pipeline.core.keys import canonical_sql
@@ -187,22 +186,6 @@ def relation_sql(plan: RelationPlan, parent_alias: str, naive_timezone: str, dep
         f"JOIN {qualified_table(plan.table.name)} AS {alias} ON {_equal(link, alias, relation.through.to)} "
         f"WHERE {_equal(link, parent_alias, relation.through.on)})"
     )
-
-
-def relation_mapping(plan: RelationPlan) -> dict[str, Any]:
-    """The Elasticsearch mapping of the relation's field: an object (or `nested`) with its columns."""
-    properties: dict[str, Any] = {}
-    for f in plan.fields:
-        prop: dict[str, Any] = {"type": f.es_type}
-        if f.es_type == "text":
-            prop["fields"] = {"keyword": {"type": "keyword", "ignore_above": 256}}
-        properties[f.name] = prop
-    for child in plan.children:
-        properties[child.spec.name] = relation_mapping(child)
-    mapping: dict[str, Any] = {"properties": properties}
-    if plan.spec.nested:
-        mapping["type"] = "nested"
-    return mapping
 
 
 def walk(plans: Sequence[RelationPlan]) -> list[RelationPlan]:

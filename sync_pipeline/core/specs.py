@@ -14,6 +14,7 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from sync_pipeline.core.mappings import fragment_problems, settings_problems
 from sync_pipeline.core.sources import SourceSpec
 
 SPEC_NAME = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
@@ -23,6 +24,8 @@ INDEX_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,254}$")
 Cleanse = Literal["trim", "empty_to_null", "lowercase"]
 Grain = Literal["hour", "day", "week", "month"]
 Reconcile = Literal["count", "hash", "off"]
+Dynamic = Literal["strict", "false", "true"]
+OnMappingChange = Literal["fail", "rebuild"]
 
 
 class SpecError(ValueError):
@@ -49,6 +52,19 @@ class FieldSpec(_Strict):
         description="a numeric column as 'double', 'string' (exact text, keyword) or 'scaled_long(N)' "
         "(value × 10^N as a long); default: double when numeric(p, s) has p <= 15, string otherwise",
     )
+    mapping: dict[str, Any] | None = Field(
+        default=None,
+        description="Elasticsearch mapping parameters merged over the inferred mapping (analyzer, "
+        "multi-fields under `fields`, index, copy_to, …); null removes an inferred one",
+    )
+
+    @field_validator("mapping")
+    @classmethod
+    def _mapping_fragment(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        problems = fragment_problems(value, "mapping") if value is not None else []
+        if problems:
+            raise ValueError("; ".join(problems))
+        return value
 
     @field_validator("numeric")
     @classmethod
@@ -68,6 +84,12 @@ class FieldSpec(_Strict):
             )
         return f"scaled_long({digits})"
 
+    @model_validator(mode="after")
+    def _dropped_has_no_mapping(self) -> FieldSpec:
+        if self.drop and (self.mapping or self.type):
+            raise ValueError("a dropped column has no field: remove `type`/`mapping`, or `drop`")
+        return self
+
     @property
     def numeric_scale(self) -> int | None:
         """N of `scaled_long(N)`; None for the other forms."""
@@ -85,6 +107,29 @@ class TargetSpec(_Strict):
     bulk_max_mb: float = Field(
         default=5.0, gt=0, le=100, description="target size of one bulk request body, in MiB"
     )
+    settings: dict[str, Any] = Field(
+        default_factory=dict,
+        description="index settings: analysis (analyzers, tokenizers, filters, normalizers), "
+        "refresh_interval, …; shards and replicas are `shards`/`replicas`",
+    )
+    dynamic: Dynamic = Field(
+        default="strict",
+        description="fields the spec does not know: 'strict' refuses the document (a dead letter "
+        "naming the field), 'false' keeps them in _source unindexed, 'true' lets Elasticsearch guess",
+    )
+
+    @field_validator("dynamic", mode="before")
+    @classmethod
+    def _dynamic_bool(cls, value: object) -> object:
+        return str(value).lower() if isinstance(value, bool) else value
+
+    @field_validator("settings")
+    @classmethod
+    def _settings(cls, value: dict[str, Any]) -> dict[str, Any]:
+        problems = settings_problems(value)
+        if problems:
+            raise ValueError("; ".join(problems))
+        return value
 
     @property
     def bulk_max_bytes(self) -> int:
@@ -208,6 +253,13 @@ class SyncSpec(_Strict):
         default="count",
         description="after each load, compare the window in PostgreSQL and ES: 'count' (one count "
         "query per side), 'hash' (count plus a content hash: re-reads the window on both sides), 'off'",
+    )
+
+    on_mapping_change: OnMappingChange = Field(
+        default="fail",
+        description="when the index's mapping conflicts with the spec's (a type, an analyzer, a "
+        "dropped field): 'fail' stops the sync before any write; 'rebuild' runs the zero-downtime "
+        "rebuild into a new index and swaps the alias",
     )
 
     @field_validator("reconcile", mode="before")

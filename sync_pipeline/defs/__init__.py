@@ -23,6 +23,7 @@ def build_definitions(
     from sync_pipeline.defs.alerts import quality_alerts, run_failure_alerts
     from sync_pipeline.defs.assets import all_assets
     from sync_pipeline.defs.catchup import build_catchup_sensor
+    from sync_pipeline.defs.checks import build_mapping_check
     from sync_pipeline.defs.jobs import spec_jobs
     from sync_pipeline.defs.resources import resources_for
     from sync_pipeline.defs.schedules import build_window_schedule
@@ -36,6 +37,7 @@ def build_definitions(
             run_failure_alerts,
             quality_alerts,
         ],
+        asset_checks=[build_mapping_check(spec) for spec in specs],
         schedules=[build_window_schedule(spec) for spec in specs],
         jobs=[job for spec in specs for job in spec_jobs(spec)],
         resources=dict(resources if resources is not None else resources_for(settings.load())),

@@ -19,6 +19,7 @@ from sync_pipeline.defs.reporting import batch_logger, load_check_results, total
 from sync_pipeline.defs.resources import ElasticsearchResource, PostgresResource, StagingResource
 from sync_pipeline.ops import sync_window as window_sync
 from sync_pipeline.ops.drain import follow
+from sync_pipeline.ops.target import MappingConflict, MappingRefused
 
 # single-run backfills are the documented way to load a range as one run; the beta notice
 # would otherwise repeat on every definitions load, in the CLI and the UI alike
@@ -110,7 +111,8 @@ def build_spec_assets(spec: SyncSpec) -> list[dg.AssetsDefinition]:
             if index_key in selected:
                 result = window_sync.index_stage(run, elasticsearch.client())
                 yield _index_result(context, run, postgres, elasticsearch, result.totals)
-        except window_sync.MissingStage as exc:
+        except (window_sync.MissingStage, MappingConflict, MappingRefused) as exc:
+            # the message is the whole story (which fields, old → new, the command to run)
             raise dg.Failure(str(exc)) from None
         except window_sync.LoadFailed as exc:
             raise dg.Failure(str(exc), metadata=totals_metadata(exc.totals, spec)) from None
@@ -186,15 +188,18 @@ def build_drain_asset(spec: SyncSpec) -> dg.AssetsDefinition:
     def changes(
         context: dg.AssetExecutionContext, postgres: PostgresResource, elasticsearch: ElasticsearchResource
     ) -> dg.MaterializeResult:
-        totals = follow(
-            postgres.engine(),
-            elasticsearch.client(),
-            spec,
-            idle_seconds=spec.buffer_sensor.follow_seconds,
-            max_seconds=spec.buffer_sensor.max_run_seconds,
-            run_id=context.run.run_id,
-            on_batch=batch_logger(context, key),
-        )
+        try:
+            totals = follow(
+                postgres.engine(),
+                elasticsearch.client(),
+                spec,
+                idle_seconds=spec.buffer_sensor.follow_seconds,
+                max_seconds=spec.buffer_sensor.max_run_seconds,
+                run_id=context.run.run_id,
+                on_batch=batch_logger(context, key),
+            )
+        except (MappingConflict, MappingRefused) as exc:
+            raise dg.Failure(f"{exc}\nThe buffered changes stay queued.") from None
         context.log.info(f"{spec.name}: drained {totals.claimed} buffered changes")
         return dg.MaterializeResult(
             metadata={**totals_metadata(totals, spec), "claimed": totals.claimed},

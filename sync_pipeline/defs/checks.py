@@ -1,5 +1,5 @@
 """Asset checks of the index asset: every document acknowledged, none refused, the window
-matching its source."""
+matching its source, the index's mapping matching the spec's."""
 
 from __future__ import annotations
 
@@ -11,6 +11,8 @@ from sync_pipeline.core import naming
 from sync_pipeline.core.specs import SyncSpec
 from sync_pipeline.defs.partitions import partitions_for, window_for
 from sync_pipeline.defs.resources import ElasticsearchResource, PostgresResource
+from sync_pipeline.ops.binding import bind
+from sync_pipeline.ops.target import field_sources, mapping_drift
 from sync_pipeline.ops.verify import count_window, reconcile_window
 
 
@@ -72,3 +74,42 @@ def reconcile_check(
             "hint": "" if passed else "run `sync-pipeline verify --fix` to repair",
         },
     )
+
+
+def build_mapping_check(spec: SyncSpec) -> dg.AssetChecksDefinition:
+    """`mapping_matches_spec`: the live index against the spec's mapping and the source's column
+    types, on demand (the UI's "Execute") and before every load anyway (ops/prepare.py). Changes
+    the next load makes in place warn; changes only a rebuild can make fail."""
+    index_key = dg.AssetKey(naming.index_asset(spec.name))
+
+    @dg.asset_check(
+        asset=index_key,
+        name=naming.CHECK_MAPPING_MATCHES,
+        description="the index's mapping is the spec's (conflicts need `sync-pipeline rebuild`)",
+        blocking=False,
+    )
+    def mapping_matches_spec(
+        postgres: PostgresResource, elasticsearch: ElasticsearchResource
+    ) -> dg.AssetCheckResult:
+        bound = bind(postgres.engine(), spec)
+        found = mapping_drift(elasticsearch.client(), bound)
+        if found is None:
+            return dg.AssetCheckResult(passed=True, metadata={"index": "not created yet"})
+        index, diff = found
+        sources = field_sources(bound)
+        return dg.AssetCheckResult(
+            passed=diff.same,
+            severity=dg.AssetCheckSeverity.ERROR if diff.conflicts else dg.AssetCheckSeverity.WARN,
+            metadata={
+                "index": index,
+                "conflicts": dg.MetadataValue.md(
+                    "\n".join(f"- {c.describe(sources)}" for c in diff.conflicts)
+                ),
+                "in_place": dg.MetadataValue.md(
+                    "\n".join(f"- {c.describe(sources)}" for c in diff.additions)
+                ),
+                "hint": f"sync-pipeline rebuild --spec {spec.name}" if diff.conflicts else "",
+            },
+        )
+
+    return mapping_matches_spec

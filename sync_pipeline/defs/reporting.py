@@ -50,7 +50,17 @@ def totals_metadata(totals: LoadTotals, spec: SyncSpec) -> dict[str, Any]:
         "seconds": round(totals.seconds, 3),
         "docs_per_s": round(totals.docs / totals.seconds, 1) if totals.seconds else 0.0,
         "index": spec.target.index,
+        # what readying the index took before this load wrote: created, a field added in place…
+        **(
+            {"mapping_changes": dg.MetadataValue.md(_bullets(totals.mapping_changes))}
+            if totals.mapping_changes
+            else {}
+        ),
     }
+
+
+def _bullets(lines: list[str]) -> str:
+    return "\n".join(f"- {line}" for line in lines)
 
 
 def load_check_results(totals: LoadTotals) -> list[dg.AssetCheckResult]:

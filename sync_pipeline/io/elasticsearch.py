@@ -304,14 +304,16 @@ def load_bulk(
 
 
 @contextmanager
-def bulk_indexing(es: Elasticsearch, index: str, replicas: int) -> Iterator[None]:
+def bulk_indexing(
+    es: Elasticsearch, index: str, replicas: int, refresh_interval: str | None = None
+) -> Iterator[None]:
     """Refresh off and no replicas while a large load runs; afterwards, even on failure, every
     backing index gets back the refresh interval and the replica count it had.
 
     The replicas are the operator's to set (more for search load, say): a load only borrows
     them. A refresh interval of -1 found at the start was left by a load that was killed before
-    it could restore it, so it goes back to the default, and the 0 replicas that load left go
-    back to `replicas` (the spec's).
+    it could restore it, so it goes back to `refresh_interval` (the spec's; None: the default),
+    and the 0 replicas that load left go back to `replicas` (the spec's).
     """
     names = ["index.refresh_interval", "index.number_of_replicas"]
     restore: dict[str, dict[str, Any]] = {}
@@ -320,7 +322,7 @@ def bulk_indexing(es: Elasticsearch, index: str, replicas: int) -> Iterator[None
         killed = settings.get("refresh_interval") == "-1"
         kept = settings.get("number_of_replicas")
         restore[name] = {
-            "refresh_interval": None if killed else settings.get("refresh_interval"),
+            "refresh_interval": refresh_interval if killed else settings.get("refresh_interval"),
             "number_of_replicas": replicas if kept is None or (killed and kept == "0") else int(kept),
         }
     es.indices.put_settings(

@@ -11,15 +11,14 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from elasticsearch import Elasticsearch
 from sqlalchemy.engine import Connection, Engine
 
 from sync_pipeline.core.columns import ColumnInfo, json_es_type
-from sync_pipeline.core.documents import DocumentPlan, build_plan, index_mapping, index_settings
+from sync_pipeline.core.documents import DocumentPlan, build_plan
+from sync_pipeline.core.index_mapping import index_mapping
 from sync_pipeline.core.relations import RelationPlan, TableInfo, plan_relation, relation_problems
 from sync_pipeline.core.specs import SyncSpec
 from sync_pipeline.core.sql import SourceError, read_columns
-from sync_pipeline.io.elasticsearch import ensure_index
 from sync_pipeline.io.postgres import describe_relations, describe_source, json_value_kinds
 
 
@@ -134,15 +133,3 @@ def target_mapping(source: Engine | Connection, bound: Bound) -> dict:
         return index_mapping(Bound.of(bound.spec, bound.columns, bound.relations, kinds).plan)
 
     return _on(source, sampled)
-
-
-def ensure_target(
-    es: Elasticsearch, bound: Bound, source: Engine | Connection, index: str | None = None
-) -> bool:
-    """Create the target (alias + first versioned index) from the spec's mapping unless it
-    exists; True when created. An index op on a missing index would otherwise create it
-    with dynamic mappings."""
-    name = index or bound.spec.target.index
-    if es.indices.exists(index=name):
-        return False
-    return ensure_index(es, name, target_mapping(source, bound), index_settings(bound.spec))

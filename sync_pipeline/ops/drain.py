@@ -34,8 +34,9 @@ from sync_pipeline.core.specs import SyncSpec
 from sync_pipeline.io import buffer, deadletters
 from sync_pipeline.io.buffer import has_pending
 from sync_pipeline.io.postgres import describe_table, execute, is_serialization_failure
-from sync_pipeline.ops.binding import Bound, bind, ensure_target
+from sync_pipeline.ops.binding import Bound, bind
 from sync_pipeline.ops.capture import TABLE_SOURCE
+from sync_pipeline.ops.prepare import prepare_target
 from sync_pipeline.ops.resync import REPEATABLE_READ, Key, classify_stale, resync_keys
 from sync_pipeline.ops.verify import verify_spec
 
@@ -56,6 +57,7 @@ class DrainTotals(LoadTotals):
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.claimed += getattr(other, "claimed", 0)
         self.reconciled += getattr(other, "reconciled", 0)
+        self.mapping_changes.extend(other.mapping_changes)
         self.first_errors.extend(other.first_errors[: max(0, 5 - len(self.first_errors))])
 
 
@@ -153,7 +155,7 @@ def drain(
         buffer.ensure_buffer(conn)
         conn.commit()
     bound = bind(engine, spec)
-    ensure_target(es, bound, engine)
+    totals.mapping_changes = prepare_target(es, bound, engine, run_id).lines
     batches = _Batches(engine, es, bound, totals, run_id, on_batch)
     tables: dict[str, Any] = {}
     claims = 0

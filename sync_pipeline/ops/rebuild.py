@@ -26,12 +26,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from elasticsearch import Elasticsearch
+from elasticsearch import ApiError, Elasticsearch
 from sqlalchemy.engine import Engine
 
 from sync_pipeline.core.bulk import BatchResult, LoadTotals, Rejected, rebody, retry_policy
 from sync_pipeline.core.diff import VerifyReport, diff_sorted
-from sync_pipeline.core.documents import batch_to_bulk, index_settings
+from sync_pipeline.core.documents import batch_to_bulk
+from sync_pipeline.core.index_mapping import index_settings
 from sync_pipeline.core.specs import SyncSpec
 from sync_pipeline.io import deadletters
 from sync_pipeline.io.elasticsearch import (
@@ -48,6 +49,7 @@ from sync_pipeline.io.elasticsearch import (
 from sync_pipeline.io.postgres import iter_pages
 from sync_pipeline.ops.binding import Bound, bind, target_mapping
 from sync_pipeline.ops.resync import REPEATABLE_READ, Key
+from sync_pipeline.ops.target import refusal
 from sync_pipeline.ops.verify import BulkRepairs, check_key_order, postgres_documents, sort_normaliser
 
 PASSES = 6
@@ -126,13 +128,14 @@ def fill_index(
     index: str,
     on_batch: Callable[[BatchResult], None] | None = None,
     run_id: str | None = None,
+    kind: str = "rebuild",
 ) -> LoadTotals:
     """Stream every live row, in key order, into `index` (memory: one batch); documents it refuses
-    become dead letters as they come."""
+    become dead letters as they come (their partition reads `<kind> <index>`)."""
 
     def keep(batch: BatchResult) -> None:
         # its own connection: the fill's holds the snapshot open until the last page
-        _dead_letter(engine, spec, index, batch.rejected, run_id, "rebuild")
+        _dead_letter(engine, spec, index, batch.rejected, run_id, kind)
         if on_batch is not None:
             on_batch(batch)
 
@@ -229,9 +232,14 @@ def rebuild(
     mapping = target_mapping(engine, bound)
     # marked as building from the start: an index a crash leaves behind says what it is
     entry = {"spec": spec.name, "state": "building", "started_at": _now()}
-    es.indices.create(
-        index=new, mappings={**mapping, "_meta": {META_KEY: entry}}, settings=index_settings(spec)
-    )
+    try:
+        es.indices.create(
+            index=new, mappings={**mapping, "_meta": {META_KEY: entry}}, settings=index_settings(spec)
+        )
+    except ApiError as exc:
+        if exc.status_code == 400:
+            raise refusal(spec.name, f"the mapping or settings of the new index {new}", exc) from None
+        raise
     building = spec.model_copy(update={"target": spec.target.model_copy(update={"index": new})})
     try:
         report.filled = fill_index(engine, es, building, new, on_batch, run_id)

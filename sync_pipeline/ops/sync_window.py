@@ -24,6 +24,7 @@ from sync_pipeline.core import naming, progress
 from sync_pipeline.core.bulk import BatchResult, BulkBody, LoadTotals, iter_bodies, rebody, retry_policy
 from sync_pipeline.core.columns import arrow_schema
 from sync_pipeline.core.documents import DocumentPlan, batch_to_bulk
+from sync_pipeline.core.mappings import refresh_interval
 from sync_pipeline.core.specs import SyncSpec
 from sync_pipeline.core.windows import Window
 from sync_pipeline.io import deadletters
@@ -37,7 +38,9 @@ from sync_pipeline.io.staging import (
     staged_lines,
     staged_pages,
 )
-from sync_pipeline.ops.binding import Bound, bind, ensure_target
+from sync_pipeline.ops.binding import Bound, bind
+from sync_pipeline.ops.prepare import prepare_target
+from sync_pipeline.ops.target import TargetState
 
 
 class MissingStage(RuntimeError):
@@ -118,7 +121,7 @@ class WindowResult:
     extracted: Extracted = field(default_factory=Extracted)
     documents: Documents = field(default_factory=Documents)
     totals: LoadTotals = field(default_factory=LoadTotals)
-    created_index: bool = False
+    target: TargetState = field(default_factory=TargetState)  # what readying the index took
 
 
 def _documents(
@@ -145,11 +148,11 @@ def _timed(pages: Iterator[pa.RecordBatch], counts: Extracted) -> Iterator[pa.Re
         yield page
 
 
-def _ensure_target(run: WindowRun, es: Elasticsearch, bound: Bound) -> bool:
-    created = ensure_target(es, bound, engine_for(run.pg_url))
-    if created:
-        run.log(f"created index {run.spec.target.index} from the spec's mapping")
-    return created
+def _prepare_target(run: WindowRun, es: Elasticsearch, bound: Bound) -> TargetState:
+    state = prepare_target(es, bound, engine_for(run.pg_url), run.run_id, run.log)
+    for line in state.lines:
+        run.log(f"{run.spec.name}: {line}")
+    return state
 
 
 def _read(run: WindowRun, bound: Bound) -> Iterator[pa.RecordBatch]:
@@ -163,7 +166,7 @@ def sync_window(run: WindowRun, es: Elasticsearch) -> WindowResult:
     spec = run.spec
     result = WindowResult()
     bound = bind(engine_for(run.pg_url), spec)
-    result.created_index = _ensure_target(run, es, bound)
+    result.target = _prepare_target(run, es, bound)
     result.extracted.path, result.documents.path = run.path("parquet"), run.path("ndjson")
     result.documents.fields = tuple(f.name for f in bound.plan.fields)
     settle(run, result.extracted)
@@ -173,6 +176,7 @@ def sync_window(run: WindowRun, es: Elasticsearch) -> WindowResult:
         _documents(_timed(pages, result.extracted), bound.plan, result.documents), result.documents.path
     )
     result.totals = load(run, es, rebody(bodies, spec.batch_size, spec.target.bulk_max_bytes))
+    result.totals.mapping_changes = result.target.lines
     progress.notify("extracted", spec=spec.name, rows=result.extracted.rows)
     run.log(
         f"{spec.name} {run.key}: read {result.extracted.rows} rows in {result.extracted.seconds:.1f}s "
@@ -223,9 +227,10 @@ def index_stage(run: WindowRun, es: Elasticsearch) -> WindowResult:
             f"no staged documents at {documents_path}: materialize {naming.documents_asset(spec.name)} first"
         )
     result = WindowResult()
-    result.created_index = _ensure_target(run, es, bind(engine_for(run.pg_url), spec))
+    result.target = _prepare_target(run, es, bind(engine_for(run.pg_url), spec))
     bodies = iter_bodies(staged_lines(documents_path), spec.batch_size, spec.target.bulk_max_bytes)
     result.totals = load(run, es, bodies)
+    result.totals.mapping_changes = result.target.lines
     return result
 
 
@@ -248,7 +253,14 @@ def load(run: WindowRun, es: Elasticsearch, bodies: Iterable[BulkBody]) -> LoadT
         def switching() -> Iterator[BulkBody]:
             for number, body in enumerate(bodies, 1):
                 if number == 2:  # more than one request: a large load, worth turning refresh off
-                    settings.enter_context(bulk_indexing(es, spec.target.index, spec.target.replicas))
+                    settings.enter_context(
+                        bulk_indexing(
+                            es,
+                            spec.target.index,
+                            spec.target.replicas,
+                            refresh_interval(spec.target.settings),
+                        )
+                    )
                 yield body
 
         totals = load_bulk(

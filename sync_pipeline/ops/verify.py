@@ -30,8 +30,9 @@ from sync_pipeline.io.elasticsearch import (
     window_documents,
 )
 from sync_pipeline.io.postgres import burn_transaction_id, count_window_rows, iter_pages
-from sync_pipeline.ops.binding import Bound, bind, ensure_target
+from sync_pipeline.ops.binding import Bound, bind
 from sync_pipeline.ops.resync import REPEATABLE_READ, Key, classify_stale, key_from_id, resync_keys
+from sync_pipeline.ops.target import field_sources, mapping_drift, reconcile_target
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -169,8 +170,14 @@ def verify_spec(
     report = VerifyReport(spec=spec.name, index=spec.target.index)
     repairs = BulkRepairs(conn.engine, es, bound) if fix else None
     if fix:
-        ensure_target(es, bound, conn)
+        # repairs written under a mapping that disagrees with the spec would be indexed wrongly
+        # too: an in-place change is applied first, a conflict stops the fix (MappingConflict)
+        reconcile_target(es, bound, conn)
     es_types: dict[str, str] = {}
+    drift = mapping_drift(es, bound)
+    if drift is not None:
+        sources = field_sources(bound)
+        report.mapping = [c.describe(sources) for c in (*drift[1].conflicts, *drift[1].additions)]
     if es.indices.exists(index=spec.target.index):
         es.indices.refresh(index=spec.target.index)
         es_types = field_types(es, spec.target.index)

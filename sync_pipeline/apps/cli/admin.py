@@ -15,11 +15,14 @@ import sqlalchemy as sa
 from sync_pipeline import settings as settings_module
 from sync_pipeline.apps.cli.output import EXIT_DRIFT, EXIT_OK, format_table, print_sync_summary, sync_exit
 from sync_pipeline.apps.cli.runner import Servers, run_drain, run_history, run_sync, run_verify
+from sync_pipeline.apps.cli.search import search_lines
 from sync_pipeline.apps.cli.session import Session, UsageError, parse_time
 from sync_pipeline.apps.instance import dagster_home, dagster_storage_url
 from sync_pipeline.defs.partitions import partition_keys_for
 from sync_pipeline.io.elasticsearch import drop_target
 from sync_pipeline.ops.capture import install_triggers
+
+DEMO_QUERY = "青花瓷茶杯"
 
 HISTORY_HEADERS = [
     "start (UTC)",
@@ -81,11 +84,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     reports = run_verify(session.specs, [spec], servers=servers)
     for report in reports:
         print("verify: " + "\n".join(report.lines()))
-    query = {"match": {"name": "茶杯"}}
-    hits = es.search(index=spec.target.index, query=query, size=1, track_total_hits=True)["hits"]
-    if hits["hits"]:
-        example = hits["hits"][0]["_source"]["name"]
-        print(f"\nfull-text search '茶杯' → {hits['total']['value']:,} hits, e.g. {example!r}")
+    # what a user synced for: the same search as `sync-pipeline search --spec products 茶杯`
+    print("\n" + "\n".join(search_lines(es, spec, DEMO_QUERY, size=3)))
     ok = all(r.ok for r in reports) and sync_exit(summary) == EXIT_OK and sync_exit(drained) == EXIT_OK
     return EXIT_OK if ok else EXIT_DRIFT
 

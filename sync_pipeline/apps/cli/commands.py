@@ -29,7 +29,7 @@ def cmd_sync(args: argparse.Namespace) -> int:
     start = parse_time(args.start, "--start") if args.start else None
     end = parse_time(args.end, "--end") if args.end else None
     session.use_servers()
-    session.preflight()
+    session.preflight(mapping=True)
     summary = run_sync(
         session.specs, session.spec, start, end, show_progress=sys.stderr.isatty(), servers=servers(session)
     )
@@ -62,7 +62,8 @@ def cmd_triggers(args: argparse.Namespace) -> int:
 
 
 def cmd_flush(args: argparse.Namespace) -> int:
-    session = Session.open(args)
+    session = Session.open(args, preflight=False)
+    session.preflight(mapping=True)
     summaries = [run_drain(session.specs, spec, servers=servers(session)) for spec in session.selected]
     for summary in summaries:
         print_sync_summary(summary)

@@ -165,7 +165,10 @@ def summarise(result: dg.ExecuteInProcessResult, spec: SyncSpec, label: str) -> 
     )
     if not result.success:
         failures = result.get_step_failure_events()
-        if failures and failures[0].step_failure_data.error:
+        user_failure = failures[0].step_failure_data.user_failure_data if failures else None
+        if user_failure is not None and user_failure.description:
+            summary.error = user_failure.description.strip()  # a dg.Failure: its message as written
+        elif failures and failures[0].step_failure_data.error:
             error = failures[0].step_failure_data.error
             while error.cause is not None:  # the root cause, not Dagster's step wrapper
                 error = error.cause

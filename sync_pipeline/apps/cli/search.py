@@ -5,29 +5,35 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from elasticsearch import Elasticsearch
+
 from sync_pipeline.apps.cli.output import EXIT_DRIFT, EXIT_OK
 from sync_pipeline.apps.cli.session import Session, UsageError
+from sync_pipeline.core.specs import SyncSpec
 
 MAX_FRAGMENT = 120
 
 
 def text_fields(properties: dict[str, Any], prefix: str = "") -> list[str]:
-    """Every `text` field of a mapping, dotted; nested objects left out (they need a nested
-    query, and a top-level multi_match would silently find nothing in them)."""
+    """Every `text` field of a mapping, dotted, multi-fields of type text included; nested
+    objects left out (they need a nested query, and a top-level multi_match would silently find
+    nothing in them)."""
     found: list[str] = []
     for name, prop in properties.items():
         path = f"{prefix}{name}"
         if prop.get("type") == "text":
             found.append(path)
-        elif "properties" in prop and prop.get("type") != "nested":
+        found += [
+            f"{path}.{sub}" for sub, inner in prop.get("fields", {}).items() if inner.get("type") == "text"
+        ]
+        if "properties" in prop and prop.get("type") != "nested":
             found += text_fields(prop["properties"], path + ".")
     return found
 
 
-def cmd_search(args: argparse.Namespace) -> int:
-    session = Session.open(args, one=True, preflight=False)
-    spec = session.spec
-    es = session.es()
+def search_lines(es: Elasticsearch, spec: SyncSpec, query: str, size: int) -> list[str]:
+    """A multi-match over the index's text fields: a header line, then one line per hit with
+    its highlighted fragments. UsageError when there is no index or nothing to search."""
     index = spec.target.index
     if not es.indices.exists(index=index):
         raise UsageError(
@@ -39,16 +45,23 @@ def cmd_search(args: argparse.Namespace) -> int:
         raise UsageError(f"index '{index}' has no text field to search")
     response = es.search(
         index=index,
-        query={"multi_match": {"query": args.query, "fields": fields}},
+        query={"multi_match": {"query": query, "fields": fields}},
         highlight={"fields": {f: {} for f in fields}, "fragment_size": MAX_FRAGMENT},
-        size=args.size,
+        size=size,
         track_total_hits=True,
     )
     hits = response["hits"]
-    print(f"{spec.name}: '{args.query}' → {hits['total']['value']:,} hits (fields: {', '.join(fields)})")
+    lines = [f"{spec.name}: '{query}' → {hits['total']['value']:,} hits (fields: {', '.join(fields)})"]
     for hit in hits["hits"]:
         highlights = "; ".join(
             f"{field}: {' … '.join(fragments)}" for field, fragments in hit.get("highlight", {}).items()
         )
-        print(f"  {hit['_score']:6.2f}  _id {hit['_id']}  {highlights}")
-    return EXIT_OK if hits["hits"] else EXIT_DRIFT
+        lines.append(f"  {hit['_score']:6.2f}  _id {hit['_id']}  {highlights}")
+    return lines
+
+
+def cmd_search(args: argparse.Namespace) -> int:
+    session = Session.open(args, one=True, preflight=False)
+    lines = search_lines(session.es(), session.spec, args.query, args.size)
+    print("\n".join(lines))
+    return EXIT_OK if len(lines) > 1 else EXIT_DRIFT

@@ -24,6 +24,8 @@ from sync_pipeline.core.redact import redact_url
 from sync_pipeline.core.specs import SyncSpec, get_spec, load_specs
 from sync_pipeline.io.elasticsearch import es_client
 from sync_pipeline.io.postgres import describe_source, engine_for, sqlalchemy_url
+from sync_pipeline.ops.binding import Bound, bind
+from sync_pipeline.ops.target import conflict_error, mapping_drift
 from sync_pipeline.settings import Settings
 
 
@@ -101,8 +103,10 @@ class Session:
     def es(self, request_timeout: float = 120.0) -> Elasticsearch:
         return es_client(self.es_url, request_timeout=request_timeout)
 
-    def preflight(self) -> None:
-        """Both servers reachable, every selected source matching its spec."""
+    def preflight(self, mapping: bool = False) -> None:
+        """Both servers reachable, every selected source matching its spec; with `mapping`, also
+        no index whose mapping conflicts with its spec's (unless the spec rebuilds on its own):
+        the run would stop at its first load anyway, so it is not started."""
         from elasticsearch import ConnectionError as ESConnectionError
         from sqlalchemy.exc import OperationalError
 
@@ -122,3 +126,11 @@ class Session:
         with conn:
             for spec in self.selected:
                 describe_source(conn, spec)
+                if mapping and spec.on_mapping_change == "fail":
+                    _refuse_mapping_conflict(self.es(), bind(conn, spec))
+
+
+def _refuse_mapping_conflict(es: Elasticsearch, bound: Bound) -> None:
+    found = mapping_drift(es, bound)
+    if found is not None and found[1].conflicts:
+        raise conflict_error(bound, found[0], found[1].conflicts)

@@ -1,0 +1,204 @@
+"""The spec's index as the spec says it should be: created, compared, changed in place.
+
+Every use case that writes calls `reconcile_target` first: a missing index is created
+from the spec's mapping; an existing one is compared with it (core/mapping_diff.py).
+What Elasticsearch can change in place is applied and reported; anything else stops
+the caller before its first write, with the fields, the old and new definitions, and
+the command that fixes it. ops/prepare.py adds the rebuild a spec may ask for instead.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from elasticsearch import ApiError, Elasticsearch
+from sqlalchemy.engine import Connection, Engine
+
+from sync_pipeline.core.index_mapping import index_mapping, index_settings, inferred_from_values
+from sync_pipeline.core.mapping_diff import Change, MappingDiff, conflict_message, diff_mappings
+from sync_pipeline.core.sql import SourceError
+from sync_pipeline.io.elasticsearch import META_KEY, ensure_index, with_backoff
+from sync_pipeline.ops.binding import Bound, target_mapping
+
+
+class MappingConflict(SourceError):
+    """The index's mapping disagrees with the spec's in a way Elasticsearch cannot change in
+    place; nothing was written. `conflicts` lists the fields."""
+
+    def __init__(self, message: str, conflicts: list[Change]) -> None:
+        super().__init__(message)
+        self.conflicts = conflicts
+
+
+class MappingRefused(SourceError):
+    """Elasticsearch refused the spec's mapping or settings (an unknown analyzer, a parameter
+    the field's type does not take); nothing was created or changed."""
+
+
+@dataclass
+class TargetState:
+    created: bool = False
+    applied: list[str] = field(default_factory=list)  # in-place changes, described
+    rebuilt: str | None = None  # the index a rebuild swapped in (ops/prepare.py)
+    index: str | None = None  # the concrete index compared
+    meta: dict[str, Any] = field(default_factory=dict)  # sync_pipeline's entry in its `_meta`
+
+    @property
+    def lines(self) -> list[str]:
+        return [*(["created the index from the spec's mapping"] if self.created else []), *self.applied]
+
+
+# which distribution or plugin provides the analysis components users most often ask for
+PROVIDED_BY = {
+    **dict.fromkeys(
+        (
+            "cjk",
+            "english",
+            "french",
+            "german",
+            "pattern",
+            "fingerprint",
+            "snowball",
+            "cjk_bigram",
+            "cjk_width",
+            "asciifolding",
+            "stemmer",
+            "ngram",
+            "edge_ngram",
+            "whitespace",
+            "keyword",
+            "letter",
+            "classic",
+            "trim",
+            "uppercase",
+            "word_delimiter_graph",
+            "synonym",
+        ),
+        "the analysis-common module (in every Elasticsearch distribution except the integ-test zip)",
+    ),
+    "smartcn": "the analysis-smartcn plugin (bin/elasticsearch-plugin install analysis-smartcn)",
+    "smartcn_tokenizer": "the analysis-smartcn plugin (bin/elasticsearch-plugin install analysis-smartcn)",
+    **dict.fromkeys(
+        ("icu_analyzer", "icu_tokenizer", "icu_normalizer", "icu_folding"),
+        "the analysis-icu plugin (bin/elasticsearch-plugin install analysis-icu)",
+    ),
+}
+
+
+def refusal(spec: str, where: str, exc: ApiError) -> MappingRefused:
+    error = exc.body.get("error", {}) if isinstance(exc.body, dict) else {}
+    reason = (error.get("caused_by") or {}).get("reason") or error.get("reason") or str(exc)
+    hints = [f"'{name}' comes with {origin}" for name, origin in PROVIDED_BY.items() if f"[{name}]" in reason]
+    return MappingRefused(
+        f"spec '{spec}': Elasticsearch refused {where}: {reason}"
+        + (f" ({'; '.join(hints)})" if hints else "")
+        + "; nothing was changed (docs/configuration.md, 'Mappings')"
+    )
+
+
+def live_mapping(es: Elasticsearch, name: str) -> tuple[str, dict[str, Any]] | None:
+    """(concrete index, its mappings) behind `name`; None when there is no such index. Behind
+    an alias with several indices (a rollback's leftovers), the write index is the one writes meet."""
+    if not es.indices.exists(index=name):
+        return None
+    found = es.indices.get_mapping(index=name).body
+    if len(found) > 1:
+        aliases = es.indices.get_alias(name=name).body
+        writing = [i for i, e in aliases.items() if e.get("aliases", {}).get(name, {}).get("is_write_index")]
+        index = writing[0] if writing else sorted(found)[-1]
+    else:
+        index = next(iter(found))
+    return index, found[index].get("mappings", {})
+
+
+def mapping_drift(
+    es: Elasticsearch, bound: Bound, index: str | None = None
+) -> tuple[str, MappingDiff] | None:
+    """How the live index differs from the spec's mapping; None when it does not exist."""
+    live = live_mapping(es, index or bound.spec.target.index)
+    if live is None:
+        return None
+    return live[0], compare(bound, live[1])
+
+
+def compare(bound: Bound, live: Mapping[str, Any]) -> MappingDiff:
+    return diff_mappings(index_mapping(bound.plan), live, inferred_from_values(bound.plan))
+
+
+def field_sources(bound: Bound) -> dict[str, str]:
+    """Field → the column it comes from, with its PostgreSQL type: what a conflict names."""
+    sources = {}
+    for f in bound.plan.fields:
+        info = f.column_info
+        declared = f"({info.precision}, {info.scale})" if info.precision is not None else ""
+        sources[f.name] = f"column {info.name} is {info.pg_type}{declared}{'[]' if info.is_array else ''}"
+    return sources
+
+
+def create_target(
+    es: Elasticsearch, bound: Bound, source: Engine | Connection, index: str | None = None
+) -> bool:
+    """Create the target (alias + first versioned index) from the spec's mapping unless it
+    exists; True when created. An index op on a missing index would otherwise create it
+    with guessed mappings."""
+    name = index or bound.spec.target.index
+    if es.indices.exists(index=name):
+        return False
+    try:
+        return ensure_index(es, name, target_mapping(source, bound), index_settings(bound.spec))
+    except ApiError as exc:
+        if exc.status_code == 400:
+            raise refusal(bound.spec.name, f"the mapping or settings of index {name}", exc) from None
+        raise
+
+
+def conflict_error(bound: Bound, index: str, conflicts: list[Change]) -> MappingConflict:
+    alias = bound.spec.target.index
+    where = index if index == alias else f"{index} (alias {alias})"
+    return MappingConflict(
+        conflict_message(bound.spec.name, where, conflicts, field_sources(bound)), conflicts
+    )
+
+
+def reconcile_target(
+    es: Elasticsearch, bound: Bound, source: Engine | Connection, index: str | None = None
+) -> tuple[TargetState, MappingDiff]:
+    """Create the index, or bring its mapping in line in place; MappingConflict (nothing
+    changed) when only a rebuild can. Returns what was done and the comparison it was based on."""
+    state = TargetState(created=create_target(es, bound, source, index))
+    if state.created:
+        return state, MappingDiff()
+    live = live_mapping(es, index or bound.spec.target.index)
+    assert live is not None
+    state.index, mappings = live
+    state.meta = dict((mappings.get("_meta") or {}).get(META_KEY) or {})
+    diff = compare(bound, mappings)
+    if diff.conflicts:
+        raise conflict_error(bound, state.index, diff.conflicts)
+    if diff.additions:
+        apply_in_place(es, bound, source, state.index, diff)
+        sources = field_sources(bound)
+        state.applied = [f"mapping: {c.describe(sources)}" for c in diff.additions]
+    return state, diff
+
+
+def apply_in_place(
+    es: Elasticsearch, bound: Bound, source: Engine | Connection, index: str, diff: MappingDiff
+) -> None:
+    """One update-mapping call with the touched top-level fields' whole definitions (JSON
+    columns' from a fresh sample of their values) and the root's changed parameters."""
+    wanted: Mapping[str, Any] = target_mapping(source, bound) if diff.touched else index_mapping(bound.plan)
+    body: dict[str, Any] = {c.what: wanted[c.what] for c in diff.additions if c.path == "(index)"}
+    properties = {name: wanted["properties"][name] for name in diff.touched}
+    try:
+        with_backoff(lambda: es.indices.put_mapping(index=index, properties=properties, **body))
+    except ApiError as exc:
+        if exc.status_code != 400:
+            raise
+        # a change this module took for one Elasticsearch makes in place, and it does not
+        refused = refusal(bound.spec.name, f"an in-place change to the mapping of {index}", exc)
+        raise MappingConflict(
+            f"{conflict_error(bound, index, diff.additions)}\n({refused})", diff.additions
+        ) from None
