@@ -10,15 +10,31 @@ what the resources reference, and no secret is ever copied into the UI.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import quote, urlsplit, urlunsplit
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 PG_URL = "SYNC_PG_URL"
+PG_PASSWORD = "SYNC_PG_PASSWORD"
 ES_URL = "SYNC_ES_URL"
+ES_CLOUD_ID = "SYNC_ES_CLOUD_ID"
+ES_API_KEY = "SYNC_ES_API_KEY"
+ES_USERNAME = "SYNC_ES_USERNAME"
+ES_PASSWORD = "SYNC_ES_PASSWORD"
+ES_BEARER_TOKEN = "SYNC_ES_BEARER_TOKEN"
+ES_CA_CERTS = "SYNC_ES_CA_CERTS"
+ES_SSL_FINGERPRINT = "SYNC_ES_SSL_FINGERPRINT"
+ES_VERIFY_CERTS = "SYNC_ES_VERIFY_CERTS"
+ES_REQUEST_TIMEOUT = "SYNC_ES_REQUEST_TIMEOUT"
+ES_HTTP_COMPRESS = "SYNC_ES_HTTP_COMPRESS"
+# the variables whose values are credentials: never shown, passed to Dagster as EnvVars
+SECRET_VARIABLES = (PG_URL, PG_PASSWORD, ES_API_KEY, ES_PASSWORD, ES_BEARER_TOKEN)
 CONFIG = "SYNC_CONFIG"
 STAGING_DIR = "SYNC_STAGING_DIR"
 DAGSTER_URL = "SYNC_DAGSTER_URL"
@@ -38,6 +54,7 @@ ALERT_ERROR_RATE = "SYNC_ALERT_ERROR_RATE"
 
 LOCAL_PG_PORT = "SYNC_LOCAL_PG_PORT"
 LOCAL_ES_PORT = "SYNC_LOCAL_ES_PORT"
+LOCAL_ES_SECURE_PORT = "SYNC_LOCAL_ES_SECURE_PORT"
 ES_VERSION = "SYNC_ES_VERSION"
 SERVICES_DIR = "SYNC_SERVICES_DIR"
 ES_EXTRA_SETTINGS = "SYNC_ES_EXTRA_SETTINGS"
@@ -95,11 +112,31 @@ class AlertSettings:
 
 
 @dataclass(frozen=True)
+class ElasticsearchOptions:
+    """How to talk to Elasticsearch beyond its URL: credentials (one kind), TLS, transport."""
+
+    api_key: str | None = field(default=None, repr=False)  # "id:key" or the encoded form
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+    bearer_token: str | None = field(default=None, repr=False)
+    ca_certs: str | None = None  # a PEM file with the CA that signed the server's certificate
+    ssl_fingerprint: str | None = None  # SHA-256 of the server's certificate, instead of a CA
+    verify_certs: bool = True
+    request_timeout: float = 120.0
+    http_compress: bool = False
+
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        return tuple(s for s in (self.api_key, self.password, self.bearer_token) if s)
+
+
+@dataclass(frozen=True)
 class LocalServiceSettings:
     """The project's own dev/test servers (`sync-pipeline services`)."""
 
     pg_port: int = DEFAULT_LOCAL_PG_PORT
     es_port: int = DEFAULT_LOCAL_ES_PORT
+    es_secure_port: int = DEFAULT_LOCAL_ES_PORT + 10  # the secured node (`services up --secure`)
     es_version: str = DEFAULT_ES_VERSION
     services_dir: Path = PROJECT_ROOT / ".services"
     es_extra_settings: tuple[str, ...] = ()
@@ -117,6 +154,9 @@ class Settings:
     dagster_pg_url: str | None = field(default=None, repr=False)
     api_token: str | None = field(default=None, repr=False)
     tune_memory: bool = True
+    es: ElasticsearchOptions = ElasticsearchOptions()
+    es_cloud_id: str | None = None  # when set, es_url is the HTTPS URL it stands for
+    pg_password: str | None = field(default=None, repr=False)
     alerts: AlertSettings = AlertSettings()
     local: LocalServiceSettings = LocalServiceSettings()
 
@@ -127,8 +167,36 @@ class Settings:
 
     def require_es_url(self) -> str:
         if not self.es_url:
-            raise SettingsError(f"{ES_URL} is not set: the Elasticsearch URL to sync to")
+            raise SettingsError(f"{ES_URL} (or {ES_CLOUD_ID}) is not set: the Elasticsearch to sync to")
         return self.es_url
+
+
+def cloud_id_url(cloud_id: str) -> str:
+    """The HTTPS URL an Elastic Cloud id stands for: `name:base64(host[:port]$es_uuid$kibana_uuid)`."""
+    _, _, encoded = cloud_id.strip().rpartition(":")
+    try:
+        decoded = base64.b64decode(encoded + "=" * (-len(encoded) % 4), validate=True).decode()
+        host, es_uuid = decoded.split("$")[:2]
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        raise SettingsError(
+            f"{ES_CLOUD_ID} is not an Elastic Cloud id (name:base64 of host$es_uuid$kibana_uuid); "
+            "copy it from the deployment's page"
+        ) from None
+    host, _, port = host.partition(":")
+    if not host or not es_uuid:
+        raise SettingsError(f"{ES_CLOUD_ID} names no host or Elasticsearch id")
+    return f"https://{es_uuid}.{host}:{port or 443}"
+
+
+def with_password(url: str, password: str | None) -> str:
+    """`url` with `password` in it when the URL carries none (SYNC_PG_PASSWORD beside a URL that
+    names only the user); a URL's own password wins."""
+    parts = urlsplit(url)
+    if not password or parts.password is not None or not parts.username:
+        return url
+    host = parts.netloc.rpartition("@")[2]
+    netloc = f"{parts.username}:{quote(password, safe='')}@{host}"
+    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
 
 
 def _config_path(env: Mapping[str, str]) -> Path:
@@ -173,6 +241,7 @@ def _local(env: Mapping[str, str]) -> LocalServiceSettings:
     return LocalServiceSettings(
         pg_port=_int(env, LOCAL_PG_PORT, DEFAULT_LOCAL_PG_PORT),
         es_port=_int(env, LOCAL_ES_PORT, DEFAULT_LOCAL_ES_PORT),
+        es_secure_port=_int(env, LOCAL_ES_SECURE_PORT, _int(env, LOCAL_ES_PORT, DEFAULT_LOCAL_ES_PORT) + 10),
         es_version=_text(env, ES_VERSION) or DEFAULT_ES_VERSION,
         services_dir=(
             Path(services_dir).expanduser().absolute() if services_dir else PROJECT_ROOT / ".services"
@@ -181,6 +250,54 @@ def _local(env: Mapping[str, str]) -> LocalServiceSettings:
         pg_start_timeout=_int(env, PG_START_TIMEOUT, 60),
         es_start_timeout=_int(env, ES_START_TIMEOUT, 180),
     )
+
+
+def _es_options(env: Mapping[str, str]) -> ElasticsearchOptions:
+    username, password = _text(env, ES_USERNAME), _text(env, ES_PASSWORD)
+    if bool(username) != bool(password):
+        raise SettingsError(f"{ES_USERNAME} and {ES_PASSWORD} go together: set both, or neither")
+    kinds = [
+        n
+        for n, v in (
+            (ES_API_KEY, env.get(ES_API_KEY)),
+            (ES_USERNAME, username),
+            (ES_BEARER_TOKEN, env.get(ES_BEARER_TOKEN)),
+        )
+        if (v or "").strip()
+    ]
+    if len(kinds) > 1:
+        raise SettingsError(f"set one kind of Elasticsearch credentials, not {' and '.join(kinds)}")
+    ca_certs = _text(env, ES_CA_CERTS)
+    if ca_certs and not Path(ca_certs).expanduser().is_file():
+        raise SettingsError(f"{ES_CA_CERTS}={ca_certs}: no such file (a PEM file with the cluster's CA)")
+    raw_timeout = _text(env, ES_REQUEST_TIMEOUT)
+    try:
+        timeout = float(raw_timeout) if raw_timeout else 120.0
+    except ValueError:
+        raise SettingsError(f"{ES_REQUEST_TIMEOUT}={raw_timeout!r} is not a number of seconds") from None
+    if timeout <= 0:
+        raise SettingsError(f"{ES_REQUEST_TIMEOUT} must be more than 0 seconds, not {raw_timeout}")
+    fingerprint = _text(env, ES_SSL_FINGERPRINT)
+    if fingerprint and len(fingerprint.replace(":", "")) != 64:
+        raise SettingsError(f"{ES_SSL_FINGERPRINT} must be the certificate's SHA-256 (64 hex digits)")
+    return ElasticsearchOptions(
+        api_key=_text(env, ES_API_KEY),
+        username=username,
+        password=password,
+        bearer_token=_text(env, ES_BEARER_TOKEN),
+        ca_certs=str(Path(ca_certs).expanduser().absolute()) if ca_certs else None,
+        ssl_fingerprint=fingerprint,
+        verify_certs=parse_bool(ES_VERIFY_CERTS, env.get(ES_VERIFY_CERTS, "true")),
+        request_timeout=timeout,
+        http_compress=parse_bool(ES_HTTP_COMPRESS, env.get(ES_HTTP_COMPRESS, "")),
+    )
+
+
+def _es_url(env: Mapping[str, str]) -> str | None:
+    url, cloud_id = _text(env, ES_URL), _text(env, ES_CLOUD_ID)
+    if url and cloud_id:
+        raise SettingsError(f"set {ES_URL} or {ES_CLOUD_ID}, not both")
+    return cloud_id_url(cloud_id) if cloud_id else url
 
 
 def memory_tuning_enabled(environ: Mapping[str, str] | None = None) -> bool:
@@ -193,9 +310,14 @@ def memory_tuning_enabled(environ: Mapping[str, str] | None = None) -> bool:
 def load(environ: Mapping[str, str] | None = None) -> Settings:
     """The settings from `environ` (default: the process environment), validated."""
     env = os.environ if environ is None else environ
+    pg_password = _text(env, PG_PASSWORD)
+    pg_url = _text(env, PG_URL)
     return Settings(
-        pg_url=_text(env, PG_URL),
-        es_url=_text(env, ES_URL),
+        pg_url=with_password(pg_url, pg_password) if pg_url else None,
+        pg_password=pg_password,
+        es_url=_es_url(env),
+        es_cloud_id=_text(env, ES_CLOUD_ID),
+        es=_es_options(env),
         config_path=_config_path(env),
         staging_dir=Path(_text(env, STAGING_DIR) or ".staging"),
         dagster_url=(_text(env, DAGSTER_URL) or DEFAULT_DAGSTER_URL).rstrip("/"),

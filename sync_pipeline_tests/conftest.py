@@ -21,7 +21,8 @@ import sqlalchemy as sa
 
 from sync_pipeline.core.specs import SyncSpec, parse_specs
 from sync_pipeline.dev import services
-from sync_pipeline.io.elasticsearch import drop_target, es_client
+from sync_pipeline.io.elasticsearch import drop_target
+from sync_pipeline.io.es_client import es_client
 from sync_pipeline.io.postgres import engine_for
 
 

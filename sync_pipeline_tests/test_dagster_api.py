@@ -30,7 +30,7 @@ from elasticsearch import NotFoundError
 from sync_pipeline.apps import dagster_api
 from sync_pipeline.core.specs import SyncSpec, parse_specs
 from sync_pipeline.defs.partitions import partition_keys_for
-from sync_pipeline.io.elasticsearch import es_client
+from sync_pipeline.io.es_client import es_client
 from sync_pipeline.io.postgres import engine_for
 
 from .conftest import free_port, stop_process_groups

@@ -26,7 +26,8 @@ import yaml
 from sync_pipeline.core import naming
 from sync_pipeline.core.specs import parse_specs
 from sync_pipeline.io.buffer import BUFFER
-from sync_pipeline.io.elasticsearch import drop_target, es_client
+from sync_pipeline.io.elasticsearch import drop_target
+from sync_pipeline.io.es_client import es_client
 from sync_pipeline.io.postgres import engine_for
 from sync_pipeline.ops.capture import install_triggers, uninstall_triggers
 

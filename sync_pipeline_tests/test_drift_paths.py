@@ -17,7 +17,7 @@ from sync_pipeline.defs import build_definitions
 from sync_pipeline.defs.catchup import build_catchup_sensor, missing_ranges
 from sync_pipeline.defs.partitions import partitions_for
 from sync_pipeline.defs.resources import resources_for
-from sync_pipeline.io.elasticsearch import es_client
+from sync_pipeline.io.es_client import es_client
 from sync_pipeline.io.postgres import sqlalchemy_url
 from sync_pipeline.io.staging import StagingArea
 from sync_pipeline.ops.sync_window import WindowRun, sync_window

@@ -22,7 +22,7 @@ from sync_pipeline.core.specs import parse_specs
 from sync_pipeline.dev import services
 from sync_pipeline.io import deadletters
 from sync_pipeline.io.buffer import BUFFER
-from sync_pipeline.io.elasticsearch import es_client
+from sync_pipeline.io.es_client import es_client
 from sync_pipeline.ops.capture import install_triggers, uninstall_triggers
 
 from .conftest import CHAOS_RESULTS

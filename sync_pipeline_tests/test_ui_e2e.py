@@ -20,7 +20,8 @@ import sqlalchemy as sa
 from sync_pipeline.core.specs import parse_specs
 from sync_pipeline.dev.browser import BrowserUnavailable, find_or_install_chromium
 from sync_pipeline.io.buffer import BUFFER
-from sync_pipeline.io.elasticsearch import drop_target, es_client
+from sync_pipeline.io.elasticsearch import drop_target
+from sync_pipeline.io.es_client import es_client
 from sync_pipeline.io.postgres import engine_for
 from sync_pipeline.ops.capture import install_triggers, uninstall_triggers
 

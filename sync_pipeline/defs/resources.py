@@ -16,28 +16,56 @@ from sqlalchemy.engine import Engine
 
 from sync_pipeline import settings as settings_module
 from sync_pipeline.defs.alerts import alert_channels
-from sync_pipeline.io.elasticsearch import es_client
+from sync_pipeline.io.es_client import es_client
 from sync_pipeline.io.postgres import engine_for, libpq_url
 from sync_pipeline.io.staging import StagingArea
-from sync_pipeline.settings import Settings
+from sync_pipeline.settings import ElasticsearchOptions, Settings, with_password
 
 
 class PostgresResource(dg.ConfigurableResource):
     url: str
+    password: str | None = None  # SYNC_PG_PASSWORD, for a URL that names only the user
+
+    @property
+    def _url(self) -> str:
+        return with_password(self.url, self.password)
 
     def engine(self) -> Engine:
-        return engine_for(self.url)
+        return engine_for(self._url)
 
     def libpq_url(self, application_name: str = "sync_pipeline") -> str:
-        return libpq_url(self.url, application_name)
+        return libpq_url(self._url, application_name)
 
 
 class ElasticsearchResource(dg.ConfigurableResource):
+    """The options of settings.ElasticsearchOptions; credentials arrive as EnvVars."""
+
     url: str
     request_timeout: float = 120.0
+    api_key: str | None = None
+    username: str | None = None
+    password: str | None = None
+    bearer_token: str | None = None
+    ca_certs: str | None = None
+    ssl_fingerprint: str | None = None
+    verify_certs: bool = True
+    http_compress: bool = False
+
+    def options(self) -> ElasticsearchOptions:
+        return ElasticsearchOptions(
+            api_key=self.api_key,
+            username=self.username,
+            password=self.password,
+            bearer_token=self.bearer_token,
+            ca_certs=self.ca_certs,
+            ssl_fingerprint=self.ssl_fingerprint,
+            verify_certs=self.verify_certs,
+            request_timeout=self.request_timeout,
+            http_compress=self.http_compress,
+        )
 
     def client(self) -> Elasticsearch:
-        return es_client(self.url, self.request_timeout)
+        return es_client(self.url, options=self.options())
 
 
 class StagingResource(dg.ConfigurableResource):
@@ -60,9 +88,30 @@ def resources_for(
     settings: Settings, *, pg_url: str | None = None, es_url: str | None = None
 ) -> dict[str, dg.ConfigurableResource]:
     """The resources of one deployment. Without URLs: SYNC_PG_URL / SYNC_ES_URL, required."""
+    es = settings.es
+
+    def secret(variable: str, value: str | None) -> dg.EnvVar | None:
+        return dg.EnvVar(variable) if value else None
+
+    cloud = settings.es_cloud_id is not None and es_url in (None, settings.es_url)
     return {
         "alert_channels": alert_channels(settings.alerts),
-        "postgres": PostgresResource(url=_url(settings_module.PG_URL, settings.pg_url, pg_url)),
-        "elasticsearch": ElasticsearchResource(url=_url(settings_module.ES_URL, settings.es_url, es_url)),
+        "postgres": PostgresResource(
+            url=_url(settings_module.PG_URL, settings.pg_url, pg_url),
+            password=secret(settings_module.PG_PASSWORD, settings.pg_password),
+        ),
+        "elasticsearch": ElasticsearchResource(
+            # a cloud id's URL is no secret, and no variable holds it as a URL
+            url=settings.require_es_url() if cloud else _url(settings_module.ES_URL, settings.es_url, es_url),
+            request_timeout=es.request_timeout,
+            api_key=secret(settings_module.ES_API_KEY, es.api_key),
+            username=es.username,
+            password=secret(settings_module.ES_PASSWORD, es.password),
+            bearer_token=secret(settings_module.ES_BEARER_TOKEN, es.bearer_token),
+            ca_certs=es.ca_certs,
+            ssl_fingerprint=es.ssl_fingerprint,
+            verify_certs=es.verify_certs,
+            http_compress=es.http_compress,
+        ),
         "staging": StagingResource(base_dir=str(settings.staging_dir)),
     }

@@ -39,16 +39,6 @@ from sync_pipeline.core.windows import Window, es_window_query
 T = TypeVar("T")
 
 
-def es_client(url: str, request_timeout: float = 120.0) -> Elasticsearch:
-    return Elasticsearch(
-        url,
-        request_timeout=request_timeout,
-        retry_on_timeout=True,
-        max_retries=3,
-        retry_on_status=(502, 503, 504),
-    )
-
-
 def is_transient(exc: BaseException) -> bool:
     if isinstance(exc, ESConnectionError | ESConnectionTimeout):
         return True

@@ -53,8 +53,12 @@ def _unreachable_message(exc: Exception) -> str | None:
     from sync_pipeline.apps.cli.output import first_line
     from sync_pipeline.apps.cli.session import Session, pg_label
     from sync_pipeline.core.redact import redact_url
+    from sync_pipeline.io.es_client import connection_problem
 
     session = Session.current
+    problem = connection_problem(exc, redact_url(session.es_url), session.settings.es) if session else None
+    if problem:
+        return problem
     if isinstance(exc, ESConnectionError):
         return f"lost the connection to Elasticsearch at {redact_url(session.es_url) if session else '?'}"
     if isinstance(exc, OperationalError):

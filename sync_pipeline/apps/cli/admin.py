@@ -42,7 +42,10 @@ HISTORY_HEADERS = [
 def cmd_services(args: argparse.Namespace) -> int:
     from sync_pipeline.dev import services
 
-    if args.action == "up":
+    if args.action in ("up", "env") and args.secure:
+        # the secured node: started (a no-op when running) so that its API key is current
+        print("\n".join(services.up_secure().env_lines()))
+    elif args.action == "up":
         urls = services.up()
         print(f"postgresql:    {urls.pg_url}\nelasticsearch: {urls.es_url}")
     elif args.action == "down":
@@ -72,7 +75,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     # a fresh index each demo, created from the spec's mapping by the first load
     drop_target(es, spec.target.index)
     session.preflight()
-    servers = Servers(session.pg_url, session.es_url)
+    servers = Servers(session.pg_url, session.es_url, session.settings.es)
     summary = run_sync(session.specs, spec, show_progress=sys.stderr.isatty(), servers=servers)
     count = es.count(index=spec.target.index)["count"] if es.indices.exists(index=spec.target.index) else 0
     print()

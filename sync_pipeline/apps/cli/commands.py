@@ -17,7 +17,7 @@ from sync_pipeline.ops.replay import ReplayError, replay
 
 
 def servers(session: Session) -> Servers:
-    return Servers(session.pg_url, session.es_url)
+    return Servers(session.pg_url, session.es_url, session.settings.es)
 
 
 def cmd_sync(args: argparse.Namespace) -> int:

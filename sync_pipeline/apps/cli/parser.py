@@ -17,6 +17,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     services = sub.add_parser("services", help="local PostgreSQL + Elasticsearch for dev and tests")
     services.add_argument("action", choices=["up", "down", "status", "env"])
+    services.add_argument(
+        "--secure",
+        action="store_true",
+        help="the local Elasticsearch with security and HTTPS on (its own port): up starts it, "
+        "env prints SYNC_ES_URL, SYNC_ES_API_KEY and SYNC_ES_CA_CERTS for it",
+    )
     services.set_defaults(func=admin.cmd_services)
 
     demo = sub.add_parser("demo", help="seed the demo tables, run a full sync, print a summary")

@@ -22,7 +22,7 @@ from sync_pipeline import settings as settings_module
 from sync_pipeline.apps.cli.output import first_line
 from sync_pipeline.core.redact import redact_url
 from sync_pipeline.core.specs import SyncSpec, get_spec, load_specs
-from sync_pipeline.io.elasticsearch import es_client
+from sync_pipeline.io.es_client import connection_problem, es_client
 from sync_pipeline.io.postgres import describe_source, engine_for, sqlalchemy_url
 from sync_pipeline.ops.binding import Bound, bind
 from sync_pipeline.ops.target import conflict_error, mapping_drift
@@ -100,8 +100,8 @@ class Session:
             self._engine = engine_for(self.pg_url)
         return self._engine
 
-    def es(self, request_timeout: float = 120.0) -> Elasticsearch:
-        return es_client(self.es_url, request_timeout=request_timeout)
+    def es(self, request_timeout: float | None = None) -> Elasticsearch:
+        return es_client(self.es_url, request_timeout=request_timeout, options=self.settings.es)
 
     def preflight(self, mapping: bool = False) -> None:
         """Both servers reachable, every selected source matching its spec; with `mapping`, also
@@ -113,9 +113,12 @@ class Session:
         es_label = redact_url(self.es_url)
         try:
             self.es(request_timeout=10).cluster.health()
-        except ESConnectionError:
-            raise UsageError(f"cannot connect to Elasticsearch at {es_label}") from None
         except Exception as exc:
+            problem = connection_problem(exc, es_label, self.settings.es)
+            if problem:
+                raise UsageError(problem) from None
+            if isinstance(exc, ESConnectionError):
+                raise UsageError(f"cannot connect to Elasticsearch at {es_label}") from None
             raise UsageError(f"Elasticsearch at {es_label} refused us: {first_line(exc)}") from None
         try:
             conn = self.engine.connect()

@@ -74,6 +74,7 @@ from sync_pipeline.dev.services.runtime import (
     state_dir,
     untraversable_parents,
 )
+from sync_pipeline.dev.services.secure_es import SecureUrls, start_secure, stop_secure
 from sync_pipeline.settings import DEFAULT_ES_VERSION
 
 __all__ = [
@@ -113,6 +114,7 @@ __all__ = [
     "status",
     "untraversable_parents",
     "up",
+    "up_secure",
 ]
 
 log = logging.getLogger(__name__)
@@ -138,10 +140,18 @@ def up(*, postgres: bool = True, elasticsearch: bool = True) -> ServiceUrls:
     return local_urls()
 
 
+def up_secure() -> SecureUrls:
+    """Start the secured Elasticsearch (HTTPS, an API key; beside the plain node, its own port)."""
+    with _locked():
+        state, runtime = _prepare_dirs()
+        return start_secure(state, runtime)
+
+
 def down() -> None:
-    """Stop both local services (data is kept)."""
+    """Stop the local services (data is kept)."""
     with _locked():
         runtime = _known_runtime_dir()
+        stop_secure(runtime)
         _stop_elasticsearch(runtime)
         _stop_postgres(runtime)
 
