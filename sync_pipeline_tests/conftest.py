@@ -94,6 +94,12 @@ def service_urls() -> services.ServiceUrls:
     return services.ensure_services()
 
 
+@pytest.fixture(scope="session")
+def secure_node(service_urls: services.ServiceUrls):
+    """The local Elasticsearch with security and HTTPS on, started by the project's own code."""
+    return services.up_secure()
+
+
 @pytest.fixture(scope="session", autouse=True)
 def isolated_dagster_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """Runs made by tests land in a throwaway instance, not the developer's."""

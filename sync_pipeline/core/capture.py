@@ -108,7 +108,12 @@ def trigger_ddl(spec: SyncSpec, watched: Watched) -> list[str]:
     VALUES ({spec_literal}, {sql_literal(watched.source)}, {own}, left(TG_OP, 1), {link});"""
     source = "NULL" if watched.source is None else sql_literal(watched.source)
     # the TRUNCATE branch comes first: a statement-level call has no row to read
-    function_sql = f"""CREATE OR REPLACE FUNCTION {function}() RETURNS trigger LANGUAGE plpgsql AS $body$
+    # SECURITY DEFINER: the application's roles write their own tables only; the buffer row is
+    # written with the installer's right to it, so granting nothing more to the application
+    # cannot make its writes fail. The pinned search_path keeps a definer function from resolving
+    # names through a writer's schemas (every name inside is schema-qualified anyway).
+    function_sql = f"""CREATE OR REPLACE FUNCTION {function}() RETURNS trigger LANGUAGE plpgsql
+SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $body$
 DECLARE
   n jsonb;
   o jsonb;

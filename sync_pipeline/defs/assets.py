@@ -40,7 +40,7 @@ def _window_run(
         spec=spec,
         window=window,
         key=key,
-        pg_url=postgres.url,
+        pg_url=postgres.connection_url,
         staging=staging.area(),
         run_id=context.run.run_id,
         on_batch=batch_logger(context, dg.AssetKey(naming.index_asset(spec.name))),

@@ -27,14 +27,15 @@ class PostgresResource(dg.ConfigurableResource):
     password: str | None = None  # SYNC_PG_PASSWORD, for a URL that names only the user
 
     @property
-    def _url(self) -> str:
+    def connection_url(self) -> str:
+        """The URL to connect with (the password joined in): for ops that take a URL, never shown."""
         return with_password(self.url, self.password)
 
     def engine(self) -> Engine:
-        return engine_for(self._url)
+        return engine_for(self.connection_url)
 
     def libpq_url(self, application_name: str = "sync_pipeline") -> str:
-        return libpq_url(self._url, application_name)
+        return libpq_url(self.connection_url, application_name)
 
 
 class ElasticsearchResource(dg.ConfigurableResource):

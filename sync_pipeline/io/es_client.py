@@ -72,14 +72,16 @@ def connection_problem(exc: BaseException, label: str, options: ElasticsearchOpt
         error = exc.body.get("error", {}) if isinstance(exc.body, dict) else {}
         reason = (error.get("reason") if isinstance(error, dict) else error) or exc.message
         used = (
-            "SYNC_ES_API_KEY"
-            if options.api_key
-            else "SYNC_ES_USERNAME/SYNC_ES_PASSWORD"
-            if options.username
-            else "SYNC_ES_BEARER_TOKEN"
-            if options.bearer_token
-            else "no credentials (set SYNC_ES_API_KEY)"
-        )
+            "SYNC_ES_API_KEY" if options.api_key
+            else "SYNC_ES_USERNAME/SYNC_ES_PASSWORD" if options.username
+            else "SYNC_ES_BEARER_TOKEN" if options.bearer_token
+            else None
+        )  # fmt: skip
+        if used is None:
+            return (
+                f"Elasticsearch at {label} wants credentials: set SYNC_ES_API_KEY (or "
+                f"SYNC_ES_USERNAME and SYNC_ES_PASSWORD): {reason}"
+            )
         what = (
             "refused the credentials" if exc.status_code == 401 else "denied a privilege to the credentials"
         )

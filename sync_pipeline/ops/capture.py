@@ -12,7 +12,7 @@ from sqlalchemy.engine import Connection
 
 from sync_pipeline.core.fanout import Watched, watched_tables
 from sync_pipeline.core.specs import SyncSpec
-from sync_pipeline.io import buffer
+from sync_pipeline.io import buffer, deadletters
 from sync_pipeline.io.postgres import describe_table
 from sync_pipeline.ops.binding import bind
 
@@ -76,8 +76,12 @@ def watched_for(conn: Connection, spec: SyncSpec) -> list[Watched]:
 
 
 def install_triggers(conn: Connection, spec: SyncSpec) -> list[str]:
-    """Triggers on every watched table, in the caller's transaction; returns the tables."""
-    return buffer.install_watched(conn, spec, watched_for(conn, spec))
+    """Triggers on every watched table, in the caller's transaction; returns the tables. The
+    owner-only step (docs/grants.md): the dead-letter table is created here too, so a role that
+    may not create tables can still keep what Elasticsearch refuses."""
+    watched = watched_for(conn, spec)
+    deadletters.ensure_table(conn)
+    return buffer.install_watched(conn, spec, watched)
 
 
 def uninstall_triggers(conn: Connection, spec: SyncSpec) -> list[str]:

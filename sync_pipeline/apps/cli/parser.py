@@ -64,6 +64,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     rebuild_cmd.set_defaults(func=commands.cmd_rebuild)
 
+    grants = sub.add_parser(
+        "grants", help="the least-privilege Elasticsearch role and PostgreSQL grants a spec needs"
+    )
+    grants.add_argument("--spec", required=True)
+    grants.add_argument("--es-role", default=None, help="role name (default: sync_pipeline_<spec>)")
+    grants.add_argument("--pg-role", default="sync_pipeline", help="the role sync_pipeline connects as")
+    grants.set_defaults(func=search_module.cmd_grants)
+
     search = sub.add_parser("search", help="full-text search over the spec's text fields, with highlights")
     search.add_argument("--spec", required=True)
     search.add_argument("query")

@@ -1,4 +1,5 @@
-"""`sync-pipeline search`: one command that shows the index answers what it was synced for."""
+"""`sync-pipeline search`: one command that shows the index answers what it was synced for;
+`sync-pipeline grants`: the least privilege it needs to do so."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from elasticsearch import Elasticsearch
 
 from sync_pipeline.apps.cli.output import EXIT_DRIFT, EXIT_OK
 from sync_pipeline.apps.cli.session import Session, UsageError
+from sync_pipeline.core.grants import es_grants, pg_grants, read_tables
 from sync_pipeline.core.specs import SyncSpec
 
 MAX_FRAGMENT = 120
@@ -65,3 +67,14 @@ def cmd_search(args: argparse.Namespace) -> int:
     lines = search_lines(session.es(), session.spec, args.query, args.size)
     print("\n".join(lines))
     return EXIT_OK if len(lines) > 1 else EXIT_DRIFT
+
+
+def cmd_grants(args: argparse.Namespace) -> int:
+    """Printed from the spec alone: an administrator runs it before the servers are reachable."""
+    session = Session.open(args, one=True, servers=False)
+    spec = session.spec
+    role = args.es_role or f"sync_pipeline_{spec.name}"
+    print(es_grants(spec, role))
+    print()
+    print(pg_grants(spec, read_tables(spec), args.pg_role))
+    return EXIT_OK

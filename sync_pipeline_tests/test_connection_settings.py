@@ -1,0 +1,94 @@
+"""Connections as users have them: SYNC_ES_* / SYNC_PG_* read once, checked, passed on as EnvVars
+(pure: no servers)."""
+
+from __future__ import annotations
+
+import base64
+
+import dagster as dg
+import pytest
+
+from sync_pipeline import settings
+from sync_pipeline.defs.resources import resources_for
+from sync_pipeline.io.es_client import es_client
+from sync_pipeline.settings import SettingsError, cloud_id_url, with_password
+
+CLOUD_ID = "shop:" + base64.b64encode(b"europe-west1.gcp.cloud.es.io:9243$abc123$kib456").decode()
+
+
+def test_an_elastic_cloud_id_stands_for_its_https_url():
+    assert cloud_id_url(CLOUD_ID) == "https://abc123.europe-west1.gcp.cloud.es.io:9243"
+    plain = "x:" + base64.b64encode(b"us-east-1.aws.found.io$es9$kb9").decode()
+    assert cloud_id_url(plain) == "https://es9.us-east-1.aws.found.io:443"
+    loaded = settings.load({"SYNC_ES_CLOUD_ID": CLOUD_ID, "SYNC_ES_API_KEY": "a2V5"})
+    assert loaded.es_url == "https://abc123.europe-west1.gcp.cloud.es.io:9243" and loaded.es.api_key == "a2V5"
+
+
+@pytest.mark.parametrize(
+    ("env", "expected"),
+    [
+        ({"SYNC_ES_CLOUD_ID": "shop:not-base64!"}, "SYNC_ES_CLOUD_ID is not an Elastic Cloud id"),
+        ({"SYNC_ES_CLOUD_ID": CLOUD_ID, "SYNC_ES_URL": "https://x:9200"}, "not both"),
+        ({"SYNC_ES_USERNAME": "sync"}, "SYNC_ES_USERNAME and SYNC_ES_PASSWORD go together"),
+        ({"SYNC_ES_API_KEY": "k", "SYNC_ES_BEARER_TOKEN": "t"}, "one kind of Elasticsearch credentials"),
+        ({"SYNC_ES_CA_CERTS": "/no/such/ca.crt"}, "SYNC_ES_CA_CERTS=/no/such/ca.crt: no such file"),
+        ({"SYNC_ES_SSL_FINGERPRINT": "ab:cd"}, "SHA-256 (64 hex digits)"),
+        ({"SYNC_ES_REQUEST_TIMEOUT": "soon"}, "SYNC_ES_REQUEST_TIMEOUT='soon' is not a number"),
+        ({"SYNC_ES_VERIFY_CERTS": "maybe"}, "SYNC_ES_VERIFY_CERTS must be one of"),
+    ],
+)
+def test_a_connection_setting_that_cannot_work_names_the_variable(env, expected):
+    with pytest.raises(SettingsError) as caught:
+        settings.load(env)
+    assert expected in str(caught.value)
+
+
+def test_a_separate_postgres_password_joins_a_url_that_names_only_the_user():
+    assert with_password("postgresql://sync@db:5432/x?sslmode=verify-full", "p@ss/w") == (
+        "postgresql://sync:p%40ss%2Fw@db:5432/x?sslmode=verify-full"
+    )
+    assert with_password("postgresql://sync:own@db/x", "other") == "postgresql://sync:own@db/x"
+    assert with_password("postgresql://db/x", "p") == "postgresql://db/x"  # no user: PGUSER/PGPASSFILE
+    loaded = settings.load({"SYNC_PG_URL": "postgresql://sync@db/x", "SYNC_PG_PASSWORD": "s3cret"})
+    assert loaded.pg_url == "postgresql://sync:s3cret@db/x" and "s3cret" not in repr(loaded)
+
+
+def test_credentials_reach_the_client_and_tls_options_only_an_https_one(tmp_path):
+    ca = tmp_path / "ca.crt"
+    ca.write_text("-----BEGIN CERTIFICATE-----\n")
+    options = settings.load(
+        {
+            "SYNC_ES_USERNAME": "sync",
+            "SYNC_ES_PASSWORD": "pw",
+            "SYNC_ES_CA_CERTS": str(ca),
+            "SYNC_ES_HTTP_COMPRESS": "1",
+        }
+    ).es
+    client = es_client("http://127.0.0.1:9200", options=options)
+    assert client.transport.node_pool.get().config.http_compress is True
+    assert client._headers["authorization"].startswith("Basic ")
+    keyed = es_client("http://127.0.0.1:9200", options=settings.load({"SYNC_ES_API_KEY": "a2V5"}).es)
+    assert keyed._headers["authorization"] == "ApiKey a2V5"
+    bearer = es_client("http://127.0.0.1:9200", options=settings.load({"SYNC_ES_BEARER_TOKEN": "tok"}).es)
+    assert bearer._headers["authorization"] == "Bearer tok"
+
+
+def test_secrets_reach_dagster_as_environment_variables_never_as_values():
+    env = {
+        "SYNC_PG_URL": "postgresql://sync@db/x",
+        "SYNC_PG_PASSWORD": "pg-secret",
+        "SYNC_ES_URL": "https://es:9200",
+        "SYNC_ES_USERNAME": "sync",
+        "SYNC_ES_PASSWORD": "es-secret",
+    }
+    resources = resources_for(settings.load(env))
+    es, pg = resources["elasticsearch"], resources["postgres"]
+    assert isinstance(es.password, dg.EnvVar) and es.password.env_var_name == "SYNC_ES_PASSWORD"
+    assert isinstance(pg.password, dg.EnvVar) and pg.password.env_var_name == "SYNC_PG_PASSWORD"
+    assert isinstance(es.url, dg.EnvVar) and isinstance(pg.url, dg.EnvVar)
+    assert es.username == "sync" and es.api_key is None
+    cloud = resources_for(settings.load({"SYNC_ES_CLOUD_ID": CLOUD_ID, "SYNC_ES_API_KEY": "k"}))[
+        "elasticsearch"
+    ]
+    assert cloud.url == "https://abc123.europe-west1.gcp.cloud.es.io:9243"  # no secret, no variable holds it
+    assert isinstance(cloud.api_key, dg.EnvVar)

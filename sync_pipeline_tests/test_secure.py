@@ -1,0 +1,326 @@
+"""Servers as users run them: Elasticsearch with security and HTTPS on, least-privilege identities
+(real servers: the secured local node from `services up --secure`, the local PostgreSQL)."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+import urllib.error
+import uuid
+
+import certifi
+import pytest
+import sqlalchemy as sa
+
+from sync_pipeline.apps.cli import main
+from sync_pipeline.core.grants import read_tables
+from sync_pipeline.core.specs import parse_specs
+from sync_pipeline.dev.services import secure_es
+from sync_pipeline.dev.services.runtime import _known_runtime_dir
+from sync_pipeline.io import deadletters
+from sync_pipeline.io.elasticsearch import drop_target
+from sync_pipeline.io.es_client import es_client
+from sync_pipeline.ops.capture import uninstall_triggers
+from sync_pipeline.settings import ElasticsearchOptions
+
+pytestmark = pytest.mark.integration
+
+
+def secure_env(node, **overrides: str) -> dict[str, str]:
+    return {
+        "SYNC_ES_URL": node.es_url,
+        "SYNC_ES_USERNAME": node.username,
+        "SYNC_ES_PASSWORD": node.password,
+        "SYNC_ES_CA_CERTS": str(node.ca_certs),
+    } | overrides
+
+
+def run(monkeypatch, capsys, env: dict[str, str], *args: str) -> tuple[int, str]:
+    with monkeypatch.context() as patched:
+        for name, value in env.items():
+            if value:
+                patched.setenv(name, value)
+            else:
+                patched.delenv(name, raising=False)
+        code = main(list(args))
+    out, err = capsys.readouterr()
+    return code, out + err
+
+
+def secure_client(node, username: str | None = None, password: str | None = None):
+    options = ElasticsearchOptions(
+        username=username or node.username, password=password or node.password, ca_certs=str(node.ca_certs)
+    )
+    return es_client(node.es_url, options=options)
+
+
+@pytest.fixture()
+def secured(scenario, secure_node):
+    yield scenario
+    drop_target(secure_client(secure_node), scenario.index)
+    with scenario.engine.begin() as conn:
+        deadletters.purge(conn, scenario.table)
+
+
+def test_sync_drain_verify_dead_letters_and_rebuild_over_https_with_credentials(
+    secured, insert_rows, secure_node, tmp_path, monkeypatch, capsys
+):
+    scenario = secured
+    insert_rows(range(1, 41), "2026-02-01 00:00:00+00", title=" 42 ")
+    insert_rows([41], "2026-02-01 00:00:00+00", title="not a number")
+    config = tmp_path / "sync.yaml"
+    config.write_text(
+        scenario.spec_text().replace("title: {cleanse: [trim, empty_to_null]}", "title: {type: integer}")
+    )
+    env = secure_env(secure_node)
+    base = ("--config", str(config))
+    code, out = run(monkeypatch, capsys, env, *base, "sync", "--spec", scenario.table, "--full")
+    assert code == 1 and "dead letters" in out, out  # one refused document, kept
+    assert run(monkeypatch, capsys, env, *base, "install-triggers", "--spec", scenario.table)[0] == 0
+    scenario.execute(f"UPDATE {scenario.table} SET title = '7' WHERE id = 41")  # fixed at the source
+    scenario.execute(f"DELETE FROM {scenario.table} WHERE id = 1")
+    assert run(monkeypatch, capsys, env, *base, "flush", "--spec", scenario.table)[0] == 0
+    code, out = run(monkeypatch, capsys, env, *base, "dead-letters", "replay", "--spec", scenario.table)
+    assert code == 0, out
+    code, out = run(monkeypatch, capsys, env, *base, "verify", "--spec", scenario.table)
+    assert code == 0 and "OK  postgres=40 elasticsearch=40" in out, out
+    code, out = run(monkeypatch, capsys, env, *base, "rebuild", "--spec", scenario.table)
+    assert code == 0, out
+    es = secure_client(secure_node)
+    assert es.indices.get_alias(name=scenario.index).body.keys() == {f"{scenario.index}_v2"}
+    assert run(monkeypatch, capsys, env, *base, "verify", "--spec", scenario.table)[0] == 0
+    with scenario.engine.begin() as conn:
+        uninstall_triggers(conn, scenario.spec())
+
+
+def test_connection_mistakes_are_one_line_errors_naming_the_server_and_exit_2(
+    scenario, secure_node, live, tmp_path, monkeypatch, capsys
+):
+    config_args = ("--config", str(scenario.spec_file(tmp_path)), "verify")
+    url = secure_node.es_url
+    cases = {
+        "wrong password": (
+            secure_env(secure_node, SYNC_ES_PASSWORD="not-it"),
+            "refused the credentials of SYNC_ES_USERNAME/SYNC_ES_PASSWORD",
+        ),
+        "no credentials": (
+            secure_env(secure_node, SYNC_ES_USERNAME="", SYNC_ES_PASSWORD=""),
+            "wants credentials: set SYNC_ES_API_KEY",
+        ),
+        "CA that did not sign it": (
+            secure_env(secure_node, SYNC_ES_CA_CERTS=certifi.where()),
+            "TLS certificate is not trusted by SYNC_ES_CA_CERTS=",
+        ),
+        "plain HTTP against HTTPS": (
+            secure_env(secure_node, SYNC_ES_URL=url.replace("https://", "http://")),
+            "closed the connection: it probably wants HTTPS",
+        ),
+        "HTTPS against plain HTTP": (
+            secure_env(secure_node, SYNC_ES_URL=live.es_url.replace("http://", "https://")),
+            "does not speak HTTPS",
+        ),
+    }
+    for what, (env, expected) in cases.items():
+        code, out = run(monkeypatch, capsys, env, *config_args)
+        lines = [line for line in out.splitlines() if line.strip()]
+        assert code == 2, (what, out)
+        assert (
+            len(lines) == 1
+            and lines[0].startswith("sync-pipeline: Elasticsearch at ")
+            and expected in lines[0]
+        ), (what, out)
+        assert secure_node.password not in out
+
+
+def _grants_output(monkeypatch, capsys, config, spec_name: str, es_role: str, pg_role: str) -> str:
+    code, out = run(
+        monkeypatch,
+        capsys,
+        {},
+        "--config",
+        str(config),
+        "grants",
+        "--spec",
+        spec_name,
+        "--es-role",
+        es_role,
+        "--pg-role",
+        pg_role,
+    )
+    assert code == 0, out
+    return out
+
+
+def _wait_authenticates(node, user: str, password: str) -> None:
+    paths, _ = secure_es.secure_admin(_known_runtime_dir())
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            secure_es.request(paths, "GET", "/_security/_authenticate", secure_es.basic(user, password))
+            return
+        except urllib.error.HTTPError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)  # the file realm is reloaded every few seconds
+
+
+def test_the_printed_grants_are_enough_for_sync_drain_and_rebuild_and_a_missing_one_is_named(
+    secured, insert_rows, secure_node, live, tmp_path, monkeypatch, capsys
+):
+    scenario = secured
+    insert_rows(range(1, 21), "2026-02-01 00:00:00+00")
+    config = scenario.spec_file(tmp_path)
+    suffix = uuid.uuid4().hex[:6]
+    es_role, pg_role, es_user = f"least_{suffix}", f"least_{suffix}", f"least_{suffix}"
+    printed = _grants_output(monkeypatch, capsys, config, scenario.table, es_role, pg_role)
+
+    # PostgreSQL: the owner-only step as the owner, then every printed GRANT for a login role
+    owner_env = {"SYNC_PG_URL": live.pg_url, **secure_env(secure_node)}
+    assert (
+        run(
+            monkeypatch,
+            capsys,
+            owner_env,
+            "--config",
+            str(config),
+            "install-triggers",
+            "--spec",
+            scenario.table,
+        )[0]
+        == 0
+    )
+    password, app = uuid.uuid4().hex, f"app_{suffix}"
+    scenario.execute(f"CREATE ROLE {pg_role} LOGIN PASSWORD '{password}'")
+    scenario.execute(f"CREATE ROLE {app} LOGIN PASSWORD '{password}'")
+    grants = [line for line in printed.splitlines() if line.startswith("GRANT ")]
+    assert {"sync_pipeline_buffer", "sync_pipeline_dead_letters"} <= {
+        w for g in grants for w in re.findall(r"sync_pipeline_\w+", g)
+    }
+    for statement in grants:
+        scenario.execute(statement)
+    # Elasticsearch: the printed role, as a file-based role, for a user that holds only it
+    role = json.loads(printed.splitlines()[printed.splitlines().index(f"PUT _security/role/{es_role}") + 1])
+    assert role["indices"][0]["names"] == [scenario.index, f"{scenario.index}_v*"]
+    es_password = uuid.uuid4().hex
+    secure_es.add_role(_known_runtime_dir(), es_role, f"  {json.dumps(role)}\n", es_user, es_password)
+    _wait_authenticates(secure_node, es_user, es_password)
+    least = secure_env(
+        secure_node,
+        SYNC_PG_URL=live.pg_url.replace("sync:sync@", f"{pg_role}:{password}@"),
+        SYNC_ES_USERNAME=es_user,
+        SYNC_ES_PASSWORD=es_password,
+    )
+    try:
+        base = ("--config", str(config))
+        code, out = run(monkeypatch, capsys, least, *base, "sync", "--spec", scenario.table, "--full")
+        assert code == 0, out
+        # an application role with rights on its own table only: its writes go through the triggers
+        scenario.execute(f"GRANT SELECT, UPDATE ON {scenario.table} TO {app}")
+        app_engine = sa.create_engine(
+            live.pg_url.replace("postgresql://", "postgresql+psycopg://").replace(
+                "sync:sync@", f"{app}:{password}@"
+            )
+        )
+        with app_engine.begin() as conn:
+            conn.execute(sa.text(f"UPDATE {scenario.table} SET title = 'by the app' WHERE id = 3"))
+        app_engine.dispose()
+        assert run(monkeypatch, capsys, least, *base, "flush", "--spec", scenario.table)[0] == 0
+        assert run(monkeypatch, capsys, least, *base, "rebuild", "--spec", scenario.table)[0] == 0
+        code, out = run(monkeypatch, capsys, least, *base, "verify", "--spec", scenario.table)
+        assert code == 0, out
+        doc = secure_client(secure_node).get(index=scenario.index, id="3")["_source"]
+        assert doc["title"] == "by the app"
+        # a privilege taken away is named: the index another spec would write is not this role's
+        other = config.read_text().replace(f"index: {scenario.index}", f"index: other_{suffix}")
+        config.write_text(other)
+        code, out = run(monkeypatch, capsys, least, *base, "sync", "--spec", scenario.table, "--full")
+        assert code == 2 and "denied a privilege to the credentials" in out, out
+        scenario.execute(f"REVOKE SELECT ON {scenario.table} FROM {pg_role}")
+        code, out = run(monkeypatch, capsys, least, *base, "verify", "--spec", scenario.table)
+        assert code == 2 and "permission denied" in out and scenario.table in out, out
+    finally:
+        with scenario.engine.begin() as conn:
+            uninstall_triggers(conn, scenario.spec())
+        for name in (pg_role, app):
+            scenario.execute(
+                f"REVOKE ALL ON ALL TABLES IN SCHEMA public FROM {name}; REVOKE USAGE ON SCHEMA public "
+                f"FROM {name}; REVOKE pg_read_all_stats FROM {name}; DROP ROLE {name}"
+            )
+    assert read_tables(parse_specs(config.read_text())[0]) == [scenario.table]
+
+
+def cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "sync_pipeline.apps.cli", *args],
+        capture_output=True,
+        text=True,
+        env={**{k: v for k, v in os.environ.items() if not k.startswith("SYNC_ES_")}, **env},
+        timeout=600,
+    )
+
+
+def test_no_new_secret_reaches_output_logs_run_storage_or_errors(
+    secured, insert_rows, secure_node, live, tmp_path
+):
+    """The secrets test of test_cli.py, for every credential setting added since: the secure node's
+    password, a PostgreSQL password given apart from the URL, an API key and a bearer token."""
+    scenario = secured
+    insert_rows(range(1, 6), "2026-02-01 00:00:00+00")
+    pg_secret, api_key, token = "Pg-Zq9-s3cr3t", "QXBpLUtleS1zM2NyM3Q=", "Bearer-Tok-s3cr3t"
+    role = f"{scenario.table}_secret"
+    scenario.execute(
+        f"CREATE ROLE {role} LOGIN PASSWORD '{pg_secret}'; GRANT SELECT ON {scenario.table} TO {role}"
+    )
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    config = scenario.spec_file(tmp_path)
+    user_only = live.pg_url.replace("sync:sync@", f"{role}@")
+    base = {"DAGSTER_HOME": str(home), "SYNC_PG_URL": user_only, "SYNC_PG_PASSWORD": pg_secret}
+    try:
+        runs = [
+            cli(
+                "--config",
+                str(config),
+                "sync",
+                "--spec",
+                scenario.table,
+                "--full",
+                env={**base, **secure_env(secure_node)},
+            ),
+            # an unsecured node ignores credentials: the key and the token travel, and must not leak
+            cli(
+                "--config",
+                str(config),
+                "verify",
+                env={**base, "SYNC_ES_URL": live.es_url, "SYNC_ES_API_KEY": api_key},
+            ),
+            cli(
+                "--config",
+                str(config),
+                "verify",
+                env={**base, "SYNC_ES_URL": live.es_url, "SYNC_ES_BEARER_TOKEN": token},
+            ),
+            cli(
+                "--config",
+                str(config),
+                "verify",
+                env={**base, **secure_env(secure_node, SYNC_ES_CA_CERTS=certifi.where())},
+            ),
+        ]
+        # the verifies against the unsecured node find no index there (drift, exit 1): they ran
+        assert [r.returncode for r in runs] == [0, 1, 1, 2], [
+            r.stdout[-1500:] + r.stderr[-1500:] for r in runs
+        ]
+        assert all("missing=5" in r.stdout for r in runs[1:3])
+        written = b"".join(p.read_bytes() for p in home.rglob("*") if p.is_file())
+        assert written
+        for secret in (secure_node.password, pg_secret, api_key, token):
+            for result in runs:
+                assert secret not in result.stdout + result.stderr
+            assert secret.encode() not in written  # run storage, event logs, compute logs
+    finally:
+        scenario.execute(f"REVOKE ALL ON {scenario.table} FROM {role}; DROP ROLE {role}")
