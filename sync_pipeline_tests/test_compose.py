@@ -43,3 +43,20 @@ def test_the_plugin_override_builds_the_same_elasticsearch_version_with_the_cjk_
     dockerfile = (ROOT / override["build"]["context"] / "Dockerfile").read_text()
     assert f"ARG ES_VERSION={plain}" in dockerfile
     assert "elasticsearch-plugin install --batch analysis-smartcn analysis-icu" in dockerfile
+
+
+def test_the_secure_override_turns_security_on_with_the_same_settings_names():
+    secure = yaml.safe_load((ROOT / "docker-compose.secure.yml").read_text())["services"]
+    es = secure["elasticsearch"]["environment"]
+    assert es["xpack.security.enabled"] == "true" and es["xpack.security.http.ssl.enabled"] == "true"
+    for service in ("dagster-webserver", "dagster-daemon"):
+        environment = secure[service]["environment"]
+        assert environment["SYNC_ES_URL"] == "https://elasticsearch:9200"
+        assert environment["SYNC_ES_CA_CERTS"] == "/certs/ca/ca.crt"
+        assert environment["SYNC_ES_PASSWORD"] == "${SYNC_ES_PASSWORD}"  # from .env, never inline
+        assert environment["SYNC_PG_PASSWORD"] == "${SYNC_PG_PASSWORD}"
+    example = (ROOT / ".env.example").read_text()
+    assert {"SYNC_PG_PASSWORD", "SYNC_ES_PASSWORD"} <= {
+        line.split("=")[0] for line in example.splitlines() if "=" in line
+    }
+    assert ".env" in (ROOT / ".gitignore").read_text().split()

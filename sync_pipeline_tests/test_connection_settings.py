@@ -92,3 +92,16 @@ def test_secrets_reach_dagster_as_environment_variables_never_as_values():
     ]
     assert cloud.url == "https://abc123.europe-west1.gcp.cloud.es.io:9243"  # no secret, no variable holds it
     assert isinstance(cloud.api_key, dg.EnvVar)
+
+
+def test_docs_show_the_grants_the_demo_spec_needs_as_the_command_prints_them(capsys):
+    from pathlib import Path
+
+    from sync_pipeline.apps.cli import main
+
+    root = Path(__file__).resolve().parent.parent
+    assert main(["--config", str(root / "sync.yaml"), "grants", "--spec", "products"]) == 0
+    printed = capsys.readouterr().out.strip()
+    assert f"```\n{printed}\n```" in (root / "docs" / "grants.md").read_text()
+    assert '"names": ["products", "products_v*"]' in printed
+    assert 'GRANT SELECT ON "products", "categories", "tags", "product_tags", "reviews"' in printed

@@ -324,3 +324,30 @@ def test_no_new_secret_reaches_output_logs_run_storage_or_errors(
             assert secret.encode() not in written  # run storage, event logs, compute logs
     finally:
         scenario.execute(f"REVOKE ALL ON {scenario.table} FROM {role}; DROP ROLE {role}")
+
+
+def test_a_verify_full_postgres_url_carries_every_connection_and_a_wrong_root_is_refused(
+    scenario, insert_rows, live, tmp_path, monkeypatch, capsys
+):
+    import adbc_driver_postgresql.dbapi
+
+    from sync_pipeline.dev import services
+    from sync_pipeline.io.postgres import libpq_url
+
+    insert_rows(range(1, 11), "2026-02-01 00:00:00+00")
+    config = scenario.spec_file(tmp_path)
+    tls = f"{live.pg_url}?sslmode=verify-full&sslrootcert={services.pg_root_cert()}"
+    env = {"SYNC_PG_URL": tls, "SYNC_ES_URL": live.es_url}
+    code, out = run(
+        monkeypatch, capsys, env, "--config", str(config), "sync", "--spec", scenario.table, "--full"
+    )
+    assert code == 0, out
+    assert run(monkeypatch, capsys, env, "--config", str(config), "verify", "--spec", scenario.table)[0] == 0
+    # the COPY path (ADBC, libpq) keeps the URL's TLS settings, as SQLAlchemy's does
+    with adbc_driver_postgresql.dbapi.connect(libpq_url(tls)) as conn, conn.cursor() as cursor:
+        cursor.execute("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()")
+        assert cursor.fetchone() == (True,)
+    wrong = {**env, "SYNC_PG_URL": f"{live.pg_url}?sslmode=verify-full&sslrootcert={certifi.where()}"}
+    code, out = run(monkeypatch, capsys, wrong, "--config", str(config), "verify", "--spec", scenario.table)
+    assert code == 2 and "cannot connect to PostgreSQL at" in out and "certificate verify failed" in out, out
+    assert ":sync@" not in out  # the password is masked

@@ -30,6 +30,7 @@ import shlex
 import sys
 import time
 from collections.abc import Sequence
+from pathlib import Path
 
 from sync_pipeline.dev.services.elasticsearch import (
     DEFAULT_ES_PORT,
@@ -56,6 +57,7 @@ from sync_pipeline.dev.services.postgres import (
     _stop_postgres,
     find_pg_bin_dir,
     pg_port,
+    pg_tls_files,
 )
 from sync_pipeline.dev.services.runtime import (
     FALLBACK_RUNTIME_BASE,
@@ -110,6 +112,7 @@ __all__ = [
     "local_urls",
     "main",
     "pg_port",
+    "pg_root_cert",
     "state_dir",
     "status",
     "untraversable_parents",
@@ -145,6 +148,11 @@ def up_secure() -> SecureUrls:
     with _locked():
         state, runtime = _prepare_dirs()
         return start_secure(state, runtime)
+
+
+def pg_root_cert() -> Path:
+    """The certificate the local PostgreSQL serves TLS with, and verifies as its own root."""
+    return pg_tls_files(_known_runtime_dir())[0]
 
 
 def down() -> None:

@@ -142,6 +142,32 @@ def _pg_initdb(bin_dir: Path, paths: _PgPaths) -> None:
         )
 
 
+def pg_tls_files(runtime_dir: Path) -> tuple[Path, Path]:
+    """(certificate, key) the local PostgreSQL serves TLS with: self-signed for localhost and
+    127.0.0.1, so the certificate is also the root a client verifies it against
+    (`sslmode=verify-full&sslrootcert=<certificate>`). Made once, with openssl."""
+    tls = runtime_dir / "pg" / "tls"
+    cert, key = tls / "server.crt", tls / "server.key"
+    if cert.exists() and key.exists():
+        return cert, key
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        raise ServiceError(
+            "openssl is needed to make the local PostgreSQL's TLS certificate (apt-get install openssl)"
+        )
+    _owned_dir(tls, 0o755)  # the key stays 0600; clients read the certificate
+    _run(
+        _as_service_user([
+            openssl, "req", "-new", "-x509", "-days", "3650", "-nodes", "-subj", "/CN=localhost",
+            "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1",
+            "-keyout", str(key), "-out", str(cert),
+        ]),
+        what="making the PostgreSQL TLS certificate",
+        cwd=tls,
+    )  # fmt: skip
+    return cert, key
+
+
 def _start_postgres(runtime_dir: Path) -> None:
     bin_dir = find_pg_bin_dir(install=True)
     paths = _pg_paths(runtime_dir)
@@ -168,8 +194,12 @@ def _start_postgres(runtime_dir: Path) -> None:
         _owned_dir(paths.sockets, 0o700)
         log.info("starting PostgreSQL on 127.0.0.1:%s (data %s)", port, paths.data)
         cmd = [str(bin_dir / "pg_ctl"), "-D", str(paths.data), "-l", str(paths.log), "-w", "-t", str(timeout)]
-        # port and socket dir on the command line, so SYNC_LOCAL_PG_PORT changes need no re-init
-        cmd += ["-o", f"-p {port} -k {shlex.quote(str(paths.sockets))}", "start"]
+        # port, socket dir and TLS on the command line, so none of them needs a re-init; TLS is
+        # on for clients that ask (sslmode=require … verify-full), plain TCP still accepted
+        cert, key = pg_tls_files(runtime_dir)
+        options = f"-p {port} -k {shlex.quote(str(paths.sockets))} -c ssl=on"
+        options += f" -c ssl_cert_file={shlex.quote(str(cert))} -c ssl_key_file={shlex.quote(str(key))}"
+        cmd += ["-o", options, "start"]
         _run(
             _as_service_user(cmd),
             what="starting PostgreSQL",
