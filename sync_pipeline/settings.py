@@ -41,6 +41,9 @@ DAGSTER_URL = "SYNC_DAGSTER_URL"
 DAGSTER_PG_URL = "SYNC_DAGSTER_PG_URL"
 API_TOKEN = "SYNC_API_TOKEN"
 TUNE_MEMORY = "SYNC_PIPELINE_TUNE_MEMORY"
+EXECUTOR = "SYNC_EXECUTOR"
+CELERY_BROKER = "SYNC_CELERY_BROKER"
+CELERY_BACKEND = "SYNC_CELERY_BACKEND"
 
 ALERT_WEBHOOK_URL = "SYNC_ALERT_WEBHOOK_URL"
 ALERT_SMTP_HOST = "SYNC_ALERT_SMTP_HOST"
@@ -55,6 +58,8 @@ ALERT_ERROR_RATE = "SYNC_ALERT_ERROR_RATE"
 LOCAL_PG_PORT = "SYNC_LOCAL_PG_PORT"
 LOCAL_ES_PORT = "SYNC_LOCAL_ES_PORT"
 LOCAL_ES_SECURE_PORT = "SYNC_LOCAL_ES_SECURE_PORT"
+LOCAL_ES_CLUSTER_PORT = "SYNC_LOCAL_ES_CLUSTER_PORT"
+LOCAL_REDIS_PORT = "SYNC_LOCAL_REDIS_PORT"
 ES_VERSION = "SYNC_ES_VERSION"
 SERVICES_DIR = "SYNC_SERVICES_DIR"
 ES_EXTRA_SETTINGS = "SYNC_ES_EXTRA_SETTINGS"
@@ -137,6 +142,8 @@ class LocalServiceSettings:
     pg_port: int = DEFAULT_LOCAL_PG_PORT
     es_port: int = DEFAULT_LOCAL_ES_PORT
     es_secure_port: int = DEFAULT_LOCAL_ES_PORT + 10  # the secured node (`services up --secure`)
+    es_cluster_port: int = DEFAULT_LOCAL_ES_PORT + 20  # the first of the three-node cluster's
+    redis_port: int = DEFAULT_LOCAL_PG_PORT + 947  # the Celery test's broker
     es_version: str = DEFAULT_ES_VERSION
     services_dir: Path = PROJECT_ROOT / ".services"
     es_extra_settings: tuple[str, ...] = ()
@@ -156,6 +163,9 @@ class Settings:
     tune_memory: bool = True
     es: ElasticsearchOptions = ElasticsearchOptions()
     es_cloud_id: str | None = None  # when set, es_url is the HTTPS URL it stands for
+    executor: str = "in_process"  # or "celery": each step on a Celery worker (docs/scaling.md)
+    celery_broker: str | None = field(default=None, repr=False)
+    celery_backend: str | None = field(default=None, repr=False)
     pg_password: str | None = field(default=None, repr=False)
     alerts: AlertSettings = AlertSettings()
     local: LocalServiceSettings = LocalServiceSettings()
@@ -242,6 +252,10 @@ def _local(env: Mapping[str, str]) -> LocalServiceSettings:
         pg_port=_int(env, LOCAL_PG_PORT, DEFAULT_LOCAL_PG_PORT),
         es_port=_int(env, LOCAL_ES_PORT, DEFAULT_LOCAL_ES_PORT),
         es_secure_port=_int(env, LOCAL_ES_SECURE_PORT, _int(env, LOCAL_ES_PORT, DEFAULT_LOCAL_ES_PORT) + 10),
+        es_cluster_port=_int(
+            env, LOCAL_ES_CLUSTER_PORT, _int(env, LOCAL_ES_PORT, DEFAULT_LOCAL_ES_PORT) + 20
+        ),
+        redis_port=_int(env, LOCAL_REDIS_PORT, _int(env, LOCAL_PG_PORT, DEFAULT_LOCAL_PG_PORT) + 947),
         es_version=_text(env, ES_VERSION) or DEFAULT_ES_VERSION,
         services_dir=(
             Path(services_dir).expanduser().absolute() if services_dir else PROJECT_ROOT / ".services"
@@ -300,6 +314,15 @@ def _es_url(env: Mapping[str, str]) -> str | None:
     return cloud_id_url(cloud_id) if cloud_id else url
 
 
+def _executor(env: Mapping[str, str]) -> str:
+    executor = (_text(env, EXECUTOR) or "in_process").lower()
+    if executor not in ("in_process", "celery"):
+        raise SettingsError(f"{EXECUTOR} must be in_process or celery, not {executor!r}")
+    if executor == "celery" and not _text(env, CELERY_BROKER):
+        raise SettingsError(f"{EXECUTOR}=celery needs {CELERY_BROKER} (e.g. redis://host:6379/0)")
+    return executor
+
+
 def memory_tuning_enabled(environ: Mapping[str, str] | None = None) -> bool:
     """SYNC_PIPELINE_TUNE_MEMORY=0 leaves the process's allocators alone. Read on its own: the
     package applies it at import, where no other setting may fail the import."""
@@ -317,6 +340,9 @@ def load(environ: Mapping[str, str] | None = None) -> Settings:
         pg_password=pg_password,
         es_url=_es_url(env),
         es_cloud_id=_text(env, ES_CLOUD_ID),
+        executor=_executor(env),
+        celery_broker=_text(env, CELERY_BROKER),
+        celery_backend=_text(env, CELERY_BACKEND),
         es=_es_options(env),
         config_path=_config_path(env),
         staging_dir=Path(_text(env, STAGING_DIR) or ".staging"),

@@ -11,6 +11,7 @@ from collections.abc import Mapping, Sequence
 
 import dagster as dg
 
+from sync_pipeline import settings
 from sync_pipeline.core.specs import SyncSpec
 
 
@@ -19,7 +20,6 @@ def build_definitions(
 ) -> dg.Definitions:
     """One asset group, three jobs, a schedule, a buffer and a catch-up sensor per spec, plus the alert
     sensors; `resources` default to the deployment's (`resources_for(settings.load())`)."""
-    from sync_pipeline import settings
     from sync_pipeline.defs.alerts import quality_alerts, run_failure_alerts
     from sync_pipeline.defs.assets import all_assets
     from sync_pipeline.defs.catchup import build_catchup_sensor
@@ -41,9 +41,22 @@ def build_definitions(
         schedules=[build_window_schedule(spec) for spec in specs],
         jobs=[job for spec in specs for job in spec_jobs(spec)],
         resources=dict(resources if resources is not None else resources_for(settings.load())),
-        # every step in the run worker's own process: the default (multiprocess) executor spawns a
-        # process per step that imports Dagster and this code location again, seconds per step
-        # that a drain of a few rows (the freshness path) or a three-step sync cannot win back;
-        # the CLI runs jobs this way too (execute_in_process)
-        executor=dg.in_process_executor,
+        executor=_executor(settings.load()),
     )
+
+
+def _executor(config) -> dg.ExecutorDefinition:
+    """Every step in the run worker's own process, unless the deployment says otherwise.
+
+    The default (multiprocess) executor spawns a process per step that imports Dagster and this
+    code location again, seconds per step that a drain of a few rows (the freshness path) or a
+    three-step sync cannot win back; the CLI runs jobs in process too. SYNC_EXECUTOR=celery puts
+    each step on a Celery worker instead (docs/scaling.md): the same code location, unchanged.
+    """
+    if config.executor != "celery":
+        return dg.in_process_executor
+    from dagster_celery import celery_executor  # an optional dependency: only where it is used
+
+    broker = {"env": "SYNC_CELERY_BROKER"}
+    backend = {"env": "SYNC_CELERY_BACKEND"} if config.celery_backend else "rpc://"
+    return celery_executor.configured({"broker": broker, "backend": backend})

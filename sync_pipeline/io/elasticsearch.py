@@ -160,6 +160,15 @@ def _error_summary(op: str, doc_id: str | None, item: dict[str, Any]) -> dict[st
     return {"op": op, "_id": doc_id, "status": item.get("status"), "type": kind, "reason": reason}
 
 
+def _blocked(info: dict[str, Any]) -> bool:
+    """A cluster or index block (the disk flood-stage watermark's read-only-allow-delete, a lost
+    master, an operator's write block): Elasticsearch lifts it without any change to the
+    document, 429 or 403 depending on the version, so the document waits and retries; it
+    never becomes a dead letter. Outliving the retries fails the run (and alerts)."""
+    error = info.get("error")
+    return isinstance(error, dict) and error.get("type") == "cluster_block_exception"
+
+
 def _op_and_id(action: bytes) -> tuple[str, str | None]:
     op, meta = next(iter(orjson.loads(action).items()))
     return op, meta.get("_id")
@@ -228,7 +237,7 @@ def send_body(
                 held = _held_version(info)
                 if held is not None:
                     result.stale_versions[doc_id] = held
-            elif status in TRANSIENT_STATUS or status >= 500:
+            elif status in TRANSIENT_STATUS or status >= 500 or _blocked(info):
                 retry_later.append(i)
             else:
                 doc = body.doc(i)

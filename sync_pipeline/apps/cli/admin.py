@@ -48,6 +48,9 @@ def cmd_services(args: argparse.Namespace) -> int:
     elif args.action == "up":
         urls = services.up()
         print(f"postgresql:    {urls.pg_url}\nelasticsearch: {urls.es_url}")
+        if args.nodes == 3:
+            members = services.up_cluster()
+            print(f"cluster:       {', '.join(node.url for node in members)}")
     elif args.action == "down":
         services.down()
         print("local services stopped")

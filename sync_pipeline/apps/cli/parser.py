@@ -23,6 +23,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="the local Elasticsearch with security and HTTPS on (its own port): up starts it, "
         "env prints SYNC_ES_URL, SYNC_ES_API_KEY and SYNC_ES_CA_CERTS for it",
     )
+    services.add_argument(
+        "--nodes",
+        type=int,
+        choices=[1, 3],
+        default=1,
+        help="up --nodes 3: also a local three-node Elasticsearch cluster (its own ports), for faults",
+    )
     services.set_defaults(func=admin.cmd_services)
 
     demo = sub.add_parser("demo", help="seed the demo tables, run a full sync, print a summary")

@@ -32,6 +32,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from sync_pipeline.dev.services.cluster import Node, nodes, start_cluster, start_node, stop_cluster
 from sync_pipeline.dev.services.elasticsearch import (
     DEFAULT_ES_PORT,
     KNOWN_ES_VERSIONS,
@@ -59,6 +60,7 @@ from sync_pipeline.dev.services.postgres import (
     pg_port,
     pg_tls_files,
 )
+from sync_pipeline.dev.services.redis import start_redis, stop_redis
 from sync_pipeline.dev.services.runtime import (
     FALLBACK_RUNTIME_BASE,
     LOG_TAIL_LINES,
@@ -91,6 +93,8 @@ __all__ = [
     "PG_PASSWORD",
     "PG_USER",
     "SERVICE_USER",
+    "Node",
+    "SecureUrls",
     "ServiceError",
     "ServiceUrls",
     "_as_service_user",
@@ -99,7 +103,9 @@ __all__ = [
     "_start_elasticsearch",
     "_start_postgres",
     "choose_runtime_dir",
+    "cluster_nodes",
     "down",
+    "down_cluster",
     "elasticsearch_pid",
     "ensure_services",
     "env_lines",
@@ -113,10 +119,14 @@ __all__ = [
     "main",
     "pg_port",
     "pg_root_cert",
+    "restart_cluster_node",
+    "restart_postgres",
     "state_dir",
     "status",
     "untraversable_parents",
     "up",
+    "up_cluster",
+    "up_redis",
     "up_secure",
 ]
 
@@ -155,11 +165,50 @@ def pg_root_cert() -> Path:
     return pg_tls_files(_known_runtime_dir())[0]
 
 
+def up_cluster() -> list[Node]:
+    """Start the local three-node Elasticsearch cluster (beside the single node; its own ports)."""
+    with _locked():
+        state, runtime = _prepare_dirs()
+        return start_cluster(state, runtime)
+
+
+def cluster_nodes() -> list[Node]:
+    return nodes(_known_runtime_dir())
+
+
+def down_cluster() -> None:
+    with _locked():
+        stop_cluster(_known_runtime_dir())
+
+
+def restart_cluster_node(node: Node) -> None:
+    """Start one node of the cluster again (after a fault test killed it)."""
+    with _locked():
+        start_node(_known_runtime_dir(), node)
+
+
+def up_redis() -> str:
+    """The local Redis (the Celery test's broker); its URL."""
+    with _locked():
+        _, runtime = _prepare_dirs()
+        return start_redis(runtime)
+
+
+def restart_postgres() -> None:
+    """Stop and start the local PostgreSQL (fault-injection tests: a restart mid-drain)."""
+    with _locked():
+        _, runtime = _prepare_dirs()
+        _stop_postgres(runtime)
+        _start_postgres(runtime)
+
+
 def down() -> None:
     """Stop the local services (data is kept)."""
     with _locked():
         runtime = _known_runtime_dir()
         stop_secure(runtime)
+        stop_cluster(runtime)
+        stop_redis(runtime)
         _stop_elasticsearch(runtime)
         _stop_postgres(runtime)
 
