@@ -64,14 +64,17 @@ class DagsterStack:
     _shared: ClassVar[DagsterStack | None] = None
     _users: ClassVar[int] = 0
 
-    def __init__(self, directory: Path, pg_url: str, es_url: str) -> None:
+    def __init__(
+        self, directory: Path, pg_url: str, es_url: str, extra_env: dict[str, str] | None = None, es=None
+    ) -> None:
         self.directory = directory
         self.pg_url, self.es_url = pg_url, es_url
+        self.extra_env = extra_env or {}  # credentials and TLS settings of a secured node
         self.prefix = f"fx{uuid.uuid4().hex[:8]}"
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.engine = engine_for(pg_url)
-        self.es = es_client(es_url)
+        self.es = es if es is not None else es_client(es_url)
         self.start = _months_ago(datetime.now(UTC), 4)
         self.spec_path = directory / "sync.yaml"
         self.spec_path.write_text(self._spec_text())
@@ -155,6 +158,7 @@ class DagsterStack:
             "SYNC_STAGING_DIR": str(staging),
             "SYNC_PG_URL": self.pg_url,
             "SYNC_ES_URL": self.es_url,
+            **self.extra_env,
         }
 
     def _spawn(self, name: str, args: list[str], env: dict[str, str]) -> None:

@@ -351,3 +351,27 @@ def test_a_verify_full_postgres_url_carries_every_connection_and_a_wrong_root_is
     code, out = run(monkeypatch, capsys, wrong, "--config", str(config), "verify", "--spec", scenario.table)
     assert code == 2 and "cannot connect to PostgreSQL at" in out and "certificate verify failed" in out, out
     assert ":sync@" not in out  # the password is masked
+
+
+def test_the_ui_path_runs_a_sync_through_the_webserver_and_daemon_against_the_secured_node(
+    secure_node, service_urls, tmp_path
+):
+    """What the UI's Materialize does (a GraphQL launch, the daemon's run worker), with the
+    webserver, the daemon and the run all configured from SYNC_ES_* for the HTTPS node."""
+    from sync_pipeline.apps import dagster_api
+
+    from .test_dagster_api import RUN_TIMEOUT, DagsterStack, month_day
+
+    env = {k: v for k, v in secure_env(secure_node).items() if k != "SYNC_ES_URL"}
+    stack = DagsterStack(tmp_path, service_urls.pg_url, secure_node.es_url, env, secure_client(secure_node))
+    try:
+        stack.up()
+        spec, keys = stack.spec("api"), stack.partition_keys("api")
+        stack.insert("api", range(1, 31), month_day(keys[1]))
+        run_id = dagster_api.launch_full_sync(stack.url, spec, run_config=dagster_api.IN_PROCESS)
+        assert dagster_api.wait_for_run(stack.url, run_id, timeout=RUN_TIMEOUT) == "SUCCESS", stack.logs()
+        assert len(stack.documents("api")) == 30
+        report = dagster_api.run_report(stack.url, run_id)
+        assert secure_node.password not in str(report) + stack.logs()
+    finally:
+        stack.down()
