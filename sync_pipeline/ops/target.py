@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from elasticsearch import ApiError, Elasticsearch
+from elasticsearch import ApiError, Elasticsearch, NotFoundError
 from sqlalchemy.engine import Connection, Engine
 
 from sync_pipeline.core.index_mapping import index_mapping, index_settings, inferred_from_values
@@ -101,9 +101,10 @@ def refusal(spec: str, where: str, exc: ApiError) -> MappingRefused:
 def live_mapping(es: Elasticsearch, name: str) -> tuple[str, dict[str, Any]] | None:
     """(concrete index, its mappings) behind `name`; None when there is no such index. Behind
     an alias with several indices (a rollback's leftovers), the write index is the one writes meet."""
-    if not es.indices.exists(index=name):
+    try:
+        found = es.indices.get_mapping(index=name).body
+    except NotFoundError:
         return None
-    found = es.indices.get_mapping(index=name).body
     if len(found) > 1:
         aliases = es.indices.get_alias(name=name).body
         writing = [i for i, e in aliases.items() if e.get("aliases", {}).get(name, {}).get("is_write_index")]
@@ -167,11 +168,15 @@ def reconcile_target(
 ) -> tuple[TargetState, MappingDiff]:
     """Create the index, or bring its mapping in line in place; MappingConflict (nothing
     changed) when only a rebuild can. Returns what was done and the comparison it was based on."""
-    state = TargetState(created=create_target(es, bound, source, index))
-    if state.created:
-        return state, MappingDiff()
-    live = live_mapping(es, index or bound.spec.target.index)
-    assert live is not None
+    name = index or bound.spec.target.index
+    state = TargetState()
+    live = live_mapping(es, name)
+    if live is None:
+        state.created = create_target(es, bound, source, index)
+        if state.created:
+            return state, MappingDiff()
+        live = live_mapping(es, name)  # another run created it meanwhile
+        assert live is not None
     state.index, mappings = live
     state.meta = dict((mappings.get("_meta") or {}).get(META_KEY) or {})
     diff = compare(bound, mappings)

@@ -13,7 +13,6 @@ import contextlib
 import json
 import logging
 import os
-import shutil
 import signal
 import subprocess
 import time
@@ -21,18 +20,25 @@ import urllib.error
 from dataclasses import dataclass
 from pathlib import Path
 
-from sync_pipeline.dev.services.elasticsearch import _es_paths, _install_es, find_java_home
+from sync_pipeline.dev.services.elasticsearch import (
+    _es_paths,
+    _install_es,
+    copy_distribution_config,
+    es_process_env,
+    find_java_home,
+)
 from sync_pipeline.dev.services.runtime import (
     ServiceError,
     _as_service_user,
     _chown_tree,
-    _cmdline,
     _http_json,
     _owned_dir,
     _pid_alive,
     _port_in_use,
     _tail,
     local_settings,
+    pid_in_file,
+    stop_pid,
 )
 
 log = logging.getLogger(__name__)
@@ -73,11 +79,7 @@ def nodes(runtime_dir: Path) -> list[Node]:
 
 
 def _write_config(home: Path, node: Node, members: list[Node]) -> None:
-    if not (node.config / "jvm.options").exists():
-        shutil.copytree(
-            home / "config", node.config, dirs_exist_ok=True,
-            ignore=shutil.ignore_patterns("elasticsearch.yml", "elasticsearch.keystore", "jvm.options.d"),
-        )  # fmt: skip
+    copy_distribution_config(home, node.config)
     settings = [
         "# written by sync_pipeline.dev.services (cluster) on every start; edits are overwritten",
         "cluster.name: sync-pipeline-cluster",
@@ -102,11 +104,7 @@ def _write_config(home: Path, node: Node, members: list[Node]) -> None:
 
 
 def node_pid(node: Node) -> int | None:
-    try:
-        pid = int(node.pidfile.read_text().strip())
-    except (OSError, ValueError):
-        return None
-    return pid if _pid_alive(pid) and str(node.root) in _cmdline(pid) else None
+    return pid_in_file(node.pidfile, node.root)
 
 
 def start_node(runtime_dir: Path, node: Node) -> None:
@@ -123,11 +121,7 @@ def start_node(runtime_dir: Path, node: Node) -> None:
     for directory in (node.root, node.root / "data", node.root / "logs", node.root / "tmp"):
         _owned_dir(directory)
     _write_config(home, node, nodes(runtime_dir))
-    env = {k: v for k, v in os.environ.items() if k not in ("ES_PATH_CONF", "JAVA_TOOL_OPTIONS", "JAVA_HOME")}
-    env.update(
-        ES_JAVA_HOME=str(find_java_home()), ES_TMPDIR=str(node.root / "tmp"), ES_PATH_CONF=str(node.config),
-        HOME=str(node.root), CLI_JAVA_OPTS=f"-Djava.io.tmpdir={node.root / 'tmp'}",
-    )  # fmt: skip
+    env = es_process_env(find_java_home(), node.root / "tmp", node.config, node.root)
     node.pidfile.unlink(missing_ok=True)
     cmd = _as_service_user([str(home / "bin" / "elasticsearch"), "-d", "-p", str(node.pidfile)])
     timeout = float(local_settings().es_start_timeout)
@@ -182,12 +176,6 @@ def kill_node(node: Node) -> None:
 def stop_cluster(runtime_dir: Path) -> None:
     for node in nodes(runtime_dir):
         pid = node_pid(node)
-        if pid is None:
-            continue
-        os.kill(pid, signal.SIGTERM)
-        deadline = time.monotonic() + 60
-        while _pid_alive(pid) and time.monotonic() < deadline:
-            time.sleep(0.3)
-        if _pid_alive(pid):
-            kill_node(node)
+        if pid is not None:
+            stop_pid(pid, what=f"cluster node {node.name}")
         node.pidfile.unlink(missing_ok=True)

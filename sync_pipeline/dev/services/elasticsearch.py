@@ -3,14 +3,12 @@ ships no JDK, so a Java 21+ from the machine is used), configured as a loopback 
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import os
 import re
 import shlex
 import shutil
-import signal
 import subprocess
 import time
 import urllib.error
@@ -26,12 +24,13 @@ from sync_pipeline.dev.services.runtime import (
     _cmdline,
     _http_json,
     _owned_dir,
-    _pid_alive,
     _port_in_use,
     _run,
     _tail,
     _version_key,
     local_settings,
+    pid_in_file,
+    stop_pid,
     untraversable_parents,
 )
 from sync_pipeline.settings import DEFAULT_LOCAL_ES_PORT
@@ -248,14 +247,31 @@ def _write_es_config(paths: _EsPaths) -> None:
 
 def _es_pid(paths: _EsPaths) -> int | None:
     """The pid of our running Elasticsearch (pidfile + /proc check), else None."""
-    try:
-        pid = int(paths.pidfile.read_text().strip())
-    except (OSError, ValueError):
-        return None
-    # guard against pid reuse: the process must be an Elasticsearch from our install
-    if _pid_alive(pid) and str(paths.root) in _cmdline(pid):
-        return pid
-    return None
+    return pid_in_file(paths.pidfile, paths.root)
+
+
+def es_process_env(java_home: Path, tmp: Path, config: Path, home_dir: Path) -> dict[str, str]:
+    """The environment an Elasticsearch node (or one of its bin/ tools) runs in: our JDK, our
+    config dir, scratch in `tmp`; the caller's ES_PATH_CONF, JAVA_HOME, JAVA_TOOL_OPTIONS left out."""
+    env = {k: v for k, v in os.environ.items() if k not in ("ES_PATH_CONF", "JAVA_TOOL_OPTIONS", "JAVA_HOME")}
+    env.update(
+        ES_JAVA_HOME=str(java_home),
+        ES_TMPDIR=str(tmp),
+        ES_PATH_CONF=str(config),
+        HOME=str(home_dir),
+        # the launcher's own JVM (ergonomics probe) would leave a final-flags*/ dir in /tmp per start
+        CLI_JAVA_OPTS=f"-Djava.io.tmpdir={tmp} {os.environ.get('CLI_JAVA_OPTS', '')}".strip(),
+    )
+    return env
+
+
+def copy_distribution_config(home: Path, config: Path) -> None:
+    """The distribution's own config files (log4j2, jvm.options, the realm files) into another
+    node's config dir, once; elasticsearch.yml and the JVM options are that node's own."""
+    if (config / "jvm.options").exists():
+        return
+    skip = shutil.ignore_patterns("elasticsearch.yml", "elasticsearch.keystore", "jvm.options.d")
+    shutil.copytree(home / "config", config, dirs_exist_ok=True, ignore=skip)
 
 
 def _es_health(port: int, timeout: float = 3.0) -> str | None:
@@ -316,15 +332,7 @@ def _start_elasticsearch(state: Path, runtime_dir: Path) -> None:
     _write_es_config(paths)
     paths.pidfile.unlink(missing_ok=True)
 
-    env = {k: v for k, v in os.environ.items() if k not in ("ES_PATH_CONF", "JAVA_TOOL_OPTIONS", "JAVA_HOME")}
-    env.update(
-        ES_JAVA_HOME=str(java_home),
-        ES_TMPDIR=str(paths.tmp),
-        ES_PATH_CONF=str(paths.home / "config"),
-        HOME=str(paths.root),
-        # the launcher's own JVM (ergonomics probe) would leave a final-flags*/ dir in /tmp per start
-        CLI_JAVA_OPTS=f"-Djava.io.tmpdir={paths.tmp} {os.environ.get('CLI_JAVA_OPTS', '')}".strip(),
-    )
+    env = es_process_env(java_home, paths.tmp, paths.home / "config", paths.root)
     cmd = _as_service_user([str(paths.home / "bin" / "elasticsearch"), "-d", "-p", str(paths.pidfile)])
     log.info("starting Elasticsearch %s on 127.0.0.1:%s (Java %s)", version, port, java_home)
     started = time.monotonic()
@@ -367,16 +375,7 @@ def _stop_elasticsearch(runtime_dir: Path) -> None:
     if pid is None:
         return
     log.info("stopping Elasticsearch (pid %s)", pid)
-    os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + 60
-    while _pid_alive(pid):
-        if time.monotonic() > deadline:
-            log.warning("Elasticsearch (pid %s) ignored SIGTERM for 60s: SIGKILL", pid)
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-            time.sleep(1)
-            break
-        time.sleep(0.3)
+    stop_pid(pid, what="Elasticsearch")
     paths.pidfile.unlink(missing_ok=True)
 
 

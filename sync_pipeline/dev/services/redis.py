@@ -4,9 +4,7 @@ persisted; port SYNC_LOCAL_REDIS_PORT (default SYNC_LOCAL_PG_PORT + 947: 56379).
 
 from __future__ import annotations
 
-import os
 import shutil
-import signal
 import socket
 import time
 from pathlib import Path
@@ -16,10 +14,11 @@ from sync_pipeline.dev.services.runtime import (
     _as_service_user,
     _is_root,
     _owned_dir,
-    _pid_alive,
     _run,
     apt_install,
     local_settings,
+    pid_in_file,
+    stop_pid,
 )
 
 
@@ -67,12 +66,7 @@ def start_redis(runtime_dir: Path) -> str:
 
 
 def stop_redis(runtime_dir: Path) -> None:
-    try:
-        pid = int((runtime_dir / "redis" / "redis.pid").read_text().strip())
-    except (OSError, ValueError):
-        return
-    if _pid_alive(pid):
-        os.kill(pid, signal.SIGTERM)
-        deadline = time.monotonic() + 10
-        while _pid_alive(pid) and time.monotonic() < deadline:
-            time.sleep(0.2)
+    root = runtime_dir / "redis"
+    pid = pid_in_file(root / "redis.pid", "redis-server")
+    if pid is not None:
+        stop_pid(pid, grace=10, what="Redis")

@@ -14,6 +14,7 @@ import pwd
 import re
 import shlex
 import shutil
+import signal
 import socket
 import stat
 import subprocess
@@ -258,6 +259,30 @@ def _pid_alive(pid: int) -> bool:
         return fields[0] != "Z"
     except (OSError, IndexError):
         return True
+
+
+def pid_in_file(pidfile: Path, owner: Path | str) -> int | None:
+    """The pid a pidfile names if that process runs and is ours (its command line names `owner`,
+    a dir of our install: a guard against pid reuse), else None."""
+    try:
+        pid = int(pidfile.read_text().strip())
+    except (OSError, ValueError):
+        return None
+    return pid if _pid_alive(pid) and str(owner) in _cmdline(pid) else None
+
+
+def stop_pid(pid: int, grace: float = 60.0, what: str = "process") -> None:
+    """SIGTERM, then SIGKILL if it is still there after `grace` seconds."""
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    while _pid_alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.3)
+    if _pid_alive(pid):
+        log.warning("%s (pid %s) ignored SIGTERM for %.0fs: SIGKILL", what, pid, grace)
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+        time.sleep(1)
 
 
 def _cmdline(pid: int) -> str:

@@ -18,10 +18,7 @@ import base64
 import contextlib
 import json
 import logging
-import os
 import secrets
-import shutil
-import signal
 import ssl
 import subprocess
 import time
@@ -31,18 +28,24 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from sync_pipeline.dev.services.elasticsearch import _es_paths, _install_es, find_java_home
+from sync_pipeline.dev.services.elasticsearch import (
+    _es_paths,
+    _install_es,
+    copy_distribution_config,
+    es_process_env,
+    find_java_home,
+)
 from sync_pipeline.dev.services.runtime import (
     ServiceError,
     _as_service_user,
     _chown_tree,
-    _cmdline,
     _owned_dir,
-    _pid_alive,
     _port_in_use,
     _run,
     _tail,
     local_settings,
+    pid_in_file,
+    stop_pid,
 )
 
 log = logging.getLogger(__name__)
@@ -113,15 +116,7 @@ def _paths(runtime_dir: Path, version: str) -> _Paths:
 
 
 def _tool_env(home: Path, paths: _Paths, java_home: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in ("ES_PATH_CONF", "JAVA_TOOL_OPTIONS", "JAVA_HOME")}
-    env.update(
-        ES_JAVA_HOME=str(java_home),
-        ES_TMPDIR=str(paths.tmp),
-        ES_PATH_CONF=str(paths.config),
-        HOME=str(paths.root),
-        CLI_JAVA_OPTS=f"-Djava.io.tmpdir={paths.tmp}",
-    )
-    return env
+    return es_process_env(java_home, paths.tmp, paths.config, paths.root)
 
 
 def _tool(home: Path, paths: _Paths, env: dict[str, str], name: str, *args: str) -> str:
@@ -152,12 +147,7 @@ def _certificates(home: Path, paths: _Paths, env: dict[str, str]) -> None:
 
 
 def _write_config(home: Path, paths: _Paths) -> None:
-    if not (paths.config / "jvm.options").exists():
-        # the distribution's own files (log4j2, jvm.options, the realm files), once
-        shutil.copytree(
-            home / "config", paths.config, dirs_exist_ok=True,
-            ignore=shutil.ignore_patterns("elasticsearch.yml", "elasticsearch.keystore", "jvm.options.d"),
-        )  # fmt: skip
+    copy_distribution_config(home, paths.config)
     port = secure_port()
     tls = [
         "key: certs/node/node.key",
@@ -247,11 +237,7 @@ def basic(user: str, password: str) -> str:
 
 
 def _pid(paths: _Paths) -> int | None:
-    try:
-        pid = int(paths.pidfile.read_text().strip())
-    except (OSError, ValueError):
-        return None
-    return pid if _pid_alive(pid) and str(paths.root) in _cmdline(pid) else None
+    return pid_in_file(paths.pidfile, paths.root)
 
 
 def _wait_healthy(paths: _Paths, admin: str, timeout: float) -> None:
@@ -328,13 +314,6 @@ def add_role(runtime_dir: Path, name: str, definition: str, user: str, password:
 def stop_secure(runtime_dir: Path) -> None:
     paths = _paths(runtime_dir, local_settings().es_version)
     pid = _pid(paths)
-    if pid is None:
-        return
-    os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + 60
-    while _pid_alive(pid) and time.monotonic() < deadline:
-        time.sleep(0.3)
-    if _pid_alive(pid):
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
+    if pid is not None:
+        stop_pid(pid, what="the secure Elasticsearch")
     paths.pidfile.unlink(missing_ok=True)
