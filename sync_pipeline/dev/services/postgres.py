@@ -199,6 +199,9 @@ def _start_postgres(runtime_dir: Path) -> None:
         cert, key = pg_tls_files(runtime_dir)
         options = f"-p {port} -k {shlex.quote(str(paths.sockets))} -c ssl=on"
         options += f" -c ssl_cert_file={shlex.quote(str(cert))} -c ssl_key_file={shlex.quote(str(key))}"
+        # logical decoding for `capture: logical` (a replication slot per spec); on the command
+        # line too, so a cluster made before it needs no re-init
+        options += " -c wal_level=logical -c max_replication_slots=32 -c max_wal_senders=32"
         cmd += ["-o", options, "start"]
         _run(
             _as_service_user(cmd),
@@ -223,13 +226,15 @@ def _pg_ensure_role_and_db(bin_dir: Path, paths: _PgPaths, port: int) -> None:
     psql = [str(bin_dir / "psql"), "-h", str(paths.sockets), "-p", str(port), "-U", "postgres"]
     psql += ["-d", "postgres", "-X", "-q", "-t", "-A", "-v", "ON_ERROR_STOP=1"]
     env, cwd = _pg_env(paths), paths.root
-    # CREATEDB and CREATEROLE let tests create throwaway databases and roles as `sync`; the
+    # CREATEDB and CREATEROLE let tests create throwaway databases and roles as `sync`, REPLICATION
+    # lets it own the replication slots of `capture: logical` (managed services call it
+    # rds_replication, cloudsqlsuperuser, …: docs/grants.md); the
     # password is (re)set every time so the documented URL always works
     role_sql = (
         "DO $$BEGIN "
         f"IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '{PG_USER}') THEN "
-        f"CREATE ROLE {PG_USER} LOGIN CREATEDB CREATEROLE PASSWORD '{PG_PASSWORD}'; "
-        f"ELSE ALTER ROLE {PG_USER} LOGIN CREATEDB CREATEROLE PASSWORD '{PG_PASSWORD}'; "
+        f"CREATE ROLE {PG_USER} LOGIN CREATEDB CREATEROLE REPLICATION PASSWORD '{PG_PASSWORD}'; "
+        f"ELSE ALTER ROLE {PG_USER} LOGIN CREATEDB CREATEROLE REPLICATION PASSWORD '{PG_PASSWORD}'; "
         "END IF; END$$;"
     )
     _run(
