@@ -18,7 +18,13 @@ import sqlalchemy as sa
 from sync_pipeline.apps.cli.runner import Servers, run_drain, run_sync, run_verify
 from sync_pipeline.core.specs import SyncSpec, parse_specs
 from sync_pipeline.io.elasticsearch import drop_target
-from sync_pipeline.ops.capture import CaptureError, install_triggers, uninstall_triggers
+from sync_pipeline.ops.capture import (
+    CaptureError,
+    install_capture,
+    install_triggers,
+    uninstall_capture,
+    uninstall_triggers,
+)
 from sync_pipeline.ops.drain import drain
 
 from .conftest import indexed
@@ -38,9 +44,12 @@ class Shop:
             for statement in statements:
                 conn.execute(sa.text(statement))
 
-    def spec_text(self, extra_fields: str = "", batch_size: int = 50, source_extra: str = "") -> str:
+    def spec_text(
+        self, extra_fields: str = "", batch_size: int = 50, source_extra: str = "", capture: str = "triggers"
+    ) -> str:
         s = self.schema
         return f"""
+capture: {capture}
 specs:
   - name: {s}
     source:
@@ -116,17 +125,19 @@ def shop(pg, es, live) -> Iterator[Shop]:
     drop_target(es, s)
 
 
-@pytest.fixture()
-def synced(shop: Shop) -> Iterator[SyncSpec]:
-    """The shop fully synced, with triggers on every table of the documents."""
-    spec = shop.spec()
+@pytest.fixture(params=["triggers", "logical"])
+def synced(shop: Shop, request) -> Iterator[SyncSpec]:
+    """The shop fully synced, its changes captured by triggers on every table of the documents
+    or by a replication slot. Capture first, then the full sync: nothing falls between them."""
+    spec = shop.spec(capture=request.param)
+    install_capture(shop.engine, spec)
     summary = run_sync([spec], spec, servers=shop.servers)
     assert summary.success and summary.indexed == 20, summary.error
-    with shop.engine.begin() as conn:
-        install_triggers(conn, spec)
+    if spec.capture == "logical":
+        drain(shop.engine, shop.es, spec)  # what the slot holds from before the sync: re-reads
     yield spec
+    uninstall_capture(shop.engine, spec)
     with shop.engine.begin() as conn:
-        uninstall_triggers(conn, spec)
         conn.execute(sa.text("DELETE FROM public.sync_pipeline_buffer WHERE spec = :s"), {"s": spec.name})
 
 

@@ -189,9 +189,12 @@ def drop_statements(
     return [*drops, f"DROP FUNCTION IF EXISTS {quote_ident(function_schema)}.{quote_ident(function)}();"]
 
 
-def claim_query(spec: SyncSpec, root_key: Sequence[ColumnInfo], limit: int) -> Statement:
+def claim_query(
+    spec: SyncSpec, root_key: Sequence[ColumnInfo], limit: int, changes: str = BUFFER_TABLE
+) -> Statement:
     """The spec's oldest entries, locked (FOR UPDATE SKIP LOCKED: two drains never take the same
-    one): id, source, op and, for the root's entries, the canonical texts of the document key."""
+    one): id, source, op and, for the root's entries, the canonical texts of the document key.
+    `changes`: the buffer, or the logical drain's table of decoded changes (same columns)."""
     texts = ", ".join(
         "CASE WHEN b.source IS NULL THEN "
         + canonical_sql(
@@ -201,7 +204,7 @@ def claim_query(spec: SyncSpec, root_key: Sequence[ColumnInfo], limit: int) -> S
         for i, c in enumerate(root_key)
     )
     return Statement(
-        f"SELECT b.id, b.source, b.op, {texts} FROM {BUFFER_TABLE} AS b WHERE b.spec = %(spec)s "
+        f"SELECT b.id, b.source, b.op, {texts} FROM {changes} AS b WHERE b.spec = %(spec)s "
         f"ORDER BY b.id LIMIT {int(limit)} FOR UPDATE SKIP LOCKED",
         {"spec": spec.name},
     )

@@ -94,13 +94,14 @@ def _parent_side(plan: RelationPlan) -> list[str]:
     return list(relation.on.values())
 
 
-def _changed_values(columns: Sequence[ColumnInfo]) -> str:
-    """The old and new link values of the claimed entries, typed as the columns they come from."""
+def _changed_values(columns: Sequence[ColumnInfo], changes: str = BUFFER_TABLE) -> str:
+    """The old and new link values of the claimed entries, typed as the columns they come from
+    (`changes`: the buffer, or the logical drain's table of decoded changes)."""
     values = ", ".join(
         f"CAST(__sync_l.value ->> {sql_literal(c.name)} AS {type_name(c.pg_type)})" for c in columns
     )
     return (
-        f"SELECT {values} FROM {BUFFER_TABLE} AS __sync_b "
+        f"SELECT {values} FROM {changes} AS __sync_b "
         "CROSS JOIN LATERAL jsonb_array_elements(__sync_b.link) AS __sync_l "
         "WHERE __sync_b.id = ANY(%(entries)s) AND jsonb_typeof(__sync_l.value) = 'object'"
     )
@@ -140,7 +141,9 @@ def _to_parent(node: RelationPlan, inner: str, alias: str) -> tuple[str, list[st
     return hop, list(through.on.values())
 
 
-def parents_of(plans: Sequence[RelationPlan], source: str) -> tuple[str, list[str]]:
+def parents_of(
+    plans: Sequence[RelationPlan], source: str, changes: str = BUFFER_TABLE
+) -> tuple[str, list[str]]:
     """SQL yielding, for the claimed entries of `source`, the values of the root's columns that
     the first relation of the chain joins on; and those columns."""
     chain = _chain(plans, source.removesuffix(THROUGH_SUFFIX))
@@ -148,10 +151,10 @@ def parents_of(plans: Sequence[RelationPlan], source: str) -> tuple[str, list[st
     if source.endswith(THROUGH_SUFFIX):
         assert node.spec.through is not None and node.through is not None
         link = list(node.spec.through.on.keys())
-        inner = _changed_values([node.through.column(c) for c in link])
+        inner = _changed_values([node.through.column(c) for c in link], changes)
         match = list(node.spec.through.on.values())
     else:
-        inner = _changed_values([node.table.column(c) for c in _child_side(node)])
+        inner = _changed_values([node.table.column(c) for c in _child_side(node)], changes)
         inner, match = _to_parent(node, inner, f"__sync_j{len(chain)}")
     for depth in range(len(chain) - 1, 0, -1):
         parent = chain[depth - 1]  # a relation row matching what was found below it
@@ -168,12 +171,13 @@ def root_keys(
     entries: Sequence[int],
     after: Sequence[Any] | None,
     limit: int,
+    changes: str = BUFFER_TABLE,
 ) -> Statement:
     """One keyset page of the keys of the documents that the claimed `entries` of `source` feed:
     the root key columns as they are (for the next page's `after`), then their canonical texts."""
     info = {c.name: c for c in root_columns}
     key = spec.source.primary_key
-    inner, match = parents_of(plans, source)
+    inner, match = parents_of(plans, source, changes)
     root = ROOT_ALIAS
     typed = [f"{root}.{quote_ident(c)}" for c in key]
     texts = [canonical_sql(info[c], f"{root}.{quote_ident(c)}", spec.naive_timezone) for c in key]
@@ -201,12 +205,13 @@ def query_root_keys(
     entries: Sequence[int],
     after: Sequence[Any] | None,
     limit: int,
+    changes: str = BUFFER_TABLE,
 ) -> Statement:
     """The same for a `query` spec's change table with a `roots:` query, whose :keys are the changed
     rows' own keys (old and new)."""
     info = {c.name: c for c in root_columns}
     key = spec.source.primary_key
-    keys = _changed_values([changed.column(c) for c in changed.primary_key[:1]])
+    keys = _changed_values([changed.column(c) for c in changed.primary_key[:1]], changes)
     # the user's own % doubled for psycopg first, then :keys becomes the changed rows' keys
     roots = roots_sql.replace("%", "%%").replace(":keys", f"ARRAY({keys})")
     alias = "__sync_q"

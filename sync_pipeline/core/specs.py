@@ -26,6 +26,7 @@ Grain = Literal["hour", "day", "week", "month"]
 Reconcile = Literal["count", "hash", "off"]
 Dynamic = Literal["strict", "false", "true"]
 OnMappingChange = Literal["fail", "rebuild"]
+Capture = Literal["triggers", "logical"]
 
 
 class SpecError(ValueError):
@@ -255,6 +256,13 @@ class SyncSpec(_Strict):
         "query per side), 'hash' (count plus a content hash: re-reads the window on both sides), 'off'",
     )
 
+    capture: Capture = Field(
+        default="triggers",
+        description="how changes reach the drain: 'triggers' (a buffer row written by a trigger in the "
+        "writer's transaction; any server) or 'logical' (the spec's replication slot, decoded with "
+        "pgoutput; needs wal_level = logical, costs the writers nothing). A file-level `capture:` "
+        "sets it for every spec of the file (one database)",
+    )
     on_mapping_change: OnMappingChange = Field(
         default="fail",
         description="when the index's mapping conflicts with the spec's (a type, an analyzer, a "
@@ -319,7 +327,19 @@ class SyncSpec(_Strict):
 
 
 class SpecFile(_Strict):
+    capture: Capture | None = None  # every spec's default (specs of one file share a database)
     specs: Annotated[list[SyncSpec], Field(min_length=1)]
+
+    @model_validator(mode="before")
+    @classmethod
+    def _file_capture(cls, raw: Any) -> Any:
+        if isinstance(raw, dict) and raw.get("capture") is not None and isinstance(raw.get("specs"), list):
+            specs = [
+                {"capture": raw["capture"], **spec} if isinstance(spec, dict) else spec
+                for spec in raw["specs"]
+            ]
+            return {**raw, "specs": specs}
+        return raw
 
     @model_validator(mode="after")
     def _unique_names(self) -> SpecFile:

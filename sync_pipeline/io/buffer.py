@@ -22,7 +22,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from sync_pipeline.core import capture
 from sync_pipeline.core.columns import ColumnInfo
-from sync_pipeline.core.fanout import Watched
+from sync_pipeline.core.fanout import BUFFER_TABLE, Watched
 from sync_pipeline.core.quoting import quote_ident
 from sync_pipeline.core.specs import SyncSpec
 from sync_pipeline.io.postgres import execute
@@ -172,14 +172,19 @@ def backlogs(conn: Connection) -> dict[str, Backlog]:
     }
 
 
-def claim(conn: Connection, spec: SyncSpec, root_key: Sequence[ColumnInfo], limit: int) -> list[Any]:
+def claim(
+    conn: Connection, spec: SyncSpec, root_key: Sequence[ColumnInfo], limit: int, changes: str = BUFFER_TABLE
+) -> list[Any]:
     """The spec's oldest entries (id, source, op, root key texts), locked until the caller's
     transaction ends (core/capture.claim_query)."""
-    return execute(conn, capture.claim_query(spec, root_key, limit)).all()
+    return execute(conn, capture.claim_query(spec, root_key, limit, changes)).all()
 
 
-def remove(conn: Connection, ids: list[int]) -> None:
-    conn.execute(BUFFER.delete().where(BUFFER.c.id.in_(ids)))
+def remove(conn: Connection, ids: list[int], changes: str = BUFFER_TABLE) -> None:
+    if changes == BUFFER_TABLE:
+        conn.execute(BUFFER.delete().where(BUFFER.c.id.in_(ids)))
+    else:
+        conn.exec_driver_sql(f"DELETE FROM {changes} WHERE id = ANY(%(ids)s)", {"ids": ids})
 
 
 def has_pending(engine: Engine, spec: SyncSpec) -> bool:

@@ -1,4 +1,5 @@
-"""Install and uninstall the change-buffer triggers of a spec: every table its documents read.
+"""Install and uninstall a spec's change capture on every table its documents read: the
+change-buffer triggers, or (`capture: logical`) a publication and a replication slot.
 
 Every watched table is checked against the spec before anything is created:
 a missing table or column is one error that lists them all, and nothing is
@@ -8,11 +9,11 @@ every write of the user's application fail.
 
 from __future__ import annotations
 
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, Engine
 
 from sync_pipeline.core.fanout import Watched, watched_tables
 from sync_pipeline.core.specs import SyncSpec
-from sync_pipeline.io import buffer, deadletters
+from sync_pipeline.io import buffer, deadletters, replication
 from sync_pipeline.io.postgres import describe_table
 from sync_pipeline.ops.binding import bind
 
@@ -79,6 +80,8 @@ def install_triggers(conn: Connection, spec: SyncSpec) -> list[str]:
     """Triggers on every watched table, in the caller's transaction; returns the tables. The
     owner-only step (docs/grants.md): the dead-letter table is created here too, so a role that
     may not create tables can still keep what Elasticsearch refuses."""
+    if spec.capture == "logical":
+        raise CaptureError(f"spec '{spec.name}' uses capture: logical: install it with install_capture")
     watched = watched_for(conn, spec)
     deadletters.ensure_table(conn)
     return buffer.install_watched(conn, spec, watched)
@@ -87,3 +90,31 @@ def install_triggers(conn: Connection, spec: SyncSpec) -> list[str]:
 def uninstall_triggers(conn: Connection, spec: SyncSpec) -> list[str]:
     """Exactly what installs of this spec created, on any table; idempotent."""
     return buffer.uninstall(conn, spec)
+
+
+def install_capture(engine: Engine, spec: SyncSpec) -> list[str]:
+    """Whichever capture the spec names, on every watched table; returns the tables. A spec that
+    switched from triggers to logical loses its triggers only once the slot exists (and the
+    other way round), so no change falls between the two."""
+    if spec.capture == "triggers":
+        with engine.begin() as conn:
+            tables = install_triggers(conn, spec)
+        replication.drop(engine, spec.name)
+        return tables
+    with engine.begin() as conn:
+        watched = watched_for(conn, spec)
+        deadletters.ensure_table(conn)
+        buffer.ensure_buffer(conn)  # `doctor` and the sensor read it for every spec
+        replication.install_publication(conn, spec.name, watched)
+    replication.create_slot(engine, spec.name)
+    with engine.begin() as conn:
+        buffer.uninstall(conn, spec)
+    return sorted({w.table for w in watched})
+
+
+def uninstall_capture(engine: Engine, spec: SyncSpec) -> list[str]:
+    """Triggers, slot and publication of the spec, whatever its capture is now; idempotent. A
+    REPLICA IDENTITY FULL set on install is left: other subscribers may rely on it."""
+    with engine.begin() as conn:
+        tables = buffer.uninstall(conn, spec)
+    return tables + replication.drop(engine, spec.name)

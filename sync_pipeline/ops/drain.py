@@ -1,139 +1,40 @@
-"""Apply the change buffer: claim entries, find the documents they affect, re-read, write.
+"""Drain a spec's captured changes into its index: the buffer (triggers) or the slot (logical).
 
-A drain claims a batch of entries with FOR UPDATE SKIP LOCKED (two drains
-never take the same entry), in a REPEATABLE READ transaction: every document
-it writes, and every delete, carries the version of that one snapshot
-(core/versions.py). Root entries name their document directly; entries of a
-related or join table are resolved to the documents they feed (core/fanout.py)
-in keyset pages of at most `batch_size` keys — one bulk batch each, counted
-like any other — so a rename touching a million documents never holds a
-million keys. The entries are deleted only after Elasticsearch acknowledged
-every document, in the same transaction as the claim: a crash anywhere leaves
-them queued.
+A trigger drain claims a batch of buffer entries with FOR UPDATE SKIP LOCKED
+(two drains never take the same entry), in a REPEATABLE READ transaction:
+every document it writes, and every delete, carries the version of that one
+snapshot (core/versions.py); the shared apply step is ops/apply.py. The
+entries are deleted only after Elasticsearch acknowledged every document, in
+the same transaction as the claim: a crash anywhere leaves them queued.
+A `capture: logical` spec is drained from its replication slot instead
+(ops/logical_drain.py), with the same apply step and the same guarantee.
 
-A TRUNCATE fired no row trigger, so its entry (op 'T') names no document:
-a claim holding one reconciles the whole spec instead — verify with fix,
-counted in the drain's totals — and then deletes its entries like any other.
+`follow` keeps a drain going and wakes on each change: a NOTIFY from the
+triggers, or the slot's stream.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 from elasticsearch import Elasticsearch
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine import Engine
 from sqlalchemy.exc import OperationalError
 
-from sync_pipeline.core import fanout
-from sync_pipeline.core.bulk import BatchResult, LoadTotals
-from sync_pipeline.core.capture import TRUNCATE_OP
+from sync_pipeline.core.bulk import BatchResult
+from sync_pipeline.core.fanout import BUFFER_TABLE
 from sync_pipeline.core.specs import SyncSpec
-from sync_pipeline.io import buffer, deadletters
+from sync_pipeline.io import buffer
 from sync_pipeline.io.buffer import has_pending
-from sync_pipeline.io.postgres import describe_table, execute, is_serialization_failure
+from sync_pipeline.io.postgres import is_serialization_failure
+from sync_pipeline.ops.apply import REPEATABLE_READ, Batches, DrainError, DrainTotals, apply_claimed
 from sync_pipeline.ops.binding import Bound, bind
-from sync_pipeline.ops.capture import TABLE_SOURCE
+from sync_pipeline.ops.logical_drain import follow_logical
 from sync_pipeline.ops.prepare import prepare_target
-from sync_pipeline.ops.resync import REPEATABLE_READ, Key, classify_stale, resync_keys
-from sync_pipeline.ops.verify import verify_spec
 
-
-class DrainError(RuntimeError):
-    """Elasticsearch did not take every document; the claimed entries stay buffered."""
-
-
-@dataclass
-class DrainTotals(LoadTotals):
-    claimed: int = 0
-    reconciled: int = 0  # claims that held a TRUNCATE and ran a full verify with fix
-
-    def absorb(self, other: LoadTotals) -> None:
-        """Add another drain's totals (a following drain's later rounds)."""
-        counters = ("batches", "indexed", "deleted", "stale_skipped", "conflicts", "failed", "dead_lettered")
-        for name in (*counters, "seconds"):
-            setattr(self, name, getattr(self, name) + getattr(other, name))
-        self.claimed += getattr(other, "claimed", 0)
-        self.reconciled += getattr(other, "reconciled", 0)
-        self.mapping_changes.extend(other.mapping_changes)
-        self.first_errors.extend(other.first_errors[: max(0, 5 - len(self.first_errors))])
-
-
-class _Batches:
-    """Re-sync keys in the claim's transaction, one counted bulk batch per call."""
-
-    def __init__(
-        self, engine: Engine, es: Elasticsearch, bound: Bound, totals: DrainTotals, run_id, on_batch
-    ):
-        self.engine, self.es, self.bound, self.totals = engine, es, bound, totals
-        self.run_id, self.on_batch = run_id, on_batch
-
-    def apply(self, conn: Connection, keys: list[Key]) -> None:
-        if not keys:
-            return
-        started = time.perf_counter()
-        result = resync_keys(conn, self.es, self.bound, keys, self.totals.batches + 1)
-        result.seconds = time.perf_counter() - started
-        spec = self.bound.spec
-        if result.failed:
-            # raising rolls back the claim: every entry stays buffered for the next drain
-            raise DrainError(
-                f"spec '{spec.name}': {result.failed} documents not acknowledged by Elasticsearch "
-                f"(first error: {result.errors[0] if result.errors else '?'}); changes stay buffered"
-            )
-        classify_stale(self.engine, result)
-        deadletters.record(conn, spec.name, result.rejected, "buffer", self.run_id)
-        self.totals.add(result)
-        if self.on_batch is not None:
-            self.on_batch(result)
-
-
-def _resolved(conn: Connection, bound: Bound, source: str, entries: list[int], size: int, tables: dict):
-    """The keys of the documents that `entries` of a related or change table feed, page by page."""
-    spec = bound.spec
-    width = len(spec.source.primary_key)
-    after: list[Any] | None = None
-    while True:
-        if source.startswith(TABLE_SOURCE):
-            name = source.removeprefix(TABLE_SOURCE)
-            if name not in tables:
-                tables[name] = describe_table(conn, name)
-            roots = next(c.roots for c in spec.source.change_tables if c.table == name)
-            statement = fanout.query_root_keys(
-                spec, bound.columns, roots or "", tables[name], entries, after, size
-            )
-        else:
-            statement = fanout.root_keys(spec, bound.columns, bound.relations, source, entries, after, size)
-        rows = execute(conn, statement).all()
-        if not rows:
-            return
-        yield [tuple(row[width:]) for row in rows]
-        after = list(rows[-1][:width])
-        if len(rows) < size:
-            return
-
-
-def _reconcile(engine: Engine, es: Elasticsearch, spec: SyncSpec, totals: DrainTotals) -> None:
-    """After a TRUNCATE: which documents it emptied is unknown, so verify the whole spec and fix
-    every difference (documents of rows gone deleted, those whose related rows went re-indexed).
-    Its snapshot is taken after the claim's, so it sees the TRUNCATE and every other claimed
-    change: those need no resolving of their own."""
-    started = time.perf_counter()
-    with engine.connect().execution_options(**REPEATABLE_READ) as conn:
-        report = verify_spec(conn, es, spec, fix=True)
-    repaired = report.repaired or LoadTotals()
-    if repaired.failed:
-        # as for any batch: raising rolls back the claim, the TRUNCATE stays buffered
-        raise DrainError(
-            f"spec '{spec.name}': reconciling after a TRUNCATE, {repaired.failed} documents not "
-            f"acknowledged by Elasticsearch (first error: {(repaired.first_errors or ['?'])[0]}); "
-            "changes stay buffered"
-        )
-    repaired.seconds = time.perf_counter() - started
-    totals.absorb(repaired)
-    totals.reconciled += 1
+__all__ = ["DrainError", "DrainTotals", "drain", "follow"]
 
 
 def drain(
@@ -149,6 +50,13 @@ def drain(
     """Drain the spec's buffered changes in claimed batches until the buffer is empty
     (or `max_batches` claims were applied, or `deadline`, in time.monotonic(), has passed:
     what is left waits for the next run, which keeps every run inside its max runtime)."""
+    if spec.capture == "logical":
+        seconds = (
+            max(0.0, deadline - time.monotonic())
+            if deadline is not None
+            else spec.buffer_sensor.max_run_seconds
+        )
+        return follow_logical(engine, es, spec, 0, seconds, run_id, on_batch)
     totals = DrainTotals()
     size = batch_size or spec.batch_size
     with engine.connect() as conn:
@@ -156,7 +64,7 @@ def drain(
         conn.commit()
     bound = bind(engine, spec)
     totals.mapping_changes = prepare_target(es, bound, engine, run_id).lines
-    batches = _Batches(engine, es, bound, totals, run_id, on_batch)
+    batches = Batches(engine, es, bound, totals, run_id, on_batch)
     tables: dict[str, Any] = {}
     claims = 0
     while max_batches is None or claims < max_batches:
@@ -184,7 +92,7 @@ def _apply_claim(
     es: Elasticsearch,
     spec: SyncSpec,
     bound: Bound,
-    batches: _Batches,
+    batches: Batches,
     size: int,
     tables: dict[str, Any],
     totals: DrainTotals,
@@ -195,21 +103,7 @@ def _apply_claim(
         claimed = buffer.claim(conn, spec, bound.plan.keys, size)
         if not claimed:
             return None
-        if any(row.op == TRUNCATE_OP for row in claimed):
-            _reconcile(engine, es, spec, totals)
-            buffer.remove(conn, [row.id for row in claimed])
-            return len(claimed)
-        width = len(bound.plan.keys)
-        roots = dict.fromkeys(tuple(row[3 : 3 + width]) for row in claimed if row.source is None)
-        batches.apply(conn, list(roots))
-        by_source: dict[str, list[int]] = {}
-        for row in claimed:
-            if row.source is not None:
-                by_source.setdefault(row.source, []).append(row.id)
-        for source, entries in by_source.items():
-            for keys in _resolved(conn, bound, source, entries, size, tables):
-                batches.apply(conn, keys)
-        buffer.remove(conn, [row.id for row in claimed])
+        apply_claimed(conn, engine, es, bound, batches, claimed, size, tables, totals, BUFFER_TABLE)
         return len(claimed)
 
 
@@ -233,6 +127,8 @@ def follow(
     next tick and a new run's start (several seconds each). `idle_seconds=0`
     is a single drain.
     """
+    if spec.capture == "logical":
+        return follow_logical(engine, es, spec, idle_seconds, max_seconds, run_id, on_batch)
     deadline = time.monotonic() + max_seconds
     totals = drain(engine, es, spec, run_id=run_id, on_batch=on_batch, deadline=deadline)
     started = last_change = clock()

@@ -20,7 +20,7 @@ from sync_pipeline.apps.cli.session import Session, UsageError, parse_time
 from sync_pipeline.apps.instance import dagster_home, dagster_storage_url
 from sync_pipeline.defs.partitions import partition_keys_for
 from sync_pipeline.io.elasticsearch import drop_target
-from sync_pipeline.ops.capture import install_triggers
+from sync_pipeline.ops.capture import install_capture
 
 DEMO_QUERY = "青花瓷茶杯"
 
@@ -100,8 +100,7 @@ def _demo_changes(session: Session, spec, servers: Servers, change, changes: dic
     """Triggers on every table of the documents, a category renamed and a tag added, one drain:
     the changes reach every product they feed."""
     es = session.es()
-    with session.engine.begin() as conn:
-        tables = install_triggers(conn, spec)
+    tables = install_capture(session.engine, spec)
     print(f"\nchange capture installed on {', '.join(tables)}")
     with session.engine.begin() as conn:
         changed = change(conn)

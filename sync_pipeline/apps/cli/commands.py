@@ -10,8 +10,9 @@ from sync_pipeline.apps.cli.output import EXIT_DRIFT, EXIT_OK, format_table, pri
 from sync_pipeline.apps.cli.runner import Servers, progress_printer, run_drain, run_sync, run_verify
 from sync_pipeline.apps.cli.session import Session, UsageError, parse_time
 from sync_pipeline.core.diff import VerifyReport
+from sync_pipeline.core.logical import slot_name
 from sync_pipeline.io import deadletters
-from sync_pipeline.ops.capture import install_triggers, uninstall_triggers
+from sync_pipeline.ops.capture import install_capture, uninstall_capture
 from sync_pipeline.ops.rebuild import RebuildAborted, catch_up, describe_catch_up, rebuild, rollback
 from sync_pipeline.ops.replay import ReplayError, replay
 
@@ -54,10 +55,17 @@ def cmd_verify(args: argparse.Namespace) -> int:
 def cmd_triggers(args: argparse.Namespace) -> int:
     session = Session.open(args, one=True)
     spec = session.spec
-    with session.engine.begin() as conn:
-        tables = install_triggers(conn, spec) if args.install else uninstall_triggers(conn, spec)
-    verb = "installed on" if args.install else "removed from"
-    print(f"{spec.name}: change-buffer triggers {verb} {', '.join(tables) or '(none were installed)'}")
+    if args.install:
+        tables = install_capture(session.engine, spec)
+        what = (
+            "change-buffer triggers"
+            if spec.capture == "triggers"
+            else (f"logical capture (slot and publication {slot_name(spec.name)})")
+        )
+        print(f"{spec.name}: {what} installed on {', '.join(tables)}")
+    else:
+        removed = uninstall_capture(session.engine, spec)
+        print(f"{spec.name}: change capture removed from {', '.join(removed) or '(none was installed)'}")
     return EXIT_OK
 
 

@@ -89,11 +89,12 @@ def build_parser() -> argparse.ArgumentParser:
     ui.add_argument("--port", type=int, default=3000)
     ui.set_defaults(func=admin.cmd_ui)
 
-    for name, helptext in (
-        ("install-triggers", "capture inserts/updates/deletes into the change buffer"),
-        ("uninstall-triggers", "remove the spec's change-buffer triggers"),
-    ):
-        triggers = sub.add_parser(name, help=helptext)
+    for name, aliases, helptext in (
+        ("install-triggers", ["install-capture"],
+         "install the spec's change capture: triggers, or its slot and publication (capture: logical)"),
+        ("uninstall-triggers", ["uninstall-capture"], "remove the spec's triggers, slot and publication"),
+    ):  # fmt: skip
+        triggers = sub.add_parser(name, aliases=aliases, help=helptext)
         triggers.add_argument("--spec", required=True)
         triggers.set_defaults(func=commands.cmd_triggers, install=name == "install-triggers")
 

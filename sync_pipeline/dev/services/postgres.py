@@ -202,6 +202,8 @@ def _start_postgres(runtime_dir: Path) -> None:
         # logical decoding for `capture: logical` (a replication slot per spec); on the command
         # line too, so a cluster made before it needs no re-init
         options += " -c wal_level=logical -c max_replication_slots=32 -c max_wal_senders=32"
+        # asynchronous commits reach the slot when the WAL writer flushes them: every 10 ms here
+        options += " -c wal_writer_delay=10ms"
         cmd += ["-o", options, "start"]
         _run(
             _as_service_user(cmd),

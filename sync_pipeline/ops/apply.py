@@ -1,0 +1,165 @@
+"""The step every drain shares: from claimed change entries to acknowledged documents.
+
+The trigger drain (ops/drain.py) claims entries from the buffer, the logical
+drain (ops/logical_drain.py) from a session table of decoded changes; both
+hand them here. Root entries name their document directly; entries of a
+related or join table are resolved to the documents they feed (core/fanout.py)
+in keyset pages of at most `batch_size` keys — one bulk batch each, counted
+like any other — so a rename touching a million documents never holds a
+million keys. A TRUNCATE names no document: a claim holding one reconciles the
+whole spec instead (verify with fix, counted in the drain's totals).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from elasticsearch import Elasticsearch
+from sqlalchemy.engine import Connection, Engine
+
+from sync_pipeline.core import fanout
+from sync_pipeline.core.bulk import LoadTotals
+from sync_pipeline.core.capture import TRUNCATE_OP
+from sync_pipeline.core.specs import SyncSpec
+from sync_pipeline.io import buffer, deadletters
+from sync_pipeline.io.postgres import describe_table, execute
+from sync_pipeline.ops.binding import Bound
+from sync_pipeline.ops.capture import TABLE_SOURCE
+from sync_pipeline.ops.resync import REPEATABLE_READ, Key, classify_stale, resync_keys
+
+__all__ = ["REPEATABLE_READ", "Batches", "DrainError", "DrainTotals", "apply_claimed"]
+from sync_pipeline.ops.verify import verify_spec
+
+
+class DrainError(RuntimeError):
+    """Elasticsearch did not take every document; the claimed entries stay buffered."""
+
+
+@dataclass
+class DrainTotals(LoadTotals):
+    claimed: int = 0
+    reconciled: int = 0  # claims that held a TRUNCATE and ran a full verify with fix
+
+    def absorb(self, other: LoadTotals) -> None:
+        """Add another drain's totals (a following drain's later rounds)."""
+        counters = ("batches", "indexed", "deleted", "stale_skipped", "conflicts", "failed", "dead_lettered")
+        for name in (*counters, "seconds"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        self.claimed += getattr(other, "claimed", 0)
+        self.reconciled += getattr(other, "reconciled", 0)
+        self.mapping_changes.extend(other.mapping_changes)
+        self.first_errors.extend(other.first_errors[: max(0, 5 - len(self.first_errors))])
+
+
+class Batches:
+    """Re-sync keys in the claim's transaction, one counted bulk batch per call."""
+
+    def __init__(
+        self, engine: Engine, es: Elasticsearch, bound: Bound, totals: DrainTotals, run_id, on_batch
+    ):
+        self.engine, self.es, self.bound, self.totals = engine, es, bound, totals
+        self.run_id, self.on_batch = run_id, on_batch
+
+    def apply(self, conn: Connection, keys: list[Key]) -> None:
+        if not keys:
+            return
+        started = time.perf_counter()
+        result = resync_keys(conn, self.es, self.bound, keys, self.totals.batches + 1)
+        result.seconds = time.perf_counter() - started
+        spec = self.bound.spec
+        if result.failed:
+            # raising rolls back the claim: every entry stays buffered for the next drain
+            raise DrainError(
+                f"spec '{spec.name}': {result.failed} documents not acknowledged by Elasticsearch "
+                f"(first error: {result.errors[0] if result.errors else '?'}); changes stay buffered"
+            )
+        classify_stale(self.engine, result)
+        deadletters.record(conn, spec.name, result.rejected, "buffer", self.run_id)
+        self.totals.add(result)
+        if self.on_batch is not None:
+            self.on_batch(result)
+
+
+def _resolved(
+    conn: Connection, bound: Bound, source: str, entries: list[int], size: int, tables: dict, changes: str
+):
+    """The keys of the documents that `entries` of a related or change table feed, page by page."""
+    spec = bound.spec
+    width = len(spec.source.primary_key)
+    after: list[Any] | None = None
+    while True:
+        if source.startswith(TABLE_SOURCE):
+            name = source.removeprefix(TABLE_SOURCE)
+            if name not in tables:
+                tables[name] = describe_table(conn, name)
+            roots = next(c.roots for c in spec.source.change_tables if c.table == name)
+            statement = fanout.query_root_keys(
+                spec, bound.columns, roots or "", tables[name], entries, after, size, changes
+            )
+        else:
+            statement = fanout.root_keys(
+                spec, bound.columns, bound.relations, source, entries, after, size, changes
+            )
+        rows = execute(conn, statement).all()
+        if not rows:
+            return
+        yield [tuple(row[width:]) for row in rows]
+        after = list(rows[-1][:width])
+        if len(rows) < size:
+            return
+
+
+def _reconcile(engine: Engine, es: Elasticsearch, spec: SyncSpec, totals: DrainTotals) -> None:
+    """After a TRUNCATE: which documents it emptied is unknown, so verify the whole spec and fix
+    every difference (documents of rows gone deleted, those whose related rows went re-indexed).
+    Its snapshot is taken after the claim's, so it sees the TRUNCATE and every other claimed
+    change: those need no resolving of their own."""
+    started = time.perf_counter()
+    with engine.connect().execution_options(**REPEATABLE_READ) as conn:
+        report = verify_spec(conn, es, spec, fix=True)
+    repaired = report.repaired or LoadTotals()
+    if repaired.failed:
+        # as for any batch: raising rolls back the claim, the TRUNCATE stays buffered
+        raise DrainError(
+            f"spec '{spec.name}': reconciling after a TRUNCATE, {repaired.failed} documents not "
+            f"acknowledged by Elasticsearch (first error: {(repaired.first_errors or ['?'])[0]}); "
+            "changes stay buffered"
+        )
+    repaired.seconds = time.perf_counter() - started
+    totals.absorb(repaired)
+    totals.reconciled += 1
+
+
+def apply_claimed(
+    conn: Connection,
+    engine: Engine,
+    es: Elasticsearch,
+    bound: Bound,
+    batches: Batches,
+    claimed: list[Any],
+    size: int,
+    tables: dict[str, Any],
+    totals: DrainTotals,
+    changes: str,
+) -> None:
+    """Re-read and write every document the claimed entries of `changes` (the buffer, or the
+    logical drain's decoded changes) affect, then delete the entries — all in the caller's
+    REPEATABLE READ transaction, so nothing is removed that Elasticsearch did not take."""
+    spec = bound.spec
+    if any(row.op == TRUNCATE_OP for row in claimed):
+        _reconcile(engine, es, spec, totals)
+        buffer.remove(conn, [row.id for row in claimed], changes)
+        return
+    width = len(bound.plan.keys)
+    roots = dict.fromkeys(tuple(row[3 : 3 + width]) for row in claimed if row.source is None)
+    batches.apply(conn, list(roots))
+    by_source: dict[str, list[int]] = {}
+    for row in claimed:
+        if row.source is not None:
+            by_source.setdefault(row.source, []).append(row.id)
+    for source, entries in by_source.items():
+        for keys in _resolved(conn, bound, source, entries, size, tables, changes):
+            batches.apply(conn, keys)
+    buffer.remove(conn, [row.id for row in claimed], changes)

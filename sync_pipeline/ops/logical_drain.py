@@ -1,0 +1,219 @@
+"""Drain a `capture: logical` spec: read its replication slot, apply, then confirm.
+
+Decoded changes become the entries a trigger would have buffered
+(core/logical.entries_for) and go through the trigger drain's own apply step
+(ops/drain.apply_claimed): written to a temporary table of the drain's
+session, claimed from it, resolved to documents, re-read at one REPEATABLE
+READ snapshot and written with its version. The slot is confirmed only past
+transactions whose every entry Elasticsearch acknowledged, so a crash anywhere
+leaves them in the slot and the next drain receives them again.
+
+A decoded transaction has committed, but a snapshot taken a moment before
+may not see it yet: the apply waits until its snapshot sees every transaction
+it re-reads (core/logical.visible_in). Entries are applied in batches of at
+most `batch_size` as they arrive — a transaction of a million rows never sits
+in memory whole — and the slot is confirmed at each transaction's end.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from typing import Any
+
+from elasticsearch import Elasticsearch
+from sqlalchemy.engine import Connection, Engine
+
+from sync_pipeline.core import logical
+from sync_pipeline.core.bulk import BatchResult
+from sync_pipeline.core.fanout import Watched
+from sync_pipeline.core.pgoutput import Begin, Change, Commit, Truncate
+from sync_pipeline.core.quoting import qualified_table
+from sync_pipeline.core.specs import SyncSpec
+from sync_pipeline.io import buffer
+from sync_pipeline.io.replication import ChangeStream, SlotBusy
+from sync_pipeline.ops.apply import Batches, DrainError, DrainTotals, apply_claimed
+from sync_pipeline.ops.binding import Bound, bind
+from sync_pipeline.ops.capture import watched_now
+from sync_pipeline.ops.prepare import prepare_target
+from sync_pipeline.ops.resync import REPEATABLE_READ
+
+CHANGES = "pg_temp.sync_pipeline_changes"
+_CHANGES_DDL = (
+    "CREATE TEMP TABLE IF NOT EXISTS sync_pipeline_changes (id bigserial PRIMARY KEY, "
+    "spec text NOT NULL, source text, pk jsonb NOT NULL, op char(1) NOT NULL, link jsonb) "
+    "ON COMMIT DELETE ROWS"
+)
+_INSERT = (
+    f"INSERT INTO {CHANGES} (spec, source, pk, op, link) "
+    "SELECT %(spec)s, e.v ->> 'source', e.v -> 'pk', e.v ->> 'op', e.v -> 'link' "
+    "FROM jsonb_array_elements(CAST(%(entries)s AS jsonb)) WITH ORDINALITY AS e(v, n) ORDER BY e.n"
+)
+VISIBILITY_WAIT_SECONDS = 10.0  # a committed transaction shows in new snapshots within moments
+SLOT_BUSY_WAIT_SECONDS = 60.0  # a run handing over releases the slot at its deadline
+IDLE_CONFIRM_SECONDS = 5.0
+
+
+def watched_by_relation(engine: Engine, spec: SyncSpec) -> dict[int, list[Watched]]:
+    found: dict[int, list[Watched]] = {}
+    with engine.connect() as conn:
+        for watched in watched_now(conn, spec):
+            oid = conn.exec_driver_sql(
+                "SELECT CAST(CAST(%(t)s AS regclass) AS oid)", {"t": qualified_table(watched.table)}
+            ).scalar_one()
+            found.setdefault(int(oid), []).append(watched)
+        conn.commit()
+    return found
+
+
+def _snapshot_seeing(conn: Connection, xids: set[int]) -> None:
+    """Begin the caller's transaction with a snapshot that sees every transaction of `xids`."""
+    deadline = time.monotonic() + VISIBILITY_WAIT_SECONDS
+    while True:
+        snapshot = conn.exec_driver_sql("SELECT CAST(pg_current_snapshot() AS text)").scalar_one()
+        if all(logical.visible_in(xid, snapshot) for xid in xids):
+            return
+        if time.monotonic() > deadline:
+            raise DrainError(
+                f"transactions {sorted(xids)} decoded but not visible after {VISIBILITY_WAIT_SECONDS}s"
+            )
+        conn.rollback()  # a new transaction takes a new snapshot
+        time.sleep(0.002)
+
+
+class _Applier:
+    """Pending entries of committed transactions, applied in batches on one session."""
+
+    def __init__(
+        self, engine: Engine, es: Elasticsearch, bound: Bound, totals: DrainTotals, run_id, on_batch
+    ):
+        self.engine, self.es, self.bound, self.totals = engine, es, bound, totals
+        self.batches = Batches(engine, es, bound, totals, run_id, on_batch)
+        self.entries: list[dict[str, Any]] = []
+        self.xids: set[int] = set()
+        self.tables: dict[str, Any] = {}
+        self.conn = engine.connect().execution_options(**REPEATABLE_READ)
+
+    def add(self, entry: logical.Entry, xid: int) -> None:
+        self.entries.append({"source": entry.source, "pk": entry.pk, "op": entry.op, "link": entry.link})
+        self.xids.add(xid)
+
+    def apply(self) -> None:
+        if not self.entries:
+            return
+        conn, spec, size = self.conn, self.bound.spec, self.bound.spec.batch_size
+        with conn.begin():
+            _snapshot_seeing(conn, self.xids)
+            conn.exec_driver_sql(_CHANGES_DDL)
+            entries = json.dumps(self.entries, default=str)
+            conn.exec_driver_sql(_INSERT, {"spec": spec.name, "entries": entries})
+            while claimed := buffer.claim(conn, spec, self.bound.plan.keys, size, CHANGES):
+                apply_claimed(
+                    conn, self.engine, self.es, self.bound, self.batches, claimed, size, self.tables,
+                    self.totals, CHANGES,
+                )  # fmt: skip
+                self.totals.claimed += len(claimed)
+        self.entries, self.xids = [], set()
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+def _open_stream(url: str, spec: SyncSpec, deadline: float) -> ChangeStream:
+    """The slot's stream; a slot still read by the run handing over is waited for."""
+    give_up = min(deadline, time.monotonic() + SLOT_BUSY_WAIT_SECONDS)
+    while True:
+        try:
+            return ChangeStream(url, spec.name)
+        except SlotBusy:
+            if time.monotonic() >= give_up:
+                raise
+            time.sleep(0.05)
+
+
+def _flushed_position(engine: Engine) -> int:
+    with engine.connect() as conn:
+        # the write position, not the flushed one: an asynchronous commit (synchronous_commit = off)
+        # is decoded only once the WAL writer flushed it, moments later — it is still waited for
+        lsn = conn.exec_driver_sql("SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0')").scalar_one()
+        conn.commit()
+    return int(lsn)
+
+
+def follow_logical(
+    engine: Engine,
+    es: Elasticsearch,
+    spec: SyncSpec,
+    idle_seconds: float | None,
+    max_seconds: float,
+    run_id: str | None = None,
+    on_batch: Callable[[BatchResult], None] | None = None,
+) -> DrainTotals:
+    """Apply the slot's changes as they arrive until it stayed quiet for `idle_seconds` (0: until
+    the changes waiting now are applied; None: until `max_seconds` have passed)."""
+    started = time.monotonic()
+    deadline = started + max_seconds
+    totals = DrainTotals()
+    bound = bind(engine, spec)
+    totals.mapping_changes = prepare_target(es, bound, engine, run_id).lines
+    by_relation = watched_by_relation(engine, spec)
+    url = engine.url.render_as_string(hide_password=False)
+    applier = _Applier(engine, es, bound, totals, run_id, on_batch)
+    stream = _open_stream(url, spec, deadline)
+    # what was committed before the drain began: a drain that is not following ends once the
+    # stream has passed it
+    target = _flushed_position(engine)
+    xid, in_transaction = 0, False
+    confirmable = confirmed = 0
+    last_message = last_confirm = time.monotonic()
+    quiet = 0.05 if idle_seconds == 0 else 0.5  # how long "nothing more is coming right now" is
+
+    def apply() -> None:
+        nonlocal confirmed, last_confirm
+        written = totals.batches
+        applier.apply()
+        if totals.batches > written:
+            es.indices.refresh(index=spec.target.index)  # searchable now (docs/configuration.md)
+        if confirmable > confirmed:  # every entry up to the last commit seen is applied now
+            stream.confirm(confirmable)
+            confirmed, last_confirm = confirmable, time.monotonic()
+
+    try:
+        while (now := time.monotonic()) < deadline:
+            got = stream.read(min(quiet, max(0.0, deadline - now)))
+            if got is None:
+                apply()
+                if not in_transaction and time.monotonic() - last_confirm >= IDLE_CONFIRM_SECONDS:
+                    # nothing of ours is pending: let the server drop the WAL of other tables
+                    if stream.server_position > confirmed:
+                        confirmed = stream.server_position
+                        stream.confirm(confirmed)
+                    last_confirm = time.monotonic()
+                caught_up = stream.server_position >= target and not in_transaction
+                if not caught_up:
+                    stream.ping()  # a keepalive back says how far the server has read
+                if idle_seconds is not None and caught_up and time.monotonic() - last_message >= idle_seconds:
+                    break
+                continue
+            message, _lsn = got
+            last_message = time.monotonic()
+            if isinstance(message, Begin):
+                xid, in_transaction = message.xid, True
+            elif isinstance(message, Change):
+                for watched in by_relation.get(message.relid, []):
+                    for entry in logical.entries_for(message, watched):
+                        applier.add(entry, xid)
+            elif isinstance(message, Truncate):
+                for relid in message.relids:
+                    for watched in by_relation.get(relid, []):
+                        applier.add(logical.truncate_entry(watched), xid)
+            elif isinstance(message, Commit):
+                confirmable, in_transaction = message.end_lsn, False
+            if len(applier.entries) >= spec.batch_size:
+                apply()  # entries of committed transactions: safe before their commit arrives
+        apply()
+    finally:
+        stream.close()
+        applier.close()
+    return totals
