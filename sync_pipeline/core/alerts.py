@@ -242,3 +242,19 @@ def alert_for_buffer_lag(spec: str, pending: int, age_seconds: float, reason: st
         first_error=reason,
         title=f"Change buffer of {spec} is {int(age_seconds)}s behind ({pending} changes waiting)",
     )
+
+
+def alert_for_slot_lag(
+    spec: str, slot: str, lag_bytes: int, limit_mb: float, wal_status: str | None
+) -> Alert:
+    """A logical spec's replication slot holds more WAL than its threshold: the server keeps it
+    on disk until a drain confirms, and may invalidate the slot (max_slot_wal_keep_size)."""
+    return Alert(
+        kind="slot_lag",
+        spec=spec,
+        partition=None,
+        run_id="",
+        counts={"lag_bytes": lag_bytes, "limit_bytes": int(limit_mb * 1024 * 1024)},
+        first_error=f"slot {slot}: wal_status {wal_status or '-'}",
+        title=f"Replication slot of {spec} holds {lag_bytes / 1048576:.0f} MB of WAL (> {limit_mb:g} MB)",
+    )

@@ -120,6 +120,12 @@ def truncate_entry(watched: Watched) -> Entry:
     return Entry(watched.source, {}, TRUNCATE_OP)
 
 
+def lsn_number(text: str) -> int:
+    """A `pg_lsn` text (`16/B374D848`) as the number the replication protocol uses."""
+    high, _, low = text.partition("/")
+    return int(high, 16) << 32 | int(low, 16)
+
+
 def parse_snapshot(text: str) -> tuple[int, int, frozenset[int]]:
     """xmin, xmax and the in-progress xids of a `pg_current_snapshot()` text."""
     xmin, xmax, xip = text.split(":")

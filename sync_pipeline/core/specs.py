@@ -208,6 +208,12 @@ class BufferSensorSpec(_Strict):
         "(a dead run worker would otherwise hold the spec's drain queue forever); "
         "default: max_run_seconds + 300",
     )
+    slot_lag_alert_mb: float = Field(
+        default=1024.0,
+        gt=0,
+        description="capture: logical — alert (and `doctor` reports) when the spec's replication slot "
+        "holds more WAL than this: the server keeps it on disk until the drain confirms",
+    )
     lag_alert_seconds: float = Field(
         default=600.0,
         gt=0,

@@ -17,8 +17,10 @@ from sync_pipeline.defs.checks import reconcile_check, window_check_specs
 from sync_pipeline.defs.partitions import partitions_for, window_for
 from sync_pipeline.defs.reporting import batch_logger, load_check_results, totals_metadata
 from sync_pipeline.defs.resources import ElasticsearchResource, PostgresResource, StagingResource
+from sync_pipeline.io.replication import SlotBusy, SlotMissing
 from sync_pipeline.ops import sync_window as window_sync
 from sync_pipeline.ops.drain import follow
+from sync_pipeline.ops.slots import slot_metadata
 from sync_pipeline.ops.target import MappingConflict, MappingRefused
 
 # single-run backfills are the documented way to load a range as one run; the beta notice
@@ -200,9 +202,16 @@ def build_drain_asset(spec: SyncSpec) -> dg.AssetsDefinition:
             )
         except (MappingConflict, MappingRefused) as exc:
             raise dg.Failure(f"{exc}\nThe buffered changes stay queued.") from None
-        context.log.info(f"{spec.name}: drained {totals.claimed} buffered changes")
+        except (SlotMissing, SlotBusy) as exc:
+            raise dg.Failure(str(exc)) from None
+        context.log.info(f"{spec.name}: drained {totals.claimed} captured changes")
+        slot: dict = {}
+        if spec.capture == "logical":
+            with postgres.engine().connect() as conn:
+                slot = slot_metadata(conn, spec)
+                conn.commit()
         return dg.MaterializeResult(
-            metadata={**totals_metadata(totals, spec), "claimed": totals.claimed},
+            metadata={**totals_metadata(totals, spec), "claimed": totals.claimed, **slot},
             check_results=load_check_results(totals),
         )
 

@@ -10,11 +10,13 @@ from dataclasses import dataclass
 import dagster as dg
 
 from sync_pipeline.core import naming
-from sync_pipeline.core.alerts import alert_for_buffer_lag
+from sync_pipeline.core.alerts import alert_for_buffer_lag, alert_for_slot_lag
 from sync_pipeline.core.specs import BufferSensorSpec, SyncSpec
 from sync_pipeline.defs.alerts import AlertChannels
 from sync_pipeline.defs.resources import PostgresResource
 from sync_pipeline.io.buffer import BufferState, buffer_state
+from sync_pipeline.io.replication import slot_state
+from sync_pipeline.ops.slots import slot_backlog
 
 # a drain in one of these states has not claimed anything yet: it will take whatever is buffered
 # when it gets going, so a second one would only queue up behind it with nothing left to do
@@ -96,6 +98,15 @@ def lag_alert_due(state: BufferState, policy: BufferSensorSpec, alerted_at: floa
     return alerted_at is None or now - alerted_at >= policy.lag_alert_seconds
 
 
+def slot_alert_due(
+    lag_bytes: int, limit_mb: float, alerted_at: float | None, now: float, every: float
+) -> bool:
+    """The slot holds more WAL than the threshold, and no slot alert went out for `every` seconds."""
+    if lag_bytes <= limit_mb * 1024 * 1024:
+        return False
+    return alerted_at is None or now - alerted_at >= every
+
+
 def build_buffer_sensor(spec: SyncSpec) -> dg.SensorDefinition:
     job_name = naming.drain_job(spec.name)
 
@@ -118,8 +129,12 @@ def build_buffer_sensor(spec: SyncSpec) -> dg.SensorDefinition:
             dg.RunsFilter(job_name=job_name, statuses=ACTIVE), limit=10
         )]  # fmt: skip
         last = instance.get_run_records(dg.RunsFilter(job_name=job_name), limit=1)
+        slot = None
         with postgres.engine().connect() as conn:
-            state = buffer_state(conn, spec)
+            if spec.capture == "logical":
+                state, slot = slot_backlog(conn, spec), slot_state(conn, spec.name)
+            else:
+                state = buffer_state(conn, spec)
             conn.commit()
         decision = drain_decision(
             state,
@@ -135,6 +150,13 @@ def build_buffer_sensor(spec: SyncSpec) -> dg.SensorDefinition:
                 alert_for_buffer_lag(spec.name, state.pending, age, decision.reason), context.log
             )
             cursor["lag_alerted_at"] = now
+        limit = spec.buffer_sensor.slot_lag_alert_mb
+        if slot is not None and slot_alert_due(slot.lag_bytes, limit, cursor.get("slot_alerted_at"), now,
+                                               spec.buffer_sensor.lag_alert_seconds):  # fmt: skip
+            alert_channels.deliver(
+                alert_for_slot_lag(spec.name, slot.slot, slot.lag_bytes, limit, slot.wal_status), context.log
+            )
+            cursor["slot_alerted_at"] = now
         if not decision.launch:
             context.update_cursor(json.dumps(cursor))
             return dg.SkipReason(decision.reason)

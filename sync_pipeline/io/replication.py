@@ -114,23 +114,58 @@ class SlotState:
         return self.wal_status == "lost"
 
 
+_SLOTS = (
+    "SELECT slot_name, active_pid, "
+    "COALESCE(pg_wal_lsn_diff(pg_current_wal_lsn(), confirmed_flush_lsn), 0)::bigint, "
+    "wal_status, safe_wal_size, confirmed_flush_lsn::text "
+    "FROM pg_replication_slots WHERE database = current_database() AND slot_type = 'logical' "
+)
+
+
 def slot_state(conn: Connection, spec: str) -> SlotState | None:
-    row = conn.exec_driver_sql(
-        "SELECT slot_name, active_pid, "
-        "COALESCE(pg_wal_lsn_diff(pg_current_wal_lsn(), confirmed_flush_lsn), 0)::bigint, "
-        "wal_status, safe_wal_size, confirmed_flush_lsn::text "
-        "FROM pg_replication_slots WHERE slot_name = %(s)s AND database = current_database()",
-        {"s": logical.slot_name(spec)},
-    ).first()
+    row = conn.exec_driver_sql(_SLOTS + "AND slot_name = %(s)s", {"s": logical.slot_name(spec)}).first()
     if row is None:
         return None
     return SlotState(row[0], row[1], int(row[2]), row[3], row[4], row[5])
 
 
+def our_slots(conn: Connection) -> list[SlotState]:
+    """Every slot of this database named like ours, whichever spec (or none) it belongs to."""
+    rows = conn.exec_driver_sql(
+        _SLOTS + "AND slot_name LIKE %(p)s ORDER BY slot_name",
+        {"p": logical.SLOT_PREFIX.replace("_", r"\_") + "%"},
+    ).all()
+    return [SlotState(r[0], r[1], int(r[2]), r[3], r[4], r[5]) for r in rows]
+
+
+def published_tables(conn: Connection, spec: str) -> set[str] | None:
+    """The tables the spec's publication carries (schema.table); None when it does not exist."""
+    publication = logical.publication_name(spec)
+    if (
+        conn.exec_driver_sql("SELECT 1 FROM pg_publication WHERE pubname = %(p)s", {"p": publication}).first()
+        is None
+    ):
+        return None
+    rows = conn.exec_driver_sql(
+        "SELECT schemaname || '.' || tablename FROM pg_publication_tables WHERE pubname = %(p)s",
+        {"p": publication},
+    ).scalars()
+    return set(rows)
+
+
+def max_slot_wal_keep_size(conn: Connection) -> str:
+    return str(conn.exec_driver_sql("SHOW max_slot_wal_keep_size").scalar_one())
+
+
+def wal_level(conn: Connection) -> str:
+    return str(conn.exec_driver_sql("SHOW wal_level").scalar_one())
+
+
 def slot_lag_seconds(conn: Connection, spec: str) -> float | None:
     """How long the oldest unconfirmed change of the spec's tables has waited (the commit time of
     the first transaction the slot would send); None when nothing of theirs is pending. Decodes
-    from the slot's restart point: for `doctor` and alerts, not for a loop."""
+    from the slot's restart point: for `doctor` and the sensor, not for a loop. The caller makes
+    sure no drain reads the slot (an active slot cannot be peeked)."""
     rows = conn.exec_driver_sql(
         "SELECT data FROM pg_logical_slot_peek_binary_changes(%(s)s, NULL, 1, "
         "'proto_version', '1', 'publication_names', %(p)s)",

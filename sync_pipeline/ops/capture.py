@@ -10,8 +10,10 @@ every write of the user's application fail.
 from __future__ import annotations
 
 from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import DBAPIError
 
 from sync_pipeline.core.fanout import Watched, watched_tables
+from sync_pipeline.core.logical import slot_name
 from sync_pipeline.core.specs import SyncSpec
 from sync_pipeline.io import buffer, deadletters, replication
 from sync_pipeline.io.postgres import describe_table
@@ -102,11 +104,27 @@ def install_capture(engine: Engine, spec: SyncSpec) -> list[str]:
         replication.drop(engine, spec.name)
         return tables
     with engine.begin() as conn:
+        level = replication.wal_level(conn)
+        if level != "logical":
+            raise CaptureError(
+                f"spec '{spec.name}' uses capture: logical, but this PostgreSQL runs with wal_level = "
+                f"{level}: set wal_level = logical and restart it (managed services: RDS/Aurora "
+                "rds.logical_replication = 1, Cloud SQL cloudsql.logical_decoding = on, Azure "
+                "wal_level = logical), or use capture: triggers; nothing was installed"
+            )
         watched = watched_for(conn, spec)
         deadletters.ensure_table(conn)
         buffer.ensure_buffer(conn)  # `doctor` and the sensor read it for every spec
         replication.install_publication(conn, spec.name, watched)
-    replication.create_slot(engine, spec.name)
+    try:
+        replication.create_slot(engine, spec.name)
+    except DBAPIError as exc:
+        reason = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
+        raise CaptureError(
+            f"spec '{spec.name}': cannot create replication slot {slot_name(spec.name)}: {reason} "
+            "(the role needs the REPLICATION attribute, or rds_replication / cloudsqlsuperuser on "
+            "managed services: docs/grants.md); its publication was created and is harmless alone"
+        ) from None
     with engine.begin() as conn:
         buffer.uninstall(conn, spec)
     return sorted({w.table for w in watched})

@@ -21,6 +21,7 @@ from sync_pipeline.io import buffer, deadletters
 from sync_pipeline.io.buffer import CaptureFunction
 from sync_pipeline.io.elasticsearch import backing_indices
 from sync_pipeline.ops.capture import watched_now
+from sync_pipeline.ops.slots import SlotStatus, orphan_statuses, spec_slot_status
 
 OTHER_SPECS = "(specs not in the file)"
 
@@ -66,6 +67,7 @@ class HealthReport:
     backlog: list[BacklogStatus]
     dead_letters: list[DeadLetterStatus]
     indexes: list[IndexStatus]
+    slots: list[SlotStatus] = field(default_factory=list)
 
     @property
     def findings(self) -> int:
@@ -75,6 +77,7 @@ class HealthReport:
             *self.backlog,
             *self.dead_letters,
             *self.indexes,
+            *self.slots,
         ]
         return sum(1 for row in rows if row.fix)
 
@@ -231,8 +234,15 @@ def check(
         known = {s.name for s in specs}
         others = sorted(({i.spec for i in capture} | {b.spec for b in backlog}) - known)
         dead = dead_letter_statuses(conn, specs, scope, others)
+        slots = [
+            spec_slot_status(conn, spec, [w.table for w in watched_now(conn, spec)], backlog_seconds)
+            for spec in specs
+            if spec.capture == "logical" and (scope is None or spec.name in scope)
+        ]
+        if scope is None:
+            slots += orphan_statuses(conn, specs)
     orphaned = {i.spec for i in capture} - known
     for status in backlog:
         if status.spec in orphaned:  # deleted first, its triggers would only refill it
             status.problem += " (drop its triggers first, above)"
-    return HealthReport(capture, backlog, dead, index_statuses(es, specs, scope))
+    return HealthReport(capture, backlog, dead, index_statuses(es, specs, scope), slots)

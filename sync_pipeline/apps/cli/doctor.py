@@ -39,6 +39,15 @@ def age(seconds: float | None) -> str:
     return f"{seconds:.0f} s"
 
 
+def _size(count: int | None) -> str:
+    if count is None:
+        return "-"
+    for unit, size in (("GB", 1 << 30), ("MB", 1 << 20), ("kB", 1 << 10)):
+        if count >= size:
+            return f"{count / size:.1f} {unit}"
+    return f"{count} B"
+
+
 def _needing(count: int) -> str:
     return f"{count} need{'s' if count == 1 else ''} action"
 
@@ -93,6 +102,27 @@ def render(report: HealthReport) -> str:
             ],
             numbers,
             "nothing buffered",
+        ),
+        _section(
+            "replication slots (capture: logical)",
+            ["spec", "slot", "lag", "oldest", "wal", "reader", "status"],
+            [
+                (
+                    [
+                        x.spec,
+                        x.slot,
+                        _size(x.lag_bytes),
+                        age(x.age_seconds),
+                        x.wal_status,
+                        x.reader,
+                        x.problem or "ok",
+                    ],
+                    x.fix,
+                )
+                for x in report.slots
+            ],
+            numbers,
+            "no spec uses logical capture",
         ),
         _section(
             "dead letters",
