@@ -288,19 +288,27 @@ def test_a_following_drain_applies_changes_that_arrive_while_it_runs_then_ends_w
         assert buffer_state(conn, buffered).pending == 0
 
 
-def test_a_following_drain_stops_at_its_time_limit_even_before_it_is_idle(scenario, buffered, es):
+def test_a_following_drain_wakes_on_the_triggers_notify_and_stops_at_its_time_limit(
+    scenario, insert_rows, buffered, es
+):
     from sync_pipeline.ops.drain import follow
 
-    ticks = iter(range(0, 1000, 5))  # a clock that moves 5 s per look
-    polls: list[float] = []
-    totals = follow(
-        scenario.engine,
-        es,
-        buffered,
-        idle_seconds=100,
-        max_seconds=9,
-        clock=lambda: next(ticks),
-        sleep=polls.append,
+    result: list = []
+    runner = threading.Thread(
+        target=lambda: result.append(
+            # polling once a minute: only the NOTIFY can wake it within the test's seconds
+            follow(scenario.engine, es, buffered, idle_seconds=None, max_seconds=8, poll_seconds=60)
+        )
     )
-    assert totals.claimed == 0
-    assert len(polls) == 1  # looked at 5 s, stopped at 10 s (the 9 s limit), not at 100 s idle
+    started = time.monotonic()
+    runner.start()
+    time.sleep(1.5)
+    insert_rows([7], "2026-02-02 00:00:00+00", title="woken")
+    committed = time.monotonic()
+    while "7" not in indexed(es, scenario.index) and time.monotonic() - committed < 5:
+        time.sleep(0.05)
+    assert "7" in indexed(es, scenario.index), "the NOTIFY did not wake the following drain"
+    runner.join(timeout=30)
+    assert 8 <= time.monotonic() - started < 20  # it followed to its time limit, idle or not
+    (totals,) = result
+    assert totals.claimed == 1 and totals.failed == 0

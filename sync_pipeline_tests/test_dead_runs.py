@@ -160,7 +160,7 @@ def test_the_buffer_sensor_alerts_when_the_oldest_change_waits_too_long(pg, es, 
     source: {{table: {name}, primary_key: id, updated_at: updated_at}}
     target: {{index: {name}}}
     partitions: {{start: "2026-01-01"}}
-    buffer_sensor: {{min_changes: 1000, max_wait_seconds: 3600, lag_alert_seconds: 1}}
+    buffer_sensor: {{min_changes: 1000, max_wait_seconds: 3600, lag_alert_seconds: 1, follow_seconds: 0}}
 """
     )[0]
     sensor = build_buffer_sensor(spec)

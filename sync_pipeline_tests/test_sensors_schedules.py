@@ -17,6 +17,7 @@ from sync_pipeline.defs.sensors import (
     build_buffer_sensor,
     drain_decision,
     drain_run_key,
+    follow_decision,
     running_drain_max_id,
 )
 from sync_pipeline.io.buffer import BUFFER, BufferState
@@ -53,6 +54,29 @@ def test_running_drain_max_id_reads_the_running_drains_tag():
     assert running_drain_max_id([run(dg.DagsterRunStatus.STARTED, {})]) == 0  # launched by hand
 
 
+def _record(status: dg.DagsterRunStatus, start_time: float | None) -> dg.RunRecord:
+    run = dg.DagsterRun(job_name="p_drain", run_id=str(uuid.uuid4()), status=status)
+    return dg.RunRecord(1, run, datetime.now(UTC), datetime.now(UTC), start_time, None)
+
+
+def test_one_drain_always_follows_and_its_successor_is_requested_before_it_ends():
+    policy = BufferSensorSpec()  # the default: following, 300 s runs, handover 60 s before the end
+    now = 10_000.0
+    assert not follow_decision(False, [], policy, now)[0].launch  # nothing captured: no run
+    decision, successor_of = follow_decision(True, [], policy, now)
+    assert decision.launch and successor_of is None
+    early = _record(dg.DagsterRunStatus.STARTED, now - 100)
+    decision, _ = follow_decision(True, [early], policy, now)
+    assert not decision.launch and "200s more" in decision.reason
+    late = _record(dg.DagsterRunStatus.STARTED, now - 250)
+    decision, successor_of = follow_decision(True, [late], policy, now)
+    assert decision.launch and successor_of == late.dagster_run.run_id
+    starting = _record(dg.DagsterRunStatus.STARTING, None)
+    assert not follow_decision(True, [late, starting], policy, now)[0].launch  # already on its way
+    with pytest.raises(ValueError, match="handover_seconds"):
+        BufferSensorSpec(max_run_seconds=30)
+
+
 def test_run_key_is_stable_for_the_same_work_and_changes_after_a_failed_drain(scenario):
     spec = scenario.spec()
     state = BufferState(12, 3.0, 120)
@@ -80,9 +104,30 @@ def test_schedule_requests_the_newest_closed_window_keyed_by_partition(scenario)
 
 
 @pytest.mark.integration
+def test_the_default_sensor_keeps_a_follower_only_where_capture_is_installed(scenario, pg):
+    spec = scenario.spec()
+    sensor = build_buffer_sensor(spec)
+    resources = {
+        "postgres": PostgresResource(url=pg.url.render_as_string(hide_password=False)),
+        "alert_channels": AlertChannels(),
+    }
+    with dg.instance_for_test() as instance:
+        idle = sensor(dg.build_sensor_context(instance=instance, resources=resources))
+        assert "no change capture installed" in idle.skip_message
+        with scenario.engine.begin() as conn:
+            install_triggers(conn, spec)
+        try:
+            request = sensor(dg.build_sensor_context(instance=instance, resources=resources))
+            assert isinstance(request, dg.RunRequest) and request.run_key == f"{spec.name}:follow:-"
+        finally:
+            with scenario.engine.begin() as conn:
+                uninstall_triggers(conn, spec)
+
+
+@pytest.mark.integration
 def test_buffer_sensor_launches_once_per_batch_of_work_and_queues_at_most_one_more(scenario, insert_rows, pg):
     spec = scenario.spec().model_copy(
-        update={"buffer_sensor": BufferSensorSpec(min_changes=5, max_wait_seconds=3600)}
+        update={"buffer_sensor": BufferSensorSpec(min_changes=5, max_wait_seconds=3600, follow_seconds=0)}
     )
     sensor = build_buffer_sensor(spec)
     postgres = PostgresResource(url=pg.url.render_as_string(hide_password=False))

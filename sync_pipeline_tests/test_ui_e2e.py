@@ -66,7 +66,7 @@ def ui(service_urls, tmp_path_factory):
     source: {{table: {name}, primary_key: id, updated_at: updated_at}}
     target: {{index: {name}}}
     partitions: {{grain: day, start: "{(today - timedelta(days=30)):%Y-%m-%d}"}}
-    buffer_sensor: {{min_changes: 1, max_wait_seconds: 1, interval_seconds: 2}}
+    buffer_sensor: {{min_changes: 1, max_wait_seconds: 1, interval_seconds: 2, follow_seconds: 0}}
     schedule: {{catch_up: false}}
 """
     )

@@ -28,6 +28,9 @@ from sync_pipeline.core.specs import SyncSpec
 from sync_pipeline.core.sql import Statement, type_name
 
 MARKER = "sync_pipeline capture of spec"
+# a following drain LISTENs here and wakes on each commit that buffered a change of its spec
+# (NOTIFY is sent at commit, once per transaction and payload, and never for a rollback)
+NOTIFY_CHANNEL = "sync_pipeline_changes"
 TRUNCATE_OP = "T"
 # pg_trigger.tgtype bit of a trigger that fires on TRUNCATE (TRIGGER_TYPE_TRUNCATE)
 TRUNCATE_TYPE_BIT = 1 << 5
@@ -121,10 +124,12 @@ BEGIN
   IF TG_OP = 'TRUNCATE' THEN
     INSERT INTO {buffer} (spec, source, pk, op)
       VALUES ({spec_literal}, {source}, '{{}}'::jsonb, {sql_literal(TRUNCATE_OP)});
+    PERFORM pg_notify({sql_literal(NOTIFY_CHANNEL)}, {spec_literal});
     RETURN NULL;
   END IF;
   n := CASE WHEN TG_OP <> 'DELETE' THEN to_jsonb(NEW) END;
   o := CASE WHEN TG_OP <> 'INSERT' THEN to_jsonb(OLD) END;{body}
+  PERFORM pg_notify({sql_literal(NOTIFY_CHANNEL)}, {spec_literal});
   RETURN NULL;
 END
 $body$"""

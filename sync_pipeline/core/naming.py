@@ -16,6 +16,8 @@ REPOSITORY_NAME = "__repository__"
 # --- tags ---------------------------------------------------------------------------------------
 SPEC_TAG = "sync_pipeline/spec"
 LOAD_TAG = "sync_pipeline/load"  # the instance's queue runs one run per value at a time
+# drains: two per spec at a time, so a following drain's successor starts before it ends
+DRAIN_TAG = "sync_pipeline/drain"
 TRIGGER_TAG = "sync_pipeline/trigger"
 BUFFER_MAX_ID_TAG = "sync_pipeline/buffer_max_id"
 # Dagster's own tags, read by the run summaries and alerts (dagster._core.storage.tags)

@@ -184,22 +184,34 @@ DEFAULT_CRON_BY_GRAIN = {
 
 
 class BufferSensorSpec(_Strict):
-    """When the buffer sensor launches a drain: enough changes, or the oldest waited long enough."""
+    """How the spec's captured changes are drained: by default a drain run that follows them
+    (woken by each commit) and hands over to its successor before it ends; with
+    `follow_seconds: 0`, one drain per run whenever enough changes waited long enough."""
 
-    min_changes: int = Field(default=100, ge=1)
-    max_wait_seconds: float = Field(default=30.0, gt=0)
+    min_changes: int = Field(default=100, ge=1, description="follow_seconds: 0 — drain at this many changes")
+    max_wait_seconds: float = Field(
+        default=30.0, gt=0, description="follow_seconds: 0 — or when the oldest change waited this long"
+    )
     interval_seconds: int = Field(default=15, ge=1, description="how often the sensor looks")
-    follow_seconds: float = Field(
-        default=0.0,
+    follow_seconds: float | None = Field(
+        default=None,
         ge=0,
-        description="a drain run keeps applying new changes until the buffer stayed empty this long "
-        "(0: one drain per run)",
+        description="a drain run keeps applying changes as they commit (LISTEN/NOTIFY, or the slot's "
+        "stream) — None: for max_run_seconds, its successor starting handover_seconds before it ends, "
+        "so one is always following (changes searchable in well under a second); N: until nothing "
+        "arrived for N seconds; 0: one drain per run, launched by min_changes / max_wait_seconds",
     )
     max_run_seconds: float = Field(
         default=300.0,
         gt=0,
         description="a drain run claims no new changes after this long (what is left waits for the "
         "next run), following or not",
+    )
+    handover_seconds: float = Field(
+        default=60.0,
+        gt=0,
+        description="follow_seconds: None — the next drain run is requested this long before the "
+        "running one ends (longer than a sensor interval plus a run's start)",
     )
     max_runtime_seconds: float | None = Field(
         default=None,
@@ -224,6 +236,19 @@ class BufferSensorSpec(_Strict):
     @property
     def run_timeout_seconds(self) -> float:
         return self.max_runtime_seconds or self.max_run_seconds + 300
+
+    @property
+    def always_following(self) -> bool:
+        return self.follow_seconds is None
+
+    @model_validator(mode="after")
+    def _handover_fits(self) -> BufferSensorSpec:
+        if self.always_following and self.handover_seconds >= self.max_run_seconds:
+            raise ValueError(
+                f"handover_seconds ({self.handover_seconds:g}) must be below max_run_seconds "
+                f"({self.max_run_seconds:g}): each run's successor is requested that long before its end"
+            )
+        return self
 
 
 class ScheduleSpec(_Strict):

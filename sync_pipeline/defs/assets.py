@@ -181,7 +181,8 @@ def build_drain_asset(spec: SyncSpec) -> dg.AssetsDefinition:
         group_name=spec.name,
         kinds={"postgres", "elasticsearch"},
         tags={naming.SPEC_TAG: spec.name},
-        description="Buffered inserts, updates and hard deletes (trigger-fed outbox) applied to the index.",
+        description="Captured inserts, updates and hard deletes (the trigger-fed buffer, or the "
+        "replication slot) applied to the index; the buffer sensor's runs follow them as they commit.",
         check_specs=[
             dg.AssetCheckSpec(naming.CHECK_NO_FAILED, asset=key),
             dg.AssetCheckSpec(naming.CHECK_NO_DEAD_LETTERS, asset=key),
@@ -190,12 +191,15 @@ def build_drain_asset(spec: SyncSpec) -> dg.AssetsDefinition:
     def changes(
         context: dg.AssetExecutionContext, postgres: PostgresResource, elasticsearch: ElasticsearchResource
     ) -> dg.MaterializeResult:
+        # the sensor's runs follow (one always does, by default); a run launched by hand — the
+        # UI's Materialize, `sync-pipeline flush` — drains what is there and ends
+        by_sensor = context.run.tags.get(naming.TRIGGER_TAG) == "buffer_sensor"
         try:
             totals = follow(
                 postgres.engine(),
                 elasticsearch.client(),
                 spec,
-                idle_seconds=spec.buffer_sensor.follow_seconds,
+                idle_seconds=spec.buffer_sensor.follow_seconds if by_sensor else 0,
                 max_seconds=spec.buffer_sensor.max_run_seconds,
                 run_id=context.run.run_id,
                 on_batch=batch_logger(context, key),

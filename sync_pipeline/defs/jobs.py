@@ -34,7 +34,8 @@ def build_drain_job(spec: SyncSpec):
         # run monitoring (deploy/dagster.yaml) fails a drain still going after this: a run worker
         # killed hard leaves its run STARTED, and the spec's drains would queue behind it forever
         tags={
-            **_tags(spec, "drain"),
+            naming.SPEC_TAG: spec.name,
+            naming.DRAIN_TAG: naming.load_tag(spec.name, "drain"),
             naming.MAX_RUNTIME_TAG: str(int(spec.buffer_sensor.run_timeout_seconds)),
         },
     )

@@ -14,7 +14,7 @@ from sync_pipeline.core.alerts import alert_for_buffer_lag, alert_for_slot_lag
 from sync_pipeline.core.specs import BufferSensorSpec, SyncSpec
 from sync_pipeline.defs.alerts import AlertChannels
 from sync_pipeline.defs.resources import PostgresResource
-from sync_pipeline.io.buffer import BufferState, buffer_state
+from sync_pipeline.io.buffer import BufferState, buffer_state, has_capture
 from sync_pipeline.io.replication import slot_state
 from sync_pipeline.ops.slots import slot_backlog
 
@@ -62,6 +62,31 @@ def drain_decision(
             True, f"oldest change waited {age:.0f}s (≥ {policy.max_wait_seconds:.0f}s){behind}"
         )
     return DrainDecision(False, f"{state.pending} changes, oldest {age:.0f}s: below both thresholds")
+
+
+def follow_decision(
+    installed: bool, active: list[dg.RunRecord], policy: BufferSensorSpec, now: float
+) -> tuple[DrainDecision, str | None]:
+    """With `follow_seconds: None` one drain run is always following the spec's changes: launch
+    one when none is, and its successor `handover_seconds` before the running one's end (it
+    starts meanwhile and takes over the moment the other stops). Also the run id the launch
+    follows on, which keys it: each run gets exactly one successor."""
+    if not installed:
+        return DrainDecision(False, "no change capture installed (install-triggers)"), None
+    if any(r.dagster_run.status in WAITING for r in active):
+        return DrainDecision(False, "the next following drain is starting"), None
+    running = [r for r in active if r.dagster_run.status == dg.DagsterRunStatus.STARTED]
+    if not running:
+        return DrainDecision(True, "no drain is following the changes"), None
+    newest = max(running, key=lambda r: r.start_time or 0.0)
+    ends = (newest.start_time or now) + policy.max_run_seconds
+    if now >= ends - policy.handover_seconds:
+        left = max(0.0, ends - now)
+        reason = f"run {newest.dagster_run.run_id[:8]} ends in {left:.0f}s: its successor"
+        return DrainDecision(True, reason), newest.dagster_run.run_id
+    return DrainDecision(
+        False, f"run {newest.dagster_run.run_id[:8]} follows for {ends - now:.0f}s more"
+    ), None
 
 
 def running_drain_max_id(runs: list[dg.DagsterRun]) -> int | None:
@@ -116,32 +141,42 @@ def build_buffer_sensor(spec: SyncSpec) -> dg.SensorDefinition:
         minimum_interval_seconds=spec.buffer_sensor.interval_seconds,
         default_status=dg.DefaultSensorStatus.RUNNING,  # it runs itself once the daemon is up
         description=(
-            f"drain '{spec.name}' when ≥ {spec.buffer_sensor.min_changes} changes are buffered or the "
-            f"oldest waited {spec.buffer_sensor.max_wait_seconds:.0f}s"
+            f"keep a drain of '{spec.name}' following its changes, each run handing over to the next"
+            if spec.buffer_sensor.always_following
+            else f"drain '{spec.name}' when ≥ {spec.buffer_sensor.min_changes} changes are buffered or "
+            f"the oldest waited {spec.buffer_sensor.max_wait_seconds:.0f}s"
         ),
     )
     def buffer_sensor(
         context: dg.SensorEvaluationContext, postgres: PostgresResource, alert_channels: AlertChannels
     ):
         instance = context.instance
-        # at most one waiting and one running drain per spec, so a handful covers them all
-        active = [r.dagster_run for r in instance.get_run_records(
-            dg.RunsFilter(job_name=job_name, statuses=ACTIVE), limit=10
-        )]  # fmt: skip
+        # at most one waiting and two running drains per spec, so a handful covers them all
+        records = instance.get_run_records(dg.RunsFilter(job_name=job_name, statuses=ACTIVE), limit=10)
+        active = [r.dagster_run for r in records]
         last = instance.get_run_records(dg.RunsFilter(job_name=job_name), limit=1)
-        slot = None
+        slot, installed = None, False
+        policy = spec.buffer_sensor
         with postgres.engine().connect() as conn:
             if spec.capture == "logical":
-                state, slot = slot_backlog(conn, spec), slot_state(conn, spec.name)
+                slot = slot_state(conn, spec.name)
+                # a following drain reads the slot: the age of what waits is known to it alone
+                state = slot_backlog(conn, spec) if not policy.always_following else BufferState(0, None)
+                installed = slot is not None
             else:
                 state = buffer_state(conn, spec)
+                installed = policy.always_following and has_capture(conn, spec)
             conn.commit()
-        decision = drain_decision(
-            state,
-            spec.buffer_sensor,
-            waiting=any(run.status in WAITING for run in active),
-            running_max_id=running_drain_max_id(active),
-        )
+        successor_of = None
+        if policy.always_following:
+            decision, successor_of = follow_decision(installed, records, policy, time.time())
+        else:
+            decision = drain_decision(
+                state,
+                policy,
+                waiting=any(run.status in WAITING for run in active),
+                running_max_id=running_drain_max_id(active),
+            )
         cursor = parse_cursor(context.cursor)
         now = time.time()
         if lag_alert_due(state, spec.buffer_sensor, cursor.get("lag_alerted_at"), now):
@@ -161,8 +196,13 @@ def build_buffer_sensor(spec: SyncSpec) -> dg.SensorDefinition:
             context.update_cursor(json.dumps(cursor))
             return dg.SkipReason(decision.reason)
         context.update_cursor(json.dumps({**cursor, "max_id": state.max_id}))
+        last_run_id = last[0].dagster_run.run_id if last else None
+        if policy.always_following:
+            run_key = f"{spec.name}:follow:{successor_of or last_run_id or '-'}"
+        else:
+            run_key = drain_run_key(spec, state, last_run_id)
         return dg.RunRequest(
-            run_key=drain_run_key(spec, state, last[0].dagster_run.run_id if last else None),
+            run_key=run_key,
             tags={naming.TRIGGER_TAG: "buffer_sensor", MAX_ID_TAG: str(state.max_id)},
         )
 

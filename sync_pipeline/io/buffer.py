@@ -12,10 +12,12 @@ the same transaction as the claim, so a crash anywhere leaves them queued.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import psycopg
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Connection, Engine
@@ -25,7 +27,7 @@ from sync_pipeline.core.columns import ColumnInfo
 from sync_pipeline.core.fanout import BUFFER_TABLE, Watched
 from sync_pipeline.core.quoting import quote_ident
 from sync_pipeline.core.specs import SyncSpec
-from sync_pipeline.io.postgres import execute
+from sync_pipeline.io.postgres import execute, libpq_url
 
 metadata = sa.MetaData()
 
@@ -187,9 +189,42 @@ def remove(conn: Connection, ids: list[int], changes: str = BUFFER_TABLE) -> Non
         conn.exec_driver_sql(f"DELETE FROM {changes} WHERE id = ANY(%(ids)s)", {"ids": ids})
 
 
+def has_capture(conn: Connection, spec: SyncSpec) -> bool:
+    """Are any of the spec's triggers installed? (a following drain is worth a run only then)"""
+    return execute(conn, capture.installed_query(spec)).first() is not None
+
+
 def has_pending(engine: Engine, spec: SyncSpec) -> bool:
     """One index probe: is anything buffered for the spec? (cheap enough to poll)"""
     with engine.connect() as conn:
         found = conn.execute(sa.select(BUFFER.c.id).where(BUFFER.c.spec == spec.name).limit(1)).first()
         conn.commit()
     return found is not None
+
+
+class ChangeListener:
+    """LISTENs for the triggers' NOTIFY: a following drain sleeps here instead of polling, and
+    wakes within moments of a commit that buffered a change of its spec."""
+
+    def __init__(self, url: str):
+        self._conn = psycopg.connect(libpq_url(url, "sync_pipeline_listen"), autocommit=True)
+        self._conn.execute(f"LISTEN {quote_ident(capture.NOTIFY_CHANNEL)}")
+
+    def wait(self, spec: str, timeout: float) -> bool:
+        """True as soon as a change of `spec` was committed (since the last call), False when
+        none was within `timeout` seconds."""
+        deadline = time.monotonic() + timeout
+        while (left := deadline - time.monotonic()) > 0:
+            for notice in self._conn.notifies(timeout=left, stop_after=1):
+                if notice.payload == spec:
+                    return True
+        return False
+
+    def close(self) -> None:
+        self._conn.close()
+
+    def __enter__(self) -> ChangeListener:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

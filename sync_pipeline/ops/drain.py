@@ -27,7 +27,7 @@ from sync_pipeline.core.bulk import BatchResult
 from sync_pipeline.core.fanout import BUFFER_TABLE
 from sync_pipeline.core.specs import SyncSpec
 from sync_pipeline.io import buffer
-from sync_pipeline.io.buffer import has_pending
+from sync_pipeline.io.buffer import ChangeListener, has_pending
 from sync_pipeline.io.postgres import is_serialization_failure
 from sync_pipeline.ops.apply import REPEATABLE_READ, Batches, DrainError, DrainTotals, apply_claimed
 from sync_pipeline.ops.binding import Bound, bind
@@ -35,6 +35,8 @@ from sync_pipeline.ops.logical_drain import follow_logical
 from sync_pipeline.ops.prepare import prepare_target
 
 __all__ = ["DrainError", "DrainTotals", "drain", "follow"]
+
+POLL_SECONDS = 2.0  # without a NOTIFY (triggers of an earlier install), a look this often
 
 
 def drain(
@@ -111,36 +113,38 @@ def follow(
     engine: Engine,
     es: Elasticsearch,
     spec: SyncSpec,
-    idle_seconds: float,
+    idle_seconds: float | None,
     max_seconds: float,
     run_id: str | None = None,
     on_batch: Callable[[BatchResult], None] | None = None,
-    poll_seconds: float = 0.5,
-    clock: Callable[[], float] = time.monotonic,
-    sleep: Callable[[float], None] = time.sleep,
+    poll_seconds: float = POLL_SECONDS,
 ) -> DrainTotals:
-    """Drain, then keep draining what arrives until the buffer stayed empty for `idle_seconds`
-    (or `max_seconds` have passed since the start).
+    """Drain, then keep draining what arrives — woken by the triggers' NOTIFY (the slot's
+    stream for logical capture) — until nothing arrived for `idle_seconds` (None: until
+    `max_seconds` have passed since the start; 0: a single drain).
 
-    A change committed while a drain follows is searchable within about
-    `poll_seconds` plus its bulk request, instead of waiting for the sensor's
-    next tick and a new run's start (several seconds each). `idle_seconds=0`
-    is a single drain.
+    A change committed while a drain follows is searchable within its bulk
+    request and a refresh, instead of waiting for the sensor's next tick and a
+    new run's start (several seconds each). `poll_seconds` is the fallback for
+    triggers installed before they notified.
     """
     if spec.capture == "logical":
         return follow_logical(engine, es, spec, idle_seconds, max_seconds, run_id, on_batch)
-    deadline = time.monotonic() + max_seconds
-    totals = drain(engine, es, spec, run_id=run_id, on_batch=on_batch, deadline=deadline)
-    started = last_change = clock()
-    while idle_seconds > 0:
-        now = clock()
-        if now - last_change >= idle_seconds or now - started >= max_seconds:
-            break
-        sleep(poll_seconds)
-        if not has_pending(engine, spec):
-            continue
-        more = drain(engine, es, spec, run_id=run_id, on_batch=on_batch, deadline=deadline)
-        if more.claimed:
-            last_change = clock()
-            totals.absorb(more)
+    started = time.monotonic()
+    deadline = started + max_seconds
+    url = engine.url.render_as_string(hide_password=False)
+    with ChangeListener(url) as listener:  # listening before the first drain: no change slips by
+        totals = drain(engine, es, spec, run_id=run_id, on_batch=on_batch, deadline=deadline)
+        last_change = time.monotonic()
+        while idle_seconds != 0:
+            now = time.monotonic()
+            if now >= deadline or (idle_seconds is not None and now - last_change >= idle_seconds):
+                break
+            woken = listener.wait(spec.name, min(poll_seconds, deadline - now))
+            if not woken and not has_pending(engine, spec):
+                continue
+            more = drain(engine, es, spec, run_id=run_id, on_batch=on_batch, deadline=deadline)
+            if more.claimed:
+                last_change = time.monotonic()
+                totals.absorb(more)
     return totals

@@ -51,7 +51,6 @@ _INSERT = (
     "FROM jsonb_array_elements(CAST(%(entries)s AS jsonb)) WITH ORDINALITY AS e(v, n) ORDER BY e.n"
 )
 VISIBILITY_WAIT_SECONDS = 10.0  # a committed transaction shows in new snapshots within moments
-SLOT_BUSY_WAIT_SECONDS = 60.0  # a run handing over releases the slot at its deadline
 IDLE_CONFIRM_SECONDS = 5.0
 
 
@@ -122,7 +121,7 @@ class _Applier:
 
 def _open_stream(url: str, spec: SyncSpec, deadline: float) -> ChangeStream:
     """The slot's stream; a slot still read by the run handing over is waited for."""
-    give_up = min(deadline, time.monotonic() + SLOT_BUSY_WAIT_SECONDS)
+    give_up = deadline  # the run handing over reads it until its own deadline
     while True:
         try:
             return ChangeStream(url, spec.name)
