@@ -214,14 +214,17 @@ class ChangeStream:
             ) from exc
 
     def read(self, timeout: float) -> tuple[Message, int] | None:
-        """The next message and the LSN it starts at; None when none came within `timeout`."""
-        message = self._cursor.read_message()
-        if message is None and timeout > 0:
-            select.select([self._cursor], [], [], timeout)
+        """The next message and the LSN it starts at; None when none came within `timeout` (a
+        message arriving in several packets is waited for whole)."""
+        deadline = time.monotonic() + timeout
+        while True:
             message = self._cursor.read_message()
-        if message is None:
-            return None
-        return self.decoder.decode(message.payload), message.data_start
+            if message is not None:
+                return self.decoder.decode(message.payload), message.data_start
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return None
+            select.select([self._cursor], [], [], left)
 
     @property
     def server_position(self) -> int:

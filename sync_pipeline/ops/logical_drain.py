@@ -163,17 +163,21 @@ def follow_logical(
     # what was committed before the drain began: a drain that is not following ends once the
     # stream has passed it
     target = _flushed_position(engine)
-    xid, in_transaction = 0, False
+    xid, in_transaction, unrefreshed = 0, False, False
     confirmable = confirmed = 0
     last_message = last_confirm = time.monotonic()
     quiet = 0.05 if idle_seconds == 0 else 0.5  # how long "nothing more is coming right now" is
 
-    def apply() -> None:
-        nonlocal confirmed, last_confirm
+    def apply(refresh: bool = True) -> None:
+        nonlocal confirmed, last_confirm, unrefreshed
         written = totals.batches
         applier.apply()
-        if totals.batches > written:
-            es.indices.refresh(index=spec.target.index)  # searchable now (docs/configuration.md)
+        unrefreshed |= totals.batches > written
+        if refresh and unrefreshed:
+            # searchable now, not at the index's next refresh (docs/configuration.md): once the
+            # stream went quiet, not per batch of a burst
+            es.indices.refresh(index=spec.target.index)
+            unrefreshed = False
         if confirmable > confirmed:  # every entry up to the last commit seen is applied now
             stream.confirm(confirmable)
             confirmed, last_confirm = confirmable, time.monotonic()
@@ -210,7 +214,7 @@ def follow_logical(
             elif isinstance(message, Commit):
                 confirmable, in_transaction = message.end_lsn, False
             if len(applier.entries) >= spec.batch_size:
-                apply()  # entries of committed transactions: safe before their commit arrives
+                apply(refresh=False)  # entries of committed transactions: safe before their commit
         apply()
     finally:
         stream.close()
