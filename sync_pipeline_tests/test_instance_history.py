@@ -19,13 +19,15 @@ def test_storage_url_keeps_credentials_and_selects_the_schema():
     assert url == "postgresql://u:p%40ss@h:5432/db?options=-csearch_path%3Ddagster"
 
 
-def test_instance_config_queues_runs_with_one_load_per_spec_and_lane():
+def test_instance_config_queues_one_load_and_two_drains_per_spec():
     config = yaml.safe_load((ROOT / "deploy" / "dagster.yaml").read_text())
     assert config["storage"]["postgres"]["postgres_url"] == {"env": "SYNC_DAGSTER_PG_URL"}
     coordinator = config["run_coordinator"]
     assert coordinator["class"] == "QueuedRunCoordinator"
-    (limit,) = coordinator["config"]["tag_concurrency_limits"]
-    assert limit == {"key": "sync_pipeline/load", "value": {"applyLimitPerUniqueValue": True}, "limit": 1}
+    load, drain = coordinator["config"]["tag_concurrency_limits"]
+    assert load == {"key": "sync_pipeline/load", "value": {"applyLimitPerUniqueValue": True}, "limit": 1}
+    # a following drain's successor starts before it ends
+    assert drain == {"key": "sync_pipeline/drain", "value": {"applyLimitPerUniqueValue": True}, "limit": 2}
 
 
 @pytest.mark.integration

@@ -86,4 +86,13 @@ def pg_grants(spec: SyncSpec, tables: Sequence[str], role: str) -> str:
         f"--   SYNC_PG_URL=postgresql://<owner>@<host>/<db> sync-pipeline install-triggers --spec "
         f"{spec.name}",
     ]
+    if spec.capture == "logical":
+        lines += [
+            "",
+            "-- capture: logical — the drains read the spec's replication slot: the connecting role",
+            "-- needs the REPLICATION attribute (RDS/Aurora: GRANT rds_replication; Cloud SQL: the",
+            "-- cloudsqlsuperuser role). The install (as the owner) creates the publication, sets",
+            "-- REPLICA IDENTITY FULL on related tables and creates the slot: it needs both.",
+            f"ALTER ROLE {who} REPLICATION;",
+        ]
     return "\n".join(lines)
