@@ -80,7 +80,7 @@ def test_rows_sharing_one_updated_at_are_not_lost_across_page_boundaries(scenari
     assert sorted(map(int, indexed(es, scenario.index))) == list(range(1, 109))
 
 
-def test_every_bulk_batch_lands_in_the_run_history(scenario, insert_rows):
+def test_every_bulk_batch_is_counted_in_the_run_history(scenario, insert_rows):
     insert_rows(range(1, 121), "2026-02-01 00:00:00+00")
     spec = scenario.spec(batch_size="50")
 
@@ -88,9 +88,12 @@ def test_every_bulk_batch_lands_in_the_run_history(scenario, insert_rows):
 
     instance = DagsterInstance.get()
     records = instance.all_logs(summary.run_id, of_type=DagsterEventType.ASSET_OBSERVATION)
-    batches = [r.dagster_event.event_specific_data.asset_observation.metadata for r in records]
-    assert [b["indexed"].value for b in batches] == [50, 50, 20]
-    assert all(b["failed"].value == 0 and b["docs_per_s"].value > 0 for b in batches)
+    seen = [r.dagster_event.event_specific_data.asset_observation.metadata for r in records]
+    # the first batch at once, then one observation per PROGRESS_SECONDS: here the other two
+    assert [(b["first_batch"].value, b["batch"].value) for b in seen] == [(1, 1), (2, 3)]
+    assert [b["indexed"].value for b in seen] == [50, 70]
+    assert [b["docs_so_far"].value for b in seen] == [50, 120]
+    assert all(b["failed"].value == 0 and b["docs_per_s"].value > 0 for b in seen)
     materializations = instance.all_logs(summary.run_id, of_type=DagsterEventType.ASSET_MATERIALIZATION)
     index_meta = next(
         r.dagster_event.event_specific_data.materialization.metadata
