@@ -210,3 +210,41 @@ def test_the_load_alone_fails_clearly_when_nothing_was_staged(scenario, insert_r
     assert not result.success
     (failure,) = result.get_step_failure_events()
     assert f"materialize {spec.name}_documents first" in failure.step_failure_data.error.message
+
+
+def test_a_streamed_run_stages_documents_not_rows(scenario, insert_rows, es):
+    """The streamed path stages only the NDJSON the load can be re-sent from; an extract staged by
+    an earlier run of the window goes, so the documents stage alone cannot rebuild from old rows."""
+    from dagster import AssetKey, DagsterInstance
+
+    from sync_pipeline import settings
+    from sync_pipeline.defs import build_definitions
+    from sync_pipeline.io.staging import StagingArea
+
+    insert_rows(range(1, 11), "2026-02-10 08:00:00+00")
+    spec = scenario.spec(grain="day", start="2026-02-01")
+    job = build_definitions([spec]).resolve_job_def(f"{spec.name}_sync")
+
+    def materialize(stage: str):
+        return job.execute_in_process(
+            instance=DagsterInstance.get(),
+            partition_key="2026-02-10",
+            asset_selection=[AssetKey(f"{spec.name}_{stage}")],
+            raise_on_error=False,
+        )
+
+    assert materialize("extract").success
+    folder = StagingArea(settings.load().staging_dir).path(spec.name, "window", "parquet").parent
+    (parquet,) = folder.glob("*.parquet")
+
+    streamed = run_sync([spec], spec, at("2026-02-10"), at("2026-02-11"))
+    assert streamed.success and streamed.indexed == 10
+    assert not parquet.exists() and parquet.with_suffix(".ndjson").exists()
+
+    documents = materialize("documents")
+    assert not documents.success
+    (failure,) = documents.get_step_failure_events()
+    assert f"materialize {spec.name}_extract first" in failure.step_failure_data.error.message
+    es.indices.delete(index=f"{scenario.index}_v1", ignore_unavailable=True)
+    assert materialize("index").success  # re-sent from the staged NDJSON, PostgreSQL not read
+    assert sorted(indexed(es, scenario.index), key=int) == [str(i) for i in range(1, 11)]

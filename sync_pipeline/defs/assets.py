@@ -141,7 +141,12 @@ def _extract_result(run: window_sync.WindowRun, extracted: window_sync.Extracted
             # any still open then commit rows the window did not see (a later lookback reads them)
             "settle_seconds": extracted.settle_seconds,
             "open_writers_at_read": extracted.open_writers,
-            "path": dg.MetadataValue.path(str(extracted.path)),
+            "path": (
+                dg.MetadataValue.path(str(extracted.path))
+                if extracted.path is not None
+                # streamed: the rows went straight into documents (ops/sync_window.py says why)
+                else dg.MetadataValue.text("not staged: streamed into documents")
+            ),
         },
     )
 
