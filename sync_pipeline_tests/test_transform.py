@@ -267,3 +267,41 @@ def test_timestamps_are_iso_utc_with_microseconds_whatever_the_year():
         "0001-01-01T00:00:00.000000Z",
         None,
     ]
+
+
+def test_timestamps_before_1970_and_at_the_end_of_the_range_keep_their_text():
+    from sync_pipeline.core.timestamps import iso_utc
+
+    values = [
+        datetime(1969, 12, 31, 23, 59, 59, 1, tzinfo=UTC),
+        datetime(9999, 12, 31, 23, 59, 59, 999999, tzinfo=UTC),
+    ]
+    assert iso_utc(pa.array(values, pa.timestamp("us", tz="UTC"))).to_pylist() == [
+        "1969-12-31T23:59:59.000001Z",
+        "9999-12-31T23:59:59.999999Z",
+    ]
+    nanos = pa.array([1_700_000_000_123_456_789], pa.timestamp("ns", tz="UTC"))
+    assert iso_utc(nanos).to_pylist() == ["2023-11-14T22:13:20.123456Z"]  # cut to microseconds
+
+
+def test_json_strings_escape_what_a_slice_holds_and_only_that():
+    from sync_pipeline.core.bulk import json_strings
+
+    values = pa.array(['say "hi"', "plain", None, "tab\there", "back\\slash", "青花"])
+    assert json_strings(values).to_pylist() == [
+        None if v is None else orjson.dumps(v).decode() for v in values.to_pylist()
+    ]
+    # a slice sees only its own values' bytes: the quote before it does not matter
+    assert json_strings(values.slice(1, 2)).to_pylist() == ['"plain"', None]
+    assert json_strings(values.slice(5, 1)).to_pylist() == ['"青花"']
+    assert json_strings(values.slice(3, 1)).to_pylist() == ['"tab\\there"']
+
+
+def test_bulk_lines_without_deletes_are_the_lines_with_them_minus_the_deletes():
+    plan = build_plan(spec(), COLUMNS)
+    rows = [row(id=1), row(id=2, title='a "quoted"\ttitle'), row(id=3, attrs=None)]
+    plain = batch_to_bulk(batch(rows), plan)
+    mixed = batch_to_bulk(batch([*rows, row(id=4, deleted=True)]), plan)
+    assert (plain.docs, plain.deletes, mixed.deletes) == (3, 0, 1)
+    assert mixed.body.data.startswith(plain.body.data)
+    assert list(plain.body.starts) == list(mixed.body.starts)[:-1]

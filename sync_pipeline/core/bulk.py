@@ -88,22 +88,51 @@ def action_line(op: str, doc_id: str, version: int | None) -> bytes:
     return b'{"' + op.encode() + b'":' + meta + b"}}\n"
 
 
-# JSON strings that need no escaping: no quote, backslash or control character
-_PLAIN_JSON_TEXT = r'^[^"\\\x00-\x1f]*$'
+# bytes a JSON string cannot hold as they are: the quote, the backslash, control characters
+_NEEDS_ESCAPING = (b'"', b"\\", *(bytes([c]) for c in range(0x20)))
 
 
-def action_array(ids: list[str], versions: list[int], deleted: list[bool]) -> pa.Array:
-    op = pc.if_else(pa.array(deleted, pa.bool_()), '{"delete":', '{"index":')
-    return pc.binary_join_element_wise(
-        op, '{"_id":', json_strings(pa.array(ids, pa.string())), ',"version":',
-        pc.cast(pa.array(versions, pa.int64()), pa.string()), ',"version_type":"external_gte"}}\n', "",
-    )  # fmt: skip
+def value_bytes(array: pa.Array) -> tuple[bytes, list[int]]:
+    """The values of a string array back to back (its data buffer, not a copy per value), and
+    where each value starts, then the end."""
+    if len(array) == 0:
+        return b"", [0]
+    _, offsets, data = array.buffers()
+    kind = "q" if pa.types.is_large_string(array.type) else "i"
+    bounds = memoryview(offsets).cast(kind)[array.offset : array.offset + len(array) + 1].tolist()
+    first = bounds[0]
+    payload = bytes(memoryview(data)[first : bounds[-1]]) if data is not None else b""
+    return payload, [b - first for b in bounds]
+
+
+def _plain(array: pa.Array) -> bool:
+    """No value of a string array needs escaping in JSON. One search per byte to avoid over the
+    values' data buffer (memchr speed): ten times faster than a regex run on every value."""
+    payload, _ = value_bytes(array)
+    return not any(byte in payload for byte in _NEEDS_ESCAPING)
+
+
+def action_array(
+    ids: list[str] | pa.Array, versions: list[int] | pa.Array, deleted: list[bool] | pa.Array
+) -> pa.Array:
+    op = pc.if_else(_as_arrow(deleted, pa.bool_()), '{"delete":', '{"index":')
+    return pc.binary_join_element_wise(op, *action_tail(_as_arrow(ids, pa.string()), versions), "")
+
+
+def action_tail(ids: pa.Array, versions: list[int] | pa.Array) -> list[Any]:
+    """The parts of an action line after its op (`{"index":`), to join element-wise."""
+    texts = pc.cast(_as_arrow(versions, pa.int64()), pa.string())
+    return ['{"_id":', json_strings(ids), ',"version":', texts, ',"version_type":"external_gte"}}\n']
+
+
+def _as_arrow(values: list[Any] | pa.Array, kind: pa.DataType) -> pa.Array:
+    return values if isinstance(values, pa.Array) else pa.array(values, kind)
 
 
 def json_strings(array: pa.Array) -> pa.Array:
     """Text values as JSON string literals: quoted in Arrow when none needs escaping (the usual
     case), otherwise each one through orjson."""
-    if pc.all(pc.match_substring_regex(array, _PLAIN_JSON_TEXT)).as_py() is not False:
+    if _plain(array):
         return pc.binary_join_element_wise('"', array, '"', "")
     return pa.array([None if v is None else orjson.dumps(v).decode() for v in array.to_pylist()], pa.string())
 

@@ -23,7 +23,7 @@ import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from sync_pipeline.core.bulk import BulkBody, BulkChunk, action_array, json_strings
+from sync_pipeline.core.bulk import BulkBody, BulkChunk, action_array, action_tail, json_strings, value_bytes
 from sync_pipeline.core.columns import ColumnInfo, infer_es_type, key_sort_problem
 from sync_pipeline.core.keys import canonical_texts, check_no_null_keys, ids_from_texts
 from sync_pipeline.core.relations import RelationPlan
@@ -139,9 +139,13 @@ def key_order_problems(plan: DocumentPlan) -> list[str]:
 
 def document_ids(batch: pa.RecordBatch, plan: DocumentPlan) -> list[str]:
     """`_id` of every row (core/keys.py); NULL keys are refused."""
+    return _id_array(batch, plan).to_pylist()
+
+
+def _id_array(batch: pa.RecordBatch, plan: DocumentPlan) -> pa.Array:
     texts = canonical_texts(batch, plan.keys, plan.spec.naive_timezone)
     check_no_null_keys(texts, plan.spec.name)
-    return ids_from_texts(texts, plan.keys).to_pylist()
+    return ids_from_texts(texts, plan.keys)
 
 
 def cleanse_array(array: pa.Array, field: FieldPlan, naive_timezone: str) -> pa.Array:
@@ -212,13 +216,19 @@ def _exact_longs(scaled: pa.Array) -> pa.Array:
 
 def deleted_flags(batch: pa.RecordBatch, spec: SyncSpec) -> list[bool]:
     """Soft-deleted rows: the soft-delete column is true (booleans) or set (anything else)."""
+    flags = _deleted_array(batch, spec)
+    return [False] * batch.num_rows if flags is None else flags.to_pylist()
+
+
+def _deleted_array(batch: pa.RecordBatch, spec: SyncSpec) -> pa.Array | None:
+    """`deleted_flags` in Arrow; None when the spec has no soft-delete column."""
     column = spec.source.soft_delete
     if column is None:
-        return [False] * batch.num_rows
+        return None
     values = batch.column(column)
     if pa.types.is_boolean(values.type):
-        return pc.fill_null(values, False).to_pylist()
-    return pc.is_valid(values).to_pylist()
+        return pc.fill_null(values, False)
+    return pc.is_valid(values)
 
 
 def document_versions(batch: pa.RecordBatch, spec: SyncSpec) -> list[int]:
@@ -228,14 +238,18 @@ def document_versions(batch: pa.RecordBatch, spec: SyncSpec) -> list[int]:
     epoch microseconds, the earlier scheme: always below snapshot versions, so such a re-send
     never replaces a document written since.
     """
+    return _version_array(batch, spec).to_pylist()
+
+
+def _version_array(batch: pa.RecordBatch, spec: SyncSpec) -> pa.Array:
     if VERSION_COLUMN in batch.schema.names:
-        return pc.fill_null(batch.column(VERSION_COLUMN), 0).to_pylist()
+        return pc.fill_null(batch.column(VERSION_COLUMN).cast(pa.int64()), 0)
     column = batch.column(spec.source.updated_at)
     if pa.types.is_timestamp(column.type):
         unit = pa.timestamp("us", tz="UTC") if column.type.tz else pa.timestamp("us")
         column = column.cast(unit)
     values = pc.fill_null(column.cast(pa.int64()), 0)
-    return pc.max_element_wise(values, pa.scalar(0, pa.int64())).to_pylist()
+    return pc.max_element_wise(values, pa.scalar(0, pa.int64()))
 
 
 def _field_values(batch: pa.RecordBatch, plan: DocumentPlan, json_value: Any) -> list[list[Any]]:
@@ -311,23 +325,9 @@ def _json_values(array: pa.Array, field: FieldPlan) -> pa.Array:
     return text
 
 
-def _concatenated(array: pa.Array) -> tuple[bytes, list[int]]:
-    """The values of a string array back to back (its data buffer, not a copy per value), and
-    where each value starts, then the end."""
-    if len(array) == 0:
-        return b"", [0]
-    _, offsets, data = array.buffers()
-    bounds = memoryview(offsets).cast("i")[array.offset : array.offset + len(array) + 1].tolist()
-    first = bounds[0]
-    payload = bytes(memoryview(data)[first : bounds[-1]]) if data is not None else b""
-    return payload, [b - first for b in bounds]
-
-
 def batch_to_bulk(batch: pa.RecordBatch, plan: DocumentPlan, include_deletes: bool = True) -> BulkChunk:
     """The batch as bulk NDJSON, assembled column by column in Arrow: no Python per row."""
     spec = plan.spec
-    deleted = deleted_flags(batch, spec)
-    actions = action_array(document_ids(batch, plan), document_versions(batch, spec), deleted)
     parts: list[Any] = []
     for number, f in enumerate(plan.fields):
         name = orjson.dumps(f.name).decode()
@@ -336,14 +336,22 @@ def batch_to_bulk(batch: pa.RecordBatch, plan: DocumentPlan, include_deletes: bo
             _json_values(cleanse_array(batch.column(f.column), f, spec.naive_timezone), f),
         ]
     parts += ["}\n" if plan.fields else "{}\n"]
-    if len(parts) > 1:
-        source = pc.binary_join_element_wise(*parts, "", null_handling="replace", null_replacement="null")
+    ids, versions = _id_array(batch, plan), _version_array(batch, spec)
+    flags = _deleted_array(batch, spec)
+    deletes = 0 if flags is None else int(pc.sum(flags).as_py() or 0)
+    if deletes == 0:
+        # no deletes, the usual case: action and source lines in one join, so the body is
+        # written once instead of three times (actions, sources, then both)
+        lines = _joined('{"index":', *action_tail(ids, versions), *parts)
     else:
-        source = pa.array(["{}\n"] * batch.num_rows)
-    is_deleted = pa.array(deleted, pa.bool_())
-    lines = pc.if_else(is_deleted, actions, pc.binary_join_element_wise(actions, source, ""))
-    deletes = sum(deleted)
-    if not include_deletes and deletes:
-        lines = pc.filter(lines, pc.invert(is_deleted))
-        deletes = 0
-    return BulkChunk(BulkBody(*_concatenated(lines)), deletes=deletes)
+        actions = action_array(ids, versions, flags)
+        lines = pc.if_else(flags, actions, _joined(actions, *parts))
+        if not include_deletes:
+            lines = pc.filter(lines, pc.invert(flags))
+            deletes = 0
+    return BulkChunk(BulkBody(*value_bytes(lines)), deletes=deletes)
+
+
+def _joined(*parts: Any) -> pa.Array:
+    """Element-wise concatenation; a null value (of a field) is written as JSON's null."""
+    return pc.binary_join_element_wise(*parts, "", null_handling="replace", null_replacement="null")

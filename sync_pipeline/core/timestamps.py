@@ -11,22 +11,18 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 
-def _padded(values: pa.Array, width: int) -> pa.Array:
-    return pc.utf8_lpad(pc.cast(values, pa.string()), width, "0")
-
-
 def iso_utc(array: pa.Array) -> pa.Array:
-    """UTC timestamps → `YYYY-MM-DDTHH:MM:SS.ffffffZ`, assembled from their fields.
+    """UTC timestamps → `YYYY-MM-DDTHH:MM:SS.ffffffZ`, from their date and their time of day.
 
-    Three times faster than Arrow's strftime here (which formats value by value
-    through the C library), and the same text.
+    Arrow's casts of a date and of a time of day (microseconds) to text print exactly those
+    two halves, four kernels in all: 3.5× faster than assembling the text from the fields
+    (year, month, … padded one by one), which was itself 3× faster than strftime, and the same
+    text (years 1–9999, before 1970 too). Finer units are cut to microseconds, as before.
     """
-    micros = pc.add(pc.multiply(pc.millisecond(array), 1000), pc.microsecond(array))
-    return pc.binary_join_element_wise(
-        _padded(pc.year(array), 4), "-", _padded(pc.month(array), 2), "-", _padded(pc.day(array), 2),
-        "T", _padded(pc.hour(array), 2), ":", _padded(pc.minute(array), 2), ":",
-        _padded(pc.second(array), 2), ".", _padded(micros, 6), "Z", "",
-    )  # fmt: skip
+    wall = pc.cast(array, pa.timestamp("us"), safe=False)  # the UTC wall clock, no zone
+    day = pc.cast(pc.cast(wall, pa.date32()), pa.string())
+    clock = pc.cast(pc.cast(wall, pa.time64("us")), pa.string())
+    return pc.binary_join_element_wise(day, "T", clock, "Z", "")
 
 
 def utc_from_naive(array: pa.Array, naive_timezone: str) -> pa.Array:

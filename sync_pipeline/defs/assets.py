@@ -15,7 +15,7 @@ from sync_pipeline.core import naming
 from sync_pipeline.core.specs import SyncSpec
 from sync_pipeline.defs.checks import reconcile_check, window_check_specs
 from sync_pipeline.defs.partitions import partitions_for, window_for
-from sync_pipeline.defs.reporting import batch_logger, load_check_results, totals_metadata
+from sync_pipeline.defs.reporting import BatchProgress, batch_logger, load_check_results, totals_metadata
 from sync_pipeline.defs.resources import ElasticsearchResource, PostgresResource, StagingResource
 from sync_pipeline.io.replication import SlotBusy, SlotMissing
 from sync_pipeline.ops import sync_window as window_sync
@@ -33,7 +33,11 @@ def asset_keys(spec: SyncSpec) -> tuple[dg.AssetKey, dg.AssetKey, dg.AssetKey]:
 
 
 def _window_run(
-    context: dg.AssetExecutionContext, spec: SyncSpec, postgres: PostgresResource, staging: StagingResource
+    context: dg.AssetExecutionContext,
+    spec: SyncSpec,
+    postgres: PostgresResource,
+    staging: StagingResource,
+    progress: BatchProgress,
 ) -> window_sync.WindowRun:
     time_window = context.partition_time_window
     partitions = partitions_for(spec)
@@ -45,7 +49,7 @@ def _window_run(
         pg_url=postgres.connection_url,
         staging=staging.area(),
         run_id=context.run.run_id,
-        on_batch=batch_logger(context, dg.AssetKey(naming.index_asset(spec.name))),
+        on_batch=progress,
         log=context.log.info,
     )
 
@@ -97,11 +101,13 @@ def build_spec_assets(spec: SyncSpec) -> list[dg.AssetsDefinition]:
         elasticsearch: ElasticsearchResource,
         staging: StagingResource,
     ):
-        run = _window_run(context, spec, postgres, staging)
+        progress = BatchProgress(context, index_key)
+        run = _window_run(context, spec, postgres, staging, progress)
         selected = context.selected_asset_keys
         try:
             if selected >= {extract_key, documents_key, index_key}:
                 result = window_sync.sync_window(run, elasticsearch.client())
+                progress.flush()
                 yield _extract_result(run, result.extracted)
                 yield _documents_result(run, result.documents)
                 yield _index_result(context, run, postgres, elasticsearch, result.totals)
@@ -112,12 +118,15 @@ def build_spec_assets(spec: SyncSpec) -> list[dg.AssetsDefinition]:
                 yield _documents_result(run, window_sync.documents_stage(run))
             if index_key in selected:
                 result = window_sync.index_stage(run, elasticsearch.client())
+                progress.flush()
                 yield _index_result(context, run, postgres, elasticsearch, result.totals)
         except (window_sync.MissingStage, MappingConflict, MappingRefused) as exc:
             # the message is the whole story (which fields, old → new, the command to run)
             raise dg.Failure(str(exc)) from None
         except window_sync.LoadFailed as exc:
             raise dg.Failure(str(exc), metadata=totals_metadata(exc.totals, spec)) from None
+        finally:
+            progress.flush()  # the batches since the last observation, also when the load failed
 
     return [sync_window]
 
@@ -134,7 +143,12 @@ def _extract_result(run: window_sync.WindowRun, extracted: window_sync.Extracted
             # any still open then commit rows the window did not see (a later lookback reads them)
             "settle_seconds": extracted.settle_seconds,
             "open_writers_at_read": extracted.open_writers,
-            "path": dg.MetadataValue.path(str(extracted.path)),
+            "path": (
+                dg.MetadataValue.path(str(extracted.path))
+                if extracted.path is not None
+                # streamed: the rows went straight into documents (ops/sync_window.py says why)
+                else dg.MetadataValue.text("not staged: streamed into documents")
+            ),
         },
     )
 
