@@ -131,11 +131,12 @@ def _open_stream(url: str, spec: SyncSpec, deadline: float) -> ChangeStream:
             time.sleep(0.05)
 
 
-def _flushed_position(engine: Engine) -> int:
+def _current_position(engine: Engine) -> int:
     with engine.connect() as conn:
-        # the write position, not the flushed one: an asynchronous commit (synchronous_commit = off)
-        # is decoded only once the WAL writer flushed it, moments later — it is still waited for
-        lsn = conn.exec_driver_sql("SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0')").scalar_one()
+        # the insert position, not the written or flushed one: an asynchronous commit
+        # (synchronous_commit = off) may still sit in the WAL buffers, and reaches the slot only
+        # once the WAL writer flushed it — moments later; it is still waited for
+        lsn = conn.exec_driver_sql("SELECT pg_wal_lsn_diff(pg_current_wal_insert_lsn(), '0/0')").scalar_one()
         conn.commit()
     return int(lsn)
 
@@ -162,7 +163,7 @@ def follow_logical(
     stream = _open_stream(url, spec, deadline)
     # what was committed before the drain began: a drain that is not following ends once the
     # stream has passed it
-    target = _flushed_position(engine)
+    target = _current_position(engine)
     xid, in_transaction, unrefreshed = 0, False, False
     confirmable = confirmed = 0
     last_message = last_confirm = time.monotonic()
