@@ -54,6 +54,13 @@ class BulkBody:
         return BulkBody.join(self.data[self.starts[i] : self.starts[i + 1]] for i in indices)
 
     @classmethod
+    def concat(cls, first: BulkBody, second: BulkBody) -> BulkBody:
+        """One body with the documents of both, in order."""
+        shift = len(first.data)
+        starts = [*first.starts[:-1], *(start + shift for start in second.starts)]
+        return cls(first.data + second.data, starts)
+
+    @classmethod
     def join(cls, documents: Iterable[bytes]) -> BulkBody:
         """A body from each document's bulk lines (action, and source unless it deletes)."""
         parts = list(documents)

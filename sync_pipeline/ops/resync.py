@@ -11,13 +11,12 @@ come from that one snapshot (core/versions.py).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 from elasticsearch import Elasticsearch
 from sqlalchemy.engine import Connection, Engine
 
-from sync_pipeline.core.bulk import BatchResult, BulkBody, entry_doc, retry_policy
-from sync_pipeline.core.documents import batch_to_documents
+from sync_pipeline.core.bulk import BatchResult, BulkBody, action_line, retry_policy
+from sync_pipeline.core.documents import batch_to_bulk, document_ids
 from sync_pipeline.core.keys import document_id, texts_from_id
 from sync_pipeline.io.elasticsearch import send_body
 from sync_pipeline.io.postgres import fetch_keys, snapshot_version
@@ -38,29 +37,27 @@ def resync_keys(
     es: Elasticsearch,
     bound: Bound,
     keys: Sequence[Key],
-    batch: int = 1,
+    batch_number: int = 1,
 ) -> BatchResult:
     """Index the current row of every key that still exists; delete the others — all with the
     version of the connection's snapshot, so a slower writer holding an older read can neither
     replace nor resurrect them."""
     spec = bound.spec
-    version = snapshot_version(conn)
-    docs = batch_to_documents(fetch_keys(conn, spec, bound.columns, keys, bound.relations), bound.plan)
-    entries: list[dict[str, Any]] = []
-    present = set(docs.ids)
-    for doc_id, doc, deleted in zip(docs.ids, docs.documents, docs.deleted, strict=True):
-        entry: dict[str, Any] = {"_id": doc_id, "_op": "delete" if deleted else "index", "_version": version}
-        if not deleted:
-            entry["_source"] = doc
-        entries.append(entry)
-    for key in keys:
-        doc_id = document_id(key, bound.plan.keys)
-        if doc_id not in present:
-            entries.append({"_id": doc_id, "_op": "delete", "_version": version})
-    if not entries:
-        return BatchResult(batch=batch)
-    body = BulkBody.join(map(entry_doc, entries))
-    return send_body(es, spec.target.index, body, batch, retry_policy(spec))
+    batch = fetch_keys(conn, spec, bound.columns, keys, bound.relations)
+    # documents assembled by the full sync's own Arrow kernels (core/documents.batch_to_bulk), with
+    # the version column every read carries: in this transaction, the snapshot's version
+    chunk = batch_to_bulk(batch, bound.plan)
+    present = set(document_ids(batch, bound.plan))
+    gone = [document_id(key, bound.plan.keys) for key in keys]
+    gone = [doc_id for doc_id in dict.fromkeys(gone) if doc_id not in present]
+    if not gone and not chunk.docs:
+        return BatchResult(batch=batch_number)
+    body = chunk.body
+    if gone:
+        version = snapshot_version(conn)
+        deletes = BulkBody.join(action_line("delete", doc_id, version) for doc_id in gone)
+        body = BulkBody.concat(body, deletes) if chunk.docs else deletes
+    return send_body(es, spec.target.index, body, batch_number, retry_policy(spec))
 
 
 def classify_stale(engine: Engine, result: BatchResult) -> int | None:
