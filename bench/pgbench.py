@@ -193,7 +193,8 @@ class WritePathBench:
         with self.engine.begin() as conn:
             if conn.execute(sa.text("SELECT to_regclass('public.sync_pipeline_buffer')")).scalar():
                 conn.execute(
-                    sa.text("DELETE FROM sync_pipeline_buffer WHERE spec = :s"), {"s": common.PGBENCH_SPEC_NAME}
+                    sa.text("DELETE FROM sync_pipeline_buffer WHERE spec = :s"),
+                    {"s": common.PGBENCH_SPEC_NAME},
                 )
                 conn.commit()
         if self._buffer_exists():
@@ -236,13 +237,17 @@ class WritePathBench:
             "clients": self.clients,
             "seconds_per_run": self.seconds,
             "repeat": self.repeat,
-            "script": SCRIPT.strip().replace("{rows}", str(self.rows)).replace("{table}", common.PGBENCH_TABLE),
+            "script": SCRIPT.strip()
+            .replace("{rows}", str(self.rows))
+            .replace("{table}", common.PGBENCH_TABLE),
             "consumer_during_measurement": "none (the write path alone: nothing drains the buffer or "
             "reads the slot while pgbench runs)",
         }
         log(f"pgbench: seeding {self.rows:,} rows into {common.PGBENCH_TABLE}")
-        report["seed_seconds"] = round(common.seed_table(self.harness.pg_url, self.rows, common.PGBENCH_TABLE), 1)
-        available, why = common.logical_capture_available()
+        report["seed_seconds"] = round(
+            common.seed_table(self.harness.pg_url, self.rows, common.PGBENCH_TABLE), 1
+        )
+        _, why = common.logical_capture_available()
         report["logical_capture"] = why
         runs: dict[str, list[dict[str, Any]]] = {mode: [] for mode in MODES}
         errors: dict[str, str] = {}
@@ -313,7 +318,8 @@ class WritePathBench:
             return None
         with self.engine.connect() as conn:
             return conn.execute(
-                sa.text("SELECT count(*) FROM sync_pipeline_buffer WHERE spec = :s"), {"s": common.PGBENCH_SPEC_NAME}
+                sa.text("SELECT count(*) FROM sync_pipeline_buffer WHERE spec = :s"),
+                {"s": common.PGBENCH_SPEC_NAME},
             ).scalar()
 
     def _slot_bytes(self) -> int | None:

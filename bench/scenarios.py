@@ -350,7 +350,9 @@ def run_drain_scenario(args: argparse.Namespace) -> dict[str, Any]:
 
     _, spec = common.load_spec(Path(args.config), args.spec)
     if str(getattr(spec, "capture", "triggers")) != capture:
-        raise SystemExit(f"spec {spec.name} captures with {getattr(spec, 'capture', 'triggers')}, not {capture}")
+        raise SystemExit(
+            f"spec {spec.name} captures with {getattr(spec, 'capture', 'triggers')}, not {capture}"
+        )
     es = common.es_client(es_url)
     table, removed = spec.source.table, f"{spec.source.table}_removed"
     engine = common.engine(pg_url)
