@@ -379,6 +379,11 @@ by_job = {}
 for r in records:
     job = by_job.setdefault(r.dagster_run.job_name, {"runs": 0, "statuses": {}, "spans": [], "durations": []})
     job["runs"] += 1
+    tags = r.dagster_run.tags
+    origin = ("backfill" if "dagster/backfill" in tags else "schedule" if "dagster/schedule_name" in tags
+              else "sensor" if "dagster/sensor_name" in tags else "other")
+    job.setdefault("origins", {})
+    job["origins"][origin] = job["origins"].get(origin, 0) + 1
     status = r.dagster_run.status.value
     job["statuses"][status] = job["statuses"].get(status, 0) + 1
     if r.start_time and r.end_time:
@@ -394,6 +399,7 @@ for name, job in by_job.items():
     out[name] = {
         "runs": job["runs"],
         "statuses": job["statuses"],
+        "origins": job.get("origins", {}),
         "max_concurrent": most,
         "run_seconds_p50": round(statistics.median(job["durations"]), 2) if job["durations"] else None,
     }

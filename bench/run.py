@@ -369,7 +369,7 @@ class Harness:
         rotation = list(FULL_SYNC_SCENARIOS)
         if args.only:
             rotation = [name for name in args.only if name != "pgsync"]
-        if any(name.endswith("_small") for name in rotation):
+        if args.repeat > 0 and any(name.endswith("_small") for name in rotation):
             log(f"seeding {self.small_rows:,} rows into {common.SMALL_TABLE}")
             report["seed_seconds_small"] = round(
                 common.seed_table(self.pg_url, self.small_rows, common.SMALL_TABLE), 1
