@@ -367,7 +367,7 @@ LOGICAL_UNAVAILABLE = "logical capture not available in this build"
 
 def logical_capture_available() -> tuple[bool, str]:
     """Whether this build of sync_pipeline knows `capture: logical` (SyncSpec.capture, the
-    publication + slot behind install_triggers); (False, why) otherwise. Checked, not assumed:
+    publication + slot behind install_capture); (False, why) otherwise. Checked, not assumed:
     the bench never reports a logical figure that a triggers run produced."""
     from sync_pipeline.core.specs import SyncSpec
 

@@ -243,7 +243,7 @@ def run(
     import sqlalchemy as sa
 
     from sync_pipeline.io.elasticsearch import drop_target
-    from sync_pipeline.ops.capture import install_triggers, uninstall_triggers
+    from sync_pipeline.ops.capture import install_capture, uninstall_capture
 
     report: dict[str, Any] = {"capture": capture, "changes_requested": changes, "sensor": sensor}
     try:
@@ -278,8 +278,7 @@ def run(
         report["startup_s"] = dev.start()
         with engine.begin() as conn:
             _clear_buffer(conn, spec)
-        with engine.begin() as conn:  # its own transaction: a slot cannot be created after writes
-            install_triggers(conn, spec)
+        install_capture(engine, spec)  # triggers, or a publication + a slot (outside any transaction)
         installed = True
         with engine.connect() as conn:
             max_id = conn.execute(sa.text(f"SELECT max(id) FROM {common.TABLE}")).scalar() or 1
@@ -314,8 +313,7 @@ def run(
     finally:
         report["process_tree_peak_rss_mb"] = dev.stop()
         if installed:
-            with engine.begin() as conn:
-                uninstall_triggers(conn, spec)
+            uninstall_capture(engine, spec)
         with engine.begin() as conn:
             _clear_buffer(conn, spec)
         dev.drop_schema()

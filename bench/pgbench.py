@@ -171,13 +171,15 @@ class WritePathBench:
 
     def _reset(self) -> None:
         """No capture of ours left, empty buffer, vacuumed table, a checkpoint."""
-        from sync_pipeline.ops.capture import uninstall_triggers
+        from sync_pipeline.ops.capture import uninstall_capture
 
         for capture in ("triggers", "logical"):
             if capture == "logical" and not common.logical_capture_available()[0]:
                 continue
-            with self.engine.begin() as conn:
-                uninstall_triggers(conn, self._spec(capture))
+            uninstall_capture(self.engine, self._spec(capture))  # triggers, slot and publication
+        # a logical install may set REPLICA IDENTITY FULL and uninstall leaves it: every mode
+        # starts from the table's default identity (the primary key)
+        self._sql(f"ALTER TABLE {common.PGBENCH_TABLE} REPLICA IDENTITY DEFAULT")
         self._clear_buffer()
         self._sql(f"DELETE FROM {common.PGBENCH_TABLE} WHERE id > {self.rows}")
         self._sql(f"VACUUM ANALYZE {common.PGBENCH_TABLE}", autocommit=True)
@@ -207,13 +209,12 @@ class WritePathBench:
             return bool(conn.execute(sa.text("SELECT to_regclass('public.sync_pipeline_buffer')")).scalar())
 
     def _install(self, mode: str) -> None:
-        from sync_pipeline.ops.capture import install_triggers
+        from sync_pipeline.ops.capture import install_capture
 
         if mode == "none":
             return
         common.require_capture(mode)
-        with self.engine.begin() as conn:
-            install_triggers(conn, self._spec(mode))
+        install_capture(self.engine, self._spec(mode))
 
     def _bulk(self) -> dict[str, float]:
         """One UPDATE of bulk_fraction of the table and one INSERT of as many new rows."""

@@ -345,7 +345,7 @@ def run_drain_scenario(args: argparse.Namespace) -> dict[str, Any]:
     common.require_capture(capture)  # CaptureUnavailable: reported as such, never measured as triggers
     import sqlalchemy as sa
 
-    from sync_pipeline.ops.capture import install_triggers, uninstall_triggers
+    from sync_pipeline.ops.capture import install_capture, uninstall_capture
     from sync_pipeline.ops.drain import drain
 
     _, spec = common.load_spec(Path(args.config), args.spec)
@@ -364,8 +364,7 @@ def run_drain_scenario(args: argparse.Namespace) -> dict[str, Any]:
             from sync_pipeline.io.buffer import BUFFER
 
             conn.execute(BUFFER.delete().where(BUFFER.c.spec == spec.name))
-    with engine.begin() as conn:  # its own transaction: a slot cannot be created after writes
-        install_triggers(conn, spec)
+    install_capture(engine, spec)  # triggers, or a publication + a slot (outside any transaction)
     try:
         with engine.begin() as conn:
             conn.execute(sa.text(f"DROP TABLE IF EXISTS {removed}"))
@@ -395,8 +394,8 @@ def run_drain_scenario(args: argparse.Namespace) -> dict[str, Any]:
             conn.execute(sa.text(f"DROP TABLE {removed}"))
         restored = drain(engine, es, spec)
     finally:
+        uninstall_capture(engine, spec)
         with engine.begin() as conn:
-            uninstall_triggers(conn, spec)
             if _buffer_exists(conn):
                 from sync_pipeline.io.buffer import BUFFER
 

@@ -42,7 +42,7 @@ def run(
 
     from sync_pipeline.io.buffer import has_pending
     from sync_pipeline.io.elasticsearch import drop_target
-    from sync_pipeline.ops.capture import install_triggers, uninstall_triggers
+    from sync_pipeline.ops.capture import install_capture, uninstall_capture
     from sync_pipeline.ops.resync import REPEATABLE_READ
     from sync_pipeline.ops.verify import verify_spec
 
@@ -74,8 +74,7 @@ def run(
     report["initial_sync"] = {k: initial.get(k) for k in ("docs", "seconds", "docs_in_es", "success")}
     with engine.begin() as conn:
         freshness._clear_buffer(conn, spec)
-    with engine.begin() as conn:
-        install_triggers(conn, spec)
+    install_capture(engine, spec)
     dev = freshness.DagsterDev(harness, config, tmp, f"bench_soak_{os.getpid()}")
     script = tmp / "soak_update.sql"
     script.write_text(
@@ -129,7 +128,12 @@ def run(
             time.sleep(3)
         report["settle_s"] = round(time.monotonic() - settle_started, 1)
         report["runs"] = dev.runs(spec.name).get("runs_by_job", {})
-        report["runs_summary"] = {job: job_runs["statuses"] for job, job_runs in report["runs"].items()}
+        report["runs_summary"] = {
+            job: {"statuses": job_runs["statuses"], "origins": job_runs.get("origins")}
+            for job, job_runs in report["runs"].items()
+        }
+        origins = [o for job in report["runs"].values() for o in job.get("origins", {})]
+        report["schedule_ran"], report["backfill_ran"] = "schedule" in origins, "backfill" in origins
     finally:
         report["dagster_tree_peak_rss_mb"] = dev.stop()
     try:
@@ -148,8 +152,7 @@ def run(
         ok = verified.drift == 0 and not report.get("buffer_pending_at_end")
         report["status"] = "ok" if ok and minutes >= 10 else ("ok (shorter than 10 min)" if ok else "drift")
     finally:
-        with engine.begin() as conn:
-            uninstall_triggers(conn, spec)
+        uninstall_capture(engine, spec)
         with engine.begin() as conn:
             freshness._clear_buffer(conn, spec)
         dev.drop_schema()
