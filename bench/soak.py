@@ -122,12 +122,13 @@ def run(
             time.sleep(2)
         report["buffer_pending_at_end"] = has_pending(engine, spec)
         while time.monotonic() - settle_started < settle_timeout:
-            runs = dev.runs(spec.name).get("runs_by_job", {})
+            runs = dev.runs("").get("runs_by_job", {})
             if not any(job["statuses"].get(s) for job in runs.values() for s in ACTIVE):
                 break
             time.sleep(3)
         report["settle_s"] = round(time.monotonic() - settle_started, 1)
-        report["runs"] = dev.runs(spec.name).get("runs_by_job", {})
+        # every run of the soak's own instance, by job (backfill runs may carry an asset job's name)
+        report["runs"] = dev.runs("").get("runs_by_job", {})
         report["runs_summary"] = {
             job: {"statuses": job_runs["statuses"], "origins": job_runs.get("origins")}
             for job, job_runs in report["runs"].items()
