@@ -4,8 +4,9 @@ Starts what `make ui` starts (`sync-pipeline ui`: `dagster dev`, i.e. webserver 
 daemon) with a temp DAGSTER_HOME holding the project's dagster.yaml (PostgreSQL
 storage in a schema of its own, the queued run coordinator and its tag
 concurrency limits: what `make ui` runs with) and a spec on bench_products with
-the **default spec settings** (no `buffer_sensor` block; `--freshness-sensor fast`
-or `follow` choose the older fastest-trigger settings instead), installs the
+the **default spec settings** (no `buffer_sensor` block: a drain run always following the
+changes, woken at commit; `--freshness-sensor fast` is one drain per run at the fastest
+triggers, `follow` the earlier opt-in `follow_seconds: 10`), installs the
 spec's capture (`triggers`, or `logical`: a publication + a replication slot),
 and commits single-row updates:
 
@@ -38,11 +39,13 @@ from typing import Any
 from bench import common
 
 INDEX = "bench_fresh"
-# None: the spec's defaults (what a user gets); the others are the fastest triggers the spec
-# allows, one drain per run ("fast") or a drain run that follows the buffer ("follow")
+# None: the spec's defaults (what a user gets: since sub-second freshness, a drain run that
+# always follows the changes, woken by NOTIFY or the slot, and hands over to its successor);
+# "fast": one drain per run at the fastest triggers the spec allows (follow_seconds: 0);
+# "follow": the earlier opt-in, a drain run that follows for 10 s idle, 30 s at most
 SENSORS: dict[str, dict[str, Any] | None] = {
     "default": None,
-    "fast": {"min_changes": 1, "max_wait_seconds": 1, "interval_seconds": 1},
+    "fast": {"follow_seconds": 0, "min_changes": 1, "max_wait_seconds": 1, "interval_seconds": 1},
     "follow": {
         "min_changes": 1,
         "max_wait_seconds": 1,
