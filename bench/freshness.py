@@ -372,7 +372,7 @@ def _own_instance(home: Path, engine, pg_url: str, schema: str) -> str:
 
 
 _RUNS_SCRIPT = """
-import json, statistics, sys
+import json, statistics, sys, time
 from dagster import DagsterInstance
 prefix = sys.argv[1]
 records = [r for r in DagsterInstance.get().get_run_records() if r.dagster_run.job_name.startswith(prefix)]
@@ -387,8 +387,9 @@ for r in records:
     job["origins"][origin] = job["origins"].get(origin, 0) + 1
     status = r.dagster_run.status.value
     job["statuses"][status] = job["statuses"].get(status, 0) + 1
+    if r.start_time:  # a run still going (a following drain) spans until now
+        job["spans"].append((r.start_time, r.end_time or time.time()))
     if r.start_time and r.end_time:
-        job["spans"].append((r.start_time, r.end_time))
         job["durations"].append(r.end_time - r.start_time)
 out = {}
 for name, job in by_job.items():
