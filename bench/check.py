@@ -1,12 +1,18 @@
-"""Check that a benchmark result file is well-formed: `python -m bench.check FILE`.
+"""Check that a benchmark result file carries every figure issue 16 asks for, with sane values:
+`python -m bench.check FILE [--min-freshness-changes N] [--require-logical] [--require-soak]`.
 
-Exit 0 when the JSON parses and carries the keys docs/benchmarks.md promises with
-the right types and at least one successful run of ceiling, baseline and pipeline;
-exit 1 with the problems listed otherwise. Used by `make bench-smoke`.
+Exit 0 when the JSON parses and has, side by side: the full-sync ratios to the ceiling for
+the ~1 KB and the ~250 B table, CPU-seconds per million documents for both, drain changes/s
+and its ratio to the full sync per capture mode, freshness p50/p95/p99 per capture mode,
+pgbench TPS ratios, the scale curve with peak RSS, and the targets (each with measured and
+met). A capture mode this build lacks must be reported as unavailable (a reason, never a
+figure); --require-logical fails the check instead. Exit 1 with the problems listed
+otherwise. Used by `make bench-smoke` (and, with --min-freshness-changes 200, for `make bench`).
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 from numbers import Number
@@ -19,15 +25,114 @@ REQUIRED_NUMBERS = [
     "ratio_to_ceiling",
     "ratio_to_baseline",
     "peak_rss_mb",
+    "ceiling_small_docs_per_s",
+    "pipeline_small_docs_per_s",
+    "ratio_to_ceiling_small",
+    "cpu_s_per_million_docs",
+    "cpu_s_per_million_docs_small",
+]
+CAPTURE_MODES = ("triggers", "logical")
+REQUIRED_TARGETS = [
+    "full_sync_vs_ceiling",
+    "full_sync_vs_ceiling_small",
+    "cpu_s_per_million_docs",
+    "cpu_s_per_million_docs_small",
+    "drain_vs_full_sync_triggers",
+    "drain_vs_full_sync_logical",
+    "freshness_p95_triggers",
+    "freshness_p99_triggers",
+    "freshness_p95_logical",
+    "freshness_p99_logical",
+    "pgbench_tps_ratio_logical",
+    "pgbench_tps_ratio_trigger",
+    "peak_rss",
 ]
 
 
-def problems(report: dict) -> list[str]:
+def _positive(value) -> bool:
+    return isinstance(value, Number) and not isinstance(value, bool) and value > 0
+
+
+def _unavailable_reason(report: dict, mode: str, where: str) -> str | None:
+    """Why `mode` has no figure in section `where`, if the report says it was unavailable."""
+    texts = [
+        (report.get("unavailable") or {}).get(f"drain_{mode}"),
+        ((report.get("pgbench") or {}).get("errors") or {}).get(mode),
+        ((report.get("freshness") or {}).get(mode) or {}).get("status"),
+        report.get("logical_capture") if mode == "logical" else None,
+    ]
+    for text in texts:
+        if isinstance(text, str) and "not available in this build" in text:
+            return text
+    return None
+
+
+def problems(report: dict, min_freshness_changes: int = 20, require_logical: bool = False,
+             require_soak: bool = False) -> list[str]:  # fmt: skip
     found = []
     for key in REQUIRED_NUMBERS:
         value = report.get(key)
-        if not isinstance(value, Number) or value <= 0:
+        if not _positive(value):
             found.append(f"{key}: expected a positive number, got {value!r}")
+    for key in ("ratio_to_ceiling", "ratio_to_ceiling_small"):
+        value = report.get(key)
+        if _positive(value) and value > 1.5:
+            found.append(f"{key}: {value} is not a sane ratio to the ceiling (> 1.5)")
+
+    def mode_ok(mode: str, value, section: str, sane=_positive) -> None:
+        if sane(value):
+            return
+        reason = _unavailable_reason(report, mode, section)
+        if value is None and reason and not (require_logical and mode == "logical"):
+            return  # reported as unavailable, with the reason: allowed
+        found.append(f"{section}.{mode}: expected a figure (or 'not available in this build'), got {value!r}")
+
+    drains = report.get("drain_docs_per_s")
+    ratios = report.get("drain_ratio_to_full_sync")
+    if not isinstance(drains, dict) or not isinstance(ratios, dict):
+        found.append("drain_docs_per_s / drain_ratio_to_full_sync: expected objects by capture mode")
+    else:
+        for mode in CAPTURE_MODES:
+            mode_ok(mode, drains.get(mode), "drain_docs_per_s")
+            mode_ok(mode, ratios.get(mode), "drain_ratio_to_full_sync")
+    for name, runs in (report.get("scenarios") or {}).items():
+        if name.startswith("drain_") and not any(r.get("ok") for r in runs.get("runs", [])):
+            found.append(f"scenarios.{name}: no run checked out (counts, the updated value, nothing left)")
+
+    fresh = report.get("freshness")
+    if not isinstance(fresh, dict):
+        found.append("freshness: expected an object by capture mode (run with --freshness)")
+    else:
+        for mode in CAPTURE_MODES:
+            entry = fresh.get(mode)
+            if not isinstance(entry, dict):
+                found.append(f"freshness.{mode}: missing")
+                continue
+            for key in ("p50_s", "p95_s", "p99_s"):
+                mode_ok(mode, entry.get(key), f"freshness.{key}")
+            if entry.get("p95_s") is not None:
+                if (entry.get("changes") or 0) < min_freshness_changes:
+                    found.append(
+                        f"freshness.{mode}: {entry.get('changes')} changes, need ≥ {min_freshness_changes}"
+                    )
+                if not entry.get("p50_s", 0) <= entry["p95_s"] <= entry.get("p99_s", 0):
+                    found.append(f"freshness.{mode}: percentiles out of order")
+                if entry.get("timed_out"):
+                    found.append(f"freshness.{mode}: {entry['timed_out']} changes never became searchable")
+                if entry.get("drain_runs") is not None and not entry.get("drain_runs"):
+                    found.append(f"freshness.{mode}: no drain run recorded by Dagster")
+
+    tps_ratio = report.get("pgbench_tps_ratio")
+    if not isinstance(tps_ratio, dict):
+        found.append("pgbench_tps_ratio: expected an object {trigger, logical}")
+    else:
+        for key, mode in (("trigger", "triggers"), ("logical", "logical")):
+            value = tps_ratio.get(key)
+            mode_ok(mode, value, "pgbench_tps_ratio", sane=lambda v: _positive(v) and v < 3)
+        base = ((report.get("pgbench") or {}).get("modes") or {}).get("none") or {}
+        if not _positive(base.get("tps")) or not _positive(base.get("latency_avg_ms")):
+            found.append("pgbench.modes.none: expected tps and latency_avg_ms")
+
     if not isinstance(report.get("scale"), list):
         found.append("scale: expected a list")
     else:
@@ -37,34 +142,54 @@ def problems(report: dict) -> list[str]:
     machine = report.get("machine")
     if not isinstance(machine, dict) or not {"nproc", "elasticsearch", "postgresql"} <= set(machine):
         found.append("machine: expected nproc, elasticsearch, postgresql")
-    for name in ("ceiling", "naive", "pipeline"):
+    for name in ("ceiling", "naive", "pipeline", "ceiling_small", "pipeline_small"):
         runs = report.get("scenarios", {}).get(name, {}).get("runs", [])
         if not any(not r.get("failed") and r.get("complete") for r in runs):
             found.append(f"scenarios.{name}: no complete successful run")
-    if not isinstance(report.get("targets"), dict):
+    targets = report.get("targets")
+    if not isinstance(targets, dict):
         found.append("targets: expected an object")
+    else:
+        for name in REQUIRED_TARGETS:
+            target = targets.get(name)
+            if not isinstance(target, dict) or not isinstance(target.get("met"), bool):
+                found.append(f"targets.{name}: expected an object with a boolean 'met'")
     if not isinstance(report.get("pgsync"), dict) or "status" not in report["pgsync"]:
         found.append("pgsync: expected an object with a status")
+    if require_soak:
+        soak = report.get("soak")
+        if not isinstance(soak, dict) or soak.get("drift") is None:
+            found.append("soak: expected a soak with a verify drift (run with --soak MINUTES)")
+        else:
+            if soak["drift"] != 0:
+                found.append(f"soak: drift {soak['drift']} after the soak")
+            if not _positive((soak.get("freshness") or {}).get("p95_s")):
+                found.append("soak.freshness.p95_s: expected a number")
     return found
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = sys.argv[1:] if argv is None else argv
-    if len(args) != 1:
-        print("usage: python -m bench.check RESULT.json", file=sys.stderr)
-        return 2
+    parser = argparse.ArgumentParser(prog="python -m bench.check", description=__doc__.splitlines()[0])
+    parser.add_argument("result")
+    parser.add_argument("--min-freshness-changes", type=int, default=20)
+    parser.add_argument("--require-logical", action="store_true", help="logical figures must be measured")
+    parser.add_argument("--require-soak", action="store_true")
+    args = parser.parse_args(sys.argv[1:] if argv is None else argv)
     try:
-        with open(args[0], encoding="utf-8") as handle:
+        with open(args.result, encoding="utf-8") as handle:
             report = json.load(handle)
     except (OSError, ValueError) as exc:
-        print(f"{args[0]}: not readable JSON: {exc}", file=sys.stderr)
+        print(f"{args.result}: not readable JSON: {exc}", file=sys.stderr)
         return 1
-    found = problems(report)
+    found = problems(report, args.min_freshness_changes, args.require_logical, args.require_soak)
     for problem in found:
-        print(f"{args[0]}: {problem}", file=sys.stderr)
+        print(f"{args.result}: {problem}", file=sys.stderr)
     if not found:
         print(
-            f"{args[0]}: well-formed (rows={report['rows']}, pipeline {report['pipeline_docs_per_s']} docs/s)"
+            f"{args.result}: well-formed (rows={report['rows']}, "
+            f"pipeline {report['pipeline_docs_per_s']} docs/s, "
+            f"× ceiling {report['ratio_to_ceiling']} / small {report['ratio_to_ceiling_small']}, "
+            f"logical: {report.get('logical_capture')})"
         )
     return 1 if found else 0
 

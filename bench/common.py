@@ -27,6 +27,13 @@ SYNC_PIPELINE = str(PROJECT_ROOT / ".venv" / "bin" / "sync-pipeline")
 TABLE = "bench_products"
 SPEC_NAME = "bench_products"
 PIPELINE_INDEX = "bench_pipeline"  # the spec's target (an alias over bench_pipeline_v1)
+# the small-document table (~250 B documents: 9 narrow columns), its spec and index
+SMALL_TABLE = "bench_small"
+SMALL_SPEC_NAME = "bench_small"
+SMALL_INDEX = "bench_small_pipeline"
+# pgbench's table: the shape of bench_products, its own size (--pgbench-rows)
+PGBENCH_TABLE = "bench_pgbench"
+PGBENCH_SPEC_NAME = "bench_pgbench"
 DAYS_OF_HISTORY = 30  # updated_at spreads over the last 30 days (one partition per day)
 
 
@@ -209,29 +216,71 @@ ANALYZE {TABLE};
 """
 
 
-def seed_statements() -> list[str]:
-    return [s for s in (TABLE_DDL + SEED_SQL).split(";\n") if s.strip()]
+# The small-document table: 9 narrow columns (integers, numerics, a date, short text),
+# ~250 B per document as bulk NDJSON. Same rules as above: generate_series inside PostgreSQL,
+# deterministic, updated_at over the last DAYS_OF_HISTORY days.
+SMALL_DDL = f"""
+DROP TABLE IF EXISTS {SMALL_TABLE};
+CREATE TABLE {SMALL_TABLE} (
+    id          bigint PRIMARY KEY,
+    account_id  integer NOT NULL,
+    quantity    integer NOT NULL,
+    amount      numeric(12, 2) NOT NULL,
+    discount    numeric(5, 2) NOT NULL,
+    order_date  date NOT NULL,
+    status      text NOT NULL,
+    code        text NOT NULL,
+    updated_at  timestamptz NOT NULL
+);
+"""
+
+SMALL_SEED_SQL = f"""
+SELECT setseed(0.42);
+INSERT INTO {SMALL_TABLE} (id, account_id, quantity, amount, discount, order_date, status, code, updated_at)
+SELECT
+    g,
+    1 + (g * 7919) % 250000,
+    1 + (g % 40),
+    round((random() * 900 + 1)::numeric, 2),
+    round((random() * 30)::numeric, 2),
+    date '2024-01-01' + (g % 700)::int,
+    (ARRAY['new', 'paid', 'shipped', 'delivered', 'returned', 'cancelled'])[1 + (g / 3) % 6],
+    'ORD-' || lpad(g::text, 9, '0'),
+    date_trunc('minute', now() - (random() * {DAYS_OF_HISTORY}) * interval '1 day')
+FROM generate_series(1, CAST(:rows AS bigint)) AS g;
+CREATE INDEX {SMALL_TABLE}_updated_at_id ON {SMALL_TABLE} (updated_at, id);
+ANALYZE {SMALL_TABLE};
+"""
 
 
-def seed_table(pg_url: str, rows: int) -> float:
-    """(Re)create and fill bench_products; returns seconds."""
+def seed_statements(table: str = TABLE) -> list[str]:
+    """The DDL + seed statements of `table`: bench_products' shape under any name, or bench_small."""
+    if table == SMALL_TABLE:
+        text = SMALL_DDL + SMALL_SEED_SQL
+    else:
+        text = (TABLE_DDL + SEED_SQL).replace(TABLE, table)
+    return [s for s in text.split(";\n") if s.strip()]
+
+
+def seed_table(pg_url: str, rows: int, table: str = TABLE) -> float:
+    """(Re)create and fill `table` (default bench_products) in SQL (generate_series); returns seconds."""
     import sqlalchemy as sa
 
     started = time.perf_counter()
     with engine(pg_url).begin() as conn:
-        for statement in seed_statements():
+        for statement in seed_statements(table):
             conn.execute(sa.text(statement), {"rows": rows} if ":rows" in statement else {})
     return time.perf_counter() - started
 
 
-def table_stats(pg_url: str) -> dict[str, Any]:
+def table_stats(pg_url: str, table: str = TABLE) -> dict[str, Any]:
     import sqlalchemy as sa
 
     with engine(pg_url).connect() as conn:
         count, avg_bytes = conn.execute(
-            sa.text(f"SELECT count(*), avg(pg_column_size(t.*)) FROM {TABLE} t")
+            sa.text(f"SELECT count(*), avg(pg_column_size(t.*)) FROM {table} t")
         ).one()
-        total = conn.execute(sa.text(f"SELECT pg_total_relation_size('{TABLE}')")).scalar()
+        total = conn.execute(sa.text(f"SELECT pg_total_relation_size('{table}')")).scalar()
     return {
         "rows": int(count),
         "avg_row_bytes_pg": round(float(avg_bytes or 0), 1),
@@ -240,11 +289,13 @@ def table_stats(pg_url: str) -> dict[str, Any]:
 
 
 def drop_table(pg_url: str) -> None:
+    """Every table the bench owns."""
     import sqlalchemy as sa
 
     with engine(pg_url).begin() as conn:
-        conn.execute(sa.text(f"DROP TABLE IF EXISTS {TABLE}"))
-        conn.execute(sa.text(f"DROP TABLE IF EXISTS {TABLE}_removed"))
+        for table in (TABLE, SMALL_TABLE, PGBENCH_TABLE):
+            conn.execute(sa.text(f"DROP TABLE IF EXISTS {table}"))
+            conn.execute(sa.text(f"DROP TABLE IF EXISTS {table}_removed"))
 
 
 def partitions_start() -> str:
@@ -258,13 +309,21 @@ def spec_yaml(
     batch_size: int = 5000,
     reconcile: str = "count",
     sensor: dict[str, Any] | None = None,
+    table: str = TABLE,
+    capture: str | None = None,
+    schedule: dict[str, Any] | None = None,
+    header: bool = True,
 ) -> str:
-    """The spec the pipeline scenarios sync: bench_products → `index`."""
+    """The spec the pipeline scenarios sync: `table` (bench_products) → `index`.
+
+    capture None leaves the spec's default (triggers) unwritten, so the spec loads on a build
+    without the `capture` key; header False returns the spec's lines alone (several specs in
+    one file)."""
     lines = [
-        "specs:",
+        *(["specs:"] if header else []),
         f"  - name: {name}",
         "    source:",
-        f"      table: {TABLE}",
+        f"      table: {table}",
         "      primary_key: id",
         "      updated_at: updated_at",
         "    target:",
@@ -275,23 +334,93 @@ def spec_yaml(
         f"    batch_size: {batch_size}",
         f"    reconcile: {reconcile}",
         # the bench launches every run it measures; nothing may sync on its own meanwhile
-        "    schedule: {catch_up: false}",
-        "    fields:",
-        "      sku: {type: keyword}",
-        "      category: {type: keyword}",
-        "      brand: {type: keyword}",
-        "      name: {cleanse: [trim]}",
+        "    schedule: " + json.dumps(schedule or {"catch_up": False}),
     ]
+    if capture:
+        lines.append(f"    capture: {capture}")
+    if table == SMALL_TABLE:
+        lines += ["    fields:", "      status: {type: keyword}", "      code: {type: keyword}"]
+    else:
+        lines += [
+            "    fields:",
+            "      sku: {type: keyword}",
+            "      category: {type: keyword}",
+            "      brand: {type: keyword}",
+            "      name: {cleanse: [trim]}",
+        ]
     if sensor:
         lines.append("    buffer_sensor: " + json.dumps(sensor))
     return "\n".join(lines) + "\n"
 
 
-def load_spec(path: Path):
+def load_spec(path: Path, name: str | None = None):
     from sync_pipeline.core.specs import get_spec, load_specs
 
     specs = load_specs(path)
-    return specs, get_spec(specs, SPEC_NAME if any(s.name == SPEC_NAME for s in specs) else specs[0].name)
+    if name is None:
+        name = SPEC_NAME if any(s.name == SPEC_NAME for s in specs) else specs[0].name
+    return specs, get_spec(specs, name)
+
+
+LOGICAL_UNAVAILABLE = "logical capture not available in this build"
+
+
+def logical_capture_available() -> tuple[bool, str]:
+    """Whether this build of sync_pipeline knows `capture: logical` (SyncSpec.capture, the
+    publication + slot behind install_capture); (False, why) otherwise. Checked, not assumed:
+    the bench never reports a logical figure that a triggers run produced."""
+    from sync_pipeline.core.specs import SyncSpec
+
+    if "capture" not in SyncSpec.model_fields:
+        return False, f"{LOGICAL_UNAVAILABLE} (SyncSpec has no 'capture' field)"
+    try:
+        import yaml
+
+        from sync_pipeline.core.specs import SpecFile
+
+        spec = SpecFile.model_validate(yaml.safe_load(spec_yaml(capture="logical"))).specs[0]
+    except Exception as exc:
+        return False, f"{LOGICAL_UNAVAILABLE} ({type(exc).__name__}: {str(exc).splitlines()[0]})"
+    if str(getattr(spec, "capture", "")) != "logical":
+        return False, f"{LOGICAL_UNAVAILABLE} (spec.capture is {getattr(spec, 'capture', None)!r})"
+    return True, "available"
+
+
+def require_capture(capture: str) -> None:
+    """Raise, with the message the report carries, when `capture` cannot be measured here."""
+    if capture == "logical":
+        ok, why = logical_capture_available()
+        if not ok:
+            raise CaptureUnavailable(why)
+    elif capture != "triggers":
+        raise ValueError(f"unknown capture mode {capture!r} (triggers or logical)")
+
+
+class CaptureUnavailable(RuntimeError):
+    """The requested capture mode does not exist in this build of sync_pipeline."""
+
+
+def cpu_seconds(who: int = 0) -> float:
+    """utime + stime: of this process (who=0, every thread) or of its reaped children (who=-1)."""
+    import resource
+
+    usage = resource.getrusage(resource.RUSAGE_SELF if who == 0 else resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def proc_tree_cpu_seconds(pid: int) -> float:
+    """utime + stime of `pid` and its live descendants, from /proc/<pid>/stat (clock ticks),
+    including what each has collected from children it reaped (cutime + cstime)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for each in [pid, *children_of(pid)]:
+        try:
+            fields = Path(f"/proc/{each}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        # after the command: state(0) ... utime(11) stime(12) cutime(13) cstime(14)
+        total += sum(int(x) for x in fields[11:15])
+    return total / tick
 
 
 # --- measuring ------------------------------------------------------------------------------------
@@ -399,8 +528,11 @@ def emit_result(result: dict[str, Any]) -> None:
 def run_measured(
     cmd: list[str], env: dict[str, str], timeout: float, cwd: Path | None = None, log: Path | None = None
 ) -> dict[str, Any]:
-    """Run a subprocess under the RSS sampler; returns wall seconds, rc, peaks, parsed result."""
+    """Run a subprocess under the RSS sampler; returns wall seconds, rc, peaks, parsed result,
+    and cpu_s: utime + stime of the subprocess and every descendant it reaped (RUSAGE_CHILDREN
+    of this process before and after; the harness runs one measured subprocess at a time)."""
     started = time.perf_counter()
+    cpu_before = cpu_seconds(-1)
     out_handle = open(log, "wb") if log else subprocess.PIPE  # noqa: SIM115 - closed in finally
     proc = subprocess.Popen(
         cmd, env=env, cwd=str(cwd or PROJECT_ROOT), stdout=out_handle, stderr=subprocess.STDOUT
@@ -418,6 +550,7 @@ def run_measured(
         if log:
             out_handle.close()
     wall = time.perf_counter() - started
+    cpu = cpu_seconds(-1) - cpu_before
     text = log.read_text(errors="replace") if log else (stdout or b"").decode(errors="replace")
     result: dict[str, Any] = {}
     for line in text.splitlines():
@@ -426,6 +559,7 @@ def run_measured(
     return {
         "rc": proc.returncode,
         "wall_s": round(wall, 3),
+        "cpu_s": round(cpu, 2),
         "peak_rss_mb": sampler.peak_mb,
         "tree_peak_rss_mb": sampler.tree_peak_mb,
         "result": result,

@@ -1,16 +1,24 @@
-"""Freshness: commit → searchable latency through the change buffer and the buffer sensor.
+"""Freshness: commit → searchable latency, per capture mode, through runs Dagster records.
 
 Starts what `make ui` starts (`sync-pipeline ui`: `dagster dev`, i.e. webserver +
 daemon) with a temp DAGSTER_HOME holding the project's dagster.yaml (PostgreSQL
 storage in a schema of its own, the queued run coordinator and its tag
-concurrency limits: what `make ui` runs with) and a spec whose buffer sensor reacts to the
-first change (min_changes 1, max_wait 1 s, interval 1 s: the fastest the spec
-allows), installs the change-buffer triggers, commits single-row updates one
-at a time and polls Elasticsearch (a search, so only refreshed documents count)
-until each change is searchable. Reports p50/p95/max of commit → searchable,
-plus the first (cold) change separately, and what the daemon did: drain runs
-by status, the most drains that ever ran at once (must be 1), and the median
-run duration.
+concurrency limits: what `make ui` runs with) and a spec on bench_products with
+the **default spec settings** (no `buffer_sensor` block: a drain run always following the
+changes, woken at commit; `--freshness-sensor fast` is one drain per run at the fastest
+triggers, `follow` the earlier opt-in `follow_seconds: 10`), installs the
+spec's capture (`triggers`, or `logical`: a publication + a replication slot),
+and commits single-row updates:
+
+- steady: `steady` changes at `rate` per second, one at a time;
+- bursts: `bursts` × `burst_size` changes committed back to back, `burst_gap_s` apart.
+
+Every change is a distinct row. Elasticsearch is searched every 50 ms (a search, so only
+refreshed documents count) until each change's new value is searchable. Reports p50 / p95 /
+p99 / max of commit → searchable over every change (and steady / burst apart), the first
+(cold) change separately, and what the daemon did: drain runs by status, the most drains
+that ever ran at once (must be 1), and the median run duration — every drained batch is a
+Dagster run in the run history, never a loop outside Dagster.
 """
 
 from __future__ import annotations
@@ -31,18 +39,20 @@ from typing import Any
 from bench import common
 
 INDEX = "bench_fresh"
-# the fastest triggers the spec allows; "dagster" also lets each drain run follow the buffer
-# (buffer_sensor.follow_seconds), with a run limit short enough that the measurement includes
-# hand-overs from one run to the next; "dagster-single" is one drain per run
-SENSORS = {
-    "dagster": {
+# None: the spec's defaults (what a user gets: since sub-second freshness, a drain run that
+# always follows the changes, woken by NOTIFY or the slot, and hands over to its successor);
+# "fast": one drain per run at the fastest triggers the spec allows (follow_seconds: 0);
+# "follow": the earlier opt-in, a drain run that follows for 10 s idle, 30 s at most
+SENSORS: dict[str, dict[str, Any] | None] = {
+    "default": None,
+    "fast": {"follow_seconds": 0, "min_changes": 1, "max_wait_seconds": 1, "interval_seconds": 1},
+    "follow": {
         "min_changes": 1,
         "max_wait_seconds": 1,
         "interval_seconds": 1,
         "follow_seconds": 10,
         "max_run_seconds": 30,
     },
-    "dagster-single": {"min_changes": 1, "max_wait_seconds": 1, "interval_seconds": 1},
 }
 
 
@@ -67,16 +77,7 @@ def _wait_http(url: str, timeout: float, proc: subprocess.Popen) -> bool:
     return False
 
 
-def _wait_log(path: Path, text: str, timeout: float, proc: subprocess.Popen) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and proc.poll() is None:
-        if text in path.read_text(errors="replace"):
-            return True
-        time.sleep(0.5)
-    return False
-
-
-def _percentile(values: list[float], q: float) -> float:
+def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     if not ordered:
         return float("nan")
@@ -86,158 +87,248 @@ def _percentile(values: list[float], q: float) -> float:
     return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
 
 
+def summary(values: list[float]) -> dict[str, Any]:
+    """p50 / p95 / p99 / max / mean of latencies in seconds."""
+    if not values:
+        return {"changes": 0, "p50_s": None, "p95_s": None, "p99_s": None, "max_s": None}
+    return {
+        "changes": len(values),
+        "p50_s": round(statistics.median(values), 3),
+        "p95_s": round(percentile(values, 0.95), 3),
+        "p99_s": round(percentile(values, 0.99), 3),
+        "max_s": round(max(values), 3),
+        "min_s": round(min(values), 3),
+        "mean_s": round(statistics.fmean(values), 3),
+    }
+
+
+class Prober:
+    """Commits single-row updates (a token in `name`) and times each until a search finds it."""
+
+    def __init__(self, engine, es, index: str, table: str = common.TABLE, poll_s: float = 0.05) -> None:
+        self.engine, self.es, self.index, self.table, self.poll_s = engine, es, index, table, poll_s
+        self.pending: dict[int, tuple[str, float, str]] = {}
+        self.latencies: list[tuple[str, int, float]] = []  # (kind, id, seconds)
+        self.lock = threading.Lock()
+        self.stop_event = threading.Event()
+        self.thread = threading.Thread(target=self._poll, daemon=True)
+        self.number = 0
+
+    def start(self) -> Prober:
+        self.thread.start()
+        return self
+
+    def stop(self) -> None:
+        self.stop_event.set()
+        self.thread.join()
+
+    def _poll(self) -> None:
+        while not self.stop_event.is_set():
+            with self.lock:
+                waiting = dict(self.pending)
+            if waiting:
+                try:
+                    hits = self.es.search(
+                        index=self.index,
+                        query={"terms": {"id": list(waiting)}},
+                        size=len(waiting),
+                        source=["id", "name"],
+                    )["hits"]["hits"]
+                except Exception:
+                    hits = []
+                now = time.monotonic()
+                for hit in hits:
+                    doc_id = int(hit["_source"]["id"])
+                    token, committed, kind = waiting.get(doc_id, (None, 0.0, ""))
+                    if token and hit["_source"].get("name") == token:
+                        with self.lock:
+                            self.pending.pop(doc_id, None)
+                            self.latencies.append((kind, doc_id, now - committed))
+            self.stop_event.wait(self.poll_s)
+
+    def change(self, doc_id: int, kind: str) -> None:
+        import sqlalchemy as sa
+
+        self.number += 1
+        token = f"fresh {self.number} {doc_id}"
+        with self.engine.begin() as conn:
+            conn.execute(
+                sa.text(f"UPDATE {self.table} SET name = :token, updated_at = now() WHERE id = :id"),
+                {"token": token, "id": doc_id},
+            )
+        committed = time.monotonic()
+        with self.lock:
+            self.pending[doc_id] = (token, committed, kind)
+
+    def wait_all(self, limit: float) -> int:
+        """Wait until nothing is pending (or `limit` seconds); returns how many still are."""
+        deadline = time.monotonic() + limit
+        while time.monotonic() < deadline:
+            with self.lock:
+                if not self.pending:
+                    return 0
+            time.sleep(0.1)
+        with self.lock:
+            return len(self.pending)
+
+    def values(self, kind: str | None = None) -> list[float]:
+        with self.lock:
+            return [s for k, _, s in self.latencies if kind is None or k == kind]
+
+
+class DagsterDev:
+    """`sync-pipeline ui` (dagster dev: webserver + daemon + code server) with its own instance
+    in a fresh PostgreSQL schema and the project's dagster.yaml, as one process group."""
+
+    def __init__(self, harness, config: Path, workdir: Path, schema: str) -> None:
+        self.harness, self.config, self.workdir, self.schema = harness, config, workdir, schema
+        self.home = workdir / "dagster_home"
+        self.home.mkdir(parents=True, exist_ok=True)
+        self.port = _free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.engine = common.engine(harness.pg_url)
+        self.env = harness.env | {
+            "SYNC_CONFIG": str(config),
+            "DAGSTER_HOME": str(self.home),
+            "SYNC_STAGING_DIR": str(workdir / "staging"),
+            "SYNC_DAGSTER_URL": self.url,
+        }
+        self.env["SYNC_DAGSTER_PG_URL"] = _own_instance(self.home, self.engine, harness.pg_url, schema)
+        self.logfile = workdir / "dagster-dev.log"
+        self.proc: subprocess.Popen | None = None
+        self.sampler: common.RssSampler | None = None
+
+    def start(self, timeout: float = 240) -> float:
+        """Start and wait for the webserver; returns the start-up seconds (raises if it never came up)."""
+        started = time.perf_counter()
+        self._log = self.logfile.open("wb")
+        command = [common.SYNC_PIPELINE, "--config", str(self.config), "ui", "--port", str(self.port)]
+        self.proc = subprocess.Popen(
+            command, env=self.env, cwd=str(self.workdir), stdout=self._log, stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own process group: stopped as one at the end
+        )  # fmt: skip
+        self.sampler = common.RssSampler(self.proc.pid, interval=0.5).start()
+        if not _wait_http(f"{self.url}/server_info", timeout, self.proc):
+            raise RuntimeError(f"sync-pipeline ui did not come up:\n{_tail(self.logfile)}")
+        return round(time.perf_counter() - started, 1)
+
+    def stop(self) -> float:
+        """Stop the group; returns the tree's peak RSS in MB."""
+        if self.proc is not None:
+            _stop_group(self.proc)
+        if self.sampler is not None:
+            self.sampler.stop()
+        with contextlib.suppress(Exception):
+            self._log.close()
+        return self.sampler.tree_peak_mb if self.sampler else 0.0
+
+    def drop_schema(self) -> None:
+        import sqlalchemy as sa
+
+        with self.engine.begin() as conn:
+            conn.execute(sa.text(f'DROP SCHEMA IF EXISTS "{self.schema}" CASCADE'))
+
+    def runs(self, job_prefix: str = common.SPEC_NAME) -> dict[str, Any]:
+        return _runs(self.home, self.env, job_prefix)
+
+
 def run(
-    harness, changes: int = 60, timeout_per_change: float = 120.0, mode: str = "dagster"
+    harness,
+    capture: str = "triggers",
+    changes: int = 240,
+    sensor: str = "default",
+    rate: float = 4.0,
+    burst_size: int = 20,
+    burst_gap_s: float = 5.0,
+    timeout_per_change: float = 150.0,
 ) -> dict[str, Any]:
-    """mode "dagster": `sync-pipeline ui` (dagster dev) and the buffer sensor, as shipped;
-    mode "dagster-single": the same with one drain per run (no follow_seconds)."""
+    """Commit → searchable for one capture mode; half the changes steady, half in bursts."""
     import sqlalchemy as sa
 
-    from sync_pipeline.core.specs import load_specs
-    from sync_pipeline.io.buffer import BUFFER
     from sync_pipeline.io.elasticsearch import drop_target
-    from sync_pipeline.ops.capture import install_triggers, uninstall_triggers
+    from sync_pipeline.ops.capture import install_capture, uninstall_capture
 
-    tmp: Path = harness.tmp / f"freshness-{mode}"
+    report: dict[str, Any] = {"capture": capture, "changes_requested": changes, "sensor": sensor}
+    try:
+        common.require_capture(capture)
+    except common.CaptureUnavailable as exc:
+        report["status"] = str(exc)
+        return report
+    if sensor not in SENSORS:
+        raise ValueError(f"unknown freshness sensor settings {sensor!r} (one of {sorted(SENSORS)})")
+    report["sensor_settings"] = SENSORS[sensor] or "spec defaults"
+    tmp: Path = harness.tmp / f"freshness-{capture}"
     tmp.mkdir(parents=True, exist_ok=True)
     config = tmp / "sync.yaml"
-    if mode not in SENSORS:
-        raise ValueError(f"unknown freshness mode {mode!r} (one of {sorted(SENSORS)})")
-    dagster = True
-    config.write_text(common.spec_yaml(index=INDEX, sensor=SENSORS.get(mode)))
-    spec = load_specs(config)[0]
+    config.write_text(
+        common.spec_yaml(
+            index=INDEX, sensor=SENSORS[sensor], capture=None if capture == "triggers" else capture
+        )
+    )
+    spec = common.load_spec(config)[1]
     engine = common.engine(harness.pg_url)
     es = harness.es
     drop_target(es, INDEX)
-    report: dict[str, Any] = {"mode": mode, "changes_requested": changes}
-    if dagster:
-        report["sensor"] = SENSORS[mode]
-    port = _free_port()
-    env = harness.env | {
-        "SYNC_CONFIG": str(config),
-        "DAGSTER_HOME": str(tmp / "dagster_home"),
-        "SYNC_STAGING_DIR": str(tmp / "staging"),
-    }
-    home = tmp / "dagster_home"
-    home.mkdir(exist_ok=True)
-    schema = f"bench_fresh_{os.getpid()}"
-    if dagster:
-        env["SYNC_DAGSTER_PG_URL"] = _own_instance(home, engine, harness.pg_url, schema)
-    log = (tmp / "dagster-dev.log").open("wb")
-    started = time.perf_counter()
-    command = [common.SYNC_PIPELINE, "--config", str(config), "ui", "--port", str(port)]
-    proc = subprocess.Popen(
-        command,
-        env=env,
-        cwd=str(tmp),
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,  # its own process group: stopped as one at the end
-    )
-    sampler = common.RssSampler(proc.pid, interval=0.5).start()
+    steady = changes // 2
+    bursts = max(1, (changes - steady + burst_size - 1) // burst_size)
+    report.update(
+        {"steady_changes": steady, "steady_rate_per_s": rate, "bursts": bursts, "burst_size": burst_size,
+         "burst_gap_s": burst_gap_s}
+    )  # fmt: skip
+    dev = DagsterDev(harness, config, tmp, f"bench_fresh_{capture}_{os.getpid()}")
+    installed = False
     try:
-        if dagster:
-            up = _wait_http(f"http://127.0.0.1:{port}/server_info", 240, proc)
-        else:
-            up = _wait_log(tmp / "dagster-dev.log", "drain loop ready", 120, proc)
-        if not up:
-            report["status"] = f"failed: {command[-4:]} did not come up"
-            report["log_tail"] = _tail(tmp / "dagster-dev.log")
-            return report
-        report["startup_s"] = round(time.perf_counter() - started, 1)
+        report["startup_s"] = dev.start()
         with engine.begin() as conn:
-            install_triggers(conn, spec)
-            conn.execute(BUFFER.delete().where(BUFFER.c.spec == spec.name))
+            _clear_buffer(conn, spec)
+        install_capture(engine, spec)  # triggers, or a publication + a slot (outside any transaction)
+        installed = True
         with engine.connect() as conn:
             max_id = conn.execute(sa.text(f"SELECT max(id) FROM {common.TABLE}")).scalar() or 1
         rng = random.Random(7)
-        ids = rng.sample(range(1, int(max_id) + 1), changes + 1)
-        pending: dict[int, tuple[str, float]] = {}
-        latencies: dict[int, float] = {}
-        lock = threading.Lock()
-        stop = threading.Event()
-
-        def poll() -> None:
-            while not stop.is_set():
-                with lock:
-                    waiting = dict(pending)
-                if waiting:
-                    try:
-                        hits = es.search(
-                            index=INDEX,
-                            query={"terms": {"id": list(waiting)}},
-                            size=len(waiting),
-                            source=["id", "name"],
-                        )["hits"]["hits"]
-                    except Exception:
-                        hits = []
-                    now = time.monotonic()
-                    for hit in hits:
-                        doc_id = int(hit["_source"]["id"])
-                        token, committed = waiting.get(doc_id, (None, 0.0))
-                        if token and hit["_source"].get("name") == token:
-                            with lock:
-                                pending.pop(doc_id, None)
-                                latencies[doc_id] = now - committed
-                stop.wait(0.1)
-
-        poller = threading.Thread(target=poll, daemon=True)
-        poller.start()
-
-        def change(doc_id: int, number: int) -> None:
-            token = f"fresh {number} {doc_id}"
-            with engine.begin() as conn:
-                conn.execute(
-                    sa.text(f"UPDATE {common.TABLE} SET name = :token, updated_at = now() WHERE id = :id"),
-                    {"token": token, "id": doc_id},
-                )
-            with lock:
-                pending[doc_id] = (token, time.monotonic())
-
-        def wait_for(doc_ids: list[int], limit: float) -> None:
-            deadline = time.monotonic() + limit
-            while time.monotonic() < deadline:
-                with lock:
-                    if not any(d in pending for d in doc_ids):
-                        return
-                time.sleep(0.1)
-
+        ids = iter(rng.sample(range(1, int(max_id) + 1), min(int(max_id), 1 + steady + bursts * burst_size)))
+        prober = Prober(engine, es, INDEX).start()
         # the first change pays for cold caches (first sensor tick, first run launch): reported apart
-        change(ids[0], 0)
-        wait_for([ids[0]], timeout_per_change * 2)
-        report["cold_first_change_s"] = round(latencies.pop(ids[0], float("nan")), 2)
-        for number, doc_id in enumerate(ids[1:], start=1):
-            change(doc_id, number)
-            time.sleep(rng.uniform(0.5, 1.5))
-        wait_for(ids[1:], timeout_per_change)
-        stop.set()
-        poller.join()
-        values = [latencies[d] for d in ids[1:] if d in latencies]
-        report.update(
-            {
-                "changes": len(values),
-                "timed_out": len(ids) - 1 - len(values),
-                "p50_s": round(statistics.median(values), 2) if values else None,
-                "p95_s": round(_percentile(values, 0.95), 2) if values else None,
-                "max_s": round(max(values), 2) if values else None,
-                "min_s": round(min(values), 2) if values else None,
-                "mean_s": round(statistics.fmean(values), 2) if values else None,
-                **(_drain_runs(home, env) if dagster else {}),
-                "status": "ok" if values and len(values) == len(ids) - 1 else "incomplete",
-            }
-        )
+        prober.change(next(ids), "cold")
+        prober.wait_all(timeout_per_change * 2)
+        cold = prober.values("cold")
+        report["cold_first_change_s"] = round(cold[0], 2) if cold else None
+        measure_started = time.monotonic()
+        for _ in range(steady):
+            prober.change(next(ids), "steady")
+            time.sleep(1.0 / rate)
+        for _ in range(bursts):
+            time.sleep(burst_gap_s)
+            for _ in range(burst_size):
+                prober.change(next(ids), "burst")
+        timed_out = prober.wait_all(timeout_per_change)
+        prober.stop()
+        report["measure_seconds"] = round(time.monotonic() - measure_started, 1)
+        values = prober.values("steady") + prober.values("burst")
+        report.update(summary(values))
+        report["steady"] = summary(prober.values("steady"))
+        report["burst"] = summary(prober.values("burst"))
+        report["timed_out"] = timed_out
+        report.update(dev.runs(f"{spec.name}_drain"))
+        report["status"] = "ok" if values and not timed_out else "incomplete"
+    except Exception as exc:
+        report["status"] = f"failed: {type(exc).__name__}: {exc}"[:2000]
     finally:
-        _stop_group(proc)
-        sampler.stop()
-        log.close()
-        report["process_tree_peak_rss_mb"] = sampler.tree_peak_mb
+        report["process_tree_peak_rss_mb"] = dev.stop()
+        if installed:
+            uninstall_capture(engine, spec)
         with engine.begin() as conn:
-            uninstall_triggers(conn, spec)
-            conn.execute(BUFFER.delete().where(BUFFER.c.spec == spec.name))
-            if dagster:
-                conn.execute(sa.text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
+            _clear_buffer(conn, spec)
+        dev.drop_schema()
         drop_target(es, INDEX)
     return report
+
+
+def _clear_buffer(conn, spec) -> None:
+    import sqlalchemy as sa
+
+    if conn.execute(sa.text("SELECT to_regclass('public.sync_pipeline_buffer')")).scalar():
+        conn.execute(sa.text("DELETE FROM sync_pipeline_buffer WHERE spec = :s"), {"s": spec.name})
 
 
 def _stop_group(proc: subprocess.Popen, grace: float = 30.0) -> None:
@@ -281,40 +372,69 @@ def _own_instance(home: Path, engine, pg_url: str, schema: str) -> str:
 
 
 _RUNS_SCRIPT = """
-import json, statistics
-from dagster import DagsterInstance, RunsFilter
-records = DagsterInstance.get().get_run_records(RunsFilter(job_name="bench_products_drain"))
-statuses = {}
-spans, durations = [], []
+import json, statistics, sys, time
+from dagster import DagsterInstance
+prefix = sys.argv[1]
+records = [r for r in DagsterInstance.get().get_run_records() if r.dagster_run.job_name.startswith(prefix)]
+by_job = {}
 for r in records:
-    statuses[r.dagster_run.status.value] = statuses.get(r.dagster_run.status.value, 0) + 1
+    job = by_job.setdefault(r.dagster_run.job_name, {"runs": 0, "statuses": {}, "spans": [], "durations": []})
+    job["runs"] += 1
+    tags = r.dagster_run.tags
+    origin = ("backfill" if "dagster/backfill" in tags else "schedule" if "dagster/schedule_name" in tags
+              else "sensor" if "dagster/sensor_name" in tags else "other")
+    job.setdefault("origins", {})
+    job["origins"][origin] = job["origins"].get(origin, 0) + 1
+    status = r.dagster_run.status.value
+    job["statuses"][status] = job["statuses"].get(status, 0) + 1
+    if r.start_time:  # a run still going (a following drain) spans until now
+        job["spans"].append((r.start_time, r.end_time or time.time()))
     if r.start_time and r.end_time:
-        spans.append((r.start_time, r.end_time))
-        durations.append(r.end_time - r.start_time)
-events = sorted([(s, 1) for s, _ in spans] + [(e, -1) for _, e in spans])
-running = most = 0
-for _, step in events:
-    running += step
-    most = max(most, running)
-print(json.dumps({
-    "drain_runs": len(records),
-    "drain_run_statuses": statuses,
-    "max_concurrent_drains": most,
-    "drain_run_seconds_p50": round(statistics.median(durations), 2) if durations else None,
-}))
+        job["durations"].append(r.end_time - r.start_time)
+out = {}
+for name, job in by_job.items():
+    events = sorted([(s, 1) for s, _ in job["spans"]] + [(e, -1) for _, e in job["spans"]])
+    running = most = 0
+    for _, step in events:
+        running += step
+        most = max(most, running)
+    out[name] = {
+        "runs": job["runs"],
+        "statuses": job["statuses"],
+        "origins": job.get("origins", {}),
+        "max_concurrent": most,
+        "run_seconds_p50": round(statistics.median(job["durations"]), 2) if job["durations"] else None,
+    }
+print(json.dumps(out))
 """
 
 
-def _drain_runs(home: Path, env: dict[str, str]) -> dict[str, Any]:
-    """Drain runs the daemon launched (from the temp instance): count, statuses, overlap."""
+def _runs(home: Path, env: dict[str, str], job_prefix: str) -> dict[str, Any]:
+    """Runs in the temp instance whose job name starts with `job_prefix`, by job: count,
+    statuses, most at once, median duration. For a drain job, also flat drain_* keys."""
     import json
 
-    proc = subprocess.run([common.PYTHON, "-c", _RUNS_SCRIPT], env=env | {"DAGSTER_HOME": str(home)},
-                          capture_output=True, text=True, timeout=120)  # fmt: skip
+    proc = subprocess.run(
+        [common.PYTHON, "-c", _RUNS_SCRIPT, job_prefix], env=env | {"DAGSTER_HOME": str(home)},
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
     try:
-        return json.loads(proc.stdout.strip().splitlines()[-1])
+        by_job = json.loads(proc.stdout.strip().splitlines()[-1])
     except (ValueError, IndexError):
-        return {"drain_runs": None, "drain_runs_error": proc.stderr[-500:]}
+        return {"runs_error": proc.stderr[-500:]}
+    out: dict[str, Any] = {"runs_by_job": by_job}
+    drain = by_job.get(job_prefix) if job_prefix.endswith("_drain") else None
+    if drain is not None or job_prefix.endswith("_drain"):
+        drain = drain or {}
+        out.update(
+            {
+                "drain_runs": drain.get("runs", 0),
+                "drain_run_statuses": drain.get("statuses", {}),
+                "max_concurrent_drains": drain.get("max_concurrent", 0),
+                "drain_run_seconds_p50": drain.get("run_seconds_p50"),
+            }
+        )
+    return out
 
 
 def _tail(path: Path, lines: int = 30) -> str:

@@ -138,7 +138,7 @@ def run_naive(args: argparse.Namespace) -> dict[str, Any]:
     pg_url, es_url = common.server_urls()
     es = common.es_client(es_url)
     es.indices.delete(index=args.index, ignore_unavailable=True)
-    result = naive_sync(pg_url, es_url, common.TABLE, args.index)
+    result = naive_sync(pg_url, es_url, args.table, args.index)
     es.indices.refresh(index=args.index)
     return {
         "docs": result.succeeded,
@@ -222,9 +222,12 @@ def run_pipeline(args: argparse.Namespace) -> dict[str, Any]:
 
         profiler = Profiler(interval=0.005)
         profiler.start()
+    cpu_before = common.cpu_seconds(0) + common.cpu_seconds(-1)
     started = time.perf_counter()
     summary = run_sync(specs, spec)
     seconds = time.perf_counter() - started
+    # utime + stime of every thread of this process (and of children it reaped) during the run
+    cpu = common.cpu_seconds(0) + common.cpu_seconds(-1) - cpu_before
     timeline.stop()
     windows = _step_windows(summary.run_id)
     result: dict[str, Any] = {
@@ -242,6 +245,7 @@ def run_pipeline(args: argparse.Namespace) -> dict[str, Any]:
             "docs": summary.indexed + summary.deleted,
             "extracted": summary.extracted,
             "seconds": round(seconds, 3),
+            "cpu_s": round(cpu, 2),
             "load_seconds": round(summary.seconds, 3),
             "success": summary.success,
             "failed": summary.failed,
@@ -325,6 +329,109 @@ def run_incremental(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+def run_drain_scenario(args: argparse.Namespace) -> dict[str, Any]:
+    """The drain of issue 16, per capture mode: with the spec's capture installed (triggers, or
+    logical: a publication + a replication slot), update 1% and hard-delete 0.1% of the rows,
+    then time sync_pipeline.ops.drain.drain(engine, es, spec) — the drain itself, no Dagster
+    run around it (scenario `incremental` is the same through a Dagster run).
+
+    Expects the spec's index to hold the table (the full sync just before). Afterwards, untimed:
+    the deleted rows are re-inserted with the capture still installed and drained again, so the
+    index matches the table for the next scenario, and the capture is uninstalled."""
+    _setup_env(args)
+    pg_url, es_url = common.server_urls()
+    os.environ["SYNC_PG_URL"], os.environ["SYNC_ES_URL"] = pg_url, es_url
+    capture = args.capture
+    common.require_capture(capture)  # CaptureUnavailable: reported as such, never measured as triggers
+    import sqlalchemy as sa
+
+    from sync_pipeline.ops.capture import install_capture, uninstall_capture
+    from sync_pipeline.ops.drain import drain
+
+    _, spec = common.load_spec(Path(args.config), args.spec)
+    if str(getattr(spec, "capture", "triggers")) != capture:
+        raise SystemExit(
+            f"spec {spec.name} captures with {getattr(spec, 'capture', 'triggers')}, not {capture}"
+        )
+    es = common.es_client(es_url)
+    table, removed = spec.source.table, f"{spec.source.table}_removed"
+    engine = common.engine(pg_url)
+    index = spec.target.index
+    es.indices.refresh(index=index)
+    before = es.count(index=index)["count"]
+    with engine.begin() as conn:
+        if _buffer_exists(conn):
+            from sync_pipeline.io.buffer import BUFFER
+
+            conn.execute(BUFFER.delete().where(BUFFER.c.spec == spec.name))
+    install_capture(engine, spec)  # triggers, or a publication + a slot (outside any transaction)
+    try:
+        with engine.begin() as conn:
+            conn.execute(sa.text(f"DROP TABLE IF EXISTS {removed}"))
+            conn.execute(sa.text(f"CREATE TABLE {removed} AS SELECT * FROM {table} WHERE id % 1000 = 3"))
+        with engine.begin() as conn:
+            # committed durably (the local server runs synchronous_commit = off): what the drain
+            # must apply is flushed when it starts, so it times the drain, not the WAL writer
+            if args.commit == "sync":
+                conn.execute(sa.text("SET LOCAL synchronous_commit = on"))
+            updated = conn.execute(
+                sa.text(f"UPDATE {table} SET {args.update_set}, updated_at = now() WHERE id % 100 = 7")
+            ).rowcount
+            deleted = conn.execute(sa.text(f"DELETE FROM {table} WHERE id % 1000 = 3")).rowcount
+        cpu_before = common.cpu_seconds(0) + common.cpu_seconds(-1)
+        started = time.perf_counter()
+        totals = drain(engine, es, spec)
+        seconds = time.perf_counter() - started
+        cpu = common.cpu_seconds(0) + common.cpu_seconds(-1) - cpu_before
+        after = es.count(index=index)["count"]
+        probe_id = 7
+        with engine.connect() as conn:
+            expected_row = conn.execute(
+                sa.text(f"SELECT {args.probe_column} FROM {table} WHERE id = :id"), {"id": probe_id}
+            ).scalar()
+        hit = es.search(index=index, query={"term": {"id": probe_id}}, size=1)["hits"]["hits"]
+        in_es = hit[0]["_source"].get(args.probe_column) if hit else None
+        again = drain(engine, es, spec)  # nothing may be left to drain
+        # restore (untimed): the deleted rows back, through the capture, so the index matches again
+        with engine.begin() as conn:
+            conn.execute(sa.text(f"INSERT INTO {table} SELECT * FROM {removed}"))
+            conn.execute(sa.text(f"DROP TABLE {removed}"))
+        restored = drain(engine, es, spec)
+    finally:
+        uninstall_capture(engine, spec)
+        with engine.begin() as conn:
+            if _buffer_exists(conn):
+                from sync_pipeline.io.buffer import BUFFER
+
+                conn.execute(BUFFER.delete().where(BUFFER.c.spec == spec.name))
+    with engine.connect() as conn:
+        table_rows = conn.execute(sa.text(f"SELECT count(*) FROM {table}")).scalar()
+    es.indices.refresh(index=index)
+    final = es.count(index=index)["count"]
+    return {
+        "capture": capture,
+        "changes": updated + deleted,
+        "updated": updated,
+        "deleted": deleted,
+        "docs": totals.indexed + totals.deleted,
+        "claimed": totals.claimed,
+        "seconds": round(seconds, 3),
+        "cpu_s": round(cpu, 2),
+        "load_seconds": round(totals.seconds, 3),
+        "batches": totals.batches,
+        "failed": totals.failed,
+        "stale_skipped": totals.stale_skipped,
+        "docs_in_es_before": before,
+        "docs_in_es_after": after,
+        "expected_after": before - deleted,
+        "left_after_drain": again.claimed,
+        "update_arrived": expected_row is not None and str(in_es) == str(expected_row),
+        "restored_docs": restored.indexed,
+        "docs_in_es_final": final,
+        "table_rows_final": table_rows,
+    }
+
+
 def _buffer_exists(conn) -> bool:
     import sqlalchemy as sa
 
@@ -360,6 +467,7 @@ def main(argv: list[str] | None = None) -> int:
 
     p = sub.add_parser("naive")
     p.add_argument("--index", default="bench_naive")
+    p.add_argument("--table", default=common.TABLE)
     p.set_defaults(func=run_naive)
 
     p = sub.add_parser("pipeline")
@@ -371,8 +479,25 @@ def main(argv: list[str] | None = None) -> int:
     with_pipeline_env(p)
     p.set_defaults(func=run_incremental)
 
+    p = sub.add_parser("drain")
+    with_pipeline_env(p)
+    p.add_argument("--capture", choices=["triggers", "logical"], default="triggers")
+    p.add_argument("--spec", help="spec name (default: the file's bench_products, else its first)")
+    p.add_argument("--update-set", default="price = price + 1, stock = stock + 1")
+    p.add_argument("--probe-column", default="stock", help="a column whose new value is checked in ES")
+    p.add_argument(
+        "--commit", choices=["sync", "async"], default="sync",
+        help="the changes' commit: synchronous_commit on (default) or the server's setting",
+    )  # fmt: skip
+    p.set_defaults(func=run_drain_scenario)
+
     args = parser.parse_args(argv)
-    result = args.func(args)
+    try:
+        result = args.func(args)
+    except common.CaptureUnavailable as exc:
+        result = {"unavailable": str(exc)}
+        common.emit_result(result)
+        return 3
     common.emit_result(result)
     return 0
 
