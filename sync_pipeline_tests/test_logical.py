@@ -164,7 +164,8 @@ def test_postgres_restarted_under_a_logical_drain(scenario, logical_spec):
     def restart_once(_batch) -> None:
         if not outcome:
             outcome["restarted"] = True
-            services.restart_postgres()
+            # as a crash: a fast shutdown would wait for this very drain (blocked here) to confirm
+            services.restart_postgres(mode="immediate")
 
     try:
         drain(scenario.engine, scenario.es, spec, on_batch=restart_once)

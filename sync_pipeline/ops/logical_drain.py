@@ -52,6 +52,8 @@ _INSERT = (
 )
 VISIBILITY_WAIT_SECONDS = 10.0  # a committed transaction shows in new snapshots within moments
 IDLE_CONFIRM_SECONDS = 5.0
+QUIET_SECONDS = 0.02  # no message for this long after some: the burst is over, apply it
+IDLE_WAIT_SECONDS = 0.5
 
 
 def watched_by_relation(engine: Engine, spec: SyncSpec) -> dict[int, list[Watched]]:
@@ -167,7 +169,6 @@ def follow_logical(
     xid, in_transaction, unrefreshed = 0, False, False
     confirmable = confirmed = 0
     last_message = last_confirm = time.monotonic()
-    quiet = 0.05 if idle_seconds == 0 else 0.5  # how long "nothing more is coming right now" is
 
     def apply(refresh: bool = True) -> None:
         nonlocal confirmed, last_confirm, unrefreshed
@@ -185,7 +186,11 @@ def follow_logical(
 
     try:
         while (now := time.monotonic()) < deadline:
-            got = stream.read(min(quiet, max(0.0, deadline - now)))
+            # with entries waiting (or a one-off drain to end), a short silence means the burst is
+            # over: apply now; with none, sleep on the socket (a message wakes it at once)
+            waiting = bool(applier.entries) or in_transaction or confirmable > confirmed or idle_seconds == 0
+            wait = QUIET_SECONDS if waiting else IDLE_WAIT_SECONDS
+            got = stream.read(min(wait, max(0.0, deadline - now)))
             if got is None:
                 apply()
                 if not in_transaction and time.monotonic() - last_confirm >= IDLE_CONFIRM_SECONDS:

@@ -194,11 +194,14 @@ def up_redis() -> str:
         return start_redis(runtime)
 
 
-def restart_postgres() -> None:
-    """Stop and start the local PostgreSQL (fault-injection tests: a restart mid-drain)."""
+def restart_postgres(mode: str = "fast") -> None:
+    """Stop and start the local PostgreSQL (fault-injection tests: a restart mid-drain). `mode`
+    "immediate" stops it as a crash would: a fast shutdown waits for every logical walsender's
+    client to confirm what it was sent, and a drain stopped inside its batch confirms nothing
+    until wal_sender_timeout (60 s)."""
     with _locked():
         _, runtime = _prepare_dirs()
-        _stop_postgres(runtime)
+        _stop_postgres(runtime, mode)
         _start_postgres(runtime)
 
 

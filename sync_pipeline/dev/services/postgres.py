@@ -263,13 +263,13 @@ def _pg_ensure_role_and_db(bin_dir: Path, paths: _PgPaths, port: int) -> None:
         )
 
 
-def _stop_postgres(runtime_dir: Path) -> None:
+def _stop_postgres(runtime_dir: Path, mode: str = "fast") -> None:
     paths = _pg_paths(runtime_dir)
     if _pg_running_port(paths) is None:
         return
     bin_dir = find_pg_bin_dir()
     log.info("stopping PostgreSQL (%s)", paths.data)
-    cmd = [str(bin_dir / "pg_ctl"), "-D", str(paths.data), "-m", "fast", "-w", "-t", "60", "stop"]
+    cmd = [str(bin_dir / "pg_ctl"), "-D", str(paths.data), "-m", mode, "-w", "-t", "60", "stop"]
     _run(
         _as_service_user(cmd),
         what="stopping PostgreSQL",
