@@ -263,7 +263,7 @@ def month_day(key: str, day: int = 15) -> str:
 
 
 @pytest.mark.integration
-def test_full_sync_is_one_run_reported_batch_by_batch(stack: DagsterStack):
+def test_full_sync_is_one_run_reported_as_its_batches_land(stack: DagsterStack):
     spec, keys = stack.spec("api"), stack.partition_keys("api")
     stack.insert("api", range(1, 121), month_day(keys[1]))
     stack.insert("api", range(121, 124), None)  # NULL updated_at: owned by the first partition
@@ -279,12 +279,13 @@ def test_full_sync_is_one_run_reported_batch_by_batch(stack: DagsterStack):
     assert report["partition_range"] == {"start": keys[0], "end": keys[-1]}
     assert report["spec"] == spec.name and report["tags"]["sync_pipeline/spec"] == spec.name
     assert report["start_time"] <= report["end_time"] and report["end_time"].endswith("Z")
+    # the first batch at once, the others summed into one progress observation per 10 s of load
+    # (defs/reporting.BatchProgress): here batches 2 and 3, reported as the last of them
     assert [(b["asset"], b["batch"]) for b in report["batches"]] == [
         (f"{spec.name}_index", 1),
-        (f"{spec.name}_index", 2),
         (f"{spec.name}_index", 3),
     ]
-    assert [b["indexed"] + b["deleted"] for b in report["batches"]] == [50, 50, 25]
+    assert [b["indexed"] + b["deleted"] for b in report["batches"]] == [50, 75]
     assert all(b["failed"] == 0 and b["dead_lettered"] == 0 and b["seconds"] >= 0 for b in report["batches"])
     totals = report["totals"]
     assert (totals["extracted"], totals["indexed"], totals["deleted"], totals["failed"]) == (125, 123, 2, 0)

@@ -172,7 +172,11 @@ def _summarise(run: Mapping[str, Any], events: Sequence[Mapping[str, Any]]) -> d
             meta = _numeric_metadata(event.get("metadataEntries") or [])
             if kind == "ObservationEvent":
                 if is_load_asset(asset) and "batch" in meta:
-                    batches.append({"asset": asset, **{f: meta[f] for f in BATCH_FIELDS if f in meta}})
+                    # a full sync's progress observation sums several batches (`batches` of them)
+                    batches.append(
+                        {"asset": asset, "batches": int(meta.get("batches", 1)),
+                         **{f: meta[f] for f in BATCH_FIELDS if f in meta}}
+                    )  # fmt: skip
             else:
                 # a range run reports the same totals once per partition: keep one per asset
                 materialized.setdefault(asset, meta)
@@ -184,7 +188,7 @@ def _summarise(run: Mapping[str, Any], events: Sequence[Mapping[str, Any]]) -> d
         errors = [line for line in run_errors if line]
 
     totals: dict[str, Any] = {field: sum(int(b.get(field, 0)) for b in batches) for field in COUNT_FIELDS}
-    totals["batches"] = len(batches)
+    totals["batches"] = sum(b["batches"] for b in batches)
     totals["seconds"] = round(sum(float(b.get("seconds", 0.0)) for b in batches), 3)
     docs = sum(totals[f] for f in COUNT_FIELDS)
     totals["docs_per_s"] = round(docs / totals["seconds"], 1) if totals["seconds"] else 0.0
