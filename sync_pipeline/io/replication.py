@@ -47,22 +47,23 @@ def _identity(conn: Connection, table: str) -> tuple[str, bool]:
     return str(row[0]), bool(row[1])
 
 
-def install_publication(conn: Connection, spec: str, watched: list[Watched]) -> list[str]:
+def _publication_exists(conn: Connection, spec: str) -> bool:
+    publication = logical.publication_name(spec)
+    found = conn.exec_driver_sql("SELECT 1 FROM pg_publication WHERE pubname = %(p)s", {"p": publication})
+    return found.first() is not None
+
+
+def install_publication(conn: Connection, spec: str, watched: list[Watched]) -> None:
     """The publication for exactly the watched tables, and REPLICA IDENTITY FULL where a change
     would otherwise not carry what the drain needs (core/logical.needs_full_identity); in the
     caller's transaction, which must commit before the slot is created (the slot decodes with
     the catalog of each change's time, where the publication must exist already)."""
-    full = []
     for table in dict.fromkeys(w.table for w in watched):
         identity, has_key = _identity(conn, table)
         if any(logical.needs_full_identity(w, identity, has_key) for w in watched if w.table == table):
             conn.exec_driver_sql(logical.replica_identity_sql(table))
-            full.append(table)
-    exists = conn.exec_driver_sql(
-        "SELECT 1 FROM pg_publication WHERE pubname = %(p)s", {"p": logical.publication_name(spec)}
-    ).first()
-    conn.exec_driver_sql(logical.publication_sql(spec, [w.table for w in watched], exists is not None))
-    return full
+    exists = _publication_exists(conn, spec)
+    conn.exec_driver_sql(logical.publication_sql(spec, [w.table for w in watched], exists))
 
 
 def create_slot(engine: Engine, spec: str) -> bool:
@@ -92,9 +93,7 @@ def drop(engine: Engine, spec: str) -> list[str]:
             conn.exec_driver_sql("SELECT pg_drop_replication_slot(%(s)s)", {"s": state.slot})
             dropped.append(f"slot {state.slot}")
         publication = logical.publication_name(spec)
-        if conn.exec_driver_sql(
-            "SELECT 1 FROM pg_publication WHERE pubname = %(p)s", {"p": publication}
-        ).first():
+        if _publication_exists(conn, spec):
             conn.exec_driver_sql(f"DROP PUBLICATION {quote_ident(publication)}")
             dropped.append(f"publication {publication}")
     return dropped
@@ -124,9 +123,7 @@ _SLOTS = (
 
 def slot_state(conn: Connection, spec: str) -> SlotState | None:
     row = conn.exec_driver_sql(_SLOTS + "AND slot_name = %(s)s", {"s": logical.slot_name(spec)}).first()
-    if row is None:
-        return None
-    return SlotState(row[0], row[1], int(row[2]), row[3], row[4], row[5])
+    return None if row is None else SlotState(*row)
 
 
 def our_slots(conn: Connection) -> list[SlotState]:
@@ -135,26 +132,18 @@ def our_slots(conn: Connection) -> list[SlotState]:
         _SLOTS + "AND slot_name LIKE %(p)s ORDER BY slot_name",
         {"p": logical.SLOT_PREFIX.replace("_", r"\_") + "%"},
     ).all()
-    return [SlotState(r[0], r[1], int(r[2]), r[3], r[4], r[5]) for r in rows]
+    return [SlotState(*row) for row in rows]
 
 
 def published_tables(conn: Connection, spec: str) -> set[str] | None:
     """The tables the spec's publication carries (schema.table); None when it does not exist."""
-    publication = logical.publication_name(spec)
-    if (
-        conn.exec_driver_sql("SELECT 1 FROM pg_publication WHERE pubname = %(p)s", {"p": publication}).first()
-        is None
-    ):
+    if not _publication_exists(conn, spec):
         return None
     rows = conn.exec_driver_sql(
         "SELECT schemaname || '.' || tablename FROM pg_publication_tables WHERE pubname = %(p)s",
-        {"p": publication},
+        {"p": logical.publication_name(spec)},
     ).scalars()
     return set(rows)
-
-
-def max_slot_wal_keep_size(conn: Connection) -> str:
-    return str(conn.exec_driver_sql("SHOW max_slot_wal_keep_size").scalar_one())
 
 
 def wal_level(conn: Connection) -> str:
@@ -213,14 +202,14 @@ class ChangeStream:
                 f"spec '{spec}': reading replication slot {self.slot}: {exc}".strip()
             ) from exc
 
-    def read(self, timeout: float) -> tuple[Message, int] | None:
-        """The next message and the LSN it starts at; None when none came within `timeout` (a
-        message arriving in several packets is waited for whole)."""
+    def read(self, timeout: float) -> Message | None:
+        """The next message; None when none came within `timeout` (a message arriving in several
+        packets is waited for whole)."""
         deadline = time.monotonic() + timeout
         while True:
             message = self._cursor.read_message()
             if message is not None:
-                return self.decoder.decode(message.payload), message.data_start
+                return self.decoder.decode(message.payload)
             left = deadline - time.monotonic()
             if left <= 0:
                 return None

@@ -95,6 +95,8 @@ class _Applier:
         self.xids: set[int] = set()
         self.tables: dict[str, Any] = {}
         self.conn = engine.connect().execution_options(**REPEATABLE_READ)
+        with self.conn.begin():  # the session's table: once, not in every apply
+            self.conn.exec_driver_sql(_CHANGES_DDL)
 
     def add(self, entry: logical.Entry, xid: int) -> None:
         self.entries.append({"source": entry.source, "pk": entry.pk, "op": entry.op, "link": entry.link})
@@ -106,7 +108,6 @@ class _Applier:
         conn, spec, size = self.conn, self.bound.spec, self.bound.spec.batch_size
         with conn.begin():
             _snapshot_seeing(conn, self.xids)
-            conn.exec_driver_sql(_CHANGES_DDL)
             entries = json.dumps(self.entries, default=str)
             conn.exec_driver_sql(_INSERT, {"spec": spec.name, "entries": entries})
             while claimed := buffer.claim(conn, spec, self.bound.plan.keys, size, CHANGES):
@@ -123,12 +124,11 @@ class _Applier:
 
 def _open_stream(url: str, spec: SyncSpec, deadline: float) -> ChangeStream:
     """The slot's stream; a slot still read by the run handing over is waited for."""
-    give_up = deadline  # the run handing over reads it until its own deadline
     while True:
         try:
             return ChangeStream(url, spec.name)
         except SlotBusy:
-            if time.monotonic() >= give_up:
+            if time.monotonic() >= deadline:  # the run handing over reads it until its own deadline
                 raise
             time.sleep(0.05)
 
@@ -190,8 +190,8 @@ def follow_logical(
             # over: apply now; with none, sleep on the socket (a message wakes it at once)
             waiting = bool(applier.entries) or in_transaction or confirmable > confirmed or idle_seconds == 0
             wait = QUIET_SECONDS if waiting else IDLE_WAIT_SECONDS
-            got = stream.read(min(wait, max(0.0, deadline - now)))
-            if got is None:
+            message = stream.read(min(wait, max(0.0, deadline - now)))
+            if message is None:
                 apply()
                 if not in_transaction and time.monotonic() - last_confirm >= IDLE_CONFIRM_SECONDS:
                     # nothing of ours is pending: let the server drop the WAL of other tables
@@ -205,7 +205,6 @@ def follow_logical(
                 if idle_seconds is not None and caught_up and time.monotonic() - last_message >= idle_seconds:
                     break
                 continue
-            message, _lsn = got
             last_message = time.monotonic()
             if isinstance(message, Begin):
                 xid, in_transaction = message.xid, True
