@@ -6,7 +6,7 @@ from elastic_transport import ApiResponseMeta, HttpHeaders, NodeConfig
 from elasticsearch import ApiError, BadRequestError
 from elasticsearch import ConnectionError as ESConnectionError
 
-from sync_pipeline.core.bulk import BulkBody, RetryPolicy, entry_doc, iter_bodies, rebody
+from sync_pipeline.core.bulk import BatchResult, BulkBody, RetryPolicy, entry_doc, iter_bodies, rebody
 from sync_pipeline.io.elasticsearch import is_transient, with_backoff
 
 
@@ -74,6 +74,30 @@ def test_a_subset_of_a_body_is_those_documents_bytes():
     part = body.subset([1, 2, 5])
     assert _ids(part) == ["1", "2", "5"] and part.deletes() == 2
     assert part.data == body.data[body.starts[1] : body.starts[3]] + body.data[body.starts[5] :]
+
+
+def test_a_body_splits_into_consecutive_parts_holding_every_document_once():
+    (body,) = iter_bodies(_lines(10), max_docs=100)
+    parts = body.split(3)
+    assert [len(p) for p in parts] == [3, 3, 4]
+    assert [i for p in parts for i in _ids(p)] == _ids(body)
+    assert b"".join(p.data for p in parts) == body.data
+    assert sum(p.deletes() for p in parts) == body.deletes()
+    assert [len(p) for p in body.split(20)] == [1] * 10  # never an empty part
+
+
+def test_a_batch_sent_in_parts_counts_every_part_and_keeps_the_first_five_errors():
+    whole = BatchResult(batch=4)
+    first = BatchResult(batch=4, indexed=5, stale_skipped=1, stale_ids=["a"], stale_versions={"a": 9})
+    first.errors = [{"n": i} for i in range(4)]
+    second = BatchResult(batch=4, indexed=2, deleted=3, failed=1, conflicts=1, seconds=0.5)
+    second.errors = [{"n": i} for i in range(4, 8)]
+    whole.absorb(first)
+    whole.absorb(second)
+    counts = (whole.indexed, whole.deleted, whole.stale_skipped, whole.failed, whole.conflicts)
+    assert counts == (7, 3, 1, 1, 1)
+    assert whole.stale_ids == ["a"] and whole.stale_versions == {"a": 9}
+    assert [e["n"] for e in whole.errors] == [0, 1, 2, 3, 4] and whole.seconds == 0.5
 
 
 def test_a_truncated_staged_file_is_an_error_not_a_silent_loss():

@@ -248,3 +248,43 @@ def test_a_streamed_run_stages_documents_not_rows(scenario, insert_rows, es):
     es.indices.delete(index=f"{scenario.index}_v1", ignore_unavailable=True)
     assert materialize("index").success  # re-sent from the staged NDJSON, PostgreSQL not read
     assert sorted(indexed(es, scenario.index), key=int) == [str(i) for i in range(1, 11)]
+
+
+def test_a_batch_sent_in_parallel_parts_accounts_for_every_document(es):
+    """A drain's batch goes out as several requests at once (one per write thread): the stale
+    document, the refused one and every indexed one still come back counted, in one batch."""
+    import uuid
+
+    from sync_pipeline.core.bulk import BulkBody, entry_doc
+    from sync_pipeline.io.elasticsearch import MIN_PART_DOCS, delete_index, send_split
+
+    index = f"split_{uuid.uuid4().hex[:8]}"
+    es.indices.create(
+        index=index,
+        mappings={"dynamic": "strict", "properties": {"n": {"type": "integer"}}},
+        settings={"number_of_shards": 1, "number_of_replicas": 0},
+    )
+    try:
+        es.index(index=index, id="7", document={"n": 7}, version=100, version_type="external")
+        count = 3 * MIN_PART_DOCS
+        docs = [{"_id": str(i), "_op": "index", "_version": 1, "_source": {"n": i}} for i in range(count)]
+        docs[count - 2]["_source"] = {"unknown_field": 1}  # in the last part: refused by the mapping
+        body = BulkBody.join(entry_doc(d) for d in docs)
+        writes_before = _completed_writes(es)
+
+        result = send_split(es, index, body, batch=3, concurrency=3)
+
+        # one request is 2 write-pool tasks (coordination, the shard); three parts are more
+        assert _completed_writes(es) - writes_before >= 3
+        assert (result.batch, result.indexed, result.stale_skipped, result.failed) == (3, count - 2, 1, 0)
+        assert result.stale_ids == ["7"] and result.stale_versions == {"7": 100}
+        assert [r.doc_id for r in result.rejected] == [str(count - 2)]
+        es.indices.refresh(index=index)
+        assert es.count(index=index)["count"] == count - 1
+    finally:
+        delete_index(es, index)
+
+
+def _completed_writes(es) -> int:
+    stats = es.nodes.stats(metric="thread_pool")["nodes"]
+    return sum(node["thread_pool"]["write"]["completed"] for node in stats.values())

@@ -12,10 +12,10 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 
+from sync_pipeline.core.fanout import BUFFER_TABLE
 from sync_pipeline.core.quoting import qualified_table, quote_ident
 from sync_pipeline.core.specs import SyncSpec
 
-BUFFER_TABLE = "public.sync_pipeline_buffer"
 DEAD_LETTER_TABLE = "public.sync_pipeline_dead_letters"
 # manage: create the index with its alias, put mappings and settings (refresh off during a load),
 # refresh, swap aliases and delete the old index in a rebuild; write: bulk index and delete;

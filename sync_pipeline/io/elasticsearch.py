@@ -263,6 +263,35 @@ def send_body(
     return result
 
 
+# a part smaller than this is not worth a request of its own
+MIN_PART_DOCS = 500
+
+
+def send_split(
+    es: Elasticsearch,
+    index: str,
+    body: BulkBody,
+    batch: int,
+    retry: RetryPolicy = DEFAULT_RETRY,
+    concurrency: int = 1,
+) -> BatchResult:
+    """One batch sent as up to `concurrency` requests side by side, counted as one batch.
+
+    A single bulk request to a one-shard index is indexed by one write thread,
+    so a drain's batch sent whole keeps one of Elasticsearch's cores busy while
+    the full sync keeps `bulk_concurrency` requests in flight. Each part has its
+    own retries; the batch fails if any part's documents do."""
+    parts = min(max(1, concurrency), len(body) // MIN_PART_DOCS)
+    if parts <= 1:
+        return send_body(es, index, body, batch, retry)
+    result = BatchResult(batch=batch)
+    with ThreadPoolExecutor(max_workers=parts, thread_name_prefix="bulk") as pool:
+        futures = [pool.submit(send_body, es, index, part, batch, retry) for part in body.split(parts)]
+        for future in futures:
+            result.absorb(future.result())
+    return result
+
+
 def load_bulk(
     es: Elasticsearch,
     index: str,

@@ -18,7 +18,7 @@ from sqlalchemy.engine import Connection, Engine
 from sync_pipeline.core.bulk import BatchResult, BulkBody, action_line, retry_policy
 from sync_pipeline.core.documents import batch_to_bulk, document_ids
 from sync_pipeline.core.keys import document_id, texts_from_id
-from sync_pipeline.io.elasticsearch import send_body
+from sync_pipeline.io.elasticsearch import send_split
 from sync_pipeline.io.postgres import fetch_keys, snapshot_version
 from sync_pipeline.ops.binding import Bound
 
@@ -57,7 +57,8 @@ def resync_keys(
         version = snapshot_version(conn)
         deletes = BulkBody.join(action_line("delete", doc_id, version) for doc_id in gone)
         body = BulkBody.concat(body, deletes) if chunk.docs else deletes
-    return send_body(es, spec.target.index, body, batch_number, retry_policy(spec))
+    target = spec.target
+    return send_split(es, target.index, body, batch_number, retry_policy(spec), target.bulk_concurrency)
 
 
 def classify_stale(engine: Engine, result: BatchResult) -> int | None:

@@ -29,6 +29,7 @@ from sync_pipeline.defs.partitions import partition_keys_for
 from sync_pipeline.defs.resources import resources_for
 from sync_pipeline.defs.runs import run_totals
 from sync_pipeline.io.es_client import es_client
+from sync_pipeline.io.pandas_probe import skip_pandas_probe
 from sync_pipeline.io.postgres import engine_for
 from sync_pipeline.ops.verify import verify_spec
 from sync_pipeline.settings import ElasticsearchOptions
@@ -109,35 +110,6 @@ def _console(log_level: str) -> dict[str, Any]:
     return {"loggers": {"console": {"config": {"log_level": log_level}}}}
 
 
-def _skip_pyarrow_pandas_probe() -> None:
-    """Let pyarrow decide pandas is absent unless something already imported it.
-
-    pyarrow's first conversion of Python values (any `pa.array`, a string given to a compute
-    function) probes whether they are pandas objects, and that probe imports pandas when it is
-    installed (a development or bench environment): 0.6-0.8 CPU-s per run for nothing, as no
-    pandas object reaches pyarrow here. An explicit pandas conversion (`to_pandas`) still
-    imports it: pyarrow retries the import for those.
-    """
-    if "pandas" in sys.modules:
-        return
-    sys.meta_path.insert(0, _NoPandas)
-    try:
-        import pyarrow as pa
-
-        pa.array([0])
-    finally:
-        sys.meta_path.remove(_NoPandas)
-
-
-class _NoPandas:
-    """An import finder that fails `import pandas` (only while pyarrow probes, above)."""
-
-    @staticmethod
-    def find_spec(name: str, path: Any = None, target: Any = None) -> None:
-        if name == "pandas":
-            raise ImportError("pandas is not probed by the sync")
-
-
 def run_sync(
     specs: Sequence[SyncSpec],
     spec: SyncSpec,
@@ -148,7 +120,7 @@ def run_sync(
     servers: Servers | None = None,
 ) -> SyncSummary:
     """Run the spec's sync job in-process over a partition range, as one run in DAGSTER_HOME."""
-    _skip_pyarrow_pandas_probe()
+    skip_pandas_probe()
     servers = servers or Servers.from_settings()
     keys = partition_keys_for(spec, start, end)
     if not keys:
