@@ -77,6 +77,35 @@ def test_changes_stay_buffered_when_elasticsearch_is_unreachable(scenario, inser
         assert buffer_state(conn, buffered).pending == 5
 
 
+def test_a_drain_reading_while_elasticsearch_refuses_keeps_every_entry_of_the_claim(
+    scenario, insert_rows, buffered, es
+):
+    """A large claim is read in two halves, the second while the first is in Elasticsearch:
+    when the writes are refused, neither half's entries leave the buffer; once they are
+    accepted, one claim is two counted batches and every row arrives."""
+    from sync_pipeline.ops.apply import DrainError
+
+    spec = buffered.model_copy(update={"batch_size": 2400})
+    spec = spec.model_copy(
+        update={"retry": spec.retry.model_copy(update={"attempts": 2, "max_total_seconds": 2.0})}
+    )
+    assert run_sync([spec], spec).success  # the index exists, empty
+    insert_rows(range(1, 2401), "2026-02-01 00:00:00+00")
+    es.indices.put_settings(index=scenario.index, settings={"index.blocks.write": True})
+    try:
+        with pytest.raises(DrainError, match="not acknowledged"):
+            drain(scenario.engine, es, spec)
+        with scenario.engine.connect() as conn:
+            assert buffer_state(conn, spec).pending == 2400
+    finally:
+        es.indices.put_settings(index=scenario.index, settings={"index.blocks.write": None})
+    totals = drain(scenario.engine, es, spec)
+    assert (totals.claimed, totals.batches, totals.indexed, totals.failed) == (2400, 2, 2400, 0)
+    assert len(indexed(es, scenario.index)) == 2400
+    with scenario.engine.connect() as conn:
+        assert buffer_state(conn, spec).pending == 0
+
+
 def test_two_concurrent_drains_never_process_an_entry_twice(scenario, insert_rows, buffered, es):
     insert_rows(range(1, 401), "2026-02-01 00:00:00+00")
     claimed: list[int] = []

@@ -110,7 +110,8 @@ def action_line(op: str, doc_id: str, version: int | None) -> bytes:
 
 
 # bytes a JSON string cannot hold as they are: the quote, the backslash, control characters
-_NEEDS_ESCAPING = (b'"', b"\\", *(bytes([c]) for c in range(0x20)))
+_NEEDS_ESCAPING = frozenset(b'"\\' + bytes(range(0x20)))
+_SAFE_BYTES = bytes(c for c in range(256) if c not in _NEEDS_ESCAPING)
 
 
 def value_bytes(array: pa.Array) -> tuple[bytes, list[int]]:
@@ -128,9 +129,11 @@ def value_bytes(array: pa.Array) -> tuple[bytes, list[int]]:
 
 
 def _plain(array: pa.Array) -> bool:
-    """No value of a string array needs escaping in JSON. One search per byte to avoid over the
-    values' data buffer (memchr speed): ten times faster than a regex run on every value. Only
-    the first and last offsets are read: a list of every value's would cost Python per row."""
+    """No value of a string array needs escaping in JSON: one pass over the values' data buffer
+    that deletes every safe byte (`bytes.translate`, a table lookup per byte) leaves nothing —
+    twice as fast as a memchr search per byte to avoid (34 passes), twenty times a regex run on
+    every value. Only the first and last offsets are read: a list of every value's would cost
+    Python per row."""
     if len(array) == 0:
         return True
     _, offsets, data = array.buffers()
@@ -139,7 +142,7 @@ def _plain(array: pa.Array) -> bool:
     kind = "q" if pa.types.is_large_string(array.type) else "i"
     bounds = memoryview(offsets).cast(kind)
     payload = bytes(memoryview(data)[bounds[array.offset] : bounds[array.offset + len(array)]])
-    return not any(byte in payload for byte in _NEEDS_ESCAPING)
+    return not payload.translate(None, _SAFE_BYTES)
 
 
 def action_array(

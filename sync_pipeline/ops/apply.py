@@ -12,7 +12,10 @@ whole spec instead (verify with fix, counted in the drain's totals).
 
 from __future__ import annotations
 
+import contextlib
 import time
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,14 +23,14 @@ from elasticsearch import Elasticsearch
 from sqlalchemy.engine import Connection, Engine
 
 from sync_pipeline.core import fanout
-from sync_pipeline.core.bulk import LoadTotals
+from sync_pipeline.core.bulk import BatchResult, LoadTotals
 from sync_pipeline.core.capture import TRUNCATE_OP
 from sync_pipeline.core.specs import SyncSpec
 from sync_pipeline.io import buffer, deadletters
 from sync_pipeline.io.postgres import describe_table, execute
 from sync_pipeline.ops.binding import Bound
 from sync_pipeline.ops.capture import TABLE_SOURCE
-from sync_pipeline.ops.resync import REPEATABLE_READ, Key, classify_stale, resync_keys
+from sync_pipeline.ops.resync import REPEATABLE_READ, Key, classify_stale, resync_body, send_resync
 
 __all__ = ["REPEATABLE_READ", "Batches", "DrainError", "DrainTotals", "apply_claimed"]
 from sync_pipeline.ops.verify import verify_spec
@@ -53,20 +56,56 @@ class DrainTotals(LoadTotals):
         self.first_errors.extend(other.first_errors[: max(0, 5 - len(self.first_errors))])
 
 
+# bodies sent while the next keys are read: one in Elasticsearch at a time, so reading
+# PostgreSQL overlaps indexing instead of alternating with it (each body's own requests are
+# split across the index's write threads by send_split)
+IN_FLIGHT = 1
+PARTS_PER_APPLY, MIN_PART_KEYS = 2, 1000  # a large page of keys is read in two halves
+
+
 class Batches:
-    """Re-sync keys in the claim's transaction, one counted bulk batch per call."""
+    """Re-sync keys in the claim's transaction, one counted bulk batch per body.
+
+    `apply` returns once its bodies are sent or on their way; `settle` waits until Elasticsearch
+    acknowledged every one (or raises DrainError) and must come before the claim's entries are
+    removed; after any error, `abandon` drops what is still in flight (its claim rolls back)."""
 
     def __init__(
         self, engine: Engine, es: Elasticsearch, bound: Bound, totals: DrainTotals, run_id, on_batch
     ):
         self.engine, self.es, self.bound, self.totals = engine, es, bound, totals
         self.run_id, self.on_batch = run_id, on_batch
+        self._pool = ThreadPoolExecutor(max_workers=IN_FLIGHT, thread_name_prefix="drain-bulk")
+        self._pending: deque[tuple[Future[BatchResult], Connection, float]] = deque()
 
     def apply(self, conn: Connection, keys: list[Key]) -> None:
-        if not keys:
-            return
-        started = time.perf_counter()
-        result = resync_keys(conn, self.es, self.bound, keys, self.totals.batches + 1)
+        for part in _parts(keys):
+            started = time.perf_counter()
+            body = resync_body(conn, self.bound, part)
+            while len(self._pending) >= IN_FLIGHT:
+                self._finish(self._pending.popleft())
+            if body is not None:
+                number = self.totals.batches + 1
+                sent = self._pool.submit(send_resync, self.es, self.bound, body, number)
+                self._pending.append((sent, conn, started))
+
+    def settle(self) -> None:
+        while self._pending:
+            self._finish(self._pending.popleft())
+
+    def abandon(self) -> None:
+        while self._pending:
+            sent, _, _ = self._pending.popleft()
+            with contextlib.suppress(Exception):  # the claim rolls back; its error is already raised
+                sent.result()
+
+    def close(self) -> None:
+        self.abandon()
+        self._pool.shutdown()
+
+    def _finish(self, item: tuple[Future[BatchResult], Connection, float]) -> None:
+        sent, conn, started = item
+        result = sent.result()
         result.seconds = time.perf_counter() - started
         spec = self.bound.spec
         if result.failed:
@@ -80,6 +119,12 @@ class Batches:
         self.totals.add(result)
         if self.on_batch is not None:
             self.on_batch(result)
+
+
+def _parts(keys: list[Key]) -> list[list[Key]]:
+    parts = min(PARTS_PER_APPLY, max(1, len(keys) // MIN_PART_KEYS))
+    step = -(-len(keys) // parts) if keys else 1
+    return [keys[i : i + step] for i in range(0, len(keys), step)]
 
 
 def _resolved(
@@ -147,6 +192,25 @@ def apply_claimed(
     """Re-read and write every document the claimed entries of `changes` (the buffer, or the
     logical drain's decoded changes) affect, then delete the entries — all in the caller's
     REPEATABLE READ transaction, so nothing is removed that Elasticsearch did not take."""
+    try:
+        _apply(conn, engine, es, bound, batches, claimed, size, tables, totals, changes)
+    except BaseException:
+        batches.abandon()
+        raise
+
+
+def _apply(
+    conn: Connection,
+    engine: Engine,
+    es: Elasticsearch,
+    bound: Bound,
+    batches: Batches,
+    claimed: list[Any],
+    size: int,
+    tables: dict[str, Any],
+    totals: DrainTotals,
+    changes: str,
+) -> None:
     spec = bound.spec
     if any(row.op == TRUNCATE_OP for row in claimed):
         _reconcile(engine, es, spec, totals)
@@ -162,4 +226,5 @@ def apply_claimed(
     for source, entries in by_source.items():
         for keys in _resolved(conn, bound, source, entries, size, tables, changes):
             batches.apply(conn, keys)
+    batches.settle()
     buffer.remove(conn, [row.id for row in claimed], changes)

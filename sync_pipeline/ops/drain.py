@@ -71,21 +71,25 @@ def drain(
     batches = Batches(engine, es, bound, totals, run_id, on_batch)
     tables: dict[str, Any] = {}
     claims = 0
-    while max_batches is None or claims < max_batches:
-        if deadline is not None and claims and time.monotonic() >= deadline:
-            break
-        claims += 1
-        try:
-            claimed = _apply_claim(engine, es, spec, bound, batches, size, tables, totals)
-        except OperationalError as exc:
-            if not is_serialization_failure(exc) or "SKIP LOCKED" not in str(exc.statement or ""):
-                raise
-            # the claim met entries a concurrent drain deleted after our snapshot began: nothing
-            # was written yet, so claim again in a new transaction, whose snapshot lacks them
-            continue
-        if claimed is None:
-            break
-        totals.claimed += claimed
+    try:
+        while max_batches is None or claims < max_batches:
+            if deadline is not None and claims and time.monotonic() >= deadline:
+                break
+            claims += 1
+            try:
+                claimed = _apply_claim(engine, es, spec, bound, batches, size, tables, totals)
+            except OperationalError as exc:
+                if not is_serialization_failure(exc) or "SKIP LOCKED" not in str(exc.statement or ""):
+                    raise
+                # the claim met entries a concurrent drain deleted after our snapshot began:
+                # nothing was written yet, so claim again in a new transaction, whose snapshot
+                # lacks them
+                continue
+            if claimed is None:
+                break
+            totals.claimed += claimed
+    finally:
+        batches.close()
     if totals.batches:
         es.indices.refresh(index=spec.target.index)
     return totals

@@ -119,6 +119,7 @@ class _Applier:
         self.entries, self.xids = [], set()
 
     def close(self) -> None:
+        self.batches.close()
         self.conn.close()
 
 

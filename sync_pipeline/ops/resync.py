@@ -42,8 +42,16 @@ def resync_keys(
     """Index the current row of every key that still exists; delete the others — all with the
     version of the connection's snapshot, so a slower writer holding an older read can neither
     replace nor resurrect them."""
-    spec = bound.spec
-    batch = fetch_keys(conn, spec, bound.columns, keys, bound.relations)
+    body = resync_body(conn, bound, keys)
+    if body is None:
+        return BatchResult(batch=batch_number)
+    return send_resync(es, bound, body, batch_number)
+
+
+def resync_body(conn: Connection, bound: Bound, keys: Sequence[Key]) -> BulkBody | None:
+    """The bulk body that brings `keys` in line with the connection's snapshot (None: nothing
+    to send); sending it is `send_resync`, which a drain does while it reads the next keys."""
+    batch = fetch_keys(conn, bound.spec, bound.columns, keys, bound.relations)
     # documents assembled by the full sync's own Arrow kernels (core/documents.batch_to_bulk), with
     # the version column every read carries: in this transaction, the snapshot's version
     chunk = batch_to_bulk(batch, bound.plan)
@@ -51,14 +59,18 @@ def resync_keys(
     gone = [document_id(key, bound.plan.keys) for key in keys]
     gone = [doc_id for doc_id in dict.fromkeys(gone) if doc_id not in present]
     if not gone and not chunk.docs:
-        return BatchResult(batch=batch_number)
+        return None
     body = chunk.body
     if gone:
         version = snapshot_version(conn)
         deletes = BulkBody.join(action_line("delete", doc_id, version) for doc_id in gone)
         body = BulkBody.concat(body, deletes) if chunk.docs else deletes
-    target = spec.target
-    return send_split(es, target.index, body, batch_number, retry_policy(spec), target.bulk_concurrency)
+    return body
+
+
+def send_resync(es: Elasticsearch, bound: Bound, body: BulkBody, batch_number: int) -> BatchResult:
+    target = bound.spec.target
+    return send_split(es, target.index, body, batch_number, retry_policy(bound.spec), target.bulk_concurrency)
 
 
 def classify_stale(engine: Engine, result: BatchResult) -> int | None:
