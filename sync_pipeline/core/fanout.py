@@ -103,7 +103,8 @@ def _changed_values(columns: Sequence[ColumnInfo], changes: str = BUFFER_TABLE) 
     return (
         f"SELECT {values} FROM {changes} AS __sync_b "
         "CROSS JOIN LATERAL jsonb_array_elements(__sync_b.link) AS __sync_l "
-        "WHERE __sync_b.id = ANY(%(entries)s) AND jsonb_typeof(__sync_l.value) = 'object'"
+        # typed, as in io/buffer.remove: bigint ids against psycopg's integer[] are 5x slower
+        "WHERE __sync_b.id = ANY(CAST(%(entries)s AS bigint[])) AND jsonb_typeof(__sync_l.value) = 'object'"
     )
 
 

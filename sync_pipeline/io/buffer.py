@@ -183,8 +183,11 @@ def claim(
 
 
 def remove(conn: Connection, ids: list[int], changes: str = BUFFER_TABLE) -> None:
-    # one array parameter: an expanded IN list of a whole claim costs more to build than to run
-    conn.exec_driver_sql(f"DELETE FROM {changes} WHERE id = ANY(%(ids)s)", {"ids": ids})
+    # one array parameter (an expanded IN list of a whole claim costs more to build than to
+    # run), typed: psycopg sends a list of ints as smallint[]/integer[], and comparing bigint ids
+    # with those took 5x as long here (70 vs 14 ms for 5,000 entries)
+    statement = f"DELETE FROM {changes} WHERE id = ANY(CAST(%(ids)s AS bigint[]))"
+    conn.exec_driver_sql(statement, {"ids": ids})
 
 
 def has_capture(conn: Connection, spec: SyncSpec) -> bool:
