@@ -146,10 +146,18 @@ def issue16(report: dict) -> None:
     if soak:
         rows.append(
             (
-                f"soak {soak.get('minutes')} min: drift, freshness p95 s",
-                f"{soak.get('drift')}, {_fmt((soak.get('freshness') or {}).get('p95_s'), 2)}",
-                "0, ≤ 1",
+                f"soak {soak.get('minutes')} min: verify drift",
+                f"{soak.get('drift')}",
+                "0",
                 t.get("soak_drift"),
+            )
+        )
+        rows.append(
+            (
+                f"soak {soak.get('minutes')} min: freshness p95 s",
+                _fmt((soak.get("freshness") or {}).get("p95_s"), 2),
+                "≤ 1",
+                t.get("soak_freshness_p95"),
             )
         )
     print("\n| figure | measured | target | met? |")
