@@ -408,7 +408,10 @@ class Harness:
                 if name == "cli":
                     self.dispatch_measured("incremental")
                 if name == "pipeline":
-                    for capture in args.capture_modes:
+                    # alternating: neither capture mode always drains second, right after the
+                    # other's drain and restore
+                    captures = list(args.capture_modes)[:: 1 if rep % 2 == 0 else -1]
+                    for capture in captures:
                         if f"drain_{capture}" not in self.unavailable:
                             self.dispatch_measured(f"drain_{capture}")
 
