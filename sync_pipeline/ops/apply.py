@@ -192,25 +192,6 @@ def apply_claimed(
     """Re-read and write every document the claimed entries of `changes` (the buffer, or the
     logical drain's decoded changes) affect, then delete the entries — all in the caller's
     REPEATABLE READ transaction, so nothing is removed that Elasticsearch did not take."""
-    try:
-        _apply(conn, engine, es, bound, batches, claimed, size, tables, totals, changes)
-    except BaseException:
-        batches.abandon()
-        raise
-
-
-def _apply(
-    conn: Connection,
-    engine: Engine,
-    es: Elasticsearch,
-    bound: Bound,
-    batches: Batches,
-    claimed: list[Any],
-    size: int,
-    tables: dict[str, Any],
-    totals: DrainTotals,
-    changes: str,
-) -> None:
     spec = bound.spec
     if any(row.op == TRUNCATE_OP for row in claimed):
         _reconcile(engine, es, spec, totals)
@@ -218,13 +199,17 @@ def _apply(
         return
     width = len(bound.plan.keys)
     roots = dict.fromkeys(tuple(row[3 : 3 + width]) for row in claimed if row.source is None)
-    batches.apply(conn, list(roots))
     by_source: dict[str, list[int]] = {}
     for row in claimed:
         if row.source is not None:
             by_source.setdefault(row.source, []).append(row.id)
-    for source, entries in by_source.items():
-        for keys in _resolved(conn, bound, source, entries, size, tables, changes):
-            batches.apply(conn, keys)
-    batches.settle()
+    try:
+        batches.apply(conn, list(roots))
+        for source, entries in by_source.items():
+            for keys in _resolved(conn, bound, source, entries, size, tables, changes):
+                batches.apply(conn, keys)
+        batches.settle()
+    except BaseException:
+        batches.abandon()  # what is still in flight belongs to a claim that now rolls back
+        raise
     buffer.remove(conn, [row.id for row in claimed], changes)
