@@ -285,10 +285,7 @@ def send_split(
     if parts <= 1:
         return send_body(es, index, body, batch, retry)
     result = BatchResult(batch=batch)
-    with ThreadPoolExecutor(max_workers=parts, thread_name_prefix="bulk") as pool:
-        futures = [pool.submit(send_body, es, index, part, batch, retry) for part in body.split(parts)]
-        for future in futures:
-            result.absorb(future.result())
+    load_bulk(es, index, body.split(parts), parts, on_batch=result.absorb, retry=retry)
     return result
 
 

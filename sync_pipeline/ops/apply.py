@@ -27,6 +27,7 @@ from sync_pipeline.core.bulk import BatchResult, LoadTotals
 from sync_pipeline.core.capture import TRUNCATE_OP
 from sync_pipeline.core.specs import SyncSpec
 from sync_pipeline.io import buffer, deadletters
+from sync_pipeline.io.pandas_probe import skip_pandas_probe
 from sync_pipeline.io.postgres import describe_table, execute
 from sync_pipeline.ops.binding import Bound
 from sync_pipeline.ops.capture import TABLE_SOURCE
@@ -73,6 +74,7 @@ class Batches:
     def __init__(
         self, engine: Engine, es: Elasticsearch, bound: Bound, totals: DrainTotals, run_id, on_batch
     ):
+        skip_pandas_probe()  # rows re-read become Arrow arrays: no pandas import for that
         self.engine, self.es, self.bound, self.totals = engine, es, bound, totals
         self.run_id, self.on_batch = run_id, on_batch
         self._pool = ThreadPoolExecutor(max_workers=IN_FLIGHT, thread_name_prefix="drain-bulk")

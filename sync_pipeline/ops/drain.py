@@ -28,7 +28,6 @@ from sync_pipeline.core.fanout import BUFFER_TABLE
 from sync_pipeline.core.specs import SyncSpec
 from sync_pipeline.io import buffer
 from sync_pipeline.io.buffer import ChangeListener, has_pending
-from sync_pipeline.io.pandas_probe import skip_pandas_probe
 from sync_pipeline.io.postgres import is_serialization_failure
 from sync_pipeline.ops.apply import REPEATABLE_READ, Batches, DrainError, DrainTotals, apply_claimed
 from sync_pipeline.ops.binding import Bound, bind
@@ -53,7 +52,6 @@ def drain(
     """Drain the spec's buffered changes in claimed batches until the buffer is empty
     (or `max_batches` claims were applied, or `deadline`, in time.monotonic(), has passed:
     what is left waits for the next run, which keeps every run inside its max runtime)."""
-    skip_pandas_probe()  # rows re-read become Arrow arrays: no pandas import for that
     if spec.capture == "logical":
         seconds = (
             max(0.0, deadline - time.monotonic())
@@ -134,7 +132,6 @@ def follow(
     new run's start (several seconds each). `poll_seconds` is the fallback for
     triggers installed before they notified.
     """
-    skip_pandas_probe()
     if spec.capture == "logical":
         return follow_logical(engine, es, spec, idle_seconds, max_seconds, run_id, on_batch)
     started = time.monotonic()
