@@ -9,6 +9,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import time
 
 import pytest
 import sqlalchemy as sa
@@ -16,8 +17,9 @@ import sqlalchemy as sa
 from sync_pipeline.apps.cli.doctor import render
 from sync_pipeline.apps.cli.runner import Servers, run_sync
 from sync_pipeline.core import logical
+from sync_pipeline.core.pgoutput import Change, Commit
 from sync_pipeline.dev import services
-from sync_pipeline.io import replication
+from sync_pipeline.io import change_stream, replication
 from sync_pipeline.io.replication import SlotMissing
 from sync_pipeline.ops.capture import CaptureError, install_capture, install_triggers, uninstall_capture
 from sync_pipeline.ops.drain import drain
@@ -153,6 +155,35 @@ def test_a_drain_killed_before_confirming_leaves_its_changes_in_the_slot(
     assert totals.claimed == 300 and totals.failed == 0
     assert all(d["title"] == f"killed {i}" for i, d in indexed(scenario.es, scenario.index).items())
     record("logical: drain killed before confirming, drained again", 300, spec)
+
+
+def test_a_stream_read_slower_than_it_arrives_waits_with_a_bounded_backlog_and_loses_nothing(
+    scenario, logical_spec, live
+):
+    spec = logical_spec
+    scenario.execute(f"UPDATE {scenario.table} SET title = 'slow ' || id")  # 300 rows, one commit
+    before = logical.lsn_number(_slot(scenario.engine, spec).confirmed_lsn)
+    stream = change_stream.ChangeStream(live.pg_url, spec.name, queued=change_stream.CHUNK)
+    try:
+        time.sleep(1.0)  # the drain "applies": the reader fills what it may hold, then waits
+        assert stream.backlog <= change_stream.CHUNK
+        changed, commit = [], None
+        while commit is None:
+            message = stream.read(10.0)
+            assert message is not None, "the stream stopped before the transaction's end"
+            if isinstance(message, Change):
+                changed.append(int(message.new["id"]))
+            elif isinstance(message, Commit):
+                commit = message
+        assert sorted(changed) == list(range(1, 301))
+        stream.confirm(commit.end_lsn)  # sent by the reader; close sends it at the latest
+    finally:
+        stream.close()
+    deadline = time.monotonic() + 10
+    while logical.lsn_number(_slot(scenario.engine, spec).confirmed_lsn) < commit.end_lsn:
+        assert time.monotonic() < deadline, "the confirmation never reached the server"
+        time.sleep(0.05)
+    assert commit.end_lsn > before
 
 
 @pytest.mark.chaos

@@ -66,6 +66,19 @@ def test_insert_update_delete_and_truncate_carry_their_rows():
     assert truncate == Truncate((7, 8))
 
 
+def test_only_the_columns_a_drain_reads_are_decoded_and_the_rest_is_stepped_over():
+    decoder = Decoder(wanted={7: frozenset({"id", "product_id"})})
+    decoder.decode(REVIEWS)
+    update = decoder.decode(
+        b"U" + struct.pack("!I", 7) + b"O" + _tuple(["1", "1", "5" * 500]) + b"N" + _tuple(["1", "4", None])
+    )
+    assert update.old == {"id": "1", "product_id": "1"} and update.new == {"id": "1", "product_id": "4"}
+    other = _relation(8, "shop", "tags", [("id", True), ("label", False)])
+    decoder.decode(other)  # a relation the drain names no columns for: every column
+    insert = decoder.decode(b"I" + struct.pack("!I", 8) + b"N" + _tuple(["3", UNCHANGED]))
+    assert insert.new == {"id": "3", "label": UNCHANGED}
+
+
 def test_a_change_before_its_relation_is_an_error_not_a_guess():
     with pytest.raises(ValueError, match="before its Relation message"):
         Decoder().decode(b"I" + struct.pack("!I", 99) + b"N" + _tuple(["1"]))

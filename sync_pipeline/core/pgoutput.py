@@ -79,14 +79,20 @@ def unix_seconds(pg_time_us: int) -> float:
     return (pg_time_us + _PG_EPOCH_OFFSET_US) / 1e6
 
 
+_U16, _I32 = struct.Struct("!H"), struct.Struct("!i")
+_NULL, _UNCHANGED, _TEXT, _BINARY = b"nutb"
+_LAYOUTS: dict[str, struct.Struct] = {}  # compiled once: a stream decodes a message per row
+
+
 @dataclass
 class _Reader:
     data: bytes
     at: int = 0
 
     def take(self, fmt: str) -> tuple:
-        values = struct.unpack_from(fmt, self.data, self.at)
-        self.at += struct.calcsize(fmt)
+        layout = _LAYOUTS.get(fmt) or _LAYOUTS.setdefault(fmt, struct.Struct(fmt))
+        values = layout.unpack_from(self.data, self.at)
+        self.at += layout.size
         return values
 
     def string(self) -> str:
@@ -95,23 +101,36 @@ class _Reader:
         self.at = end + 1
         return text
 
-    def tuple_data(self, columns: tuple[str, ...]) -> Values:
-        (count,) = self.take("!H")
+    def tuple_data(self, columns: tuple[str, ...], wanted: frozenset[str] | None) -> Values:
+        """A row's values; with `wanted`, only those columns (the others are stepped over, not
+        decoded: a drain needs a row's keys and links, not its every value)."""
+        data, at = self.data, self.at
+        (count,) = _U16.unpack_from(data, at)
+        at += 2
         values: Values = {}
         for i in range(count):
-            (kind,) = self.take("!c")
+            kind = data[at]
+            at += 1
             name = columns[i] if i < len(columns) else f"#{i}"
-            if kind == b"n":
-                values[name] = None
-            elif kind == b"u":
-                values[name] = UNCHANGED
-            elif kind in (b"t", b"b"):
-                (length,) = self.take("!i")
-                raw = self.data[self.at : self.at + length]
-                self.at += length
-                values[name] = raw.decode() if kind == b"t" else raw
+            value: object
+            if kind in (_TEXT, _BINARY):
+                (length,) = _I32.unpack_from(data, at)
+                at += 4
+                if wanted is not None and name not in wanted:
+                    at += length
+                    continue
+                raw = data[at : at + length]
+                at += length
+                value = raw.decode() if kind == _TEXT else raw
+            elif kind == _NULL:
+                value = None
+            elif kind == _UNCHANGED:
+                value = UNCHANGED
             else:
-                raise ValueError(f"pgoutput: unknown tuple value kind {kind!r}")
+                raise ValueError(f"pgoutput: unknown tuple value kind {bytes([kind])!r}")
+            if wanted is None or name in wanted:
+                values[name] = value
+        self.at = at
         return values
 
 
@@ -122,6 +141,8 @@ class Decoder:
     changed)."""
 
     relations: dict[int, Relation] = field(default_factory=dict)
+    # per relation id, the columns to decode (a relation not named here: all of them)
+    wanted: dict[int, frozenset[str]] = field(default_factory=dict)
 
     def decode(self, payload: bytes) -> Message:
         kind = payload[:1]
@@ -162,15 +183,15 @@ class Decoder:
         relation = self.relations.get(relid)
         if relation is None:
             raise ValueError(f"pgoutput: a change of relation {relid} before its Relation message")
-        columns = relation.columns
+        columns, wanted = relation.columns, self.wanted.get(relid)
         (marker,) = reader.take("!c")
         old: Values | None = None
         old_is_key = False
         if marker in (b"K", b"O"):
-            old, old_is_key = reader.tuple_data(columns), marker == b"K"
+            old, old_is_key = reader.tuple_data(columns, wanted), marker == b"K"
             if op == "D":
                 return Change(op, relid, None, old, old_is_key)
             (marker,) = reader.take("!c")
         if marker != b"N":
             raise ValueError(f"pgoutput: unexpected tuple marker {marker!r} in a {op} message")
-        return Change(op, relid, reader.tuple_data(columns), old, old_is_key)
+        return Change(op, relid, reader.tuple_data(columns, wanted), old, old_is_key)

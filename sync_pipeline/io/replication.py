@@ -1,32 +1,18 @@
-"""PostgreSQL logical replication for `capture: logical`: the spec's publication and slot, their
-state, and a stream of decoded changes read over the replication protocol.
-
-The stream (psycopg2's replication connection: psycopg 3 has no replication
-protocol) is pushed by the server as transactions commit, so waiting on its
-socket is the wake-up — no polling, and every WAL record is decoded once
-(the SQL functions would decode again from the slot's restart point on every
-call). The position the server may discard WAL up to is only ever moved by
-`confirm`, which the drain calls after Elasticsearch acknowledged.
+"""PostgreSQL logical replication for `capture: logical`: the spec's publication and slot, and
+their state. The slot's stream of decoded changes is io/change_stream.py.
 """
 
 from __future__ import annotations
 
-import contextlib
-import select
 import time
 from dataclasses import dataclass
-from typing import Any
 
-import psycopg2
-import psycopg2.errors
-import psycopg2.extras
 from sqlalchemy.engine import Connection, Engine
 
 from sync_pipeline.core import logical
 from sync_pipeline.core.fanout import Watched
-from sync_pipeline.core.pgoutput import Begin, Decoder, Message, unix_seconds
+from sync_pipeline.core.pgoutput import Begin, Decoder, unix_seconds
 from sync_pipeline.core.quoting import qualified_table, quote_ident
-from sync_pipeline.io.postgres import libpq_url
 
 
 class SlotMissing(RuntimeError):
@@ -165,75 +151,3 @@ def slot_lag_seconds(conn: Connection, spec: str) -> float | None:
         if isinstance(message, Begin):
             return max(0.0, time.time() - unix_seconds(message.commit_time_us))
     return None
-
-
-class ChangeStream:
-    """The spec's slot read over the replication protocol, one decoded message at a time."""
-
-    def __init__(self, url: str, spec: str):
-        self.spec = spec
-        self.slot = logical.slot_name(spec)
-        self.decoder = Decoder()
-        try:
-            self._conn = psycopg2.connect(
-                libpq_url(url, "sync_pipeline_logical"),
-                connection_factory=psycopg2.extras.LogicalReplicationConnection,
-            )
-        except psycopg2.OperationalError as exc:
-            raise ConnectionError(f"replication connection for slot {self.slot}: {exc}".strip()) from exc
-        self._cursor = self._conn.cursor()
-        options = {"proto_version": "1", "publication_names": logical.publication_name(spec)}
-        try:
-            self._cursor.start_replication(slot_name=self.slot, decode=False, options=options)
-        except psycopg2.errors.UndefinedObject:
-            self.close()
-            raise SlotMissing(
-                f"spec '{spec}': replication slot {self.slot} does not exist — it was never installed "
-                f"or was dropped outside sync_pipeline, so changes since are unknown. Run "
-                f"`sync-pipeline install-triggers --spec {spec}` (a new slot), then "
-                f"`sync-pipeline sync --spec {spec} --full` (a full sync after it covers the gap)"
-            ) from None
-        except psycopg2.errors.ObjectInUse as exc:
-            self.close()
-            raise SlotBusy(f"spec '{spec}': replication slot {self.slot} is in use: {exc}".strip()) from None
-        except psycopg2.Error as exc:
-            self.close()
-            raise ConnectionError(
-                f"spec '{spec}': reading replication slot {self.slot}: {exc}".strip()
-            ) from exc
-
-    def read(self, timeout: float) -> Message | None:
-        """The next message; None when none came within `timeout` (a message arriving in several
-        packets is waited for whole)."""
-        deadline = time.monotonic() + timeout
-        while True:
-            message = self._cursor.read_message()
-            if message is not None:
-                return self.decoder.decode(message.payload)
-            left = deadline - time.monotonic()
-            if left <= 0:
-                return None
-            select.select([self._cursor], [], [], left)
-
-    @property
-    def server_position(self) -> int:
-        """The furthest WAL position the server said it has sent (keepalives carry it)."""
-        return int(self._cursor.wal_end or 0)
-
-    def confirm(self, lsn: int) -> None:
-        """Tell the server everything up to `lsn` is applied: it may discard that WAL."""
-        self._cursor.send_feedback(write_lsn=lsn, flush_lsn=lsn, apply_lsn=lsn, force=True)
-
-    def ping(self) -> None:
-        """Ask the server for a keepalive now: it carries how far the server has read."""
-        self._cursor.send_feedback(reply=True)
-
-    def close(self) -> None:
-        with contextlib.suppress(Exception):  # closing a broken connection must not mask the cause
-            self._conn.close()
-
-    def __enter__(self) -> ChangeStream:
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.close()

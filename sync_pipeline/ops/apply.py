@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import time
 from collections import deque
+from collections.abc import Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -90,6 +91,17 @@ class Batches:
                 number = self.totals.batches + 1
                 sent = self._pool.submit(send_resync, self.es, self.bound, body, number)
                 self._pending.append((sent, conn, started))
+
+    def write_all(self, conn: Connection, pages: Iterable[list[Key]]) -> None:
+        """Every page of keys written and acknowledged; on any error what is still in flight is
+        dropped (it belongs to a transaction that now rolls back) and the error raised."""
+        try:
+            for keys in pages:
+                self.apply(conn, keys)
+            self.settle()
+        except BaseException:
+            self.abandon()
+            raise
 
     def settle(self) -> None:
         while self._pending:
@@ -205,13 +217,11 @@ def apply_claimed(
     for row in claimed:
         if row.source is not None:
             by_source.setdefault(row.source, []).append(row.id)
-    try:
-        batches.apply(conn, list(roots))
+
+    def pages():
+        yield list(roots)
         for source, entries in by_source.items():
-            for keys in _resolved(conn, bound, source, entries, size, tables, changes):
-                batches.apply(conn, keys)
-        batches.settle()
-    except BaseException:
-        batches.abandon()  # what is still in flight belongs to a claim that now rolls back
-        raise
+            yield from _resolved(conn, bound, source, entries, size, tables, changes)
+
+    batches.write_all(conn, pages())
     buffer.remove(conn, [row.id for row in claimed], changes)

@@ -2,9 +2,11 @@
 
 Decoded changes become the entries a trigger would have buffered
 (core/logical.entries_for) and go through the trigger drain's own apply step
-(ops/drain.apply_claimed): written to a temporary table of the drain's
+(ops/apply.apply_claimed): written to a temporary table of the drain's
 session, claimed from it, resolved to documents, re-read at one REPEATABLE
-READ snapshot and written with its version. The slot is confirmed only past
+READ snapshot and written with its version. A batch of root-table entries
+only names its documents already: their keys are re-read directly, no
+session table in between. The slot is confirmed only past
 transactions whose every entry Elasticsearch acknowledged, so a crash anywhere
 leaves them in the slot and the next drain receives them again.
 
@@ -12,7 +14,9 @@ A decoded transaction has committed, but a snapshot taken a moment before
 may not see it yet: the apply waits until its snapshot sees every transaction
 it re-reads (core/logical.visible_in). Entries are applied in batches of at
 most `batch_size` as they arrive — a transaction of a million rows never sits
-in memory whole — and the slot is confirmed at each transaction's end.
+in memory whole — and the slot is confirmed at each transaction's end. The
+stream is read and decoded on its own thread (io/change_stream.py)
+while a batch is applied, only the columns the entries need.
 """
 
 from __future__ import annotations
@@ -27,12 +31,14 @@ from sqlalchemy.engine import Connection, Engine
 
 from sync_pipeline.core import logical
 from sync_pipeline.core.bulk import BatchResult
+from sync_pipeline.core.capture import TRUNCATE_OP
 from sync_pipeline.core.fanout import Watched
 from sync_pipeline.core.pgoutput import Begin, Change, Commit, Truncate
 from sync_pipeline.core.quoting import qualified_table
 from sync_pipeline.core.specs import SyncSpec
 from sync_pipeline.io import buffer
-from sync_pipeline.io.replication import ChangeStream, SlotBusy
+from sync_pipeline.io.change_stream import ChangeStream
+from sync_pipeline.io.replication import SlotBusy
 from sync_pipeline.ops.apply import Batches, DrainError, DrainTotals, apply_claimed
 from sync_pipeline.ops.binding import Bound, bind
 from sync_pipeline.ops.capture import watched_now
@@ -105,29 +111,53 @@ class _Applier:
     def apply(self) -> None:
         if not self.entries:
             return
-        conn, spec, size = self.conn, self.bound.spec, self.bound.spec.batch_size
-        with conn.begin():
-            _snapshot_seeing(conn, self.xids)
-            entries = json.dumps(self.entries, default=str)
-            conn.exec_driver_sql(_INSERT, {"spec": spec.name, "entries": entries})
-            while claimed := buffer.claim(conn, spec, self.bound.plan.keys, size, CHANGES):
-                apply_claimed(
-                    conn, self.engine, self.es, self.bound, self.batches, claimed, size, self.tables,
-                    self.totals, CHANGES,
-                )  # fmt: skip
-                self.totals.claimed += len(claimed)
+        with self.conn.begin():
+            _snapshot_seeing(self.conn, self.xids)
+            if all(e["source"] is None and e["op"] != TRUNCATE_OP for e in self.entries):
+                self._write_roots()
+            else:
+                self._write_claimed()
+            self.totals.claimed += len(self.entries)
         self.entries, self.xids = [], set()
+
+    def _write_roots(self) -> None:
+        """Only the root table's rows changed: the entries name their documents, so they need
+        no session table to be claimed from and resolved through (their keys are the texts a
+        claim would return)."""
+        names = [column.name for column in self.bound.plan.keys]
+        keys = dict.fromkeys(tuple(e["pk"].get(n) for n in names) for e in self.entries)
+        self.batches.write_all(self.conn, [list(keys)])
+
+    def _write_claimed(self) -> None:
+        conn, spec, size = self.conn, self.bound.spec, self.bound.spec.batch_size
+        entries = json.dumps(self.entries, default=str)
+        conn.exec_driver_sql(_INSERT, {"spec": spec.name, "entries": entries})
+        while claimed := buffer.claim(conn, spec, self.bound.plan.keys, size, CHANGES):
+            apply_claimed(
+                conn, self.engine, self.es, self.bound, self.batches, claimed, size, self.tables,
+                self.totals, CHANGES,
+            )  # fmt: skip
 
     def close(self) -> None:
         self.batches.close()
         self.conn.close()
 
 
-def _open_stream(url: str, spec: SyncSpec, deadline: float) -> ChangeStream:
+def _columns_read(by_relation: dict[int, list[Watched]]) -> dict[int, frozenset[str]]:
+    """Per table, the columns entries_for looks at: the only ones worth decoding."""
+    return {
+        relid: frozenset(c for w in watched for c in (*w.own_key, *w.link, *w.required))
+        for relid, watched in by_relation.items()
+    }
+
+
+def _open_stream(
+    url: str, spec: SyncSpec, deadline: float, wanted: dict[int, frozenset[str]]
+) -> ChangeStream:
     """The slot's stream; a slot still read by the run handing over is waited for."""
     while True:
         try:
-            return ChangeStream(url, spec.name)
+            return ChangeStream(url, spec.name, wanted)
         except SlotBusy:
             if time.monotonic() >= deadline:  # the run handing over reads it until its own deadline
                 raise
@@ -163,7 +193,7 @@ def follow_logical(
     by_relation = watched_by_relation(engine, spec)
     url = engine.url.render_as_string(hide_password=False)
     applier = _Applier(engine, es, bound, totals, run_id, on_batch)
-    stream = _open_stream(url, spec, deadline)
+    stream = _open_stream(url, spec, deadline, _columns_read(by_relation))
     # what was committed before the drain began: a drain that is not following ends once the
     # stream has passed it
     target = _current_position(engine)
@@ -193,6 +223,11 @@ def follow_logical(
             wait = QUIET_SECONDS if waiting else IDLE_WAIT_SECONDS
             message = stream.read(min(wait, max(0.0, deadline - now)))
             if message is None:
+                if in_transaction:
+                    # the server sends a transaction only once it committed, so a pause inside
+                    # one is the sender catching up after our last apply, not the end of a
+                    # burst: no small batch and no refresh for it
+                    continue
                 apply()
                 if not in_transaction and time.monotonic() - last_confirm >= IDLE_CONFIRM_SECONDS:
                     # nothing of ours is pending: let the server drop the WAL of other tables
