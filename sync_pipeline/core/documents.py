@@ -28,7 +28,8 @@ from sync_pipeline.core.columns import ColumnInfo, infer_es_type, key_sort_probl
 from sync_pipeline.core.keys import canonical_texts, check_no_null_keys, ids_from_texts
 from sync_pipeline.core.relations import RelationPlan
 from sync_pipeline.core.sources import RESERVED_PREFIX
-from sync_pipeline.core.specs import FieldSpec, SyncSpec
+from sync_pipeline.core.specs import SyncSpec
+from sync_pipeline.core.target import FieldSpec
 from sync_pipeline.core.timestamps import iso_utc, utc_from_naive
 from sync_pipeline.core.versions import VERSION_COLUMN
 

@@ -19,7 +19,8 @@ from sync_pipeline.core.columns import TEXTUAL, ColumnInfo, infer_es_type
 from sync_pipeline.core.keys import canonical_sql
 from sync_pipeline.core.quoting import qualified_table, quote_ident
 from sync_pipeline.core.sources import RelationSpec
-from sync_pipeline.core.specs import FieldSpec, SyncSpec
+from sync_pipeline.core.specs import SyncSpec
+from sync_pipeline.core.target import FieldSpec
 
 _PAIRS_PER_CALL = 50  # jsonb_build_object takes at most 100 arguments
 
