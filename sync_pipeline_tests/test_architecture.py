@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parent.parent / "sync_pipeline"
-MAX_LINES = 450
+MAX_LINES = 400  # "modules under ~400 lines"
 
 # what each room may import from the package (itself included); anything else is an upward arrow
 ALLOWED = {

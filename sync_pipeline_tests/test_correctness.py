@@ -14,7 +14,7 @@ from sync_pipeline.apps.cli.runner import run_drain, run_sync, run_verify
 from sync_pipeline.core.bulk import BulkBody, entry_doc
 from sync_pipeline.io import deadletters
 from sync_pipeline.io.buffer import BUFFER, buffer_state
-from sync_pipeline.io.elasticsearch import load_bulk
+from sync_pipeline.io.bulk_load import load_bulk
 from sync_pipeline.io.es_client import es_client
 from sync_pipeline.ops.capture import install_triggers, uninstall_triggers
 from sync_pipeline.ops.drain import drain

@@ -12,7 +12,7 @@ from sync_pipeline.core.windows import Window
 from sync_pipeline.dev import services
 from sync_pipeline.io import deadletters
 from sync_pipeline.io.buffer import BUFFER
-from sync_pipeline.io.elasticsearch import _blocked
+from sync_pipeline.io.bulk_load import _blocked
 from sync_pipeline.io.staging import StagingArea
 from sync_pipeline.ops.capture import install_triggers, uninstall_triggers
 from sync_pipeline.ops.drain import drain

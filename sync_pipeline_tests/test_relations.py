@@ -299,7 +299,7 @@ def test_an_older_read_arriving_after_a_drain_of_a_child_change_is_refused(shop,
     from sync_pipeline.core.bulk import rebody
     from sync_pipeline.core.documents import batch_to_bulk
     from sync_pipeline.core.windows import Window
-    from sync_pipeline.io.elasticsearch import load_bulk
+    from sync_pipeline.io.bulk_load import load_bulk
     from sync_pipeline.io.postgres import libpq_url, stream_window
     from sync_pipeline.ops.binding import bind
 

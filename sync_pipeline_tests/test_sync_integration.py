@@ -256,7 +256,8 @@ def test_a_batch_sent_in_parallel_parts_accounts_for_every_document(es):
     import uuid
 
     from sync_pipeline.core.bulk import BulkBody, entry_doc
-    from sync_pipeline.io.elasticsearch import MIN_PART_DOCS, delete_index, send_split
+    from sync_pipeline.io.bulk_load import MIN_PART_DOCS, send_split
+    from sync_pipeline.io.elasticsearch import delete_index
 
     index = f"split_{uuid.uuid4().hex[:8]}"
     es.indices.create(

@@ -210,7 +210,7 @@ class BatchResult:
         return documents_accounted(self)
 
     def absorb(self, part: BatchResult) -> None:
-        """Count a part of this batch sent as its own request (io/elasticsearch.send_split)."""
+        """Count a part of this batch sent as its own request (io/bulk_load.send_split)."""
         for name in ("indexed", "deleted", "stale_skipped", "conflicts", "failed"):
             setattr(self, name, getattr(self, name) + getattr(part, name))
         self.stale_ids.extend(part.stale_ids)

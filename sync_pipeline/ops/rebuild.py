@@ -35,6 +35,7 @@ from sync_pipeline.core.documents import batch_to_bulk
 from sync_pipeline.core.index_mapping import index_settings
 from sync_pipeline.core.specs import SyncSpec
 from sync_pipeline.io import deadletters
+from sync_pipeline.io.bulk_load import load_bulk
 from sync_pipeline.io.elasticsearch import (
     META_KEY,
     backing_indices,
@@ -42,7 +43,6 @@ from sync_pipeline.io.elasticsearch import (
     elasticsearch_documents,
     field_types,
     index_meta,
-    load_bulk,
     record_index_meta,
     write_index,
 )

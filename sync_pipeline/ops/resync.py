@@ -18,7 +18,7 @@ from sqlalchemy.engine import Connection, Engine
 from sync_pipeline.core.bulk import BatchResult, BulkBody, action_line, retry_policy
 from sync_pipeline.core.documents import batch_to_bulk, document_ids
 from sync_pipeline.core.keys import document_id, texts_from_id
-from sync_pipeline.io.elasticsearch import send_split
+from sync_pipeline.io.bulk_load import send_split
 from sync_pipeline.io.postgres import fetch_keys, snapshot_version
 from sync_pipeline.ops.binding import Bound
 

@@ -29,7 +29,7 @@ from sync_pipeline.core.mappings import refresh_interval
 from sync_pipeline.core.specs import SyncSpec
 from sync_pipeline.core.windows import Window
 from sync_pipeline.io import deadletters
-from sync_pipeline.io.elasticsearch import bulk_indexing, load_bulk
+from sync_pipeline.io.bulk_load import bulk_indexing, load_bulk
 from sync_pipeline.io.postgres import engine_for, libpq_url, open_writers_before, stream_window
 from sync_pipeline.io.staging import (
     StagingArea,

@@ -1,0 +1,250 @@
+"""Documents → Elasticsearch: bulk requests and per-batch accounting.
+
+Documents travel as bulk NDJSON bytes from the staged file to the request
+body: nothing is parsed or re-serialised on the way, except the few documents
+Elasticsearch refuses. Each body is one bulk call whose outcome is counted
+(indexed, deleted, stale, failed, dead-lettered) so the run history shows
+exactly what happened batch by batch; several bodies are in flight at once.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
+from typing import Any
+
+import orjson
+from elasticsearch import Elasticsearch
+
+from sync_pipeline.core.bulk import (
+    DEFAULT_RETRY,
+    TRANSIENT_STATUS,
+    BatchResult,
+    BulkBody,
+    Doc,
+    LoadTotals,
+    Rejected,
+    RetryPolicy,
+    backoff_delay,
+)
+from sync_pipeline.io.elasticsearch import with_backoff
+
+_HELD_VERSION = re.compile(r"current version \[(\d+)\]")
+
+
+def _held_version(item: dict[str, Any]) -> int | None:
+    """The version Elasticsearch holds, from a 409's reason ("current version [X] is higher…")."""
+    error = item.get("error")
+    match = _HELD_VERSION.search(str(error.get("reason") if isinstance(error, dict) else error))
+    return int(match.group(1)) if match else None
+
+
+def _error_summary(op: str, doc_id: str | None, item: dict[str, Any]) -> dict[str, Any]:
+    error = item.get("error")
+    reason = error.get("reason") if isinstance(error, dict) else error
+    kind = error.get("type") if isinstance(error, dict) else None
+    return {"op": op, "_id": doc_id, "status": item.get("status"), "type": kind, "reason": reason}
+
+
+def _blocked(info: dict[str, Any]) -> bool:
+    """A cluster or index block (the disk flood-stage watermark's read-only-allow-delete, a lost
+    master, an operator's write block): Elasticsearch lifts it without any change to the
+    document, 429 or 403 depending on the version, so the document waits and retries; it
+    never becomes a dead letter. Outliving the retries fails the run (and alerts)."""
+    error = info.get("error")
+    return isinstance(error, dict) and error.get("type") == "cluster_block_exception"
+
+
+def _op_and_id(action: bytes) -> tuple[str, str | None]:
+    op, meta = next(iter(orjson.loads(action).items()))
+    return op, meta.get("_id")
+
+
+def _rejected(doc: Doc, summary: dict[str, Any]) -> Rejected:
+    op, doc_id = _op_and_id(doc[0])
+    action: dict[str, Any] = {"_op_type": op, "_id": doc_id}
+    if doc[1] is not None:
+        action["_source"] = orjson.loads(doc[1])
+    return Rejected(str(doc_id), action, summary)
+
+
+# only what the accounting reads: the error flag, and each item's status and error
+_BULK_FILTER = "errors,items.*.status,items.*.error"
+
+
+def send_body(
+    es: Elasticsearch,
+    index: str,
+    body: BulkBody,
+    batch: int,
+    retry: RetryPolicy = DEFAULT_RETRY,
+    *,
+    sleep: Callable[[float], None] = time.sleep,
+) -> BatchResult:
+    """Send one bulk body and account for every document in it.
+
+    Items come back in request order, so each outcome maps to its document by
+    position. Request-level transient errors retry the whole body; per-item
+    429s/5xx retry just those documents, with the same backoff policy. What
+    still fails after the retries counts as `failed` (the run must fail);
+    a 409 is an older version than the index holds (`stale_skipped`); any
+    other refusal is permanent and becomes a dead letter.
+    """
+    result = BatchResult(batch=batch)
+    started = time.perf_counter()
+    deadline = time.monotonic() + retry.max_total_seconds
+    pending = list(range(len(body)))
+    sending = body
+    for attempt in range(1, retry.attempts + 1):
+        response = with_backoff(
+            lambda data=sending.data: es.bulk(operations=data, index=index, filter_path=_BULK_FILTER).body,
+            retry,
+        )
+        if not response.get("errors"):
+            deletes = body.deletes(pending)
+            result.deleted += deletes
+            result.indexed += len(pending) - deletes
+            break
+        retry_later: list[int] = []
+        for i, item in zip(pending, response["items"], strict=True):
+            info = next(iter(item.values()))
+            status = info.get("status", 500)
+            is_delete = body.is_delete(i)
+            if "error" not in info or (is_delete and status == 404):
+                # deleting an absent document is already the desired state
+                if is_delete:
+                    result.deleted += 1
+                else:
+                    result.indexed += 1
+            elif status == 409:
+                result.stale_skipped += 1
+                doc_id = str(_op_and_id(body.doc(i)[0])[1])
+                result.stale_ids.append(doc_id)
+                held = _held_version(info)
+                if held is not None:
+                    result.stale_versions[doc_id] = held
+            elif status in TRANSIENT_STATUS or status >= 500 or _blocked(info):
+                retry_later.append(i)
+            else:
+                doc = body.doc(i)
+                op, doc_id = _op_and_id(doc[0])
+                summary = _error_summary(op, doc_id, info)
+                result.rejected.append(_rejected(doc, summary))
+                if len(result.errors) < 5:
+                    result.errors.append(summary)
+        if not retry_later:
+            break
+        delay = backoff_delay(retry, attempt)
+        if attempt == retry.attempts or time.monotonic() + delay > deadline:
+            result.failed += len(retry_later)
+            last = {i: next(iter(item.values())) for i, item in zip(pending, response["items"], strict=True)}
+            for i in retry_later[: max(0, 5 - len(result.errors))]:
+                op, doc_id = _op_and_id(body.doc(i)[0])
+                result.errors.append(_error_summary(op, doc_id, last[i]))
+            break
+        sleep(delay)
+        pending = retry_later
+        sending = body.subset(pending)
+    result.seconds = time.perf_counter() - started
+    return result
+
+
+# a part smaller than this is not worth a request of its own
+MIN_PART_DOCS = 500
+
+
+def send_split(
+    es: Elasticsearch,
+    index: str,
+    body: BulkBody,
+    batch: int,
+    retry: RetryPolicy = DEFAULT_RETRY,
+    concurrency: int = 1,
+) -> BatchResult:
+    """One batch sent as up to `concurrency` requests side by side, counted as one batch.
+
+    A single bulk request to a one-shard index is indexed by one write thread,
+    so a drain's batch sent whole keeps one of Elasticsearch's cores busy while
+    the full sync keeps `bulk_concurrency` requests in flight. Each part has its
+    own retries; the batch fails if any part's documents do."""
+    parts = min(max(1, concurrency), len(body) // MIN_PART_DOCS)
+    if parts <= 1:
+        return send_body(es, index, body, batch, retry)
+    result = BatchResult(batch=batch)
+    load_bulk(es, index, body.split(parts), parts, on_batch=result.absorb, retry=retry)
+    return result
+
+
+def load_bulk(
+    es: Elasticsearch,
+    index: str,
+    bodies: Iterable[BulkBody],
+    concurrency: int = 1,
+    on_batch: Callable[[BatchResult], None] | None = None,
+    retry: RetryPolicy = DEFAULT_RETRY,
+) -> LoadTotals:
+    """Send bodies with up to `concurrency` requests in flight; memory is about concurrency + 1 bodies.
+
+    `on_batch` sees every result in body order, on the calling thread (it may
+    write to PostgreSQL or log to Dagster). An exception from any request
+    (retries exhausted at the request level) stops the load and propagates.
+    """
+    totals = LoadTotals()
+    started = time.perf_counter()
+
+    def finish(result: BatchResult) -> None:
+        totals.add(result)
+        if on_batch is not None:
+            on_batch(result)
+
+    in_flight: deque[Future[BatchResult]] = deque()
+    with ThreadPoolExecutor(max_workers=max(1, concurrency), thread_name_prefix="bulk") as pool:
+        try:
+            for number, body in enumerate(bodies, start=1):
+                if len(in_flight) >= max(1, concurrency):
+                    finish(in_flight.popleft().result())
+                in_flight.append(pool.submit(send_body, es, index, body, number, retry))
+            while in_flight:
+                finish(in_flight.popleft().result())
+        except BaseException:
+            for future in in_flight:
+                future.cancel()
+            raise
+    totals.seconds = time.perf_counter() - started  # wall time: the bodies overlap
+    return totals
+
+
+@contextmanager
+def bulk_indexing(
+    es: Elasticsearch, index: str, replicas: int, refresh_interval: str | None = None
+) -> Iterator[None]:
+    """Refresh off and no replicas while a large load runs; afterwards, even on failure, every
+    backing index gets back the refresh interval and the replica count it had.
+
+    The replicas are the operator's to set (more for search load, say): a load only borrows
+    them. A refresh interval of -1 found at the start was left by a load that was killed before
+    it could restore it, so it goes back to `refresh_interval` (the spec's; None: the default),
+    and the 0 replicas that load left go back to `replicas` (the spec's).
+    """
+    names = ["index.refresh_interval", "index.number_of_replicas"]
+    restore: dict[str, dict[str, Any]] = {}
+    for name, found in es.indices.get_settings(index=index, name=names).body.items():
+        settings = found["settings"].get("index") or {}
+        killed = settings.get("refresh_interval") == "-1"
+        kept = settings.get("number_of_replicas")
+        restore[name] = {
+            "refresh_interval": refresh_interval if killed else settings.get("refresh_interval"),
+            "number_of_replicas": replicas if kept is None or (killed and kept == "0") else int(kept),
+        }
+    es.indices.put_settings(
+        index=index, settings={"index": {"refresh_interval": "-1", "number_of_replicas": 0}}
+    )
+    try:
+        yield
+    finally:
+        for name, settings in restore.items():
+            es.indices.put_settings(index=name, settings={"index": settings})
