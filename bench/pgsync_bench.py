@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench import common
+from bench import common, measure
 
 PGSYNC_VERSION = "7.3.0"
 VENV = common.BENCH_DIR / ".pgsync-venv"
@@ -281,7 +281,7 @@ def run_once(workdir: Path, es_url: str, shim: bool, timeout: float) -> dict[str
     boot = subprocess.run(tool("bootstrap"), env=env, capture_output=True, text=True, timeout=600)
     if boot.returncode != 0:
         return {"ok": False, "stage": "bootstrap", "error": _error_text(boot.stdout + boot.stderr)}
-    measured = common.run_measured(tool("pgsync"), env, timeout, cwd=workdir, log=workdir / "pgsync.log")
+    measured = measure.run_measured(tool("pgsync"), env, timeout, cwd=workdir, log=workdir / "pgsync.log")
     count = _index_count(es_url)
     result = {
         "ok": measured["rc"] == 0 and bool(count),

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import sys
 
-from bench.run import DRAINS, LABELS
+from bench.summary import DRAINS, LABELS
 
 
 def _fmt(value, digits: int = 0) -> str:

@@ -29,6 +29,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from bench import common, freshness
+from bench.dagster_dev import DagsterDev
 from bench.pgbench import run_pgbench
 
 INDEX = "bench_soak"
@@ -74,9 +75,9 @@ def run(
     initial = harness.scenario("pipeline", *harness.pipeline_args(config), rows=rows)
     report["initial_sync"] = {k: initial.get(k) for k in ("docs", "seconds", "docs_in_es", "success")}
     with engine.begin() as conn:
-        freshness._clear_buffer(conn, spec)
+        freshness.clear_buffer(conn, spec)
     install_capture(engine, spec)
-    dev = freshness.DagsterDev(harness, config, tmp, f"bench_soak_{os.getpid()}")
+    dev = DagsterDev(harness, config, tmp, f"bench_soak_{os.getpid()}")
     script = tmp / "soak_update.sql"
     script.write_text(
         f"\\set id random(1, {rows})\n"
@@ -160,14 +161,14 @@ def run(
     finally:
         uninstall_capture(engine, spec)
         with engine.begin() as conn:
-            freshness._clear_buffer(conn, spec)
+            freshness.clear_buffer(conn, spec)
         dev.drop_schema()
         drop_target(es, INDEX)
     del specs
     return report
 
 
-def _launch_backfill(dev: freshness.DagsterDev, config) -> dict[str, Any]:
+def _launch_backfill(dev: DagsterDev, config) -> dict[str, Any]:
     """The last three closed daily partitions, through the running webserver."""
     today = datetime.now(UTC).date()
     start, end = (today - timedelta(days=3)).isoformat(), today.isoformat()
