@@ -50,7 +50,9 @@ def run(harness: Harness) -> dict[str, Any]:
     _sections(harness, report)
     report["scale"] = _scale_curve(harness)
     report["wall_seconds"] = round(time.perf_counter() - started, 1)
-    return summarise(report, harness)
+    return summarise(
+        report, harness.runs, harness.args, harness.small_rows, harness.unavailable, harness.pgsync
+    )
 
 
 def _prepare(harness: Harness, report: dict[str, Any]) -> list[str]:

@@ -6,12 +6,10 @@ bench/run.py measures; this turns its runs into the JSON's top-level figures and
 
 from __future__ import annotations
 
+import argparse
 import json
 import statistics
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    from bench.harness import Harness
+from typing import Any
 
 CAPTURE_MODES = ["triggers", "logical"]
 LABELS = {
@@ -37,10 +35,17 @@ def median_of(runs: list[dict[str, Any]], key: str) -> float | None:
     return round(statistics.median(values), 2) if values else None
 
 
-def summarise(report: dict[str, Any], harness: Harness) -> dict[str, Any]:
-    """The medians of every scenario, the ratios, the issue's figures and targets, into `report`."""
+def summarise(
+    report: dict[str, Any],
+    by_scenario: dict[str, list[dict[str, Any]]],
+    args: argparse.Namespace,
+    small_rows: int,
+    unavailable: dict[str, str],
+    pgsync: dict[str, Any],
+) -> dict[str, Any]:
+    """The medians of the runs `by_scenario`, the ratios, the issue's figures and targets, into `report`."""
     medians: dict[str, dict[str, Any]] = {}
-    for name, runs in harness.runs.items():
+    for name, runs in by_scenario.items():
         good = [r for r in runs if not r.get("failed")]
         if not good:
             medians[name] = {"failed": True, "errors": [r.get("error") for r in runs]}
@@ -84,9 +89,9 @@ def summarise(report: dict[str, Any], harness: Harness) -> dict[str, Any]:
         drain_ratio[capture] = round(rate / full, 3) if rate and full else None
     report.update(
         {
-            "rows": harness.args.rows,
-            "small_rows": harness.small_rows,
-            "repeat": harness.args.repeat,
+            "rows": args.rows,
+            "small_rows": small_rows,
+            "repeat": args.repeat,
             "ceiling_docs_per_s": ceiling,
             "baseline_docs_per_s": baseline,
             "pipeline_docs_per_s": pipeline.get("docs_per_s"),
@@ -109,16 +114,16 @@ def summarise(report: dict[str, Any], harness: Harness) -> dict[str, Any]:
             "drain_ratio_to_full_sync": drain_ratio,
             "drain_ratio_to_full_sync_min": min((v for v in drain_ratio.values() if v), default=None),
             "pgbench_tps_ratio": report.get("pgbench", {}).get("tps_ratio", {}),
-            "unavailable": harness.unavailable,
+            "unavailable": unavailable,
             "peak_rss_mb": pipeline.get("max_peak_rss_mb"),
             "ceiling_config": {
-                "threads": harness.args.ceiling_threads,
-                "body_mb": harness.args.ceiling_body_mb,
+                "threads": args.ceiling_threads,
+                "body_mb": args.ceiling_body_mb,
             },
-            "pgsync": harness.pgsync,
+            "pgsync": pgsync,
             "medians": medians,
             "scenarios": {
-                name: {"label": LABELS.get(name, name), "runs": runs} for name, runs in harness.runs.items()
+                name: {"label": LABELS.get(name, name), "runs": runs} for name, runs in by_scenario.items()
             },
         }
     )
