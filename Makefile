@@ -59,7 +59,7 @@ clean:
 ## make bench: the performance benchmark (docs/benchmarks.md), every figure of issue 16 in one run:
 ## 1M rows x 3 (1 KB and ~250 B documents, ceilings, naive, CLI, drains per capture mode), PGSync,
 ## pgbench write-path cost, freshness per capture mode, a 10-minute soak and the 100k/1M/10M scale
-## curve; about 2.5 h on 2 cores (the 10M point ~30-40 min). BENCH_ARGS="..." to change it,
+## curve; about 1.5 h on 2 cores (65 min without PGSync; the 10M point ~15 min). BENCH_ARGS="..." to change it,
 ## e.g. make bench BENCH_ARGS="--rows 200000 --repeat 1 --scale 100000,1000000 --freshness --no-pgsync"
 BENCH_ARGS ?= --scale 100000,1000000,10000000 --freshness --soak 10
 BENCH_CHECK_ARGS ?= --min-freshness-changes 200 --require-soak
