@@ -167,6 +167,7 @@ class Harness:
         )  # fmt: skip
         self._check_count(name, result, self.small_rows if small else self.rows_now)
         self.record(name, result)
+        # gone before the next scenario: a freshly loaded index keeps Elasticsearch merging
         common.drop_bench_indexes(self.es, f"bench_{name}*")
 
     def run_ceiling_small(self) -> None:
@@ -178,6 +179,7 @@ class Harness:
         result = self.scenario("naive", "--index", f"bench_{name}", "--table", table)
         self._check_count(name, result, self.small_rows if small else self.rows_now)
         self.record(name, result)
+        # gone before the next scenario: a freshly loaded index keeps Elasticsearch merging
         common.drop_bench_indexes(self.es, f"bench_{name}*")
 
     def run_naive_small(self) -> None:

@@ -59,7 +59,6 @@ def _prepare(harness: Harness, report: dict[str, Any]) -> list[str]:
     """Seed the tables, serialise the ceilings' documents, set PGSync up; the scenarios to rotate."""
     args = harness.args
     log(f"seeding {args.rows:,} rows into {common.TABLE}")
-    harness.rows_now = args.rows
     report["seed_seconds"] = round(common.seed_table(harness.pg_url, args.rows), 1)
     report["table"] = common.table_stats(harness.pg_url)
     log(f"  {report['table']}")

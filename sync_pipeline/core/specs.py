@@ -12,9 +12,10 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 
 from sync_pipeline.core.sources import SourceSpec
+from sync_pipeline.core.strict import Strict
 from sync_pipeline.core.target import FieldSpec, TargetSpec
 
 SPEC_NAME = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
@@ -29,11 +30,7 @@ class SpecError(ValueError):
     """A sync spec file that cannot be used; the message names file, spec and field."""
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class PartitionSpec(_Strict):
+class PartitionSpec(Strict):
     grain: Grain = "day"
     start: datetime = Field(description="first window start; rows older than this belong to the first window")
     lookback: timedelta = Field(
@@ -72,7 +69,7 @@ DEFAULT_CRON_BY_GRAIN = {
 }
 
 
-class BufferSensorSpec(_Strict):
+class BufferSensorSpec(Strict):
     """How the spec's captured changes are drained: by default a drain run that follows them
     (woken by each commit) and hands over to its successor before it ends; with
     `follow_seconds: 0`, one drain per run whenever enough changes waited long enough."""
@@ -140,7 +137,7 @@ class BufferSensorSpec(_Strict):
         return self
 
 
-class ScheduleSpec(_Strict):
+class ScheduleSpec(Strict):
     cron: str | None = Field(default=None, description="default: shortly after each window closes")
     timezone: str = "UTC"
     catch_up: bool = Field(
@@ -150,7 +147,7 @@ class ScheduleSpec(_Strict):
     )
 
 
-class RetrySpec(_Strict):
+class RetrySpec(Strict):
     """Transient ES errors (429, 502-504, connection, timeout): backoff with full jitter."""
 
     attempts: int = Field(default=8, ge=1, le=50)
@@ -159,7 +156,7 @@ class RetrySpec(_Strict):
     max_total_seconds: float = Field(default=300.0, gt=0)
 
 
-class SyncSpec(_Strict):
+class SyncSpec(Strict):
     name: str
     source: SourceSpec
     target: TargetSpec
@@ -246,7 +243,7 @@ class SyncSpec(_Strict):
         return [self.field_name(c) for c in self.source.primary_key]
 
 
-class SpecFile(_Strict):
+class SpecFile(Strict):
     capture: Capture | None = None  # every spec's default (specs of one file share a database)
     specs: Annotated[list[SyncSpec], Field(min_length=1)]
 

@@ -8,9 +8,10 @@ from __future__ import annotations
 import re
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from sync_pipeline.core.mappings import fragment_problems, settings_problems
+from sync_pipeline.core.strict import Strict
 
 # ES index names: lowercase, no leading -_+, none of \ / * ? " < > | space , #
 INDEX_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,254}$")
@@ -19,15 +20,11 @@ Cleanse = Literal["trim", "empty_to_null", "lowercase"]
 Dynamic = Literal["strict", "false", "true"]
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
 _NUMERIC = re.compile(r"^(double|string|scaled_long\(\s*(\d+)\s*\))$")
 SCALED_LONG_MAX = 18  # beyond, a long (about 9.2 × 10^18) has no room left for an integer digit
 
 
-class FieldSpec(_Strict):
+class FieldSpec(Strict):
     """How one source column becomes one document field."""
 
     rename: str | None = None
@@ -84,7 +81,7 @@ class FieldSpec(_Strict):
         return int(match.group(2)) if match and match.group(2) is not None else None
 
 
-class TargetSpec(_Strict):
+class TargetSpec(Strict):
     index: str
     shards: int = Field(default=1, ge=1)
     replicas: int = Field(default=0, ge=0)
