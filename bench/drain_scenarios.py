@@ -26,7 +26,7 @@ def run_incremental(args: argparse.Namespace) -> dict[str, Any]:
 
     from sync_pipeline.apps.cli.runner import run_drain
     from sync_pipeline.io.buffer import BUFFER
-    from sync_pipeline.ops.capture import install_triggers, uninstall_triggers
+    from sync_pipeline.ops.capture import install_capture, uninstall_capture
 
     specs, spec = common.load_spec(Path(args.config))
     es = common.es_client(es_url)
@@ -36,7 +36,7 @@ def run_incremental(args: argparse.Namespace) -> dict[str, Any]:
     with engine.begin() as conn:
         if _buffer_exists(conn):
             conn.execute(BUFFER.delete().where(BUFFER.c.spec == spec.name))
-        install_triggers(conn, spec)
+    install_capture(engine, spec)
     with engine.begin() as conn:
         conn.execute(sa.text(f"DROP TABLE IF EXISTS {removed}"))
         conn.execute(sa.text(f"CREATE TABLE {removed} AS SELECT * FROM {table} WHERE id % 1000 = 3"))
@@ -54,8 +54,8 @@ def run_incremental(args: argparse.Namespace) -> dict[str, Any]:
     probe = es.search(
         index=spec.target.index, query={"term": {"id": 7}}, size=1, filter_path="hits.hits._source.stock"
     )
+    uninstall_capture(engine, spec)
     with engine.begin() as conn:
-        uninstall_triggers(conn, spec)
         leftover = conn.execute(
             sa.select(sa.func.count()).select_from(BUFFER).where(BUFFER.c.spec == spec.name)
         ).scalar()

@@ -22,6 +22,8 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 PG_URL = "SYNC_PG_URL"
 PG_PASSWORD = "SYNC_PG_PASSWORD"
+PG_LOCK_TIMEOUT = "SYNC_PG_LOCK_TIMEOUT"
+PG_LOCK_ATTEMPTS = "SYNC_PG_LOCK_ATTEMPTS"
 ES_URL = "SYNC_ES_URL"
 ES_CLOUD_ID = "SYNC_ES_CLOUD_ID"
 ES_API_KEY = "SYNC_ES_API_KEY"
@@ -37,6 +39,7 @@ ES_HTTP_COMPRESS = "SYNC_ES_HTTP_COMPRESS"
 SECRET_VARIABLES = (PG_URL, PG_PASSWORD, ES_API_KEY, ES_PASSWORD, ES_BEARER_TOKEN)
 CONFIG = "SYNC_CONFIG"
 STAGING_DIR = "SYNC_STAGING_DIR"
+RETENTION_DAYS = "SYNC_RETENTION_DAYS"
 DAGSTER_URL = "SYNC_DAGSTER_URL"
 DAGSTER_PG_URL = "SYNC_DAGSTER_PG_URL"
 API_TOKEN = "SYNC_API_TOKEN"
@@ -53,6 +56,7 @@ ALERT_SMTP_TO = "SYNC_ALERT_SMTP_TO"
 ALERT_SMTP_USERNAME = "SYNC_ALERT_SMTP_USERNAME"
 ALERT_SMTP_PASSWORD = "SYNC_ALERT_SMTP_PASSWORD"
 ALERT_SMTP_STARTTLS = "SYNC_ALERT_SMTP_STARTTLS"
+ALERT_SMTP_CA_CERTS = "SYNC_ALERT_SMTP_CA_CERTS"
 ALERT_ERROR_RATE = "SYNC_ALERT_ERROR_RATE"
 
 LOCAL_PG_PORT = "SYNC_LOCAL_PG_PORT"
@@ -99,6 +103,19 @@ def _int(env: Mapping[str, str], name: str, default: int) -> int:
         raise SettingsError(f"{name}={raw!r} is not an integer") from None
 
 
+def _number(env: Mapping[str, str], name: str, default: float, low: float, high: float, unit: str) -> float:
+    """A float setting within [low, high]; a duration in seconds must also be more than 0."""
+    raw = _text(env, name)
+    try:
+        value = float(raw) if raw else default
+    except ValueError:
+        raise SettingsError(f"{name}={raw!r} is not a number of {unit}") from None
+    floor = "more than" if unit == "seconds" else "at least"
+    if not low <= value <= high or (unit == "seconds" and value <= 0):
+        raise SettingsError(f"{name} must be {floor} {low:g} and at most {high:g} {unit}, not {raw}")
+    return value
+
+
 def _text(env: Mapping[str, str], name: str) -> str | None:
     return env.get(name, "").strip() or None
 
@@ -113,7 +130,19 @@ class AlertSettings:
     smtp_username: str | None = None
     smtp_password: str | None = field(default=None, repr=False)
     smtp_starttls: bool = False
+    smtp_ca_certs: str | None = None  # a PEM file, when the mail server's CA is not the system's
     error_rate: float = DEFAULT_ERROR_RATE
+
+
+@dataclass(frozen=True)
+class LockSettings:
+    """How long DDL in the user's database may wait for a table's lock (install, uninstall,
+    REPLICA IDENTITY, the buffer's ALTERs, slot creation): while it waits, the application's
+    writes to that table queue behind it, so the wait is short and retried, never unbounded."""
+
+    timeout_seconds: float = 3.0
+    attempts: int = 3  # each waits at most timeout_seconds; 1 s, 2 s, … apart
+    backoff_seconds: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -155,8 +184,9 @@ class LocalServiceSettings:
 class Settings:
     pg_url: str | None = field(default=None, repr=False)
     es_url: str | None = field(default=None, repr=False)
-    config_path: Path = PROJECT_ROOT / "sync.yaml"
+    config_path: Path = Path("sync.yaml")
     staging_dir: Path = Path(".staging")
+    retention_days: float = 30.0  # dead letters and staged files; 0: kept until purged by hand
     dagster_url: str = DEFAULT_DAGSTER_URL
     dagster_pg_url: str | None = field(default=None, repr=False)
     api_token: str | None = field(default=None, repr=False)
@@ -169,15 +199,22 @@ class Settings:
     pg_password: str | None = field(default=None, repr=False)
     alerts: AlertSettings = AlertSettings()
     local: LocalServiceSettings = LocalServiceSettings()
+    locks: LockSettings = LockSettings()
 
     def require_pg_url(self) -> str:
         if not self.pg_url:
-            raise SettingsError(f"{PG_URL} is not set: the PostgreSQL URL to sync from")
+            raise SettingsError(
+                f"{PG_URL} is not set: the PostgreSQL URL to sync from "
+                "(or --local, for the project's local dev services)"
+            )
         return self.pg_url
 
     def require_es_url(self) -> str:
         if not self.es_url:
-            raise SettingsError(f"{ES_URL} (or {ES_CLOUD_ID}) is not set: the Elasticsearch to sync to")
+            raise SettingsError(
+                f"{ES_URL} (or {ES_CLOUD_ID}) is not set: the Elasticsearch to sync to "
+                "(or --local, for the project's local dev services)"
+            )
         return self.es_url
 
 
@@ -210,28 +247,27 @@ def with_password(url: str, password: str | None) -> str:
 
 
 def _config_path(env: Mapping[str, str]) -> Path:
-    """SYNC_CONFIG, else ./sync.yaml, else the project's own sync.yaml."""
+    """SYNC_CONFIG, else ./sync.yaml: never a file of the project's checkout (its demo spec would
+    run against whatever servers are configured)."""
     if _text(env, CONFIG):
         return Path(env[CONFIG].strip())
-    local = Path("sync.yaml")
-    return local if local.exists() else PROJECT_ROOT / "sync.yaml"
+    return Path("sync.yaml")
 
 
 def _alerts(env: Mapping[str, str]) -> AlertSettings:
     port = _int(env, ALERT_SMTP_PORT, 25)
     if not 0 < port < 65536:
         raise SettingsError(f"{ALERT_SMTP_PORT} must be an integer port number, not {port}")
-    raw_rate = env.get(ALERT_ERROR_RATE, "").strip()
-    rate = DEFAULT_ERROR_RATE
-    if raw_rate:
-        try:
-            rate = float(raw_rate)
-        except ValueError:
-            raise SettingsError(
-                f"{ALERT_ERROR_RATE} must be a number between 0 and 1, not {raw_rate!r}"
-            ) from None
-        if not 0 <= rate <= 1:
-            raise SettingsError(f"{ALERT_ERROR_RATE} must be between 0 and 1, not {raw_rate!r}")
+    rate = _number(env, ALERT_ERROR_RATE, DEFAULT_ERROR_RATE, 0, 1, "(a fraction)")
+    starttls = parse_bool(ALERT_SMTP_STARTTLS, env.get(ALERT_SMTP_STARTTLS, ""))
+    if _text(env, ALERT_SMTP_USERNAME) and not starttls and port != 465:
+        raise SettingsError(
+            f"{ALERT_SMTP_USERNAME} is set but the mail connection would not be encrypted: set "
+            f"{ALERT_SMTP_STARTTLS}=true (or use port 465); credentials never travel in clear"
+        )
+    ca_certs = _text(env, ALERT_SMTP_CA_CERTS)
+    if ca_certs and not Path(ca_certs).expanduser().is_file():
+        raise SettingsError(f"{ALERT_SMTP_CA_CERTS}={ca_certs}: no such file (a PEM file with the CA)")
     return AlertSettings(
         webhook_url=_text(env, ALERT_WEBHOOK_URL),
         smtp_host=_text(env, ALERT_SMTP_HOST),
@@ -240,7 +276,8 @@ def _alerts(env: Mapping[str, str]) -> AlertSettings:
         smtp_to=_text(env, ALERT_SMTP_TO),
         smtp_username=_text(env, ALERT_SMTP_USERNAME),
         smtp_password=_text(env, ALERT_SMTP_PASSWORD),
-        smtp_starttls=parse_bool(ALERT_SMTP_STARTTLS, env.get(ALERT_SMTP_STARTTLS, "")),
+        smtp_starttls=starttls,
+        smtp_ca_certs=str(Path(ca_certs).expanduser().absolute()) if ca_certs else None,
         error_rate=rate,
     )
 
@@ -266,6 +303,14 @@ def _local(env: Mapping[str, str]) -> LocalServiceSettings:
     )
 
 
+def _locks(env: Mapping[str, str]) -> LockSettings:
+    timeout = _number(env, PG_LOCK_TIMEOUT, LockSettings.timeout_seconds, 0, 600, "seconds")
+    attempts = _int(env, PG_LOCK_ATTEMPTS, LockSettings.attempts)
+    if not 1 <= attempts <= 20:
+        raise SettingsError(f"{PG_LOCK_ATTEMPTS} must be between 1 and 20, not {attempts}")
+    return LockSettings(timeout_seconds=timeout, attempts=attempts)
+
+
 def _es_options(env: Mapping[str, str]) -> ElasticsearchOptions:
     username, password = _text(env, ES_USERNAME), _text(env, ES_PASSWORD)
     if bool(username) != bool(password):
@@ -284,13 +329,7 @@ def _es_options(env: Mapping[str, str]) -> ElasticsearchOptions:
     ca_certs = _text(env, ES_CA_CERTS)
     if ca_certs and not Path(ca_certs).expanduser().is_file():
         raise SettingsError(f"{ES_CA_CERTS}={ca_certs}: no such file (a PEM file with the cluster's CA)")
-    raw_timeout = _text(env, ES_REQUEST_TIMEOUT)
-    try:
-        timeout = float(raw_timeout) if raw_timeout else 120.0
-    except ValueError:
-        raise SettingsError(f"{ES_REQUEST_TIMEOUT}={raw_timeout!r} is not a number of seconds") from None
-    if timeout <= 0:
-        raise SettingsError(f"{ES_REQUEST_TIMEOUT} must be more than 0 seconds, not {raw_timeout}")
+    timeout = _number(env, ES_REQUEST_TIMEOUT, 120.0, 0, 86_400, "seconds")
     fingerprint = _text(env, ES_SSL_FINGERPRINT)
     if fingerprint and len(fingerprint.replace(":", "")) != 64:
         raise SettingsError(f"{ES_SSL_FINGERPRINT} must be the certificate's SHA-256 (64 hex digits)")
@@ -346,10 +385,12 @@ def load(environ: Mapping[str, str] | None = None) -> Settings:
         es=_es_options(env),
         config_path=_config_path(env),
         staging_dir=Path(_text(env, STAGING_DIR) or ".staging"),
+        retention_days=_number(env, RETENTION_DAYS, 30.0, 0, 36_500, "days"),
         dagster_url=(_text(env, DAGSTER_URL) or DEFAULT_DAGSTER_URL).rstrip("/"),
         dagster_pg_url=_text(env, DAGSTER_PG_URL),
         api_token=_text(env, API_TOKEN),
         tune_memory=memory_tuning_enabled(env),
         alerts=_alerts(env),
         local=_local(env),
+        locks=_locks(env),
     )

@@ -12,11 +12,12 @@ import sqlalchemy as sa
 
 from sync_pipeline.apps.cli.runner import run_drain, run_sync, run_verify
 from sync_pipeline.core.bulk import BulkBody, entry_doc
+from sync_pipeline.core.specs import parse_specs
 from sync_pipeline.io import deadletters
 from sync_pipeline.io.buffer import BUFFER, buffer_state
 from sync_pipeline.io.bulk_load import load_bulk
 from sync_pipeline.io.es_client import es_client
-from sync_pipeline.ops.capture import install_triggers, uninstall_triggers
+from sync_pipeline.ops.capture import install_capture, uninstall_capture
 from sync_pipeline.ops.drain import drain
 from sync_pipeline.ops.replay import replay
 
@@ -29,11 +30,10 @@ pytestmark = pytest.mark.integration
 def buffered(scenario):
     """A synced scenario table with change-buffer triggers installed."""
     spec = scenario.spec(extra="      soft_delete: deleted")
-    with scenario.engine.begin() as conn:
-        install_triggers(conn, spec)
+    install_capture(scenario.engine, spec)
     yield spec
+    uninstall_capture(scenario.engine, spec)
     with scenario.engine.begin() as conn:
-        uninstall_triggers(conn, spec)
         conn.execute(BUFFER.delete().where(BUFFER.c.spec == spec.name))
 
 
@@ -296,7 +296,8 @@ def test_a_following_drain_applies_changes_that_arrive_while_it_runs_then_ends_w
     result: list = []
     runner = threading.Thread(
         target=lambda: result.append(
-            follow(scenario.engine, es, buffered, idle_seconds=3, max_seconds=60, poll_seconds=0.2)
+            # the default: no NOTIFY, a look at the buffer every buffer_sensor.poll_seconds (0.1 s)
+            follow(scenario.engine, es, buffered, idle_seconds=3, max_seconds=60)
         )
     )
     started = time.monotonic()
@@ -317,17 +318,20 @@ def test_a_following_drain_applies_changes_that_arrive_while_it_runs_then_ends_w
         assert buffer_state(conn, buffered).pending == 0
 
 
-def test_a_following_drain_wakes_on_the_triggers_notify_and_stops_at_its_time_limit(
-    scenario, insert_rows, buffered, es
+def test_a_following_drain_wakes_on_the_triggers_notify_when_turned_on_and_stops_at_its_time_limit(
+    scenario, insert_rows, es
 ):
     from sync_pipeline.ops.drain import follow
 
+    # polling once a minute: only the NOTIFY (buffer_sensor.notify, opt-in) can wake it in time
+    text = scenario.spec_text(extra="      soft_delete: deleted").replace(
+        "    batch_size:", "    buffer_sensor: {notify: true, poll_seconds: 10}\n    batch_size:"
+    )
+    spec = parse_specs(text)[0]
+    install_capture(scenario.engine, spec)
     result: list = []
     runner = threading.Thread(
-        target=lambda: result.append(
-            # polling once a minute: only the NOTIFY can wake it within the test's seconds
-            follow(scenario.engine, es, buffered, idle_seconds=None, max_seconds=8, poll_seconds=60)
-        )
+        target=lambda: result.append(follow(scenario.engine, es, spec, idle_seconds=None, max_seconds=8))
     )
     started = time.monotonic()
     runner.start()
@@ -341,3 +345,6 @@ def test_a_following_drain_wakes_on_the_triggers_notify_and_stops_at_its_time_li
     assert 8 <= time.monotonic() - started < 20  # it followed to its time limit, idle or not
     (totals,) = result
     assert totals.claimed == 1 and totals.failed == 0
+    uninstall_capture(scenario.engine, spec)
+    with scenario.engine.begin() as conn:
+        conn.execute(BUFFER.delete().where(BUFFER.c.spec == spec.name))

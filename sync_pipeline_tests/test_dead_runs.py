@@ -29,7 +29,7 @@ from sync_pipeline.io.buffer import BUFFER
 from sync_pipeline.io.elasticsearch import drop_target
 from sync_pipeline.io.es_client import es_client
 from sync_pipeline.io.postgres import engine_for
-from sync_pipeline.ops.capture import install_triggers, uninstall_triggers
+from sync_pipeline.ops.capture import install_capture, uninstall_capture
 
 from .conftest import CHAOS_RESULTS, free_port, stop_process_groups, wait_until
 from .test_alerts import HttpReceiver, http_receiver  # noqa: F401 (a fixture)
@@ -82,8 +82,7 @@ def test_a_killed_drain_is_failed_alerted_and_the_queue_moves_on(service_urls, t
 """
     )
     spec = parse_specs(config.read_text())[0]
-    with engine.begin() as conn:
-        install_triggers(conn, spec)
+    install_capture(engine, spec)
     home = tmp_path / "home"
     home.mkdir()
     _instance_config(home)
@@ -139,8 +138,8 @@ def test_a_killed_drain_is_failed_alerted_and_the_queue_moves_on(service_urls, t
         CHAOS_RESULTS.append(("drain run worker SIGKILLed, run monitoring", 2, 0, 0))
     finally:
         stop_process_groups([server], grace=60)
+        uninstall_capture(engine, spec)
         with engine.begin() as conn:
-            uninstall_triggers(conn, spec)
             conn.execute(BUFFER.delete().where(BUFFER.c.spec == name))
             conn.execute(sa.text(f"DROP TABLE IF EXISTS {name}"))
         drop_target(es, name)
@@ -169,8 +168,8 @@ def test_the_buffer_sensor_alerts_when_the_oldest_change_waits_too_long(pg, es, 
         "alert_channels": AlertChannels(webhook_url=f"{http_receiver.base}/hook"),
     }
     try:
+        install_capture(pg, spec)
         with pg.begin() as conn:
-            install_triggers(conn, spec)
             conn.execute(sa.text(f"INSERT INTO {name} VALUES (1, now())"))
         time.sleep(1.5)
         with dg.instance_for_test() as instance:
@@ -183,7 +182,7 @@ def test_the_buffer_sensor_alerts_when_the_oldest_change_waits_too_long(pg, es, 
             sensor(again)
             assert len(_bodies(http_receiver)) == 1  # not again before another lag_alert_seconds
     finally:
+        uninstall_capture(pg, spec)
         with pg.begin() as conn:
-            uninstall_triggers(conn, spec)
             conn.execute(BUFFER.delete().where(BUFFER.c.spec == name))
             conn.execute(sa.text(f"DROP TABLE IF EXISTS {name}"))

@@ -21,7 +21,7 @@ from sync_pipeline.apps.cli.runner import Servers, run_drain, run_history, run_s
 from sync_pipeline.core.specs import SyncSpec, parse_specs
 from sync_pipeline.io import deadletters
 from sync_pipeline.io.elasticsearch import drop_target
-from sync_pipeline.ops.capture import install_triggers, uninstall_triggers
+from sync_pipeline.ops.capture import install_capture, uninstall_capture
 from sync_pipeline.ops.drain import drain
 
 from .conftest import indexed
@@ -116,9 +116,9 @@ def store(pg, es, live) -> Iterator[Store]:
         f"INSERT INTO {s}.reviews VALUES (1, 1, 5, 'great'), (2, 1, 3, 'fine'), (3, 2, 1, 'bad')",
     )
     yield store
+    for spec in (store.spec(), store.spec(reviews=False)):
+        uninstall_capture(pg, spec)
     with pg.begin() as conn:
-        for spec in (store.spec(), store.spec(reviews=False)):
-            uninstall_triggers(conn, spec)
         conn.execute(sa.text("DELETE FROM public.sync_pipeline_buffer WHERE spec = :s"), {"s": s})
         deadletters.purge(conn, s)
         conn.execute(sa.text(f"DROP SCHEMA IF EXISTS {s} CASCADE"))
@@ -131,8 +131,7 @@ def synced(store: Store) -> SyncSpec:
     spec = store.spec()
     summary = run_sync([spec], spec, servers=store.servers)
     assert summary.success and summary.indexed == 20, summary.error
-    with store.engine.begin() as conn:
-        install_triggers(conn, spec)
+    install_capture(store.engine, spec)
     return spec
 
 
@@ -193,12 +192,10 @@ def test_a_truncate_of_a_related_table_reindexes_the_documents_without_its_rows(
 
 def test_uninstall_removes_the_truncate_triggers_too(store):
     spec = store.spec()
-    with store.engine.begin() as conn:
-        install_triggers(conn, spec)
-        install_triggers(conn, spec)  # idempotent
+    install_capture(store.engine, spec)
+    install_capture(store.engine, spec)  # idempotent
     assert store.triggers() == 6  # a row trigger and a TRUNCATE trigger on each of three tables
-    with store.engine.begin() as conn:
-        assert len(uninstall_triggers(conn, spec)) == 3
+    assert len(uninstall_capture(store.engine, spec)) == 3
     assert store.triggers() == 0
     store.execute(f"TRUNCATE {store.schema}.reviews", f"TRUNCATE {store.schema}.products")
     assert store.buffered() == []
@@ -309,8 +306,7 @@ def test_doctor_usage_errors_exit_2(store, tmp_path, capsys):
 def test_doctor_finds_a_watched_table_without_capture_and_the_earlier_layout(store, tmp_path, capsys):
     s = store.schema
     assert run_sync([store.spec()], store.spec(), servers=store.servers).success
-    with store.engine.begin() as conn:
-        install_triggers(conn, store.spec(reviews=False))  # installed before reviews were read
+    install_capture(store.engine, store.spec(reviews=False))  # installed before reviews were read
     store.execute(
         f"CREATE FUNCTION {s}.sync_pipeline_capture_{s}() RETURNS trigger LANGUAGE plpgsql "
         "AS $$BEGIN RETURN NULL; END$$",

@@ -23,7 +23,7 @@ from sync_pipeline.dev import services
 from sync_pipeline.io import deadletters
 from sync_pipeline.io.buffer import BUFFER
 from sync_pipeline.io.es_client import es_client
-from sync_pipeline.ops.capture import install_triggers, uninstall_triggers
+from sync_pipeline.ops.capture import install_capture, uninstall_capture
 
 from .conftest import CHAOS_RESULTS
 
@@ -158,11 +158,10 @@ def test_postgres_backend_terminated_mid_extract(scenario, tmp_path, pg):
 @pytest.fixture()
 def triggers(scenario):
     spec = scenario.spec()
-    with scenario.engine.begin() as conn:
-        install_triggers(conn, spec)
+    install_capture(scenario.engine, spec)
     yield spec
+    uninstall_capture(scenario.engine, spec)
     with scenario.engine.begin() as conn:
-        uninstall_triggers(conn, spec)
         conn.execute(BUFFER.delete().where(BUFFER.c.spec == spec.name))
 
 

@@ -14,7 +14,7 @@ from sync_pipeline.io import deadletters
 from sync_pipeline.io.buffer import BUFFER
 from sync_pipeline.io.bulk_load import _blocked
 from sync_pipeline.io.staging import StagingArea
-from sync_pipeline.ops.capture import install_triggers, uninstall_triggers
+from sync_pipeline.ops.capture import install_capture, uninstall_capture
 from sync_pipeline.ops.drain import drain
 from sync_pipeline.ops.sync_window import LoadFailed, WindowRun, sync_window
 
@@ -119,8 +119,7 @@ def test_postgres_restarted_mid_drain_keeps_the_buffer_and_the_next_drain_finish
     spec = scenario.spec()
     seed(scenario, 2_000)
     assert _run(scenario, spec, tmp_path, "first").totals.indexed == 2_000
-    with scenario.engine.begin() as conn:
-        install_triggers(conn, spec)
+    install_capture(scenario.engine, spec)
     try:
         scenario.execute(f"UPDATE {scenario.table} SET title = 'changed ' || id, updated_at = now()")
         scenario.execute(f"DELETE FROM {scenario.table} WHERE id % 10 = 0")
@@ -149,6 +148,6 @@ def test_postgres_restarted_mid_drain_keeps_the_buffer_and_the_next_drain_finish
         record(f"PostgreSQL restarted mid-drain ({len(left)} entries left), drained", 2_200, spec)
     finally:
         scenario.engine.dispose()
+        uninstall_capture(scenario.engine, spec)
         with scenario.engine.begin() as conn:
-            uninstall_triggers(conn, spec)
             conn.execute(BUFFER.delete().where(BUFFER.c.spec == spec.name))

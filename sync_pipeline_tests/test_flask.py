@@ -96,8 +96,7 @@ def test_full_sync_then_flush_through_the_blueprint(stack: DagsterStack):
     assert len(stack.documents("web")) == 60
 
     # the change buffer: an insert, an update and a hard delete, applied by the drain job
-    with stack.engine.begin() as conn:
-        capture.install_triggers(conn, spec)
+    capture.install_capture(stack.engine, spec)
     try:
         stack.insert("web", range(61, 71), month_day(keys[2]))
         stack.execute(f"UPDATE {stack.table('web')} SET title = 'renamed' WHERE id = 1")
@@ -109,8 +108,7 @@ def test_full_sync_then_flush_through_the_blueprint(stack: DagsterStack):
         assert response.get_json()["job"] == f"{spec.name}_drain"
         report = wait_for(client, response.get_json()["run_id"])
     finally:
-        with stack.engine.begin() as conn:
-            capture.uninstall_triggers(conn, spec)
+        capture.uninstall_capture(stack.engine, spec)
     assert report["status"] == "SUCCESS", (report["errors"], stack.logs())
     totals = report["totals"]
     assert (totals["indexed"], totals["deleted"], totals["failed"], totals["claimed"]) == (11, 1, 0, 12)

@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from sync_pipeline.apps.cli.runner import Servers, run_drain, run_sync, run_verify
 from sync_pipeline.core.specs import parse_specs
 from sync_pipeline.io.elasticsearch import drop_target
-from sync_pipeline.ops.capture import install_triggers, uninstall_triggers
+from sync_pipeline.ops.capture import install_capture, uninstall_capture
 
 from .conftest import indexed
 
@@ -81,8 +81,8 @@ def test_every_key_type_goes_through_sync_drain_delete_and_verify(kind, pg, es, 
         assert run_sync([spec], spec, servers=servers).success
         docs = indexed(es, table)
         assert deleted_id in docs and len(docs) == 3
+        install_capture(pg, spec)
         with pg.begin() as conn:
-            install_triggers(conn, spec)
             conn.execute(sa.text(f"UPDATE {table} SET note = 'changed'"))
         assert run_drain([spec], spec, servers=servers).success
         assert {d["note"] for d in indexed(es, table).values()} == {"changed"}
@@ -95,8 +95,8 @@ def test_every_key_type_goes_through_sync_drain_delete_and_verify(kind, pg, es, 
         (report,) = run_verify([spec], [spec], servers=servers)
         assert report.ok and report.pg_count == 2, report.lines()
     finally:
+        uninstall_capture(pg, spec)
         with pg.begin() as conn:
-            uninstall_triggers(conn, spec)
             conn.execute(sa.text(f"DROP TABLE IF EXISTS {table}"))
         drop_target(es, table)
 
@@ -118,8 +118,8 @@ def test_a_hard_delete_in_a_zone_ahead_of_utc_is_applied_at_once(pg, es, live):
     spec = _spec(table, "id", "    naive_timezone: Europe/Berlin")
     try:
         assert run_sync([spec], spec, servers=servers).success
+        install_capture(pg, spec)
         with pg.begin() as conn:
-            install_triggers(conn, spec)
             conn.execute(sa.text(f"DELETE FROM {table} WHERE id = 3"))
         summary = run_drain([spec], spec, servers=servers)
         assert summary.success and summary.deleted == 1 and summary.stale_skipped == 0
@@ -133,8 +133,8 @@ def test_a_hard_delete_in_a_zone_ahead_of_utc_is_applied_at_once(pg, es, live):
         (report,) = run_verify([spec], [spec], servers=servers)
         assert report.ok, report.lines()
     finally:
+        uninstall_capture(pg, spec)
         with pg.begin() as conn:
-            uninstall_triggers(conn, spec)
             conn.execute(sa.text(f"DROP TABLE IF EXISTS {table}"))
         drop_target(es, table)
 
@@ -175,15 +175,15 @@ def test_verify_fix_repairs_an_out_of_band_edit_without_poisoning_later_writes(p
         (after,) = run_verify([spec], [spec], servers=servers)
         assert after.ok, after.lines()
         # a later ordinary write is not refused: the repair wrote a version of a real snapshot
+        install_capture(pg, spec)
         with pg.begin() as conn:
-            install_triggers(conn, spec)
             conn.execute(sa.text(f"UPDATE {table} SET note = 'later' WHERE id = 2"))
         summary = run_drain([spec], spec, servers=servers)
         assert summary.success and summary.stale_skipped == 0 and summary.conflicts == 0
         assert indexed(es, table)["2"]["note"] == "later"
     finally:
+        uninstall_capture(pg, spec)
         with pg.begin() as conn:
-            uninstall_triggers(conn, spec)
             conn.execute(sa.text(f"DROP TABLE IF EXISTS {table}"))
         drop_target(es, table)
 
@@ -202,8 +202,8 @@ def test_a_version_from_the_future_is_a_conflict_that_fails_the_drain(pg, es, li
         es.index(
             index=table, id="1", document={"id": 1, "note": "future"}, version=2**62, version_type="external"
         )
+        install_capture(pg, spec)
         with pg.begin() as conn:
-            install_triggers(conn, spec)
             conn.execute(sa.text(f"UPDATE {table} SET note = 'now' WHERE id = 1"))
         summary = run_drain([spec], spec, servers=servers)
         assert summary.conflicts == 1 and summary.stale_skipped == 0
@@ -211,8 +211,8 @@ def test_a_version_from_the_future_is_a_conflict_that_fails_the_drain(pg, es, li
 
         assert sync_exit(summary) == EXIT_DRIFT
     finally:
+        uninstall_capture(pg, spec)
         with pg.begin() as conn:
-            uninstall_triggers(conn, spec)
             conn.execute(sa.text(f"DROP TABLE IF EXISTS {table}"))
         drop_target(es, table)
 
@@ -248,8 +248,8 @@ specs:
     )[0]
     try:
         assert run_sync([spec], spec, servers=servers).success
+        install_capture(pg, spec)
         with pg.begin() as conn:
-            install_triggers(conn, spec)
             conn.execute(sa.text(f"UPDATE {s}.categories SET name = 'Green tea' WHERE id = 2"))
         assert run_drain([spec], spec, servers=servers).success
         docs = indexed(es, s)
@@ -257,7 +257,7 @@ specs:
         (report,) = run_verify([spec], [spec], servers=servers)
         assert report.ok, report.lines()
     finally:
+        uninstall_capture(pg, spec)
         with pg.begin() as conn:
-            uninstall_triggers(conn, spec)
             conn.execute(sa.text(f"DROP SCHEMA IF EXISTS {s} CASCADE"))
         drop_target(es, s)

@@ -19,7 +19,7 @@ from sync_pipeline.io import deadletters
 from sync_pipeline.io.elasticsearch import backing_indices, drop_target
 from sync_pipeline.io.staging import StagingArea
 from sync_pipeline.ops.binding import bind
-from sync_pipeline.ops.capture import install_triggers, uninstall_triggers
+from sync_pipeline.ops.capture import install_capture, uninstall_capture
 from sync_pipeline.ops.drain import drain
 from sync_pipeline.ops.sync_window import WindowResult, WindowRun, sync_window
 from sync_pipeline.ops.target import MappingConflict, MappingRefused, mapping_drift
@@ -108,8 +108,7 @@ class Shop:
         return indexed(self.es, self.name)
 
     def drop(self) -> None:
-        with self.engine.begin() as conn:
-            uninstall_triggers(conn, self.spec())
+        uninstall_capture(self.engine, self.spec())
         self.execute(f"DROP TABLE IF EXISTS {self.name}_reviews, {self.name}, {self.name}_makers CASCADE")
         drop_target(self.es, self.name)
         with self.engine.begin() as conn:
@@ -191,8 +190,7 @@ def test_each_kind_of_mapping_conflict_stops_the_sync_before_any_write(shop, cha
 def test_a_drain_meeting_a_conflict_writes_nothing_and_keeps_the_changes_buffered(shop):
     spec = shop.spec()
     shop.sync(spec)
-    with shop.engine.begin() as conn:
-        install_triggers(conn, spec)
+    install_capture(shop.engine, spec)
     shop.execute(f"ALTER TABLE {shop.name} ALTER COLUMN qty TYPE numeric(10, 2)")
     shop.execute(f"UPDATE {shop.name} SET qty = 12.5 WHERE id = 4")
     with pytest.raises(MappingConflict):

@@ -13,7 +13,7 @@ from sync_pipeline.core.specs import parse_specs
 from sync_pipeline.io import deadletters
 from sync_pipeline.io.buffer import BUFFER
 from sync_pipeline.io.elasticsearch import backing_indices, drop_target
-from sync_pipeline.ops.capture import install_triggers, uninstall_triggers
+from sync_pipeline.ops.capture import install_capture, uninstall_capture
 from sync_pipeline.ops.rebuild import RebuildError, rebuild, rollback, versioned_name
 
 from .conftest import CHAOS_RESULTS
@@ -65,8 +65,7 @@ def test_rebuild_swaps_the_alias_and_loses_no_write_made_meanwhile(scenario, ins
                 )
                 conn.commit()
 
-    with scenario.engine.begin() as conn:
-        install_triggers(conn, spec)
+    install_capture(scenario.engine, spec)
     writer = threading.Thread(target=write_meanwhile)
     writer.start()
     try:
@@ -77,8 +76,8 @@ def test_rebuild_swaps_the_alias_and_loses_no_write_made_meanwhile(scenario, ins
         assert run_drain([spec], spec).success
     finally:
         stop.set()
+        uninstall_capture(scenario.engine, spec)
         with scenario.engine.begin() as conn:
-            uninstall_triggers(conn, spec)
             conn.execute(BUFFER.delete().where(BUFFER.c.spec == spec.name))
 
     assert report.old_indices == [f"{scenario.index}_v1"] and report.new_index == f"{scenario.index}_v2"
@@ -340,8 +339,7 @@ def test_rebuild_while_writes_go_on_swaps_at_zero_drift(scenario, es):
     )
     spec = scenario.spec(batch_size="1000")
     assert run_sync([spec], spec).success
-    with scenario.engine.begin() as conn:
-        install_triggers(conn, spec)
+    install_capture(scenario.engine, spec)
     stop = threading.Event()
     changed: list[int] = []
     writer = threading.Thread(target=lambda: changed.append(churn(scenario, stop, 100_000, rows)))
@@ -360,8 +358,8 @@ def test_rebuild_while_writes_go_on_swaps_at_zero_drift(scenario, es):
     finally:
         stop.set()
         writer.join()
+        uninstall_capture(scenario.engine, spec)
         with scenario.engine.begin() as conn:
-            uninstall_triggers(conn, spec)
             conn.execute(BUFFER.delete().where(BUFFER.c.spec == spec.name))
 
     assert passes[0] > 0, passes  # the fill missed writes made meanwhile; the passes caught them

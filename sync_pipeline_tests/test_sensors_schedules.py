@@ -21,7 +21,7 @@ from sync_pipeline.defs.sensors import (
     running_drain_max_id,
 )
 from sync_pipeline.io.buffer import BUFFER, BufferState
-from sync_pipeline.ops.capture import install_triggers, uninstall_triggers
+from sync_pipeline.ops.capture import install_capture, uninstall_capture
 
 POLICY = BufferSensorSpec(min_changes=10, max_wait_seconds=30)
 
@@ -114,14 +114,12 @@ def test_the_default_sensor_keeps_a_follower_only_where_capture_is_installed(sce
     with dg.instance_for_test() as instance:
         idle = sensor(dg.build_sensor_context(instance=instance, resources=resources))
         assert "no change capture installed" in idle.skip_message
-        with scenario.engine.begin() as conn:
-            install_triggers(conn, spec)
+        install_capture(scenario.engine, spec)
         try:
             request = sensor(dg.build_sensor_context(instance=instance, resources=resources))
             assert isinstance(request, dg.RunRequest) and request.run_key == f"{spec.name}:follow:-"
         finally:
-            with scenario.engine.begin() as conn:
-                uninstall_triggers(conn, spec)
+            uninstall_capture(scenario.engine, spec)
 
 
 @pytest.mark.integration
@@ -132,8 +130,7 @@ def test_buffer_sensor_launches_once_per_batch_of_work_and_queues_at_most_one_mo
     sensor = build_buffer_sensor(spec)
     postgres = PostgresResource(url=pg.url.render_as_string(hide_password=False))
     resources = {"postgres": postgres, "alert_channels": AlertChannels()}
-    with scenario.engine.begin() as conn:
-        install_triggers(conn, spec)
+    install_capture(scenario.engine, spec)
     try:
         with dg.instance_for_test() as instance:
             insert_rows(range(1, 4), "2026-02-01 00:00:00+00")
@@ -173,6 +170,6 @@ def test_buffer_sensor_launches_once_per_batch_of_work_and_queues_at_most_one_mo
             waiting = sensor(dg.build_sensor_context(instance=instance, resources=resources))
             assert "waiting to start" in waiting.skip_message
     finally:
+        uninstall_capture(scenario.engine, spec)
         with scenario.engine.begin() as conn:
-            uninstall_triggers(conn, spec)
             conn.execute(BUFFER.delete().where(BUFFER.c.spec == spec.name))

@@ -23,7 +23,7 @@ from sync_pipeline.io.buffer import BUFFER
 from sync_pipeline.io.elasticsearch import drop_target
 from sync_pipeline.io.es_client import es_client
 from sync_pipeline.io.postgres import engine_for
-from sync_pipeline.ops.capture import install_triggers, uninstall_triggers
+from sync_pipeline.ops.capture import install_capture, uninstall_capture
 
 from .conftest import free_port, stop_process_groups
 from .conftest import wait_until as _wait
@@ -199,8 +199,7 @@ def test_browser_sees_the_asset_graph_and_backfills_two_partitions(ui, browser):
 
 def test_daemon_sensor_makes_a_committed_row_searchable(ui):
     spec, engine, es = ui["spec"], ui["engine"], ui["es"]
-    with engine.begin() as conn:
-        install_triggers(conn, spec)
+    install_capture(engine, spec)
     try:
         with engine.begin() as conn:
             conn.execute(sa.text(f"INSERT INTO {spec.source.table} VALUES (999, 'sensor row', now())"))
@@ -215,5 +214,4 @@ def test_daemon_sensor_makes_a_committed_row_searchable(ui):
         _wait(searchable, 240, "the sensor-launched drain", pause=1)
         print(f"commit → searchable via the buffer sensor: {time.monotonic() - committed:.1f}s")
     finally:
-        with engine.begin() as conn:
-            uninstall_triggers(conn, spec)
+        uninstall_capture(engine, spec)

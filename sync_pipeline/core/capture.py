@@ -2,12 +2,11 @@
 
 One trigger function per spec and table (never shared, so uninstalling one
 table's trigger can never strand another's), marked with a comment that
-`uninstall` finds it by. A trigger reads the row through `to_jsonb(NEW)` and
-`->`: a column the user drops or renames later yields NULL instead of failing
-the user's write. The root table records its key (a key change is a delete of
-the old key); a related or join table records, for the old and the new row,
-the columns that lead to its parent (`link`), and skips updates that changed
-nothing the documents read.
+`uninstall` finds it by. A trigger reads only the columns the spec needs, by
+name (trigger_function_sql says why, line by line). The root table records its
+key (a key change is a delete of the old key); a related or join table records,
+for the old and the new row, the columns that lead to its parent (`link`), and
+skips updates that changed nothing the documents read.
 
 TRUNCATE fires no row trigger, so every watched table also gets a statement-level
 `AFTER TRUNCATE` trigger on the same function: it records one entry with op 'T'
@@ -18,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from sync_pipeline.core.columns import ColumnInfo
 from sync_pipeline.core.fanout import BUFFER_TABLE, Watched
@@ -32,6 +32,8 @@ MARKER = "sync_pipeline capture of spec"
 # (NOTIFY is sent at commit, once per transaction and payload, and never for a rollback)
 NOTIFY_CHANNEL = "sync_pipeline_changes"
 TRUNCATE_OP = "T"
+# the key of `link` in an entry a trigger wrote because it could not read the row (op 'T')
+CAPTURE_ERROR = "capture_error"
 # pg_trigger.tgtype bit of a trigger that fires on TRUNCATE (TRIGGER_TYPE_TRUNCATE)
 TRUNCATE_TYPE_BIT = 1 << 5
 # the layout before per-table functions: one function per spec and schema
@@ -72,79 +74,174 @@ def legacy_spec(function: str) -> str | None:
     return function.removeprefix(prefix) if function.startswith(prefix) else None
 
 
-def _object(row: str, columns: Sequence[str]) -> str:
-    pairs = ", ".join(f"{sql_literal(c)}, {row} -> {sql_literal(c)}" for c in columns)
+@dataclass(frozen=True)
+class CapturedTable:
+    """The table a capture function is installed on, as the catalog names it at install time:
+    the function records nothing when any other table fires it."""
+
+    schema: str
+    name: str
+    partitioned: bool = False  # a row trigger on a partitioned table fires with a partition's TG_RELID
+
+
+def _encoded(row: str, columns: Sequence[str]) -> str:
+    """The columns' values as one JSON object, each column read by name (never the whole row: a
+    column the spec does not read can hold anything, and converting it must not be our business)."""
+    pairs = ", ".join(f"{sql_literal(c)}, {row}.{quote_ident(c)}" for c in columns)
     return f"jsonb_build_object({pairs})"
 
 
-def trigger_ddl(spec: SyncSpec, watched: Watched) -> list[str]:
-    """CREATE FUNCTION, COMMENT, DROP/CREATE TRIGGER for one watched table; identifiers quoted."""
+def _as_text(row: str, columns: Sequence[str]) -> str:
+    """The columns as a row of their text forms: comparable for every type (json has no `=`), and
+    a conversion that cannot fail."""
+    return "ROW(" + ", ".join(f"{row}.{quote_ident(c)}::text" for c in columns) + ")"
+
+
+def _guard(table: CapturedTable) -> str:
+    """True when the function was fired by a table it was not installed on. EXECUTE is revoked
+    from PUBLIC, so no other role can attach it; this is the second lock on the same door, and it
+    comes before anything reads the row (no value of a foreign row is ever converted with the
+    owner's rights)."""
+    if table.partitioned:
+        parent = f"to_regclass({sql_literal(qualified_table(f'{table.schema}.{table.name}'))})"
+        return f"{parent} IS NULL OR {parent} NOT IN (SELECT relid FROM pg_partition_ancestors(TG_RELID))"
+    return f"TG_TABLE_SCHEMA <> {sql_literal(table.schema)} OR TG_TABLE_NAME <> {sql_literal(table.name)}"
+
+
+def _dollar_quoted(body: str) -> str:
+    tag = "$sync_pipeline$"
+    if tag in body:
+        raise ValueError("a table or column name holds $sync_pipeline$: it cannot be captured")
+    return f"{tag}{body}{tag}"
+
+
+def trigger_function_sql(spec: SyncSpec, watched: Watched, table: CapturedTable, notify: bool) -> str:
+    """CREATE OR REPLACE FUNCTION for one watched table (identifiers quoted, values literal).
+
+    Why it is written this way:
+    - SECURITY DEFINER: the application's roles write their own tables only; the buffer row is
+      written with the installer's right to it, so granting nothing more to the application
+      cannot make its writes fail. The pinned search_path keeps a definer function from
+      resolving names through a writer's schemas (every name inside is qualified anyway).
+    - Only the columns the spec needs are read, by name, and compared as text: a value the spec
+      never reads (a `json` with \\u0000, a type whose cast to json is somebody's code) is never
+      converted. Reading them sits in its own block: a column renamed or dropped since install,
+      or a key value JSON cannot hold, becomes a buffered entry that makes the drain reconcile
+      the whole spec (op 'T', the error in `link`), never an error in the application's write.
+      That block writes nothing, so it costs a subtransaction but never a subtransaction id.
+    - NOTIFY is opt-in (`buffer_sensor.notify`): it takes a database-wide lock at every commit
+      that sent one (commits of all writing sessions queue on it) and makes PREPARE TRANSACTION
+      fail; a following drain polls the buffer instead (docs/benchmarks.md, "NOTIFY").
+    """
     schema, _ = split_table(watched.table)
-    name = function_name(spec.name, watched.table)
-    function = ".".join(quote_ident(p) for p in (schema, name) if p)
-    buffer = BUFFER_TABLE
+    function = _function_ref(schema, function_name(spec.name, watched.table))
     spec_literal = sql_literal(spec.name)
+    source = "NULL" if watched.source is None else sql_literal(watched.source)
+    signal = f"\n  PERFORM pg_notify({sql_literal(NOTIFY_CHANNEL)}, {spec_literal});" if notify else ""
+    insert = f"INSERT INTO {BUFFER_TABLE} (spec, source, pk, op, link) VALUES ({spec_literal}, {source}, "
     if watched.source is None:
-        old_key, new_key = _object("o", watched.own_key), _object("n", watched.own_key)
-        body = f"""
-  IF TG_OP = 'DELETE' OR (TG_OP = 'UPDATE' AND {old_key} IS DISTINCT FROM {new_key}) THEN
-    INSERT INTO {buffer} (spec, pk, op) VALUES ({spec_literal}, {old_key}, 'D');
+        read = f"""
+    IF TG_OP <> 'INSERT' THEN old_key := {_encoded("OLD", watched.own_key)}; END IF;
+    IF TG_OP <> 'DELETE' THEN new_key := {_encoded("NEW", watched.own_key)}; END IF;"""
+        record = f"""
+  IF old_key IS NOT NULL AND old_key IS DISTINCT FROM new_key THEN
+    {insert}old_key, 'D', NULL);  -- a delete, or a key change: the old document goes
   END IF;
-  IF TG_OP IN ('INSERT', 'UPDATE') THEN
-    INSERT INTO {buffer} (spec, pk, op) VALUES ({spec_literal}, {new_key}, left(TG_OP, 1));
+  IF new_key IS NOT NULL THEN
+    {insert}new_key, left(TG_OP, 1), NULL);
   END IF;"""
     else:
-        read_old, read_new = _object("o", watched.required), _object("n", watched.required)
-        link = f"jsonb_build_array({_object('o', watched.link)}, {_object('n', watched.link)})"
-        old_own, new_own = _object("o", watched.own_key), _object("n", watched.own_key)
-        own = f"CASE WHEN n IS NULL THEN {old_own} ELSE {new_own} END"
+        unchanged = (
+            f"{_as_text('OLD', watched.required)} IS NOT DISTINCT FROM {_as_text('NEW', watched.required)}"
+        )
         skip = (
             f"""
-  IF TG_OP = 'UPDATE' AND {read_old} IS NOT DISTINCT FROM {read_new} THEN
-    RETURN NULL;  -- nothing a document reads changed
-  END IF;"""
+    IF TG_OP = 'UPDATE' AND {unchanged} THEN
+      RETURN NULL;  -- nothing a document reads changed
+    END IF;"""
             if watched.skip_unread_updates
             else ""
         )
-        body = f"""{skip}
-  INSERT INTO {buffer} (spec, source, pk, op, link)
-    VALUES ({spec_literal}, {sql_literal(watched.source)}, {own}, left(TG_OP, 1), {link});"""
-    source = "NULL" if watched.source is None else sql_literal(watched.source)
-    # the TRUNCATE branch comes first: a statement-level call has no row to read
-    # SECURITY DEFINER: the application's roles write their own tables only; the buffer row is
-    # written with the installer's right to it, so granting nothing more to the application
-    # cannot make its writes fail. The pinned search_path keeps a definer function from resolving
-    # names through a writer's schemas (every name inside is schema-qualified anyway).
-    function_sql = f"""CREATE OR REPLACE FUNCTION {function}() RETURNS trigger LANGUAGE plpgsql
-SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $body$
+        read = f"""{skip}
+    IF TG_OP <> 'INSERT' THEN
+      old_key := {_encoded("OLD", watched.link)};
+      own := {_encoded("OLD", watched.own_key)};
+    END IF;
+    IF TG_OP <> 'DELETE' THEN
+      new_key := {_encoded("NEW", watched.link)};
+      own := {_encoded("NEW", watched.own_key)};
+    END IF;"""
+        record = f"""
+  {insert}own, left(TG_OP, 1), jsonb_build_array(old_key, new_key));"""
+    body = f"""
 DECLARE
-  n jsonb;
-  o jsonb;
+  old_key jsonb;
+  new_key jsonb;
+  own jsonb;
 BEGIN
-  IF TG_OP = 'TRUNCATE' THEN
-    INSERT INTO {buffer} (spec, source, pk, op)
-      VALUES ({spec_literal}, {source}, '{{}}'::jsonb, {sql_literal(TRUNCATE_OP)});
-    PERFORM pg_notify({sql_literal(NOTIFY_CHANNEL)}, {spec_literal});
+  IF {_guard(table)} THEN
+    RAISE WARNING USING MESSAGE = {sql_literal(f"sync_pipeline: capture of {table.schema}.{table.name} ")}
+      || 'fired by ' || TG_TABLE_SCHEMA || '.' || TG_TABLE_NAME || ': nothing recorded';
     RETURN NULL;
   END IF;
-  n := CASE WHEN TG_OP <> 'DELETE' THEN to_jsonb(NEW) END;
-  o := CASE WHEN TG_OP <> 'INSERT' THEN to_jsonb(OLD) END;{body}
-  PERFORM pg_notify({sql_literal(NOTIFY_CHANNEL)}, {spec_literal});
+  IF TG_OP = 'TRUNCATE' THEN  -- a statement-level call has no row to read
+    {insert}'{{}}'::jsonb, {sql_literal(TRUNCATE_OP)}, NULL);{signal}
+    RETURN NULL;
+  END IF;
+  BEGIN{read}
+  EXCEPTION WHEN OTHERS THEN
+    {insert}'{{}}'::jsonb, {sql_literal(TRUNCATE_OP)},
+      jsonb_build_object({sql_literal(CAPTURE_ERROR)}, SQLSTATE || ': ' || SQLERRM));{signal}
+    RETURN NULL;
+  END;{record}{signal}
   RETURN NULL;
 END
-$body$"""
+"""
+    return (
+        f"CREATE OR REPLACE FUNCTION {function}() RETURNS trigger LANGUAGE plpgsql\n"
+        f"SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS {_dollar_quoted(body)}"
+    )
+
+
+def _function_ref(schema: str | None, name: str) -> str:
+    return ".".join(quote_ident(p) for p in (schema, name) if p)
+
+
+def function_ref(spec: SyncSpec, watched: Watched) -> str:
+    """The watched table's capture function, quoted (schema-qualified as its table is)."""
+    schema, _ = split_table(watched.table)
+    return _function_ref(schema, function_name(spec.name, watched.table))
+
+
+def trigger_sql(spec: SyncSpec, watched: Watched, or_replace: bool) -> list[str]:
+    """The row trigger and the TRUNCATE trigger of one watched table. CREATE OR REPLACE TRIGGER
+    (PostgreSQL 14+) takes the table's SHARE ROW EXCLUSIVE lock once; without it, a DROP and a
+    CREATE, whose ACCESS EXCLUSIVE lock also blocks readers for the moment it is held."""
     table = qualified_table(watched.table)
-    trigger = quote_ident(name)
-    truncate = quote_ident(truncate_trigger_name(spec.name, watched.table))
+    function = function_ref(spec, watched)
+    statements = []
+    for name, events, level in (
+        (function_name(spec.name, watched.table), "INSERT OR UPDATE OR DELETE", "ROW"),
+        (truncate_trigger_name(spec.name, watched.table), "TRUNCATE", "STATEMENT"),
+    ):
+        trigger = quote_ident(name)
+        create = "CREATE OR REPLACE TRIGGER" if or_replace else "CREATE TRIGGER"
+        create += f" {trigger} AFTER {events} ON {table} FOR EACH {level} EXECUTE FUNCTION {function}()"
+        if not or_replace:
+            statements.append(f"DROP TRIGGER IF EXISTS {trigger} ON {table}")
+        statements.append(create)
+    return statements
+
+
+def function_privileges_sql(spec: SyncSpec, watched: Watched, grantees: Sequence[str]) -> list[str]:
+    """The marker comment, and EXECUTE taken from PUBLIC and from every role it was granted to
+    (default privileges may grant it): triggers fire whatever EXECUTE says, and a role without it
+    cannot attach the function to a table of its own."""
+    function = function_ref(spec, watched)
     return [
-        function_sql,
         f"COMMENT ON FUNCTION {function}() IS {sql_literal(marker(spec.name, watched.table))}",
-        f"DROP TRIGGER IF EXISTS {trigger} ON {table}",
-        f"CREATE TRIGGER {trigger} AFTER INSERT OR UPDATE OR DELETE ON {table} "
-        f"FOR EACH ROW EXECUTE FUNCTION {function}()",
-        f"DROP TRIGGER IF EXISTS {truncate} ON {table}",
-        f"CREATE TRIGGER {truncate} AFTER TRUNCATE ON {table} "
-        f"FOR EACH STATEMENT EXECUTE FUNCTION {function}()",
+        f"REVOKE ALL ON FUNCTION {function}() FROM PUBLIC",
+        *(f"REVOKE ALL ON FUNCTION {function}() FROM {quote_ident(g)}" for g in grantees),
     ]
 
 
@@ -208,8 +305,13 @@ def claim_query(
         + f" END AS {quote_ident('__sync_k' + str(i))}"
         for i, c in enumerate(root_key)
     )
+    # last, so the key texts stay where the drain slices them
+    error = (
+        f", CASE WHEN b.op = {sql_literal(TRUNCATE_OP)} THEN b.link ->> {sql_literal(CAPTURE_ERROR)} END"
+        f" AS {CAPTURE_ERROR}"
+    )
     return Statement(
-        f"SELECT b.id, b.source, b.op, {texts} FROM {changes} AS b WHERE b.spec = %(spec)s "
+        f"SELECT b.id, b.source, b.op, {texts}{error} FROM {changes} AS b WHERE b.spec = %(spec)s "
         f"ORDER BY b.id LIMIT {int(limit)} FOR UPDATE SKIP LOCKED",
         {"spec": spec.name},
     )

@@ -82,10 +82,24 @@ class BufferSensorSpec(Strict):
     follow_seconds: float | None = Field(
         default=None,
         ge=0,
-        description="a drain run keeps applying changes as they commit (LISTEN/NOTIFY, or the slot's "
+        description="a drain run keeps applying changes as they commit (polling the buffer, or the slot's "
         "stream) — None: for max_run_seconds, its successor starting handover_seconds before it ends, "
         "so one is always following (changes searchable in well under a second); N: until nothing "
         "arrived for N seconds; 0: one drain per run, launched by min_changes / max_wait_seconds",
+    )
+    notify: bool = Field(
+        default=False,
+        description="capture: triggers — the triggers also NOTIFY each commit that buffered a change, "
+        "so a following drain wakes at once instead of looking every poll_seconds. Off by default: "
+        "a NOTIFY takes a database-wide lock at commit (the application's writing commits queue on "
+        "it, docs/benchmarks.md) and PREPARE TRANSACTION refuses a transaction that sent one",
+    )
+    poll_seconds: float = Field(
+        default=0.1,
+        gt=0,
+        le=10,
+        description="capture: triggers, notify off — a following drain looks for new changes this "
+        "often (one index probe of the buffer)",
     )
     max_run_seconds: float = Field(
         default=300.0,

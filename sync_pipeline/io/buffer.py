@@ -25,8 +25,9 @@ from sqlalchemy.engine import Connection, Engine
 from sync_pipeline.core import capture
 from sync_pipeline.core.columns import ColumnInfo
 from sync_pipeline.core.fanout import BUFFER_TABLE, Watched
-from sync_pipeline.core.quoting import quote_ident
+from sync_pipeline.core.quoting import qualified_table, quote_ident
 from sync_pipeline.core.specs import SyncSpec
+from sync_pipeline.io import ownership
 from sync_pipeline.io.postgres import execute, libpq_url
 
 metadata = sa.MetaData()
@@ -48,7 +49,13 @@ BUFFER = sa.Table(
 )
 
 
+def buffer_exists(conn: Connection) -> bool:
+    return conn.exec_driver_sql(f"SELECT to_regclass('{BUFFER_TABLE}')").scalar() is not None
+
+
 def ensure_buffer(conn: Connection) -> None:
+    """Create the buffer, or add what an older layout lacks: install only (the caller bounds the
+    lock, io/locks.py); a drain never creates it, since nothing can be buffered without it."""
     metadata.create_all(conn, tables=[BUFFER], checkfirst=True)
     # a buffer created before relations were captured lacks the two columns they need. Look
     # first: ALTER TABLE takes an exclusive lock even when there is nothing to add, and the
@@ -66,36 +73,93 @@ def ensure_buffer(conn: Connection) -> None:
             )
 
 
-def install_watched(conn: Connection, spec: SyncSpec, watched: Sequence[Watched]) -> list[str]:
-    """The buffer table and one trigger per watched table; idempotent. The caller has checked
-    every table against the spec (ops/capture.py): nothing here can half-apply on a mismatch,
-    and the caller's transaction makes it all or nothing anyway."""
-    ensure_buffer(conn)
-    for table in watched:
-        for statement in capture.trigger_ddl(spec, table):
-            conn.exec_driver_sql(statement)
-    return [w.table for w in watched]
+def captured_table(conn: Connection, name: str) -> capture.CapturedTable:
+    """The table `name` resolves to now (schema, name, partitioned?): what its function checks."""
+    row = conn.exec_driver_sql(
+        "SELECT n.nspname, c.relname, c.relkind = 'p' FROM pg_class c "
+        "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = to_regclass(%(t)s)",
+        {"t": qualified_table(name)},
+    ).one()
+    return capture.CapturedTable(row[0], row[1], bool(row[2]))
 
 
-def uninstall(conn: Connection, spec: SyncSpec) -> list[str]:
+def _triggers_present(conn: Connection, spec: SyncSpec, watched: Watched) -> bool:
+    """Are both triggers of the table there, on its capture function? Then a re-install only
+    replaces the function, and takes no lock on the table at all."""
+    names = [
+        capture.function_name(spec.name, watched.table),
+        capture.truncate_trigger_name(spec.name, watched.table),
+    ]
+    found = conn.exec_driver_sql(
+        "SELECT count(*) FROM pg_trigger t WHERE t.tgrelid = to_regclass(%(t)s) "
+        "AND t.tgname = ANY(%(n)s) AND t.tgfoid = to_regprocedure(%(f)s)",
+        {"t": qualified_table(watched.table), "n": names, "f": capture.function_ref(spec, watched) + "()"},
+    ).scalar()
+    return found == len(names)
+
+
+def install_table(conn: Connection, spec: SyncSpec, watched: Watched, notify: bool) -> bool:
+    """The table's capture function (replaced), its privileges, and its triggers when missing, in
+    the caller's transaction; True when the triggers were created (the table was locked)."""
+    table = captured_table(conn, watched.table)
+    conn.exec_driver_sql(capture.trigger_function_sql(spec, watched, table, notify))
+    grantees = ownership.function_grantees(conn, capture.function_ref(spec, watched) + "()")
+    for statement in capture.function_privileges_sql(spec, watched, grantees):
+        conn.exec_driver_sql(statement)
+    if _triggers_present(conn, spec, watched):
+        return False
+    or_replace = int(conn.exec_driver_sql("SHOW server_version_num").scalar_one()) >= 140000
+    for statement in capture.trigger_sql(spec, watched, or_replace):
+        conn.exec_driver_sql(statement)
+    return True
+
+
+@dataclass(frozen=True)
+class Installed:
+    """One capture function of a spec found in the catalog, and a trigger using it (if any)."""
+
+    function: str  # regprocedure text
+    trigger: str | None
+    relation: str | None  # regclass text
+
+
+def installed(conn: Connection, spec: SyncSpec) -> list[Installed]:
     """Every trigger and trigger function the spec's installs created (found in the catalog, so
-    tables since removed from the spec are covered too); idempotent. Returns the tables."""
-    found = execute(conn, capture.installed_query(spec)).all()
-    tables: list[str] = []
-    for row in found:
-        if row.trigger is not None:
-            conn.exec_driver_sql(f"DROP TRIGGER IF EXISTS {quote_ident(row.trigger)} ON {row.relation}")
-            tables.append(row.relation)
-    for function in dict.fromkeys(row.function for row in found):
-        conn.exec_driver_sql(f"DROP FUNCTION IF EXISTS {function}")
-    # the earlier layout's triggers named after the spec, on tables whose function is gone already
+    tables since removed from the spec are covered too), with the earlier layout's triggers."""
+    found = [
+        Installed(r.function, r.trigger, r.relation) for r in execute(conn, capture.installed_query(spec))
+    ]
     legacy = capture.LEGACY_TRIGGER.format(spec=spec.name)
     for relation in conn.exec_driver_sql(
         "SELECT CAST(tgrelid AS regclass)::text FROM pg_trigger WHERE tgname = %(name)s", {"name": legacy}
     ).scalars():
-        conn.exec_driver_sql(f"DROP TRIGGER IF EXISTS {quote_ident(legacy)} ON {relation}")
-        tables.append(relation)
-    return sorted(set(tables))
+        found.append(Installed("", legacy, relation))
+    return found
+
+
+def drop_triggers(conn: Connection, relation: str, triggers: Sequence[str]) -> None:
+    """DROP TRIGGER takes the table's ACCESS EXCLUSIVE lock: the caller bounds it (io/locks.py)."""
+    for trigger in triggers:
+        conn.exec_driver_sql(f"DROP TRIGGER IF EXISTS {quote_ident(trigger)} ON {relation}")
+
+
+def drop_functions(conn: Connection, functions: Sequence[str]) -> None:
+    for function in dict.fromkeys(f for f in functions if f):
+        conn.exec_driver_sql(f"DROP FUNCTION IF EXISTS {function}")
+
+
+def uninstall(conn: Connection, spec: SyncSpec) -> list[str]:
+    """Everything of `installed`, in the caller's transaction; idempotent. Returns the tables.
+    (ops/capture.uninstall_capture does the same one table per bounded transaction.)"""
+    found = installed(conn, spec)
+    tables: dict[str, list[str]] = {}
+    for item in found:
+        if item.trigger is not None and item.relation is not None:
+            tables.setdefault(item.relation, []).append(item.trigger)
+    for relation, triggers in tables.items():
+        drop_triggers(conn, relation, triggers)
+    drop_functions(conn, [item.function for item in found])
+    return sorted(tables)
 
 
 @dataclass
@@ -106,7 +170,8 @@ class BufferState:
 
 
 def buffer_state(conn: Connection, spec: SyncSpec) -> BufferState:
-    ensure_buffer(conn)
+    if not buffer_exists(conn):
+        return BufferState(pending=0, oldest_age_seconds=None)
     row = conn.execute(
         sa.select(
             sa.func.count(),
@@ -159,7 +224,7 @@ class Backlog:
 def backlogs(conn: Connection) -> dict[str, Backlog]:
     """What is buffered, per spec: every spec with entries, whether a spec file names it or not.
     Read only: a buffer that does not exist yet holds nothing (and is not created by looking)."""
-    if conn.exec_driver_sql("SELECT to_regclass('public.sync_pipeline_buffer')").scalar() is None:
+    if not buffer_exists(conn):
         return {}
     rows = conn.execute(
         sa.select(

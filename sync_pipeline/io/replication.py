@@ -39,29 +39,30 @@ def _publication_exists(conn: Connection, spec: str) -> bool:
     return found.first() is not None
 
 
+def set_identity(conn: Connection, table: str, watched: list[Watched]) -> None:
+    """REPLICA IDENTITY FULL on `table` where a change would otherwise not carry what the drain
+    needs (core/logical.needs_full_identity). An ALTER TABLE: the caller bounds its lock."""
+    identity, has_key = _identity(conn, table)
+    if any(logical.needs_full_identity(w, identity, has_key) for w in watched if w.table == table):
+        conn.exec_driver_sql(logical.replica_identity_sql(table))
+
+
 def install_publication(conn: Connection, spec: str, watched: list[Watched]) -> None:
-    """The publication for exactly the watched tables, and REPLICA IDENTITY FULL where a change
-    would otherwise not carry what the drain needs (core/logical.needs_full_identity); in the
-    caller's transaction, which must commit before the slot is created (the slot decodes with
-    the catalog of each change's time, where the publication must exist already)."""
-    for table in dict.fromkeys(w.table for w in watched):
-        identity, has_key = _identity(conn, table)
-        if any(logical.needs_full_identity(w, identity, has_key) for w in watched if w.table == table):
-            conn.exec_driver_sql(logical.replica_identity_sql(table))
+    """The publication for exactly the watched tables, in the caller's transaction, which must
+    commit before the slot is created."""
     exists = _publication_exists(conn, spec)
     conn.exec_driver_sql(logical.publication_sql(spec, [w.table for w in watched], exists))
 
 
-def create_slot(engine: Engine, spec: str) -> bool:
-    """The spec's slot, unless it exists; True when created. Outside any transaction: PostgreSQL
+def create_slot(conn: Connection, spec: str) -> bool:
+    """The spec's slot, unless it exists; True when created. `conn` in autocommit: PostgreSQL
     waits here for the transactions running now to end (a slot starts at a consistent point)."""
-    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-        if slot_state(conn, spec) is not None:
-            return False
-        conn.exec_driver_sql(
-            "SELECT pg_create_logical_replication_slot(%(s)s, %(p)s)",
-            {"s": logical.slot_name(spec), "p": logical.PLUGIN},
-        )
+    if slot_state(conn, spec) is not None:
+        return False
+    conn.exec_driver_sql(
+        "SELECT pg_create_logical_replication_slot(%(s)s, %(p)s)",
+        {"s": logical.slot_name(spec), "p": logical.PLUGIN},
+    )
     return True
 
 

@@ -208,6 +208,11 @@ def apply_claimed(
     REPEATABLE READ transaction, so nothing is removed that Elasticsearch did not take."""
     spec = bound.spec
     if any(row.op == TRUNCATE_OP for row in claimed):
+        # a trigger that could not read its row (a column renamed or dropped since install) says
+        # why: the reconcile covers the change, the run shows the cause
+        for row in claimed:
+            if row.capture_error and len(totals.first_errors) < 5:
+                totals.first_errors.append({"capture_error": row.capture_error, "source": row.source})
         _reconcile(engine, es, spec, totals)
         buffer.remove(conn, [row.id for row in claimed], changes)
         return

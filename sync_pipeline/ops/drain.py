@@ -9,12 +9,13 @@ the same transaction as the claim: a crash anywhere leaves them queued.
 A `capture: logical` spec is drained from its replication slot instead
 (ops/logical_drain.py), with the same apply step and the same guarantee.
 
-`follow` keeps a drain going and wakes on each change: a NOTIFY from the
-triggers, or the slot's stream.
+`follow` keeps a drain going and finds each change: a look at the buffer
+every `poll_seconds` (or the triggers' NOTIFY, when turned on), or the slot's stream.
 """
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable
 from typing import Any
@@ -35,8 +36,6 @@ from sync_pipeline.ops.logical_drain import follow_logical
 from sync_pipeline.ops.prepare import prepare_target
 
 __all__ = ["DrainError", "DrainTotals", "drain", "follow"]
-
-POLL_SECONDS = 2.0  # without a NOTIFY (triggers of an earlier install), a look this often
 
 
 def drain(
@@ -62,8 +61,8 @@ def drain(
     totals = DrainTotals()
     size = batch_size or spec.batch_size
     with engine.connect() as conn:
-        buffer.ensure_buffer(conn)
-        conn.commit()
+        if not buffer.buffer_exists(conn):  # nothing was ever installed: nothing to drain
+            return totals
     bound = bind(engine, spec)
     totals.mapping_changes = prepare_target(es, bound, engine, run_id).lines
     batches = Batches(engine, es, bound, totals, run_id, on_batch)
@@ -121,30 +120,37 @@ def follow(
     max_seconds: float,
     run_id: str | None = None,
     on_batch: Callable[[BatchResult], None] | None = None,
-    poll_seconds: float = POLL_SECONDS,
 ) -> DrainTotals:
-    """Drain, then keep draining what arrives — woken by the triggers' NOTIFY (the slot's
-    stream for logical capture) — until nothing arrived for `idle_seconds` (None: until
-    `max_seconds` have passed since the start; 0: a single drain).
+    """Drain, then keep draining what arrives — found by a look at the buffer every
+    `buffer_sensor.poll_seconds` (woken by the triggers' NOTIFY when `buffer_sensor.notify`;
+    the slot's stream for logical capture) — until nothing arrived for `idle_seconds` (None:
+    until `max_seconds` have passed since the start; 0: a single drain).
 
     A change committed while a drain follows is searchable within its bulk
     request and a refresh, instead of waiting for the sensor's next tick and a
-    new run's start (several seconds each). `poll_seconds` is the fallback for
-    triggers installed before they notified.
+    new run's start (several seconds each).
     """
     if spec.capture == "logical":
         return follow_logical(engine, es, spec, idle_seconds, max_seconds, run_id, on_batch)
     started = time.monotonic()
     deadline = started + max_seconds
-    url = engine.url.render_as_string(hide_password=False)
-    with ChangeListener(url) as listener:  # listening before the first drain: no change slips by
+    poll = spec.buffer_sensor.poll_seconds
+    with contextlib.ExitStack() as stack:
+        listener = None
+        if spec.buffer_sensor.notify:  # listening before the first drain: no change slips by
+            url = engine.url.render_as_string(hide_password=False)
+            listener = stack.enter_context(ChangeListener(url))
         totals = drain(engine, es, spec, run_id=run_id, on_batch=on_batch, deadline=deadline)
         last_change = time.monotonic()
         while idle_seconds != 0:
             now = time.monotonic()
             if now >= deadline or (idle_seconds is not None and now - last_change >= idle_seconds):
                 break
-            woken = listener.wait(spec.name, min(poll_seconds, deadline - now))
+            if listener is not None:
+                woken = listener.wait(spec.name, min(poll, deadline - now))
+            else:
+                time.sleep(min(poll, deadline - now))
+                woken = False
             if not woken and not has_pending(engine, spec):
                 continue
             more = drain(engine, es, spec, run_id=run_id, on_batch=on_batch, deadline=deadline)

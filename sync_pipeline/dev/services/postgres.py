@@ -202,6 +202,8 @@ def _start_postgres(runtime_dir: Path) -> None:
         # logical decoding for `capture: logical` (a replication slot per spec); on the command
         # line too, so a cluster made before it needs no re-init
         options += " -c wal_level=logical -c max_replication_slots=32 -c max_wal_senders=32"
+        # two-phase commit for the tests that show capture never refuses it
+        options += " -c max_prepared_transactions=16"
         # asynchronous commits reach the slot when the WAL writer flushes them: every 10 ms here
         options += " -c wal_writer_delay=10ms"
         cmd += ["-o", options, "start"]
@@ -222,6 +224,13 @@ def _start_postgres(runtime_dir: Path) -> None:
             )
         time.sleep(0.3)
     _pg_ensure_role_and_db(bin_dir, paths, port)
+
+
+def pg_superuser_url() -> str:
+    """The local cluster's superuser over its unix socket (trust; the socket's directory is the
+    service user's, 0700, so only it and root reach it): for tests that must act as one."""
+    paths = _pg_paths(runtime._known_runtime_dir())
+    return f"postgresql://postgres@/{PG_DATABASE}?host={paths.sockets}&port={pg_port()}"
 
 
 def _pg_ensure_role_and_db(bin_dir: Path, paths: _PgPaths, port: int) -> None:
@@ -261,6 +270,19 @@ def _pg_ensure_role_and_db(bin_dir: Path, paths: _PgPaths, port: int) -> None:
             env=env,
             cwd=cwd,
         )
+    # Dagster's run history of `--local` runs: a schema of the dev database, named explicitly
+    in_database = [
+        PG_DATABASE if arg == "postgres" and psql[i - 1] == "-d" else arg for i, arg in enumerate(psql)
+    ]
+    _run(
+        _as_service_user(
+            [*in_database, "-c", f"CREATE SCHEMA IF NOT EXISTS dagster AUTHORIZATION {PG_USER}"]
+        ),
+        what="creating schema dagster",
+        log_file=paths.log,
+        env=env,
+        cwd=cwd,
+    )
 
 
 def _stop_postgres(runtime_dir: Path, mode: str = "fast") -> None:
