@@ -94,14 +94,40 @@ def test_secrets_reach_dagster_as_environment_variables_never_as_values():
     assert isinstance(cloud.api_key, dg.EnvVar)
 
 
-def test_docs_show_the_grants_the_demo_spec_needs_as_the_command_prints_them(capsys):
+def test_docs_show_the_grants_the_demo_spec_needs_as_the_command_prints_them(capsys, monkeypatch):
     from pathlib import Path
 
     from sync_pipeline.apps.cli import main
 
+    monkeypatch.delenv("SYNC_PG_URL", raising=False)  # the database name would appear for logical specs
     root = Path(__file__).resolve().parent.parent
     assert main(["--config", str(root / "sync.yaml"), "grants", "--spec", "products"]) == 0
     printed = capsys.readouterr().out.strip()
     assert f"```\n{printed}\n```" in (root / "docs" / "grants.md").read_text()
-    assert '"names": ["products", "products_v*"]' in printed
-    assert 'GRANT SELECT ON "products", "categories", "tags", "product_tags", "reviews"' in printed
+    # the versioned indexes only: `products_v*` would also cover an index `products_vendors`
+    assert '"names": ["products", "/products_v[0-9]+/"]' in printed
+    demo = ", ".join(
+        f'"sync_pipeline_demo"."{t}"' for t in ("products", "categories", "tags", "product_tags", "reviews")
+    )
+    assert f"GRANT SELECT ON {demo}" in printed
+    # what shows other roles' sessions is asked for, never granted by default
+    assert "GRANT pg_read_all_stats" not in printed
+    monkeypatch.chdir(root)
+    assert main(["grants", "--spec", "products", "--with-stats"]) == 0
+    assert "GRANT pg_read_all_stats" in capsys.readouterr().out
+
+
+def test_grants_of_a_logical_spec_name_replication_temp_and_the_pg_hba_line():
+    from sync_pipeline.core.grants import pg_grants, read_tables
+    from sync_pipeline.core.specs import parse_specs
+
+    spec = parse_specs(
+        "specs:\n  - name: orders\n    capture: logical\n"
+        "    source: {table: shop.orders, primary_key: id, updated_at: updated_at}\n"
+        "    target: {index: orders}\n    partitions: {start: '2026-01-01'}\n"
+    )[0]
+    printed = pg_grants(spec, read_tables(spec), "reader", "shopdb")
+    assert 'ALTER ROLE "reader" REPLICATION;' in printed
+    assert 'GRANT TEMPORARY ON DATABASE "shopdb" TO "reader";' in printed  # the drain's staging table
+    assert "hostssl shopdb reader" in printed and "physical replication only" in printed
+    assert "GRANT pg_read_all_stats" not in printed

@@ -132,7 +132,7 @@ def test_windows_missed_during_downtime_are_synced_by_the_catchup_runs(scenario,
     servers = Servers(live.pg_url, live.es_url)
     first = today - timedelta(days=6)
     assert run_sync([spec], spec, first, first + timedelta(days=1), servers=servers).success
-    instance = dagster_instance(live.pg_url)
+    instance = dagster_instance()
     requests = list(build_catchup_sensor(spec)(dg.build_sensor_context(instance=instance)))
     assert len(requests) == 1  # the five windows after the first, as one range
     resources = resources_for(load(), pg_url=live.pg_url, es_url=live.es_url)

@@ -15,6 +15,8 @@ import uuid
 import certifi
 import pytest
 import sqlalchemy as sa
+import yaml
+from elasticsearch import AuthorizationException
 
 from sync_pipeline.apps.cli import main
 from sync_pipeline.core.grants import read_tables
@@ -24,7 +26,7 @@ from sync_pipeline.dev.services.runtime import _known_runtime_dir
 from sync_pipeline.io import deadletters
 from sync_pipeline.io.elasticsearch import drop_target
 from sync_pipeline.io.es_client import es_client
-from sync_pipeline.ops.capture import uninstall_triggers
+from sync_pipeline.ops.capture import uninstall_capture
 from sync_pipeline.settings import ElasticsearchOptions
 
 pytestmark = pytest.mark.integration
@@ -93,8 +95,7 @@ def test_sync_drain_verify_dead_letters_and_rebuild_over_https_with_credentials(
     es = secure_client(secure_node)
     assert es.indices.get_alias(name=scenario.index).body.keys() == {f"{scenario.index}_v2"}
     assert run(monkeypatch, capsys, env, *base, "verify", "--spec", scenario.table)[0] == 0
-    with scenario.engine.begin() as conn:
-        uninstall_triggers(conn, scenario.spec())
+    uninstall_capture(scenario.engine, scenario.spec())
 
 
 def test_connection_mistakes_are_one_line_errors_naming_the_server_and_exit_2(
@@ -204,7 +205,7 @@ def test_the_printed_grants_are_enough_for_sync_drain_and_rebuild_and_a_missing_
         scenario.execute(statement)
     # Elasticsearch: the printed role, as a file-based role, for a user that holds only it
     role = json.loads(printed.splitlines()[printed.splitlines().index(f"PUT _security/role/{es_role}") + 1])
-    assert role["indices"][0]["names"] == [scenario.index, f"{scenario.index}_v*"]
+    assert role["indices"][0]["names"] == [scenario.index, f"/{scenario.index}_v[0-9]+/"]
     es_password = uuid.uuid4().hex
     secure_es.add_role(_known_runtime_dir(), es_role, f"  {json.dumps(role)}\n", es_user, es_password)
     _wait_authenticates(secure_node, es_user, es_password)
@@ -216,8 +217,16 @@ def test_the_printed_grants_are_enough_for_sync_drain_and_rebuild_and_a_missing_
     )
     try:
         base = ("--config", str(config))
-        code, out = run(monkeypatch, capsys, least, *base, "sync", "--spec", scenario.table, "--full")
-        assert code == 0, out
+        # the CLI's default instance (./.dagster_home, no SYNC_DAGSTER_PG_URL): the run history goes
+        # to SQLite files there, nothing is created in the source database (the role may not)
+        with monkeypatch.context() as default_home:
+            default_home.delenv("DAGSTER_HOME", raising=False)
+            default_home.delenv("SYNC_DAGSTER_PG_URL", raising=False)
+            default_home.chdir(tmp_path)
+            code, out = run(monkeypatch, capsys, least, *base, "sync", "--spec", scenario.table, "--full")
+            assert code == 0, out
+        instance = yaml.safe_load((tmp_path / ".dagster_home" / "dagster.yaml").read_text())
+        assert list(instance["storage"]) == ["sqlite"]
         # an application role with rights on its own table only: its writes go through the triggers
         scenario.execute(f"GRANT SELECT, UPDATE ON {scenario.table} TO {app}")
         app_engine = sa.create_engine(
@@ -234,6 +243,12 @@ def test_the_printed_grants_are_enough_for_sync_drain_and_rebuild_and_a_missing_
         assert code == 0, out
         doc = secure_client(secure_node).get(index=scenario.index, id="3")["_source"]
         assert doc["title"] == "by the app"
+        # the versioned indexes are <index>_v<digits>, and nothing else that starts like them
+        as_least = secure_client(secure_node, es_user, es_password)
+        with pytest.raises(AuthorizationException):
+            as_least.indices.create(index=f"{scenario.index}_vendors")
+        as_least.indices.create(index=f"{scenario.index}_v900")
+        as_least.indices.delete(index=f"{scenario.index}_v900")
         # a privilege taken away is named: the index another spec would write is not this role's
         other = config.read_text().replace(f"index: {scenario.index}", f"index: other_{suffix}")
         config.write_text(other)
@@ -243,8 +258,7 @@ def test_the_printed_grants_are_enough_for_sync_drain_and_rebuild_and_a_missing_
         code, out = run(monkeypatch, capsys, least, *base, "verify", "--spec", scenario.table)
         assert code == 2 and "permission denied" in out and scenario.table in out, out
     finally:
-        with scenario.engine.begin() as conn:
-            uninstall_triggers(conn, scenario.spec())
+        uninstall_capture(scenario.engine, scenario.spec())
         for name in (pg_role, app):
             scenario.execute(
                 f"REVOKE ALL ON ALL TABLES IN SCHEMA public FROM {name}; REVOKE USAGE ON SCHEMA public "

@@ -1,15 +1,19 @@
 """The least privilege a spec needs, as statements an administrator can apply as they are.
 
 Elasticsearch: one role, index privileges on the spec's alias and its versioned indexes only
-(`<index>`, `<index>_v*`), and `monitor` on the cluster for the health check every command
-starts with. PostgreSQL: SELECT on the tables the documents read, what drains need on the
-change buffer and what refusals need on the dead-letter table; creating those two tables and
-the triggers is a separate step for the tables' owner, run once.
+(`<index>` and `<index>_v<digits>`, as a regular expression: `<index>_v*` would also cover
+`<index>_vendors`), and `monitor` on the cluster for the health check every command starts
+with. PostgreSQL: SELECT on the tables the documents read, what drains need on the change
+buffer and what refusals need on the dead-letter table, TEMP and REPLICATION for a logical
+drain, and where Dagster keeps its run history; creating the capture is a separate step for the
+tables' owner, run once. Anything that shows more than the spec needs (pg_read_all_stats) is
+printed only when asked for, with what it exposes.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Sequence
 
 from sync_pipeline.core.fanout import BUFFER_TABLE
@@ -24,12 +28,19 @@ INDEX_PRIVILEGES = ("manage", "read", "write")
 CLUSTER_PRIVILEGES = ("monitor",)
 
 
+def versions_pattern(alias: str) -> str:
+    """The alias's versioned indexes and nothing else, as an index-privilege regular expression
+    (Lucene syntax, between slashes; every character an index name may hold that the syntax
+    reserves is escaped)."""
+    return "/" + re.sub(r'([.?+*|{}\[\]()"\\#@&<>~])', r"\\\1", alias) + "_v[0-9]+/"
+
+
 def es_role(spec: SyncSpec) -> dict:
     """The role body (`PUT _security/role/<name>`, or an API key's `role_descriptors`)."""
     alias = spec.target.index
     return {
         "cluster": list(CLUSTER_PRIVILEGES),
-        "indices": [{"names": [alias, f"{alias}_v*"], "privileges": list(INDEX_PRIVILEGES)}],
+        "indices": [{"names": [alias, versions_pattern(alias)], "privileges": list(INDEX_PRIVILEGES)}],
     }
 
 
@@ -59,12 +70,16 @@ def read_tables(spec: SyncSpec) -> list[str]:
     return list(dict.fromkeys(tables))
 
 
-def pg_grants(spec: SyncSpec, tables: Sequence[str], role: str) -> str:
+def pg_grants(
+    spec: SyncSpec, tables: Sequence[str], role: str, database: str | None = None, with_stats: bool = False
+) -> str:
     """GRANT statements for `role`, the role sync_pipeline connects as; `tables`: every table the
-    spec's documents read (the source, its relations' tables and join tables)."""
+    spec's documents read (the source, its relations' tables and join tables); `database`: the
+    source database's name when known (SYNC_PG_URL), for the statements that name it."""
     who = quote_ident(role)
     schemas = sorted({qualified_table(t).rpartition(".")[0] or '"public"' for t in tables} | {'"public"'})
     read = ", ".join(qualified_table(t) for t in tables)
+    db = quote_ident(database) if database else "<database>"
     lines = [
         f"-- PostgreSQL: the role sync_pipeline connects as, for spec '{spec.name}'",
         *(f"GRANT USAGE ON SCHEMA {schema} TO {who};" for schema in schemas),
@@ -77,22 +92,45 @@ def pg_grants(spec: SyncSpec, tables: Sequence[str], role: str) -> str:
         f"GRANT SELECT, UPDATE, DELETE ON {BUFFER_TABLE} TO {who};",
         "-- documents Elasticsearch refuses are kept, listed, replayed and purged",
         f"GRANT SELECT, INSERT, UPDATE, DELETE ON {DEAD_LETTER_TABLE} TO {who};",
-        "-- optional: lets a window's read wait for other roles' open transactions (settle_seconds)",
-        f"GRANT pg_read_all_stats TO {who};",
-        "",
-        "-- Owner-only, once (as the owner of the tables above, or a superuser): the change buffer,",
-        "-- the dead-letter table and the triggers. The trigger functions are SECURITY DEFINER, so",
-        "-- the application's own roles need no privilege on the buffer.",
-        f"--   SYNC_PG_URL=postgresql://<owner>@<host>/<db> sync-pipeline install-triggers --spec "
-        f"{spec.name}",
     ]
+    if with_stats:
+        lines += [
+            "-- opt-in: lets a window's read wait for other roles' open transactions (settle_seconds).",
+            "-- It also shows this role every session's query text and the server's statistics",
+            "-- (pg_stat_activity of all roles, pg_stat_statements): grant it only if that is acceptable",
+            f"GRANT pg_read_all_stats TO {who};",
+        ]
+    else:
+        lines.append(
+            "-- (settle_seconds waits only for this role's own open transactions unless the role may see "
+            "others': `grants --with-stats`)"
+        )
     if spec.capture == "logical":
         lines += [
             "",
-            "-- capture: logical — the drains read the spec's replication slot: the connecting role",
-            "-- needs the REPLICATION attribute (RDS/Aurora: GRANT rds_replication; Cloud SQL: the",
-            "-- cloudsqlsuperuser role). The install (as the owner) creates the publication, sets",
-            "-- REPLICA IDENTITY FULL on related tables and creates the slot: it needs both.",
+            "-- capture: logical — a drain decodes the spec's replication slot over a replication",
+            "-- connection and stages decoded changes in a temporary table:",
             f"ALTER ROLE {who} REPLICATION;",
+            f"GRANT TEMPORARY ON DATABASE {db} TO {who};",
+            "-- (RDS/Aurora: GRANT rds_replication; Cloud SQL: the cloudsqlsuperuser role). pg_hba.conf: a",
+            "-- logical replication connection is matched by its database name like any other (the",
+            "-- `replication` keyword there is for physical replication only), so the role's usual line,",
+            f"-- e.g. `hostssl {database or '<database>'} {role} <client address> scram-sha-256`, covers it.",
+            "-- The install (as the owner) sets REPLICA IDENTITY FULL on related tables, creates the",
+            "-- publication and the slot: it needs REPLICATION too.",
         ]
+    lines += [
+        "",
+        "-- Dagster's run history: a database of its own (or a schema you name), never the source's by",
+        "-- default; SYNC_DAGSTER_PG_URL points at it (unset: SQLite files under DAGSTER_HOME)",
+        f'CREATE DATABASE "sync_pipeline_dagster" OWNER {who};',
+        f"--   or: CREATE SCHEMA dagster AUTHORIZATION {who}; and ?options=-csearch_path%3Ddagster",
+        "",
+        "-- Owner-only, once, as the role that owns the tables above (not a superuser: the trigger",
+        "-- functions run with their owner's rights): the change buffer, the dead-letter table and the",
+        "-- triggers. The trigger functions are SECURITY DEFINER, callable by no other role, so the",
+        "-- application's own roles need no privilege on the buffer.",
+        f"--   SYNC_PG_URL=postgresql://<owner>@<host>/<db> sync-pipeline install-triggers --spec "
+        f"{spec.name}",
+    ]
     return "\n".join(lines)

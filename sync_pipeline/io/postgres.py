@@ -53,12 +53,23 @@ def libpq_url(url: str, application_name: str = "sync_pipeline") -> str:
     return f"{base}?{urlencode(query, quote_via=quote)}"
 
 
+def search_path_url(url: str, schema: str) -> str:
+    """A libpq URL (what dagster-postgres takes) whose sessions use `schema` (search_path)."""
+    parsed = make_url(url.replace("postgresql+psycopg://", "postgresql://", 1))
+    parsed = parsed.set(drivername="postgresql", query={**parsed.query, "options": f"-csearch_path={schema}"})
+    rendered = parsed.render_as_string(hide_password=False)
+    return rendered.replace(f"-csearch_path={schema}", quote(f"-csearch_path={schema}", safe=""))
+
+
 @lru_cache(maxsize=8)
 def engine_for(url: str) -> Engine:
     # UTC sessions make timestamptz values and window bounds compare without surprises
     return sa.create_engine(
         sqlalchemy_url(url),
         pool_pre_ping=True,
+        # a failed statement's message never carries its bound values (keys, rows' content) into
+        # logs, run metadata or alerts
+        hide_parameters=True,
         connect_args={
             "options": "-c timezone=UTC",
             "connect_timeout": 10,

@@ -131,7 +131,7 @@ def run_sync(
     started = time.perf_counter()
     with progress.listening(progress_printer(show_progress)):
         result = job.execute_in_process(
-            instance=dagster_instance(servers.pg_url),
+            instance=dagster_instance(),
             tags=tags,
             raise_on_error=False,
             run_config=_console(log_level),
@@ -151,7 +151,7 @@ def run_drain(
     job = _job(specs, naming.drain_job(spec.name), servers)
     started = time.perf_counter()
     result = job.execute_in_process(
-        instance=dagster_instance(servers.pg_url), raise_on_error=False, run_config=_console(log_level)
+        instance=dagster_instance(), raise_on_error=False, run_config=_console(log_level)
     )
     summary = summarise(result, spec, "buffer")
     summary.wall_seconds = time.perf_counter() - started
@@ -201,7 +201,7 @@ def run_verify(
 
 def run_history(selected: Sequence[SyncSpec], last: int, pg_url: str) -> list[list[Any]]:
     """Recent sync and drain runs with their totals, newest first."""
-    instance = dagster_instance(pg_url)
+    instance = dagster_instance()
     job_names = {job(spec.name) for spec in selected for job in (naming.sync_job, naming.drain_job)}
     records = instance.get_run_records(dg.RunsFilter(job_name=None), limit=max(last * 10, 100))
     rows: list[list[Any]] = []

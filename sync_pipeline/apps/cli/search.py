@@ -7,11 +7,13 @@ import argparse
 from typing import Any
 
 from elasticsearch import Elasticsearch
+from sqlalchemy.engine import make_url
 
 from sync_pipeline.apps.cli.output import EXIT_DRIFT, EXIT_OK
 from sync_pipeline.apps.cli.session import Session, UsageError
 from sync_pipeline.core.grants import es_grants, pg_grants, read_tables
 from sync_pipeline.core.specs import SyncSpec
+from sync_pipeline.io.postgres import sqlalchemy_url
 
 MAX_FRAGMENT = 120
 
@@ -76,5 +78,6 @@ def cmd_grants(args: argparse.Namespace) -> int:
     role = args.es_role or f"sync_pipeline_{spec.name}"
     print(es_grants(spec, role))
     print()
-    print(pg_grants(spec, read_tables(spec), args.pg_role))
+    database = make_url(sqlalchemy_url(session.settings.pg_url)).database if session.settings.pg_url else None
+    print(pg_grants(spec, read_tables(spec), args.pg_role, database, with_stats=args.with_stats))
     return EXIT_OK

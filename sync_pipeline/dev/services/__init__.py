@@ -246,6 +246,14 @@ def ensure_services() -> ServiceUrls:
     return ServiceUrls(pg_url=pg_url or local.pg_url, es_url=es_url or local.es_url)
 
 
+def local_dagster_storage() -> str:
+    """Dagster's run history in schema `dagster` of the local dev database (made when it starts:
+    the database is the project's own): the SYNC_DAGSTER_PG_URL of `--local` runs and `services env`."""
+    from sync_pipeline.io.postgres import search_path_url
+
+    return search_path_url(local_urls().pg_url, "dagster")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m sync_pipeline.dev.services",
