@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 
-.PHONY: venv demo test unit chaos lint fmt ui services services-down services-status clean bench bench-smoke
+.PHONY: venv demo test unit chaos lint fmt ui services services-down services-status clean bench bench-smoke audit
 
 venv: $(VENV)/.installed
 
@@ -17,12 +17,16 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 
 ## make demo: local services if none configured, demo data, a full sync, a summary, verify
 demo: venv
-	$(BIN)/sync-pipeline demo
+	$(BIN)/sync-pipeline --local demo
 
 ## make test: the whole suite (starts local PostgreSQL + Elasticsearch unless SYNC_PG_URL/SYNC_ES_URL are set)
 test: venv
 	$(BIN)/ruff check sync_pipeline sync_pipeline_tests
 	$(BIN)/python -m pytest
+
+## make audit: known vulnerabilities in the locked tree (constraints.txt), from PyPI's advisory data
+audit:
+	python3 .ci/audit_deps.py constraints.txt
 
 unit: venv
 	$(BIN)/python -m pytest -m "not integration"
@@ -41,7 +45,7 @@ fmt: venv
 
 ## make ui: Dagster webserver + daemon on this code location, http://127.0.0.1:3000
 ui: venv
-	$(BIN)/sync-pipeline ui
+	$(BIN)/sync-pipeline --local ui
 
 services: venv
 	$(BIN)/sync-pipeline services up

@@ -22,7 +22,7 @@ from typing import Any
 
 import sqlalchemy as sa
 from flask import Flask, abort, g, jsonify, request
-from sqlalchemy import BigInteger, DateTime, ForeignKey, Integer, Numeric, Text, func
+from sqlalchemy import BigInteger, DateTime, ForeignKey, Integer, MetaData, Numeric, Text, func
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship, sessionmaker
 
@@ -34,7 +34,7 @@ from sync_pipeline.io.postgres import sqlalchemy_url
 
 
 class Base(DeclarativeBase):
-    pass
+    metadata = MetaData(schema="sync_pipeline_demo")  # the demo's own schema
 
 
 class Category(Base):

@@ -20,6 +20,7 @@ from sync_pipeline.defs.resources import ElasticsearchResource, PostgresResource
 from sync_pipeline.io.replication import SlotBusy, SlotMissing
 from sync_pipeline.ops import sync_window as window_sync
 from sync_pipeline.ops.drain import follow
+from sync_pipeline.ops.retention import purge_older_than
 from sync_pipeline.ops.slots import slot_metadata
 from sync_pipeline.ops.target import MappingConflict, MappingRefused
 
@@ -127,8 +128,26 @@ def build_spec_assets(spec: SyncSpec) -> list[dg.AssetsDefinition]:
             raise dg.Failure(str(exc), metadata=totals_metadata(exc.totals, spec)) from None
         finally:
             progress.flush()  # the batches since the last observation, also when the load failed
+            _retain(context, spec, postgres, staging)
 
     return [sync_window]
+
+
+def _retain(context, spec: SyncSpec, postgres: PostgresResource, staging: StagingResource) -> None:
+    """Dead letters and staged files of the spec past SYNC_RETENTION_DAYS, purged; a purge that
+    fails is a warning, never the run's failure."""
+    if not staging.retention_days:
+        return
+    try:
+        purged = purge_older_than(postgres.engine(), staging.area(), staging.retention_days, spec.name)
+    except Exception as exc:
+        context.log.warning(f"retention: purging old dead letters and staged files failed: {exc}")
+        return
+    if purged.dead_letters or purged.staged_files:
+        context.log.info(
+            f"retention ({staging.retention_days:g} days): purged {purged.dead_letters} dead letters "
+            f"and {purged.staged_files} staged files"
+        )
 
 
 def _extract_result(run: window_sync.WindowRun, extracted: window_sync.Extracted) -> dg.MaterializeResult:

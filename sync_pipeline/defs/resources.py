@@ -73,6 +73,8 @@ class StagingResource(dg.ConfigurableResource):
     """Parquet/NDJSON files between the extract, documents and index assets."""
 
     base_dir: str
+    # dead letters and staged files older than this are purged when a window sync ends; 0: never
+    retention_days: float = 30.0
 
     def area(self) -> StagingArea:
         return StagingArea(self.base_dir)
@@ -114,5 +116,7 @@ def resources_for(
             verify_certs=es.verify_certs,
             http_compress=es.http_compress,
         ),
-        "staging": StagingResource(base_dir=str(settings.staging_dir)),
+        "staging": StagingResource(
+            base_dir=str(settings.staging_dir), retention_days=settings.retention_days
+        ),
     }

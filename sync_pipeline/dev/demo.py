@@ -15,15 +15,18 @@ from __future__ import annotations
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from sync_pipeline.io.buffer import ensure_buffer
+from sync_pipeline.io.buffer import buffer_exists
+
+# the demo's own schema, marked: it drops and re-creates that schema, and nothing else
+SCHEMA = "sync_pipeline_demo"
+MARKER = "sync_pipeline demo data: dropped and re-created by `sync-pipeline demo`"
+
+
+class DemoError(RuntimeError):
+    """The demo's schema exists and was not made by the demo: nothing was changed."""
+
 
 SCHEMA_DDL = """
-DROP TABLE IF EXISTS reviews;
-DROP TABLE IF EXISTS product_tags;
-DROP TABLE IF EXISTS tags;
-DROP TABLE IF EXISTS products;
-DROP TABLE IF EXISTS categories;
-DELETE FROM public.sync_pipeline_buffer WHERE spec = 'products';
 CREATE TABLE categories (
     id        integer PRIMARY KEY,
     name      text NOT NULL,
@@ -130,9 +133,28 @@ FROM generate_series(1, CAST(:rows AS bigint)) AS g;
 """
 
 
+def _use_demo_schema(conn: Connection) -> None:
+    """Drop and re-create the demo's schema (only one the demo made) and work in it."""
+    found = conn.execute(
+        sa.text("SELECT obj_description(oid, 'pg_namespace') FROM pg_namespace WHERE nspname = :s"),
+        {"s": SCHEMA},
+    ).first()
+    if found is not None and found[0] != MARKER:
+        raise DemoError(
+            f"schema {SCHEMA} exists and was not created by the demo: the demo drops and re-creates "
+            "only its own schema; rename that one, or run the demo in another database"
+        )
+    conn.execute(sa.text(f"DROP SCHEMA IF EXISTS {SCHEMA} CASCADE"))
+    conn.execute(sa.text(f"CREATE SCHEMA {SCHEMA}"))
+    conn.execute(sa.text(f"COMMENT ON SCHEMA {SCHEMA} IS '{MARKER.replace(chr(39), chr(39) * 2)}'"))
+    conn.execute(sa.text(f"SET LOCAL search_path = {SCHEMA}"))
+
+
 def seed_demo(conn: Connection, rows: int = 100_000) -> None:
-    """(Re)create and fill the demo tables; runs in the caller's transaction."""
-    ensure_buffer(conn)  # so the leftovers of an earlier demo's triggers can be cleared
+    """(Re)create and fill the demo tables in the demo's schema; runs in the caller's transaction."""
+    if buffer_exists(conn):  # the leftovers of an earlier demo's capture
+        conn.execute(sa.text("DELETE FROM public.sync_pipeline_buffer WHERE spec = 'products'"))
+    _use_demo_schema(conn)
     for statement in SCHEMA_DDL.split(";"):
         if statement.strip():
             conn.execute(sa.text(statement))
@@ -163,4 +185,5 @@ DEMO_CHANGES = {
 def change_demo(conn: Connection) -> dict[str, int]:
     """What the demo changes after its full sync, to show the change arriving through a drain:
     a category renamed (every product of it) and a tag added to product 1."""
+    conn.execute(sa.text(f"SET LOCAL search_path = {SCHEMA}"))
     return {name: conn.execute(sa.text(sql)).rowcount for name, sql in DEMO_CHANGES.items()}

@@ -76,11 +76,16 @@ def count(conn: Connection, spec: str | None = None) -> int:
     return int(conn.execute(query).scalar_one())
 
 
-def purge(conn: Connection, spec: str | None = None) -> int:
+def purge(conn: Connection, spec: str | None = None, older_than: float | None = None) -> int:
+    """Delete dead letters (of one spec or all; only those stored more than `older_than` seconds
+    ago when given); the number deleted."""
     ensure_table(conn)
     statement = DEAD_LETTERS.delete()
     if spec:
         statement = statement.where(DEAD_LETTERS.c.spec == spec)
+    if older_than is not None:
+        cutoff = sa.func.now() - sa.func.make_interval(0, 0, 0, 0, 0, 0, older_than)
+        statement = statement.where(DEAD_LETTERS.c.created_at < cutoff)
     return conn.execute(statement).rowcount
 
 

@@ -7,6 +7,8 @@ could mistake for a complete stage.
 
 from __future__ import annotations
 
+import os
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,16 +19,40 @@ from sync_pipeline.core.bulk import BulkBody
 from sync_pipeline.core.columns import ColumnInfo, columns_of
 
 
+def private_dir(path: Path) -> Path:
+    """`path` as a directory only its owner can enter (0700): staged files are the user's rows."""
+    path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    status = path.stat()
+    if status.st_mode & 0o077 and status.st_uid == os.getuid():
+        path.chmod(0o700)  # made earlier or by mkdir's parents: ours, so narrowed
+    return path
+
+
 class StagingArea:
-    """`<base>/<spec>/<window key>.<suffix>`."""
+    """`<base>/<spec>/<window key>.<suffix>`, every directory private."""
 
     def __init__(self, base_dir: str | Path) -> None:
         self.base_dir = Path(base_dir)
 
     def path(self, spec_name: str, window_key: str, suffix: str) -> Path:
-        folder = self.base_dir / spec_name
-        folder.mkdir(parents=True, exist_ok=True)
-        return folder / f"{window_key}.{suffix}"
+        private_dir(self.base_dir)
+        return private_dir(self.base_dir / spec_name) / f"{window_key}.{suffix}"
+
+    def purge(self, older_than: float, spec_name: str | None = None) -> int:
+        """Delete staged files (and leftovers of interrupted writes) last written more than
+        `older_than` seconds ago, of one spec or all; the number deleted. A run in progress
+        writes its files now, so they are never that old."""
+        cutoff = time.time() - older_than
+        folders = (
+            [self.base_dir / spec_name] if spec_name else [p for p in self.base_dir.glob("*") if p.is_dir()]
+        )
+        deleted = 0
+        for folder in folders:
+            for path in folder.glob("*") if folder.is_dir() else ():
+                if path.is_file() and path.stat().st_mtime < cutoff:
+                    path.unlink(missing_ok=True)
+                    deleted += 1
+        return deleted
 
 
 def staged_pages(pages: Iterator[pa.RecordBatch], schema: pa.Schema, path: Path) -> Iterator[pa.RecordBatch]:

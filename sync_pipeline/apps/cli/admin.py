@@ -17,9 +17,9 @@ from sync_pipeline.apps.cli.output import EXIT_DRIFT, EXIT_OK, format_table, pri
 from sync_pipeline.apps.cli.runner import Servers, run_drain, run_history, run_sync, run_verify
 from sync_pipeline.apps.cli.search import search_lines
 from sync_pipeline.apps.cli.session import Session, UsageError, parse_time
-from sync_pipeline.apps.instance import dagster_home, dagster_storage_url
+from sync_pipeline.apps.instance import dagster_home
 from sync_pipeline.defs.partitions import partition_keys_for
-from sync_pipeline.io.elasticsearch import drop_target
+from sync_pipeline.io.elasticsearch import backing_indices, drop_target, index_meta
 from sync_pipeline.ops.capture import install_capture
 
 DEMO_QUERY = "青花瓷茶杯"
@@ -59,22 +59,26 @@ def cmd_services(args: argparse.Namespace) -> int:
             print(f"{name}: {state}")
     else:
         lines = services.env_lines()
-        storage = dagster_storage_url(services.local_urls().pg_url)
+        storage = services.local_dagster_storage()
         print("\n".join([*lines, f"export {settings_module.DAGSTER_PG_URL}={shlex.quote(storage)}"]))
     return EXIT_OK
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from sync_pipeline.dev.demo import DEMO_CHANGES, change_demo, seed_demo
+    from sync_pipeline.dev.demo import DEMO_CHANGES, DemoError, change_demo, seed_demo
 
     session = Session.open(args, spec_name="products", preflight=False)
     spec = session.spec
+    es = session.es()
+    _refuse_an_index_not_ours(es, spec.target.index)
     started = time.perf_counter()
-    with session.engine.begin() as conn:
-        seed_demo(conn, args.rows)
+    try:
+        with session.engine.begin() as conn:
+            seed_demo(conn, args.rows)
+    except DemoError as exc:
+        raise UsageError(str(exc)) from None
     seconds = time.perf_counter() - started
     print(f"seeded {args.rows:,} products (with categories, tags and reviews) in {seconds:.1f}s")
-    es = session.es()
     # a fresh index each demo, created from the spec's mapping by the first load
     drop_target(es, spec.target.index)
     session.preflight()
@@ -96,11 +100,23 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return EXIT_OK if ok else EXIT_DRIFT
 
 
+def _refuse_an_index_not_ours(es, name: str) -> None:
+    """The demo deletes its index and builds it anew: only one that sync_pipeline made."""
+    for index in backing_indices(es, name):
+        if not index_meta(es, index):
+            raise UsageError(
+                f"index {index} exists and was not made by sync_pipeline: the demo deletes and "
+                "re-creates its index, so it stops here; use another cluster, or another index name"
+            )
+
+
 def _demo_changes(session: Session, spec, servers: Servers, change, changes: dict[str, str]):
     """Triggers on every table of the documents, a category renamed and a tag added, one drain:
     the changes reach every product they feed."""
+    from sync_pipeline.dev.demo import SCHEMA
+
     es = session.es()
-    tables = install_capture(session.engine, spec)
+    tables = install_capture(session.engine, spec, session.settings.locks).tables
     print(f"\nchange capture installed on {', '.join(tables)}")
     with session.engine.begin() as conn:
         changed = change(conn)
@@ -111,7 +127,7 @@ def _demo_changes(session: Session, spec, servers: Servers, change, changes: dic
     renamed = es.count(index=spec.target.index, query={"term": {"category.name": "Tea & Teaware"}})["count"]
     with session.engine.connect() as conn:
         expected = conn.execute(
-            sa.text("SELECT count(*) FROM products WHERE category_id = 7 AND deleted_at IS NULL")
+            sa.text(f"SELECT count(*) FROM {SCHEMA}.products WHERE category_id = 7 AND deleted_at IS NULL")
         ).scalar_one()
     tags = es.get(index=spec.target.index, id="1")["_source"].get("tags")
     print(f"category rename reached {renamed:,} of {expected:,} products; product 1 tags: {tags}")
@@ -128,7 +144,7 @@ def cmd_history(args: argparse.Namespace) -> int:
 def cmd_ui(args: argparse.Namespace) -> int:
     """Dagster webserver + daemon on this code location, with the project's instance."""
     session = Session.open(args, preflight=False)
-    home = dagster_home(session.pg_url)
+    home = dagster_home()
     print(f"Dagster UI on http://127.0.0.1:{args.port} (DAGSTER_HOME={home})", flush=True)
     dagster = Path(sys.executable).parent / "dagster"
     workspace = settings_module.PROJECT_ROOT / "workspace.yaml"

@@ -8,13 +8,15 @@ import sys
 
 from sync_pipeline.apps.cli.output import EXIT_DRIFT, EXIT_OK, format_table, print_sync_summary, sync_exit
 from sync_pipeline.apps.cli.runner import Servers, progress_printer, run_drain, run_sync, run_verify
-from sync_pipeline.apps.cli.session import Session, UsageError, parse_time
+from sync_pipeline.apps.cli.session import Session, UsageError, confirm, parse_time
 from sync_pipeline.core.diff import VerifyReport
 from sync_pipeline.core.logical import slot_name
 from sync_pipeline.io import deadletters
+from sync_pipeline.io.staging import StagingArea
 from sync_pipeline.ops.capture import install_capture, uninstall_capture
 from sync_pipeline.ops.rebuild import RebuildAborted, catch_up, describe_catch_up, rebuild, rollback
 from sync_pipeline.ops.replay import ReplayError, replay
+from sync_pipeline.ops.retention import purge_older_than
 
 
 def servers(session: Session) -> Servers:
@@ -38,8 +40,20 @@ def cmd_sync(args: argparse.Namespace) -> int:
     return sync_exit(summary)
 
 
+# verify --fix changes at most this many documents without --yes or a confirmation
+FIX_WITHOUT_ASKING = 1000
+
+
 def cmd_verify(args: argparse.Namespace) -> int:
     session = Session.open(args)
+    if args.fix and not args.yes:
+        # a look first: pointed at the wrong database, a fix would delete the whole index
+        preview = run_verify(session.specs, session.selected, servers=servers(session))
+        drift = sum(r.missing + r.extra + r.mismatched for r in preview)
+        if drift > FIX_WITHOUT_ASKING:
+            for report in preview:
+                print("\n".join(report.lines()))
+            confirm(args, f"verify --fix would re-index or delete {drift:,} documents")
     reports = run_verify(session.specs, session.selected, fix=args.fix, servers=servers(session))
     for report in reports:
         print("\n".join(report.lines()))
@@ -56,15 +70,17 @@ def cmd_triggers(args: argparse.Namespace) -> int:
     session = Session.open(args, one=True)
     spec = session.spec
     if args.install:
-        tables = install_capture(session.engine, spec)
+        report = install_capture(session.engine, spec, session.settings.locks)
+        for warning in report.warnings:
+            print(f"sync-pipeline: warning: {warning}", file=sys.stderr)
         what = (
             "change-buffer triggers"
             if spec.capture == "triggers"
             else (f"logical capture (slot and publication {slot_name(spec.name)})")
         )
-        print(f"{spec.name}: {what} installed on {', '.join(tables)}")
+        print(f"{spec.name}: {what} installed on {', '.join(report.tables)}")
     else:
-        removed = uninstall_capture(session.engine, spec)
+        removed = uninstall_capture(session.engine, spec, session.settings.locks)
         print(f"{spec.name}: change capture removed from {', '.join(removed) or '(none was installed)'}")
     return EXIT_OK
 
@@ -103,6 +119,7 @@ def cmd_dead_letters(args: argparse.Namespace) -> int:
         )
         return EXIT_OK
     if args.action == "purge":
+        confirm(args, f"purge every dead letter{f' of spec {args.spec}' if args.spec else ''}")
         with session.engine.begin() as conn:
             removed = deadletters.purge(conn, args.spec)
         print(f"purged {removed} dead letters")
@@ -127,6 +144,12 @@ def cmd_rebuild(args: argparse.Namespace) -> int:
     session = Session.open(args, one=True)
     spec, engine, es = session.spec, session.engine, session.es()
     alias = spec.target.index
+    confirm(
+        args,
+        f"point {alias} back at its previous index"
+        if args.rollback
+        else f"rebuild {alias} into a new index and swap the alias (the old index is deleted after the swap)",
+    )
     if args.rollback:
         current, previous = rollback(es, spec)
         print(f"{alias}: alias moved back from {current} to {previous}")
@@ -168,4 +191,21 @@ def cmd_rebuild(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return EXIT_DRIFT
+    return EXIT_OK
+
+
+def cmd_purge(args: argparse.Namespace) -> int:
+    session = Session.open(args, preflight=False)
+    days = session.settings.retention_days if args.older_than_days is None else args.older_than_days
+    if days < 0:
+        raise UsageError("--older-than-days must be 0 or more")
+    which = f"spec {args.spec}" if args.spec else "every spec"
+    confirm(args, f"delete dead letters and staged files of {which} older than {days:g} days")
+    purged = purge_older_than(
+        session.engine,
+        StagingArea(session.settings.staging_dir),
+        days,
+        session.spec.name if args.spec else None,
+    )
+    print(f"purged {purged.dead_letters} dead letters and {purged.staged_files} staged files")
     return EXIT_OK

@@ -6,6 +6,7 @@ import argparse
 
 from sync_pipeline.apps.cli import admin, commands, doctor
 from sync_pipeline.apps.cli import search as search_module
+from sync_pipeline.apps.cli.commands import FIX_WITHOUT_ASKING
 
 DESCRIPTION = "`sync-pipeline`: services, demo, sync and verify from a terminal."
 
@@ -13,6 +14,12 @@ DESCRIPTION = "`sync-pipeline`: services, demo, sync and verify from a terminal.
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sync-pipeline", description=DESCRIPTION)
     parser.add_argument("--config", help="sync spec file (default: $SYNC_CONFIG or ./sync.yaml)")
+    parser.add_argument(
+        "--local",
+        action="store_true",
+        help="start the project's local dev PostgreSQL/Elasticsearch for SYNC_PG_URL/SYNC_ES_URL "
+        "left unset (without it, an unset URL is an error)",
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     services = sub.add_parser("services", help="local PostgreSQL + Elasticsearch for dev and tests")
@@ -46,6 +53,11 @@ def build_parser() -> argparse.ArgumentParser:
     verify = sub.add_parser("verify", help="prove PostgreSQL and Elasticsearch agree")
     verify.add_argument("--spec", help="one spec (default: every spec)")
     verify.add_argument("--fix", action="store_true", help="re-index drifting documents, delete extra ones")
+    verify.add_argument(
+        "--yes",
+        action="store_true",
+        help=f"--fix without asking however many documents it changes (asks above {FIX_WITHOUT_ASKING:,})",
+    )
     verify.set_defaults(func=commands.cmd_verify)
 
     history = sub.add_parser("history", help="recent runs from the Dagster instance, with their counts")
@@ -69,6 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
     rebuild_cmd.add_argument(
         "--rollback", action="store_true", help="point the alias back at the previous version"
     )
+    rebuild_cmd.add_argument("--yes", action="store_true", help="without asking")
     rebuild_cmd.set_defaults(func=commands.cmd_rebuild)
 
     grants = sub.add_parser(
@@ -77,6 +90,12 @@ def build_parser() -> argparse.ArgumentParser:
     grants.add_argument("--spec", required=True)
     grants.add_argument("--es-role", default=None, help="role name (default: sync_pipeline_<spec>)")
     grants.add_argument("--pg-role", default="sync_pipeline", help="the role sync_pipeline connects as")
+    grants.add_argument(
+        "--with-stats",
+        action="store_true",
+        help="also grant pg_read_all_stats (settle_seconds sees other roles' transactions; it also "
+        "shows every session's query text)",
+    )
     grants.set_defaults(func=search_module.cmd_grants)
 
     search = sub.add_parser("search", help="full-text search over the spec's text fields, with highlights")
@@ -121,5 +140,16 @@ def build_parser() -> argparse.ArgumentParser:
     dead.add_argument("action", choices=["list", "replay", "purge"])
     dead.add_argument("--spec", help="one spec (default: every spec)")
     dead.add_argument("--limit", type=int, default=50, help="rows to list")
+    dead.add_argument("--yes", action="store_true", help="purge without asking")
     dead.set_defaults(func=commands.cmd_dead_letters)
+
+    purge = sub.add_parser(
+        "purge", help="delete dead letters and staged files older than the retention (SYNC_RETENTION_DAYS)"
+    )
+    purge.add_argument("--spec", help="one spec (default: every spec)")
+    purge.add_argument(
+        "--older-than-days", type=float, default=None, help="default: SYNC_RETENTION_DAYS (30); 0: everything"
+    )
+    purge.add_argument("--yes", action="store_true", help="without asking")
+    purge.set_defaults(func=commands.cmd_purge)
     return parser

@@ -10,6 +10,8 @@ line naming the server and the cause.
 from __future__ import annotations
 
 import argparse
+import os
+import sys
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -41,6 +43,17 @@ def parse_time(value: str, flag: str) -> datetime:
     return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed
 
 
+def confirm(args: argparse.Namespace, what: str) -> None:
+    """Go on only with `--yes`, or a `y` typed at a terminal: UsageError otherwise (nothing done)."""
+    if getattr(args, "yes", False):
+        return
+    if not sys.stdin.isatty():
+        raise UsageError(f"{what}: nothing was changed; pass --yes to confirm (no terminal to ask)")
+    answer = input(f"{what}. Go on? [y/N] ").strip().lower()
+    if answer not in ("y", "yes"):
+        raise UsageError(f"{what}: not confirmed, nothing was changed")
+
+
 def pg_label(url: str) -> str:
     return redact_url(sqlalchemy_url(url))
 
@@ -56,6 +69,7 @@ class Session:
     selected: list[SyncSpec]
     pg_url: str = ""
     es_url: str = ""
+    local: bool = False  # --local: the project's dev services for unset URLs
     _engine: Engine | None = field(default=None, repr=False)
     # the servers of the command running now, for the one-line error when one goes away mid-command
     current: ClassVar[Session | None] = None
@@ -75,7 +89,7 @@ class Session:
         specs = load_spec_file(settings, args.config)
         name = spec_name or getattr(args, "spec", None)
         selected = [get_spec(specs, name)] if (name or one) else list(specs)
-        session = cls(settings, specs, selected)
+        session = cls(settings, specs, selected, local=getattr(args, "local", False))
         Session.current = session
         if servers:
             session.use_servers()
@@ -88,11 +102,20 @@ class Session:
         return self.selected[0]
 
     def use_servers(self) -> None:
-        """SYNC_PG_URL / SYNC_ES_URL, starting the local services for the unset ones."""
-        from sync_pipeline.dev import services
+        """SYNC_PG_URL / SYNC_ES_URL; an unset one is an error naming it. Only with `--local` are
+        the project's local dev services started for the unset ones: a command pointed at one
+        production server never meets an empty local one (verify --fix would then delete
+        everything the local one lacks)."""
+        if self.local:
+            from sync_pipeline.dev import services
 
-        urls = services.ensure_services()
-        self.pg_url, self.es_url = urls.pg_url, urls.es_url
+            urls = services.ensure_services()
+            self.pg_url, self.es_url = urls.pg_url, urls.es_url
+            if not self.settings.pg_url:  # the local dev database: its own schema holds the history
+                os.environ.setdefault(settings_module.DAGSTER_PG_URL, services.local_dagster_storage())
+            return
+        self.pg_url = self.settings.require_pg_url()
+        self.es_url = self.settings.require_es_url()
 
     @property
     def engine(self) -> Engine:

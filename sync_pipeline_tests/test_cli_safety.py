@@ -1,0 +1,137 @@
+"""The CLI never picks a server, a spec file or a destructive action for the user.
+
+An unset SYNC_PG_URL with SYNC_ES_URL set used to start (and, as root, apt-install) a local
+PostgreSQL: `verify --fix` would then have compared a production index with an empty local
+database and deleted its documents. Now only `--local` starts the project's dev services, a
+missing spec file is an error, and what deletes asks first (or takes --yes).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def cli(*args: str, env: dict[str, str | None], cwd: Path = ROOT) -> subprocess.CompletedProcess:
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("SYNC_")}
+    environ.update({k: v for k, v in env.items() if v is not None})
+    return subprocess.run(
+        [sys.executable, "-m", "sync_pipeline.apps.cli", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env=environ,
+        stdin=subprocess.DEVNULL,
+        timeout=600,
+    )
+
+
+@pytest.mark.parametrize(("unset", "kept"), [("SYNC_PG_URL", "SYNC_ES_URL"), ("SYNC_ES_URL", "SYNC_PG_URL")])
+def test_an_unset_server_url_is_an_error_naming_it_and_nothing_is_started(unset, kept):
+    env = {kept: "http://127.0.0.1:9" if kept == "SYNC_ES_URL" else "postgresql://u:p@127.0.0.1:9/db"}
+    env["SYNC_LOCAL_PG_PORT"], env["SYNC_LOCAL_ES_PORT"] = "9", "9"  # were anything started: refused
+    result = cli("--config", str(ROOT / "sync.yaml"), "verify", "--fix", "--yes", env=env)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert unset in result.stderr and "--local" in result.stderr
+    assert "starting" not in result.stderr.lower() and "Traceback" not in result.stderr
+
+
+def test_a_missing_spec_file_never_falls_back_to_the_checkouts_demo_spec(tmp_path):
+    result = cli("verify", env={"SYNC_PG_URL": "postgresql://u:p@127.0.0.1:9/db"}, cwd=tmp_path)
+    assert result.returncode == 2
+    assert "sync.yaml: sync spec file not found" in result.stderr
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["rebuild", "--spec", "{spec}"],
+        ["dead-letters", "purge", "--spec", "{spec}"],
+        ["purge", "--spec", "{spec}", "--older-than-days", "0"],
+    ],
+    ids=["rebuild", "dead-letters purge", "purge"],
+)
+def test_destructive_commands_without_a_terminal_need_yes(scenario, insert_rows, live, tmp_path, command):
+    insert_rows(range(1, 4), "2026-02-01 00:00:00+00")
+    config = scenario.spec_file(tmp_path)
+    env = {"SYNC_PG_URL": live.pg_url, "SYNC_ES_URL": live.es_url, "SYNC_STAGING_DIR": str(tmp_path / "st")}
+    args = [part.format(spec=scenario.table) for part in command]
+    refused = cli("--config", str(config), *args, env=env)
+    assert refused.returncode == 2 and "pass --yes to confirm" in refused.stderr, refused.stderr
+    assert "nothing was changed" in refused.stderr
+    if command[0] == "rebuild":
+        assert not scenario.es.indices.exists(index=scenario.index)  # nothing was built
+        assert (
+            cli("--config", str(config), "sync", "--spec", scenario.table, "--full", env=env).returncode == 0
+        )
+    confirmed = cli("--config", str(config), *args, "--yes", env=env)
+    assert confirmed.returncode == 0, confirmed.stdout + confirmed.stderr
+
+
+@pytest.mark.integration
+def test_verify_fix_asks_before_changing_more_documents_than_it_may_unasked(
+    scenario, insert_rows, live, tmp_path
+):
+    """Pointed at a database that lacks what the index holds, a fix would delete it all: above
+    1,000 documents to change, it shows the drift and asks."""
+    from sync_pipeline.apps.cli.commands import FIX_WITHOUT_ASKING
+
+    insert_rows(range(1, FIX_WITHOUT_ASKING + 11), "2026-02-01 00:00:00+00")
+    config = scenario.spec_file(tmp_path, batch_size="500")
+    env = {"SYNC_PG_URL": live.pg_url, "SYNC_ES_URL": live.es_url, "SYNC_STAGING_DIR": str(tmp_path / "st")}
+    assert cli("--config", str(config), "sync", "--spec", scenario.table, "--full", env=env).returncode == 0
+    scenario.execute(f"DELETE FROM {scenario.table}")
+    refused = cli("--config", str(config), "verify", "--fix", env=env)
+    assert refused.returncode == 2 and f"{FIX_WITHOUT_ASKING + 10:,} documents" in refused.stderr
+    scenario.es.indices.refresh(index=scenario.index)
+    assert scenario.es.count(index=scenario.index)["count"] == FIX_WITHOUT_ASKING + 10  # untouched
+    fixed = cli("--config", str(config), "verify", "--fix", "--yes", env=env)
+    assert fixed.returncode == 0, fixed.stdout + fixed.stderr
+    assert "after fix: " in fixed.stdout and "OK" in fixed.stdout.split("after fix: ", 1)[1]
+
+
+@pytest.mark.integration
+def test_demo_refuses_a_schema_it_did_not_create_and_an_index_not_ours(live, pg, es, tmp_path):
+    from sync_pipeline.dev.demo import SCHEMA
+
+    env = {"SYNC_PG_URL": live.pg_url, "SYNC_ES_URL": live.es_url}
+    with pg.begin() as conn:
+        marker = conn.execute(
+            sa.text("SELECT obj_description(oid, 'pg_namespace') FROM pg_namespace WHERE nspname = :s"),
+            {"s": SCHEMA},
+        ).first()
+        aside = f"{SCHEMA}_{uuid.uuid4().hex[:6]}"
+        if marker is not None:  # an earlier demo's, set aside for the test
+            conn.execute(sa.text(f"ALTER SCHEMA {SCHEMA} RENAME TO {aside}"))
+        conn.execute(sa.text(f"CREATE SCHEMA {SCHEMA}"))
+        conn.execute(sa.text(f"CREATE TABLE {SCHEMA}.products (id int PRIMARY KEY, precious text)"))
+    try:
+        result = cli("demo", "--rows", "100", env=env)
+        assert result.returncode == 2 and "was not created by the demo" in result.stderr, result.stderr
+        with pg.connect() as conn:
+            assert conn.execute(sa.text(f"SELECT count(*) FROM {SCHEMA}.products")).scalar() == 0  # kept
+    finally:
+        with pg.begin() as conn:
+            conn.execute(sa.text(f"DROP SCHEMA {SCHEMA} CASCADE"))
+            if marker is not None:
+                conn.execute(sa.text(f"ALTER SCHEMA {aside} RENAME TO {SCHEMA}"))
+    # an index named like the demo's, made by somebody else: not deleted
+    index = f"demo_{uuid.uuid4().hex[:8]}"
+    config = tmp_path / "sync.yaml"
+    config.write_text((ROOT / "sync.yaml").read_text().replace("index: products", f"index: {index}"))
+    es.indices.create(index=index, mappings={"properties": {"precious": {"type": "keyword"}}})
+    try:
+        result = cli("--config", str(config), "demo", "--rows", "100", env=env)
+        assert result.returncode == 2 and "was not made by sync_pipeline" in result.stderr, result.stderr
+        assert es.indices.exists(index=index)
+    finally:
+        es.indices.delete(index=index)
