@@ -1,7 +1,8 @@
 # Image for the Dagster webserver and daemon in docker-compose.yml.
 # PostgreSQL and Elasticsearch come from their official images there; this image
 # holds only sync_pipeline and Dagster.
-FROM python:3.11-slim
+# A pinned base (a patch release of one Debian release), rebuilt on purpose, not by a new tag
+FROM python:3.11.11-slim-bookworm
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
@@ -32,6 +33,11 @@ RUN mkdir -p "$DAGSTER_HOME" "$SYNC_STAGING_DIR" /opt/dagster/compute_logs \
       '  config:' \
       '    base_dir: /opt/dagster/compute_logs' \
       > "$DAGSTER_HOME/dagster.yaml"
+
+# never root: a non-login system user owns only what the runs write
+RUN useradd --system --uid 10001 --no-create-home --home-dir /opt/dagster --shell /usr/sbin/nologin sync \
+ && chown -R sync /opt/dagster
+USER 10001
 
 EXPOSE 3000
 CMD ["dagster-webserver", "-w", "workspace.yaml", "-h", "0.0.0.0", "-p", "3000"]

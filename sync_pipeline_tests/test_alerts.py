@@ -7,6 +7,8 @@ import json
 import logging
 import socket
 import socketserver
+import ssl
+import subprocess
 import threading
 import uuid
 from collections.abc import Iterator
@@ -94,6 +96,8 @@ class SmtpSink:
     messages: list[dict] = field(default_factory=list)
     logins: list[tuple[str, str]] = field(default_factory=list)
     accept_login: bool = True
+    tls: ssl.SSLContext | None = None  # offers STARTTLS when set
+    ca_file: str | None = None  # the CA a client trusts the sink's certificate by
 
     @property
     def port(self) -> int:
@@ -117,7 +121,14 @@ class _SmtpHandler(socketserver.StreamRequestHandler):
             verb = command.split(" ", 1)[0].upper()
             if verb == "EHLO":
                 self.reply("250-sink.test")
+                if sink.tls is not None:
+                    self.reply("250-STARTTLS")
                 self.reply("250 AUTH PLAIN")
+            elif verb == "STARTTLS" and sink.tls is not None:
+                self.reply("220 go ahead")
+                self.connection = sink.tls.wrap_socket(self.connection, server_side=True)
+                self.rfile = self.connection.makefile("rb")
+                self.wfile = self.connection.makefile("wb", buffering=0)
             elif verb == "HELO":
                 self.reply("250 sink.test")
             elif verb == "AUTH":
@@ -347,18 +358,63 @@ def test_send_email_delivers_subject_and_body_to_every_recipient(smtp_sink: Smtp
     assert SECRET.encode() not in sent["raw"]
 
 
-def test_send_email_logs_in_when_credentials_are_given(smtp_sink: SmtpSink):
+@pytest.fixture()
+def tls_sink(smtp_sink: SmtpSink, tmp_path) -> SmtpSink:
+    """The sink with STARTTLS: a self-signed certificate for 127.0.0.1, trusted as its own CA."""
+    cert, key = tmp_path / "sink.crt", tmp_path / "sink.key"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",
+         "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    smtp_sink.tls, smtp_sink.ca_file = context, str(cert)
+    return smtp_sink
+
+
+def test_send_email_logs_in_over_starttls_when_credentials_are_given(tls_sink: SmtpSink):
     send_email(
         make_alert(),
         host="127.0.0.1",
-        port=smtp_sink.port,
+        port=tls_sink.port,
         sender="sync@example.test",
         recipients=["ops@example.test"],
         username="mailer",
         password="s3cret-pw",
+        starttls=True,
+        ca_certs=tls_sink.ca_file,
     )
-    assert smtp_sink.logins == [("mailer", "s3cret-pw")]
-    assert len(smtp_sink.messages) == 1
+    assert tls_sink.logins == [("mailer", "s3cret-pw")]
+    assert len(tls_sink.messages) == 1
+
+
+def test_credentials_are_never_sent_over_an_unencrypted_connection(smtp_sink: SmtpSink):
+    with pytest.raises(AlertDeliveryError, match="unencrypted"):
+        send_email(
+            make_alert(),
+            host="127.0.0.1",
+            port=smtp_sink.port,
+            sender="sync@example.test",
+            recipients=["ops@example.test"],
+            username="mailer",
+            password="s3cret-pw",
+        )
+    assert smtp_sink.logins == [] and smtp_sink.messages == []
+
+
+def test_settings_refuse_smtp_credentials_without_tls():
+    with pytest.raises(settings.SettingsError, match="SYNC_ALERT_SMTP_STARTTLS=true"):
+        settings.load(
+            {"SYNC_ALERT_SMTP_HOST": "mail", "SYNC_ALERT_SMTP_USERNAME": "u", "SYNC_ALERT_SMTP_PASSWORD": "p"}
+        )
+    assert settings.load(
+        {"SYNC_ALERT_SMTP_USERNAME": "u", "SYNC_ALERT_SMTP_STARTTLS": "true"}
+    ).alerts.smtp_starttls
+    assert (
+        settings.load({"SYNC_ALERT_SMTP_USERNAME": "u", "SYNC_ALERT_SMTP_PORT": "465"}).alerts.smtp_port
+        == 465
+    )
 
 
 def test_email_login_rejected_raises_without_the_password(smtp_sink: SmtpSink):
@@ -449,6 +505,7 @@ def alert_env(monkeypatch: pytest.MonkeyPatch):
         "SYNC_ALERT_SMTP_USERNAME",
         "SYNC_ALERT_SMTP_PASSWORD",
         "SYNC_ALERT_SMTP_STARTTLS",
+        "SYNC_ALERT_SMTP_CA_CERTS",
         "SYNC_ALERT_ERROR_RATE",
     ):
         monkeypatch.delenv(name, raising=False)

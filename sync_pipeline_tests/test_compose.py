@@ -60,3 +60,21 @@ def test_the_secure_override_turns_security_on_with_the_same_settings_names():
         line.split("=")[0] for line in example.splitlines() if "=" in line
     }
     assert ".env" in (ROOT / ".gitignore").read_text().split()
+
+
+def test_nothing_runs_as_a_superuser_or_root_and_no_secret_enters_the_image():
+    """The role sync_pipeline connects as is made by the init script without SUPERUSER (the
+    official image makes POSTGRES_USER one); the image runs as a user, from a pinned base, and
+    .env (the passwords) is never copied into it."""
+    for name in ("docker-compose.yml", "docker-compose.secure.yml"):
+        postgres = yaml.safe_load((ROOT / name).read_text())["services"]["postgres"]["environment"]
+        assert "POSTGRES_USER" not in postgres  # the superuser stays `postgres`, used by the init only
+    init = compose()["configs"]["init_roles"]["content"]
+    assert "CREATE ROLE sync LOGIN NOSUPERUSER" in init and "OWNER sync" in init
+    dockerfile = (ROOT / "Dockerfile").read_text().splitlines()
+    base = next(line for line in dockerfile if line.startswith("FROM "))
+    assert base.count(".") >= 2 and "-slim-" in base  # python:3.11.P-slim-<release>
+    users = [line.split()[1] for line in dockerfile if line.startswith("USER ")]
+    assert users and users[-1] not in ("root", "0")
+    ignored = (ROOT / ".dockerignore").read_text().split()
+    assert ".env" in ignored and ".env.*" in ignored

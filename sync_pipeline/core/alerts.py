@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sync_pipeline.core.naming import SPEC_TAG, partition_label
-from sync_pipeline.core.redact import redact
+from sync_pipeline.core.redact import redact, without_values
 
 ALERT_KINDS = ("run_failure", "check_failure", "error_rate", "buffer_lag")
 
@@ -54,8 +54,8 @@ class Alert:
         if self.kind not in ALERT_KINDS:
             raise ValueError(f"alert kind must be one of {', '.join(ALERT_KINDS)}, not {self.kind!r}")
         object.__setattr__(self, "title", redact(self.title))
-        if self.first_error is not None:
-            object.__setattr__(self, "first_error", redact(self.first_error))
+        if self.first_error is not None:  # no credential, and none of a document's own values
+            object.__setattr__(self, "first_error", redact(without_values(self.first_error)))
 
     @property
     def subject(self) -> str:

@@ -9,6 +9,7 @@ Slack webhook's token is in the path).
 from __future__ import annotations
 
 import re
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 MASK = "***"
@@ -26,6 +27,23 @@ def redact(text: str) -> str:
     """`text` with URL passwords masked (`scheme://user:***@host`), and `password=…`-style values."""
     text = _URL_PASSWORD.sub(rf"\g<head>:{MASK}@", text)
     return _KEY_SECRET.sub(rf"\g<key>{MASK}", text)
+
+
+# where Elasticsearch's item errors quote a document's own data: a field's value, a key, the
+# start of an over-long term, a date it could not parse. Field names, types and positions stay.
+_VALUES = re.compile(
+    r"(?P<lead>Preview of field's value: |For input string: |in document with id |with id |"
+    r"The prefix of the first immense term is: |Invalid format: |value \[?)"
+    r"(?P<value>'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\"|\[[^\]]*\]|[^\s,;)\]]+)"
+)
+_DATE_FIELD = re.compile(r"(?P<lead>failed to parse date field )\[[^\]]*\]")
+
+
+def without_values(text: str) -> str:
+    """`text` with the values Elasticsearch quotes from a document masked: what an alert or a
+    run's metadata may carry of an item error (the dead-letter table keeps it whole)."""
+    text = _VALUES.sub(rf"\g<lead>{MASK}", text)
+    return _DATE_FIELD.sub(rf"\g<lead>[{MASK}]", text)
 
 
 def _netloc(parts, keep_user: bool = True) -> str:
@@ -72,3 +90,18 @@ def scrub(text: str, *secrets: str | None) -> str:
         if secret and len(secret) >= 4:  # shorter ones would mangle the text more than they hide
             text = text.replace(secret, MASK)
     return redact(text)
+
+
+def shown_errors(errors: list[Any]) -> list[Any]:
+    """Item errors as a run's metadata may show them: every text inside `without_values`."""
+
+    def shown(value: Any) -> Any:
+        if isinstance(value, str):
+            return without_values(value)
+        if isinstance(value, dict):
+            return {k: shown(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [shown(v) for v in value]
+        return value
+
+    return [shown(e) for e in errors]

@@ -61,6 +61,7 @@ class AlertChannels(dg.ConfigurableResource):
     smtp_username: str | None = None
     smtp_password: str | None = None
     smtp_starttls: bool = False
+    smtp_ca_certs: str | None = None
     timeout: float = 10.0
 
     def configured_channels(self) -> list[str]:
@@ -106,6 +107,7 @@ class AlertChannels(dg.ConfigurableResource):
                         username=channels.smtp_username,
                         password=channels.smtp_password,
                         starttls=channels.smtp_starttls,
+                        ca_certs=channels.smtp_ca_certs,
                         timeout=channels.timeout,
                     )
             except AlertDeliveryError as exc:
@@ -145,6 +147,7 @@ def alert_channels(settings: AlertSettings) -> AlertChannels:
     if settings.smtp_port != AlertSettings.smtp_port:
         kwargs["smtp_port"] = dg.EnvVar.int(ALERT_SMTP_PORT)
     kwargs["smtp_starttls"] = settings.smtp_starttls
+    kwargs["smtp_ca_certs"] = settings.smtp_ca_certs
     return AlertChannels(**kwargs)
 
 

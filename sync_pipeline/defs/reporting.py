@@ -12,6 +12,7 @@ import dagster as dg
 
 from sync_pipeline.core import naming
 from sync_pipeline.core.bulk import BatchResult, LoadTotals
+from sync_pipeline.core.redact import shown_errors
 from sync_pipeline.core.specs import SyncSpec
 
 
@@ -155,7 +156,7 @@ def load_check_results(totals: LoadTotals) -> list[dg.AssetCheckResult]:
             severity=dg.AssetCheckSeverity.ERROR,
             metadata={
                 "dead_lettered": totals.dead_lettered,
-                "first_errors": dg.MetadataValue.json(totals.first_errors),
+                "first_errors": dg.MetadataValue.json(shown_errors(totals.first_errors)),
             },
         ),
     ]

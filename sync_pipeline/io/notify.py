@@ -117,6 +117,13 @@ def build_email(alert: Alert, sender: str, recipients: Sequence[str]) -> EmailMe
     return message
 
 
+SMTPS_PORT = 465  # SMTP over implicit TLS
+UNENCRYPTED_LOGIN = (
+    "refusing to send SMTP credentials over an unencrypted connection: set "
+    "SYNC_ALERT_SMTP_STARTTLS=true (or use port 465)"
+)
+
+
 def send_email(
     alert: Alert,
     *,
@@ -127,19 +134,30 @@ def send_email(
     username: str | None = None,
     password: str | None = None,
     starttls: bool = False,
+    ca_certs: str | None = None,
     timeout: float = 10,
 ) -> None:
-    """Send `alert` as a plain-text email over SMTP (optionally STARTTLS and login)."""
+    """Send `alert` as a plain-text email over SMTP: STARTTLS when asked, implicit TLS on port
+    465, and a login only over one of those (credentials never cross the network in clear)."""
     target = f"smtp://{host}:{port}"
     recipients = [r.strip() for r in recipients if r and r.strip()]
     if not recipients:
         raise AlertDeliveryError("email", target, "no recipients")
+    implicit_tls = port == SMTPS_PORT
+    if username and not (starttls or implicit_tls):
+        raise AlertDeliveryError("email", target, UNENCRYPTED_LOGIN)
     message = build_email(alert, sender, recipients)
+    context = ssl.create_default_context(cafile=ca_certs)
     try:
-        with smtplib.SMTP(host, port, timeout=timeout) as smtp:
+        connection = (
+            smtplib.SMTP_SSL(host, port, timeout=timeout, context=context)
+            if implicit_tls
+            else smtplib.SMTP(host, port, timeout=timeout)
+        )
+        with connection as smtp:
             smtp.ehlo()
-            if starttls:
-                smtp.starttls(context=ssl.create_default_context())
+            if starttls and not implicit_tls:
+                smtp.starttls(context=context)
                 smtp.ehlo()
             if username:
                 smtp.login(username, password or "")
