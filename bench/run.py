@@ -4,6 +4,7 @@ drains per capture mode, pgbench write-path cost, freshness per capture mode, PG
     .venv/bin/python -m bench.run [--rows N] [--small-rows N] [--repeat R]
                                   [--scale 100000,1000000,10000000] [--freshness] [--pgbench-seconds S]
                                   [--capture-modes triggers,logical] [--soak MINUTES] [--profile]
+                                  [--commit-contention [--commit-contention-clients 16,32,64]]
                                   [--no-pgsync] [--no-pgbench] [--keep]
 
 One run, one Elasticsearch, seeded tables `bench_products` (N rows, ~1 KB documents) and
@@ -152,6 +153,22 @@ def _sections(harness: Harness, report: dict[str, Any]) -> None:
     else:
         report["pgbench"] = {"status": "skipped (--no-pgbench)", "tps_ratio": {}}
 
+    if args.commit_contention:
+        from bench import commit_contention
+
+        log(
+            f"commit contention (own durable cluster): {args.commit_contention_clients} clients, 4 modes, "
+            f"{args.commit_contention_seconds:g} s per run × {args.commit_contention_repeat}"
+        )
+        try:
+            report["commit_contention"] = commit_contention.run(
+                seconds=args.commit_contention_seconds, clients=args.commit_contention_clients,
+                repeat=args.commit_contention_repeat, log=log,
+            )  # fmt: skip
+        except Exception as exc:
+            traceback.print_exc()
+            report["commit_contention"] = {"error": f"{type(exc).__name__}: {exc}"[-2000:]}
+
     if args.freshness:
         from bench import freshness
 
@@ -274,6 +291,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--pgbench-clients", type=int, default=4, help="pgbench clients (4)")
     parser.add_argument("--pgbench-repeat", type=int, default=2, help="pgbench runs per mode (2, rotating)")
     parser.add_argument(
+        "--commit-contention", action="store_true",
+        help="also measure NOTIFY's commit contention: pgbench at --commit-contention-clients on its own "
+        "durable cluster (fsync on), no capture / triggers with and without NOTIFY / logical (issue 24)",
+    )  # fmt: skip
+    parser.add_argument("--commit-contention-seconds", type=float, default=20, help="seconds per run (20)")
+    parser.add_argument(
+        "--commit-contention-clients", type=lambda s: [int(x) for x in s.split(",") if x.strip()],
+        default=[16, 32, 64], help="pgbench client counts (16,32,64)",
+    )  # fmt: skip
+    parser.add_argument("--commit-contention-repeat", type=int, default=3, help="runs per mode and count (3)")
+    parser.add_argument(
         "--soak", type=float, default=0, metavar="MINUTES",
         help="also run the soak: pgbench at --soak-rate for MINUTES (≥ 10 for the issue's figure) while "
         "the daemon drains, a schedule and a backfill run; then verify",
@@ -323,6 +351,10 @@ def main(argv: list[str] | None = None) -> int:
     tmp.replace(output)
     harness.partial.unlink(missing_ok=True)
     print_table(report)
+    if report.get("commit_contention", {}).get("results"):
+        from bench.commit_contention import print_table as print_contention
+
+        print_contention(report["commit_contention"])
     print(f"\nwrote {output}")
     return 0
 
