@@ -228,7 +228,7 @@ def test_example_app_writes_products_through_the_orm(stack: DagsterStack, live):
     try:
         example = load_example()
         engine = sa.create_engine(f"postgresql+psycopg://{live.pg_url.split('://', 1)[1]}").execution_options(
-            schema_translate_map={None: schema}
+            schema_translate_map={"sync_pipeline_demo": schema}
         )
         app = example.create_app(engine=engine, sync_token=TOKEN, dagster_url=stack.url)
         client = app.test_client()

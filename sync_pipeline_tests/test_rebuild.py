@@ -146,7 +146,7 @@ def test_a_mapping_that_refuses_rows_dead_letters_them_and_keeps_the_old_index(
     config, _ = integer_title_config(scenario, tmp_path)
     v1, v2 = f"{scenario.index}_v1", f"{scenario.index}_v2"
     try:
-        code = main(["--config", str(config), "rebuild", "--spec", scenario.table])
+        code = main(["--config", str(config), "rebuild", "--yes", "--spec", scenario.table])
         out, err = capsys.readouterr()
 
         assert code == 1, out + err
@@ -207,7 +207,7 @@ def test_drift_the_repairs_cannot_remove_stops_the_swap(
             edited.append("5")
 
     monkeypatch.setattr(commands, "progress_printer", lambda enabled: edit_behind_our_back)
-    code = main(["--config", str(config), "rebuild", "--spec", scenario.table])
+    code = main(["--config", str(config), "rebuild", "--yes", "--spec", scenario.table])
     out, err = capsys.readouterr()
 
     assert edited and code == 1, out + err
@@ -237,7 +237,9 @@ def test_rollback_follows_the_alias_history_not_names_sharing_its_prefix(
         rebuild(scenario.engine, es, products)
 
         # `<x>_variants_v1` matches `<x>_v*` and sorts between v1 and v2; the history names v1
-        assert main(["--config", str(config), "rebuild", "--rollback", "--spec", scenario.table]) == 0
+        assert (
+            main(["--config", str(config), "rebuild", "--rollback", "--yes", "--spec", scenario.table]) == 0
+        )
         assert f"from {x}_v2 to {x}_v1" in capsys.readouterr().out
         assert backing_indices(es, x) == [f"{x}_v1"]
         assert backing_indices(es, f"{x}_variants") == [f"{x}_variants_v1"]
@@ -245,7 +247,9 @@ def test_rollback_follows_the_alias_history_not_names_sharing_its_prefix(
         # v1 came from the first sync: there is nothing before it (a usage error, exit 2)
         with pytest.raises(RebuildError, match="no rebuild history"):
             rollback(es, products)
-        assert main(["--config", str(config), "rebuild", "--rollback", "--spec", scenario.table]) == 2
+        assert (
+            main(["--config", str(config), "rebuild", "--rollback", "--yes", "--spec", scenario.table]) == 2
+        )
         assert "no rebuild history" in capsys.readouterr().err
 
         rebuild(scenario.engine, es, products)  # v3 replaces v1, which is serving again
@@ -287,7 +291,7 @@ def test_a_clean_rebuild_then_a_rollback_through_the_cli_catches_up(
     config = scenario.spec_file(tmp_path)
     v1, v2 = f"{scenario.index}_v1", f"{scenario.index}_v2"
 
-    assert main(["--config", str(config), "rebuild", "--spec", scenario.table]) == 0
+    assert main(["--config", str(config), "rebuild", "--yes", "--spec", scenario.table]) == 0
     out = capsys.readouterr().out
     assert f"{v1} → {v2}" in out and "DRIFT" not in out, out
     assert backing_indices(es, scenario.index) == [v2]
@@ -301,7 +305,7 @@ def test_a_clean_rebuild_then_a_rollback_through_the_cli_catches_up(
     (live,) = run_verify([spec], [spec], fix=True)  # the new index is kept in step meanwhile
     assert live.drift == 3
 
-    assert main(["--config", str(config), "rebuild", "--rollback", "--spec", scenario.table]) == 0
+    assert main(["--config", str(config), "rebuild", "--rollback", "--yes", "--spec", scenario.table]) == 0
     out = capsys.readouterr().out
     assert f"from {v2} to {v1}" in out and "3 repaired" in out, out
     assert backing_indices(es, scenario.index) == [v1]

@@ -90,7 +90,7 @@ def test_sync_drain_verify_dead_letters_and_rebuild_over_https_with_credentials(
     assert code == 0, out
     code, out = run(monkeypatch, capsys, env, *base, "verify", "--spec", scenario.table)
     assert code == 0 and "OK  postgres=40 elasticsearch=40" in out, out
-    code, out = run(monkeypatch, capsys, env, *base, "rebuild", "--spec", scenario.table)
+    code, out = run(monkeypatch, capsys, env, *base, "rebuild", "--yes", "--spec", scenario.table)
     assert code == 0, out
     es = secure_client(secure_node)
     assert es.indices.get_alias(name=scenario.index).body.keys() == {f"{scenario.index}_v2"}
@@ -238,7 +238,7 @@ def test_the_printed_grants_are_enough_for_sync_drain_and_rebuild_and_a_missing_
             conn.execute(sa.text(f"UPDATE {scenario.table} SET title = 'by the app' WHERE id = 3"))
         app_engine.dispose()
         assert run(monkeypatch, capsys, least, *base, "flush", "--spec", scenario.table)[0] == 0
-        assert run(monkeypatch, capsys, least, *base, "rebuild", "--spec", scenario.table)[0] == 0
+        assert run(monkeypatch, capsys, least, *base, "rebuild", "--yes", "--spec", scenario.table)[0] == 0
         code, out = run(monkeypatch, capsys, least, *base, "verify", "--spec", scenario.table)
         assert code == 0, out
         doc = secure_client(secure_node).get(index=scenario.index, id="3")["_source"]
