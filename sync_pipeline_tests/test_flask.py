@@ -222,9 +222,7 @@ def load_example():
 def test_example_app_writes_products_through_the_orm(stack: DagsterStack, live):
     schema = f"{stack.prefix}_shop"
     with stack.engine.begin() as conn:
-        conn.execute(sa.text(f"CREATE SCHEMA {schema}"))
-        conn.execute(sa.text(f"SET LOCAL search_path TO {schema}"))
-        seed_demo(conn, rows=20)
+        seed_demo(conn, rows=20, schema=schema)  # the demo's tables, in a schema of the test's
     try:
         example = load_example()
         engine = sa.create_engine(f"postgresql+psycopg://{live.pg_url.split('://', 1)[1]}").execution_options(

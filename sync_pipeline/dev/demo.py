@@ -15,6 +15,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from sync_pipeline.core.quoting import quote_ident, sql_literal
 from sync_pipeline.io.buffer import buffer_exists
 
 # the demo's own schema, marked: it drops and re-creates that schema, and nothing else
@@ -133,28 +134,30 @@ FROM generate_series(1, CAST(:rows AS bigint)) AS g;
 """
 
 
-def _use_demo_schema(conn: Connection) -> None:
+def _use_demo_schema(conn: Connection, schema: str) -> None:
     """Drop and re-create the demo's schema (only one the demo made) and work in it."""
     found = conn.execute(
         sa.text("SELECT obj_description(oid, 'pg_namespace') FROM pg_namespace WHERE nspname = :s"),
-        {"s": SCHEMA},
+        {"s": schema},
     ).first()
     if found is not None and found[0] != MARKER:
         raise DemoError(
-            f"schema {SCHEMA} exists and was not created by the demo: the demo drops and re-creates "
+            f"schema {schema} exists and was not created by the demo: the demo drops and re-creates "
             "only its own schema; rename that one, or run the demo in another database"
         )
-    conn.execute(sa.text(f"DROP SCHEMA IF EXISTS {SCHEMA} CASCADE"))
-    conn.execute(sa.text(f"CREATE SCHEMA {SCHEMA}"))
-    conn.execute(sa.text(f"COMMENT ON SCHEMA {SCHEMA} IS '{MARKER.replace(chr(39), chr(39) * 2)}'"))
-    conn.execute(sa.text(f"SET LOCAL search_path = {SCHEMA}"))
+    name = quote_ident(schema)
+    conn.execute(sa.text(f"DROP SCHEMA IF EXISTS {name} CASCADE"))
+    conn.execute(sa.text(f"CREATE SCHEMA {name}"))
+    conn.execute(sa.text(f"COMMENT ON SCHEMA {name} IS {sql_literal(MARKER)}"))
+    conn.execute(sa.text(f"SET LOCAL search_path = {name}"))
 
 
-def seed_demo(conn: Connection, rows: int = 100_000) -> None:
-    """(Re)create and fill the demo tables in the demo's schema; runs in the caller's transaction."""
+def seed_demo(conn: Connection, rows: int = 100_000, schema: str = SCHEMA) -> None:
+    """(Re)create and fill the demo tables in the demo's schema (or another the demo may own);
+    runs in the caller's transaction."""
     if buffer_exists(conn):  # the leftovers of an earlier demo's capture
         conn.execute(sa.text("DELETE FROM public.sync_pipeline_buffer WHERE spec = 'products'"))
-    _use_demo_schema(conn)
+    _use_demo_schema(conn, schema)
     for statement in SCHEMA_DDL.split(";"):
         if statement.strip():
             conn.execute(sa.text(statement))
