@@ -23,6 +23,7 @@ from sqlalchemy.exc import DBAPIError
 from sync_pipeline.apps.cli.runner import Servers, run_drain, run_sync, run_verify
 from sync_pipeline.core.capture import marker
 from sync_pipeline.core.specs import parse_specs
+from sync_pipeline.io.elasticsearch import drop_target
 from sync_pipeline.ops.capture import CaptureError, install_capture, uninstall_capture
 from sync_pipeline.settings import LockSettings
 
@@ -376,3 +377,27 @@ def test_install_as_a_superuser_warns_and_names_the_role_that_should_own_the_cap
     assert "warning" not in capsys.readouterr().err
     uninstall_capture(scenario.engine, spec)
     _clear(scenario.engine, spec.name)
+
+
+def test_a_column_renamed_after_install_never_fails_a_write_and_the_drain_reconciles(scenario, shop, live):
+    """A migration renames a column the documents read: the application's writes go on, the
+    trigger buffers an entry that says why it could not read the row, and once the spec matches
+    the table again the drain reconciles the whole spec: no change is lost."""
+    spec = _shop_spec(shop)
+    servers = Servers(live.pg_url, live.es_url)
+    assert run_sync([spec], spec, servers=servers).success
+    install_capture(scenario.engine, spec)
+    try:
+        scenario.execute(f"ALTER TABLE {shop}.categories RENAME COLUMN name TO title")
+        scenario.execute(f"UPDATE {shop}.categories SET title = 'renamed' WHERE id = 2")  # no error
+        ((source, _, op, link),) = _buffered(scenario.engine, spec.name)
+        assert (source, op) == ("category", "T") and 'no field "name"' in link["capture_error"]
+        scenario.execute(f"ALTER TABLE {shop}.categories RENAME COLUMN title TO name")
+        summary = run_drain([spec], spec, servers=servers)
+        assert summary.success, summary.error
+        assert indexed(scenario.es, shop)["2"]["category"]["name"] == "renamed"
+        assert run_verify([spec], [spec], servers=servers)[0].ok
+    finally:
+        uninstall_capture(scenario.engine, spec)
+        _clear(scenario.engine, spec.name)
+        drop_target(scenario.es, shop)
