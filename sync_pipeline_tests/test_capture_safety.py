@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -65,7 +66,29 @@ def intruder(live, scenario: Scenario) -> Iterator[tuple[str, sa.Engine]]:
     engine = _login(live.pg_url, role)
     yield role, engine
     engine.dispose()
-    scenario.execute(f"REVOKE ALL ON ALL FUNCTIONS IN SCHEMA public FROM {role}; DROP ROLE {role}")
+    _drop_role(scenario, role)
+
+
+def _drop_role(scenario: Scenario, role: str) -> None:
+    """Drop a role once its sessions have ended.
+
+    A backend drops its temporary tables on exit, after the client has hung up: dropping the
+    role straight after `dispose()` can race that and fail on the intruder's own temp table.
+    """
+    count = sa.text("SELECT count(*) FROM pg_stat_activity WHERE usename = :r")
+    terminate = sa.text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = :r")
+    started = time.monotonic()
+    with scenario.engine.connect() as conn:
+        while conn.execute(count, {"r": role}).scalar():
+            waited = time.monotonic() - started
+            assert waited < 60, f"{role}'s sessions did not end"
+            if waited > 10:
+                conn.execute(terminate, {"r": role})
+            conn.rollback()
+            time.sleep(0.05)
+    scenario.execute(
+        f"REVOKE ALL ON ALL FUNCTIONS IN SCHEMA public FROM {role}; DROP OWNED BY {role}; DROP ROLE {role}"
+    )
 
 
 @pytest.fixture()
