@@ -86,9 +86,7 @@ def _drop_role(scenario: Scenario, role: str) -> None:
                 conn.execute(terminate, {"r": role})
             conn.rollback()
             time.sleep(0.05)
-    scenario.execute(
-        f"REVOKE ALL ON ALL FUNCTIONS IN SCHEMA public FROM {role}; DROP OWNED BY {role}; DROP ROLE {role}"
-    )
+    scenario.execute(f"REVOKE ALL ON ALL FUNCTIONS IN SCHEMA public FROM {role}; DROP ROLE {role}")
 
 
 @pytest.fixture()
