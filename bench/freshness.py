@@ -164,7 +164,7 @@ def run(
     """Commit → searchable for one capture mode; half the changes steady, half in bursts."""
     import sqlalchemy as sa
 
-    from sync_pipeline.io.elasticsearch import drop_target
+    from sync_pipeline.io.search.indices import drop_target
     from sync_pipeline.ops.capture import install_capture, uninstall_capture
 
     report: dict[str, Any] = {"capture": capture, "changes_requested": changes, "sensor": sensor}

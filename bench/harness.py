@@ -221,7 +221,7 @@ class Harness:
         return result
 
     def run_cli(self) -> None:
-        from sync_pipeline.io.elasticsearch import drop_target
+        from sync_pipeline.io.search.indices import drop_target
 
         drop_target(self.es, common.PIPELINE_INDEX)
         staging, home = self.fresh_dirs()

@@ -76,8 +76,8 @@ def run_ceiling(args: argparse.Namespace) -> dict[str, Any]:
     """Timed: only the bulk load of pre-serialised bodies into a fresh index, N threads."""
     from sync_pipeline.core.documents import build_plan
     from sync_pipeline.core.index_mapping import index_mapping, index_settings
-    from sync_pipeline.io.elasticsearch import drop_target, ensure_index
     from sync_pipeline.io.postgres import describe_source
+    from sync_pipeline.io.search.indices import drop_target, ensure_index
 
     pg_url, es_url = common.server_urls()
     _, spec = common.load_spec(Path(args.config))
@@ -200,7 +200,7 @@ def run_pipeline(args: argparse.Namespace) -> dict[str, Any]:
     pg_url, es_url = common.server_urls()
     os.environ["SYNC_PG_URL"], os.environ["SYNC_ES_URL"] = pg_url, es_url
     from sync_pipeline.apps.cli.runner import run_sync
-    from sync_pipeline.io.elasticsearch import drop_target
+    from sync_pipeline.io.search.indices import drop_target
 
     specs, spec = common.load_spec(Path(args.config))
     es = common.es_client(es_url)

@@ -35,6 +35,13 @@ ES_SSL_FINGERPRINT = "SYNC_ES_SSL_FINGERPRINT"
 ES_VERIFY_CERTS = "SYNC_ES_VERIFY_CERTS"
 ES_REQUEST_TIMEOUT = "SYNC_ES_REQUEST_TIMEOUT"
 ES_HTTP_COMPRESS = "SYNC_ES_HTTP_COMPRESS"
+SEARCH_BACKEND = "SYNC_SEARCH_BACKEND"
+SEARCH_AUTH = "SYNC_SEARCH_AUTH"
+AWS_REGION = "SYNC_AWS_REGION"
+AWS_SERVICE = "SYNC_AWS_SERVICE"
+SEARCH_BACKENDS = ("auto", "elasticsearch", "opensearch")
+AWS_SIGV4 = "aws-sigv4"
+AWS_SERVICES = ("es", "aoss")  # Amazon OpenSearch Service; its Serverless collections
 # the variables whose values are credentials: never shown, passed to Dagster as EnvVars
 SECRET_VARIABLES = (PG_URL, PG_PASSWORD, ES_API_KEY, ES_PASSWORD, ES_BEARER_TOKEN)
 CONFIG = "SYNC_CONFIG"
@@ -158,6 +165,9 @@ class ElasticsearchOptions:
     verify_certs: bool = True
     request_timeout: float = 120.0
     http_compress: bool = False
+    backend: str = "auto"  # SEARCH_BACKENDS: the distribution expected at the URL ("auto": detected)
+    aws_region: str | None = None  # set: requests are signed with SigV4 for this region
+    aws_service: str = "es"  # AWS_SERVICES
 
     @property
     def secrets(self) -> tuple[str, ...]:
@@ -333,7 +343,14 @@ def _es_options(env: Mapping[str, str]) -> ElasticsearchOptions:
     fingerprint = _text(env, ES_SSL_FINGERPRINT)
     if fingerprint and len(fingerprint.replace(":", "")) != 64:
         raise SettingsError(f"{ES_SSL_FINGERPRINT} must be the certificate's SHA-256 (64 hex digits)")
+    backend = (_text(env, SEARCH_BACKEND) or "auto").lower()
+    if backend not in SEARCH_BACKENDS:
+        raise SettingsError(f"{SEARCH_BACKEND} must be one of {', '.join(SEARCH_BACKENDS)}, not {backend!r}")
+    aws_region, aws_service = _aws(env, kinds)
     return ElasticsearchOptions(
+        backend=backend,
+        aws_region=aws_region,
+        aws_service=aws_service,
         api_key=_text(env, ES_API_KEY),
         username=username,
         password=password,
@@ -344,6 +361,33 @@ def _es_options(env: Mapping[str, str]) -> ElasticsearchOptions:
         request_timeout=timeout,
         http_compress=parse_bool(ES_HTTP_COMPRESS, env.get(ES_HTTP_COMPRESS, "")),
     )
+
+
+def _aws(env: Mapping[str, str], credentials: list[str]) -> tuple[str | None, str]:
+    """SYNC_SEARCH_AUTH=aws-sigv4: the region and service requests are signed for."""
+    auth = (_text(env, SEARCH_AUTH) or "").lower()
+    service = (_text(env, AWS_SERVICE) or "es").lower()
+    if service not in AWS_SERVICES:
+        raise SettingsError(
+            f"{AWS_SERVICE} must be es (OpenSearch Service) or aoss (Serverless), not {service!r}"
+        )
+    if auth in ("", "none"):
+        return None, service
+    if auth != AWS_SIGV4:
+        raise SettingsError(f"{SEARCH_AUTH} must be {AWS_SIGV4} or unset, not {auth!r}")
+    if credentials:
+        raise SettingsError(
+            f"{SEARCH_AUTH}={AWS_SIGV4} signs with AWS credentials: unset {' and '.join(credentials)}"
+        )
+    if parse_bool(ES_HTTP_COMPRESS, env.get(ES_HTTP_COMPRESS, "")):
+        raise SettingsError(
+            f"{ES_HTTP_COMPRESS} cannot be used with {SEARCH_AUTH}={AWS_SIGV4} "
+            "(the signature covers the body as sent)"
+        )
+    region = _text(env, AWS_REGION) or _text(env, "AWS_REGION") or _text(env, "AWS_DEFAULT_REGION")
+    if not region:
+        raise SettingsError(f"{SEARCH_AUTH}={AWS_SIGV4} needs the region: set {AWS_REGION} (or AWS_REGION)")
+    return region, service
 
 
 def _es_url(env: Mapping[str, str]) -> str | None:

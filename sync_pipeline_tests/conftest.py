@@ -21,9 +21,9 @@ import sqlalchemy as sa
 
 from sync_pipeline.core.specs import SyncSpec, parse_specs
 from sync_pipeline.dev import services
-from sync_pipeline.io.elasticsearch import drop_target
-from sync_pipeline.io.es_client import es_client
 from sync_pipeline.io.postgres import engine_for
+from sync_pipeline.io.search import search_client
+from sync_pipeline.io.search.indices import drop_target
 
 
 def indexed(es, index: str) -> dict[str, dict]:
@@ -131,7 +131,7 @@ def pg(live) -> sa.Engine:
 
 @pytest.fixture()
 def es(live):
-    return es_client(live.es_url)
+    return search_client(live.es_url)
 
 
 @dataclass

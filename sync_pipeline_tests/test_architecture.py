@@ -139,3 +139,25 @@ def test_the_rule_checker_sees_an_upward_arrow(tmp_path):
     found = imports(probe)
     assert "sync_pipeline.io.postgres" in found and "sqlalchemy" in found
     assert room("sync_pipeline.io.postgres") not in ALLOWED["core"]
+
+
+# the search target's client libraries: only the port's own package speaks them
+SEARCH_LIBRARIES = {"elasticsearch", "elastic_transport", "opensearchpy", "opensearch"}
+SEARCH_PORT = "sync_pipeline.io.search"
+
+
+@pytest.mark.parametrize("module", sorted(MODULES))
+def test_only_the_search_port_imports_a_search_client_library(module):
+    third_party = {i.split(".")[0] for i in imports(MODULES[module])}
+    if module == SEARCH_PORT or module.startswith(SEARCH_PORT + "."):
+        return
+    assert not third_party & SEARCH_LIBRARIES, (
+        f"{module} imports {sorted(third_party & SEARCH_LIBRARIES)}: type against "
+        f"{SEARCH_PORT}.SearchTarget and its errors instead"
+    )
+
+
+def test_the_search_library_rule_sees_a_client_import(tmp_path):
+    probe = tmp_path / "probe.py"
+    probe.write_text("from elasticsearch import Elasticsearch\nimport elastic_transport\n")
+    assert {"elasticsearch", "elastic_transport"} <= {i.split(".")[0] for i in imports(probe)}

@@ -7,8 +7,8 @@ import pytest
 
 from sync_pipeline.dev import services
 from sync_pipeline.dev.services.cluster import kill_node, wait_status
-from sync_pipeline.io.elasticsearch import drop_target
-from sync_pipeline.io.es_client import es_client
+from sync_pipeline.io.search import search_client
+from sync_pipeline.io.search.indices import drop_target
 
 from .conftest import wait_until
 from .test_faults import cli_sync, doc_count, record, seed
@@ -25,7 +25,7 @@ def cluster(service_urls):
 
 def test_a_data_node_killed_mid_load_and_restarted_loses_nothing(scenario, tmp_path, cluster, monkeypatch):
     coordinator, victim = cluster[0], cluster[-1]
-    es = es_client(coordinator.url)
+    es = search_client(coordinator.url)
     seed(scenario, 30_000)
     config = scenario.spec_file(tmp_path, batch_size="1000")
     # three primaries spread over the nodes, one replica each: the victim holds some of them

@@ -10,7 +10,7 @@ import pytest
 
 from sync_pipeline import settings
 from sync_pipeline.defs.resources import resources_for
-from sync_pipeline.io.es_client import es_client
+from sync_pipeline.io.search import search_client
 from sync_pipeline.settings import SettingsError, cloud_id_url, with_password
 
 CLOUD_ID = "shop:" + base64.b64encode(b"europe-west1.gcp.cloud.es.io:9243$abc123$kib456").decode()
@@ -64,13 +64,19 @@ def test_credentials_reach_the_client_and_tls_options_only_an_https_one(tmp_path
             "SYNC_ES_HTTP_COMPRESS": "1",
         }
     ).es
-    client = es_client("http://127.0.0.1:9200", options=options)
+    client = search_client("http://127.0.0.1:9200", options=options)
     assert client.transport.node_pool.get().config.http_compress is True
-    assert client._headers["authorization"].startswith("Basic ")
-    keyed = es_client("http://127.0.0.1:9200", options=settings.load({"SYNC_ES_API_KEY": "a2V5"}).es)
-    assert keyed._headers["authorization"] == "ApiKey a2V5"
-    bearer = es_client("http://127.0.0.1:9200", options=settings.load({"SYNC_ES_BEARER_TOKEN": "tok"}).es)
-    assert bearer._headers["authorization"] == "Bearer tok"
+    assert _sent_headers(client)["authorization"] == "Basic c3luYzpwdw=="  # base64 of sync:pw
+    keyed = search_client("http://127.0.0.1:9200", options=settings.load({"SYNC_ES_API_KEY": "a2V5"}).es)
+    assert _sent_headers(keyed)["authorization"] == "ApiKey a2V5"
+    pair = search_client("http://127.0.0.1:9200", options=settings.load({"SYNC_ES_API_KEY": "id:key"}).es)
+    assert _sent_headers(pair)["authorization"] == "ApiKey aWQ6a2V5"  # id:key is encoded
+    bearer = search_client("http://127.0.0.1:9200", options=settings.load({"SYNC_ES_BEARER_TOKEN": "tok"}).es)
+    assert _sent_headers(bearer)["authorization"] == "Bearer tok"
+
+
+def _sent_headers(client) -> dict[str, str]:
+    return dict(client.transport.node_pool.get().config.headers)
 
 
 def test_secrets_reach_dagster_as_environment_variables_never_as_values():

@@ -16,7 +16,7 @@ from sync_pipeline.core.specs import parse_specs
 from sync_pipeline.io import deadletters
 from sync_pipeline.io.buffer import BUFFER, buffer_state
 from sync_pipeline.io.bulk_load import load_bulk
-from sync_pipeline.io.es_client import es_client
+from sync_pipeline.io.search import search_client
 from sync_pipeline.ops.capture import install_capture, uninstall_capture
 from sync_pipeline.ops.drain import drain
 from sync_pipeline.ops.replay import replay
@@ -72,7 +72,7 @@ def test_buffer_carries_inserts_updates_soft_and_hard_deletes(scenario, insert_r
 def test_changes_stay_buffered_when_elasticsearch_is_unreachable(scenario, insert_rows, buffered):
     insert_rows(range(1, 6), "2026-02-01 00:00:00+00")
     with pytest.raises(Exception, match=r"(?i)connection"):
-        drain(scenario.engine, es_client("http://127.0.0.1:1", request_timeout=2), buffered)
+        drain(scenario.engine, search_client("http://127.0.0.1:1", request_timeout=2), buffered)
     with scenario.engine.connect() as conn:
         assert buffer_state(conn, buffered).pending == 5
 
@@ -115,7 +115,10 @@ def test_two_concurrent_drains_never_process_an_entry_twice(scenario, insert_row
         try:
             claimed.append(
                 drain(
-                    scenario.engine, es_client(es.transport.node_pool.get().base_url), buffered, batch_size=25
+                    scenario.engine,
+                    search_client(es.transport.node_pool.get().base_url),
+                    buffered,
+                    batch_size=25,
                 ).claimed
             )
         except BaseException as exc:  # surfaced below
@@ -231,7 +234,7 @@ def test_a_transient_failure_during_replay_is_exit_1_and_keeps_the_dead_letters(
 
     err = capsys.readouterr().err
     assert code == 1
-    assert "Elasticsearch unavailable during replay; nothing removed" in err
+    assert "unavailable during replay; nothing removed" in err
     assert "Traceback" not in err
     with scenario.engine.begin() as conn:
         assert deadletters.count(conn, scenario.table) == 1

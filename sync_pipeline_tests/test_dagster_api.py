@@ -30,8 +30,8 @@ from elasticsearch import NotFoundError
 from sync_pipeline.apps import dagster_api
 from sync_pipeline.core.specs import SyncSpec, parse_specs
 from sync_pipeline.defs.partitions import partition_keys_for
-from sync_pipeline.io.es_client import es_client
 from sync_pipeline.io.postgres import engine_for
+from sync_pipeline.io.search import search_client
 
 from .conftest import free_port, stop_process_groups
 
@@ -74,7 +74,7 @@ class DagsterStack:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.engine = engine_for(pg_url)
-        self.es = es if es is not None else es_client(es_url)
+        self.es = es if es is not None else search_client(es_url)
         self.start = _months_ago(datetime.now(UTC), 4)
         self.spec_path = directory / "sync.yaml"
         self.spec_path.write_text(self._spec_text())

@@ -26,9 +26,9 @@ import yaml
 from sync_pipeline.core import naming
 from sync_pipeline.core.specs import parse_specs
 from sync_pipeline.io.buffer import BUFFER
-from sync_pipeline.io.elasticsearch import drop_target
-from sync_pipeline.io.es_client import es_client
 from sync_pipeline.io.postgres import engine_for
+from sync_pipeline.io.search import search_client
+from sync_pipeline.io.search.indices import drop_target
 from sync_pipeline.ops.capture import install_capture, uninstall_capture
 
 from .conftest import CHAOS_RESULTS, free_port, stop_process_groups, wait_until
@@ -66,7 +66,7 @@ def _worker_pid(instance: dg.DagsterInstance, run_id: str) -> int | None:
 
 def test_a_killed_drain_is_failed_alerted_and_the_queue_moves_on(service_urls, tmp_path, http_receiver):  # noqa: F811
     name = f"dr_{uuid.uuid4().hex[:8]}"
-    engine, es = engine_for(service_urls.pg_url), es_client(service_urls.es_url)
+    engine, es = engine_for(service_urls.pg_url), search_client(service_urls.es_url)
     with engine.begin() as conn:
         conn.execute(sa.text(f"CREATE TABLE {name} (id int PRIMARY KEY, title text, updated_at timestamptz)"))
     config = tmp_path / "sync.yaml"

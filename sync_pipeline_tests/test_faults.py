@@ -22,7 +22,7 @@ from sync_pipeline.core.specs import parse_specs
 from sync_pipeline.dev import services
 from sync_pipeline.io import deadletters
 from sync_pipeline.io.buffer import BUFFER
-from sync_pipeline.io.es_client import es_client
+from sync_pipeline.io.search import search_client
 from sync_pipeline.ops.capture import install_capture, uninstall_capture
 
 from .conftest import CHAOS_RESULTS
@@ -281,7 +281,7 @@ def test_a_429_storm_is_retried_until_everything_lands(scenario, tmp_path, throt
             "    batch_size: 500\n    retry: {attempts: 30, max_backoff_seconds: 10, max_total_seconds: 900}",
         )
     )
-    noisy = es_client(throttled_es)
+    noisy = search_client(throttled_es)
     stop = threading.Event()
 
     def flood() -> None:

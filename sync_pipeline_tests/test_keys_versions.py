@@ -13,7 +13,7 @@ import sqlalchemy as sa
 
 from sync_pipeline.apps.cli.runner import Servers, run_drain, run_sync, run_verify
 from sync_pipeline.core.specs import parse_specs
-from sync_pipeline.io.elasticsearch import drop_target
+from sync_pipeline.io.search.indices import drop_target
 from sync_pipeline.ops.capture import install_capture, uninstall_capture
 
 from .conftest import indexed

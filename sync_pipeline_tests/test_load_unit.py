@@ -7,7 +7,7 @@ from elasticsearch import ApiError, BadRequestError
 from elasticsearch import ConnectionError as ESConnectionError
 
 from sync_pipeline.core.bulk import BatchResult, BulkBody, RetryPolicy, entry_doc, iter_bodies, rebody
-from sync_pipeline.io.elasticsearch import is_transient, with_backoff
+from sync_pipeline.io.search.indices import is_transient, with_backoff
 
 
 def api_error(status: int) -> ApiError:

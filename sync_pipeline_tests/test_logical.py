@@ -127,12 +127,12 @@ specs:
 KILLER = """
 import os, sys
 from sync_pipeline.core.specs import parse_specs
-from sync_pipeline.io.es_client import es_client
+from sync_pipeline.io.search import search_client
 from sync_pipeline.io.postgres import engine_for
 from sync_pipeline.ops.drain import drain
 spec = parse_specs(open(sys.argv[1]).read())[0]
 # killed after Elasticsearch acknowledged the first batch, before the slot was confirmed
-drain(engine_for(os.environ["SYNC_PG_URL"]), es_client(os.environ["SYNC_ES_URL"]), spec,
+drain(engine_for(os.environ["SYNC_PG_URL"]), search_client(os.environ["SYNC_ES_URL"]), spec,
       on_batch=lambda batch: os._exit(9))
 """
 

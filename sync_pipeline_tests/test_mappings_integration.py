@@ -16,7 +16,7 @@ from sync_pipeline.core.windows import Window
 from sync_pipeline.defs.checks import build_mapping_check
 from sync_pipeline.defs.resources import ElasticsearchResource, PostgresResource
 from sync_pipeline.io import deadletters
-from sync_pipeline.io.elasticsearch import backing_indices, drop_target
+from sync_pipeline.io.search.indices import backing_indices, drop_target
 from sync_pipeline.io.staging import StagingArea
 from sync_pipeline.ops.binding import bind
 from sync_pipeline.ops.capture import install_capture, uninstall_capture

@@ -12,7 +12,7 @@ from sync_pipeline.apps.cli.runner import run_drain, run_sync, run_verify
 from sync_pipeline.core.specs import parse_specs
 from sync_pipeline.io import deadletters
 from sync_pipeline.io.buffer import BUFFER
-from sync_pipeline.io.elasticsearch import backing_indices, drop_target
+from sync_pipeline.io.search.indices import backing_indices, drop_target
 from sync_pipeline.ops.capture import install_capture, uninstall_capture
 from sync_pipeline.ops.rebuild import RebuildError, rebuild, rollback, versioned_name
 

@@ -24,8 +24,8 @@ from sync_pipeline.core.specs import parse_specs
 from sync_pipeline.dev.services import secure_es
 from sync_pipeline.dev.services.runtime import _known_runtime_dir
 from sync_pipeline.io import deadletters
-from sync_pipeline.io.elasticsearch import drop_target
-from sync_pipeline.io.es_client import es_client
+from sync_pipeline.io.search import search_client
+from sync_pipeline.io.search.indices import drop_target
 from sync_pipeline.ops.capture import uninstall_capture
 from sync_pipeline.settings import ElasticsearchOptions
 
@@ -57,7 +57,7 @@ def secure_client(node, username: str | None = None, password: str | None = None
     options = ElasticsearchOptions(
         username=username or node.username, password=password or node.password, ca_certs=str(node.ca_certs)
     )
-    return es_client(node.es_url, options=options)
+    return search_client(node.es_url, options=options)
 
 
 @pytest.fixture()

@@ -257,7 +257,7 @@ def test_a_batch_sent_in_parallel_parts_accounts_for_every_document(es):
 
     from sync_pipeline.core.bulk import BulkBody, entry_doc
     from sync_pipeline.io.bulk_load import MIN_PART_DOCS, send_split
-    from sync_pipeline.io.elasticsearch import delete_index
+    from sync_pipeline.io.search.indices import delete_index
 
     index = f"split_{uuid.uuid4().hex[:8]}"
     es.indices.create(

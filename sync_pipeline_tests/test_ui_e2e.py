@@ -20,9 +20,9 @@ import sqlalchemy as sa
 from sync_pipeline.core.specs import parse_specs
 from sync_pipeline.dev.browser import BrowserUnavailable, find_or_install_chromium
 from sync_pipeline.io.buffer import BUFFER
-from sync_pipeline.io.elasticsearch import drop_target
-from sync_pipeline.io.es_client import es_client
 from sync_pipeline.io.postgres import engine_for
+from sync_pipeline.io.search import search_client
+from sync_pipeline.io.search.indices import drop_target
 from sync_pipeline.ops.capture import install_capture, uninstall_capture
 
 from .conftest import free_port, stop_process_groups
@@ -46,7 +46,7 @@ def _graphql(base: str, query: str, variables: dict | None = None) -> dict:
 def ui(service_urls, tmp_path_factory):
     """`dagster dev` (webserver + daemon) on a throwaway table, DAGSTER_HOME and staging dir."""
     name = f"ui_{uuid.uuid4().hex[:8]}"
-    engine, es = engine_for(service_urls.pg_url), es_client(service_urls.es_url)
+    engine, es = engine_for(service_urls.pg_url), search_client(service_urls.es_url)
     today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
     days = [today - timedelta(days=10), today - timedelta(days=9)]
     with engine.begin() as conn:

@@ -168,7 +168,7 @@ def key_sort_problem(
     (verify merges the two by key), or None when the orders agree."""
     if cleanse:
         return (
-            f"its values are cleansed ({', '.join(cleanse)}): Elasticsearch sorts the cleansed value, "
+            f"its values are cleansed ({', '.join(cleanse)}): the search server sorts the cleansed value, "
             "PostgreSQL orders the row's own, and distinct keys may even become equal"
         )
     if info.pg_type == "citext":
@@ -181,7 +181,7 @@ def key_sort_problem(
         if numeric == "double" and es_type == "double" and info.fits_double:
             return None
         return (
-            f"mapped as {es_type}: Elasticsearch would not order it by value, or distinct values would "
+            f"mapped as {es_type}: the search server would not order it by value, or distinct values would "
             "meet in one double; give it numeric: double (for numeric(p <= 15, s)) or scaled_long(N)"
         )
     if info.is_array or es_type not in SORTS_ALIKE.get(info.pg_type, ()):

@@ -11,13 +11,12 @@ project's local services itself, passes their URLs in directly.
 from __future__ import annotations
 
 import dagster as dg
-from elasticsearch import Elasticsearch
 from sqlalchemy.engine import Engine
 
 from sync_pipeline import settings as settings_module
 from sync_pipeline.defs.alerts import alert_channels
-from sync_pipeline.io.es_client import es_client
 from sync_pipeline.io.postgres import engine_for, libpq_url
+from sync_pipeline.io.search import SearchTarget, search_client
 from sync_pipeline.io.staging import StagingArea
 from sync_pipeline.settings import ElasticsearchOptions, Settings, with_password
 
@@ -65,8 +64,8 @@ class ElasticsearchResource(dg.ConfigurableResource):
             http_compress=self.http_compress,
         )
 
-    def client(self) -> Elasticsearch:
-        return es_client(self.url, options=self.options())
+    def client(self) -> SearchTarget:
+        return search_client(self.url, options=self.options())
 
 
 class StagingResource(dg.ConfigurableResource):

@@ -18,7 +18,6 @@ from contextlib import contextmanager
 from typing import Any
 
 import orjson
-from elasticsearch import Elasticsearch
 
 from sync_pipeline.core.bulk import (
     DEFAULT_RETRY,
@@ -31,7 +30,8 @@ from sync_pipeline.core.bulk import (
     RetryPolicy,
     backoff_delay,
 )
-from sync_pipeline.io.elasticsearch import with_backoff
+from sync_pipeline.io.search import SearchTarget
+from sync_pipeline.io.search.indices import with_backoff
 
 _HELD_VERSION = re.compile(r"current version \[(\d+)\]")
 
@@ -52,7 +52,7 @@ def _error_summary(op: str, doc_id: str | None, item: dict[str, Any]) -> dict[st
 
 def _blocked(info: dict[str, Any]) -> bool:
     """A cluster or index block (the disk flood-stage watermark's read-only-allow-delete, a lost
-    master, an operator's write block): Elasticsearch lifts it without any change to the
+    master, an operator's write block): the server lifts it without any change to the
     document, 429 or 403 depending on the version, so the document waits and retries; it
     never becomes a dead letter. Outliving the retries fails the run (and alerts)."""
     error = info.get("error")
@@ -77,7 +77,7 @@ _BULK_FILTER = "errors,items.*.status,items.*.error"
 
 
 def send_body(
-    es: Elasticsearch,
+    es: SearchTarget,
     index: str,
     body: BulkBody,
     batch: int,
@@ -158,7 +158,7 @@ MIN_PART_DOCS = 500
 
 
 def send_split(
-    es: Elasticsearch,
+    es: SearchTarget,
     index: str,
     body: BulkBody,
     batch: int,
@@ -180,7 +180,7 @@ def send_split(
 
 
 def load_bulk(
-    es: Elasticsearch,
+    es: SearchTarget,
     index: str,
     bodies: Iterable[BulkBody],
     concurrency: int = 1,
@@ -220,7 +220,7 @@ def load_bulk(
 
 @contextmanager
 def bulk_indexing(
-    es: Elasticsearch, index: str, replicas: int, refresh_interval: str | None = None
+    es: SearchTarget, index: str, replicas: int, refresh_interval: str | None = None
 ) -> Iterator[None]:
     """Refresh off and no replicas while a large load runs; afterwards, even on failure, every
     backing index gets back the refresh interval and the replica count it had.

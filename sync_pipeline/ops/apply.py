@@ -20,7 +20,6 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from elasticsearch import Elasticsearch
 from sqlalchemy.engine import Connection, Engine
 
 from sync_pipeline.core import fanout
@@ -30,6 +29,7 @@ from sync_pipeline.core.specs import SyncSpec
 from sync_pipeline.io import buffer, deadletters
 from sync_pipeline.io.pandas_probe import skip_pandas_probe
 from sync_pipeline.io.postgres import describe_table, execute
+from sync_pipeline.io.search import SearchTarget
 from sync_pipeline.ops.binding import Bound
 from sync_pipeline.ops.capture import TABLE_SOURCE
 from sync_pipeline.ops.resync import REPEATABLE_READ, Key, classify_stale, resync_body, send_resync
@@ -72,9 +72,7 @@ class Batches:
     acknowledged every one (or raises DrainError) and must come before the claim's entries are
     removed; after any error, `abandon` drops what is still in flight (its claim rolls back)."""
 
-    def __init__(
-        self, engine: Engine, es: Elasticsearch, bound: Bound, totals: DrainTotals, run_id, on_batch
-    ):
+    def __init__(self, engine: Engine, es: SearchTarget, bound: Bound, totals: DrainTotals, run_id, on_batch):
         skip_pandas_probe()  # rows re-read become Arrow arrays: no pandas import for that
         self.engine, self.es, self.bound, self.totals = engine, es, bound, totals
         self.run_id, self.on_batch = run_id, on_batch
@@ -170,7 +168,7 @@ def _resolved(
             return
 
 
-def _reconcile(engine: Engine, es: Elasticsearch, spec: SyncSpec, totals: DrainTotals) -> None:
+def _reconcile(engine: Engine, es: SearchTarget, spec: SyncSpec, totals: DrainTotals) -> None:
     """After a TRUNCATE: which documents it emptied is unknown, so verify the whole spec and fix
     every difference (documents of rows gone deleted, those whose related rows went re-indexed).
     Its snapshot is taken after the claim's, so it sees the TRUNCATE and every other claimed
@@ -194,7 +192,7 @@ def _reconcile(engine: Engine, es: Elasticsearch, spec: SyncSpec, totals: DrainT
 def apply_claimed(
     conn: Connection,
     engine: Engine,
-    es: Elasticsearch,
+    es: SearchTarget,
     bound: Bound,
     batches: Batches,
     claimed: list[Any],

@@ -20,7 +20,6 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from elasticsearch import Elasticsearch
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import OperationalError
 
@@ -30,6 +29,7 @@ from sync_pipeline.core.specs import SyncSpec
 from sync_pipeline.io import buffer
 from sync_pipeline.io.buffer import ChangeListener, has_pending
 from sync_pipeline.io.postgres import is_serialization_failure
+from sync_pipeline.io.search import SearchTarget
 from sync_pipeline.ops.apply import REPEATABLE_READ, Batches, DrainError, DrainTotals, apply_claimed
 from sync_pipeline.ops.binding import Bound, bind
 from sync_pipeline.ops.logical_drain import follow_logical
@@ -40,7 +40,7 @@ __all__ = ["DrainError", "DrainTotals", "drain", "follow"]
 
 def drain(
     engine: Engine,
-    es: Elasticsearch,
+    es: SearchTarget,
     spec: SyncSpec,
     batch_size: int | None = None,
     run_id: str | None = None,
@@ -94,7 +94,7 @@ def drain(
 
 def _apply_claim(
     engine: Engine,
-    es: Elasticsearch,
+    es: SearchTarget,
     spec: SyncSpec,
     bound: Bound,
     batches: Batches,
@@ -114,7 +114,7 @@ def _apply_claim(
 
 def follow(
     engine: Engine,
-    es: Elasticsearch,
+    es: SearchTarget,
     spec: SyncSpec,
     idle_seconds: float | None,
     max_seconds: float,

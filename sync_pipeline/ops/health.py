@@ -11,7 +11,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from elasticsearch import Elasticsearch
 from sqlalchemy.engine import Connection, Engine
 
 from sync_pipeline.core.capture import drop_statements
@@ -19,7 +18,8 @@ from sync_pipeline.core.quoting import sql_literal
 from sync_pipeline.core.specs import SyncSpec
 from sync_pipeline.io import buffer, deadletters
 from sync_pipeline.io.buffer import CaptureFunction
-from sync_pipeline.io.elasticsearch import backing_indices
+from sync_pipeline.io.search import SearchTarget
+from sync_pipeline.io.search.indices import backing_indices
 from sync_pipeline.ops.capture import watched_now
 from sync_pipeline.ops.slots import SlotStatus, orphan_statuses, spec_slot_status
 
@@ -209,7 +209,7 @@ def dead_letter_statuses(
     return statuses
 
 
-def index_statuses(es: Elasticsearch, specs: Sequence[SyncSpec], scope: set[str] | None) -> list[IndexStatus]:
+def index_statuses(es: SearchTarget, specs: Sequence[SyncSpec], scope: set[str] | None) -> list[IndexStatus]:
     statuses = []
     for spec in specs:
         if scope is None or spec.name in scope:
@@ -221,7 +221,7 @@ def index_statuses(es: Elasticsearch, specs: Sequence[SyncSpec], scope: set[str]
 
 def check(
     engine: Engine,
-    es: Elasticsearch,
+    es: SearchTarget,
     specs: Sequence[SyncSpec],
     scope: set[str] | None = None,
     backlog_seconds: float = 15 * 60,

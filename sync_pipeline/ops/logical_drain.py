@@ -26,7 +26,6 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from elasticsearch import Elasticsearch
 from sqlalchemy.engine import Connection, Engine
 
 from sync_pipeline.core import logical
@@ -39,6 +38,7 @@ from sync_pipeline.core.specs import SyncSpec
 from sync_pipeline.io import buffer
 from sync_pipeline.io.change_stream import ChangeStream
 from sync_pipeline.io.replication import SlotBusy
+from sync_pipeline.io.search import SearchTarget
 from sync_pipeline.ops.apply import Batches, DrainError, DrainTotals, apply_claimed
 from sync_pipeline.ops.binding import Bound, bind
 from sync_pipeline.ops.capture import watched_now
@@ -92,9 +92,7 @@ def _snapshot_seeing(conn: Connection, xids: set[int]) -> None:
 class _Applier:
     """Pending entries of committed transactions, applied in batches on one session."""
 
-    def __init__(
-        self, engine: Engine, es: Elasticsearch, bound: Bound, totals: DrainTotals, run_id, on_batch
-    ):
+    def __init__(self, engine: Engine, es: SearchTarget, bound: Bound, totals: DrainTotals, run_id, on_batch):
         self.engine, self.es, self.bound, self.totals = engine, es, bound, totals
         self.batches = Batches(engine, es, bound, totals, run_id, on_batch)
         self.entries: list[dict[str, Any]] = []
@@ -176,7 +174,7 @@ def _current_position(engine: Engine) -> int:
 
 def follow_logical(
     engine: Engine,
-    es: Elasticsearch,
+    es: SearchTarget,
     spec: SyncSpec,
     idle_seconds: float | None,
     max_seconds: float,

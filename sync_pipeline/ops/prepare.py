@@ -17,14 +17,14 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from elasticsearch import Elasticsearch
 from sqlalchemy.engine import Engine
 
 from sync_pipeline.core.mapping_diff import Change, MappingDiff
 from sync_pipeline.core.quoting import qualified_table, quote_ident
 from sync_pipeline.core.sql import Statement
-from sync_pipeline.io.elasticsearch import record_index_meta
 from sync_pipeline.io.postgres import execute
+from sync_pipeline.io.search import SearchTarget
+from sync_pipeline.io.search.indices import record_index_meta
 from sync_pipeline.ops.binding import Bound
 from sync_pipeline.ops.rebuild import fill_index, rebuild
 from sync_pipeline.ops.target import MappingConflict, TargetState, reconcile_target
@@ -33,7 +33,7 @@ REFILL_KEY = "refill"
 
 
 def prepare_target(
-    es: Elasticsearch,
+    es: SearchTarget,
     bound: Bound,
     engine: Engine,
     run_id: str | None = None,
@@ -79,7 +79,7 @@ def _holds_values(engine: Engine, bound: Bound, change: Change) -> bool:
 
 
 def _refill(
-    es: Elasticsearch,
+    es: SearchTarget,
     bound: Bound,
     engine: Engine,
     state: TargetState,
@@ -107,7 +107,7 @@ def _refill(
 
 
 def _rebuild(
-    es: Elasticsearch,
+    es: SearchTarget,
     bound: Bound,
     engine: Engine,
     conflict: MappingConflict,

@@ -26,7 +26,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from elasticsearch import ApiError, Elasticsearch
 from sqlalchemy.engine import Engine
 
 from sync_pipeline.core.bulk import BatchResult, LoadTotals, Rejected, rebody, retry_policy
@@ -36,7 +35,9 @@ from sync_pipeline.core.index_mapping import index_settings
 from sync_pipeline.core.specs import SyncSpec
 from sync_pipeline.io import deadletters
 from sync_pipeline.io.bulk_load import load_bulk
-from sync_pipeline.io.elasticsearch import (
+from sync_pipeline.io.postgres import iter_pages
+from sync_pipeline.io.search import SearchApiError, SearchTarget
+from sync_pipeline.io.search.indices import (
     META_KEY,
     backing_indices,
     delete_index,
@@ -46,7 +47,6 @@ from sync_pipeline.io.elasticsearch import (
     record_index_meta,
     write_index,
 )
-from sync_pipeline.io.postgres import iter_pages
 from sync_pipeline.ops.binding import Bound, bind, target_mapping
 from sync_pipeline.ops.resync import REPEATABLE_READ, Key
 from sync_pipeline.ops.target import refusal
@@ -123,7 +123,7 @@ def _dead_letter(
 
 def fill_index(
     engine: Engine,
-    es: Elasticsearch,
+    es: SearchTarget,
     spec: SyncSpec,
     index: str,
     on_batch: Callable[[BatchResult], None] | None = None,
@@ -160,7 +160,7 @@ class _KeepingRefused(BulkRepairs):
     """verify --fix's repairs, also keeping the documents the index refused: BulkRepairs counts
     them only, and a rebuild must store them as dead letters."""
 
-    def __init__(self, engine: Engine, es: Elasticsearch, bound: Bound) -> None:
+    def __init__(self, engine: Engine, es: SearchTarget, bound: Bound) -> None:
         super().__init__(engine, es, bound)
         self.refused: list[Rejected] = []
 
@@ -170,7 +170,7 @@ class _KeepingRefused(BulkRepairs):
         return result
 
 
-def repair_pass(engine: Engine, es: Elasticsearch, spec: SyncSpec) -> tuple[VerifyReport, list[Rejected]]:
+def repair_pass(engine: Engine, es: SearchTarget, spec: SyncSpec) -> tuple[VerifyReport, list[Rejected]]:
     """One `verify --fix` pass over the spec's index, with the documents it refused: verify_spec's
     merge, here because verify_spec builds its own BulkRepairs, which only counts refusals."""
     index = spec.target.index
@@ -189,7 +189,7 @@ def repair_pass(engine: Engine, es: Elasticsearch, spec: SyncSpec) -> tuple[Veri
 
 
 def catch_up(
-    engine: Engine, es: Elasticsearch, spec: SyncSpec, kind: str, run_id: str | None = None
+    engine: Engine, es: SearchTarget, spec: SyncSpec, kind: str, run_id: str | None = None
 ) -> VerifyReport:
     """Repair the alias's current index from the rows as they are now (after a swap or a
     rollback, `kind`: it missed what was written to the other index); refusals become dead
@@ -211,7 +211,7 @@ def describe_catch_up(report: VerifyReport) -> str:
 
 def rebuild(
     engine: Engine,
-    es: Elasticsearch,
+    es: SearchTarget,
     spec: SyncSpec,
     on_batch: Callable[[BatchResult], None] | None = None,
     on_pass: Callable[[int, VerifyReport], None] | None = None,
@@ -236,9 +236,11 @@ def rebuild(
         es.indices.create(
             index=new, mappings={**mapping, "_meta": {META_KEY: entry}}, settings=index_settings(spec)
         )
-    except ApiError as exc:
+    except SearchApiError as exc:
         if exc.status_code == 400:
-            raise refusal(spec.name, f"the mapping or settings of the new index {new}", exc) from None
+            raise refusal(
+                spec.name, es.server.label, f"the mapping or settings of the new index {new}", exc
+            ) from None
         raise
     building = spec.model_copy(update={"target": spec.target.model_copy(update={"index": new})})
     try:
@@ -288,7 +290,7 @@ def _refused(report: RebuildReport, errors: list[dict]) -> str:
 
 def _converge(
     engine: Engine,
-    es: Elasticsearch,
+    es: SearchTarget,
     building: SyncSpec,
     report: RebuildReport,
     on_pass: Callable[[int, VerifyReport], None] | None,
@@ -320,7 +322,7 @@ def _converge(
     )
 
 
-def swap_alias(es: Elasticsearch, alias: str, old: list[str], new: str) -> None:
+def swap_alias(es: SearchTarget, alias: str, old: list[str], new: str) -> None:
     """Point `alias` at `new` only, atomically. A pre-alias concrete index named like the alias
     must be deleted in the same call (an alias cannot share a name with an index)."""
     actions: list[dict] = [{"add": {"index": new, "alias": alias, "is_write_index": True}}]
@@ -332,7 +334,7 @@ def swap_alias(es: Elasticsearch, alias: str, old: list[str], new: str) -> None:
     es.indices.update_aliases(actions=actions)
 
 
-def rollback(es: Elasticsearch, spec: SyncSpec) -> tuple[str, str]:
+def rollback(es: SearchTarget, spec: SyncSpec) -> tuple[str, str]:
     """Point the alias back at the index its current one replaced, as recorded at the swap.
 
     Only the alias's own history is followed — never index names, which other specs may share

@@ -3,11 +3,11 @@ mapping is fixed."""
 
 from __future__ import annotations
 
-from elasticsearch import Elasticsearch
 from sqlalchemy.engine import Engine
 
 from sync_pipeline.core.specs import SyncSpec
 from sync_pipeline.io import deadletters
+from sync_pipeline.io.search import SearchTarget
 from sync_pipeline.ops.binding import bind
 from sync_pipeline.ops.resync import REPEATABLE_READ, classify_stale, key_from_id, resync_keys
 
@@ -16,7 +16,7 @@ class ReplayError(RuntimeError):
     """Transient failure during a replay; the dead letters are left as they were."""
 
 
-def replay(engine: Engine, es: Elasticsearch, spec: SyncSpec, batch_size: int = 500) -> tuple[int, int]:
+def replay(engine: Engine, es: SearchTarget, spec: SyncSpec, batch_size: int = 500) -> tuple[int, int]:
     """Re-send dead-lettered documents from their *current* rows.
 
     Returns (replayed, still refused). Entries that land are removed; ones
@@ -38,7 +38,8 @@ def replay(engine: Engine, es: Elasticsearch, spec: SyncSpec, batch_size: int = 
             if result.failed:
                 # raising rolls the claim back: every dead letter stays as it was
                 raise ReplayError(
-                    f"spec '{spec.name}': Elasticsearch unavailable during replay; nothing removed"
+                    f"spec '{spec.name}': the search server at {es.where} unavailable during replay; "
+                    "nothing removed"
                 )
             errors = {r.doc_id: r.error for r in result.rejected}
             deadletters.remove(conn, [i for i, doc_id in claimed if doc_id not in errors])

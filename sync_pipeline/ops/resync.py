@@ -12,7 +12,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from elasticsearch import Elasticsearch
 from sqlalchemy.engine import Connection, Engine
 
 from sync_pipeline.core.bulk import BatchResult, BulkBody, action_line, retry_policy
@@ -20,6 +19,7 @@ from sync_pipeline.core.documents import batch_to_bulk, document_ids
 from sync_pipeline.core.keys import document_id, texts_from_id
 from sync_pipeline.io.bulk_load import send_split
 from sync_pipeline.io.postgres import fetch_keys, snapshot_version
+from sync_pipeline.io.search import SearchTarget
 from sync_pipeline.ops.binding import Bound
 
 Key = tuple[str, ...]  # canonical key texts (core/keys.py)
@@ -34,7 +34,7 @@ def key_from_id(bound: Bound, doc_id: str) -> Key:
 
 def resync_keys(
     conn: Connection,
-    es: Elasticsearch,
+    es: SearchTarget,
     bound: Bound,
     keys: Sequence[Key],
     batch_number: int = 1,
@@ -68,7 +68,7 @@ def resync_body(conn: Connection, bound: Bound, keys: Sequence[Key]) -> BulkBody
     return body
 
 
-def send_resync(es: Elasticsearch, bound: Bound, body: BulkBody, batch_number: int) -> BatchResult:
+def send_resync(es: SearchTarget, bound: Bound, body: BulkBody, batch_number: int) -> BatchResult:
     target = bound.spec.target
     return send_split(es, target.index, body, batch_number, retry_policy(bound.spec), target.bulk_concurrency)
 

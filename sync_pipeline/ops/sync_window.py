@@ -19,7 +19,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pyarrow as pa
-from elasticsearch import Elasticsearch
 
 from sync_pipeline.core import naming, progress
 from sync_pipeline.core.bulk import BatchResult, BulkBody, LoadTotals, iter_bodies, rebody, retry_policy
@@ -31,6 +30,7 @@ from sync_pipeline.core.windows import Window
 from sync_pipeline.io import deadletters
 from sync_pipeline.io.bulk_load import bulk_indexing, load_bulk
 from sync_pipeline.io.postgres import engine_for, libpq_url, open_writers_before, stream_window
+from sync_pipeline.io.search import SearchTarget
 from sync_pipeline.io.staging import (
     StagingArea,
     read_batches,
@@ -149,7 +149,7 @@ def _timed(pages: Iterator[pa.RecordBatch], counts: Extracted) -> Iterator[pa.Re
         yield page
 
 
-def _prepare_target(run: WindowRun, es: Elasticsearch, bound: Bound) -> TargetState:
+def _prepare_target(run: WindowRun, es: SearchTarget, bound: Bound) -> TargetState:
     state = prepare_target(es, bound, engine_for(run.pg_url), run.run_id, run.log)
     for line in state.lines:
         run.log(f"{run.spec.name}: {line}")
@@ -162,7 +162,7 @@ def _read(run: WindowRun, bound: Bound) -> Iterator[pa.RecordBatch]:
     return stream_window(url, run.spec, bound.columns, run.window, run.spec.batch_size, bound.relations)
 
 
-def sync_window(run: WindowRun, es: Elasticsearch) -> WindowResult:
+def sync_window(run: WindowRun, es: SearchTarget) -> WindowResult:
     """The whole window, streamed: extract, documents and load overlap; staged files on the side."""
     spec = run.spec
     result = WindowResult()
@@ -224,7 +224,7 @@ def documents_stage(run: WindowRun) -> Documents:
     return counts
 
 
-def index_stage(run: WindowRun, es: Elasticsearch) -> WindowResult:
+def index_stage(run: WindowRun, es: SearchTarget) -> WindowResult:
     """The staged documents into the index."""
     spec = run.spec
     documents_path = run.path("ndjson")
@@ -240,7 +240,7 @@ def index_stage(run: WindowRun, es: Elasticsearch) -> WindowResult:
     return result
 
 
-def load(run: WindowRun, es: Elasticsearch, bodies: Iterable[BulkBody]) -> LoadTotals:
+def load(run: WindowRun, es: SearchTarget, bodies: Iterable[BulkBody]) -> LoadTotals:
     """Bulk-load bodies with the spec's concurrency; refused documents become dead letters as
     they come. Raises LoadFailed when documents were not acknowledged after the retries."""
     spec = run.spec

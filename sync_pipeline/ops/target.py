@@ -13,13 +13,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from elasticsearch import ApiError, Elasticsearch, NotFoundError
 from sqlalchemy.engine import Connection, Engine
 
 from sync_pipeline.core.index_mapping import index_mapping, index_settings, inferred_from_values
 from sync_pipeline.core.mapping_diff import Change, MappingDiff, conflict_message, diff_mappings
 from sync_pipeline.core.sql import SourceError
-from sync_pipeline.io.elasticsearch import META_KEY, ensure_index, with_backoff
+from sync_pipeline.io.search import SearchApiError, SearchNotFound, SearchTarget
+from sync_pipeline.io.search.indices import META_KEY, ensure_index, with_backoff
 from sync_pipeline.ops.binding import Bound, target_mapping
 
 
@@ -87,23 +87,23 @@ PROVIDED_BY = {
 }
 
 
-def refusal(spec: str, where: str, exc: ApiError) -> MappingRefused:
+def refusal(spec: str, server: str, where: str, exc: SearchApiError) -> MappingRefused:
     error = exc.body.get("error", {}) if isinstance(exc.body, dict) else {}
     reason = (error.get("caused_by") or {}).get("reason") or error.get("reason") or str(exc)
     hints = [f"'{name}' comes with {origin}" for name, origin in PROVIDED_BY.items() if f"[{name}]" in reason]
     return MappingRefused(
-        f"spec '{spec}': Elasticsearch refused {where}: {reason}"
+        f"spec '{spec}': {server} refused {where}: {reason}"
         + (f" ({'; '.join(hints)})" if hints else "")
         + "; nothing was changed (docs/configuration.md, 'Mappings')"
     )
 
 
-def live_mapping(es: Elasticsearch, name: str) -> tuple[str, dict[str, Any]] | None:
+def live_mapping(es: SearchTarget, name: str) -> tuple[str, dict[str, Any]] | None:
     """(concrete index, its mappings) behind `name`; None when there is no such index. Behind
     an alias with several indices (a rollback's leftovers), the write index is the one writes meet."""
     try:
         found = es.indices.get_mapping(index=name).body
-    except NotFoundError:
+    except SearchNotFound:
         return None
     if len(found) > 1:
         aliases = es.indices.get_alias(name=name).body
@@ -114,9 +114,7 @@ def live_mapping(es: Elasticsearch, name: str) -> tuple[str, dict[str, Any]] | N
     return index, found[index].get("mappings", {})
 
 
-def mapping_drift(
-    es: Elasticsearch, bound: Bound, index: str | None = None
-) -> tuple[str, MappingDiff] | None:
+def mapping_drift(es: SearchTarget, bound: Bound, index: str | None = None) -> tuple[str, MappingDiff] | None:
     """How the live index differs from the spec's mapping; None when it does not exist."""
     live = live_mapping(es, index or bound.spec.target.index)
     if live is None:
@@ -139,7 +137,7 @@ def field_sources(bound: Bound) -> dict[str, str]:
 
 
 def create_target(
-    es: Elasticsearch, bound: Bound, source: Engine | Connection, index: str | None = None
+    es: SearchTarget, bound: Bound, source: Engine | Connection, index: str | None = None
 ) -> bool:
     """Create the target (alias + first versioned index) from the spec's mapping unless it
     exists; True when created. An index op on a missing index would otherwise create it
@@ -149,9 +147,11 @@ def create_target(
         return False
     try:
         return ensure_index(es, name, target_mapping(source, bound), index_settings(bound.spec))
-    except ApiError as exc:
+    except SearchApiError as exc:
         if exc.status_code == 400:
-            raise refusal(bound.spec.name, f"the mapping or settings of index {name}", exc) from None
+            raise refusal(
+                bound.spec.name, es.server.label, f"the mapping or settings of index {name}", exc
+            ) from None
         raise
 
 
@@ -164,7 +164,7 @@ def conflict_error(bound: Bound, index: str, conflicts: list[Change]) -> Mapping
 
 
 def reconcile_target(
-    es: Elasticsearch, bound: Bound, source: Engine | Connection, index: str | None = None
+    es: SearchTarget, bound: Bound, source: Engine | Connection, index: str | None = None
 ) -> tuple[TargetState, MappingDiff]:
     """Create the index, or bring its mapping in line in place; MappingConflict (nothing
     changed) when only a rebuild can. Returns what was done and the comparison it was based on."""
@@ -190,7 +190,7 @@ def reconcile_target(
 
 
 def apply_in_place(
-    es: Elasticsearch, bound: Bound, source: Engine | Connection, index: str, diff: MappingDiff
+    es: SearchTarget, bound: Bound, source: Engine | Connection, index: str, diff: MappingDiff
 ) -> None:
     """One update-mapping call with the touched top-level fields' whole definitions (JSON
     columns' from a fresh sample of their values) and the root's changed parameters."""
@@ -199,11 +199,13 @@ def apply_in_place(
     properties = {name: wanted["properties"][name] for name in diff.touched}
     try:
         with_backoff(lambda: es.indices.put_mapping(index=index, properties=properties, **body))
-    except ApiError as exc:
+    except SearchApiError as exc:
         if exc.status_code != 400:
             raise
         # a change this module took for one Elasticsearch makes in place, and it does not
-        refused = refusal(bound.spec.name, f"an in-place change to the mapping of {index}", exc)
+        refused = refusal(
+            bound.spec.name, es.server.label, f"an in-place change to the mapping of {index}", exc
+        )
         raise MappingConflict(
             f"{conflict_error(bound, index, diff.additions)}\n({refused})", diff.additions
         ) from None

@@ -12,7 +12,6 @@ from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime
 from typing import Any
 
-from elasticsearch import Elasticsearch
 from sqlalchemy.engine import Connection, Engine
 
 from sync_pipeline.core.bulk import LoadTotals
@@ -23,13 +22,14 @@ from sync_pipeline.core.specs import SyncSpec
 from sync_pipeline.core.sql import SourceError
 from sync_pipeline.core.versions import XIP_SLOTS
 from sync_pipeline.core.windows import Window
-from sync_pipeline.io.elasticsearch import (
+from sync_pipeline.io.postgres import burn_transaction_id, count_window_rows, iter_pages
+from sync_pipeline.io.search import SearchTarget
+from sync_pipeline.io.search.indices import (
     count_window_documents,
     elasticsearch_documents,
     field_types,
     window_documents,
 )
-from sync_pipeline.io.postgres import burn_transaction_id, count_window_rows, iter_pages
 from sync_pipeline.ops.binding import Bound, bind
 from sync_pipeline.ops.resync import REPEATABLE_READ, Key, classify_stale, key_from_id, resync_keys
 from sync_pipeline.ops.target import field_sources, mapping_drift, reconcile_target
@@ -119,7 +119,7 @@ class BulkRepairs:
     every later write look stale.
     """
 
-    def __init__(self, engine: Engine, es: Elasticsearch, bound: Bound, batch_size: int = 500):
+    def __init__(self, engine: Engine, es: SearchTarget, bound: Bound, batch_size: int = 500):
         self.engine, self.es, self.bound = engine, es, bound
         self.batch_size = batch_size
         self.pending: list[Key] = []
@@ -158,7 +158,7 @@ class BulkRepairs:
 
 
 def verify_spec(
-    conn: Connection, es: Elasticsearch, spec: SyncSpec, page_size: int = 2000, fix: bool = False
+    conn: Connection, es: SearchTarget, spec: SyncSpec, page_size: int = 2000, fix: bool = False
 ) -> VerifyReport:
     """Compare the spec's source and index; with `fix`, also repair every difference found.
 
@@ -202,7 +202,7 @@ def postgres_window_documents(conn: Connection, bound: Bound, window: Window) ->
 
 
 def reconcile_window(
-    conn: Connection, es: Elasticsearch, spec: SyncSpec, window: Window
+    conn: Connection, es: SearchTarget, spec: SyncSpec, window: Window
 ) -> tuple[WindowDigest, WindowDigest]:
     """(PostgreSQL, Elasticsearch) digests of one updated_at window, for the per-partition check."""
     bound = bind(conn, spec)
@@ -211,7 +211,7 @@ def reconcile_window(
     return source, target
 
 
-def count_window(conn: Connection, es: Elasticsearch, spec: SyncSpec, window: Window) -> tuple[int, int]:
+def count_window(conn: Connection, es: SearchTarget, spec: SyncSpec, window: Window) -> tuple[int, int]:
     """(PostgreSQL, Elasticsearch) live-document counts of one window: one count query per side."""
     bound = bind(conn, spec)
     return count_window_rows(conn, spec, bound.columns, window), count_window_documents(es, spec, window)

@@ -47,19 +47,18 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _unreachable_message(exc: Exception) -> str | None:
     """A one-line error for a server that went away mid-command; None for anything else."""
-    from elastic_transport import ConnectionError as ESConnectionError
     from sqlalchemy.exc import OperationalError
 
     from sync_pipeline.apps.cli.output import first_line
     from sync_pipeline.apps.cli.session import Session, pg_label
     from sync_pipeline.core.redact import redact_url
-    from sync_pipeline.io.es_client import connection_problem
+    from sync_pipeline.io.search import SearchConnectionError, connection_problem
 
     session = Session.current
     problem = connection_problem(exc, redact_url(session.es_url), session.settings.es) if session else None
     if problem:
         return problem
-    if isinstance(exc, ESConnectionError):
+    if isinstance(exc, SearchConnectionError):
         return f"lost the connection to Elasticsearch at {redact_url(session.es_url) if session else '?'}"
     if isinstance(exc, OperationalError):
         return f"PostgreSQL at {pg_label(session.pg_url) if session else '?'} failed: {first_line(exc.orig)}"

@@ -19,7 +19,7 @@ from sync_pipeline.apps.cli.search import search_lines
 from sync_pipeline.apps.cli.session import Session, UsageError, parse_time
 from sync_pipeline.apps.instance import dagster_home
 from sync_pipeline.defs.partitions import partition_keys_for
-from sync_pipeline.io.elasticsearch import backing_indices, drop_target, index_meta
+from sync_pipeline.io.search.indices import backing_indices, drop_target, index_meta
 from sync_pipeline.ops.capture import install_capture
 
 DEMO_QUERY = "青花瓷茶杯"

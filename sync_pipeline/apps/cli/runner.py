@@ -16,7 +16,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 import dagster as dg
-from elasticsearch import Elasticsearch
 
 from sync_pipeline import settings as settings_module
 from sync_pipeline.apps.instance import dagster_instance
@@ -28,9 +27,9 @@ from sync_pipeline.defs import build_definitions
 from sync_pipeline.defs.partitions import partition_keys_for
 from sync_pipeline.defs.resources import resources_for
 from sync_pipeline.defs.runs import run_totals
-from sync_pipeline.io.es_client import es_client
 from sync_pipeline.io.pandas_probe import skip_pandas_probe
 from sync_pipeline.io.postgres import engine_for
+from sync_pipeline.io.search import SearchTarget, search_client
 from sync_pipeline.ops.verify import verify_spec
 from sync_pipeline.settings import ElasticsearchOptions
 
@@ -72,8 +71,8 @@ class Servers:
         config = settings_module.load()
         return cls(config.require_pg_url(), config.require_es_url(), config.es)
 
-    def es_client(self) -> Elasticsearch:
-        return es_client(self.es_url, options=self.es)
+    def search_client(self) -> SearchTarget:
+        return search_client(self.es_url, options=self.es)
 
 
 def progress_printer(enabled: bool) -> Callable[[str, dict[str, Any]], None]:
@@ -190,7 +189,7 @@ def run_verify(
     specs: Sequence[SyncSpec], selected: Sequence[SyncSpec], fix: bool = False, servers: Servers | None = None
 ) -> list[VerifyReport]:
     servers = servers or Servers.from_settings()
-    es = servers.es_client()
+    es = servers.search_client()
     reports = []
     engine = engine_for(servers.pg_url)
     with engine.connect().execution_options(isolation_level="REPEATABLE READ") as conn:

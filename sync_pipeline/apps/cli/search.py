@@ -6,7 +6,6 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from elasticsearch import Elasticsearch
 from sqlalchemy.engine import make_url
 
 from sync_pipeline.apps.cli.output import EXIT_DRIFT, EXIT_OK
@@ -14,6 +13,7 @@ from sync_pipeline.apps.cli.session import Session, UsageError
 from sync_pipeline.core.grants import es_grants, pg_grants, read_tables
 from sync_pipeline.core.specs import SyncSpec
 from sync_pipeline.io.postgres import sqlalchemy_url
+from sync_pipeline.io.search import SearchTarget
 
 MAX_FRAGMENT = 120
 
@@ -35,7 +35,7 @@ def text_fields(properties: dict[str, Any], prefix: str = "") -> list[str]:
     return found
 
 
-def search_lines(es: Elasticsearch, spec: SyncSpec, query: str, size: int) -> list[str]:
+def search_lines(es: SearchTarget, spec: SyncSpec, query: str, size: int) -> list[str]:
     """A multi-match over the index's text fields: a header line, then one line per hit with
     its highlighted fragments. UsageError when there is no index or nothing to search."""
     index = spec.target.index

@@ -17,15 +17,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import ClassVar
 
-from elasticsearch import Elasticsearch
 from sqlalchemy.engine import Engine
 
 from sync_pipeline import settings as settings_module
 from sync_pipeline.apps.cli.output import first_line
 from sync_pipeline.core.redact import redact_url
 from sync_pipeline.core.specs import SyncSpec, get_spec, load_specs
-from sync_pipeline.io.es_client import connection_problem, es_client
 from sync_pipeline.io.postgres import describe_source, engine_for, sqlalchemy_url
+from sync_pipeline.io.search import SearchTarget, connection_problem, search_client
 from sync_pipeline.ops.binding import Bound, bind
 from sync_pipeline.ops.target import conflict_error, mapping_drift
 from sync_pipeline.settings import Settings
@@ -123,15 +122,16 @@ class Session:
             self._engine = engine_for(self.pg_url)
         return self._engine
 
-    def es(self, request_timeout: float | None = None) -> Elasticsearch:
-        return es_client(self.es_url, request_timeout=request_timeout, options=self.settings.es)
+    def es(self, request_timeout: float | None = None) -> SearchTarget:
+        return search_client(self.es_url, request_timeout=request_timeout, options=self.settings.es)
 
     def preflight(self, mapping: bool = False) -> None:
         """Both servers reachable, every selected source matching its spec; with `mapping`, also
         no index whose mapping conflicts with its spec's (unless the spec rebuilds on its own):
         the run would stop at its first load anyway, so it is not started."""
-        from elasticsearch import ConnectionError as ESConnectionError
         from sqlalchemy.exc import OperationalError
+
+        from sync_pipeline.io.search import SearchConnectionError
 
         es_label = redact_url(self.es_url)
         try:
@@ -140,7 +140,7 @@ class Session:
             problem = connection_problem(exc, es_label, self.settings.es)
             if problem:
                 raise UsageError(problem) from None
-            if isinstance(exc, ESConnectionError):
+            if isinstance(exc, SearchConnectionError):
                 raise UsageError(f"cannot connect to Elasticsearch at {es_label}") from None
             raise UsageError(f"Elasticsearch at {es_label} refused us: {first_line(exc)}") from None
         try:
@@ -156,7 +156,7 @@ class Session:
                     _refuse_mapping_conflict(self.es(), bind(conn, spec))
 
 
-def _refuse_mapping_conflict(es: Elasticsearch, bound: Bound) -> None:
+def _refuse_mapping_conflict(es: SearchTarget, bound: Bound) -> None:
     found = mapping_drift(es, bound)
     if found is not None and found[1].conflicts:
         raise conflict_error(bound, found[0], found[1].conflicts)
