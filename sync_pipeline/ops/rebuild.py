@@ -49,7 +49,7 @@ from sync_pipeline.io.search.indices import (
 )
 from sync_pipeline.ops.binding import Bound, bind, target_mapping
 from sync_pipeline.ops.resync import REPEATABLE_READ, Key
-from sync_pipeline.ops.target import refusal
+from sync_pipeline.ops.target import emitted, refusal
 from sync_pipeline.ops.verify import BulkRepairs, check_key_order, postgres_documents, sort_normaliser
 
 PASSES = 6
@@ -229,7 +229,7 @@ def rebuild(
     report = RebuildReport(spec.name, alias, old, new)
     bound = bind(engine, spec)
     check_key_order(bound)  # its repair passes are verify's merge: refuse before an index exists
-    mapping = target_mapping(engine, bound)
+    mapping = emitted(bound, target_mapping(engine, bound), es.server)
     # marked as building from the start: an index a crash leaves behind says what it is
     entry = {"spec": spec.name, "state": "building", "started_at": _now()}
     try:

@@ -17,6 +17,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from sync_pipeline.core.index_mapping import index_mapping, index_settings, inferred_from_values
 from sync_pipeline.core.mapping_diff import Change, MappingDiff, conflict_message, diff_mappings
+from sync_pipeline.core.search_dialect import Server, UnsupportedMapping, for_server
 from sync_pipeline.core.sql import SourceError
 from sync_pipeline.io.search import SearchApiError, SearchNotFound, SearchTarget
 from sync_pipeline.io.search.indices import META_KEY, ensure_index, with_backoff
@@ -119,11 +120,21 @@ def mapping_drift(es: SearchTarget, bound: Bound, index: str | None = None) -> t
     live = live_mapping(es, index or bound.spec.target.index)
     if live is None:
         return None
-    return live[0], compare(bound, live[1])
+    return live[0], compare(bound, live[1], es.server)
 
 
-def compare(bound: Bound, live: Mapping[str, Any]) -> MappingDiff:
-    return diff_mappings(index_mapping(bound.plan), live, inferred_from_values(bound.plan))
+def emitted(bound: Bound, mapping: Mapping[str, Any], server: Server) -> dict[str, Any]:
+    """The spec's mapping as `server` takes it (core/search_dialect.py); MappingRefused, before
+    anything is created or changed, for a field type the server does not have."""
+    try:
+        return for_server(mapping, server)
+    except UnsupportedMapping as exc:
+        raise MappingRefused(f"spec '{bound.spec.name}': {exc}; nothing was created or changed") from None
+
+
+def compare(bound: Bound, live: Mapping[str, Any], server: Server) -> MappingDiff:
+    wanted = emitted(bound, index_mapping(bound.plan), server)
+    return diff_mappings(wanted, live, inferred_from_values(bound.plan))
 
 
 def field_sources(bound: Bound) -> dict[str, str]:
@@ -146,7 +157,8 @@ def create_target(
     if es.indices.exists(index=name):
         return False
     try:
-        return ensure_index(es, name, target_mapping(source, bound), index_settings(bound.spec))
+        mapping = emitted(bound, target_mapping(source, bound), es.server)
+        return ensure_index(es, name, mapping, index_settings(bound.spec))
     except SearchApiError as exc:
         if exc.status_code == 400:
             raise refusal(
@@ -179,7 +191,7 @@ def reconcile_target(
         assert live is not None
     state.index, mappings = live
     state.meta = dict((mappings.get("_meta") or {}).get(META_KEY) or {})
-    diff = compare(bound, mappings)
+    diff = compare(bound, mappings, es.server)
     if diff.conflicts:
         raise conflict_error(bound, state.index, diff.conflicts)
     if diff.additions:
@@ -194,7 +206,9 @@ def apply_in_place(
 ) -> None:
     """One update-mapping call with the touched top-level fields' whole definitions (JSON
     columns' from a fresh sample of their values) and the root's changed parameters."""
-    wanted: Mapping[str, Any] = target_mapping(source, bound) if diff.touched else index_mapping(bound.plan)
+    wanted = emitted(
+        bound, target_mapping(source, bound) if diff.touched else index_mapping(bound.plan), es.server
+    )
     body: dict[str, Any] = {c.what: wanted[c.what] for c in diff.additions if c.path == "(index)"}
     properties = {name: wanted["properties"][name] for name in diff.touched}
     try:

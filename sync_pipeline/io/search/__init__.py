@@ -8,6 +8,7 @@ library (test_architecture.py).
 
 from __future__ import annotations
 
+from sync_pipeline.core.search_dialect import ELASTICSEARCH, OPENSEARCH, Server
 from sync_pipeline.io.search.client import SearchClient
 from sync_pipeline.io.search.connect import connection_problem, search_client
 from sync_pipeline.io.search.errors import (
@@ -19,7 +20,6 @@ from sync_pipeline.io.search.errors import (
     UnsupportedServer,
 )
 from sync_pipeline.io.search.port import SearchTarget
-from sync_pipeline.io.search.server import ELASTICSEARCH, OPENSEARCH, Server
 
 __all__ = [
     "ELASTICSEARCH",

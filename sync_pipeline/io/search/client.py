@@ -23,8 +23,9 @@ from urllib.parse import quote
 import orjson
 from elastic_transport import Transport
 
-from sync_pipeline.io.search.errors import api_error
-from sync_pipeline.io.search.server import Server, check_wanted, identify
+from sync_pipeline.core.search_dialect import Server
+from sync_pipeline.io.search.errors import SearchApiError, api_error
+from sync_pipeline.io.search.server import check_wanted, identify
 
 # signs a request (method, target, headers, body) → headers to add (SigV4 for AWS)
 Signer = Callable[[str, str, Mapping[str, str], bytes | None], Mapping[str, str]]
@@ -111,11 +112,24 @@ class SearchClient:
         if self._server is None:
             with self._lock:
                 if self._server is None:
-                    meta_headers, root = self._raw("GET", "/")
-                    server = identify(root, meta_headers, self.where)
+                    server = identify(*self._root(), self.where)
                     check_wanted(server, self.wanted, self.where)
                     self._server = server
         return self._server
+
+    def _root(self) -> tuple[Any, Mapping[str, str]]:
+        """`GET /`'s body and headers. A node without the root endpoint (Elasticsearch's
+        integ-test distribution has no `rest-root` module) is asked its own node info instead."""
+        try:
+            headers, root = self._raw("GET", "/")
+            return root, headers
+        except SearchApiError as exc:
+            if exc.status_code not in (400, 404, 405):
+                raise
+        fields = "nodes.*.version,nodes.*.build_flavor"
+        headers, found = self._raw("GET", f"/_nodes/_local?filter_path={fields}")
+        node = next(iter((found or {}).get("nodes", {}).values()), {})
+        return {"version": {"number": node.get("version"), "build_flavor": node.get("build_flavor")}}, headers
 
     def close(self) -> None:
         self.transport.close()

@@ -12,9 +12,9 @@ from elastic_transport import NodeConfig, Transport
 from elastic_transport.client_utils import url_to_node_config
 
 from sync_pipeline.core.redact import redact_url
+from sync_pipeline.core.search_dialect import OPENSEARCH, Server
 from sync_pipeline.io.search.client import SearchClient, Signer
 from sync_pipeline.io.search.errors import SearchApiError, SearchConnectionError, SearchTlsError
-from sync_pipeline.io.search.server import OPENSEARCH, Server
 from sync_pipeline.settings import ElasticsearchOptions
 
 

@@ -11,40 +11,14 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
+from sync_pipeline.core.search_dialect import ELASTICSEARCH, OPENSEARCH, PRODUCT_NAMES, Server
 from sync_pipeline.io.search.errors import UnsupportedServer
 
-ELASTICSEARCH = "elasticsearch"
-OPENSEARCH = "opensearch"
 # the majors the compatibility suite runs against (README's matrix says the same)
 SUPPORTED_MAJORS = {ELASTICSEARCH: (8, 9), OPENSEARCH: (2, 3)}
-PRODUCT_NAMES = {ELASTICSEARCH: "Elasticsearch", OPENSEARCH: "OpenSearch"}
 _NUMBER = re.compile(r"^(\d+)\.(\d+)(?:\.(\d+))?")
-
-
-@dataclass(frozen=True)
-class Server:
-    distribution: str  # ELASTICSEARCH | OPENSEARCH
-    version: tuple[int, int, int]
-    serverless: bool = False  # Elastic Cloud Serverless, or Amazon OpenSearch Serverless
-
-    @property
-    def major(self) -> int:
-        return self.version[0]
-
-    @property
-    def is_opensearch(self) -> bool:
-        return self.distribution == OPENSEARCH
-
-    @property
-    def label(self) -> str:
-        name = PRODUCT_NAMES[self.distribution]
-        return f"{name} Serverless" if self.serverless else f"{name} {'.'.join(map(str, self.version))}"
-
-    def at_least(self, major: int, minor: int = 0) -> bool:
-        return self.version[:2] >= (major, minor)
 
 
 def _version(number: Any, where: str) -> tuple[int, int, int]:

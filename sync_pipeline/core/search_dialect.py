@@ -1,0 +1,117 @@
+"""What each search server accepts in a mapping, and the server itself as a value.
+
+Elasticsearch and OpenSearch share most field types, but not all: Elasticsearch's `flattened` is
+OpenSearch's `flat_object`; `match_only_text` and `wildcard` came to OpenSearch later than to
+Elasticsearch; some types exist on one side only (`semantic_text`, `sparse_vector`, `version`,
+`histogram` are Elasticsearch's; `knn_vector` is OpenSearch's k-NN plugin's). A spec is written
+once; its mapping is emitted for the server at hand, and a type the server lacks is refused with
+the field named, before any index exists — never sent for the server to reject halfway.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+ELASTICSEARCH = "elasticsearch"
+OPENSEARCH = "opensearch"
+PRODUCT_NAMES = {ELASTICSEARCH: "Elasticsearch", OPENSEARCH: "OpenSearch"}
+
+
+@dataclass(frozen=True)
+class Server:
+    """A search server: its distribution and version (Serverless: no version to read)."""
+
+    distribution: str  # ELASTICSEARCH | OPENSEARCH
+    version: tuple[int, int, int]
+    serverless: bool = False  # Elastic Cloud Serverless, or Amazon OpenSearch Serverless
+
+    @property
+    def major(self) -> int:
+        return self.version[0]
+
+    @property
+    def is_opensearch(self) -> bool:
+        return self.distribution == OPENSEARCH
+
+    @property
+    def label(self) -> str:
+        name = PRODUCT_NAMES[self.distribution]
+        return f"{name} Serverless" if self.serverless else f"{name} {'.'.join(map(str, self.version))}"
+
+    def at_least(self, major: int, minor: int = 0) -> bool:
+        return self.serverless or self.version[:2] >= (major, minor)
+
+
+# the same type under another name on the other distribution (only where the parameters agree)
+SAME_TYPE = {"flattened": "flat_object", "flat_object": "flattened"}
+# type → {distribution: first version that has it}; a distribution not listed lacks the type
+INTRODUCED: dict[str, dict[str, tuple[int, int]]] = {
+    "flattened": {ELASTICSEARCH: (7, 3)},
+    "flat_object": {OPENSEARCH: (2, 7)},
+    "match_only_text": {ELASTICSEARCH: (7, 14), OPENSEARCH: (2, 12)},
+    "wildcard": {ELASTICSEARCH: (7, 9), OPENSEARCH: (2, 15)},
+    "unsigned_long": {ELASTICSEARCH: (7, 10), OPENSEARCH: (2, 8)},
+    "semantic_text": {ELASTICSEARCH: (8, 15)},
+    "sparse_vector": {ELASTICSEARCH: (8, 0)},
+    "dense_vector": {ELASTICSEARCH: (7, 0)},
+    "version": {ELASTICSEARCH: (7, 10)},
+    "histogram": {ELASTICSEARCH: (7, 6)},
+    "aggregate_metric_double": {ELASTICSEARCH: (7, 11)},
+    "constant_keyword": {ELASTICSEARCH: (7, 7)},
+    "knn_vector": {OPENSEARCH: (1, 0)},
+}
+HINTS = {
+    ("dense_vector", OPENSEARCH): "OpenSearch's vectors are `knn_vector` (k-NN plugin, `dimension:`)",
+    ("knn_vector", ELASTICSEARCH): "Elasticsearch's vectors are `dense_vector` (`dims:`)",
+}
+
+
+class UnsupportedMapping(ValueError):
+    """The spec asks for a field type the server does not have."""
+
+
+def _available(kind: str, server: Server) -> bool:
+    since = INTRODUCED.get(kind)
+    if since is None:
+        return True  # a type both have (text, keyword, long, date_nanos, nested, ...)
+    first = since.get(server.distribution)
+    return first is not None and server.at_least(*first)
+
+
+def _emit(kind: str, server: Server) -> str:
+    if _available(kind, server):
+        return kind
+    other = SAME_TYPE.get(kind)
+    return other if other and _available(other, server) else kind
+
+
+def for_server(mapping: Mapping[str, Any], server: Server) -> dict[str, Any]:
+    """`mapping` as `server` accepts it; UnsupportedMapping naming every field it cannot take."""
+    problems: list[str] = []
+    adapted = _walk(mapping, server, "", problems)
+    if problems:
+        raise UnsupportedMapping(f"{server.label} cannot hold " + "; ".join(problems))
+    return adapted
+
+
+def _walk(node: Mapping[str, Any], server: Server, path: str, problems: list[str]) -> dict[str, Any]:
+    out = dict(node)
+    kind = node.get("type")
+    if isinstance(kind, str):
+        emitted = _emit(kind, server)
+        if not _available(emitted, server):
+            hint = HINTS.get((kind, server.distribution))
+            problems.append(f"field '{path or '(root)'}' of type {kind}" + (f" ({hint})" if hint else ""))
+        out["type"] = emitted
+    for nesting in ("properties", "fields"):
+        children = node.get(nesting)
+        if isinstance(children, Mapping):
+            out[nesting] = {
+                name: _walk(child, server, f"{path}.{name}" if path else name, problems)
+                if isinstance(child, Mapping)
+                else child
+                for name, child in children.items()
+            }
+    return out
