@@ -49,9 +49,10 @@ def server_urls() -> tuple[str, str]:
 
 
 def es_client(url: str, timeout: float = 300.0):
-    from elasticsearch import Elasticsearch
+    """The product's own search client (io/search), so every backend is measured the same way."""
+    from sync_pipeline.io.search import search_client
 
-    return Elasticsearch(url, request_timeout=timeout, retry_on_timeout=True, max_retries=3)
+    return search_client(url, request_timeout=timeout)
 
 
 def engine(url: str):

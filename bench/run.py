@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import sys
 import time
@@ -33,6 +34,7 @@ from bench.summary import CAPTURE_MODES, median_of, print_table, summarise
 
 FULL_SYNC_SCENARIOS = ["ceiling", "naive", "pipeline", "cli", "ceiling_small", "pipeline_small"]
 # drain_<mode> runs right after pipeline, incremental right after cli; naive_small, pipeline_hash: --only
+SEARCH_TARGETS = ("elasticsearch", "elasticsearch8", "opensearch2", "opensearch")
 ALL_SCENARIOS = [*FULL_SYNC_SCENARIOS, "incremental", "pgsync", "pipeline_hash", "naive_small"]
 
 
@@ -64,6 +66,9 @@ def _prepare(harness: Harness, report: dict[str, Any]) -> list[str]:
     report["table"] = common.table_stats(harness.pg_url)
     log(f"  {report['table']}")
     rotation = list(FULL_SYNC_SCENARIOS)
+    if args.target != "elasticsearch":
+        rotation = [name for name in rotation if not name.startswith("naive")]
+    report["target"] = harness.es.server.label
     if args.only:
         rotation = [name for name in args.only if name != "pgsync"]
     if args.repeat > 0 and any(name.endswith("_small") for name in rotation):
@@ -320,12 +325,24 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--no-pgsync", dest="pgsync", action="store_false", help="skip the PGSync comparison")
     parser.add_argument(
+        "--target",
+        choices=SEARCH_TARGETS,
+        default="elasticsearch",
+        help="the local search server to measure against (SYNC_LOCAL_SEARCH; default elasticsearch, "
+        "i.e. Elasticsearch 9); the naive baseline and PGSync run on the default only",
+    )
+    parser.add_argument(
         "--ceiling-threads", type=int, default=3, help="parallel bulk requests for the ceiling"
     )
     parser.add_argument("--ceiling-body-mb", type=float, default=5.0, help="bulk body size for the ceiling")
     parser.add_argument("--output", help="result JSON (default bench/results/<YYYY-MM-DD>.json)")
     parser.add_argument("--keep", action="store_true", help="keep the table, bench_* indexes and temp files")
     args = parser.parse_args(argv)
+    if args.target != "elasticsearch":
+        # both baselines speak elasticsearch-py, which refuses any server but Elasticsearch 9
+        args.pgsync = False
+        if args.only:
+            args.only = [name for name in args.only if not name.startswith("naive")]
     if args.freshness and args.freshness_changes < 20:
         parser.error("--freshness-changes must be at least 20")
     unknown = [m for m in args.capture_modes if m not in CAPTURE_MODES]
@@ -336,6 +353,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    os.environ["SYNC_LOCAL_SEARCH"] = args.target  # the scenarios' subprocesses inherit it
     harness = Harness(args)
     output = harness.output
     try:

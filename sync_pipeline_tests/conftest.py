@@ -78,6 +78,34 @@ def at(text: str) -> datetime:
 CHAOS_RESULTS: list[tuple[str, int, int, int]] = []
 
 
+# The compatibility subset: the guarantees every supported search server must keep, run by
+# `make compat` against Elasticsearch 8, OpenSearch 2 and OpenSearch 3 (the whole suite runs
+# against Elasticsearch 9). Listed here, by test, so the subset is one list to read.
+COMPATIBILITY_SUBSET = (
+    "test_compatibility.py::",
+    "test_demo_and_ui.py::test_demo_seeds_syncs_and_verifies_clean",
+    "test_relations.py::test_a_document_carries_its_related_rows_as_objects_and_arrays",
+    "test_relations.py::test_child_insert_update_and_delete_reach_their_parents",
+    "test_relations.py::test_a_deleted_root_row_deletes_its_document_and_unread_columns_change_nothing",
+    "test_relations.py::test_an_older_read_arriving_after_a_drain_of_a_child_change_is_refused",
+    "test_logical.py::test_updates_deletes_key_changes_and_truncate_reach_the_index",
+    "test_keys_versions.py::test_a_version_from_the_future_is_a_conflict_that_fails_the_drain",
+    "test_correctness.py::test_refused_documents_become_dead_letters_and_replay_after_a_fix",
+    "test_correctness.py::test_verify_fix_repairs_every_kind_of_drift",
+    "test_mappings_integration.py::test_each_kind_of_mapping_conflict_stops_the_sync_before_any_write",
+    "test_rebuild.py::test_rebuild_swaps_the_alias_and_loses_no_write_made_meanwhile",
+    "test_cli.py::test_search_shows_the_top_hits_with_highlights",
+    "test_cli.py::test_sync_and_verify_commands_exit_codes",
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        test = item.nodeid.rpartition("/")[2]
+        if any(test.startswith(entry) for entry in COMPATIBILITY_SUBSET):
+            item.add_marker(pytest.mark.compat)
+
+
 def pytest_terminal_summary(terminalreporter) -> None:
     if not CHAOS_RESULTS:
         return

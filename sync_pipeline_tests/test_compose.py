@@ -32,8 +32,11 @@ def test_docker_compose_config_accepts_the_file():
     probe = subprocess.run([docker, "compose", "version"], capture_output=True) if docker else None
     if probe is None or probe.returncode != 0:
         pytest.skip("no `docker compose` plugin on this machine (the Docker client alone cannot validate)")
-    result = subprocess.run([docker, "compose", "config", "-q"], cwd=ROOT, capture_output=True, text=True)
-    assert result.returncode == 0, result.stderr
+    for files in ([], ["-f", "docker-compose.yml", "-f", "docker-compose.opensearch.yml"]):
+        result = subprocess.run(
+            [docker, "compose", *files, "config", "-q"], cwd=ROOT, capture_output=True, text=True
+        )
+        assert result.returncode == 0, result.stderr
 
 
 def test_the_plugin_override_builds_the_same_elasticsearch_version_with_the_cjk_plugins():
@@ -78,3 +81,37 @@ def test_nothing_runs_as_a_superuser_or_root_and_no_secret_enters_the_image():
     assert users and users[-1] not in ("root", "0")
     ignored = (ROOT / ".dockerignore").read_text().split()
     assert ".env" in ignored and ".env.*" in ignored
+
+
+class _ComposeLoader(yaml.SafeLoader):
+    """Compose's merge tags (`!override`, `!reset`) read as the plain values they carry."""
+
+
+for _tag in ("!override", "!reset"):
+    _ComposeLoader.add_constructor(
+        _tag,
+        lambda loader, node: (
+            loader.construct_mapping(node)
+            if isinstance(node, yaml.MappingNode)
+            else loader.construct_sequence(node)
+            if isinstance(node, yaml.SequenceNode)
+            else loader.construct_scalar(node)
+        ),
+    )
+
+
+def test_the_opensearch_override_replaces_the_search_server_and_none_of_its_elasticsearch_settings():
+    override = yaml.load((ROOT / "docker-compose.opensearch.yml").read_text(), Loader=_ComposeLoader)
+    search = override["services"]["elasticsearch"]
+    assert search["image"].startswith("opensearchproject/opensearch:3.")
+    assert not any(key.startswith(("xpack.", "ES_")) for key in search["environment"])
+    assert search["environment"]["DISABLE_SECURITY_PLUGIN"] == "true"
+    text = (ROOT / "docker-compose.opensearch.yml").read_text()
+    assert "environment: !override" in text and "volumes: !override" in text
+    for service in ("dagster-webserver", "dagster-daemon"):
+        assert override["services"][service]["environment"]["SYNC_SEARCH_BACKEND"] == "opensearch"
+    # the base file's URL still names the search service the override replaces
+    assert (
+        compose()["services"]["dagster-webserver"]["environment"]["SYNC_ES_URL"]
+        == "http://elasticsearch:9200"
+    )

@@ -1,0 +1,175 @@
+"""The same product on every supported search server.
+
+`make test` runs the whole suite against Elasticsearch 9 and then the compatibility subset
+(conftest.COMPATIBILITY_SUBSET: these tests and the listed ones elsewhere) against Elasticsearch
+8, OpenSearch 2 and OpenSearch 3, each started by the project's own services (SYNC_LOCAL_SEARCH).
+The first tests here need no server: how a server is recognised and what mapping it is given.
+"""
+
+from __future__ import annotations
+
+import ast
+import os
+from pathlib import Path
+
+import pytest
+
+from sync_pipeline.apps.cli.runner import run_sync, run_verify
+from sync_pipeline.core.search_dialect import (
+    ELASTICSEARCH,
+    OPENSEARCH,
+    Server,
+    UnsupportedMapping,
+    for_server,
+)
+from sync_pipeline.core.specs import parse_specs
+from sync_pipeline.io.search import UnsupportedServer, search_client
+from sync_pipeline.io.search.server import check_wanted, identify
+
+from .conftest import COMPATIBILITY_SUBSET, Scenario
+
+TESTS = Path(__file__).parent
+ES9 = Server(ELASTICSEARCH, (9, 2, 4))
+ES8 = Server(ELASTICSEARCH, (8, 19, 8))
+OS2 = Server(OPENSEARCH, (2, 19, 6))
+OS3 = Server(OPENSEARCH, (3, 3, 2))
+
+
+def _root(number: str, distribution: str | None = None, tagline: str = "You Know, for Search") -> dict:
+    version = {"number": number, **({"distribution": distribution} if distribution else {})}
+    return {"name": "n", "version": version, "tagline": tagline}
+
+
+# --- recognising the server (no server needed) ------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("root", "headers", "expected"),
+    [
+        (_root("9.2.4"), {"X-elastic-product": "Elasticsearch"}, ES9),
+        (_root("8.19.8"), {"X-elastic-product": "Elasticsearch"}, ES8),
+        # OpenSearch reports the Elasticsearch tagline and a number a bare version check misreads
+        (_root("3.3.2", "opensearch", "The OpenSearch Project: https://opensearch.org/"), {}, OS3),
+        (_root("2.19.6", "opensearch"), {}, OS2),
+    ],
+    ids=["es9", "es8", "opensearch3", "opensearch2"],
+)
+def test_a_server_is_recognised_by_its_distribution_before_its_version(root, headers, expected):
+    assert identify(root, headers, "http://h:9200") == expected
+
+
+@pytest.mark.parametrize(
+    ("root", "headers", "named"),
+    [
+        (_root("7.17.0"), {"X-elastic-product": "Elasticsearch"}, "Elasticsearch 7.17.0"),
+        (_root("1.3.18", "opensearch"), {}, "OpenSearch 1.3.18"),
+        (_root("9.0.0", "solr", tagline="x"), {}, "neither Elasticsearch nor OpenSearch"),
+        ({"ok": True}, {}, "does not answer like Elasticsearch or OpenSearch"),
+    ],
+)
+def test_an_unsupported_server_is_refused_in_one_line_naming_it(root, headers, named):
+    with pytest.raises(UnsupportedServer, match=named) as caught:
+        identify(root, headers, "http://h:9200")
+    assert "\n" not in str(caught.value) and "http://h:9200" in str(caught.value)
+
+
+def test_a_server_of_another_kind_than_the_setting_asks_for_is_refused():
+    check_wanted(OS3, "auto", "http://h")
+    check_wanted(OS3, "opensearch", "http://h")
+    with pytest.raises(
+        UnsupportedServer, match=r"SYNC_SEARCH_BACKEND=elasticsearch but .* is OpenSearch 3\.3\.2"
+    ):
+        check_wanted(OS3, "elasticsearch", "http://h")
+
+
+# --- the mapping each server is given (no server needed) --------------------------------------
+
+MAPPING = {
+    "properties": {
+        "attrs": {"type": "flattened"},
+        "title": {"type": "text", "fields": {"raw": {"type": "match_only_text"}}},
+        "sku": {"type": "wildcard"},
+    }
+}
+
+
+def test_each_server_gets_its_own_name_for_the_same_field_type():
+    assert for_server(MAPPING, ES9) == MAPPING
+    on_opensearch = for_server(MAPPING, OS3)
+    assert on_opensearch["properties"]["attrs"] == {"type": "flat_object"}
+    assert on_opensearch["properties"]["title"]["fields"]["raw"]["type"] == "match_only_text"
+    back = for_server({"properties": {"attrs": {"type": "flat_object"}}}, ES8)
+    assert back["properties"]["attrs"]["type"] == "flattened"
+
+
+def test_a_type_the_server_lacks_is_refused_naming_every_field():
+    old = Server(OPENSEARCH, (2, 11, 0))  # before match_only_text (2.12) and wildcard (2.15)
+    with pytest.raises(UnsupportedMapping) as caught:
+        for_server(MAPPING, old)
+    message = str(caught.value)
+    assert "OpenSearch 2.11.0" in message
+    assert "'title.raw' of type match_only_text" in message and "'sku' of type wildcard" in message
+    with pytest.raises(UnsupportedMapping, match=r"'embedding' of type dense_vector .*knn_vector"):
+        for_server({"properties": {"embedding": {"type": "dense_vector", "dims": 3}}}, OS2)
+
+
+def test_every_entry_of_the_compatibility_subset_names_a_test_that_exists():
+    for entry in COMPATIBILITY_SUBSET:
+        module, _, name = entry.partition("::")
+        tree = ast.parse((TESTS / module).read_text(encoding="utf-8"))
+        names = {n.name for n in tree.body if isinstance(n, ast.FunctionDef)}
+        assert not name or name in names, f"{entry} names no test"
+
+
+# --- against the server of this run (SYNC_LOCAL_SEARCH) ---------------------------------------
+
+# read at collection, before the `live` fixture exports the local servers' URLs
+USERS_SERVER = "SYNC_ES_URL" in os.environ
+# what the project's own services start for each SYNC_LOCAL_SEARCH value
+EXPECTED = {
+    "elasticsearch": (ELASTICSEARCH, 9),
+    "elasticsearch8": (ELASTICSEARCH, 8),
+    "opensearch2": (OPENSEARCH, 2),
+    "opensearch": (OPENSEARCH, 3),
+}
+
+
+@pytest.mark.integration
+def test_the_server_of_this_run_is_the_one_asked_for(live):
+    server = search_client(live.es_url).server
+    kind = os.environ.get("SYNC_LOCAL_SEARCH", "elasticsearch")
+    if USERS_SERVER:
+        pytest.skip("SYNC_ES_URL points at a server of the user's: nothing to compare with")
+    assert (server.distribution, server.major) == EXPECTED[kind]
+
+
+@pytest.mark.integration
+def test_a_json_column_typed_flattened_syncs_as_the_servers_own_type(scenario: Scenario, insert_rows, es):
+    insert_rows(range(1, 6), "2026-02-01 00:00:00+00")
+    text = scenario.spec_text() + "      payload: {type: flattened}\n"
+    spec = parse_specs(text, origin="test")[0]
+
+    summary = run_sync([spec], spec)
+
+    assert summary.success and summary.indexed == 5
+    mapping = next(iter(es.indices.get_mapping(index=scenario.index).values()))["mappings"]
+    expected = "flat_object" if es.server.is_opensearch else "flattened"
+    assert mapping["properties"]["payload"]["type"] == expected
+    (report,) = run_verify([spec], [spec])
+    assert report.ok, report.lines()
+
+
+@pytest.mark.integration
+def test_a_field_type_the_server_lacks_stops_the_sync_before_any_index_exists(
+    scenario: Scenario, insert_rows, es
+):
+    insert_rows(range(1, 3), "2026-02-01 00:00:00+00")
+    lacking = "dense_vector" if es.server.is_opensearch else "knn_vector"
+    text = scenario.spec_text() + f"      payload: {{type: {lacking}}}\n"
+    spec = parse_specs(text, origin="test")[0]
+
+    summary = run_sync([spec], spec)
+
+    assert not summary.success
+    assert f"'payload' of type {lacking}" in (summary.error or "")
+    assert not es.indices.exists(index=scenario.index)
