@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 
-.PHONY: venv demo test unit chaos lint fmt ui services services-down services-status clean bench bench-smoke audit
+.PHONY: venv demo test compat unit chaos lint fmt ui services services-down services-status clean bench bench-smoke audit
 
 venv: $(VENV)/.installed
 
@@ -19,10 +19,26 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 demo: venv
 	$(BIN)/sync-pipeline --local demo
 
-## make test: the whole suite (starts local PostgreSQL + Elasticsearch unless SYNC_PG_URL/SYNC_ES_URL are set)
+## make test: the whole suite against Elasticsearch 9, then the compatibility subset against the
+## other supported servers (starts local PostgreSQL + search nodes unless SYNC_PG_URL/SYNC_ES_URL are set)
 test: venv
 	$(BIN)/ruff check sync_pipeline sync_pipeline_tests
 	$(BIN)/python -m pytest
+	$(MAKE) --no-print-directory compat
+
+## make compat: the compatibility subset (marker `compat`) on Elasticsearch 8.19, OpenSearch 2.19 and 3.3,
+## each a local node of its own; each node is stopped after its pass (memory). Against a server of
+## your own (SYNC_ES_URL set) there is nothing to switch, so the subset runs once, against it.
+COMPAT_TARGETS ?= elasticsearch8 opensearch2 opensearch
+compat: venv
+	@if [ -n "$$SYNC_ES_URL" ]; then \
+	  $(BIN)/python -m pytest -m compat -p no:randomly -q || exit $$?; \
+	else for target in $(COMPAT_TARGETS); do \
+	  echo "== compatibility subset on $$target"; \
+	  SYNC_LOCAL_SEARCH=$$target $(BIN)/python -m pytest -m compat -p no:randomly -q; status=$$?; \
+	  $(BIN)/sync-pipeline services down --target $$target >/dev/null 2>&1 || true; \
+	  [ $$status -eq 0 ] || exit $$status; \
+	done; fi
 
 ## make audit: known vulnerabilities in the locked tree (constraints.txt), from PyPI's advisory data
 audit:
