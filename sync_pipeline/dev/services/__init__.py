@@ -41,7 +41,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from sync_pipeline.dev.services.cluster import Node, nodes, start_cluster, start_node, stop_cluster
-from sync_pipeline.dev.services.distribution import KNOWN_ES_VERSIONS, Distribution, distribution
+from sync_pipeline.dev.services.distribution import KNOWN_ES_VERSIONS, Distribution, search_distribution
 from sync_pipeline.dev.services.java import MIN_JAVA, _java_major, find_java_home
 from sync_pipeline.dev.services.postgres import (
     DEFAULT_PG_PORT,
@@ -112,7 +112,6 @@ __all__ = [
     "_start_postgres",
     "choose_runtime_dir",
     "cluster_nodes",
-    "distribution",
     "down",
     "down_cluster",
     "elasticsearch_pid",
@@ -130,6 +129,7 @@ __all__ = [
     "pg_root_cert",
     "restart_cluster_node",
     "restart_postgres",
+    "search_distribution",
     "search_pid",
     "search_url",
     "state_dir",
@@ -147,7 +147,7 @@ log = logging.getLogger(__name__)
 
 def search_url(kind: str | None = None) -> str:
     """The URL of the local search node of `kind` (default: SYNC_LOCAL_SEARCH's)."""
-    return distribution(kind or load_settings().local.search).url
+    return search_distribution(kind or load_settings().local.search).url
 
 
 def local_urls(search: str | None = None) -> ServiceUrls:
@@ -163,7 +163,7 @@ def up(*, postgres: bool = True, elasticsearch: bool = True, search: str | None 
     """Start (installing/initialising on first use) the local services — PostgreSQL and the
     search node of kind `search` (default: SYNC_LOCAL_SEARCH's, else Elasticsearch 9); a fast
     no-op when they already run. Returns the local URLs."""
-    dist = distribution(search or load_settings().local.search)
+    dist = search_distribution(search or load_settings().local.search)
     with _locked():
         state, runtime = _prepare_dirs()
         if postgres:
@@ -176,7 +176,7 @@ def up(*, postgres: bool = True, elasticsearch: bool = True, search: str | None 
 def up_search(kind: str) -> str:
     """Start the local search node of `kind` (one of SEARCH_KINDS; installing it on first use),
     a fast no-op when it runs; its URL once it is healthy."""
-    dist = distribution(kind)
+    dist = search_distribution(kind)
     with _locked():
         state, runtime = _prepare_dirs()
         return start_search_node(dist, state, runtime)
@@ -242,14 +242,14 @@ def down() -> None:
         stop_cluster(runtime)
         stop_redis(runtime)
         for kind in SEARCH_KINDS:
-            stop_search_node(distribution(kind), runtime)
+            stop_search_node(search_distribution(kind), runtime)
         _stop_postgres(runtime)
 
 
 def status() -> dict[str, str]:
     """PostgreSQL's state and each search node's, by kind ("elasticsearch" is ES 9)."""
     runtime = _known_runtime_dir()
-    nodes = {kind: node_status(distribution(kind), runtime) for kind in SEARCH_KINDS}
+    nodes = {kind: node_status(search_distribution(kind), runtime) for kind in SEARCH_KINDS}
     return {"postgresql": _pg_status(runtime), **nodes}
 
 

@@ -20,7 +20,7 @@ import urllib.error
 from dataclasses import dataclass
 from pathlib import Path
 
-from sync_pipeline.dev.services.distribution import copy_distribution_config, distribution, process_env
+from sync_pipeline.dev.services.distribution import copy_distribution_config, process_env, search_distribution
 from sync_pipeline.dev.services.java import find_java_home
 from sync_pipeline.dev.services.runtime import (
     ServiceError,
@@ -75,7 +75,7 @@ def nodes(runtime_dir: Path) -> list[Node]:
 
 
 def _write_config(home: Path, node: Node, members: list[Node]) -> None:
-    copy_distribution_config(distribution("elasticsearch"), home, node.config)
+    copy_distribution_config(search_distribution("elasticsearch"), home, node.config)
     settings = [
         "# written by sync_pipeline.dev.services (cluster) on every start; edits are overwritten",
         "cluster.name: sync-pipeline-cluster",
@@ -107,7 +107,7 @@ def start_node(runtime_dir: Path, node: Node) -> None:
     """Start one node (a no-op when it runs); returns once it answers HTTP."""
     if node_pid(node) is not None:
         return
-    dist = distribution("elasticsearch")
+    dist = search_distribution("elasticsearch")
     home = node_paths(dist, runtime_dir).home
     for port in (node.port, node.port + 100):
         if _port_in_use(port):
@@ -147,7 +147,7 @@ def wait_status(node: Node, wanted: tuple[str, ...], timeout: float) -> str:
 
 def start_cluster(state: Path, runtime_dir: Path) -> list[Node]:
     """All three nodes, formed into one cluster (green or yellow)."""
-    install_node(distribution("elasticsearch"), state, runtime_dir)
+    install_node(search_distribution("elasticsearch"), state, runtime_dir)
     members = nodes(runtime_dir)
     for node in members:
         start_node(runtime_dir, node)

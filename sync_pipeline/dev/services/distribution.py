@@ -91,7 +91,7 @@ class Distribution:
         return f"http://127.0.0.1:{self.port}"
 
 
-def distribution(kind: str) -> Distribution:
+def search_distribution(kind: str) -> Distribution:
     """The local search node of `kind` (one of SEARCH_KINDS), with its port from the settings."""
     local = local_settings()
     if kind not in SEARCH_KINDS:

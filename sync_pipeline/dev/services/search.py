@@ -16,7 +16,7 @@ import urllib.error
 from dataclasses import dataclass
 from pathlib import Path
 
-from sync_pipeline.dev.services.distribution import Distribution, distribution, install, process_env
+from sync_pipeline.dev.services.distribution import Distribution, install, process_env, search_distribution
 from sync_pipeline.dev.services.java import find_java_home
 from sync_pipeline.dev.services.runtime import (
     ServiceError,
@@ -45,7 +45,7 @@ def es_port() -> int:
 
 
 def es_transport_port() -> int:
-    return distribution("elasticsearch").transport_port
+    return search_distribution("elasticsearch").transport_port
 
 
 def es_version() -> str:
@@ -130,7 +130,7 @@ def _node_pid(paths: NodePaths) -> int | None:
 
 
 def node_pid(kind: str, runtime_dir: Path) -> int | None:
-    return _node_pid(node_paths(distribution(kind), runtime_dir))
+    return _node_pid(node_paths(search_distribution(kind), runtime_dir))
 
 
 def _health(port: int, timeout: float = 3.0) -> str | None:
@@ -247,12 +247,12 @@ def node_status(dist: Distribution, runtime_dir: Path) -> str:
 
 
 def _start_elasticsearch(state: Path, runtime_dir: Path) -> None:
-    start_search_node(distribution("elasticsearch"), state, runtime_dir)
+    start_search_node(search_distribution("elasticsearch"), state, runtime_dir)
 
 
 def _stop_elasticsearch(runtime_dir: Path) -> None:
-    stop_search_node(distribution("elasticsearch"), runtime_dir)
+    stop_search_node(search_distribution("elasticsearch"), runtime_dir)
 
 
 def _es_status(runtime_dir: Path) -> str:
-    return node_status(distribution("elasticsearch"), runtime_dir)
+    return node_status(search_distribution("elasticsearch"), runtime_dir)

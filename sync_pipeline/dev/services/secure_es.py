@@ -28,7 +28,7 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from sync_pipeline.dev.services.distribution import copy_distribution_config, distribution, process_env
+from sync_pipeline.dev.services.distribution import copy_distribution_config, process_env, search_distribution
 from sync_pipeline.dev.services.java import find_java_home
 from sync_pipeline.dev.services.runtime import (
     ServiceError,
@@ -112,7 +112,7 @@ def _paths(runtime_dir: Path, version: str) -> _Paths:
 
 
 def _tool_env(home: Path, paths: _Paths, java_home: Path) -> dict[str, str]:
-    return process_env(distribution("elasticsearch"), java_home, paths.tmp, paths.config, paths.root)
+    return process_env(search_distribution("elasticsearch"), java_home, paths.tmp, paths.config, paths.root)
 
 
 def _tool(home: Path, paths: _Paths, env: dict[str, str], name: str, *args: str) -> str:
@@ -143,7 +143,7 @@ def _certificates(home: Path, paths: _Paths, env: dict[str, str]) -> None:
 
 
 def _write_config(home: Path, paths: _Paths) -> None:
-    copy_distribution_config(distribution("elasticsearch"), home, paths.config)
+    copy_distribution_config(search_distribution("elasticsearch"), home, paths.config)
     port = secure_port()
     tls = [
         "key: certs/node/node.key",
@@ -259,7 +259,7 @@ def start_secure(state: Path, runtime_dir: Path) -> SecureUrls:
     """Start the secure node (installing, certificates, users on first use); its URL, API key, CA."""
     local = local_settings()
     version, port, timeout = local.es_version, local.es_secure_port, float(local.es_start_timeout)
-    home = install_node(distribution("elasticsearch"), state, runtime_dir)
+    home = install_node(search_distribution("elasticsearch"), state, runtime_dir)
     paths = _paths(runtime_dir, version)
     java_home = find_java_home()
     for directory in (paths.root, paths.config, paths.data, paths.logs, paths.tmp):
@@ -300,7 +300,7 @@ def add_role(runtime_dir: Path, name: str, definition: str, user: str, password:
     """A file-based role (YAML text, indented as under its name) and a user holding only it."""
     version = local_settings().es_version
     paths = _paths(runtime_dir, version)
-    home = node_paths(distribution("elasticsearch"), runtime_dir).home
+    home = node_paths(search_distribution("elasticsearch"), runtime_dir).home
     roles = paths.config / "roles.yml"
     roles.write_text(roles.read_text() + f"{name}:\n{definition}")
     add_user(home, paths, _tool_env(home, paths, find_java_home()), user, password, name)
