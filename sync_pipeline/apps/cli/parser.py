@@ -7,6 +7,7 @@ import argparse
 from sync_pipeline.apps.cli import admin, commands, doctor
 from sync_pipeline.apps.cli import search as search_module
 from sync_pipeline.apps.cli.commands import FIX_WITHOUT_ASKING
+from sync_pipeline.settings import SEARCH_KINDS
 
 DESCRIPTION = "`sync-pipeline`: services, demo, sync and verify from a terminal."
 
@@ -17,8 +18,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--local",
         action="store_true",
-        help="start the project's local dev PostgreSQL/Elasticsearch for SYNC_PG_URL/SYNC_ES_URL "
-        "left unset (without it, an unset URL is an error)",
+        help="start the project's local dev PostgreSQL/search node (the one $SYNC_LOCAL_SEARCH names: "
+        "elasticsearch by default) for SYNC_PG_URL/SYNC_ES_URL left unset (without it, an unset URL "
+        "is an error)",
     )
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -36,6 +38,12 @@ def build_parser() -> argparse.ArgumentParser:
         choices=[1, 3],
         default=1,
         help="up --nodes 3: also a local three-node Elasticsearch cluster (its own ports), for faults",
+    )
+    services.add_argument(
+        "--target",
+        choices=SEARCH_KINDS,
+        help="the local search node up starts and env names: elasticsearch (9), elasticsearch8, "
+        "opensearch2 or opensearch (3); default $SYNC_LOCAL_SEARCH, else elasticsearch",
     )
     services.set_defaults(func=admin.cmd_services)
 

@@ -1,11 +1,18 @@
-"""Local PostgreSQL and Elasticsearch for development, tests and CI — without Docker.
+"""Local PostgreSQL and Elasticsearch/OpenSearch for development, tests and CI — without Docker.
 
-    python -m sync_pipeline.dev.services up|down|status|env
+    python -m sync_pipeline.dev.services up|down|status|env [--target KIND]
 
 PostgreSQL comes from Debian's `postgresql` package (a project-owned cluster is
-initdb'ed under the state dir); Elasticsearch is the `integ-test-zip`
-distribution fetched from Maven Central with `mvn` (it ships no JDK, so a Java 21+
+initdb'ed under the state dir); a search node is the `integ-test-zip`
+distribution fetched from Maven Central with `mvn` (it ships no JDK, so a Java
 from the machine is used). Everything listens on 127.0.0.1 only.
+
+Search nodes (SEARCH_KINDS, each a plain single node on its own port): "elasticsearch"
+(Elasticsearch 9, SYNC_LOCAL_ES_PORT), "elasticsearch8" (SYNC_LOCAL_ES8_PORT),
+"opensearch2" (SYNC_LOCAL_OPENSEARCH2_PORT) and "opensearch" (OpenSearch 3,
+SYNC_LOCAL_OPENSEARCH_PORT). `up_search(kind)` starts one; `up()`, `ensure_services()`
+(and so `sync-pipeline --local`) start the one SYNC_LOCAL_SEARCH names (default
+"elasticsearch") and return its URL as `es_url`. `distribution` says which Java each runs on.
 
 State lives in `<project root>/.services/` (env SYNC_SERVICES_DIR), downloads in
 `.services/cache/`. All functions are idempotent and serialised with a file lock,
@@ -15,10 +22,11 @@ function needs it (a bad value is a ServiceError with the settings' message).
 
 This package uses only the standard library (and sync_pipeline.settings). The
 work is done in `runtime` (dirs, lock, service user, process helpers),
-`postgres` and `elasticsearch`; this module is the public API and re-exports
+`postgres`, `distribution` (what each search server is, fetching, unpacking), `java` and
+`search` (a search node's start, stop, status); this module is the public API and re-exports
 the names callers use. Patching a name here affects `up`, `down`, `status`,
 `ensure_services` and `main`, which are defined here; to patch what a submodule
-function looks up (e.g. `runtime._is_root`, `postgres.PG_LIB_DIR`), patch that
+function looks up (e.g. `runtime._is_root`, `postgres.PG_LIB_DIR`, `java.JVM_DIR`), patch that
 submodule.
 """
 
@@ -33,21 +41,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from sync_pipeline.dev.services.cluster import Node, nodes, start_cluster, start_node, stop_cluster
-from sync_pipeline.dev.services.elasticsearch import (
-    DEFAULT_ES_PORT,
-    KNOWN_ES_VERSIONS,
-    MIN_JAVA,
-    _es_paths,
-    _es_pid,
-    _es_status,
-    _java_major,
-    _start_elasticsearch,
-    _stop_elasticsearch,
-    es_port,
-    es_transport_port,
-    es_version,
-    find_java_home,
-)
+from sync_pipeline.dev.services.distribution import KNOWN_ES_VERSIONS, Distribution, search_distribution
+from sync_pipeline.dev.services.java import MIN_JAVA, _java_major, find_java_home
 from sync_pipeline.dev.services.postgres import (
     DEFAULT_PG_PORT,
     PG_DATABASE,
@@ -78,8 +73,19 @@ from sync_pipeline.dev.services.runtime import (
     state_dir,
     untraversable_parents,
 )
+from sync_pipeline.dev.services.search import (
+    DEFAULT_ES_PORT,
+    _start_elasticsearch,
+    es_port,
+    es_transport_port,
+    es_version,
+    node_pid,
+    node_status,
+    start_search_node,
+    stop_search_node,
+)
 from sync_pipeline.dev.services.secure_es import SecureUrls, start_secure, stop_secure
-from sync_pipeline.settings import DEFAULT_ES_VERSION
+from sync_pipeline.settings import DEFAULT_ES_VERSION, SEARCH_KINDS
 
 __all__ = [
     "DEFAULT_ES_PORT",
@@ -92,7 +98,9 @@ __all__ = [
     "PG_DATABASE",
     "PG_PASSWORD",
     "PG_USER",
+    "SEARCH_KINDS",
     "SERVICE_USER",
+    "Distribution",
     "Node",
     "SecureUrls",
     "ServiceError",
@@ -121,36 +129,57 @@ __all__ = [
     "pg_root_cert",
     "restart_cluster_node",
     "restart_postgres",
+    "search_distribution",
+    "search_pid",
+    "search_url",
     "state_dir",
     "status",
     "untraversable_parents",
     "up",
     "up_cluster",
     "up_redis",
+    "up_search",
     "up_secure",
 ]
 
 log = logging.getLogger(__name__)
 
 
-def local_urls() -> ServiceUrls:
-    """The URLs of the local services (whether or not they are running)."""
+def search_url(kind: str | None = None) -> str:
+    """The URL of the local search node of `kind` (default: SYNC_LOCAL_SEARCH's)."""
+    return search_distribution(kind or load_settings().local.search).url
+
+
+def local_urls(search: str | None = None) -> ServiceUrls:
+    """The URLs of the local services (whether or not they are running); `es_url` is the search
+    node of kind `search` (default: SYNC_LOCAL_SEARCH's)."""
     return ServiceUrls(
         pg_url=f"postgresql://{PG_USER}:{PG_PASSWORD}@127.0.0.1:{pg_port()}/{PG_DATABASE}",
-        es_url=f"http://127.0.0.1:{es_port()}",
+        es_url=search_url(search),
     )
 
 
-def up(*, postgres: bool = True, elasticsearch: bool = True) -> ServiceUrls:
-    """Start (installing/initialising on first use) the local services; a fast no-op when
-    they already run. Returns the local URLs."""
+def up(*, postgres: bool = True, elasticsearch: bool = True, search: str | None = None) -> ServiceUrls:
+    """Start (installing/initialising on first use) the local services — PostgreSQL and the
+    search node of kind `search` (default: SYNC_LOCAL_SEARCH's, else Elasticsearch 9); a fast
+    no-op when they already run. Returns the local URLs."""
+    dist = search_distribution(search or load_settings().local.search)
     with _locked():
         state, runtime = _prepare_dirs()
         if postgres:
             _start_postgres(runtime)
         if elasticsearch:
-            _start_elasticsearch(state, runtime)
-    return local_urls()
+            start_search_node(dist, state, runtime)
+    return local_urls(dist.kind)
+
+
+def up_search(kind: str) -> str:
+    """Start the local search node of `kind` (one of SEARCH_KINDS; installing it on first use),
+    a fast no-op when it runs; its URL once it is healthy."""
+    dist = search_distribution(kind)
+    with _locked():
+        state, runtime = _prepare_dirs()
+        return start_search_node(dist, state, runtime)
 
 
 def up_secure() -> SecureUrls:
@@ -212,18 +241,26 @@ def down() -> None:
         stop_secure(runtime)
         stop_cluster(runtime)
         stop_redis(runtime)
-        _stop_elasticsearch(runtime)
+        for kind in SEARCH_KINDS:
+            stop_search_node(search_distribution(kind), runtime)
         _stop_postgres(runtime)
 
 
 def status() -> dict[str, str]:
+    """PostgreSQL's state and each search node's, by kind ("elasticsearch" is ES 9)."""
     runtime = _known_runtime_dir()
-    return {"postgresql": _pg_status(runtime), "elasticsearch": _es_status(runtime)}
+    nodes = {kind: node_status(search_distribution(kind), runtime) for kind in SEARCH_KINDS}
+    return {"postgresql": _pg_status(runtime), **nodes}
+
+
+def search_pid(kind: str | None = None) -> int | None:
+    """Pid of the local search node of `kind` (default: SYNC_LOCAL_SEARCH's), if ours runs."""
+    return node_pid(kind or load_settings().local.search, _known_runtime_dir())
 
 
 def elasticsearch_pid() -> int | None:
-    """Pid of the local Elasticsearch, if ours is running (fault-injection tests kill it)."""
-    return _es_pid(_es_paths(_known_runtime_dir()))
+    """Pid of the local search node `up()` starts, if ours is running (fault-injection tests kill it)."""
+    return search_pid()
 
 
 def env_lines(urls: ServiceUrls | None = None) -> list[str]:
@@ -257,15 +294,20 @@ def local_dagster_storage() -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m sync_pipeline.dev.services",
-        description="Local PostgreSQL and Elasticsearch for development, tests and CI.",
+        description="Local PostgreSQL and Elasticsearch/OpenSearch for development, tests and CI.",
     )
     parser.add_argument("command", choices=["up", "down", "status", "env"])
+    parser.add_argument(
+        "--target",
+        choices=SEARCH_KINDS,
+        help="the search node up starts and env names (default: $SYNC_LOCAL_SEARCH, else elasticsearch)",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="services: %(message)s", stream=sys.stderr)
     try:
         if args.command == "up":
             started = time.monotonic()
-            urls = up()
+            urls = up(search=args.target)
             print(f"SYNC_PG_URL={urls.pg_url}")
             print(f"SYNC_ES_URL={urls.es_url}")
             log.info("up in %.1fs", time.monotonic() - started)
@@ -275,7 +317,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             for name, state in status().items():
                 print(f"{name}: {state}")
         else:
-            print("\n".join(env_lines()))
+            print("\n".join(env_lines(local_urls(args.target))))
     except ServiceError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

@@ -20,13 +20,8 @@ import urllib.error
 from dataclasses import dataclass
 from pathlib import Path
 
-from sync_pipeline.dev.services.elasticsearch import (
-    _es_paths,
-    _install_es,
-    copy_distribution_config,
-    es_process_env,
-    find_java_home,
-)
+from sync_pipeline.dev.services.distribution import copy_distribution_config, process_env, search_distribution
+from sync_pipeline.dev.services.java import find_java_home
 from sync_pipeline.dev.services.runtime import (
     ServiceError,
     _as_service_user,
@@ -40,6 +35,7 @@ from sync_pipeline.dev.services.runtime import (
     pid_in_file,
     stop_pid,
 )
+from sync_pipeline.dev.services.search import install_node, node_paths
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +75,7 @@ def nodes(runtime_dir: Path) -> list[Node]:
 
 
 def _write_config(home: Path, node: Node, members: list[Node]) -> None:
-    copy_distribution_config(home, node.config)
+    copy_distribution_config(search_distribution("elasticsearch"), home, node.config)
     settings = [
         "# written by sync_pipeline.dev.services (cluster) on every start; edits are overwritten",
         "cluster.name: sync-pipeline-cluster",
@@ -111,8 +107,8 @@ def start_node(runtime_dir: Path, node: Node) -> None:
     """Start one node (a no-op when it runs); returns once it answers HTTP."""
     if node_pid(node) is not None:
         return
-    version = local_settings().es_version
-    home = _es_paths(runtime_dir, version).home
+    dist = search_distribution("elasticsearch")
+    home = node_paths(dist, runtime_dir).home
     for port in (node.port, node.port + 100):
         if _port_in_use(port):
             raise ServiceError(
@@ -121,7 +117,7 @@ def start_node(runtime_dir: Path, node: Node) -> None:
     for directory in (node.root, node.root / "data", node.root / "logs", node.root / "tmp"):
         _owned_dir(directory)
     _write_config(home, node, nodes(runtime_dir))
-    env = es_process_env(find_java_home(), node.root / "tmp", node.config, node.root)
+    env = process_env(dist, find_java_home(), node.root / "tmp", node.config, node.root)
     node.pidfile.unlink(missing_ok=True)
     cmd = _as_service_user([str(home / "bin" / "elasticsearch"), "-d", "-p", str(node.pidfile)])
     timeout = float(local_settings().es_start_timeout)
@@ -151,8 +147,7 @@ def wait_status(node: Node, wanted: tuple[str, ...], timeout: float) -> str:
 
 def start_cluster(state: Path, runtime_dir: Path) -> list[Node]:
     """All three nodes, formed into one cluster (green or yellow)."""
-    version = local_settings().es_version
-    _install_es(_es_paths(runtime_dir, version), version, state / "cache")
+    install_node(search_distribution("elasticsearch"), state, runtime_dir)
     members = nodes(runtime_dir)
     for node in members:
         start_node(runtime_dir, node)

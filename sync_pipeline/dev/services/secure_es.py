@@ -28,13 +28,8 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from sync_pipeline.dev.services.elasticsearch import (
-    _es_paths,
-    _install_es,
-    copy_distribution_config,
-    es_process_env,
-    find_java_home,
-)
+from sync_pipeline.dev.services.distribution import copy_distribution_config, process_env, search_distribution
+from sync_pipeline.dev.services.java import find_java_home
 from sync_pipeline.dev.services.runtime import (
     ServiceError,
     _as_service_user,
@@ -47,6 +42,7 @@ from sync_pipeline.dev.services.runtime import (
     pid_in_file,
     stop_pid,
 )
+from sync_pipeline.dev.services.search import install_node, node_paths
 
 log = logging.getLogger(__name__)
 
@@ -116,7 +112,7 @@ def _paths(runtime_dir: Path, version: str) -> _Paths:
 
 
 def _tool_env(home: Path, paths: _Paths, java_home: Path) -> dict[str, str]:
-    return es_process_env(java_home, paths.tmp, paths.config, paths.root)
+    return process_env(search_distribution("elasticsearch"), java_home, paths.tmp, paths.config, paths.root)
 
 
 def _tool(home: Path, paths: _Paths, env: dict[str, str], name: str, *args: str) -> str:
@@ -147,7 +143,7 @@ def _certificates(home: Path, paths: _Paths, env: dict[str, str]) -> None:
 
 
 def _write_config(home: Path, paths: _Paths) -> None:
-    copy_distribution_config(home, paths.config)
+    copy_distribution_config(search_distribution("elasticsearch"), home, paths.config)
     port = secure_port()
     tls = [
         "key: certs/node/node.key",
@@ -263,10 +259,9 @@ def start_secure(state: Path, runtime_dir: Path) -> SecureUrls:
     """Start the secure node (installing, certificates, users on first use); its URL, API key, CA."""
     local = local_settings()
     version, port, timeout = local.es_version, local.es_secure_port, float(local.es_start_timeout)
-    home = _es_paths(runtime_dir, version).home
+    home = install_node(search_distribution("elasticsearch"), state, runtime_dir)
     paths = _paths(runtime_dir, version)
     java_home = find_java_home()
-    _install_es(_es_paths(runtime_dir, version), version, state / "cache")
     for directory in (paths.root, paths.config, paths.data, paths.logs, paths.tmp):
         _owned_dir(directory)
     env = _tool_env(home, paths, java_home)
@@ -305,7 +300,7 @@ def add_role(runtime_dir: Path, name: str, definition: str, user: str, password:
     """A file-based role (YAML text, indented as under its name) and a user holding only it."""
     version = local_settings().es_version
     paths = _paths(runtime_dir, version)
-    home = _es_paths(runtime_dir, version).home
+    home = node_paths(search_distribution("elasticsearch"), runtime_dir).home
     roles = paths.config / "roles.yml"
     roles.write_text(roles.read_text() + f"{name}:\n{definition}")
     add_user(home, paths, _tool_env(home, paths, find_java_home()), user, password, name)

@@ -18,7 +18,59 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import quote, urlsplit, urlunsplit
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+# the local services' settings and the shared parsers live beside this module; their names are
+# importable from here as before
+from sync_pipeline.settings.local import (
+    DEFAULT_ES_VERSION,
+    DEFAULT_LOCAL_ES_PORT,
+    DEFAULT_LOCAL_PG_PORT,
+    DEFAULT_LOCAL_SEARCH,
+    ES_EXTRA_SETTINGS,
+    ES_START_TIMEOUT,
+    ES_VERSION,
+    LOCAL_ES8_PORT,
+    LOCAL_ES_CLUSTER_PORT,
+    LOCAL_ES_PORT,
+    LOCAL_ES_SECURE_PORT,
+    LOCAL_OPENSEARCH2_PORT,
+    LOCAL_OPENSEARCH_PORT,
+    LOCAL_PG_PORT,
+    LOCAL_REDIS_PORT,
+    LOCAL_SEARCH,
+    PG_START_TIMEOUT,
+    PROJECT_ROOT,
+    SEARCH_KINDS,
+    SERVICES_DIR,
+    LocalServiceSettings,
+    _local,
+)
+from sync_pipeline.settings.values import SettingsError, _int, _number, _text, parse_bool
+
+__all__ = [
+    "DEFAULT_ES_VERSION",
+    "DEFAULT_LOCAL_ES_PORT",
+    "DEFAULT_LOCAL_PG_PORT",
+    "DEFAULT_LOCAL_SEARCH",
+    "ES_EXTRA_SETTINGS",
+    "ES_START_TIMEOUT",
+    "ES_VERSION",
+    "LOCAL_ES8_PORT",
+    "LOCAL_ES_CLUSTER_PORT",
+    "LOCAL_ES_PORT",
+    "LOCAL_ES_SECURE_PORT",
+    "LOCAL_OPENSEARCH2_PORT",
+    "LOCAL_OPENSEARCH_PORT",
+    "LOCAL_PG_PORT",
+    "LOCAL_REDIS_PORT",
+    "LOCAL_SEARCH",
+    "PG_START_TIMEOUT",
+    "PROJECT_ROOT",
+    "SEARCH_KINDS",
+    "SERVICES_DIR",
+    "LocalServiceSettings",
+    "SettingsError",
+    "parse_bool",
+]
 
 PG_URL = "SYNC_PG_URL"
 PG_PASSWORD = "SYNC_PG_PASSWORD"
@@ -66,65 +118,8 @@ ALERT_SMTP_STARTTLS = "SYNC_ALERT_SMTP_STARTTLS"
 ALERT_SMTP_CA_CERTS = "SYNC_ALERT_SMTP_CA_CERTS"
 ALERT_ERROR_RATE = "SYNC_ALERT_ERROR_RATE"
 
-LOCAL_PG_PORT = "SYNC_LOCAL_PG_PORT"
-LOCAL_ES_PORT = "SYNC_LOCAL_ES_PORT"
-LOCAL_ES_SECURE_PORT = "SYNC_LOCAL_ES_SECURE_PORT"
-LOCAL_ES_CLUSTER_PORT = "SYNC_LOCAL_ES_CLUSTER_PORT"
-LOCAL_REDIS_PORT = "SYNC_LOCAL_REDIS_PORT"
-ES_VERSION = "SYNC_ES_VERSION"
-SERVICES_DIR = "SYNC_SERVICES_DIR"
-ES_EXTRA_SETTINGS = "SYNC_ES_EXTRA_SETTINGS"
-PG_START_TIMEOUT = "SYNC_PG_START_TIMEOUT"
-ES_START_TIMEOUT = "SYNC_ES_START_TIMEOUT"
-
 DEFAULT_DAGSTER_URL = "http://127.0.0.1:3000"
 DEFAULT_ERROR_RATE = 0.01
-DEFAULT_LOCAL_PG_PORT = 55432
-DEFAULT_LOCAL_ES_PORT = 59200
-DEFAULT_ES_VERSION = "9.2.4"
-
-_TRUE = {"1", "true", "yes", "on"}
-_FALSE = {"0", "false", "no", "off"}
-
-
-class SettingsError(ValueError):
-    """An environment variable holds a value sync_pipeline cannot use, or a needed one is unset."""
-
-
-def parse_bool(name: str, value: str) -> bool:
-    lowered = value.strip().lower()
-    if lowered in _TRUE:
-        return True
-    if lowered in _FALSE or lowered == "":
-        return False
-    raise SettingsError(f"{name} must be one of {', '.join(sorted(_TRUE | _FALSE))}, not {value!r}")
-
-
-def _int(env: Mapping[str, str], name: str, default: int) -> int:
-    raw = env.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        return int(raw)
-    except ValueError:
-        raise SettingsError(f"{name}={raw!r} is not an integer") from None
-
-
-def _number(env: Mapping[str, str], name: str, default: float, low: float, high: float, unit: str) -> float:
-    """A float setting within [low, high]; a duration in seconds must also be more than 0."""
-    raw = _text(env, name)
-    try:
-        value = float(raw) if raw else default
-    except ValueError:
-        raise SettingsError(f"{name}={raw!r} is not a number of {unit}") from None
-    floor = "more than" if unit == "seconds" else "at least"
-    if not low <= value <= high or (unit == "seconds" and value <= 0):
-        raise SettingsError(f"{name} must be {floor} {low:g} and at most {high:g} {unit}, not {raw}")
-    return value
-
-
-def _text(env: Mapping[str, str], name: str) -> str | None:
-    return env.get(name, "").strip() or None
 
 
 @dataclass(frozen=True)
@@ -175,22 +170,6 @@ class ElasticsearchOptions:
 
 
 @dataclass(frozen=True)
-class LocalServiceSettings:
-    """The project's own dev/test servers (`sync-pipeline services`)."""
-
-    pg_port: int = DEFAULT_LOCAL_PG_PORT
-    es_port: int = DEFAULT_LOCAL_ES_PORT
-    es_secure_port: int = DEFAULT_LOCAL_ES_PORT + 10  # the secured node (`services up --secure`)
-    es_cluster_port: int = DEFAULT_LOCAL_ES_PORT + 20  # the first of the three-node cluster's
-    redis_port: int = DEFAULT_LOCAL_PG_PORT + 947  # the Celery test's broker
-    es_version: str = DEFAULT_ES_VERSION
-    services_dir: Path = PROJECT_ROOT / ".services"
-    es_extra_settings: tuple[str, ...] = ()
-    pg_start_timeout: int = 60
-    es_start_timeout: int = 180
-
-
-@dataclass(frozen=True)
 class Settings:
     pg_url: str | None = field(default=None, repr=False)
     es_url: str | None = field(default=None, repr=False)
@@ -208,7 +187,7 @@ class Settings:
     celery_backend: str | None = field(default=None, repr=False)
     pg_password: str | None = field(default=None, repr=False)
     alerts: AlertSettings = AlertSettings()
-    local: LocalServiceSettings = LocalServiceSettings()
+    local: LocalServiceSettings = field(default_factory=LocalServiceSettings)
     locks: LockSettings = LockSettings()
 
     def require_pg_url(self) -> str:
@@ -289,27 +268,6 @@ def _alerts(env: Mapping[str, str]) -> AlertSettings:
         smtp_starttls=starttls,
         smtp_ca_certs=str(Path(ca_certs).expanduser().absolute()) if ca_certs else None,
         error_rate=rate,
-    )
-
-
-def _local(env: Mapping[str, str]) -> LocalServiceSettings:
-    services_dir = _text(env, SERVICES_DIR)
-    extra = tuple(line for line in env.get(ES_EXTRA_SETTINGS, "").splitlines() if line.strip())
-    return LocalServiceSettings(
-        pg_port=_int(env, LOCAL_PG_PORT, DEFAULT_LOCAL_PG_PORT),
-        es_port=_int(env, LOCAL_ES_PORT, DEFAULT_LOCAL_ES_PORT),
-        es_secure_port=_int(env, LOCAL_ES_SECURE_PORT, _int(env, LOCAL_ES_PORT, DEFAULT_LOCAL_ES_PORT) + 10),
-        es_cluster_port=_int(
-            env, LOCAL_ES_CLUSTER_PORT, _int(env, LOCAL_ES_PORT, DEFAULT_LOCAL_ES_PORT) + 20
-        ),
-        redis_port=_int(env, LOCAL_REDIS_PORT, _int(env, LOCAL_PG_PORT, DEFAULT_LOCAL_PG_PORT) + 947),
-        es_version=_text(env, ES_VERSION) or DEFAULT_ES_VERSION,
-        services_dir=(
-            Path(services_dir).expanduser().absolute() if services_dir else PROJECT_ROOT / ".services"
-        ),
-        es_extra_settings=extra,
-        pg_start_timeout=_int(env, PG_START_TIMEOUT, 60),
-        es_start_timeout=_int(env, ES_START_TIMEOUT, 180),
     )
 
 
