@@ -80,3 +80,42 @@ def test_a_signer_signs_the_exact_bytes_sent():
     client(sent, signer).count(index="i", query={"term": {"a": 1}})
     method, target, body, headers = sent.sent[0]
     assert seen == [(method, target, body)] and headers["authorization"] == "AWS4-HMAC-SHA256 test"
+
+
+def test_aws_settings_sign_every_request_and_serverless_needs_no_root_and_takes_no_refresh(monkeypatch):
+    from sync_pipeline import settings
+    from sync_pipeline.io.search import search_client
+
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY")
+    monkeypatch.delenv("AWS_SESSION_TOKEN", raising=False)
+    options = settings.load(
+        {"SYNC_SEARCH_AUTH": "aws-sigv4", "SYNC_AWS_REGION": "eu-west-1", "SYNC_AWS_SERVICE": "aoss"}
+    ).es
+    es = search_client("https://abc.eu-west-1.aoss.amazonaws.com", options=options)
+    sent = Recorder()
+    es.transport = sent
+
+    es.count(index="products", query={"match_all": {}})
+    es.indices.refresh(index="products")  # Serverless refreshes on its own: nothing is sent
+
+    assert es.server.serverless and es.server.is_opensearch
+    assert len(sent.sent) == 1  # no `GET /` either: Serverless has none
+    _, target, body, headers = sent.sent[0]
+    assert target == "/products/_count"
+    assert "Credential=AKIDEXAMPLE/" in headers["authorization"]
+    assert "/eu-west-1/aoss/aws4_request" in headers["authorization"]
+    import hashlib
+
+    assert headers["x-amz-content-sha256"] == hashlib.sha256(body).hexdigest()
+
+
+def test_aws_signing_refuses_other_credentials_and_a_missing_region():
+    from sync_pipeline import settings
+
+    with pytest.raises(settings.SettingsError, match="unset SYNC_ES_API_KEY"):
+        settings.load({"SYNC_SEARCH_AUTH": "aws-sigv4", "SYNC_AWS_REGION": "x", "SYNC_ES_API_KEY": "k"})
+    with pytest.raises(settings.SettingsError, match="needs the region"):
+        settings.load({"SYNC_SEARCH_AUTH": "aws-sigv4"})
+    with pytest.raises(settings.SettingsError, match="SYNC_SEARCH_BACKEND must be one of"):
+        settings.load({"SYNC_SEARCH_BACKEND": "solr"})
