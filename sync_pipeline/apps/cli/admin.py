@@ -52,6 +52,9 @@ def cmd_services(args: argparse.Namespace) -> int:
         if args.nodes == 3:
             members = services.up_cluster()
             print(f"cluster:       {', '.join(node.url for node in members)}")
+    elif args.action == "down" and args.target:
+        services.down_search(args.target)
+        print(f"local {args.target} stopped")
     elif args.action == "down":
         services.down()
         print("local services stopped")

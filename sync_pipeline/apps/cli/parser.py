@@ -43,7 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--target",
         choices=SEARCH_KINDS,
         help="the local search node up starts and env names: elasticsearch (9), elasticsearch8, "
-        "opensearch2 or opensearch (3); default $SYNC_LOCAL_SEARCH, else elasticsearch",
+        "opensearch2 or opensearch (3), and down stops alone; default $SYNC_LOCAL_SEARCH, else elasticsearch",
     )
     services.set_defaults(func=admin.cmd_services)
 

@@ -234,6 +234,12 @@ def restart_postgres(mode: str = "fast") -> None:
         _start_postgres(runtime)
 
 
+def down_search(kind: str) -> None:
+    """Stop one local search node (data is kept); PostgreSQL and the other nodes keep running."""
+    with _locked():
+        stop_search_node(search_distribution(kind), _known_runtime_dir())
+
+
 def down() -> None:
     """Stop the local services (data is kept)."""
     with _locked():
@@ -300,7 +306,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--target",
         choices=SEARCH_KINDS,
-        help="the search node up starts and env names (default: $SYNC_LOCAL_SEARCH, else elasticsearch)",
+        help="the search node up starts, env names and down stops alone "
+        "(default: $SYNC_LOCAL_SEARCH, else elasticsearch; down without it stops everything)",
     )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="services: %(message)s", stream=sys.stderr)
@@ -312,7 +319,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"SYNC_ES_URL={urls.es_url}")
             log.info("up in %.1fs", time.monotonic() - started)
         elif args.command == "down":
-            down()
+            down_search(args.target) if args.target else down()
         elif args.command == "status":
             for name, state in status().items():
                 print(f"{name}: {state}")
