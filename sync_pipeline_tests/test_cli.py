@@ -75,7 +75,7 @@ def test_wrong_password_is_a_clear_error(live):
 def test_unreachable_elasticsearch_is_a_clear_error(live):
     result = cli("verify", env={"SYNC_PG_URL": live.pg_url, "SYNC_ES_URL": "http://127.0.0.1:1"})
     assert result.returncode == 2
-    assert "cannot connect to Elasticsearch at http://127.0.0.1:1" in result.stderr
+    assert "cannot connect to the search server at http://127.0.0.1:1" in result.stderr
 
 
 @pytest.mark.integration

@@ -25,13 +25,12 @@ from typing import ClassVar
 import dagster as dg
 import pytest
 import sqlalchemy as sa
-from elasticsearch import NotFoundError
 
 from sync_pipeline.apps import dagster_api
 from sync_pipeline.core.specs import SyncSpec, parse_specs
 from sync_pipeline.defs.partitions import partition_keys_for
 from sync_pipeline.io.postgres import engine_for
-from sync_pipeline.io.search import search_client
+from sync_pipeline.io.search import SearchNotFound, search_client
 
 from .conftest import free_port, stop_process_groups
 
@@ -43,7 +42,7 @@ ROLES = ("api", "backfill", "web")
 
 def drop_index(es, name: str) -> None:
     """The index of that name, or every index behind the alias of that name."""
-    with contextlib.suppress(NotFoundError):
+    with contextlib.suppress(SearchNotFound):
         for index in es.indices.get(index=name):
             es.indices.delete(index=index, ignore_unavailable=True)
 

@@ -2,23 +2,14 @@
 
 import orjson
 import pytest
-from elastic_transport import ApiResponseMeta, HttpHeaders, NodeConfig
-from elasticsearch import ApiError, BadRequestError
-from elasticsearch import ConnectionError as ESConnectionError
 
 from sync_pipeline.core.bulk import BatchResult, BulkBody, RetryPolicy, entry_doc, iter_bodies, rebody
+from sync_pipeline.io.search import SearchApiError, SearchConnectionError
 from sync_pipeline.io.search.indices import is_transient, with_backoff
 
 
-def api_error(status: int) -> ApiError:
-    meta = ApiResponseMeta(
-        status=status,
-        http_version="1.1",
-        headers=HttpHeaders(),
-        duration=0.0,
-        node=NodeConfig("http", "h", 1),
-    )
-    return ApiError(message=f"status {status}", meta=meta, body={})
+def api_error(status: int) -> SearchApiError:
+    return SearchApiError(status, {}, f"status {status}")
 
 
 def test_documents_become_action_and_source_lines():
@@ -133,9 +124,9 @@ def test_backoff_retries_until_success_with_growing_capped_sleeps():
 
 def test_backoff_gives_up_after_the_last_attempt():
     def down():
-        raise ESConnectionError("refused")
+        raise SearchConnectionError("refused")
 
-    with pytest.raises(ESConnectionError):
+    with pytest.raises(SearchConnectionError):
         with_backoff(down, RetryPolicy(attempts=3), sleep=lambda s: None)
 
 
@@ -144,9 +135,9 @@ def test_backoff_does_not_retry_permanent_errors():
 
     def bad():
         calls.append(1)
-        raise BadRequestError(message="mapper_parsing_exception", meta=api_error(400).meta, body={})
+        raise SearchApiError(400, {"error": {"type": "mapper_parsing_exception"}}, "mapper_parsing_exception")
 
-    with pytest.raises(BadRequestError):
+    with pytest.raises(SearchApiError):
         with_backoff(bad, RetryPolicy(attempts=5), sleep=lambda s: None)
     assert calls == [1]
 
@@ -163,6 +154,6 @@ def test_backoff_stops_at_the_total_time_cap():
         now[0] += seconds
 
     policy = RetryPolicy(attempts=50, base_seconds=10, cap_seconds=10, max_total_seconds=25)
-    with pytest.raises(ApiError):
+    with pytest.raises(SearchApiError):
         with_backoff(always_503, policy, sleep=sleep, clock=lambda: now[0])
     assert now[0] <= 25 and len(calls) < 50

@@ -16,7 +16,6 @@ import certifi
 import pytest
 import sqlalchemy as sa
 import yaml
-from elasticsearch import AuthorizationException
 
 from sync_pipeline.apps.cli import main
 from sync_pipeline.core.grants import read_tables
@@ -24,7 +23,7 @@ from sync_pipeline.core.specs import parse_specs
 from sync_pipeline.dev.services import secure_es
 from sync_pipeline.dev.services.runtime import _known_runtime_dir
 from sync_pipeline.io import deadletters
-from sync_pipeline.io.search import search_client
+from sync_pipeline.io.search import SearchApiError, search_client
 from sync_pipeline.io.search.indices import drop_target
 from sync_pipeline.ops.capture import uninstall_capture
 from sync_pipeline.settings import ElasticsearchOptions
@@ -131,7 +130,7 @@ def test_connection_mistakes_are_one_line_errors_naming_the_server_and_exit_2(
         assert code == 2, (what, out)
         assert (
             len(lines) == 1
-            and lines[0].startswith("sync-pipeline: Elasticsearch at ")
+            and lines[0].startswith("sync-pipeline: the search server at ")
             and expected in lines[0]
         ), (what, out)
         assert secure_node.password not in out
@@ -245,8 +244,9 @@ def test_the_printed_grants_are_enough_for_sync_drain_and_rebuild_and_a_missing_
         assert doc["title"] == "by the app"
         # the versioned indexes are <index>_v<digits>, and nothing else that starts like them
         as_least = secure_client(secure_node, es_user, es_password)
-        with pytest.raises(AuthorizationException):
+        with pytest.raises(SearchApiError) as refused:
             as_least.indices.create(index=f"{scenario.index}_vendors")
+        assert refused.value.status_code == 403
         as_least.indices.create(index=f"{scenario.index}_v900")
         as_least.indices.delete(index=f"{scenario.index}_v900")
         # a privilege taken away is named: the index another spec would write is not this role's

@@ -59,7 +59,7 @@ def _unreachable_message(exc: Exception) -> str | None:
     if problem:
         return problem
     if isinstance(exc, SearchConnectionError):
-        return f"lost the connection to Elasticsearch at {redact_url(session.es_url) if session else '?'}"
+        return f"lost the connection to the search server at {redact_url(session.es_url) if session else '?'}"
     if isinstance(exc, OperationalError):
         return f"PostgreSQL at {pg_label(session.pg_url) if session else '?'} failed: {first_line(exc.orig)}"
     return None

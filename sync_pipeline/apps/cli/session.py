@@ -131,18 +131,23 @@ class Session:
         the run would stop at its first load anyway, so it is not started."""
         from sqlalchemy.exc import OperationalError
 
-        from sync_pipeline.io.search import SearchConnectionError
+        from sync_pipeline.io.search import SearchConnectionError, UnsupportedServer
 
         es_label = redact_url(self.es_url)
         try:
-            self.es(request_timeout=10).cluster.health()
+            client = self.es(request_timeout=10)
+            # which server it is comes first: an unsupported one is refused by name
+            if not client.server.serverless:  # Serverless has no cluster health to ask
+                client.cluster.health()
+        except UnsupportedServer as exc:
+            raise UsageError(str(exc)) from None
         except Exception as exc:
             problem = connection_problem(exc, es_label, self.settings.es)
             if problem:
                 raise UsageError(problem) from None
             if isinstance(exc, SearchConnectionError):
-                raise UsageError(f"cannot connect to Elasticsearch at {es_label}") from None
-            raise UsageError(f"Elasticsearch at {es_label} refused us: {first_line(exc)}") from None
+                raise UsageError(f"cannot connect to the search server at {es_label}") from None
+            raise UsageError(f"the search server at {es_label} refused us: {first_line(exc)}") from None
         try:
             conn = self.engine.connect()
         except OperationalError as exc:

@@ -1,4 +1,4 @@
-"""Elasticsearch: retries of transient errors, index creation and metadata, reading documents back.
+"""The search target: retries of transient errors, index creation and metadata, reading documents back.
 
 Bulk requests and their per-batch accounting are io/bulk_load.py.
 """
@@ -9,10 +9,6 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
-from elasticsearch import ApiError, Elasticsearch
-from elasticsearch import ConnectionError as ESConnectionError
-from elasticsearch import ConnectionTimeout as ESConnectionTimeout
-
 from sync_pipeline.core.bulk import (
     DEFAULT_RETRY,
     TRANSIENT_STATUS,
@@ -21,14 +17,16 @@ from sync_pipeline.core.bulk import (
 )
 from sync_pipeline.core.specs import SyncSpec
 from sync_pipeline.core.windows import Window, es_window_query
+from sync_pipeline.io.search.errors import SearchApiError, SearchConnectionError, SearchConnectionTimeout
+from sync_pipeline.io.search.port import SearchTarget
 
 T = TypeVar("T")
 
 
 def is_transient(exc: BaseException) -> bool:
-    if isinstance(exc, ESConnectionError | ESConnectionTimeout):
+    if isinstance(exc, SearchConnectionError | SearchConnectionTimeout):
         return True
-    return isinstance(exc, ApiError) and exc.status_code in TRANSIENT_STATUS
+    return isinstance(exc, SearchApiError) and exc.status_code in TRANSIENT_STATUS
 
 
 def with_backoff(
@@ -53,7 +51,7 @@ def with_backoff(
     raise AssertionError("unreachable")
 
 
-def ensure_index(es: Elasticsearch, index: str, mappings: dict[str, Any], settings: dict[str, Any]) -> bool:
+def ensure_index(es: SearchTarget, index: str, mappings: dict[str, Any], settings: dict[str, Any]) -> bool:
     """Make `index` exist; True when created.
 
     A new target is created as the versioned index `<index>_v1` behind the
@@ -69,7 +67,7 @@ def ensure_index(es: Elasticsearch, index: str, mappings: dict[str, Any], settin
             settings=settings,
             aliases={index: {"is_write_index": True}},
         )
-    except ApiError as exc:
+    except SearchApiError as exc:
         # another run created it between exists() and create()
         if exc.status_code == 400 and "resource_already_exists" in str(exc.body):
             return False
@@ -77,14 +75,14 @@ def ensure_index(es: Elasticsearch, index: str, mappings: dict[str, Any], settin
     return True
 
 
-def backing_indices(es: Elasticsearch, name: str) -> list[str]:
+def backing_indices(es: SearchTarget, name: str) -> list[str]:
     """The concrete indices behind `name` (an alias, or an index of that name)."""
     if es.indices.exists_alias(name=name):
         return sorted(es.indices.get_alias(name=name))
     return [name] if es.indices.exists(index=name) else []
 
 
-def drop_target(es: Elasticsearch, name: str) -> list[str]:
+def drop_target(es: SearchTarget, name: str) -> list[str]:
     """Delete an alias's indices (or the index of that name); returns what was deleted."""
     indices = backing_indices(es, name)
     for index in indices:
@@ -92,7 +90,7 @@ def drop_target(es: Elasticsearch, name: str) -> list[str]:
     return indices
 
 
-def write_index(es: Elasticsearch, alias: str) -> str | None:
+def write_index(es: SearchTarget, alias: str) -> str | None:
     """The index that writes through `alias` reach: its write index, or its only index; None when
     `alias` is not an alias (absent, or a plain index of that name)."""
     if not es.indices.exists_alias(name=alias):
@@ -108,13 +106,13 @@ def write_index(es: Elasticsearch, alias: str) -> str | None:
 META_KEY = "sync_pipeline"
 
 
-def index_meta(es: Elasticsearch, index: str) -> dict[str, Any]:
+def index_meta(es: SearchTarget, index: str) -> dict[str, Any]:
     """What sync_pipeline recorded in the mapping `_meta` of `index`; {} when nothing."""
     mappings = es.indices.get_mapping(index=index).body.get(index, {}).get("mappings", {})
     return dict((mappings.get("_meta") or {}).get(META_KEY) or {})
 
 
-def record_index_meta(es: Elasticsearch, index: str, entry: dict[str, Any]) -> None:
+def record_index_meta(es: SearchTarget, index: str, entry: dict[str, Any]) -> None:
     """Replace sync_pipeline's entry in the `_meta` of an existing index, keeping other keys.
 
     A mapping update replaces `_meta` as a whole, hence the read first. Elasticsearch
@@ -125,7 +123,7 @@ def record_index_meta(es: Elasticsearch, index: str, entry: dict[str, Any]) -> N
     with_backoff(lambda: es.indices.put_mapping(index=index, meta={**others, META_KEY: entry}))
 
 
-def delete_index(es: Elasticsearch, index: str) -> None:
+def delete_index(es: SearchTarget, index: str) -> None:
     es.indices.delete(index=index, ignore_unavailable=True)
 
 
@@ -135,7 +133,7 @@ Keyed = tuple[tuple[Any, ...], str, dict[str, Any]]  # (sort key, _id, document)
 
 
 def _sorted_hits(
-    es: Elasticsearch, spec: SyncSpec, query: dict[str, Any], page_size: int
+    es: SearchTarget, spec: SyncSpec, query: dict[str, Any], page_size: int
 ) -> Iterator[dict[str, Any]]:
     """Every hit of `query`, sorted by the key fields, page by page with search_after."""
     sort = [{name: {"order": "asc"}} for name in spec.key_fields]
@@ -155,21 +153,21 @@ def _sorted_hits(
         after = hits[-1]["sort"]
 
 
-def field_types(es: Elasticsearch, index: str) -> dict[str, str]:
+def field_types(es: SearchTarget, index: str) -> dict[str, str]:
     """Top-level field → mapping type of the index (its current backing index behind an alias)."""
     mappings = es.indices.get_mapping(index=index).body
     properties = next(iter(mappings.values()), {}).get("mappings", {}).get("properties", {})
     return {name: prop.get("type", "object") for name, prop in properties.items()}
 
 
-def elasticsearch_documents(es: Elasticsearch, spec: SyncSpec, page_size: int) -> Iterator[Keyed]:
+def elasticsearch_documents(es: SearchTarget, spec: SyncSpec, page_size: int) -> Iterator[Keyed]:
     """Every document of the index, sorted by the key fields."""
     for hit in _sorted_hits(es, spec, {"match_all": {}}, page_size):
         yield tuple(hit["sort"]), hit["_id"], hit["_source"]
 
 
 def window_documents(
-    es: Elasticsearch, spec: SyncSpec, window: Window, page_size: int = 2000
+    es: SearchTarget, spec: SyncSpec, window: Window, page_size: int = 2000
 ) -> Iterator[dict[str, Any]]:
     """The documents of one updated_at window."""
     query = es_window_query(spec.field_name(spec.source.updated_at), window)
@@ -177,6 +175,6 @@ def window_documents(
         yield hit["_source"]
 
 
-def count_window_documents(es: Elasticsearch, spec: SyncSpec, window: Window) -> int:
+def count_window_documents(es: SearchTarget, spec: SyncSpec, window: Window) -> int:
     query = es_window_query(spec.field_name(spec.source.updated_at), window)
     return int(es.count(index=spec.target.index, query=query)["count"])
