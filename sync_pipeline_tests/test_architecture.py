@@ -149,6 +149,8 @@ SEARCH_PORT = "sync_pipeline.io.search"
 @pytest.mark.parametrize("module", sorted(MODULES))
 def test_only_the_search_port_imports_a_search_client_library(module):
     third_party = {i.split(".")[0] for i in imports(MODULES[module])}
+    # the product speaks plain REST over elastic_transport; no vendor client, not even there
+    assert "elasticsearch" not in third_party and "opensearchpy" not in third_party, module
     if module == SEARCH_PORT or module.startswith(SEARCH_PORT + "."):
         return
     assert not third_party & SEARCH_LIBRARIES, (
