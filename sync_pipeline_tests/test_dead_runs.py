@@ -113,7 +113,7 @@ def test_a_killed_drain_is_failed_alerted_and_the_queue_moves_on(service_urls, t
     def searchable(doc_id: str) -> bool:
         with contextlib.suppress(Exception):
             es.indices.refresh(index=name)
-            return es.exists(index=name, id=doc_id).body
+            return es.exists(index=name, id=doc_id)
         return False
 
     try:
