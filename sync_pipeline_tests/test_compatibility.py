@@ -24,6 +24,7 @@ from sync_pipeline.core.search_dialect import (
 )
 from sync_pipeline.core.specs import parse_specs
 from sync_pipeline.io.search import UnsupportedServer, search_client
+from sync_pipeline.io.search.indices import backing_indices, index_meta
 from sync_pipeline.io.search.server import check_wanted, identify
 
 from .conftest import COMPATIBILITY_SUBSET, Scenario
@@ -173,3 +174,16 @@ def test_a_field_type_the_server_lacks_stops_the_sync_before_any_index_exists(
     assert not summary.success
     assert f"'payload' of type {lacking}" in (summary.error or "")
     assert not es.indices.exists(index=scenario.index)
+
+
+@pytest.mark.integration
+def test_an_index_the_sync_creates_is_marked_as_sync_pipelines_own(scenario: Scenario, insert_rows, es):
+    """What the demo (and any clean-up) checks before deleting an index: a sync's own index says
+    so from its creation on, also when the run that created it died right after."""
+    insert_rows(range(1, 3), "2026-02-01 00:00:00+00")
+    spec = scenario.spec()
+
+    assert run_sync([spec], spec).success
+
+    (index,) = backing_indices(es, scenario.index)
+    assert index_meta(es, index)["spec"] == spec.name

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy.engine import Connection, Engine
@@ -158,7 +159,8 @@ def create_target(
         return False
     try:
         mapping = emitted(bound, target_mapping(source, bound), es.server)
-        return ensure_index(es, name, mapping, index_settings(bound.spec))
+        created = {"spec": bound.spec.name, "created_at": datetime.now(UTC).isoformat(timespec="seconds")}
+        return ensure_index(es, name, mapping, index_settings(bound.spec), meta=created)
     except SearchApiError as exc:
         if exc.status_code == 400:
             raise refusal(

@@ -51,19 +51,31 @@ def with_backoff(
     raise AssertionError("unreachable")
 
 
-def ensure_index(es: SearchTarget, index: str, mappings: dict[str, Any], settings: dict[str, Any]) -> bool:
+# the key of sync_pipeline's own entry in an index's mapping `_meta` (other keys are the user's)
+META_KEY = "sync_pipeline"
+
+
+def ensure_index(
+    es: SearchTarget,
+    index: str,
+    mappings: dict[str, Any],
+    settings: dict[str, Any],
+    meta: dict[str, Any] | None = None,
+) -> bool:
     """Make `index` exist; True when created.
 
     A new target is created as the versioned index `<index>_v1` behind the
     alias `<index>` (its write index), so `rebuild` can later fill `<index>_v2`
-    and swap the alias atomically while readers keep querying `<index>`.
+    and swap the alias atomically while readers keep querying `<index>`. `meta` is sync_pipeline's
+    entry in the new index's `_meta`, written with the index itself: an index is never ours
+    without saying so, even when the run that created it dies the next moment.
     """
     if es.indices.exists(index=index):
         return False
     try:
         es.indices.create(
             index=f"{index}_v1",
-            mappings=mappings,
+            mappings={**mappings, "_meta": {META_KEY: meta}} if meta else mappings,
             settings=settings,
             aliases={index: {"is_write_index": True}},
         )
@@ -100,10 +112,6 @@ def write_index(es: SearchTarget, alias: str) -> str | None:
         if entry.get("aliases", {}).get(alias, {}).get("is_write_index"):
             return index
     return next(iter(found)) if len(found) == 1 else None
-
-
-# the key of sync_pipeline's own entry in an index's mapping `_meta` (other keys are the user's)
-META_KEY = "sync_pipeline"
 
 
 def index_meta(es: SearchTarget, index: str) -> dict[str, Any]:
