@@ -88,7 +88,7 @@ def test_sync_drain_verify_dead_letters_and_rebuild_over_https_with_credentials(
     code, out = run(monkeypatch, capsys, env, *base, "dead-letters", "replay", "--spec", scenario.table)
     assert code == 0, out
     code, out = run(monkeypatch, capsys, env, *base, "verify", "--spec", scenario.table)
-    assert code == 0 and "OK  postgres=40 elasticsearch=40" in out, out
+    assert code == 0 and "OK  postgres=40 index=40" in out, out
     code, out = run(monkeypatch, capsys, env, *base, "rebuild", "--yes", "--spec", scenario.table)
     assert code == 0, out
     es = secure_client(secure_node)

@@ -55,7 +55,7 @@ class VerifyReport:
     def lines(self) -> list[str]:
         status = "OK" if self.ok else "DRIFT"
         out = [
-            f"{self.spec} → {self.index}: {status}  postgres={self.pg_count} elasticsearch={self.es_count} "
+            f"{self.spec} → {self.index}: {status}  postgres={self.pg_count} index={self.es_count} "
             f"missing={self.missing} extra={self.extra} mismatched={self.mismatched}"
         ]
         if self.missing_ids:
