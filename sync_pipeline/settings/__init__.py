@@ -10,8 +10,6 @@ what the resources reference, and no secret is ever copied into the UI.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -44,15 +42,52 @@ from sync_pipeline.settings.local import (
     LocalServiceSettings,
     _local,
 )
+from sync_pipeline.settings.search import (
+    AWS_REGION,
+    AWS_SERVICE,
+    AWS_SERVICES,
+    ES_API_KEY,
+    ES_BEARER_TOKEN,
+    ES_CA_CERTS,
+    ES_CLOUD_ID,
+    ES_HTTP_COMPRESS,
+    ES_PASSWORD,
+    ES_REQUEST_TIMEOUT,
+    ES_SSL_FINGERPRINT,
+    ES_URL,
+    ES_USERNAME,
+    ES_VERIFY_CERTS,
+    SEARCH_AUTH,
+    SEARCH_BACKEND,
+    SEARCH_BACKENDS,
+    ElasticsearchOptions,
+    _es_options,
+    _es_url,
+    cloud_id_url,
+)
 from sync_pipeline.settings.values import SettingsError, _int, _number, _text, parse_bool
 
 __all__ = [
+    "AWS_REGION",
+    "AWS_SERVICE",
+    "AWS_SERVICES",
     "DEFAULT_ES_VERSION",
     "DEFAULT_LOCAL_ES_PORT",
     "DEFAULT_LOCAL_PG_PORT",
     "DEFAULT_LOCAL_SEARCH",
+    "ES_API_KEY",
+    "ES_BEARER_TOKEN",
+    "ES_CA_CERTS",
+    "ES_CLOUD_ID",
     "ES_EXTRA_SETTINGS",
+    "ES_HTTP_COMPRESS",
+    "ES_PASSWORD",
+    "ES_REQUEST_TIMEOUT",
+    "ES_SSL_FINGERPRINT",
     "ES_START_TIMEOUT",
+    "ES_URL",
+    "ES_USERNAME",
+    "ES_VERIFY_CERTS",
     "ES_VERSION",
     "LOCAL_ES8_PORT",
     "LOCAL_ES_CLUSTER_PORT",
@@ -65,10 +100,15 @@ __all__ = [
     "LOCAL_SEARCH",
     "PG_START_TIMEOUT",
     "PROJECT_ROOT",
+    "SEARCH_AUTH",
+    "SEARCH_BACKEND",
+    "SEARCH_BACKENDS",
     "SEARCH_KINDS",
     "SERVICES_DIR",
+    "ElasticsearchOptions",
     "LocalServiceSettings",
     "SettingsError",
+    "cloud_id_url",
     "parse_bool",
 ]
 
@@ -76,24 +116,6 @@ PG_URL = "SYNC_PG_URL"
 PG_PASSWORD = "SYNC_PG_PASSWORD"
 PG_LOCK_TIMEOUT = "SYNC_PG_LOCK_TIMEOUT"
 PG_LOCK_ATTEMPTS = "SYNC_PG_LOCK_ATTEMPTS"
-ES_URL = "SYNC_ES_URL"
-ES_CLOUD_ID = "SYNC_ES_CLOUD_ID"
-ES_API_KEY = "SYNC_ES_API_KEY"
-ES_USERNAME = "SYNC_ES_USERNAME"
-ES_PASSWORD = "SYNC_ES_PASSWORD"
-ES_BEARER_TOKEN = "SYNC_ES_BEARER_TOKEN"
-ES_CA_CERTS = "SYNC_ES_CA_CERTS"
-ES_SSL_FINGERPRINT = "SYNC_ES_SSL_FINGERPRINT"
-ES_VERIFY_CERTS = "SYNC_ES_VERIFY_CERTS"
-ES_REQUEST_TIMEOUT = "SYNC_ES_REQUEST_TIMEOUT"
-ES_HTTP_COMPRESS = "SYNC_ES_HTTP_COMPRESS"
-SEARCH_BACKEND = "SYNC_SEARCH_BACKEND"
-SEARCH_AUTH = "SYNC_SEARCH_AUTH"
-AWS_REGION = "SYNC_AWS_REGION"
-AWS_SERVICE = "SYNC_AWS_SERVICE"
-SEARCH_BACKENDS = ("auto", "elasticsearch", "opensearch")
-AWS_SIGV4 = "aws-sigv4"
-AWS_SERVICES = ("es", "aoss")  # Amazon OpenSearch Service; its Serverless collections
 # the variables whose values are credentials: never shown, passed to Dagster as EnvVars
 SECRET_VARIABLES = (PG_URL, PG_PASSWORD, ES_API_KEY, ES_PASSWORD, ES_BEARER_TOKEN)
 CONFIG = "SYNC_CONFIG"
@@ -148,28 +170,6 @@ class LockSettings:
 
 
 @dataclass(frozen=True)
-class ElasticsearchOptions:
-    """How to talk to Elasticsearch beyond its URL: credentials (one kind), TLS, transport."""
-
-    api_key: str | None = field(default=None, repr=False)  # "id:key" or the encoded form
-    username: str | None = None
-    password: str | None = field(default=None, repr=False)
-    bearer_token: str | None = field(default=None, repr=False)
-    ca_certs: str | None = None  # a PEM file with the CA that signed the server's certificate
-    ssl_fingerprint: str | None = None  # SHA-256 of the server's certificate, instead of a CA
-    verify_certs: bool = True
-    request_timeout: float = 120.0
-    http_compress: bool = False
-    backend: str = "auto"  # SEARCH_BACKENDS: the distribution expected at the URL ("auto": detected)
-    aws_region: str | None = None  # set: requests are signed with SigV4 for this region
-    aws_service: str = "es"  # AWS_SERVICES
-
-    @property
-    def secrets(self) -> tuple[str, ...]:
-        return tuple(s for s in (self.api_key, self.password, self.bearer_token) if s)
-
-
-@dataclass(frozen=True)
 class Settings:
     pg_url: str | None = field(default=None, repr=False)
     es_url: str | None = field(default=None, repr=False)
@@ -180,7 +180,7 @@ class Settings:
     dagster_pg_url: str | None = field(default=None, repr=False)
     api_token: str | None = field(default=None, repr=False)
     tune_memory: bool = True
-    es: ElasticsearchOptions = ElasticsearchOptions()
+    es: ElasticsearchOptions = field(default_factory=ElasticsearchOptions)
     es_cloud_id: str | None = None  # when set, es_url is the HTTPS URL it stands for
     executor: str = "in_process"  # or "celery": each step on a Celery worker (docs/scaling.md)
     celery_broker: str | None = field(default=None, repr=False)
@@ -205,23 +205,6 @@ class Settings:
                 "(or --local, for the project's local dev services)"
             )
         return self.es_url
-
-
-def cloud_id_url(cloud_id: str) -> str:
-    """The HTTPS URL an Elastic Cloud id stands for: `name:base64(host[:port]$es_uuid$kibana_uuid)`."""
-    _, _, encoded = cloud_id.strip().rpartition(":")
-    try:
-        decoded = base64.b64decode(encoded + "=" * (-len(encoded) % 4), validate=True).decode()
-        host, es_uuid = decoded.split("$")[:2]
-    except (binascii.Error, UnicodeDecodeError, ValueError):
-        raise SettingsError(
-            f"{ES_CLOUD_ID} is not an Elastic Cloud id (name:base64 of host$es_uuid$kibana_uuid); "
-            "copy it from the deployment's page"
-        ) from None
-    host, _, port = host.partition(":")
-    if not host or not es_uuid:
-        raise SettingsError(f"{ES_CLOUD_ID} names no host or Elasticsearch id")
-    return f"https://{es_uuid}.{host}:{port or 443}"
 
 
 def with_password(url: str, password: str | None) -> str:
@@ -277,82 +260,6 @@ def _locks(env: Mapping[str, str]) -> LockSettings:
     if not 1 <= attempts <= 20:
         raise SettingsError(f"{PG_LOCK_ATTEMPTS} must be between 1 and 20, not {attempts}")
     return LockSettings(timeout_seconds=timeout, attempts=attempts)
-
-
-def _es_options(env: Mapping[str, str]) -> ElasticsearchOptions:
-    username, password = _text(env, ES_USERNAME), _text(env, ES_PASSWORD)
-    if bool(username) != bool(password):
-        raise SettingsError(f"{ES_USERNAME} and {ES_PASSWORD} go together: set both, or neither")
-    kinds = [
-        n
-        for n, v in (
-            (ES_API_KEY, env.get(ES_API_KEY)),
-            (ES_USERNAME, username),
-            (ES_BEARER_TOKEN, env.get(ES_BEARER_TOKEN)),
-        )
-        if (v or "").strip()
-    ]
-    if len(kinds) > 1:
-        raise SettingsError(f"set one kind of Elasticsearch credentials, not {' and '.join(kinds)}")
-    ca_certs = _text(env, ES_CA_CERTS)
-    if ca_certs and not Path(ca_certs).expanduser().is_file():
-        raise SettingsError(f"{ES_CA_CERTS}={ca_certs}: no such file (a PEM file with the cluster's CA)")
-    timeout = _number(env, ES_REQUEST_TIMEOUT, 120.0, 0, 86_400, "seconds")
-    fingerprint = _text(env, ES_SSL_FINGERPRINT)
-    if fingerprint and len(fingerprint.replace(":", "")) != 64:
-        raise SettingsError(f"{ES_SSL_FINGERPRINT} must be the certificate's SHA-256 (64 hex digits)")
-    backend = (_text(env, SEARCH_BACKEND) or "auto").lower()
-    if backend not in SEARCH_BACKENDS:
-        raise SettingsError(f"{SEARCH_BACKEND} must be one of {', '.join(SEARCH_BACKENDS)}, not {backend!r}")
-    aws_region, aws_service = _aws(env, kinds)
-    return ElasticsearchOptions(
-        backend=backend,
-        aws_region=aws_region,
-        aws_service=aws_service,
-        api_key=_text(env, ES_API_KEY),
-        username=username,
-        password=password,
-        bearer_token=_text(env, ES_BEARER_TOKEN),
-        ca_certs=str(Path(ca_certs).expanduser().absolute()) if ca_certs else None,
-        ssl_fingerprint=fingerprint,
-        verify_certs=parse_bool(ES_VERIFY_CERTS, env.get(ES_VERIFY_CERTS, "true")),
-        request_timeout=timeout,
-        http_compress=parse_bool(ES_HTTP_COMPRESS, env.get(ES_HTTP_COMPRESS, "")),
-    )
-
-
-def _aws(env: Mapping[str, str], credentials: list[str]) -> tuple[str | None, str]:
-    """SYNC_SEARCH_AUTH=aws-sigv4: the region and service requests are signed for."""
-    auth = (_text(env, SEARCH_AUTH) or "").lower()
-    service = (_text(env, AWS_SERVICE) or "es").lower()
-    if service not in AWS_SERVICES:
-        raise SettingsError(
-            f"{AWS_SERVICE} must be es (OpenSearch Service) or aoss (Serverless), not {service!r}"
-        )
-    if auth in ("", "none"):
-        return None, service
-    if auth != AWS_SIGV4:
-        raise SettingsError(f"{SEARCH_AUTH} must be {AWS_SIGV4} or unset, not {auth!r}")
-    if credentials:
-        raise SettingsError(
-            f"{SEARCH_AUTH}={AWS_SIGV4} signs with AWS credentials: unset {' and '.join(credentials)}"
-        )
-    if parse_bool(ES_HTTP_COMPRESS, env.get(ES_HTTP_COMPRESS, "")):
-        raise SettingsError(
-            f"{ES_HTTP_COMPRESS} cannot be used with {SEARCH_AUTH}={AWS_SIGV4} "
-            "(the signature covers the body as sent)"
-        )
-    region = _text(env, AWS_REGION) or _text(env, "AWS_REGION") or _text(env, "AWS_DEFAULT_REGION")
-    if not region:
-        raise SettingsError(f"{SEARCH_AUTH}={AWS_SIGV4} needs the region: set {AWS_REGION} (or AWS_REGION)")
-    return region, service
-
-
-def _es_url(env: Mapping[str, str]) -> str | None:
-    url, cloud_id = _text(env, ES_URL), _text(env, ES_CLOUD_ID)
-    if url and cloud_id:
-        raise SettingsError(f"set {ES_URL} or {ES_CLOUD_ID}, not both")
-    return cloud_id_url(cloud_id) if cloud_id else url
 
 
 def _executor(env: Mapping[str, str]) -> str:
