@@ -9,8 +9,9 @@ import orjson
 import pytest
 
 from sync_pipeline.core.search_dialect import ELASTICSEARCH, Server
-from sync_pipeline.io.search import SearchApiError, SearchNotFound
+from sync_pipeline.io.search import SearchApiError, SearchNotFound, UnsupportedServer
 from sync_pipeline.io.search.client import SearchClient
+from sync_pipeline.io.search.server import identify
 
 
 class Recorder:
@@ -24,7 +25,9 @@ class Recorder:
 
 
 def client(recorder: Recorder, signer=None) -> SearchClient:
-    return SearchClient(recorder, "http://h:9200", signer=signer, assumed=Server(ELASTICSEARCH, (9, 2, 4)))
+    es = SearchClient(recorder, "http://h:9200", signer=signer)
+    es._server = Server(ELASTICSEARCH, (9, 2, 4))  # as if identified: the recorder has no `GET /`
+    return es
 
 
 def test_keywords_go_to_the_url_or_the_body_as_the_rest_api_wants_them():
@@ -82,32 +85,39 @@ def test_a_signer_signs_the_exact_bytes_sent():
     assert seen == [(method, target, body)] and headers["authorization"] == "AWS4-HMAC-SHA256 test"
 
 
-def test_aws_settings_sign_every_request_and_serverless_needs_no_root_and_takes_no_refresh(monkeypatch):
+def test_aws_settings_sign_every_request_for_the_domains_region(monkeypatch):
+    import hashlib
+
     from sync_pipeline import settings
     from sync_pipeline.io.search import search_client
 
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY")
     monkeypatch.delenv("AWS_SESSION_TOKEN", raising=False)
-    options = settings.load(
-        {"SYNC_SEARCH_AUTH": "aws-sigv4", "SYNC_AWS_REGION": "eu-west-1", "SYNC_AWS_SERVICE": "aoss"}
-    ).es
-    es = search_client("https://abc.eu-west-1.aoss.amazonaws.com", options=options)
+    options = settings.load({"SYNC_SEARCH_AUTH": "aws-sigv4", "SYNC_AWS_REGION": "eu-west-1"}).es
+    es = search_client("https://search-shop-abc.eu-west-1.es.amazonaws.com", options=options)
     sent = Recorder()
     es.transport = sent
 
     es.count(index="products", query={"match_all": {}})
-    es.indices.refresh(index="products")  # Serverless refreshes on its own: nothing is sent
 
-    assert es.server.serverless and es.server.is_opensearch
-    assert len(sent.sent) == 1  # no `GET /` either: Serverless has none
     _, target, body, headers = sent.sent[0]
     assert target == "/products/_count"
     assert "Credential=AKIDEXAMPLE/" in headers["authorization"]
-    assert "/eu-west-1/aoss/aws4_request" in headers["authorization"]
-    import hashlib
-
+    assert "/eu-west-1/es/aws4_request" in headers["authorization"]
     assert headers["x-amz-content-sha256"] == hashlib.sha256(body).hexdigest()
+
+
+def test_serverless_targets_are_refused_in_one_line_naming_why():
+    from sync_pipeline import settings
+
+    with pytest.raises(settings.SettingsError) as caught:
+        settings.load({"SYNC_SEARCH_AUTH": "aws-sigv4", "SYNC_AWS_REGION": "x", "SYNC_AWS_SERVICE": "aoss"})
+    assert "Serverless is not supported" in str(caught.value) and "external_gte" in str(caught.value)
+    assert "\n" not in str(caught.value)
+    root = {"version": {"number": "8.11.0", "build_flavor": "serverless"}, "tagline": "You Know, for Search"}
+    with pytest.raises(UnsupportedServer, match="Elastic Cloud Serverless at http://h is not supported"):
+        identify(root, {}, "http://h")
 
 
 def test_aws_signing_refuses_other_credentials_and_a_missing_region():

@@ -21,11 +21,10 @@ PRODUCT_NAMES = {ELASTICSEARCH: "Elasticsearch", OPENSEARCH: "OpenSearch"}
 
 @dataclass(frozen=True)
 class Server:
-    """A search server: its distribution and version (Serverless: no version to read)."""
+    """A search server: its distribution and version."""
 
     distribution: str  # ELASTICSEARCH | OPENSEARCH
     version: tuple[int, int, int]
-    serverless: bool = False  # Elastic Cloud Serverless, or Amazon OpenSearch Serverless
 
     @property
     def major(self) -> int:
@@ -37,11 +36,10 @@ class Server:
 
     @property
     def label(self) -> str:
-        name = PRODUCT_NAMES[self.distribution]
-        return f"{name} Serverless" if self.serverless else f"{name} {'.'.join(map(str, self.version))}"
+        return f"{PRODUCT_NAMES[self.distribution]} {'.'.join(map(str, self.version))}"
 
     def at_least(self, major: int, minor: int = 0) -> bool:
-        return self.serverless or self.version[:2] >= (major, minor)
+        return self.version[:2] >= (major, minor)
 
 
 # the same type under another name on the other distribution (only where the parameters agree)

@@ -230,10 +230,6 @@ def bulk_indexing(
     it could restore it, so it goes back to `refresh_interval` (the spec's; None: the default),
     and the 0 replicas that load left go back to `replicas` (the spec's).
     """
-    if es.server.serverless:
-        # Serverless manages refresh and replicas itself and takes neither setting
-        yield
-        return
     names = ["index.refresh_interval", "index.number_of_replicas"]
     restore: dict[str, dict[str, Any]] = {}
     for name, found in es.indices.get_settings(index=index, name=names).body.items():

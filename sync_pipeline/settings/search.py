@@ -124,6 +124,13 @@ def _aws(env: Mapping[str, str], credentials: list[str]) -> tuple[str | None, st
         raise SettingsError(
             f"{AWS_SERVICE} must be es (OpenSearch Service) or aoss (Serverless), not {service!r}"
         )
+    if service == "aoss":
+        raise SettingsError(
+            f"{AWS_SERVICE}=aoss: Amazon OpenSearch Serverless is not supported as a target: every write "
+            "carries version_type=external_gte (an older row never overwrites a newer one), which "
+            "Serverless is not documented to accept, and it has no _refresh; use an OpenSearch Service "
+            f"domain ({AWS_SERVICE}=es)"
+        )
     if auth in ("", "none"):
         return None, service
     if auth != AWS_SIGV4:

@@ -135,10 +135,8 @@ class Session:
 
         es_label = redact_url(self.es_url)
         try:
-            client = self.es(request_timeout=10)
             # which server it is comes first: an unsupported one is refused by name
-            if not client.server.serverless:  # Serverless has no cluster health to ask
-                client.cluster.health()
+            self.es(request_timeout=10).check()
         except UnsupportedServer as exc:
             raise UsageError(str(exc)) from None
         except Exception as exc:

@@ -92,13 +92,12 @@ class SearchClient:
         *,
         wanted: str = "auto",
         signer: Signer | None = None,
-        assumed: Server | None = None,
     ) -> None:
         self.transport = transport
         self.where = where  # the server's URL as it may be shown (no password)
         self.wanted = wanted
         self.signer = signer
-        self._server = assumed  # Serverless has no `GET /`: the settings say what it is
+        self._server: Server | None = None
         self._lock = threading.Lock()
         self.indices = _Indices(self)
         self.nodes = _Nodes(self)
@@ -130,6 +129,13 @@ class SearchClient:
         headers, found = self._raw("GET", f"/_nodes/_local?filter_path={fields}")
         node = next(iter((found or {}).get("nodes", {}).values()), {})
         return {"version": {"number": node.get("version"), "build_flavor": node.get("build_flavor")}}, headers
+
+    def check(self) -> Server:
+        """The server, identified (UnsupportedServer for one we do not support), and answering
+        for its cluster's health: what a command checks before it starts."""
+        server = self.server
+        self.cluster.health()
+        return server
 
     def close(self) -> None:
         self.transport.close()
@@ -232,10 +238,6 @@ class _Indices(_Namespace):
         return self._client._call("DELETE", _path(index), kw, body_allowed=False)
 
     def refresh(self, *, index: str, **kw: Any) -> Response:
-        if self._client.server.serverless:
-            # Serverless refreshes on its own schedule and refuses `_refresh`; callers that need
-            # to read their writes wait for them instead (see docs/aws.md)
-            return Response()
         return self._client._call("POST", _path(index, "_refresh"), kw, body_allowed=False)
 
     def get_mapping(self, *, index: str, **kw: Any) -> Response:

@@ -12,7 +12,6 @@ from elastic_transport import NodeConfig, Transport
 from elastic_transport.client_utils import url_to_node_config
 
 from sync_pipeline.core.redact import redact_url
-from sync_pipeline.core.search_dialect import OPENSEARCH, Server
 from sync_pipeline.io.search.client import SearchClient, Signer
 from sync_pipeline.io.search.errors import SearchApiError, SearchConnectionError, SearchTlsError
 from sync_pipeline.settings import ElasticsearchOptions
@@ -88,11 +87,7 @@ def search_client(
         meta_header=False,
     )
     signer = _aws_signer(options, url) if options.aws_region else None
-    # Serverless collections answer no `GET /`: the settings say what is there
-    assumed = (
-        Server(OPENSEARCH, (2, 0, 0), serverless=True) if options.aws_service == "aoss" and signer else None
-    )
-    return SearchClient(transport, redact_url(url), wanted=options.backend, signer=signer, assumed=assumed)
+    return SearchClient(transport, redact_url(url), wanted=options.backend, signer=signer)
 
 
 def connection_problem(exc: BaseException, label: str, options: ElasticsearchOptions) -> str | None:

@@ -38,14 +38,19 @@ def identify(root: Mapping[str, Any], headers: Mapping[str, str], where: str) ->
     if str(version.get("distribution", "")).lower() == OPENSEARCH:
         server = Server(OPENSEARCH, _version(version.get("number"), where))
     elif lowered.get("x-elastic-product") == "Elasticsearch" or root.get("tagline") == "You Know, for Search":
-        serverless = version.get("build_flavor") == "serverless"
-        server = Server(ELASTICSEARCH, _version(version.get("number"), where), serverless)
+        if version.get("build_flavor") == "serverless":
+            # it takes no shard, replica or refresh settings, which every load sets: refused
+            # until the suite can run against it
+            raise UnsupportedServer(
+                f"Elastic Cloud Serverless at {where} is not supported: {supported_text()}"
+            )
+        server = Server(ELASTICSEARCH, _version(version.get("number"), where))
     else:
         raise UnsupportedServer(
             f"the server at {where} is neither Elasticsearch nor OpenSearch "
             f"(distribution {version.get('distribution')!r}, version {version.get('number')!r})"
         )
-    if not server.serverless and server.major not in SUPPORTED_MAJORS[server.distribution]:
+    if server.major not in SUPPORTED_MAJORS[server.distribution]:
         raise UnsupportedServer(f"{server.label} at {where} is not supported: {supported_text()}")
     return server
 
