@@ -220,20 +220,20 @@ def machine_description(es_url: str, pg_url: str) -> dict[str, Any]:
     try:
         nodes = es.nodes.info(filter_path="nodes.*.version,nodes.*.jvm.mem.heap_max_in_bytes")["nodes"]
         node = next(iter(nodes.values()))
-        info["elasticsearch"] = node.get("version")
+        info["search_server"] = es.server.label
         info["es_heap_max_mb"] = round(node["jvm"]["mem"]["heap_max_in_bytes"] / 1024 / 1024)
     except Exception as exc:
-        info["elasticsearch"] = f"unknown ({exc})"
+        info["search_server"] = f"unknown ({exc})"
     with common.engine(pg_url).connect() as conn:
         info["postgresql"] = conn.execute(sa.text("SHOW server_version")).scalar()
     import dagster
-    import elasticsearch
+    import elastic_transport
     import pandas
     import pyarrow
 
     info["libraries"] = {
         "dagster": dagster.__version__,
-        "elasticsearch-py": elasticsearch.__versionstr__,
+        "elastic-transport": elastic_transport.__version__,
         "pandas": pandas.__version__,
         "pyarrow": pyarrow.__version__,
     }
