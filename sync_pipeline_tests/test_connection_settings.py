@@ -137,3 +137,24 @@ def test_grants_of_a_logical_spec_name_replication_temp_and_the_pg_hba_line():
     assert 'GRANT TEMPORARY ON DATABASE "shopdb" TO "reader";' in printed  # the drain's staging table
     assert "hostssl shopdb reader" in printed and "physical replication only" in printed
     assert "GRANT pg_read_all_stats" not in printed
+
+
+def test_grants_for_opensearch_print_the_security_plugins_role_as_the_docs_show_it(capsys, monkeypatch):
+    from pathlib import Path
+
+    from sync_pipeline.apps.cli import main
+
+    monkeypatch.delenv("SYNC_PG_URL", raising=False)
+    root = Path(__file__).resolve().parent.parent
+    assert (
+        main(["--config", str(root / "sync.yaml"), "grants", "--spec", "products", "--for", "opensearch"])
+        == 0
+    )
+    printed = capsys.readouterr().out.strip()
+    role = printed.split("\n\n")[0]
+    assert f"```\n{role}\n```" in (root / "docs" / "grants.md").read_text()
+    assert '"index_patterns": ["products", "/products_v[0-9]+/"]' in role
+    assert "_security/role/" not in printed  # not Elasticsearch's format
+    monkeypatch.setenv("SYNC_SEARCH_BACKEND", "opensearch")
+    assert main(["--config", str(root / "sync.yaml"), "grants", "--spec", "products"]) == 0
+    assert capsys.readouterr().out.strip() == printed

@@ -59,6 +59,39 @@ def es_grants(spec: SyncSpec, role: str) -> str:
     )
 
 
+# OpenSearch's security plugin: its action groups for the same needs; bulk is a cluster-level
+# action there (cluster_composite_ops), and patterns between slashes are regular expressions too
+OPENSEARCH_INDEX_ACTIONS = ("manage", "read", "write")
+OPENSEARCH_CLUSTER_ACTIONS = ("cluster_monitor", "cluster_composite_ops")
+
+
+def opensearch_role(spec: SyncSpec) -> dict:
+    """The role body for OpenSearch's security plugin (`PUT _plugins/_security/api/roles/<name>`)."""
+    alias = spec.target.index
+    return {
+        "cluster_permissions": list(OPENSEARCH_CLUSTER_ACTIONS),
+        "index_permissions": [
+            {
+                "index_patterns": [alias, versions_pattern(alias)],
+                "allowed_actions": list(OPENSEARCH_INDEX_ACTIONS),
+            }
+        ],
+    }
+
+
+def opensearch_grants(spec: SyncSpec, role: str, user: str) -> str:
+    return "\n".join(
+        [
+            f"# OpenSearch (security plugin): the role of sync_pipeline's user for spec '{spec.name}'",
+            f"PUT _plugins/_security/api/roles/{role}",
+            json.dumps(opensearch_role(spec)),
+            "# mapped to the user sync_pipeline connects as (SYNC_ES_USERNAME, or the IAM role on AWS):",
+            f"PUT _plugins/_security/api/rolesmapping/{role}",
+            json.dumps({"users": [user]}),
+        ]
+    )
+
+
 def read_tables(spec: SyncSpec) -> list[str]:
     """Every table a spec's documents read: the source, its relations' tables and join tables
     (a `query` source: its change tables; the query's own are the user's to list)."""

@@ -93,7 +93,13 @@ def build_parser() -> argparse.ArgumentParser:
     rebuild_cmd.set_defaults(func=commands.cmd_rebuild)
 
     grants = sub.add_parser(
-        "grants", help="the least-privilege Elasticsearch role and PostgreSQL grants a spec needs"
+        "grants", help="the least-privilege search role and PostgreSQL grants a spec needs"
+    )
+    grants.add_argument(
+        "--for",
+        dest="search_for",
+        choices=("elasticsearch", "opensearch"),
+        help="the search server's role format (default: SYNC_SEARCH_BACKEND, else Elasticsearch's)",
     )
     grants.add_argument("--spec", required=True)
     grants.add_argument("--es-role", default=None, help="role name (default: sync_pipeline_<spec>)")

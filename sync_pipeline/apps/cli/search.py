@@ -10,7 +10,7 @@ from sqlalchemy.engine import make_url
 
 from sync_pipeline.apps.cli.output import EXIT_DRIFT, EXIT_OK
 from sync_pipeline.apps.cli.session import Session, UsageError
-from sync_pipeline.core.grants import es_grants, pg_grants, read_tables
+from sync_pipeline.core.grants import es_grants, opensearch_grants, pg_grants, read_tables
 from sync_pipeline.core.specs import SyncSpec
 from sync_pipeline.io.postgres import sqlalchemy_url
 from sync_pipeline.io.search import SearchTarget
@@ -76,7 +76,14 @@ def cmd_grants(args: argparse.Namespace) -> int:
     session = Session.open(args, one=True, servers=False)
     spec = session.spec
     role = args.es_role or f"sync_pipeline_{spec.name}"
-    print(es_grants(spec, role))
+    # printed for the kind of server asked for (--for, else SYNC_SEARCH_BACKEND), never guessed
+    kind = args.search_for or session.settings.es.backend
+    if kind == "opensearch":
+        print(opensearch_grants(spec, role, session.settings.es.username or "sync_pipeline"))
+    else:
+        print(es_grants(spec, role))
+        if kind == "auto":
+            print("# for OpenSearch's security plugin: sync-pipeline grants --for opensearch")
     print()
     database = make_url(sqlalchemy_url(session.settings.pg_url)).database if session.settings.pg_url else None
     print(pg_grants(spec, read_tables(spec), args.pg_role, database, with_stats=args.with_stats))
