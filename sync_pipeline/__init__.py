@@ -8,7 +8,18 @@ from sync_pipeline.memory import bound_native_memory
 
 bound_native_memory()  # before anything allocates through Arrow or starts a thread
 
-__version__ = "0.1.0"
+
+def _version() -> str:
+    # spelled once, in pyproject.toml; a checkout that was never installed has no metadata
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("sync-pipeline")
+    except PackageNotFoundError:
+        return "0+unknown"
+
+
+__version__ = _version()
 
 
 def __getattr__(name: str):

@@ -1,13 +1,21 @@
 """`sync-pipeline`: services, demo, sync and verify from a terminal.
 
 Exit codes: 0 ok, 1 drift or failed documents/run, 2 usage or configuration
-error (bad spec, unknown table, unreachable or misconfigured server).
+error (bad spec, unknown table, unreachable or misconfigured server), 3 an
+unexpected error (one redacted line; the traceback with --debug), 141 when the
+reader of the output went away (`sync-pipeline history | head`), as a shell's
+own commands end.
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
 import sys
 from collections.abc import Sequence
+
+EXIT_UNEXPECTED = 3
+EXIT_BROKEN_PIPE = 128 + 13  # SIGPIPE, as `head` leaves a shell pipeline
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -25,6 +33,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
+    except BrokenPipeError:
+        # the reader is gone: nothing more can be shown, and Python's flush at exit must not
+        # print a second error about it
+        with contextlib.suppress(OSError, ValueError):  # a stdout without a descriptor
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE
     except (
         UsageError,
         NoPartitions,
@@ -39,10 +53,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     except Exception as exc:
         message = _unreachable_message(exc)
-        if message is None:
+        if message is not None:
+            print(f"sync-pipeline: {message}", file=sys.stderr)
+            return EXIT_USAGE
+        if args.debug:
             raise
-        print(f"sync-pipeline: {message}", file=sys.stderr)
-        return EXIT_USAGE
+        print(
+            f"sync-pipeline: unexpected error: {_one_line(exc)} (run with --debug for the traceback)",
+            file=sys.stderr,
+        )
+        return EXIT_UNEXPECTED
+
+
+def _one_line(exc: BaseException) -> str:
+    """The error's type and first line, with passwords and key=value secrets masked."""
+    from sync_pipeline.core.redact import redact
+
+    lines = str(exc).strip().splitlines()
+    return redact(f"{type(exc).__name__}: {lines[0] if lines else ''}".rstrip(": "))
 
 
 def _unreachable_message(exc: Exception) -> str | None:

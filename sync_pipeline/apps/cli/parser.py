@@ -12,16 +12,50 @@ from sync_pipeline.settings import SEARCH_KINDS
 DESCRIPTION = "`sync-pipeline`: services, demo, sync and verify from a terminal."
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="sync-pipeline", description=DESCRIPTION)
-    parser.add_argument("--config", help="sync spec file (default: $SYNC_CONFIG or ./sync.yaml)")
+def _installed_version() -> str:
+    """The version pyproject.toml gives, as installed (what `sync_pipeline.__version__` reads too;
+    the package's top module is above this layer)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("sync-pipeline")
+    except PackageNotFoundError:
+        return "0+unknown"
+
+
+def _global_options(parser: argparse.ArgumentParser, default: object) -> None:
+    """The options every command takes, before or after its name (`sync-pipeline --config x
+    verify` and `sync-pipeline verify --config x` alike). On the commands they default to
+    SUPPRESS, so a value given before the command is not reset by the command's own parser."""
+    parser.add_argument(
+        "--config", default=default, help="sync spec file (default: $SYNC_CONFIG or ./sync.yaml)"
+    )
     parser.add_argument(
         "--local",
         action="store_true",
+        default=default,
         help="start the project's local dev PostgreSQL/search node (the one $SYNC_LOCAL_SEARCH names: "
         "elasticsearch by default) for SYNC_PG_URL/SYNC_ES_URL left unset (without it, an unset URL "
         "is an error)",
     )
+    parser.add_argument(
+        "--debug",
+        action="store_true",
+        default=default,
+        help="on an unexpected error, the whole traceback (default: one line, exit 3)",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="sync-pipeline",
+        description=DESCRIPTION,
+        epilog="exit codes: 0 ok; 1 drift, refused documents or a failed run; 2 usage, configuration "
+        "or an unreachable server; 3 an unexpected error (--debug shows its traceback)",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_installed_version()}")
+    _global_options(parser, None)
+    parser.set_defaults(local=False, debug=False)
     sub = parser.add_subparsers(dest="command", required=True)
 
     services = sub.add_parser("services", help="local PostgreSQL + Elasticsearch for dev and tests")
@@ -166,4 +200,6 @@ def build_parser() -> argparse.ArgumentParser:
     )
     purge.add_argument("--yes", action="store_true", help="without asking")
     purge.set_defaults(func=commands.cmd_purge)
+    for command in {id(p): p for p in sub.choices.values()}.values():  # aliases share a parser
+        _global_options(command, argparse.SUPPRESS)
     return parser
