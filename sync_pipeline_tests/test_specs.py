@@ -102,3 +102,17 @@ def test_missing_file_is_a_clear_error(tmp_path: Path):
 def test_repository_sync_yaml_is_valid():
     specs = load_specs(Path(__file__).resolve().parent.parent / "sync.yaml")
     assert [s.name for s in specs] == ["products"]
+
+
+def test_a_misspelled_field_type_is_refused_at_load_with_a_suggestion():
+    with pytest.raises(SpecError) as err:
+        parse_specs(VALID.replace("type: keyword", "type: keywrd"), origin="sync.yaml")
+    message = str(err.value)
+    assert "spec 'products'" in message and "category_name" in message
+    assert "unknown field type 'keywrd' (did you mean 'keyword'?)" in message
+
+
+@pytest.mark.parametrize("kind", ["flat_object", "knn_vector", "annotated_text", "my_plugins_own_type"])
+def test_a_known_or_plugin_field_type_is_taken_as_written(kind):
+    (spec,) = parse_specs(VALID.replace("type: keyword", f"type: {kind}"))
+    assert spec.fields["category_name"].type == kind

@@ -10,6 +10,7 @@ the field named, before any index exists — never sent for the server to reject
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -64,6 +65,32 @@ HINTS = {
     ("dense_vector", OPENSEARCH): "OpenSearch's vectors are `knn_vector` (k-NN plugin, `dimension:`)",
     ("knn_vector", ELASTICSEARCH): "Elasticsearch's vectors are `dense_vector` (`dims:`)",
 }
+
+
+# the field types of Elasticsearch 8/9 and OpenSearch 2/3 and their common plugins: what a spec's
+# `type:` is checked against for typos (a type close to one of these but not one is refused)
+KNOWN_FIELD_TYPES = frozenset(
+    {
+        "text", "keyword", "match_only_text", "wildcard", "constant_keyword", "counted_keyword",
+        "long", "integer", "short", "byte", "double", "float", "half_float", "scaled_float",
+        "unsigned_long", "boolean", "date", "date_nanos", "binary", "ip", "version",
+        "object", "nested", "flattened", "flat_object", "passthrough", "join", "alias", "percolator",
+        "integer_range", "long_range", "float_range", "double_range", "date_range", "ip_range",
+        "geo_point", "geo_shape", "point", "shape", "xy_point", "xy_shape",
+        "completion", "search_as_you_type", "token_count", "rank_feature", "rank_features",
+        "dense_vector", "sparse_vector", "semantic_text", "knn_vector", "histogram",
+        "aggregate_metric_double", "annotated_text", "murmur3", "icu_collation_keyword", "derived",
+    }
+)  # fmt: skip
+
+
+def misspelled_type(kind: str) -> str | None:
+    """The known field type `kind` is probably a typo of, or None (known, or nothing close: a
+    plugin's own type, left to the server to accept before anything is written)."""
+    if kind in KNOWN_FIELD_TYPES:
+        return None
+    close = difflib.get_close_matches(kind, sorted(KNOWN_FIELD_TYPES), n=1, cutoff=0.75)
+    return close[0] if close else None
 
 
 class UnsupportedMapping(ValueError):

@@ -11,6 +11,7 @@ from typing import Any, Literal
 from pydantic import Field, field_validator, model_validator
 
 from sync_pipeline.core.mappings import fragment_problems, settings_problems
+from sync_pipeline.core.search_dialect import misspelled_type
 from sync_pipeline.core.strict import Strict
 
 # ES index names: lowercase, no leading -_+, none of \ / * ? " < > | space , #
@@ -48,6 +49,13 @@ class FieldSpec(Strict):
         problems = fragment_problems(value, "mapping") if value is not None else []
         if problems:
             raise ValueError("; ".join(problems))
+        return value
+
+    @field_validator("type")
+    @classmethod
+    def _known_type(cls, value: str | None) -> str | None:
+        if value is not None and (close := misspelled_type(value)):
+            raise ValueError(f"unknown field type '{value}' (did you mean '{close}'?)")
         return value
 
     @field_validator("numeric")
