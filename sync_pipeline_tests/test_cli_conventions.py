@@ -85,3 +85,33 @@ def test_a_reader_that_went_away_ends_the_command_quietly_with_141():
     _, err = child.communicate(timeout=120)
     assert child.returncode == cli.EXIT_BROKEN_PIPE == 141, err.decode()
     assert err == b"", err.decode()  # no traceback, no "Exception ignored" at exit
+
+
+def test_validate_offline_checks_the_spec_file_alone(tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("SYNC_PG_URL", raising=False)
+    monkeypatch.delenv("SYNC_ES_URL", raising=False)
+    assert cli.main(["validate", "--offline", "--config", CONFIG]) == 0
+    assert capsys.readouterr().out.splitlines() == [
+        "specs: 1 valid (products)",
+        "servers: not checked (--offline)",
+    ]
+    bad = tmp_path / "sync.yaml"
+    bad.write_text((ROOT / "sync.yaml").read_text().replace("type: keyword", "type: keywrd", 1))
+    assert cli.main(["validate", "--offline", "--config", str(bad)]) == 2
+    assert "unknown field type 'keywrd' (did you mean 'keyword'?)" in capsys.readouterr().err
+
+
+@pytest.mark.integration
+def test_validate_with_servers_names_the_server_and_refuses_a_type_it_lacks_writing_nothing(
+    scenario, tmp_path, capsys, es
+):
+    config = scenario.spec_file(tmp_path)
+    assert cli.main(["validate", "--config", str(config)]) == 0
+    out = capsys.readouterr().out
+    assert f"{es.server.label} at " in out and "every source matches its spec" in out
+
+    lacking = "dense_vector" if es.server.is_opensearch else "knn_vector"
+    config.write_text(scenario.spec_text() + f"      payload: {{type: {lacking}}}\n")
+    assert cli.main(["validate", "--config", str(config)]) == 2
+    assert f"'payload' of type {lacking}" in capsys.readouterr().err
+    assert not es.indices.exists(index=scenario.index)

@@ -6,6 +6,7 @@ import argparse
 
 from sync_pipeline.apps.cli import admin, commands, doctor
 from sync_pipeline.apps.cli import search as search_module
+from sync_pipeline.apps.cli import validate as validate_module
 from sync_pipeline.apps.cli.commands import FIX_WITHOUT_ASKING
 from sync_pipeline.settings import SEARCH_KINDS
 
@@ -190,6 +191,17 @@ def build_parser() -> argparse.ArgumentParser:
     dead.add_argument("--limit", type=int, default=50, help="rows to list")
     dead.add_argument("--yes", action="store_true", help="purge without asking")
     dead.set_defaults(func=commands.cmd_dead_letters)
+
+    validate = sub.add_parser(
+        "validate",
+        help="check the spec file, then (unless --offline) the servers and sources against it; "
+        "writes nothing. e.g. sync-pipeline validate --offline",
+    )
+    validate.add_argument("--spec", help="one spec (default: every spec)")
+    validate.add_argument(
+        "--offline", action="store_true", help="only the checks that need no server (CI, pre-commit)"
+    )
+    validate.set_defaults(func=validate_module.cmd_validate)
 
     purge = sub.add_parser(
         "purge", help="delete dead letters and staged files older than the retention (SYNC_RETENTION_DAYS)"
