@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench import common, measure
+from bench import capture_modes, common, measure
 
 
 def run_incremental(args: argparse.Namespace) -> dict[str, Any]:
@@ -96,7 +96,7 @@ def run_drain_scenario(args: argparse.Namespace) -> dict[str, Any]:
     pg_url, es_url = common.server_urls()
     os.environ["SYNC_PG_URL"], os.environ["SYNC_ES_URL"] = pg_url, es_url
     capture = args.capture
-    common.require_capture(capture)  # CaptureUnavailable: reported as such, never measured as triggers
+    capture_modes.require_capture(capture)  # CaptureUnavailable: reported as such, never measured as triggers
     import sqlalchemy as sa
 
     from sync_pipeline.ops.capture import install_capture, uninstall_capture

@@ -31,7 +31,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench import common
+from bench import capture_modes, common
 from bench.dagster_dev import DagsterDev
 
 INDEX = "bench_fresh"
@@ -169,8 +169,8 @@ def run(
 
     report: dict[str, Any] = {"capture": capture, "changes_requested": changes, "sensor": sensor}
     try:
-        common.require_capture(capture)
-    except common.CaptureUnavailable as exc:
+        capture_modes.require_capture(capture)
+    except capture_modes.CaptureUnavailable as exc:
         report["status"] = str(exc)
         return report
     if sensor not in SENSORS:

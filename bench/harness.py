@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import common, measure
+from bench import capture_modes, common, measure
 from bench.summary import DRAINS
 
 
@@ -80,7 +80,7 @@ class Harness:
         measured = measure.run_measured(cmd, self.env, self.timeout(rows), log=logfile)
         result = measured["result"]
         if result.get("unavailable"):
-            raise common.CaptureUnavailable(result["unavailable"])
+            raise capture_modes.CaptureUnavailable(result["unavailable"])
         if measured["rc"] != 0 or not result:
             raise RuntimeError(f"scenario {name} failed (exit {measured['rc']}):\n{measured['output_tail']}")
         result["process_wall_s"] = measured["wall_s"]
@@ -195,7 +195,7 @@ class Harness:
             result = self.scenario(
                 "drain", *self.pipeline_args(self.config_by_capture[capture]), "--capture", capture
             )
-        except common.CaptureUnavailable as exc:
+        except capture_modes.CaptureUnavailable as exc:
             log(f"  {name}: {exc}")
             self.unavailable[name] = str(exc)
             return

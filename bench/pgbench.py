@@ -31,7 +31,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench import common
+from bench import capture_modes, common
 
 MODES = ["none", "triggers", "logical"]
 
@@ -174,7 +174,7 @@ class WritePathBench:
         from sync_pipeline.ops.capture import uninstall_capture
 
         for capture in ("triggers", "logical"):
-            if capture == "logical" and not common.logical_capture_available()[0]:
+            if capture == "logical" and not capture_modes.logical_capture_available()[0]:
                 continue
             uninstall_capture(self.engine, self._spec(capture))  # triggers, slot and publication
         # a logical install may set REPLICA IDENTITY FULL and uninstall leaves it: every mode
@@ -213,7 +213,7 @@ class WritePathBench:
 
         if mode == "none":
             return
-        common.require_capture(mode)
+        capture_modes.require_capture(mode)
         install_capture(self.engine, self._spec(mode))
 
     def _bulk(self) -> dict[str, float]:
@@ -248,7 +248,7 @@ class WritePathBench:
         report["seed_seconds"] = round(
             common.seed_table(self.harness.pg_url, self.rows, common.PGBENCH_TABLE), 1
         )
-        _, why = common.logical_capture_available()
+        _, why = capture_modes.logical_capture_available()
         report["logical_capture"] = why
         runs: dict[str, list[dict[str, Any]]] = {mode: [] for mode in MODES}
         errors: dict[str, str] = {}
@@ -260,7 +260,7 @@ class WritePathBench:
                 self._reset()
                 try:
                     self._install(mode)
-                except common.CaptureUnavailable as exc:
+                except capture_modes.CaptureUnavailable as exc:
                     errors[mode] = str(exc)
                     log(f"  pgbench {mode}: {exc}")
                     continue

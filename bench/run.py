@@ -28,7 +28,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import common, measure
+from bench import capture_modes, common, measure
 from bench.harness import Harness, log, today
 from bench.summary import CAPTURE_MODES, median_of, print_table, summarise
 
@@ -78,7 +78,7 @@ def _prepare(harness: Harness, report: dict[str, Any]) -> list[str]:
         )
         report["table_small"] = common.table_stats(harness.pg_url, common.SMALL_TABLE)
         log(f"  {report['table_small']}")
-    report["logical_capture"] = common.logical_capture_available()[1]
+    report["logical_capture"] = capture_modes.logical_capture_available()[1]
     log(f"logical capture: {report['logical_capture']}")
     for small in (False, True):
         name = "ceiling_small" if small else "ceiling"

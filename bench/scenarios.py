@@ -17,7 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from bench import common, measure
+from bench import capture_modes, common, measure
 from bench.drain_scenarios import run_drain_scenario, run_incremental
 
 # --- ceiling ------------------------------------------------------------------------------------
@@ -308,7 +308,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         result = args.func(args)
-    except common.CaptureUnavailable as exc:
+    except capture_modes.CaptureUnavailable as exc:
         result = {"unavailable": str(exc)}
         measure.emit_result(result)
         return 3

@@ -28,7 +28,7 @@ import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from bench import common, freshness
+from bench import capture_modes, common, freshness
 from bench.dagster_dev import DagsterDev
 from bench.pgbench import run_pgbench
 
@@ -50,8 +50,8 @@ def run(
 
     report: dict[str, Any] = {"minutes": minutes, "rate_tps": rate, "capture": capture, "index": INDEX}
     try:
-        common.require_capture(capture)
-    except common.CaptureUnavailable as exc:
+        capture_modes.require_capture(capture)
+    except capture_modes.CaptureUnavailable as exc:
         report["status"] = str(exc)
         return report
     tmp = harness.tmp / "soak"
