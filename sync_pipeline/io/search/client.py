@@ -177,9 +177,6 @@ class SearchClient:
 
     # --- documents ----------------------------------------------------------------------------
 
-    def info(self) -> Response:
-        return self.perform("GET", "/")
-
     def bulk(
         self, *, operations: bytes | Iterable[Mapping[str, Any]], index: str | None = None, **kw: Any
     ) -> Any:
