@@ -37,7 +37,7 @@ def test_invalid_spec_file_exits_2_naming_file_spec_and_field(tmp_path):
     result = cli("--config", str(config), "verify")
     assert result.returncode == 2
     assert str(config) in result.stderr
-    assert "spec 'orders' → source.primary_key" in result.stderr
+    assert f"{config}:3: specs[0].source.primary_key: required key missing (spec 'orders')" in result.stderr
     assert "Traceback" not in result.stderr
 
 

@@ -163,5 +163,5 @@ def test_capture_defaults_to_triggers_and_a_file_level_setting_covers_every_spec
     assert a.capture == b.capture == "triggers"
     a, b = parse_specs(SPEC.format(top="capture: logical", capture="capture: triggers"))
     assert (a.capture, b.capture) == ("logical", "triggers")
-    with pytest.raises(SpecError, match=r"spec 'b' → capture"):
+    with pytest.raises(SpecError, match=r"specs\[1\]\.capture: Input should be .* \(spec 'b'\)"):
         parse_specs(SPEC.format(top="", capture="capture: wal2json"))

@@ -42,7 +42,9 @@ def error_of(**parts: str) -> str:
 
 def test_an_unknown_mapping_parameter_is_refused_with_its_location_and_a_suggestion():
     message = error_of(fields="      name: {mapping: {analyser: standard}}")
-    assert "spec 'shop' → fields.name.mapping" in message
+    assert (
+        "t.yaml:8: specs[0].fields.name.mapping: mapping.analyser" in message and "(spec 'shop')" in message
+    )
     assert "mapping.analyser: unknown mapping parameter (did you mean 'analyzer'?)" in message
 
 

@@ -67,7 +67,9 @@ def test_invalid_yaml_reports_line():
 
 
 def test_unknown_keys_are_rejected_not_ignored():
-    with pytest.raises(SpecError, match=r"spec 'products' → target\.idx"):
+    with pytest.raises(
+        SpecError, match=r"specs\[0\]\.target\.idx: unknown key; did you mean 'index'\? \(spec 'products'\)"
+    ):
         parse_specs(VALID.replace("target: {index: products}", "target: {index: products, idx: x}"))
 
 

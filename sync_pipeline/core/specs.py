@@ -15,6 +15,7 @@ import yaml
 from pydantic import Field, ValidationError, field_validator, model_validator
 
 from sync_pipeline.core.sources import SourceSpec
+from sync_pipeline.core.spec_errors import describe, key_lines
 from sync_pipeline.core.strict import Strict
 from sync_pipeline.core.target import FieldSpec, TargetSpec
 
@@ -281,18 +282,6 @@ class SpecFile(Strict):
         return self
 
 
-def _location(raw: Any, loc: tuple[Any, ...]) -> str:
-    """Turn a pydantic error location into "spec 'products' → source.primary_key"."""
-    if len(loc) >= 2 and loc[0] == "specs" and isinstance(loc[1], int):
-        try:
-            name = raw["specs"][loc[1]].get("name") or f"#{loc[1] + 1}"
-        except (KeyError, IndexError, TypeError, AttributeError):
-            name = f"#{loc[1] + 1}"
-        rest = ".".join(str(p) for p in loc[2:])
-        return f"spec '{name}'" + (f" → {rest}" if rest else "")
-    return ".".join(str(p) for p in loc) or "(top level)"
-
-
 class _SpecLoader(yaml.SafeLoader):
     """YAML 1.1 reads on/off/yes/no as booleans, so a relation's `on:` would become the key True:
     only true/false are booleans here."""
@@ -319,10 +308,11 @@ def parse_specs(text: str, origin: str = "<string>") -> list[SyncSpec]:
     try:
         return SpecFile.model_validate(raw).specs
     except ValidationError as exc:
-        lines = [f"{origin}: invalid sync spec"]
-        for err in exc.errors():
-            lines.append(f"  {_location(raw, tuple(err['loc']))}: {err['msg']}")
-        raise SpecError("\n".join(lines)) from None
+        # each problem as `sync.yaml:12: specs[0].source.primery_key: unknown key; did you mean …`
+        errors = exc.errors()
+        problems = describe(SpecFile, raw, errors, key_lines(text, _SpecLoader), origin)
+        count = f"{len(problems)} problems" if len(problems) != 1 else "1 problem"
+        raise SpecError("\n".join([f"{origin}: invalid sync spec ({count})", *problems])) from None
 
 
 def load_specs(path: str | Path) -> list[SyncSpec]:
