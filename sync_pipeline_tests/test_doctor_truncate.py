@@ -186,7 +186,7 @@ def test_a_truncate_of_a_related_table_reindexes_the_documents_without_its_rows(
     docs = store.docs()
     assert len(docs) == 20 and all(d["reviews"] == [] for d in docs.values())
     (row,) = run_history([synced], 1, store.servers.pg_url)
-    assert row[2].endswith("_drain") and row[6] == 2  # the history's `indexed`
+    assert row.job.endswith("_drain") and row.kind == "drain" and row.totals["indexed"] == 2
     store.assert_no_drift(synced)
 
 

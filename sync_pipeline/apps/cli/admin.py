@@ -9,12 +9,14 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import sqlalchemy as sa
 
 from sync_pipeline import settings as settings_module
+from sync_pipeline.apps.cli import json_shapes
 from sync_pipeline.apps.cli.output import EXIT_DRIFT, EXIT_OK, format_table, print_sync_summary, sync_exit
-from sync_pipeline.apps.cli.runner import Servers, run_drain, run_history, run_sync, run_verify
+from sync_pipeline.apps.cli.runner import HistoryRun, Servers, run_drain, run_history, run_sync, run_verify
 from sync_pipeline.apps.cli.search import search_lines
 from sync_pipeline.apps.cli.session import Session, UsageError, parse_time
 from sync_pipeline.apps.instance import dagster_home
@@ -140,9 +142,29 @@ def _demo_changes(session: Session, spec, servers: Servers, change, changes: dic
 
 def cmd_history(args: argparse.Namespace) -> int:
     session = Session.open(args, preflight=False)
-    rows = run_history(session.selected, args.last, session.pg_url)
-    print(format_table(HISTORY_HEADERS, rows) if rows else "no runs yet")
+    runs = run_history(session.selected, args.last, session.pg_url)
+    if args.json:
+        json_shapes.emit(json_shapes.history_document(runs))
+    else:
+        print(format_table(HISTORY_HEADERS, [history_row(r) for r in runs]) if runs else "no runs yet")
     return EXIT_OK
+
+
+def history_row(run: HistoryRun) -> list[Any]:
+    duration = run.duration_seconds
+    return [
+        run.start.strftime("%Y-%m-%d %H:%M:%S") if run.start else "-",
+        f"{duration:.1f}s" if duration is not None else "-",
+        run.job,
+        run.partitions,
+        run.status,
+        run.totals["batches"],
+        run.totals["indexed"],
+        run.totals["failed"],
+        run.totals["stale_skipped"],
+        run.totals["dead_lettered"],
+        run.run_id[:8],
+    ]
 
 
 def cmd_ui(args: argparse.Namespace) -> int:

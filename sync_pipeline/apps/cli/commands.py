@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from sync_pipeline.apps.cli import json_shapes
 from sync_pipeline.apps.cli.output import EXIT_DRIFT, EXIT_OK, format_table, print_sync_summary, sync_exit
 from sync_pipeline.apps.cli.runner import Servers, progress_printer, run_drain, run_sync, run_verify
 from sync_pipeline.apps.cli.session import Session, UsageError, confirm, parse_time
@@ -36,8 +37,12 @@ def cmd_sync(args: argparse.Namespace) -> int:
     summary = run_sync(
         session.specs, session.spec, start, end, show_progress=sys.stderr.isatty(), servers=servers(session)
     )
-    print_sync_summary(summary)
-    return sync_exit(summary)
+    code = sync_exit(summary)
+    if args.json:
+        json_shapes.emit(json_shapes.runs_document("sync", [summary], code == EXIT_OK))
+    else:
+        print_sync_summary(summary)
+    return code
 
 
 # verify --fix changes at most this many documents without --yes or a confirmation
@@ -51,19 +56,21 @@ def cmd_verify(args: argparse.Namespace) -> int:
         preview = run_verify(session.specs, session.selected, servers=servers(session))
         drift = sum(r.missing + r.extra + r.mismatched for r in preview)
         if drift > FIX_WITHOUT_ASKING:
-            for report in preview:
-                print("\n".join(report.lines()))
+            for report in preview:  # with --json, stdout is for the one document
+                print("\n".join(report.lines()), file=sys.stderr if args.json else sys.stdout)
             confirm(args, f"verify --fix would re-index or delete {drift:,} documents")
     reports = run_verify(session.specs, session.selected, fix=args.fix, servers=servers(session))
+    # with --fix, drift found and repaired: re-check, and report what remains
+    remaining = run_verify(session.specs, session.selected, servers=servers(session)) if args.fix else None
+    code = EXIT_OK if all(r.ok for r in (reports if remaining is None else remaining)) else EXIT_DRIFT
+    if args.json:
+        json_shapes.emit(json_shapes.verify_document(reports, remaining, code == EXIT_OK))
+        return code
     for report in reports:
         print("\n".join(report.lines()))
-    if args.fix:
-        # drift found and repaired: re-check, and report what remains
-        remaining = run_verify(session.specs, session.selected, servers=servers(session))
-        for report in remaining:
-            print("after fix: " + "\n".join(report.lines()))
-        return EXIT_OK if all(r.ok for r in remaining) else EXIT_DRIFT
-    return EXIT_OK if all(r.ok for r in reports) else EXIT_DRIFT
+    for report in remaining or []:
+        print("after fix: " + "\n".join(report.lines()))
+    return code
 
 
 def cmd_triggers(args: argparse.Namespace) -> int:
@@ -89,16 +96,25 @@ def cmd_flush(args: argparse.Namespace) -> int:
     session = Session.open(args, preflight=False)
     session.preflight(mapping=True)
     summaries = [run_drain(session.specs, spec, servers=servers(session)) for spec in session.selected]
+    code = EXIT_OK if all(sync_exit(s) == EXIT_OK for s in summaries) else EXIT_DRIFT
+    if args.json:
+        json_shapes.emit(json_shapes.runs_document("flush", summaries, code == EXIT_OK))
+        return code
     for summary in summaries:
         print_sync_summary(summary)
-    return EXIT_OK if all(sync_exit(s) == EXIT_OK for s in summaries) else EXIT_DRIFT
+    return code
 
 
 def cmd_dead_letters(args: argparse.Namespace) -> int:
+    if args.json and args.action != "list":
+        raise UsageError(f"--json is for dead-letters list, not {args.action}")
     session = Session.open(args, preflight=False)
     if args.action == "list":
         with session.engine.begin() as conn:
             rows = deadletters.list_dead_letters(conn, args.spec, args.limit)
+        if args.json:
+            json_shapes.emit(json_shapes.dead_letters_document(rows, args.limit))
+            return EXIT_OK
         print(
             format_table(
                 ["id", "spec", "partition", "doc id", "error", "at"],

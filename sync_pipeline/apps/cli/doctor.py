@@ -13,6 +13,7 @@ import itertools
 from collections.abc import Iterator, Sequence
 from typing import Any
 
+from sync_pipeline.apps.cli import json_shapes
 from sync_pipeline.apps.cli.output import EXIT_DRIFT, EXIT_OK, format_table
 from sync_pipeline.apps.cli.session import Session, UsageError
 from sync_pipeline.ops.health import HealthReport, check
@@ -26,7 +27,10 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     session = Session.open(args)
     scope = {args.spec} if args.spec else None
     report = check(session.engine, session.es(), session.specs, scope, args.backlog_minutes * 60)
-    print(render(report))
+    if args.json:
+        json_shapes.emit(json_shapes.doctor_document(report))
+    else:
+        print(render(report))
     return EXIT_DRIFT if report.findings else EXIT_OK
 
 

@@ -47,6 +47,27 @@ def _global_options(parser: argparse.ArgumentParser, default: object) -> None:
     )
 
 
+# the commands with --json (one versioned document on stdout; shapes in docs/cli.md)
+JSON_EXAMPLES = {
+    "sync": "sync-pipeline sync --spec orders --full --json | jq .runs[0].indexed",
+    "verify": "sync-pipeline verify --json | jq '.reports[] | select(.ok | not) | .spec'",
+    "history": "sync-pipeline history --last 3 --json | jq -r '.runs[].status'",
+    "search": "sync-pipeline search --spec products --json tea | jq -r '.hits[].id'",
+    "flush": "sync-pipeline flush --json | jq '[.runs[].indexed] | add'",
+    "doctor": "sync-pipeline doctor --json | jq '.findings'",
+    "dead-letters": "sync-pipeline dead-letters list --json | jq -r '.dead_letters[].doc_id'",
+}
+
+
+def _json_option(parser: argparse.ArgumentParser, example: str) -> None:
+    parser.add_argument(
+        "--json",
+        action="store_true",
+        help=f"one JSON document on stdout instead of the text (schema sync_pipeline.<command>/N, "
+        f"docs/cli.md; same exit code), e.g. {example}",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="sync-pipeline",
@@ -191,6 +212,8 @@ def build_parser() -> argparse.ArgumentParser:
     dead.add_argument("--limit", type=int, default=50, help="rows to list")
     dead.add_argument("--yes", action="store_true", help="purge without asking")
     dead.set_defaults(func=commands.cmd_dead_letters)
+    for command, example in JSON_EXAMPLES.items():
+        _json_option(sub.choices[command], example)
 
     validate = sub.add_parser(
         "validate",

@@ -198,39 +198,60 @@ def run_verify(
     return reports
 
 
-def run_history(selected: Sequence[SyncSpec], last: int, pg_url: str) -> list[list[Any]]:
+@dataclass(frozen=True)
+class HistoryRun:
+    """One sync or drain run of the Dagster instance, with its totals (`history` prints these)."""
+
+    run_id: str
+    job: str
+    spec: str
+    kind: str  # "sync" or "drain"
+    partitions: str  # a partition key, "first…last" for a range run, "-" for a drain
+    status: str  # Dagster's run status, lower case: success, failure, started, …
+    start: datetime | None
+    end: datetime | None
+    totals: dict[str, int]  # batches, indexed, failed, stale_skipped, dead_lettered, …
+
+    @property
+    def duration_seconds(self) -> float | None:
+        return (self.end - self.start).total_seconds() if self.start and self.end else None
+
+
+def run_history(selected: Sequence[SyncSpec], last: int, pg_url: str) -> list[HistoryRun]:
     """Recent sync and drain runs with their totals, newest first."""
     instance = dagster_instance()
-    job_names = {job(spec.name) for spec in selected for job in (naming.sync_job, naming.drain_job)}
+    jobs = {
+        job(spec.name): (spec.name, kind)
+        for spec in selected
+        for kind, job in (("sync", naming.sync_job), ("drain", naming.drain_job))
+    }
     records = instance.get_run_records(dg.RunsFilter(job_name=None), limit=max(last * 10, 100))
-    rows: list[list[Any]] = []
+    runs: list[HistoryRun] = []
     for record in records:
         run = record.dagster_run
-        if run.job_name not in job_names:
+        if run.job_name not in jobs:
             continue
-        totals = run_totals(instance, run.run_id)
-        start, end = record.start_time, record.end_time
         tags = run.tags
         partitions = tags.get(naming.PARTITION_TAG) or (
             f"{tags[naming.RANGE_START_TAG]}…{tags[naming.RANGE_END_TAG]}"
             if naming.RANGE_START_TAG in tags
             else "-"
         )
-        rows.append(
-            [
-                datetime.fromtimestamp(start, UTC).strftime("%Y-%m-%d %H:%M:%S") if start else "-",
-                f"{end - start:.1f}s" if start and end else "-",
-                run.job_name,
-                partitions,
-                run.status.value.lower(),
-                totals["batches"],
-                totals["indexed"],
-                totals["failed"],
-                totals["stale_skipped"],
-                totals["dead_lettered"],
-                run.run_id[:8],
-            ]
+        start, end = record.start_time, record.end_time
+        spec, kind = jobs[run.job_name]
+        runs.append(
+            HistoryRun(
+                run_id=run.run_id,
+                job=run.job_name,
+                spec=spec,
+                kind=kind,
+                partitions=partitions,
+                status=run.status.value.lower(),
+                start=datetime.fromtimestamp(start, UTC) if start else None,
+                end=datetime.fromtimestamp(end, UTC) if end else None,
+                totals=dict(run_totals(instance, run.run_id)),
+            )
         )
-        if len(rows) >= last:
+        if len(runs) >= last:
             break
-    return rows
+    return runs

@@ -4,10 +4,12 @@
 from __future__ import annotations
 
 import argparse
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy.engine import make_url
 
+from sync_pipeline.apps.cli import json_shapes
 from sync_pipeline.apps.cli.output import EXIT_DRIFT, EXIT_OK
 from sync_pipeline.apps.cli.session import Session, UsageError
 from sync_pipeline.core.grants import es_grants, opensearch_grants, pg_grants, read_tables
@@ -35,9 +37,26 @@ def text_fields(properties: dict[str, Any], prefix: str = "") -> list[str]:
     return found
 
 
-def search_lines(es: SearchTarget, spec: SyncSpec, query: str, size: int) -> list[str]:
-    """A multi-match over the index's text fields: a header line, then one line per hit with
-    its highlighted fragments. UsageError when there is no index or nothing to search."""
+@dataclass(frozen=True)
+class SearchHit:
+    id: str
+    score: float | None
+    highlight: dict[str, list[str]]
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    spec: str
+    index: str
+    query: str
+    fields: list[str]
+    total: int
+    hits: list[SearchHit]
+
+
+def find(es: SearchTarget, spec: SyncSpec, query: str, size: int) -> SearchResult:
+    """A multi-match over the index's text fields, with highlights. UsageError when there is no
+    index or nothing to search."""
     index = spec.target.index
     if not es.indices.exists(index=index):
         raise UsageError(
@@ -55,20 +74,57 @@ def search_lines(es: SearchTarget, spec: SyncSpec, query: str, size: int) -> lis
         track_total_hits=True,
     )
     hits = response["hits"]
-    lines = [f"{spec.name}: '{query}' → {hits['total']['value']:,} hits (fields: {', '.join(fields)})"]
-    for hit in hits["hits"]:
+    return SearchResult(
+        spec=spec.name,
+        index=index,
+        query=query,
+        fields=fields,
+        total=hits["total"]["value"],
+        hits=[
+            SearchHit(id=hit["_id"], score=hit["_score"], highlight=dict(hit.get("highlight", {})))
+            for hit in hits["hits"]
+        ],
+    )
+
+
+def result_lines(result: SearchResult) -> list[str]:
+    """A header line, then one line per hit with its highlighted fragments."""
+    lines = [f"{result.spec}: '{result.query}' → {result.total:,} hits (fields: {', '.join(result.fields)})"]
+    for hit in result.hits:
         highlights = "; ".join(
-            f"{field}: {' … '.join(fragments)}" for field, fragments in hit.get("highlight", {}).items()
+            f"{field}: {' … '.join(fragments)}" for field, fragments in hit.highlight.items()
         )
-        lines.append(f"  {hit['_score']:6.2f}  _id {hit['_id']}  {highlights}")
+        lines.append(f"  {hit.score or 0.0:6.2f}  _id {hit.id}  {highlights}")
     return lines
+
+
+def search_lines(es: SearchTarget, spec: SyncSpec, query: str, size: int) -> list[str]:
+    return result_lines(find(es, spec, query, size))
+
+
+def search_document(result: SearchResult, ok: bool) -> dict[str, Any]:
+    """`sync_pipeline.search/1` (docs/cli.md)."""
+    return json_shapes.document(
+        "search",
+        ok,
+        spec=result.spec,
+        index=result.index,
+        query=result.query,
+        fields=list(result.fields),
+        total=result.total,
+        hits=[{"id": h.id, "score": h.score, "highlight": h.highlight} for h in result.hits],
+    )
 
 
 def cmd_search(args: argparse.Namespace) -> int:
     session = Session.open(args, one=True, preflight=False)
-    lines = search_lines(session.es(), session.spec, args.query, args.size)
-    print("\n".join(lines))
-    return EXIT_OK if len(lines) > 1 else EXIT_DRIFT
+    result = find(session.es(), session.spec, args.query, args.size)
+    code = EXIT_OK if result.hits else EXIT_DRIFT
+    if args.json:
+        json_shapes.emit(search_document(result, code == EXIT_OK))
+    else:
+        print("\n".join(result_lines(result)))
+    return code
 
 
 def cmd_grants(args: argparse.Namespace) -> int:
