@@ -253,3 +253,16 @@ def test_search_shape(hits):
         "total": len(hits),
     }
     assert doc["hits"] == [{"id": h.id, "score": h.score, "highlight": h.highlight} for h in hits]
+
+
+def test_a_confirmation_asks_on_stderr_so_stdout_stays_the_document(monkeypatch, capsys):
+    import argparse
+    import sys
+
+    from sync_pipeline.apps.cli.session import confirm
+
+    monkeypatch.setattr(sys.stdin, "isatty", lambda: True)
+    monkeypatch.setattr("builtins.input", lambda *prompt: "y")
+    confirm(argparse.Namespace(yes=False), "verify --fix would re-index or delete 2,000 documents")
+    out, err = capsys.readouterr()
+    assert out == "" and err == "verify --fix would re-index or delete 2,000 documents. Go on? [y/N] "

@@ -92,7 +92,7 @@ def test_relation_shapes_are_checked_where_they_are_written(change, message):
         )
     with pytest.raises(SpecError) as caught:
         parse_specs(text)
-    assert message in str(caught.value) and "source.relations.1" in str(caught.value)
+    assert message in str(caught.value) and "source.relations[1]" in str(caught.value)
 
 
 def test_the_version_key_is_refused_with_the_reason():

@@ -48,7 +48,9 @@ def confirm(args: argparse.Namespace, what: str) -> None:
         return
     if not sys.stdin.isatty():
         raise UsageError(f"{what}: nothing was changed; pass --yes to confirm (no terminal to ask)")
-    answer = input(f"{what}. Go on? [y/N] ").strip().lower()
+    # the question on stderr: stdout may be a pipe (`verify --fix --json | jq`)
+    print(f"{what}. Go on? [y/N] ", end="", file=sys.stderr, flush=True)
+    answer = input().strip().lower()
     if answer not in ("y", "yes"):
         raise UsageError(f"{what}: not confirmed, nothing was changed")
 
