@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from sync_pipeline.core.spec_errors import DURATION_HINT, data_path, dotted, key_lines, known_keys
+from sync_pipeline.core.spec_errors import (
+    DURATION_HINT,
+    SECONDS_HINT,
+    data_path,
+    dotted,
+    key_lines,
+    known_keys,
+)
 from sync_pipeline.core.specs import SpecError, SpecFile, SyncSpec, _SpecLoader, parse_specs
 
 # line numbers below are this text's, counted from 1 (the first line is "specs:")
@@ -87,6 +94,15 @@ def test_an_unreadable_duration_hints_at_the_iso_spelling():
     assert line.startswith("sync.yaml:16: specs[0].partitions.lookback: Input should be a valid timedelta")
     assert line.endswith(f"; {DURATION_HINT} (spec 'products')")
     assert "use an ISO 8601 duration like PT10M" in DURATION_HINT
+
+
+def test_a_duration_written_into_a_seconds_key_asks_for_the_number():
+    text = VALID.replace("    fields:\n", "    buffer_sensor: {max_wait_seconds: PT10M}\n    fields:\n")
+    (line,) = problems(text)
+    assert line == (
+        "sync.yaml:17: specs[0].buffer_sensor.max_wait_seconds: Input should be a valid number, unable to "
+        f"parse string as a number; {SECONDS_HINT} (spec 'products')"
+    )
 
 
 def test_a_misspelled_choice_suggests_the_one_meant():

@@ -21,6 +21,9 @@ Path = tuple[str | int, ...]
 
 DURATION_HINT = 'use an ISO 8601 duration like PT10M (ten minutes), "HH:MM:SS" or a number of seconds'
 _DURATION_ERRORS = {"time_delta_parsing", "time_delta_type"}
+# the `*_seconds` keys are plain numbers, not durations
+SECONDS_HINT = "a number of seconds, e.g. 600 for ten minutes"
+_NUMBER_ERRORS = {"float_parsing", "float_type", "int_parsing", "int_type", "int_from_float"}
 
 
 def key_lines(text: str, loader: type[yaml.SafeLoader]) -> dict[Path, int]:
@@ -151,6 +154,8 @@ def message(model: type[BaseModel], path: Path, error: Mapping[str, Any]) -> str
         text = text.removeprefix("Value error, ")  # pydantic's prefix to a validator's own message
     if kind in _DURATION_ERRORS:
         return f"{text}; {DURATION_HINT}"
+    if kind in _NUMBER_ERRORS and path and str(path[-1]).endswith("_seconds"):
+        return f"{text}; {SECONDS_HINT}"
     if kind == "literal_error" and isinstance(error.get("input"), str):
         close = difflib.get_close_matches(error["input"], _literal_choices(model, path), n=1, cutoff=0.6)
         if close:
