@@ -10,11 +10,15 @@ import pytest
 
 from sync_pipeline.apps.cli.runner import run_verify
 from sync_pipeline.core.bulk import BatchResult
+from sync_pipeline.core.specs import parse_specs
 from sync_pipeline.core.windows import Window
+from sync_pipeline.io.postgres import engine_for
 from sync_pipeline.io.staging import StagingArea
+from sync_pipeline.ops import prepare
 from sync_pipeline.ops.sync_window import WindowResult, WindowRun, sync_window
+from sync_pipeline.ops.verify import verify_spec
 
-from .conftest import CHAOS_RESULTS
+from .conftest import CHAOS_RESULTS, at
 
 pytestmark = [pytest.mark.integration, pytest.mark.chaos]
 
@@ -33,6 +37,87 @@ def _verified(spec, name: str, rows: int) -> None:
     (report,) = run_verify([spec], [spec])
     assert report.ok, report.lines()
     CHAOS_RESULTS.append((name, rows, report.drift, 0))
+
+
+# --- 8: a mapping change killed before its re-send ------------------------------------------------
+
+
+def _with_raw(scenario) -> str:
+    plain = "title: {cleanse: [trim, empty_to_null]}"
+    raw = "title: {cleanse: [trim, empty_to_null], mapping: {fields: {raw: {type: keyword}}}}"
+    return scenario.spec_text().replace(plain, raw)
+
+
+def _raw_count(es, index: str) -> int:
+    es.indices.refresh(index=index)
+    return int(es.count(index=index, query={"exists": {"field": "title.raw"}})["count"])
+
+
+# a later run that reads none of those rows again (a schedule's newest window, say): only a re-send
+# brings the new multi-field to the documents already indexed
+QUIET = Window(at("2026-06-01"), at("2026-07-01"))
+
+
+class Killed(RuntimeError):
+    """The run dies here."""
+
+
+def _dies(*_args, **_kwargs):
+    raise Killed("killed")
+
+
+def test_a_run_killed_between_a_new_multi_field_and_its_record_still_re_sends(
+    scenario, insert_rows, live, tmp_path, monkeypatch
+):
+    insert_rows(range(1, 31), WHEN)
+    _sync(scenario, scenario.spec(), live, tmp_path)
+    spec = parse_specs(_with_raw(scenario), origin="test")[0]
+    with monkeypatch.context() as patched:
+        patched.setattr(prepare, "record_index_meta", _dies)  # the record of the re-send
+        with pytest.raises(Killed):
+            _sync(scenario, spec, live, tmp_path, QUIET)
+    _sync(scenario, spec, live, tmp_path, QUIET)  # the next run
+    assert _raw_count(scenario.es, scenario.index) == 30
+    _verified(spec, "mapping change killed before its re-send was recorded", 30)
+
+
+def test_verify_reports_a_multi_field_documents_lack_and_the_next_run_fills_it(
+    scenario, insert_rows, live, tmp_path, monkeypatch
+):
+    insert_rows(range(1, 31), WHEN)
+    _sync(scenario, scenario.spec(), live, tmp_path)
+    spec = parse_specs(_with_raw(scenario), origin="test")[0]
+    with monkeypatch.context() as patched:
+        patched.setattr(prepare, "fill_index", _dies)  # killed during the re-send
+        with pytest.raises(Killed):
+            _sync(scenario, spec, live, tmp_path, QUIET)
+    assert _raw_count(scenario.es, scenario.index) == 0
+    with engine_for(live.pg_url).connect() as conn:
+        report = verify_spec(conn, scenario.es, spec)
+    gaps = [line for line in report.mapping if "title.raw: missing from 30 documents" in line]
+    assert gaps and not report.ok, report.lines()
+    _sync(scenario, spec, live, tmp_path, QUIET)  # the next run re-sends what was recorded
+    assert _raw_count(scenario.es, scenario.index) == 30
+    _verified(spec, "mapping change killed during its re-send", 30)
+
+
+def test_verify_fix_re_sends_the_documents_a_multi_field_is_missing_from(
+    scenario, insert_rows, live, tmp_path
+):
+    es = scenario.es
+    insert_rows(range(1, 31), WHEN)
+    _sync(scenario, scenario.spec(), live, tmp_path)
+    spec = parse_specs(_with_raw(scenario), origin="test")[0]
+    # the mapping changed with no record of a re-send (a run of an earlier version, killed)
+    (found,) = es.indices.get_mapping(index=scenario.index).body.values()
+    title = {**found["mappings"]["properties"]["title"], "fields": {"raw": {"type": "keyword"}}}
+    es.indices.put_mapping(index=scenario.index, properties={"title": title})
+    with engine_for(live.pg_url).connect() as conn:
+        report = verify_spec(conn, es, spec, fix=True)
+    gaps = [line for line in report.mapping if "title.raw: missing from 30 documents" in line]
+    assert gaps and report.repaired is not None and report.repaired.indexed == 30, report.lines()
+    assert _raw_count(es, scenario.index) == 30
+    _verified(spec, "multi-field missing from documents, verify --fix", 30)
 
 
 # --- 12: a large load never takes the live index's replicas ----------------------------------------
