@@ -4,6 +4,7 @@ re-send, and a large load into the live index."""
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -16,9 +17,9 @@ from sync_pipeline.io.postgres import engine_for
 from sync_pipeline.io.staging import StagingArea
 from sync_pipeline.ops import prepare
 from sync_pipeline.ops.sync_window import WindowResult, WindowRun, sync_window
-from sync_pipeline.ops.verify import verify_spec
+from sync_pipeline.ops.verify import count_window, reconcile_window, verify_spec
 
-from .conftest import CHAOS_RESULTS, at
+from .conftest import CHAOS_RESULTS, at, indexed
 
 pytestmark = [pytest.mark.integration, pytest.mark.chaos]
 
@@ -37,6 +38,39 @@ def _verified(spec, name: str, rows: int) -> None:
     (report,) = run_verify([spec], [spec])
     assert report.ok, report.lines()
     CHAOS_RESULTS.append((name, rows, report.drift, 0))
+
+
+# --- 7: a naive updated_at west of UTC --------------------------------------------------------
+
+
+def test_a_naive_updated_at_west_of_utc_is_read_by_the_window_of_its_instant(scenario, live, tmp_path):
+    """A row written at 14:10 UTC is stamped 10:10 (New York, EDT): the window 10:00-11:00 UTC
+    was synced before it existed; the window of its instant, 14:00-15:00, must read it, and the
+    per-window check count the same rows on both sides."""
+    scenario.execute(f"ALTER TABLE {scenario.table} ALTER COLUMN updated_at TYPE timestamp")
+    spec = scenario.spec(extra="    naive_timezone: America/New_York")
+    insert = (
+        f"INSERT INTO {scenario.table} (id, title, updated_at) "
+        "SELECT i, 'item ' || i, CAST(:stamp AS timestamp) "
+        "FROM generate_series(CAST(:first AS int), CAST(:last AS int)) AS i"
+    )
+    scenario.execute(insert, {"stamp": "2026-03-10 09:30", "first": 1, "last": 20})  # 13:30 UTC
+    hour = timedelta(hours=1)
+    ten, one_pm, two_pm = at("2026-03-10 10:00"), at("2026-03-10 13:00"), at("2026-03-10 14:00")
+    assert _sync(scenario, spec, live, tmp_path, Window(one_pm, one_pm + hour)).extracted.rows == 20
+    # 11:00 UTC: the window 10:00-11:00 closes and is synced; nothing is stamped in it yet
+    assert _sync(scenario, spec, live, tmp_path, Window(ten, ten + hour)).extracted.rows == 0
+    scenario.execute(insert, {"stamp": "2026-03-10 10:10", "first": 100, "last": 100})  # at 14:10 UTC
+    # 15:00 UTC: the window of its instant closes
+    late = _sync(scenario, spec, live, tmp_path, Window(two_pm, two_pm + hour))
+    assert late.extracted.rows == 1
+    assert indexed(scenario.es, scenario.index)["100"]["updated_at"].startswith("2026-03-10T14:10:00")
+    with engine_for(live.pg_url).connect() as conn:
+        assert count_window(conn, scenario.es, spec, Window(two_pm, two_pm + hour)) == (1, 1)
+        assert count_window(conn, scenario.es, spec, Window(ten, ten + hour)) == (0, 0)
+        source, target = reconcile_window(conn, scenario.es, spec, Window(one_pm, one_pm + hour))
+        assert source.count == 20 and source == target
+    _verified(spec, "naive updated_at west of UTC, written after its wall-clock window", 21)
 
 
 # --- 8: a mapping change killed before its re-send ------------------------------------------------
