@@ -4,22 +4,33 @@ re-send, and a large load into the live index."""
 
 from __future__ import annotations
 
+import contextlib
+import os
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 
+from sync_pipeline.apps.cli import main
 from sync_pipeline.apps.cli.runner import run_verify
 from sync_pipeline.core.bulk import BatchResult
 from sync_pipeline.core.specs import parse_specs
+from sync_pipeline.core.sql import SourceError
 from sync_pipeline.core.windows import Window
+from sync_pipeline.dev.services import runtime
+from sync_pipeline.dev.services.postgres import PG_DATABASE, PG_PASSWORD, PG_USER, find_pg_bin_dir
 from sync_pipeline.io.postgres import engine_for
 from sync_pipeline.io.staging import StagingArea
 from sync_pipeline.ops import prepare
 from sync_pipeline.ops.sync_window import WindowResult, WindowRun, sync_window
 from sync_pipeline.ops.verify import count_window, reconcile_window, verify_spec
 
-from .conftest import CHAOS_RESULTS, at, indexed
+from .conftest import CHAOS_RESULTS, at, free_port, indexed
 
 pytestmark = [pytest.mark.integration, pytest.mark.chaos]
 
@@ -38,6 +49,74 @@ def _verified(spec, name: str, rows: int) -> None:
     (report,) = run_verify([spec], [spec])
     assert report.ok, report.lines()
     CHAOS_RESULTS.append((name, rows, report.drift, 0))
+
+
+# --- 6: a hot standby is refused as the source ----------------------------------------------------
+
+
+@contextlib.contextmanager
+def standby_of(live) -> Iterator[str]:
+    """A throwaway streaming standby of the shared PostgreSQL, made with its own binaries as the
+    unprivileged user the services run as; yields its URL, and stops and deletes it after."""
+    bin_dir = find_pg_bin_dir()
+    # under /tmp itself: the service user cannot reach pytest's root-only tmp_path
+    root = Path(tempfile.mkdtemp(prefix="sync-standby-"))
+    runtime._owned_dir(root, 0o700)
+    data, port = root / "data", free_port()
+    primary = sa.engine.make_url(live.pg_url)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PG")} | {"PGPASSWORD": PG_PASSWORD}
+    backup = [str(bin_dir / "pg_basebackup"), "-h", "127.0.0.1", "-p", str(primary.port), "-U", PG_USER]
+    backup += ["-D", str(data), "-R", "-c", "fast", "-X", "stream", "--no-sync"]
+    # a standby needs at least the primary's limits, which the shared one sets on its command line
+    options = f"-p {port} -k {root} -c max_prepared_transactions=16 -c max_wal_senders=32"
+    options += " -c max_replication_slots=32 -c wal_level=logical"
+    ctl = [str(bin_dir / "pg_ctl"), "-D", str(data), "-l", str(root / "log"), "-w", "-t", "60"]
+    try:
+        subprocess.run(runtime._as_service_user(backup), env=env, check=True, capture_output=True, cwd=root)
+        subprocess.run(
+            runtime._as_service_user([*ctl, "-o", options, "start"]),
+            env=env,
+            check=True,
+            capture_output=True,
+            cwd=root,
+        )
+        yield f"postgresql://{PG_USER}:{PG_PASSWORD}@127.0.0.1:{port}/{PG_DATABASE}"
+    finally:
+        subprocess.run(
+            runtime._as_service_user([*ctl, "-m", "immediate", "stop"]),
+            env=env,
+            capture_output=True,
+            cwd=root,
+        )
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def test_a_hot_standby_is_refused_as_the_source_naming_the_server(
+    scenario, insert_rows, live, tmp_path, monkeypatch, capsys
+):
+    insert_rows(range(1, 21), WHEN)
+    spec = scenario.spec()
+    config = scenario.spec_file(tmp_path)
+    with standby_of(live) as standby:
+        with engine_for(standby).connect() as conn:
+            assert conn.execute(sa.text("SELECT pg_is_in_recovery()")).scalar_one()
+        port = sa.engine.make_url(standby).port
+        # a run started by Dagster (schedule, sensor, UI) meets it where it binds the source
+        with pytest.raises(SourceError) as caught:
+            sync_window(
+                WindowRun(spec, EVERYTHING, "w", standby, StagingArea(tmp_path), log=lambda _: None),
+                scenario.es,
+            )
+        message = str(caught.value)
+        assert f"127.0.0.1:{port}" in message and "standby" in message, message
+        # the CLI's preflight, before any run starts
+        monkeypatch.setenv("SYNC_PG_URL", standby)
+        assert main(["--config", str(config), "sync", "--spec", spec.name, "--full"]) == 2
+        assert f"127.0.0.1:{port}" in capsys.readouterr().err
+    assert not scenario.es.indices.exists(index=scenario.index)  # nothing was written
+    monkeypatch.setenv("SYNC_PG_URL", live.pg_url)
+    _sync(scenario, spec, live, tmp_path)
+    _verified(spec, "hot standby refused as the source", 20)
 
 
 # --- 7: a naive updated_at west of UTC --------------------------------------------------------
