@@ -179,31 +179,32 @@ def _dies(*_args, **_kwargs):
     raise Killed("killed")
 
 
-def test_a_run_killed_between_a_new_multi_field_and_its_record_still_re_sends(
-    scenario, insert_rows, live, tmp_path, monkeypatch
-):
+def _killed_at(step: str, scenario, insert_rows, live, tmp_path: Path):
+    """30 documents indexed, then the run that adds the multi-field title.raw killed where
+    ops/prepare calls `step`; returns the spec with title.raw."""
     insert_rows(range(1, 31), WHEN)
     _sync(scenario, scenario.spec(), live, tmp_path)
     spec = parse_specs(_with_raw(scenario), origin="test")[0]
-    with monkeypatch.context() as patched:
-        patched.setattr(prepare, "record_index_meta", _dies)  # the record of the re-send
+    with pytest.MonkeyPatch.context() as patched:
+        patched.setattr(prepare, step, _dies)
         with pytest.raises(Killed):
             _sync(scenario, spec, live, tmp_path, QUIET)
+    return spec
+
+
+def test_a_run_killed_between_a_new_multi_field_and_its_record_still_re_sends(
+    scenario, insert_rows, live, tmp_path
+):
+    spec = _killed_at("record_index_meta", scenario, insert_rows, live, tmp_path)  # the record
     _sync(scenario, spec, live, tmp_path, QUIET)  # the next run
     assert _raw_count(scenario.es, scenario.index) == 30
     _verified(spec, "mapping change killed before its re-send was recorded", 30)
 
 
 def test_verify_reports_a_multi_field_documents_lack_and_the_next_run_fills_it(
-    scenario, insert_rows, live, tmp_path, monkeypatch
+    scenario, insert_rows, live, tmp_path
 ):
-    insert_rows(range(1, 31), WHEN)
-    _sync(scenario, scenario.spec(), live, tmp_path)
-    spec = parse_specs(_with_raw(scenario), origin="test")[0]
-    with monkeypatch.context() as patched:
-        patched.setattr(prepare, "fill_index", _dies)  # killed during the re-send
-        with pytest.raises(Killed):
-            _sync(scenario, spec, live, tmp_path, QUIET)
+    spec = _killed_at("fill_index", scenario, insert_rows, live, tmp_path)  # during the re-send
     assert _raw_count(scenario.es, scenario.index) == 0
     with engine_for(live.pg_url).connect() as conn:
         report = verify_spec(conn, scenario.es, spec)
