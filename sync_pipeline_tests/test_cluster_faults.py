@@ -39,8 +39,8 @@ def test_a_data_node_killed_mid_load_and_restarted_loses_nothing(scenario, tmp_p
         proc = cli_sync(config, env={"SYNC_ES_URL": coordinator.url})
         wait_until(lambda: doc_count(es, scenario.index) > 0, 180, "the load to start")
         kill_node(victim)
-        # the load runs with no replicas (they come back after it): the victim's primaries are
-        # unassigned until it returns, so the cluster is red meanwhile
+        # the load keeps the index's replica (drains write to the same index meanwhile): the
+        # victim's shards are promoted or re-assigned elsewhere, the cluster yellow meanwhile
         status = wait_status(coordinator, ("red", "yellow"), 60)
         services.restart_cluster_node(victim)
         output = proc.communicate(timeout=900)[0]

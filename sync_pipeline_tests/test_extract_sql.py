@@ -141,6 +141,20 @@ def test_window_count_skips_soft_deleted_rows_with_the_same_window_predicate():
     )
 
 
+def test_a_naive_updated_at_compares_each_window_bound_as_its_zones_wall_clock():
+    spec = _spec("table: items", extra="    naive_timezone: America/New_York")
+    columns = [ColumnInfo("id", "int8"), ColumnInfo("updated_at", "timestamp")]
+    start, end = datetime(2026, 3, 10, 14, tzinfo=UTC), datetime(2026, 3, 10, 15, tzinfo=UTC)
+    counted = window_count_query(spec, columns, Window(start, end)).sql
+    zone = "AT TIME ZONE 'America/New_York'"
+    assert f'"updated_at" >= (CAST(%(window_start)s AS timestamptz) {zone})' in counted
+    assert f'"updated_at" < (CAST(%(window_end)s AS timestamptz) {zone})' in counted
+    streamed = window_select(spec, columns, Window(start, end)).sql
+    assert f"\"updated_at\" >= (CAST('2026-03-10T14:00:00+00:00' AS timestamptz) {zone})" in streamed
+    # a timestamptz column is compared as it is: the zone concerns naive values only
+    assert zone not in window_count_query(spec, COLUMNS, Window(start, end)).sql
+
+
 def test_key_lookups_turn_canonical_texts_back_into_each_columns_type():
     spec = _spec("table: items", key="[region, id]")
     columns = [

@@ -1,6 +1,7 @@
 """The merge of two key-ordered streams that `verify` is built on."""
 
 from sync_pipeline.core.diff import VerifyReport, diff_sorted, differing_fields
+from sync_pipeline.io.search.multi_fields import checkable
 
 
 def docs(*items):
@@ -58,3 +59,21 @@ def test_repairs_are_requested_for_missing_changed_and_extra_documents_in_order(
     repairs = Recorder()
     diff_sorted(pg, es, VerifyReport("s", "i"), repairs)
     assert repairs.ids == ["1", "2", "3"]
+
+
+def test_the_multi_fields_verify_counts_are_those_that_index_every_value_of_their_parent():
+    keyword = {"type": "keyword"}
+    mappings = {
+        "properties": {
+            "title": {"type": "text", "fields": {"raw": keyword, "short": {**keyword, "ignore_above": 20}}},
+            "maker": {"properties": {"label": {"type": "text", "fields": {"raw": keyword}}}},
+            "reviews": {
+                "type": "nested",
+                "properties": {"body": {"type": "text", "fields": {"raw": keyword}}},
+            },
+            "price": {"type": "double", "fields": {"text": {"type": "keyword", "index": False}}},
+            "sku": keyword,
+        }
+    }
+    # a sub-field that may skip a value proves nothing by its absence; nested needs nested queries
+    assert checkable(mappings) == [("title", "title.raw"), ("maker.label", "maker.label.raw")]

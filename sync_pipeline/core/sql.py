@@ -21,7 +21,7 @@ from typing import Any, Literal
 
 from sync_pipeline.core.columns import ColumnInfo
 from sync_pipeline.core.keys import typed_sql
-from sync_pipeline.core.quoting import qualified_table, quote_ident
+from sync_pipeline.core.quoting import qualified_table, quote_ident, sql_literal
 from sync_pipeline.core.relations import RelationPlan, relation_sql
 from sync_pipeline.core.specs import SyncSpec
 from sync_pipeline.core.versions import VERSION_COLUMN, VERSION_SQL
@@ -133,15 +133,30 @@ def key_column(info: ColumnInfo, spec: SyncSpec) -> str:
     return f'{column} COLLATE "C"' if info.is_textual else column
 
 
-def window_predicate(spec: SyncSpec, window: Window, binds: _Binds) -> str | None:
+def window_predicate(
+    spec: SyncSpec, window: Window, binds: _Binds, columns: Sequence[ColumnInfo]
+) -> str | None:
     """The rows a window owns, on updated_at: its bounds, plus the NULL updated_at rows when
-    the window owns them. None: every row. The one spelling of a window in SQL."""
+    the window owns them. None: every row. The one spelling of a window in SQL.
+
+    A naive `timestamp` column holds wall-clock times of the spec's `naive_timezone`, and its
+    documents carry those as UTC instants: each bound (a UTC instant) is compared as that
+    zone's wall clock, so a window owns the rows of its instants on both sides, and is read
+    only after it closed in the column's zone. (Compared as it is, the session's UTC would
+    read a New York row stamped 10:10 in the window 10:00-11:00 UTC, closed hours before the
+    row was written at 14:10 UTC.) The column itself stays bare: its index still serves."""
     updated = quote_ident(spec.source.updated_at)
+    naive = any(c.name == spec.source.updated_at and c.pg_type == "timestamp" for c in columns)
+
+    def bound(name: str, value: datetime) -> str:
+        instant = binds.instant(name, value)
+        return f"({instant} AT TIME ZONE {sql_literal(spec.naive_timezone)})" if naive else instant
+
     bounds = []
     if window.start is not None:
-        bounds.append(f"{updated} >= {binds.instant('window_start', window.start)}")
+        bounds.append(f"{updated} >= {bound('window_start', window.start)}")
     if window.end is not None:
-        bounds.append(f"{updated} < {binds.instant('window_end', window.end)}")
+        bounds.append(f"{updated} < {bound('window_end', window.end)}")
     if bounds and window.include_null_updated_at:
         return f"(({' AND '.join(bounds)}) OR {updated} IS NULL)"
     if bounds:
@@ -206,7 +221,7 @@ def page_query(
         alias = ROOT_ALIAS if spec.source.table is not None else "src"
         key = [f"{alias}.{quote_ident(spec.source.updated_at)}", *key]
         bounds = Window(window.start, window.end) if window is not None else Window(None, None)
-        conditions.append(window_predicate(spec, bounds, binds))
+        conditions.append(window_predicate(spec, bounds, binds, columns))
     elif mode == "null_updated_at":
         conditions.append(f"{quote_ident(spec.source.updated_at)} IS NULL")
     if after is not None:
@@ -223,7 +238,7 @@ def window_select(
     """Every row of the window as one statement, unordered and without parameters: what a
     full read streams with COPY (one statement, so one snapshot)."""
     binds = _Binds(literal=True)
-    where = _where([window_predicate(spec, window, binds)])
+    where = _where([window_predicate(spec, window, binds, columns)])
     return Statement(f"{_select(columns, spec, relations, literal=True)}{where}")
 
 
@@ -240,7 +255,7 @@ def window_count_query(spec: SyncSpec, columns: Sequence[ColumnInfo], window: Wi
     """How many live (not soft-deleted) rows the window holds: the PostgreSQL side of the
     `count` reconciliation, with the same bounds as the Elasticsearch window query."""
     binds = _Binds()
-    conditions = [window_predicate(spec, window, binds), live_rows_predicate(spec, columns)]
+    conditions = [window_predicate(spec, window, binds, columns), live_rows_predicate(spec, columns)]
     return Statement(f"SELECT count(*) FROM {source_sql(spec)}{_where(conditions)}", binds.params)
 
 

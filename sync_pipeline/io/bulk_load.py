@@ -222,27 +222,26 @@ def load_bulk(
 def bulk_indexing(
     es: SearchTarget, index: str, replicas: int, refresh_interval: str | None = None
 ) -> Iterator[None]:
-    """Refresh off and no replicas while a large load runs; afterwards, even on failure, every
-    backing index gets back the refresh interval and the replica count it had.
+    """Refresh off while a large load runs; afterwards, even on failure, every backing index gets
+    back the refresh interval it had.
 
-    The replicas are the operator's to set (more for search load, say): a load only borrows
-    them. A refresh interval of -1 found at the start was left by a load that was killed before
-    it could restore it, so it goes back to `refresh_interval` (the spec's; None: the default),
-    and the 0 replicas that load left go back to `replicas` (the spec's).
+    The replicas are left alone: `index` is the alias readers and drains use, and a drain's
+    write acknowledged by a shard with no replica is lost with its node, after the drain has
+    deleted its buffer entry. Refresh off loses nothing acknowledged (the translog holds it).
+    A refresh interval of -1 found at the start was left by a load that was killed before it
+    could restore it, so it goes back to `refresh_interval` (the spec's; None: the default);
+    0 replicas found with it were left by an older version's killed load, which lowered them,
+    and go back to `replicas` (the spec's).
     """
     names = ["index.refresh_interval", "index.number_of_replicas"]
     restore: dict[str, dict[str, Any]] = {}
     for name, found in es.indices.get_settings(index=index, name=names).body.items():
         settings = found["settings"].get("index") or {}
         killed = settings.get("refresh_interval") == "-1"
-        kept = settings.get("number_of_replicas")
-        restore[name] = {
-            "refresh_interval": refresh_interval if killed else settings.get("refresh_interval"),
-            "number_of_replicas": replicas if kept is None or (killed and kept == "0") else int(kept),
-        }
-    es.indices.put_settings(
-        index=index, settings={"index": {"refresh_interval": "-1", "number_of_replicas": 0}}
-    )
+        restore[name] = {"refresh_interval": refresh_interval if killed else settings.get("refresh_interval")}
+        if killed and settings.get("number_of_replicas") == "0":
+            restore[name]["number_of_replicas"] = replicas
+    es.indices.put_settings(index=index, settings={"index": {"refresh_interval": "-1"}})
     try:
         yield
     finally:

@@ -22,6 +22,7 @@ from sqlalchemy.exc import DBAPIError
 
 from sync_pipeline.core import sql
 from sync_pipeline.core.columns import ColumnInfo, arrow_schema
+from sync_pipeline.core.redact import redact_url
 from sync_pipeline.core.relations import RelationPlan, TableInfo
 from sync_pipeline.core.specs import SyncSpec
 from sync_pipeline.core.sql import PageMode, SourceError, Statement
@@ -126,6 +127,7 @@ def _described(conn: Connection, result) -> list[ColumnInfo]:
 
 def describe_source(conn: Connection, spec: SyncSpec) -> list[ColumnInfo]:
     """Column names and PostgreSQL types of the spec's source, checked against the spec."""
+    refuse_standby(conn, spec)
     try:
         result = execute(conn, sql.probe(spec))
     except DBAPIError as exc:
@@ -136,6 +138,19 @@ def describe_source(conn: Connection, spec: SyncSpec) -> list[ColumnInfo]:
     columns = _described(conn, result)
     sql.check_columns(spec, columns)
     return columns
+
+
+def refuse_standby(conn: Connection, spec: SyncSpec) -> None:
+    """A SourceError, naming the server, when it is a hot standby. During recovery
+    pg_current_snapshot() lists no transaction in progress, so two reads of different content
+    can carry the same version (core/versions.py) and the later write be refused as stale."""
+    if execute(conn, Statement("SELECT pg_is_in_recovery()")).scalar_one():
+        server = redact_url(conn.engine.url.render_as_string(hide_password=False))
+        raise SourceError(
+            f"source of spec '{spec.name}': PostgreSQL at {server} is a hot standby (in recovery); "
+            "versions read on a standby do not order concurrent writes, so sync_pipeline reads "
+            "only from the primary: point SYNC_PG_URL at it"
+        )
 
 
 def describe_table(conn: Connection, name: str) -> TableInfo | None:

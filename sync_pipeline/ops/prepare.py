@@ -6,7 +6,9 @@ from an in-place change that Elasticsearch does not do by itself:
 - a new multi-field (or a new field fed by a column that already holds values) covers
   only documents written after it: the ones already indexed are re-sent, every live
   row once, into the same index (a `refill`). The need is recorded in the index's
-  `_meta` first, so a run that dies half-way leaves it for the next run to finish;
+  `_meta` before the mapping changes, so a run that dies after the change, or half-way
+  through the re-send, leaves it for the next run to finish (and `verify` reports the
+  documents a multi-field is missing from, whatever the record says);
 - a conflicting change cannot be made in place at all: with `on_mapping_change:
   rebuild` the spec's zero-downtime rebuild runs here (one at a time per spec, under
   an advisory lock), otherwise the caller stops with the conflict before any write.
@@ -40,15 +42,25 @@ def prepare_target(
     log: Callable[[str], None] = print,
 ) -> TargetState:
     """Make the spec's index ready for writes; returns what that took (for the run's metadata)."""
+
+    def record_refill(found: TargetState, diff: MappingDiff) -> None:
+        # before the change: a run killed right after it still leaves the re-send to the next
+        reasons = _refill_reasons(engine, bound, diff)
+        if found.index is None or not reasons or not es.count(index=found.index)["count"]:
+            return
+        earlier = [r for r in found.meta.get(REFILL_KEY) or [] if r not in reasons]
+        found.meta = {**found.meta, REFILL_KEY: [*earlier, *reasons]}
+        record_index_meta(es, found.index, found.meta)
+
     try:
-        state, diff = reconcile_target(es, bound, engine)
+        state, _ = reconcile_target(es, bound, engine, before_change=record_refill)
     except MappingConflict as conflict:
         if bound.spec.on_mapping_change != "rebuild":
             raise
         return _rebuild(es, bound, engine, conflict, run_id, log)
     if state.created or state.index is None:
         return state
-    reasons = _refill_reasons(engine, bound, diff) or state.meta.get(REFILL_KEY)
+    reasons = state.meta.get(REFILL_KEY)
     if reasons and es.count(index=bound.spec.target.index)["count"]:
         _refill(es, bound, engine, state, reasons, run_id, log)
     return state
@@ -89,7 +101,6 @@ def _refill(
 ) -> None:
     spec, index = bound.spec, state.index
     assert index is not None
-    record_index_meta(es, index, {**state.meta, REFILL_KEY: reasons})
     started = time.perf_counter()
     log(f"{spec.name}: re-sending every document into {index} ({'; '.join(reasons)})")
     totals = fill_index(engine, es, spec, spec.target.index, run_id=run_id, kind="refill")

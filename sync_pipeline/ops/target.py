@@ -9,7 +9,7 @@ the command that fixes it. ops/prepare.py adds the rebuild a spec may ask for in
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -178,10 +178,17 @@ def conflict_error(bound: Bound, index: str, conflicts: list[Change]) -> Mapping
 
 
 def reconcile_target(
-    es: SearchTarget, bound: Bound, source: Engine | Connection, index: str | None = None
+    es: SearchTarget,
+    bound: Bound,
+    source: Engine | Connection,
+    index: str | None = None,
+    before_change: Callable[[TargetState, MappingDiff], None] | None = None,
 ) -> tuple[TargetState, MappingDiff]:
     """Create the index, or bring its mapping in line in place; MappingConflict (nothing
-    changed) when only a rebuild can. Returns what was done and the comparison it was based on."""
+    changed) when only a rebuild can. Returns what was done and the comparison it was based on.
+    `before_change` runs before an in-place change, with the state found and the change: what
+    the change will leave to do is recorded there, so a run killed right after it leaves the
+    record behind (ops/prepare.py)."""
     name = index or bound.spec.target.index
     state = TargetState()
     live = live_mapping(es, name)
@@ -197,6 +204,8 @@ def reconcile_target(
     if diff.conflicts:
         raise conflict_error(bound, state.index, diff.conflicts)
     if diff.additions:
+        if before_change is not None:
+            before_change(state, diff)
         apply_in_place(es, bound, source, state.index, diff)
         sources = field_sources(bound)
         state.applied = [f"mapping: {c.describe(sources)}" for c in diff.additions]

@@ -30,6 +30,7 @@ from sync_pipeline.io.search.indices import (
     field_types,
     window_documents,
 )
+from sync_pipeline.io.search.multi_fields import multi_field_gaps
 from sync_pipeline.ops.binding import Bound, bind
 from sync_pipeline.ops.resync import REPEATABLE_READ, Key, classify_stale, key_from_id, resync_keys
 from sync_pipeline.ops.target import field_sources, mapping_drift, reconcile_target
@@ -186,6 +187,8 @@ def verify_spec(
         actual = []  # every row is missing; still stream PostgreSQL to count them
     expected = postgres_documents(conn, bound, page_size, sort_normaliser(bound, es_types))
     diff_sorted(expected, actual, report, repairs)
+    if es_types:  # the index exists: `_source` cannot show a multi-field its documents lack
+        report.mapping += multi_field_gaps(es, spec, repairs.repair if repairs else None)
     if repairs:
         repairs.flush()
         report.repaired = repairs.totals

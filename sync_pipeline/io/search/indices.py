@@ -186,3 +186,11 @@ def window_documents(
 def count_window_documents(es: SearchTarget, spec: SyncSpec, window: Window) -> int:
     query = es_window_query(spec.field_name(spec.source.updated_at), window)
     return int(es.count(index=spec.target.index, query=query)["count"])
+
+
+def matching_ids(
+    es: SearchTarget, spec: SyncSpec, query: dict[str, Any], page_size: int = 2000
+) -> Iterator[str]:
+    """The _id of every document `query` matches, in key order."""
+    for hit in _sorted_hits(es, spec, query, page_size):
+        yield hit["_id"]
