@@ -123,7 +123,7 @@ def build_parser() -> argparse.ArgumentParser:
     history.set_defaults(func=admin.cmd_history)
 
     backfill = sub.add_parser(
-        "backfill", help="launch a partition backfill on the running Dagster (see make ui)"
+        "backfill", help="launch a partition backfill on the running Dagster (`sync-pipeline ui`)"
     )
     backfill.add_argument("--spec", required=True)
     backfill.add_argument("--start", help="ISO date/time: first updated_at window to include")
