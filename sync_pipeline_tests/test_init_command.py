@@ -49,6 +49,23 @@ def test_init_writes_the_starter_project_that_validates_offline(tmp_path, monkey
     assert cli.main(["validate", "--offline"]) == 0
 
 
+def test_dagster_takes_the_starter_instance_config_as_dagster_dev_does(tmp_path, monkeypatch):
+    """`dagster dev` without DAGSTER_HOME: storage in a temporary folder, the configuration from the
+    dagster.yaml of the folder it runs in (dagster._cli.utils._get_temporary_instance)."""
+    import dagster as dg
+    from dagster._core.instance.ref import InstanceRef
+    from dagster._core.run_coordinator import QueuedRunCoordinator
+
+    project, storage = tmp_path / "project", tmp_path / "storage"
+    project.mkdir()
+    monkeypatch.chdir(project)
+    assert cli.main(["init"]) == 0
+    with dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(storage), config_dir=str(project))) as instance:
+        assert isinstance(instance.run_coordinator, QueuedRunCoordinator)
+        assert instance.run_monitoring_enabled
+        assert instance.get_settings("sensors")["use_threads"]
+
+
 @pytest.mark.parametrize("existing", FILES)
 def test_init_never_overwrites_a_file_and_then_writes_nothing(tmp_path, monkeypatch, capsys, existing):
     monkeypatch.chdir(tmp_path)
