@@ -77,6 +77,14 @@ def test_init_never_overwrites_a_file_and_then_writes_nothing(tmp_path, monkeypa
     assert (tmp_path / existing).read_text() == "mine\n"
 
 
+def test_init_from_database_needs_the_database_named(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("SYNC_PG_URL", raising=False)
+    assert cli.main(["init", "--from-database", "public.orders"]) == 2
+    assert "SYNC_PG_URL is not set" in capsys.readouterr().err
+    assert not list(tmp_path.iterdir())
+
+
 def _column(name: str, kind: str = "bigint") -> Column:
     return Column(name, kind, not_null=True)
 

@@ -51,7 +51,7 @@ def cmd_init(args: argparse.Namespace) -> int:
             "(init writes a new project: move the file(s) away, or run it in an empty folder)"
         )
     if args.from_database:
-        spec_text, notes = spec_from_database(args.from_database)
+        spec_text, notes = spec_from_database(args.from_database, local=args.local)
     else:
         spec_text, notes = (RESOURCES / "sync.yaml").read_text(), []
     parse_specs(spec_text, "sync.yaml")  # what is written passes `validate --offline`
@@ -79,14 +79,22 @@ def next_commands() -> str:
     )
 
 
-def spec_from_database(tables: list[str]) -> tuple[str, list[str]]:
-    """A spec file for `tables` as SYNC_PG_URL's catalog describes them, and what the user must
-    look at (no primary key, no updated_at-like column)."""
+def spec_from_database(tables: list[str], local: bool = False) -> tuple[str, list[str]]:
+    """A spec file for `tables` as SYNC_PG_URL's catalog describes them (`--local`: the project's
+    dev PostgreSQL when it is unset), and what the user must look at (no primary key, no
+    updated_at-like column)."""
     from sqlalchemy.exc import OperationalError
 
     url = settings_module.load().pg_url
+    if not url and local:
+        from sync_pipeline.dev import services
+
+        url = services.ensure_services().pg_url
     if not url:
-        raise UsageError(f"init --from-database: {settings_module.PG_URL} is not set (the database to read)")
+        raise UsageError(
+            f"init --from-database: {settings_module.PG_URL} is not set: the PostgreSQL whose tables "
+            "to read (or --local, for the project's local dev services)"
+        )
     engine = engine_for(url)
     try:
         with engine.connect() as conn:
