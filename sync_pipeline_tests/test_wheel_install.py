@@ -14,6 +14,7 @@ import subprocess
 import sys
 import tomllib
 import uuid
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -38,8 +39,9 @@ def _run(command: list[str], cwd: Path, env: dict[str, str], timeout: float = 60
 
 
 @pytest.fixture(scope="module")
-def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The bin/ folder of a fresh virtualenv with the wheel installed, outside the repository."""
+def installed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """The bin/ folder of a fresh virtualenv with the wheel installed, outside the repository
+    (removed afterwards: half a gigabyte)."""
     work = tmp_path_factory.mktemp("wheel")
     source = work / "source"
     for name in SOURCES:
@@ -60,7 +62,8 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
     # import of each command below)
     _run([str(venv / "bin" / "python"), "-m", "pip", "install", *quiet,
           "-c", str(ROOT / "constraints.txt"), str(wheel)], work, env)  # fmt: skip
-    return venv / "bin"
+    yield venv / "bin"
+    shutil.rmtree(work, ignore_errors=True)
 
 
 def test_the_installed_wheel_inits_validates_syncs_and_verifies(installed, live, pg, es, tmp_path):
