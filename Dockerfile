@@ -1,7 +1,17 @@
 # Image for the Dagster webserver and daemon in docker-compose.yml.
 # PostgreSQL and Elasticsearch come from their official images there; this image
-# holds only sync_pipeline and Dagster.
+# holds only sync_pipeline and Dagster, installed from the wheel as any user installs it.
 # A pinned base (a patch release of one Debian release), rebuilt on purpose, not by a new tag
+
+# 1. the wheel, built from the package's sources alone
+FROM python:3.11.11-slim-bookworm AS wheel
+ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
+WORKDIR /src
+COPY pyproject.toml README.md LICENSE ./
+COPY sync_pipeline ./sync_pipeline
+RUN pip wheel --no-deps . -w /dist
+
+# 2. the image: the wheel installed with constraints.txt, the lock the test suite runs on
 FROM python:3.11.11-slim-bookworm
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
@@ -12,27 +22,21 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     SYNC_CONFIG=/opt/sync_pipeline/sync.yaml \
     SYNC_STAGING_DIR=/opt/dagster/staging
 
-WORKDIR /opt/sync_pipeline
-COPY . .
-# constraints.txt pins the whole dependency tree (the same pins `make venv` uses)
-RUN pip install -c constraints.txt .
+COPY constraints.txt /tmp/constraints.txt
+COPY --from=wheel /dist/ /tmp/dist/
+RUN pip install -c /tmp/constraints.txt /tmp/dist/*.whl && rm -rf /tmp/dist /tmp/constraints.txt
 
-# The Dagster instance. The webserver and the daemon are two containers, so the run
-# history lives in PostgreSQL (DAGSTER_PG_URL, set by docker-compose.yml) rather than
-# in SQLite files inside one container; compute logs go to a directory that
-# docker-compose.yml mounts as a shared volume.
-RUN mkdir -p "$DAGSTER_HOME" "$SYNC_STAGING_DIR" /opt/dagster/compute_logs \
- && printf '%s\n' \
-      'storage:' \
-      '  postgres:' \
-      '    postgres_url:' \
-      '      env: DAGSTER_PG_URL' \
-      'compute_logs:' \
-      '  module: dagster._core.storage.local_compute_log_manager' \
-      '  class: LocalComputeLogManager' \
-      '  config:' \
-      '    base_dir: /opt/dagster/compute_logs' \
-      > "$DAGSTER_HOME/dagster.yaml"
+# The Dagster instance is the package's own dagster.yaml (deploy/dagster.yaml in the checkout:
+# run queue limits, run monitoring, threaded sensors), linked, not copied or rewritten; its
+# storage is PostgreSQL at SYNC_DAGSTER_PG_URL (set by docker-compose.yml), because the webserver
+# and the daemon are two containers. Compute logs and run artifacts go to Dagster's default,
+# $DAGSTER_HOME/storage, a volume both containers mount. The workspace is the package's too.
+WORKDIR /opt/sync_pipeline
+RUN resources="$(python -c 'import importlib.resources as r; print(r.files("sync_pipeline") / "resources")')" \
+ && mkdir -p "$DAGSTER_HOME/storage" "$SYNC_STAGING_DIR" \
+ && ln -s "$resources/dagster.yaml" "$DAGSTER_HOME/dagster.yaml" \
+ && ln -s "$resources/workspace.yaml" /opt/sync_pipeline/workspace.yaml
+# the specs: SYNC_CONFIG, /opt/sync_pipeline/sync.yaml, mounted by docker-compose.yml (not in the image)
 
 # never root: a non-login system user owns only what the runs write
 RUN useradd --system --uid 10001 --no-create-home --home-dir /opt/dagster --shell /usr/sbin/nologin sync \

@@ -1,5 +1,6 @@
 """docker-compose.yml: the services a Docker user gets, checked without a Docker engine."""
 
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -115,3 +116,56 @@ def test_the_opensearch_override_replaces_the_search_server_and_none_of_its_elas
         compose()["services"]["dagster-webserver"]["environment"]["SYNC_ES_URL"]
         == "http://elasticsearch:9200"
     )
+
+
+def _dockerfile_stages() -> list[list[str]]:
+    """The Dockerfile's stages, each its instructions (continuation lines joined)."""
+    text = (ROOT / "Dockerfile").read_text().replace("\\\n", " ")
+    stages: list[list[str]] = []
+    for line in text.splitlines():
+        line = line.strip()
+        if line.startswith("FROM "):
+            stages.append([line])
+        elif line and not line.startswith("#") and stages:
+            stages[-1].append(line)
+    return stages
+
+
+def test_the_image_installs_the_wheel_with_the_lock_and_runs_nothing_from_source():
+    *builds, image = _dockerfile_stages()
+    assert builds, "a stage of its own builds the wheel"
+    assert any("pip wheel" in line for stage in builds for line in stage)
+    copies = [line.split()[1:] for line in image if line.startswith("COPY ")]
+    sources = [word for words in copies for word in words[:-1] if not word.startswith("--")]
+    assert "." not in sources and not any(s.startswith("sync_pipeline") for s in sources), copies
+    assert any(words[0].startswith("--from=") for words in copies)  # the wheel, from the build stage
+    (install,) = [line for line in image if line.startswith("RUN ") and "pip install" in line]
+    assert "-c /tmp/constraints.txt" in install and ".whl" in install and " -e " not in install
+
+
+def test_the_image_uses_the_packaged_instance_config_and_the_settings_names():
+    """The image's DAGSTER_HOME/dagster.yaml is the package's own (deploy/dagster.yaml in the
+    checkout): run queue limits, run monitoring and threaded sensors hold in Docker too, and the
+    variables it reads are the ones docker-compose.yml sets, under the names the settings know."""
+    from sync_pipeline import settings
+    from sync_pipeline.settings import local, search, values
+
+    image = " ".join(_dockerfile_stages()[-1])
+    assert re.search(r'ln -s "\$resources/dagster.yaml" "\$DAGSTER_HOME/dagster.yaml"', image)
+    assert not re.search(r"(>|tee)\s*\S*dagster\.yaml", image), "the image writes a dagster.yaml of its own"
+    instance = (ROOT / "deploy" / "dagster.yaml").read_text()
+    wanted = set(re.findall(r"env: (\w+)", instance))
+    assert wanted == {"SYNC_DAGSTER_PG_URL"}
+    known = {
+        value
+        for module in (settings, local, search, values)
+        for value in vars(module).values()
+        if isinstance(value, str) and value.startswith("SYNC_")
+    }
+    for name in ("docker-compose.yml", "docker-compose.secure.yml", "docker-compose.opensearch.yml"):
+        services = yaml.load((ROOT / name).read_text(), Loader=_ComposeLoader)["services"]
+        for service in ("dagster-webserver", "dagster-daemon"):
+            environment = services[service].get("environment") or {}
+            assert set(environment) <= known, (name, service, set(environment) - known)
+            if name != "docker-compose.opensearch.yml":
+                assert wanted <= set(environment), (name, service)

@@ -8,6 +8,7 @@ import shlex
 import subprocess
 import sys
 import time
+from importlib.resources import as_file
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,7 @@ from sync_pipeline.apps.cli.output import EXIT_DRIFT, EXIT_OK, format_table, pri
 from sync_pipeline.apps.cli.runner import HistoryRun, Servers, run_drain, run_history, run_sync, run_verify
 from sync_pipeline.apps.cli.search import search_lines
 from sync_pipeline.apps.cli.session import Session, UsageError, parse_time
-from sync_pipeline.apps.instance import dagster_home
+from sync_pipeline.apps.instance import WORKSPACE, dagster_home
 from sync_pipeline.defs.partitions import partition_keys_for
 from sync_pipeline.io.search.indices import backing_indices, drop_target, index_meta
 from sync_pipeline.ops.capture import install_capture
@@ -173,13 +174,13 @@ def cmd_ui(args: argparse.Namespace) -> int:
     home = dagster_home()
     print(f"Dagster UI on http://127.0.0.1:{args.port} (DAGSTER_HOME={home})", flush=True)
     dagster = Path(sys.executable).parent / "dagster"
-    workspace = settings_module.PROJECT_ROOT / "workspace.yaml"
-    command = [str(dagster), "dev", "-w", str(workspace), "-h", "127.0.0.1", "-p", str(args.port)]
     # the code location reads the servers from its environment (as EnvVars, never shown in the UI)
     env = {**os.environ, settings_module.PG_URL: session.pg_url, settings_module.ES_URL: session.es_url}
     if args.config:
         env[settings_module.CONFIG] = str(Path(args.config).resolve())
-    return subprocess.call(command, env=env)
+    with as_file(WORKSPACE) as workspace:  # packaged data: a plain file of the installed wheel
+        command = [str(dagster), "dev", "-w", str(workspace), "-h", "127.0.0.1", "-p", str(args.port)]
+        return subprocess.call(command, env=env)
 
 
 def cmd_backfill(args: argparse.Namespace) -> int:

@@ -72,7 +72,7 @@ def print_sync_summary(summary: SyncSummary, es_count: int | None = None) -> Non
     print(format_table(headers, [row]))
     print(
         f"run {summary.run_id} — {'succeeded' if summary.success else 'FAILED'}"
-        f" (see it with `make ui`, DAGSTER_HOME={os.environ.get('DAGSTER_HOME')})"
+        f" (see it with `sync-pipeline ui`, DAGSTER_HOME={os.environ.get('DAGSTER_HOME')})"
     )
     if summary.error:
         print(f"error: {summary.error}", file=sys.stderr)

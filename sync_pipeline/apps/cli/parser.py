@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from sync_pipeline.apps.cli import admin, commands, doctor
+from sync_pipeline.apps.cli import admin, commands, doctor, starter
 from sync_pipeline.apps.cli import search as search_module
 from sync_pipeline.apps.cli import validate as validate_module
 from sync_pipeline.apps.cli.commands import FIX_WITHOUT_ASKING
@@ -80,6 +80,20 @@ def build_parser() -> argparse.ArgumentParser:
     parser.set_defaults(local=False, debug=False)
     sub = parser.add_subparsers(dest="command", required=True)
 
+    init = sub.add_parser(
+        "init",
+        help="write a starter project here: sync.yaml, dagster.yaml, workspace.yaml (never over a file). "
+        "e.g. sync-pipeline init --from-database public.orders public.customers",
+    )
+    init.add_argument(
+        "--from-database",
+        nargs="+",
+        metavar="TABLE",
+        help="one spec per table, read from SYNC_PG_URL's catalog: primary key, updated_at-like "
+        "column, foreign keys as relations (default: one commented example spec)",
+    )
+    init.set_defaults(func=starter.cmd_init)
+
     services = sub.add_parser("services", help="local PostgreSQL + Elasticsearch for dev and tests")
     services.add_argument("action", choices=["up", "down", "status", "env"])
     services.add_argument(
@@ -130,7 +144,7 @@ def build_parser() -> argparse.ArgumentParser:
     history.set_defaults(func=admin.cmd_history)
 
     backfill = sub.add_parser(
-        "backfill", help="launch a partition backfill on the running Dagster (see make ui)"
+        "backfill", help="launch a partition backfill on the running Dagster (`sync-pipeline ui`)"
     )
     backfill.add_argument("--spec", required=True)
     backfill.add_argument("--start", help="ISO date/time: first updated_at window to include")
