@@ -95,8 +95,13 @@ def postgres_documents(
     for batch in pages:
         docs = batch_to_documents(batch, bound.plan)
         expect_exact_numerics(batch, bound.plan, docs.documents)
-        for doc_id, doc, deleted in zip(docs.ids, docs.documents, docs.deleted, strict=True):
-            if not deleted:
+        problems = docs.unrepresentable or [None] * len(docs)
+        for doc_id, doc, deleted, problem in zip(
+            docs.ids, docs.documents, docs.deleted, problems, strict=True
+        ):
+            if problem is not None:
+                yield sort_key(doc), doc_id, None  # a dead letter (core/poison.py), not drift
+            elif not deleted:
                 yield sort_key(doc), doc_id, doc
 
 
@@ -198,7 +203,10 @@ def postgres_window_documents(conn: Connection, bound: Bound, window: Window) ->
     for batch in iter_pages(conn, spec, bound.columns, window, spec.batch_size, relations=bound.relations):
         docs = batch_to_documents(batch, bound.plan)
         expect_exact_numerics(batch, bound.plan, docs.documents)
-        yield from (doc for doc, deleted in zip(docs.documents, docs.deleted, strict=True) if not deleted)
+        problems = docs.unrepresentable or [None] * len(docs)
+        rows = zip(docs.documents, docs.deleted, problems, strict=True)
+        # a row no document can carry is a dead letter: the index holds no document of it
+        yield from (doc for doc, deleted, problem in rows if not deleted and problem is None)
 
 
 def reconcile_window(
