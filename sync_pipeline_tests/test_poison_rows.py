@@ -3,7 +3,8 @@ reason, and the window, the drain and the slot move on; `verify` counts it apart
 
 Each case on the real servers: `infinity`, a year past 9999 and a BC date; a `json` value
 holding `\\u0000`; a text key over Elasticsearch's 512-byte `_id` limit — under the full
-(partitioned window) sync, the trigger drain and the logical drain.
+(partitioned window) sync, the trigger drain and the logical drain; and a drain's fan-out of
+large documents, cut into requests at `bulk_max_mb` as the full sync's are.
 """
 
 from __future__ import annotations
@@ -172,3 +173,40 @@ def test_a_key_over_the_id_limit_is_a_dead_letter_not_a_stuck_drain(scenario, li
         )
         scenario.execute(f"DROP TABLE IF EXISTS {table}")
     CHAOS_RESULTS.append(("a text key over the 512-byte _id limit", 52, drift, 1))
+
+
+@pytest.mark.integration
+@pytest.mark.chaos
+def test_a_drains_fan_out_of_large_documents_is_cut_at_bulk_max_mb(scenario, live, monkeypatch):
+    """A drain's batch of 20 documents of ~150 KB (a related table's fan-out pages take the
+    same send): one 3 MB request before, now requests of at most the spec's 1 MiB (plus the one
+    document that crosses it)."""
+    spec = scenario.spec(extra="    capture: triggers")
+    spec = spec.model_copy(update={"target": spec.target.model_copy(update={"bulk_max_mb": 1.0})})
+    seed(scenario, 20, pad=150_000)
+    install_capture(scenario.engine, spec)
+    try:
+        assert run_sync(
+            [spec], spec, at("2026-02-01"), at("2026-03-01"), servers=Servers(live.pg_url, live.es_url)
+        ).success
+        scenario.execute(f"UPDATE {scenario.table} SET title = title || 'y'")
+        sizes: list[int] = []
+        client = type(scenario.es)
+        sent = client.bulk
+
+        def recording(self, *args, **kwargs):
+            sizes.append(len(kwargs.get("operations") or b""))
+            return sent(self, *args, **kwargs)
+
+        monkeypatch.setattr(client, "bulk", recording)
+        totals = drain(scenario.engine, scenario.es, spec)
+        monkeypatch.undo()
+        assert totals.indexed == 20 and totals.failed == 0
+        assert len(sizes) >= 3 and max(sizes) <= spec.target.bulk_max_bytes + 200_000
+        assert sum(sizes) > 20 * 150_000
+        drift, _ = _verified(spec, live)
+        assert drift == 0
+    finally:
+        scenario.engine.dispose()
+        uninstall_capture(scenario.engine, spec)
+    CHAOS_RESULTS.append(("a drain's fan-out of 150 KB documents, cut at bulk_max_mb", 20, drift, 0))

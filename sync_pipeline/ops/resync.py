@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 from sqlalchemy.engine import Connection, Engine
 
-from sync_pipeline.core.bulk import BatchResult, BulkBody, Rejected, action_line, retry_policy
+from sync_pipeline.core.bulk import BatchResult, BulkBody, Rejected, action_line, rebody, retry_policy
 from sync_pipeline.core.documents import batch_to_bulk, document_ids
 from sync_pipeline.core.keys import document_id, texts_from_id
 from sync_pipeline.core.poison import MAX_ID_BYTES
@@ -75,8 +75,18 @@ def resync_body(
 
 
 def send_resync(es: SearchTarget, bound: Bound, body: BulkBody, batch_number: int) -> BatchResult:
-    target = bound.spec.target
-    return send_split(es, target.index, body, batch_number, retry_policy(bound.spec), target.bulk_concurrency)
+    """One counted batch, in requests cut at the spec's `bulk_max_mb` as the full sync's are: a
+    fan-out of large documents would otherwise make one request of any size."""
+    spec, target = bound.spec, bound.spec.target
+    pieces = list(rebody([body], max(len(body), spec.batch_size), target.bulk_max_bytes))
+    if len(pieces) == 1:
+        return send_split(es, target.index, body, batch_number, retry_policy(spec), target.bulk_concurrency)
+    result = BatchResult(batch=batch_number)
+    for piece in pieces:
+        result.absorb(
+            send_split(es, target.index, piece, batch_number, retry_policy(spec), target.bulk_concurrency)
+        )
+    return result
 
 
 def classify_stale(engine: Engine, result: BatchResult) -> int | None:
