@@ -95,7 +95,7 @@ def _dead_letters(scenario) -> dict[str, dict]:
 def _verified(spec, live) -> tuple[int, int]:
     """(drift, rows counted as dead letters) by `verify`, which must not crash on poison rows."""
     (report,) = run_verify([spec], [spec], servers=Servers(live.pg_url, live.es_url))
-    return report.drift, report.unrepresentable
+    return report.drift, report.dead_letters
 
 
 @pytest.mark.integration
@@ -210,3 +210,39 @@ def test_a_drains_fan_out_of_large_documents_is_cut_at_bulk_max_mb(scenario, liv
         scenario.engine.dispose()
         uninstall_capture(scenario.engine, spec)
     CHAOS_RESULTS.append(("a drain's fan-out of 150 KB documents, cut at bulk_max_mb", 20, drift, 0))
+
+
+@pytest.mark.integration
+@pytest.mark.chaos
+@pytest.mark.parametrize("depth", [30, 1100])
+def test_json_nested_deeper_than_the_index_or_the_parser_takes_is_a_dead_letter(scenario, live, depth):
+    """30 levels: past the index's mapping depth limit (20), Elasticsearch refuses the document;
+    1100: past every parser's limit (orjson's, Elasticsearch's). Either way a dead letter of the
+    sync and the drain, and verify counts it as one, not as drift."""
+    spec = scenario.spec(extra="    capture: triggers")
+    deep = '{"a": ' * depth + "1" + "}" * depth
+    seed(scenario, 20)
+    scenario.execute(
+        f"UPDATE {scenario.table} SET payload = CAST(:deep AS jsonb) WHERE id = 3", {"deep": deep}
+    )
+    install_capture(scenario.engine, spec)
+    try:
+        summary = run_sync(
+            [spec], spec, at("2026-02-01"), at("2026-03-01"), servers=Servers(live.pg_url, live.es_url)
+        )
+        assert summary.success and summary.indexed == 19 and summary.dead_lettered == 1, summary.error
+        scenario.execute(
+            f"UPDATE {scenario.table} SET payload = CAST(:deep AS jsonb) WHERE id = 5", {"deep": deep}
+        )
+        scenario.execute(f"UPDATE {scenario.table} SET title = 'after' WHERE id = 6")
+        totals = drain(scenario.engine, scenario.es, spec)
+        assert totals.failed == 0 and totals.dead_lettered == 1
+        assert indexed(scenario.es, scenario.index)["6"]["title"] == "after"
+        assert not buffer.has_pending(scenario.engine, spec)
+        assert sorted(_dead_letters(scenario)) == ["3", "5"]
+        drift, dead = _verified(spec, live)
+        assert (drift, dead) == (0, 2)
+    finally:
+        scenario.engine.dispose()
+        uninstall_capture(scenario.engine, spec)
+    CHAOS_RESULTS.append((f"JSON nested {depth} deep", 22, drift, 2))

@@ -298,16 +298,19 @@ class DocumentBatch:
 
 def batch_to_documents(batch: pa.RecordBatch, plan: DocumentPlan) -> DocumentBatch:
     names = [f.name for f in plan.fields]
-    columns = _field_values(batch, plan, orjson.loads)
+    refused: list[str] = []
+    columns = _field_values(batch, plan, lambda text: poison.parse_json(text, refused))
     documents = [dict(zip(names, row, strict=True)) for row in zip(*columns, strict=True)]
     if not plan.fields:
         documents = [{} for _ in range(batch.num_rows)]
     ids = _id_array(batch, plan)
     mask = poison.flagged(batch, ids, _deleted_array(batch, plan.spec))
-    unrepresentable = None
+    unrepresentable: list[str | None] | None = None
     if mask is not None:
         reasons = iter(poison.reasons(batch, ids, mask))
         unrepresentable = [next(reasons).error["reason"] if bad else None for bad in mask.to_pylist()]
+    if refused:  # a value no JSON parser takes: a dead letter of the sync, so not verify's drift
+        unrepresentable = poison.unparsable(documents, unrepresentable)
     return DocumentBatch(
         ids=ids.to_pylist(),
         documents=documents,

@@ -122,3 +122,29 @@ def reasons(batch: pa.RecordBatch, ids: pa.Array, mask: pa.Array) -> list[Reject
         }
         rejected.append(Rejected(doc_id, {"_op_type": "index", "_id": doc_id}, error))
     return rejected
+
+
+class Unparsable(str):
+    """A JSON value the parser refuses (nested deeper than it goes), standing in for the value:
+    the parser's error. Elasticsearch refuses its document as well (its depth limits are lower),
+    so the sync dead-letters it; verify must count it so, not crash."""
+
+
+def parse_json(text: str, refused: list[str]) -> Any:
+    """The value of JSON text, or Unparsable (noted in `refused`)."""
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError as exc:
+        refused.append(str(exc))
+        return Unparsable(str(exc))
+
+
+def unparsable(documents: list[dict[str, Any]], reasons: list[str | None] | None) -> list[str | None]:
+    """`reasons` (one per document, None: fine) with every document holding an Unparsable value
+    named; Python per document, only for a batch that has one."""
+    out = list(reasons) if reasons is not None else [None] * len(documents)
+    for row, doc in enumerate(documents):
+        found = next((f"'{k}': {v}" for k, v in doc.items() if isinstance(v, Unparsable)), None)
+        if found is not None and out[row] is None:
+            out[row] = f"a JSON value no parser takes in {found}"
+    return out

@@ -68,7 +68,10 @@ def _rejected(doc: Doc, summary: dict[str, Any]) -> Rejected:
     op, doc_id = _op_and_id(doc[0])
     action: dict[str, Any] = {"_op_type": op, "_id": doc_id}
     if doc[1] is not None:
-        action["_source"] = orjson.loads(doc[1])
+        try:
+            action["_source"] = orjson.loads(doc[1])
+        except orjson.JSONDecodeError as exc:  # nested too deep for any parser: the row still has it
+            summary = {**summary, "source_not_kept": str(exc)}
     return Rejected(str(doc_id), action, summary)
 
 

@@ -22,6 +22,7 @@ from sync_pipeline.core.specs import SyncSpec
 from sync_pipeline.core.sql import SourceError
 from sync_pipeline.core.versions import XIP_SLOTS
 from sync_pipeline.core.windows import Window
+from sync_pipeline.io import deadletters
 from sync_pipeline.io.postgres import burn_transaction_id, count_window_rows, iter_pages
 from sync_pipeline.io.search import SearchTarget
 from sync_pipeline.io.search.indices import (
@@ -190,7 +191,7 @@ def verify_spec(
     else:
         actual = []  # every row is missing; still stream PostgreSQL to count them
     expected = postgres_documents(conn, bound, page_size, sort_normaliser(bound, es_types))
-    diff_sorted(expected, actual, report, repairs)
+    diff_sorted(expected, actual, report, repairs, deadletters.doc_ids(conn, spec.name))
     if repairs:
         repairs.flush()
         report.repaired = repairs.totals
