@@ -14,12 +14,15 @@ import pyarrow as pa
 import pytest
 
 from sync_pipeline.apps.cli.runner import Servers, run_sync, run_verify
+from sync_pipeline.core.bulk import BulkBody, entry_doc
 from sync_pipeline.core.columns import ColumnInfo, arrow_schema
 from sync_pipeline.core.documents import batch_to_bulk, build_plan
 from sync_pipeline.core.poison import UNREPRESENTABLE_COLUMN
 from sync_pipeline.core.specs import parse_specs
 from sync_pipeline.core.sql import read_columns
 from sync_pipeline.io import buffer, deadletters, replication
+from sync_pipeline.io.bulk_load import send_body
+from sync_pipeline.io.search import SearchApiError
 from sync_pipeline.ops.capture import install_capture, uninstall_capture
 from sync_pipeline.ops.drain import drain
 
@@ -246,3 +249,44 @@ def test_json_nested_deeper_than_the_index_or_the_parser_takes_is_a_dead_letter(
         scenario.engine.dispose()
         uninstall_capture(scenario.engine, spec)
     CHAOS_RESULTS.append((f"JSON nested {depth} deep", 22, drift, 2))
+
+
+@pytest.mark.integration
+def test_a_request_refused_whole_for_one_document_is_bisected_down_to_it(scenario):
+    """Elasticsearch refuses a whole bulk request (400 here, 413 for a body over
+    http.max_content_length) for what one document holds: the halves go on their own until that
+    document is alone, it becomes a dead letter, and the other ten land."""
+    scenario.es.indices.create(index=scenario.index)
+    docs = [entry_doc({"_id": str(i), "_op": "index", "_source": {"n": i}}) for i in range(10)]
+    docs.insert(6, entry_doc({"_id": "k" * 600, "_op": "index", "_source": {"n": -1}}))
+    result = send_body(scenario.es, scenario.index, BulkBody.join(docs), 1)
+    assert result.indexed == 10 and result.failed == 0
+    assert [r.doc_id for r in result.rejected] == ["k" * 600]
+    error = result.rejected[0].error
+    assert (error["status"], error["type"]) == (400, "action_request_validation_exception")
+    assert result.rejected[0].action["_source"] == {"n": -1}
+    assert sorted(indexed(scenario.es, scenario.index), key=int) == [str(i) for i in range(10)]
+
+
+class _Refusing:
+    """A search client whose every bulk request is refused as a whole with `error`."""
+
+    def __init__(self, status: int, kind: str) -> None:
+        self.status, self.kind, self.requests = status, kind, 0
+
+    def bulk(self, **_: object):
+        self.requests += 1
+        raise SearchApiError(self.status, {"error": {"type": self.kind}}, f"{self.kind}: refused")
+
+
+def test_a_request_refused_for_the_index_s_sake_is_not_bisected_into_dead_letters():
+    """A closed index refuses every request with a 400 too: that is no document's fault, so the
+    error propagates (the claim stays, the run fails) instead of dead-lettering every document."""
+    docs = [entry_doc({"_id": str(i), "_op": "index", "_source": {"n": i}}) for i in range(8)]
+    client = _Refusing(400, "index_closed_exception")
+    with pytest.raises(SearchApiError, match="index_closed_exception"):
+        send_body(client, "idx", BulkBody.join(docs), 1)  # type: ignore[arg-type]
+    assert client.requests == 1
+    too_large = _Refusing(413, "content_too_long")
+    result = send_body(too_large, "idx", BulkBody.join(docs), 1)  # type: ignore[arg-type]
+    assert len(result.rejected) == 8 and too_large.requests == 15  # every half, down to each one
