@@ -56,7 +56,10 @@ def _field_mapping(es, index: str) -> dict:
 
 
 def test_json_is_staged_through_jsonb_so_it_is_one_line():
-    assert staged_column(ColumnInfo("raw", "json")) == 'CAST(CAST("raw" AS jsonb) AS TEXT) AS "raw"'
+    # (NULL where the text holds \u0000, which jsonb cannot: core/poison.py dead-letters the row)
+    staged = staged_column(ColumnInfo("raw", "json"))
+    assert staged.startswith("CASE WHEN NOT (")
+    assert staged.endswith('THEN CAST(CAST("raw" AS jsonb) AS TEXT) END AS "raw"')
     assert staged_column(ColumnInfo("doc", "jsonb")) == 'CAST("doc" AS TEXT) AS "doc"'
 
 

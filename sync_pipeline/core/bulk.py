@@ -90,6 +90,8 @@ class BulkChunk:
 
     body: BulkBody
     deletes: int
+    # rows no document can carry (core/poison.py), kept out of the body: for the dead letters
+    rejected: tuple[Rejected, ...] = ()
 
     @property
     def docs(self) -> int:

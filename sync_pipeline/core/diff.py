@@ -8,7 +8,7 @@ no set of all ids is built.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Collection, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -16,7 +16,9 @@ import orjson
 
 from sync_pipeline.core.bulk import LoadTotals
 
-Keyed = tuple[tuple[Any, ...], str, dict[str, Any]]  # (sort key, _id, document)
+# (sort key, _id, document); a PostgreSQL row no document can carry (core/poison.py) has None:
+# it is a dead letter, counted apart and compared with nothing
+Keyed = tuple[tuple[Any, ...], str, dict[str, Any] | None]
 
 EXAMPLES = 10
 
@@ -39,6 +41,11 @@ class VerifyReport:
     missing_ids: list[str] = field(default_factory=list)
     extra_ids: list[str] = field(default_factory=list)
     mismatches: list[Mismatch] = field(default_factory=list)
+    # rows that are dead letters, not drift: no document can carry them (core/poison.py), or
+    # the index refused theirs and the dead-letter table holds it (`dead-letters replay` is
+    # their repair, once the row or the mapping is fixed)
+    dead_letters: int = 0
+    dead_letter_ids: list[str] = field(default_factory=list)
     repaired: LoadTotals | None = None
     # how the index's mapping differs from the spec's, one line per field: `_source` can match
     # while the index holds 12.5 as the integer 12
@@ -62,6 +69,11 @@ class VerifyReport:
             out.append(f"  missing in ES (first {len(self.missing_ids)}): {', '.join(self.missing_ids)}")
         if self.extra_ids:
             out.append(f"  extra in ES (first {len(self.extra_ids)}): {', '.join(self.extra_ids)}")
+        if self.dead_letters:
+            out.append(
+                f"  {self.dead_letters} rows are dead letters, not drift (`dead-letters` says why; "
+                f"first {len(self.dead_letter_ids)}): {', '.join(self.dead_letter_ids)}"
+            )
         for m in self.mismatches:
             out.append(f"  _id {m.doc_id} differs in: {', '.join(m.fields)}")
         if self.mapping:
@@ -92,19 +104,43 @@ class Repairs(Protocol):
     def repair(self, doc_id: str) -> None: ...
 
 
+def _dead_letter(report: VerifyReport, doc_id: str) -> None:
+    report.dead_letters += 1
+    if len(report.dead_letter_ids) < EXAMPLES:
+        report.dead_letter_ids.append(doc_id)
+
+
 def diff_sorted(
-    expected: Iterable[Keyed], actual: Iterable[Keyed], report: VerifyReport, repairs: Repairs | None = None
+    expected: Iterable[Keyed],
+    actual: Iterable[Keyed],
+    report: VerifyReport,
+    repairs: Repairs | None = None,
+    dead: Collection[str] = (),
 ) -> VerifyReport:
-    """Merge two key-ordered streams, counting missing, extra and changed documents."""
+    """Merge two key-ordered streams, counting missing, extra and changed documents; a row that
+    is a dead letter (no document for it, or one of `dead`, the ids the dead-letter table holds)
+    is counted apart when its document is missing or differs, and not repaired."""
     exp_iter: Iterator[Keyed] = iter(expected)
     act_iter: Iterator[Keyed] = iter(actual)
     exp = next(exp_iter, None)
     act = next(act_iter, None)
     while exp is not None or act is not None:
-        if act is None or (exp is not None and exp[0] < act[0]):
-            assert exp is not None
-            report.missing += 1
+        if exp is not None and exp[2] is None and (act is None or exp[0] <= act[0]):
+            # the row's document is whatever the index last took, or none: either way not drift
+            _dead_letter(report, exp[1])
             report.pg_count += 1
+            if act is not None and act[0] == exp[0]:
+                report.es_count += 1
+                act = next(act_iter, None)
+            exp = next(exp_iter, None)
+        elif act is None or (exp is not None and exp[0] < act[0]):
+            assert exp is not None
+            report.pg_count += 1
+            if exp[1] in dead:
+                _dead_letter(report, exp[1])
+                exp = next(exp_iter, None)
+                continue
+            report.missing += 1
             if len(report.missing_ids) < EXAMPLES:
                 report.missing_ids.append(exp[1])
             if repairs:
@@ -122,7 +158,9 @@ def diff_sorted(
             report.pg_count += 1
             report.es_count += 1
             fields = differing_fields(normalise(exp[2]), normalise(act[2]))
-            if fields:
+            if fields and exp[1] in dead:
+                _dead_letter(report, exp[1])
+            elif fields:
                 report.mismatched += 1
                 if len(report.mismatches) < EXAMPLES:
                     report.mismatches.append(Mismatch(exp[1], fields))

@@ -23,6 +23,7 @@ import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from sync_pipeline.core import poison
 from sync_pipeline.core.bulk import BulkBody, BulkChunk, action_array, action_tail, json_strings, value_bytes
 from sync_pipeline.core.columns import ColumnInfo, infer_es_type, key_sort_problem
 from sync_pipeline.core.keys import canonical_texts, check_no_null_keys, ids_from_texts
@@ -288,6 +289,8 @@ class DocumentBatch:
     documents: list[dict[str, Any]]  # aligned with ids; ignored where deleted
     deleted: list[bool]
     versions: list[int]  # ES external versions: a document never replaces a newer one
+    # per row, why no document can carry it (core/poison.py; None: it can); aligned with ids
+    unrepresentable: list[str | None] | None = None
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -295,15 +298,25 @@ class DocumentBatch:
 
 def batch_to_documents(batch: pa.RecordBatch, plan: DocumentPlan) -> DocumentBatch:
     names = [f.name for f in plan.fields]
-    columns = _field_values(batch, plan, orjson.loads)
+    refused: list[str] = []
+    columns = _field_values(batch, plan, lambda text: poison.parse_json(text, refused))
     documents = [dict(zip(names, row, strict=True)) for row in zip(*columns, strict=True)]
     if not plan.fields:
         documents = [{} for _ in range(batch.num_rows)]
+    ids = _id_array(batch, plan)
+    mask = poison.flagged(batch, ids, _deleted_array(batch, plan.spec))
+    unrepresentable: list[str | None] | None = None
+    if mask is not None:
+        reasons = iter(poison.reasons(batch, ids, mask))
+        unrepresentable = [next(reasons).error["reason"] if bad else None for bad in mask.to_pylist()]
+    if refused:  # a value no JSON parser takes: a dead letter of the sync, so not verify's drift
+        unrepresentable = poison.unparsable(documents, unrepresentable)
     return DocumentBatch(
-        ids=document_ids(batch, plan),
+        ids=ids.to_pylist(),
         documents=documents,
         deleted=deleted_flags(batch, plan.spec),
         versions=document_versions(batch, plan.spec),
+        unrepresentable=unrepresentable,
     )
 
 
@@ -327,7 +340,26 @@ def _json_values(array: pa.Array, field: FieldPlan) -> pa.Array:
 
 
 def batch_to_bulk(batch: pa.RecordBatch, plan: DocumentPlan, include_deletes: bool = True) -> BulkChunk:
-    """The batch as bulk NDJSON, assembled column by column in Arrow: no Python per row."""
+    """The batch as bulk NDJSON, assembled column by column in Arrow: no Python per row. Rows no
+    document can carry (core/poison.py) are left out, as the chunk's `rejected`."""
+    ids = _id_array(batch, plan)
+    flags = _deleted_array(batch, plan.spec)
+    mask = poison.flagged(batch, ids, flags)
+    unsendable = None if flags is None else pc.and_(flags, poison.too_long(ids))
+    if unsendable is not None and pc.any(unsendable).as_py():
+        # the delete of an `_id` too long to index: already the index's state, and not sendable
+        keep = pc.invert(unsendable)
+        batch, ids = batch.filter(keep), pc.filter(ids, keep)
+        mask = None if mask is None else pc.filter(mask, keep)
+    if mask is None:
+        return _bulk(batch, plan, ids, include_deletes)
+    rejected = tuple(poison.reasons(batch, ids, mask))
+    keep = pc.invert(mask)
+    chunk = _bulk(batch.filter(keep), plan, pc.filter(ids, keep), include_deletes)
+    return BulkChunk(chunk.body, chunk.deletes, rejected)
+
+
+def _bulk(batch: pa.RecordBatch, plan: DocumentPlan, ids: pa.Array, include_deletes: bool) -> BulkChunk:
     spec = plan.spec
     parts: list[Any] = []
     for number, f in enumerate(plan.fields):
@@ -337,7 +369,7 @@ def batch_to_bulk(batch: pa.RecordBatch, plan: DocumentPlan, include_deletes: bo
             _json_values(cleanse_array(batch.column(f.column), f, spec.naive_timezone), f),
         ]
     parts += ["}\n" if plan.fields else "{}\n"]
-    ids, versions = _id_array(batch, plan), _version_array(batch, spec)
+    versions = _version_array(batch, spec)
     flags = _deleted_array(batch, spec)
     deletes = 0 if flags is None else int(pc.sum(flags).as_py() or 0)
     if deletes == 0:

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
+from sync_pipeline.core import poison
 from sync_pipeline.core.columns import ColumnInfo
 from sync_pipeline.core.keys import typed_sql
 from sync_pipeline.core.quoting import qualified_table, quote_ident, sql_literal
@@ -114,13 +115,14 @@ def staged_column(info: ColumnInfo) -> str:
     NUMERIC, JSON and everything else as text (JSON as jsonb prints it: one line)."""
     column = quote_ident(info.name)
     if info.staging == "native":
-        return column
+        safe = poison.safe_value(info, column)  # a date past year 9999 would fail the whole read
+        return column if safe == column else f"{safe} AS {column}"
     if info.is_array:
         return f"CAST(to_jsonb({column}) AS TEXT) AS {column}"
     if info.pg_type == "json":
         # json keeps its input text, newlines included, which would split the bulk NDJSON line;
         # jsonb prints one line (it also normalises whitespace and keeps the last duplicate key)
-        return f"CAST(CAST({column} AS jsonb) AS TEXT) AS {column}"
+        return f"{poison.safe_value(info, f'CAST(CAST({column} AS jsonb) AS TEXT)')} AS {column}"
     return f"CAST({column} AS TEXT) AS {column}"
 
 
@@ -173,6 +175,7 @@ def read_columns(columns: Sequence[ColumnInfo], relations: Sequence[RelationPlan
         *columns,
         *(ColumnInfo(r.spec.name, "jsonb") for r in relations),
         ColumnInfo(VERSION_COLUMN, "int8"),
+        ColumnInfo(poison.UNREPRESENTABLE_COLUMN, "text"),
     ]
 
 
@@ -188,6 +191,7 @@ def _select(
         for r in relations
     ]
     outputs.append(f"{VERSION_SQL} AS {quote_ident(VERSION_COLUMN)}")
+    outputs.append(f"{poison.reason_sql(columns)} AS {quote_ident(poison.UNREPRESENTABLE_COLUMN)}")
     return f"SELECT {', '.join(outputs)} FROM {source_sql(spec, literal)}"
 
 

@@ -30,7 +30,7 @@ from sync_pipeline.core.bulk import (
     RetryPolicy,
     backoff_delay,
 )
-from sync_pipeline.io.search import SearchTarget
+from sync_pipeline.io.search import SearchApiError, SearchTarget
 from sync_pipeline.io.search.indices import with_backoff
 
 _HELD_VERSION = re.compile(r"current version \[(\d+)\]")
@@ -68,7 +68,10 @@ def _rejected(doc: Doc, summary: dict[str, Any]) -> Rejected:
     op, doc_id = _op_and_id(doc[0])
     action: dict[str, Any] = {"_op_type": op, "_id": doc_id}
     if doc[1] is not None:
-        action["_source"] = orjson.loads(doc[1])
+        try:
+            action["_source"] = orjson.loads(doc[1])
+        except orjson.JSONDecodeError as exc:  # nested too deep for any parser: the row still has it
+            summary = {**summary, "source_not_kept": str(exc)}
     return Rejected(str(doc_id), action, summary)
 
 
@@ -100,10 +103,18 @@ def send_body(
     pending = list(range(len(body)))
     sending = body
     for attempt in range(1, retry.attempts + 1):
-        response = with_backoff(
-            lambda data=sending.data: es.bulk(operations=data, index=index, filter_path=_BULK_FILTER).body,
-            retry,
-        )
+        try:
+            response = with_backoff(
+                lambda data=sending.data: (
+                    es.bulk(operations=data, index=index, filter_path=_BULK_FILTER).body
+                ),
+                retry,
+            )
+        except SearchApiError as exc:
+            if not _refused_for_a_document(exc):
+                raise
+            result.absorb(_bisect(es, index, sending, batch, retry, exc, sleep))
+            break
         if not response.get("errors"):
             deletes = body.deletes(pending)
             result.deleted += deletes
@@ -151,6 +162,44 @@ def send_body(
         sending = body.subset(pending)
     result.seconds = time.perf_counter() - started
     return result
+
+
+# what a whole request is refused with for what one of its documents holds (an `_id` over 512
+# bytes, a body over http.max_content_length): never the index's or the cluster's state
+_DOCUMENT_REFUSALS = frozenset({"action_request_validation_exception", "x_content_parse_exception"})
+
+
+def _refused_for_a_document(exc: SearchApiError) -> bool:
+    return exc.status_code == 413 or (exc.status_code == 400 and exc.error_type in _DOCUMENT_REFUSALS)
+
+
+def _bisect(
+    es: SearchTarget,
+    index: str,
+    body: BulkBody,
+    batch: int,
+    retry: RetryPolicy,
+    refusal: SearchApiError,
+    sleep: Callable[[float], None],
+) -> BatchResult:
+    """A request refused as a whole for one document's sake: its halves go on their own until
+    that document is alone and becomes a dead letter, so the rest lands and the claim or window
+    moves on (about 2·log2(n) more requests per such document; none on the happy path)."""
+    if len(body) > 1:
+        result = BatchResult(batch=batch)
+        for half in body.split(2):
+            result.absorb(send_body(es, index, half, batch, retry, sleep=sleep))
+        return result
+    doc = body.doc(0)
+    op, doc_id = _op_and_id(doc[0])
+    summary = {
+        "op": op,
+        "_id": doc_id,
+        "status": refusal.status_code,
+        "type": refusal.error_type,
+        "reason": refusal.message[:1000],
+    }
+    return BatchResult(batch=batch, rejected=[_rejected(doc, summary)], errors=[summary])
 
 
 # a part smaller than this is not worth a request of its own

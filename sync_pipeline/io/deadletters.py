@@ -60,6 +60,14 @@ def record(
     return len(rejected)
 
 
+def doc_ids(conn: Connection, spec: str) -> set[str]:
+    """The document ids the spec's dead letters hold (none before the table exists: a read,
+    so verify creates nothing in the user's database)."""
+    if conn.execute(sa.select(sa.func.to_regclass(DEAD_LETTERS.name))).scalar() is None:
+        return set()
+    return set(conn.execute(sa.select(DEAD_LETTERS.c.doc_id).where(DEAD_LETTERS.c.spec == spec)).scalars())
+
+
 def list_dead_letters(conn: Connection, spec: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
     ensure_table(conn)
     query = sa.select(DEAD_LETTERS).order_by(DEAD_LETTERS.c.id).limit(limit)

@@ -20,7 +20,7 @@ from psycopg.postgres import types as pg_types
 from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.exc import DBAPIError
 
-from sync_pipeline.core import sql
+from sync_pipeline.core import poison, sql
 from sync_pipeline.core.columns import ColumnInfo, arrow_schema
 from sync_pipeline.core.redact import redact_url
 from sync_pipeline.core.relations import RelationPlan, TableInfo
@@ -189,7 +189,10 @@ def json_value_kinds(conn: Connection, spec: SyncSpec, columns: Sequence[ColumnI
     parts, params = [], {}
     for number, info in enumerate(columns):
         column = sql.quote_ident(info.name)
-        value = f"to_jsonb({column})" if info.is_array else f"CAST({column} AS jsonb)"
+        # a json value holding \u0000 has no jsonb form: left out of the sample, not failing it
+        value = (
+            f"to_jsonb({column})" if info.is_array else poison.safe_value(info, f"CAST({column} AS jsonb)")
+        )
         params[f"c{number}"] = info.name
         parts.append(
             f"SELECT DISTINCT CAST(%(c{number})s AS text), jsonb_typeof(__sync_item) FROM "

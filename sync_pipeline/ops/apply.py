@@ -82,7 +82,13 @@ class Batches:
     def apply(self, conn: Connection, keys: list[Key]) -> None:
         for part in _parts(keys):
             started = time.perf_counter()
-            body = resync_body(conn, self.bound, part)
+            body, rejected = resync_body(conn, self.bound, part)
+            if rejected:  # in the claim's transaction: its entries go only with their dead letters
+                deadletters.record(conn, self.bound.spec.name, rejected, "buffer", self.run_id)
+                self.totals.dead_lettered += len(rejected)
+                self.totals.first_errors.extend(
+                    r.error for r in rejected[: max(0, 5 - len(self.totals.first_errors))]
+                )
             while len(self._pending) >= IN_FLIGHT:
                 self._finish(self._pending.popleft())
             if body is not None:

@@ -22,13 +22,13 @@ from __future__ import annotations
 import contextlib
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from sqlalchemy.engine import Engine
 
-from sync_pipeline.core.bulk import BatchResult, LoadTotals, Rejected, rebody, retry_policy
+from sync_pipeline.core.bulk import BatchResult, BulkBody, LoadTotals, Rejected, rebody, retry_policy
 from sync_pipeline.core.diff import VerifyReport, diff_sorted
 from sync_pipeline.core.documents import batch_to_bulk
 from sync_pipeline.core.index_mapping import index_settings
@@ -144,16 +144,28 @@ def fill_index(
         pages = iter_pages(
             conn, spec, bound.columns, None, spec.batch_size, modes=["by_key"], relations=bound.relations
         )
-        # soft-deleted rows are simply not written into the new index
-        bodies = (batch_to_bulk(page, bound.plan, include_deletes=False).body for page in pages)
-        return load_bulk(
+        unrepresentable: list[Rejected] = []
+
+        def bodies() -> Iterator[BulkBody]:
+            # soft-deleted rows are simply not written into the new index; rows no document can
+            # carry (core/poison.py) become dead letters, as refused documents do
+            for page in pages:
+                chunk = batch_to_bulk(page, bound.plan, include_deletes=False)
+                _dead_letter(engine, spec, index, list(chunk.rejected), run_id, kind)
+                unrepresentable.extend(chunk.rejected)
+                if chunk.docs:
+                    yield chunk.body
+
+        totals = load_bulk(
             es,
             index,
-            rebody(bodies, spec.batch_size, spec.target.bulk_max_bytes),
+            rebody(bodies(), spec.batch_size, spec.target.bulk_max_bytes),
             spec.target.bulk_concurrency,
             keep,
             retry_policy(spec),
         )
+        totals.dead_lettered += len(unrepresentable)
+        return totals
 
 
 class _KeepingRefused(BulkRepairs):

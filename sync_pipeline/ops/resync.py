@@ -14,9 +14,10 @@ from collections.abc import Sequence
 
 from sqlalchemy.engine import Connection, Engine
 
-from sync_pipeline.core.bulk import BatchResult, BulkBody, action_line, retry_policy
+from sync_pipeline.core.bulk import BatchResult, BulkBody, Rejected, action_line, rebody, retry_policy
 from sync_pipeline.core.documents import batch_to_bulk, document_ids
 from sync_pipeline.core.keys import document_id, texts_from_id
+from sync_pipeline.core.poison import MAX_ID_BYTES
 from sync_pipeline.io.bulk_load import send_split
 from sync_pipeline.io.postgres import fetch_keys, snapshot_version
 from sync_pipeline.io.search import SearchTarget
@@ -42,35 +43,50 @@ def resync_keys(
     """Index the current row of every key that still exists; delete the others — all with the
     version of the connection's snapshot, so a slower writer holding an older read can neither
     replace nor resurrect them."""
-    body = resync_body(conn, bound, keys)
-    if body is None:
-        return BatchResult(batch=batch_number)
-    return send_resync(es, bound, body, batch_number)
+    body, rejected = resync_body(conn, bound, keys)
+    result = BatchResult(batch=batch_number) if body is None else send_resync(es, bound, body, batch_number)
+    result.rejected.extend(rejected)
+    return result
 
 
-def resync_body(conn: Connection, bound: Bound, keys: Sequence[Key]) -> BulkBody | None:
+def resync_body(
+    conn: Connection, bound: Bound, keys: Sequence[Key]
+) -> tuple[BulkBody | None, tuple[Rejected, ...]]:
     """The bulk body that brings `keys` in line with the connection's snapshot (None: nothing
-    to send); sending it is `send_resync`, which a drain does while it reads the next keys."""
+    to send), and the rows no document can carry (core/poison.py: dead letters, never sent, and
+    never deleted either, since their rows exist); sending the body is `send_resync`, which a
+    drain does while it reads the next keys."""
     batch = fetch_keys(conn, bound.spec, bound.columns, keys, bound.relations)
     # documents assembled by the full sync's own Arrow kernels (core/documents.batch_to_bulk), with
     # the version column every read carries: in this transaction, the snapshot's version
     chunk = batch_to_bulk(batch, bound.plan)
     present = set(document_ids(batch, bound.plan))
     gone = [document_id(key, bound.plan.keys) for key in keys]
-    gone = [doc_id for doc_id in dict.fromkeys(gone) if doc_id not in present]
+    # an `_id` too long to index was never indexed (and would fail the whole request)
+    gone = [i for i in dict.fromkeys(gone) if i not in present and len(i.encode()) <= MAX_ID_BYTES]
     if not gone and not chunk.docs:
-        return None
+        return None, chunk.rejected
     body = chunk.body
     if gone:
         version = snapshot_version(conn)
         deletes = BulkBody.join(action_line("delete", doc_id, version) for doc_id in gone)
         body = BulkBody.concat(body, deletes) if chunk.docs else deletes
-    return body
+    return body, chunk.rejected
 
 
 def send_resync(es: SearchTarget, bound: Bound, body: BulkBody, batch_number: int) -> BatchResult:
-    target = bound.spec.target
-    return send_split(es, target.index, body, batch_number, retry_policy(bound.spec), target.bulk_concurrency)
+    """One counted batch, in requests cut at the spec's `bulk_max_mb` as the full sync's are: a
+    fan-out of large documents would otherwise make one request of any size."""
+    spec, target = bound.spec, bound.spec.target
+    pieces = list(rebody([body], max(len(body), spec.batch_size), target.bulk_max_bytes))
+    if len(pieces) == 1:
+        return send_split(es, target.index, body, batch_number, retry_policy(spec), target.bulk_concurrency)
+    result = BatchResult(batch=batch_number)
+    for piece in pieces:
+        result.absorb(
+            send_split(es, target.index, piece, batch_number, retry_policy(spec), target.bulk_concurrency)
+        )
+    return result
 
 
 def classify_stale(engine: Engine, result: BatchResult) -> int | None:

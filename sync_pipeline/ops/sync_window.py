@@ -21,7 +21,15 @@ from pathlib import Path
 import pyarrow as pa
 
 from sync_pipeline.core import naming, progress
-from sync_pipeline.core.bulk import BatchResult, BulkBody, LoadTotals, iter_bodies, rebody, retry_policy
+from sync_pipeline.core.bulk import (
+    BatchResult,
+    BulkBody,
+    LoadTotals,
+    Rejected,
+    iter_bodies,
+    rebody,
+    retry_policy,
+)
 from sync_pipeline.core.columns import arrow_schema
 from sync_pipeline.core.documents import DocumentPlan, batch_to_bulk
 from sync_pipeline.core.mappings import refresh_interval
@@ -115,6 +123,8 @@ class Documents:
     seconds: float = 0.0
     path: Path | None = None
     fields: tuple[str, ...] = ()
+    # rows no document can carry (core/poison.py): dead letters instead of documents
+    rejected: list[Rejected] = field(default_factory=list)
 
 
 @dataclass
@@ -126,16 +136,23 @@ class WindowResult:
 
 
 def _documents(
-    batches: Iterator[pa.RecordBatch], plan: DocumentPlan, counts: Documents
+    batches: Iterator[pa.RecordBatch], plan: DocumentPlan, counts: Documents, run: WindowRun
 ) -> Iterator[BulkBody]:
-    """Each batch's documents as one bulk body, timed and counted."""
+    """Each batch's documents as one bulk body, timed and counted; its rows no document can
+    carry are stored as dead letters as they come, and the window goes on."""
+    engine = engine_for(run.pg_url)
     for batch in batches:
         started = time.perf_counter()
         chunk = batch_to_bulk(batch, plan)
         counts.docs += chunk.docs
         counts.deletes += chunk.deletes
         counts.seconds += time.perf_counter() - started
-        yield chunk.body
+        if chunk.rejected:
+            with engine.begin() as conn:
+                deadletters.record(conn, run.spec.name, chunk.rejected, run.key, run.run_id)
+            counts.rejected.extend(chunk.rejected)
+        if chunk.docs:
+            yield chunk.body
 
 
 def _timed(pages: Iterator[pa.RecordBatch], counts: Extracted) -> Iterator[pa.RecordBatch]:
@@ -179,9 +196,10 @@ def sync_window(run: WindowRun, es: SearchTarget) -> WindowResult:
     run.path("parquet").unlink(missing_ok=True)
     rows = _read(run, bound)
     bodies = staged_bodies(
-        _documents(_timed(rows, result.extracted), bound.plan, result.documents), result.documents.path
+        _documents(_timed(rows, result.extracted), bound.plan, result.documents, run), result.documents.path
     )
     result.totals = load(run, es, rebody(bodies, spec.batch_size, spec.target.bulk_max_bytes))
+    _count_unrepresentable(result.totals, result.documents.rejected)
     result.totals.mapping_changes = result.target.lines
     progress.notify("extracted", spec=spec.name, rows=result.extracted.rows)
     run.log(
@@ -219,9 +237,16 @@ def documents_stage(run: WindowRun) -> Documents:
     plan = Bound.staged(run.spec, staged_columns(source)).plan
     counts = Documents(path=run.path("ndjson"), fields=tuple(f.name for f in plan.fields))
     batches = read_batches(source, run.spec.batch_size)
-    for _ in staged_bodies(_documents(batches, plan, counts), counts.path):
+    for _ in staged_bodies(_documents(batches, plan, counts, run), counts.path):
         pass
     return counts
+
+
+def _count_unrepresentable(totals: LoadTotals, rejected: list[Rejected]) -> None:
+    """The window's dead-lettered rows in its totals, as refused documents are (the run's check
+    fails on them, and `dead-letters` lists why)."""
+    totals.dead_lettered += len(rejected)
+    totals.first_errors.extend(r.error for r in rejected[: max(0, 5 - len(totals.first_errors))])
 
 
 def index_stage(run: WindowRun, es: SearchTarget) -> WindowResult:

@@ -22,6 +22,7 @@ from sync_pipeline.core.specs import SyncSpec
 from sync_pipeline.core.sql import SourceError
 from sync_pipeline.core.versions import XIP_SLOTS
 from sync_pipeline.core.windows import Window
+from sync_pipeline.io import deadletters
 from sync_pipeline.io.postgres import burn_transaction_id, count_window_rows, iter_pages
 from sync_pipeline.io.search import SearchTarget
 from sync_pipeline.io.search.indices import (
@@ -96,8 +97,13 @@ def postgres_documents(
     for batch in pages:
         docs = batch_to_documents(batch, bound.plan)
         expect_exact_numerics(batch, bound.plan, docs.documents)
-        for doc_id, doc, deleted in zip(docs.ids, docs.documents, docs.deleted, strict=True):
-            if not deleted:
+        problems = docs.unrepresentable or [None] * len(docs)
+        for doc_id, doc, deleted, problem in zip(
+            docs.ids, docs.documents, docs.deleted, problems, strict=True
+        ):
+            if problem is not None:
+                yield sort_key(doc), doc_id, None  # a dead letter (core/poison.py), not drift
+            elif not deleted:
                 yield sort_key(doc), doc_id, doc
 
 
@@ -186,7 +192,7 @@ def verify_spec(
     else:
         actual = []  # every row is missing; still stream PostgreSQL to count them
     expected = postgres_documents(conn, bound, page_size, sort_normaliser(bound, es_types))
-    diff_sorted(expected, actual, report, repairs)
+    diff_sorted(expected, actual, report, repairs, deadletters.doc_ids(conn, spec.name))
     if es_types:  # the index exists: `_source` cannot show a multi-field its documents lack
         report.mapping += multi_field_gaps(es, spec, repairs.repair if repairs else None)
     if repairs:
@@ -201,7 +207,10 @@ def postgres_window_documents(conn: Connection, bound: Bound, window: Window) ->
     for batch in iter_pages(conn, spec, bound.columns, window, spec.batch_size, relations=bound.relations):
         docs = batch_to_documents(batch, bound.plan)
         expect_exact_numerics(batch, bound.plan, docs.documents)
-        yield from (doc for doc, deleted in zip(docs.documents, docs.deleted, strict=True) if not deleted)
+        problems = docs.unrepresentable or [None] * len(docs)
+        rows = zip(docs.documents, docs.deleted, problems, strict=True)
+        # a row no document can carry is a dead letter: the index holds no document of it
+        yield from (doc for doc, deleted, problem in rows if not deleted and problem is None)
 
 
 def reconcile_window(

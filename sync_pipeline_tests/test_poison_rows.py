@@ -1,0 +1,292 @@
+"""Poison rows (issue 30, item 9): a row no document can carry becomes a dead letter with its
+reason, and the window, the drain and the slot move on; `verify` counts it apart, not as drift.
+
+Each case on the real servers: `infinity`, a year past 9999 and a BC date; a `json` value
+holding `\\u0000`; a text key over Elasticsearch's 512-byte `_id` limit — under the full
+(partitioned window) sync, the trigger drain and the logical drain; and a drain's fan-out of
+large documents, cut into requests at `bulk_max_mb` as the full sync's are.
+"""
+
+from __future__ import annotations
+
+import orjson
+import pyarrow as pa
+import pytest
+
+from sync_pipeline.apps.cli.runner import Servers, run_sync, run_verify
+from sync_pipeline.core.bulk import BulkBody, entry_doc
+from sync_pipeline.core.columns import ColumnInfo, arrow_schema
+from sync_pipeline.core.documents import batch_to_bulk, build_plan
+from sync_pipeline.core.poison import UNREPRESENTABLE_COLUMN
+from sync_pipeline.core.specs import parse_specs
+from sync_pipeline.core.sql import read_columns
+from sync_pipeline.io import buffer, deadletters, replication
+from sync_pipeline.io.bulk_load import send_body
+from sync_pipeline.io.search import SearchApiError
+from sync_pipeline.ops.capture import install_capture, uninstall_capture
+from sync_pipeline.ops.drain import drain
+
+from .conftest import CHAOS_RESULTS, at, indexed
+from .test_faults import seed
+
+# (column, value, how PostgreSQL writes the value back): each makes one seeded row a poison row
+POISON = {
+    1: ("due", "infinity"),
+    2: ("due", "10000-01-01"),
+    3: ("seen", "0044-03-15 00:00:00 BC"),
+    4: ("doc", '{"note": "a\\u0000b"}'),
+    5: ("seen", "-infinity"),
+}
+
+
+def test_a_flagged_row_is_left_out_of_the_body_unless_it_is_a_soft_delete():
+    """The pure step: the reason column (as the read's SQL fills it) takes a row out of the body
+    into `rejected`; a soft-deleted row still deletes; the delete of an over-long `_id` (never
+    indexable, so already absent) is not sent, since it would fail the whole request."""
+    spec = parse_specs(
+        """
+specs:
+  - name: s
+    source: {table: t, primary_key: id, updated_at: updated_at, soft_delete: deleted}
+    target: {index: s}
+    partitions: {start: "2026-01-01"}
+"""
+    )[0]
+    columns = [ColumnInfo("id", "text"), ColumnInfo("due", "date"), ColumnInfo("deleted", "bool")]
+    read = read_columns(columns)
+    plan = build_plan(spec, read)
+    rows = [
+        {"id": "ok", "deleted": False},
+        {"id": "bad", "deleted": False, UNREPRESENTABLE_COLUMN: '{"1": "infinity"}'},
+        {"id": "gone", "deleted": True, UNREPRESENTABLE_COLUMN: '{"1": "infinity"}'},
+        {"id": "x" * 600, "deleted": False},
+        {"id": "y" * 600, "deleted": True},
+    ]
+    chunk = batch_to_bulk(pa.RecordBatch.from_pylist(rows, schema=arrow_schema(read)), plan)
+    lines = chunk.body.data.decode().splitlines()
+    assert [orjson.loads(line) for line in lines if '"_id"' in line] == [
+        {"index": {"_id": "ok", "version": 0, "version_type": "external_gte"}},
+        {"delete": {"_id": "gone", "version": 0, "version_type": "external_gte"}},
+    ]
+    assert [r.doc_id for r in chunk.rejected] == ["bad", "x" * 600]
+    assert chunk.rejected[0].error["columns"] == {"due": "infinity"}
+    assert "column 'due' holds 'infinity'" in chunk.rejected[0].error["reason"]
+    assert "600 bytes" in chunk.rejected[1].error["reason"]
+
+
+def _poisoned_table(scenario, rows: int) -> None:
+    """The scenario's table with a date, a timestamp and a json column, `rows` rows, and the
+    POISON values in the first rows."""
+    table = scenario.table
+    scenario.execute(
+        f"ALTER TABLE {table} ADD COLUMN due date, ADD COLUMN seen timestamp, ADD COLUMN doc json"
+    )
+    seed(scenario, rows)
+    scenario.execute(
+        f"UPDATE {table} SET due = date '2026-03-01' + CAST(id AS int), seen = timestamp '2026-01-01 10:00', "
+        """doc = CAST('{"n": ' || id || '}' AS json)"""
+    )
+    for key, (column, value) in POISON.items():
+        scenario.execute(f"UPDATE {table} SET {column} = :value WHERE id = :id", {"value": value, "id": key})
+
+
+def _dead_letters(scenario) -> dict[str, dict]:
+    with scenario.engine.begin() as conn:
+        return {d["doc_id"]: d["error"] for d in deadletters.list_dead_letters(conn, scenario.table, 500)}
+
+
+def _verified(spec, live) -> tuple[int, int]:
+    """(drift, rows counted as dead letters) by `verify`, which must not crash on poison rows."""
+    (report,) = run_verify([spec], [spec], servers=Servers(live.pg_url, live.es_url))
+    return report.drift, report.dead_letters
+
+
+@pytest.mark.integration
+@pytest.mark.chaos
+@pytest.mark.parametrize("capture", ["triggers", "logical"])
+def test_poison_rows_become_dead_letters_and_the_sync_and_drains_flow_on(scenario, live, capture):
+    spec = scenario.spec(extra=f"    capture: {capture}")
+    servers = Servers(live.pg_url, live.es_url)
+    _poisoned_table(scenario, 200)
+    install_capture(scenario.engine, spec)
+    try:
+        summary = run_sync([spec], spec, at("2026-02-01"), at("2026-03-01"), servers=servers)
+        assert summary.success, summary.error
+        assert summary.indexed == 200 - len(POISON) and summary.dead_lettered == len(POISON)
+        dead = _dead_letters(scenario)
+        assert sorted(dead) == sorted(str(k) for k in POISON)
+        assert all(e["type"] == "unrepresentable_row" for e in dead.values())
+        assert dead["1"]["columns"] == {"due": "infinity"} and "column 'due'" in dead["1"]["reason"]
+        assert dead["3"]["columns"] == {"seen": "0044-03-15 00:00:00 BC"}
+        assert "\\u0000" in dead["4"]["columns"]["doc"]
+
+        # the issue's reproduction: one row turns poison, and the change behind it must arrive
+        scenario.execute(f"UPDATE {scenario.table} SET due = 'infinity' WHERE id = 10")
+        scenario.execute(f"UPDATE {scenario.table} SET title = 'after' WHERE id = 11")
+        totals = drain(scenario.engine, scenario.es, spec)
+        assert totals.failed == 0 and totals.dead_lettered == 1
+        docs = indexed(scenario.es, scenario.index)
+        assert docs["11"]["title"] == "after" and "1" not in docs and "10" in docs
+        assert "10" in _dead_letters(scenario)
+        # nothing is left to claim: the buffer is empty, the slot confirmed past the poison row
+        again = drain(scenario.engine, scenario.es, spec)
+        assert again.dead_lettered == 0 and again.claimed == 0
+        with scenario.engine.begin() as conn:
+            if capture == "triggers":
+                assert not buffer.has_pending(scenario.engine, spec)
+            else:
+                assert replication.slot_state(conn, spec.name).lag_bytes < 1024 * 1024
+
+        drift, unrepresentable = _verified(spec, live)
+        assert (drift, unrepresentable) == (0, len(POISON) + 1)
+    finally:
+        scenario.engine.dispose()
+        uninstall_capture(scenario.engine, spec)
+    CHAOS_RESULTS.append((f"poison rows (infinity, year 10000, BC, json \\u0000), {capture}", 202, drift, 6))
+
+
+@pytest.mark.integration
+@pytest.mark.chaos
+def test_a_key_over_the_id_limit_is_a_dead_letter_not_a_stuck_drain(scenario, live):
+    """A text key of 600 bytes: Elasticsearch refuses an `_id` over 512 bytes."""
+    table = f"{scenario.table}_k"
+    scenario.execute(f"CREATE TABLE {table} (id text PRIMARY KEY, title text, updated_at timestamptz)")
+    try:
+        spec = scenario.spec(source=f"table: {table}", extra="    capture: triggers")
+        long_key = "k" * 600
+        rows = [{"id": f"r{i}", "t": f"row {i}"} for i in range(50)] + [{"id": long_key, "t": "long"}]
+        scenario.execute(f"INSERT INTO {table} VALUES (:id, :t, timestamptz '2026-02-03 00:00+00')", rows)
+        install_capture(scenario.engine, spec)
+        summary = run_sync(
+            [spec], spec, at("2026-02-01"), at("2026-03-01"), servers=Servers(live.pg_url, live.es_url)
+        )
+        assert summary.success and summary.indexed == 50 and summary.dead_lettered == 1, summary.error
+        scenario.execute(f"UPDATE {table} SET title = 'changed' WHERE id IN (:a, 'r0')", {"a": long_key})
+        totals = drain(scenario.engine, scenario.es, spec)
+        assert totals.failed == 0 and totals.dead_lettered == 1
+        assert indexed(scenario.es, scenario.index)["r0"]["title"] == "changed"
+        assert not buffer.has_pending(scenario.engine, spec)
+        assert "512" in _dead_letters(scenario)[long_key]["reason"]
+        drift, unrepresentable = _verified(spec, live)
+        assert (drift, unrepresentable) == (0, 1)
+    finally:
+        scenario.engine.dispose()
+        uninstall_capture(
+            scenario.engine, scenario.spec(source=f"table: {table}", extra="    capture: triggers")
+        )
+        scenario.execute(f"DROP TABLE IF EXISTS {table}")
+    CHAOS_RESULTS.append(("a text key over the 512-byte _id limit", 52, drift, 1))
+
+
+@pytest.mark.integration
+@pytest.mark.chaos
+def test_a_drains_fan_out_of_large_documents_is_cut_at_bulk_max_mb(scenario, live, monkeypatch):
+    """A drain's batch of 20 documents of ~150 KB (a related table's fan-out pages take the
+    same send): one 3 MB request before, now requests of at most the spec's 1 MiB (plus the one
+    document that crosses it)."""
+    spec = scenario.spec(extra="    capture: triggers")
+    spec = spec.model_copy(update={"target": spec.target.model_copy(update={"bulk_max_mb": 1.0})})
+    seed(scenario, 20, pad=150_000)
+    install_capture(scenario.engine, spec)
+    try:
+        assert run_sync(
+            [spec], spec, at("2026-02-01"), at("2026-03-01"), servers=Servers(live.pg_url, live.es_url)
+        ).success
+        scenario.execute(f"UPDATE {scenario.table} SET title = title || 'y'")
+        sizes: list[int] = []
+        client = type(scenario.es)
+        sent = client.bulk
+
+        def recording(self, *args, **kwargs):
+            sizes.append(len(kwargs.get("operations") or b""))
+            return sent(self, *args, **kwargs)
+
+        monkeypatch.setattr(client, "bulk", recording)
+        totals = drain(scenario.engine, scenario.es, spec)
+        monkeypatch.undo()
+        assert totals.indexed == 20 and totals.failed == 0
+        assert len(sizes) >= 3 and max(sizes) <= spec.target.bulk_max_bytes + 200_000
+        assert sum(sizes) > 20 * 150_000
+        drift, _ = _verified(spec, live)
+        assert drift == 0
+    finally:
+        scenario.engine.dispose()
+        uninstall_capture(scenario.engine, spec)
+    CHAOS_RESULTS.append(("a drain's fan-out of 150 KB documents, cut at bulk_max_mb", 20, drift, 0))
+
+
+@pytest.mark.integration
+@pytest.mark.chaos
+@pytest.mark.parametrize("depth", [30, 1100])
+def test_json_nested_deeper_than_the_index_or_the_parser_takes_is_a_dead_letter(scenario, live, depth):
+    """30 levels: past the index's mapping depth limit (20), Elasticsearch refuses the document;
+    1100: past every parser's limit (orjson's, Elasticsearch's). Either way a dead letter of the
+    sync and the drain, and verify counts it as one, not as drift."""
+    spec = scenario.spec(extra="    capture: triggers")
+    deep = '{"a": ' * depth + "1" + "}" * depth
+    seed(scenario, 20)
+    scenario.execute(
+        f"UPDATE {scenario.table} SET payload = CAST(:deep AS jsonb) WHERE id = 3", {"deep": deep}
+    )
+    install_capture(scenario.engine, spec)
+    try:
+        summary = run_sync(
+            [spec], spec, at("2026-02-01"), at("2026-03-01"), servers=Servers(live.pg_url, live.es_url)
+        )
+        assert summary.success and summary.indexed == 19 and summary.dead_lettered == 1, summary.error
+        scenario.execute(
+            f"UPDATE {scenario.table} SET payload = CAST(:deep AS jsonb) WHERE id = 5", {"deep": deep}
+        )
+        scenario.execute(f"UPDATE {scenario.table} SET title = 'after' WHERE id = 6")
+        totals = drain(scenario.engine, scenario.es, spec)
+        assert totals.failed == 0 and totals.dead_lettered == 1
+        assert indexed(scenario.es, scenario.index)["6"]["title"] == "after"
+        assert not buffer.has_pending(scenario.engine, spec)
+        assert sorted(_dead_letters(scenario)) == ["3", "5"]
+        drift, dead = _verified(spec, live)
+        assert (drift, dead) == (0, 2)
+    finally:
+        scenario.engine.dispose()
+        uninstall_capture(scenario.engine, spec)
+    CHAOS_RESULTS.append((f"JSON nested {depth} deep", 22, drift, 2))
+
+
+@pytest.mark.integration
+def test_a_request_refused_whole_for_one_document_is_bisected_down_to_it(scenario):
+    """Elasticsearch refuses a whole bulk request (400 here, 413 for a body over
+    http.max_content_length) for what one document holds: the halves go on their own until that
+    document is alone, it becomes a dead letter, and the other ten land."""
+    scenario.es.indices.create(index=scenario.index)
+    docs = [entry_doc({"_id": str(i), "_op": "index", "_source": {"n": i}}) for i in range(10)]
+    docs.insert(6, entry_doc({"_id": "k" * 600, "_op": "index", "_source": {"n": -1}}))
+    result = send_body(scenario.es, scenario.index, BulkBody.join(docs), 1)
+    assert result.indexed == 10 and result.failed == 0
+    assert [r.doc_id for r in result.rejected] == ["k" * 600]
+    error = result.rejected[0].error
+    assert (error["status"], error["type"]) == (400, "action_request_validation_exception")
+    assert result.rejected[0].action["_source"] == {"n": -1}
+    assert sorted(indexed(scenario.es, scenario.index), key=int) == [str(i) for i in range(10)]
+
+
+class _Refusing:
+    """A search client whose every bulk request is refused as a whole with `error`."""
+
+    def __init__(self, status: int, kind: str) -> None:
+        self.status, self.kind, self.requests = status, kind, 0
+
+    def bulk(self, **_: object):
+        self.requests += 1
+        raise SearchApiError(self.status, {"error": {"type": self.kind}}, f"{self.kind}: refused")
+
+
+def test_a_request_refused_for_the_index_s_sake_is_not_bisected_into_dead_letters():
+    """A closed index refuses every request with a 400 too: that is no document's fault, so the
+    error propagates (the claim stays, the run fails) instead of dead-lettering every document."""
+    docs = [entry_doc({"_id": str(i), "_op": "index", "_source": {"n": i}}) for i in range(8)]
+    client = _Refusing(400, "index_closed_exception")
+    with pytest.raises(SearchApiError, match="index_closed_exception"):
+        send_body(client, "idx", BulkBody.join(docs), 1)  # type: ignore[arg-type]
+    assert client.requests == 1
+    too_large = _Refusing(413, "content_too_long")
+    result = send_body(too_large, "idx", BulkBody.join(docs), 1)  # type: ignore[arg-type]
+    assert len(result.rejected) == 8 and too_large.requests == 15  # every half, down to each one
