@@ -224,3 +224,31 @@ def test_our_sessions_end_an_idle_transaction_and_a_range_read_is_bounded(pg, mo
     with pg.connect() as conn:  # SET LOCAL: the session's own limit is back
         assert conn.execute(sa.text("SHOW statement_timeout")).scalar_one() == "0"
         conn.rollback()
+
+
+@pytest.mark.chaos
+def test_a_logical_truncate_reconcile_holds_no_transaction_across_the_read(
+    scenario, insert_rows, live, es, observer_engine
+):
+    spec = scenario.spec(extra="    capture: logical")
+    install_capture(scenario.engine, spec)  # the slot first, then the full sync
+    try:
+        insert_rows(range(1, ROWS + 1), "2026-02-01 00:00:00+00")
+        assert run_sync([spec], spec).success
+        drain(scenario.engine, es, spec)  # the inserts are in the slot too
+        scenario.execute(f"TRUNCATE {scenario.table}")
+        insert_rows(range(1, ROWS + 1), "2026-03-01 00:00:00+00", title="after the truncate")
+        observer = Observer(observer_engine, scenario.table, _write_during_the_read(scenario))
+
+        totals = drain(scenario.engine, Watching(es, observer), spec)
+
+        assert totals.reconciled == 1 and totals.failed == 0, totals
+        assert observer.longest_transaction() <= 1, observer.seen
+        assert len(observer.seen) >= 6, observer.seen
+        drain(scenario.engine, es, spec)  # what the reconcile's ranges did not see
+        (after,) = run_verify([spec], [spec])
+        assert after.ok and after.pg_count == ROWS, after.lines()
+    finally:
+        scenario.engine.dispose()
+        uninstall_capture(scenario.engine, spec)
+    CHAOS_RESULTS.append(("logical: writes during a TRUNCATE reconcile by key ranges", ROWS, after.drift, 0))
