@@ -35,12 +35,20 @@ def test_an_elastic_cloud_id_stands_for_its_https_url():
         ({"SYNC_ES_SSL_FINGERPRINT": "ab:cd"}, "SHA-256 (64 hex digits)"),
         ({"SYNC_ES_REQUEST_TIMEOUT": "soon"}, "SYNC_ES_REQUEST_TIMEOUT='soon' is not a number"),
         ({"SYNC_ES_VERIFY_CERTS": "maybe"}, "SYNC_ES_VERIFY_CERTS must be one of"),
+        ({"SYNC_PG_STATEMENT_TIMEOUT": "0"}, "SYNC_PG_STATEMENT_TIMEOUT must be more than 0"),
+        ({"SYNC_PG_IDLE_IN_TRANSACTION_TIMEOUT": "soon"}, "'soon' is not a number of seconds"),
     ],
 )
 def test_a_connection_setting_that_cannot_work_names_the_variable(env, expected):
     with pytest.raises(SettingsError) as caught:
         settings.load(env)
     assert expected in str(caught.value)
+
+
+def test_session_limits_default_to_a_range_read_and_a_drains_retries():
+    assert settings.load({}).sessions == settings.SessionLimits(300.0, 900.0)
+    loaded = settings.load({"SYNC_PG_STATEMENT_TIMEOUT": "30", "SYNC_PG_IDLE_IN_TRANSACTION_TIMEOUT": "0.5"})
+    assert loaded.sessions == settings.SessionLimits(statement_seconds=30.0, idle_in_transaction_seconds=0.5)
 
 
 def test_a_separate_postgres_password_joins_a_url_that_names_only_the_user():

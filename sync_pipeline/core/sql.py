@@ -286,3 +286,14 @@ def keys_query(
     target = "(" + ", ".join(quote_ident(c) for c in pk) + ")"
     condition = f"{target} IN (SELECT {typed} FROM unnest({arrays}) AS __sync_u({names}))"
     return Statement(f"{_select(columns, spec, relations)} WHERE {condition}", params)
+
+
+def milliseconds(seconds: float) -> int:
+    """A duration setting as PostgreSQL's timeouts take it: whole milliseconds, at least 1 (0
+    would mean no limit at all)."""
+    return max(1, round(seconds * 1000))
+
+
+def local_statement_timeout(seconds: float) -> Statement:
+    """Bound every statement of the current transaction (it ends with the transaction)."""
+    return Statement(f"SET LOCAL statement_timeout = {milliseconds(seconds)}", {})

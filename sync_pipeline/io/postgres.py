@@ -28,6 +28,7 @@ from sync_pipeline.core.specs import SyncSpec
 from sync_pipeline.core.sql import PageMode, SourceError, Statement
 from sync_pipeline.core.versions import VERSION_SQL
 from sync_pipeline.core.windows import Window
+from sync_pipeline.settings import session_limits
 
 # the driver's batches, by bytes; re-sliced below to at most page_size rows
 _COPY_BATCH_BYTES = 4 * 1024 * 1024
@@ -64,7 +65,9 @@ def search_path_url(url: str, schema: str) -> str:
 
 @lru_cache(maxsize=8)
 def engine_for(url: str) -> Engine:
-    # UTC sessions make timestamptz values and window bounds compare without surprises
+    # UTC sessions make timestamptz values and window bounds compare without surprises; a
+    # transaction of ours left idle (a stuck process) is ended before it holds vacuum back for long
+    idle = sql.milliseconds(session_limits().idle_in_transaction_seconds)
     return sa.create_engine(
         sqlalchemy_url(url),
         pool_pre_ping=True,
@@ -72,7 +75,7 @@ def engine_for(url: str) -> Engine:
         # logs, run metadata or alerts
         hide_parameters=True,
         connect_args={
-            "options": "-c timezone=UTC",
+            "options": f"-c timezone=UTC -c idle_in_transaction_session_timeout={idle}",
             "connect_timeout": 10,
             "application_name": APPLICATION,
         },

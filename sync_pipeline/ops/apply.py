@@ -7,7 +7,8 @@ related or join table are resolved to the documents they feed (core/fanout.py)
 in keyset pages of at most `batch_size` keys — one bulk batch each, counted
 like any other — so a rename touching a million documents never holds a
 million keys. A TRUNCATE names no document: a claim holding one reconciles the
-whole spec instead (verify with fix, counted in the drain's totals).
+whole spec instead (verify with fix, counted in the drain's totals), once the
+claim's transaction has ended.
 """
 
 from __future__ import annotations
@@ -34,7 +35,15 @@ from sync_pipeline.ops.binding import Bound
 from sync_pipeline.ops.capture import TABLE_SOURCE
 from sync_pipeline.ops.resync import REPEATABLE_READ, Key, classify_stale, resync_body, send_resync
 
-__all__ = ["REPEATABLE_READ", "Batches", "DrainError", "DrainTotals", "apply_claimed"]
+__all__ = [
+    "REPEATABLE_READ",
+    "Batches",
+    "DrainError",
+    "DrainTotals",
+    "apply_claimed",
+    "holds_truncate",
+    "reconcile_truncate",
+]
 from sync_pipeline.ops.verify import verify_spec
 
 
@@ -174,17 +183,30 @@ def _resolved(
             return
 
 
-def _reconcile(engine: Engine, es: SearchTarget, spec: SyncSpec, totals: DrainTotals) -> None:
+def holds_truncate(claimed: Iterable[Any]) -> bool:
+    return any(row.op == TRUNCATE_OP for row in claimed)
+
+
+def reconcile_truncate(
+    engine: Engine, es: SearchTarget, spec: SyncSpec, totals: DrainTotals, claimed: Iterable[Any] = ()
+) -> None:
     """After a TRUNCATE: which documents it emptied is unknown, so verify the whole spec and fix
     every difference (documents of rows gone deleted, those whose related rows went re-indexed).
-    Its snapshot is taken after the claim's, so it sees the TRUNCATE and every other claimed
-    change: those need no resolving of their own."""
+
+    Called once the claim's transaction has ended: inside it, the whole-table read would hold
+    the claim's snapshot and row locks for as long as it takes. Every key range is read in a
+    snapshot taken after the claim's, so it sees the TRUNCATE and every other claimed change:
+    those need no resolving of their own. Raises DrainError (the caller then keeps the entries)
+    when Elasticsearch did not take every repair."""
+    # a trigger that could not read its row (a column renamed or dropped since install) says
+    # why: the reconcile covers the change, the run shows the cause
+    for row in claimed:
+        if row.capture_error and len(totals.first_errors) < 5:
+            totals.first_errors.append({"capture_error": row.capture_error, "source": row.source})
     started = time.perf_counter()
-    with engine.connect().execution_options(**REPEATABLE_READ) as conn:
-        report = verify_spec(conn, es, spec, fix=True)
+    report = verify_spec(engine, es, spec, fix=True)
     repaired = report.repaired or LoadTotals()
     if repaired.failed:
-        # as for any batch: raising rolls back the claim, the TRUNCATE stays buffered
         raise DrainError(
             f"spec '{spec.name}': reconciling after a TRUNCATE, {repaired.failed} documents not "
             f"acknowledged by Elasticsearch (first error: {(repaired.first_errors or ['?'])[0]}); "
@@ -209,17 +231,10 @@ def apply_claimed(
 ) -> None:
     """Re-read and write every document the claimed entries of `changes` (the buffer, or the
     logical drain's decoded changes) affect, then delete the entries — all in the caller's
-    REPEATABLE READ transaction, so nothing is removed that Elasticsearch did not take."""
-    spec = bound.spec
-    if any(row.op == TRUNCATE_OP for row in claimed):
-        # a trigger that could not read its row (a column renamed or dropped since install) says
-        # why: the reconcile covers the change, the run shows the cause
-        for row in claimed:
-            if row.capture_error and len(totals.first_errors) < 5:
-                totals.first_errors.append({"capture_error": row.capture_error, "source": row.source})
-        _reconcile(engine, es, spec, totals)
-        buffer.remove(conn, [row.id for row in claimed], changes)
-        return
+    REPEATABLE READ transaction, so nothing is removed that Elasticsearch did not take. A claim
+    holding a TRUNCATE is not for here: see reconcile_truncate."""
+    if holds_truncate(claimed):  # the callers reconcile those outside their transaction
+        raise ValueError("apply_claimed: a claim holding a TRUNCATE goes to reconcile_truncate")
     width = len(bound.plan.keys)
     roots = dict.fromkeys(tuple(row[3 : 3 + width]) for row in claimed if row.source is None)
     by_source: dict[str, list[int]] = {}

@@ -5,7 +5,8 @@ A trigger drain claims a batch of buffer entries with FOR UPDATE SKIP LOCKED
 every document it writes, and every delete, carries the version of that one
 snapshot (core/versions.py); the shared apply step is ops/apply.py. The
 entries are deleted only after Elasticsearch acknowledged every document, in
-the same transaction as the claim: a crash anywhere leaves them queued.
+the same transaction as the claim (a claim holding a TRUNCATE: after its
+reconcile, in one of their own): a crash anywhere leaves them queued.
 A `capture: logical` spec is drained from its replication slot instead
 (ops/logical_drain.py), with the same apply step and the same guarantee.
 
@@ -30,7 +31,15 @@ from sync_pipeline.io import buffer
 from sync_pipeline.io.buffer import ChangeListener, has_pending
 from sync_pipeline.io.postgres import is_serialization_failure
 from sync_pipeline.io.search import SearchTarget
-from sync_pipeline.ops.apply import REPEATABLE_READ, Batches, DrainError, DrainTotals, apply_claimed
+from sync_pipeline.ops.apply import (
+    REPEATABLE_READ,
+    Batches,
+    DrainError,
+    DrainTotals,
+    apply_claimed,
+    holds_truncate,
+    reconcile_truncate,
+)
 from sync_pipeline.ops.binding import Bound, bind
 from sync_pipeline.ops.logical_drain import follow_logical
 from sync_pipeline.ops.prepare import prepare_target
@@ -103,13 +112,20 @@ def _apply_claim(
     totals: DrainTotals,
 ) -> int | None:
     """One claimed batch applied in one REPEATABLE READ transaction; the entries claimed, None
-    when the buffer is empty."""
+    when the buffer is empty. A claim holding a TRUNCATE is reconciled after its transaction
+    ended (a whole-table read must not hold its snapshot and locks), then its entries removed:
+    a concurrent drain may claim them meanwhile and reconcile too, which is only work twice."""
     with engine.connect().execution_options(**REPEATABLE_READ) as conn, conn.begin():
         claimed = buffer.claim(conn, spec, bound.plan.keys, size)
         if not claimed:
             return None
-        apply_claimed(conn, engine, es, bound, batches, claimed, size, tables, totals, BUFFER_TABLE)
-        return len(claimed)
+        if not holds_truncate(claimed):
+            apply_claimed(conn, engine, es, bound, batches, claimed, size, tables, totals, BUFFER_TABLE)
+            return len(claimed)
+    reconcile_truncate(engine, es, spec, totals, claimed)
+    with engine.begin() as conn:
+        buffer.remove(conn, [row.id for row in claimed])
+    return len(claimed)
 
 
 def follow(

@@ -39,7 +39,7 @@ from sync_pipeline.io import buffer
 from sync_pipeline.io.change_stream import ChangeStream
 from sync_pipeline.io.replication import SlotBusy
 from sync_pipeline.io.search import SearchTarget
-from sync_pipeline.ops.apply import Batches, DrainError, DrainTotals, apply_claimed
+from sync_pipeline.ops.apply import Batches, DrainError, DrainTotals, apply_claimed, reconcile_truncate
 from sync_pipeline.ops.binding import Bound, bind
 from sync_pipeline.ops.capture import watched_now
 from sync_pipeline.ops.prepare import prepare_target
@@ -109,6 +109,10 @@ class _Applier:
     def apply(self) -> None:
         if not self.entries:
             return
+        if any(e["op"] == TRUNCATE_OP for e in self.entries):
+            self._reconcile()
+            self.entries, self.xids = [], set()
+            return
         with self.conn.begin():
             _snapshot_seeing(self.conn, self.xids)
             if all(e["source"] is None and e["op"] != TRUNCATE_OP for e in self.entries):
@@ -117,6 +121,15 @@ class _Applier:
                 self._write_claimed()
             self.totals.claimed += len(self.entries)
         self.entries, self.xids = [], set()
+
+    def _reconcile(self) -> None:
+        """A TRUNCATE among the changes: the whole spec is reconciled, by key ranges, outside
+        any transaction of ours. Once every decoded transaction is visible, each range's
+        snapshot (taken later) sees them all: the other changes need no applying of their own."""
+        with self.conn.begin():
+            _snapshot_seeing(self.conn, self.xids)
+        reconcile_truncate(self.engine, self.es, self.bound.spec, self.totals)
+        self.totals.claimed += len(self.entries)
 
     def _write_roots(self) -> None:
         """Only the root table's rows changed: the entries name their documents, so they need

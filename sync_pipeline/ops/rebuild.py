@@ -35,7 +35,7 @@ from sync_pipeline.core.index_mapping import index_settings
 from sync_pipeline.core.specs import SyncSpec
 from sync_pipeline.io import deadletters
 from sync_pipeline.io.bulk_load import load_bulk
-from sync_pipeline.io.postgres import iter_pages
+from sync_pipeline.io.ranges import iter_key_ranges
 from sync_pipeline.io.search import SearchApiError, SearchTarget
 from sync_pipeline.io.search.indices import (
     META_KEY,
@@ -48,12 +48,17 @@ from sync_pipeline.io.search.indices import (
     write_index,
 )
 from sync_pipeline.ops.binding import Bound, bind, target_mapping
-from sync_pipeline.ops.resync import REPEATABLE_READ, Key
+from sync_pipeline.ops.resync import Key
 from sync_pipeline.ops.target import emitted, refusal
-from sync_pipeline.ops.verify import BulkRepairs, check_key_order, postgres_documents, sort_normaliser
+from sync_pipeline.ops.verify import (
+    PAGE_SIZE,
+    BulkRepairs,
+    check_key_order,
+    postgres_documents,
+    sort_normaliser,
+)
 
 PASSES = 6
-PAGE_SIZE = 2000
 
 
 class RebuildError(RuntimeError):
@@ -134,38 +139,36 @@ def fill_index(
     become dead letters as they come (their partition reads `<kind> <index>`)."""
 
     def keep(batch: BatchResult) -> None:
-        # its own connection: the fill's holds the snapshot open until the last page
         _dead_letter(engine, spec, index, batch.rejected, run_id, kind)
         if on_batch is not None:
             on_batch(batch)
 
-    with engine.connect().execution_options(**REPEATABLE_READ) as conn:
-        bound = bind(conn, spec)
-        pages = iter_pages(
-            conn, spec, bound.columns, None, spec.batch_size, modes=["by_key"], relations=bound.relations
-        )
-        unrepresentable: list[Rejected] = []
+    bound = bind(engine, spec)
+    # by key ranges, each in a snapshot of its own whose version its documents carry: rows
+    # written meanwhile are read by the ranges after them, or by the repair passes
+    pages = iter_key_ranges(engine, spec, bound.columns, spec.batch_size, bound.relations)
+    unrepresentable: list[Rejected] = []
 
-        def bodies() -> Iterator[BulkBody]:
-            # soft-deleted rows are simply not written into the new index; rows no document can
-            # carry (core/poison.py) become dead letters, as refused documents do
-            for page in pages:
-                chunk = batch_to_bulk(page, bound.plan, include_deletes=False)
-                _dead_letter(engine, spec, index, list(chunk.rejected), run_id, kind)
-                unrepresentable.extend(chunk.rejected)
-                if chunk.docs:
-                    yield chunk.body
+    def bodies() -> Iterator[BulkBody]:
+        # soft-deleted rows are simply not written into the new index; rows no document can
+        # carry (core/poison.py) become dead letters, as refused documents do
+        for page in pages:
+            chunk = batch_to_bulk(page, bound.plan, include_deletes=False)
+            _dead_letter(engine, spec, index, list(chunk.rejected), run_id, kind)
+            unrepresentable.extend(chunk.rejected)
+            if chunk.docs:
+                yield chunk.body
 
-        totals = load_bulk(
-            es,
-            index,
-            rebody(bodies(), spec.batch_size, spec.target.bulk_max_bytes),
-            spec.target.bulk_concurrency,
-            keep,
-            retry_policy(spec),
-        )
-        totals.dead_lettered += len(unrepresentable)
-        return totals
+    totals = load_bulk(
+        es,
+        index,
+        rebody(bodies(), spec.batch_size, spec.target.bulk_max_bytes),
+        spec.target.bulk_concurrency,
+        keep,
+        retry_policy(spec),
+    )
+    totals.dead_lettered += len(unrepresentable)
+    return totals
 
 
 class _KeepingRefused(BulkRepairs):
@@ -186,17 +189,17 @@ def repair_pass(engine: Engine, es: SearchTarget, spec: SyncSpec) -> tuple[Verif
     """One `verify --fix` pass over the spec's index, with the documents it refused: verify_spec's
     merge, here because verify_spec builds its own BulkRepairs, which only counts refusals."""
     index = spec.target.index
-    with engine.connect().execution_options(**REPEATABLE_READ) as conn:
-        bound = bind(conn, spec)
-        report = VerifyReport(spec=spec.name, index=index)
-        repairs = _KeepingRefused(engine, es, bound)
-        es.indices.refresh(index=index)
-        sort_key = sort_normaliser(bound, field_types(es, index))
-        expected = postgres_documents(conn, bound, PAGE_SIZE, sort_key)
-        diff_sorted(expected, elasticsearch_documents(es, spec, PAGE_SIZE), report, repairs)
-        repairs.flush()
-        report.repaired = repairs.totals
-        es.indices.refresh(index=index)
+    page_size = min(PAGE_SIZE, spec.batch_size)
+    bound = bind(engine, spec)
+    report = VerifyReport(spec=spec.name, index=index)
+    repairs = _KeepingRefused(engine, es, bound)
+    es.indices.refresh(index=index)
+    sort_key = sort_normaliser(bound, field_types(es, index))
+    expected = postgres_documents(engine, bound, page_size, sort_key)
+    diff_sorted(expected, elasticsearch_documents(es, spec, page_size), report, repairs)
+    repairs.flush()
+    report.repaired = repairs.totals
+    es.indices.refresh(index=index)
     return report, repairs.refused
 
 

@@ -1,9 +1,10 @@
 """Prove PostgreSQL and Elasticsearch agree, streaming both sides in key order.
 
-Both sides are read in primary-key order — PostgreSQL by keyset pages, ES by
-`search_after` on the key fields — and merged (core.diff), so memory is a page
-on each side however large the table is. With `fix`, every difference found is
-repaired while the merge runs.
+Both sides are read in primary-key order — PostgreSQL by key ranges, each in a
+snapshot of its own (io/ranges.py), ES by `search_after` on the key fields — and
+merged (core.diff), so memory is a page on each side however large the table
+is, and no transaction stays open across the read. With `fix`, every difference
+found is repaired while the merge runs.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from typing import Any
 
 from sqlalchemy.engine import Connection, Engine
 
-from sync_pipeline.core.bulk import LoadTotals
+from sync_pipeline.core.bulk import BatchResult, LoadTotals
 from sync_pipeline.core.diff import Keyed, VerifyReport, WindowDigest, diff_sorted
 from sync_pipeline.core.documents import batch_to_documents, expect_exact_numerics, key_order_problems
 from sync_pipeline.core.keys import document_id
@@ -24,6 +25,7 @@ from sync_pipeline.core.versions import XIP_SLOTS
 from sync_pipeline.core.windows import Window
 from sync_pipeline.io import deadletters
 from sync_pipeline.io.postgres import burn_transaction_id, count_window_rows, iter_pages
+from sync_pipeline.io.ranges import iter_key_ranges, range_transaction
 from sync_pipeline.io.search import SearchTarget
 from sync_pipeline.io.search.indices import (
     count_window_documents,
@@ -33,10 +35,11 @@ from sync_pipeline.io.search.indices import (
 )
 from sync_pipeline.io.search.multi_fields import multi_field_gaps
 from sync_pipeline.ops.binding import Bound, bind
-from sync_pipeline.ops.resync import REPEATABLE_READ, Key, classify_stale, key_from_id, resync_keys
+from sync_pipeline.ops.resync import Key, classify_stale, key_from_id, resync_body, send_resync
 from sync_pipeline.ops.target import field_sources, mapping_drift, reconcile_target
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+PAGE_SIZE = 2000  # rows of a key range at most: a spec's smaller batch_size bounds it further
 
 
 class UnorderedKeyError(SourceError):
@@ -87,14 +90,11 @@ def sort_normaliser(bound: Bound, es_types: dict[str, str]) -> Callable[[dict[st
 
 
 def postgres_documents(
-    conn: Connection, bound: Bound, page_size: int, sort_key: Callable[[dict[str, Any]], tuple[Any, ...]]
+    engine: Engine, bound: Bound, page_size: int, sort_key: Callable[[dict[str, Any]], tuple[Any, ...]]
 ) -> Iterator[Keyed]:
-    """Every live row of the source as the document it should be, in key order."""
-    spec = bound.spec
-    pages = iter_pages(
-        conn, spec, bound.columns, None, page_size, modes=["by_key"], relations=bound.relations
-    )
-    for batch in pages:
+    """Every live row of the source as the document it should be, in key order: by key ranges
+    of `page_size` rows, each read in a transaction of its own."""
+    for batch in iter_key_ranges(engine, bound.spec, bound.columns, page_size, bound.relations):
         docs = batch_to_documents(batch, bound.plan)
         expect_exact_numerics(batch, bound.plan, docs.documents)
         problems = docs.unrepresentable or [None] * len(docs)
@@ -137,9 +137,14 @@ class BulkRepairs:
         if len(self.pending) >= self.batch_size:
             self.flush()
 
-    def _resync(self, keys: list[Key], number: int):
-        with self.engine.connect().execution_options(**REPEATABLE_READ) as conn, conn.begin():
-            return resync_keys(conn, self.es, self.bound, keys, number)
+    def _resync(self, keys: list[Key], number: int) -> BatchResult:
+        # sent after the read's transaction ended: the body carries its snapshot's version, and
+        # no snapshot waits on Elasticsearch
+        with range_transaction(self.engine) as conn:
+            body = resync_body(conn, self.bound, keys)
+        if body is None:
+            return BatchResult(batch=number)
+        return send_resync(self.es, self.bound, body, number)
 
     def flush(self) -> None:
         if not self.pending:
@@ -165,21 +170,30 @@ class BulkRepairs:
 
 
 def verify_spec(
-    conn: Connection, es: SearchTarget, spec: SyncSpec, page_size: int = 2000, fix: bool = False
+    source: Engine | Connection,
+    es: SearchTarget,
+    spec: SyncSpec,
+    page_size: int | None = None,
+    fix: bool = False,
 ) -> VerifyReport:
     """Compare the spec's source and index; with `fix`, also repair every difference found.
 
     Repairs go to the index while the merge still reads it; search_after pages
-    by key, so a repaired document behind the cursor is never read again.
+    by key, so a repaired document behind the cursor is never read again. Every
+    read takes a connection of its own from `source`'s engine (a connection
+    passed in stays out of any transaction); a key range is at most `page_size`
+    rows (default: PAGE_SIZE or the spec's batch_size, the smaller).
     """
-    bound = bind(conn, spec)
+    engine = source if isinstance(source, Engine) else source.engine
+    page_size = page_size or min(PAGE_SIZE, spec.batch_size)
+    bound = bind(engine, spec)
     check_key_order(bound)
     report = VerifyReport(spec=spec.name, index=spec.target.index)
-    repairs = BulkRepairs(conn.engine, es, bound) if fix else None
+    repairs = BulkRepairs(engine, es, bound) if fix else None
     if fix:
         # repairs written under a mapping that disagrees with the spec would be indexed wrongly
         # too: an in-place change is applied first, a conflict stops the fix (MappingConflict)
-        reconcile_target(es, bound, conn)
+        reconcile_target(es, bound, engine)
     es_types: dict[str, str] = {}
     drift = mapping_drift(es, bound)
     if drift is not None:
@@ -191,8 +205,10 @@ def verify_spec(
         actual: Iterable[Keyed] = elasticsearch_documents(es, spec, page_size)
     else:
         actual = []  # every row is missing; still stream PostgreSQL to count them
-    expected = postgres_documents(conn, bound, page_size, sort_normaliser(bound, es_types))
-    diff_sorted(expected, actual, report, repairs, deadletters.doc_ids(conn, spec.name))
+    with engine.connect() as conn:
+        dead = deadletters.doc_ids(conn, spec.name)
+    expected = postgres_documents(engine, bound, page_size, sort_normaliser(bound, es_types))
+    diff_sorted(expected, actual, report, repairs, dead)
     if es_types:  # the index exists: `_source` cannot show a multi-field its documents lack
         report.mapping += multi_field_gaps(es, spec, repairs.repair if repairs else None)
     if repairs:

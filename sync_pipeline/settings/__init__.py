@@ -116,6 +116,8 @@ PG_URL = "SYNC_PG_URL"
 PG_PASSWORD = "SYNC_PG_PASSWORD"
 PG_LOCK_TIMEOUT = "SYNC_PG_LOCK_TIMEOUT"
 PG_LOCK_ATTEMPTS = "SYNC_PG_LOCK_ATTEMPTS"
+PG_STATEMENT_TIMEOUT = "SYNC_PG_STATEMENT_TIMEOUT"
+PG_IDLE_IN_TRANSACTION_TIMEOUT = "SYNC_PG_IDLE_IN_TRANSACTION_TIMEOUT"
 # the variables whose values are credentials: never shown, passed to Dagster as EnvVars
 SECRET_VARIABLES = (PG_URL, PG_PASSWORD, ES_API_KEY, ES_PASSWORD, ES_BEARER_TOKEN)
 CONFIG = "SYNC_CONFIG"
@@ -170,6 +172,19 @@ class LockSettings:
 
 
 @dataclass(frozen=True)
+class SessionLimits:
+    """How long our sessions may hold a snapshot open. A whole-table read (verify, rebuild, the
+    TRUNCATE reconcile) goes by key ranges, each one statement in a transaction of its own:
+    `statement_seconds` bounds the read of one range (a batch of rows with their related
+    rows). `idle_in_transaction_seconds` ends any transaction of ours left idle that long (a
+    stuck process would hold back vacuum): above the longest wait inside one, a drain's bulk
+    request with its retries (a spec's retry.max_total_seconds, 300 s by default)."""
+
+    statement_seconds: float = 300.0
+    idle_in_transaction_seconds: float = 900.0
+
+
+@dataclass(frozen=True)
 class Settings:
     pg_url: str | None = field(default=None, repr=False)
     es_url: str | None = field(default=None, repr=False)
@@ -189,6 +204,7 @@ class Settings:
     alerts: AlertSettings = AlertSettings()
     local: LocalServiceSettings = field(default_factory=LocalServiceSettings)
     locks: LockSettings = LockSettings()
+    sessions: SessionLimits = SessionLimits()
 
     def require_pg_url(self) -> str:
         if not self.pg_url:
@@ -262,6 +278,17 @@ def _locks(env: Mapping[str, str]) -> LockSettings:
     return LockSettings(timeout_seconds=timeout, attempts=attempts)
 
 
+def session_limits(environ: Mapping[str, str] | None = None) -> SessionLimits:
+    """Read on its own as well: io/postgres applies it to every session it opens."""
+    env = os.environ if environ is None else environ
+    defaults = SessionLimits()
+    statement = _number(env, PG_STATEMENT_TIMEOUT, defaults.statement_seconds, 0, 86_400, "seconds")
+    idle = _number(
+        env, PG_IDLE_IN_TRANSACTION_TIMEOUT, defaults.idle_in_transaction_seconds, 0, 86_400, "seconds"
+    )
+    return SessionLimits(statement_seconds=statement, idle_in_transaction_seconds=idle)
+
+
 def _executor(env: Mapping[str, str]) -> str:
     executor = (_text(env, EXECUTOR) or "in_process").lower()
     if executor not in ("in_process", "celery"):
@@ -302,4 +329,5 @@ def load(environ: Mapping[str, str] | None = None) -> Settings:
         alerts=_alerts(env),
         local=_local(env),
         locks=_locks(env),
+        sessions=session_limits(env),
     )
