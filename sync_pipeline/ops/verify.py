@@ -141,10 +141,10 @@ class BulkRepairs:
         # sent after the read's transaction ended: the body carries its snapshot's version, and
         # no snapshot waits on Elasticsearch
         with range_transaction(self.engine) as conn:
-            body = resync_body(conn, self.bound, keys)
-        if body is None:
-            return BatchResult(batch=number)
-        return send_resync(self.es, self.bound, body, number)
+            body, rejected = resync_body(conn, self.bound, keys)
+        result = BatchResult(batch=number) if body is None else send_resync(self.es, self.bound, body, number)
+        result.rejected.extend(rejected)  # rows no document can carry: dead letters, never sent
+        return result
 
     def flush(self) -> None:
         if not self.pending:
