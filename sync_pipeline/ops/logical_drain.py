@@ -30,13 +30,14 @@ from sqlalchemy.engine import Connection, Engine
 
 from sync_pipeline.core import logical
 from sync_pipeline.core.bulk import BatchResult
-from sync_pipeline.core.capture import TRUNCATE_OP
+from sync_pipeline.core.capture import TRUNCATE_OP, canonical_keys_query
 from sync_pipeline.core.fanout import Watched
 from sync_pipeline.core.pgoutput import Begin, Change, Commit, Truncate
 from sync_pipeline.core.quoting import qualified_table
 from sync_pipeline.core.specs import SyncSpec
 from sync_pipeline.io import buffer
 from sync_pipeline.io.change_stream import ChangeStream
+from sync_pipeline.io.postgres import execute
 from sync_pipeline.io.replication import SlotBusy
 from sync_pipeline.io.search import SearchTarget
 from sync_pipeline.ops.apply import Batches, DrainError, DrainTotals, apply_claimed
@@ -120,10 +121,12 @@ class _Applier:
 
     def _write_roots(self) -> None:
         """Only the root table's rows changed: the entries name their documents, so they need
-        no session table to be claimed from and resolved through (their keys are the texts a
-        claim would return)."""
-        names = [column.name for column in self.bound.plan.keys]
-        keys = dict.fromkeys(tuple(e["pk"].get(n) for n in names) for e in self.entries)
+        no session table to be claimed from and resolved through. Their keys are pgoutput's
+        texts ('t', a timestamp in the sender's zone, char(n) padded): PostgreSQL turns them into
+        the canonical texts a claim returns (core/keys.py), or a delete would miss its document."""
+        pks = [e["pk"] for e in self.entries]
+        statement = canonical_keys_query(self.bound.spec, self.bound.plan.keys, pks)
+        keys = dict.fromkeys(tuple(row) for row in execute(self.conn, statement))
         self.batches.write_all(self.conn, [list(keys)])
 
     def _write_claimed(self) -> None:
