@@ -10,12 +10,18 @@ import pytest
 import sqlalchemy as sa
 
 from sync_pipeline.apps.cli.runner import Servers, run_sync, run_verify
+from sync_pipeline.core import logical
 from sync_pipeline.core.specs import parse_specs
+from sync_pipeline.io import replication
+from sync_pipeline.io.replication import SlotMissing
 from sync_pipeline.io.search.indices import drop_target
+from sync_pipeline.ops import logical_drain, slots
 from sync_pipeline.ops.capture import install_capture, uninstall_capture
 from sync_pipeline.ops.drain import drain
+from sync_pipeline.ops.health import check
 
 from .conftest import CHAOS_RESULTS, indexed
+from .test_faults import seed
 
 LOGICAL = "    capture: logical"
 
@@ -104,3 +110,85 @@ def test_logical_updates_and_deletes_find_the_documents_of_every_key_kind(kind, 
         with pg.begin() as conn:
             conn.execute(sa.text(f"DROP TABLE IF EXISTS {table}"))
         drop_target(es, table)
+
+
+@pytest.fixture()
+def logical_spec(scenario, live):
+    spec = scenario.spec(extra=LOGICAL)
+    install_capture(scenario.engine, spec)
+    seed(scenario, 100)
+    assert run_sync([spec], spec, servers=Servers(live.pg_url, live.es_url)).success
+    drain(scenario.engine, scenario.es, spec)
+    yield spec
+    scenario.engine.dispose()
+    uninstall_capture(scenario.engine, spec)
+
+
+@pytest.mark.integration
+@pytest.mark.chaos
+def test_the_visibility_wait_takes_a_new_snapshot_instead_of_crashing(
+    scenario, logical_spec, live, monkeypatch
+):
+    """A decoded transaction the drain's first snapshot does not see yet (a commit's WAL record
+    precedes its visibility): the drain waits for a snapshot that sees it, with another session's
+    transaction held open across the drain."""
+    engine, table = scenario.engine, scenario.table
+    scenario.execute(f"UPDATE {table} SET title = 'waited for' WHERE id <= 10")
+    scenario.execute(f"DELETE FROM {table} WHERE id BETWEEN 11 AND 15")
+    looks: list[str] = []
+    seen = logical.visible_in
+
+    def late(xid: int, snapshot: str) -> bool:
+        looks.append(snapshot)
+        return len(looks) > 3 and seen(xid, snapshot)  # the first snapshots miss it
+
+    monkeypatch.setattr(logical_drain.logical, "visible_in", late)
+    with engine.connect() as open_conn:
+        open_conn.execute(sa.text(f"UPDATE {table} SET title = 'open' WHERE id = 50"))  # held open
+        totals = drain(engine, scenario.es, logical_spec)
+        open_conn.rollback()
+    assert len(looks) > 3 and totals.failed == 0 and totals.deleted == 5, totals
+    docs = indexed(scenario.es, scenario.index)
+    assert docs["1"]["title"] == "waited for" and "11" not in docs and docs["50"]["title"] != "open"
+    _verified(
+        "logical: visibility wait with a transaction open",
+        15,
+        logical_spec,
+        Servers(live.pg_url, live.es_url),
+    )
+
+
+@pytest.mark.integration
+@pytest.mark.chaos
+def test_a_slot_gap_is_repaired_by_the_verify_fix_its_advice_names(scenario, logical_spec, live):
+    """Rows deleted while no slot captured are never found by a full sync (it only writes rows
+    that exist): the advice is verify --fix, which deletes their documents too."""
+    spec, engine, servers = logical_spec, scenario.engine, Servers(live.pg_url, live.es_url)
+    with engine.connect() as conn:
+        conn.execute(sa.text("SELECT pg_drop_replication_slot(:s)"), {"s": logical.slot_name(spec.name)})
+        conn.commit()
+    scenario.execute(f"UPDATE {scenario.table} SET title = 'gap' WHERE id <= 5")
+    scenario.execute(f"DELETE FROM {scenario.table} WHERE id BETWEEN 6 AND 10")  # no slot sees them
+    fix = f"sync-pipeline verify --spec {spec.name} --fix"
+    with pytest.raises(SlotMissing) as raised:
+        drain(engine, scenario.es, spec)
+    assert fix in str(raised.value) and "--full" not in str(raised.value)
+    (status,) = check(engine, scenario.es, [spec], {spec.name}).slots
+    assert status.fix[-1] == fix and not any("--full" in line for line in status.fix)
+    install_capture(engine, spec)
+    (report,) = run_verify([spec], [spec], fix=True, servers=servers)
+    assert report.drift == 10, report.lines()  # 5 changed, 5 extra: what the gap left
+    assert "6" not in indexed(scenario.es, scenario.index)
+    _verified("logical: slot dropped, re-installed, verify --fix", 10, spec, servers)
+
+
+def test_a_lost_slots_advice_is_verify_fix(monkeypatch):
+    """An invalidated slot (max_slot_wal_keep_size): doctor's fix ends in verify --fix."""
+    spec = _spec("lost_slot", "id", LOGICAL)
+    state = replication.SlotState(logical.slot_name(spec.name), None, 10, "lost", None, "0/10")
+    monkeypatch.setattr(slots.replication, "slot_state", lambda conn, name: state)
+    monkeypatch.setattr(slots, "_published", lambda conn, spec, watched: [])
+    status = slots.spec_slot_status(None, spec, [], 60.0)
+    assert "invalidated" in status.problem
+    assert status.fix[-1] == "sync-pipeline verify --spec lost_slot --fix"
+    assert not any("--full" in line for line in status.fix)

@@ -75,19 +75,11 @@ def watched_by_relation(engine: Engine, spec: SyncSpec) -> dict[int, list[Watche
     return found
 
 
-def _snapshot_seeing(conn: Connection, xids: set[int]) -> None:
-    """Begin the caller's transaction with a snapshot that sees every transaction of `xids`."""
-    deadline = time.monotonic() + VISIBILITY_WAIT_SECONDS
-    while True:
-        snapshot = conn.exec_driver_sql("SELECT CAST(pg_current_snapshot() AS text)").scalar_one()
-        if all(logical.visible_in(xid, snapshot) for xid in xids):
-            return
-        if time.monotonic() > deadline:
-            raise DrainError(
-                f"transactions {sorted(xids)} decoded but not visible after {VISIBILITY_WAIT_SECONDS}s"
-            )
-        conn.rollback()  # a new transaction takes a new snapshot
-        time.sleep(0.002)
+def _snapshot_sees(conn: Connection, xids: set[int]) -> bool:
+    """Does the snapshot of the caller's transaction see every transaction of `xids`? (Its first
+    statement: in REPEATABLE READ, it takes the snapshot every later statement reads.)"""
+    snapshot = conn.exec_driver_sql("SELECT CAST(pg_current_snapshot() AS text)").scalar_one()
+    return all(logical.visible_in(xid, snapshot) for xid in xids)
 
 
 class _Applier:
@@ -110,13 +102,23 @@ class _Applier:
     def apply(self) -> None:
         if not self.entries:
             return
-        with self.conn.begin():
-            _snapshot_seeing(self.conn, self.xids)
-            if all(e["source"] is None and e["op"] != TRUNCATE_OP for e in self.entries):
-                self._write_roots()
-            else:
-                self._write_claimed()
-            self.totals.claimed += len(self.entries)
+        deadline = time.monotonic() + VISIBILITY_WAIT_SECONDS
+        while True:
+            with self.conn.begin():
+                if _snapshot_sees(self.conn, self.xids):
+                    if all(e["source"] is None and e["op"] != TRUNCATE_OP for e in self.entries):
+                        self._write_roots()
+                    else:
+                        self._write_claimed()
+                    self.totals.claimed += len(self.entries)
+                    break
+            # that transaction read nothing else and ends here: the next one takes a new snapshot
+            if time.monotonic() > deadline:
+                raise DrainError(
+                    f"transactions {sorted(self.xids)} decoded but not visible after "
+                    f"{VISIBILITY_WAIT_SECONDS}s"
+                )
+            time.sleep(0.002)
         self.entries, self.xids = [], set()
 
     def _write_roots(self) -> None:

@@ -3,8 +3,9 @@ asset metadata and the buffer sensor.
 
 A slot the drain stops reading keeps every WAL segment written since its
 confirmed position: the server's disk fills until `max_slot_wal_keep_size`
-(if set) invalidates the slot — then its changes are lost and the spec needs
-a full sync. So lag is shown in bytes and in age, alerted on above a
+(if set) invalidates the slot — then its changes are lost, and a new slot
+followed by `verify --fix` repairs the gap (a full sync would leave the
+documents of rows deleted meanwhile). So lag is shown in bytes and in age, alerted on above a
 threshold, and a slot whose spec left the file is a finding with its fix.
 """
 
@@ -70,10 +71,12 @@ def spec_slot_status(
     conn: Connection, spec: SyncSpec, watched: Sequence[str], limit_seconds: float
 ) -> SlotStatus:
     install = [f"sync-pipeline install-triggers --spec {spec.name}"]
+    # after a gap in capture: every row compared with its document, deleted rows' included
+    repair = f"sync-pipeline verify --spec {spec.name} --fix"
     name = logical.slot_name(spec.name)
     state = replication.slot_state(conn, spec.name)
     if state is None:
-        resync = [*install, f"sync-pipeline sync --spec {spec.name} --full"]
+        resync = [*install, repair]
         return SlotStatus(spec.name, name, None, None, "-", "-", "no slot: changes are not captured", resync)
     status = SlotStatus(
         spec.name, name, state.lag_bytes, pending_age(conn, state), state.wal_status or "-",
@@ -82,8 +85,7 @@ def spec_slot_status(
     limit_bytes = spec.buffer_sensor.slot_lag_alert_mb * MB
     if state.lost:
         status.problem = "slot invalidated (max_slot_wal_keep_size): its changes are gone"
-        status.fix = [f"sync-pipeline uninstall-triggers --spec {spec.name}", *install,
-                      f"sync-pipeline sync --spec {spec.name} --full"]  # fmt: skip
+        status.fix = [f"sync-pipeline uninstall-triggers --spec {spec.name}", *install, repair]
     elif missing := _published(conn, spec, watched):
         status.problem = f"not published: {', '.join(missing)}"
         status.fix = install
