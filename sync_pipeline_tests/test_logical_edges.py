@@ -6,13 +6,17 @@ from __future__ import annotations
 
 import uuid
 
+import dagster as dg
 import pytest
 import sqlalchemy as sa
 
 from sync_pipeline.apps.cli.runner import Servers, run_sync, run_verify
 from sync_pipeline.core import logical
-from sync_pipeline.core.specs import parse_specs
-from sync_pipeline.io import replication
+from sync_pipeline.core.specs import BufferSensorSpec, parse_specs
+from sync_pipeline.defs.alerts import AlertChannels
+from sync_pipeline.defs.resources import PostgresResource
+from sync_pipeline.defs.sensors import build_buffer_sensor
+from sync_pipeline.io import buffer, replication
 from sync_pipeline.io.replication import SlotMissing
 from sync_pipeline.io.search.indices import drop_target
 from sync_pipeline.ops import logical_drain, slots
@@ -110,6 +114,79 @@ def test_logical_updates_and_deletes_find_the_documents_of_every_key_kind(kind, 
         with pg.begin() as conn:
             conn.execute(sa.text(f"DROP TABLE IF EXISTS {table}"))
         drop_target(es, table)
+
+
+def _sensor_tick(spec, live):
+    """One tick of the spec's buffer sensor, launching on 5 changes (no follower)."""
+    policy = BufferSensorSpec(min_changes=5, max_wait_seconds=3600, follow_seconds=0)
+    resources = {"postgres": PostgresResource(url=live.pg_url), "alert_channels": AlertChannels()}
+    sensor = build_buffer_sensor(spec.model_copy(update={"buffer_sensor": policy}))
+    with dg.instance_for_test() as instance:
+        return sensor(dg.build_sensor_context(instance=instance, resources=resources))
+
+
+@pytest.mark.integration
+@pytest.mark.chaos
+def test_triggers_to_logical_drains_what_the_buffer_still_holds(scenario, live):
+    servers, engine, table = Servers(live.pg_url, live.es_url), scenario.engine, scenario.table
+    triggers, logical_spec = scenario.spec(), scenario.spec(extra=LOGICAL)
+    seed(scenario, 200)
+    install_capture(engine, triggers)
+    assert run_sync([triggers], triggers, servers=servers).success
+    try:
+        scenario.execute(f"UPDATE {table} SET title = 'buffered' WHERE id <= 20")
+        scenario.execute(f"DELETE FROM {table} WHERE id BETWEEN 21 AND 30")
+        install_capture(engine, logical_spec)  # the switch, with 30 changes buffered
+        report = check(engine, scenario.es, [logical_spec], {logical_spec.name})
+        (backlog,) = report.backlog
+        assert backlog.pending >= 30 and "capture: logical" in backlog.problem, backlog
+        assert backlog.fix == [f"sync-pipeline flush --spec {logical_spec.name}"]
+        assert isinstance(_sensor_tick(logical_spec, live), dg.RunRequest)  # the slot alone is quiet
+        scenario.execute(f"UPDATE {table} SET title = 'slot' WHERE id BETWEEN 31 AND 40")
+        totals = drain(engine, scenario.es, logical_spec)
+        assert totals.failed == 0 and totals.deleted == 10, totals
+        docs = indexed(scenario.es, scenario.index)
+        assert docs["1"]["title"] == "buffered" and docs["31"]["title"] == "slot" and "21" not in docs
+        with engine.connect() as conn:
+            assert buffer.buffer_state(conn, logical_spec).pending == 0
+        _verified("switch triggers -> logical with 30 changes buffered", 40, logical_spec, servers)
+    finally:
+        scenario.engine.dispose()
+        uninstall_capture(engine, logical_spec)
+
+
+@pytest.mark.integration
+@pytest.mark.chaos
+def test_logical_to_triggers_carries_the_slots_changes_over_to_the_buffer(scenario, live):
+    servers, engine, table = Servers(live.pg_url, live.es_url), scenario.engine, scenario.table
+    triggers, logical_spec = scenario.spec(), scenario.spec(extra=LOGICAL)
+    install_capture(engine, logical_spec)
+    seed(scenario, 200)
+    assert run_sync([logical_spec], logical_spec, servers=servers).success
+    try:
+        drain(engine, scenario.es, logical_spec)  # the seed's inserts
+        scenario.execute(f"UPDATE {table} SET title = 'in the slot' WHERE id <= 20")
+        scenario.execute(f"DELETE FROM {table} WHERE id BETWEEN 21 AND 30")
+        # the doctor of a spec now on triggers sees the slot the logical capture left
+        report = check(engine, scenario.es, [triggers])
+        (leftover,) = [s for s in report.slots if s.spec == triggers.name]
+        assert "left by capture: logical" in leftover.problem, leftover
+        assert leftover.fix == [f"sync-pipeline install-triggers --spec {triggers.name}"]
+        skipped = _sensor_tick(triggers, live)
+        assert isinstance(skipped, dg.SkipReason) and "left by capture: logical" in skipped.skip_message
+        install_capture(engine, triggers)  # the switch, with 30 changes unconfirmed in the slot
+        with engine.connect() as conn:
+            assert replication.slot_state(conn, triggers.name) is None
+            assert buffer.buffer_state(conn, triggers).pending >= 30
+        scenario.execute(f"UPDATE {table} SET title = 'buffered' WHERE id BETWEEN 31 AND 40")
+        totals = drain(engine, scenario.es, triggers)
+        assert totals.failed == 0 and totals.deleted == 10, totals
+        docs = indexed(scenario.es, scenario.index)
+        assert docs["1"]["title"] == "in the slot" and docs["31"]["title"] == "buffered"
+        _verified("switch logical -> triggers with 30 changes in the slot", 40, triggers, servers)
+    finally:
+        scenario.engine.dispose()
+        uninstall_capture(engine, triggers)
 
 
 @pytest.fixture()
