@@ -12,7 +12,7 @@ import sqlalchemy as sa
 
 from sync_pipeline.apps.cli.runner import Servers, run_sync, run_verify
 from sync_pipeline.core import logical
-from sync_pipeline.core.specs import BufferSensorSpec, parse_specs
+from sync_pipeline.core.specs import BufferSensorSpec
 from sync_pipeline.defs.alerts import AlertChannels
 from sync_pipeline.defs.resources import PostgresResource
 from sync_pipeline.defs.sensors import build_buffer_sensor
@@ -24,8 +24,9 @@ from sync_pipeline.ops.capture import install_capture, uninstall_capture
 from sync_pipeline.ops.drain import drain
 from sync_pipeline.ops.health import check
 
-from .conftest import CHAOS_RESULTS, indexed
+from .conftest import CHAOS_RESULTS, indexed, wait_until
 from .test_faults import seed
+from .test_keys_versions import _spec
 
 LOGICAL = "    capture: logical"
 
@@ -54,20 +55,6 @@ KEYS = {
         "g_mod = 1",
     ),
 }
-
-
-def _spec(table: str, key: str, extra: str = ""):
-    return parse_specs(
-        f"""
-specs:
-  - name: {table}
-    source: {{table: {table}, primary_key: {key}, updated_at: updated_at}}
-    target: {{index: {table}}}
-    partitions: {{grain: month, start: "2026-01-01"}}
-    batch_size: 50
-{extra}
-"""
-    )[0]
 
 
 def _verified(name: str, changed: int, spec, servers: Servers) -> None:
@@ -241,6 +228,8 @@ def test_a_slot_gap_is_repaired_by_the_verify_fix_its_advice_names(scenario, log
     """Rows deleted while no slot captured are never found by a full sync (it only writes rows
     that exist): the advice is verify --fix, which deletes their documents too."""
     spec, engine, servers = logical_spec, scenario.engine, Servers(live.pg_url, live.es_url)
+    # the fixture's drain closed its stream; its walsender may take a moment to release the slot
+    wait_until(lambda: _slot(engine, spec).active_pid is None, 10, "the slot released", 0.05)
     with engine.connect() as conn:
         conn.execute(sa.text("SELECT pg_drop_replication_slot(:s)"), {"s": logical.slot_name(spec.name)})
         conn.commit()
@@ -257,6 +246,11 @@ def test_a_slot_gap_is_repaired_by_the_verify_fix_its_advice_names(scenario, log
     assert report.drift == 10, report.lines()  # 5 changed, 5 extra: what the gap left
     assert "6" not in indexed(scenario.es, scenario.index)
     _verified("logical: slot dropped, re-installed, verify --fix", 10, spec, servers)
+
+
+def _slot(engine, spec):
+    with engine.connect() as conn:
+        return replication.slot_state(conn, spec.name)
 
 
 def test_a_lost_slots_advice_is_verify_fix(monkeypatch):

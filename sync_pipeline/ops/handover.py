@@ -16,6 +16,7 @@ still holds for its spec (ops/drain.py).
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Sequence
 
 from sqlalchemy.engine import Engine
@@ -27,6 +28,7 @@ from sync_pipeline.core.quoting import qualified_table
 from sync_pipeline.core.specs import SyncSpec
 from sync_pipeline.io import replication
 
+RELEASE_SECONDS = 5.0
 PAGE_CHANGES = 5000  # messages per peek: whole transactions are read, so a page may run over
 
 _INSERT = (
@@ -70,12 +72,19 @@ def _entries(rows: Sequence[bytes], by_relation: dict[int, list[Watched]]) -> tu
 def hand_over(engine: Engine, spec: SyncSpec, watched: Sequence[Watched]) -> int:
     """Move the spec's slot's committed changes into the buffer, as entries; how many. The slot
     (if any) stays: the caller drops it once this returned."""
-    with engine.connect() as conn:
-        state = replication.slot_state(conn, spec.name)
-        upto = conn.exec_driver_sql("SELECT CAST(pg_current_wal_insert_lsn() AS text)").scalar_one()
-        conn.commit()
-    if state is None:
-        return 0
+    deadline = time.monotonic() + RELEASE_SECONDS
+    while True:
+        with engine.connect() as conn:
+            state = replication.slot_state(conn, spec.name)
+            upto = conn.exec_driver_sql("SELECT CAST(pg_current_wal_insert_lsn() AS text)").scalar_one()
+            conn.commit()
+        if state is None:
+            return 0
+        # a drain that just ended: its walsender lets go of the slot moments after; one still
+        # reading it makes the peek below fail (the caller says so)
+        if state.active_pid is None or time.monotonic() >= deadline:
+            break
+        time.sleep(0.05)
     by_relation = _by_relation(engine, watched)
     moved = 0
     while True:
