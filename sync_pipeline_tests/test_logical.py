@@ -216,11 +216,11 @@ def test_a_slot_dropped_behind_our_back_is_a_clear_error_and_a_full_sync_recover
         conn.execute(sa.text("SELECT pg_drop_replication_slot(:s)"), {"s": logical.slot_name(spec.name)})
         conn.commit()
     scenario.execute(f"UPDATE {scenario.table} SET title = 'lost' WHERE id <= 5")  # no slot sees it
-    with pytest.raises(SlotMissing, match=r"does not exist .* install-triggers .* --full"):
+    with pytest.raises(SlotMissing, match=r"does not exist .* install-triggers .* verify .* --fix"):
         drain(engine, scenario.es, spec)
     report = check(engine, scenario.es, [spec], {spec.name})
     assert report.findings and "no slot" in render(report)
-    install_capture(engine, spec)  # the resync path the error names: a new slot, then a full sync
+    install_capture(engine, spec)  # a new slot; rows only updated in the gap: a full sync covers them
     summary = run_sync([spec], spec, servers=Servers(live.pg_url, live.es_url))
     assert summary.success, summary.error
     assert indexed(scenario.es, scenario.index)["1"]["title"] == "lost"

@@ -16,6 +16,7 @@ TRUNCATE fires no row trigger, so every watched table also gets a statement-leve
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -291,6 +292,28 @@ def drop_statements(
     return [*drops, f"DROP FUNCTION IF EXISTS {quote_ident(function_schema)}.{quote_ident(function)}();"]
 
 
+def _key_texts(spec: SyncSpec, root_key: Sequence[ColumnInfo], pk: str) -> list[str]:
+    """SQL for the canonical texts (core/keys.py) of the key an entry's `pk` JSON records: the
+    triggers' to_jsonb values and pgoutput's texts both read back through their column's type."""
+    return [
+        canonical_sql(
+            c, f"CAST({pk} ->> {sql_literal(c.name)} AS {type_name(c.pg_type)})", spec.naive_timezone
+        )
+        for c in root_key
+    ]
+
+
+def canonical_keys_query(spec: SyncSpec, root_key: Sequence[ColumnInfo], pks: list[dict]) -> Statement:
+    """The canonical key texts of root entries' `pk`s, in their order: what a claim of them would
+    return, for the logical drain's entries that are applied without being claimed."""
+    texts = ", ".join(_key_texts(spec, root_key, "e.pk"))
+    return Statement(
+        f"SELECT {texts} FROM jsonb_array_elements(CAST(%(pks)s AS jsonb)) WITH ORDINALITY AS e(pk, n) "
+        "ORDER BY e.n",
+        {"pks": json.dumps(pks, default=str)},
+    )
+
+
 def claim_query(
     spec: SyncSpec, root_key: Sequence[ColumnInfo], limit: int, changes: str = BUFFER_TABLE
 ) -> Statement:
@@ -298,12 +321,8 @@ def claim_query(
     one): id, source, op and, for the root's entries, the canonical texts of the document key.
     `changes`: the buffer, or the logical drain's table of decoded changes (same columns)."""
     texts = ", ".join(
-        "CASE WHEN b.source IS NULL THEN "
-        + canonical_sql(
-            c, f"CAST(b.pk ->> {sql_literal(c.name)} AS {type_name(c.pg_type)})", spec.naive_timezone
-        )
-        + f" END AS {quote_ident('__sync_k' + str(i))}"
-        for i, c in enumerate(root_key)
+        f"CASE WHEN b.source IS NULL THEN {text} END AS {quote_ident('__sync_k' + str(i))}"
+        for i, text in enumerate(_key_texts(spec, root_key, "b.pk"))
     )
     # last, so the key texts stay where the drain slices them
     error = (

@@ -155,7 +155,7 @@ def build_buffer_sensor(spec: SyncSpec) -> dg.SensorDefinition:
         records = instance.get_run_records(dg.RunsFilter(job_name=job_name, statuses=ACTIVE), limit=10)
         active = [r.dagster_run for r in records]
         last = instance.get_run_records(dg.RunsFilter(job_name=job_name), limit=1)
-        slot, installed = None, False
+        slot, installed, leftover = None, False, ""
         policy = spec.buffer_sensor
         with postgres.engine().connect() as conn:
             if spec.capture == "logical":
@@ -166,6 +166,14 @@ def build_buffer_sensor(spec: SyncSpec) -> dg.SensorDefinition:
             else:
                 state = buffer_state(conn, spec)
                 installed = policy.always_following and has_capture(conn, spec)
+                left = slot_state(conn, spec.name)
+                if left is not None:  # the install that switched to triggers did not finish
+                    leftover = (
+                        f"replication slot {left.slot} left by capture: logical holds "
+                        f"{left.lag_bytes} bytes of WAL and changes no drain applies: run "
+                        f"`sync-pipeline install-triggers --spec {spec.name}`"
+                    )
+                    context.log.warning(leftover)
             conn.commit()
         successor_of = None
         if policy.always_following:
@@ -194,7 +202,7 @@ def build_buffer_sensor(spec: SyncSpec) -> dg.SensorDefinition:
             cursor["slot_alerted_at"] = now
         if not decision.launch:
             context.update_cursor(json.dumps(cursor))
-            return dg.SkipReason(decision.reason)
+            return dg.SkipReason("; ".join(filter(None, (decision.reason, leftover))))
         context.update_cursor(json.dumps({**cursor, "max_id": state.max_id}))
         last_run_id = last[0].dagster_run.run_id if last else None
         if policy.always_following:

@@ -81,7 +81,8 @@ class ChangeStream:
                 f"spec '{spec}': replication slot {self.slot} does not exist — it was never installed "
                 f"or was dropped outside sync_pipeline, so changes since are unknown. Run "
                 f"`sync-pipeline install-triggers --spec {spec}` (a new slot), then "
-                f"`sync-pipeline sync --spec {spec} --full` (a full sync after it covers the gap)"
+                f"`sync-pipeline verify --spec {spec} --fix` (compares every row with its document: "
+                "rows deleted during the gap lose their documents too, which a full sync never does)"
             ) from None
         except psycopg2.errors.ObjectInUse as exc:
             self._conn.close()

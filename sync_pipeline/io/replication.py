@@ -152,3 +152,25 @@ def slot_lag_seconds(conn: Connection, spec: str) -> float | None:
         if isinstance(message, Begin):
             return max(0.0, time.time() - unix_seconds(message.commit_time_us))
     return None
+
+
+def peek(conn: Connection, spec: str, upto_lsn: str, changes: int) -> list[bytes]:
+    """The slot's pgoutput messages of whole transactions committed before `upto_lsn`, from its
+    confirmed position, about `changes` of them (the last transaction is read to its end);
+    nothing is consumed. The caller makes sure no drain reads the slot."""
+    rows = conn.exec_driver_sql(
+        "SELECT data FROM pg_logical_slot_peek_binary_changes(%(s)s, CAST(%(u)s AS pg_lsn), %(n)s, "
+        "'proto_version', '1', 'publication_names', %(p)s)",
+        {"s": logical.slot_name(spec), "u": upto_lsn, "n": changes, "p": logical.publication_name(spec)},
+    ).scalars()
+    return [bytes(data) for data in rows]
+
+
+def advance(engine: Engine, spec: str, position: int) -> None:
+    """Confirm the slot up to `position` (an LSN as a number): what lies before is not sent again."""
+    lsn = f"{position >> 32:X}/{position & 0xFFFFFFFF:X}"
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        conn.exec_driver_sql(
+            "SELECT pg_replication_slot_advance(%(s)s, CAST(%(l)s AS pg_lsn))",
+            {"s": logical.slot_name(spec), "l": lsn},
+        )

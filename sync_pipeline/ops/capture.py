@@ -24,6 +24,7 @@ from sync_pipeline.io import buffer, deadletters, ownership, replication
 from sync_pipeline.io.locks import LockTimeout, bounded
 from sync_pipeline.io.postgres import describe_table
 from sync_pipeline.ops.binding import bind
+from sync_pipeline.ops.handover import hand_over
 from sync_pipeline.settings import LockSettings
 
 TABLE_SOURCE = "table:"
@@ -130,10 +131,12 @@ def _create_tables(engine: Engine, locks: LockSettings) -> None:
 def install_capture(engine: Engine, spec: SyncSpec, locks: LockSettings | None = None) -> InstallReport:
     """Whichever capture the spec names, on every watched table, one table per bounded
     transaction (io/locks.py). A spec that switched from triggers to logical loses its triggers
-    only once the slot exists (and the other way round), so no change falls between the two."""
+    only once the slot exists (and the other way round: its slot's pending changes are moved to
+    the buffer before it is dropped), so no change falls between the two."""
     locks = locks or LockSettings()
     if spec.capture == "triggers":
         report = _install_triggers(engine, spec, locks)
+        _hand_over_slot(engine, spec)
         replication.drop(engine, spec.name)
         return report
     with engine.connect() as conn:
@@ -162,6 +165,23 @@ def install_capture(engine: Engine, spec: SyncSpec, locks: LockSettings | None =
         raise CaptureError(str(exc)) from None
     _uninstall_triggers(engine, spec, locks)
     return InstallReport(sorted({w.table for w in watched}), warnings)
+
+
+def _hand_over_slot(engine: Engine, spec: SyncSpec) -> None:
+    """A slot left by `capture: logical`: its unconfirmed changes go to the buffer before it is
+    dropped (ops/handover.py); the triggers capture everything after."""
+    with engine.connect() as conn:
+        watched = watched_now(conn, spec)
+    try:
+        hand_over(engine, spec, watched)
+    except DBAPIError as exc:
+        reason = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
+        raise CaptureError(
+            f"spec '{spec.name}': the triggers are installed, but the changes left in replication "
+            f"slot {slot_name(spec.name)} could not be moved to the buffer: {reason}. The slot is "
+            "kept; run install-triggers again once no drain reads it (a slot `doctor` shows as "
+            f"lost holds nothing to move: drop it, then `sync-pipeline verify --spec {spec.name} --fix`)"
+        ) from None
 
 
 def _create_slot(engine: Engine, spec: SyncSpec, locks: LockSettings) -> None:

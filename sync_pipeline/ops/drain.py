@@ -8,7 +8,9 @@ entries are deleted only after Elasticsearch acknowledged every document, in
 the same transaction as the claim (a claim holding a TRUNCATE: after its
 reconcile, in one of their own): a crash anywhere leaves them queued.
 A `capture: logical` spec is drained from its replication slot instead
-(ops/logical_drain.py), with the same apply step and the same guarantee.
+(ops/logical_drain.py), with the same apply step and the same guarantee —
+after what its triggers buffered before it switched to logical, which no
+other drain would ever take.
 
 `follow` keeps a drain going and finds each change: a look at the buffer
 every `poll_seconds` (or the triggers' NOTIFY, when turned on), or the slot's stream.
@@ -66,7 +68,43 @@ def drain(
             if deadline is not None
             else spec.buffer_sensor.max_run_seconds
         )
-        return follow_logical(engine, es, spec, 0, seconds, run_id, on_batch)
+        return _logical(engine, es, spec, 0, seconds, run_id, on_batch)
+    return _drain_buffer(engine, es, spec, batch_size, run_id, on_batch, max_batches, deadline)
+
+
+def _logical(
+    engine: Engine,
+    es: SearchTarget,
+    spec: SyncSpec,
+    idle_seconds: float | None,
+    max_seconds: float,
+    run_id: str | None,
+    on_batch: Callable[[BatchResult], None] | None,
+) -> DrainTotals:
+    """A logical spec's drain: first what the buffer still holds for it (entries its triggers
+    recorded before it switched to `capture: logical` — nothing else would ever drain them), then
+    its slot."""
+    deadline = time.monotonic() + max_seconds
+    totals = DrainTotals()
+    with engine.connect() as conn:
+        leftover = buffer.buffer_exists(conn) and buffer.buffer_state(conn, spec).pending > 0
+    if leftover:
+        totals.absorb(_drain_buffer(engine, es, spec, run_id=run_id, on_batch=on_batch, deadline=deadline))
+    left = max(0.0, deadline - time.monotonic())
+    totals.absorb(follow_logical(engine, es, spec, idle_seconds, left, run_id, on_batch))
+    return totals
+
+
+def _drain_buffer(
+    engine: Engine,
+    es: SearchTarget,
+    spec: SyncSpec,
+    batch_size: int | None = None,
+    run_id: str | None = None,
+    on_batch: Callable[[BatchResult], None] | None = None,
+    max_batches: int | None = None,
+    deadline: float | None = None,
+) -> DrainTotals:
     totals = DrainTotals()
     size = batch_size or spec.batch_size
     with engine.connect() as conn:
@@ -147,7 +185,7 @@ def follow(
     new run's start (several seconds each).
     """
     if spec.capture == "logical":
-        return follow_logical(engine, es, spec, idle_seconds, max_seconds, run_id, on_batch)
+        return _logical(engine, es, spec, idle_seconds, max_seconds, run_id, on_batch)
     started = time.monotonic()
     deadline = started + max_seconds
     poll = spec.buffer_sensor.poll_seconds

@@ -157,7 +157,11 @@ def backlog_statuses(
         if state is not None:
             status = BacklogStatus(spec.name, True, state.pending, state.truncates, state.oldest_age_seconds)
         age = status.oldest_age_seconds
-        if status.pending and age is not None and age > limit_seconds:
+        if status.pending and spec.capture == "logical":
+            # recorded by its triggers before the switch: only a drain of the spec takes them
+            status.problem = "buffered before the switch to capture: logical, not yet drained"
+            status.fix = [f"sync-pipeline flush --spec {spec.name}"]
+        elif status.pending and age is not None and age > limit_seconds:
             status.problem = f"oldest waited over {_minutes(limit_seconds)}: is the buffer sensor running?"
             status.fix = [f"sync-pipeline flush --spec {spec.name}"]
         statuses.append(status)

@@ -30,13 +30,14 @@ from sqlalchemy.engine import Connection, Engine
 
 from sync_pipeline.core import logical
 from sync_pipeline.core.bulk import BatchResult
-from sync_pipeline.core.capture import TRUNCATE_OP
+from sync_pipeline.core.capture import TRUNCATE_OP, canonical_keys_query
 from sync_pipeline.core.fanout import Watched
 from sync_pipeline.core.pgoutput import Begin, Change, Commit, Truncate
 from sync_pipeline.core.quoting import qualified_table
 from sync_pipeline.core.specs import SyncSpec
 from sync_pipeline.io import buffer
 from sync_pipeline.io.change_stream import ChangeStream
+from sync_pipeline.io.postgres import execute
 from sync_pipeline.io.replication import SlotBusy
 from sync_pipeline.io.search import SearchTarget
 from sync_pipeline.ops.apply import Batches, DrainError, DrainTotals, apply_claimed, reconcile_truncate
@@ -74,19 +75,11 @@ def watched_by_relation(engine: Engine, spec: SyncSpec) -> dict[int, list[Watche
     return found
 
 
-def _snapshot_seeing(conn: Connection, xids: set[int]) -> None:
-    """Begin the caller's transaction with a snapshot that sees every transaction of `xids`."""
-    deadline = time.monotonic() + VISIBILITY_WAIT_SECONDS
-    while True:
-        snapshot = conn.exec_driver_sql("SELECT CAST(pg_current_snapshot() AS text)").scalar_one()
-        if all(logical.visible_in(xid, snapshot) for xid in xids):
-            return
-        if time.monotonic() > deadline:
-            raise DrainError(
-                f"transactions {sorted(xids)} decoded but not visible after {VISIBILITY_WAIT_SECONDS}s"
-            )
-        conn.rollback()  # a new transaction takes a new snapshot
-        time.sleep(0.002)
+def _snapshot_sees(conn: Connection, xids: set[int]) -> bool:
+    """Does the snapshot of the caller's transaction see every transaction of `xids`? (Its first
+    statement: in REPEATABLE READ, it takes the snapshot every later statement reads.)"""
+    snapshot = conn.exec_driver_sql("SELECT CAST(pg_current_snapshot() AS text)").scalar_one()
+    return all(logical.visible_in(xid, snapshot) for xid in xids)
 
 
 class _Applier:
@@ -113,30 +106,48 @@ class _Applier:
             self._reconcile()
             self.entries, self.xids = [], set()
             return
-        with self.conn.begin():
-            _snapshot_seeing(self.conn, self.xids)
-            if all(e["source"] is None and e["op"] != TRUNCATE_OP for e in self.entries):
-                self._write_roots()
-            else:
-                self._write_claimed()
-            self.totals.claimed += len(self.entries)
+        self._in_snapshot_seeing_them(self._write)
         self.entries, self.xids = [], set()
+
+    def _in_snapshot_seeing_them(self, work: Callable[[], None]) -> None:
+        """Run `work` in a transaction whose snapshot sees every decoded transaction; until one
+        does, each try is a transaction of its own that reads nothing else, so the next try
+        takes a new snapshot."""
+        deadline = time.monotonic() + VISIBILITY_WAIT_SECONDS
+        while True:
+            with self.conn.begin():
+                if _snapshot_sees(self.conn, self.xids):
+                    work()
+                    return
+            if time.monotonic() > deadline:
+                raise DrainError(
+                    f"transactions {sorted(self.xids)} decoded but not visible after {VISIBILITY_WAIT_SECONDS}s"
+                )
+            time.sleep(0.002)
+
+    def _write(self) -> None:
+        if all(e["source"] is None for e in self.entries):
+            self._write_roots()
+        else:
+            self._write_claimed()
+        self.totals.claimed += len(self.entries)
 
     def _reconcile(self) -> None:
         """A TRUNCATE among the changes: the whole spec is reconciled, by key ranges, outside
         any transaction of ours. Once every decoded transaction is visible, each range's
         snapshot (taken later) sees them all: the other changes need no applying of their own."""
-        with self.conn.begin():
-            _snapshot_seeing(self.conn, self.xids)
+        self._in_snapshot_seeing_them(lambda: None)
         reconcile_truncate(self.engine, self.es, self.bound.spec, self.totals)
         self.totals.claimed += len(self.entries)
 
     def _write_roots(self) -> None:
         """Only the root table's rows changed: the entries name their documents, so they need
-        no session table to be claimed from and resolved through (their keys are the texts a
-        claim would return)."""
-        names = [column.name for column in self.bound.plan.keys]
-        keys = dict.fromkeys(tuple(e["pk"].get(n) for n in names) for e in self.entries)
+        no session table to be claimed from and resolved through. Their keys are pgoutput's
+        texts ('t', a timestamp in the sender's zone, char(n) padded): PostgreSQL turns them into
+        the canonical texts a claim returns (core/keys.py), or a delete would miss its document."""
+        pks = [e["pk"] for e in self.entries]
+        statement = canonical_keys_query(self.bound.spec, self.bound.plan.keys, pks)
+        keys = dict.fromkeys(tuple(row) for row in execute(self.conn, statement))
         self.batches.write_all(self.conn, [list(keys)])
 
     def _write_claimed(self) -> None:

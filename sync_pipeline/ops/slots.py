@@ -3,8 +3,9 @@ asset metadata and the buffer sensor.
 
 A slot the drain stops reading keeps every WAL segment written since its
 confirmed position: the server's disk fills until `max_slot_wal_keep_size`
-(if set) invalidates the slot — then its changes are lost and the spec needs
-a full sync. So lag is shown in bytes and in age, alerted on above a
+(if set) invalidates the slot — then its changes are lost, and a new slot
+followed by `verify --fix` repairs the gap (a full sync would leave the
+documents of rows deleted meanwhile). So lag is shown in bytes and in age, alerted on above a
 threshold, and a slot whose spec left the file is a finding with its fix.
 """
 
@@ -20,7 +21,7 @@ from sync_pipeline.core import logical
 from sync_pipeline.core.quoting import qualified_table, sql_literal
 from sync_pipeline.core.specs import SyncSpec
 from sync_pipeline.io import replication
-from sync_pipeline.io.buffer import BufferState
+from sync_pipeline.io.buffer import BufferState, buffer_state
 from sync_pipeline.io.replication import SlotState
 
 MB = 1024 * 1024
@@ -70,10 +71,12 @@ def spec_slot_status(
     conn: Connection, spec: SyncSpec, watched: Sequence[str], limit_seconds: float
 ) -> SlotStatus:
     install = [f"sync-pipeline install-triggers --spec {spec.name}"]
+    # after a gap in capture: every row compared with its document, deleted rows' included
+    repair = f"sync-pipeline verify --spec {spec.name} --fix"
     name = logical.slot_name(spec.name)
     state = replication.slot_state(conn, spec.name)
     if state is None:
-        resync = [*install, f"sync-pipeline sync --spec {spec.name} --full"]
+        resync = [*install, repair]
         return SlotStatus(spec.name, name, None, None, "-", "-", "no slot: changes are not captured", resync)
     status = SlotStatus(
         spec.name, name, state.lag_bytes, pending_age(conn, state), state.wal_status or "-",
@@ -82,8 +85,7 @@ def spec_slot_status(
     limit_bytes = spec.buffer_sensor.slot_lag_alert_mb * MB
     if state.lost:
         status.problem = "slot invalidated (max_slot_wal_keep_size): its changes are gone"
-        status.fix = [f"sync-pipeline uninstall-triggers --spec {spec.name}", *install,
-                      f"sync-pipeline sync --spec {spec.name} --full"]  # fmt: skip
+        status.fix = [f"sync-pipeline uninstall-triggers --spec {spec.name}", *install, repair]
     elif missing := _published(conn, spec, watched):
         status.problem = f"not published: {', '.join(missing)}"
         status.fix = install
@@ -104,13 +106,16 @@ def orphan_statuses(conn: Connection, specs: Sequence[SyncSpec]) -> list[SlotSta
         if state.slot in mine:
             continue
         drop = [f"SELECT pg_drop_replication_slot({sql_literal(state.slot)});"]
+        problem = "no logical spec reads it: WAL piles up"
         spec = state.slot.removeprefix(logical.SLOT_PREFIX)
         if any(s.name == spec for s in specs):
-            drop = [f"sync-pipeline uninstall-triggers --spec {spec}",
-                    f"sync-pipeline install-triggers --spec {spec}"]  # fmt: skip
+            # the spec switched to triggers: installing them moves the slot's pending changes to
+            # the buffer, then drops it (uninstalling first would drop them with it)
+            problem = "left by capture: logical, its changes not moved to the buffer: WAL piles up"
+            drop = [f"sync-pipeline install-triggers --spec {spec}"]
         found.append(
             SlotStatus(spec, state.slot, state.lag_bytes, None, state.wal_status or "-",
-                       str(state.active_pid or "-"), "no logical spec reads it: WAL piles up", drop)
+                       str(state.active_pid or "-"), problem, drop)
         )  # fmt: skip
     return found
 
@@ -126,10 +131,14 @@ def slot_metadata(conn: Connection, spec: SyncSpec) -> dict[str, float | int | s
 def slot_backlog(conn: Connection, spec: SyncSpec) -> BufferState:
     """The buffer sensor's view of a logical spec: pending 1 when the slot holds a change of the
     spec's tables (counting them would mean decoding them all), its age, and the confirmed
-    position standing in for the buffer's newest id."""
+    position standing in for the buffer's newest id — plus what the buffer still holds from the
+    spec's triggers before it switched (its drain takes those first, ops/drain.py)."""
+    leftover = buffer_state(conn, spec)
     state = replication.slot_state(conn, spec.name)
     if state is None:
-        return BufferState(pending=0, oldest_age_seconds=None)
+        return leftover
     age = pending_age(conn, state)
     position = logical.lsn_number(state.confirmed_lsn) if state.confirmed_lsn else 0
-    return BufferState(pending=1 if age is not None else 0, oldest_age_seconds=age, max_id=position)
+    ages = [a for a in (age, leftover.oldest_age_seconds) if a is not None]
+    pending = (1 if age is not None else 0) + leftover.pending
+    return BufferState(pending, max(ages) if ages else None, position + leftover.max_id)
