@@ -121,7 +121,8 @@ class _Applier:
                     return
             if time.monotonic() > deadline:
                 raise DrainError(
-                    f"transactions {sorted(self.xids)} decoded but not visible after {VISIBILITY_WAIT_SECONDS}s"
+                    f"transactions {sorted(self.xids)} decoded but not visible after "
+                    f"{VISIBILITY_WAIT_SECONDS}s"
                 )
             time.sleep(0.002)
 
