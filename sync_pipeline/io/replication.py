@@ -23,14 +23,19 @@ class SlotBusy(RuntimeError):
     """Another session reads the spec's slot (a drain of another run)."""
 
 
-def _identity(conn: Connection, table: str) -> tuple[str, bool]:
+def _identity(conn: Connection, table: str) -> tuple[str, bool, frozenset[str]]:
+    """The table's replica identity, whether it has a primary key, and the columns an UPDATE or
+    DELETE logs of the old row under that identity (the primary key's, or the identity index's)."""
     row = conn.exec_driver_sql(
         "SELECT c.relreplident, "
-        "EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND i.indisprimary) "
+        "EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND i.indisprimary), "
+        "ARRAY(SELECT a.attname::text FROM pg_index i JOIN pg_attribute a ON a.attrelid = c.oid "
+        "AND a.attnum = ANY(i.indkey) WHERE i.indrelid = c.oid AND CASE c.relreplident "
+        "WHEN 'd' THEN i.indisprimary WHEN 'i' THEN i.indisreplident ELSE false END) "
         "FROM pg_class c WHERE c.oid = CAST(%(t)s AS regclass)",
         {"t": qualified_table(table)},
     ).one()
-    return str(row[0]), bool(row[1])
+    return str(row[0]), bool(row[1]), frozenset(row[2])
 
 
 def _publication_exists(conn: Connection, spec: str) -> bool:
@@ -75,8 +80,8 @@ def set_identity(conn: Connection, table: str, watched: list[Watched]) -> None:
     the caller bounds their locks."""
     mine = [w for w in watched if w.table == table]
     for _, name in _tree(conn, table):
-        identity, has_key = _identity(conn, name)
-        if any(logical.needs_full_identity(w, identity, has_key) for w in mine):
+        identity, has_key, logged = _identity(conn, name)
+        if any(logical.needs_full_identity(w, identity, has_key, logged) for w in mine):
             conn.exec_driver_sql(logical.replica_identity_sql(name))
 
 
