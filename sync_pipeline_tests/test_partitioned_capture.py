@@ -86,3 +86,25 @@ def test_a_truncate_of_one_partition_reaches_the_index(scenario, captured):
     docs = indexed(scenario.es, scenario.index)
     assert "1" not in docs and "2" in docs and len(docs) == ROWS - len(range(1, ROWS + 1, 3))
     record(f"partitioned root ({spec.capture}): TRUNCATE of one partition", ROWS // 3, spec)
+
+
+def test_a_partition_detached_then_attached_again_reaches_the_index(scenario, captured):
+    spec, parts = captured
+    table, gone = scenario.table, len(range(2, ROWS + 1, 3))  # p2 holds ids with id % 3 = 2
+    scenario.execute(f"ALTER TABLE {table} DETACH PARTITION {parts[2]}")  # fires nothing
+    totals = drain(scenario.engine, scenario.es, spec)
+    docs = indexed(scenario.es, scenario.index)
+    assert totals.reconciled == 1 and "2" not in docs and "3" in docs and len(docs) == ROWS - gone
+    record(f"partitioned root ({spec.capture}): a partition detached", gone, spec)
+    scenario.execute(f"UPDATE {parts[2]} SET title = 'while detached' WHERE id = 2")
+    scenario.execute(
+        f"ALTER TABLE {table} ATTACH PARTITION {parts[2]} FOR VALUES FROM ('{MONTHS[2]}') TO ('{MONTHS[3]}')"
+    )
+    scenario.execute(f"TRUNCATE {parts[0]}")  # heard by the attached partition's sibling as before
+    totals = drain(scenario.engine, scenario.es, spec)
+    docs = indexed(scenario.es, scenario.index)
+    assert totals.reconciled >= 1 and docs["2"]["title"] == "while detached" and "3" not in docs
+    scenario.execute(f"TRUNCATE {parts[2]}")  # the re-attached partition's TRUNCATE is heard too
+    assert drain(scenario.engine, scenario.es, spec).reconciled == 1
+    assert len(indexed(scenario.es, scenario.index)) == ROWS - len(range(3, ROWS + 1, 3)) - gone
+    record(f"partitioned root ({spec.capture}): attached again, TRUNCATEs", ROWS, spec)

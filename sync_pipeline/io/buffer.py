@@ -138,17 +138,26 @@ def install_table(conn: Connection, spec: SyncSpec, watched: Watched, notify: bo
     grantees = ownership.function_grantees(conn, capture.function_ref(spec, watched) + "()")
     for statement in capture.function_privileges_sql(spec, watched, grantees):
         conn.exec_driver_sql(statement)
-    present = _triggers_present(conn, spec, watched)
-    bare = partitions_without_truncate_trigger(conn, spec, watched) if table.partitioned else []
-    if present and not bare:
-        return False
-    or_replace = int(conn.exec_driver_sql("SHOW server_version_num").scalar_one()) >= 140000
-    for statement in [] if present else capture.trigger_sql(spec, watched, or_replace):
+    if _triggers_present(conn, spec, watched):
+        return bool(add_partition_truncate_triggers(conn, spec, watched))
+    for statement in capture.trigger_sql(spec, watched, _or_replace(conn)):
         conn.exec_driver_sql(statement)
-    for partition in bare:
-        for statement in capture.partition_truncate_sql(spec, watched, partition, or_replace):
-            conn.exec_driver_sql(statement)
+    add_partition_truncate_triggers(conn, spec, watched)
     return True
+
+
+def _or_replace(conn: Connection) -> bool:
+    return int(conn.exec_driver_sql("SHOW server_version_num").scalar_one()) >= 140000
+
+
+def add_partition_truncate_triggers(conn: Connection, spec: SyncSpec, watched: Watched) -> list[str]:
+    """The TRUNCATE trigger on each partition of the table lacking it, in the caller's transaction
+    (each locks its partition: the caller bounds it); the partitions it was added to."""
+    bare = partitions_without_truncate_trigger(conn, spec, watched)
+    for partition in bare:
+        for statement in capture.partition_truncate_sql(spec, watched, partition, _or_replace(conn)):
+            conn.exec_driver_sql(statement)
+    return bare
 
 
 @dataclass(frozen=True)
