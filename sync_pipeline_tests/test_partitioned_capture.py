@@ -108,3 +108,56 @@ def test_a_partition_detached_then_attached_again_reaches_the_index(scenario, ca
     assert drain(scenario.engine, scenario.es, spec).reconciled == 1
     assert len(indexed(scenario.es, scenario.index)) == ROWS - len(range(3, ROWS + 1, 3)) - gone
     record(f"partitioned root ({spec.capture}): attached again, TRUNCATEs", ROWS, spec)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_a_partitioned_related_table_reaches_its_parents(scenario, live, mode):
+    """Reviews in a table partitioned by month, nested in their product's document: a review
+    changed, moved to another product (its old link must be logged: REPLICA IDENTITY FULL on each
+    partition), deleted, its partition truncated or detached."""
+    table, reviews = scenario.table, f"{scenario.table}_reviews"
+    scenario.execute(
+        f"CREATE TABLE {reviews} (id bigint, product_id bigint, ts timestamptz, stars int, "
+        "PRIMARY KEY (id, ts)) PARTITION BY RANGE (ts)"
+    )
+    parts = [f"{reviews}_p{i}" for i in range(3)]
+    for part, low, high in zip(parts, MONTHS, MONTHS[1:], strict=False):
+        scenario.execute(
+            f"CREATE TABLE {part} PARTITION OF {reviews} FOR VALUES FROM ('{low}') TO ('{high}')"
+        )
+    relation = f"{{name: reviews, table: {reviews}, kind: one_to_many, on: {{product_id: id}}, nested: true}}"
+    source = f"table: {table}\n      relations:\n        - {relation}"
+    spec = scenario.spec(source=source, extra=f"    capture: {mode}")
+    install_capture(scenario.engine, spec)
+    try:
+        scenario.execute(
+            f"INSERT INTO {table} (id, title, updated_at) SELECT g, 'item ' || g, "
+            "timestamptz '2026-02-01 00:00:00+00' FROM generate_series(1, 100) g"
+        )
+        scenario.execute(
+            f"INSERT INTO {reviews} SELECT g, 1 + g % 100, "
+            "timestamptz '2026-01-15 00:00:00+00' + (g % 3) * interval '1 month', g % 5 "
+            "FROM generate_series(1, 300) g"
+        )
+        summary = run_sync([spec], spec, servers=Servers(live.pg_url, live.es_url))
+        assert summary.success and summary.indexed == 100, summary.error
+        drain(scenario.engine, scenario.es, spec)
+        scenario.execute(f"UPDATE {reviews} SET stars = 9 WHERE id % 10 = 0")
+        scenario.execute(f"UPDATE {reviews} SET product_id = 50 WHERE id IN (3, 6, 9)")  # moved
+        scenario.execute(f"DELETE FROM {reviews} WHERE id % 7 = 0")
+        assert drain(scenario.engine, scenario.es, spec).failed == 0
+        docs = indexed(scenario.es, scenario.index)
+        assert not any(r["id"] == 3 for r in docs["4"]["reviews"])  # left its old product
+        record(f"partitioned related table ({mode}): updated, moved, deleted", 80, spec)
+        scenario.execute(f"TRUNCATE {parts[0]}")
+        scenario.execute(f"ALTER TABLE {reviews} DETACH PARTITION {parts[1]}")
+        assert drain(scenario.engine, scenario.es, spec).reconciled >= 1
+        docs = indexed(scenario.es, scenario.index)
+        assert {r["ts"][:7] for d in docs.values() for r in d.get("reviews") or []} == {"2026-03"}
+        record(f"partitioned related table ({mode}): one partition truncated, one detached", 200, spec)
+    finally:
+        scenario.engine.dispose()
+        uninstall_capture(scenario.engine, spec)
+        for part in parts:
+            scenario.execute(f"DROP TABLE IF EXISTS {part}")
+        scenario.execute(f"DROP TABLE IF EXISTS {reviews}")
