@@ -9,6 +9,8 @@ import itertools
 import pytest
 
 from sync_pipeline.apps.cli.runner import Servers, run_sync
+from sync_pipeline.core.capture import function_name, truncate_trigger_name
+from sync_pipeline.io import buffer
 from sync_pipeline.ops.capture import install_capture, uninstall_capture
 from sync_pipeline.ops.drain import drain
 
@@ -161,3 +163,22 @@ def test_a_partitioned_related_table_reaches_its_parents(scenario, live, mode):
         for part in parts:
             scenario.execute(f"DROP TABLE IF EXISTS {part}")
         scenario.execute(f"DROP TABLE IF EXISTS {reviews}")
+
+
+def test_uninstall_lists_no_trigger_postgresql_would_refuse_to_drop(scenario):
+    """A partitioned table's row trigger is cloned onto each partition; dropping a clone alone is
+    refused, so uninstall must drop the parent's (it takes the clones) and never name a clone."""
+    parts = _partitioned(scenario)
+    spec = scenario.spec()
+    install_capture(scenario.engine, spec)
+    try:
+        with scenario.engine.connect() as conn:
+            listed = {(i.relation, i.trigger) for i in buffer.installed(conn, spec)}
+        row = function_name(spec.name, scenario.table)
+        assert (scenario.table, row) in listed
+        assert {(p, truncate_trigger_name(spec.name, scenario.table)) for p in parts} <= listed
+        assert not {(p, row) for p in parts} & listed  # the clones
+    finally:
+        uninstall_capture(scenario.engine, spec)
+    with scenario.engine.connect() as conn:
+        assert buffer.installed(conn, spec) == []

@@ -260,11 +260,15 @@ def function_privileges_sql(spec: SyncSpec, watched: Watched, grantees: Sequence
 
 def installed_query(spec: SyncSpec) -> Statement:
     """Every trigger function of the spec (and the triggers that use it), found by its marker or
-    by the earlier layout's name: what `uninstall` removes, whatever the spec lists today."""
+    by the earlier layout's name: what `uninstall` removes, whatever the spec lists today. Not
+    the row triggers PostgreSQL cloned onto a partitioned table's partitions: they go with the
+    parent's, and dropping one alone is refused."""
     return Statement(
         "SELECT CAST(p.oid AS regprocedure)::text AS function, t.tgname AS trigger, "
         "CAST(t.tgrelid AS regclass)::text AS relation "
-        "FROM pg_proc p LEFT JOIN pg_trigger t ON t.tgfoid = p.oid "
+        "FROM pg_proc p LEFT JOIN pg_trigger t ON t.tgfoid = p.oid AND NOT EXISTS (SELECT 1 "
+        "FROM pg_depend d WHERE d.classid = 'pg_trigger'::regclass AND d.objid = t.oid "
+        "AND d.refclassid = 'pg_trigger'::regclass AND d.deptype = 'P') "
         "WHERE obj_description(p.oid, 'pg_proc') LIKE %(marker)s OR p.proname = %(legacy)s",
         {
             "marker": f"{MARKER} {spec.name}: %",
