@@ -141,6 +141,9 @@ def test_tables_that_need_their_old_rows_whole():
     assert not logical.needs_full_identity(ROOT, "d", True)  # the key is enough
     assert logical.needs_full_identity(ROOT, "d", False)  # no key: PostgreSQL would refuse UPDATEs
     assert not logical.needs_full_identity(CHILD, "f", True)
+    # a document key the identity does not log: a DELETE would name no document
+    assert logical.needs_full_identity(ROOT, "d", True, frozenset({"sku"}))
+    assert not logical.needs_full_identity(ROOT, "i", True, frozenset({"id"}))
 
 
 SPEC = """

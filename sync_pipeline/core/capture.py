@@ -234,6 +234,19 @@ def trigger_sql(spec: SyncSpec, watched: Watched, or_replace: bool) -> list[str]
     return statements
 
 
+def partition_truncate_sql(spec: SyncSpec, watched: Watched, partition: str, or_replace: bool) -> list[str]:
+    """The TRUNCATE trigger of a partitioned table's partition (any level). PostgreSQL clones row
+    triggers onto partitions, but a `TRUNCATE one_partition` fires no statement trigger of its
+    parent: each partition gets its own, on the parent's function (whose guard accepts a
+    partition of its table), so it records the same 'T' entry a TRUNCATE of the parent does."""
+    trigger = quote_ident(truncate_trigger_name(spec.name, watched.table))
+    table = qualified_table(partition)
+    create = "CREATE OR REPLACE TRIGGER" if or_replace else "CREATE TRIGGER"
+    create += f" {trigger} AFTER TRUNCATE ON {table} FOR EACH STATEMENT EXECUTE FUNCTION "
+    create += f"{function_ref(spec, watched)}()"
+    return [create] if or_replace else [f"DROP TRIGGER IF EXISTS {trigger} ON {table}", create]
+
+
 def function_privileges_sql(spec: SyncSpec, watched: Watched, grantees: Sequence[str]) -> list[str]:
     """The marker comment, and EXECUTE taken from PUBLIC and from every role it was granted to
     (default privileges may grant it): triggers fire whatever EXECUTE says, and a role without it
@@ -248,11 +261,15 @@ def function_privileges_sql(spec: SyncSpec, watched: Watched, grantees: Sequence
 
 def installed_query(spec: SyncSpec) -> Statement:
     """Every trigger function of the spec (and the triggers that use it), found by its marker or
-    by the earlier layout's name: what `uninstall` removes, whatever the spec lists today."""
+    by the earlier layout's name: what `uninstall` removes, whatever the spec lists today. Not
+    the row triggers PostgreSQL cloned onto a partitioned table's partitions: they go with the
+    parent's, and dropping one alone is refused."""
     return Statement(
         "SELECT CAST(p.oid AS regprocedure)::text AS function, t.tgname AS trigger, "
         "CAST(t.tgrelid AS regclass)::text AS relation "
-        "FROM pg_proc p LEFT JOIN pg_trigger t ON t.tgfoid = p.oid "
+        "FROM pg_proc p LEFT JOIN pg_trigger t ON t.tgfoid = p.oid AND NOT EXISTS (SELECT 1 "
+        "FROM pg_depend d WHERE d.classid = 'pg_trigger'::regclass AND d.objid = t.oid "
+        "AND d.refclassid = 'pg_trigger'::regclass AND d.deptype = 'P') "
         "WHERE obj_description(p.oid, 'pg_proc') LIKE %(marker)s OR p.proname = %(legacy)s",
         {
             "marker": f"{MARKER} {spec.name}: %",

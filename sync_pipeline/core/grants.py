@@ -21,6 +21,7 @@ from sync_pipeline.core.quoting import qualified_table, quote_ident
 from sync_pipeline.core.specs import SyncSpec
 
 DEAD_LETTER_TABLE = "public.sync_pipeline_dead_letters"
+PARTITION_SETS_TABLE = "public.sync_pipeline_partition_sets"
 # manage: create the index with its alias, put mappings and settings (refresh off during a load),
 # refresh, swap aliases and delete the old index in a rebuild; write: bulk index and delete;
 # read: verify and search
@@ -125,6 +126,8 @@ def pg_grants(
         f"GRANT SELECT, UPDATE, DELETE ON {BUFFER_TABLE} TO {who};",
         "-- documents Elasticsearch refuses are kept, listed, replayed and purged",
         f"GRANT SELECT, INSERT, UPDATE, DELETE ON {DEAD_LETTER_TABLE} TO {who};",
+        "-- drains compare a partitioned table's partitions with those they last saw",
+        f"GRANT SELECT, INSERT, UPDATE ON {PARTITION_SETS_TABLE} TO {who};",
     ]
     if with_stats:
         lines += [

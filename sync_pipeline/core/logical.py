@@ -46,7 +46,11 @@ def publication_name(spec: str) -> str:
 
 
 def publication_sql(spec: str, tables: Sequence[str], exists: bool) -> str:
-    """Create the spec's publication for exactly `tables`, or set an existing one to them."""
+    """Create the spec's publication for exactly `tables`, or set an existing one to them. A
+    partitioned table is published with its partitions, present and future, and without
+    `publish_via_partition_root`: its changes arrive under each partition's relation id, which
+    the drain maps to the table (ops/logical_drain.py). With that option a `TRUNCATE` of one
+    partition would not be sent at all (PostgreSQL documents it), and its rows would stay."""
     names = ", ".join(qualified_table(t) for t in sorted(set(tables)))
     publication = quote_ident(publication_name(spec))
     if exists:
@@ -58,16 +62,24 @@ def replica_identity_sql(table: str) -> str:
     return f"ALTER TABLE {qualified_table(table)} REPLICA IDENTITY FULL"
 
 
-def needs_full_identity(watched: Watched, identity: str, has_primary_key: bool) -> bool:
+def needs_full_identity(
+    watched: Watched, identity: str, has_primary_key: bool, logged: frozenset[str] | None = None
+) -> bool:
     """Must this table log its old rows whole? A related or join table: its old link values lead
     to the parent a delete or a move leaves (the key alone names no parent). Any table without a
     key to identify rows by: PostgreSQL refuses its UPDATEs and DELETEs once it is published —
-    the user's application would fail."""
+    the user's application would fail. A root whose document key is not within the columns its
+    identity logs (`logged`: a spec keyed by a unique `sku` on a table keyed by `id`): a DELETE
+    would name no document, and a change of the key would leave the old one. FULL rather than
+    USING INDEX on the spec's key: it only adds to what the table logs, so another subscriber
+    relying on the present identity keeps what it reads."""
     if identity == "f":
         return False
     if watched.source is not None:
         return True
-    return identity == "n" or (identity == "d" and not has_primary_key)
+    if identity == "n" or (identity == "d" and not has_primary_key):
+        return True
+    return logged is not None and not set(watched.own_key) <= logged
 
 
 @dataclass(frozen=True)

@@ -98,20 +98,66 @@ def _triggers_present(conn: Connection, spec: SyncSpec, watched: Watched) -> boo
     return found == len(names)
 
 
+def partitions(conn: Connection, table: str) -> list[str]:
+    """Every partition of `table` (at any level, schema-qualified); none for a plain table."""
+    rows = conn.exec_driver_sql(
+        "SELECT n.nspname || '.' || c.relname FROM pg_partition_tree(to_regclass(%(t)s)) p "
+        "JOIN pg_class c ON c.oid = p.relid JOIN pg_namespace n ON n.oid = c.relnamespace "
+        "WHERE p.level > 0 ORDER BY 1",
+        {"t": qualified_table(table)},
+    ).scalars()
+    return list(rows)
+
+
+def partitions_without_truncate_trigger(conn: Connection, spec: SyncSpec, watched: Watched) -> list[str]:
+    """The table's partitions a `TRUNCATE` of which the spec would not hear (attached after the
+    install, or its trigger dropped): what install adds and `doctor` reports."""
+    found = partitions(conn, watched.table)
+    if not found:
+        return []
+    having = set(
+        conn.exec_driver_sql(
+            "SELECT n.nspname || '.' || c.relname FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid "
+            "JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "WHERE t.tgname = %(n)s AND t.tgfoid = to_regprocedure(%(f)s)",
+            {
+                "n": capture.truncate_trigger_name(spec.name, watched.table),
+                "f": capture.function_ref(spec, watched) + "()",
+            },
+        ).scalars()
+    )
+    return [p for p in found if p not in having]
+
+
 def install_table(conn: Connection, spec: SyncSpec, watched: Watched, notify: bool) -> bool:
-    """The table's capture function (replaced), its privileges, and its triggers when missing, in
-    the caller's transaction; True when the triggers were created (the table was locked)."""
+    """The table's capture function (replaced), its privileges, and its triggers when missing
+    (on its partitions too), in the caller's transaction; True when triggers were created (a
+    table was locked)."""
     table = captured_table(conn, watched.table)
     conn.exec_driver_sql(capture.trigger_function_sql(spec, watched, table, notify))
     grantees = ownership.function_grantees(conn, capture.function_ref(spec, watched) + "()")
     for statement in capture.function_privileges_sql(spec, watched, grantees):
         conn.exec_driver_sql(statement)
     if _triggers_present(conn, spec, watched):
-        return False
-    or_replace = int(conn.exec_driver_sql("SHOW server_version_num").scalar_one()) >= 140000
-    for statement in capture.trigger_sql(spec, watched, or_replace):
+        return bool(add_partition_truncate_triggers(conn, spec, watched))
+    for statement in capture.trigger_sql(spec, watched, _or_replace(conn)):
         conn.exec_driver_sql(statement)
+    add_partition_truncate_triggers(conn, spec, watched)
     return True
+
+
+def _or_replace(conn: Connection) -> bool:
+    return int(conn.exec_driver_sql("SHOW server_version_num").scalar_one()) >= 140000
+
+
+def add_partition_truncate_triggers(conn: Connection, spec: SyncSpec, watched: Watched) -> list[str]:
+    """The TRUNCATE trigger on each partition of the table lacking it, in the caller's transaction
+    (each locks its partition: the caller bounds it); the partitions it was added to."""
+    bare = partitions_without_truncate_trigger(conn, spec, watched)
+    for partition in bare:
+        for statement in capture.partition_truncate_sql(spec, watched, partition, _or_replace(conn)):
+            conn.exec_driver_sql(statement)
+    return bare
 
 
 @dataclass(frozen=True)

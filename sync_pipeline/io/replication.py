@@ -23,14 +23,19 @@ class SlotBusy(RuntimeError):
     """Another session reads the spec's slot (a drain of another run)."""
 
 
-def _identity(conn: Connection, table: str) -> tuple[str, bool]:
+def _identity(conn: Connection, table: str) -> tuple[str, bool, frozenset[str]]:
+    """The table's replica identity, whether it has a primary key, and the columns an UPDATE or
+    DELETE logs of the old row under that identity (the primary key's, or the identity index's)."""
     row = conn.exec_driver_sql(
         "SELECT c.relreplident, "
-        "EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND i.indisprimary) "
+        "EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND i.indisprimary), "
+        "ARRAY(SELECT a.attname::text FROM pg_index i JOIN pg_attribute a ON a.attrelid = c.oid "
+        "AND a.attnum = ANY(i.indkey) WHERE i.indrelid = c.oid AND CASE c.relreplident "
+        "WHEN 'd' THEN i.indisprimary WHEN 'i' THEN i.indisreplident ELSE false END) "
         "FROM pg_class c WHERE c.oid = CAST(%(t)s AS regclass)",
         {"t": qualified_table(table)},
     ).one()
-    return str(row[0]), bool(row[1])
+    return str(row[0]), bool(row[1]), frozenset(row[2])
 
 
 def _publication_exists(conn: Connection, spec: str) -> bool:
@@ -39,12 +44,45 @@ def _publication_exists(conn: Connection, spec: str) -> bool:
     return found.first() is not None
 
 
+def _tree(conn: Connection, table: str) -> list[tuple[int, str]]:
+    """`table` and every partition of it at any level: (oid, schema.name), the table first."""
+    rows = conn.exec_driver_sql(
+        "SELECT c.oid, n.nspname || '.' || c.relname FROM pg_class c "
+        "JOIN pg_namespace n ON n.oid = c.relnamespace "
+        "WHERE c.oid = to_regclass(%(t)s) "
+        "OR c.oid IN (SELECT relid FROM pg_partition_tree(to_regclass(%(t)s))) "
+        "ORDER BY c.oid <> to_regclass(%(t)s), 2",
+        {"t": qualified_table(table)},
+    ).all()
+    return [(int(oid), str(name)) for oid, name in rows]
+
+
+def relation_ids(conn: Connection, table: str) -> list[int]:
+    """The ids pgoutput may report the table's changes under: its own, and (a partitioned table
+    published without publish_via_partition_root) each of its partitions'."""
+    return [oid for oid, _ in _tree(conn, table)]
+
+
+def ancestor_ids(conn: Connection, relid: int) -> list[int]:
+    """The partitioned tables `relid` is a partition of now (none when it is not one, or gone)."""
+    rows = conn.exec_driver_sql(
+        "SELECT a.relid FROM pg_class c, pg_partition_ancestors(c.oid) a "
+        "WHERE c.oid = CAST(%(r)s AS oid) AND a.relid <> c.oid",
+        {"r": relid},
+    ).scalars()
+    return [int(r) for r in rows]
+
+
 def set_identity(conn: Connection, table: str, watched: list[Watched]) -> None:
     """REPLICA IDENTITY FULL on `table` where a change would otherwise not carry what the drain
-    needs (core/logical.needs_full_identity). An ALTER TABLE: the caller bounds its lock."""
-    identity, has_key = _identity(conn, table)
-    if any(logical.needs_full_identity(w, identity, has_key) for w in watched if w.table == table):
-        conn.exec_driver_sql(logical.replica_identity_sql(table))
+    needs (core/logical.needs_full_identity). A partitioned table's setting does not reach its
+    partitions, whose own identity is what their changes log: each is set too. ALTER TABLEs:
+    the caller bounds their locks."""
+    mine = [w for w in watched if w.table == table]
+    for _, name in _tree(conn, table):
+        identity, has_key, logged = _identity(conn, name)
+        if any(logical.needs_full_identity(w, identity, has_key, logged) for w in mine):
+            conn.exec_driver_sql(logical.replica_identity_sql(name))
 
 
 def install_publication(conn: Connection, spec: str, watched: list[Watched]) -> None:

@@ -16,11 +16,11 @@ from sqlalchemy.exc import DBAPIError
 
 from sync_pipeline.core.capture import function_name, function_ref, truncate_trigger_name
 from sync_pipeline.core.fanout import BUFFER_TABLE, Watched, watched_tables
-from sync_pipeline.core.grants import DEAD_LETTER_TABLE
+from sync_pipeline.core.grants import DEAD_LETTER_TABLE, PARTITION_SETS_TABLE
 from sync_pipeline.core.logical import slot_name
 from sync_pipeline.core.quoting import qualified_table
 from sync_pipeline.core.specs import SyncSpec
-from sync_pipeline.io import buffer, deadletters, ownership, replication
+from sync_pipeline.io import buffer, deadletters, ownership, partition_sets, replication
 from sync_pipeline.io.locks import LockTimeout, bounded
 from sync_pipeline.io.postgres import describe_table
 from sync_pipeline.ops.binding import bind
@@ -96,7 +96,9 @@ class InstallReport:
 
 def _refuse_foreign_objects(conn: Connection, spec: SyncSpec, watched: list[Watched]) -> None:
     functions = [function_ref(spec, w) + "()" for w in watched]
-    foreign = ownership.foreign_objects(conn, [BUFFER_TABLE, DEAD_LETTER_TABLE], functions)
+    foreign = ownership.foreign_objects(
+        conn, [BUFFER_TABLE, DEAD_LETTER_TABLE, PARTITION_SETS_TABLE], functions
+    )
     if foreign:
         listed = "; ".join(f"{o.kind} {o.name} is owned by {o.owner}" for o in foreign)
         raise CaptureError(
@@ -124,6 +126,7 @@ def _create_tables(engine: Engine, locks: LockSettings) -> None:
     def create(conn: Connection) -> None:
         buffer.ensure_buffer(conn)
         deadletters.ensure_table(conn)
+        partition_sets.ensure_table(conn)
 
     bounded(engine, "creating the change buffer", BUFFER_TABLE, create, locks)
 
@@ -138,6 +141,7 @@ def install_capture(engine: Engine, spec: SyncSpec, locks: LockSettings | None =
         report = _install_triggers(engine, spec, locks)
         _hand_over_slot(engine, spec)
         replication.drop(engine, spec.name)
+        _record_partitions(engine, spec, report.tables)
         return report
     with engine.connect() as conn:
         level = replication.wal_level(conn)
@@ -164,6 +168,7 @@ def install_capture(engine: Engine, spec: SyncSpec, locks: LockSettings | None =
     except LockTimeout as exc:
         raise CaptureError(str(exc)) from None
     _uninstall_triggers(engine, spec, locks)
+    _record_partitions(engine, spec, [w.table for w in watched])
     return InstallReport(sorted({w.table for w in watched}), warnings)
 
 
@@ -182,6 +187,17 @@ def _hand_over_slot(engine: Engine, spec: SyncSpec) -> None:
             "kept; run install-triggers again once no drain reads it (a slot `doctor` shows as "
             f"lost holds nothing to move: drop it, then `sync-pipeline verify --spec {spec.name} --fix`)"
         ) from None
+
+
+def _record_partitions(engine: Engine, spec: SyncSpec, tables: list[str]) -> None:
+    """Each partitioned table's partitions as the install found them, for the drains to compare
+    with (ops/partition_sets.py); a set recorded already is kept, so a re-install cannot hide a
+    change no drain has answered yet."""
+    with engine.begin() as conn:
+        for table in dict.fromkeys(tables):
+            found = partition_sets.current(conn, table)
+            if found is not None:
+                partition_sets.record(conn, spec.name, table, found, replace=False)
 
 
 def _create_slot(engine: Engine, spec: SyncSpec, locks: LockSettings) -> None:
@@ -271,4 +287,6 @@ def uninstall_capture(engine: Engine, spec: SyncSpec, locks: LockSettings | None
     """Triggers, slot and publication of the spec, whatever its capture is now; idempotent. A
     REPLICA IDENTITY FULL set on install is left: other subscribers may rely on it."""
     tables = _uninstall_triggers(engine, spec, locks or LockSettings())
+    with engine.begin() as conn:
+        partition_sets.forget(conn, spec.name)
     return tables + replication.drop(engine, spec.name)

@@ -44,6 +44,7 @@ from sync_pipeline.ops.apply import (
 )
 from sync_pipeline.ops.binding import Bound, bind
 from sync_pipeline.ops.logical_drain import follow_logical
+from sync_pipeline.ops.partition_sets import reconcile_partition_changes
 from sync_pipeline.ops.prepare import prepare_target
 
 __all__ = ["DrainError", "DrainTotals", "drain", "follow"]
@@ -61,7 +62,24 @@ def drain(
 ) -> DrainTotals:
     """Drain the spec's buffered changes in claimed batches until the buffer is empty
     (or `max_batches` claims were applied, or `deadline`, in time.monotonic(), has passed:
-    what is left waits for the next run, which keeps every run inside its max runtime)."""
+    what is left waits for the next run, which keeps every run inside its max runtime); then
+    answer a partition detached, attached or dropped since the last drain
+    (ops/partition_sets.py)."""
+    totals = _drain(engine, es, spec, batch_size, run_id, on_batch, max_batches, deadline)
+    totals.absorb(reconcile_partition_changes(engine, es, spec))
+    return totals
+
+
+def _drain(
+    engine: Engine,
+    es: SearchTarget,
+    spec: SyncSpec,
+    batch_size: int | None,
+    run_id: str | None,
+    on_batch: Callable[[BatchResult], None] | None,
+    max_batches: int | None,
+    deadline: float | None,
+) -> DrainTotals:
     if spec.capture == "logical":
         seconds = (
             max(0.0, deadline - time.monotonic())
@@ -185,7 +203,9 @@ def follow(
     new run's start (several seconds each).
     """
     if spec.capture == "logical":
-        return _logical(engine, es, spec, idle_seconds, max_seconds, run_id, on_batch)
+        totals = _logical(engine, es, spec, idle_seconds, max_seconds, run_id, on_batch)
+        totals.absorb(reconcile_partition_changes(engine, es, spec))
+        return totals
     started = time.monotonic()
     deadline = started + max_seconds
     poll = spec.buffer_sensor.poll_seconds

@@ -33,9 +33,8 @@ from sync_pipeline.core.bulk import BatchResult
 from sync_pipeline.core.capture import TRUNCATE_OP, canonical_keys_query
 from sync_pipeline.core.fanout import Watched
 from sync_pipeline.core.pgoutput import Begin, Change, Commit, Truncate
-from sync_pipeline.core.quoting import qualified_table
 from sync_pipeline.core.specs import SyncSpec
-from sync_pipeline.io import buffer
+from sync_pipeline.io import buffer, replication
 from sync_pipeline.io.change_stream import ChangeStream
 from sync_pipeline.io.postgres import execute
 from sync_pipeline.io.replication import SlotBusy
@@ -64,15 +63,32 @@ IDLE_WAIT_SECONDS = 0.5
 
 
 def watched_by_relation(engine: Engine, spec: SyncSpec) -> dict[int, list[Watched]]:
+    """Per relation id a change may arrive under, the watched tables it belongs to: a partitioned
+    table's changes arrive under its partitions' ids (see core/logical.publication_sql)."""
     found: dict[int, list[Watched]] = {}
     with engine.connect() as conn:
         for watched in watched_now(conn, spec):
-            oid = conn.exec_driver_sql(
-                "SELECT CAST(CAST(%(t)s AS regclass) AS oid)", {"t": qualified_table(watched.table)}
-            ).scalar_one()
-            found.setdefault(int(oid), []).append(watched)
+            for oid in replication.relation_ids(conn, watched.table):
+                found.setdefault(oid, []).append(watched)
         conn.commit()
     return found
+
+
+class _Relations:
+    """watched_by_relation, and a relation id it lacks looked up once: a partition created or
+    attached after the drain began is published with its table, and must not be dropped."""
+
+    def __init__(self, engine: Engine, known: dict[int, list[Watched]]):
+        self.engine, self.known = engine, known
+
+    def __call__(self, relid: int) -> list[Watched]:
+        if relid not in self.known:
+            with self.engine.connect() as conn:
+                ancestors = replication.ancestor_ids(conn, relid)
+                conn.commit()
+            roots = {id(w): w for a in ancestors if a in self.known for w in self.known[a]}
+            self.known[relid] = list(roots.values())
+        return self.known[relid]
 
 
 def _snapshot_sees(conn: Connection, xids: set[int]) -> bool:
@@ -214,6 +230,7 @@ def follow_logical(
     bound = bind(engine, spec)
     totals.mapping_changes = prepare_target(es, bound, engine, run_id).lines
     by_relation = watched_by_relation(engine, spec)
+    relations = _Relations(engine, by_relation)
     url = engine.url.render_as_string(hide_password=False)
     applier = _Applier(engine, es, bound, totals, run_id, on_batch)
     stream = _open_stream(url, spec, deadline, _columns_read(by_relation))
@@ -268,12 +285,12 @@ def follow_logical(
             if isinstance(message, Begin):
                 xid, in_transaction = message.xid, True
             elif isinstance(message, Change):
-                for watched in by_relation.get(message.relid, []):
+                for watched in relations(message.relid):
                     for entry in logical.entries_for(message, watched):
                         applier.add(entry, xid)
             elif isinstance(message, Truncate):
                 for relid in message.relids:
-                    for watched in by_relation.get(relid, []):
+                    for watched in relations(relid):
                         applier.add(logical.truncate_entry(watched), xid)
             elif isinstance(message, Commit):
                 confirmable, in_transaction = message.end_lsn, False
