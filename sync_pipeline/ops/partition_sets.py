@@ -22,7 +22,7 @@ from sync_pipeline.core.specs import SyncSpec
 from sync_pipeline.io import buffer, partition_sets, replication
 from sync_pipeline.io.locks import bounded
 from sync_pipeline.io.search import SearchTarget
-from sync_pipeline.ops.apply import DrainTotals, _reconcile
+from sync_pipeline.ops.apply import DrainTotals, reconcile_truncate
 from sync_pipeline.ops.capture import watched_now
 from sync_pipeline.settings import LockSettings
 
@@ -74,7 +74,7 @@ def reconcile_partition_changes(engine: Engine, es: SearchTarget, spec: SyncSpec
     for change in changes:
         _cover_partitions(engine, spec, watched, change.table)
     if any(change.before is not None for change in changes):
-        _reconcile(engine, es, spec, totals)
+        reconcile_truncate(engine, es, spec, totals)
     with engine.begin() as conn:
         for change in changes:
             partition_sets.record(conn, spec.name, change.table, change.now)
