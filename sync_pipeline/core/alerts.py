@@ -19,7 +19,7 @@ from typing import Any
 from sync_pipeline.core.naming import SPEC_TAG, partition_label
 from sync_pipeline.core.redact import redact, without_values
 
-ALERT_KINDS = ("run_failure", "check_failure", "error_rate", "buffer_lag")
+ALERT_KINDS = ("run_failure", "check_failure", "error_rate", "buffer_lag", "capture_missing")
 
 MAX_ERROR_CHARS = 2000  # first_error in a message; Slack caps a section's text at 3000
 _SLACK_HEADER_MAX = 150  # Slack's limit for a header block's plain_text
@@ -42,7 +42,7 @@ def _truncate(text: str, limit: int) -> str:
 class Alert:
     """One failure worth telling a human about. `title` and `first_error` are redacted on creation."""
 
-    kind: str  # "run_failure" | "check_failure" | "error_rate"
+    kind: str  # one of ALERT_KINDS
     spec: str | None
     partition: str | None
     run_id: str
@@ -257,4 +257,19 @@ def alert_for_slot_lag(
         counts={"lag_bytes": lag_bytes, "limit_bytes": int(limit_mb * 1024 * 1024)},
         first_error=f"slot {slot}: wal_status {wal_status or '-'}",
         title=f"Replication slot of {spec} holds {lag_bytes / 1048576:.0f} MB of WAL (> {limit_mb:g} MB)",
+    )
+
+
+def alert_for_capture_missing(spec: str, gaps: list[str]) -> Alert:
+    """Some of a spec's capture triggers are missing, disabled or not `ENABLE ALWAYS`: the
+    changes they would record are not buffered, and no drain can bring them (`gaps`: one line
+    each, table, trigger and what is wrong)."""
+    return Alert(
+        kind="capture_missing",
+        spec=spec,
+        partition=None,
+        run_id="",
+        counts={"triggers": len(gaps)},
+        first_error="\n".join(gaps),
+        title=f"Change capture of {spec}: {len(gaps)} trigger(s) missing, disabled or bypassed",
     )

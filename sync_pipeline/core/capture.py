@@ -230,7 +230,18 @@ def trigger_sql(spec: SyncSpec, watched: Watched, or_replace: bool) -> list[str]
         if not or_replace:
             statements.append(f"DROP TRIGGER IF EXISTS {trigger} ON {table}")
         statements.append(create)
-    return statements
+    return statements + enable_always_sql(spec, watched)
+
+
+def enable_always_sql(spec: SyncSpec, watched: Watched) -> list[str]:
+    """Both triggers fire in `session_replication_role = replica` sessions too (logical-replication
+    subscribers, bulk loaders): a change is a change whoever writes it. Only an explicit DISABLE
+    TRIGGER stops them then, and `doctor` and the buffer sensor report that."""
+    table = qualified_table(watched.table)
+    return [
+        f"ALTER TABLE {table} ENABLE ALWAYS TRIGGER {quote_ident(name)}"
+        for name in (function_name(spec.name, watched.table), truncate_trigger_name(spec.name, watched.table))
+    ]
 
 
 def function_privileges_sql(spec: SyncSpec, watched: Watched, grantees: Sequence[str]) -> list[str]:

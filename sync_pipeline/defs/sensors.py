@@ -10,12 +10,13 @@ from dataclasses import dataclass
 import dagster as dg
 
 from sync_pipeline.core import naming
-from sync_pipeline.core.alerts import alert_for_buffer_lag, alert_for_slot_lag
+from sync_pipeline.core.alerts import alert_for_buffer_lag, alert_for_capture_missing, alert_for_slot_lag
 from sync_pipeline.core.specs import BufferSensorSpec, SyncSpec
 from sync_pipeline.defs.alerts import AlertChannels
 from sync_pipeline.defs.resources import PostgresResource
 from sync_pipeline.io.buffer import BufferState, buffer_state, has_capture
 from sync_pipeline.io.replication import slot_state
+from sync_pipeline.io.trigger_state import trigger_gaps
 from sync_pipeline.ops.slots import slot_backlog
 
 # a drain in one of these states has not claimed anything yet: it will take whatever is buffered
@@ -123,13 +124,18 @@ def lag_alert_due(state: BufferState, policy: BufferSensorSpec, alerted_at: floa
     return alerted_at is None or now - alerted_at >= policy.lag_alert_seconds
 
 
+def alert_due(alerted_at: float | None, now: float, every: float) -> bool:
+    """No alert of this kind went out for `every` seconds."""
+    return alerted_at is None or now - alerted_at >= every
+
+
 def slot_alert_due(
     lag_bytes: int, limit_mb: float, alerted_at: float | None, now: float, every: float
 ) -> bool:
     """The slot holds more WAL than the threshold, and no slot alert went out for `every` seconds."""
     if lag_bytes <= limit_mb * 1024 * 1024:
         return False
-    return alerted_at is None or now - alerted_at >= every
+    return alert_due(alerted_at, now, every)
 
 
 def build_buffer_sensor(spec: SyncSpec) -> dg.SensorDefinition:
@@ -155,7 +161,7 @@ def build_buffer_sensor(spec: SyncSpec) -> dg.SensorDefinition:
         records = instance.get_run_records(dg.RunsFilter(job_name=job_name, statuses=ACTIVE), limit=10)
         active = [r.dagster_run for r in records]
         last = instance.get_run_records(dg.RunsFilter(job_name=job_name), limit=1)
-        slot, installed = None, False
+        slot, installed, gaps = None, False, []
         policy = spec.buffer_sensor
         with postgres.engine().connect() as conn:
             if spec.capture == "logical":
@@ -166,6 +172,7 @@ def build_buffer_sensor(spec: SyncSpec) -> dg.SensorDefinition:
             else:
                 state = buffer_state(conn, spec)
                 installed = policy.always_following and has_capture(conn, spec)
+                gaps = trigger_gaps(conn, spec)
             conn.commit()
         successor_of = None
         if policy.always_following:
@@ -192,6 +199,10 @@ def build_buffer_sensor(spec: SyncSpec) -> dg.SensorDefinition:
                 alert_for_slot_lag(spec.name, slot.slot, slot.lag_bytes, limit, slot.wal_status), context.log
             )
             cursor["slot_alerted_at"] = now
+        if gaps and alert_due(cursor.get("capture_alerted_at"), now, spec.buffer_sensor.lag_alert_seconds):
+            lines = [gap.line() for gap in gaps]
+            alert_channels.deliver(alert_for_capture_missing(spec.name, lines), context.log)
+            cursor["capture_alerted_at"] = now
         if not decision.launch:
             context.update_cursor(json.dumps(cursor))
             return dg.SkipReason(decision.reason)
