@@ -1,12 +1,13 @@
 """Capture that stops without an error (real servers): writes of replica-role sessions, a
-disabled trigger, a table re-created by a migration, and the alert that says so, through the
-buffer sensor's own evaluation into a real webhook delivery."""
+disabled trigger, a table re-created by a migration, and the alerts that say so — every alert
+kind, through the sensors' own evaluation, into a real webhook delivery."""
 
 from __future__ import annotations
 
 import json
 import os
 import threading
+import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -17,9 +18,10 @@ import sqlalchemy as sa
 
 from sync_pipeline.apps.cli import main
 from sync_pipeline.apps.cli.runner import Servers, run_sync, run_verify
-from sync_pipeline.core.capture import function_name
+from sync_pipeline.core.alerts import ALERT_KINDS
+from sync_pipeline.core.capture import function_name, truncate_trigger_name
 from sync_pipeline.core.specs import SyncSpec, parse_specs
-from sync_pipeline.defs.alerts import AlertChannels
+from sync_pipeline.defs.alerts import AlertChannels, quality_alerts, run_failure_alerts
 from sync_pipeline.defs.resources import PostgresResource
 from sync_pipeline.defs.sensors import build_buffer_sensor
 from sync_pipeline.ops.capture import install_capture, uninstall_capture
@@ -185,3 +187,110 @@ def test_a_bypassed_trigger_is_named_by_doctor_and_alerted_by_the_sensor(
     finally:
         uninstall_capture(scenario.engine, spec)
         scenario.execute(f"DROP TABLE IF EXISTS {scenario.table}_old")
+
+
+def _hold_restart_lsn(pg: sa.Engine) -> sa.Connection:
+    """A transaction left open after writing WAL (a temp table's catalog rows): every slot must
+    keep the WAL from its start, whatever it confirmed since."""
+    conn = pg.connect()
+    conn.execute(sa.text("CREATE TEMP TABLE sync_pipeline_hold (x int)"))
+    return conn
+
+
+@pytest.mark.chaos
+def test_the_slot_alert_counts_the_wal_kept_from_restart_lsn(scenario, insert_rows, live, pg, receiver):
+    url, received = receiver
+    spec = _spec(scenario, extra="    capture: logical\n", more="1, slot_lag_alert_mb: 0.5")
+    insert_rows(range(1, 21), "2026-02-01 00:00:00+00")
+    install_capture(scenario.engine, spec)
+    holder = None
+    try:
+        assert run_sync([spec], spec, servers=Servers(live.pg_url, live.es_url)).success
+        drain(scenario.engine, scenario.es, spec)
+        holder = _hold_restart_lsn(pg)
+        with scenario.engine.begin() as conn:  # 2 MB of WAL the drain reads past and confirms
+            conn.execute(sa.text("SELECT pg_logical_emit_message(true, 'sync_test', repeat('x', 2000000))"))
+            conn.execute(sa.text(f"UPDATE {scenario.table} SET title = 'after' WHERE id <= 3"))
+        drain(scenario.engine, scenario.es, spec)
+        _tick(spec, pg, url)
+        (alert,) = _texts(received, "slot_lag")
+        assert spec.name in alert and "retained_bytes" in alert
+        holder.rollback()
+        holder.close()
+        holder = None
+        drain(scenario.engine, scenario.es, spec)
+        assert indexed(scenario.es, scenario.index)["3"]["title"] == "after"
+        (report,) = run_verify([spec], [spec], servers=Servers(live.pg_url, live.es_url))
+        assert report.drift == 0 and report.pg_count == 20
+        CHAOS_RESULTS.append(("slot held back by an open transaction, alerted", 3, report.drift, 0))
+    finally:
+        if holder is not None:
+            holder.close()
+        scenario.engine.dispose()
+        uninstall_capture(scenario.engine, spec)
+
+
+def _event(instance: dg.DagsterInstance, run_id: str, event_type: dg.DagsterEventType):
+    (entry,) = instance.all_logs(run_id, of_type=event_type)
+    return entry.dagster_event
+
+
+def test_every_alert_kind_reaches_the_webhook_through_its_sensor(
+    scenario, insert_rows, live, pg, receiver, monkeypatch
+):
+    url, received = receiver
+    channels = {"alert_channels": AlertChannels(webhook_url=url)}
+    insert_rows(range(1, 9), "2026-02-01 00:00:00+00", title="5")
+    insert_rows([9, 10], "2026-02-01 00:00:00+00", title="five")
+    typed = scenario.spec_text().replace("title: {cleanse: [trim, empty_to_null]}", "title: {type: integer}")
+    spec = parse_specs(typed)[0]
+    instance = dg.DagsterInstance.get()
+
+    # check_failure and error_rate: a run with dead letters, through the quality sensor
+    summary = run_sync([spec], spec)
+    assert summary.success and summary.dead_lettered == 2
+    run = instance.get_run_by_id(summary.run_id)
+    quality_alerts(
+        dg.build_run_status_sensor_context(
+            sensor_name="sync_quality_alerts", dagster_instance=instance, dagster_run=run,
+            dagster_event=_event(instance, run.run_id, dg.DagsterEventType.RUN_SUCCESS), resources=channels,
+        )
+    )  # fmt: skip
+    # run_failure: a run that cannot reach Elasticsearch, through the failure sensor
+    with monkeypatch.context() as patch:  # PostgreSQL refuses at once (Elasticsearch would be retried)
+        patch.setenv("SYNC_PG_URL", "postgresql://sync:sync@127.0.0.1:1/sync_pipeline")
+        failed = run_sync([spec], spec)
+    assert not failed.success
+    run = instance.get_run_by_id(failed.run_id)
+    run_failure_alerts(
+        dg.build_run_status_sensor_context(
+            sensor_name="sync_run_failure_alerts", dagster_instance=instance, dagster_run=run,
+            dagster_event=_event(instance, run.run_id, dg.DagsterEventType.RUN_FAILURE), resources=channels,
+        ).for_run_failure()
+    )  # fmt: skip
+
+    # buffer_lag and capture_missing: the buffer sensor of a trigger spec
+    captured = _spec(scenario, more="0.2")
+    logical = _spec(scenario, f"{scenario.table}_l", "    capture: logical\n", "1, slot_lag_alert_mb: 0.01")
+    install_capture(scenario.engine, captured)
+    try:
+        scenario.execute(f"UPDATE {scenario.table} SET title = '6' WHERE id = 1")
+        time.sleep(0.3)  # the oldest change waited past lag_alert_seconds
+        table = scenario.table
+        scenario.execute(f"ALTER TABLE {table} DISABLE TRIGGER {truncate_trigger_name(table, table)}")
+        _tick(captured, pg, url)
+        # slot_lag: the buffer sensor of a logical spec whose slot keeps more WAL than its limit
+        install_capture(scenario.engine, logical)
+        scenario.execute("SELECT pg_logical_emit_message(true, 'sync_test', repeat('x', 100000))")
+        _tick(logical, pg, url)
+    finally:
+        scenario.engine.dispose()
+        uninstall_capture(scenario.engine, logical)
+        uninstall_capture(scenario.engine, captured)
+
+    kinds = {_kind(payload) for payload in received}
+    assert kinds == set(ALERT_KINDS) and {"slot_lag", "capture_missing"} <= kinds, kinds
+    (capture,) = _texts(received, "capture_missing")
+    assert truncate_trigger_name(table, table) in capture and "disabled" in capture
+    (slot,) = _texts(received, "slot_lag")
+    assert logical.name in slot

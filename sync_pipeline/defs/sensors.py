@@ -10,12 +10,17 @@ from dataclasses import dataclass
 import dagster as dg
 
 from sync_pipeline.core import naming
-from sync_pipeline.core.alerts import alert_for_buffer_lag, alert_for_capture_missing, alert_for_slot_lag
+from sync_pipeline.core.alerts import (
+    SLOT_AT_RISK,
+    alert_for_buffer_lag,
+    alert_for_capture_missing,
+    alert_for_slot_lag,
+)
 from sync_pipeline.core.specs import BufferSensorSpec, SyncSpec
 from sync_pipeline.defs.alerts import AlertChannels
 from sync_pipeline.defs.resources import PostgresResource
 from sync_pipeline.io.buffer import BufferState, buffer_state, has_capture
-from sync_pipeline.io.replication import slot_state
+from sync_pipeline.io.replication import SlotState, slot_state
 from sync_pipeline.io.trigger_state import trigger_gaps
 from sync_pipeline.ops.slots import slot_backlog
 
@@ -130,10 +135,11 @@ def alert_due(alerted_at: float | None, now: float, every: float) -> bool:
 
 
 def slot_alert_due(
-    lag_bytes: int, limit_mb: float, alerted_at: float | None, now: float, every: float
+    slot: SlotState, limit_mb: float, alerted_at: float | None, now: float, every: float
 ) -> bool:
-    """The slot holds more WAL than the threshold, and no slot alert went out for `every` seconds."""
-    if lag_bytes <= limit_mb * 1024 * 1024:
+    """The slot keeps more WAL than the threshold (from its restart_lsn) or is unreserved/lost,
+    and no slot alert went out for `every` seconds."""
+    if slot.lag_bytes <= limit_mb * 1024 * 1024 and slot.wal_status not in SLOT_AT_RISK:
         return False
     return alert_due(alerted_at, now, every)
 
@@ -193,7 +199,7 @@ def build_buffer_sensor(spec: SyncSpec) -> dg.SensorDefinition:
             )
             cursor["lag_alerted_at"] = now
         limit = spec.buffer_sensor.slot_lag_alert_mb
-        if slot is not None and slot_alert_due(slot.lag_bytes, limit, cursor.get("slot_alerted_at"), now,
+        if slot is not None and slot_alert_due(slot, limit, cursor.get("slot_alerted_at"), now,
                                                spec.buffer_sensor.lag_alert_seconds):  # fmt: skip
             alert_channels.deliver(
                 alert_for_slot_lag(spec.name, slot.slot, slot.lag_bytes, limit, slot.wal_status), context.log
