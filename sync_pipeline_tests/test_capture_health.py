@@ -189,6 +189,50 @@ def test_a_bypassed_trigger_is_named_by_doctor_and_alerted_by_the_sensor(
         scenario.execute(f"DROP TABLE IF EXISTS {scenario.table}_old")
 
 
+@pytest.mark.chaos
+def test_a_trigger_disabled_on_one_partition_is_found_and_enabled_again(
+    scenario, insert_rows, live, pg, receiver, tmp_path, capsys
+):
+    url, received = receiver
+    table = scenario.table
+    scenario.execute(f"DROP TABLE {table}")
+    scenario.execute(
+        f"CREATE TABLE {table} (id bigint PRIMARY KEY, title text, price numeric(10, 2), payload jsonb, "
+        "tags text[], deleted boolean NOT NULL DEFAULT false, updated_at timestamptz) PARTITION BY RANGE (id)"
+    )
+    scenario.execute(f"CREATE TABLE {table}_low PARTITION OF {table} FOR VALUES FROM (0) TO (10)")
+    scenario.execute(f"CREATE TABLE {table}_high PARTITION OF {table} FOR VALUES FROM (10) TO (1000)")
+    spec = _spec(scenario, more="600")
+    path = tmp_path / "sync.yaml"
+    path.write_text(scenario.spec_text(extra=SENSOR.format(more="600")))
+    insert_rows(range(1, 21), "2026-02-01 00:00:00+00")
+    servers = Servers(live.pg_url, live.es_url)
+    install_capture(scenario.engine, spec)
+    try:
+        assert run_sync([spec], spec, servers=servers).success
+        trigger = function_name(table, table)
+        scenario.execute(f"ALTER TABLE {table}_high DISABLE TRIGGER {trigger}")  # that partition alone
+        scenario.execute(f"UPDATE {table} SET title = 'unseen' WHERE id IN (3, 15)")  # 15: not captured
+
+        code, out = _doctor(capsys, path, spec)
+        assert code == 1 and f"{table}_high" in out and trigger in out, out
+        _tick(spec, pg, url)
+        (alert,) = _texts(received, "capture_missing")
+        assert f"{table}_high" in alert and trigger in alert
+        assert main(["--config", str(path), "install-triggers", "--spec", spec.name]) == 0
+        assert _doctor(capsys, path, spec)[0] == 0
+        run_verify([spec], [spec], fix=True, servers=servers)
+        scenario.execute(f"UPDATE {table} SET title = 'seen' WHERE id = 16")
+        drain(scenario.engine, scenario.es, spec)
+        documents = indexed(scenario.es, scenario.index)
+        assert documents["15"]["title"] == "unseen" and documents["16"]["title"] == "seen"
+        (report,) = run_verify([spec], [spec], servers=servers)
+        assert report.drift == 0 and report.pg_count == 20
+        CHAOS_RESULTS.append(("capture trigger disabled on one partition, re-enabled", 3, report.drift, 0))
+    finally:
+        uninstall_capture(scenario.engine, spec)
+
+
 def _hold_restart_lsn(pg: sa.Engine) -> sa.Connection:
     """A transaction left open after writing WAL (a temp table's catalog rows): every slot must
     keep the WAL from its start, whatever it confirmed since."""

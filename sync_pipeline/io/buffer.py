@@ -83,37 +83,40 @@ def captured_table(conn: Connection, name: str) -> capture.CapturedTable:
     return capture.CapturedTable(row[0], row[1], bool(row[2]))
 
 
-def _trigger_states(conn: Connection, spec: SyncSpec, watched: Watched) -> list[str]:
-    """pg_trigger.tgenabled of each of the table's two triggers that is there, on its capture
-    function: both there and 'A' (ALWAYS), a re-install only replaces the function, and takes no
-    lock on the table at all."""
+def _trigger_states(conn: Connection, spec: SyncSpec, watched: Watched) -> tuple[int, bool]:
+    """How many of the table's two triggers are there, on its capture function, and whether they
+    and their copies on the table's partitions are all ENABLE ALWAYS. Both there and ALWAYS: a
+    re-install only replaces the function, and takes no lock on the table at all."""
     names = [
         capture.function_name(spec.name, watched.table),
         capture.truncate_trigger_name(spec.name, watched.table),
     ]
-    found = conn.exec_driver_sql(
-        "SELECT t.tgenabled FROM pg_trigger t WHERE t.tgrelid = to_regclass(%(t)s) "
-        "AND t.tgname = ANY(%(n)s) AND t.tgfoid = to_regprocedure(%(f)s)",
+    row = conn.exec_driver_sql(
+        "SELECT count(*) FILTER (WHERE t.tgrelid = to_regclass(%(t)s)), "
+        "COALESCE(bool_and(t.tgenabled = 'A'), false) FROM pg_trigger t "
+        "WHERE t.tgname = ANY(%(n)s) AND t.tgfoid = to_regprocedure(%(f)s) "
+        # a plain table has no partition tree (no rows), a partitioned one lists itself and each partition
+        "AND (t.tgrelid = to_regclass(%(t)s) "
+        "OR t.tgrelid IN (SELECT relid FROM pg_partition_tree(to_regclass(%(t)s))))",
         {"t": qualified_table(watched.table), "n": names, "f": capture.function_ref(spec, watched) + "()"},
-    ).scalars()
-    return [str(state) for state in found]
+    ).one()
+    return int(row[0]), bool(row[1])
 
 
 def install_table(conn: Connection, spec: SyncSpec, watched: Watched, notify: bool) -> bool:
     """The table's capture function (replaced), its privileges, and its triggers when missing, or
-    `ENABLE ALWAYS` again when one was disabled or enabled otherwise, in the caller's transaction;
-    True when the triggers were created."""
+    `ENABLE ALWAYS` again (the partitions' copies too) when one was disabled or enabled otherwise,
+    in the caller's transaction; True when the triggers were created."""
     table = captured_table(conn, watched.table)
     conn.exec_driver_sql(capture.trigger_function_sql(spec, watched, table, notify))
     grantees = ownership.function_grantees(conn, capture.function_ref(spec, watched) + "()")
     for statement in capture.function_privileges_sql(spec, watched, grantees):
         conn.exec_driver_sql(statement)
-    states = _trigger_states(conn, spec, watched)
-    if len(states) == 2 and all(state == "A" for state in states):
-        return False
-    if len(states) == 2:  # there, but disabled or not ALWAYS: no trigger is re-created
-        for statement in capture.enable_always_sql(spec, watched):
-            conn.exec_driver_sql(statement)
+    present, always = _trigger_states(conn, spec, watched)
+    if present == 2:  # no trigger is re-created
+        if not always:
+            for statement in capture.enable_always_sql(spec, watched):
+                conn.exec_driver_sql(statement)
         return False
     or_replace = int(conn.exec_driver_sql("SHOW server_version_num").scalar_one()) >= 140000
     for statement in capture.trigger_sql(spec, watched, or_replace):

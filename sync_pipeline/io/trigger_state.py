@@ -38,6 +38,7 @@ class TriggerGap:
     kind: str  # "row" | "TRUNCATE" | "table"
     state: str  # pg_trigger.tgenabled, "" when missing
     problem: str
+    partition: str | None = None  # a partition's own copy of the trigger (ALTER TABLE on it alone)
 
     @property
     def lost_changes(self) -> bool:
@@ -45,8 +46,12 @@ class TriggerGap:
         lack them, and only a verify --fix finds them now."""
         return self.state in ("", "D")
 
+    def describe(self) -> str:
+        where = f" on partition {self.partition}" if self.partition else ""
+        return f"{self.kind} trigger {self.trigger}{where} {self.problem}"
+
     def line(self) -> str:
-        return f"{self.table}: {self.kind} trigger {self.trigger} {self.problem}"
+        return f"{self.table}: {self.describe()}"
 
 
 def _functions(conn: Connection, spec: SyncSpec) -> list[tuple[int, str]]:
@@ -89,4 +94,21 @@ def trigger_gaps(conn: Connection, spec: SyncSpec) -> list[TriggerGap]:
             elif state != ALWAYS:
                 problem = _NOT_ALWAYS.get(state, f"in state {state!r}")
                 gaps.append(TriggerGap(table, name, names[name], state, problem))
+        gaps += _partition_gaps(conn, table, names, oid)
     return gaps
+
+
+def _partition_gaps(conn: Connection, table: str, names: dict[str, str], oid: int) -> list[TriggerGap]:
+    """The copies of a partitioned table's triggers on its partitions (PostgreSQL keeps one per
+    partition, and a DISABLE TRIGGER on the partition reaches that copy alone)."""
+    rows = conn.exec_driver_sql(
+        "SELECT CAST(p.relid AS regclass)::text, t.tgname, t.tgenabled "
+        "FROM pg_partition_tree(to_regclass(%(t)s)) p JOIN pg_trigger t ON t.tgrelid = p.relid "
+        "WHERE p.level > 0 AND t.tgname = ANY(%(n)s) AND t.tgfoid = %(f)s AND t.tgenabled <> 'A' "
+        "ORDER BY 1, 2",
+        {"t": qualified_table(table), "n": list(names), "f": oid},
+    ).all()
+    return [
+        TriggerGap(table, name, names[name], state, _NOT_ALWAYS.get(state, f"in state {state!r}"), partition)
+        for partition, name, state in rows
+    ]

@@ -121,7 +121,7 @@ def _capture_of_spec(conn: Connection, spec: SyncSpec, mine: list[CaptureFunctio
             # the function, and its triggers elsewhere), and ENABLE ALWAYS
             for gap in gaps.get(function.table, []):
                 repair = [f"sync-pipeline verify --spec {spec.name} --fix"] if gap.lost_changes else []
-                issues.append(_issue(function, f"{gap.kind} trigger {gap.trigger} {gap.problem}",
+                issues.append(_issue(function, gap.describe(),
                                      [*install, *repair]))  # fmt: skip
     covered = {f.table for f in mine if not f.legacy}
     for table in sorted(watched - covered):
