@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 import dagster as dg
 import pytest
 
+from sync_pipeline.core.alerts import alert_for_slot_lag
 from sync_pipeline.core.specs import BufferSensorSpec
 from sync_pipeline.defs import build_definitions
 from sync_pipeline.defs.alerts import AlertChannels
@@ -19,8 +20,10 @@ from sync_pipeline.defs.sensors import (
     drain_run_key,
     follow_decision,
     running_drain_max_id,
+    slot_alert_due,
 )
 from sync_pipeline.io.buffer import BUFFER, BufferState
+from sync_pipeline.io.replication import SlotState
 from sync_pipeline.ops.capture import install_capture, uninstall_capture
 
 POLICY = BufferSensorSpec(min_changes=10, max_wait_seconds=30)
@@ -42,6 +45,23 @@ POLICY = BufferSensorSpec(min_changes=10, max_wait_seconds=30)
 )
 def test_drain_decision(state, waiting, running_max_id, launch):
     assert drain_decision(state, POLICY, waiting, running_max_id).launch is launch
+
+
+@pytest.mark.parametrize(
+    ("retained", "wal_status", "alerted_at", "due"),
+    [
+        (1024, "reserved", None, False),  # little WAL kept, safe
+        (3 * 1048576, "extended", None, True),  # more kept than the 2 MB limit
+        (3 * 1048576, "extended", 990.0, False),  # alerted 10 s ago: not again before 60 s
+        (1024, "unreserved", None, True),  # past max_slot_wal_keep_size, whatever it keeps
+        (0, "lost", None, True),  # invalidated: its changes are gone
+    ],
+)
+def test_slot_alert_on_retained_wal_and_on_a_slot_at_risk(retained, wal_status, alerted_at, due):
+    slot = SlotState("sync_pipeline_s", None, retained, wal_status, None, "0/0")
+    assert slot_alert_due(slot, 2.0, alerted_at, now=1000.0, every=60.0) is due
+    alert = alert_for_slot_lag("s", slot.slot, retained, 2.0, wal_status)
+    assert alert.kind == "slot_lag" and (wal_status in alert.title) is (wal_status in ("unreserved", "lost"))
 
 
 def test_running_drain_max_id_reads_the_running_drains_tag():

@@ -19,7 +19,9 @@ from typing import Any
 from sync_pipeline.core.naming import SPEC_TAG, partition_label
 from sync_pipeline.core.redact import redact, without_values
 
-ALERT_KINDS = ("run_failure", "check_failure", "error_rate", "buffer_lag")
+ALERT_KINDS = ("run_failure", "check_failure", "error_rate", "buffer_lag", "slot_lag", "capture_missing")
+# a slot in one of these states no longer holds all its WAL (unreserved) or has lost some (lost)
+SLOT_AT_RISK = ("unreserved", "lost")
 
 MAX_ERROR_CHARS = 2000  # first_error in a message; Slack caps a section's text at 3000
 _SLACK_HEADER_MAX = 150  # Slack's limit for a header block's plain_text
@@ -42,7 +44,7 @@ def _truncate(text: str, limit: int) -> str:
 class Alert:
     """One failure worth telling a human about. `title` and `first_error` are redacted on creation."""
 
-    kind: str  # "run_failure" | "check_failure" | "error_rate"
+    kind: str  # one of ALERT_KINDS
     spec: str | None
     partition: str | None
     run_id: str
@@ -245,16 +247,37 @@ def alert_for_buffer_lag(spec: str, pending: int, age_seconds: float, reason: st
 
 
 def alert_for_slot_lag(
-    spec: str, slot: str, lag_bytes: int, limit_mb: float, wal_status: str | None
+    spec: str, slot: str, retained_bytes: int, limit_mb: float, wal_status: str | None
 ) -> Alert:
-    """A logical spec's replication slot holds more WAL than its threshold: the server keeps it
-    on disk until a drain confirms, and may invalidate the slot (max_slot_wal_keep_size)."""
+    """A logical spec's replication slot keeps more WAL than its threshold (counted from its
+    restart_lsn: what the server cannot remove), or is `unreserved`/`lost`: the server keeps the
+    WAL on disk until a drain confirms, and invalidates the slot past max_slot_wal_keep_size."""
+    held = f"holds {retained_bytes / 1048576:.0f} MB of WAL"
+    if wal_status in SLOT_AT_RISK:
+        title = f"Replication slot of {spec} is {wal_status} ({held})"
+    else:
+        title = f"Replication slot of {spec} {held} (> {limit_mb:g} MB)"
     return Alert(
         kind="slot_lag",
         spec=spec,
         partition=None,
         run_id="",
-        counts={"lag_bytes": lag_bytes, "limit_bytes": int(limit_mb * 1024 * 1024)},
+        counts={"retained_bytes": retained_bytes, "limit_bytes": int(limit_mb * 1024 * 1024)},
         first_error=f"slot {slot}: wal_status {wal_status or '-'}",
-        title=f"Replication slot of {spec} holds {lag_bytes / 1048576:.0f} MB of WAL (> {limit_mb:g} MB)",
+        title=title,
+    )
+
+
+def alert_for_capture_missing(spec: str, gaps: list[str]) -> Alert:
+    """Some of a spec's capture triggers are missing, disabled or not `ENABLE ALWAYS`: the
+    changes they would record are not buffered, and no drain can bring them (`gaps`: one line
+    each, table, trigger and what is wrong)."""
+    return Alert(
+        kind="capture_missing",
+        spec=spec,
+        partition=None,
+        run_id="",
+        counts={"triggers": len(gaps)},
+        first_error="\n".join(gaps),
+        title=f"Change capture of {spec}: {len(gaps)} trigger(s) missing, disabled or bypassed",
     )

@@ -231,7 +231,18 @@ def trigger_sql(spec: SyncSpec, watched: Watched, or_replace: bool) -> list[str]
         if not or_replace:
             statements.append(f"DROP TRIGGER IF EXISTS {trigger} ON {table}")
         statements.append(create)
-    return statements
+    return statements + enable_always_sql(spec, watched)
+
+
+def enable_always_sql(spec: SyncSpec, watched: Watched) -> list[str]:
+    """Both triggers fire in `session_replication_role = replica` sessions too (logical-replication
+    subscribers, bulk loaders): a change is a change whoever writes it. Only an explicit DISABLE
+    TRIGGER stops them then, and `doctor` and the buffer sensor report that."""
+    table = qualified_table(watched.table)
+    return [
+        f"ALTER TABLE {table} ENABLE ALWAYS TRIGGER {quote_ident(name)}"
+        for name in (function_name(spec.name, watched.table), truncate_trigger_name(spec.name, watched.table))
+    ]
 
 
 def partition_truncate_sql(spec: SyncSpec, watched: Watched, partition: str, or_replace: bool) -> list[str]:
@@ -244,7 +255,16 @@ def partition_truncate_sql(spec: SyncSpec, watched: Watched, partition: str, or_
     create = "CREATE OR REPLACE TRIGGER" if or_replace else "CREATE TRIGGER"
     create += f" {trigger} AFTER TRUNCATE ON {table} FOR EACH STATEMENT EXECUTE FUNCTION "
     create += f"{function_ref(spec, watched)}()"
-    return [create] if or_replace else [f"DROP TRIGGER IF EXISTS {trigger} ON {table}", create]
+    always = partition_enable_always_sql(spec, watched, partition)
+    return (
+        [create, always] if or_replace else [f"DROP TRIGGER IF EXISTS {trigger} ON {table}", create, always]
+    )
+
+
+def partition_enable_always_sql(spec: SyncSpec, watched: Watched, partition: str) -> str:
+    """A partition's own TRUNCATE trigger fires in replica-role sessions too (enable_always_sql)."""
+    trigger = quote_ident(truncate_trigger_name(spec.name, watched.table))
+    return f"ALTER TABLE {qualified_table(partition)} ENABLE ALWAYS TRIGGER {trigger}"
 
 
 def function_privileges_sql(spec: SyncSpec, watched: Watched, grantees: Sequence[str]) -> list[str]:

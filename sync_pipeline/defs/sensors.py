@@ -10,12 +10,18 @@ from dataclasses import dataclass
 import dagster as dg
 
 from sync_pipeline.core import naming
-from sync_pipeline.core.alerts import alert_for_buffer_lag, alert_for_slot_lag
+from sync_pipeline.core.alerts import (
+    SLOT_AT_RISK,
+    alert_for_buffer_lag,
+    alert_for_capture_missing,
+    alert_for_slot_lag,
+)
 from sync_pipeline.core.specs import BufferSensorSpec, SyncSpec
 from sync_pipeline.defs.alerts import AlertChannels
 from sync_pipeline.defs.resources import PostgresResource
 from sync_pipeline.io.buffer import BufferState, buffer_state, has_capture
-from sync_pipeline.io.replication import slot_state
+from sync_pipeline.io.replication import SlotState, slot_state
+from sync_pipeline.io.trigger_state import trigger_gaps
 from sync_pipeline.ops.slots import slot_backlog
 
 # a drain in one of these states has not claimed anything yet: it will take whatever is buffered
@@ -123,13 +129,19 @@ def lag_alert_due(state: BufferState, policy: BufferSensorSpec, alerted_at: floa
     return alerted_at is None or now - alerted_at >= policy.lag_alert_seconds
 
 
-def slot_alert_due(
-    lag_bytes: int, limit_mb: float, alerted_at: float | None, now: float, every: float
-) -> bool:
-    """The slot holds more WAL than the threshold, and no slot alert went out for `every` seconds."""
-    if lag_bytes <= limit_mb * 1024 * 1024:
-        return False
+def alert_due(alerted_at: float | None, now: float, every: float) -> bool:
+    """No alert of this kind went out for `every` seconds."""
     return alerted_at is None or now - alerted_at >= every
+
+
+def slot_alert_due(
+    slot: SlotState, limit_mb: float, alerted_at: float | None, now: float, every: float
+) -> bool:
+    """The slot keeps more WAL than the threshold (from its restart_lsn) or is unreserved/lost,
+    and no slot alert went out for `every` seconds."""
+    if slot.lag_bytes <= limit_mb * 1024 * 1024 and slot.wal_status not in SLOT_AT_RISK:
+        return False
+    return alert_due(alerted_at, now, every)
 
 
 def build_buffer_sensor(spec: SyncSpec) -> dg.SensorDefinition:
@@ -155,7 +167,7 @@ def build_buffer_sensor(spec: SyncSpec) -> dg.SensorDefinition:
         records = instance.get_run_records(dg.RunsFilter(job_name=job_name, statuses=ACTIVE), limit=10)
         active = [r.dagster_run for r in records]
         last = instance.get_run_records(dg.RunsFilter(job_name=job_name), limit=1)
-        slot, installed, leftover = None, False, ""
+        slot, installed, leftover, gaps = None, False, "", []
         policy = spec.buffer_sensor
         with postgres.engine().connect() as conn:
             if spec.capture == "logical":
@@ -174,6 +186,7 @@ def build_buffer_sensor(spec: SyncSpec) -> dg.SensorDefinition:
                         f"`sync-pipeline install-triggers --spec {spec.name}`"
                     )
                     context.log.warning(leftover)
+                gaps = trigger_gaps(conn, spec)
             conn.commit()
         successor_of = None
         if policy.always_following:
@@ -194,12 +207,16 @@ def build_buffer_sensor(spec: SyncSpec) -> dg.SensorDefinition:
             )
             cursor["lag_alerted_at"] = now
         limit = spec.buffer_sensor.slot_lag_alert_mb
-        if slot is not None and slot_alert_due(slot.lag_bytes, limit, cursor.get("slot_alerted_at"), now,
+        if slot is not None and slot_alert_due(slot, limit, cursor.get("slot_alerted_at"), now,
                                                spec.buffer_sensor.lag_alert_seconds):  # fmt: skip
             alert_channels.deliver(
                 alert_for_slot_lag(spec.name, slot.slot, slot.lag_bytes, limit, slot.wal_status), context.log
             )
             cursor["slot_alerted_at"] = now
+        if gaps and alert_due(cursor.get("capture_alerted_at"), now, spec.buffer_sensor.lag_alert_seconds):
+            lines = [gap.line() for gap in gaps]
+            alert_channels.deliver(alert_for_capture_missing(spec.name, lines), context.log)
+            cursor["capture_alerted_at"] = now
         if not decision.launch:
             context.update_cursor(json.dumps(cursor))
             return dg.SkipReason("; ".join(filter(None, (decision.reason, leftover))))

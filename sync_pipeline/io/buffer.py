@@ -83,19 +83,24 @@ def captured_table(conn: Connection, name: str) -> capture.CapturedTable:
     return capture.CapturedTable(row[0], row[1], bool(row[2]))
 
 
-def _triggers_present(conn: Connection, spec: SyncSpec, watched: Watched) -> bool:
-    """Are both triggers of the table there, on its capture function? Then a re-install only
-    replaces the function, and takes no lock on the table at all."""
+def _trigger_states(conn: Connection, spec: SyncSpec, watched: Watched) -> tuple[int, bool]:
+    """How many of the table's two triggers are there, on its capture function, and whether they
+    and their copies on the table's partitions are all ENABLE ALWAYS. Both there and ALWAYS: a
+    re-install only replaces the function, and takes no lock on the table at all."""
     names = [
         capture.function_name(spec.name, watched.table),
         capture.truncate_trigger_name(spec.name, watched.table),
     ]
-    found = conn.exec_driver_sql(
-        "SELECT count(*) FROM pg_trigger t WHERE t.tgrelid = to_regclass(%(t)s) "
-        "AND t.tgname = ANY(%(n)s) AND t.tgfoid = to_regprocedure(%(f)s)",
+    row = conn.exec_driver_sql(
+        "SELECT count(*) FILTER (WHERE t.tgrelid = to_regclass(%(t)s)), "
+        "COALESCE(bool_and(t.tgenabled = 'A'), false) FROM pg_trigger t "
+        "WHERE t.tgname = ANY(%(n)s) AND t.tgfoid = to_regprocedure(%(f)s) "
+        # a plain table has no partition tree (no rows), a partitioned one lists itself and each partition
+        "AND (t.tgrelid = to_regclass(%(t)s) "
+        "OR t.tgrelid IN (SELECT relid FROM pg_partition_tree(to_regclass(%(t)s))))",
         {"t": qualified_table(watched.table), "n": names, "f": capture.function_ref(spec, watched) + "()"},
-    ).scalar()
-    return found == len(names)
+    ).one()
+    return int(row[0]), bool(row[1])
 
 
 def partitions(conn: Connection, table: str) -> list[str]:
@@ -131,14 +136,22 @@ def partitions_without_truncate_trigger(conn: Connection, spec: SyncSpec, watche
 
 def install_table(conn: Connection, spec: SyncSpec, watched: Watched, notify: bool) -> bool:
     """The table's capture function (replaced), its privileges, and its triggers when missing
-    (on its partitions too), in the caller's transaction; True when triggers were created (a
-    table was locked)."""
+    (on its partitions too), or `ENABLE ALWAYS` again (the partitions' triggers too) when one was
+    disabled or enabled otherwise, in the caller's transaction; True when triggers were created."""
     table = captured_table(conn, watched.table)
     conn.exec_driver_sql(capture.trigger_function_sql(spec, watched, table, notify))
     grantees = ownership.function_grantees(conn, capture.function_ref(spec, watched) + "()")
     for statement in capture.function_privileges_sql(spec, watched, grantees):
         conn.exec_driver_sql(statement)
-    if _triggers_present(conn, spec, watched):
+    present, always = _trigger_states(conn, spec, watched)
+    if present == 2:  # no trigger of the table is re-created
+        if not always:
+            for statement in capture.enable_always_sql(spec, watched):
+                conn.exec_driver_sql(statement)
+            bare = set(partitions_without_truncate_trigger(conn, spec, watched))
+            for partition in partitions(conn, watched.table):
+                if partition not in bare:  # its own TRUNCATE trigger: no parent's ALTER reaches it
+                    conn.exec_driver_sql(capture.partition_enable_always_sql(spec, watched, partition))
         return bool(add_partition_truncate_triggers(conn, spec, watched))
     for statement in capture.trigger_sql(spec, watched, _or_replace(conn)):
         conn.exec_driver_sql(statement)

@@ -128,7 +128,9 @@ def drop(engine: Engine, spec: str) -> list[str]:
 class SlotState:
     slot: str
     active_pid: int | None
-    lag_bytes: int  # WAL written since the confirmed position: what the server keeps for us
+    # WAL the server keeps for the slot: from restart_lsn, which an open transaction (or a
+    # running-xacts record not yet decoded) holds behind the confirmed position
+    lag_bytes: int
     wal_status: str | None  # reserved / extended / unreserved / lost
     safe_wal_size: int | None  # bytes left before max_slot_wal_keep_size invalidates the slot
     confirmed_lsn: str | None
@@ -140,7 +142,7 @@ class SlotState:
 
 _SLOTS = (
     "SELECT slot_name, active_pid, "
-    "COALESCE(pg_wal_lsn_diff(pg_current_wal_lsn(), confirmed_flush_lsn), 0)::bigint, "
+    "COALESCE(pg_wal_lsn_diff(pg_current_wal_lsn(), restart_lsn), 0)::bigint, "
     "wal_status, safe_wal_size, confirmed_flush_lsn::text "
     "FROM pg_replication_slots WHERE database = current_database() AND slot_type = 'logical' "
 )

@@ -20,6 +20,7 @@ from sync_pipeline.io import buffer, deadletters
 from sync_pipeline.io.buffer import CaptureFunction
 from sync_pipeline.io.search import SearchTarget
 from sync_pipeline.io.search.indices import backing_indices
+from sync_pipeline.io.trigger_state import TriggerGap, trigger_gaps
 from sync_pipeline.ops.capture import watched_now
 from sync_pipeline.ops.slots import SlotStatus, orphan_statuses, spec_slot_status
 
@@ -103,6 +104,9 @@ def _capture_of_spec(conn: Connection, spec: SyncSpec, mine: list[CaptureFunctio
         return []  # capture was never installed: the spec relies on its windows alone
     install = [f"sync-pipeline install-triggers --spec {spec.name}"]
     watched = {w.table for w in watched_now(conn, spec)}
+    gaps: dict[str, list[TriggerGap]] = {}
+    for gap in trigger_gaps(conn, spec):
+        gaps.setdefault(gap.table, []).append(gap)
     issues = []
     for function in mine:
         if function.legacy:
@@ -113,11 +117,12 @@ def _capture_of_spec(conn: Connection, spec: SyncSpec, mine: list[CaptureFunctio
         elif function.table not in watched:
             issues.append(_issue(function, "table no longer watched by the spec", _drops(function)))
         else:
-            kinds = {on_truncate for *_, on_truncate in function.triggers}
-            missing = [name for name, on in (("row", False), ("TRUNCATE", True)) if on not in kinds]
-            if missing:
-                problem = f"no {' or '.join(missing)} trigger: those changes are not captured"
-                issues.append(_issue(function, problem, install))
+            # on the table the function was installed for (a re-created or renamed table leaves
+            # the function, and its triggers elsewhere), and ENABLE ALWAYS
+            for gap in gaps.get(function.table, []):
+                repair = [f"sync-pipeline verify --spec {spec.name} --fix"] if gap.lost_changes else []
+                issues.append(_issue(function, gap.describe(),
+                                     [*install, *repair]))  # fmt: skip
     covered = {f.table for f in mine if not f.legacy}
     for table in sorted(watched - covered):
         issues.append(CaptureIssue(spec.name, table, "-", "watched but not captured", install))

@@ -89,6 +89,9 @@ def spec_slot_status(
     elif missing := _published(conn, spec, watched):
         status.problem = f"not published: {', '.join(missing)}"
         status.fix = install
+    elif state.wal_status == "unreserved":
+        status.problem = "unreserved: past max_slot_wal_keep_size, the next checkpoint invalidates it"
+        status.fix = [f"sync-pipeline flush --spec {spec.name}"]
     elif state.lag_bytes > limit_bytes:
         status.problem = f"holds {state.lag_bytes / MB:.0f} MB of WAL (> {limit_bytes / MB:g})"
         status.fix = [f"sync-pipeline flush --spec {spec.name}"]
