@@ -9,10 +9,17 @@ import os
 import pty
 import re
 import shlex
+from pathlib import Path
 
+import pytest
+
+from sync_pipeline.apps import cli
+from sync_pipeline.apps.cli import validate as validate_module
 from sync_pipeline.apps.cli.parser import build_parser
 from sync_pipeline.apps.cli.progress import BarProgress, LineProgress, progress_for
+from sync_pipeline.apps.cli.session import Session, UsageError
 
+ROOT = Path(__file__).resolve().parent.parent
 CONTROL = re.compile(r"[\x00-\x09\x0b-\x1f\x7f]")  # anything but printable text and newlines
 
 
@@ -113,3 +120,51 @@ def test_a_short_run_writes_no_line_at_all():
         listener("extracted", {"rows": 10})
         listener("batch", {"docs": 10, "failed": 0})
     assert stream.getvalue() == ""
+
+
+# --- validate's exit codes without servers -------------------------------------------------------
+
+
+@pytest.fixture()
+def unset_servers(monkeypatch):
+    monkeypatch.setenv("SYNC_PG_URL", "postgresql://u@127.0.0.1:1/db")
+    monkeypatch.setenv("SYNC_ES_URL", "http://127.0.0.1:1")
+
+
+def test_validate_names_both_unusable_servers_and_exits_2(unset_servers, monkeypatch, capsys):
+    monkeypatch.setattr(Session, "search_problem", lambda self: "cannot connect to the search server at X")
+
+    def no_database(self):
+        raise UsageError("cannot connect to PostgreSQL at Y: refused")
+
+    monkeypatch.setattr(Session, "connect", no_database)
+    assert cli.main(["validate", "--config", str(ROOT / "sync.yaml")]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert err == [
+        "sync-pipeline: cannot connect to the search server at X",
+        "sync-pipeline: cannot connect to PostgreSQL at Y: refused",
+    ]
+
+
+def test_validate_reports_every_spec_and_exits_1_on_any_problem(unset_servers, monkeypatch, capsys):
+    monkeypatch.setattr(validate_module, "server_problems", lambda session: [])
+
+    class Server:
+        label = "Elasticsearch 9.9.9"
+
+    monkeypatch.setattr(
+        Session, "es", lambda self, request_timeout=None: type("ES", (), {"server": Server})()
+    )
+
+    def check(session, es, spec):
+        return validate_module.SpecReport(spec.name, problems=["table x not found", "mapping refused"])
+
+    monkeypatch.setattr(validate_module, "check_spec", check)
+    assert cli.main(["validate", "--config", str(ROOT / "sync.yaml")]) == 1
+    out, err = capsys.readouterr()
+    assert out.splitlines()[2:] == [
+        "spec 'products': 2 problems",
+        "  problem: table x not found",
+        "  problem: mapping refused",
+    ]
+    assert err == "sync-pipeline: validate found 2 problems\n"
