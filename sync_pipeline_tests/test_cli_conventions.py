@@ -102,16 +102,25 @@ def test_validate_offline_checks_the_spec_file_alone(tmp_path, capsys, monkeypat
 
 
 @pytest.mark.integration
-def test_validate_with_servers_names_the_server_and_refuses_a_type_it_lacks_writing_nothing(
+def test_validate_with_servers_reports_every_spec_problem_at_once_exit_1_writing_nothing(
     scenario, tmp_path, capsys, es
 ):
     config = scenario.spec_file(tmp_path)
     assert cli.main(["validate", "--config", str(config)]) == 0
     out = capsys.readouterr().out
-    assert f"{es.server.label} at " in out and "every source matches its spec" in out
+    assert f"{es.server.label} at " in out and f"spec '{scenario.table}': ok" in out
+    assert "every source matches its spec" in out
 
+    # two specs, two problems: a field type this server lacks, a table that does not exist
     lacking = "dense_vector" if es.server.is_opensearch else "knn_vector"
-    config.write_text(scenario.spec_text() + f"      payload: {{type: {lacking}}}\n")
-    assert cli.main(["validate", "--config", str(config)]) == 2
-    assert f"'payload' of type {lacking}" in capsys.readouterr().err
+    ghost = scenario.spec_text().replace(f"name: {scenario.table}", "name: ghost")
+    ghost = ghost.replace(f"table: {scenario.table}", f"table: {scenario.table}_gone")
+    ghost = ghost.replace(f"index: {scenario.index}", f"index: {scenario.index}_gone")
+    ghost = ghost.replace("specs:\n", "")
+    config.write_text(scenario.spec_text() + f"      payload: {{type: {lacking}}}\n" + ghost)
+    assert cli.main(["validate", "--config", str(config)]) == 1
+    out, err = capsys.readouterr()
+    assert f"spec '{scenario.table}': 1 problem\n  problem: " in out and f"'payload' of type {lacking}" in out
+    assert "spec 'ghost': 1 problem\n  problem: " in out and f"{scenario.table}_gone" in out
+    assert err == "sync-pipeline: validate found 2 problems\n"
     assert not es.indices.exists(index=scenario.index)

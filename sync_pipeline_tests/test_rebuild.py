@@ -1,5 +1,6 @@
 """Zero-downtime rebuild against the real servers: alias swap, writes during the rebuild, rollback."""
 
+import contextlib
 import threading
 import time
 from pathlib import Path
@@ -206,7 +207,9 @@ def test_drift_the_repairs_cannot_remove_stops_the_swap(
             )
             edited.append("5")
 
-    monkeypatch.setattr(commands, "progress_printer", lambda enabled: edit_behind_our_back)
+    monkeypatch.setattr(
+        commands, "progress_for", lambda *a, **k: contextlib.nullcontext(edit_behind_our_back)
+    )
     code = main(["--config", str(config), "rebuild", "--yes", "--spec", scenario.table])
     out, err = capsys.readouterr()
 

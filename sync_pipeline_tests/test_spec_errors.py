@@ -148,3 +148,53 @@ def test_known_keys_walk_the_models_through_lists_dicts_and_optionals():
     assert "through" in known_keys(SpecFile, ("specs", 0, "source", "relations", 0))
     assert "cleanse" in known_keys(SyncSpec, ("fields", "anything"))
     assert known_keys(SpecFile, ()) == ["capture", "specs"]
+
+
+# --- relations named in `fields` (checked without the database) --------------------------------
+
+WITH_RELATIONS = VALID.replace(
+    "          on: {category_id: id}\n",
+    "          on: {category_id: id}\n"
+    "          columns: [name, slug]\n"
+    "          relations:\n"
+    "            - {name: parent, kind: many_to_one, table: shop.categories, on: {id: parent_id}}\n",
+)
+
+
+def test_a_field_naming_no_relation_is_refused_on_its_own_line_with_the_key_meant():
+    text = WITH_RELATIONS.replace("      name: {type: text}\n", "      categry.name: {}\n")
+    line = text.splitlines().index("      categry.name: {}") + 1
+    assert problems(text) == [
+        f"sync.yaml:{line}: specs[0].fields.categry.name: 'categry' is no relation of the source "
+        "(relations: category, category.parent); did you mean 'category.name'? (spec 'products')"
+    ]
+
+
+def test_a_field_naming_a_column_its_relation_does_not_read_is_refused():
+    text = WITH_RELATIONS.replace(
+        "      name: {type: text}\n", "      category.nme: {}\n      category.id: {}\n"
+    )
+    found = problems(text)
+    assert len(found) == 2
+    assert "fields.category.nme: relation 'category' reads no column 'nme' (its columns: " in found[0]
+    assert found[0].endswith("did you mean 'category.name'? (spec 'products')")
+    assert "fields.category.id: relation 'category' reads no column 'id'" in found[1]
+
+
+def test_fields_of_existing_relations_at_any_depth_pass_and_columns_are_left_to_the_database():
+    text = WITH_RELATIONS.replace(
+        "      name: {type: text}\n",
+        "      category.slug: {type: keyword}\n"
+        "      category.parent.anything: {type: keyword}\n"
+        "      plain: {}\n",
+    )
+    spec = parse_specs(text, origin="sync.yaml")[0]
+    # the nested relation reads every column: only the database can tell whether `anything` is one
+    assert set(spec.fields) == {"category.slug", "category.parent.anything", "plain"}
+
+
+def test_a_field_path_is_not_judged_when_the_source_itself_is_invalid():
+    text = WITH_RELATIONS.replace("      updated_at: updated_at\n", "").replace(
+        "      name: {type: text}\n", "      ghost.name: {}\n"
+    )
+    assert [p.split(": ", 2)[1] for p in problems(text)] == ["specs[0].source.updated_at"]

@@ -29,12 +29,13 @@ integration = pytest.mark.integration
 WHEN = "2026-02-10 08:00:00+00"
 
 
-def _spec(fields: str = "", key: str = "id"):
+def _spec(fields: str = "", key: str = "id", relations: str = ""):
+    extra = f", relations: {relations}" if relations else ""
     return parse_specs(
         f"""
 specs:
   - name: s
-    source: {{table: t, primary_key: {key}, updated_at: updated_at}}
+    source: {{table: t, primary_key: {key}, updated_at: updated_at{extra}}}
     target: {{index: s}}
     partitions: {{start: "2026-01-01"}}
     fields: {{{fields}}}
@@ -173,7 +174,8 @@ def test_numeric_option_on_a_column_it_cannot_apply_to_is_refused():
     with pytest.raises(SourceError, match=r"spec 's'.*fields\.title\.numeric: column title is text"):
         check_numeric_rules(_spec("title: {numeric: string}"), columns)
     with pytest.raises(SourceError, match=r"fields\.reviews\.stars\.numeric: not supported"):
-        check_numeric_rules(_spec("reviews.stars: {numeric: string}"), columns)
+        reviews = "[{name: reviews, table: r, kind: one_to_many, on: {t_id: id}}]"
+        check_numeric_rules(_spec("reviews.stars: {numeric: string}", relations=reviews), columns)
 
 
 def test_staged_files_keep_the_declared_precision():

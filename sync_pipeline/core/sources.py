@@ -8,6 +8,7 @@ depth; sync_pipeline generates the SQL and the change fan-out from it.
 
 from __future__ import annotations
 
+import difflib
 import re
 from typing import Annotated, Any, Literal
 
@@ -222,3 +223,33 @@ class SourceSpec(_Strict):
     def all_relations(self) -> list[tuple[str, RelationSpec]]:
         """(dotted path, relation) of every relation at every depth."""
         return [item for relation in self.relations for item in relation.walk()]
+
+    def field_path_problem(self, name: str) -> str | None:
+        """What is wrong with a `fields` key that names a relation's column (`category.name`,
+        `reviews.author.name`): a path that is no relation, or a column the relation does not
+        read (when it lists its `columns`), with the key meant when one is close. None when
+        nothing can be told without the database (a plain column, a relation reading every
+        column)."""
+        if "." not in name:
+            return None
+        path, _, column = name.rpartition(".")
+        known = dict(self.all_relations())
+        relation = known.get(path)
+        if relation is None:
+            listed = ", ".join(sorted(known)) or "none"
+            candidates = [f"{p}.{c}" for p, r in known.items() for c in (r.columns or [column])]
+            return f"'{path}' is no relation of the source (relations: {listed})" + _did_you_mean(
+                name, candidates
+            )
+        if relation.columns is not None and column not in relation.columns:
+            return (
+                f"relation '{path}' reads no column '{column}' (its columns: "
+                f"{', '.join(relation.columns) or 'none'})"
+                + _did_you_mean(name, [f"{path}.{c}" for c in relation.columns])
+            )
+        return None
+
+
+def _did_you_mean(name: str, candidates: list[str]) -> str:
+    close = difflib.get_close_matches(name, candidates, n=1, cutoff=0.6)
+    return f"; did you mean '{close[0]}'?" if close else ""

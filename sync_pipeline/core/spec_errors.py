@@ -58,6 +58,8 @@ def data_path(raw: Any, loc: Sequence[Any]) -> Path:
     path: list[str | int] = []
     node = raw
     for position, step in enumerate(loc):
+        if step == "[key]":  # pydantic's mark of an error in a mapping's key: the key is the place
+            continue
         if (isinstance(node, Mapping) and step in node) or (
             isinstance(node, list) and isinstance(step, int) and 0 <= step < len(node)
         ):

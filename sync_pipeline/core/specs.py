@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import AfterValidator, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from sync_pipeline.core.sources import SourceSpec
 from sync_pipeline.core.spec_errors import describe, key_lines
@@ -171,12 +171,26 @@ class RetrySpec(Strict):
     max_total_seconds: float = Field(default=300.0, gt=0)
 
 
+def _field_key(name: str, info: ValidationInfo) -> str:
+    """A `fields` key naming a relation's column must name a relation of the source (and a
+    column it reads, when it lists them): refused here, with the key's own line, rather than
+    when the first command meets the database."""
+    source = info.data.get("source")  # absent when the source itself is invalid
+    problem = source.field_path_problem(name) if isinstance(source, SourceSpec) else None
+    if problem:
+        raise ValueError(problem)
+    return name
+
+
+FieldKey = Annotated[str, AfterValidator(_field_key)]
+
+
 class SyncSpec(Strict):
     name: str
     source: SourceSpec
     target: TargetSpec
     partitions: PartitionSpec
-    fields: dict[str, FieldSpec] = Field(default_factory=dict)
+    fields: dict[FieldKey, FieldSpec] = Field(default_factory=dict)
     batch_size: int = Field(default=5000, ge=1, le=100_000)
     naive_timezone: str = Field(default="UTC", description="zone for timestamp columns without one")
     retry: RetrySpec = Field(default_factory=RetrySpec)

@@ -17,6 +17,7 @@ import sqlalchemy as sa
 from sync_pipeline import settings as settings_module
 from sync_pipeline.apps.cli import json_shapes
 from sync_pipeline.apps.cli.output import EXIT_DRIFT, EXIT_OK, format_table, print_sync_summary, sync_exit
+from sync_pipeline.apps.cli.progress import progress_for
 from sync_pipeline.apps.cli.runner import HistoryRun, Servers, run_drain, run_history, run_sync, run_verify
 from sync_pipeline.apps.cli.search import search_lines
 from sync_pipeline.apps.cli.session import Session, UsageError, parse_time
@@ -90,7 +91,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     drop_target(es, spec.target.index)
     session.preflight()
     servers = Servers(session.pg_url, session.es_url, session.settings.es)
-    summary = run_sync(session.specs, spec, show_progress=sys.stderr.isatty(), servers=servers)
+    with progress_for(sys.stderr) as listener:
+        summary = run_sync(session.specs, spec, listener=listener, servers=servers)
     count = es.count(index=spec.target.index)["count"] if es.indices.exists(index=spec.target.index) else 0
     print()
     print_sync_summary(summary, es_count=count)

@@ -8,7 +8,8 @@ import sys
 
 from sync_pipeline.apps.cli import json_shapes
 from sync_pipeline.apps.cli.output import EXIT_DRIFT, EXIT_OK, format_table, print_sync_summary, sync_exit
-from sync_pipeline.apps.cli.runner import Servers, progress_printer, run_drain, run_sync, run_verify
+from sync_pipeline.apps.cli.progress import progress_for
+from sync_pipeline.apps.cli.runner import Servers, run_drain, run_sync, run_verify
 from sync_pipeline.apps.cli.session import Session, UsageError, confirm, parse_time
 from sync_pipeline.core.diff import VerifyReport
 from sync_pipeline.core.logical import slot_name
@@ -34,9 +35,10 @@ def cmd_sync(args: argparse.Namespace) -> int:
     end = parse_time(args.end, "--end") if args.end else None
     session.use_servers()
     session.preflight(mapping=True)
-    summary = run_sync(
-        session.specs, session.spec, start, end, show_progress=sys.stderr.isatty(), servers=servers(session)
-    )
+    with progress_for(sys.stderr, plain=args.json) as listener:
+        summary = run_sync(
+            session.specs, session.spec, start, end, listener=listener, servers=servers(session)
+        )
     code = sync_exit(summary)
     if args.json:
         json_shapes.emit(json_shapes.runs_document("sync", [summary], code == EXIT_OK))
@@ -174,26 +176,26 @@ def cmd_rebuild(args: argparse.Namespace) -> int:
         print("caught up: " + describe_catch_up(caught))
         left = caught.repaired
         return EXIT_DRIFT if left and (left.failed or left.conflicts or left.dead_lettered) else EXIT_OK
-    tty = sys.stderr.isatty()
-    listener = progress_printer(tty)
+    with progress_for(sys.stderr) as listener:
 
-    def on_pass(number: int, report: VerifyReport) -> None:
-        if number == 1 and tty:
-            sys.stderr.write("\n")  # below the fill's progress bar
-        print(f"repair pass {number}: {report.drift} drifting; {describe_catch_up(report)}", file=sys.stderr)
+        def on_pass(number: int, report: VerifyReport) -> None:
+            listener("finished", {})  # the fill's bar or lines end here, the passes below them
+            print(
+                f"repair pass {number}: {report.drift} drifting; {describe_catch_up(report)}", file=sys.stderr
+            )
 
-    try:
-        report = rebuild(
-            engine,
-            es,
-            spec,
-            on_batch=lambda b: listener("batch", {"docs": b.docs, "failed": b.failed}),
-            on_pass=on_pass,
-        )
-    except RebuildAborted as exc:
-        # the new index did not verify: not a usage error, so not exit 2
-        print(f"sync-pipeline: {alias}: not swapped: {exc}", file=sys.stderr)
-        return EXIT_DRIFT
+        try:
+            report = rebuild(
+                engine,
+                es,
+                spec,
+                on_batch=lambda b: listener("batch", {"docs": b.docs, "failed": b.failed}),
+                on_pass=on_pass,
+            )
+        except RebuildAborted as exc:
+            # the new index did not verify: not a usage error, so not exit 2
+            print(f"sync-pipeline: {alias}: not swapped: {exc}", file=sys.stderr)
+            return EXIT_DRIFT
     assert report.before_swap is not None and report.after_swap is not None
     print(
         f"{alias}: {', '.join(report.old_indices) or '(nothing)'} → {report.new_index} "

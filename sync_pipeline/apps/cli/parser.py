@@ -59,6 +59,44 @@ JSON_EXAMPLES = {
 }
 
 
+# one or two invocations per command, shown under its --help (a test fails on a command without)
+EXAMPLES = {
+    "services": ["sync-pipeline services up", 'eval "$(sync-pipeline services env)"'],
+    "demo": ["sync-pipeline demo --local --rows 10000"],
+    "sync": [
+        "sync-pipeline sync --spec products --full",
+        "sync-pipeline sync --spec products --start 2026-11-01 --end 2026-11-08",
+    ],
+    "verify": ["sync-pipeline verify --spec products", "sync-pipeline verify --spec products --fix --yes"],
+    "history": ["sync-pipeline history --spec products --last 5"],
+    "backfill": ["sync-pipeline backfill --spec products --start 2026-10-01 --end 2026-11-01"],
+    "rebuild": [
+        "sync-pipeline rebuild --spec products --yes",
+        "sync-pipeline rebuild --spec products --rollback",
+    ],
+    "grants": ["sync-pipeline grants --spec products --for opensearch"],
+    "search": ["sync-pipeline search --spec products 'green tea' --size 10"],
+    "ui": ["sync-pipeline ui --port 3001"],
+    "install-triggers": ["sync-pipeline install-triggers --spec products"],
+    "uninstall-triggers": ["sync-pipeline uninstall-triggers --spec products"],
+    "flush": ["sync-pipeline flush --spec products"],
+    "doctor": ["sync-pipeline doctor", "sync-pipeline doctor --spec products --backlog-minutes 30"],
+    "dead-letters": [
+        "sync-pipeline dead-letters list --spec products",
+        "sync-pipeline dead-letters replay --spec products",
+    ],
+    "validate": ["sync-pipeline validate --offline", "sync-pipeline validate --config deploy/sync.yaml"],
+    "purge": ["sync-pipeline purge --older-than-days 7 --yes"],
+}
+
+
+def _examples(parser: argparse.ArgumentParser, name: str, examples: list[str]) -> None:
+    """`examples:` under the command's help, its lines as written (and the --json one)."""
+    lines = [*examples, *([JSON_EXAMPLES[name]] if name in JSON_EXAMPLES else [])]
+    parser.epilog = "examples:\n" + "\n".join(f"  {line}" for line in lines)
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+
+
 def _json_option(parser: argparse.ArgumentParser, example: str) -> None:
     parser.add_argument(
         "--json",
@@ -95,7 +133,12 @@ def build_parser() -> argparse.ArgumentParser:
     init.set_defaults(func=starter.cmd_init)
 
     services = sub.add_parser("services", help="local PostgreSQL + Elasticsearch for dev and tests")
-    services.add_argument("action", choices=["up", "down", "status", "env"])
+    services.add_argument(
+        "action",
+        choices=["up", "down", "status", "env"],
+        help="up: start them (idempotent); down: stop them; status: what runs where; env: the "
+        "SYNC_* variables that point at them, as shell exports",
+    )
     services.add_argument(
         "--secure",
         action="store_true",
@@ -118,11 +161,11 @@ def build_parser() -> argparse.ArgumentParser:
     services.set_defaults(func=admin.cmd_services)
 
     demo = sub.add_parser("demo", help="seed the demo tables, run a full sync, print a summary")
-    demo.add_argument("--rows", type=int, default=100_000)
+    demo.add_argument("--rows", type=int, default=100_000, help="products to seed (default 100,000)")
     demo.set_defaults(func=admin.cmd_demo)
 
     sync = sub.add_parser("sync", help="run a spec's extract → documents → index through Dagster")
-    sync.add_argument("--spec", required=True)
+    sync.add_argument("--spec", required=True, help="the spec to sync (its name in the spec file)")
     sync.add_argument("--full", action="store_true", help="every partition, as one run")
     sync.add_argument("--start", help="ISO date/time: first updated_at window to include")
     sync.add_argument("--end", help="ISO date/time: windows starting before this")
@@ -146,7 +189,7 @@ def build_parser() -> argparse.ArgumentParser:
     backfill = sub.add_parser(
         "backfill", help="launch a partition backfill on the running Dagster (`sync-pipeline ui`)"
     )
-    backfill.add_argument("--spec", required=True)
+    backfill.add_argument("--spec", required=True, help="the spec whose partitions to backfill")
     backfill.add_argument("--start", help="ISO date/time: first updated_at window to include")
     backfill.add_argument("--end", help="ISO date/time: windows starting before this")
     backfill.add_argument(
@@ -155,7 +198,7 @@ def build_parser() -> argparse.ArgumentParser:
     backfill.set_defaults(func=admin.cmd_backfill)
 
     rebuild_cmd = sub.add_parser("rebuild", help="fill a new versioned index, verify it, swap the read alias")
-    rebuild_cmd.add_argument("--spec", required=True)
+    rebuild_cmd.add_argument("--spec", required=True, help="the spec whose index to rebuild")
     rebuild_cmd.add_argument(
         "--rollback", action="store_true", help="point the alias back at the previous version"
     )
@@ -171,7 +214,7 @@ def build_parser() -> argparse.ArgumentParser:
         choices=("elasticsearch", "opensearch"),
         help="the search server's role format (default: SYNC_SEARCH_BACKEND, else Elasticsearch's)",
     )
-    grants.add_argument("--spec", required=True)
+    grants.add_argument("--spec", required=True, help="the spec whose tables and index to grant")
     grants.add_argument("--es-role", default=None, help="role name (default: sync_pipeline_<spec>)")
     grants.add_argument("--pg-role", default="sync_pipeline", help="the role sync_pipeline connects as")
     grants.add_argument(
@@ -183,13 +226,13 @@ def build_parser() -> argparse.ArgumentParser:
     grants.set_defaults(func=search_module.cmd_grants)
 
     search = sub.add_parser("search", help="full-text search over the spec's text fields, with highlights")
-    search.add_argument("--spec", required=True)
-    search.add_argument("query")
+    search.add_argument("--spec", required=True, help="the spec whose index to search")
+    search.add_argument("query", help="the words to look for (quote several: 'green tea')")
     search.add_argument("--size", type=int, default=5, help="hits to show (default 5)")
     search.set_defaults(func=search_module.cmd_search)
 
     ui = sub.add_parser("ui", help="Dagster webserver + daemon (what `make ui` runs)")
-    ui.add_argument("--port", type=int, default=3000)
+    ui.add_argument("--port", type=int, default=3000, help="the webserver's port (default 3000)")
     ui.set_defaults(func=admin.cmd_ui)
 
     for name, aliases, helptext in (
@@ -198,7 +241,7 @@ def build_parser() -> argparse.ArgumentParser:
         ("uninstall-triggers", ["uninstall-capture"], "remove the spec's triggers, slot and publication"),
     ):  # fmt: skip
         triggers = sub.add_parser(name, aliases=aliases, help=helptext)
-        triggers.add_argument("--spec", required=True)
+        triggers.add_argument("--spec", required=True, help="the spec whose tables to watch")
         triggers.set_defaults(func=commands.cmd_triggers, install=name == "install-triggers")
 
     flush = sub.add_parser("flush", help="drain the change buffer now (a Dagster run per spec)")
@@ -221,7 +264,11 @@ def build_parser() -> argparse.ArgumentParser:
     health.set_defaults(func=doctor.cmd_doctor)
 
     dead = sub.add_parser("dead-letters", help="documents Elasticsearch refused: list, replay or purge")
-    dead.add_argument("action", choices=["list", "replay", "purge"])
+    dead.add_argument(
+        "action",
+        choices=["list", "replay", "purge"],
+        help="list: show them; replay: index them again from the current rows; purge: delete them",
+    )
     dead.add_argument("--spec", help="one spec (default: every spec)")
     dead.add_argument("--limit", type=int, default=50, help="rows to list")
     dead.add_argument("--yes", action="store_true", help="purge without asking")
@@ -231,8 +278,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     validate = sub.add_parser(
         "validate",
-        help="check the spec file, then (unless --offline) the servers and sources against it; "
-        "writes nothing. e.g. sync-pipeline validate --offline",
+        help="check the spec file, then (unless --offline) the servers, sources and mappings "
+        "against it, in one report; writes nothing. Exit 0 all good, 1 a problem in the database "
+        "or index, 2 in the spec file or configuration",
     )
     validate.add_argument("--spec", help="one spec (default: every spec)")
     validate.add_argument(
@@ -249,6 +297,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     purge.add_argument("--yes", action="store_true", help="without asking")
     purge.set_defaults(func=commands.cmd_purge)
+    for name, examples in EXAMPLES.items():
+        _examples(sub.choices[name], name, examples)
     for command in {id(p): p for p in sub.choices.values()}.values():  # aliases share a parser
         _global_options(command, argparse.SUPPRESS)
     return parser

@@ -8,7 +8,6 @@ summaries are folded from the run's materializations (core.runs).
 from __future__ import annotations
 
 import dataclasses
-import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -75,29 +74,6 @@ class Servers:
         return search_client(self.es_url, options=self.es)
 
 
-def progress_printer(enabled: bool) -> Callable[[str, dict[str, Any]], None]:
-    state = {"total": 0, "done": 0, "failed": 0, "started": time.monotonic()}
-
-    def listener(event: str, data: dict[str, Any]) -> None:
-        if event == "extracted":
-            state["total"] += data["rows"]
-        elif event == "batch":
-            state["done"] += data["docs"]
-            state["failed"] += data["failed"]
-        if not enabled or event != "batch":
-            return
-        total = max(state["total"], state["done"], 1)
-        filled = int(30 * state["done"] / total)
-        rate = state["done"] / max(time.monotonic() - state["started"], 1e-6)
-        sys.stderr.write(
-            f"\r  [{'#' * filled}{'.' * (30 - filled)}] {state['done']:,}/{total:,} docs"
-            f"  {rate:,.0f} docs/s  failed {state['failed']:,}"
-        )
-        sys.stderr.flush()
-
-    return listener
-
-
 def _job(specs: Sequence[SyncSpec], name: str, servers: Servers):
     config = settings_module.load()
     resources = resources_for(config, pg_url=servers.pg_url, es_url=servers.es_url)
@@ -114,11 +90,12 @@ def run_sync(
     spec: SyncSpec,
     start: datetime | None = None,
     end: datetime | None = None,
-    show_progress: bool = False,
+    listener: Callable[[str, dict[str, Any]], None] | None = None,
     log_level: str = "WARNING",
     servers: Servers | None = None,
 ) -> SyncSummary:
-    """Run the spec's sync job in-process over a partition range, as one run in DAGSTER_HOME."""
+    """Run the spec's sync job in-process over a partition range, as one run in DAGSTER_HOME;
+    `listener` hears its progress (apps/cli/progress.py)."""
     skip_pandas_probe()
     servers = servers or Servers.from_settings()
     keys = partition_keys_for(spec, start, end)
@@ -128,15 +105,13 @@ def run_sync(
     job = _job(specs, naming.sync_job(spec.name), servers)
     tags = {naming.RANGE_START_TAG: keys[0], naming.RANGE_END_TAG: keys[-1]}
     started = time.perf_counter()
-    with progress.listening(progress_printer(show_progress)):
+    with progress.listening(listener or (lambda event, data: None)):
         result = job.execute_in_process(
             instance=dagster_instance(),
             tags=tags,
             raise_on_error=False,
             run_config=_console(log_level),
         )
-    if show_progress:
-        sys.stderr.write("\n")
     summary = summarise(result, spec, label)
     summary.wall_seconds = time.perf_counter() - started
     return summary

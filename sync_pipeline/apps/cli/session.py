@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import ClassVar
 
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 
 from sync_pipeline import settings as settings_module
 from sync_pipeline.apps.cli.output import first_line
@@ -131,8 +131,18 @@ class Session:
         """Both servers reachable, every selected source matching its spec; with `mapping`, also
         no index whose mapping conflicts with its spec's (unless the spec rebuilds on its own):
         the run would stop at its first load anyway, so it is not started."""
-        from sqlalchemy.exc import OperationalError
+        problem = self.search_problem()
+        if problem:
+            raise UsageError(problem)
+        with self.connect() as conn:
+            for spec in self.selected:
+                describe_source(conn, spec)
+                if mapping and spec.on_mapping_change == "fail":
+                    _refuse_mapping_conflict(self.es(), bind(conn, spec))
 
+    def search_problem(self) -> str | None:
+        """Why the search server cannot be used (unreachable, refusing us, unsupported), in one
+        line; None when it answers and is one we support."""
         from sync_pipeline.io.search import SearchConnectionError, UnsupportedServer
 
         es_label = redact_url(self.es_url)
@@ -140,25 +150,26 @@ class Session:
             # which server it is comes first: an unsupported one is refused by name
             self.es(request_timeout=10).check()
         except UnsupportedServer as exc:
-            raise UsageError(str(exc)) from None
+            return str(exc)
         except Exception as exc:
             problem = connection_problem(exc, es_label, self.settings.es)
             if problem:
-                raise UsageError(problem) from None
+                return problem
             if isinstance(exc, SearchConnectionError):
-                raise UsageError(f"cannot connect to the search server at {es_label}") from None
-            raise UsageError(f"the search server at {es_label} refused us: {first_line(exc)}") from None
+                return f"cannot connect to the search server at {es_label}"
+            return f"the search server at {es_label} refused us: {first_line(exc)}"
+        return None
+
+    def connect(self) -> Connection:
+        """A connection to PostgreSQL; UsageError naming the server when there is none."""
+        from sqlalchemy.exc import OperationalError
+
         try:
-            conn = self.engine.connect()
+            return self.engine.connect()
         except OperationalError as exc:
             raise UsageError(
                 f"cannot connect to PostgreSQL at {pg_label(self.pg_url)}: {first_line(exc.orig)}"
             ) from None
-        with conn:
-            for spec in self.selected:
-                describe_source(conn, spec)
-                if mapping and spec.on_mapping_change == "fail":
-                    _refuse_mapping_conflict(self.es(), bind(conn, spec))
 
 
 def _refuse_mapping_conflict(es: SearchTarget, bound: Bound) -> None:
