@@ -87,6 +87,7 @@ EXAMPLES = {
     ],
     "validate": ["sync-pipeline validate --offline", "sync-pipeline validate --config deploy/sync.yaml"],
     "purge": ["sync-pipeline purge --older-than-days 7 --yes"],
+    "init": ["sync-pipeline init", "sync-pipeline init --from-database public.orders public.customers"],
 }
 
 
