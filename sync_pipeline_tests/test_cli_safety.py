@@ -101,7 +101,7 @@ def test_verify_fix_asks_before_changing_more_documents_than_it_may_unasked(
 
 @pytest.mark.integration
 def test_demo_refuses_a_schema_it_did_not_create_and_an_index_not_ours(live, pg, es, tmp_path):
-    from sync_pipeline.dev.demo import SCHEMA
+    from sync_pipeline_devtools.demo import SCHEMA
 
     env = {"SYNC_PG_URL": live.pg_url, "SYNC_ES_URL": live.es_url}
     with pg.begin() as conn:

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from sync_pipeline.dev import services
-from sync_pipeline.dev.services import distribution, java, runtime
 from sync_pipeline.settings import SEARCH_KINDS, SettingsError, load
+from sync_pipeline_devtools import services
+from sync_pipeline_devtools.services import distribution, java, runtime
 
 # kind -> (distribution, version) that `GET /` must report
 EXPECTED = {

@@ -27,10 +27,10 @@ from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship, sessionmaker
 
 from sync_pipeline.apps.flask import create_sync_blueprint
-from sync_pipeline.dev.services import local_urls
+from sync_pipeline_devtools.services import local_urls
 from sync_pipeline.io.postgres import sqlalchemy_url
 
-# --- models: the demo schema of sync_pipeline/dev/demo.py --------------------------------------------
+# --- models: the demo schema of sync_pipeline_devtools/demo.py --------------------------------------------
 
 
 class Base(DeclarativeBase):

@@ -1,5 +1,5 @@
 """The settings of the project's own dev/test servers (`sync-pipeline services`,
-`sync_pipeline.dev.services`): their ports, the Elasticsearch version, the state dir, and
+`sync_pipeline_devtools.services`): their ports, the Elasticsearch version, the state dir, and
 which search server `--local` starts."""
 
 from __future__ import annotations

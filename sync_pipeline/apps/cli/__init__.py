@@ -25,7 +25,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from sync_pipeline.apps.cli.session import UsageError
     from sync_pipeline.core.specs import SpecError
     from sync_pipeline.core.sql import SourceError
-    from sync_pipeline.dev.services import ServiceError
+    from sync_pipeline_devtools.services import ServiceError
     from sync_pipeline.ops.capture import CaptureError
     from sync_pipeline.ops.rebuild import RebuildError
     from sync_pipeline.settings import SettingsError

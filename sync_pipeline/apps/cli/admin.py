@@ -43,7 +43,7 @@ HISTORY_HEADERS = [
 
 
 def cmd_services(args: argparse.Namespace) -> int:
-    from sync_pipeline.dev import services
+    from sync_pipeline_devtools import services
 
     if args.action in ("up", "env") and args.secure:
         # the secured node: started (a no-op when running) so that its API key is current
@@ -72,7 +72,7 @@ def cmd_services(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from sync_pipeline.dev.demo import DEMO_CHANGES, DemoError, change_demo, seed_demo
+    from sync_pipeline_devtools.demo import DEMO_CHANGES, DemoError, change_demo, seed_demo
 
     session = Session.open(args, spec_name="products", preflight=False)
     spec = session.spec
@@ -120,7 +120,7 @@ def _refuse_an_index_not_ours(es, name: str) -> None:
 def _demo_changes(session: Session, spec, servers: Servers, change, changes: dict[str, str]):
     """Triggers on every table of the documents, a category renamed and a tag added, one drain:
     the changes reach every product they feed."""
-    from sync_pipeline.dev.demo import SCHEMA
+    from sync_pipeline_devtools.demo import SCHEMA
 
     es = session.es()
     tables = install_capture(session.engine, spec, session.settings.locks).tables

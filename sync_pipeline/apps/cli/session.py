@@ -108,7 +108,7 @@ class Session:
         production server never meets an empty local one (verify --fix would then delete
         everything the local one lacks)."""
         if self.local:
-            from sync_pipeline.dev import services
+            from sync_pipeline_devtools import services
 
             urls = services.ensure_services()
             self.pg_url, self.es_url = urls.pg_url, urls.es_url

@@ -87,7 +87,7 @@ def spec_from_database(tables: list[str], local: bool = False) -> tuple[str, lis
 
     url = settings_module.load().pg_url
     if not url and local:
-        from sync_pipeline.dev import services
+        from sync_pipeline_devtools import services
 
         url = services.ensure_services().pg_url
     if not url:

@@ -130,7 +130,7 @@ def _prepare_dirs() -> tuple[Path, Path]:
         os.chmod(state, 0o755)
     gitignore = state / ".gitignore"
     if not gitignore.exists():
-        gitignore.write_text("# local services state (sync_pipeline.dev.services)\n*\n")
+        gitignore.write_text("# local services state (sync_pipeline_devtools.services)\n*\n")
     (state / "cache").mkdir(exist_ok=True)
 
     runtime = choose_runtime_dir(state, PROJECT_ROOT, as_root=_is_root())

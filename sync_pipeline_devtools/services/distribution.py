@@ -23,7 +23,6 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from sync_pipeline.dev.services.runtime import ServiceError, _chown_tree, _owned_dir, _run, local_settings
 from sync_pipeline.settings import (
     LOCAL_ES8_PORT,
     LOCAL_ES_PORT,
@@ -32,6 +31,13 @@ from sync_pipeline.settings import (
     SEARCH_KINDS,
 )
 from sync_pipeline.settings.local import TRANSPORT_OFFSET
+from sync_pipeline_devtools.services.runtime import (
+    ServiceError,
+    _chown_tree,
+    _owned_dir,
+    _run,
+    local_settings,
+)
 
 log = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
 """Local PostgreSQL and Elasticsearch/OpenSearch for development, tests and CI — without Docker.
 
-    python -m sync_pipeline.dev.services up|down|status|env [--target KIND]
+    python -m sync_pipeline_devtools.services up|down|status|env [--target KIND]
 
 PostgreSQL comes from Debian's `postgresql` package (a project-owned cluster is
 initdb'ed under the state dir); a search node is the `integ-test-zip`
@@ -40,10 +40,10 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from sync_pipeline.dev.services.cluster import Node, nodes, start_cluster, start_node, stop_cluster
-from sync_pipeline.dev.services.distribution import KNOWN_ES_VERSIONS, Distribution, search_distribution
-from sync_pipeline.dev.services.java import MIN_JAVA, _java_major, find_java_home
-from sync_pipeline.dev.services.postgres import (
+from sync_pipeline_devtools.services.cluster import Node, nodes, start_cluster, start_node, stop_cluster
+from sync_pipeline_devtools.services.distribution import KNOWN_ES_VERSIONS, Distribution, search_distribution
+from sync_pipeline_devtools.services.java import MIN_JAVA, _java_major, find_java_home
+from sync_pipeline_devtools.services.postgres import (
     DEFAULT_PG_PORT,
     PG_DATABASE,
     PG_PASSWORD,
@@ -55,8 +55,8 @@ from sync_pipeline.dev.services.postgres import (
     pg_port,
     pg_tls_files,
 )
-from sync_pipeline.dev.services.redis import start_redis, stop_redis
-from sync_pipeline.dev.services.runtime import (
+from sync_pipeline_devtools.services.redis import start_redis, stop_redis
+from sync_pipeline_devtools.services.runtime import (
     FALLBACK_RUNTIME_BASE,
     LOG_TAIL_LINES,
     SERVICE_USER,
@@ -73,7 +73,7 @@ from sync_pipeline.dev.services.runtime import (
     state_dir,
     untraversable_parents,
 )
-from sync_pipeline.dev.services.search import (
+from sync_pipeline_devtools.services.search import (
     DEFAULT_ES_PORT,
     _start_elasticsearch,
     es_port,
@@ -84,7 +84,7 @@ from sync_pipeline.dev.services.search import (
     start_search_node,
     stop_search_node,
 )
-from sync_pipeline.dev.services.secure_es import SecureUrls, start_secure, stop_secure
+from sync_pipeline_devtools.services.secure_es import SecureUrls, start_secure, stop_secure
 from sync_pipeline.settings import DEFAULT_ES_VERSION, SEARCH_KINDS
 
 __all__ = [
@@ -299,7 +299,7 @@ def local_dagster_storage() -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m sync_pipeline.dev.services",
+        prog="python -m sync_pipeline_devtools.services",
         description="Local PostgreSQL and Elasticsearch/OpenSearch for development, tests and CI.",
     )
     parser.add_argument("command", choices=["up", "down", "status", "env"])
