@@ -13,7 +13,6 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from sync_pipeline.settings import DEFAULT_LOCAL_PG_PORT
 from sync_pipeline_devtools.services import runtime
 from sync_pipeline_devtools.services.runtime import (
     ServiceError,
@@ -27,6 +26,7 @@ from sync_pipeline_devtools.services.runtime import (
     apt_install,
     local_settings,
 )
+from sync_pipeline_devtools.settings import DEFAULT_LOCAL_PG_PORT
 
 log = logging.getLogger(__name__)
 

@@ -16,7 +16,6 @@ import urllib.error
 from dataclasses import dataclass
 from pathlib import Path
 
-from sync_pipeline.settings import DEFAULT_LOCAL_ES_PORT
 from sync_pipeline_devtools.services.distribution import (
     Distribution,
     install,
@@ -37,6 +36,7 @@ from sync_pipeline_devtools.services.runtime import (
     pid_in_file,
     stop_pid,
 )
+from sync_pipeline_devtools.settings import DEFAULT_LOCAL_ES_PORT
 
 log = logging.getLogger(__name__)
 
