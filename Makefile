@@ -13,16 +13,23 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON) (set PYTHON=...)"; exit 2; }
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q -c constraints.txt -e '.[dev]'
+	@# the dev install only: the checkout's root on the venv's path, for the dev harness
+	@# (sync_pipeline_devtools: local services, demo, --local; not in the wheel), bench and the tests
+	$(BIN)/python -c 'import pathlib, sys, sysconfig; pathlib.Path(sysconfig.get_path("purelib"), "sync_pipeline_checkout.pth").write_text(sys.argv[1] + "\n")' '$(CURDIR)'
 	@touch $@
+
+# the checkout's dev harness (not in the wheel): `sync-pipeline` plus services, demo and --local
+DEVTOOL := $(BIN)/python -m sync_pipeline_devtools
+DEV_DIRS := sync_pipeline sync_pipeline_devtools sync_pipeline_tests
 
 ## make demo: local services if none configured, demo data, a full sync, a summary, verify
 demo: venv
-	$(BIN)/sync-pipeline --local demo
+	$(DEVTOOL) --local demo
 
 ## make test: the whole suite against Elasticsearch 9, then the compatibility subset against the
 ## other supported servers (starts local PostgreSQL + search nodes unless SYNC_PG_URL/SYNC_ES_URL are set)
 test: venv
-	$(BIN)/ruff check sync_pipeline sync_pipeline_tests
+	$(BIN)/ruff check $(DEV_DIRS)
 	$(BIN)/python -m pytest
 	$(MAKE) --no-print-directory compat
 
@@ -36,7 +43,7 @@ compat: venv
 	else for target in $(COMPAT_TARGETS); do \
 	  echo "== compatibility subset on $$target"; \
 	  SYNC_LOCAL_SEARCH=$$target $(BIN)/python -m pytest -m compat -p no:randomly -q; status=$$?; \
-	  $(BIN)/sync-pipeline services down --target $$target >/dev/null 2>&1 || true; \
+	  $(DEVTOOL) services down --target $$target >/dev/null 2>&1 || true; \
 	  [ $$status -eq 0 ] || exit $$status; \
 	done; fi
 
@@ -52,28 +59,28 @@ chaos: venv
 	$(BIN)/python -m pytest -m chaos -p no:randomly
 
 lint: venv
-	$(BIN)/ruff check sync_pipeline sync_pipeline_tests
-	$(BIN)/ruff format --check sync_pipeline sync_pipeline_tests
+	$(BIN)/ruff check $(DEV_DIRS)
+	$(BIN)/ruff format --check $(DEV_DIRS)
 
 fmt: venv
-	$(BIN)/ruff format sync_pipeline sync_pipeline_tests
-	$(BIN)/ruff check --fix sync_pipeline sync_pipeline_tests
+	$(BIN)/ruff format $(DEV_DIRS)
+	$(BIN)/ruff check --fix $(DEV_DIRS)
 
 ## make ui: Dagster webserver + daemon on this code location, http://127.0.0.1:3000
 ui: venv
-	$(BIN)/sync-pipeline --local ui
+	$(DEVTOOL) --local ui
 
 services: venv
-	$(BIN)/sync-pipeline services up
+	$(DEVTOOL) services up
 
 services-down: venv
-	$(BIN)/sync-pipeline services down
+	$(DEVTOOL) services down
 
 services-status: venv
-	$(BIN)/sync-pipeline services status
+	$(DEVTOOL) services status
 
 clean:
-	-$(BIN)/sync-pipeline services down
+	-$(DEVTOOL) services down
 	rm -rf .staging .dagster_home .pytest_cache .ruff_cache
 
 ## make bench: the performance benchmark (docs/benchmarks.md), every figure of issue 16 in one run:

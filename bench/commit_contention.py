@@ -49,8 +49,8 @@ import sqlalchemy as sa
 from bench import common
 from bench.pgbench import run_pgbench
 from sync_pipeline.apps.cli.output import format_table
-from sync_pipeline.dev.services import runtime
 from sync_pipeline.ops.capture import install_capture, uninstall_capture
+from sync_pipeline_devtools.services import runtime
 
 MODES = ["none", "triggers_notify", "triggers", "logical"]
 TABLE = "bench_contention"

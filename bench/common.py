@@ -42,7 +42,7 @@ def server_urls() -> tuple[str, str]:
     pg, es = os.environ.get("SYNC_PG_URL"), os.environ.get("SYNC_ES_URL")
     if pg and es:
         return pg, es
-    from sync_pipeline.dev import services
+    from sync_pipeline_devtools import services
 
     urls = services.ensure_services()
     return pg or urls.pg_url, es or urls.es_url
@@ -83,7 +83,7 @@ def setup_env(args: Any) -> None:
 
 # ~0.5–1 KB per row as a JSON document: text (with non-ASCII), NUMERIC, integer, float,
 # text[], JSONB and two timestamptz columns. Generated inside PostgreSQL (one INSERT … SELECT
-# over generate_series, like sync_pipeline/dev/demo.py), deterministic through setseed.
+# over generate_series, like sync_pipeline_devtools/demo.py), deterministic through setseed.
 # Numeric and timestamp columns are NOT NULL so that the naive baseline (which has no
 # cleansing at all) can load every row: NULL numerics become NaN and NULL timestamps NaT in
 # its DataFrame, which Elasticsearch or the client refuse.

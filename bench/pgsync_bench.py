@@ -3,7 +3,7 @@
 PGSync needs logical decoding (wal_level = logical), which the shared dev
 cluster does not have and must not be restarted for; so a throwaway cluster is
 initdb'ed on 127.0.0.1:55440 (as the unprivileged service user when we are
-root, like sync_pipeline.dev.services does), seeded with the same bench_products
+root, like sync_pipeline_devtools.services does), seeded with the same bench_products
 rows, next to a Redis on 127.0.0.1:56379. PGSync lives in its own venv
 (bench/.pgsync-venv, git-ignored) so its pinned dependencies never touch ours.
 
@@ -121,19 +121,21 @@ def stop_redis() -> None:
 
 
 def _pg_bin() -> Path:
-    from sync_pipeline.dev.services import find_pg_bin_dir
+    from sync_pipeline_devtools.services import find_pg_bin_dir
 
     return find_pg_bin_dir()
 
 
 def _as_service_user(cmd: list[str]) -> list[str]:
-    from sync_pipeline.dev.services import _as_service_user as wrap  # the project's root → syncpipe wrapper
+    from sync_pipeline_devtools.services import (
+        _as_service_user as wrap,  # the project's root → syncpipe wrapper
+    )
 
     return wrap(cmd)
 
 
 def _chown(path: Path) -> None:
-    from sync_pipeline.dev.services import _service_user
+    from sync_pipeline_devtools.services import _service_user
 
     user = _service_user()
     if user is not None:

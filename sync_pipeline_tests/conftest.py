@@ -20,10 +20,10 @@ import pytest
 import sqlalchemy as sa
 
 from sync_pipeline.core.specs import SyncSpec, parse_specs
-from sync_pipeline.dev import services
 from sync_pipeline.io.postgres import engine_for
 from sync_pipeline.io.search import search_client
 from sync_pipeline.io.search.indices import drop_target
+from sync_pipeline_devtools import services
 
 
 def indexed(es, index: str) -> dict[str, dict]:

@@ -8,11 +8,14 @@ docs/architecture.md draws the same picture.
 from __future__ import annotations
 
 import ast
+import tomllib
 from pathlib import Path
 
 import pytest
+from setuptools import find_namespace_packages
 
-PACKAGE = Path(__file__).resolve().parent.parent / "sync_pipeline"
+ROOT = Path(__file__).resolve().parent.parent
+PACKAGE = ROOT / "sync_pipeline"
 MAX_LINES = 400  # "modules under ~400 lines"
 
 # what each room may import from the package (itself included); anything else is an upward arrow
@@ -23,8 +26,7 @@ ALLOWED = {
     "io": {"core", "io", "settings"},
     "ops": {"core", "io", "ops", "settings"},
     "defs": {"core", "io", "ops", "defs", "settings"},
-    "apps": {"core", "io", "ops", "defs", "apps", "dev", "settings"},
-    "dev": {"core", "io", "dev", "settings"},
+    "apps": {"core", "io", "ops", "defs", "apps", "settings"},
     "definitions": {"core", "defs", "settings"},
     "__init__": {"memory", "definitions"},
 }
@@ -163,3 +165,62 @@ def test_the_search_library_rule_sees_a_client_import(tmp_path):
     probe = tmp_path / "probe.py"
     probe.write_text("from elasticsearch import Elasticsearch\nimport elastic_transport\n")
     assert {"elasticsearch", "elastic_transport"} <= {i.split(".")[0] for i in imports(probe)}
+
+
+# the dev harness (local services, the demo, the browser helper): the checkout's, never the product's
+DEV_HARNESS = "sync_pipeline_devtools"
+IMPORTERS = {"import_module", "__import__"}
+
+
+def harness_imports(path: Path) -> set[str]:
+    """The dev harness modules the file imports: import statements, and importlib.import_module /
+    __import__ of a literal name."""
+    found = {i for i in imports(path) if i == DEV_HARNESS or i.startswith(DEV_HARNESS + ".")}
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Call) and node.args and isinstance(node.args[0], ast.Constant):
+            func = node.func
+            name = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", "")
+            target = node.args[0].value
+            if name in IMPORTERS and isinstance(target, str) and target.split(".")[0] == DEV_HARNESS:
+                found.add(target)
+    return found
+
+
+@pytest.mark.parametrize("module", sorted(MODULES))
+def test_the_runtime_never_imports_the_dev_harness(module):
+    found = harness_imports(MODULES[module])
+    assert not found, f"{module} imports the dev harness {sorted(found)}: the installed product has none"
+
+
+def test_the_harness_checker_sees_an_import(tmp_path):
+    probe = tmp_path / "probe.py"
+    probe.write_text(
+        "import importlib\n"
+        "from sync_pipeline_devtools import services\n"
+        "def f():\n    return importlib.import_module('sync_pipeline_devtools.demo')\n"
+    )
+    assert harness_imports(probe) == {"sync_pipeline_devtools", "sync_pipeline_devtools.demo"}
+
+
+def wheel_packages() -> list[str]:
+    """The packages the wheel gets: setuptools' discovery (namespace packages, as for a pyproject
+    `[tool.setuptools.packages.find]`) with pyproject's include/exclude, over the checkout."""
+    found = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]["find"]
+    assert set(found) <= {"include", "exclude"}, found  # what this reading knows of
+    return find_namespace_packages(
+        where=str(ROOT), include=found.get("include", ("*",)), exclude=found.get("exclude", ())
+    )
+
+
+def test_the_wheel_holds_the_runtime_and_no_dev_harness_nor_tests():
+    packages = wheel_packages()
+    assert {"sync_pipeline", "sync_pipeline.apps.cli", "sync_pipeline.resources"} <= set(packages)
+    leaked = [
+        p
+        for p in packages
+        if p.split(".")[0] != "sync_pipeline"
+        or p == "sync_pipeline.dev"
+        or p.startswith("sync_pipeline.dev.")
+    ]
+    assert not leaked, f"the wheel would ship {leaked}"
+    assert (ROOT / DEV_HARNESS / "services" / "__init__.py").exists()  # it is there, and left out

@@ -375,8 +375,8 @@ def test_install_as_a_superuser_warns_and_names_the_role_that_should_own_the_cap
     scenario, shop, live, tmp_path, capsys, monkeypatch
 ):
     from sync_pipeline.apps.cli import main
-    from sync_pipeline.dev.services.postgres import pg_superuser_url
     from sync_pipeline.io.postgres import engine_for
+    from sync_pipeline_devtools.services.postgres import pg_superuser_url
 
     superuser = pg_superuser_url()
     if not Path(superuser.split("host=", 1)[1].split("&", 1)[0]).exists() or os.geteuid() != 0:

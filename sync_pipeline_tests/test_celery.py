@@ -14,7 +14,7 @@ import pytest
 
 from sync_pipeline.apps.cli.runner import run_verify
 from sync_pipeline.core import naming
-from sync_pipeline.dev import services
+from sync_pipeline_devtools import services
 
 from .conftest import stop_process_groups, wait_until
 from .test_faults import seed

@@ -11,9 +11,12 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def cli(*args: str, env: dict[str, str] | None = None, cwd: Path = ROOT) -> subprocess.CompletedProcess:
+def cli(
+    *args: str, env: dict[str, str] | None = None, cwd: Path = ROOT, module: str = "sync_pipeline.apps.cli"
+) -> subprocess.CompletedProcess:
+    """The product's CLI (`module`: the checkout's dev tool, sync_pipeline_devtools, for `services`)."""
     return subprocess.run(
-        [sys.executable, "-m", "sync_pipeline.apps.cli", *args],
+        [sys.executable, "-m", module, *args],
         capture_output=True,
         text=True,
         cwd=cwd,
@@ -136,7 +139,7 @@ def test_dagster_cli_materializes_one_partition(scenario, insert_rows, tmp_path,
 
 @pytest.mark.integration
 def test_services_env_prints_export_lines(live):
-    result = cli("services", "env")
+    result = cli("services", "env", module="sync_pipeline_devtools")
     assert result.returncode == 0
     lines = result.stdout.strip().splitlines()
     assert any(line.startswith("export SYNC_PG_URL=") for line in lines)

@@ -18,13 +18,17 @@ import pytest
 import sqlalchemy as sa
 
 ROOT = Path(__file__).resolve().parent.parent
+DEVTOOL = "sync_pipeline_devtools"  # the checkout's dev tool: the product's CLI + services and demo
 
 
-def cli(*args: str, env: dict[str, str | None], cwd: Path = ROOT) -> subprocess.CompletedProcess:
+def cli(
+    *args: str, env: dict[str, str | None], cwd: Path = ROOT, module: str = "sync_pipeline.apps.cli"
+) -> subprocess.CompletedProcess:
+    """The product's CLI (`module`: the checkout's dev tool, sync_pipeline_devtools, for the demo)."""
     environ = {k: v for k, v in os.environ.items() if not k.startswith("SYNC_")}
     environ.update({k: v for k, v in env.items() if v is not None})
     return subprocess.run(
-        [sys.executable, "-m", "sync_pipeline.apps.cli", *args],
+        [sys.executable, "-m", module, *args],
         capture_output=True,
         text=True,
         cwd=cwd,
@@ -101,7 +105,7 @@ def test_verify_fix_asks_before_changing_more_documents_than_it_may_unasked(
 
 @pytest.mark.integration
 def test_demo_refuses_a_schema_it_did_not_create_and_an_index_not_ours(live, pg, es, tmp_path):
-    from sync_pipeline.dev.demo import SCHEMA
+    from sync_pipeline_devtools.demo import SCHEMA
 
     env = {"SYNC_PG_URL": live.pg_url, "SYNC_ES_URL": live.es_url}
     with pg.begin() as conn:
@@ -115,7 +119,7 @@ def test_demo_refuses_a_schema_it_did_not_create_and_an_index_not_ours(live, pg,
         conn.execute(sa.text(f"CREATE SCHEMA {SCHEMA}"))
         conn.execute(sa.text(f"CREATE TABLE {SCHEMA}.products (id int PRIMARY KEY, precious text)"))
     try:
-        result = cli("demo", "--rows", "100", env=env)
+        result = cli("demo", "--rows", "100", env=env, module=DEVTOOL)
         assert result.returncode == 2 and "was not created by the demo" in result.stderr, result.stderr
         with pg.connect() as conn:
             assert conn.execute(sa.text(f"SELECT count(*) FROM {SCHEMA}.products")).scalar() == 0  # kept
@@ -130,7 +134,9 @@ def test_demo_refuses_a_schema_it_did_not_create_and_an_index_not_ours(live, pg,
     config.write_text((ROOT / "sync.yaml").read_text().replace("index: products", f"index: {index}"))
     es.indices.create(index=index, mappings={"properties": {"precious": {"type": "keyword"}}})
     try:
-        result = cli("--config", str(config), "demo", "--rows", "100", env=env)
+        result = cli(
+            "--config", str(config), "demo", "--rows", "100", env=env, module="sync_pipeline_devtools"
+        )
         assert result.returncode == 2 and "was not made by sync_pipeline" in result.stderr, result.stderr
         assert es.indices.exists(index=index)
     finally:

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import pytest
 
-from sync_pipeline.dev import services
-from sync_pipeline.dev.services.cluster import kill_node, wait_status
 from sync_pipeline.io.search import search_client
 from sync_pipeline.io.search.indices import drop_target
+from sync_pipeline_devtools import services
+from sync_pipeline_devtools.services.cluster import kill_node, wait_status
 
 from .conftest import wait_until
 from .test_faults import cli_sync, doc_count, record, seed

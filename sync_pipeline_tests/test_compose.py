@@ -148,7 +148,7 @@ def test_the_image_uses_the_packaged_instance_config_and_the_settings_names():
     checkout): run queue limits, run monitoring and threaded sensors hold in Docker too, and the
     variables it reads are the ones docker-compose.yml sets, under the names the settings know."""
     from sync_pipeline import settings
-    from sync_pipeline.settings import local, search, values
+    from sync_pipeline.settings import search, values
 
     image = " ".join(_dockerfile_stages()[-1])
     assert re.search(r'ln -s "\$resources/dagster.yaml" "\$DAGSTER_HOME/dagster.yaml"', image)
@@ -158,7 +158,7 @@ def test_the_image_uses_the_packaged_instance_config_and_the_settings_names():
     assert wanted == {"SYNC_DAGSTER_PG_URL"}
     known = {
         value
-        for module in (settings, local, search, values)
+        for module in (settings, search, values)
         for value in vars(module).values()
         if isinstance(value, str) and value.startswith("SYNC_")
     }

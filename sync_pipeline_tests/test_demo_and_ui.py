@@ -18,7 +18,7 @@ pytestmark = pytest.mark.integration
 
 def test_demo_seeds_syncs_and_verifies_clean(live):
     result = subprocess.run(
-        [sys.executable, "-m", "sync_pipeline.apps.cli", "demo", "--rows", "3000"],
+        [sys.executable, "-m", "sync_pipeline_devtools", "demo", "--rows", "3000"],
         capture_output=True,
         text=True,
         cwd=ROOT,

@@ -22,13 +22,13 @@ from sync_pipeline.core.bulk import BatchResult
 from sync_pipeline.core.specs import parse_specs
 from sync_pipeline.core.sql import SourceError
 from sync_pipeline.core.windows import Window
-from sync_pipeline.dev.services import runtime
-from sync_pipeline.dev.services.postgres import PG_DATABASE, PG_PASSWORD, PG_USER, find_pg_bin_dir
 from sync_pipeline.io.postgres import engine_for
 from sync_pipeline.io.staging import StagingArea
 from sync_pipeline.ops import prepare
 from sync_pipeline.ops.sync_window import WindowResult, WindowRun, sync_window
 from sync_pipeline.ops.verify import count_window, reconcile_window, verify_spec
+from sync_pipeline_devtools.services import runtime
+from sync_pipeline_devtools.services.postgres import PG_DATABASE, PG_PASSWORD, PG_USER, find_pg_bin_dir
 
 from .conftest import CHAOS_RESULTS, at, free_port, indexed
 

@@ -19,11 +19,11 @@ import sqlalchemy as sa
 from sync_pipeline.apps.cli.runner import run_drain, run_verify
 from sync_pipeline.core.naming import EXTRACT_APPLICATION
 from sync_pipeline.core.specs import parse_specs
-from sync_pipeline.dev import services
 from sync_pipeline.io import deadletters
 from sync_pipeline.io.buffer import BUFFER
 from sync_pipeline.io.search import search_client
 from sync_pipeline.ops.capture import install_capture, uninstall_capture
+from sync_pipeline_devtools import services
 
 from .conftest import CHAOS_RESULTS
 
@@ -256,14 +256,14 @@ def throttled_es(tmp_path_factory):
         "SYNC_LOCAL_ES_PORT": "59510",
         "SYNC_ES_EXTRA_SETTINGS": "thread_pool.write.size: 1\nthread_pool.write.queue_size: 1",
     }
-    code = "from sync_pipeline.dev import services; print(services.up(postgres=False).es_url)"
+    code = "from sync_pipeline_devtools import services; print(services.up(postgres=False).es_url)"
     up = subprocess.run(
         [sys.executable, "-c", code], env=env, capture_output=True, text=True, cwd=ROOT, timeout=600
     )
     assert up.returncode == 0, up.stderr[-3000:]
     yield up.stdout.strip().splitlines()[-1]
     subprocess.run(
-        [sys.executable, "-c", "from sync_pipeline.dev import services; services.down()"],
+        [sys.executable, "-c", "from sync_pipeline_devtools import services; services.down()"],
         env=env,
         cwd=ROOT,
         timeout=120,

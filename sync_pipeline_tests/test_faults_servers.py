@@ -9,7 +9,6 @@ import time
 import pytest
 
 from sync_pipeline.core.windows import Window
-from sync_pipeline.dev import services
 from sync_pipeline.io import deadletters
 from sync_pipeline.io.buffer import BUFFER
 from sync_pipeline.io.bulk_load import _blocked
@@ -17,6 +16,7 @@ from sync_pipeline.io.staging import StagingArea
 from sync_pipeline.ops.capture import install_capture, uninstall_capture
 from sync_pipeline.ops.drain import drain
 from sync_pipeline.ops.sync_window import LoadFailed, WindowRun, sync_window
+from sync_pipeline_devtools import services
 
 from .conftest import wait_until
 from .test_faults import record, seed

@@ -20,8 +20,8 @@ from flask import Flask
 
 from sync_pipeline.apps import dagster_api
 from sync_pipeline.apps.flask import SyncBlueprintConfigError, create_sync_blueprint
-from sync_pipeline.dev.demo import seed_demo
 from sync_pipeline.ops import capture
+from sync_pipeline_devtools.demo import seed_demo
 from sync_pipeline_tests.conftest import free_port
 from sync_pipeline_tests.test_dagster_api import RUN_TIMEOUT, DagsterStack, month_day
 

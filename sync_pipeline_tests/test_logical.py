@@ -18,12 +18,12 @@ from sync_pipeline.apps.cli.doctor import render
 from sync_pipeline.apps.cli.runner import Servers, run_sync
 from sync_pipeline.core import logical
 from sync_pipeline.core.pgoutput import Change, Commit
-from sync_pipeline.dev import services
 from sync_pipeline.io import change_stream, replication
 from sync_pipeline.io.replication import SlotMissing
 from sync_pipeline.ops.capture import install_capture, uninstall_capture
 from sync_pipeline.ops.drain import drain
 from sync_pipeline.ops.health import check
+from sync_pipeline_devtools import services
 
 from .conftest import indexed
 from .test_faults import record, seed

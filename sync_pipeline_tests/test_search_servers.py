@@ -15,9 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from sync_pipeline.dev import services
-from sync_pipeline.dev.services import distribution, java, runtime
-from sync_pipeline.settings import SEARCH_KINDS, SettingsError, load
+from sync_pipeline.settings import SettingsError
+from sync_pipeline_devtools import services
+from sync_pipeline_devtools.services import distribution, java, runtime
+from sync_pipeline_devtools.settings import SEARCH_KINDS, load
 
 # kind -> (distribution, version) that `GET /` must report
 EXPECTED = {
@@ -58,7 +59,7 @@ def _up(kind: str, started: dict[str, str]) -> str:
 def test_root_reports_the_distribution_and_version(kind: str, started: dict[str, str]) -> None:
     url = _up(kind, started)
     product, version = EXPECTED[kind]
-    assert url == f"http://127.0.0.1:{load().local.search_port(kind)}"
+    assert url == f"http://127.0.0.1:{load().search_port(kind)}"
     status, body, headers = _call(f"{url}/")
     if product == "opensearch":
         assert status == 200, body
@@ -85,7 +86,7 @@ def test_up_search_twice_is_a_noop(kind: str, started: dict[str, str]) -> None:
     assert pid is not None
     assert services.up_search(kind) == url
     assert services.search_pid(kind) == pid
-    assert services.status()[kind].startswith(f"running on 127.0.0.1:{load().local.search_port(kind)}")
+    assert services.status()[kind].startswith(f"running on 127.0.0.1:{load().search_port(kind)}")
 
 
 @pytest.mark.integration
@@ -127,15 +128,15 @@ def test_index_and_search_round_trip(kind: str, started: dict[str, str]) -> None
 
 
 def test_search_ports_default_after_the_es_port() -> None:
-    local = load({}).local
+    local = load({})
     assert [local.search_port(kind) for kind in SEARCH_KINDS] == [59200, 59230, 59240, 59250]
     assert local.search == "elasticsearch"
-    moved = load({"SYNC_LOCAL_ES_PORT": "60200", "SYNC_LOCAL_OPENSEARCH_PORT": "61000"}).local
+    moved = load({"SYNC_LOCAL_ES_PORT": "60200", "SYNC_LOCAL_OPENSEARCH_PORT": "61000"})
     assert [moved.search_port(kind) for kind in SEARCH_KINDS] == [60200, 60230, 60240, 61000]
 
 
 def test_local_search_chooses_a_kind() -> None:
-    assert load({"SYNC_LOCAL_SEARCH": " OpenSearch "}).local.search == "opensearch"
+    assert load({"SYNC_LOCAL_SEARCH": " OpenSearch "}).search == "opensearch"
     with pytest.raises(SettingsError) as raised:
         load({"SYNC_LOCAL_SEARCH": "solr"})
     assert str(raised.value) == (

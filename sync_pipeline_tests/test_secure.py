@@ -20,13 +20,13 @@ import yaml
 from sync_pipeline.apps.cli import main
 from sync_pipeline.core.grants import read_tables
 from sync_pipeline.core.specs import parse_specs
-from sync_pipeline.dev.services import secure_es
-from sync_pipeline.dev.services.runtime import _known_runtime_dir
 from sync_pipeline.io import deadletters
 from sync_pipeline.io.search import SearchApiError, search_client
 from sync_pipeline.io.search.indices import drop_target
 from sync_pipeline.ops.capture import uninstall_capture
 from sync_pipeline.settings import ElasticsearchOptions
+from sync_pipeline_devtools.services import secure_es
+from sync_pipeline_devtools.services.runtime import _known_runtime_dir
 
 pytestmark = pytest.mark.integration
 
@@ -345,8 +345,8 @@ def test_a_verify_full_postgres_url_carries_every_connection_and_a_wrong_root_is
 ):
     import adbc_driver_postgresql.dbapi
 
-    from sync_pipeline.dev import services
     from sync_pipeline.io.postgres import libpq_url
+    from sync_pipeline_devtools import services
 
     insert_rows(range(1, 11), "2026-02-01 00:00:00+00")
     config = scenario.spec_file(tmp_path)

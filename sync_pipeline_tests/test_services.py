@@ -1,4 +1,4 @@
-"""The local PostgreSQL + Elasticsearch services (sync_pipeline.dev.services).
+"""The local PostgreSQL + Elasticsearch services (sync_pipeline_devtools.services).
 
 These tests start the real services (shared with other tests: nothing here calls down()).
 """
@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from sync_pipeline.dev import services
-from sync_pipeline.dev.services import java, postgres, runtime
+from sync_pipeline_devtools import services
+from sync_pipeline_devtools.services import java, postgres, runtime
 
 
 @pytest.fixture(scope="module")

@@ -18,12 +18,12 @@ import pytest
 import sqlalchemy as sa
 
 from sync_pipeline.core.specs import parse_specs
-from sync_pipeline.dev.browser import BrowserUnavailable, find_or_install_chromium
 from sync_pipeline.io.buffer import BUFFER
 from sync_pipeline.io.postgres import engine_for
 from sync_pipeline.io.search import search_client
 from sync_pipeline.io.search.indices import drop_target
 from sync_pipeline.ops.capture import install_capture, uninstall_capture
+from sync_pipeline_devtools.browser import BrowserUnavailable, find_or_install_chromium
 
 from .conftest import free_port, stop_process_groups
 from .conftest import wait_until as _wait

@@ -14,6 +14,7 @@ import subprocess
 import sys
 import tomllib
 import uuid
+import zipfile
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -29,7 +30,22 @@ pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parent.parent
 # what the build reads; a copy, so the checkout gets no build/ or egg-info, and a module deleted
 # from the checkout cannot linger in a stale build/lib and ship
-SOURCES = ("pyproject.toml", "README.md", "LICENSE", "sync_pipeline")
+# (the dev harness and the tests too: as in the checkout, pyproject's package discovery must leave
+# them out)
+SOURCES = (
+    "pyproject.toml",
+    "README.md",
+    "LICENSE",
+    "sync_pipeline",
+    "sync_pipeline_devtools",
+    "sync_pipeline_tests",
+)
+WHEEL_FILES: list[str] = []
+DEV_HARNESS = (
+    "sync_pipeline_devtools/",
+    "sync_pipeline/dev/",
+    "sync_pipeline_tests/",
+)  # the built wheel's file list
 
 
 def _run(command: list[str], cwd: Path, env: dict[str, str], timeout: float = 600) -> str:
@@ -56,6 +72,8 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     _run([sys.executable, "-m", "pip", "wheel", *quiet, "--no-deps", str(source), "-w", str(work / "dist")],
          work, env)  # fmt: skip
     (wheel,) = (work / "dist").glob("sync_pipeline-*.whl")
+    with zipfile.ZipFile(wheel) as archive:
+        WHEEL_FILES[:] = archive.namelist()
     venv = work / "venv"
     _run([sys.executable, "-m", "venv", str(venv)], work, env)
     # (bytecode compiled at install: --no-compile saves little there and costs more in the first
@@ -85,6 +103,10 @@ def test_the_installed_wheel_inits_validates_syncs_and_verifies(installed, live,
     assert "sync-pipeline validate --offline" in _run([cli, "init"], project, env)
     assert {p.name for p in project.iterdir()} == {"sync.yaml", "dagster.yaml", "workspace.yaml"}
     assert "1 valid (orders)" in _run([cli, "validate", "--offline"], project, env)
+    # the dev harness stays in the checkout: no file of it in the wheel, and `--local` says where it is
+    assert WHEEL_FILES and not [f for f in WHEEL_FILES if f.startswith(DEV_HARNESS)], WHEEL_FILES
+    local = subprocess.run([cli, "--local", "verify"], cwd=project, env=env, capture_output=True, text=True)
+    assert local.returncode == 2 and "python -m sync_pipeline_devtools" in local.stderr, local.stderr
 
     table = f"t_wheel_{uuid.uuid4().hex[:8]}"
     now = datetime.now(UTC)

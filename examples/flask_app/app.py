@@ -27,10 +27,9 @@ from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship, sessionmaker
 
 from sync_pipeline.apps.flask import create_sync_blueprint
-from sync_pipeline.dev.services import local_urls
 from sync_pipeline.io.postgres import sqlalchemy_url
 
-# --- models: the demo schema of sync_pipeline/dev/demo.py --------------------------------------------
+# --- models: the demo schema of sync_pipeline_devtools/demo.py --------------------------------------------
 
 
 class Base(DeclarativeBase):
@@ -121,7 +120,9 @@ def create_app(
     app = Flask(__name__)
     app.json.ensure_ascii = False  # type: ignore[attr-defined]  # 商品 names stay readable
     if engine is None:
-        url = database_url or os.environ.get("SYNC_PG_URL") or local_urls().pg_url
+        url = database_url or os.environ.get("SYNC_PG_URL")
+        if not url:  # the checkout's local services: eval "$(python -m sync_pipeline_devtools services env)"
+            raise RuntimeError("set SYNC_PG_URL: the PostgreSQL holding the demo's products")
         engine = sa.create_engine(sqlalchemy_url(url), pool_pre_ping=True)
     sessions = sessionmaker(engine, expire_on_commit=False)
 

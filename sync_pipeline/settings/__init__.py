@@ -2,7 +2,7 @@
 
 `load()` reads the environment when it is called (never at import), and
 returns a frozen `Settings`; entry points (the CLI, the code location, the
-Flask blueprint, the local services) call it once and pass what they need on.
+Flask blueprint) call it once and pass what they need on.
 A bad value is a `SettingsError` naming the variable. The Dagster resources
 still receive secrets as `dg.EnvVar(<name>)`, so the names below are also
 what the resources reference, and no secret is ever copied into the UI.
@@ -16,32 +16,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import quote, urlsplit, urlunsplit
 
-# the local services' settings and the shared parsers live beside this module; their names are
-# importable from here as before
-from sync_pipeline.settings.local import (
-    DEFAULT_ES_VERSION,
-    DEFAULT_LOCAL_ES_PORT,
-    DEFAULT_LOCAL_PG_PORT,
-    DEFAULT_LOCAL_SEARCH,
-    ES_EXTRA_SETTINGS,
-    ES_START_TIMEOUT,
-    ES_VERSION,
-    LOCAL_ES8_PORT,
-    LOCAL_ES_CLUSTER_PORT,
-    LOCAL_ES_PORT,
-    LOCAL_ES_SECURE_PORT,
-    LOCAL_OPENSEARCH2_PORT,
-    LOCAL_OPENSEARCH_PORT,
-    LOCAL_PG_PORT,
-    LOCAL_REDIS_PORT,
-    LOCAL_SEARCH,
-    PG_START_TIMEOUT,
-    PROJECT_ROOT,
-    SEARCH_KINDS,
-    SERVICES_DIR,
-    LocalServiceSettings,
-    _local,
-)
 from sync_pipeline.settings.search import (
     AWS_REGION,
     AWS_SERVICE,
@@ -71,42 +45,21 @@ __all__ = [
     "AWS_REGION",
     "AWS_SERVICE",
     "AWS_SERVICES",
-    "DEFAULT_ES_VERSION",
-    "DEFAULT_LOCAL_ES_PORT",
-    "DEFAULT_LOCAL_PG_PORT",
-    "DEFAULT_LOCAL_SEARCH",
     "ES_API_KEY",
     "ES_BEARER_TOKEN",
     "ES_CA_CERTS",
     "ES_CLOUD_ID",
-    "ES_EXTRA_SETTINGS",
     "ES_HTTP_COMPRESS",
     "ES_PASSWORD",
     "ES_REQUEST_TIMEOUT",
     "ES_SSL_FINGERPRINT",
-    "ES_START_TIMEOUT",
     "ES_URL",
     "ES_USERNAME",
     "ES_VERIFY_CERTS",
-    "ES_VERSION",
-    "LOCAL_ES8_PORT",
-    "LOCAL_ES_CLUSTER_PORT",
-    "LOCAL_ES_PORT",
-    "LOCAL_ES_SECURE_PORT",
-    "LOCAL_OPENSEARCH2_PORT",
-    "LOCAL_OPENSEARCH_PORT",
-    "LOCAL_PG_PORT",
-    "LOCAL_REDIS_PORT",
-    "LOCAL_SEARCH",
-    "PG_START_TIMEOUT",
-    "PROJECT_ROOT",
     "SEARCH_AUTH",
     "SEARCH_BACKEND",
     "SEARCH_BACKENDS",
-    "SEARCH_KINDS",
-    "SERVICES_DIR",
     "ElasticsearchOptions",
-    "LocalServiceSettings",
     "SettingsError",
     "cloud_id_url",
     "parse_bool",
@@ -202,7 +155,6 @@ class Settings:
     celery_backend: str | None = field(default=None, repr=False)
     pg_password: str | None = field(default=None, repr=False)
     alerts: AlertSettings = AlertSettings()
-    local: LocalServiceSettings = field(default_factory=LocalServiceSettings)
     locks: LockSettings = LockSettings()
     sessions: SessionLimits = SessionLimits()
 
@@ -210,7 +162,7 @@ class Settings:
         if not self.pg_url:
             raise SettingsError(
                 f"{PG_URL} is not set: the PostgreSQL URL to sync from "
-                "(or --local, for the project's local dev services)"
+                "(or --local, for the checkout's dev services: python -m sync_pipeline_devtools --local …)"
             )
         return self.pg_url
 
@@ -218,7 +170,7 @@ class Settings:
         if not self.es_url:
             raise SettingsError(
                 f"{ES_URL} (or {ES_CLOUD_ID}) is not set: the Elasticsearch to sync to "
-                "(or --local, for the project's local dev services)"
+                "(or --local, for the checkout's dev services: python -m sync_pipeline_devtools --local …)"
             )
         return self.es_url
 
@@ -327,7 +279,6 @@ def load(environ: Mapping[str, str] | None = None) -> Settings:
         api_token=_text(env, API_TOKEN),
         tune_memory=memory_tuning_enabled(env),
         alerts=_alerts(env),
-        local=_local(env),
         locks=_locks(env),
         sessions=session_limits(env),
     )

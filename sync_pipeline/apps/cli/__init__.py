@@ -1,4 +1,4 @@
-"""`sync-pipeline`: services, demo, sync and verify from a terminal.
+"""`sync-pipeline`: init, validate, sync, verify and the rest from a terminal.
 
 Exit codes: 0 ok, 1 drift or failed documents/run, 2 usage or configuration
 error (bad spec, unknown table, unreachable or misconfigured server), 3 an
@@ -9,6 +9,7 @@ own commands end.
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import os
 import sys
@@ -18,19 +19,25 @@ EXIT_UNEXPECTED = 3
 EXIT_BROKEN_PIPE = 128 + 13  # SIGPIPE, as `head` leaves a shell pipeline
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(
+    argv: Sequence[str] | None = None,
+    *,
+    parser: argparse.ArgumentParser | None = None,
+    usage_errors: tuple[type[Exception], ...] = (),
+) -> int:
+    """Run one command. `parser` and `usage_errors` (more exceptions that exit 2) let the dev tool
+    (`python -m sync_pipeline_devtools`) add its own commands to these."""
     from sync_pipeline.apps.cli.output import EXIT_USAGE
     from sync_pipeline.apps.cli.parser import build_parser
     from sync_pipeline.apps.cli.runner import NoPartitions
     from sync_pipeline.apps.cli.session import UsageError
     from sync_pipeline.core.specs import SpecError
     from sync_pipeline.core.sql import SourceError
-    from sync_pipeline.dev.services import ServiceError
     from sync_pipeline.ops.capture import CaptureError
     from sync_pipeline.ops.rebuild import RebuildError
     from sync_pipeline.settings import SettingsError
 
-    args = build_parser().parse_args(argv)
+    args = (parser or build_parser()).parse_args(argv)
     try:
         return args.func(args)
     except BrokenPipeError:
@@ -44,10 +51,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         NoPartitions,
         SpecError,
         SourceError,
-        ServiceError,
         RebuildError,
         SettingsError,
         CaptureError,
+        *usage_errors,
     ) as exc:
         print(f"sync-pipeline: {exc}", file=sys.stderr)
         return EXIT_USAGE

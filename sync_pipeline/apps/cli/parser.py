@@ -8,9 +8,8 @@ from sync_pipeline.apps.cli import admin, commands, doctor, starter
 from sync_pipeline.apps.cli import search as search_module
 from sync_pipeline.apps.cli import validate as validate_module
 from sync_pipeline.apps.cli.commands import FIX_WITHOUT_ASKING
-from sync_pipeline.settings import SEARCH_KINDS
 
-DESCRIPTION = "`sync-pipeline`: services, demo, sync and verify from a terminal."
+DESCRIPTION = "`sync-pipeline`: init, validate, sync and verify from a terminal."
 
 
 def _installed_version() -> str:
@@ -35,9 +34,9 @@ def _global_options(parser: argparse.ArgumentParser, default: object) -> None:
         "--local",
         action="store_true",
         default=default,
-        help="start the project's local dev PostgreSQL/search node (the one $SYNC_LOCAL_SEARCH names: "
-        "elasticsearch by default) for SYNC_PG_URL/SYNC_ES_URL left unset (without it, an unset URL "
-        "is an error)",
+        help="the project's local dev PostgreSQL/search node for SYNC_PG_URL/SYNC_ES_URL left unset; "
+        "only through the checkout's dev tool, e.g. python -m sync_pipeline_devtools --local verify "
+        "(without it, an unset URL is an error)",
     )
     parser.add_argument(
         "--debug",
@@ -61,8 +60,6 @@ JSON_EXAMPLES = {
 
 # one or two invocations per command, shown under its --help (a test fails on a command without)
 EXAMPLES = {
-    "services": ["sync-pipeline services up", 'eval "$(sync-pipeline services env)"'],
-    "demo": ["sync-pipeline demo --local --rows 10000"],
     "sync": [
         "sync-pipeline sync --spec products --full",
         "sync-pipeline sync --spec products --start 2026-11-01 --end 2026-11-08",
@@ -132,38 +129,6 @@ def build_parser() -> argparse.ArgumentParser:
         "column, foreign keys as relations (default: one commented example spec)",
     )
     init.set_defaults(func=starter.cmd_init)
-
-    services = sub.add_parser("services", help="local PostgreSQL + Elasticsearch for dev and tests")
-    services.add_argument(
-        "action",
-        choices=["up", "down", "status", "env"],
-        help="up: start them (idempotent); down: stop them; status: what runs where; env: the "
-        "SYNC_* variables that point at them, as shell exports",
-    )
-    services.add_argument(
-        "--secure",
-        action="store_true",
-        help="the local Elasticsearch with security and HTTPS on (its own port): up starts it, "
-        "env prints SYNC_ES_URL, SYNC_ES_API_KEY and SYNC_ES_CA_CERTS for it",
-    )
-    services.add_argument(
-        "--nodes",
-        type=int,
-        choices=[1, 3],
-        default=1,
-        help="up --nodes 3: also a local three-node Elasticsearch cluster (its own ports), for faults",
-    )
-    services.add_argument(
-        "--target",
-        choices=SEARCH_KINDS,
-        help="the local search node up starts and env names: elasticsearch (9), elasticsearch8, "
-        "opensearch2 or opensearch (3), and down stops alone; default $SYNC_LOCAL_SEARCH, else elasticsearch",
-    )
-    services.set_defaults(func=admin.cmd_services)
-
-    demo = sub.add_parser("demo", help="seed the demo tables, run a full sync, print a summary")
-    demo.add_argument("--rows", type=int, default=100_000, help="products to seed (default 100,000)")
-    demo.set_defaults(func=admin.cmd_demo)
 
     sync = sub.add_parser("sync", help="run a spec's extract → documents → index through Dagster")
     sync.add_argument("--spec", required=True, help="the spec to sync (its name in the spec file)")

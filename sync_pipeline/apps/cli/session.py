@@ -2,9 +2,9 @@
 
 A command names what it needs (`Session.open(args, ...)`): the spec file is
 read and validated once, the servers are SYNC_PG_URL / SYNC_ES_URL or — only
-here, on the CLI's explicit path — the project's local services started for the
-missing ones, and the preflight fails fast, before any run starts, with one
-line naming the server and the cause.
+with an explicit `--local`, and only when the dev tool registered `LOCAL_SERVICES` —
+the project's local services started for the missing ones, and the preflight
+fails fast, before any run starts, with one line naming the server and the cause.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import sys
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import ClassVar
+from typing import ClassVar, Protocol
 
 from sqlalchemy.engine import Connection, Engine
 
@@ -32,6 +32,33 @@ from sync_pipeline.settings import Settings
 
 class UsageError(Exception):
     """Bad arguments or configuration; exit code 2."""
+
+
+class LocalServers(Protocol):
+    """What `--local` starts: the project's dev PostgreSQL and search node."""
+
+    def ensure(self) -> tuple[str, str]:
+        """Start what is not running; (pg_url, es_url)."""
+
+    def dagster_storage(self) -> str:
+        """The Dagster run storage on the dev PostgreSQL."""
+
+
+# `--local`: set only by the dev tool (`python -m sync_pipeline_devtools`, a checkout's dev install),
+# which then runs this CLI; the product never imports nor starts the dev harness itself
+LOCAL_SERVICES: list[LocalServers] = []
+LOCAL_MISSING = (
+    "--local starts the project's dev services, which are not part of the installed package: "
+    "run it from a checkout as `python -m sync_pipeline_devtools --local <command> …`, "
+    "or set SYNC_PG_URL and SYNC_ES_URL"
+)
+
+
+def local_servers() -> LocalServers:
+    """The registered dev services (`--local`); UsageError when none is (the installed product)."""
+    if not LOCAL_SERVICES:
+        raise UsageError(LOCAL_MISSING)
+    return LOCAL_SERVICES[-1]
 
 
 def parse_time(value: str, flag: str) -> datetime:
@@ -108,12 +135,10 @@ class Session:
         production server never meets an empty local one (verify --fix would then delete
         everything the local one lacks)."""
         if self.local:
-            from sync_pipeline.dev import services
-
-            urls = services.ensure_services()
-            self.pg_url, self.es_url = urls.pg_url, urls.es_url
+            local = local_servers()
+            self.pg_url, self.es_url = local.ensure()
             if not self.settings.pg_url:  # the local dev database: its own schema holds the history
-                os.environ.setdefault(settings_module.DAGSTER_PG_URL, services.local_dagster_storage())
+                os.environ.setdefault(settings_module.DAGSTER_PG_URL, local.dagster_storage())
             return
         self.pg_url = self.settings.require_pg_url()
         self.es_url = self.settings.require_es_url()

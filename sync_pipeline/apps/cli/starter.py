@@ -87,9 +87,9 @@ def spec_from_database(tables: list[str], local: bool = False) -> tuple[str, lis
 
     url = settings_module.load().pg_url
     if not url and local:
-        from sync_pipeline.dev import services
+        from sync_pipeline.apps.cli.session import local_servers
 
-        url = services.ensure_services().pg_url
+        url = local_servers().ensure()[0]
     if not url:
         raise UsageError(
             f"init --from-database: {settings_module.PG_URL} is not set: the PostgreSQL whose tables "

@@ -24,7 +24,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from sync_pipeline.settings import PROJECT_ROOT, LocalServiceSettings, Settings, SettingsError, load
+from sync_pipeline.settings import Settings, SettingsError, load
+from sync_pipeline_devtools import settings as local_settings_module
+from sync_pipeline_devtools.settings import PROJECT_ROOT, LocalServiceSettings
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +59,12 @@ def load_settings() -> Settings:
 
 
 def local_settings() -> LocalServiceSettings:
-    return load_settings().local
+    """`sync_pipeline_devtools.settings.load()` (the SYNC_LOCAL_* ports, the state dir, …), its
+    errors as ServiceError."""
+    try:
+        return local_settings_module.load()
+    except SettingsError as exc:
+        raise ServiceError(str(exc)) from None
 
 
 def state_dir() -> Path:
@@ -130,7 +137,7 @@ def _prepare_dirs() -> tuple[Path, Path]:
         os.chmod(state, 0o755)
     gitignore = state / ".gitignore"
     if not gitignore.exists():
-        gitignore.write_text("# local services state (sync_pipeline.dev.services)\n*\n")
+        gitignore.write_text("# local services state (sync_pipeline_devtools.services)\n*\n")
     (state / "cache").mkdir(exist_ok=True)
 
     runtime = choose_runtime_dir(state, PROJECT_ROOT, as_root=_is_root())

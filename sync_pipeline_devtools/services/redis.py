@@ -9,7 +9,7 @@ import socket
 import time
 from pathlib import Path
 
-from sync_pipeline.dev.services.runtime import (
+from sync_pipeline_devtools.services.runtime import (
     ServiceError,
     _as_service_user,
     _is_root,

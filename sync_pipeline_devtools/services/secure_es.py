@@ -28,9 +28,13 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from sync_pipeline.dev.services.distribution import copy_distribution_config, process_env, search_distribution
-from sync_pipeline.dev.services.java import find_java_home
-from sync_pipeline.dev.services.runtime import (
+from sync_pipeline_devtools.services.distribution import (
+    copy_distribution_config,
+    process_env,
+    search_distribution,
+)
+from sync_pipeline_devtools.services.java import find_java_home
+from sync_pipeline_devtools.services.runtime import (
     ServiceError,
     _as_service_user,
     _chown_tree,
@@ -42,7 +46,7 @@ from sync_pipeline.dev.services.runtime import (
     pid_in_file,
     stop_pid,
 )
-from sync_pipeline.dev.services.search import install_node, node_paths
+from sync_pipeline_devtools.services.search import install_node, node_paths
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +55,7 @@ SYNC_USER = "sync_pipeline"
 SYNC_ROLE = "sync_pipeline_local"
 # what the local user may do: everything sync_pipeline does, on every index (for the least
 # privilege a spec needs, see `sync-pipeline grants`)
-ROLES = f"""# written by sync_pipeline.dev.services (secure node); roles tests add are appended below
+ROLES = f"""# written by sync_pipeline_devtools.services (secure node); roles tests add are appended below
 {SYNC_ROLE}:
   cluster: [monitor]
   indices:
@@ -151,7 +155,7 @@ def _write_config(home: Path, paths: _Paths) -> None:
         "certificate_authorities: certs/ca/ca.crt",
     ]
     settings = [
-        "# written by sync_pipeline.dev.services (secure node) on every start; edits are overwritten",
+        "# written by sync_pipeline_devtools.services (secure node) on every start; edits are overwritten",
         "cluster.name: sync-pipeline-secure",
         "node.name: sync-pipeline-secure",
         "discovery.type: single-node",

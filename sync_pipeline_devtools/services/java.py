@@ -8,8 +8,8 @@ import re
 from collections.abc import Sequence
 from pathlib import Path
 
-from sync_pipeline.dev.services import runtime
-from sync_pipeline.dev.services.runtime import ServiceError, _version_key, untraversable_parents
+from sync_pipeline_devtools.services import runtime
+from sync_pipeline_devtools.services.runtime import ServiceError, _version_key, untraversable_parents
 
 JVM_DIR = Path("/usr/lib/jvm")
 MIN_JAVA = 21  # Elasticsearch 9

@@ -13,8 +13,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from sync_pipeline.dev.services import runtime
-from sync_pipeline.dev.services.runtime import (
+from sync_pipeline_devtools.services import runtime
+from sync_pipeline_devtools.services.runtime import (
     ServiceError,
     _as_service_user,
     _failure,
@@ -26,7 +26,7 @@ from sync_pipeline.dev.services.runtime import (
     apt_install,
     local_settings,
 )
-from sync_pipeline.settings import DEFAULT_LOCAL_PG_PORT
+from sync_pipeline_devtools.settings import DEFAULT_LOCAL_PG_PORT
 
 log = logging.getLogger(__name__)
 
@@ -128,7 +128,7 @@ def _pg_initdb(bin_dir: Path, paths: _PgPaths) -> None:
     conf = paths.data / "postgresql.conf"
     with open(conf, "a") as handle:
         handle.write(
-            "\n# --- sync_pipeline.dev.services (dev/test cluster) ---\n"
+            "\n# --- sync_pipeline_devtools.services (dev/test cluster) ---\n"
             "listen_addresses = '127.0.0.1'\n"
             "max_connections = 200\n"
             # Durability is traded for speed: this cluster only holds disposable dev/test data,
@@ -178,7 +178,7 @@ def _start_postgres(runtime_dir: Path) -> None:
     if running is not None and running != port:
         raise ServiceError(
             f"our PostgreSQL is already running on port {running}, not {port} (SYNC_LOCAL_PG_PORT); "
-            "run `python -m sync_pipeline.dev.services down` first"
+            "run `python -m sync_pipeline_devtools.services down` first"
         )
     if running is None:
         if _port_in_use(port):

@@ -1,6 +1,6 @@
 """Local PostgreSQL and Elasticsearch/OpenSearch for development, tests and CI — without Docker.
 
-    python -m sync_pipeline.dev.services up|down|status|env [--target KIND]
+    python -m sync_pipeline_devtools.services up|down|status|env [--target KIND]
 
 PostgreSQL comes from Debian's `postgresql` package (a project-owned cluster is
 initdb'ed under the state dir); a search node is the `integ-test-zip`
@@ -11,7 +11,7 @@ Search nodes (SEARCH_KINDS, each a plain single node on its own port): "elastics
 (Elasticsearch 9, SYNC_LOCAL_ES_PORT), "elasticsearch8" (SYNC_LOCAL_ES8_PORT),
 "opensearch2" (SYNC_LOCAL_OPENSEARCH2_PORT) and "opensearch" (OpenSearch 3,
 SYNC_LOCAL_OPENSEARCH_PORT). `up_search(kind)` starts one; `up()`, `ensure_services()`
-(and so `sync-pipeline --local`) start the one SYNC_LOCAL_SEARCH names (default
+(and so `python -m sync_pipeline_devtools --local …`) start the one SYNC_LOCAL_SEARCH names (default
 "elasticsearch") and return its URL as `es_url`. `distribution` says which Java each runs on.
 
 State lives in `<project root>/.services/` (env SYNC_SERVICES_DIR), downloads in
@@ -40,10 +40,10 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from sync_pipeline.dev.services.cluster import Node, nodes, start_cluster, start_node, stop_cluster
-from sync_pipeline.dev.services.distribution import KNOWN_ES_VERSIONS, Distribution, search_distribution
-from sync_pipeline.dev.services.java import MIN_JAVA, _java_major, find_java_home
-from sync_pipeline.dev.services.postgres import (
+from sync_pipeline_devtools.services.cluster import Node, nodes, start_cluster, start_node, stop_cluster
+from sync_pipeline_devtools.services.distribution import KNOWN_ES_VERSIONS, Distribution, search_distribution
+from sync_pipeline_devtools.services.java import MIN_JAVA, _java_major, find_java_home
+from sync_pipeline_devtools.services.postgres import (
     DEFAULT_PG_PORT,
     PG_DATABASE,
     PG_PASSWORD,
@@ -55,8 +55,8 @@ from sync_pipeline.dev.services.postgres import (
     pg_port,
     pg_tls_files,
 )
-from sync_pipeline.dev.services.redis import start_redis, stop_redis
-from sync_pipeline.dev.services.runtime import (
+from sync_pipeline_devtools.services.redis import start_redis, stop_redis
+from sync_pipeline_devtools.services.runtime import (
     FALLBACK_RUNTIME_BASE,
     LOG_TAIL_LINES,
     SERVICE_USER,
@@ -70,10 +70,11 @@ from sync_pipeline.dev.services.runtime import (
     choose_runtime_dir,
     fallback_runtime_dir,
     load_settings,
+    local_settings,
     state_dir,
     untraversable_parents,
 )
-from sync_pipeline.dev.services.search import (
+from sync_pipeline_devtools.services.search import (
     DEFAULT_ES_PORT,
     _start_elasticsearch,
     es_port,
@@ -84,8 +85,8 @@ from sync_pipeline.dev.services.search import (
     start_search_node,
     stop_search_node,
 )
-from sync_pipeline.dev.services.secure_es import SecureUrls, start_secure, stop_secure
-from sync_pipeline.settings import DEFAULT_ES_VERSION, SEARCH_KINDS
+from sync_pipeline_devtools.services.secure_es import SecureUrls, start_secure, stop_secure
+from sync_pipeline_devtools.settings import DEFAULT_ES_VERSION, SEARCH_KINDS
 
 __all__ = [
     "DEFAULT_ES_PORT",
@@ -123,6 +124,7 @@ __all__ = [
     "fallback_runtime_dir",
     "find_java_home",
     "find_pg_bin_dir",
+    "local_settings",
     "local_urls",
     "main",
     "pg_port",
@@ -147,7 +149,7 @@ log = logging.getLogger(__name__)
 
 def search_url(kind: str | None = None) -> str:
     """The URL of the local search node of `kind` (default: SYNC_LOCAL_SEARCH's)."""
-    return search_distribution(kind or load_settings().local.search).url
+    return search_distribution(kind or local_settings().search).url
 
 
 def local_urls(search: str | None = None) -> ServiceUrls:
@@ -163,7 +165,7 @@ def up(*, postgres: bool = True, elasticsearch: bool = True, search: str | None 
     """Start (installing/initialising on first use) the local services — PostgreSQL and the
     search node of kind `search` (default: SYNC_LOCAL_SEARCH's, else Elasticsearch 9); a fast
     no-op when they already run. Returns the local URLs."""
-    dist = search_distribution(search or load_settings().local.search)
+    dist = search_distribution(search or local_settings().search)
     with _locked():
         state, runtime = _prepare_dirs()
         if postgres:
@@ -261,7 +263,7 @@ def status() -> dict[str, str]:
 
 def search_pid(kind: str | None = None) -> int | None:
     """Pid of the local search node of `kind` (default: SYNC_LOCAL_SEARCH's), if ours runs."""
-    return node_pid(kind or load_settings().local.search, _known_runtime_dir())
+    return node_pid(kind or local_settings().search, _known_runtime_dir())
 
 
 def elasticsearch_pid() -> int | None:
@@ -299,7 +301,7 @@ def local_dagster_storage() -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m sync_pipeline.dev.services",
+        prog="python -m sync_pipeline_devtools.services",
         description="Local PostgreSQL and Elasticsearch/OpenSearch for development, tests and CI.",
     )
     parser.add_argument("command", choices=["up", "down", "status", "env"])

@@ -1,16 +1,18 @@
-"""The settings of the project's own dev/test servers (`sync-pipeline services`,
-`sync_pipeline.dev.services`): their ports, the Elasticsearch version, the state dir, and
-which search server `--local` starts."""
+"""The settings of the project's own dev/test servers (`python -m sync_pipeline_devtools services`,
+`sync_pipeline_devtools.services`): their ports, the Elasticsearch version, the state dir, and
+which search server `--local` starts. The dev harness's own: the product's settings
+(`sync_pipeline.settings`) know nothing of them. `load()` reads them when called."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 from sync_pipeline.settings.values import SettingsError, _choice, _int, _text
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent.parent
+PROJECT_ROOT = Path(__file__).resolve().parent.parent  # the checkout
 
 LOCAL_PG_PORT = "SYNC_LOCAL_PG_PORT"
 LOCAL_ES_PORT = "SYNC_LOCAL_ES_PORT"
@@ -40,7 +42,7 @@ TRANSPORT_OFFSET = 100
 
 @dataclass(frozen=True)
 class LocalServiceSettings:
-    """The project's own dev/test servers (`sync-pipeline services`)."""
+    """The project's own dev/test servers (`python -m sync_pipeline_devtools services`)."""
 
     pg_port: int = DEFAULT_LOCAL_PG_PORT
     es_port: int = DEFAULT_LOCAL_ES_PORT
@@ -72,7 +74,10 @@ def _port(env: Mapping[str, str], name: str, default: int, offset: int = 0) -> i
     return port
 
 
-def _local(env: Mapping[str, str]) -> LocalServiceSettings:
+def load(environ: Mapping[str, str] | None = None) -> LocalServiceSettings:
+    """The local services' settings from `environ` (default: the process environment), validated
+    (a bad value is a SettingsError naming the variable)."""
+    env = os.environ if environ is None else environ
     services_dir = _text(env, SERVICES_DIR)
     extra = tuple(line for line in env.get(ES_EXTRA_SETTINGS, "").splitlines() if line.strip())
     es_port = _port(env, LOCAL_ES_PORT, DEFAULT_LOCAL_ES_PORT, TRANSPORT_OFFSET)

@@ -1,7 +1,7 @@
 """The headless Chromium the browser test drives through Playwright (no browser download).
 
 Debian's `chromium` package is used, installed with apt-get on first use when we run as root
-(like PostgreSQL in sync_pipeline.dev.services); $CHROME_BIN names another Chromium or Chrome.
+(like PostgreSQL in sync_pipeline_devtools.services); $CHROME_BIN names another Chromium or Chrome.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import os
 import shutil
 from pathlib import Path
 
-from sync_pipeline.dev.services import ServiceError, runtime
+from sync_pipeline_devtools.services import ServiceError, runtime
 
 CHROME_BIN = "CHROME_BIN"  # the variable Karma and many CI images use for "this browser"
 DEBIAN_CHROMIUM = Path("/usr/bin/chromium")

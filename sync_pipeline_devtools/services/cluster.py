@@ -20,9 +20,13 @@ import urllib.error
 from dataclasses import dataclass
 from pathlib import Path
 
-from sync_pipeline.dev.services.distribution import copy_distribution_config, process_env, search_distribution
-from sync_pipeline.dev.services.java import find_java_home
-from sync_pipeline.dev.services.runtime import (
+from sync_pipeline_devtools.services.distribution import (
+    copy_distribution_config,
+    process_env,
+    search_distribution,
+)
+from sync_pipeline_devtools.services.java import find_java_home
+from sync_pipeline_devtools.services.runtime import (
     ServiceError,
     _as_service_user,
     _chown_tree,
@@ -35,7 +39,7 @@ from sync_pipeline.dev.services.runtime import (
     pid_in_file,
     stop_pid,
 )
-from sync_pipeline.dev.services.search import install_node, node_paths
+from sync_pipeline_devtools.services.search import install_node, node_paths
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +81,7 @@ def nodes(runtime_dir: Path) -> list[Node]:
 def _write_config(home: Path, node: Node, members: list[Node]) -> None:
     copy_distribution_config(search_distribution("elasticsearch"), home, node.config)
     settings = [
-        "# written by sync_pipeline.dev.services (cluster) on every start; edits are overwritten",
+        "# written by sync_pipeline_devtools.services (cluster) on every start; edits are overwritten",
         "cluster.name: sync-pipeline-cluster",
         f"node.name: {node.name}",
         "network.host: 127.0.0.1",

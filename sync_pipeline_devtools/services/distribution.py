@@ -23,15 +23,21 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from sync_pipeline.dev.services.runtime import ServiceError, _chown_tree, _owned_dir, _run, local_settings
-from sync_pipeline.settings import (
+from sync_pipeline_devtools.services.runtime import (
+    ServiceError,
+    _chown_tree,
+    _owned_dir,
+    _run,
+    local_settings,
+)
+from sync_pipeline_devtools.settings import (
     LOCAL_ES8_PORT,
     LOCAL_ES_PORT,
     LOCAL_OPENSEARCH2_PORT,
     LOCAL_OPENSEARCH_PORT,
     SEARCH_KINDS,
+    TRANSPORT_OFFSET,
 )
-from sync_pipeline.settings.local import TRANSPORT_OFFSET
 
 log = logging.getLogger(__name__)
 

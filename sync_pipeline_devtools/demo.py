@@ -20,6 +20,7 @@ from sync_pipeline.io.buffer import buffer_exists
 
 # the demo's own schema, marked: it drops and re-creates that schema, and nothing else
 SCHEMA = "sync_pipeline_demo"
+# (the old command name stays in the text: schemas an earlier demo made carry it, compared exactly)
 MARKER = "sync_pipeline demo data: dropped and re-created by `sync-pipeline demo`"
 
 

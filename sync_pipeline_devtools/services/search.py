@@ -16,9 +16,14 @@ import urllib.error
 from dataclasses import dataclass
 from pathlib import Path
 
-from sync_pipeline.dev.services.distribution import Distribution, install, process_env, search_distribution
-from sync_pipeline.dev.services.java import find_java_home
-from sync_pipeline.dev.services.runtime import (
+from sync_pipeline_devtools.services.distribution import (
+    Distribution,
+    install,
+    process_env,
+    search_distribution,
+)
+from sync_pipeline_devtools.services.java import find_java_home
+from sync_pipeline_devtools.services.runtime import (
     ServiceError,
     _as_service_user,
     _chown_tree,
@@ -31,7 +36,7 @@ from sync_pipeline.dev.services.runtime import (
     pid_in_file,
     stop_pid,
 )
-from sync_pipeline.settings import DEFAULT_LOCAL_ES_PORT
+from sync_pipeline_devtools.settings import DEFAULT_LOCAL_ES_PORT
 
 log = logging.getLogger(__name__)
 
@@ -95,7 +100,7 @@ def _log_tail(paths: NodePaths) -> str:
 def _write_config(dist: Distribution, paths: NodePaths) -> None:
     config = paths.home / "config"
     settings = [
-        "# written by sync_pipeline.dev.services on every start; edits are overwritten",
+        "# written by sync_pipeline_devtools.services on every start; edits are overwritten",
         f"cluster.name: {CLUSTER_NAME}",
         f"node.name: {CLUSTER_NAME}",
         # single-node discovery + a loopback-only bind keep the node in "development mode":
@@ -169,7 +174,7 @@ def start_search_node(dist: Distribution, state: Path, runtime_dir: Path) -> str
     """Start the node (installing it first if needed); a no-op when ours runs. Its URL."""
     timeout = float(local_settings().es_start_timeout)
     paths = node_paths(dist, runtime_dir)
-    down_first = "run `python -m sync_pipeline.dev.services down` first"
+    down_first = "run `python -m sync_pipeline_devtools.services down` first"
     pid = _node_pid(paths)
     if pid is not None:
         if str(paths.home) not in _cmdline(pid):
