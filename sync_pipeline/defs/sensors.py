@@ -49,9 +49,9 @@ def drain_decision(
     `waiting`: a drain of this spec is queued or starting; it will take these changes.
     `running_max_id`: None when no drain of this spec is running, else the buffer's max id when
     the running drain was requested. Changes above it may arrive after that drain claimed its
-    rows, so one more drain is requested: it waits in the queue (the `sync_pipeline/load` tag
-    concurrency limit runs one drain per spec at a time) and starts as soon as the running one
-    ends, instead of the sensor waiting for the end and then paying a whole run launch.
+    rows, so one more drain is requested: it waits in the queue (the `sync_pipeline/drain` tag
+    concurrency limit runs two drains per spec at a time; claims never overlap) and starts as soon
+    as a slot frees, instead of the sensor waiting for the end and then paying a whole run launch.
     """
     if waiting:
         return DrainDecision(False, "a drain for this spec is waiting to start; it takes these changes")
