@@ -87,8 +87,8 @@ def _tick(spec: SyncSpec, pg: sa.Engine, url: str, cursor: str | None = None) ->
 def _superuser() -> sa.Engine:
     """The local cluster's superuser: `session_replication_role` is a superuser setting (what
     a subscription's apply worker and pg_restore run as)."""
-    from sync_pipeline_devtools.services.postgres import pg_superuser_url
     from sync_pipeline.io.postgres import engine_for
+    from sync_pipeline_devtools.services.postgres import pg_superuser_url
 
     url = pg_superuser_url()
     if not Path(url.split("host=", 1)[1].split("&", 1)[0]).exists() or os.geteuid() != 0:

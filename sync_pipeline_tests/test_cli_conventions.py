@@ -124,3 +124,25 @@ def test_validate_with_servers_reports_every_spec_problem_at_once_exit_1_writing
     assert "spec 'ghost': 1 problem\n  problem: " in out and f"{scenario.table}_gone" in out
     assert err == "sync-pipeline: validate found 2 problems\n"
     assert not es.indices.exists(index=scenario.index)
+
+
+def test_validate_notes_a_relation_lookup_no_index_serves_and_stops_once_one_does(scenario, tmp_path, capsys):
+    reviews = f"{scenario.table}_reviews"
+    scenario.execute(f"CREATE TABLE {reviews} (id bigint PRIMARY KEY, item_id bigint, stars int)")
+    try:
+        relation = (
+            "      relations:\n"
+            f"        - {{name: reviews, table: {reviews}, kind: one_to_many, on: {{item_id: id}}}}"
+        )
+        config = scenario.spec_file(tmp_path, extra=relation)
+        assert cli.main(["validate", "--config", str(config)]) == 0  # a note, not a problem
+        out = capsys.readouterr().out
+        assert f"note: relation 'reviews': documents read it by (item_id) with no index on {reviews}" in out
+        assert f"CREATE INDEX ON {reviews} (item_id)" in out
+
+        scenario.execute(f"CREATE INDEX ON {reviews} (item_id, stars)")
+        assert cli.main(["validate", "--config", str(config)]) == 0
+        out = capsys.readouterr().out
+        assert f"spec '{scenario.table}': ok" in out and "no index on" not in out
+    finally:
+        scenario.execute(f"DROP TABLE IF EXISTS {reviews}")

@@ -10,7 +10,14 @@ import pytest
 from sync_pipeline.core.columns import ColumnInfo
 from sync_pipeline.core.fanout import parents_of, watched_tables
 from sync_pipeline.core.keys import canonical_sql, canonical_texts, document_id, ids_from_texts, texts_from_id
-from sync_pipeline.core.relations import TableInfo, plan_relation, relation_problems, relation_sql
+from sync_pipeline.core.relations import (
+    TableInfo,
+    index_lookups,
+    plan_relation,
+    relation_problems,
+    relation_sql,
+    unserved,
+)
 from sync_pipeline.core.specs import SpecError, parse_specs
 from sync_pipeline.core.versions import VERSION_BASE, XIP_SLOTS
 
@@ -172,3 +179,29 @@ def test_snapshot_versions_lie_above_every_epoch_microsecond_version():
     year_2100 = int(datetime(2100, 1, 1, tzinfo=UTC).timestamp() * 1_000_000)
     assert year_2100 < VERSION_BASE
     assert VERSION_BASE <= VERSION_BASE + 10**9 * XIP_SLOTS < 2**63 and not year_2100 >= VERSION_BASE
+
+
+def test_relation_lookups_no_index_serves_are_named_with_the_side_that_needs_them():
+    spec = parse_specs(SPEC, origin="test")[0]
+    lookups = index_lookups(plans(spec), "shop.products")
+    # primary keys only, the usual state of a schema nobody indexed for search yet
+    indexed = {
+        "shop.products": [("id",)],
+        "shop.categories": [("id",)],
+        "shop.departments": [("id",)],
+        "shop.tags": [("id",)],
+        "shop.product_tags": [("product_id", "tag_id")],
+    }
+    missing = {(x.table, x.columns) for x in unserved(lookups, indexed)}
+    # the fan-out sides: a category, department or tag change looks its documents up by these
+    assert missing == {
+        ("shop.products", ("category_id",)),
+        ("shop.categories", ("department_id",)),
+        ("shop.product_tags", ("tag_id",)),
+    }
+    # an index whose leading columns are the lookup's serves it; one starting elsewhere does not
+    indexed["shop.product_tags"].append(("tag_id", "product_id"))
+    indexed["shop.products"].append(("updated_at", "category_id"))
+    indexed["shop.categories"].append(("", "department_id"))  # an expression first
+    missing = {(x.table, x.columns) for x in unserved(lookups, indexed)}
+    assert missing == {("shop.products", ("category_id",)), ("shop.categories", ("department_id",))}

@@ -259,3 +259,58 @@ def relation_problems(spec: SyncSpec, root: TableInfo, tables: dict[str, TableIn
         elif (table := tables.get(known[path].table)) is not None and column not in table.names:
             problems.append(f"fields: '{name}': {table.name} has no column {column}")
     return problems
+
+
+# --- lookups an index should serve -------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Lookup:
+    """Rows of `table` found by equality on `columns`, for the reason `why`: without an index
+    whose leading columns are these, each lookup is a scan of the table."""
+
+    table: str
+    columns: tuple[str, ...]
+    why: str
+
+
+def index_lookups(plans: Sequence[RelationPlan], root: str) -> list[Lookup]:
+    """Every equality lookup the relations make: building a document reads each relation's rows
+    by the related side of `on` (the join table's `through.on`, then the related table's
+    `through.to`); a drain fanning a related change out to its documents reads the other side."""
+    found: list[Lookup] = []
+
+    def walk(plan: RelationPlan, parent: str) -> None:
+        relation, name = plan.spec, plan.path
+        if relation.through is not None:
+            through = relation.through
+            found.append(
+                Lookup(through.table, tuple(through.on), f"relation '{name}': documents read the join table")
+            )
+            found.append(
+                Lookup(plan.table.name, tuple(through.to.values()), f"relation '{name}': documents read it")
+            )
+            found.append(
+                Lookup(through.table, tuple(through.to), f"relation '{name}': a drain fans changes out")
+            )
+        elif relation.on:
+            found.append(Lookup(plan.table.name, tuple(relation.on), f"relation '{name}': documents read it"))
+            found.append(
+                Lookup(parent, tuple(relation.on.values()), f"relation '{name}': a drain fans changes out")
+            )
+        for child in plan.children:
+            walk(child, plan.table.name)
+
+    for plan in plans:
+        walk(plan, root)
+    return list({(x.table, frozenset(x.columns)): x for x in found}.values())
+
+
+def unserved(lookups: Sequence[Lookup], indexed: dict[str, list[tuple[str, ...]]]) -> list[Lookup]:
+    """The lookups no index serves: none of the table's indexes starts with exactly their columns
+    (in any order) — a longer index whose first columns are these serves them too."""
+    return [
+        x
+        for x in lookups
+        if not any(set(index[: len(x.columns)]) == set(x.columns) for index in indexed.get(x.table, []))
+    ]

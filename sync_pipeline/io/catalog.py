@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from sync_pipeline.core.quoting import qualified_table
+
 
 class UnknownTable(LookupError):
     """A table name PostgreSQL does not resolve (on the connection's search_path)."""
@@ -110,3 +112,19 @@ def _describe(conn: Connection, oid: int, schema: str, relname: str) -> TableInf
         ForeignKey(con, tuple(c), ref, tuple(r), ref_oid) for con, (ref, ref_oid, c, r) in grouped.items()
     )
     return TableInfo(schema, relname, columns, key, foreign)
+
+
+def index_columns(conn: Connection, table: str) -> list[tuple[str, ...]]:
+    """The key columns of each valid index of `table` (as the spec names it), leading first; an
+    expression is '' (an index on lower(x) serves no lookup on x)."""
+    rows = conn.execute(
+        sa.text(
+            "SELECT array_agg(COALESCE(a.attname, '') ORDER BY k.ord) "
+            "FROM pg_index i CROSS JOIN LATERAL unnest(i.indkey) WITH ORDINALITY AS k(attnum, ord) "
+            "LEFT JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum AND k.attnum > 0 "
+            "WHERE i.indrelid = to_regclass(:t) AND i.indisvalid AND k.ord <= i.indnkeyatts "
+            "GROUP BY i.indexrelid"
+        ),
+        {"t": qualified_table(table)},
+    ).scalars()
+    return [tuple(columns) for columns in rows]

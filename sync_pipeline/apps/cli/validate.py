@@ -16,14 +16,18 @@ import argparse
 import sys
 from dataclasses import dataclass, field
 
+from sqlalchemy.engine import Connection
+
 from sync_pipeline.apps.cli.output import EXIT_DRIFT, EXIT_OK, EXIT_USAGE
 from sync_pipeline.apps.cli.session import Session, UsageError, pg_label
 from sync_pipeline.core.index_mapping import index_mapping
 from sync_pipeline.core.redact import redact_url
+from sync_pipeline.core.relations import index_lookups, unserved
 from sync_pipeline.core.specs import SyncSpec
 from sync_pipeline.core.sql import SourceError
+from sync_pipeline.io.catalog import index_columns
 from sync_pipeline.io.search import SearchTarget
-from sync_pipeline.ops.binding import bind
+from sync_pipeline.ops.binding import Bound, bind
 from sync_pipeline.ops.target import conflict_error, emitted, mapping_drift
 from sync_pipeline.ops.verify import check_key_order
 
@@ -96,6 +100,7 @@ def check_spec(session: Session, es: SearchTarget, spec: SyncSpec) -> SpecReport
         except SourceError as exc:
             report.problems.append(str(exc))
             return report  # without the source, there is no mapping to check
+        report.notes += missing_indexes(conn, bound)
     for check in (
         lambda: check_key_order(bound),
         lambda: emitted(bound, index_mapping(bound.plan), es.server),
@@ -121,3 +126,18 @@ def check_spec(session: Session, es: SearchTarget, spec: SyncSpec) -> SpecReport
         changed = ", ".join(c.path for c in diff.additions)
         report.notes.append(f"index {index}: the next sync adds in place: {changed}")
     return report
+
+
+def missing_indexes(conn: Connection, bound: Bound) -> list[str]:
+    """A note per relation lookup no index serves (core/relations.index_lookups): correct without
+    one, but each document (or each fanned-out change) then scans the table, on the user's
+    primary. A note, not a problem: a small table needs none. (A query source's own columns are
+    not a table's: their lookups are left out.)"""
+    root = bound.spec.source.table
+    lookups = [x for x in index_lookups(bound.relations, root or "") if x.table]
+    indexed = {table: index_columns(conn, table) for table in {x.table for x in lookups}}
+    return [
+        f"{x.why} by ({', '.join(x.columns)}) with no index on {x.table} starting with them: each lookup "
+        f"scans the table (CREATE INDEX ON {x.table} ({', '.join(x.columns)}))"
+        for x in unserved(lookups, indexed)
+    ]
