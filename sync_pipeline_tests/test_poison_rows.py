@@ -290,3 +290,52 @@ def test_a_request_refused_for_the_index_s_sake_is_not_bisected_into_dead_letter
     too_large = _Refusing(413, "content_too_long")
     result = send_body(too_large, "idx", BulkBody.join(docs), 1)  # type: ignore[arg-type]
     assert len(result.rejected) == 8 and too_large.requests == 15  # every half, down to each one
+
+
+def _http_limit_bytes(es) -> int:
+    """The node's http.max_content_length (100mb when the node does not set it)."""
+    found = es.perform("GET", "/_nodes/_local/settings", {"filter_path": "nodes.*.settings.http"})
+    text = "100mb"
+    for node in (found or {}).get("nodes", {}).values():
+        text = node["settings"]["http"].get("max_content_length", text)
+    units = {"gb": 1 << 30, "mb": 1 << 20, "kb": 1 << 10, "b": 1}
+    unit = next(u for u in units if text.lower().endswith(u))
+    return int(float(text[: -len(unit)]) * units[unit])
+
+
+@pytest.mark.integration
+@pytest.mark.chaos
+def test_a_document_over_the_servers_request_limit_is_a_dead_letter_and_the_rest_flows(scenario, live):
+    """A real 413: one row whose document alone is larger than the node's http.max_content_length
+    (32mb on the project's local nodes) — under the full sync, then under a trigger drain beside
+    ordinary changes. It becomes a dead letter with the server's refusal; everything else lands."""
+    limit = _http_limit_bytes(scenario.es)
+    if limit > 64 << 20:
+        pytest.skip(f"the search server takes requests up to {limit:,} bytes: too large a row to make")
+    spec = scenario.spec()
+    servers = Servers(live.pg_url, live.es_url)
+    seed(scenario, 50)
+    huge = "UPDATE {t} SET title = repeat('x', :size) WHERE id = :id"
+    scenario.execute(huge.format(t=scenario.table), {"size": limit + (1 << 20), "id": 7})
+    install_capture(scenario.engine, spec)
+    try:
+        summary = run_sync([spec], spec, at("2026-02-01"), at("2026-03-01"), servers=servers)
+        assert summary.indexed == 49 and summary.dead_lettered == 1
+        dead = _dead_letters(scenario)
+        assert list(dead) == ["7"] and dead["7"]["status"] == 413
+
+        scenario.execute(huge.format(t=scenario.table), {"size": limit + (1 << 20), "id": 9})
+        scenario.execute(f"UPDATE {scenario.table} SET title = 'changed' WHERE id IN (10, 11)")
+        totals = drain(scenario.engine, scenario.es, spec)
+        assert totals.dead_lettered == 1 and totals.indexed == 2
+        assert sorted(_dead_letters(scenario), key=int) == ["7", "9"]
+        with scenario.engine.connect() as conn:
+            assert buffer.buffer_state(conn, spec).pending == 0  # the claim moved on
+        scenario.es.indices.refresh(index=scenario.index)
+        assert scenario.es.get(index=scenario.index, id="10")["_source"]["title"] == "changed"
+        assert "7" not in indexed(scenario.es, scenario.index)
+        drift, dead_rows = _verified(spec, live)
+        assert (drift, dead_rows) == (0, 2)
+    finally:
+        uninstall_capture(scenario.engine, spec)
+    CHAOS_RESULTS.append(("a document over the server's request limit (413)", 4, drift, 2))

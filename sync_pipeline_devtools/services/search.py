@@ -45,6 +45,9 @@ CLUSTER_NAME = "sync-pipeline-dev"
 PIDFILE_GRACE = 30.0  # OpenSearch's `-d` returns before the JVM has written its pid file
 
 
+HTTP_MAX_CONTENT_MB = 32  # the local nodes' http.max_content_length
+
+
 def es_port() -> int:
     return local_settings().es_port
 
@@ -114,6 +117,9 @@ def _write_config(dist: Distribution, paths: NodePaths) -> None:
         "action.destructive_requires_name: false",
         # a nearly full dev disk must not flip indices to read-only
         "cluster.routing.allocation.disk.threshold_enabled: false",
+        # below the 100mb default so the suite can produce a real 413 (a request over the limit)
+        # with a document of a reasonable size; far above a load's bodies (bulk_max_mb: 5 MiB)
+        f"http.max_content_length: {HTTP_MAX_CONTENT_MB}mb",
     ]
     if (paths.home / "modules" / "x-pack-security").is_dir():
         # the ES integ-test-zip ships x-pack-security: left on, the first start auto-generates TLS
