@@ -8,7 +8,18 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Column, DateTime, ForeignKey, ForeignKeyConstraint, Integer, Table, Text, func
+from sqlalchemy import (
+    Boolean,
+    Column,
+    DateTime,
+    ForeignKey,
+    ForeignKeyConstraint,
+    Integer,
+    Table,
+    Text,
+    and_,
+    func,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 
@@ -50,6 +61,18 @@ class Label(Base):
     text: Mapped[str] = mapped_column(Text)
 
 
+class Note(Base):
+    __tablename__ = "notes"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    order_id: Mapped[int] = mapped_column(Integer)
+    line_no: Mapped[int] = mapped_column(Integer)
+    pinned: Mapped[bool] = mapped_column(Boolean, default=False)
+    __table_args__ = (
+        ForeignKeyConstraint(["order_id", "line_no"], ["order_lines.order_id", "order_lines.line_no"]),
+    )
+
+
 class OrderLine(Base):
     """A composite key, a depth-2 relation and a many-to-many through a join table keyed by it."""
 
@@ -66,6 +89,13 @@ class OrderLine(Base):
 
     category: Mapped[Category] = relationship()
     labels: Mapped[list[Label]] = relationship(secondary=line_labels)
+    # a join no `on` can say: more than equal columns
+    pinned_notes: Mapped[list[Note]] = relationship(
+        primaryjoin=lambda: and_(
+            Note.order_id == OrderLine.order_id, Note.line_no == OrderLine.line_no, Note.pinned.is_(True)
+        ),
+        viewonly=True,
+    )
 
 
 class Unstamped(Base):

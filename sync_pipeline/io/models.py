@@ -19,6 +19,8 @@ import sqlalchemy as sa
 from pydantic import ValidationError
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Mapper, RelationshipDirection, RelationshipProperty
+from sqlalchemy.sql import operators
+from sqlalchemy.sql.elements import BinaryExpression, BooleanClauseList, ColumnClause
 
 from sync_pipeline.core import specs as core_specs
 from sync_pipeline.core.spec_errors import Path as KeyPath
@@ -151,7 +153,7 @@ def _relations(
             found = next((r for r in siblings if isinstance(r, dict) and r.get("name") == part), None)
             last = depth == len(parts) - 1
             if found is None:
-                found = _derive(prop, overrides if last else {}, schema)
+                found = _derive(prop, overrides if last else {}, schema, index)
                 siblings.append(found)
             elif last:
                 found.update({k: v for k, v in overrides.items() if k != "name"})
@@ -160,8 +162,15 @@ def _relations(
 
 
 def _derive(
-    prop: RelationshipProperty[Any], overrides: Mapping[str, Any], schema: str | None
+    prop: RelationshipProperty[Any], overrides: Mapping[str, Any], schema: str | None, index: int
 ) -> dict[str, Any]:
+    extra = _beyond_equalities(prop)
+    if extra is not None:  # dropping the condition would put rows in documents the model leaves out
+        raise ModelError(
+            ("relations", index),
+            f"relationship {prop.key!r} joins on more than equal columns ({extra}): write the relation "
+            "out in full (table, kind, on) or use a `query` source",
+        )
     kind = KINDS[prop.direction]
     derived: dict[str, Any] = {
         "name": prop.key,
@@ -180,6 +189,24 @@ def _derive(
     else:
         derived["on"] = {remote.name: local.name for local, remote in prop.local_remote_pairs}
     return {**derived, **{k: v for k, v in overrides.items() if k != "name"}}
+
+
+def _beyond_equalities(prop: RelationshipProperty[Any]) -> str | None:
+    """The first term of the relationship's join that is not `column = column`, as SQL."""
+    for join in (prop.primaryjoin, prop.secondaryjoin):
+        pending = [join] if join is not None else []
+        while pending:
+            clause = pending.pop(0)
+            if isinstance(clause, BooleanClauseList) and clause.operator is operators.and_:
+                pending += list(clause.clauses)
+            elif not (
+                isinstance(clause, BinaryExpression)
+                and clause.operator is operators.eq
+                and isinstance(clause.left, ColumnClause)
+                and isinstance(clause.right, ColumnClause)
+            ):
+                return str(clause)
+    return None
 
 
 def expand_models(
