@@ -14,7 +14,7 @@ from sync_pipeline.apps import cli
 from sync_pipeline.apps.cli.runner import Servers, run_sync, run_verify
 from sync_pipeline.core.specs import SpecError, SyncSpec, load_specs
 from sync_pipeline.core.specs import parse_specs as parse_plain
-from sync_pipeline.io.models import parse_specs, spec_from_model
+from sync_pipeline.io.models import model_mismatches, parse_specs, spec_from_model
 from sync_pipeline.io.search.indices import drop_target
 from sync_pipeline_devtools.demo import seed_demo
 
@@ -181,6 +181,8 @@ def test_the_flask_examples_models_sync_to_no_drift(pg, es, live, schema):
     )
     (spec,) = parse_specs(text, "sync.yaml", base=EXAMPLE)
     assert spec.source.table == f"{schema}.products"
+    with pg.connect() as conn:  # the example's models are the demo's tables, column for column
+        assert model_mismatches(conn, spec) == []
     synced_without_drift(spec, live)
     docs = indexed(es, schema)
     with pg.connect() as conn:
@@ -238,6 +240,7 @@ def test_validate_reports_a_column_the_model_maps_and_a_migration_renamed(
     with pg.begin() as conn:  # the migration the models never saw
         conn.execute(sa.text(f"ALTER TABLE {schema}.order_lines RENAME COLUMN quantity TO qty"))
         conn.execute(sa.text(f"ALTER TABLE {schema}.departments RENAME COLUMN name TO title"))
+        conn.execute(sa.text(f"ALTER TABLE {schema}.order_lines ALTER COLUMN created_at TYPE text"))
     capsys.readouterr()
     assert cli.main(["validate", "--config", str(config)]) == 1
     out = capsys.readouterr().out
@@ -247,4 +250,8 @@ def test_validate_reports_a_column_the_model_maps_and_a_migration_renamed(
     )
     assert (
         f"model {LINES} → category.department maps column 'name' that table {schema}.departments lacks" in out
+    )
+    assert (
+        f"model {LINES} maps column 'created_at' as DateTime (a timestamp) that table {schema}.order_lines "
+        "holds as text" in out
     )

@@ -303,7 +303,7 @@ def model_mismatches(conn: Connection, spec: SyncSpec) -> list[str]:
     found = []
     for what, table, name in tables:
         try:
-            present = {c.name for c in describe_table(conn, name).columns}
+            present = {c.name: c.type for c in describe_table(conn, name).columns}
         except UnknownTable:
             found.append(f"model {what} maps table {name}, which the database lacks")
             continue
@@ -313,7 +313,62 @@ def model_mismatches(conn: Connection, spec: SyncSpec) -> list[str]:
                     f"model {what} maps column {column.name!r} that table {name} lacks (renamed or dropped "
                     "by a migration?)" + _did_you_mean(column.name, sorted(present))
                 )
+                continue
+            mapped, held = _model_family(column.type), _database_family(present[column.name])
+            if mapped and held and mapped != held:
+                found.append(
+                    f"model {what} maps column {column.name!r} as {type(column.type).__name__} (a {mapped}) "
+                    f"that table {name} holds as {present[column.name]}"
+                )
     return found
+
+
+# coarse families, compared only when both sides fall in one: a model's Enum, a TypeDecorator or
+# a domain says nothing this can check, and Integer over bigint is no mismatch
+_MODEL_FAMILIES: list[tuple[type, str]] = [
+    (sa.Boolean, "boolean"),
+    (sa.Integer, "integer"),
+    (sa.Numeric, "number"),
+    (sa.Enum, ""),
+    (sa.String, "text"),
+    (sa.DateTime, "timestamp"),
+    (sa.Date, "date"),
+    (sa.JSON, "json"),
+    (sa.ARRAY, "array"),
+]
+
+
+def _model_family(kind: Any) -> str:
+    for base, family in _MODEL_FAMILIES:
+        if isinstance(kind, base):
+            return family
+    return ""
+
+
+def _database_family(held: str) -> str:
+    """format_type()'s spelling of a column's type → its family ('' when none applies)."""
+    if held.endswith("[]"):
+        return "array"
+    head = held.split("(")[0].strip()
+    families = {
+        "boolean": "boolean",
+        "smallint": "integer",
+        "integer": "integer",
+        "bigint": "integer",
+        "numeric": "number",
+        "real": "number",
+        "double precision": "number",
+        "text": "text",
+        "character varying": "text",
+        "character": "text",
+        "timestamp with time zone": "timestamp",
+        "timestamp without time zone": "timestamp",
+        "timestamp": "timestamp",
+        "date": "date",
+        "json": "json",
+        "jsonb": "json",
+    }
+    return families.get(head, "")
 
 
 def _did_you_mean(name: str, candidates: Sequence[str]) -> str:
