@@ -3,6 +3,8 @@ drift on the real servers, and checked against the live database by `validate`."
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -255,3 +257,24 @@ def test_validate_reports_a_column_the_model_maps_and_a_migration_renamed(
         f"model {LINES} maps column 'created_at' as DateTime (a timestamp) that table {schema}.order_lines "
         "holds as text" in out
     )
+
+
+def test_validate_offline_imports_the_models_from_beside_the_spec_file():
+    # a fresh process, only the repository on sys.path: `shop` is found beside the spec file
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "sync_pipeline.apps.cli",
+            "validate",
+            "--offline",
+            "--config",
+            str(EXAMPLE / "sync.yaml"),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("specs: 1 valid (products)\n")
