@@ -135,6 +135,29 @@ def test_a_model_the_loader_cannot_use_is_a_spec_error_naming_spec_and_key(model
     assert expected in str(raised.value)
 
 
+@pytest.mark.parametrize(
+    ("model", "options", "expected"),
+    [
+        (
+            model_shop.OrderLine,
+            {"relations": ["category", "labls"]},
+            f"{LINES}: source.relations[1]: 'labls' is no relationship() of {LINES} (its relationships: "
+            "category, labels, pinned_notes); did you mean 'labels'?",
+        ),
+        (
+            model_shop.NotMapped,
+            {},
+            "source.model: 'sync_pipeline_tests.model_shop:NotMapped' is not a SQLAlchemy",
+        ),
+        (model_shop.OrderLine, {}, f"{LINES}: partitions: required key missing"),
+    ],
+)
+def test_spec_from_model_errors_name_the_model_and_the_key(model, options, expected):
+    with pytest.raises(SpecError) as raised:
+        spec_from_model(model, **options)
+    assert expected in str(raised.value)
+
+
 def test_a_model_reference_needs_the_model_loader():
     with pytest.raises(SpecError) as raised:
         parse_plain(lines_yaml("[]"), "test")
