@@ -24,7 +24,7 @@ from sqlalchemy.sql.elements import BinaryExpression, BooleanClauseList, ColumnC
 
 from sync_pipeline.core import specs as core_specs
 from sync_pipeline.core.spec_errors import Path as KeyPath
-from sync_pipeline.core.spec_errors import describe
+from sync_pipeline.core.spec_errors import describe, dotted
 from sync_pipeline.core.specs import SpecError, SyncSpec
 from sync_pipeline.io.catalog import UnknownTable, describe_table
 
@@ -258,7 +258,7 @@ def spec_from_model(
     mappings), `schema` the tables' schema when not the model's, `source` more source keys
     (soft_delete, …), `options` any other spec key (partitions, fields, target, batch_size, …)."""
     reference = f"{model.__module__}:{model.__qualname__}"
-    given = {**(source or {}), "relations": list(relations)}
+    given = {**(source or {}), "relations": [dict(r) if isinstance(r, Mapping) else r for r in relations]}
     if updated_at is not None:
         given["updated_at"] = updated_at
     mapper = sa.inspect(model, raiseerr=False)
@@ -267,8 +267,7 @@ def spec_from_model(
             raise ModelError(("model",), f"{reference!r} is not a SQLAlchemy mapped class")
         plain = model_source(mapper, given, reference, schema)
     except ModelError as exc:
-        where = ".".join(str(k) if isinstance(k, str) else f"[{k}]" for k in exc.key).replace(".[", "[")
-        raise SpecError(f"{reference}: source.{where}: {exc}") from None
+        raise SpecError(f"{reference}: {dotted(('source', *exc.key))}: {exc}") from None
     spec_name = name or str(mapper.local_table.name)
     raw: dict[str, Any] = {
         "name": spec_name,
@@ -284,8 +283,9 @@ def spec_from_model(
 
 
 def model_mismatches(conn: Connection, spec: SyncSpec) -> list[str]:
-    """Each column the spec's model (and its related models) maps that the table lacks — a column
-    renamed or dropped by a migration the models never saw — one line each."""
+    """Each column the spec's model (and each named relationship's model) maps that its table
+    lacks — renamed or dropped by a migration the models never saw — or holds as a type of
+    another family, one line each."""
     if spec.source.model is None or spec.source.table is None:
         return []
     try:
