@@ -7,8 +7,7 @@ Dagster loads the location — not when the package is imported.
 import dagster as dg
 
 from sync_pipeline import settings
-from sync_pipeline.core.specs import load_specs
-from sync_pipeline.defs import build_definitions
+from sync_pipeline.defs import build_definitions, load_specs
 from sync_pipeline.defs.resources import resources_for
 
 

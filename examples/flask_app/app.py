@@ -16,78 +16,24 @@ See README.md beside this file.
 from __future__ import annotations
 
 import os
-from datetime import datetime
+import sys
 from decimal import Decimal, InvalidOperation
+from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
 from flask import Flask, abort, g, jsonify, request
-from sqlalchemy import BigInteger, DateTime, ForeignKey, Integer, MetaData, Numeric, Text, func
-from sqlalchemy.dialects.postgresql import ARRAY, JSONB
-from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship, sessionmaker
+from sqlalchemy import func
+from sqlalchemy.orm import Session, sessionmaker
 
 from sync_pipeline.apps.flask import create_sync_blueprint
 from sync_pipeline.io.postgres import sqlalchemy_url
 
-# --- models: the demo schema of sync_pipeline_devtools/demo.py --------------------------------------------
+# the models live in an importable module of their own: sync.yaml derives the spec from them
+if str(Path(__file__).resolve().parent) not in sys.path:  # `flask --app` adds it; a plain import may not
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-
-class Base(DeclarativeBase):
-    metadata = MetaData(schema="sync_pipeline_demo")  # the demo's own schema
-
-
-class Category(Base):
-    __tablename__ = "categories"
-
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    name: Mapped[str] = mapped_column(Text)
-    name_zh: Mapped[str] = mapped_column(Text)
-
-
-class Product(Base):
-    __tablename__ = "products"
-
-    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
-    sku: Mapped[str] = mapped_column(Text, unique=True)
-    name: Mapped[str] = mapped_column(Text)
-    description: Mapped[str | None] = mapped_column(Text)
-    category_id: Mapped[int | None] = mapped_column(ForeignKey("categories.id"))
-    price: Mapped[Decimal | None] = mapped_column(Numeric(12, 2))
-    stock: Mapped[int | None] = mapped_column(Integer)
-    rating: Mapped[float | None]
-    keywords: Mapped[list[str] | None] = mapped_column(ARRAY(Text))
-    attributes: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
-    discontinued: Mapped[bool] = mapped_column(default=False)
-    # the demo table has no column defaults: the ORM supplies them. Every UPDATE moves
-    # updated_at (the sync's window and version column); now() is the transaction's start,
-    # so a long transaction commits "in the past": the spec's `lookback` re-reads for that.
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), insert_default=func.now())
-    updated_at: Mapped[datetime] = mapped_column(
-        DateTime(timezone=True), insert_default=func.now(), onupdate=func.now()
-    )
-    # soft delete: the spec's `soft_delete: deleted_at` turns it into a delete in the index
-    deleted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-
-    category: Mapped[Category | None] = relationship(lazy="joined")
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "sku": self.sku,
-            "name": self.name,
-            "description": self.description,
-            "category": self.category.name if self.category else None,
-            "price": str(self.price) if self.price is not None else None,
-            "stock": self.stock,
-            "rating": self.rating,
-            "keywords": self.keywords,
-            "attributes": self.attributes,
-            "discontinued": self.discontinued,
-            "created_at": self.created_at.isoformat() if self.created_at else None,
-            "updated_at": self.updated_at.isoformat() if self.updated_at else None,
-            "deleted_at": self.deleted_at.isoformat() if self.deleted_at else None,
-        }
-
+from shop.models import Product
 
 ID_LOCK = 0x5359_4E43  # pg_advisory_xact_lock key for id allocation
 EDITABLE = (

@@ -33,7 +33,7 @@ from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
 from sync_pipeline import settings
 from sync_pipeline.apps import dagster_api
 from sync_pipeline.core.naming import drain_job, sync_job
-from sync_pipeline.core.specs import SyncSpec, load_specs
+from sync_pipeline.core.specs import SyncSpec
 from sync_pipeline.defs.partitions import partition_keys_for
 
 TOKEN_ENV = settings.API_TOKEN
@@ -74,6 +74,8 @@ def create_sync_blueprint(
             "(the routes launch Dagster runs and are never served without authentication)"
         )
     expected = secret.strip().encode()
+
+    from sync_pipeline.io.models import load_specs  # imports the user's models, when the spec names them
 
     try:
         specs: dict[str, SyncSpec] = {

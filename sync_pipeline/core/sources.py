@@ -158,6 +158,11 @@ class ChangeTableSpec(_Strict):
 
 
 class SourceSpec(_Strict):
+    model: str | None = Field(
+        default=None,
+        description="'module:Class', a SQLAlchemy mapped class: the loader (io/models.py) fills "
+        "table, key, updated_at and relations from it; kept so `validate` can compare it with the database",
+    )
     table: str | None = None
     query: str | None = None
     primary_key: Annotated[list[str], Field(min_length=1)]
@@ -173,6 +178,17 @@ class SourceSpec(_Strict):
     version: Any = Field(default=None, exclude=True)
 
     _key = field_validator("primary_key", mode="before")(classmethod(lambda cls, v: _one_as_list(v)))
+
+    @model_validator(mode="before")
+    @classmethod
+    def _model_resolved(cls, raw: Any) -> Any:
+        # the loader replaces a model by its table; here, the file was read without it
+        if isinstance(raw, dict) and raw.get("model") is not None and raw.get("table") is None:
+            raise ValueError(
+                f"model {raw['model']!r} was not resolved: load the file with "
+                "sync_pipeline.io.models.load_specs (the CLI, Dagster and Flask do)"
+            )
+        return raw
 
     @field_validator("table")
     @classmethod

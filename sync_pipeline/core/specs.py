@@ -7,6 +7,7 @@ else in the package reads YAML or environment variables for spec content.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -15,6 +16,7 @@ import yaml
 from pydantic import AfterValidator, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from sync_pipeline.core.sources import SourceSpec
+from sync_pipeline.core.spec_errors import Path as KeyPath
 from sync_pipeline.core.spec_errors import describe, key_lines
 from sync_pipeline.core.strict import Strict
 from sync_pipeline.core.target import FieldSpec, TargetSpec
@@ -310,7 +312,12 @@ _SpecLoader.add_implicit_resolver(
 )
 
 
-def parse_specs(text: str, origin: str = "<string>") -> list[SyncSpec]:
+# a loader step run on the parsed YAML before validation (io/models.py resolves `source.model`):
+# the data to validate, and the problems found, each at its key path
+Expand = Callable[[dict[str, Any]], tuple[dict[str, Any], list[tuple[KeyPath, str]]]]
+
+
+def parse_specs(text: str, origin: str = "<string>", expand: Expand | None = None) -> list[SyncSpec]:
     try:
         raw = yaml.load(text, Loader=_SpecLoader)
     except yaml.YAMLError as exc:
@@ -319,17 +326,27 @@ def parse_specs(text: str, origin: str = "<string>") -> list[SyncSpec]:
         raise SpecError(f"{origin}:{where} is not valid YAML: {getattr(exc, 'problem', exc)}") from None
     if not isinstance(raw, dict):
         raise SpecError(f"{origin}: expected a mapping with a 'specs:' list at the top")
+    if expand is not None:
+        raw, found = expand(raw)
+        if found:  # reported like pydantic's own errors: the key's line, path and spec
+            errors = [{"loc": key, "type": "value_error", "msg": problem} for key, problem in found]
+            raise _invalid(origin, describe(SpecFile, raw, errors, key_lines(text, _SpecLoader), origin))
     try:
         return SpecFile.model_validate(raw).specs
     except ValidationError as exc:
         # each problem as `sync.yaml:12: specs[0].source.primery_key: unknown key; did you mean …`
         errors = exc.errors()
-        problems = describe(SpecFile, raw, errors, key_lines(text, _SpecLoader), origin)
-        count = f"{len(problems)} problems" if len(problems) != 1 else "1 problem"
-        raise SpecError("\n".join([f"{origin}: invalid sync spec ({count})", *problems])) from None
+        raise _invalid(
+            origin, describe(SpecFile, raw, errors, key_lines(text, _SpecLoader), origin)
+        ) from None
 
 
-def load_specs(path: str | Path) -> list[SyncSpec]:
+def _invalid(origin: str, problems: list[str]) -> SpecError:
+    count = f"{len(problems)} problems" if len(problems) != 1 else "1 problem"
+    return SpecError("\n".join([f"{origin}: invalid sync spec ({count})", *problems]))
+
+
+def load_specs(path: str | Path, expand: Expand | None = None) -> list[SyncSpec]:
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
@@ -337,7 +354,7 @@ def load_specs(path: str | Path) -> list[SyncSpec]:
         raise SpecError(f"{path}: sync spec file not found (set --config or SYNC_CONFIG)") from None
     except OSError as exc:
         raise SpecError(f"{path}: cannot read sync spec file: {exc.strerror}") from None
-    return parse_specs(text, origin=str(path))
+    return parse_specs(text, origin=str(path), expand=expand)
 
 
 def get_spec(specs: list[SyncSpec], name: str) -> SyncSpec:

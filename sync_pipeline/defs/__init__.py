@@ -8,11 +8,20 @@ and settings; nothing below imports this package.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 
 import dagster as dg
 
 from sync_pipeline import settings
 from sync_pipeline.core.specs import SyncSpec
+
+
+def load_specs(path: str | Path) -> list[SyncSpec]:
+    """The spec file, its `source.model` references resolved (io/models.py): the code
+    location's loader, as the CLI's and the Flask blueprint's."""
+    from sync_pipeline.io.models import load_specs as load
+
+    return load(path)
 
 
 def build_definitions(

@@ -4,9 +4,10 @@ Offline (`--offline`, for CI and pre-commit hooks): the spec file's schema, fiel
 relations `fields` names, durations — each problem with its YAML line and a suggestion (core/
 specs.py); a file with any of them is exit 2. With the servers: what every command checks before
 it starts (both servers reachable and supported: exit 2 otherwise, as for a configuration error),
-then for every spec, without stopping at the first problem: every table, column and key the
-spec names, its relations, the key order verify relies on, the mapping the search server at hand
-takes (a field type it lacks is named) and the existing index's mapping against the spec's. Any
+then for every spec, without stopping at the first problem: every column its SQLAlchemy models
+map (`source.model`, io/models.py), every table, column and key the spec names, its relations,
+the key order verify relies on, the mapping the search server at hand takes (a field type it
+lacks is named) and the existing index's mapping against the spec's. Any
 of those is a problem found in the database or the index, exit 1, like drift. Nothing is written.
 """
 
@@ -26,6 +27,7 @@ from sync_pipeline.core.relations import index_lookups, unserved
 from sync_pipeline.core.specs import SyncSpec
 from sync_pipeline.core.sql import SourceError
 from sync_pipeline.io.catalog import index_columns
+from sync_pipeline.io.models import model_mismatches
 from sync_pipeline.io.search import SearchTarget
 from sync_pipeline.ops.binding import Bound, bind
 from sync_pipeline.ops.target import conflict_error, emitted, mapping_drift
@@ -95,6 +97,8 @@ def check_spec(session: Session, es: SearchTarget, spec: SyncSpec) -> SpecReport
     """Source, relations, keys and mapping of one spec, every problem noted (none raised)."""
     report = SpecReport(spec.name)
     with session.connect() as conn:  # a connection of its own: a refused query aborts its transaction
+        # a spec derived from models: what the models map and the tables lack (a migration's rename)
+        report.problems += model_mismatches(conn, spec)
         try:
             bound = bind(conn, spec)
         except SourceError as exc:

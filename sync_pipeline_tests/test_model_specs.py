@@ -1,0 +1,303 @@
+"""Specs from SQLAlchemy models (`source.model`, io/models.py): derived, overridable, synced to 0
+drift on the real servers, and checked against the live database by `validate`."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from sync_pipeline.apps import cli
+from sync_pipeline.apps.cli.runner import Servers, run_sync, run_verify
+from sync_pipeline.core.specs import SpecError, SyncSpec, load_specs
+from sync_pipeline.core.specs import parse_specs as parse_plain
+from sync_pipeline.io.models import model_mismatches, parse_specs, spec_from_model
+from sync_pipeline.io.search.indices import drop_target
+from sync_pipeline_devtools.demo import seed_demo
+
+from . import model_shop
+from .conftest import indexed
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLE = ROOT / "examples" / "flask_app"
+LINES = "sync_pipeline_tests.model_shop:OrderLine"
+
+
+def lines_yaml(relations: str, extra: str = "", model: str = LINES) -> str:
+    return f"""specs:
+  - name: lines
+    source:
+      model: "{model}"
+      schema: shop_x
+{extra}      relations: {relations}
+    target: {{index: lines}}
+    partitions: {{grain: month, start: "2026-01-01"}}
+"""
+
+
+# --- derivation, offline ---------------------------------------------------------------------------
+
+
+def test_a_model_gives_table_composite_key_onupdate_column_and_joins_at_depth():
+    (spec,) = parse_specs(lines_yaml("[category.department, labels]"), "test")
+    source = spec.source
+    assert (source.model, source.table) == (LINES, "shop_x.order_lines")
+    assert (source.primary_key, source.updated_at) == (["order_id", "line_no"], "changed")
+    category, labels = source.relations
+    assert (category.name, category.kind, category.table, category.on) == (
+        "category",
+        "many_to_one",
+        "shop_x.categories",
+        {"id": "category_id"},
+    )
+    (department,) = category.relations  # `category.department` alone brings its parent along
+    assert (department.kind, department.table, department.on) == (
+        "many_to_one",
+        "shop_x.departments",
+        {"id": "department_id"},
+    )
+    assert labels.kind == "many_to_many" and labels.through is not None
+    assert labels.through.model_dump() == {
+        "table": "shop_x.line_labels",
+        "on": {"order_id": "order_id", "line_no": "line_no"},
+        "to": {"label_id": "id"},
+    }
+
+
+def test_the_spec_overrides_what_the_model_says():
+    text = lines_yaml(
+        "[{name: labels, columns: [text], nested: true}, category]",
+        extra="      updated_at: created_at\n      soft_delete: quantity\n",
+    )
+    (spec,) = parse_specs(text, "test")
+    assert spec.source.updated_at == "created_at" and spec.source.soft_delete == "quantity"
+    labels, category = spec.source.relations
+    assert (labels.columns, labels.nested, labels.kind) == (["text"], True, "many_to_many")
+    assert category.columns is None  # a name alone: every column, as in the YAML form
+
+
+@pytest.mark.parametrize(
+    ("model", "relations", "expected"),
+    [
+        (
+            LINES,
+            "[category, labls]",
+            "test:6: specs[0].source.relations[1]: 'labls' is no relationship() of "
+            f"{LINES} (its relationships: category, labels, pinned_notes); did you mean 'labels'? "
+            "(spec 'lines')",
+        ),
+        (
+            LINES,
+            "[category.departmnt]",
+            "specs[0].source.relations[0]: 'departmnt' is no relationship() of category (its "
+            "relationships: department); did you mean 'department'?",
+        ),
+        (
+            "sync_pipeline_tests.no_such_module:Thing",
+            "[]",
+            "test:4: specs[0].source.model: cannot import 'sync_pipeline_tests.no_such_module'",
+        ),
+        (
+            "sync_pipeline_tests.model_shop:OrderLines",
+            "[]",
+            "specs[0].source.model: module 'sync_pipeline_tests.model_shop' has no 'OrderLines'; "
+            "did you mean 'OrderLine'?",
+        ),
+        (
+            "sync_pipeline_tests.model_shop:NotMapped",
+            "[]",
+            "'sync_pipeline_tests.model_shop:NotMapped' is not a SQLAlchemy mapped class",
+        ),
+        ("sync_pipeline_tests.model_shop", "[]", "must be 'module:Class'"),
+        (
+            LINES,
+            "[pinned_notes]",
+            "specs[0].source.relations[0]: relationship 'pinned_notes' joins on more than equal "
+            "columns (notes.pinned IS true): write the relation out in full (table, kind, on) or use "
+            "a `query` source",
+        ),
+        (
+            "sync_pipeline_tests.model_shop:Unstamped",
+            "[]",
+            "specs[0].source.updated_at: required: no column of sync_pipeline_tests.model_shop:Unstamped "
+            "has onupdate, so name the column that moves on every write",
+        ),
+    ],
+)
+def test_a_model_the_loader_cannot_use_is_a_spec_error_naming_spec_and_key(model, relations, expected):
+    with pytest.raises(SpecError) as raised:
+        parse_specs(lines_yaml(relations, model=model), "test")
+    assert expected in str(raised.value)
+
+
+@pytest.mark.parametrize(
+    ("model", "options", "expected"),
+    [
+        (
+            model_shop.OrderLine,
+            {"relations": ["category", "labls"]},
+            f"{LINES}: source.relations[1]: 'labls' is no relationship() of {LINES} (its relationships: "
+            "category, labels, pinned_notes); did you mean 'labels'?",
+        ),
+        (
+            model_shop.NotMapped,
+            {},
+            "source.model: 'sync_pipeline_tests.model_shop:NotMapped' is not a SQLAlchemy",
+        ),
+        (model_shop.OrderLine, {}, f"{LINES}: partitions: required key missing"),
+    ],
+)
+def test_spec_from_model_errors_name_the_model_and_the_key(model, options, expected):
+    with pytest.raises(SpecError) as raised:
+        spec_from_model(model, **options)
+    assert expected in str(raised.value)
+
+
+def test_a_model_reference_needs_the_model_loader():
+    with pytest.raises(SpecError) as raised:
+        parse_plain(lines_yaml("[]"), "test")
+    assert f"specs[0].source: model '{LINES}' was not resolved: load the file with" in str(raised.value)
+
+
+def test_the_example_spec_derives_the_demo_spec_written_by_hand():
+    (derived,) = parse_specs((EXAMPLE / "sync.yaml").read_text(), "sync.yaml", base=EXAMPLE)
+    (by_hand,) = load_specs(ROOT / "sync.yaml")
+    assert derived.source.model_dump(exclude={"model"}) == by_hand.source.model_dump(exclude={"model"})
+    assert derived.fields == by_hand.fields and derived.target == by_hand.target
+
+
+# --- on the real servers ---------------------------------------------------------------------------
+
+
+@pytest.fixture()
+def schema(pg, es) -> Iterator[str]:
+    """A throwaway schema's name (the test creates it) and index, dropped after."""
+    name = f"m_{uuid.uuid4().hex[:8]}"
+    yield name
+    with pg.begin() as conn:
+        conn.execute(sa.text(f"DROP SCHEMA IF EXISTS {name} CASCADE"))
+    drop_target(es, name)
+
+
+def synced_without_drift(spec: SyncSpec, live) -> None:
+    servers = Servers(live.pg_url, live.es_url)
+    summary = run_sync([spec], spec, servers=servers)
+    assert summary.success, summary.error
+    (report,) = run_verify([spec], [spec], servers=servers)
+    assert report.ok, report.lines()
+
+
+@pytest.mark.integration
+def test_the_flask_examples_models_sync_to_no_drift(pg, es, live, schema):
+    with pg.begin() as conn:
+        seed_demo(conn, rows=30, schema=schema)  # the demo's tables, in the test's schema
+    text = (
+        (EXAMPLE / "sync.yaml")
+        .read_text()
+        .replace("- name: products", f"- name: {schema}")
+        .replace("index: products", f"index: {schema}")
+        .replace("grain: day", "grain: month")  # a few partitions, not one a day since October
+        .replace('model: "shop.models:Product"', f'model: "shop.models:Product"\n      schema: {schema}')
+    )
+    (spec,) = parse_specs(text, "sync.yaml", base=EXAMPLE)
+    assert spec.source.table == f"{schema}.products"
+    with pg.connect() as conn:  # the example's models are the demo's tables, column for column
+        assert model_mismatches(conn, spec) == []
+    synced_without_drift(spec, live)
+    docs = indexed(es, schema)
+    with pg.connect() as conn:
+        live_rows = conn.scalar(sa.text(f"SELECT count(*) FROM {schema}.products WHERE deleted_at IS NULL"))
+    assert len(docs) == live_rows > 0
+    assert any(d["tags"] for d in docs.values()) and any(d["reviews"] for d in docs.values())
+    assert all(set(d["category"]) == {"name", "name_zh"} for d in docs.values() if d["category"])
+
+
+def create_shop(pg: sa.Engine, schema: str) -> None:
+    with pg.begin() as conn:
+        conn.execute(sa.text(f"CREATE SCHEMA {schema}"))
+        model_shop.Base.metadata.create_all(conn.execution_options(schema_translate_map={None: schema}))
+        conn.execute(sa.text(f"SET LOCAL search_path TO {schema}"))
+        conn.execute(sa.text("INSERT INTO departments VALUES (1, 'Home'), (2, 'Garden')"))
+        conn.execute(sa.text("INSERT INTO categories VALUES (10, 'Kitchen', 1), (20, 'Tools', 2)"))
+        conn.execute(sa.text("INSERT INTO labels VALUES (1, 'fragile'), (2, 'gift')"))
+        conn.execute(
+            sa.text(
+                "INSERT INTO order_lines SELECT o, l, o * l, CASE WHEN l = 1 THEN 10 ELSE 20 END, "
+                "'2026-02-01+00', '2026-02-02+00' FROM generate_series(1, 40) o, generate_series(1, 3) l"
+            )
+        )
+        conn.execute(sa.text("INSERT INTO line_labels VALUES (1, 1, 1), (1, 1, 2), (2, 3, 2)"))
+
+
+@pytest.mark.integration
+def test_composite_key_depth_two_and_many_to_many_from_python_sync_to_no_drift(pg, es, live, schema):
+    create_shop(pg, schema)
+    spec = spec_from_model(
+        model_shop.OrderLine,
+        relations=["category.department", {"name": "labels", "columns": ["text"]}],
+        name=schema,
+        schema=schema,
+        partitions={"grain": "month", "start": "2026-01-01"},
+        batch_size=50,
+    )
+    assert spec.source.primary_key == ["order_id", "line_no"] and spec.source.updated_at == "changed"
+    synced_without_drift(spec, live)
+    docs = indexed(es, schema)
+    assert len(docs) == 120
+    first = next(d for d in docs.values() if (d["order_id"], d["line_no"]) == (1, 1))
+    assert first["category"]["department"]["name"] == "Home"
+    assert sorted(label["text"] for label in first["labels"]) == ["fragile", "gift"]
+
+
+@pytest.mark.integration
+def test_validate_reports_a_column_the_model_maps_and_a_migration_renamed(
+    pg, es, live, schema, tmp_path, capsys
+):
+    create_shop(pg, schema)
+    config = tmp_path / "sync.yaml"
+    config.write_text(lines_yaml("[category.department, labels]").replace("shop_x", schema))
+    assert cli.main(["validate", "--config", str(config)]) == 0
+    with pg.begin() as conn:  # the migration the models never saw
+        conn.execute(sa.text(f"ALTER TABLE {schema}.order_lines RENAME COLUMN quantity TO qty"))
+        conn.execute(sa.text(f"ALTER TABLE {schema}.departments RENAME COLUMN name TO title"))
+        conn.execute(sa.text(f"ALTER TABLE {schema}.order_lines ALTER COLUMN created_at TYPE text"))
+    capsys.readouterr()
+    assert cli.main(["validate", "--config", str(config)]) == 1
+    out = capsys.readouterr().out
+    assert (
+        f"problem: model {LINES} maps column 'quantity' that table {schema}.order_lines lacks "
+        "(renamed or dropped by a migration?)" in out
+    )
+    assert (
+        f"model {LINES} → category.department maps column 'name' that table {schema}.departments lacks" in out
+    )
+    assert (
+        f"model {LINES} maps column 'created_at' as DateTime (a timestamp) that table {schema}.order_lines "
+        "holds as text" in out
+    )
+
+
+def test_validate_offline_imports_the_models_from_beside_the_spec_file():
+    # a fresh process, only the repository on sys.path: `shop` is found beside the spec file
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "sync_pipeline.apps.cli",
+            "validate",
+            "--offline",
+            "--config",
+            str(EXAMPLE / "sync.yaml"),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("specs: 1 valid (products)\n")
