@@ -190,3 +190,35 @@ def test_a_real_array_embedding_syncs_verifies_and_answers_knn(
 
     assert cli.main([*argv, "--vector", "[0.1, 0.2]"]) == 2
     assert "embedding" in capsys.readouterr().err
+
+
+@pytest.mark.integration
+def test_a_vector_field_on_a_column_that_holds_no_float_array_is_refused_at_bind(scenario) -> None:
+    from sync_pipeline.core.sql import SourceError
+    from sync_pipeline.ops.binding import bind
+
+    text = scenario.spec_text().replace(
+        "    fields:\n", "    fields:\n      tags: {type: dense_vector, dims: 2}\n", 1
+    )
+    (spec,) = parse_specs(text, origin="test")
+    with pytest.raises(SourceError, match=r"fields\.tags\.type: column tags is text\[\], not real\[\]"):
+        bind(scenario.engine, spec)
+
+
+@pytest.mark.integration
+def test_a_vector_of_the_wrong_length_is_a_dead_letter_and_the_rest_lands(
+    scenario, insert_rows, tmp_path, live
+) -> None:
+    from sync_pipeline.apps.cli.runner import Servers, run_sync, run_verify
+
+    scenario.execute(f"ALTER TABLE {scenario.table} ADD COLUMN embedding real[]")
+    insert_rows(range(1, 11), "2026-02-01 00:00:00+00")
+    scenario.execute(f"UPDATE {scenario.table} SET embedding = {EMBEDDING_SQL}")
+    scenario.execute(f"UPDATE {scenario.table} SET embedding = embedding[1:7] WHERE id = 4")
+    (spec,) = parse_specs(vector_spec_text(scenario.spec_text()), origin="test")
+    servers = Servers(live.pg_url, live.es_url)
+
+    summary = run_sync([spec], spec, servers=servers)
+    assert (summary.success, summary.indexed, summary.dead_lettered) == (True, 9, 1), summary
+    (report,) = run_verify([spec], [spec], servers=servers)
+    assert (report.dead_letter_ids, report.es_count) == (["4"], 9), report
