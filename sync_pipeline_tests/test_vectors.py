@@ -222,3 +222,40 @@ def test_a_vector_of_the_wrong_length_is_a_dead_letter_and_the_rest_lands(
     assert (summary.success, summary.indexed, summary.dead_lettered) == (True, 9, 1), summary
     (report,) = run_verify([spec], [spec], servers=servers)
     assert (report.dead_letter_ids, report.es_count) == (["4"], 9), report
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("capture", ["triggers", "logical"])
+def test_a_changed_vector_reaches_the_index_through_either_drain(
+    scenario, insert_rows, live, capture: str
+) -> None:
+    import sqlalchemy as sa
+
+    from sync_pipeline.apps.cli.runner import Servers, run_drain, run_sync, run_verify
+    from sync_pipeline.ops.capture import install_capture, uninstall_capture
+    from sync_pipeline.ops.drain import drain
+
+    scenario.execute(f"ALTER TABLE {scenario.table} ADD COLUMN embedding real[]")
+    insert_rows(range(1, 11), "2026-02-01 00:00:00+00")
+    scenario.execute(f"UPDATE {scenario.table} SET embedding = {EMBEDDING_SQL}")
+    text = vector_spec_text(scenario.spec_text(extra=f"    capture: {capture}"))
+    (spec,) = parse_specs(text, origin="test")
+    servers = Servers(live.pg_url, live.es_url)
+    install_capture(scenario.engine, spec)
+    try:
+        assert run_sync([spec], spec, servers=servers).success
+        if capture == "logical":
+            drain(scenario.engine, scenario.es, spec)  # the slot's changes from before the sync
+        scenario.execute(
+            f"UPDATE {scenario.table} SET embedding = ARRAY[0.5, -0.25, 0.125, 1, 0, 0, 0, 0.75]::real[], "
+            "updated_at = now() WHERE id = 5"
+        )
+        assert run_drain([spec], spec, servers=servers).success
+        doc = scenario.es.get(index=scenario.index, id="5", _source_includes=["embedding"])
+        assert doc["_source"]["embedding"] == [0.5, -0.25, 0.125, 1.0, 0.0, 0.0, 0.0, 0.75]
+        (report,) = run_verify([spec], [spec], servers=servers)
+        assert report.drift == 0, report
+    finally:
+        uninstall_capture(scenario.engine, spec)
+        with scenario.engine.begin() as conn:
+            conn.execute(sa.text("DELETE FROM public.sync_pipeline_buffer WHERE spec = :s"), {"s": spec.name})
