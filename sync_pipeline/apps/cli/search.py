@@ -1,4 +1,5 @@
-"""`sync-pipeline search`: one command that shows the index answers what it was synced for;
+"""`sync-pipeline search`: one command that shows the index answers what it was synced for (words
+over its text fields, or `--knn` over a vector field);
 `sync-pipeline grants`: the least privilege it needs to do so."""
 
 from __future__ import annotations
@@ -189,8 +190,8 @@ def cmd_search(args: argparse.Namespace) -> int:
         vector = parse_vector(args.vector)
     elif args.query is None or args.vector is not None:
         raise UsageError("give the words to look for, or --knn FIELD --vector '[...]'")
-    if args.k < 1 or args.size < 1:
-        raise UsageError("--k and --size must be at least 1")
+    if args.knn and args.k < 1:
+        raise UsageError(f"--k must be at least 1, not {args.k}")
     session = Session.open(args, one=True, preflight=False)
     if args.knn:
         result = find_nearest(session.es(), session.spec, args.knn, vector, args.k)
