@@ -259,3 +259,25 @@ def test_a_changed_vector_reaches_the_index_through_either_drain(
         uninstall_capture(scenario.engine, spec)
         with scenario.engine.begin() as conn:
             conn.execute(sa.text("DELETE FROM public.sync_pipeline_buffer WHERE spec = :s"), {"s": spec.name})
+
+
+@pytest.mark.integration
+def test_a_rebuilt_index_keeps_its_vectors_and_verifies_clean(scenario, insert_rows, live) -> None:
+    from sync_pipeline.apps.cli.runner import Servers, run_sync, run_verify
+    from sync_pipeline.ops.rebuild import rebuild
+
+    scenario.execute(f"ALTER TABLE {scenario.table} ADD COLUMN embedding real[]")
+    insert_rows(range(1, 11), "2026-02-01 00:00:00+00")
+    scenario.execute(f"UPDATE {scenario.table} SET embedding = {EMBEDDING_SQL}")
+    (spec,) = parse_specs(vector_spec_text(scenario.spec_text()), origin="test")
+    servers = Servers(live.pg_url, live.es_url)
+    assert run_sync([spec], spec, servers=servers).success
+
+    report = rebuild(scenario.engine, scenario.es, spec)
+    assert report.new_index in scenario.es.indices.get_alias(name=scenario.index).body
+    (after,) = run_verify([spec], [spec], servers=servers)
+    assert (after.es_count, after.drift) == (10, 0), after
+    with scenario.engine.connect() as conn:
+        seven = conn.exec_driver_sql(f"SELECT embedding FROM {scenario.table} WHERE id = 7").scalar_one()
+    body = knn_request(scenario.es.server, "embedding", seven, 1)
+    assert [h["_id"] for h in scenario.es.search(index=scenario.index, **body)["hits"]["hits"]] == ["7"]
