@@ -149,3 +149,14 @@ def test_init_app_without_a_token_names_the_config_key_and_the_variable(spec_fil
     with pytest.raises(SyncBlueprintConfigError, match=r"SYNC_PIPELINE_API_TOKEN.*SYNC_API_TOKEN"):
         SyncPipeline(app)
     assert "sync_pipeline" not in app.extensions
+
+
+@pytest.mark.parametrize("timeout", ["soon", 0, -5])
+@pytest.mark.usefixtures("no_sync_env")
+def test_a_bad_timeout_names_the_config_key(spec_file: Path, timeout: object) -> None:
+    app = Flask("ext_bad_timeout")
+    app.config.update(
+        SYNC_PIPELINE_API_TOKEN=TOKEN, SYNC_PIPELINE_CONFIG=str(spec_file), SYNC_PIPELINE_TIMEOUT=timeout
+    )
+    with pytest.raises(SyncBlueprintConfigError, match=r"SYNC_PIPELINE_TIMEOUT.*seconds > 0"):
+        SyncPipeline(app)

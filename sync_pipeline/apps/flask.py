@@ -212,12 +212,21 @@ class SyncPipeline:
                 f"no API token for the sync routes of app '{app.name}': set app.config['{CONFIG_TOKEN}'] "
                 f"or {TOKEN_ENV} (the routes launch Dagster runs and are never served without authentication)"
             )
+        try:
+            timeout = float(config.get(CONFIG_TIMEOUT, 30.0))
+        except (TypeError, ValueError):
+            timeout = -1.0
+        if not 0 < timeout < float("inf"):
+            raise SyncBlueprintConfigError(
+                f"app.config['{CONFIG_TIMEOUT}'] must be a number of seconds > 0, "
+                f"not {config.get(CONFIG_TIMEOUT)!r}"
+            )
         blueprint = create_sync_blueprint(
             token=str(token),
             specs_path=config.get(CONFIG_SPECS) or None,
             dagster_url=config.get(CONFIG_DAGSTER_URL) or None,
             url_prefix=config.get(CONFIG_URL_PREFIX, "/sync"),
-            timeout=float(config.get(CONFIG_TIMEOUT, 30.0)),
+            timeout=timeout,
         )
         app.register_blueprint(blueprint)
         app.extensions[EXTENSION_NAME] = self
