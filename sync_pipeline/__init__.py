@@ -4,9 +4,12 @@ The package is layered (docs/architecture.md): core → io → ops → defs → 
 with dev/ for local services and demo data; `definitions.py` is the code location.
 """
 
-from sync_pipeline.memory import bound_native_memory
+from sync_pipeline.memory import prefer_system_pool
 
-bound_native_memory()  # before anything allocates through Arrow or starts a thread
+# only the environment here: importing the package (a Flask worker importing the extension)
+# tunes no allocator; sync_pipeline.io and sync_pipeline.defs, the layers that start bulk
+# threads and allocate through Arrow, call bound_native_memory() when they are imported
+prefer_system_pool()
 
 
 def _version() -> str:

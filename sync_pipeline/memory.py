@@ -5,7 +5,9 @@ pyarrow's default jemalloc pool keeps freed pages for reuse, glibc gives
 every thread that allocates (the bulk senders) an arena of its own that it
 rarely returns, and glibc's adaptive mmap threshold moves multi-MB bulk
 bodies into the heap, where they fragment it. All must be set before the
-first allocation they govern, so this runs when the package is imported.
+first allocation they govern: the pool setting is made when the package is
+imported, the glibc settings when sync_pipeline.io or sync_pipeline.defs is
+(a web process that only imports the Flask extension keeps its allocator).
 Measured: peak RSS of a 20k-row sync 403 MB as is, 308 MB with the pool and
 arena settings; of a 300k-row sync 304-313 MB → 277-278 MB with the fixed
 mmap threshold and no Parquet statistics (docs/benchmarks.md).
@@ -24,6 +26,13 @@ _M_ARENA_MAX = -8
 _MMAP_THRESHOLD_BYTES = 1024 * 1024
 
 
+def prefer_system_pool() -> None:
+    """Arrow on the system allocator (unless ARROW_DEFAULT_MEMORY_POOL says otherwise): an
+    environment variable pyarrow reads on first use, so cheap enough for any import."""
+    if memory_tuning_enabled():
+        os.environ.setdefault("ARROW_DEFAULT_MEMORY_POOL", "system")
+
+
 def bound_native_memory(arenas: int = 2) -> None:
     """Arrow on the system allocator, at most `arenas` glibc arenas, a fixed mmap threshold.
 
@@ -33,7 +42,7 @@ def bound_native_memory(arenas: int = 2) -> None:
     """
     if not memory_tuning_enabled():
         return
-    os.environ.setdefault("ARROW_DEFAULT_MEMORY_POOL", "system")  # read by pyarrow on first use
+    prefer_system_pool()
     name = ctypes.util.find_library("c")
     try:
         libc = ctypes.CDLL(name) if name else None

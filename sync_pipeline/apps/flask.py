@@ -1,10 +1,15 @@
-"""A Flask blueprint that lets a web application trigger and watch syncs.
+"""A Flask extension (and its blueprint) that lets a web application trigger and watch syncs.
 
     from flask import Flask
-    from sync_pipeline.apps.flask import create_sync_blueprint
+    from sync_pipeline.apps.flask import SyncPipeline
 
     app = Flask(__name__)
-    app.register_blueprint(create_sync_blueprint())   # token from $SYNC_API_TOKEN
+    app.config["SYNC_PIPELINE_API_TOKEN"] = "..."     # else $SYNC_API_TOKEN
+    SyncPipeline(app)                                  # or: sync = SyncPipeline(); sync.init_app(app)
+
+`create_sync_blueprint()` is the same blueprint for an application that wires it itself.
+Importing this module is light: no Dagster, pyarrow or ADBC, no allocator tuning (the one
+route that needs Dagster's partition definitions imports them when it is called).
 
 Routes (all under /sync, all answering JSON, all requiring `Authorization: Bearer <token>`):
 
@@ -22,19 +27,19 @@ or run → 404, Dagster unreachable → 503, other Dagster errors → 502.
 from __future__ import annotations
 
 import hmac
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 # absolute imports: `flask` here is the Flask package, not this module
-from flask import Blueprint, Response, current_app, jsonify, request, url_for
+from flask import Blueprint, Flask, Response, current_app, jsonify, request, url_for
 from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
 
 from sync_pipeline import settings
 from sync_pipeline.apps import dagster_api
 from sync_pipeline.core.naming import drain_job, sync_job
 from sync_pipeline.core.specs import SyncSpec
-from sync_pipeline.defs.partitions import partition_keys_for
 
 TOKEN_ENV = settings.API_TOKEN
 MAX_RUNS_LIMIT = 100
@@ -121,6 +126,9 @@ def create_sync_blueprint(
     @bp.post("/<spec_name>/full")
     def full(spec_name: str):
         spec = spec_or_404(spec_name)
+        # Dagster's partition definitions: loaded by the first full sync, not by the import
+        from sync_pipeline.defs.partitions import partition_keys_for
+
         keys = partition_keys_for(spec, None, None)
         try:
             run_id = dagster_api.launch_full_sync(url, spec, keys, timeout=timeout)
@@ -178,6 +186,52 @@ def create_sync_blueprint(
             state.app.register_error_handler(error_class, _routing_handler(prefix, previous))
 
     return bp
+
+
+# app.config keys the extension reads; each falls back to the environment variable beside it
+CONFIG_TOKEN = "SYNC_PIPELINE_API_TOKEN"  # $SYNC_API_TOKEN
+CONFIG_SPECS = "SYNC_PIPELINE_CONFIG"  # $SYNC_CONFIG, else ./sync.yaml
+CONFIG_DAGSTER_URL = "SYNC_PIPELINE_DAGSTER_URL"  # $SYNC_DAGSTER_URL, else http://127.0.0.1:3000
+CONFIG_URL_PREFIX = "SYNC_PIPELINE_URL_PREFIX"  # default /sync
+CONFIG_TIMEOUT = "SYNC_PIPELINE_TIMEOUT"  # seconds per call to Dagster's webserver, default 30
+EXTENSION_NAME = "sync_pipeline"
+
+
+class SyncPipeline:
+    """The /sync routes as a Flask extension: `SyncPipeline(app)`, or `init_app(app)` from an
+    application factory. Reads app.config (CONFIG_* above) when init_app runs, the environment
+    for what app.config leaves out; registers the blueprint and `app.extensions["sync_pipeline"]`."""
+
+    def __init__(self, app: Flask | None = None) -> None:
+        if app is not None:
+            self.init_app(app)
+
+    def init_app(self, app: Flask) -> None:
+        config = app.config
+        token = config.get(CONFIG_TOKEN) or os.environ.get(TOKEN_ENV)
+        if not token or not str(token).strip():
+            raise SyncBlueprintConfigError(
+                f"no API token for the sync routes of app '{app.name}': set app.config['{CONFIG_TOKEN}'] "
+                f"or {TOKEN_ENV} (the routes launch Dagster runs and are never served without authentication)"
+            )
+        try:
+            timeout = float(config.get(CONFIG_TIMEOUT, 30.0))
+        except (TypeError, ValueError):
+            timeout = -1.0
+        if not 0 < timeout < float("inf"):
+            raise SyncBlueprintConfigError(
+                f"app.config['{CONFIG_TIMEOUT}'] must be a number of seconds > 0, "
+                f"not {config.get(CONFIG_TIMEOUT)!r}"
+            )
+        blueprint = create_sync_blueprint(
+            token=str(token),
+            specs_path=config.get(CONFIG_SPECS) or None,
+            dagster_url=config.get(CONFIG_DAGSTER_URL) or None,
+            url_prefix=config.get(CONFIG_URL_PREFIX, "/sync"),
+            timeout=timeout,
+        )
+        app.register_blueprint(blueprint)
+        app.extensions[EXTENSION_NAME] = self
 
 
 def _header_bytes(value: str) -> bytes:

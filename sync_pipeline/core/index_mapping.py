@@ -50,6 +50,9 @@ def _root_field(f: FieldPlan, plan: DocumentPlan) -> Fragment:
     if f.es_type == "date" and f.column_info.pg_type == "date":
         prop["format"] = "strict_date"
     rule = plan.spec.fields.get(f.column)
+    if rule is not None and rule.type == "dense_vector":
+        # index: true spelled out — kNN search needs the HNSW graph, whatever a version defaults to
+        prop.update(dims=rule.dims, similarity=rule.similarity, index=True)
     return merge_fragment(prop, rule.mapping if rule else None)
 
 

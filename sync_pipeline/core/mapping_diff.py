@@ -42,6 +42,12 @@ IN_PLACE = frozenset(
     }
 )
 ROOT_IN_PLACE = ("dynamic", "date_detection")
+# parameters the server fills in for a vector field when the spec leaves them out (Elasticsearch's
+# quantised HNSW index_options, which differ by version and dims; OpenSearch's method parameters)
+SERVER_CHOSEN = {
+    "dense_vector": frozenset({"index_options"}),
+    "knn_vector": frozenset({"data_type", "mode", "compression_level"}),
+}
 OBJECTS = ("object", "nested")
 
 
@@ -147,8 +153,14 @@ def _field(
     if _type(wanted) != _type(live):
         diff.conflicts.append(Change(path, "type", _type(live), _type(wanted)))
         return
+    chosen = SERVER_CHOSEN.get(_type(wanted), frozenset())
     for key in sorted((set(wanted) | set(live)) - {"type", "properties", "fields"}):
         old, new = live.get(key), wanted.get(key)
+        if key in chosen and new is None:
+            continue
+        if key == "method" and isinstance(old, Mapping) and isinstance(new, Mapping):
+            # a knn_vector's method comes back with the engine's default `parameters` added
+            old = {k: v for k, v in old.items() if k in new or k != "parameters"}
         if old != new:
             target = diff.additions if key in IN_PLACE else diff.conflicts
             target.append(Change(path, key, old, new))

@@ -93,6 +93,56 @@ def misspelled_type(kind: str) -> str | None:
     return close[0] if close else None
 
 
+# a spec's dense_vector (Elasticsearch's parameters) as OpenSearch's k-NN plugin takes it: the
+# lucene engine, the one that has every space type below, came with OpenSearch 2.2
+VECTOR_SPACE_TYPES = {
+    "cosine": "cosinesimil",
+    "l2_norm": "l2",
+    "dot_product": "innerproduct",
+    "max_inner_product": "innerproduct",
+}
+LUCENE_KNN_SINCE = (2, 2)
+
+
+def _knn_vector(node: Mapping[str, Any]) -> dict[str, Any]:
+    space_type = VECTOR_SPACE_TYPES[node.get("similarity", "cosine")]
+    return {
+        "type": "knn_vector",
+        "dimension": node["dims"],
+        "method": {"name": "hnsw", "engine": "lucene", "space_type": space_type},
+    }
+
+
+# Elasticsearch 9.1 has the setting, 9.2 turns it on for new indices: vectors left out of _source
+EXCLUDE_SOURCE_VECTORS_SINCE = (9, 1)
+
+
+def _has_type(node: Mapping[str, Any], kind: str) -> bool:
+    if node.get("type") == kind:
+        return True
+    children = [c for nesting in ("properties", "fields") for c in (node.get(nesting) or {}).values()]
+    return any(_has_type(c, kind) for c in children if isinstance(c, Mapping))
+
+
+def settings_for_server(
+    settings: Mapping[str, Any], mapping: Mapping[str, Any], server: Server
+) -> dict[str, Any]:
+    """The index settings `server` needs for `mapping` (already for_server's): an OpenSearch
+    index holding a knn_vector must be created with `index.knn: true`, or kNN queries fail; an
+    Elasticsearch 9.1+ index keeps its vectors in `_source` as sent — verify compares _source with
+    what PostgreSQL holds, and the vectors rebuilt from the HNSW graph come back rounded."""
+    out = dict(settings)
+    if server.is_opensearch and _has_type(mapping, "knn_vector"):
+        out.setdefault("knn", True)
+    if (
+        not server.is_opensearch
+        and server.at_least(*EXCLUDE_SOURCE_VECTORS_SINCE)
+        and _has_type(mapping, "dense_vector")
+    ):
+        out.setdefault("mapping.exclude_source_vectors", False)
+    return out
+
+
 class UnsupportedMapping(ValueError):
     """The spec asks for a field type the server does not have."""
 
@@ -124,6 +174,14 @@ def for_server(mapping: Mapping[str, Any], server: Server) -> dict[str, Any]:
 def _walk(node: Mapping[str, Any], server: Server, path: str, problems: list[str]) -> dict[str, Any]:
     out = dict(node)
     kind = node.get("type")
+    if kind == "dense_vector" and server.is_opensearch and "dims" in node:
+        if server.at_least(*LUCENE_KNN_SINCE):
+            return _knn_vector(node)
+        problems.append(
+            f"field '{path}' of type dense_vector (OpenSearch's knn_vector with the lucene engine needs "
+            f"OpenSearch {'.'.join(map(str, LUCENE_KNN_SINCE))} or later)"
+        )
+        return out
     if isinstance(kind, str):
         emitted = _emit(kind, server)
         if not _available(emitted, server):

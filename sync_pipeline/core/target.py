@@ -23,6 +23,9 @@ Dynamic = Literal["strict", "false", "true"]
 
 _NUMERIC = re.compile(r"^(double|string|scaled_long\(\s*(\d+)\s*\))$")
 SCALED_LONG_MAX = 18  # beyond, a long (about 9.2 × 10^18) has no room left for an integer digit
+# Elasticsearch's dense_vector similarities (each has an OpenSearch space type, search_dialect.py)
+VECTOR_SIMILARITIES = ("cosine", "dot_product", "l2_norm", "max_inner_product")
+MAX_VECTOR_DIMS = 4096  # indexed dense_vector's limit on Elasticsearch 8.11+, and 16000 > it on OpenSearch
 
 
 class FieldSpec(Strict):
@@ -36,6 +39,10 @@ class FieldSpec(Strict):
         default=None,
         description="a numeric column as 'double', 'string' (exact text, keyword) or 'scaled_long(N)' "
         "(value × 10^N as a long); default: double when numeric(p, s) has p <= 15, string otherwise",
+    )
+    dims: int | None = Field(default=None, description="a dense_vector's number of dimensions")
+    similarity: str | None = Field(
+        default=None, description="a dense_vector's similarity: " + ", ".join(VECTOR_SIMILARITIES)
     )
     mapping: dict[str, Any] | None = Field(
         default=None,
@@ -75,6 +82,31 @@ class FieldSpec(Strict):
                 "a long holds about 18 digits in all)"
             )
         return f"scaled_long({digits})"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _vector_similarity_default(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("type") == "dense_vector" and data.get("similarity") is None:
+            return {**data, "similarity": "cosine"}  # the similarity of most embedding models
+        return data
+
+    @model_validator(mode="after")
+    def _vector_shape(self) -> FieldSpec:
+        if self.type != "dense_vector":
+            if self.dims is not None or self.similarity is not None:
+                raise ValueError("`dims` and `similarity` are only for type: dense_vector")
+            return self
+        if self.dims is None or not 1 <= self.dims <= MAX_VECTOR_DIMS:
+            raise ValueError(
+                f"a dense_vector needs `dims:` between 1 and {MAX_VECTOR_DIMS} (the length of every vector), "
+                f"not {self.dims}"
+            )
+        if self.similarity not in VECTOR_SIMILARITIES:
+            raise ValueError(
+                f"unknown similarity '{self.similarity}' for a dense_vector; "
+                f"accepted: {', '.join(VECTOR_SIMILARITIES)}"
+            )
+        return self
 
     @model_validator(mode="after")
     def _dropped_has_no_mapping(self) -> FieldSpec:

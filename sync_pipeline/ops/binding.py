@@ -68,11 +68,32 @@ def _relations(conn: Connection, spec: SyncSpec, columns: list[ColumnInfo]) -> t
     return tuple(plan_relation(spec, r, present, r.name) for r in spec.source.relations)
 
 
-def check_numeric_rules(spec: SyncSpec, columns: list[ColumnInfo]) -> None:
-    """`fields.<col>.numeric` only where it means something: a SourceError otherwise, rather
-    than an option silently ignored."""
-    info = {c.name: c for c in columns}
+VECTOR_COLUMN_TYPES = ("float4", "float8")
+
+
+def _vector_problems(spec: SyncSpec, info: dict[str, ColumnInfo]) -> list[str]:
+    """A dense_vector field needs an array of floats: any other column would send every row to
+    the dead letters, one server refusal each."""
     problems = []
+    for name, rule in spec.fields.items():
+        if rule.type != "dense_vector":
+            continue
+        if "." in name:
+            problems.append(f"fields.{name}.type: dense_vector is not supported on a relation's column")
+        elif name in info and not (info[name].is_array and info[name].pg_type in VECTOR_COLUMN_TYPES):
+            kind = f"{info[name].pg_type}{'[]' if info[name].is_array else ''}"
+            problems.append(
+                f"fields.{name}.type: column {name} is {kind}, not real[] or double precision[] "
+                "(a dense_vector's values)"
+            )
+    return problems
+
+
+def check_numeric_rules(spec: SyncSpec, columns: list[ColumnInfo]) -> None:
+    """`fields.<col>.numeric` and `type: dense_vector` only where they mean something: a
+    SourceError otherwise, rather than an option silently ignored or every row refused."""
+    info = {c.name: c for c in columns}
+    problems = _vector_problems(spec, info)
     for name, rule in spec.fields.items():
         if rule.numeric is None:
             continue

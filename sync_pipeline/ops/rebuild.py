@@ -32,6 +32,7 @@ from sync_pipeline.core.bulk import BatchResult, BulkBody, LoadTotals, Rejected,
 from sync_pipeline.core.diff import VerifyReport, diff_sorted
 from sync_pipeline.core.documents import batch_to_bulk
 from sync_pipeline.core.index_mapping import index_settings
+from sync_pipeline.core.search_dialect import settings_for_server
 from sync_pipeline.core.specs import SyncSpec
 from sync_pipeline.io import deadletters
 from sync_pipeline.io.bulk_load import load_bulk
@@ -249,7 +250,9 @@ def rebuild(
     entry = {"spec": spec.name, "state": "building", "started_at": _now()}
     try:
         es.indices.create(
-            index=new, mappings={**mapping, "_meta": {META_KEY: entry}}, settings=index_settings(spec)
+            index=new,
+            mappings={**mapping, "_meta": {META_KEY: entry}},
+            settings=settings_for_server(index_settings(spec), mapping, es.server),
         )
     except SearchApiError as exc:
         if exc.status_code == 400:

@@ -18,7 +18,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from sync_pipeline.core.index_mapping import index_mapping, index_settings, inferred_from_values
 from sync_pipeline.core.mapping_diff import Change, MappingDiff, conflict_message, diff_mappings
-from sync_pipeline.core.search_dialect import Server, UnsupportedMapping, for_server
+from sync_pipeline.core.search_dialect import Server, UnsupportedMapping, for_server, settings_for_server
 from sync_pipeline.core.sql import SourceError
 from sync_pipeline.io.search import SearchApiError, SearchNotFound, SearchTarget
 from sync_pipeline.io.search.indices import META_KEY, ensure_index, with_backoff
@@ -160,7 +160,8 @@ def create_target(
     try:
         mapping = emitted(bound, target_mapping(source, bound), es.server)
         created = {"spec": bound.spec.name, "created_at": datetime.now(UTC).isoformat(timespec="seconds")}
-        return ensure_index(es, name, mapping, index_settings(bound.spec), meta=created)
+        settings = settings_for_server(index_settings(bound.spec), mapping, es.server)
+        return ensure_index(es, name, mapping, settings, meta=created)
     except SearchApiError as exc:
         if exc.status_code == 400:
             raise refusal(

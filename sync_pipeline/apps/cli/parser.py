@@ -72,7 +72,10 @@ EXAMPLES = {
         "sync-pipeline rebuild --spec products --rollback",
     ],
     "grants": ["sync-pipeline grants --spec products --for opensearch"],
-    "search": ["sync-pipeline search --spec products 'green tea' --size 10"],
+    "search": [
+        "sync-pipeline search --spec products 'green tea' --size 10",
+        "sync-pipeline search --spec products --knn embedding --vector '[0.1, 0.2, 0.3]' --k 5",
+    ],
     "ui": ["sync-pipeline ui --port 3001"],
     "install-triggers": ["sync-pipeline install-triggers --spec products"],
     "uninstall-triggers": ["sync-pipeline uninstall-triggers --spec products"],
@@ -191,10 +194,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     grants.set_defaults(func=search_module.cmd_grants)
 
-    search = sub.add_parser("search", help="full-text search over the spec's text fields, with highlights")
+    search = sub.add_parser(
+        "search", help="full-text search over the spec's text fields, with highlights; or a kNN query (--knn)"
+    )
     search.add_argument("--spec", required=True, help="the spec whose index to search")
-    search.add_argument("query", help="the words to look for (quote several: 'green tea')")
+    search.add_argument("query", nargs="?", help="the words to look for (quote several: 'green tea')")
     search.add_argument("--size", type=int, default=5, help="hits to show (default 5)")
+    search.add_argument("--knn", metavar="FIELD", help="the nearest documents in vector field FIELD")
+    search.add_argument("--vector", help="with --knn: the query vector, a JSON array ('[0.1, 0.2, …]')")
+    search.add_argument("--k", type=int, default=5, help="with --knn: how many neighbours (default 5)")
     search.set_defaults(func=search_module.cmd_search)
 
     ui = sub.add_parser("ui", help="Dagster webserver + daemon (what `make ui` runs)")

@@ -26,7 +26,6 @@ from sync_pipeline.core.naming import (
     partitioned_assets,
     sync_job,
 )
-from sync_pipeline.defs.partitions import partition_keys_for
 
 if TYPE_CHECKING:
     from sync_pipeline.core.specs import SyncSpec
@@ -148,6 +147,10 @@ def launch_full_sync(
         first, last = keys[0], keys[-1]
     else:
         if partition_keys is None:
+            # Dagster's partition definitions, loaded only here: a web worker importing this
+            # package for its routes pays for Dagster only if it launches without keys
+            from sync_pipeline.defs.partitions import partition_keys_for
+
             partition_keys = partition_keys_for(spec, None, None)
         keys = list(partition_keys)
         if not keys:
