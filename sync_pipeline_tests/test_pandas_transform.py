@@ -119,6 +119,12 @@ specs:
         resolve(spec.model_copy(update={"transform": missing}))
 
 
+def test_a_transform_without_pandas_installed_is_a_config_error(monkeypatch):
+    monkeypatch.setitem(sys.modules, "pandas", None)  # what an environment without it imports
+    with pytest.raises(SourceError, match=r"spec 's'.*needs pandas: pip install 'sync-pipeline\[pandas\]'"):
+        resolve(_unit_spec("clean"))
+
+
 def test_a_sync_without_a_transform_never_imports_pandas(tmp_path):
     code = (
         "import sys, pyarrow as pa\n"
