@@ -14,6 +14,7 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
+from sync_pipeline.apps import cli
 from sync_pipeline.apps.cli.runner import run_drain, run_sync, run_verify
 from sync_pipeline.core.columns import ColumnInfo, arrow_schema
 from sync_pipeline.core.documents import batch_to_bulk, batch_to_documents, build_plan
@@ -151,10 +152,19 @@ def test_a_sync_without_a_transform_never_imports_pandas(tmp_path):
 
 
 @pytest.mark.integration
-def test_a_field_the_transform_returns_without_a_mapping_is_refused_at_validate(scenario):
+def test_a_field_the_transform_returns_without_a_mapping_is_refused_at_validate(scenario, tmp_path, capsys):
     spec = _spec(scenario, "unmapped")
     with pytest.raises(SourceError, match="field 'shouting' it returns has no mapping"):
         bind(scenario.engine, spec)
+    config = tmp_path / "sync.yaml"
+    config.write_text(_spec_text(scenario, "unmapped"))
+    assert cli.main(["validate", "--config", str(config)]) == 1
+    out = capsys.readouterr().out
+    assert (
+        f"spec '{scenario.table}': 1 problem" in out and "field 'shouting' it returns has no mapping" in out
+    )
+    config.write_text(_spec_text(scenario, "clean"))
+    assert cli.main(["validate", "--config", str(config)]) == 0
 
 
 @pytest.mark.integration
