@@ -99,7 +99,7 @@ bench: venv
 ## mode, 40 freshness changes per capture mode at the spec's defaults, no 10M, no soak), then the check
 ## that the JSON carries every figure with sane values; a few minutes
 BENCH_SMOKE_ARGS ?= --rows 20000 --repeat 1 --no-pgsync --scale 10000,20000 \
-	--only ceiling,naive,pipeline,ceiling_small,pipeline_small \
+	--only ceiling,naive,pipeline,pipeline_pandas_identity,pipeline_pandas_realistic,ceiling_small,pipeline_small \
 	--pgbench-rows 20000 --pgbench-seconds 10 --pgbench-repeat 1 \
 	--freshness --freshness-changes 40
 bench-smoke: venv

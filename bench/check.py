@@ -145,6 +145,10 @@ def problems(report: dict, min_freshness_changes: int = 20, require_logical: boo
         {"nproc", "postgresql"} <= set(machine) and {"search_server", "elasticsearch"} & set(machine)
     ):
         found.append("machine: expected nproc, search_server, postgresql")
+    transform = report.get("transform") or {}
+    for key in ("identity_ratio_to_arrow", "realistic_ratio_to_arrow"):
+        if not _positive(transform.get(key)):
+            found.append(f"transform.{key}: expected a positive number (the pandas transform section)")
     for name in ("ceiling", "naive", "pipeline", "ceiling_small", "pipeline_small"):
         runs = report.get("scenarios", {}).get(name, {}).get("runs", [])
         if not any(not r.get("failed") and r.get("complete") for r in runs):

@@ -320,12 +320,13 @@ def spec_yaml(
     capture: str | None = None,
     schedule: dict[str, Any] | None = None,
     header: bool = True,
+    transform: str | None = None,
 ) -> str:
     """The spec the pipeline scenarios sync: `table` (bench_products) → `index`.
 
     capture None leaves the spec's default (triggers) unwritten, so the spec loads on a build
     without the `capture` key; header False returns the spec's lines alone (several specs in
-    one file)."""
+    one file); transform: a function of bench/transforms.py, run on every batch."""
     lines = [
         *(["specs:"] if header else []),
         f"  - name: {name}",
@@ -345,6 +346,8 @@ def spec_yaml(
     ]
     if capture:
         lines.append(f"    capture: {capture}")
+    if transform:
+        lines.append(f'    transform: {{pandas: "bench.transforms:{transform}"}}')
     if table == SMALL_TABLE:
         lines += ["    fields:", "      status: {type: keyword}", "      code: {type: keyword}"]
     else:
@@ -355,6 +358,8 @@ def spec_yaml(
             "      brand: {type: keyword}",
             "      name: {cleanse: [trim]}",
         ]
+        if transform == "realistic":  # the fields it computes
+            lines += ["      name_slug: {type: keyword}", "      in_stock: {type: boolean}"]
     if sensor:
         lines.append("    buffer_sensor: " + json.dumps(sensor))
     return "\n".join(lines) + "\n"

@@ -42,6 +42,10 @@ class Harness:
             common.spec_yaml(index=common.SMALL_INDEX, name=common.SMALL_SPEC_NAME, table=common.SMALL_TABLE)
         )
         self.bulk_file_small = self.tmp / "ceiling-small.ndjson"
+        # the same spec through a pandas transform: identity (the path's own cost), realistic
+        self.config_transform = {name: self.tmp / f"sync-{name}.yaml" for name in ("identity", "realistic")}
+        for name, path in self.config_transform.items():
+            path.write_text(common.spec_yaml(transform=name))
         # the same spec with `capture: logical`; only loaded once the build is known to have it
         self.config_by_capture = {"triggers": self.config, "logical": self.tmp / "sync-logical.yaml"}
         self.config_by_capture["logical"].write_text(common.spec_yaml(capture="logical"))
@@ -330,6 +334,8 @@ class Harness:
                 self.run_pipeline()
             elif name == "pipeline_hash":
                 self.run_pipeline("pipeline_hash", config=self.config_hash)
+            elif name.startswith("pipeline_pandas_"):
+                self.run_pipeline(name, config=self.config_transform[name.removeprefix("pipeline_pandas_")])
             elif name.startswith("drain_"):
                 self.run_drain(name.removeprefix("drain_"))
             else:

@@ -32,7 +32,10 @@ from bench import capture_modes, common, measure
 from bench.harness import Harness, log, today
 from bench.summary import CAPTURE_MODES, median_of, print_table, summarise
 
-FULL_SYNC_SCENARIOS = ["ceiling", "naive", "pipeline", "cli", "ceiling_small", "pipeline_small"]
+FULL_SYNC_SCENARIOS = [
+    "ceiling", "naive", "pipeline", "pipeline_pandas_identity", "pipeline_pandas_realistic", "cli",
+    "ceiling_small", "pipeline_small",
+]  # fmt: skip
 # drain_<mode> runs right after pipeline, incremental right after cli; naive_small, pipeline_hash: --only
 SEARCH_TARGETS = ("elasticsearch", "elasticsearch8", "opensearch2", "opensearch")
 ALL_SCENARIOS = [*FULL_SYNC_SCENARIOS, "incremental", "pgsync", "pipeline_hash", "naive_small"]

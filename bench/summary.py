@@ -16,6 +16,8 @@ LABELS = {
     "ceiling": "ceiling (pre-serialised bulk, parallel)",
     "naive": "naive baseline (article)",
     "pipeline": "pipeline full sync (in-process)",
+    "pipeline_pandas_identity": "pipeline full sync, identity pandas transform",
+    "pipeline_pandas_realistic": "pipeline full sync, pandas transform (normalise + 2 computed)",
     "cli": "pipeline full sync (CLI subprocess)",
     "ceiling_small": "ceiling, small documents",
     "pipeline_small": "pipeline full sync, small documents (in-process)",
@@ -79,6 +81,8 @@ def summarise(
     ceiling, baseline = ceilings[""], baselines[""]
     pipeline = medians.get("pipeline", {})
     small = medians.get("pipeline_small", {})
+    identity = medians.get("pipeline_pandas_identity", {})
+    realistic = medians.get("pipeline_pandas_realistic", {})
     drains: dict[str, Any] = {}
     drain_ratio: dict[str, Any] = {}
     for capture in CAPTURE_MODES:
@@ -110,6 +114,8 @@ def summarise(
             "cpu_s_per_million_docs_cli": medians.get("cli", {}).get("process_cpu_s_per_million_docs"),
             # changes/s of a drain of 1% updates + 0.1% deletes, per capture mode (null: not
             # measured, `unavailable` says why), and its ratio to the same table's full sync
+            # the transform path (issue 26): docs/s against the Arrow path's, CPU it adds per 1M docs
+            "transform": _transform_figures(pipeline, identity, realistic),
             "drain_docs_per_s": drains,
             "drain_ratio_to_full_sync": drain_ratio,
             "drain_ratio_to_full_sync_min": min((v for v in drain_ratio.values() if v), default=None),
@@ -187,6 +193,12 @@ def targets(report: dict[str, Any]) -> dict[str, Any]:
             "reported (no target; README states the cost)", ratios.get("trigger"),
             ratios.get("trigger") is not None, what="pgbench TPS with triggers ÷ without",
         )  # fmt: skip
+    transform = report.get("transform") or {}
+    if transform.get("identity_ratio_to_arrow") is not None:  # issue 26: the transform path's cost
+        at_least("transform_identity_vs_arrow", 0.7, transform["identity_ratio_to_arrow"],
+                 "full sync docs/s, identity pandas transform ÷ Arrow path")  # fmt: skip
+        at_most("transform_identity_added_cpu", 10, transform.get("identity_added_cpu_s_per_million_docs"),
+                "CPU-s per million ~1 KB docs the identity transform adds")  # fmt: skip
     rb = report.get("ratio_to_baseline")
     out["full_sync_vs_naive"] = _target(">= 4.0", rb, rb is not None and rb >= 4.0)
     pg = report.get("pgsync_docs_per_s")
@@ -222,10 +234,31 @@ def targets(report: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _transform_figures(
+    arrow: dict[str, Any], identity: dict[str, Any], realistic: dict[str, Any]
+) -> dict[str, Any]:
+    def ratio(m: dict[str, Any]) -> float | None:
+        rate, base = m.get("docs_per_s"), arrow.get("docs_per_s")
+        return round(rate / base, 3) if rate and base and not m.get("failed") else None
+
+    def added_cpu(m: dict[str, Any]) -> float | None:
+        cpu, base = m.get("cpu_s_per_million_docs"), arrow.get("cpu_s_per_million_docs")
+        return round(cpu - base, 2) if cpu is not None and base is not None else None
+
+    return {
+        "identity_ratio_to_arrow": ratio(identity),
+        "realistic_ratio_to_arrow": ratio(realistic),
+        "identity_added_cpu_s_per_million_docs": added_cpu(identity),
+        "realistic_added_cpu_s_per_million_docs": added_cpu(realistic),
+        "target": "identity >= 0.7x the Arrow path's docs/s, <= 10 CPU-s added per 1M ~1 KB docs",
+    }
+
+
 def print_table(report: dict[str, Any]) -> None:
     from sync_pipeline.apps.cli.output import format_table
 
-    order = ["ceiling", "naive", "pipeline", "cli", "incremental", "drain_triggers", "drain_logical",
+    order = ["ceiling", "naive", "pipeline", "pipeline_pandas_identity", "pipeline_pandas_realistic",
+             "cli", "incremental", "drain_triggers", "drain_logical",
              "ceiling_small", "naive_small", "pipeline_small", "pgsync", "pipeline_hash",
              "profiled_pipeline"]  # fmt: skip
     rows = []

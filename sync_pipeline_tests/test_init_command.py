@@ -170,7 +170,11 @@ def test_init_from_database_reads_the_tables_named(live, pg, tmp_path, monkeypat
 
 
 # imported only where an optional feature is used, and guarded there: not dependencies
-OPTIONAL_IMPORTS = {"botocore": "io/search/sigv4.py (AWS SigV4)", "dagster_celery": "the `celery` extra"}
+OPTIONAL_IMPORTS = {
+    "botocore": "io/search/sigv4.py (AWS SigV4)",
+    "dagster_celery": "the `celery` extra",
+    "pandas": "io/transform.py (the `pandas` extra, for a spec's transform)",
+}
 
 
 def _third_party_imports() -> dict[str, set[str]]:

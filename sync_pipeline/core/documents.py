@@ -15,7 +15,7 @@ batch); Python touches each row once, to assemble it. Two outputs:
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import Decimal
 from typing import Any
 
@@ -25,27 +25,16 @@ import pyarrow.compute as pc
 
 from sync_pipeline.core import poison
 from sync_pipeline.core.bulk import BulkBody, BulkChunk, action_array, action_tail, json_strings, value_bytes
+from sync_pipeline.core.cleanse import FieldPlan, cleanse_array, exact_longs
 from sync_pipeline.core.columns import ColumnInfo, infer_es_type, key_sort_problem
 from sync_pipeline.core.keys import canonical_texts, check_no_null_keys, ids_from_texts
 from sync_pipeline.core.relations import RelationPlan
 from sync_pipeline.core.sources import RESERVED_PREFIX
 from sync_pipeline.core.specs import SyncSpec
 from sync_pipeline.core.target import FieldSpec
-from sync_pipeline.core.timestamps import iso_utc, utc_from_naive
+from sync_pipeline.core.transform import Failure, Transform, failed_mask, run_transform
+from sync_pipeline.core.transform import rejected as transform_rejected
 from sync_pipeline.core.versions import VERSION_COLUMN
-
-
-@dataclass(frozen=True)
-class FieldPlan:
-    column: str
-    name: str
-    column_info: ColumnInfo
-    es_type: str
-    cleanse: tuple[str, ...]
-    numeric: str | None = None  # a numeric column's form: double, string or scaled_long
-    numeric_scale: int = 0  # N of scaled_long(N)
-    indexed: bool = True  # False: kept in _source only (JSON whose values fit no one field type)
-
 
 NUMERIC_ES_TYPE = {"double": "double", "string": "keyword", "scaled_long": "long"}
 
@@ -70,6 +59,11 @@ class DocumentPlan:
     fields: tuple[FieldPlan, ...]
     keys: tuple[ColumnInfo, ...] = ()  # the primary-key columns, in key order
     relations: tuple[RelationPlan, ...] = ()
+    # a spec's transform (core/transform.py): it gets the fields the Arrow path would write
+    # (`transform_inputs`); `fields` are then what it returns, read back as `transform_outputs`
+    transform: Transform | None = None
+    transform_inputs: tuple[FieldPlan, ...] = ()
+    transform_outputs: tuple[FieldPlan, ...] = ()
 
     @property
     def key_columns(self) -> list[str]:
@@ -150,70 +144,26 @@ def _id_array(batch: pa.RecordBatch, plan: DocumentPlan) -> pa.Array:
     return ids_from_texts(texts, plan.keys)
 
 
-def cleanse_array(array: pa.Array, field: FieldPlan, naive_timezone: str) -> pa.Array:
-    """One staged column → its document values (JSON columns stay JSON text)."""
-    info = field.column_info
-    if info.staging == "json":
-        return array
-    if field.numeric == "string":
-        return array  # PostgreSQL's exact text (NaN stays "NaN": it is the value)
-    if field.numeric == "scaled_long":
-        return _scaled(array, field.numeric_scale)
-    if info.pg_type == "numeric":
-        # Decimal text → the nearest double (Arrow parses it correctly rounded)
-        array = pc.cast(array, pa.float64())
-    if info.pg_type in ("float4", "float8", "numeric"):
-        return pc.if_else(pc.is_finite(array), array, pa.scalar(None, pa.float64()))  # NaN/±Inf: not JSON
-    if info.pg_type in ("timestamptz", "timestamp"):
-        if info.pg_type == "timestamp":
-            array = utc_from_naive(array, naive_timezone)
-        return iso_utc(array)
-    if info.pg_type == "date":
-        return pc.cast(array, pa.string())  # YYYY-MM-DD
-    if pa.types.is_string(array.type):
-        for step in field.cleanse:
-            if step == "trim":
-                array = pc.utf8_trim_whitespace(array)
-            elif step == "lowercase":
-                array = pc.utf8_lower(array)
-            elif step == "empty_to_null":
-                array = pc.if_else(pc.equal(array, ""), pa.scalar(None, array.type), array)
-    return array
+def field_table(batch: pa.RecordBatch, fields: Sequence[FieldPlan], naive_timezone: str) -> pa.Table:
+    """The batch's fields as the Arrow path writes them, one column per field name."""
+    arrays = [cleanse_array(batch.column(f.column), f, naive_timezone) for f in fields]
+    return pa.table(arrays, names=[f.name for f in fields])
 
 
-_DECIMAL = r"^(?P<sign>-?)(?P<whole>[0-9]+)(?:\.(?P<fraction>[0-9]*))?$"
-_LONG_MAX = "9223372036854775807"
-
-
-def _scaled(text: pa.Array, digits: int) -> pa.Array:
-    """Numeric text × 10^digits, by moving the decimal point in the text: never through a float.
-
-    An exact result is an integer's digits; one with digits left below the point keeps them
-    ("0.125" at 2 → "12.5") so that the long field refuses it instead of truncating. NaN and
-    ±Infinity (no decimal) become null, as they do for doubles.
-    """
-    parts = pc.extract_regex(text, _DECIMAL)
-    fraction = pc.utf8_rpad(pc.struct_field(parts, "fraction"), width=digits, padding="0")
-    rest = pc.utf8_rtrim(pc.utf8_slice_codeunits(fraction, digits), "0")  # trailing zeros lose nothing
-    whole = pc.utf8_ltrim(
-        pc.binary_join_element_wise(
-            pc.struct_field(parts, "whole"), pc.utf8_slice_codeunits(fraction, 0, digits), ""
-        ),
-        "0",
-    )
-    whole = pc.if_else(pc.equal(whole, ""), "0", whole)
-    zero = pc.and_(pc.equal(whole, "0"), pc.equal(rest, ""))
-    signed = pc.binary_join_element_wise(pc.if_else(zero, "", pc.struct_field(parts, "sign")), whole, "")
-    scaled = pc.if_else(pc.equal(rest, ""), signed, pc.binary_join_element_wise(signed, rest, "."))
-    return pc.if_else(pc.is_valid(parts), scaled, pa.scalar(None, pa.string()))
-
-
-def _exact_longs(scaled: pa.Array) -> pa.Array:
-    """Which `_scaled` texts are integers a long holds (-2^63 itself is left out, for brevity)."""
-    magnitude = pc.utf8_ltrim(scaled, "-")
-    length = pc.utf8_length(magnitude)
-    fits = pc.or_(pc.less(length, 19), pc.and_(pc.equal(length, 19), pc.less_equal(magnitude, _LONG_MAX)))
-    return pc.and_(pc.match_substring_regex(scaled, r"^-?[0-9]+$"), fits)
+def _transformed(
+    batch: pa.RecordBatch, plan: DocumentPlan
+) -> tuple[pa.RecordBatch, DocumentPlan, list[Failure]]:
+    """With a transform: the batch with what it returned appended (`transform_outputs` read it),
+    the plan for that, and the rows it raised on. The one place every path that builds documents
+    goes through, so a sync, a drain and verify see the same documents."""
+    if plan.transform is None:
+        return batch, plan, []
+    table = field_table(batch, plan.transform_inputs, plan.spec.naive_timezone)
+    out, failures = run_transform(table, plan.transform)
+    columns = [*batch.columns, *(c.combine_chunks() for c in out.columns)]
+    names = [*batch.schema.names, *(f.column for f in plan.transform_outputs)]
+    batch = pa.RecordBatch.from_arrays(columns, names=names)
+    return batch, replace(plan, fields=plan.transform_outputs, transform=None), failures
 
 
 def deleted_flags(batch: pa.RecordBatch, spec: SyncSpec) -> list[bool]:
@@ -262,7 +212,7 @@ def _field_values(batch: pa.RecordBatch, plan: DocumentPlan, json_value: Any) ->
         if f.column_info.staging == "json":
             values.append([None if v is None else json_value(v) for v in array.to_pylist()])
         elif f.numeric == "scaled_long":
-            exact = pc.cast(pc.if_else(_exact_longs(array), array, pa.scalar(None, pa.string())), pa.int64())
+            exact = pc.cast(pc.if_else(exact_longs(array), array, pa.scalar(None, pa.string())), pa.int64())
             pairs = zip(exact.to_pylist(), array.to_pylist(), strict=True)
             values.append([text if number is None else number for number, text in pairs])
         else:
@@ -297,6 +247,7 @@ class DocumentBatch:
 
 
 def batch_to_documents(batch: pa.RecordBatch, plan: DocumentPlan) -> DocumentBatch:
+    batch, plan, failed = _transformed(batch, plan)
     names = [f.name for f in plan.fields]
     refused: list[str] = []
     columns = _field_values(batch, plan, lambda text: poison.parse_json(text, refused))
@@ -311,10 +262,16 @@ def batch_to_documents(batch: pa.RecordBatch, plan: DocumentPlan) -> DocumentBat
         unrepresentable = [next(reasons).error["reason"] if bad else None for bad in mask.to_pylist()]
     if refused:  # a value no JSON parser takes: a dead letter of the sync, so not verify's drift
         unrepresentable = poison.unparsable(documents, unrepresentable)
+    deleted = deleted_flags(batch, plan.spec)
+    if failed:  # the sync dead-letters these rows too: not verify's drift
+        unrepresentable = unrepresentable or [None] * batch.num_rows
+        for failure in failed:
+            if not deleted[failure.row]:
+                unrepresentable[failure.row] = unrepresentable[failure.row] or failure.reason
     return DocumentBatch(
         ids=ids.to_pylist(),
         documents=documents,
-        deleted=deleted_flags(batch, plan.spec),
+        deleted=deleted,
         versions=document_versions(batch, plan.spec),
         unrepresentable=unrepresentable,
     )
@@ -326,7 +283,7 @@ def _json_values(array: pa.Array, field: FieldPlan) -> pa.Array:
     if field.column_info.staging == "json":
         text = array  # the JSON PostgreSQL produced, embedded as it is
     elif field.numeric == "scaled_long":
-        text = pc.if_else(_exact_longs(array), array, json_strings(array))  # inexact: a string
+        text = pc.if_else(exact_longs(array), array, json_strings(array))  # inexact: a string
     elif pa.types.is_floating(kind):
         text = pc.cast(array, pa.string())  # shortest round-trip form; non-finite values are null by now
         # an integral double keeps its ".0", as Python's JSON (and so verify's documents) writes it
@@ -341,19 +298,28 @@ def _json_values(array: pa.Array, field: FieldPlan) -> pa.Array:
 
 def batch_to_bulk(batch: pa.RecordBatch, plan: DocumentPlan, include_deletes: bool = True) -> BulkChunk:
     """The batch as bulk NDJSON, assembled column by column in Arrow: no Python per row. Rows no
-    document can carry (core/poison.py) are left out, as the chunk's `rejected`."""
+    document can carry (core/poison.py), or that the spec's transform raised on, are left out,
+    as the chunk's `rejected`."""
+    batch, plan, failures = _transformed(batch, plan)
     ids = _id_array(batch, plan)
     flags = _deleted_array(batch, plan.spec)
     mask = poison.flagged(batch, ids, flags)
+    failed = failed_mask(failures, batch.num_rows)
+    if failed is not None:  # a deleted row needs no document; a poisoned one has its letter
+        failed = failed if flags is None else pc.and_not(failed, flags)
+        failed = failed if mask is None else pc.and_not(failed, mask)
+    letters = transform_rejected(ids, failures, failed) if failed is not None else []
     unsendable = None if flags is None else pc.and_(flags, poison.too_long(ids))
     if unsendable is not None and pc.any(unsendable).as_py():
         # the delete of an `_id` too long to index: already the index's state, and not sendable
         keep = pc.invert(unsendable)
         batch, ids = batch.filter(keep), pc.filter(ids, keep)
         mask = None if mask is None else pc.filter(mask, keep)
-    if mask is None:
+        failed = None if failed is None else pc.filter(failed, keep)
+    if mask is None and not letters:
         return _bulk(batch, plan, ids, include_deletes)
-    rejected = tuple(poison.reasons(batch, ids, mask))
+    rejected = (*(poison.reasons(batch, ids, mask) if mask is not None else ()), *letters)
+    mask = failed if mask is None else (mask if not letters else pc.or_(mask, failed))
     keep = pc.invert(mask)
     chunk = _bulk(batch.filter(keep), plan, pc.filter(ids, keep), include_deletes)
     return BulkChunk(chunk.body, chunk.deletes, rejected)

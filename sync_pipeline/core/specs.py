@@ -164,6 +164,25 @@ class ScheduleSpec(Strict):
     )
 
 
+TRANSFORM_PATH = re.compile(r"^[A-Za-z_][A-Za-z0-9_.]*:[A-Za-z_][A-Za-z0-9_]*$")
+
+
+class TransformSpec(Strict):
+    """The spec's own documents stage (docs/configuration.md, `transform`)."""
+
+    pandas: str = Field(
+        description="'module.path:function', a DataFrame -> DataFrame callable run once per batch on "
+        "the documents' fields (key fields restored afterwards); needs sync-pipeline[pandas]"
+    )
+
+    @field_validator("pandas")
+    @classmethod
+    def _callable_path(cls, value: str) -> str:
+        if not TRANSFORM_PATH.match(value):
+            raise ValueError(f"must be 'module.path:function', not {value!r}")
+        return value
+
+
 class RetrySpec(Strict):
     """Transient ES errors (429, 502-504, connection, timeout): backoff with full jitter."""
 
@@ -193,6 +212,7 @@ class SyncSpec(Strict):
     target: TargetSpec
     partitions: PartitionSpec
     fields: dict[FieldKey, FieldSpec] = Field(default_factory=dict)
+    transform: TransformSpec | None = None
     batch_size: int = Field(default=5000, ge=1, le=100_000)
     naive_timezone: str = Field(default="UTC", description="zone for timestamp columns without one")
     retry: RetrySpec = Field(default_factory=RetrySpec)

@@ -100,7 +100,8 @@ def check_columns(spec: SyncSpec, columns: Sequence[ColumnInfo]) -> None:
     required = [*spec.source.primary_key, spec.source.updated_at]
     required += [c for c in (spec.source.soft_delete,) if c]
     missing = [c for c in required if c not in names]
-    unknown_fields = [c for c in spec.fields if c not in names and "." not in c]
+    # with a transform, a field may be one it computes: core/transform_plan.py checks those
+    unknown_fields = [c for c in spec.fields if c not in names and "." not in c and spec.transform is None]
     if missing or unknown_fields:
         parts = []
         if missing:

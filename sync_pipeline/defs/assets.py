@@ -71,8 +71,10 @@ def build_spec_assets(spec: SyncSpec) -> list[dg.AssetsDefinition]:
         dg.AssetSpec(
             documents_key,
             deps=[extract_key],
-            kinds={"pyarrow"},
-            description="Cleansed, field-mapped documents, staged as bulk-ready NDJSON.",
+            kinds={"pyarrow", "pandas"} if spec.transform else {"pyarrow"},
+            description="Cleansed, field-mapped documents, staged as bulk-ready NDJSON."
+            + (f" Each batch goes through {spec.transform.pandas}." if spec.transform else ""),
+            metadata={"transform": spec.transform.pandas} if spec.transform else None,
             group_name=spec.name,
             tags=tags,
             skippable=True,

@@ -19,7 +19,9 @@ from sync_pipeline.core.index_mapping import index_mapping
 from sync_pipeline.core.relations import RelationPlan, TableInfo, plan_relation, relation_problems
 from sync_pipeline.core.specs import SyncSpec
 from sync_pipeline.core.sql import SourceError, read_columns
+from sync_pipeline.core.transform_plan import with_transform
 from sync_pipeline.io.postgres import describe_relations, describe_source, json_value_kinds
+from sync_pipeline.io.transform import resolve as resolve_transform
 
 
 @dataclass(frozen=True)
@@ -41,19 +43,25 @@ class Bound:
         inferred from the values (without it, JSON columns map as objects)."""
         root = [c for c in columns if c.name not in {r.spec.name for r in relations}]
         plan = build_plan(spec, read_columns(root, relations), relations, json_types)
-        return cls(spec, root, plan, relations)
+        return cls(spec, root, _transformed(plan), relations)
 
     @classmethod
     def staged(cls, spec: SyncSpec, staged_columns: list[ColumnInfo]) -> Bound:
         """From a staged extract's columns (a read's, version and relation JSON included): enough
         to turn its rows into documents, not to create an index (use `bind` for that)."""
         root = [c for c in staged_columns if not c.name.startswith("__sync_")]
-        return cls(spec, root, build_plan(spec, staged_columns))
+        return cls(spec, root, _transformed(build_plan(spec, staged_columns)))
 
     @property
     def read_columns(self) -> list[ColumnInfo]:
         """The columns every read of this spec returns (relations and version included)."""
         return read_columns(self.columns, self.relations)
+
+
+def _transformed(plan: DocumentPlan) -> DocumentPlan:
+    """The plan with the spec's transform, when it names one (imported here, at the edge)."""
+    apply = resolve_transform(plan.spec)
+    return plan if apply is None else with_transform(plan, plan.spec.transform.pandas, apply)
 
 
 def _relations(conn: Connection, spec: SyncSpec, columns: list[ColumnInfo]) -> tuple[RelationPlan, ...]:
