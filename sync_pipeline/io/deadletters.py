@@ -62,8 +62,12 @@ def record(
 
 def doc_ids(conn: Connection, spec: str) -> set[str]:
     """The document ids the spec's dead letters hold (none before the table exists: a read,
-    so verify creates nothing in the user's database)."""
-    if conn.execute(sa.select(sa.func.to_regclass(DEAD_LETTERS.name))).scalar() is None:
+    so verify creates nothing in the user's database). A role that may not read the table (a
+    verify needs SELECT on the spec's tables only) gets none: its dead letters are drift to it."""
+    readable = sa.text(
+        "SELECT to_regclass(:t) IS NOT NULL AND has_table_privilege(to_regclass(:t), 'SELECT')"
+    )
+    if not conn.execute(readable, {"t": DEAD_LETTERS.name}).scalar():
         return set()
     return set(conn.execute(sa.select(DEAD_LETTERS.c.doc_id).where(DEAD_LETTERS.c.spec == spec)).scalars())
 
