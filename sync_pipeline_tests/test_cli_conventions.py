@@ -112,7 +112,7 @@ def test_validate_with_servers_reports_every_spec_problem_at_once_exit_1_writing
     assert "every source matches its spec" in out
 
     # two specs, two problems: a field type this server lacks, a table that does not exist
-    lacking = "dense_vector" if es.server.is_opensearch else "knn_vector"
+    lacking = "version" if es.server.is_opensearch else "knn_vector"  # no parameters needed
     ghost = scenario.spec_text().replace(f"name: {scenario.table}", "name: ghost")
     ghost = ghost.replace(f"table: {scenario.table}", f"table: {scenario.table}_gone")
     ghost = ghost.replace(f"index: {scenario.index}", f"index: {scenario.index}_gone")
