@@ -182,3 +182,29 @@ def test_uninstall_lists_no_trigger_postgresql_would_refuse_to_drop(scenario):
         uninstall_capture(scenario.engine, spec)
     with scenario.engine.connect() as conn:
         assert buffer.installed(conn, spec) == []
+
+
+def test_switching_a_partitioned_table_from_logical_to_triggers_hands_its_changes_over(scenario, live):
+    """The slot reports a partitioned table's changes under its partitions' ids: the handover to
+    the buffer maps them as the logical drain does, or they would be dropped with the slot."""
+    parts = _partitioned(scenario)
+    logical_spec, triggers = scenario.spec(extra="    capture: logical"), scenario.spec()
+    install_capture(scenario.engine, logical_spec)
+    _seed(scenario, 1, ROWS)
+    try:
+        assert run_sync([logical_spec], logical_spec, servers=Servers(live.pg_url, live.es_url)).success
+        drain(scenario.engine, scenario.es, logical_spec)
+        scenario.execute(f"UPDATE {scenario.table} SET title = 'in the slot' WHERE id <= 20")
+        scenario.execute(f"DELETE FROM {scenario.table} WHERE id BETWEEN 21 AND 30")
+        install_capture(scenario.engine, triggers)  # 30 changes unconfirmed in the slot
+        with scenario.engine.connect() as conn:
+            assert buffer.buffer_state(conn, triggers).pending >= 30
+        totals = drain(scenario.engine, scenario.es, triggers)
+        assert totals.failed == 0 and totals.deleted == 10, totals
+        assert indexed(scenario.es, scenario.index)["1"]["title"] == "in the slot"
+        record("partitioned root: switch logical -> triggers with 30 changes in the slot", 30, triggers)
+    finally:
+        scenario.engine.dispose()
+        uninstall_capture(scenario.engine, triggers)
+        for part in parts:
+            scenario.execute(f"DROP TABLE IF EXISTS {part}")

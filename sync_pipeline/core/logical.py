@@ -20,12 +20,12 @@ at least as high.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from sync_pipeline.core.capture import TRUNCATE_OP
 from sync_pipeline.core.fanout import Watched
-from sync_pipeline.core.pgoutput import UNCHANGED, Change, Values
+from sync_pipeline.core.pgoutput import UNCHANGED, Change, Truncate, Values
 from sync_pipeline.core.quoting import qualified_table, quote_ident
 
 SLOT_PREFIX = "sync_pipeline_"
@@ -130,6 +130,16 @@ def entries_for(change: Change, watched: Watched) -> list[Entry]:
 
 def truncate_entry(watched: Watched) -> Entry:
     return Entry(watched.source, {}, TRUNCATE_OP)
+
+
+def entries_of(message: object, watched_for: Callable[[int], Sequence[Watched]]) -> list[Entry]:
+    """The entries a decoded Change or Truncate stands for (none for any other message);
+    `watched_for(relation id)`: the watched tables a change under that id belongs to."""
+    if isinstance(message, Change):
+        return [e for w in watched_for(message.relid) for e in entries_for(message, w)]
+    if isinstance(message, Truncate):
+        return [truncate_entry(w) for relid in message.relids for w in watched_for(relid)]
+    return []
 
 
 def lsn_number(text: str) -> int:

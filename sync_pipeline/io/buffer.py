@@ -12,6 +12,7 @@ the same transaction as the claim, so a crash anywhere leaves them queued.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -25,6 +26,7 @@ from sqlalchemy.engine import Connection, Engine
 from sync_pipeline.core import capture
 from sync_pipeline.core.columns import ColumnInfo
 from sync_pipeline.core.fanout import BUFFER_TABLE, Watched
+from sync_pipeline.core.logical import Entry
 from sync_pipeline.core.quoting import qualified_table, quote_ident
 from sync_pipeline.core.specs import SyncSpec
 from sync_pipeline.io import ownership
@@ -304,6 +306,18 @@ def claim(
     """The spec's oldest entries (id, source, op, root key texts), locked until the caller's
     transaction ends (core/capture.claim_query)."""
     return execute(conn, capture.claim_query(spec, root_key, limit, changes)).all()
+
+
+def add_entries(conn: Connection, spec: str, entries: Sequence[Entry], changes: str = BUFFER_TABLE) -> None:
+    """Entries as a trigger writes them (core/logical.Entry), in their order, in one statement:
+    into the buffer (a slot handed over to triggers), or the logical drain's session table."""
+    rows = [{"source": e.source, "pk": e.pk, "op": e.op, "link": e.link} for e in entries]
+    conn.exec_driver_sql(
+        f"INSERT INTO {changes} (spec, source, pk, op, link) "
+        "SELECT %(spec)s, e.v ->> 'source', e.v -> 'pk', e.v ->> 'op', e.v -> 'link' "
+        "FROM jsonb_array_elements(CAST(%(entries)s AS jsonb)) WITH ORDINALITY AS e(v, n) ORDER BY e.n",
+        {"spec": spec, "entries": json.dumps(rows, default=str)},
+    )
 
 
 def remove(conn: Connection, ids: list[int], changes: str = BUFFER_TABLE) -> None:

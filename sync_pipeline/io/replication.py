@@ -5,6 +5,7 @@ their state. The slot's stream of decoded changes is io/change_stream.py.
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from sqlalchemy.engine import Connection, Engine
@@ -61,6 +62,16 @@ def relation_ids(conn: Connection, table: str) -> list[int]:
     """The ids pgoutput may report the table's changes under: its own, and (a partitioned table
     published without publish_via_partition_root) each of its partitions'."""
     return [oid for oid, _ in _tree(conn, table)]
+
+
+def by_relation(conn: Connection, watched: Sequence[Watched]) -> dict[int, list[Watched]]:
+    """Per relation id a change may arrive under, the watched tables it belongs to: a partitioned
+    table's changes arrive under its partitions' ids (see core/logical.publication_sql)."""
+    found: dict[int, list[Watched]] = {}
+    for table in watched:
+        for oid in relation_ids(conn, table.table):
+            found.setdefault(oid, []).append(table)
+    return found
 
 
 def ancestor_ids(conn: Connection, relid: int) -> list[int]:

@@ -15,57 +15,33 @@ still holds for its spec (ops/drain.py).
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Sequence
 
 from sqlalchemy.engine import Engine
 
 from sync_pipeline.core import logical
-from sync_pipeline.core.fanout import BUFFER_TABLE, Watched
-from sync_pipeline.core.pgoutput import Change, Commit, Decoder, Truncate
-from sync_pipeline.core.quoting import qualified_table
+from sync_pipeline.core.fanout import Watched
+from sync_pipeline.core.logical import Entry
+from sync_pipeline.core.pgoutput import Commit, Decoder
 from sync_pipeline.core.specs import SyncSpec
-from sync_pipeline.io import replication
+from sync_pipeline.io import buffer, replication
 
 RELEASE_SECONDS = 5.0
 PAGE_CHANGES = 5000  # messages per peek: whole transactions are read, so a page may run over
 
-_INSERT = (
-    f"INSERT INTO {BUFFER_TABLE} (spec, source, pk, op, link) "
-    "SELECT %(spec)s, e.v ->> 'source', e.v -> 'pk', e.v ->> 'op', e.v -> 'link' "
-    "FROM jsonb_array_elements(CAST(%(entries)s AS jsonb)) WITH ORDINALITY AS e(v, n) ORDER BY e.n"
-)
 
-
-def _by_relation(engine: Engine, watched: Sequence[Watched]) -> dict[int, list[Watched]]:
-    found: dict[int, list[Watched]] = {}
-    with engine.connect() as conn:
-        for table in watched:
-            oid = conn.exec_driver_sql(
-                "SELECT CAST(to_regclass(%(t)s) AS oid)", {"t": qualified_table(table.table)}
-            ).scalar()
-            if oid is not None:
-                found.setdefault(int(oid), []).append(table)
-        conn.commit()
-    return found
-
-
-def _entries(rows: Sequence[bytes], by_relation: dict[int, list[Watched]]) -> tuple[list[dict], int | None]:
+def _entries(rows: Sequence[bytes], by_relation: dict[int, list[Watched]]) -> tuple[list[Entry], int | None]:
     """The buffer entries of a page's whole transactions, and the end of its last commit."""
     decoder, entries, pending = Decoder(), [], []
     end: int | None = None
     for data in rows:
         message = decoder.decode(data)
-        if isinstance(message, Change):
-            for watched in by_relation.get(message.relid, []):
-                pending += logical.entries_for(message, watched)
-        elif isinstance(message, Truncate):
-            for relid in message.relids:
-                pending += [logical.truncate_entry(w) for w in by_relation.get(relid, [])]
-        elif isinstance(message, Commit):
-            entries += [{"source": e.source, "pk": e.pk, "op": e.op, "link": e.link} for e in pending]
+        if isinstance(message, Commit):
+            entries += pending
             pending, end = [], message.end_lsn
+        else:
+            pending += logical.entries_of(message, lambda relid: by_relation.get(relid, []))
     return entries, end
 
 
@@ -85,7 +61,9 @@ def hand_over(engine: Engine, spec: SyncSpec, watched: Sequence[Watched]) -> int
         if state.active_pid is None or time.monotonic() >= deadline:
             break
         time.sleep(0.05)
-    by_relation = _by_relation(engine, watched)
+    with engine.connect() as conn:
+        by_relation = replication.by_relation(conn, watched)  # partitions' ids too
+        conn.commit()
     moved = 0
     while True:
         with engine.begin() as conn:
@@ -94,9 +72,7 @@ def hand_over(engine: Engine, spec: SyncSpec, watched: Sequence[Watched]) -> int
             if end is None:
                 return moved
             if entries:
-                conn.exec_driver_sql(
-                    _INSERT, {"spec": spec.name, "entries": json.dumps(entries, default=str)}
-                )
+                buffer.add_entries(conn, spec.name, entries)
         moved += len(entries)
         # committed to the buffer: past them, the slot need not send them again
         replication.advance(engine, spec.name, end)

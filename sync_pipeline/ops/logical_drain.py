@@ -21,7 +21,6 @@ while a batch is applied, only the columns the entries need.
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable
 from typing import Any
@@ -51,11 +50,6 @@ _CHANGES_DDL = (
     "spec text NOT NULL, source text, pk jsonb NOT NULL, op char(1) NOT NULL, link jsonb) "
     "ON COMMIT DELETE ROWS"
 )
-_INSERT = (
-    f"INSERT INTO {CHANGES} (spec, source, pk, op, link) "
-    "SELECT %(spec)s, e.v ->> 'source', e.v -> 'pk', e.v ->> 'op', e.v -> 'link' "
-    "FROM jsonb_array_elements(CAST(%(entries)s AS jsonb)) WITH ORDINALITY AS e(v, n) ORDER BY e.n"
-)
 VISIBILITY_WAIT_SECONDS = 10.0  # a committed transaction shows in new snapshots within moments
 IDLE_CONFIRM_SECONDS = 5.0
 QUIET_SECONDS = 0.02  # no message for this long after some: the burst is over, apply it
@@ -63,13 +57,9 @@ IDLE_WAIT_SECONDS = 0.5
 
 
 def watched_by_relation(engine: Engine, spec: SyncSpec) -> dict[int, list[Watched]]:
-    """Per relation id a change may arrive under, the watched tables it belongs to: a partitioned
-    table's changes arrive under its partitions' ids (see core/logical.publication_sql)."""
-    found: dict[int, list[Watched]] = {}
+    """The spec's watched tables by the relation ids their changes arrive under (io/replication)."""
     with engine.connect() as conn:
-        for watched in watched_now(conn, spec):
-            for oid in replication.relation_ids(conn, watched.table):
-                found.setdefault(oid, []).append(watched)
+        found = replication.by_relation(conn, watched_now(conn, spec))
         conn.commit()
     return found
 
@@ -104,7 +94,7 @@ class _Applier:
     def __init__(self, engine: Engine, es: SearchTarget, bound: Bound, totals: DrainTotals, run_id, on_batch):
         self.engine, self.es, self.bound, self.totals = engine, es, bound, totals
         self.batches = Batches(engine, es, bound, totals, run_id, on_batch)
-        self.entries: list[dict[str, Any]] = []
+        self.entries: list[logical.Entry] = []
         self.xids: set[int] = set()
         self.tables: dict[str, Any] = {}
         self.conn = engine.connect().execution_options(**REPEATABLE_READ)
@@ -112,13 +102,13 @@ class _Applier:
             self.conn.exec_driver_sql(_CHANGES_DDL)
 
     def add(self, entry: logical.Entry, xid: int) -> None:
-        self.entries.append({"source": entry.source, "pk": entry.pk, "op": entry.op, "link": entry.link})
+        self.entries.append(entry)
         self.xids.add(xid)
 
     def apply(self) -> None:
         if not self.entries:
             return
-        if any(e["op"] == TRUNCATE_OP for e in self.entries):
+        if any(e.op == TRUNCATE_OP for e in self.entries):
             self._reconcile()
             self.entries, self.xids = [], set()
             return
@@ -143,7 +133,7 @@ class _Applier:
             time.sleep(0.002)
 
     def _write(self) -> None:
-        if all(e["source"] is None for e in self.entries):
+        if all(e.source is None for e in self.entries):
             self._write_roots()
         else:
             self._write_claimed()
@@ -162,15 +152,14 @@ class _Applier:
         no session table to be claimed from and resolved through. Their keys are pgoutput's
         texts ('t', a timestamp in the sender's zone, char(n) padded): PostgreSQL turns them into
         the canonical texts a claim returns (core/keys.py), or a delete would miss its document."""
-        pks = [e["pk"] for e in self.entries]
+        pks = [e.pk for e in self.entries]
         statement = canonical_keys_query(self.bound.spec, self.bound.plan.keys, pks)
         keys = dict.fromkeys(tuple(row) for row in execute(self.conn, statement))
         self.batches.write_all(self.conn, [list(keys)])
 
     def _write_claimed(self) -> None:
         conn, spec, size = self.conn, self.bound.spec, self.bound.spec.batch_size
-        entries = json.dumps(self.entries, default=str)
-        conn.exec_driver_sql(_INSERT, {"spec": spec.name, "entries": entries})
+        buffer.add_entries(conn, spec.name, self.entries, CHANGES)
         while claimed := buffer.claim(conn, spec, self.bound.plan.keys, size, CHANGES):
             apply_claimed(
                 conn, self.engine, self.es, self.bound, self.batches, claimed, size, self.tables,
@@ -284,14 +273,9 @@ def follow_logical(
             last_message = time.monotonic()
             if isinstance(message, Begin):
                 xid, in_transaction = message.xid, True
-            elif isinstance(message, Change):
-                for watched in relations(message.relid):
-                    for entry in logical.entries_for(message, watched):
-                        applier.add(entry, xid)
-            elif isinstance(message, Truncate):
-                for relid in message.relids:
-                    for watched in relations(relid):
-                        applier.add(logical.truncate_entry(watched), xid)
+            elif isinstance(message, Change | Truncate):
+                for entry in logical.entries_of(message, relations):
+                    applier.add(entry, xid)
             elif isinstance(message, Commit):
                 confirmable, in_transaction = message.end_lsn, False
             if len(applier.entries) >= spec.batch_size:
