@@ -11,7 +11,7 @@ from __future__ import annotations
 import random
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from itertools import pairwise
+from itertools import islice, pairwise
 from typing import Any
 
 import orjson
@@ -187,6 +187,9 @@ def documents_accounted(counts: Any) -> int:
     return written + counts.stale_skipped + counts.conflicts + counts.failed + counts.dead_lettered
 
 
+FIRST_ERRORS = 5  # errors a batch's result and a run's totals keep word for word
+
+
 @dataclass
 class BatchResult:
     batch: int
@@ -218,7 +221,7 @@ class BatchResult:
         self.stale_ids.extend(part.stale_ids)
         self.stale_versions.update(part.stale_versions)
         self.rejected.extend(part.rejected)
-        self.errors.extend(part.errors[: max(0, 5 - len(self.errors))])
+        self.errors.extend(part.errors[: max(0, FIRST_ERRORS - len(self.errors))])
         self.seconds = max(self.seconds, part.seconds)
 
     def mark_conflicts(self, ids: set[str]) -> None:
@@ -251,6 +254,17 @@ class LoadTotals:
     def docs(self) -> int:
         return documents_accounted(self)
 
+    def keep_errors(self, errors: Iterable[dict[str, Any]]) -> None:
+        """The first FIRST_ERRORS errors of the run, for its record; the rest are only counted."""
+        room = FIRST_ERRORS - len(self.first_errors)
+        if room > 0:
+            self.first_errors.extend(islice(errors, room))
+
+    def count_dead_letters(self, rejected: Sequence[Rejected]) -> None:
+        """Rows stored as dead letters instead of being sent (core/poison.py, a transform's)."""
+        self.dead_lettered += len(rejected)
+        self.keep_errors(r.error for r in rejected)
+
     def add(self, result: BatchResult) -> None:
         self.batches += 1
         self.indexed += result.indexed
@@ -260,8 +274,7 @@ class LoadTotals:
         self.failed += result.failed
         self.dead_lettered += result.dead_lettered
         self.seconds += result.seconds
-        if len(self.first_errors) < 5:
-            self.first_errors.extend(result.errors[: 5 - len(self.first_errors)])
+        self.keep_errors(result.errors)
 
 
 DEFAULT_BODY_BYTES = 5 * 1024 * 1024

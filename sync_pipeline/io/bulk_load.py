@@ -21,6 +21,7 @@ import orjson
 
 from sync_pipeline.core.bulk import (
     DEFAULT_RETRY,
+    FIRST_ERRORS,
     TRANSIENT_STATUS,
     BatchResult,
     BulkBody,
@@ -145,7 +146,7 @@ def send_body(
                 op, doc_id = _op_and_id(doc[0])
                 summary = _error_summary(op, doc_id, info)
                 result.rejected.append(_rejected(doc, summary))
-                if len(result.errors) < 5:
+                if len(result.errors) < FIRST_ERRORS:
                     result.errors.append(summary)
         if not retry_later:
             break
@@ -153,7 +154,7 @@ def send_body(
         if attempt == retry.attempts or time.monotonic() + delay > deadline:
             result.failed += len(retry_later)
             last = {i: next(iter(item.values())) for i, item in zip(pending, response["items"], strict=True)}
-            for i in retry_later[: max(0, 5 - len(result.errors))]:
+            for i in retry_later[: max(0, FIRST_ERRORS - len(result.errors))]:
                 op, doc_id = _op_and_id(body.doc(i)[0])
                 result.errors.append(_error_summary(op, doc_id, last[i]))
             break

@@ -64,7 +64,7 @@ class DrainTotals(LoadTotals):
         self.claimed += getattr(other, "claimed", 0)
         self.reconciled += getattr(other, "reconciled", 0)
         self.mapping_changes.extend(other.mapping_changes)
-        self.first_errors.extend(other.first_errors[: max(0, 5 - len(self.first_errors))])
+        self.keep_errors(other.first_errors)
 
 
 # bodies sent while the next keys are read: one in Elasticsearch at a time, so reading
@@ -94,10 +94,7 @@ class Batches:
             body, rejected = resync_body(conn, self.bound, part)
             if rejected:  # in the claim's transaction: its entries go only with their dead letters
                 deadletters.record(conn, self.bound.spec.name, rejected, "buffer", self.run_id)
-                self.totals.dead_lettered += len(rejected)
-                self.totals.first_errors.extend(
-                    r.error for r in rejected[: max(0, 5 - len(self.totals.first_errors))]
-                )
+                self.totals.count_dead_letters(rejected)
             while len(self._pending) >= IN_FLIGHT:
                 self._finish(self._pending.popleft())
             if body is not None:
@@ -200,9 +197,9 @@ def reconcile_truncate(
     when Elasticsearch did not take every repair."""
     # a trigger that could not read its row (a column renamed or dropped since install) says
     # why: the reconcile covers the change, the run shows the cause
-    for row in claimed:
-        if row.capture_error and len(totals.first_errors) < 5:
-            totals.first_errors.append({"capture_error": row.capture_error, "source": row.source})
+    totals.keep_errors(
+        {"capture_error": row.capture_error, "source": row.source} for row in claimed if row.capture_error
+    )
     started = time.perf_counter()
     report = verify_spec(engine, es, spec, fix=True)
     repaired = report.repaired or LoadTotals()

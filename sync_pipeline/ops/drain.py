@@ -65,29 +65,17 @@ def drain(
     what is left waits for the next run, which keeps every run inside its max runtime); then
     answer a partition detached, attached or dropped since the last drain
     (ops/partition_sets.py)."""
-    totals = _drain(engine, es, spec, batch_size, run_id, on_batch, max_batches, deadline)
-    totals.absorb(reconcile_partition_changes(engine, es, spec))
-    return totals
-
-
-def _drain(
-    engine: Engine,
-    es: SearchTarget,
-    spec: SyncSpec,
-    batch_size: int | None,
-    run_id: str | None,
-    on_batch: Callable[[BatchResult], None] | None,
-    max_batches: int | None,
-    deadline: float | None,
-) -> DrainTotals:
     if spec.capture == "logical":
         seconds = (
             max(0.0, deadline - time.monotonic())
             if deadline is not None
             else spec.buffer_sensor.max_run_seconds
         )
-        return _logical(engine, es, spec, 0, seconds, run_id, on_batch)
-    return _drain_buffer(engine, es, spec, batch_size, run_id, on_batch, max_batches, deadline)
+        totals = _logical(engine, es, spec, 0, seconds, run_id, on_batch)
+    else:
+        totals = _drain_buffer(engine, es, spec, batch_size, run_id, on_batch, max_batches, deadline)
+    totals.absorb(reconcile_partition_changes(engine, es, spec))
+    return totals
 
 
 def _logical(
@@ -204,8 +192,23 @@ def follow(
     """
     if spec.capture == "logical":
         totals = _logical(engine, es, spec, idle_seconds, max_seconds, run_id, on_batch)
-        totals.absorb(reconcile_partition_changes(engine, es, spec))
-        return totals
+    else:
+        totals = _follow_buffer(engine, es, spec, idle_seconds, max_seconds, run_id, on_batch)
+    # once per run, not per round: a following drain woken by every change would otherwise read
+    # the catalog of each watched table each time
+    totals.absorb(reconcile_partition_changes(engine, es, spec))
+    return totals
+
+
+def _follow_buffer(
+    engine: Engine,
+    es: SearchTarget,
+    spec: SyncSpec,
+    idle_seconds: float | None,
+    max_seconds: float,
+    run_id: str | None,
+    on_batch: Callable[[BatchResult], None] | None,
+) -> DrainTotals:
     started = time.monotonic()
     deadline = started + max_seconds
     poll = spec.buffer_sensor.poll_seconds
@@ -214,7 +217,7 @@ def follow(
         if spec.buffer_sensor.notify:  # listening before the first drain: no change slips by
             url = engine.url.render_as_string(hide_password=False)
             listener = stack.enter_context(ChangeListener(url))
-        totals = drain(engine, es, spec, run_id=run_id, on_batch=on_batch, deadline=deadline)
+        totals = _drain_buffer(engine, es, spec, run_id=run_id, on_batch=on_batch, deadline=deadline)
         last_change = time.monotonic()
         while idle_seconds != 0:
             now = time.monotonic()
@@ -227,7 +230,7 @@ def follow(
                 woken = False
             if not woken and not has_pending(engine, spec):
                 continue
-            more = drain(engine, es, spec, run_id=run_id, on_batch=on_batch, deadline=deadline)
+            more = _drain_buffer(engine, es, spec, run_id=run_id, on_batch=on_batch, deadline=deadline)
             if more.claimed:
                 last_change = time.monotonic()
                 totals.absorb(more)

@@ -1,5 +1,5 @@
-"""A partition detached, attached or dropped reaches the index: checked at the start of every
-drain, in both capture modes.
+"""A partition detached, attached or dropped reaches the index: checked at the end of every
+drain run, in both capture modes.
 
 None of the three fires a trigger or logs a row change, yet each takes rows out of a watched
 table or brings rows into it. So a drain compares each watched partitioned table's partitions

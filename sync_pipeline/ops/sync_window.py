@@ -199,7 +199,9 @@ def sync_window(run: WindowRun, es: SearchTarget) -> WindowResult:
         _documents(_timed(rows, result.extracted), bound.plan, result.documents, run), result.documents.path
     )
     result.totals = load(run, es, rebody(bodies, spec.batch_size, spec.target.bulk_max_bytes))
-    _count_unrepresentable(result.totals, result.documents.rejected)
+    # the window's dead-lettered rows in its totals, as refused documents are (the run's check
+    # fails on them, and `dead-letters` lists why)
+    result.totals.count_dead_letters(result.documents.rejected)
     result.totals.mapping_changes = result.target.lines
     progress.notify("extracted", spec=spec.name, rows=result.extracted.rows)
     run.log(
@@ -240,13 +242,6 @@ def documents_stage(run: WindowRun) -> Documents:
     for _ in staged_bodies(_documents(batches, plan, counts, run), counts.path):
         pass
     return counts
-
-
-def _count_unrepresentable(totals: LoadTotals, rejected: list[Rejected]) -> None:
-    """The window's dead-lettered rows in its totals, as refused documents are (the run's check
-    fails on them, and `dead-letters` lists why)."""
-    totals.dead_lettered += len(rejected)
-    totals.first_errors.extend(r.error for r in rejected[: max(0, 5 - len(totals.first_errors))])
 
 
 def index_stage(run: WindowRun, es: SearchTarget) -> WindowResult:
