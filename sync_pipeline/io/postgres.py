@@ -7,7 +7,7 @@ by the ADBC driver in batches, so memory is one batch whatever the table holds.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
 from functools import lru_cache
 from typing import Any
@@ -238,11 +238,34 @@ def iter_pages(
     modes: Sequence[PageMode] | None = None,
     relations: Sequence[RelationPlan] = (),
 ) -> Iterator[pa.RecordBatch]:
-    """Yield rows as Arrow record batches of at most `page_size` rows, by keyset pages.
+    """Yield rows as Arrow record batches of at most `page_size` rows, by keyset pages, every
+    page read on `conn` (in its transaction, if it has one).
 
     By default: the window's rows (and first the NULL-updated_at rows when the
     window owns them).
     """
+    return keyset_pages(
+        lambda statement: execute(conn, statement).fetchall(),
+        spec,
+        columns,
+        window,
+        page_size,
+        modes,
+        relations,
+    )
+
+
+def keyset_pages(
+    fetch: Callable[[Statement], Sequence[Any]],
+    spec: SyncSpec,
+    columns: Sequence[ColumnInfo],
+    window: Window | None,
+    page_size: int,
+    modes: Sequence[PageMode] | None = None,
+    relations: Sequence[RelationPlan] = (),
+) -> Iterator[pa.RecordBatch]:
+    """iter_pages with each page's statement run by `fetch` (io/ranges: each in a transaction of
+    its own)."""
     if modes is None:
         with_nulls = window is not None and window.include_null_updated_at
         modes = ["null_updated_at", "window"] if with_nulls else ["window"]
@@ -253,9 +276,7 @@ def iter_pages(
     for mode in modes:
         after: list[Any] | None = None
         while True:
-            rows = execute(
-                conn, sql.page_query(spec, columns, window, after, page_size, mode, relations)
-            ).fetchall()
+            rows = fetch(sql.page_query(spec, columns, window, after, page_size, mode, relations))
             if not rows:
                 break
             yield rows_to_batch(rows, schema)

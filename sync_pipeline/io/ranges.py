@@ -22,10 +22,11 @@ import pyarrow as pa
 from sqlalchemy.engine import Connection, Engine
 
 from sync_pipeline.core import sql
-from sync_pipeline.core.columns import ColumnInfo, arrow_schema
+from sync_pipeline.core.columns import ColumnInfo
 from sync_pipeline.core.relations import RelationPlan
 from sync_pipeline.core.specs import SyncSpec
-from sync_pipeline.io.postgres import execute, rows_to_batch
+from sync_pipeline.core.sql import Statement
+from sync_pipeline.io.postgres import execute, keyset_pages
 from sync_pipeline.settings import session_limits
 
 
@@ -48,17 +49,9 @@ def iter_key_ranges(
     """Every row of the source in key order, as batches of at most `page_size` rows; each batch
     read in a transaction of its own that has ended before the batch is yielded. A row
     committed meanwhile is read if its key lies ahead of the ranges already read."""
-    schema = arrow_schema(sql.read_columns(columns, relations))
-    names = [c.name for c in columns]
-    key_positions = [names.index(c) for c in spec.source.primary_key]
-    after: list[Any] | None = None
-    while True:
-        statement = sql.page_query(spec, columns, None, after, page_size, "by_key", relations)
+
+    def fetch(statement: Statement) -> Sequence[Any]:
         with range_transaction(engine) as conn:
-            rows = execute(conn, statement).fetchall()
-        if not rows:
-            return
-        yield rows_to_batch(rows, schema)
-        if len(rows) < page_size:
-            return
-        after = [rows[-1][i] for i in key_positions]
+            return execute(conn, statement).fetchall()
+
+    return keyset_pages(fetch, spec, columns, None, page_size, ["by_key"], relations)
