@@ -8,11 +8,12 @@ depth; sync_pipeline generates the SQL and the change fan-out from it.
 
 from __future__ import annotations
 
-import difflib
 import re
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from sync_pipeline.core.spec_errors import did_you_mean
 
 RelationKind = Literal["many_to_one", "one_to_many", "many_to_many"]
 RELATION_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
@@ -254,18 +255,13 @@ class SourceSpec(_Strict):
         if relation is None:
             listed = ", ".join(sorted(known)) or "none"
             candidates = [f"{p}.{c}" for p, r in known.items() for c in (r.columns or [column])]
-            return f"'{path}' is no relation of the source (relations: {listed})" + _did_you_mean(
+            return f"'{path}' is no relation of the source (relations: {listed})" + did_you_mean(
                 name, candidates
             )
         if relation.columns is not None and column not in relation.columns:
             return (
                 f"relation '{path}' reads no column '{column}' (its columns: "
                 f"{', '.join(relation.columns) or 'none'})"
-                + _did_you_mean(name, [f"{path}.{c}" for c in relation.columns])
+                + did_you_mean(name, [f"{path}.{c}" for c in relation.columns])
             )
         return None
-
-
-def _did_you_mean(name: str, candidates: list[str]) -> str:
-    close = difflib.get_close_matches(name, candidates, n=1, cutoff=0.6)
-    return f"; did you mean '{close[0]}'?" if close else ""

@@ -140,14 +140,21 @@ def _literal_choices(model: type[BaseModel], path: Path) -> list[str]:
     ]
 
 
+def did_you_mean(name: str, candidates: Sequence[str]) -> str:
+    """`; did you mean 'x'?` for the candidate closest to a misspelled `name`, or nothing: the
+    one suggestion every spec error gives."""
+    close = difflib.get_close_matches(name, list(candidates), n=1, cutoff=0.6)
+    return f"; did you mean '{close[0]}'?" if close else ""
+
+
 def message(model: type[BaseModel], path: Path, error: Mapping[str, Any]) -> str:
     """What is wrong at `path`, with a suggestion where one can be given."""
     kind = error.get("type", "")
     if kind == "extra_forbidden" and path:
         known = known_keys(model, path[:-1])
-        close = difflib.get_close_matches(str(path[-1]), known, n=1, cutoff=0.6)
-        if close:
-            return f"unknown key; did you mean '{close[0]}'?"
+        hint = did_you_mean(str(path[-1]), known)
+        if hint:
+            return f"unknown key{hint}"
         return f"unknown key (known: {', '.join(known)})" if known else "unknown key"
     if kind == "missing":
         return "required key missing"
@@ -159,9 +166,7 @@ def message(model: type[BaseModel], path: Path, error: Mapping[str, Any]) -> str
     if kind in _NUMBER_ERRORS and path and str(path[-1]).endswith("_seconds"):
         return f"{text}; {SECONDS_HINT}"
     if kind == "literal_error" and isinstance(error.get("input"), str):
-        close = difflib.get_close_matches(error["input"], _literal_choices(model, path), n=1, cutoff=0.6)
-        if close:
-            return f"{text}; did you mean '{close[0]}'?"
+        return text + did_you_mean(error["input"], _literal_choices(model, path))
     return text
 
 

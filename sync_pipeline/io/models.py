@@ -8,7 +8,6 @@ spec states itself wins over what the model says, so every YAML option stays an 
 
 from __future__ import annotations
 
-import difflib
 import importlib
 import sys
 from collections.abc import Iterable, Mapping, Sequence
@@ -24,7 +23,7 @@ from sqlalchemy.sql.elements import BinaryExpression, BooleanClauseList, ColumnC
 
 from sync_pipeline.core import specs as core_specs
 from sync_pipeline.core.spec_errors import Path as KeyPath
-from sync_pipeline.core.spec_errors import describe, dotted
+from sync_pipeline.core.spec_errors import describe, did_you_mean, dotted
 from sync_pipeline.core.specs import SpecError, SyncSpec
 from sync_pipeline.io.catalog import UnknownTable, describe_table
 
@@ -55,7 +54,7 @@ def import_model(reference: str, base: Path | None = None) -> Mapper[Any]:
         if not hasattr(target, part):
             names = [n for n in dir(target) if not n.startswith("_")]
             raise ModelError(
-                ("model",), f"module {module_name!r} has no {attribute!r}" + _did_you_mean(part, names)
+                ("model",), f"module {module_name!r} has no {attribute!r}" + did_you_mean(part, names)
             )
         target = getattr(target, part)
     mapper = sa.inspect(target, raiseerr=False) if isinstance(target, type) else None
@@ -147,7 +146,7 @@ def _relations(
                 raise ModelError(
                     ("relations", index),
                     f"{part!r} is no relationship() of {where} (its relationships: "
-                    f"{', '.join(known) or 'none'})" + _did_you_mean(part, known),
+                    f"{', '.join(known) or 'none'})" + did_you_mean(part, known),
                 )
             prop = owner.relationships[part]
             found = next((r for r in siblings if isinstance(r, dict) and r.get("name") == part), None)
@@ -311,7 +310,7 @@ def model_mismatches(conn: Connection, spec: SyncSpec) -> list[str]:
             if column.name not in present:
                 found.append(
                     f"model {what} maps column {column.name!r} that table {name} lacks (renamed or dropped "
-                    "by a migration?)" + _did_you_mean(column.name, sorted(present))
+                    "by a migration?)" + did_you_mean(column.name, sorted(present))
                 )
                 continue
             mapped, held = _model_family(column.type), _database_family(present[column.name])
@@ -369,8 +368,3 @@ def _database_family(held: str) -> str:
         "jsonb": "json",
     }
     return families.get(head, "")
-
-
-def _did_you_mean(name: str, candidates: Sequence[str]) -> str:
-    close = difflib.get_close_matches(name, list(candidates), n=1, cutoff=0.6)
-    return f"; did you mean {close[0]!r}?" if close else ""
