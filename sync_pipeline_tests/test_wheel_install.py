@@ -129,6 +129,8 @@ def test_the_installed_wheel_inits_validates_syncs_and_verifies(installed, live,
         spec_file["specs"][0]["partitions"]["start"] = (now - timedelta(days=1)).strftime("%Y-%m-%d")
         (synced / "sync.yaml").write_text(yaml.safe_dump(spec_file, sort_keys=False))
         _run([cli, "validate", "--offline"], synced, env)
+        # with the servers: the table, its key and columns, the mapping the server takes
+        assert "every source matches its spec" in _run([cli, "validate"], synced, env)
         summary = _run([cli, "sync", "--spec", table, "--full"], synced, env)
         assert "succeeded" in summary and (synced / ".dagster_home" / "dagster.yaml").exists()
         verified = _run([cli, "verify", "--spec", table], synced, env)
