@@ -6,7 +6,7 @@ normalised, and products that share words get nearby vectors. It is deterministi
 gives the same vector on any machine — which a transform must be, or `verify` reports drift no
 sync can fix. A real deployment would call its embedding model here, batch by batch.
 
-    sync-pipeline --config semantic.yaml sync --spec products_semantic
+    sync-pipeline --config semantic.yaml sync --spec products_semantic --full
     sync-pipeline --config semantic.yaml search --spec products_semantic --knn embedding \\
         --vector "$(python -m shop.search 'green tea')"
 """
