@@ -131,6 +131,13 @@ def test_poison_rows_become_dead_letters_and_the_sync_and_drains_flow_on(scenari
         # nothing is left to claim: the buffer is empty, the slot confirmed past the poison row
         again = drain(scenario.engine, scenario.es, spec)
         assert again.dead_lettered == 0 and again.claimed == 0
+        # changed again and still poison: its letter is replaced, not joined by a second one
+        scenario.execute(f"UPDATE {scenario.table} SET title = 'still poison' WHERE id = 10")
+        assert drain(scenario.engine, scenario.es, spec).dead_lettered == 1
+        with scenario.engine.begin() as conn:
+            assert deadletters.count(conn, scenario.table) == len(POISON) + 1
+            letters = deadletters.list_dead_letters(conn, scenario.table, 500)
+        assert [d["doc_id"] for d in letters].count("10") == 1
         with scenario.engine.begin() as conn:
             if capture == "triggers":
                 assert not buffer.has_pending(scenario.engine, spec)
