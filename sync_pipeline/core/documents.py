@@ -28,7 +28,7 @@ from sync_pipeline.core.bulk import BulkBody, BulkChunk, action_array, action_ta
 from sync_pipeline.core.cleanse import FieldPlan, cleanse_array, exact_longs
 from sync_pipeline.core.columns import ColumnInfo, infer_es_type, key_sort_problem
 from sync_pipeline.core.json_text import float_text, is_nested, json_text
-from sync_pipeline.core.keys import canonical_texts, check_no_null_keys, ids_from_texts
+from sync_pipeline.core.keys import check_no_null_keys, ids_from_texts, key_texts
 from sync_pipeline.core.relations import RelationPlan
 from sync_pipeline.core.sources import RESERVED_PREFIX
 from sync_pipeline.core.specs import SyncSpec
@@ -140,7 +140,7 @@ def document_ids(batch: pa.RecordBatch, plan: DocumentPlan) -> list[str]:
 
 
 def _id_array(batch: pa.RecordBatch, plan: DocumentPlan) -> pa.Array:
-    texts = canonical_texts(batch, plan.keys, plan.spec.naive_timezone)
+    texts = key_texts(batch, plan.keys, plan.spec.naive_timezone)
     check_no_null_keys(texts, plan.spec.name)
     return ids_from_texts(texts, plan.keys)
 
