@@ -162,6 +162,12 @@ class ScheduleSpec(Strict):
         description="a sensor syncs every closed window without a materialization (failed runs, "
         "ticks missed while the daemon was down); false leaves them to you",
     )
+    stale_after: timedelta | None = Field(
+        default=None,
+        ge=timedelta(minutes=1),
+        description="the index asset is stale (FAIL in the UI's asset health) when no window was synced "
+        "for this long; default: one window plus an hour (docs/operating.md#freshness)",
+    )
 
 
 TRANSFORM_PATH = re.compile(r"^[A-Za-z_][A-Za-z0-9_.]*:[A-Za-z_][A-Za-z0-9_]*$")
