@@ -133,7 +133,7 @@ class BufferSensorSpec(Strict):
         default=600.0,
         gt=0,
         description="alert when the oldest buffered change waited this long, whatever the reason "
-        "(again every lag_alert_seconds while it lasts)",
+        "(once, and a resolved message when it clears)",
     )
 
     @property
