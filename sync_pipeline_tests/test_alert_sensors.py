@@ -11,8 +11,11 @@ import dagster as dg
 import pytest
 
 from sync_pipeline.apps.cli.runner import run_sync
+from sync_pipeline.core.naming import index_asset
 from sync_pipeline.core.specs import parse_specs
+from sync_pipeline.defs import build_definitions
 from sync_pipeline.defs.alerts import AlertChannels, quality_alerts, run_failure_alerts
+from sync_pipeline.defs.freshness import build_freshness_alert_sensor
 from sync_pipeline.defs.resources import PostgresResource
 from sync_pipeline.defs.sensors import build_buffer_sensor
 from sync_pipeline.ops.capture import install_capture, uninstall_capture
@@ -153,3 +156,53 @@ def test_a_lagging_buffer_alerts_once_while_it_lasts_and_once_resolved(scenario,
         assert indexed(scenario.es, scenario.index)["1"]["title"] == "late"
     finally:
         uninstall_capture(scenario.engine, spec)
+
+
+def test_a_stale_index_alerts_once_and_once_resolved_from_dagsters_freshness(scenario, insert_rows, receiver):
+    # Dagster's daemon records each asset's freshness state (its freshness loop, step by step
+    # here with the clock set ahead): the alert sensor sends FAIL once and the return to PASS once
+    import asyncio
+    from datetime import UTC, datetime, timedelta
+
+    from dagster._core.loader import LoadingContextForTest
+    from dagster._core.test_utils import freeze_time
+    from dagster._daemon.freshness import FreshnessDaemon
+
+    url, received = receiver
+    spec = scenario.spec()  # month windows: stale 31 days + 1 hour after the last sync
+    insert_rows(range(1, 4), "2026-02-01 00:00:00+00")
+    assert run_sync([spec], spec).success
+    instance = dg.DagsterInstance.get()
+    index = dg.AssetKey(index_asset(spec.name))
+    node = build_definitions([spec]).resolve_asset_graph().get(index)
+    daemon = FreshnessDaemon()
+    sensor_def = build_freshness_alert_sensor([spec])
+    resources = {"alert_channels": AlertChannels(webhook_url=url)}
+
+    def evaluate(at: datetime) -> str:
+        with freeze_time(at):
+            asyncio.run(daemon._evaluate_asset(context=LoadingContextForTest(instance), node=node))
+        return instance.get_freshness_state_records([index])[index].freshness_state.value
+
+    def tick(cursor: str | None) -> str | None:
+        context = dg.build_sensor_context(instance=instance, resources=resources, cursor=cursor)
+        sensor_def(context)
+        return context.cursor
+
+    now = datetime.now(UTC)
+    assert evaluate(now) == "PASS"
+    cursor = tick(None)
+    assert received == []
+
+    assert evaluate(now + timedelta(days=32)) == "FAIL"
+    cursor = tick(tick(cursor))
+    (stale,) = received
+    assert stale["blocks"][0]["text"]["text"] == f"Index of {spec.name} is stale: {spec.name}_index"
+
+    assert evaluate(now) == "PASS"  # synced since (the same sync, seen at the real time)
+    cursor = tick(cursor)
+    assert len(received) == 2
+    assert (
+        received[1]["blocks"][0]["text"]["text"]
+        == f"Resolved: Index of {spec.name} is stale: {spec.name}_index"
+    )

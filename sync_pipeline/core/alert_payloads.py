@@ -22,6 +22,7 @@ _PAGERDUTY_SEVERITY = {
     "capture_missing": "error",
     "buffer_lag": "warning",
     "slot_lag": "warning",
+    "stale": "warning",
 }
 
 

@@ -27,6 +27,7 @@ ALERT_KINDS = (
     "buffer_lag",
     "slot_lag",
     "capture_missing",
+    "stale",
 )
 # a slot in one of these states no longer holds all its WAL (unreserved) or has lost some (lost)
 SLOT_AT_RISK = ("unreserved", "lost")
@@ -300,4 +301,18 @@ def alert_for_capture_missing(spec: str, gaps: list[str]) -> Alert:
         counts={"triggers": len(gaps)},
         first_error="\n".join(gaps),
         title=f"Change capture of {spec}: {len(gaps)} trigger(s) missing, disabled or bypassed",
+    )
+
+
+def alert_for_stale(spec: str, stale: list[str]) -> Alert:
+    """Dagster's freshness of some of a spec's assets is FAIL: no window synced, or no drain run
+    ended, for longer than the asset's freshness policy allows (`stale`: one line per asset)."""
+    return Alert(
+        kind="stale",
+        spec=spec,
+        partition=None,
+        run_id="",
+        counts={"stale_assets": len(stale)},
+        first_error="\n".join(stale),
+        title=f"Index of {spec} is stale: {', '.join(line.split(':')[0] for line in stale)}",
     )
