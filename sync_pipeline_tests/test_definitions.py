@@ -42,6 +42,7 @@ def test_definitions_snapshot_for_the_repository_spec():
     assert sorted(s.name for s in repository.sensor_defs) == [
         "products_buffer_sensor",
         "products_catchup_sensor",
+        "sync_freshness_alerts",
         "sync_quality_alerts",
         "sync_run_failure_alerts",
     ]

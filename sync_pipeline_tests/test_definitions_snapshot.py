@@ -38,6 +38,7 @@ def describe(defs: dg.Definitions) -> dict[str, Any]:
             "deps": sorted(k.to_user_string() for k in node.parent_keys),
             "partitioned": type(node.partitions_def).__name__ if node.partitions_def else None,
             "tags": dict(sorted(node.tags.items())),
+            "freshness": _freshness(node.freshness_policy),
         }
     return {
         "assets": assets,
@@ -53,6 +54,17 @@ def describe(defs: dg.Definitions) -> dict[str, Any]:
         },
         "sensors": sorted(s.name for s in repository.sensor_defs),
         "resources": sorted(defs.resources or {}),
+    }
+
+
+def _freshness(policy: dg.FreshnessPolicy | None) -> dict[str, float | None] | None:
+    """A time-window freshness policy as its windows in seconds (what the UI's health shows)."""
+    if policy is None:
+        return None
+    warn = getattr(policy, "warn_window", None)
+    return {
+        "fail_seconds": policy.fail_window.to_timedelta().total_seconds(),
+        "warn_seconds": warn.to_timedelta().total_seconds() if warn else None,
     }
 
 

@@ -173,6 +173,12 @@ def test_init_from_database_reads_the_tables_named(live, pg, tmp_path, monkeypat
 OPTIONAL_IMPORTS = {
     "botocore": "io/search/sigv4.py (AWS SigV4)",
     "dagster_celery": "the `celery` extra",
+    # defs/alert_destinations.py: the `alerts` extra (Slack, PagerDuty, Teams through Dagster's integrations)
+    "dagster_slack": "the `alerts` extra",
+    "slack_sdk": "the `alerts` extra (dagster-slack's client)",
+    "dagster_pagerduty": "the `alerts` extra",
+    "pypd": "the `alerts` extra (dagster-pagerduty's client)",
+    "dagster_msteams": "the `alerts` extra",
     "pandas": "io/transform.py (the `pandas` extra, for a spec's transform)",
 }
 

@@ -20,7 +20,7 @@ from sync_pipeline.defs.sensors import (
     drain_run_key,
     follow_decision,
     running_drain_max_id,
-    slot_alert_due,
+    slot_at_risk,
 )
 from sync_pipeline.io.buffer import BUFFER, BufferState
 from sync_pipeline.io.replication import SlotState
@@ -48,18 +48,17 @@ def test_drain_decision(state, waiting, running_max_id, launch):
 
 
 @pytest.mark.parametrize(
-    ("retained", "wal_status", "alerted_at", "due"),
+    ("retained", "wal_status", "at_risk"),
     [
-        (1024, "reserved", None, False),  # little WAL kept, safe
-        (3 * 1048576, "extended", None, True),  # more kept than the 2 MB limit
-        (3 * 1048576, "extended", 990.0, False),  # alerted 10 s ago: not again before 60 s
-        (1024, "unreserved", None, True),  # past max_slot_wal_keep_size, whatever it keeps
-        (0, "lost", None, True),  # invalidated: its changes are gone
+        (1024, "reserved", False),  # little WAL kept, safe
+        (3 * 1048576, "extended", True),  # more kept than the 2 MB limit
+        (1024, "unreserved", True),  # past max_slot_wal_keep_size, whatever it keeps
+        (0, "lost", True),  # invalidated: its changes are gone
     ],
 )
-def test_slot_alert_on_retained_wal_and_on_a_slot_at_risk(retained, wal_status, alerted_at, due):
+def test_slot_alert_on_retained_wal_and_on_a_slot_at_risk(retained, wal_status, at_risk):
     slot = SlotState("sync_pipeline_s", None, retained, wal_status, None, "0/0")
-    assert slot_alert_due(slot, 2.0, alerted_at, now=1000.0, every=60.0) is due
+    assert slot_at_risk(slot, 2.0) is at_risk
     alert = alert_for_slot_lag("s", slot.slot, retained, 2.0, wal_status)
     assert alert.kind == "slot_lag" and (wal_status in alert.title) is (wal_status in ("unreserved", "lost"))
 

@@ -11,6 +11,7 @@ No message produced here carries a URL password: alert titles and errors go thro
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -19,7 +20,15 @@ from typing import Any
 from sync_pipeline.core.naming import SPEC_TAG, partition_label
 from sync_pipeline.core.redact import redact, without_values
 
-ALERT_KINDS = ("run_failure", "check_failure", "error_rate", "buffer_lag", "slot_lag", "capture_missing")
+ALERT_KINDS = (
+    "run_failure",
+    "check_failure",
+    "error_rate",
+    "buffer_lag",
+    "slot_lag",
+    "capture_missing",
+    "stale",
+)
 # a slot in one of these states no longer holds all its WAL (unreserved) or has lost some (lost)
 SLOT_AT_RISK = ("unreserved", "lost")
 
@@ -51,6 +60,7 @@ class Alert:
     counts: dict[str, int]
     first_error: str | None
     title: str
+    resolved: bool = False  # the condition this alert's kind and spec name has cleared
 
     def __post_init__(self) -> None:
         if self.kind not in ALERT_KINDS:
@@ -58,6 +68,17 @@ class Alert:
         object.__setattr__(self, "title", redact(self.title))
         if self.first_error is not None:  # no credential, and none of a document's own values
             object.__setattr__(self, "first_error", redact(without_values(self.first_error)))
+
+    @property
+    def dedup_key(self) -> str:
+        """One key per condition: kind and spec, so a lasting condition (a lagging buffer) keeps
+        its key from tick to tick and its resolution names the same one; alerts about a run
+        (failure, failed check, error rate) add the run and a digest of the title, one each."""
+        key = f"sync_pipeline/{self.kind}/{self.spec or '-'}"
+        if self.run_id:
+            digest = hashlib.sha1(self.title.encode("utf-8")).hexdigest()[:10]
+            key += f"/{self.run_id}/{digest}"
+        return key
 
     @property
     def subject(self) -> str:
@@ -71,7 +92,7 @@ class Alert:
         """A readable multi-line message for logs and email bodies."""
         lines = [
             self.subject,
-            f"kind:        {self.kind}",
+            f"kind:        {self.kind}" + (" (resolved)" if self.resolved else ""),
             f"spec:        {self.spec or '-'}",
             f"partition:   {self.partition or '-'}",
             f"run id:      {self.run_id or '-'}",
@@ -280,4 +301,18 @@ def alert_for_capture_missing(spec: str, gaps: list[str]) -> Alert:
         counts={"triggers": len(gaps)},
         first_error="\n".join(gaps),
         title=f"Change capture of {spec}: {len(gaps)} trigger(s) missing, disabled or bypassed",
+    )
+
+
+def alert_for_stale(spec: str, stale: list[str]) -> Alert:
+    """Dagster's freshness of some of a spec's assets is FAIL: no window synced, or no drain run
+    ended, for longer than the asset's freshness policy allows (`stale`: one line per asset)."""
+    return Alert(
+        kind="stale",
+        spec=spec,
+        partition=None,
+        run_id="",
+        counts={"stale_assets": len(stale)},
+        first_error="\n".join(stale),
+        title=f"Index of {spec} is stale: {', '.join(line.split(':')[0] for line in stale)}",
     )

@@ -133,7 +133,7 @@ class BufferSensorSpec(Strict):
         default=600.0,
         gt=0,
         description="alert when the oldest buffered change waited this long, whatever the reason "
-        "(again every lag_alert_seconds while it lasts)",
+        "(once, and a resolved message when it clears)",
     )
 
     @property
@@ -161,6 +161,12 @@ class ScheduleSpec(Strict):
         default=True,
         description="a sensor syncs every closed window without a materialization (failed runs, "
         "ticks missed while the daemon was down); false leaves them to you",
+    )
+    stale_after: timedelta | None = Field(
+        default=None,
+        ge=timedelta(minutes=1),
+        description="the index asset is stale (FAIL in the UI's asset health) when no window was synced "
+        "for this long; default: one window plus an hour (docs/operating.md#freshness)",
     )
 
 

@@ -31,11 +31,13 @@ def build_definitions(
     specs: Sequence[SyncSpec], resources: Mapping[str, dg.ConfigurableResource] | None = None
 ) -> dg.Definitions:
     """One asset group, three jobs, a schedule, a buffer and a catch-up sensor per spec, plus the alert
-    sensors; `resources` default to the deployment's (`resources_for(settings.load())`)."""
+    sensors (runs, checks, freshness); `resources` default to the deployment's
+    (`resources_for(settings.load())`)."""
     from sync_pipeline.defs.alerts import quality_alerts, run_failure_alerts
     from sync_pipeline.defs.assets import all_assets
     from sync_pipeline.defs.catchup import build_catchup_sensor
     from sync_pipeline.defs.checks import build_mapping_check
+    from sync_pipeline.defs.freshness import build_freshness_alert_sensor
     from sync_pipeline.defs.jobs import spec_jobs
     from sync_pipeline.defs.resources import resources_for
     from sync_pipeline.defs.schedules import build_window_schedule
@@ -48,6 +50,7 @@ def build_definitions(
             *(build_catchup_sensor(spec) for spec in specs if spec.schedule.catch_up),
             run_failure_alerts,
             quality_alerts,
+            build_freshness_alert_sensor(specs),
         ],
         asset_checks=[build_mapping_check(spec) for spec in specs],
         schedules=[build_window_schedule(spec) for spec in specs],

@@ -1,10 +1,11 @@
 """Alerts in Dagster: the `AlertChannels` resource, its builder, and the two alert sensors.
 
-`AlertChannels` fans one alert out to every configured channel (`sync_pipeline.io.notify`);
-`alert_channels(settings)` builds it with a `dg.EnvVar` for each SYNC_ALERT_* variable that is set,
-so the webhook URL and SMTP password never show in the Dagster UI. `run_failure_alerts` and
-`quality_alerts` turn failed runs, failed checks and high error rates into alerts
-(`sync_pipeline.core.alerts` formats them).
+`AlertChannels` fans one alert out to every configured channel (webhook and email in
+`sync_pipeline.io.notify`, Slack, PagerDuty and Teams through Dagster's integrations in
+`defs/alert_destinations.py`); `alert_channels(settings)` builds it with a `dg.EnvVar` for each
+SYNC_ALERT_* variable that is set, so URLs, tokens and passwords never show in the Dagster UI.
+`run_failure_alerts` and `quality_alerts` turn failed runs, failed checks and high error rates
+into alerts (`sync_pipeline.core.alerts` formats them).
 """
 
 from dataclasses import replace
@@ -21,6 +22,7 @@ from sync_pipeline.core.alerts import (
     one_line,
 )
 from sync_pipeline.core.naming import SPEC_TAG
+from sync_pipeline.defs.alert_destinations import send_pagerduty, send_slack, send_teams
 from sync_pipeline.defs.runs import failed_checks, run_totals
 from sync_pipeline.io.notify import (
     AlertDeliveryError,
@@ -30,12 +32,17 @@ from sync_pipeline.io.notify import (
     split_recipients,
 )
 from sync_pipeline.settings import (
+    ALERT_PAGERDUTY_ROUTING_KEY,
+    ALERT_SLACK_API_URL,
+    ALERT_SLACK_CHANNEL,
+    ALERT_SLACK_TOKEN,
     ALERT_SMTP_FROM,
     ALERT_SMTP_HOST,
     ALERT_SMTP_PASSWORD,
     ALERT_SMTP_PORT,
     ALERT_SMTP_TO,
     ALERT_SMTP_USERNAME,
+    ALERT_TEAMS_WEBHOOK_URL,
     ALERT_WEBHOOK_URL,
     AlertSettings,
     load,
@@ -51,7 +58,9 @@ class AlertLog(Protocol):
 
 
 class AlertChannels(dg.ConfigurableResource):
-    """Where failure alerts go: a JSON webhook (Slack-compatible) and/or email. Unset → log only."""
+    """Where alerts go: a JSON webhook (Slack-compatible), email, and through Dagster's integrations
+    Slack (a bot token and a channel), PagerDuty (an Events API v2 routing key) and Microsoft
+    Teams (an incoming webhook). Unset → log only."""
 
     webhook_url: str | None = None
     smtp_host: str | None = None
@@ -62,11 +71,59 @@ class AlertChannels(dg.ConfigurableResource):
     smtp_password: str | None = None
     smtp_starttls: bool = False
     smtp_ca_certs: str | None = None
+    # through Dagster's integrations (defs/alert_destinations.py)
+    slack_token: str | None = None
+    slack_channel: str | None = None
+    slack_api_url: str | None = None
+    pagerduty_routing_key: str | None = None
+    teams_webhook_url: str | None = None
     timeout: float = 10.0
 
     def configured_channels(self) -> list[str]:
-        """Names of the channels `deliver` will try: "webhook", "email"."""
-        return [name for name, value in (("webhook", self.webhook_url), ("email", self.smtp_host)) if value]
+        """Names of the channels `deliver` will try: "webhook", "email", "slack", "pagerduty", "teams"."""
+        settings = (
+            ("webhook", self.webhook_url),
+            ("email", self.smtp_host),
+            ("slack", self.slack_token and self.slack_channel),
+            ("pagerduty", self.pagerduty_routing_key),
+            ("teams", self.teams_webhook_url),
+        )
+        return [name for name, value in settings if value]
+
+    def _send(self, name: str, alert: Alert) -> None:
+        """Deliver `alert` by one channel of this (resolved) resource."""
+        if name == "webhook":
+            send_webhook(str(self.webhook_url), alert, timeout=self.timeout)
+        elif name == "email":
+            send_email(
+                alert,
+                host=str(self.smtp_host),
+                port=self.smtp_port,
+                sender=self.smtp_from,
+                recipients=split_recipients(self.smtp_to),
+                username=self.smtp_username,
+                password=self.smtp_password,
+                starttls=self.smtp_starttls,
+                ca_certs=self.smtp_ca_certs,
+                timeout=self.timeout,
+            )
+        elif name == "slack":
+            send_slack(
+                alert, str(self.slack_token), str(self.slack_channel), self.slack_api_url, self.timeout
+            )
+        elif name == "pagerduty":
+            send_pagerduty(alert, str(self.pagerduty_routing_key), self.timeout)
+        else:
+            send_teams(alert, str(self.teams_webhook_url), self.timeout)
+
+    def _secrets(self) -> tuple[str | None, ...]:
+        return (
+            self.webhook_url,
+            self.smtp_password,
+            self.slack_token,
+            self.pagerduty_routing_key,
+            self.teams_webhook_url,
+        )
 
     def resolved(self) -> "AlertChannels":
         """This resource with its `EnvVar` fields read from the environment.
@@ -95,27 +152,12 @@ class AlertChannels(dg.ConfigurableResource):
         delivered: list[str] = []
         for name in channels.configured_channels():
             try:
-                if name == "webhook":
-                    send_webhook(str(channels.webhook_url), alert, timeout=channels.timeout)
-                else:
-                    send_email(
-                        alert,
-                        host=str(channels.smtp_host),
-                        port=channels.smtp_port,
-                        sender=channels.smtp_from,
-                        recipients=split_recipients(channels.smtp_to),
-                        username=channels.smtp_username,
-                        password=channels.smtp_password,
-                        starttls=channels.smtp_starttls,
-                        ca_certs=channels.smtp_ca_certs,
-                        timeout=channels.timeout,
-                    )
+                channels._send(name, alert)
             except AlertDeliveryError as exc:
                 log.warning(f"alert not delivered: {exc}")
                 continue
             except Exception as exc:  # a bug in one channel must not silence the others
-                secrets = (channels.webhook_url, channels.smtp_password)
-                log.warning(f"alert not delivered by {name}: {failure_reason(exc, *secrets)}")
+                log.warning(f"alert not delivered by {name}: {failure_reason(exc, *channels._secrets())}")
                 continue
             delivered.append(name)
             log.info(f"alert '{alert.title}' delivered by {name}")
@@ -129,6 +171,11 @@ _ENV_FIELDS = (
     ("smtp_to", ALERT_SMTP_TO),
     ("smtp_username", ALERT_SMTP_USERNAME),
     ("smtp_password", ALERT_SMTP_PASSWORD),
+    ("slack_token", ALERT_SLACK_TOKEN),
+    ("slack_channel", ALERT_SLACK_CHANNEL),
+    ("slack_api_url", ALERT_SLACK_API_URL),
+    ("pagerduty_routing_key", ALERT_PAGERDUTY_ROUTING_KEY),
+    ("teams_webhook_url", ALERT_TEAMS_WEBHOOK_URL),
 )
 
 

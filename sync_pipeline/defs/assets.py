@@ -14,6 +14,7 @@ import dagster as dg
 from sync_pipeline.core import naming
 from sync_pipeline.core.specs import SyncSpec
 from sync_pipeline.defs.checks import reconcile_check, window_check_specs
+from sync_pipeline.defs.freshness import changes_freshness_policy, index_freshness_policy
 from sync_pipeline.defs.partitions import partitions_for, window_for
 from sync_pipeline.defs.reporting import BatchProgress, batch_logger, load_check_results, totals_metadata
 from sync_pipeline.defs.resources import ElasticsearchResource, PostgresResource, StagingResource
@@ -87,6 +88,7 @@ def build_spec_assets(spec: SyncSpec) -> list[dg.AssetsDefinition]:
             group_name=spec.name,
             tags=tags,
             skippable=True,
+            freshness_policy=index_freshness_policy(spec),
         ),
     ]
 
@@ -216,6 +218,7 @@ def build_drain_asset(spec: SyncSpec) -> dg.AssetsDefinition:
         group_name=spec.name,
         kinds={"postgres", "elasticsearch"},
         tags={naming.SPEC_TAG: spec.name},
+        freshness_policy=changes_freshness_policy(spec),
         description="Captured inserts, updates and hard deletes (the trigger-fed buffer, or the "
         "replication slot) applied to the index; the buffer sensor's runs follow them as they commit.",
         check_specs=[

@@ -1,6 +1,8 @@
 """The buffer sensor: launch a drain when the change buffer fills up or waits too long.
 
-Thin wiring around a pure decision (`drain_decision`); the alert sensors are in defs/alerts.py.
+Thin wiring around a pure decision (`drain_decision`). It also alerts on what only it can see
+(a lagging buffer, a slot at risk, capture triggers gone), each condition once and once more when
+it clears; the alert channels and the run alert sensors are in defs/alerts.py.
 """
 
 import json
@@ -10,8 +12,10 @@ from dataclasses import dataclass
 import dagster as dg
 
 from sync_pipeline.core import naming
+from sync_pipeline.core.alert_state import OPEN_KEY, conditions_json, open_conditions, track
 from sync_pipeline.core.alerts import (
     SLOT_AT_RISK,
+    Alert,
     alert_for_buffer_lag,
     alert_for_capture_missing,
     alert_for_slot_lag,
@@ -111,7 +115,7 @@ def drain_run_key(spec: SyncSpec, state: BufferState, last_drain_run_id: str | N
 
 
 def parse_cursor(cursor: str | None) -> dict:
-    """The sensor's cursor: {"max_id", "lag_alerted_at"}; a bare number from before is the max id."""
+    """The sensor's cursor: {"max_id", "open_alerts"}; a bare number from before is the max id."""
     if not cursor:
         return {}
     try:
@@ -121,27 +125,38 @@ def parse_cursor(cursor: str | None) -> dict:
     return value if isinstance(value, dict) else {"max_id": value}
 
 
-def lag_alert_due(state: BufferState, policy: BufferSensorSpec, alerted_at: float | None, now: float) -> bool:
-    """The oldest change waited past the threshold, and no lag alert went out for a threshold's time."""
-    age = state.oldest_age_seconds or 0.0
-    if state.pending == 0 or age < policy.lag_alert_seconds:
-        return False
-    return alerted_at is None or now - alerted_at >= policy.lag_alert_seconds
+# what cursors kept before alerts were deduplicated (the time of each kind's last alert)
+_THROTTLE_KEYS = ("lag_alerted_at", "slot_alerted_at", "capture_alerted_at")
 
 
-def alert_due(alerted_at: float | None, now: float, every: float) -> bool:
-    """No alert of this kind went out for `every` seconds."""
-    return alerted_at is None or now - alerted_at >= every
+def buffer_lagging(state: BufferState, policy: BufferSensorSpec) -> bool:
+    """The oldest buffered change waited at least `lag_alert_seconds`."""
+    return state.pending > 0 and (state.oldest_age_seconds or 0.0) >= policy.lag_alert_seconds
 
 
-def slot_alert_due(
-    slot: SlotState, limit_mb: float, alerted_at: float | None, now: float, every: float
-) -> bool:
-    """The slot keeps more WAL than the threshold (from its restart_lsn) or is unreserved/lost,
-    and no slot alert went out for `every` seconds."""
-    if slot.lag_bytes <= limit_mb * 1024 * 1024 and slot.wal_status not in SLOT_AT_RISK:
-        return False
-    return alert_due(alerted_at, now, every)
+def slot_at_risk(slot: SlotState, limit_mb: float) -> bool:
+    """The slot keeps more WAL than the threshold (from its restart_lsn) or is unreserved/lost."""
+    return slot.lag_bytes > limit_mb * 1024 * 1024 or slot.wal_status in SLOT_AT_RISK
+
+
+def firing_alerts(
+    spec: SyncSpec, state: BufferState, slot: SlotState | None, gaps: list[str], reason: str
+) -> list[Alert]:
+    """The spec's conditions that hold at this tick: a lagging buffer, a slot at risk, capture
+    triggers missing or bypassed (`gaps`: one line each)."""
+    policy = spec.buffer_sensor
+    firing = []
+    if buffer_lagging(state, policy):
+        firing.append(alert_for_buffer_lag(spec.name, state.pending, state.oldest_age_seconds or 0.0, reason))
+    if slot is not None and slot_at_risk(slot, policy.slot_lag_alert_mb):
+        firing.append(
+            alert_for_slot_lag(
+                spec.name, slot.slot, slot.lag_bytes, policy.slot_lag_alert_mb, slot.wal_status
+            )
+        )
+    if gaps:
+        firing.append(alert_for_capture_missing(spec.name, gaps))
+    return firing
 
 
 def build_buffer_sensor(spec: SyncSpec) -> dg.SensorDefinition:
@@ -199,24 +214,13 @@ def build_buffer_sensor(spec: SyncSpec) -> dg.SensorDefinition:
                 running_max_id=running_drain_max_id(active),
             )
         cursor = parse_cursor(context.cursor)
-        now = time.time()
-        if lag_alert_due(state, spec.buffer_sensor, cursor.get("lag_alerted_at"), now):
-            age = state.oldest_age_seconds or 0.0
-            alert_channels.deliver(
-                alert_for_buffer_lag(spec.name, state.pending, age, decision.reason), context.log
-            )
-            cursor["lag_alerted_at"] = now
-        limit = spec.buffer_sensor.slot_lag_alert_mb
-        if slot is not None and slot_alert_due(slot, limit, cursor.get("slot_alerted_at"), now,
-                                               spec.buffer_sensor.lag_alert_seconds):  # fmt: skip
-            alert_channels.deliver(
-                alert_for_slot_lag(spec.name, slot.slot, slot.lag_bytes, limit, slot.wal_status), context.log
-            )
-            cursor["slot_alerted_at"] = now
-        if gaps and alert_due(cursor.get("capture_alerted_at"), now, spec.buffer_sensor.lag_alert_seconds):
-            lines = [gap.line() for gap in gaps]
-            alert_channels.deliver(alert_for_capture_missing(spec.name, lines), context.log)
-            cursor["capture_alerted_at"] = now
+        firing = firing_alerts(spec, state, slot, [gap.line() for gap in gaps], decision.reason)
+        # each condition once when it starts and once, resolved, when it clears (core/alert_state.py)
+        to_send, still_open = track(open_conditions(cursor), firing, time.time())
+        for alert in to_send:
+            alert_channels.deliver(alert, context.log)
+        cursor = {k: v for k, v in cursor.items() if k not in _THROTTLE_KEYS}
+        cursor[OPEN_KEY] = conditions_json(still_open)
         if not decision.launch:
             context.update_cursor(json.dumps(cursor))
             return dg.SkipReason("; ".join(filter(None, (decision.reason, leftover))))

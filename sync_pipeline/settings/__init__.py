@@ -10,6 +10,7 @@ what the resources reference, and no secret is ever copied into the UI.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -94,6 +95,12 @@ ALERT_SMTP_PASSWORD = "SYNC_ALERT_SMTP_PASSWORD"
 ALERT_SMTP_STARTTLS = "SYNC_ALERT_SMTP_STARTTLS"
 ALERT_SMTP_CA_CERTS = "SYNC_ALERT_SMTP_CA_CERTS"
 ALERT_ERROR_RATE = "SYNC_ALERT_ERROR_RATE"
+# destinations delivered through Dagster's own integrations (the `alerts` extra)
+ALERT_SLACK_TOKEN = "SYNC_ALERT_SLACK_TOKEN"
+ALERT_SLACK_CHANNEL = "SYNC_ALERT_SLACK_CHANNEL"
+ALERT_SLACK_API_URL = "SYNC_ALERT_SLACK_API_URL"
+ALERT_PAGERDUTY_ROUTING_KEY = "SYNC_ALERT_PAGERDUTY_ROUTING_KEY"
+ALERT_TEAMS_WEBHOOK_URL = "SYNC_ALERT_TEAMS_WEBHOOK_URL"
 
 DEFAULT_DAGSTER_URL = "http://127.0.0.1:3000"
 DEFAULT_ERROR_RATE = 0.01
@@ -111,6 +118,11 @@ class AlertSettings:
     smtp_starttls: bool = False
     smtp_ca_certs: str | None = None  # a PEM file, when the mail server's CA is not the system's
     error_rate: float = DEFAULT_ERROR_RATE
+    slack_token: str | None = field(default=None, repr=False)
+    slack_channel: str | None = None
+    slack_api_url: str | None = None  # Slack's Web API unless set (a proxy, or a test's server)
+    pagerduty_routing_key: str | None = field(default=None, repr=False)
+    teams_webhook_url: str | None = field(default=None, repr=False)
 
 
 @dataclass(frozen=True)
@@ -208,6 +220,7 @@ def _alerts(env: Mapping[str, str]) -> AlertSettings:
     ca_certs = _text(env, ALERT_SMTP_CA_CERTS)
     if ca_certs and not Path(ca_certs).expanduser().is_file():
         raise SettingsError(f"{ALERT_SMTP_CA_CERTS}={ca_certs}: no such file (a PEM file with the CA)")
+    _check_integrations(env)
     return AlertSettings(
         webhook_url=_text(env, ALERT_WEBHOOK_URL),
         smtp_host=_text(env, ALERT_SMTP_HOST),
@@ -219,7 +232,43 @@ def _alerts(env: Mapping[str, str]) -> AlertSettings:
         smtp_starttls=starttls,
         smtp_ca_certs=str(Path(ca_certs).expanduser().absolute()) if ca_certs else None,
         error_rate=rate,
+        slack_token=_text(env, ALERT_SLACK_TOKEN),
+        slack_channel=_text(env, ALERT_SLACK_CHANNEL),
+        slack_api_url=_text(env, ALERT_SLACK_API_URL),
+        pagerduty_routing_key=_text(env, ALERT_PAGERDUTY_ROUTING_KEY),
+        teams_webhook_url=_text(env, ALERT_TEAMS_WEBHOOK_URL),
     )
+
+
+# each integration destination: its variables, the Dagster integration package delivering it
+_INTEGRATIONS = (
+    ((ALERT_SLACK_TOKEN, ALERT_SLACK_CHANNEL), "dagster_slack"),
+    ((ALERT_PAGERDUTY_ROUTING_KEY,), "dagster_pagerduty"),
+    ((ALERT_TEAMS_WEBHOOK_URL,), "dagster_msteams"),
+)
+
+
+def _check_integrations(env: Mapping[str, str]) -> None:
+    """Slack needs its token and its channel together; the URLs must be http(s) with a host; a
+    destination set without its integration installed is an error now, not at the first alert."""
+    token, channel = _text(env, ALERT_SLACK_TOKEN), _text(env, ALERT_SLACK_CHANNEL)
+    if bool(token) != bool(channel):
+        given, missing = sorted(
+            (ALERT_SLACK_TOKEN, ALERT_SLACK_CHANNEL), key=lambda name: not _text(env, name)
+        )
+        raise SettingsError(f"{given} is set but {missing} is not set: Slack alerts need both")
+    for name in (ALERT_SLACK_API_URL, ALERT_TEAMS_WEBHOOK_URL):
+        url = _text(env, name)
+        parts = urlsplit(url or "")
+        if url and (parts.scheme not in ("http", "https") or not parts.hostname):
+            raise SettingsError(f"{name} must be an http:// or https:// URL with a host")
+    for names, package in _INTEGRATIONS:
+        given = [name for name in names if _text(env, name)]
+        if given and importlib.util.find_spec(package) is None:
+            extra = package.replace("_", "-")
+            raise SettingsError(
+                f"{given[0]} is set but {extra} is not installed: pip install 'sync-pipeline[alerts]'"
+            )
 
 
 def _locks(env: Mapping[str, str]) -> LockSettings:
