@@ -8,6 +8,7 @@ summaries are folded from the run's materializations (core.runs).
 from __future__ import annotations
 
 import dataclasses
+import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -26,6 +27,7 @@ from sync_pipeline.defs import build_definitions
 from sync_pipeline.defs.partitions import partition_keys_for
 from sync_pipeline.defs.resources import resources_for
 from sync_pipeline.defs.runs import run_batches, run_totals
+from sync_pipeline.io.logs import LOGGER, log_fields
 from sync_pipeline.io.pandas_probe import skip_pandas_probe
 from sync_pipeline.io.postgres import engine_for
 from sync_pipeline.io.search import SearchTarget, search_client
@@ -81,8 +83,20 @@ def _job(specs: Sequence[SyncSpec], name: str, servers: Servers):
 
 
 def _console(log_level: str) -> dict[str, Any]:
-    # the full event log is in DAGSTER_HOME (make ui); the terminal gets warnings only
+    # the full event log is in DAGSTER_HOME (make ui); the terminal gets warnings only, a log
+    # pipeline (SYNC_LOG_FORMAT=json) the steps' INFO records and counted events as well
+    if settings_module.log_format() == "json" and logging.getLevelName(log_level.upper()) > logging.INFO:
+        log_level = "INFO"
     return {"loggers": {"console": {"config": {"log_level": log_level}}}}
+
+
+def _log_summary(summary: SyncSummary) -> None:
+    """The run's counts as one structured record (JSON logs; silent in text, where stdout says it)."""
+    fields = {k: round(v, 3) if isinstance(v, float) else v for k, v in dataclasses.asdict(summary).items()}
+    fields["partition"] = fields.pop("partitions")
+    fields["docs_per_s"] = round(summary.docs_per_second, 1)
+    outcome = "succeeded" if summary.success else "failed"
+    log_fields(logging.getLogger(f"{LOGGER}.cli"), f"{summary.spec}: run {outcome}", **fields)
 
 
 def run_sync(
@@ -114,6 +128,7 @@ def run_sync(
         )
     summary = summarise(result, spec, label)
     summary.wall_seconds = time.perf_counter() - started
+    _log_summary(summary)
     return summary
 
 
@@ -129,6 +144,7 @@ def run_drain(
     )
     summary = summarise(result, spec, "buffer")
     summary.wall_seconds = time.perf_counter() - started
+    _log_summary(summary)
     return summary
 
 
