@@ -13,6 +13,7 @@ from sync_pipeline.apps.cli.runner import HistoryRun, SyncSummary
 from sync_pipeline.apps.cli.search import SearchHit, SearchResult, search_document
 from sync_pipeline.core.bulk import LoadTotals
 from sync_pipeline.core.diff import Mismatch, VerifyReport
+from sync_pipeline.core.runs import BatchRecord
 from sync_pipeline.ops.health import BacklogStatus, CaptureIssue, DeadLetterStatus, HealthReport, IndexStatus
 
 
@@ -159,6 +160,31 @@ def test_history_shape():
         "dead_lettered": 0,
     }
     assert doc["runs"][1]["end"] is None and doc["runs"][1]["duration_seconds"] is None
+    assert "batches" not in doc  # only with --run ID --batches
+
+
+def test_history_batches_shape():
+    run = HistoryRun("r1", "orders_sync", "orders", "sync", "2026-03-01…2026-04-01", "success", None, None, {
+        "batches": 2, "indexed": 9, "failed": 1, "stale_skipped": 0, "dead_lettered": 0})  # fmt: skip
+    batches = [
+        BatchRecord("orders_index", 1, indexed=5, seconds=0.25, docs_per_s=20.0),
+        BatchRecord("orders_index", 2, indexed=4, failed=1, stale_skipped=2, seconds=0.5, docs_per_s=14.0),
+    ]
+    doc = roundtrip(json_shapes.history_document([run], batches))
+    assert doc["schema"] == "sync_pipeline.history/1" and [r["run_id"] for r in doc["runs"]] == ["r1"]
+    assert doc["batches"][1] == {
+        "asset": "orders_index",
+        "batch": 2,
+        "partitions": "2026-03-01…2026-04-01",
+        "indexed": 4,
+        "deleted": 0,
+        "stale_skipped": 2,
+        "conflicts": 0,
+        "failed": 1,
+        "dead_lettered": 0,
+        "seconds": 0.5,
+        "docs_per_second": 14.0,
+    }
 
 
 def test_doctor_shape_numbers_nothing_and_marks_what_needs_action():

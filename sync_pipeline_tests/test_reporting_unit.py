@@ -1,8 +1,11 @@
-"""A full sync's progress in the run's event log: aggregated batches, problems at once."""
+"""A full sync's progress in the run's event log: aggregated batches, problems at once, and
+every batch in one table at the end."""
 
 import dagster as dg
 
+from sync_pipeline.core import naming
 from sync_pipeline.core.bulk import BatchResult, Rejected
+from sync_pipeline.core.runs import fold_batches
 from sync_pipeline.defs.reporting import BatchProgress
 
 KEY = dg.AssetKey("s_index")
@@ -61,3 +64,48 @@ def test_a_batch_with_a_problem_is_reported_alone_and_at_once():
     assert metas[3]["failed"] == 5
     progress.flush()
     assert len(events) == 4
+
+
+def test_finish_logs_every_batch_once_in_one_table_problems_included():
+    progress, events, clock = _progress()
+    for number in range(1, 5):
+        clock.now = number * 3.0
+        progress(BatchResult(batch=number, indexed=100, seconds=0.5))
+    progress(BatchResult(batch=5, indexed=98, failed=2, seconds=0.5))
+    progress.finish()
+    progress.finish()  # called again (the step's `finally`): nothing more
+    table = events[-1].metadata[naming.BATCH_TABLE]
+    assert [e for e in events if naming.BATCH_TABLE in e.metadata] == [events[-1]]
+    rows = [record.data for record in table.records]
+    assert [r["batch"] for r in rows] == [1, 2, 3, 4, 5]
+    assert sum(r["indexed"] for r in rows) == 498 and rows[-1]["failed"] == 2
+    assert rows[0]["docs_per_s"] == 200.0  # 100 documents in 0.5 s
+    assert [c.name for c in table.schema.columns] == list(naming.BATCH_FIELDS)
+
+
+def test_finish_without_batches_logs_no_table():
+    progress, events, _ = _progress()
+    progress.finish()
+    assert events == []
+
+
+def test_a_runs_batches_come_from_its_table_or_its_single_observations():
+    table_rows = [{"batch": 2, "indexed": 5, "seconds": 0.5}, {"batch": 1, "indexed": 7, "failed": 1}]
+    observations = [
+        ("s_index", {"batch": 1, "indexed": 7, "failed": 1}),  # a problem batch: also in the table
+        ("s_index", {"batch": 2, "first_batch": 1, "batches": 2, "indexed": 12}),  # progress: a sum
+        ("s_index", {naming.BATCH_TABLE: table_rows}),
+        ("s_changes", {"batch": 1, "indexed": 3, "deleted": 1, "docs_per_s": 40.0}),
+    ]
+    batches = fold_batches(observations)
+    assert [(b.asset, b.batch, b.indexed, b.failed) for b in batches] == [
+        ("s_index", 1, 7, 1),  # the table's rows by batch number, the problem batch once
+        ("s_index", 2, 5, 0),
+        ("s_changes", 1, 3, 0),
+    ]
+    assert batches[2].deleted == 1 and batches[2].docs_per_s == 40.0 and batches[1].seconds == 0.5
+
+
+def test_a_drains_batches_keep_their_order_when_rounds_number_them_again():
+    rounds = [("s_changes", {"batch": n, "indexed": i}) for n, i in ((1, 4), (2, 3), (1, 9))]
+    assert [(b.batch, b.indexed) for b in fold_batches(rounds)] == [(1, 4), (2, 3), (1, 9)]

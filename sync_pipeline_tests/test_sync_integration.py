@@ -6,6 +6,7 @@ import pytest
 from dagster import DagsterEventType, DagsterInstance
 
 from sync_pipeline.apps.cli.runner import run_sync, run_verify
+from sync_pipeline.core import naming
 
 from .conftest import at, indexed
 
@@ -88,9 +89,13 @@ def test_every_bulk_batch_is_counted_in_the_run_history(scenario, insert_rows):
 
     instance = DagsterInstance.get()
     records = instance.all_logs(summary.run_id, of_type=DagsterEventType.ASSET_OBSERVATION)
-    seen = [r.dagster_event.event_specific_data.asset_observation.metadata for r in records]
+    observed = [r.dagster_event.event_specific_data.asset_observation.metadata for r in records]
+    *seen, every = observed
     # the first batch at once, then one observation per PROGRESS_SECONDS: here the other two
     assert [(b["first_batch"].value, b["batch"].value) for b in seen] == [(1, 1), (2, 3)]
+    # and when the load ends, every batch in one table (defs/reporting.BatchProgress.finish)
+    rows = [record.data for record in every[naming.BATCH_TABLE].records]
+    assert sorted((r["batch"], r["indexed"]) for r in rows) == [(1, 50), (2, 50), (3, 20)]
     assert [b["indexed"].value for b in seen] == [50, 70]
     assert [b["docs_so_far"].value for b in seen] == [50, 120]
     assert all(b["failed"].value == 0 and b["docs_per_s"].value > 0 for b in seen)

@@ -44,6 +44,8 @@ BATCH_FIELDS = (
     "seconds",
     "docs_per_s",
 )
+# the observation holding every batch of a full sync's load as a table (defs/reporting.BatchProgress)
+BATCH_TABLE = "batch_table"
 
 # --- check names ----------------------------------------------------------------------------------
 CHECK_NO_FAILED = "no_failed_documents"

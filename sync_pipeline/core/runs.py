@@ -54,3 +54,48 @@ def fold_materializations(materializations: Iterable[tuple[str, Mapping[str, Any
             totals.claimed += int(_number(metadata.get("claimed")))
             totals.seconds += _number(metadata.get("seconds"))
     return totals
+
+
+@dataclass(frozen=True)
+class BatchRecord:
+    """One bulk batch of a run, as the run recorded it (`history --run ID --batches`)."""
+
+    asset: str
+    batch: int
+    indexed: int = 0
+    deleted: int = 0
+    stale_skipped: int = 0
+    conflicts: int = 0
+    failed: int = 0
+    dead_lettered: int = 0
+    seconds: float = 0.0
+    docs_per_s: float = 0.0
+
+
+def _batch_record(asset: str, values: Mapping[str, Any]) -> BatchRecord:
+    numbers = {name: _number(values.get(name)) for name in naming.BATCH_FIELDS}
+    whole = {name: int(value) for name, value in numbers.items() if name not in ("seconds", "docs_per_s")}
+    return BatchRecord(asset=asset, **{**numbers, **whole})
+
+
+def fold_batches(observations: Iterable[tuple[str, Mapping[str, Any]]]) -> list[BatchRecord]:
+    """Every batch of a run from its observations' (asset key, metadata), asset by asset in the
+    order they first reported. A full sync's load records them all in one table
+    (`naming.BATCH_TABLE`, its rows as mappings; listed by batch number, as concurrent requests
+    finish out of order); a drain or a rebuild one observation per batch, listed as they came (a
+    following drain numbers each round's batches from 1). A full sync's progress observations
+    (sums of several batches: `first_batch`) are not batches, and its observations of a single
+    batch with a problem repeat a row of its table."""
+    tables: dict[str, list[BatchRecord]] = {}
+    singles: dict[str, list[BatchRecord]] = {}
+    order: dict[str, None] = {}
+    for asset, metadata in observations:
+        if naming.BATCH_TABLE in metadata:
+            rows = (_batch_record(asset, row) for row in metadata[naming.BATCH_TABLE])
+            tables.setdefault(asset, []).extend(sorted(rows, key=lambda b: b.batch))
+        elif "batch" in metadata and "first_batch" not in metadata:
+            singles.setdefault(asset, []).append(_batch_record(asset, metadata))
+        else:
+            continue
+        order.setdefault(asset)
+    return [batch for asset in order for batch in tables.get(asset) or singles[asset]]

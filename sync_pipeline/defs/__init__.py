@@ -39,6 +39,7 @@ def build_definitions(
     from sync_pipeline.defs.checks import build_mapping_check
     from sync_pipeline.defs.freshness import build_freshness_alert_sensor
     from sync_pipeline.defs.jobs import spec_jobs
+    from sync_pipeline.defs.loggers import console_logger
     from sync_pipeline.defs.resources import resources_for
     from sync_pipeline.defs.schedules import build_window_schedule
     from sync_pipeline.defs.sensors import build_buffer_sensor
@@ -57,6 +58,7 @@ def build_definitions(
         jobs=[job for spec in specs for job in spec_jobs(spec)],
         resources=dict(resources if resources is not None else resources_for(settings.load())),
         executor=_executor(settings.load()),
+        loggers={"console": console_logger},  # Dagster's, or JSON lines (SYNC_LOG_FORMAT=json)
     )
 
 

@@ -112,7 +112,7 @@ def build_spec_assets(spec: SyncSpec) -> list[dg.AssetsDefinition]:
         try:
             if selected >= {extract_key, documents_key, index_key}:
                 result = window_sync.sync_window(run, elasticsearch.client())
-                progress.flush()
+                progress.finish()
                 yield _extract_result(run, result.extracted)
                 yield _documents_result(run, result.documents)
                 yield _index_result(context, run, postgres, elasticsearch, result.totals)
@@ -123,7 +123,7 @@ def build_spec_assets(spec: SyncSpec) -> list[dg.AssetsDefinition]:
                 yield _documents_result(run, window_sync.documents_stage(run))
             if index_key in selected:
                 result = window_sync.index_stage(run, elasticsearch.client())
-                progress.flush()
+                progress.finish()
                 yield _index_result(context, run, postgres, elasticsearch, result.totals)
         except (window_sync.MissingStage, MappingConflict, MappingRefused) as exc:
             # the message is the whole story (which fields, old → new, the command to run)
@@ -131,7 +131,7 @@ def build_spec_assets(spec: SyncSpec) -> list[dg.AssetsDefinition]:
         except window_sync.LoadFailed as exc:
             raise dg.Failure(str(exc), metadata=totals_metadata(exc.totals, spec)) from None
         finally:
-            progress.flush()  # the batches since the last observation, also when the load failed
+            progress.finish()  # what is left and the batch table, also when the load failed
             _retain(context, spec, postgres, staging)
 
     return [sync_window]

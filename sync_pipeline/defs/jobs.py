@@ -7,7 +7,7 @@ from sync_pipeline.core import naming
 from sync_pipeline.core.diff import VerifyReport
 from sync_pipeline.core.specs import SyncSpec
 from sync_pipeline.defs.assets import asset_keys
-from sync_pipeline.defs.reporting import batch_logger
+from sync_pipeline.defs.reporting import BatchProgress
 from sync_pipeline.defs.resources import ElasticsearchResource, PostgresResource
 from sync_pipeline.ops.rebuild import RebuildAborted, RebuildReport, describe_catch_up, rebuild
 
@@ -55,18 +55,22 @@ def build_rebuild_job(spec: SyncSpec) -> dg.JobDefinition:
                 f"repair pass {number}: {verified.drift} drifting; {describe_catch_up(verified)}"
             )
 
+        # the fill is a full load: reported like a sync's (every 10 s, problems at once, the table)
+        progress = BatchProgress(context, key)
         try:
             report = rebuild(
                 postgres.engine(),
                 elasticsearch.client(),
                 spec,
-                on_batch=batch_logger(context, key),
+                on_batch=progress,
                 on_pass=on_pass,
                 run_id=context.run_id,
             )
         except RebuildAborted as exc:
             # the run fails, so the failure alert fires; the old index keeps serving
             raise dg.Failure(f"not swapped: {exc}", metadata=_rebuild_metadata(exc.report)) from None
+        finally:
+            progress.finish()
         metadata = _rebuild_metadata(report)
         if report.problems:
             raise dg.Failure(

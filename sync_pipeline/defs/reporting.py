@@ -16,23 +16,44 @@ from sync_pipeline.core.redact import shown_errors
 from sync_pipeline.core.specs import SyncSpec
 
 
+def batch_counts(batch: BatchResult) -> dict[str, int | float]:
+    """A batch's counts and speed under `naming.BATCH_FIELDS`: an observation's numbers, a row of
+    the run's batch table."""
+    return {
+        "batch": batch.batch,
+        "indexed": batch.indexed,
+        "deleted": batch.deleted,
+        "stale_skipped": batch.stale_skipped,
+        "conflicts": batch.conflicts,
+        "failed": batch.failed,
+        "dead_lettered": batch.dead_lettered,
+        "seconds": round(batch.seconds, 3),
+        "docs_per_s": round(batch.docs_per_second, 1),
+    }
+
+
 def batch_observation(key: dg.AssetKey, batch: BatchResult) -> dg.AssetObservation:
     """One structured event per bulk batch: visible in the run's event log."""
     return dg.AssetObservation(
         asset_key=key,
         metadata={
-            "batch": batch.batch,
-            "indexed": batch.indexed,
-            "deleted": batch.deleted,
-            "stale_skipped": batch.stale_skipped,
-            "conflicts": batch.conflicts,
-            "failed": batch.failed,
-            "dead_lettered": batch.dead_lettered,
-            "seconds": round(batch.seconds, 3),
-            "docs_per_s": round(batch.docs_per_second, 1),
+            **batch_counts(batch),
             **({"first_error": json.dumps(batch.errors[0])} if batch.errors else {}),
         },
     )
+
+
+_TABLE_SCHEMA = dg.TableSchema(
+    columns=[
+        dg.TableColumn(name, "float" if name in ("seconds", "docs_per_s") else "int")
+        for name in naming.BATCH_FIELDS
+    ]
+)
+
+
+def batch_table(rows: list[dict[str, int | float]]) -> dg.TableMetadataValue:
+    """Every batch of a load as one table value (`naming.BATCH_TABLE`)."""
+    return dg.MetadataValue.table([dg.TableRecord(row) for row in rows], schema=_TABLE_SCHEMA)
 
 
 def batch_logger(context: dg.OpExecutionContext, key: dg.AssetKey):
@@ -41,19 +62,24 @@ def batch_logger(context: dg.OpExecutionContext, key: dg.AssetKey):
 
 
 # A full sync's progress in the run's event log, at most one event per this many seconds (and
-# one for every batch with a problem). One event per batch cost ~30 ms of CPU each (the event
-# log's write and commit) — 11 s of a 1M-row sync — and Dagster keeps every event of a run in
-# memory, so a 10M-row run would grow by thousands of them.
+# one for every batch with a problem), then every batch's counts in one table when the load ends.
+# One event per batch costs ~14 ms of CPU and ~50 ms of wall time each with PostgreSQL storage
+# (the event log's write and commit; bench/run_history_cost.py, docs/benchmarks.md): 27 CPU-s
+# for the 2,000 batches of a 10M-row sync, and Dagster keeps every event of a run in memory. The
+# table is one event however many batches there are (not measurable beside the progress events).
 PROGRESS_SECONDS = 10.0
 
 
 class BatchProgress:
-    """An `on_batch` callback that aggregates batches into one observation every `every_seconds`.
+    """An `on_batch` callback that aggregates batches into one observation every `every_seconds`,
+    and records every batch for the table `finish()` logs.
 
     The first batch is reported at once (the UI shows the load has begun); a batch with failed,
     conflicting or dead-lettered documents, or errors, is reported at once with its own
-    observation, so no problem waits or is merged into a sum. `flush()` reports what is left:
-    call it when the load ends, whether it succeeded or not.
+    observation, so no problem waits or is merged into a sum. `finish()` reports what is left and
+    the table of every batch (`naming.BATCH_TABLE`, one observation, not one per partition of a
+    range run as a materialization's metadata would be): call it when the load ends, whether it
+    succeeded or not.
     """
 
     def __init__(
@@ -70,8 +96,11 @@ class BatchProgress:
         self._docs_total = 0
         self._since = clock()
         self._reported_at: float | None = None
+        self._rows: list[dict[str, int | float]] = []  # every batch, for the table
+        self._finished = False
 
     def __call__(self, batch: BatchResult) -> None:
+        self._rows.append(batch_counts(batch))
         if batch.failed or batch.conflicts or batch.dead_lettered or batch.errors:
             self.flush()
             self._log(batch_observation(self._key, batch))
@@ -113,6 +142,15 @@ class BatchProgress:
                 },
             )
         )
+
+    def finish(self) -> None:
+        """What is left since the last observation, and the table of every batch; once."""
+        self.flush()
+        if self._finished or not self._rows:
+            return
+        self._finished = True
+        table = batch_table(self._rows)
+        self._log(dg.AssetObservation(asset_key=self._key, metadata={naming.BATCH_TABLE: table}))
 
 
 def totals_metadata(totals: LoadTotals, spec: SyncSpec) -> dict[str, Any]:

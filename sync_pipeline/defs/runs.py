@@ -6,7 +6,8 @@ from typing import Any
 
 import dagster as dg
 
-from sync_pipeline.core.runs import RunTotals, fold_materializations
+from sync_pipeline.core import naming
+from sync_pipeline.core.runs import BatchRecord, RunTotals, fold_batches, fold_materializations
 
 
 def run_summary(instance: dg.DagsterInstance, run_id: str) -> RunTotals:
@@ -19,6 +20,21 @@ def run_summary(instance: dg.DagsterInstance, run_id: str) -> RunTotals:
 def run_totals(instance: dg.DagsterInstance, run_id: str) -> dict[str, int]:
     """Load totals of a run (batches, indexed, deleted, failed, stale_skipped, dead_lettered)."""
     return run_summary(instance, run_id).counts()
+
+
+def run_batches(instance: dg.DagsterInstance, run_id: str) -> list[BatchRecord]:
+    """Every bulk batch a run recorded, by asset and batch number."""
+    entries = instance.all_logs(run_id, of_type=dg.DagsterEventType.ASSET_OBSERVATION)
+    observations = (entry.dagster_event.event_specific_data.asset_observation for entry in entries)
+    return fold_batches((o.asset_key.to_user_string(), _plain(o.metadata)) for o in observations)
+
+
+def _plain(metadata: Any) -> dict[str, Any]:
+    """The batch table's rows as mappings; other values as they are (core.runs reads either)."""
+    table = metadata.get(naming.BATCH_TABLE)
+    if table is None:
+        return dict(metadata)
+    return {**metadata, naming.BATCH_TABLE: [record.data for record in table.records]}
 
 
 def failed_checks(instance: dg.DagsterInstance, run_id: str) -> list[dict[str, Any]]:

@@ -40,7 +40,7 @@ from sync_pipeline.settings.search import (
     _es_url,
     cloud_id_url,
 )
-from sync_pipeline.settings.values import SettingsError, _int, _number, _text, parse_bool
+from sync_pipeline.settings.values import SettingsError, _choice, _int, _number, _text, parse_bool
 
 __all__ = [
     "AWS_REGION",
@@ -84,6 +84,8 @@ TUNE_MEMORY = "SYNC_PIPELINE_TUNE_MEMORY"
 EXECUTOR = "SYNC_EXECUTOR"
 CELERY_BROKER = "SYNC_CELERY_BROKER"
 CELERY_BACKEND = "SYNC_CELERY_BACKEND"
+LOG_FORMAT = "SYNC_LOG_FORMAT"
+LOG_FORMATS = ("text", "json")  # json: one object per line (io/logs.py), for a log pipeline
 
 ALERT_WEBHOOK_URL = "SYNC_ALERT_WEBHOOK_URL"
 ALERT_SMTP_HOST = "SYNC_ALERT_SMTP_HOST"
@@ -169,6 +171,7 @@ class Settings:
     alerts: AlertSettings = AlertSettings()
     locks: LockSettings = LockSettings()
     sessions: SessionLimits = SessionLimits()
+    log_format: str = "text"
 
     def require_pg_url(self) -> str:
         if not self.pg_url:
@@ -306,6 +309,13 @@ def memory_tuning_enabled(environ: Mapping[str, str] | None = None) -> bool:
     return env.get(TUNE_MEMORY, "1").strip() != "0"
 
 
+def log_format(environ: Mapping[str, str] | None = None) -> str:
+    """SYNC_LOG_FORMAT: `text` (the default) or `json`. Read on its own as well: the CLI installs
+    it before anything else can log, the code location's console logger when a run starts."""
+    env = os.environ if environ is None else environ
+    return _choice(env, LOG_FORMAT, LOG_FORMATS, "text")
+
+
 def load(environ: Mapping[str, str] | None = None) -> Settings:
     """The settings from `environ` (default: the process environment), validated."""
     env = os.environ if environ is None else environ
@@ -330,4 +340,5 @@ def load(environ: Mapping[str, str] | None = None) -> Settings:
         alerts=_alerts(env),
         locks=_locks(env),
         sessions=session_limits(env),
+        log_format=log_format(env),
     )

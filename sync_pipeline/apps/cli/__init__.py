@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import logging
 import os
 import sys
+import time
 from collections.abc import Sequence
 
 EXIT_UNEXPECTED = 3
@@ -29,6 +31,35 @@ def main(
     (`python -m sync_pipeline_devtools`) add its own commands to these."""
     from sync_pipeline.apps.cli.output import EXIT_USAGE
     from sync_pipeline.apps.cli.parser import build_parser
+    from sync_pipeline.io.logs import log_fields
+    from sync_pipeline.settings import SettingsError
+
+    args = (parser or build_parser()).parse_args(argv)
+    try:
+        logger = _install_logs(args)
+    except SettingsError as exc:
+        print(f"sync-pipeline: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    started = time.perf_counter()
+    code = _run(args, usage_errors)
+    seconds = round(time.perf_counter() - started, 3)
+    log_fields(logger, f"{args.command}: exit {code}", command=args.command, exit_code=code, seconds=seconds)
+    return code
+
+
+def _install_logs(args: argparse.Namespace) -> logging.Logger:
+    """SYNC_LOG_FORMAT, validated before the command runs: JSON lines on stderr, or the text as it is."""
+    from sync_pipeline.io.logs import install_cli
+    from sync_pipeline.settings import log_format
+
+    spec = getattr(args, "spec", None)
+    return install_cli(
+        log_format(), {"command": args.command, "spec": spec if isinstance(spec, str) else None}
+    )
+
+
+def _run(args: argparse.Namespace, usage_errors: tuple[type[Exception], ...]) -> int:
+    from sync_pipeline.apps.cli.output import EXIT_USAGE
     from sync_pipeline.apps.cli.runner import NoPartitions
     from sync_pipeline.apps.cli.session import UsageError
     from sync_pipeline.core.specs import SpecError
@@ -37,7 +68,6 @@ def main(
     from sync_pipeline.ops.rebuild import RebuildError
     from sync_pipeline.settings import SettingsError
 
-    args = (parser or build_parser()).parse_args(argv)
     try:
         return args.func(args)
     except BrokenPipeError:
@@ -56,20 +86,27 @@ def main(
         CaptureError,
         *usage_errors,
     ) as exc:
-        print(f"sync-pipeline: {exc}", file=sys.stderr)
+        _error(str(exc))
         return EXIT_USAGE
     except Exception as exc:
         message = _unreachable_message(exc)
         if message is not None:
-            print(f"sync-pipeline: {message}", file=sys.stderr)
+            _error(message)
             return EXIT_USAGE
         if args.debug:
             raise
-        print(
-            f"sync-pipeline: unexpected error: {_one_line(exc)} (run with --debug for the traceback)",
-            file=sys.stderr,
-        )
+        _error(f"unexpected error: {_one_line(exc)} (run with --debug for the traceback)")
         return EXIT_UNEXPECTED
+
+
+def _error(message: str) -> None:
+    """Why the command stopped: a line on stderr, or with SYNC_LOG_FORMAT=json an ERROR object."""
+    from sync_pipeline.io.logs import LOGGER, json_enabled
+
+    if json_enabled():
+        logging.getLogger(LOGGER).error(message)
+    else:
+        print(f"sync-pipeline: {message}", file=sys.stderr)
 
 
 def _one_line(exc: BaseException) -> str:

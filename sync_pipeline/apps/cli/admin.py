@@ -13,9 +13,10 @@ from typing import Any
 from sync_pipeline import settings as settings_module
 from sync_pipeline.apps.cli import json_shapes
 from sync_pipeline.apps.cli.output import EXIT_OK, format_table
-from sync_pipeline.apps.cli.runner import HistoryRun, run_history
+from sync_pipeline.apps.cli.runner import HistoryRun, UnknownRun, find_run, run_history
 from sync_pipeline.apps.cli.session import Session, UsageError, parse_time
 from sync_pipeline.apps.instance import WORKSPACE, dagster_home
+from sync_pipeline.core.runs import BatchRecord
 from sync_pipeline.defs.partitions import partition_keys_for
 
 HISTORY_HEADERS = [
@@ -33,14 +34,66 @@ HISTORY_HEADERS = [
 ]
 
 
+BATCH_HEADERS = [
+    "asset",
+    "batch",
+    "partitions",
+    "indexed",
+    "deleted",
+    "stale",
+    "conflicts",
+    "failed",
+    "dead letters",
+    "seconds",
+    "docs/s",
+]
+
+
 def cmd_history(args: argparse.Namespace) -> int:
     session = Session.open(args, preflight=False)
+    if args.batches and not args.run:
+        raise UsageError("--batches lists the batches of one run: give --run ID as well")
+    if args.run:
+        return _one_run(args, session)
     runs = run_history(session.selected, args.last, session.pg_url)
     if args.json:
         json_shapes.emit(json_shapes.history_document(runs))
     else:
         print(format_table(HISTORY_HEADERS, [history_row(r) for r in runs]) if runs else "no runs yet")
     return EXIT_OK
+
+
+def _one_run(args: argparse.Namespace, session: Session) -> int:
+    """`history --run ID [--batches]`: that run's row, and with --batches every batch it recorded."""
+    try:
+        run, batches = find_run(session.selected, args.run)
+    except UnknownRun as exc:
+        raise UsageError(str(exc)) from None
+    if args.json:
+        json_shapes.emit(json_shapes.history_document([run], batches if args.batches else None))
+        return EXIT_OK
+    print(format_table(HISTORY_HEADERS, [history_row(run)]))
+    if args.batches:
+        rows = [batch_row(run, b) for b in batches]
+        print()
+        print(format_table(BATCH_HEADERS, rows) if rows else "no batches recorded in this run")
+    return EXIT_OK
+
+
+def batch_row(run: HistoryRun, batch: BatchRecord) -> list[Any]:
+    return [
+        batch.asset,
+        batch.batch,
+        run.partitions,
+        batch.indexed,
+        batch.deleted,
+        batch.stale_skipped,
+        batch.conflicts,
+        batch.failed,
+        batch.dead_lettered,
+        f"{batch.seconds:.3f}",
+        f"{batch.docs_per_s:,.1f}",
+    ]
 
 
 def history_row(run: HistoryRun) -> list[Any]:

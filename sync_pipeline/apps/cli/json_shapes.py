@@ -18,6 +18,7 @@ from typing import Any
 
 from sync_pipeline.apps.cli.runner import HistoryRun, SyncSummary
 from sync_pipeline.core.diff import VerifyReport
+from sync_pipeline.core.runs import BatchRecord
 from sync_pipeline.ops.health import HealthReport
 
 VERSIONS = {
@@ -152,8 +153,28 @@ def history_run(run: HistoryRun) -> dict[str, Any]:
     }
 
 
-def history_document(runs: Sequence[HistoryRun]) -> dict[str, Any]:
-    return document("history", True, runs=[history_run(r) for r in runs])
+def history_batch(run: HistoryRun, batch: BatchRecord) -> dict[str, Any]:
+    return {
+        "asset": batch.asset,
+        "batch": batch.batch,
+        "partitions": run.partitions,
+        "indexed": batch.indexed,
+        "deleted": batch.deleted,
+        "stale_skipped": batch.stale_skipped,
+        "conflicts": batch.conflicts,
+        "failed": batch.failed,
+        "dead_lettered": batch.dead_lettered,
+        "seconds": batch.seconds,
+        "docs_per_second": batch.docs_per_s,
+    }
+
+
+def history_document(
+    runs: Sequence[HistoryRun], batches: Sequence[BatchRecord] | None = None
+) -> dict[str, Any]:
+    """`history`; with `--run ID --batches`, the one run and `batches`: every batch it recorded."""
+    extra = {} if batches is None else {"batches": [history_batch(runs[0], b) for b in batches]}
+    return document("history", True, runs=[history_run(r) for r in runs], **extra)
 
 
 def doctor_document(report: HealthReport) -> dict[str, Any]:

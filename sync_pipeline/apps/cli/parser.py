@@ -65,7 +65,10 @@ EXAMPLES = {
         "sync-pipeline sync --spec products --start 2026-11-01 --end 2026-11-08",
     ],
     "verify": ["sync-pipeline verify --spec products", "sync-pipeline verify --spec products --fix --yes"],
-    "history": ["sync-pipeline history --spec products --last 5"],
+    "history": [
+        "sync-pipeline history --spec products --last 5",
+        "sync-pipeline history --run 3f2a9c1e --batches",
+    ],
     "backfill": ["sync-pipeline backfill --spec products --start 2026-10-01 --end 2026-11-01"],
     "rebuild": [
         "sync-pipeline rebuild --spec products --yes",
@@ -153,6 +156,14 @@ def build_parser() -> argparse.ArgumentParser:
     history = sub.add_parser("history", help="recent runs from the Dagster instance, with their counts")
     history.add_argument("--spec", help="one spec (default: every spec)")
     history.add_argument("--last", type=int, default=10, help="how many runs (default 10)")
+    history.add_argument(
+        "--run", metavar="ID", help="one run: its id, or the start of it as history prints it"
+    )
+    history.add_argument(
+        "--batches",
+        action="store_true",
+        help="with --run: every bulk batch the run recorded, with its counts",
+    )
     history.set_defaults(func=admin.cmd_history)
 
     backfill = sub.add_parser(

@@ -8,11 +8,14 @@ read by a script), a line now and then with the same counts and no control chara
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from typing import Any, TextIO
 
 from tqdm import tqdm
+
+from sync_pipeline.io.logs import LOGGER, json_enabled, log_fields
 
 # a plain line at most this often (seconds): a log should show that a long run moves, not flood
 LINE_INTERVAL = 10.0
@@ -112,8 +115,12 @@ class LineProgress(_Progress):
         if total and rate and self.done < total:
             parts.append(f"ETA {_duration((total - self.done) / rate)}")
         parts.append(f"failed {self.failed:,}")
-        self.stream.write("progress: " + ", ".join(parts) + "\n")
-        self.stream.flush()
+        if json_enabled():  # SYNC_LOG_FORMAT=json: the same counts as fields of one object
+            fields = {"docs": self.done, "total": total, "docs_per_s": round(rate, 1), "failed": self.failed}
+            log_fields(logging.getLogger(f"{LOGGER}.cli"), "progress: " + ", ".join(parts), **fields)
+        else:
+            self.stream.write("progress: " + ", ".join(parts) + "\n")
+            self.stream.flush()
         self.lines += 1
 
 

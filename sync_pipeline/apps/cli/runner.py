@@ -8,6 +8,7 @@ summaries are folded from the run's materializations (core.runs).
 from __future__ import annotations
 
 import dataclasses
+import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -17,15 +18,16 @@ from typing import Any
 import dagster as dg
 
 from sync_pipeline import settings as settings_module
-from sync_pipeline.apps.instance import dagster_instance
+from sync_pipeline.apps.instance import dagster_home, dagster_instance
 from sync_pipeline.core import naming, progress
 from sync_pipeline.core.diff import VerifyReport
-from sync_pipeline.core.runs import RunTotals, fold_materializations
+from sync_pipeline.core.runs import BatchRecord, RunTotals, fold_materializations
 from sync_pipeline.core.specs import SyncSpec
 from sync_pipeline.defs import build_definitions
 from sync_pipeline.defs.partitions import partition_keys_for
 from sync_pipeline.defs.resources import resources_for
-from sync_pipeline.defs.runs import run_totals
+from sync_pipeline.defs.runs import run_batches, run_totals
+from sync_pipeline.io.logs import LOGGER, log_fields
 from sync_pipeline.io.pandas_probe import skip_pandas_probe
 from sync_pipeline.io.postgres import engine_for
 from sync_pipeline.io.search import SearchTarget, search_client
@@ -81,8 +83,20 @@ def _job(specs: Sequence[SyncSpec], name: str, servers: Servers):
 
 
 def _console(log_level: str) -> dict[str, Any]:
-    # the full event log is in DAGSTER_HOME (make ui); the terminal gets warnings only
+    # the full event log is in DAGSTER_HOME (make ui); the terminal gets warnings only, a log
+    # pipeline (SYNC_LOG_FORMAT=json) the steps' INFO records and counted events as well
+    if settings_module.log_format() == "json" and logging.getLevelName(log_level.upper()) > logging.INFO:
+        log_level = "INFO"
     return {"loggers": {"console": {"config": {"log_level": log_level}}}}
+
+
+def _log_summary(summary: SyncSummary) -> None:
+    """The run's counts as one structured record (JSON logs; silent in text, where stdout says it)."""
+    fields = {k: round(v, 3) if isinstance(v, float) else v for k, v in dataclasses.asdict(summary).items()}
+    fields["partition"] = fields.pop("partitions")
+    fields["docs_per_s"] = round(summary.docs_per_second, 1)
+    outcome = "succeeded" if summary.success else "failed"
+    log_fields(logging.getLogger(f"{LOGGER}.cli"), f"{summary.spec}: run {outcome}", **fields)
 
 
 def run_sync(
@@ -114,6 +128,7 @@ def run_sync(
         )
     summary = summarise(result, spec, label)
     summary.wall_seconds = time.perf_counter() - started
+    _log_summary(summary)
     return summary
 
 
@@ -129,6 +144,7 @@ def run_drain(
     )
     summary = summarise(result, spec, "buffer")
     summary.wall_seconds = time.perf_counter() - started
+    _log_summary(summary)
     return summary
 
 
@@ -192,41 +208,72 @@ class HistoryRun:
         return (self.end - self.start).total_seconds() if self.start and self.end else None
 
 
-def run_history(selected: Sequence[SyncSpec], last: int, pg_url: str) -> list[HistoryRun]:
-    """Recent sync and drain runs with their totals, newest first."""
-    instance = dagster_instance()
-    jobs = {
+def _jobs(selected: Sequence[SyncSpec]) -> dict[str, tuple[str, str]]:
+    """The selected specs' sync and drain jobs: job name → (spec, kind)."""
+    return {
         job(spec.name): (spec.name, kind)
         for spec in selected
         for kind, job in (("sync", naming.sync_job), ("drain", naming.drain_job))
     }
+
+
+def _history_run(instance: dg.DagsterInstance, record: dg.RunRecord, spec: str, kind: str) -> HistoryRun:
+    run = record.dagster_run
+    start, end = record.start_time, record.end_time
+    return HistoryRun(
+        run_id=run.run_id,
+        job=run.job_name,
+        spec=spec,
+        kind=kind,
+        partitions=naming.partition_label(run.tags) or "-",
+        status=run.status.value.lower(),
+        start=datetime.fromtimestamp(start, UTC) if start else None,
+        end=datetime.fromtimestamp(end, UTC) if end else None,
+        totals=dict(run_totals(instance, run.run_id)),
+    )
+
+
+def run_history(selected: Sequence[SyncSpec], last: int, pg_url: str) -> list[HistoryRun]:
+    """Recent sync and drain runs with their totals, newest first."""
+    instance = dagster_instance()
+    jobs = _jobs(selected)
     records = instance.get_run_records(dg.RunsFilter(job_name=None), limit=max(last * 10, 100))
     runs: list[HistoryRun] = []
     for record in records:
-        run = record.dagster_run
-        if run.job_name not in jobs:
+        if record.dagster_run.job_name not in jobs:
             continue
-        tags = run.tags
-        partitions = tags.get(naming.PARTITION_TAG) or (
-            f"{tags[naming.RANGE_START_TAG]}…{tags[naming.RANGE_END_TAG]}"
-            if naming.RANGE_START_TAG in tags
-            else "-"
-        )
-        start, end = record.start_time, record.end_time
-        spec, kind = jobs[run.job_name]
-        runs.append(
-            HistoryRun(
-                run_id=run.run_id,
-                job=run.job_name,
-                spec=spec,
-                kind=kind,
-                partitions=partitions,
-                status=run.status.value.lower(),
-                start=datetime.fromtimestamp(start, UTC) if start else None,
-                end=datetime.fromtimestamp(end, UTC) if end else None,
-                totals=dict(run_totals(instance, run.run_id)),
-            )
-        )
+        runs.append(_history_run(instance, record, *jobs[record.dagster_run.job_name]))
         if len(runs) >= last:
             break
     return runs
+
+
+class UnknownRun(LookupError):
+    """No sync or drain run of the selected specs has this id."""
+
+
+# a run id prefix (`history` prints the first 8 characters) is looked for among this many runs
+PREFIX_SEARCH_RUNS = 1000
+
+
+def find_run(selected: Sequence[SyncSpec], run_id: str) -> tuple[HistoryRun, list[BatchRecord]]:
+    """One sync or drain run by its id (or a prefix of it that is unique among recent runs), and
+    every batch it recorded."""
+    instance = dagster_instance()
+    jobs = _jobs(selected)
+    wanted = run_id.strip().lower()
+    records = instance.get_run_records(dg.RunsFilter(run_ids=[wanted])) if wanted else []
+    if not records and wanted:
+        ids = [i for i in instance.get_run_ids(limit=PREFIX_SEARCH_RUNS) if i.startswith(wanted)]
+        if len(ids) > 1:
+            raise UnknownRun(f"run id '{run_id}' is ambiguous: {', '.join(i[:12] for i in ids[:5])} …")
+        records = instance.get_run_records(dg.RunsFilter(run_ids=ids)) if ids else []
+    record = records[0] if records else None
+    if record is None or record.dagster_run.job_name not in jobs:
+        specs = ", ".join(spec.name for spec in selected)
+        raise UnknownRun(
+            f"no sync or drain run '{run_id}' of spec {specs} in the Dagster instance "
+            f"(DAGSTER_HOME={dagster_home()}): `sync-pipeline history` lists the recent ones"
+        )
+    history = _history_run(instance, record, *jobs[record.dagster_run.job_name])
+    return history, run_batches(instance, history.run_id)
