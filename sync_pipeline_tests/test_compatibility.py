@@ -191,3 +191,27 @@ def test_an_index_the_sync_creates_is_marked_as_sync_pipelines_own(scenario: Sce
 
     (index,) = backing_indices(es, scenario.index)
     assert index_meta(es, index)["spec"] == spec.name
+
+
+@pytest.mark.integration
+def test_verify_reads_every_document_that_follows_a_run_of_deleted_ones_in_a_segment(
+    scenario: Scenario, insert_rows, es
+):
+    """verify (and a rebuild's repair passes) read the index in key order, a page at a time with
+    search_after. Documents deleted from a segment still hold their place in it until a merge;
+    a long run of them must not hide the live document after the run. OpenSearch 3.3 did hide
+    it: key 3000 below, and the rebuild test's last key after its writer deleted 2700-2999."""
+    insert_rows(range(1, 3001), "2026-02-01 00:00:00+00")
+    spec = scenario.spec(batch_size="200")  # verify's pages: 200 documents
+    assert run_sync([spec], spec).success
+    # the whole key range in one segment, as a merge leaves it
+    es.perform("POST", f"/{scenario.index}/_forcemerge", {"max_num_segments": "1"})
+    scenario.execute(f"DELETE FROM {scenario.table} WHERE id BETWEEN 2000 AND 2999")
+    insert_rows(range(10_001, 10_301), "2026-02-02 00:00:00+00")  # later keys, in a segment of their own
+    (fixed,) = run_verify([spec], [spec], fix=True)
+    assert fixed.repaired.deleted == 1000 and fixed.repaired.indexed == 300
+    assert es.exists(index=scenario.index, id="3000")  # only a read can miss it
+
+    (report,) = run_verify([spec], [spec])
+
+    assert report.ok and report.es_count == report.pg_count == 2300, report.lines()
