@@ -17,6 +17,7 @@ import pytest
 from flask import Flask
 from prometheus_client.parser import text_string_to_metric_families
 
+from sync_pipeline.apps.cli import main
 from sync_pipeline.apps.flask import SyncPipeline
 from sync_pipeline.core.capture import function_name
 from sync_pipeline.core.specs import SyncSpec, parse_specs
@@ -211,5 +212,34 @@ def test_a_disabled_trigger_turns_healthz_503_naming_the_table_and_the_sensor_al
         install_capture(scenario.engine, spec)  # doctor's fix: ENABLE ALWAYS again
         status, document = exporter.healthz()
         assert status == 200 and document["specs"][spec.name]["ok"] is True, document
+    finally:
+        uninstall_capture(scenario.engine, spec)
+
+
+def test_a_mapping_only_a_rebuild_changes_turns_healthz_503_and_doctor_names_the_field(
+    scenario: Scenario, insert_rows, exporter_for, tmp_path, capsys
+):
+    spec = scenario.spec()
+    config = scenario.spec_file(tmp_path)
+    insert_rows(range(1, 6), "2026-02-01 00:00:00+00")
+    install_capture(scenario.engine, spec)
+    try:
+        drain(scenario.engine, scenario.es, spec)  # the index, with price as a number
+        exporter = exporter_for(config)
+        status, document = exporter.healthz()
+        assert status == 200, document
+        assert document["specs"][spec.name]["mappings"][0]["conflicts"] == []
+
+        scenario.execute(f"ALTER TABLE {scenario.table} ALTER COLUMN price TYPE text")  # a migration
+        status, document = exporter.healthz()
+        assert status == 503
+        (mapping,) = document["specs"][spec.name]["mappings"]
+        assert mapping["needs_action"] and any(c.startswith("price:") for c in mapping["conflicts"]), mapping
+        assert mapping["fix"] == [f"sync-pipeline rebuild --spec {spec.name}"]
+
+        capsys.readouterr()
+        assert main(["--config", str(config), "doctor", "--spec", spec.name]) == 1
+        out = capsys.readouterr().out
+        assert "index mappings: 1 needs action" in out and "price:" in out, out
     finally:
         uninstall_capture(scenario.engine, spec)

@@ -17,7 +17,14 @@ from sync_pipeline.io.buffer import BufferState
 from sync_pipeline.io.metrics_log import Totals
 from sync_pipeline.io.replication import SlotState
 from sync_pipeline.io.search.measured import _item_answers
-from sync_pipeline.ops.health import BacklogStatus, CaptureIssue, DeadLetterStatus, HealthReport, IndexStatus
+from sync_pipeline.ops.health import (
+    BacklogStatus,
+    CaptureIssue,
+    DeadLetterStatus,
+    HealthReport,
+    IndexStatus,
+    MappingStatus,
+)
 from sync_pipeline.ops.scrape import Health, Reading, SpecReading, samples
 
 ACCURACY = (GAMMA - 1) / (GAMMA + 1)
@@ -173,6 +180,16 @@ def test_healthz_groups_doctors_findings_per_spec_and_is_503_when_any_needs_acti
     assert items["last_ok"] == {"sync": "2026-12-01T00:00:00+00:00"}
     healthy = Health(HealthReport([], report.backlog, [], report.indexes), {})
     assert healthy.status == 200 and healthz_document(healthy)["ok"] is True
+    conflict = MappingStatus(
+        "items", "items_v1", ["price: type long → keyword"], ["sync-pipeline rebuild --spec items"]
+    )
+    in_step = MappingStatus("orders", "orders_v1", [])
+    drifted = healthz_document(
+        Health(HealthReport([], [], [], [], mappings=[conflict, in_step]), {"items": {}})
+    )
+    assert drifted["ok"] is False and drifted["findings"] == 1
+    assert drifted["specs"]["items"]["mappings"][0]["conflicts"] == ["price: type long → keyword"]
+    assert [row["spec"] for row in drifted["others"]] == ["orders"]  # not a spec of this file
 
 
 def test_operating_docs_list_every_metric_with_its_type_and_labels():

@@ -54,6 +54,9 @@ def doctor_rows(report: HealthReport) -> dict[str, list[dict[str, Any]]]:
             _row(x.fix, spec=x.spec, alias=x.index, indices=list(x.backing), missing=bool(x.fix))
             for x in report.indexes
         ],
+        "mappings": [
+            _row(m.fix, spec=m.spec, index=m.index, conflicts=list(m.conflicts)) for m in report.mappings
+        ],
     }
 
 
