@@ -23,9 +23,10 @@ from sync_pipeline.core.capture import function_name
 from sync_pipeline.core.specs import SyncSpec, parse_specs
 from sync_pipeline.ops.capture import install_capture, uninstall_capture
 from sync_pipeline.ops.drain import drain
+from sync_pipeline.ops.scrape import read, samples
 from sync_pipeline.ops.verify import verify_spec
 
-from . import test_capture_health
+from . import test_capture_health, test_logical
 from .conftest import Scenario, free_port, indexed, stop_process_groups, wait_until
 from .test_capture_health import SENSOR, _texts, _tick
 
@@ -243,3 +244,44 @@ def test_a_mapping_only_a_rebuild_changes_turns_healthz_503_and_doctor_names_the
         assert "index mappings: 1 needs action" in out and "price:" in out, out
     finally:
         uninstall_capture(scenario.engine, spec)
+
+
+logical_spec = test_logical.logical_spec  # slot, then a full sync through Dagster, then a drain
+
+
+def test_a_full_sync_and_a_logical_drain_are_measured_with_the_slots_commit_times(scenario, logical_spec):
+    spec = logical_spec
+
+    def now() -> dict:  # what a scrape would export, read the exporter's way (ops/scrape.py)
+        return samples(read(scenario.engine, [spec]))
+
+    def one(found: dict, name: str, **labels: str) -> float | None:
+        (match,) = [v for v, have in found[name] if labels.items() <= have.items()] or [None]
+        return match
+
+    name = {"spec": spec.name, "capture": "logical"}
+    before = now()
+    sync = {**name, "op": "sync"}  # the fixture's full sync: one run over every window
+    assert one(before, "sync_pipeline_documents_total", **sync, outcome="indexed") == 300
+    assert one(before, "sync_pipeline_runs_total", **sync, outcome="ok") == 1
+    assert one(before, "sync_pipeline_bulk_requests_total", **sync) >= 1
+    assert one(before, "sync_pipeline_slot_wal_status", **name, wal_status="reserved") == 1
+    assert one(before, "sync_pipeline_capture_problems", **name) == 0
+    samples_before = one(before, "sync_pipeline_lag_samples_total", **name)
+
+    scenario.execute(f"UPDATE {scenario.table} SET title = 'renamed' WHERE id <= 10")
+    scenario.execute(f"DELETE FROM {scenario.table} WHERE id BETWEEN 11 AND 15")
+    changed = time.time()
+    totals = drain(scenario.engine, scenario.es, spec)
+    drained = time.time()
+    assert (totals.indexed, totals.deleted) == (10, 5)
+    after = now()
+    assert one(after, "sync_pipeline_lag_samples_total", **name) == samples_before + 15  # one per change
+    p99 = one(after, "sync_pipeline_lag_seconds", **name, quantile="0.99")
+    assert p99 is not None and p99 > 0
+    # the newest changes waited at most since their commit; the 5-minute window also holds the seed's
+    recent = one(after, "sync_pipeline_lag_sum_seconds_total", **name) - one(
+        before, "sync_pipeline_lag_sum_seconds_total", **name
+    )
+    assert 0 < recent <= 15 * (drained - changed + 1)
+    assert one(after, "sync_pipeline_slot_retained_wal_bytes", **name) >= 0
