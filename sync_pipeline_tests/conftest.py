@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -105,6 +106,58 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         test = item.nodeid.rpartition("/")[2]
         if any(test.startswith(entry) for entry in COMPATIBILITY_SUBSET):
             item.add_marker(pytest.mark.compat)
+        # a test that asks for the servers is an integration test, whatever its marks say: so
+        # `make unit` (-m "not integration") never starts or needs one
+        if "service_urls" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.integration)
+
+
+class NetworkInUnitTest(RuntimeError):
+    """A test without the integration marker tried to reach a server."""
+
+
+@pytest.fixture(autouse=True)
+def no_network_in_unit_tests(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A unit test that connects to a server it did not start fails, naming where: `make unit`
+    needs no PostgreSQL, no search server and no network, so such a test is an integration test
+    (mark it, or use `live`). A server the test runs in its own process (a webhook receiver on
+    127.0.0.1) is the test's own: connecting to a port bound in this process is allowed."""
+    if request.node.get_closest_marker("integration") is not None:
+        return
+    own_ports: set[int] = set()
+    real_bind, real_connect, real_connect_ex = (
+        socket.socket.bind,
+        socket.socket.connect,
+        socket.socket.connect_ex,
+    )
+
+    def bind(sock: socket.socket, address: Any) -> None:
+        real_bind(sock, address)
+        if sock.family in (socket.AF_INET, socket.AF_INET6):
+            own_ports.add(sock.getsockname()[1])
+
+    def allowed(sock: socket.socket, address: Any) -> bool:
+        if sock.family == socket.AF_UNIX:
+            return True
+        return (
+            isinstance(address, tuple)
+            and address[0] in ("127.0.0.1", "::1", "localhost")
+            and (address[1] in own_ports)
+        )
+
+    def connect(sock: socket.socket, address: Any) -> None:
+        if not allowed(sock, address):
+            raise NetworkInUnitTest(f"{request.node.nodeid} connects to {address!r}: mark it integration")
+        real_connect(sock, address)
+
+    def connect_ex(sock: socket.socket, address: Any) -> int:
+        if not allowed(sock, address):
+            raise NetworkInUnitTest(f"{request.node.nodeid} connects to {address!r}: mark it integration")
+        return real_connect_ex(sock, address)
+
+    monkeypatch.setattr(socket.socket, "bind", bind)
+    monkeypatch.setattr(socket.socket, "connect", connect)
+    monkeypatch.setattr(socket.socket, "connect_ex", connect_ex)
 
 
 def pytest_terminal_summary(terminalreporter) -> None:

@@ -151,7 +151,8 @@ def test_a_drain_killed_before_confirming_leaves_its_changes_in_the_slot(
     assert _slot(scenario.engine, spec).confirmed_lsn == before  # nothing confirmed
     totals = drain(scenario.engine, scenario.es, spec)
     assert totals.claimed == 300 and totals.failed == 0
-    assert all(d["title"] == f"killed {i}" for i, d in indexed(scenario.es, scenario.index).items())
+    docs = indexed(scenario.es, scenario.index)
+    assert len(docs) == 300 and all(d["title"] == f"killed {i}" for i, d in docs.items())
     record("logical: drain killed before confirming, drained again", 300, spec)
 
 
@@ -204,7 +205,8 @@ def test_postgres_restarted_under_a_logical_drain(scenario, logical_spec):
     scenario.engine.dispose()
     totals = drain(scenario.engine, scenario.es, spec)
     assert totals.failed == 0 and totals.claimed > 0
-    assert all(d["title"] == f"restarted {i}" for i, d in indexed(scenario.es, scenario.index).items())
+    docs = indexed(scenario.es, scenario.index)
+    assert len(docs) == 300 and all(d["title"] == f"restarted {i}" for i, d in docs.items())
     record("logical: PostgreSQL restarted mid-drain, drained again", 300, spec)
 
 

@@ -7,9 +7,11 @@ no mapping is refused before any run; without a transform, pandas is never impor
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pytest
@@ -54,6 +56,22 @@ def rekey(frame: pd.DataFrame) -> pd.DataFrame:
     return clean(frame).assign(id=frame["id"] + 1000)
 
 
+def embed(frame: pd.DataFrame) -> pd.DataFrame:
+    """A deterministic local embedding (no model, no network): 8 floats from hashes of the title,
+    and a dict-valued field, both computed for the whole batch at once."""
+    if frame["title"].str.contains("boom").fillna(False).any():
+        raise ValueError("no bombs in titles")
+    seeds = [pd.util.hash_pandas_object(frame["title"] + f":{k}", index=False).to_numpy() for k in range(8)]
+    matrix = (np.stack(seeds, axis=1) % 2000).astype("float32") / 1000 - 1 if len(frame) else np.empty((0, 8))
+    facts = [{"length": len(t), "words": t.split()} for t in frame["title"]]
+    return frame.assign(embedding=list(matrix), facts=facts)
+
+
+def lengths(frame: pd.DataFrame) -> pd.DataFrame:
+    """Python lists over the batch: on the zero-row sample pandas types them float64."""
+    return frame.assign(title_slug=[str(len(t)) for t in frame["title"]])
+
+
 def _spec_text(scenario, function: str, extra: str = "") -> str:
     text = scenario.spec_text(extra=f"    transform: {{pandas: '{HERE}:{function}'}}\n{extra}")
     return text.replace("    fields:\n", "    fields:\n      title_slug: {type: keyword}\n")
@@ -63,7 +81,7 @@ def _spec(scenario, function: str = "clean", capture: str = "triggers"):
     return parse_specs(_spec_text(scenario, function, f"    capture: {capture}"), origin="test")[0]
 
 
-def _unit_spec(function: str):
+def _unit_spec(function: str, fields: str = "title_slug: {type: keyword}"):
     return parse_specs(
         f"""
 specs:
@@ -72,13 +90,13 @@ specs:
     target: {{index: s}}
     partitions: {{start: "2026-01-01"}}
     transform: {{pandas: "{HERE}:{function}"}}
-    fields: {{title_slug: {{type: keyword}}}}
+    fields: {{{fields}}}
 """
     )[0]
 
 
-def _unit_plan(function: str):
-    spec = _unit_spec(function)
+def _unit_plan(function: str, fields: str = "title_slug: {type: keyword}"):
+    spec = _unit_spec(function, fields)
     read = read_columns([ColumnInfo("id", "int8"), ColumnInfo("title", "text")])
     plan = build_plan(spec, read)
     return with_transform(plan, spec.transform.pandas, resolve(spec)), arrow_schema(read)
@@ -91,6 +109,38 @@ def test_the_transform_cannot_change_a_key_it_is_restored():
     assert docs.ids == ["1"] and docs.documents == [{"id": 1, "title": "A", "title_slug": "a"}]
     body = batch_to_bulk(batch, plan).body.data.decode()
     assert '"_id":"1"' in body and '"id":1,' in body
+
+
+def test_lists_and_dicts_a_transform_returns_reach_the_bulk_body_as_verify_expects_them():
+    fields = "embedding: {type: dense_vector, dims: 8}, facts: {type: flattened}"
+    plan, schema = _unit_plan("embed", fields)
+    rows = [{"id": 1, "title": "green tea"}, {"id": 2, "title": "cup"}]
+    batch = pa.RecordBatch.from_pylist(rows, schema=schema)
+    expected = batch_to_documents(batch, plan).documents
+    lines = batch_to_bulk(batch, plan).body.data.decode().splitlines()
+    sent = [json.loads(line) for line in lines[1::2]]
+    assert sent == expected
+    assert [len(doc["embedding"]) for doc in sent] == [8, 8] and sent[0]["embedding"] != sent[1]["embedding"]
+    assert all(-1 <= x < 1 for x in sent[0]["embedding"])
+    assert sent[0]["facts"] == {"length": 9, "words": ["green", "tea"]}
+    again = [json.loads(line) for line in batch_to_bulk(batch, plan).body.data.decode().splitlines()[1::2]]
+    assert again == sent  # deterministic: the same title, the same vector
+
+    rows.append({"id": 3, "title": "boom"})  # a batch it raises on: halves until the row stands alone
+    chunk = batch_to_bulk(pa.RecordBatch.from_pylist(rows, schema=schema), plan)
+    assert [r.doc_id for r in chunk.rejected] == ["3"]
+    assert [json.loads(line) for line in chunk.body.data.decode().splitlines()[1::2]] == sent
+
+
+def test_a_field_typed_by_the_empty_sample_keeps_the_values_the_batch_returns():
+    plan, schema = _unit_plan("lengths")
+    rows = [{"id": 1, "title": "green tea"}, {"id": 2, "title": "x"}]
+    batch = pa.RecordBatch.from_pylist(rows, schema=schema)
+    chunk = batch_to_bulk(batch, plan)
+    assert chunk.rejected == ()
+    sent = [json.loads(line) for line in chunk.body.data.decode().splitlines()[1::2]]
+    assert [doc["title_slug"] for doc in sent] == ["9", "1"]  # text, not 9.0
+    assert sent == batch_to_documents(batch, plan).documents
 
 
 def test_a_raising_transform_is_bisected_down_to_its_failing_rows():

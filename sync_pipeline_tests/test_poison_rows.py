@@ -131,6 +131,13 @@ def test_poison_rows_become_dead_letters_and_the_sync_and_drains_flow_on(scenari
         # nothing is left to claim: the buffer is empty, the slot confirmed past the poison row
         again = drain(scenario.engine, scenario.es, spec)
         assert again.dead_lettered == 0 and again.claimed == 0
+        # changed again and still poison: its letter is replaced, not joined by a second one
+        scenario.execute(f"UPDATE {scenario.table} SET title = 'still poison' WHERE id = 10")
+        assert drain(scenario.engine, scenario.es, spec).dead_lettered == 1
+        with scenario.engine.begin() as conn:
+            assert deadletters.count(conn, scenario.table) == len(POISON) + 1
+            letters = deadletters.list_dead_letters(conn, scenario.table, 500)
+        assert [d["doc_id"] for d in letters].count("10") == 1
         with scenario.engine.begin() as conn:
             if capture == "triggers":
                 assert not buffer.has_pending(scenario.engine, spec)
@@ -143,6 +150,48 @@ def test_poison_rows_become_dead_letters_and_the_sync_and_drains_flow_on(scenari
         scenario.engine.dispose()
         uninstall_capture(scenario.engine, spec)
     CHAOS_RESULTS.append((f"poison rows (infinity, year 10000, BC, json \\u0000), {capture}", 202, drift, 6))
+
+
+@pytest.mark.integration
+@pytest.mark.chaos
+@pytest.mark.parametrize("capture", ["triggers", "logical"])
+def test_a_key_no_document_date_holds_is_a_dead_letter_and_the_stream_flows(scenario, live, capture):
+    """A timestamp primary key of ±infinity: its row is a dead letter under PostgreSQL's text of
+    the key, and the window, both drains and verify go on (a NULL key used to stop them all)."""
+    table = scenario.table
+    scenario.execute(f"DROP TABLE {table}")
+    scenario.execute(f"CREATE TABLE {table} (ts timestamptz PRIMARY KEY, title text, updated_at timestamptz)")
+    scenario.execute(
+        f"INSERT INTO {table} SELECT timestamptz '2026-02-01' + g * interval '1 hour', 'row ' || g, "
+        "'2026-02-01' FROM generate_series(1, 10) g"
+    )
+    scenario.execute(
+        f"INSERT INTO {table} VALUES ('infinity', 'last', '2026-02-01'), ('-infinity', 'first', '2026-02-01')"
+    )
+    text = scenario.spec_text(extra=f"    capture: {capture}").replace("primary_key: id", "primary_key: ts")
+    (spec,) = parse_specs(text, origin="test")
+    install_capture(scenario.engine, spec)
+    try:
+        summary = run_sync([spec], spec, servers=Servers(live.pg_url, live.es_url))
+        assert summary.success, summary.error
+        assert (summary.indexed, summary.dead_lettered) == (10, 2)
+        assert sorted(_dead_letters(scenario)) == ["-infinity", "infinity"]
+        if capture == "logical":
+            drain(scenario.engine, scenario.es, spec)  # the slot's changes from before the sync
+        scenario.execute(
+            f"UPDATE {table} SET title = 'changed', updated_at = now() "
+            "WHERE ts IN ('infinity', '2026-02-01 03:00+00')"
+        )
+        scenario.execute(f"DELETE FROM {table} WHERE ts = '-infinity'")
+        totals = drain(scenario.engine, scenario.es, spec)
+        assert (totals.indexed, totals.dead_lettered, totals.failed) == (1, 1, 0), totals
+        docs = indexed(scenario.es, scenario.index)
+        assert len(docs) == 10 and docs["2026-02-01T03:00:00.000000Z"]["title"] == "changed"
+        drift, dead = _verified(spec, live)
+        assert (drift, dead) == (0, 1)
+    finally:
+        uninstall_capture(scenario.engine, spec)
+    CHAOS_RESULTS.append((f"±infinity timestamp primary key, {capture}", 15, drift, dead))
 
 
 @pytest.mark.integration

@@ -8,10 +8,12 @@ compared too.
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+import pandas as pd
 import pytest
 import sqlalchemy as sa
 
@@ -154,6 +156,44 @@ def test_a_document_carries_its_related_rows_as_objects_and_arrays(shop, synced)
     assert properties["reviews"]["type"] == "nested"
     assert properties["category"]["properties"]["department"]["properties"]["name"]["type"] == "text"
     shop.assert_no_drift(synced)
+
+
+def shelf(frame: pd.DataFrame) -> pd.DataFrame:
+    """A pandas transform over related rows: what it gets of a relation is its JSON text."""
+    categories = [json.loads(text) if isinstance(text, str) else None for text in frame["category"]]
+    reviews = [json.loads(text) if isinstance(text, str) else [] for text in frame["reviews"]]
+    return frame.assign(
+        department=[(c.get("department") or {}).get("name") if c else None for c in categories],
+        stars=[sum(r["stars"] or 0 for r in rows) for rows in reviews],
+    )
+
+
+@pytest.mark.parametrize("capture", ["triggers", "logical"])
+def test_a_transform_over_related_rows_follows_child_and_grandchild_changes(shop, capture):
+    computed = "      department: {type: keyword}\n      stars: {type: integer}\n"
+    text = shop.spec_text(extra_fields=computed, capture=capture).replace(
+        "    target:", "    transform: {pandas: 'sync_pipeline_tests.test_relations:shelf'}\n    target:", 1
+    )
+    spec = parse_specs(text, origin="test")[0]
+    install_capture(shop.engine, spec)
+    try:
+        assert run_sync([spec], spec, servers=shop.servers).indexed == 20
+        if capture == "logical":
+            drain(shop.engine, shop.es, spec)  # what the slot holds from before the sync: re-reads
+        docs = shop.docs()
+        assert (docs["1"]["department"], docs["1"]["stars"]) == ("Outdoor", 8)
+        assert docs["2"]["department"] == "Home"
+        shop.execute(
+            f"UPDATE {shop.schema}.departments SET name = 'Outside' WHERE id = 2",  # two levels up
+            f"UPDATE {shop.schema}.reviews SET stars = 4 WHERE id = 3",  # a child
+        )
+        drain(shop.engine, shop.es, spec)
+        docs = shop.docs()
+        assert {docs[str(i)]["department"] for i in range(1, 21, 2)} == {"Outside"}
+        assert (docs["2"]["stars"], docs["2"]["department"]) == (4, "Home")
+        shop.assert_no_drift(spec)
+    finally:
+        uninstall_capture(shop.engine, spec)
 
 
 def test_child_insert_update_and_delete_reach_their_parents(shop, synced):

@@ -158,6 +158,7 @@ def test_runtime_dir_decision(tmp_path: Path) -> None:
     assert services.choose_runtime_dir(open_state, project, as_root=True) == open_state
 
 
+@pytest.mark.integration  # `status` asks the local servers
 def test_cli_env_and_status(capsys: pytest.CaptureFixture[str]) -> None:
     assert services.main(["env"]) == 0
     assert capsys.readouterr().out.splitlines() == services.env_lines()

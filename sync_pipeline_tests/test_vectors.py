@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 
+import pyarrow as pa
 import pytest
 from pydantic import ValidationError
 
@@ -193,6 +194,49 @@ def test_a_real_array_embedding_syncs_verifies_and_answers_knn(
 
 
 @pytest.mark.integration
+def test_an_embedding_computed_by_a_pandas_transform_syncs_verifies_and_answers_knn(
+    scenario, insert_rows, tmp_path, live, monkeypatch, capsys
+) -> None:
+    """No vector column in PostgreSQL: the spec's transform computes one per row from the title."""
+    from sync_pipeline.apps.cli.runner import Servers, run_sync, run_verify
+    from sync_pipeline.io.transform import resolve
+
+    for i in range(1, 31):
+        insert_rows([i], "2026-02-01 00:00:00+00", title=f"product {i} {'tea' if i % 2 else 'cup'}")
+    transform = "    transform: {pandas: 'sync_pipeline_tests.test_pandas_transform:embed'}\n"
+    text = vector_spec_text(scenario.spec_text(extra=transform)).replace(
+        "    fields:\n", "    fields:\n      facts: {type: flattened}\n", 1
+    )
+    config = tmp_path / "sync.yaml"
+    config.write_text(text)
+    (spec,) = parse_specs(text, origin=str(config))
+    servers = Servers(live.pg_url, live.es_url)
+
+    summary = run_sync([spec], spec, servers=servers)
+    assert summary.success and summary.indexed == 30, summary.error
+    doc = scenario.es.get(index=scenario.index, id="17")["_source"]
+    assert len(doc["embedding"]) == 8 and doc["facts"]["words"] == ["product", "17", "tea"]
+    (report,) = run_verify([spec], [spec], servers=servers)
+    assert report.ok and report.pg_count == 30, report.lines()
+
+    # the query vector is the transform's own for row 17: the nearest document is row 17
+    import pandas as pd
+
+    frame = pd.DataFrame({"id": [17], "title": [doc["title"]]})
+    target = resolve(spec)  # the same function, as the sync ran it
+    assert target is not None
+    vector = [float(x) for x in target(pa.Table.from_pandas(frame)).column("embedding")[0].as_py()]
+    assert vector == pytest.approx(doc["embedding"], rel=1e-6)  # float32s, sent in their shortest form
+    monkeypatch.setenv("SYNC_PG_URL", live.pg_url)
+    monkeypatch.setenv("SYNC_ES_URL", live.es_url)
+    argv = ["--config", str(config), "search", "--spec", spec.name, "--knn", "embedding"]
+    code = cli.main([*argv, "--vector", json.dumps(vector), "--k", "3", "--json"])
+    found = json.loads(capsys.readouterr().out)
+    assert code == 0, found
+    assert [hit["id"] for hit in found["hits"]][:1] == ["17"] and len(found["hits"]) == 3
+
+
+@pytest.mark.integration
 def test_a_vector_field_on_a_column_that_holds_no_float_array_is_refused_at_bind(scenario) -> None:
     from sync_pipeline.core.sql import SourceError
     from sync_pipeline.ops.binding import bind
@@ -281,3 +325,35 @@ def test_a_rebuilt_index_keeps_its_vectors_and_verifies_clean(scenario, insert_r
         seven = conn.exec_driver_sql(f"SELECT embedding FROM {scenario.table} WHERE id = 7").scalar_one()
     body = knn_request(scenario.es.server, "embedding", seven, 1)
     assert [h["_id"] for h in scenario.es.search(index=scenario.index, **body)["hits"]["hits"]] == ["7"]
+
+
+@pytest.mark.integration
+def test_a_vector_field_added_to_an_index_created_without_its_setting_needs_a_rebuild(
+    scenario, insert_rows, live
+) -> None:
+    """Elasticsearch 9.1+ keeps vectors in `_source` only in an index created so (OpenSearch: only
+    an index created `knn` answers kNN): adding one in place would make every document drift."""
+    from sync_pipeline.apps.cli.runner import Servers, run_sync, run_verify
+
+    insert_rows(range(1, 11), "2026-02-01 00:00:00+00")
+    servers = Servers(live.pg_url, live.es_url)
+    (plain,) = parse_specs(scenario.spec_text(), origin="test")
+    assert run_sync([plain], plain, servers=servers).success
+    scenario.execute(f"ALTER TABLE {scenario.table} ADD COLUMN embedding real[]")
+    scenario.execute(f"UPDATE {scenario.table} SET embedding = {EMBEDDING_SQL}, updated_at = now()")
+    (spec,) = parse_specs(vector_spec_text(scenario.spec_text()), origin="test")
+    needed = settings_for_server({}, for_server({"properties": {"embedding": VECTOR}}, scenario.es.server),
+                                 scenario.es.server)  # fmt: skip
+    added = run_sync([spec], spec, servers=servers)
+    if needed:  # Elasticsearch 9.1+, OpenSearch
+        assert not added.success
+        setting = next(iter(needed))
+        assert "embedding: new field" in added.error and f"index.{setting}" in added.error, added.error
+        rebuilding = vector_spec_text(scenario.spec_text(extra="    on_mapping_change: rebuild"))
+        (spec,) = parse_specs(rebuilding, origin="test")
+        added = run_sync([spec], spec, servers=servers)
+    assert added.success, added.error
+    (report,) = run_verify([spec], [spec], servers=servers)
+    assert report.ok and report.pg_count == 10, report.lines()
+    doc = scenario.es.get(index=scenario.index, id="3", _source_includes=["embedding"])["_source"]
+    assert len(doc["embedding"]) == 8

@@ -27,7 +27,8 @@ from sync_pipeline.core import poison
 from sync_pipeline.core.bulk import BulkBody, BulkChunk, action_array, action_tail, json_strings, value_bytes
 from sync_pipeline.core.cleanse import FieldPlan, cleanse_array, exact_longs
 from sync_pipeline.core.columns import ColumnInfo, infer_es_type, key_sort_problem
-from sync_pipeline.core.keys import canonical_texts, check_no_null_keys, ids_from_texts
+from sync_pipeline.core.json_text import float_text, is_nested, json_text
+from sync_pipeline.core.keys import check_no_null_keys, ids_from_texts, key_texts
 from sync_pipeline.core.relations import RelationPlan
 from sync_pipeline.core.sources import RESERVED_PREFIX
 from sync_pipeline.core.specs import SyncSpec
@@ -139,7 +140,7 @@ def document_ids(batch: pa.RecordBatch, plan: DocumentPlan) -> list[str]:
 
 
 def _id_array(batch: pa.RecordBatch, plan: DocumentPlan) -> pa.Array:
-    texts = canonical_texts(batch, plan.keys, plan.spec.naive_timezone)
+    texts = key_texts(batch, plan.keys, plan.spec.naive_timezone)
     check_no_null_keys(texts, plan.spec.name)
     return ids_from_texts(texts, plan.keys)
 
@@ -160,10 +161,16 @@ def _transformed(
         return batch, plan, []
     table = field_table(batch, plan.transform_inputs, plan.spec.naive_timezone)
     out, failures = run_transform(table, plan.transform)
-    columns = [*batch.columns, *(c.combine_chunks() for c in out.columns)]
-    names = [*batch.schema.names, *(f.column for f in plan.transform_outputs)]
-    batch = pa.RecordBatch.from_arrays(columns, names=names)
-    return batch, replace(plan, fields=plan.transform_outputs, transform=None), failures
+    outputs, returned = list(plan.transform_outputs), []
+    for number, column in enumerate(out.columns):
+        values = column.combine_chunks()
+        if is_nested(values.type):  # lists (an embedding) or dicts: carried as JSON text from here
+            values = json_text(values)
+            outputs[number] = replace(outputs[number], column_info=ColumnInfo(outputs[number].name, "jsonb"))
+        returned.append(values)
+    names = [*batch.schema.names, *(f.column for f in outputs)]
+    batch = pa.RecordBatch.from_arrays([*batch.columns, *returned], names=names)
+    return batch, replace(plan, fields=tuple(outputs), transform=None), failures
 
 
 def deleted_flags(batch: pa.RecordBatch, spec: SyncSpec) -> list[bool]:
@@ -280,15 +287,14 @@ def batch_to_documents(batch: pa.RecordBatch, plan: DocumentPlan) -> DocumentBat
 def _json_values(array: pa.Array, field: FieldPlan) -> pa.Array:
     """One cleansed column as the JSON text of each value (nulls stay null)."""
     kind = array.type
-    if field.column_info.staging == "json":
+    if pa.types.is_null(kind):  # a field a transform returned no value of in this batch
+        text = pa.nulls(len(array), pa.string())
+    elif field.column_info.staging == "json":
         text = array  # the JSON PostgreSQL produced, embedded as it is
     elif field.numeric == "scaled_long":
         text = pc.if_else(exact_longs(array), array, json_strings(array))  # inexact: a string
     elif pa.types.is_floating(kind):
-        text = pc.cast(array, pa.string())  # shortest round-trip form; non-finite values are null by now
-        # an integral double keeps its ".0", as Python's JSON (and so verify's documents) writes it
-        integral = pc.match_substring_regex(text, r"^-?[0-9]+$")
-        text = pc.if_else(integral, pc.binary_join_element_wise(text, ".0", ""), text)
+        text = float_text(array)  # non-finite values are null by now
     elif pa.types.is_integer(kind) or pa.types.is_boolean(kind):
         text = pc.cast(array, pa.string())
     else:

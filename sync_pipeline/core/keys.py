@@ -19,6 +19,7 @@ import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from sync_pipeline.core import poison
 from sync_pipeline.core.columns import ColumnInfo
 from sync_pipeline.core.quoting import sql_literal
 from sync_pipeline.core.timestamps import iso_utc, utc_from_naive
@@ -35,15 +36,37 @@ class NullKeyError(ValueError):
 def canonical_sql(info: ColumnInfo, expr: str, naive_timezone: str = "UTC") -> str:
     """SQL for the canonical text of a key value `expr` of the column's type."""
     if info.pg_type == "timestamptz":
-        return f"to_char(({expr}) AT TIME ZONE 'UTC', {ISO_UTC_SQL})"
+        return _representable(info, expr, f"to_char(({expr}) AT TIME ZONE 'UTC', {ISO_UTC_SQL})")
     if info.pg_type == "timestamp":
         local = f"({expr}) AT TIME ZONE {sql_literal(naive_timezone)}"
-        return f"to_char(({local}) AT TIME ZONE 'UTC', {ISO_UTC_SQL})"
+        return _representable(info, expr, f"to_char(({local}) AT TIME ZONE 'UTC', {ISO_UTC_SQL})")
     if info.pg_type == "date":
-        return f"to_char({expr}, 'YYYY-MM-DD')"
+        return _representable(info, expr, f"to_char({expr}, 'YYYY-MM-DD')")
     if info.pg_type == "bool":
         return f"CASE WHEN {expr} THEN 'true' ELSE 'false' END"
     return f"CAST({expr} AS text)"
+
+
+def _representable(info: ColumnInfo, expr: str, text: str) -> str:
+    """A date or timestamp key no document date can hold (±infinity, BC, after 9999; to_char
+    gives NULL for infinity) keeps PostgreSQL's own text: the `_id` of its dead letter, the text
+    a read names it by (`key_texts`), and one that casts back to the value for lookups."""
+    return f"CASE WHEN {poison.representable_sql(info, expr)} THEN {text} ELSE CAST({expr} AS text) END"
+
+
+def key_texts(
+    batch: pa.RecordBatch, columns: Sequence[ColumnInfo], naive_timezone: str = "UTC"
+) -> list[pa.Array]:
+    """`canonical_texts`, with a key value the read could not represent (rendered NULL, named in
+    its unrepresentable column) as PostgreSQL's text of it, as `canonical_sql` gives it: such a
+    row is a dead letter under that `_id`, never a NULL key that stops its batch."""
+    texts = canonical_texts(batch, columns, naive_timezone)
+    if poison.UNREPRESENTABLE_COLUMN not in batch.schema.names:
+        return texts
+    raw = poison.raw_values(batch, [info.name for info in columns])
+    return [
+        text if values is None else pc.coalesce(text, values) for text, values in zip(texts, raw, strict=True)
+    ]
 
 
 def typed_sql(info: ColumnInfo, text_expr: str, type_name: str, naive_timezone: str = "UTC") -> str:

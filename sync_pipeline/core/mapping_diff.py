@@ -62,6 +62,9 @@ class Change:
         why = f" ({sources[self.path]})" if sources and self.path in sources else ""
         if self.what in ("new field", "new multi-field"):
             return f"{self.path}: {self.what} {_short(self.new)}{why}"
+        if self.what == "new vector field":  # `old`: the index setting only a new index takes
+            needs = f"which needs {self.old} (set when an index is created)"
+            return f"{self.path}: new field {_short(self.new)}, {needs}{why}"
         if self.what == "dropped field":
             return f"{self.path}: in the index ({_short(self.old)}), no longer in the spec's documents{why}"
         return f"{self.path}: {self.what} {_short(self.old)} → {_short(self.new)}{why}"

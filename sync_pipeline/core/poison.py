@@ -43,6 +43,30 @@ _SHOWN = 200  # characters of an offending value kept in its dead letter
 _PAIRS = 40  # jsonb_build_object takes at most 100 arguments
 
 
+def representable_sql(info: ColumnInfo, expr: str) -> str:
+    """SQL true when a date/timestamp value is one a document can carry (false for NULL too)."""
+    low, high = _RANGES[info.pg_type]
+    return f"({expr}) BETWEEN {low} AND {high}"
+
+
+def raw_values(batch: pa.RecordBatch, names: Sequence[str]) -> list[pa.Array | None]:
+    """Per named column, the text of the values the read rendered NULL (PostgreSQL's, as the
+    unrepresentable column holds it), null elsewhere; None for a column with none. Python for the
+    flagged rows only."""
+    reasons = batch.column(UNREPRESENTABLE_COLUMN)
+    positions = {name: str(batch.schema.get_field_index(name)) for name in names}
+    out: list[pa.Array | None] = []
+    for name in names:
+        found = False
+        values: list[str | None] = [None] * batch.num_rows
+        for row in pc.indices_nonzero(pc.is_valid(reasons)).to_pylist():
+            value = orjson.loads(reasons[row].as_py()).get(positions[name])
+            if value is not None:
+                values[row], found = value, True
+        out.append(pa.array(values, pa.string()) if found else None)
+    return out
+
+
 def _problem(info: ColumnInfo, column: str) -> str | None:
     """A condition true exactly when the column's (non-null) value cannot be read or carried."""
     if info.is_array:

@@ -53,11 +53,23 @@ def _conformed(out: pa.Table, rows: int, transform: Transform) -> pa.Table:
         if field.name not in out.column_names or field.name in transform.protected:
             columns.append(pa.nulls(rows, field.type))
             continue
-        column = out.column(field.name)
-        # a field that was all-null on the sample (type null) takes the type its values have
-        same = column.type == field.type or pa.types.is_null(field.type)
-        columns.append(column if same else column.cast(field.type))
+        columns.append(_as_learnt(out.column(field.name), field.type))
     return pa.table(columns, names=schema.names)
+
+
+def _as_learnt(column: pa.ChunkedArray, kind: pa.DataType) -> pa.ChunkedArray:
+    """A number or a null column in the type the zero-row sample gave it (an int64 field whose
+    batch came back int32), anything else as returned: an empty sample types what pandas cannot
+    see (a list comprehension over no rows is float64, an all-null field is null), so a text, a
+    list of floats (an embedding) or a dict must not be cast into it — nor a text into a number."""
+    numbers = pa.types.is_integer(column.type) or pa.types.is_floating(column.type)
+    learnt_number = pa.types.is_integer(kind) or pa.types.is_floating(kind)
+    if column.type == kind or not (pa.types.is_null(column.type) or (numbers and learnt_number)):
+        return column
+    try:
+        return column.cast(kind)  # safe casts only: 1.5 into an integer type raises
+    except pa.ArrowInvalid:
+        return column
 
 
 def run_transform(table: pa.Table, transform: Transform) -> tuple[pa.Table, list[Failure]]:
@@ -81,7 +93,8 @@ def _run(table: pa.Table, start: int, transform: Transform, failures: list[Failu
 
 
 def _nulls(schema: pa.Schema) -> pa.Table:
-    return pa.table([pa.nulls(1, f.type) for f in schema], schema=schema)
+    # of type null, which the other pieces' types absorb (an embedding's list is unknown here)
+    return pa.table([pa.nulls(1) for _ in schema], names=schema.names)
 
 
 def _protected(before: pa.Table, after: pa.Table, names: Sequence[str]) -> pa.Table:

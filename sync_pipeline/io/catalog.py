@@ -81,6 +81,11 @@ _FOREIGN_KEYS = sa.text(
 )
 
 
+def primary_key(conn: Connection, oid: int) -> tuple[str, ...]:
+    """The primary key's columns of the relation `oid`, in key order (empty: none)."""
+    return tuple(row[0] for row in conn.execute(_PRIMARY_KEY, {"oid": oid}))
+
+
 def describe_table(conn: Connection, name: str) -> TableInfo:
     """`name` as PostgreSQL resolves it (schema-qualified or on the search_path); UnknownTable if
     there is no such table, view or foreign table."""
@@ -102,7 +107,7 @@ def referenced_tables(conn: Connection, tables: list[TableInfo]) -> dict[str, Ta
 
 def _describe(conn: Connection, oid: int, schema: str, relname: str) -> TableInfo:
     columns = tuple(Column(n, t, bool(nn)) for n, t, nn in conn.execute(_COLUMNS, {"oid": oid}))
-    key = tuple(row[0] for row in conn.execute(_PRIMARY_KEY, {"oid": oid}))
+    key = primary_key(conn, oid)
     grouped: dict[str, tuple[str, int, list[str], list[str]]] = {}
     for con, ref_oid, ref_schema, ref_table, column, referenced in conn.execute(_FOREIGN_KEYS, {"oid": oid}):
         entry = grouped.setdefault(con, (f"{ref_schema}.{ref_table}", ref_oid, [], []))

@@ -40,9 +40,14 @@ def ensure_table(conn: Connection) -> None:
 def record(
     conn: Connection, spec: str, rejected: Sequence[Rejected], partition: str | None, run_id: str | None
 ) -> int:
+    """Keep `rejected` as the spec's dead letters: one per document, the latest refusal (a row
+    still refused when it changes again replaces its letter; replay retries it once)."""
     if not rejected:
         return 0
     ensure_table(conn)
+    latest = {r.doc_id: r for r in rejected}
+    doc_id = DEAD_LETTERS.c.doc_id
+    conn.execute(DEAD_LETTERS.delete().where(DEAD_LETTERS.c.spec == spec, doc_id.in_(list(latest))))
     conn.execute(
         DEAD_LETTERS.insert(),
         [
@@ -54,7 +59,7 @@ def record(
                 "document": r.action.get("_source"),
                 "error": r.error,
             }
-            for r in rejected
+            for r in latest.values()
         ],
     )
     return len(rejected)

@@ -28,6 +28,7 @@ from sync_pipeline.core.specs import SyncSpec
 from sync_pipeline.core.sql import PageMode, SourceError, Statement
 from sync_pipeline.core.versions import VERSION_SQL
 from sync_pipeline.core.windows import Window
+from sync_pipeline.io import catalog
 from sync_pipeline.settings import session_limits
 
 # the driver's batches, by bytes; re-sliced below to at most page_size rows
@@ -159,26 +160,12 @@ def refuse_standby(conn: Connection, spec: SyncSpec) -> None:
 def describe_table(conn: Connection, name: str) -> TableInfo | None:
     """A table's columns and primary key; None when it does not exist (or we may not read it)."""
     quoted = sql.qualified_table(name)
-    exists = execute(conn, Statement("SELECT to_regclass(%(t)s) IS NOT NULL", {"t": quoted})).scalar_one()
-    if not exists:
+    oid = execute(conn, Statement("SELECT CAST(to_regclass(%(t)s) AS oid)", {"t": quoted})).scalar_one()
+    if oid is None:
         return None
     result = execute(conn, Statement(f"SELECT * FROM {quoted} LIMIT 0"))
     columns = _described(conn, result)
-    key = (
-        execute(
-            conn,
-            Statement(
-                "SELECT a.attname FROM pg_index i JOIN pg_attribute a "
-                "ON a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey) "
-                "WHERE i.indrelid = CAST(%(t)s AS regclass) AND i.indisprimary "
-                "ORDER BY array_position(i.indkey, a.attnum)",
-                {"t": quoted},
-            ),
-        )
-        .scalars()
-        .all()
-    )
-    return TableInfo(name, tuple(columns), tuple(key))
+    return TableInfo(name, tuple(columns), catalog.primary_key(conn, oid))
 
 
 # a sample reads at most this many rows (NULLs included) and keeps the first non-null values

@@ -121,7 +121,7 @@ def mapping_drift(es: SearchTarget, bound: Bound, index: str | None = None) -> t
     live = live_mapping(es, index or bound.spec.target.index)
     if live is None:
         return None
-    return live[0], compare(bound, live[1], es.server)
+    return live[0], compare(bound, live[1], es, live[0])
 
 
 def emitted(bound: Bound, mapping: Mapping[str, Any], server: Server) -> dict[str, Any]:
@@ -133,9 +133,37 @@ def emitted(bound: Bound, mapping: Mapping[str, Any], server: Server) -> dict[st
         raise MappingRefused(f"spec '{bound.spec.name}': {exc}; nothing was created or changed") from None
 
 
-def compare(bound: Bound, live: Mapping[str, Any], server: Server) -> MappingDiff:
-    wanted = emitted(bound, index_mapping(bound.plan), server)
-    return diff_mappings(wanted, live, inferred_from_values(bound.plan))
+def compare(bound: Bound, live: Mapping[str, Any], es: SearchTarget, index: str) -> MappingDiff:
+    wanted = emitted(bound, index_mapping(bound.plan), es.server)
+    diff = diff_mappings(wanted, live, inferred_from_values(bound.plan))
+    return _vectors_needing_a_new_index(es, index, diff)
+
+
+def _vectors_needing_a_new_index(es: SearchTarget, index: str, diff: MappingDiff) -> MappingDiff:
+    """A vector field added to an index created without the setting it needs is a conflict, not
+    an in-place change: the settings are static (only a new index takes them). Without them
+    Elasticsearch 9.2 keeps vectors out of `_source`, so verify would report every document, and
+    an OpenSearch index cannot answer a kNN query."""
+    added = [c for c in diff.additions if c.what == "new field" and isinstance(c.new, Mapping)]
+    needed = settings_for_server({}, {"properties": {c.path: c.new for c in added}}, es.server)
+    if not needed:
+        return diff
+    live = es.indices.get_settings(index=index).body[index]["settings"]["index"]
+    missing = {}
+    for key, value in needed.items():
+        found: Any = live
+        for part in key.split("."):
+            found = found.get(part) if isinstance(found, Mapping) else None
+        if str(found).lower() != str(value).lower():
+            missing[key] = value
+    if not missing:
+        return diff
+    setting = ", ".join(f"index.{k}: {str(v).lower()}" for k, v in missing.items())
+    moved = [c for c in added if settings_for_server({}, {"properties": {c.path: c.new}}, es.server)]
+    return MappingDiff(
+        additions=[c for c in diff.additions if c not in moved],
+        conflicts=[*diff.conflicts, *(Change(c.path, "new vector field", setting, c.new) for c in moved)],
+    )
 
 
 def field_sources(bound: Bound) -> dict[str, str]:
@@ -201,7 +229,7 @@ def reconcile_target(
         assert live is not None
     state.index, mappings = live
     state.meta = dict((mappings.get("_meta") or {}).get(META_KEY) or {})
-    diff = compare(bound, mappings, es.server)
+    diff = compare(bound, mappings, es, state.index)
     if diff.conflicts:
         raise conflict_error(bound, state.index, diff.conflicts)
     if diff.additions:

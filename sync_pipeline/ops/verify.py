@@ -9,6 +9,7 @@ found is repaired while the merge runs.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime
 from typing import Any
@@ -66,7 +67,10 @@ def check_key_order(bound: Bound) -> None:
 
 def _epoch(text: str, unit: int) -> int:
     """An ISO timestamp or date (as documents carry them) in epoch `unit`s (1_000: ms, 10**9: ns)."""
-    instant = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    try:
+        instant = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:  # a dead letter's key no document date holds: ±infinity, BC, after 9999
+        return -math.inf if text.startswith("-") or text.endswith(" BC") else math.inf
     if instant.tzinfo is None:
         instant = instant.replace(tzinfo=UTC)
     delta = instant - EPOCH
@@ -101,10 +105,17 @@ def postgres_documents(
         for doc_id, doc, deleted, problem in zip(
             docs.ids, docs.documents, docs.deleted, problems, strict=True
         ):
-            if problem is not None:
-                yield sort_key(doc), doc_id, None  # a dead letter (core/poison.py), not drift
+            if problem is not None:  # a dead letter (core/poison.py), not drift
+                yield sort_key(_keyed_by_id(doc, doc_id, bound)), doc_id, None
             elif not deleted:
                 yield sort_key(doc), doc_id, doc
+
+
+def _keyed_by_id(doc: dict[str, Any], doc_id: str, bound: Bound) -> dict[str, Any]:
+    """A dead letter's key fields from its `_id` (the key's texts, core/keys.py): a key value the
+    read could not represent is NULL in its document, but its place in the merge is the row's."""
+    texts = key_from_id(bound, doc_id)
+    return {**doc, **{n: t for n, t in zip(bound.spec.key_fields, texts, strict=True) if doc.get(n) is None}}
 
 
 # a 409 above "now" by no more than this is an edit made since our last read (an internal-version
