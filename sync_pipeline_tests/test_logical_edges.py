@@ -258,7 +258,7 @@ def test_a_lost_slots_advice_is_verify_fix(monkeypatch):
     spec = _spec("lost_slot", "id", LOGICAL)
     state = replication.SlotState(logical.slot_name(spec.name), None, 10, "lost", None, "0/10")
     monkeypatch.setattr(slots.replication, "slot_state", lambda conn, name: state)
-    monkeypatch.setattr(slots, "_published", lambda conn, spec, watched: [])
+    monkeypatch.setattr(slots, "unpublished", lambda conn, spec, watched: [])
     status = slots.spec_slot_status(None, spec, [], 60.0)
     assert "invalidated" in status.problem
     assert status.fix[-1] == "sync-pipeline verify --spec lost_slot --fix"

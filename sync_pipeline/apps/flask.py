@@ -17,17 +17,22 @@ Routes (all under /sync, all answering JSON, all requiring `Authorization: Beare
     POST /sync/<spec>/full     launch <spec>_sync over every partition, one run → 202 {"run_id": …}
     GET  /sync/runs/<run_id>   status, per-batch counts and totals of a run     → 200
     GET  /sync/runs            recent runs (?spec=NAME&limit=N), with totals    → 200
+    GET  /sync/metrics         Prometheus text (only with metrics=True)          → 200
+    GET  /sync/healthz         doctor's findings per spec (only with metrics=True) → 200 / 503
 
 The runs execute in the Dagster deployment at `dagster_url` (default
 $SYNC_DAGSTER_URL, else http://127.0.0.1:3000), not in the web process; the
 blueprint only talks to its webserver (sync_pipeline.apps.dagster_api). Unknown spec
-or run → 404, Dagster unreachable → 503, other Dagster errors → 502.
+or run → 404, Dagster unreachable → 503, other Dagster errors → 502. /metrics and /healthz
+(docs/operating.md) read SYNC_PG_URL and SYNC_ES_URL, the exporter's way (apps/metrics.py), from
+their first call on.
 """
 
 from __future__ import annotations
 
 import hmac
 import os
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -61,6 +66,8 @@ def create_sync_blueprint(
     name: str = "sync",
     url_prefix: str = "/sync",
     timeout: float = 30.0,
+    metrics: bool = False,
+    backlog_seconds: float = 15 * 60,
 ) -> Blueprint:
     """The /sync blueprint. `token` (else $SYNC_API_TOKEN) is required: without one the
     blueprint is not created (SyncBlueprintConfigError), so the routes are never open.
@@ -154,6 +161,9 @@ def create_sync_blueprint(
             return _error(400, f"limit must be between 1 and {MAX_RUNS_LIMIT}")
         return jsonify({"runs": dagster_api.recent_runs(url, spec_name, limit, timeout=timeout)})
 
+    if metrics:
+        _metrics_routes(bp, list(specs.values()), backlog_seconds)
+
     @bp.errorhandler(_JsonError)
     def json_error(exc: _JsonError):
         return _error(exc.status, exc.message, **exc.extra)
@@ -188,12 +198,46 @@ def create_sync_blueprint(
     return bp
 
 
+def _metrics_routes(bp: Blueprint, specs: list[SyncSpec], backlog_seconds: float) -> None:
+    """GET metrics and healthz, served by an exporter made at the first call (OpenTelemetry, the
+    database and the search client are loaded then, not when the extension is imported)."""
+    made: list[Any] = []
+    lock = threading.Lock()
+
+    def exporter() -> Any:
+        with lock:
+            if not made:
+                from sync_pipeline.apps.metrics import Exporter
+                from sync_pipeline.io.postgres import engine_for
+                from sync_pipeline.io.search import search_client
+
+                env = settings.load()
+                engine = engine_for(env.require_pg_url())
+                es_url = env.require_es_url()
+                made.append(
+                    Exporter(engine, lambda: search_client(es_url, options=env.es), specs, backlog_seconds)
+                )
+            return made[0]
+
+    def answer(route: Callable[[Any], tuple[int, str, bytes]]) -> Response | tuple[Response, int]:
+        try:
+            found = exporter()
+        except settings.SettingsError as exc:  # no SYNC_PG_URL / SYNC_ES_URL: say which
+            return _error(503, str(exc))
+        status, kind, body = route(found)
+        return Response(body, status=status, content_type=kind)
+
+    bp.add_url_rule("/metrics", "metrics", lambda: answer(lambda e: e.metrics()))
+    bp.add_url_rule("/healthz", "healthz", lambda: answer(lambda e: e.healthz()))
+
+
 # app.config keys the extension reads; each falls back to the environment variable beside it
 CONFIG_TOKEN = "SYNC_PIPELINE_API_TOKEN"  # $SYNC_API_TOKEN
 CONFIG_SPECS = "SYNC_PIPELINE_CONFIG"  # $SYNC_CONFIG, else ./sync.yaml
 CONFIG_DAGSTER_URL = "SYNC_PIPELINE_DAGSTER_URL"  # $SYNC_DAGSTER_URL, else http://127.0.0.1:3000
 CONFIG_URL_PREFIX = "SYNC_PIPELINE_URL_PREFIX"  # default /sync
 CONFIG_TIMEOUT = "SYNC_PIPELINE_TIMEOUT"  # seconds per call to Dagster's webserver, default 30
+CONFIG_METRICS = "SYNC_PIPELINE_METRICS"  # True: also GET <prefix>/metrics and <prefix>/healthz
 EXTENSION_NAME = "sync_pipeline"
 
 
@@ -229,6 +273,7 @@ class SyncPipeline:
             dagster_url=config.get(CONFIG_DAGSTER_URL) or None,
             url_prefix=config.get(CONFIG_URL_PREFIX, "/sync"),
             timeout=timeout,
+            metrics=bool(config.get(CONFIG_METRICS, False)),
         )
         app.register_blueprint(blueprint)
         app.extensions[EXTENSION_NAME] = self

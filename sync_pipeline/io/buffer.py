@@ -225,23 +225,37 @@ def uninstall(conn: Connection, spec: SyncSpec) -> list[str]:
 
 @dataclass
 class BufferState:
+    """A spec's backlog in the buffer: what the sensor, `doctor` and the exporter all read."""
+
     pending: int
     oldest_age_seconds: float | None
     max_id: int = 0  # newest entry: identifies "this much work" for run keys
+    truncates: int = 0
+
+
+def backlogs(conn: Connection, spec: str | None = None) -> dict[str, BufferState]:
+    """What is buffered, per spec (only `spec`'s when given): every spec with entries, whether a
+    spec file names it or not. Read only: a buffer that does not exist yet holds nothing (and is
+    not created by looking)."""
+    if not buffer_exists(conn):
+        return {}
+    query = sa.select(
+        BUFFER.c.spec,
+        sa.func.count(),
+        sa.func.extract("epoch", sa.func.clock_timestamp() - sa.func.min(BUFFER.c.changed_at)),
+        sa.func.max(BUFFER.c.id),
+        sa.func.count().filter(BUFFER.c.op == capture.TRUNCATE_OP),
+    ).group_by(BUFFER.c.spec)
+    if spec is not None:
+        query = query.where(BUFFER.c.spec == spec)
+    return {
+        r[0]: BufferState(int(r[1]), float(r[2]) if r[2] is not None else None, int(r[3]), int(r[4]))
+        for r in conn.execute(query)
+    }
 
 
 def buffer_state(conn: Connection, spec: SyncSpec) -> BufferState:
-    if not buffer_exists(conn):
-        return BufferState(pending=0, oldest_age_seconds=None)
-    row = conn.execute(
-        sa.select(
-            sa.func.count(),
-            sa.func.extract("epoch", sa.func.clock_timestamp() - sa.func.min(BUFFER.c.changed_at)),
-            sa.func.coalesce(sa.func.max(BUFFER.c.id), 0),
-        ).where(BUFFER.c.spec == spec.name)
-    ).one()
-    age = float(row[1]) if row[1] is not None else None
-    return BufferState(pending=int(row[0]), oldest_age_seconds=age, max_id=int(row[2]))
+    return backlogs(conn, spec.name).get(spec.name) or BufferState(pending=0, oldest_age_seconds=None)
 
 
 @dataclass
@@ -274,32 +288,6 @@ def capture_functions(conn: Connection) -> list[CaptureFunction]:
     return list(found.values())
 
 
-@dataclass
-class Backlog:
-    spec: str
-    pending: int
-    truncates: int
-    oldest_age_seconds: float | None
-
-
-def backlogs(conn: Connection) -> dict[str, Backlog]:
-    """What is buffered, per spec: every spec with entries, whether a spec file names it or not.
-    Read only: a buffer that does not exist yet holds nothing (and is not created by looking)."""
-    if not buffer_exists(conn):
-        return {}
-    rows = conn.execute(
-        sa.select(
-            BUFFER.c.spec,
-            sa.func.count(),
-            sa.func.count().filter(BUFFER.c.op == capture.TRUNCATE_OP),
-            sa.func.extract("epoch", sa.func.clock_timestamp() - sa.func.min(BUFFER.c.changed_at)),
-        ).group_by(BUFFER.c.spec)
-    ).all()
-    return {
-        r[0]: Backlog(r[0], int(r[1]), int(r[2]), float(r[3]) if r[3] is not None else None) for r in rows
-    }
-
-
 def claim(
     conn: Connection, spec: SyncSpec, root_key: Sequence[ColumnInfo], limit: int, changes: str = BUFFER_TABLE
 ) -> list[Any]:
@@ -320,12 +308,24 @@ def add_entries(conn: Connection, spec: str, entries: Sequence[Entry], changes: 
     )
 
 
-def remove(conn: Connection, ids: list[int], changes: str = BUFFER_TABLE) -> None:
+def remove(conn: Connection, ids: list[int], changes: str = BUFFER_TABLE) -> list[float]:
+    """Delete the entries; from the buffer, how long each waited since its trigger recorded it
+    (the server's clock both times): the drain's lag, measured on the entries themselves. The
+    logical drain's session table has no such time (its lag is the slot's commit times')."""
     # one array parameter (an expanded IN list of a whole claim costs more to build than to
     # run), typed: psycopg sends a list of ints as smallint[]/integer[], and comparing bigint ids
     # with those took 5x as long here (70 vs 14 ms for 5,000 entries)
     statement = f"DELETE FROM {changes} WHERE id = ANY(CAST(%(ids)s AS bigint[]))"
-    conn.exec_driver_sql(statement, {"ids": ids})
+    if changes != BUFFER_TABLE:
+        conn.exec_driver_sql(statement, {"ids": ids})
+        return []
+    # one row back, not one per entry
+    ages = conn.exec_driver_sql(
+        f"WITH gone AS ({statement} RETURNING changed_at) "
+        "SELECT array_agg(CAST(extract(epoch FROM clock_timestamp() - changed_at) AS float8)) FROM gone",
+        {"ids": ids},
+    ).scalar()
+    return [age for age in ages or () if age is not None]
 
 
 def has_capture(conn: Connection, spec: SyncSpec) -> bool:

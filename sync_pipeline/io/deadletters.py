@@ -93,6 +93,14 @@ def count(conn: Connection, spec: str | None = None) -> int:
     return int(conn.execute(query).scalar_one())
 
 
+def counts(conn: Connection) -> dict[str, int]:
+    """Dead letters per spec; read only (no table yet: none)."""
+    if conn.exec_driver_sql(f"SELECT to_regclass('{DEAD_LETTERS.name}')").scalar() is None:
+        return {}
+    query = sa.select(DEAD_LETTERS.c.spec, sa.func.count()).group_by(DEAD_LETTERS.c.spec)
+    return {spec: int(n) for spec, n in conn.execute(query)}
+
+
 def purge(conn: Connection, spec: str | None = None, older_than: float | None = None) -> int:
     """Delete dead letters (of one spec or all; only those stored more than `older_than` seconds
     ago when given); the number deleted."""

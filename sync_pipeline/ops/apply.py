@@ -33,6 +33,7 @@ from sync_pipeline.io.postgres import describe_table, execute
 from sync_pipeline.io.search import SearchTarget
 from sync_pipeline.ops.binding import Bound
 from sync_pipeline.ops.capture import TABLE_SOURCE
+from sync_pipeline.ops.metrics import observe_batch, observe_lag
 from sync_pipeline.ops.resync import REPEATABLE_READ, Key, classify_stale, resync_body, send_resync
 
 __all__ = [
@@ -43,6 +44,7 @@ __all__ = [
     "apply_claimed",
     "holds_truncate",
     "reconcile_truncate",
+    "remove_claimed",
 ]
 from sync_pipeline.ops.verify import verify_spec
 
@@ -132,6 +134,7 @@ class Batches:
         result = sent.result()
         result.seconds = time.perf_counter() - started
         spec = self.bound.spec
+        observe_batch(result)
         if result.failed:
             # raising rolls back the claim: every entry stays buffered for the next drain
             raise DrainError(
@@ -245,4 +248,9 @@ def apply_claimed(
             yield from _resolved(conn, bound, source, entries, size, tables, changes)
 
     batches.write_all(conn, pages())
-    buffer.remove(conn, [row.id for row in claimed], changes)
+    remove_claimed(conn, claimed, changes)
+
+
+def remove_claimed(conn: Connection, claimed: Iterable[Any], changes: str) -> None:
+    """The claimed entries, done: deleted, and their lag measured (ops/metrics.py)."""
+    observe_lag(buffer.remove(conn, [row.id for row in claimed], changes))

@@ -41,15 +41,18 @@ from sync_pipeline.ops.apply import (
     apply_claimed,
     holds_truncate,
     reconcile_truncate,
+    remove_claimed,
 )
 from sync_pipeline.ops.binding import Bound, bind
 from sync_pipeline.ops.logical_drain import follow_logical
+from sync_pipeline.ops.metrics import measured_drain
 from sync_pipeline.ops.partition_sets import reconcile_partition_changes
 from sync_pipeline.ops.prepare import prepare_target
 
 __all__ = ["DrainError", "DrainTotals", "drain", "follow"]
 
 
+@measured_drain
 def drain(
     engine: Engine,
     es: SearchTarget,
@@ -168,10 +171,11 @@ def _apply_claim(
             return len(claimed)
     reconcile_truncate(engine, es, spec, totals, claimed)
     with engine.begin() as conn:
-        buffer.remove(conn, [row.id for row in claimed])
+        remove_claimed(conn, claimed, BUFFER_TABLE)
     return len(claimed)
 
 
+@measured_drain
 def follow(
     engine: Engine,
     es: SearchTarget,

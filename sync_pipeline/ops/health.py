@@ -1,4 +1,5 @@
-"""What needs a person: orphaned or incomplete capture, a stuck buffer, dead letters, a missing index.
+"""What needs a person: orphaned or incomplete capture, a stuck buffer, dead letters, a missing
+index, an index whose mapping conflicts with its spec's.
 
 Nothing here repairs anything. Each finding carries the exact fix — a command,
 or SQL when no command can do it (the triggers of a spec removed from the file:
@@ -16,13 +17,16 @@ from sqlalchemy.engine import Connection, Engine
 from sync_pipeline.core.capture import drop_statements
 from sync_pipeline.core.quoting import sql_literal
 from sync_pipeline.core.specs import SyncSpec
+from sync_pipeline.core.sql import SourceError
 from sync_pipeline.io import buffer, deadletters
 from sync_pipeline.io.buffer import CaptureFunction
 from sync_pipeline.io.search import SearchTarget
 from sync_pipeline.io.search.indices import backing_indices
 from sync_pipeline.io.trigger_state import TriggerGap, trigger_gaps
+from sync_pipeline.ops.binding import bind
 from sync_pipeline.ops.capture import watched_now
 from sync_pipeline.ops.slots import SlotStatus, orphan_statuses, spec_slot_status
+from sync_pipeline.ops.target import field_sources, mapping_drift
 
 OTHER_SPECS = "(specs not in the file)"
 
@@ -63,22 +67,36 @@ class IndexStatus:
 
 
 @dataclass
+class MappingStatus:
+    """A spec's live index mapping against the spec's: in step (no conflicts), or conflicting in
+    ways only a rebuild changes (the next sync or drain stops on them). Fields the spec added are
+    no finding: the next load adds them in place."""
+
+    spec: str
+    index: str
+    conflicts: list[str]
+    fix: list[str] = field(default_factory=list)
+
+
+@dataclass
 class HealthReport:
     capture: list[CaptureIssue]
     backlog: list[BacklogStatus]
     dead_letters: list[DeadLetterStatus]
     indexes: list[IndexStatus]
     slots: list[SlotStatus] = field(default_factory=list)
+    mappings: list[MappingStatus] = field(default_factory=list)
 
     @property
     def findings(self) -> int:
         """How many things need action (each row with a fix)."""
-        rows: list[CaptureIssue | BacklogStatus | DeadLetterStatus | IndexStatus] = [
+        rows: list[CaptureIssue | BacklogStatus | DeadLetterStatus | IndexStatus | MappingStatus] = [
             *self.capture,
             *self.backlog,
             *self.dead_letters,
             *self.indexes,
             *self.slots,
+            *self.mappings,
         ]
         return sum(1 for row in rows if row.fix)
 
@@ -228,6 +246,33 @@ def index_statuses(es: SearchTarget, specs: Sequence[SyncSpec], scope: set[str] 
     return statuses
 
 
+def mapping_statuses(
+    engine: Engine, es: SearchTarget, specs: Sequence[SyncSpec], scope: set[str] | None
+) -> list[MappingStatus]:
+    """Each spec in scope whose index exists: its mapping against the spec's (a missing index is
+    index_statuses' finding). A spec set to `on_mapping_change: rebuild` rebuilds by itself."""
+    statuses = []
+    for spec in specs:
+        if scope is not None and spec.name not in scope:
+            continue
+        try:
+            with engine.connect() as conn:
+                bound = bind(conn, spec)
+        except SourceError as exc:  # the source no longer matches the spec: what validate says
+            fix = [f"sync-pipeline validate --spec {spec.name}"]
+            statuses.append(MappingStatus(spec.name, spec.target.index, [f"source: {exc}"], fix))
+            continue
+        found = mapping_drift(es, bound)
+        if found is None:
+            continue
+        index, diff = found
+        conflicts = [change.describe(field_sources(bound)) for change in diff.conflicts]
+        rebuild = conflicts and spec.on_mapping_change != "rebuild"
+        fix = [f"sync-pipeline rebuild --spec {spec.name}"] if rebuild else []
+        statuses.append(MappingStatus(spec.name, index, conflicts, fix))
+    return statuses
+
+
 def check(
     engine: Engine,
     es: SearchTarget,
@@ -254,4 +299,6 @@ def check(
     for status in backlog:
         if status.spec in orphaned:  # deleted first, its triggers would only refill it
             status.problem += " (drop its triggers first, above)"
-    return HealthReport(capture, backlog, dead, index_statuses(es, specs, scope), slots)
+    indexes = index_statuses(es, specs, scope)
+    mappings = mapping_statuses(engine, es, specs, scope)
+    return HealthReport(capture, backlog, dead, indexes, slots, mappings)

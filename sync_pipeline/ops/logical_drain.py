@@ -31,7 +31,7 @@ from sync_pipeline.core import logical
 from sync_pipeline.core.bulk import BatchResult
 from sync_pipeline.core.capture import TRUNCATE_OP, canonical_keys_query
 from sync_pipeline.core.fanout import Watched
-from sync_pipeline.core.pgoutput import Begin, Change, Commit, Truncate
+from sync_pipeline.core.pgoutput import Begin, Change, Commit, Truncate, unix_seconds
 from sync_pipeline.core.specs import SyncSpec
 from sync_pipeline.io import buffer, replication
 from sync_pipeline.io.change_stream import ChangeStream
@@ -41,6 +41,7 @@ from sync_pipeline.io.search import SearchTarget
 from sync_pipeline.ops.apply import Batches, DrainError, DrainTotals, apply_claimed, reconcile_truncate
 from sync_pipeline.ops.binding import Bound, bind
 from sync_pipeline.ops.capture import watched_now
+from sync_pipeline.ops.metrics import observe_lag
 from sync_pipeline.ops.prepare import prepare_target
 from sync_pipeline.ops.resync import REPEATABLE_READ
 
@@ -96,24 +97,29 @@ class _Applier:
         self.batches = Batches(engine, es, bound, totals, run_id, on_batch)
         self.entries: list[logical.Entry] = []
         self.xids: set[int] = set()
+        self.commit_times: list[int] = []  # each entry's transaction's commit time, as pgoutput sends it
         self.tables: dict[str, Any] = {}
         self.conn = engine.connect().execution_options(**REPEATABLE_READ)
         with self.conn.begin():  # the session's table: once, not in every apply
             self.conn.exec_driver_sql(_CHANGES_DDL)
 
-    def add(self, entry: logical.Entry, xid: int) -> None:
+    def add(self, entry: logical.Entry, xid: int, commit_time_us: int) -> None:
         self.entries.append(entry)
         self.xids.add(xid)
+        self.commit_times.append(commit_time_us)
 
     def apply(self) -> None:
         if not self.entries:
             return
         if any(e.op == TRUNCATE_OP for e in self.entries):
             self._reconcile()
-            self.entries, self.xids = [], set()
-            return
-        self._in_snapshot_seeing_them(self._write)
-        self.entries, self.xids = [], set()
+        else:
+            self._in_snapshot_seeing_them(self._write)
+        # acknowledged: each change's lag from its transaction's commit (the client's clock, as
+        # ops/slots reads a slot's age: commit times come from the server's)
+        now = time.time()
+        observe_lag(now - unix_seconds(commit) for commit in self.commit_times)
+        self.entries, self.xids, self.commit_times = [], set(), []
 
     def _in_snapshot_seeing_them(self, work: Callable[[], None]) -> None:
         """Run `work` in a transaction whose snapshot sees every decoded transaction; until one
@@ -226,7 +232,7 @@ def follow_logical(
     # what was committed before the drain began: a drain that is not following ends once the
     # stream has passed it
     target = _current_position(engine)
-    xid, in_transaction, unrefreshed = 0, False, False
+    xid, committed, in_transaction, unrefreshed = 0, 0, False, False
     confirmable = confirmed = 0
     last_message = last_confirm = time.monotonic()
 
@@ -272,10 +278,10 @@ def follow_logical(
                 continue
             last_message = time.monotonic()
             if isinstance(message, Begin):
-                xid, in_transaction = message.xid, True
+                xid, committed, in_transaction = message.xid, message.commit_time_us, True
             elif isinstance(message, Change | Truncate):
                 for entry in logical.entries_of(message, relations):
-                    applier.add(entry, xid)
+                    applier.add(entry, xid, committed)
             elif isinstance(message, Commit):
                 confirmable, in_transaction = message.end_lsn, False
             if len(applier.entries) >= spec.batch_size:

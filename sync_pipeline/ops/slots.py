@@ -52,7 +52,7 @@ def pending_age(conn: Connection, state: SlotState) -> float | None:
         return None
 
 
-def _published(conn: Connection, spec: SyncSpec, watched: Sequence[str]) -> list[str]:
+def unpublished(conn: Connection, spec: SyncSpec, watched: Sequence[str]) -> list[str]:
     """Watched tables the publication does not carry (it must carry them all)."""
     published = replication.published_tables(conn, spec.name) or set()
     resolved = []
@@ -86,7 +86,7 @@ def spec_slot_status(
     if state.lost:
         status.problem = "slot invalidated (max_slot_wal_keep_size): its changes are gone"
         status.fix = [f"sync-pipeline uninstall-triggers --spec {spec.name}", *install, repair]
-    elif missing := _published(conn, spec, watched):
+    elif missing := unpublished(conn, spec, watched):
         status.problem = f"not published: {', '.join(missing)}"
         status.fix = install
     elif state.wal_status == "unreserved":

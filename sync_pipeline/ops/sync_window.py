@@ -48,6 +48,7 @@ from sync_pipeline.io.staging import (
     staged_pages,
 )
 from sync_pipeline.ops.binding import Bound, bind
+from sync_pipeline.ops.metrics import measured_sync, observe_batch
 from sync_pipeline.ops.prepare import prepare_target
 from sync_pipeline.ops.target import TargetState
 
@@ -179,6 +180,7 @@ def _read(run: WindowRun, bound: Bound) -> Iterator[pa.RecordBatch]:
     return stream_window(url, run.spec, bound.columns, run.window, run.spec.batch_size, bound.relations)
 
 
+@measured_sync
 def sync_window(run: WindowRun, es: SearchTarget) -> WindowResult:
     """The whole window, streamed: extract, documents and load overlap; staged files on the side."""
     spec = run.spec
@@ -244,6 +246,7 @@ def documents_stage(run: WindowRun) -> Documents:
     return counts
 
 
+@measured_sync
 def index_stage(run: WindowRun, es: SearchTarget) -> WindowResult:
     """The staged documents into the index."""
     spec = run.spec
@@ -267,6 +270,7 @@ def load(run: WindowRun, es: SearchTarget, bodies: Iterable[BulkBody]) -> LoadTo
     engine = engine_for(run.pg_url)
 
     def record(batch: BatchResult) -> None:
+        observe_batch(batch)
         if batch.rejected:
             with engine.begin() as conn:
                 deadletters.record(conn, spec.name, batch.rejected, run.key, run.run_id)

@@ -145,6 +145,13 @@ def render(report: HealthReport) -> str:
             numbers,
             "no spec selected",
         ),
+        _section(
+            "index mappings",
+            ["spec", "index", "status"],
+            [([m.spec, m.index, "; ".join(m.conflicts) or "in step"], m.fix) for m in report.mappings],
+            numbers,
+            "no index to compare",
+        ),
     ]
     found = report.findings
     verdict = "nothing needs action"

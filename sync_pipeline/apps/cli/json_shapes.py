@@ -17,6 +17,7 @@ from decimal import Decimal
 from typing import Any
 
 from sync_pipeline.apps.cli.runner import HistoryRun, SyncSummary
+from sync_pipeline.apps.health_json import doctor_rows
 from sync_pipeline.core.diff import VerifyReport
 from sync_pipeline.core.runs import BatchRecord
 from sync_pipeline.ops.health import HealthReport
@@ -178,48 +179,7 @@ def history_document(
 
 
 def doctor_document(report: HealthReport) -> dict[str, Any]:
-    def row(fix: list[str], **fields: Any) -> dict[str, Any]:
-        return {**fields, "needs_action": bool(fix), "fix": list(fix)}
-
-    return document(
-        "doctor",
-        report.findings == 0,
-        findings=report.findings,
-        capture=[
-            row(i.fix, spec=i.spec, table=i.table, function=i.function, problem=i.problem)
-            for i in report.capture
-        ],
-        backlog=[
-            row(
-                b.fix,
-                spec=b.spec,
-                in_file=b.in_file,
-                pending=b.pending,
-                truncates=b.truncates,
-                oldest_age_seconds=b.oldest_age_seconds,
-                problem=b.problem or None,
-            )
-            for b in report.backlog
-        ],
-        slots=[
-            row(
-                s.fix,
-                spec=s.spec,
-                slot=s.slot,
-                lag_bytes=s.lag_bytes,
-                age_seconds=s.age_seconds,
-                wal_status=s.wal_status,
-                reader=s.reader,
-                problem=s.problem or None,
-            )
-            for s in report.slots
-        ],
-        dead_letters=[row(d.fix, spec=d.spec, count=d.count) for d in report.dead_letters],
-        indexes=[
-            row(x.fix, spec=x.spec, alias=x.index, indices=list(x.backing), missing=bool(x.fix))
-            for x in report.indexes
-        ],
-    )
+    return document("doctor", report.findings == 0, findings=report.findings, **doctor_rows(report))
 
 
 def dead_letter(row: Mapping[str, Any]) -> dict[str, Any]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from sync_pipeline.apps.cli import admin, commands, doctor, starter
+from sync_pipeline.apps.cli import metrics as metrics_module
 from sync_pipeline.apps.cli import search as search_module
 from sync_pipeline.apps.cli import validate as validate_module
 from sync_pipeline.apps.cli.commands import FIX_WITHOUT_ASKING
@@ -84,6 +85,7 @@ EXAMPLES = {
     "uninstall-triggers": ["sync-pipeline uninstall-triggers --spec products"],
     "flush": ["sync-pipeline flush --spec products"],
     "doctor": ["sync-pipeline doctor", "sync-pipeline doctor --spec products --backlog-minutes 30"],
+    "metrics": ["sync-pipeline metrics --port 9464", "curl -s localhost:9464/healthz | jq .specs"],
     "dead-letters": [
         "sync-pipeline dead-letters list --spec products",
         "sync-pipeline dead-letters replay --spec products",
@@ -247,6 +249,8 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"flag a buffer whose oldest entry waited longer (default {doctor.DEFAULT_BACKLOG_MINUTES:g})",
     )
     health.set_defaults(func=doctor.cmd_doctor)
+
+    metrics_module.add_parser(sub)
 
     dead = sub.add_parser("dead-letters", help="documents Elasticsearch refused: list, replay or purge")
     dead.add_argument(
