@@ -24,7 +24,10 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 
 COPY constraints.txt /tmp/constraints.txt
 COPY --from=wheel /dist/ /tmp/dist/
-RUN pip install -c /tmp/constraints.txt /tmp/dist/*.whl && rm -rf /tmp/dist /tmp/constraints.txt
+# with the alerts extra (Slack, PagerDuty and Teams through Dagster's integrations) and pandas (a
+# spec's `transform:`), so an image serves every spec and alert destination the docs describe
+RUN whl="$(ls /tmp/dist/*.whl)" && pip install -c /tmp/constraints.txt "${whl}[alerts,pandas]" \
+    && rm -rf /tmp/dist /tmp/constraints.txt
 
 # The Dagster instance is the package's own dagster.yaml (deploy/dagster.yaml in the checkout:
 # run queue limits, run monitoring, threaded sensors), linked, not copied or rewritten; its
