@@ -11,6 +11,7 @@ Elasticsearch.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import subprocess
 import sys
@@ -27,6 +28,7 @@ import pytest
 import sqlalchemy as sa
 
 from sync_pipeline.apps import dagster_api
+from sync_pipeline.apps.dagster_api import reports
 from sync_pipeline.core.specs import SyncSpec, parse_specs
 from sync_pipeline.defs.partitions import partition_keys_for
 from sync_pipeline.io.postgres import engine_for
@@ -262,9 +264,10 @@ def month_day(key: str, day: int = 15) -> str:
 
 
 @pytest.mark.integration
-def test_full_sync_is_one_run_reported_as_its_batches_land(stack: DagsterStack):
+def test_full_sync_is_one_run_reported_batch_by_batch(stack: DagsterStack):
     spec, keys = stack.spec("api"), stack.partition_keys("api")
     stack.insert("api", range(1, 121), month_day(keys[1]))
+    stack.insert("api", range(1000, 1280), month_day(keys[2]))
     stack.insert("api", range(121, 124), None)  # NULL updated_at: owned by the first partition
     stack.insert("api", [124, 125], "2099-01-01 00:00:00+00")  # future: owned by the newest one
     stack.execute(f"UPDATE {stack.table('api')} SET deleted = true WHERE id IN (3, 4)")
@@ -278,20 +281,21 @@ def test_full_sync_is_one_run_reported_as_its_batches_land(stack: DagsterStack):
     assert report["partition_range"] == {"start": keys[0], "end": keys[-1]}
     assert report["spec"] == spec.name and report["tags"]["sync_pipeline/spec"] == spec.name
     assert report["start_time"] <= report["end_time"] and report["end_time"].endswith("Z")
-    # the first batch at once, the others summed into one progress observation per 10 s of load
-    # (defs/reporting.BatchProgress): here batches 2 and 3, reported as the last of them
-    assert [(b["asset"], b["batch"]) for b in report["batches"]] == [
-        (f"{spec.name}_index", 1),
-        (f"{spec.name}_index", 3),
+    # every bulk batch of the load, from the table its end logs (defs/reporting.BatchProgress; the
+    # run page shows the same TableMetadataEntry), not only its progress observations' sums
+    batches = report["batches"]
+    assert [(b["asset"], b["batch"], b["batches"]) for b in batches] == [
+        (f"{spec.name}_index", number, 1) for number in range(1, 10)
     ]
-    assert [b["indexed"] + b["deleted"] for b in report["batches"]] == [50, 75]
-    assert all(b["failed"] == 0 and b["dead_lettered"] == 0 and b["seconds"] >= 0 for b in report["batches"])
+    assert [b["indexed"] + b["deleted"] for b in batches] == [50] * 8 + [5]
+    assert sum(b["deleted"] for b in batches) == 2
+    assert all(b["failed"] == 0 and b["dead_lettered"] == 0 and b["seconds"] >= 0 for b in batches)
     totals = report["totals"]
-    assert (totals["extracted"], totals["indexed"], totals["deleted"], totals["failed"]) == (125, 123, 2, 0)
-    assert totals["batches"] == 3 and totals["claimed"] is None and totals["docs_per_s"] > 0
+    assert (totals["extracted"], totals["indexed"], totals["deleted"], totals["failed"]) == (405, 403, 2, 0)
+    assert totals["batches"] == 9 and totals["claimed"] is None and totals["docs_per_s"] > 0
     assert report["errors"] == []
     documents = stack.documents("api")
-    assert len(documents) == 123 and "3" not in documents and "124" in documents
+    assert len(documents) == 403 and "3" not in documents and "124" in documents and "1279" in documents
     assert documents["1"]["title"] == "item 1 商品"
 
     (latest, *_) = dagster_api.recent_runs(stack.url, spec.name, limit=5)
@@ -393,3 +397,44 @@ def test_url_resolution_and_redaction(monkeypatch):
     assert dagster_api.redact_url("https://u:p%40ss@h:1/x?token=t#f") == "https://u:***@h:1/x"
     with pytest.raises(dagster_api.DagsterApiError, match="invalid Dagster webserver URL"):
         dagster_api.run_report("ftp://host", "x")
+
+
+def _observation(asset: str, table: list[dict] | None = None, **numbers: int) -> dict:
+    """An ObservationEvent as logsForRun returns it (the shape the integration tests read)."""
+    entries = [{"__typename": "IntMetadataEntry", "label": k, "intRepr": str(v)} for k, v in numbers.items()]
+    if table is not None:
+        records = {"records": [json.dumps(row) for row in table]}
+        entries.append({"__typename": "TableMetadataEntry", "label": "batch_table", "table": records})
+    return {"__typename": "ObservationEvent", "assetKey": {"path": [asset]}, "metadataEntries": entries}
+
+
+def _sums(report: dict) -> tuple[int, int, int]:
+    return report["totals"]["batches"], report["totals"]["indexed"], report["totals"]["failed"]
+
+
+def test_a_loading_sync_reports_its_progress_until_its_batch_table_lists_every_batch():
+    run = {"runId": "r", "jobName": "shop_sync", "status": "STARTED", "tags": []}
+    loading = [
+        _observation("shop_index", batch=1, first_batch=1, batches=1, indexed=50),
+        _observation("shop_index", batch=2, failed=3, indexed=47),  # a batch with a problem, at once
+        _observation("shop_index", batch=4, first_batch=3, batches=2, indexed=90),
+    ]
+    report = reports._summarise(run, loading)
+    assert [(b["batch"], b["batches"]) for b in report["batches"]] == [(1, 1), (2, 1), (4, 2)]
+    assert _sums(report) == (4, 187, 3)
+
+    rows = [
+        {"batch": 4, "indexed": 40, "failed": 0},  # concurrent requests end out of order
+        {"batch": 1, "indexed": 50, "failed": 0},
+        {"batch": 3, "indexed": 50, "failed": 0},
+        {"batch": 2, "indexed": 47, "failed": 3},
+    ]
+    ended = [*loading, _observation("shop_index", table=rows)]
+    report = reports._summarise({**run, "status": "SUCCESS"}, ended)
+    assert [(b["batch"], b["indexed"], b["failed"], b["batches"]) for b in report["batches"]] == [
+        (1, 50, 0, 1),
+        (2, 47, 3, 1),
+        (3, 50, 0, 1),
+        (4, 40, 0, 1),
+    ]
+    assert _sums(report) == (4, 187, 3)

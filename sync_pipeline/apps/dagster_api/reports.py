@@ -1,13 +1,16 @@
 """What runs did, read back from the webserver: status, tags, times, and the
 per-batch counts the load assets record as observations while they run.
 
-A run's summary comes from its event log: one ObservationEvent per bulk batch
-of its `_index`/`_changes` asset, the materializations' totals (rows extracted,
-buffer entries claimed), and the failure events' first lines.
+A run's summary comes from its event log: its `_index`/`_changes` asset's bulk
+batches, the materializations' totals (rows extracted, buffer entries claimed),
+and the failure events' first lines. A full sync's load records every batch in
+one observation's table (`naming.BATCH_TABLE`, a TableMetadataEntry: what the
+run page shows), a drain one observation per batch.
 """
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
@@ -26,6 +29,7 @@ from sync_pipeline.apps.dagster_api.transport import (
 from sync_pipeline.core.naming import (
     BACKFILL_TAG,
     BATCH_FIELDS,
+    BATCH_TABLE,
     PARTITION_TAG,
     RANGE_END_TAG,
     RANGE_START_TAG,
@@ -35,6 +39,7 @@ from sync_pipeline.core.naming import (
     is_extract_asset,
     is_load_asset,
 )
+from sync_pipeline.core.runs import fold_batches
 
 if TYPE_CHECKING:
     from sync_pipeline.core.specs import SyncSpec
@@ -86,6 +91,16 @@ _METADATA = """
   }
 """
 
+# an observation may carry the load's batch table: its rows, each one JSON object
+_OBSERVATION_METADATA = """
+  metadataEntries {
+    __typename label
+    ... on IntMetadataEntry { intRepr }
+    ... on FloatMetadataEntry { floatValue }
+    ... on TableMetadataEntry { table { records } }
+  }
+"""
+
 _EVENTS_QUERY = f"""
 query SyncRunEvents($runId: ID!, $cursor: String, $limit: Int) {{
   logsForRun(runId: $runId, afterCursor: $cursor, limit: $limit) {{
@@ -94,7 +109,7 @@ query SyncRunEvents($runId: ID!, $cursor: String, $limit: Int) {{
       cursor hasMore
       events {{
         __typename
-        ... on ObservationEvent {{ assetKey {{ path }} partition {_METADATA} }}
+        ... on ObservationEvent {{ assetKey {{ path }} partition {_OBSERVATION_METADATA} }}
         ... on MaterializationEvent {{ assetKey {{ path }} partition {_METADATA} }}
         ... on ExecutionStepFailureEvent {{ stepKey error {{ message className causes {{ message }} }} }}
         ... on RunFailureEvent {{ message error {{ message className causes {{ message }} }} }}
@@ -125,6 +140,40 @@ def _numeric_metadata(entries: Sequence[Mapping[str, Any]]) -> dict[str, int | f
         elif entry["__typename"] == "FloatMetadataEntry" and entry.get("floatValue") is not None:
             values[entry["label"]] = float(entry["floatValue"])
     return values
+
+
+def _table_rows(entries: Sequence[Mapping[str, Any]], label: str) -> list[dict[str, Any]] | None:
+    """The rows of the table entry under `label`, or None when there is none."""
+    for entry in entries:
+        if entry["__typename"] == "TableMetadataEntry" and entry["label"] == label:
+            return [json.loads(record) for record in entry["table"]["records"]]
+    return None
+
+
+def _batch_entries(
+    tables: Mapping[str, list[Mapping[str, Any]]], observed: Sequence[tuple[str, dict[str, Any]]]
+) -> list[dict[str, Any]]:
+    """One entry per batch, asset by asset in the order they first reported.
+
+    An asset with a batch table (a full sync whose load ended) lists its rows, by batch number
+    (core.runs reads them as `history --batches` does). One without (a drain: one observation per
+    batch; a full sync still loading, or killed before its table) lists its observations as they
+    came: a full sync's progress observation sums several batches (`batches` of them).
+    """
+    entries: list[dict[str, Any]] = []
+    for asset in dict.fromkeys([a for a, _ in observed] + list(tables)):
+        if asset in tables:
+            records = fold_batches([(asset, {BATCH_TABLE: tables[asset]})])
+            entries.extend(
+                {"asset": asset, "batches": 1, **{f: getattr(r, f) for f in BATCH_FIELDS}} for r in records
+            )
+        else:
+            entries.extend(
+                {"asset": asset, "batches": int(meta.get("batches", 1)),
+                 **{f: meta[f] for f in BATCH_FIELDS if f in meta}}
+                for a, meta in observed if a == asset
+            )  # fmt: skip
+    return entries
 
 
 def _run_events(endpoint: Endpoint, run_id: str, timeout: float) -> list[Mapping[str, Any]]:
@@ -161,7 +210,8 @@ def _partition_range(tags: Mapping[str, str]) -> dict[str, str] | None:
 
 def _summarise(run: Mapping[str, Any], events: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     tags = {t["key"]: t["value"] for t in run.get("tags") or []}
-    batches: list[dict[str, Any]] = []
+    tables: dict[str, list[Mapping[str, Any]]] = {}
+    observed: list[tuple[str, dict[str, Any]]] = []
     materialized: dict[str, dict[str, int | float]] = {}
     errors: list[str] = []
     run_errors: list[str] = []
@@ -169,14 +219,14 @@ def _summarise(run: Mapping[str, Any], events: Sequence[Mapping[str, Any]]) -> d
         kind = event["__typename"]
         if kind in ("ObservationEvent", "MaterializationEvent"):
             asset = "/".join(event["assetKey"]["path"])
-            meta = _numeric_metadata(event.get("metadataEntries") or [])
+            entries = event.get("metadataEntries") or []
+            meta = _numeric_metadata(entries)
             if kind == "ObservationEvent":
-                if is_load_asset(asset) and "batch" in meta:
-                    # a full sync's progress observation sums several batches (`batches` of them)
-                    batches.append(
-                        {"asset": asset, "batches": int(meta.get("batches", 1)),
-                         **{f: meta[f] for f in BATCH_FIELDS if f in meta}}
-                    )  # fmt: skip
+                rows = _table_rows(entries, BATCH_TABLE) if is_load_asset(asset) else None
+                if rows is not None:
+                    tables.setdefault(asset, []).extend(rows)
+                elif is_load_asset(asset) and "batch" in meta:
+                    observed.append((asset, meta))
             else:
                 # a range run reports the same totals once per partition: keep one per asset
                 materialized.setdefault(asset, meta)
@@ -184,6 +234,7 @@ def _summarise(run: Mapping[str, Any], events: Sequence[Mapping[str, Any]]) -> d
             errors.append(f"{event.get('stepKey')}: {_error_line(event)}")
         elif kind == "RunFailureEvent":
             run_errors.append(_error_line(event))
+    batches = _batch_entries(tables, observed)
     if not errors:  # the run failed without a failed step (it could not start, it was killed, …)
         errors = [line for line in run_errors if line]
 
@@ -218,7 +269,8 @@ def _summarise(run: Mapping[str, Any], events: Sequence[Mapping[str, Any]]) -> d
 
 def run_report(url: str | None, run_id: str, *, timeout: float = 30.0) -> dict[str, Any]:
     """What a run did: status, job, tags, start/end time, one entry per bulk batch of its
-    `_index`/`_changes` asset, and totals (plus `extracted` rows for a sync, `claimed`
+    `_index`/`_changes` asset (a full sync still loading: one per progress observation,
+    `batches` of them each), and totals (plus `extracted` rows for a sync, `claimed`
     buffer entries for a drain). Raises DagsterNotFoundError for an unknown run id."""
     endpoint = Endpoint.parse(url)
     data = post(endpoint, _RUN_QUERY, {"runId": run_id}, timeout)
