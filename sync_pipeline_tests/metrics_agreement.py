@@ -54,7 +54,8 @@ def metrics_agree(
 
     landed, parked = documents("indexed") + documents("deleted"), documents("dead_lettered")
     assert landed > 0 and landed >= rows_changed - parked, (landed, parked, rows_changed)
-    assert documents("failed") == 0
+    # documents "failed" are not checked: a request a transient fault failed, sent again by a
+    # later run, counts there and lands too (the counters are history, not the index's state)
     assert _one(found, "sync_pipeline_dead_letters", **name) == dead_letters
 
     assert _one(found, "sync_pipeline_lag_samples_total", **name) > 0
