@@ -16,6 +16,9 @@ On bench_products (at --rows), into its own index `bench_soak`:
    the buffer to empty and for every run but the following drain to finish, stops the
    daemon (and with it the drain run), and runs verify: drift must be 0. Nothing is drained
    by the harness itself.
+6. the metrics the exporter would export (ops/scrape, read as `sync-pipeline metrics` reads
+   them), at the start and the end: report["metrics"] puts their lag beside the probe's
+   freshness, and their backlog, dead letters and documents beside verify's figures.
 """
 
 from __future__ import annotations
@@ -77,6 +80,7 @@ def run(
     with engine.begin() as conn:
         freshness.clear_buffer(conn, spec)
     install_capture(engine, spec)
+    scraped_before = _scrape(engine, spec)  # the metrics log outlives a run: the soak's are deltas
     dev = DagsterDev(harness, config, tmp, f"bench_soak_{os.getpid()}")
     script = tmp / "soak_update.sql"
     script.write_text(
@@ -141,6 +145,11 @@ def run(
         }
         origins = [o for job in report["runs"].values() for o in job.get("origins", {})]
         report["schedule_ran"], report["backfill_ran"] = "schedule" in origins, "backfill" in origins
+        try:
+            after, fresh = _scrape(engine, spec), report["freshness"]
+            report["metrics"] = _metrics_beside_the_soak(spec.name, scraped_before, after, fresh)
+        except Exception as exc:  # the soak's own figures stand without the exporter's
+            report["metrics"] = {"error": f"{type(exc).__name__}: {exc}"[-1000:]}
     finally:
         report["dagster_tree_peak_rss_mb"] = dev.stop()
     try:
@@ -166,6 +175,46 @@ def run(
         drop_target(es, INDEX)
     del specs
     return report
+
+
+def _scrape(engine, spec) -> dict[str, list[tuple[float, dict[str, str]]]]:
+    from sync_pipeline.ops.scrape import read, samples
+
+    return samples(read(engine, [spec]))
+
+
+def _metrics_beside_the_soak(name: str, before: dict, after: dict, fresh: dict[str, Any]) -> dict[str, Any]:
+    """The exporter's figures at the soak's end beside its own: the lag quantiles (commit →
+    acknowledged, over the exporter's last window) and the soak's mean lag (the lag counters'
+    deltas) beside the probe's freshness (commit → searchable, so a refresh later); the backlog
+    and dead letters the exporter shows, and the documents the soak's runs counted."""
+
+    def total(found: dict, metric: str, **labels: str) -> float:  # the soak's spec only
+        labels["spec"] = name
+        return sum(v for v, have in found[metric] if labels.items() <= have.items())
+
+    def delta(metric: str, **labels: str) -> float:
+        return total(after, metric, **labels) - total(before, metric, **labels)
+
+    lag = {have["quantile"]: v for v, have in after["sync_pipeline_lag_seconds"] if have["spec"] == name}
+    samples_seen = delta("sync_pipeline_lag_samples_total")
+    mean = delta("sync_pipeline_lag_sum_seconds_total") / samples_seen if samples_seen else None
+    return {
+        "lag_p50_s": lag.get("0.5"),
+        "lag_p95_s": lag.get("0.95"),
+        "lag_p99_s": lag.get("0.99"),
+        "lag_mean_s": mean,
+        "lag_samples": samples_seen,
+        "freshness_p95_s": fresh.get("p95_s"),
+        "freshness_mean_s": fresh.get("mean_s"),
+        "buffer_entries": total(after, "sync_pipeline_buffer_entries"),
+        "dead_letters": total(after, "sync_pipeline_dead_letters"),
+        "documents": {
+            f"{op}_{outcome}": delta("sync_pipeline_documents_total", op=op, outcome=outcome)
+            for op in ("drain", "sync")
+            for outcome in ("indexed", "deleted", "failed", "dead_lettered")
+        },
+    }
 
 
 def _launch_backfill(dev: DagsterDev, config) -> dict[str, Any]:

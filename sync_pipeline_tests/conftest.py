@@ -75,8 +75,10 @@ def at(text: str) -> datetime:
     return datetime.fromisoformat(text).replace(tzinfo=UTC)
 
 
-# (scenario, rows changed, drift after, dead letters) from the fault-injection suite
-CHAOS_RESULTS: list[tuple[str, int, int, int]] = []
+# (scenario, rows changed, drift after, dead letters[, metrics agree]) from the fault-injection
+# suite; "metrics agree" is metrics_agreement.metrics_agree's "yes", "-" where it is not checked
+CHAOS_RESULTS: list[tuple[str, int, int, int] | tuple[str, int, int, int, str]] = []
+CHAOS_COLUMNS = ["scenario", "rows changed", "drift after", "dead letters", "metrics agree"]
 
 
 # The compatibility subset: the guarantees every supported search server must keep, run by
@@ -166,9 +168,8 @@ def pytest_terminal_summary(terminalreporter) -> None:
     from sync_pipeline.apps.cli.output import format_table
 
     terminalreporter.write_sep("=", "fault injection: drift after each scenario (must be 0)")
-    terminalreporter.write_line(
-        format_table(["scenario", "rows changed", "drift after", "dead letters"], CHAOS_RESULTS)
-    )
+    rows = [(*row, "-") if len(row) < len(CHAOS_COLUMNS) else row for row in CHAOS_RESULTS]
+    terminalreporter.write_line(format_table(CHAOS_COLUMNS, rows))
 
 
 @pytest.fixture(scope="session")

@@ -26,6 +26,7 @@ from sync_pipeline.ops.capture import install_capture, uninstall_capture
 from sync_pipeline_devtools import services
 
 from .conftest import CHAOS_RESULTS
+from .metrics_agreement import metrics_agree
 
 ROOT = Path(__file__).resolve().parent.parent
 pytestmark = [pytest.mark.integration, pytest.mark.chaos]
@@ -80,12 +81,18 @@ def doc_count(es, index: str) -> int:
         return 0
 
 
-def record(name: str, rows_changed: int, spec, dead_letters: int = 0) -> None:
+def record(name: str, rows_changed: int, spec, dead_letters: int = 0, scenario=None) -> None:
+    """The scenario's row of the chaos table; given its `scenario`, also checks that the metrics
+    and /healthz agree with it (metrics_agreement.metrics_agree)."""
     (report,) = run_verify([spec], [spec])
     # documents parked as dead letters are accounted for, not drift
     drift = report.drift - dead_letters if set(report.missing_ids) else report.drift
-    CHAOS_RESULTS.append((name, rows_changed, drift, dead_letters))
-    assert drift == 0, report.lines()
+    if drift or scenario is None:
+        CHAOS_RESULTS.append((name, rows_changed, drift, dead_letters))  # a drift shows in the table
+        assert drift == 0, report.lines()
+        return
+    agree = metrics_agree(scenario.engine, scenario.es, spec, rows_changed, drift, dead_letters)
+    CHAOS_RESULTS.append((name, rows_changed, drift, dead_letters, agree))
 
 
 def test_elasticsearch_killed_mid_load_and_restarted(scenario, tmp_path, es):

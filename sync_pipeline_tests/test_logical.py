@@ -153,7 +153,7 @@ def test_a_drain_killed_before_confirming_leaves_its_changes_in_the_slot(
     assert totals.claimed == 300 and totals.failed == 0
     docs = indexed(scenario.es, scenario.index)
     assert len(docs) == 300 and all(d["title"] == f"killed {i}" for i, d in docs.items())
-    record("logical: drain killed before confirming, drained again", 300, spec)
+    record("logical: drain killed before confirming, drained again", 300, spec, scenario=scenario)
 
 
 def test_a_stream_read_slower_than_it_arrives_waits_with_a_bounded_backlog_and_loses_nothing(

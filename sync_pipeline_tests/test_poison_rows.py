@@ -27,6 +27,7 @@ from sync_pipeline.ops.capture import install_capture, uninstall_capture
 from sync_pipeline.ops.drain import drain
 
 from .conftest import CHAOS_RESULTS, at, indexed
+from .metrics_agreement import metrics_agree
 from .test_faults import seed
 
 # (column, value, how PostgreSQL writes the value back): each makes one seeded row a poison row
@@ -146,10 +147,13 @@ def test_poison_rows_become_dead_letters_and_the_sync_and_drains_flow_on(scenari
 
         drift, unrepresentable = _verified(spec, live)
         assert (drift, unrepresentable) == (0, len(POISON) + 1)
+        agree = metrics_agree(scenario.engine, scenario.es, spec, 202, drift, len(POISON) + 1)
     finally:
         scenario.engine.dispose()
         uninstall_capture(scenario.engine, spec)
-    CHAOS_RESULTS.append((f"poison rows (infinity, year 10000, BC, json \\u0000), {capture}", 202, drift, 6))
+    CHAOS_RESULTS.append(
+        (f"poison rows (infinity, year 10000, BC, json \\u0000), {capture}", 202, drift, 6, agree)
+    )
 
 
 @pytest.mark.integration
@@ -218,13 +222,14 @@ def test_a_key_over_the_id_limit_is_a_dead_letter_not_a_stuck_drain(scenario, li
         assert "512" in _dead_letters(scenario)[long_key]["reason"]
         drift, unrepresentable = _verified(spec, live)
         assert (drift, unrepresentable) == (0, 1)
+        agree = metrics_agree(scenario.engine, scenario.es, spec, 52, drift, 1)
     finally:
         scenario.engine.dispose()
         uninstall_capture(
             scenario.engine, scenario.spec(source=f"table: {table}", extra="    capture: triggers")
         )
         scenario.execute(f"DROP TABLE IF EXISTS {table}")
-    CHAOS_RESULTS.append(("a text key over the 512-byte _id limit", 52, drift, 1))
+    CHAOS_RESULTS.append(("a text key over the 512-byte _id limit", 52, drift, 1, agree))
 
 
 @pytest.mark.integration
@@ -258,10 +263,11 @@ def test_a_drains_fan_out_of_large_documents_is_cut_at_bulk_max_mb(scenario, liv
         assert sum(sizes) > 20 * 150_000
         drift, _ = _verified(spec, live)
         assert drift == 0
+        agree = metrics_agree(scenario.engine, scenario.es, spec, 20, drift, 0)
     finally:
         scenario.engine.dispose()
         uninstall_capture(scenario.engine, spec)
-    CHAOS_RESULTS.append(("a drain's fan-out of 150 KB documents, cut at bulk_max_mb", 20, drift, 0))
+    CHAOS_RESULTS.append(("a drain's fan-out of 150 KB documents, cut at bulk_max_mb", 20, drift, 0, agree))
 
 
 @pytest.mark.integration
