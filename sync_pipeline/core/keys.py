@@ -61,8 +61,8 @@ def key_texts(
     its unrepresentable column) as PostgreSQL's text of it, as `canonical_sql` gives it: such a
     row is a dead letter under that `_id`, never a NULL key that stops its batch."""
     texts = canonical_texts(batch, columns, naive_timezone)
-    if poison.UNREPRESENTABLE_COLUMN not in batch.schema.names:
-        return texts
+    if poison.UNREPRESENTABLE_COLUMN not in batch.schema.names or not any(t.null_count for t in texts):
+        return texts  # the usual batch: no key value to look up, no reason text parsed
     raw = poison.raw_values(batch, [info.name for info in columns])
     return [
         text if values is None else pc.coalesce(text, values) for text, values in zip(texts, raw, strict=True)

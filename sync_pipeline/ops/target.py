@@ -144,10 +144,16 @@ def _vectors_needing_a_new_index(es: SearchTarget, index: str, diff: MappingDiff
     an in-place change: the settings are static (only a new index takes them). Without them
     Elasticsearch 9.2 keeps vectors out of `_source`, so verify would report every document, and
     an OpenSearch index cannot answer a kNN query."""
-    added = [c for c in diff.additions if c.what == "new field" and isinstance(c.new, Mapping)]
-    needed = settings_for_server({}, {"properties": {c.path: c.new for c in added}}, es.server)
-    if not needed:
+    vectors = [
+        c
+        for c in diff.additions
+        if c.what == "new field"
+        and isinstance(c.new, Mapping)
+        and settings_for_server({}, {"properties": {c.path: c.new}}, es.server)
+    ]
+    if not vectors:
         return diff
+    needed = settings_for_server({}, {"properties": {c.path: c.new for c in vectors}}, es.server)
     live = es.indices.get_settings(index=index).body[index]["settings"]["index"]
     missing = {}
     for key, value in needed.items():
@@ -159,10 +165,9 @@ def _vectors_needing_a_new_index(es: SearchTarget, index: str, diff: MappingDiff
     if not missing:
         return diff
     setting = ", ".join(f"index.{k}: {str(v).lower()}" for k, v in missing.items())
-    moved = [c for c in added if settings_for_server({}, {"properties": {c.path: c.new}}, es.server)]
     return MappingDiff(
-        additions=[c for c in diff.additions if c not in moved],
-        conflicts=[*diff.conflicts, *(Change(c.path, "new vector field", setting, c.new) for c in moved)],
+        additions=[c for c in diff.additions if c not in vectors],
+        conflicts=[*diff.conflicts, *(Change(c.path, "new vector field", setting, c.new) for c in vectors)],
     )
 
 
