@@ -3,7 +3,8 @@
 import orjson
 import pytest
 
-from sync_pipeline.core.bulk import BatchResult, BulkBody, RetryPolicy, entry_doc, iter_bodies, rebody
+from sync_pipeline.core.bulk import BatchResult, BulkBody, entry_doc, iter_bodies, rebody
+from sync_pipeline.core.specs import RetrySpec
 from sync_pipeline.io.search import SearchApiError, SearchConnectionError
 from sync_pipeline.io.search.indices import is_transient, with_backoff
 
@@ -115,7 +116,7 @@ def test_backoff_retries_until_success_with_growing_capped_sleeps():
             raise api_error(503)
         return "ok"
 
-    policy = RetryPolicy(attempts=5, base_seconds=1, cap_seconds=3)
+    policy = RetrySpec(attempts=5, initial_seconds=1, max_backoff_seconds=3)
     assert with_backoff(flaky, policy, sleep=sleeps.append) == "ok"
     assert len(calls) == 4
     assert len(sleeps) == 3
@@ -127,7 +128,7 @@ def test_backoff_gives_up_after_the_last_attempt():
         raise SearchConnectionError("refused")
 
     with pytest.raises(SearchConnectionError):
-        with_backoff(down, RetryPolicy(attempts=3), sleep=lambda s: None)
+        with_backoff(down, RetrySpec(attempts=3), sleep=lambda s: None)
 
 
 def test_backoff_does_not_retry_permanent_errors():
@@ -138,7 +139,7 @@ def test_backoff_does_not_retry_permanent_errors():
         raise SearchApiError(400, {"error": {"type": "mapper_parsing_exception"}}, "mapper_parsing_exception")
 
     with pytest.raises(SearchApiError):
-        with_backoff(bad, RetryPolicy(attempts=5), sleep=lambda s: None)
+        with_backoff(bad, RetrySpec(attempts=5), sleep=lambda s: None)
     assert calls == [1]
 
 
@@ -153,7 +154,7 @@ def test_backoff_stops_at_the_total_time_cap():
     def sleep(seconds):
         now[0] += seconds
 
-    policy = RetryPolicy(attempts=50, base_seconds=10, cap_seconds=10, max_total_seconds=25)
+    policy = RetrySpec(attempts=50, initial_seconds=10, max_backoff_seconds=10, max_total_seconds=25)
     with pytest.raises(SearchApiError):
         with_backoff(always_503, policy, sleep=sleep, clock=lambda: now[0])
     assert now[0] <= 25 and len(calls) < 50

@@ -18,9 +18,11 @@ class Recorder:
     def __init__(self, status: int = 200, body: object = None) -> None:
         self.sent: list[tuple[str, str, bytes | None, dict]] = []
         self.status, self.body = status, body if body is not None else {"ok": True}
+        self.options: list[dict] = []  # the transport options of each request (its retries)
 
-    def perform_request(self, method, target, body=None, headers=None):
+    def perform_request(self, method, target, body=None, headers=None, **options):
         self.sent.append((method, target, body, dict(headers or {})))
+        self.options.append(options)
         return SimpleNamespace(meta=SimpleNamespace(status=self.status, headers={}), body=self.body)
 
 
@@ -57,6 +59,16 @@ def test_bulk_bytes_travel_untouched_as_ndjson():
     method, target, data, headers = sent.sent[0]
     assert (method, target, data) == ("POST", "/i/_bulk?filter_path=errors", body)
     assert headers["content-type"] == "application/x-ndjson"
+
+
+def test_bulk_requests_have_no_transport_retries_of_their_own_other_calls_keep_them():
+    """io/bulk_load retries a bulk request within the load's budget: transport retries under it
+    would multiply its attempts and its time past `retry.max_total_seconds`."""
+    sent = Recorder(body={"errors": False, "items": []})
+    es = client(sent)
+    es.bulk(operations=b'{"delete":{"_id":"1"}}\n', index="i")
+    es.count(index="i")
+    assert sent.options == [{"max_retries": 0}, {}]
 
 
 def test_an_error_status_raises_with_the_servers_reason_and_a_missing_index_is_not_found():

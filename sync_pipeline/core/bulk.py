@@ -8,7 +8,6 @@ Every body's outcome is a `BatchResult`; a load's is `LoadTotals`.
 
 from __future__ import annotations
 
-import random
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from itertools import islice, pairwise
@@ -17,8 +16,6 @@ from typing import Any
 import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
-
-from sync_pipeline.core.specs import SyncSpec
 
 TRANSIENT_STATUS = frozenset({429, 502, 503, 504})
 
@@ -335,26 +332,3 @@ def entry_doc(entry: dict[str, Any]) -> bytes:
     if entry["_op"] == "delete":
         return action
     return action + orjson.dumps(entry["_source"], option=orjson.OPT_APPEND_NEWLINE)
-
-
-@dataclass(frozen=True)
-class RetryPolicy:
-    """Exponential backoff with full jitter, capped in attempts and in total time."""
-
-    attempts: int = 8
-    base_seconds: float = 0.5
-    cap_seconds: float = 30.0
-    max_total_seconds: float = 300.0
-
-
-DEFAULT_RETRY = RetryPolicy()
-
-
-def backoff_delay(policy: RetryPolicy, attempt: int, uniform=random.uniform) -> float:
-    """Full jitter: a random delay up to the capped exponential step of `attempt` (1-based)."""
-    return uniform(0, min(policy.cap_seconds, policy.base_seconds * 2 ** (attempt - 1)))
-
-
-def retry_policy(spec: SyncSpec) -> RetryPolicy:
-    r = spec.retry
-    return RetryPolicy(r.attempts, r.initial_seconds, r.max_backoff_seconds, r.max_total_seconds)

@@ -20,7 +20,6 @@ from typing import Any
 import orjson
 
 from sync_pipeline.core.bulk import (
-    DEFAULT_RETRY,
     FIRST_ERRORS,
     TRANSIENT_STATUS,
     BatchResult,
@@ -28,9 +27,9 @@ from sync_pipeline.core.bulk import (
     Doc,
     LoadTotals,
     Rejected,
-    RetryPolicy,
-    backoff_delay,
 )
+from sync_pipeline.core.retry import DEFAULT_RETRY, RetryBudget, backoff_delay
+from sync_pipeline.core.specs import RetrySpec
 from sync_pipeline.io.search import SearchApiError, SearchTarget
 from sync_pipeline.io.search.indices import with_backoff
 
@@ -85,8 +84,9 @@ def send_body(
     index: str,
     body: BulkBody,
     batch: int,
-    retry: RetryPolicy = DEFAULT_RETRY,
+    retry: RetrySpec = DEFAULT_RETRY,
     *,
+    budget: RetryBudget | None = None,
     sleep: Callable[[float], None] = time.sleep,
 ) -> BatchResult:
     """Send one bulk body and account for every document in it.
@@ -96,11 +96,12 @@ def send_body(
     429s/5xx retry just those documents, with the same backoff policy. What
     still fails after the retries counts as `failed` (the run must fail);
     a 409 is an older version than the index holds (`stale_skipped`); any
-    other refusal is permanent and becomes a dead letter.
+    other refusal is permanent and becomes a dead letter. Every retry draws on `budget` (the
+    load's; none: the policy's total from now).
     """
     result = BatchResult(batch=batch)
     started = time.perf_counter()
-    deadline = time.monotonic() + retry.max_total_seconds
+    budget = budget or RetryBudget.starting(retry, time.monotonic())
     pending = list(range(len(body)))
     sending = body
     for attempt in range(1, retry.attempts + 1):
@@ -110,11 +111,12 @@ def send_body(
                     es.bulk(operations=data, index=index, filter_path=_BULK_FILTER).body
                 ),
                 retry,
+                budget=budget,
             )
         except SearchApiError as exc:
             if not _refused_for_a_document(exc):
                 raise
-            result.absorb(_bisect(es, index, sending, batch, retry, exc, sleep))
+            result.absorb(_bisect(es, index, sending, batch, budget, exc, sleep))
             break
         if not response.get("errors"):
             deletes = body.deletes(pending)
@@ -151,7 +153,7 @@ def send_body(
         if not retry_later:
             break
         delay = backoff_delay(retry, attempt)
-        if attempt == retry.attempts or time.monotonic() + delay > deadline:
+        if attempt == retry.attempts or not budget.allows(delay, time.monotonic()):
             result.failed += len(retry_later)
             last = {i: next(iter(item.values())) for i, item in zip(pending, response["items"], strict=True)}
             for i in retry_later[: max(0, FIRST_ERRORS - len(result.errors))]:
@@ -179,7 +181,7 @@ def _bisect(
     index: str,
     body: BulkBody,
     batch: int,
-    retry: RetryPolicy,
+    budget: RetryBudget,
     refusal: SearchApiError,
     sleep: Callable[[float], None],
 ) -> BatchResult:
@@ -189,7 +191,7 @@ def _bisect(
     if len(body) > 1:
         result = BatchResult(batch=batch)
         for half in body.split(2):
-            result.absorb(send_body(es, index, half, batch, retry, sleep=sleep))
+            result.absorb(send_body(es, index, half, batch, budget.policy, budget=budget, sleep=sleep))
         return result
     doc = body.doc(0)
     op, doc_id = _op_and_id(doc[0])
@@ -212,20 +214,22 @@ def send_split(
     index: str,
     body: BulkBody,
     batch: int,
-    retry: RetryPolicy = DEFAULT_RETRY,
+    retry: RetrySpec = DEFAULT_RETRY,
     concurrency: int = 1,
+    *,
+    budget: RetryBudget | None = None,
 ) -> BatchResult:
     """One batch sent as up to `concurrency` requests side by side, counted as one batch.
 
     A single bulk request to a one-shard index is indexed by one write thread,
     so a drain's batch sent whole keeps one of Elasticsearch's cores busy while
     the full sync keeps `bulk_concurrency` requests in flight. Each part has its
-    own retries; the batch fails if any part's documents do."""
+    own retries, all within `budget`; the batch fails if any part's documents do."""
     parts = min(max(1, concurrency), len(body) // MIN_PART_DOCS)
     if parts <= 1:
-        return send_body(es, index, body, batch, retry)
+        return send_body(es, index, body, batch, retry, budget=budget)
     result = BatchResult(batch=batch)
-    load_bulk(es, index, body.split(parts), parts, on_batch=result.absorb, retry=retry)
+    load_bulk(es, index, body.split(parts), parts, on_batch=result.absorb, retry=retry, budget=budget)
     return result
 
 
@@ -235,14 +239,18 @@ def load_bulk(
     bodies: Iterable[BulkBody],
     concurrency: int = 1,
     on_batch: Callable[[BatchResult], None] | None = None,
-    retry: RetryPolicy = DEFAULT_RETRY,
+    retry: RetrySpec = DEFAULT_RETRY,
+    *,
+    budget: RetryBudget | None = None,
 ) -> LoadTotals:
     """Send bodies with up to `concurrency` requests in flight; memory is about concurrency + 1 bodies.
 
     `on_batch` sees every result in body order, on the calling thread (it may
     write to PostgreSQL or log to Dagster). An exception from any request
-    (retries exhausted at the request level) stops the load and propagates.
+    (retries exhausted at the request level) stops the load and propagates. Every request's
+    retries draw on one budget, `retry.max_total_seconds` from the load's start (or `budget`).
     """
+    budget = budget or RetryBudget.starting(retry, time.monotonic())
     totals = LoadTotals()
     started = time.perf_counter()
 
@@ -257,7 +265,7 @@ def load_bulk(
             for number, body in enumerate(bodies, start=1):
                 if len(in_flight) >= max(1, concurrency):
                     finish(in_flight.popleft().result())
-                in_flight.append(pool.submit(send_body, es, index, body, number, retry))
+                in_flight.append(pool.submit(send_body, es, index, body, number, retry, budget=budget))
             while in_flight:
                 finish(in_flight.popleft().result())
         except BaseException:

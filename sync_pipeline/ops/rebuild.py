@@ -28,7 +28,7 @@ from datetime import UTC, datetime
 
 from sqlalchemy.engine import Engine
 
-from sync_pipeline.core.bulk import BatchResult, BulkBody, LoadTotals, Rejected, rebody, retry_policy
+from sync_pipeline.core.bulk import BatchResult, BulkBody, LoadTotals, Rejected, rebody
 from sync_pipeline.core.diff import VerifyReport, diff_sorted
 from sync_pipeline.core.documents import batch_to_bulk
 from sync_pipeline.core.index_mapping import index_settings
@@ -166,7 +166,7 @@ def fill_index(
         rebody(bodies(), spec.batch_size, spec.target.bulk_max_bytes),
         spec.target.bulk_concurrency,
         keep,
-        retry_policy(spec),
+        spec.retry,
     )
     totals.dead_lettered += len(unrepresentable)
     return totals

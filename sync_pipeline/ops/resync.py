@@ -10,14 +10,16 @@ come from that one snapshot (core/versions.py).
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 
 from sqlalchemy.engine import Connection, Engine
 
-from sync_pipeline.core.bulk import BatchResult, BulkBody, Rejected, action_line, rebody, retry_policy
+from sync_pipeline.core.bulk import BatchResult, BulkBody, Rejected, action_line, rebody
 from sync_pipeline.core.documents import batch_to_bulk, document_ids
 from sync_pipeline.core.keys import document_id, texts_from_id
 from sync_pipeline.core.poison import MAX_ID_BYTES
+from sync_pipeline.core.retry import RetryBudget
 from sync_pipeline.io.bulk_load import send_split
 from sync_pipeline.io.postgres import fetch_keys, snapshot_version
 from sync_pipeline.io.search import SearchTarget
@@ -76,16 +78,20 @@ def resync_body(
 
 def send_resync(es: SearchTarget, bound: Bound, body: BulkBody, batch_number: int) -> BatchResult:
     """One counted batch, in requests cut at the spec's `bulk_max_mb` as the full sync's are: a
-    fan-out of large documents would otherwise make one request of any size."""
+    fan-out of large documents would otherwise make one request of any size. The batch's
+    requests retry within one `retry.max_total_seconds`."""
     spec, target = bound.spec, bound.spec.target
+    budget = RetryBudget.starting(spec.retry, time.monotonic())
     pieces = list(rebody([body], max(len(body), spec.batch_size), target.bulk_max_bytes))
-    if len(pieces) == 1:
-        return send_split(es, target.index, body, batch_number, retry_policy(spec), target.bulk_concurrency)
+    sent = [
+        send_split(es, target.index, piece, batch_number, spec.retry, target.bulk_concurrency, budget=budget)
+        for piece in pieces
+    ]
+    if len(sent) == 1:
+        return sent[0]
     result = BatchResult(batch=batch_number)
-    for piece in pieces:
-        result.absorb(
-            send_split(es, target.index, piece, batch_number, retry_policy(spec), target.bulk_concurrency)
-        )
+    for part in sent:
+        result.absorb(part)
     return result
 
 

@@ -28,7 +28,6 @@ from sync_pipeline.core.bulk import (
     Rejected,
     iter_bodies,
     rebody,
-    retry_policy,
 )
 from sync_pipeline.core.columns import arrow_schema
 from sync_pipeline.core.documents import DocumentPlan, batch_to_bulk
@@ -299,7 +298,7 @@ def load(run: WindowRun, es: SearchTarget, bodies: Iterable[BulkBody]) -> LoadTo
             switching(),
             spec.target.bulk_concurrency,
             on_batch=record,
-            retry=retry_policy(spec),
+            retry=spec.retry,
         )
     es.indices.refresh(index=spec.target.index)
     run.log(

@@ -143,14 +143,17 @@ class SearchClient:
     # --- requests -----------------------------------------------------------------------------
 
     def _raw(
-        self, method: str, target: str, body: bytes | None = None, ndjson: bool = False
+        self, method: str, target: str, body: bytes | None = None, ndjson: bool = False, retried: bool = True
     ) -> tuple[Mapping[str, str], Any]:
         headers = {"accept": "application/json"}
         if body is not None:
             headers["content-type"] = "application/x-ndjson" if ndjson else "application/json"
         if self.signer is not None:
             headers.update(self.signer(method, target, headers, body))
-        response = self.transport.perform_request(method, target, body=body, headers=headers)
+        # not `retried`: the caller retries within its own budget (io/bulk_load.py), so the
+        # transport's retries must not multiply its attempts and time
+        options = {} if retried else {"max_retries": 0}
+        response = self.transport.perform_request(method, target, body=body, headers=headers, **options)
         status = response.meta.status
         if status >= 400 and not (method == "HEAD" and status == 404):
             raise api_error(status, response.body)
@@ -163,12 +166,13 @@ class SearchClient:
         params: Mapping[str, str] | None = None,
         body: Any = None,
         ndjson: bool = False,
+        retried: bool = True,
     ) -> Any:
         target = path + (
             "?" + "&".join(f"{k}={quote(v, safe=',*')}" for k, v in params.items()) if params else ""
         )
         data = body if body is None or isinstance(body, bytes) else orjson.dumps(body)
-        _, result = self._raw(method, target, data, ndjson)
+        _, result = self._raw(method, target, data, ndjson, retried)
         return Response(result) if isinstance(result, dict) else result
 
     def _call(self, method: str, path: str, kwargs: Mapping[str, Any], body_allowed: bool = True) -> Any:
@@ -183,7 +187,7 @@ class SearchClient:
         if not isinstance(operations, bytes):
             operations = b"".join(orjson.dumps(op) + b"\n" for op in operations)
         params, _ = _split(kw)
-        return self.perform("POST", _path(index, "_bulk"), params, operations, ndjson=True)
+        return self.perform("POST", _path(index, "_bulk"), params, operations, ndjson=True, retried=False)
 
     def count(self, *, index: str, **kw: Any) -> Response:
         return self._call("POST", _path(index, "_count"), kw)

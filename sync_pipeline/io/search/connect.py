@@ -82,7 +82,8 @@ def search_client(
         [_node(url, options, request_timeout or options.request_timeout)],
         max_retries=3,
         retry_on_timeout=True,
-        # 429 is the bulk accounting's to retry, per document (io/bulk_load.py)
+        # for every call but bulk, whose retries are io/bulk_load's alone, within the load's
+        # budget (core/retry.py); 429 is the bulk accounting's to retry, per document
         retry_on_status=(502, 503, 504),
         meta_header=False,
     )

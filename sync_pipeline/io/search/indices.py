@@ -9,13 +9,9 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
-from sync_pipeline.core.bulk import (
-    DEFAULT_RETRY,
-    TRANSIENT_STATUS,
-    RetryPolicy,
-    backoff_delay,
-)
-from sync_pipeline.core.specs import SyncSpec
+from sync_pipeline.core.bulk import TRANSIENT_STATUS
+from sync_pipeline.core.retry import DEFAULT_RETRY, RetryBudget, backoff_delay
+from sync_pipeline.core.specs import RetrySpec, SyncSpec
 from sync_pipeline.core.windows import Window, es_window_query
 from sync_pipeline.io.search.errors import SearchApiError, SearchConnectionError, SearchConnectionTimeout
 from sync_pipeline.io.search.port import SearchTarget
@@ -31,13 +27,16 @@ def is_transient(exc: BaseException) -> bool:
 
 def with_backoff(
     call: Callable[[], T],
-    policy: RetryPolicy = DEFAULT_RETRY,
+    policy: RetrySpec = DEFAULT_RETRY,
     *,
+    budget: RetryBudget | None = None,
     sleep: Callable[[float], None] = time.sleep,
     clock: Callable[[], float] = time.monotonic,
 ) -> T:
-    """Run `call`, retrying transient ES errors (429, 502-504, connection, timeout)."""
-    deadline = clock() + policy.max_total_seconds
+    """Run `call`, retrying transient ES errors (429, 502-504, connection, timeout) up to the
+    policy's attempts, within `budget` (a load's, shared with its other requests; none: the
+    policy's total from now)."""
+    budget = budget or RetryBudget.starting(policy, clock())
     for attempt in range(1, policy.attempts + 1):
         try:
             return call()
@@ -45,7 +44,7 @@ def with_backoff(
             if attempt == policy.attempts or not is_transient(exc):
                 raise
             delay = backoff_delay(policy, attempt)
-            if clock() + delay > deadline:
+            if not budget.allows(delay, clock()):
                 raise
             sleep(delay)
     raise AssertionError("unreachable")
