@@ -35,6 +35,7 @@ import dagster as dg
 
 from bench import common
 from sync_pipeline.core.bulk import BatchResult
+from sync_pipeline.core.counts import Counts
 from sync_pipeline.core.specs import SyncSpec
 from sync_pipeline.defs.reporting import BatchProgress, batch_observation
 
@@ -50,7 +51,7 @@ def default_batch_size() -> int:
 
 def _batches(count: int, size: int):
     for number in range(1, count + 1):
-        yield BatchResult(batch=number, indexed=size, seconds=size / DOCS_PER_SECOND * 4)
+        yield BatchResult(batch=number, answered=Counts(indexed=size), seconds=size / DOCS_PER_SECOND * 4)
 
 
 def _report(context: dg.AssetExecutionContext, mode: str, count: int, size: int) -> None:

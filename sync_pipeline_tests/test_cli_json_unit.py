@@ -12,6 +12,7 @@ from sync_pipeline.apps.cli.parser import JSON_EXAMPLES, build_parser
 from sync_pipeline.apps.cli.runner import HistoryRun, SyncSummary
 from sync_pipeline.apps.cli.search import SearchHit, SearchResult, search_document
 from sync_pipeline.core.bulk import LoadTotals
+from sync_pipeline.core.counts import Counts
 from sync_pipeline.core.diff import Mismatch, VerifyReport
 from sync_pipeline.core.runs import BatchRecord
 from sync_pipeline.ops.health import BacklogStatus, CaptureIssue, DeadLetterStatus, HealthReport, IndexStatus
@@ -59,7 +60,7 @@ def test_verify_shape_with_drift_and_after_a_fix():
         mismatched=1,
         missing_ids=["5"],
         mismatches=[Mismatch("7", ["name", "price"])],
-        repaired=LoadTotals(indexed=2, deleted=0, failed=1, dead_lettered=1),
+        repaired=LoadTotals(Counts(indexed=2, deleted=0, failed=1, dead_lettered=1)),
     )
     clean = VerifyReport(spec="orders", index="orders", pg_count=10, es_count=10)
     doc = roundtrip(json_shapes.verify_document([drift], [clean], ok=True))
@@ -87,7 +88,7 @@ def test_verify_shape_with_drift_and_after_a_fix():
 
 def test_sync_and_flush_shapes_carry_the_run_summary():
     summary = SyncSummary(
-        extracted=30, indexed=25, deleted=5, batches=2, seconds=2.0, spec="orders", partitions="2026-02-01"
+        Counts(indexed=25, deleted=5, batches=2), 30, seconds=2.0, spec="orders", partitions="2026-02-01"
     )
     summary.success, summary.run_id, summary.wall_seconds = True, "abc", 4.0
     doc = roundtrip(json_shapes.runs_document("sync", [summary], ok=True))
@@ -167,8 +168,10 @@ def test_history_batches_shape():
     run = HistoryRun("r1", "orders_sync", "orders", "sync", "2026-03-01…2026-04-01", "success", None, None, {
         "batches": 2, "indexed": 9, "failed": 1, "stale_skipped": 0, "dead_lettered": 0})  # fmt: skip
     batches = [
-        BatchRecord("orders_index", 1, indexed=5, seconds=0.25, docs_per_s=20.0),
-        BatchRecord("orders_index", 2, indexed=4, failed=1, stale_skipped=2, seconds=0.5, docs_per_s=14.0),
+        BatchRecord("orders_index", 1, Counts(indexed=5), seconds=0.25, docs_per_s=20.0),
+        BatchRecord(
+            "orders_index", 2, Counts(indexed=4, failed=1, stale_skipped=2), seconds=0.5, docs_per_s=14.0
+        ),
     ]
     doc = roundtrip(json_shapes.history_document([run], batches))
     assert doc["schema"] == "sync_pipeline.history/1" and [r["run_id"] for r in doc["runs"]] == ["r1"]

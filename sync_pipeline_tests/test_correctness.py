@@ -12,6 +12,7 @@ import sqlalchemy as sa
 
 from sync_pipeline.apps.cli.runner import run_drain, run_sync, run_verify
 from sync_pipeline.core.bulk import BulkBody, entry_doc
+from sync_pipeline.core.counts import Counts
 from sync_pipeline.core.specs import parse_specs
 from sync_pipeline.io import deadletters
 from sync_pipeline.io.buffer import BUFFER, buffer_state
@@ -229,7 +230,9 @@ def test_a_transient_failure_during_replay_is_exit_1_and_keeps_the_dead_letters(
     assert main(["--config", str(config), "sync", "--full", "--spec", scenario.table]) == 1
     capsys.readouterr()
     # Elasticsearch still refusing with 429s after every retry: what send_body reports as `failed`
-    monkeypatch.setattr(replay_module, "resync_keys", lambda *a, **k: BatchResult(batch=1, failed=1))
+    monkeypatch.setattr(
+        replay_module, "resync_keys", lambda *a, **k: BatchResult(batch=1, answered=Counts(failed=1))
+    )
 
     code = main(["--config", str(config), "dead-letters", "replay", "--spec", scenario.table])
 

@@ -4,6 +4,7 @@ import orjson
 import pytest
 
 from sync_pipeline.core.bulk import BatchResult, BulkBody, entry_doc, iter_bodies, rebody
+from sync_pipeline.core.counts import Counts
 from sync_pipeline.core.specs import RetrySpec
 from sync_pipeline.io.search import SearchApiError, SearchConnectionError
 from sync_pipeline.io.search.indices import is_transient, with_backoff
@@ -80,9 +81,11 @@ def test_a_body_splits_into_consecutive_parts_holding_every_document_once():
 
 def test_a_batch_sent_in_parts_counts_every_part_and_keeps_the_first_five_errors():
     whole = BatchResult(batch=4)
-    first = BatchResult(batch=4, indexed=5, stale_skipped=1, stale_ids=["a"], stale_versions={"a": 9})
+    first = BatchResult(
+        batch=4, answered=Counts(indexed=5, stale_skipped=1), stale_ids=["a"], stale_versions={"a": 9}
+    )
     first.errors = [{"n": i} for i in range(4)]
-    second = BatchResult(batch=4, indexed=2, deleted=3, failed=1, conflicts=1, seconds=0.5)
+    second = BatchResult(batch=4, answered=Counts(indexed=2, deleted=3, failed=1, conflicts=1), seconds=0.5)
     second.errors = [{"n": i} for i in range(4, 8)]
     whole.absorb(first)
     whole.absorb(second)

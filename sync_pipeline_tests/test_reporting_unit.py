@@ -5,6 +5,7 @@ import dagster as dg
 
 from sync_pipeline.core import naming
 from sync_pipeline.core.bulk import BatchResult, Rejected
+from sync_pipeline.core.counts import Counts
 from sync_pipeline.core.runs import fold_batches
 from sync_pipeline.defs.reporting import BatchProgress
 
@@ -40,7 +41,7 @@ def test_the_first_batch_at_once_then_one_observation_per_interval():
     progress, events, clock = _progress()
     for number in range(1, 8):
         clock.now = number * 3.0  # 3, 6, …, 21 s
-        progress(BatchResult(batch=number, indexed=100, seconds=1.0))
+        progress(BatchResult(batch=number, answered=Counts(indexed=100), seconds=1.0))
     progress.flush()
     progress.flush()  # nothing left: no empty observation
     spans = [(_meta(e)["first_batch"], _meta(e)["batch"]) for e in events]
@@ -52,12 +53,14 @@ def test_the_first_batch_at_once_then_one_observation_per_interval():
 
 def test_a_batch_with_a_problem_is_reported_alone_and_at_once():
     progress, events, clock = _progress()
-    progress(BatchResult(batch=1, indexed=10))
+    progress(BatchResult(batch=1, answered=Counts(indexed=10)))
     clock.now = 1.0
-    progress(BatchResult(batch=2, indexed=10))
+    progress(BatchResult(batch=2, answered=Counts(indexed=10)))
     rejected = Rejected("7", {"_op_type": "index", "_id": "7"}, {"reason": "mapper_parsing_exception"})
-    progress(BatchResult(batch=3, indexed=9, rejected=[rejected], errors=[{"reason": "bad"}]))
-    progress(BatchResult(batch=4, indexed=5, failed=5))
+    progress(
+        BatchResult(batch=3, answered=Counts(indexed=9), rejected=[rejected], errors=[{"reason": "bad"}])
+    )
+    progress(BatchResult(batch=4, answered=Counts(indexed=5, failed=5)))
     metas = [_meta(e) for e in events]
     assert [m["batch"] for m in metas] == [1, 2, 3, 4]  # batch 2 flushed before the bad one
     assert metas[2]["dead_lettered"] == 1 and metas[2]["first_error"] == '{"reason": "bad"}'
@@ -70,8 +73,8 @@ def test_finish_logs_every_batch_once_in_one_table_problems_included():
     progress, events, clock = _progress()
     for number in range(1, 5):
         clock.now = number * 3.0
-        progress(BatchResult(batch=number, indexed=100, seconds=0.5))
-    progress(BatchResult(batch=5, indexed=98, failed=2, seconds=0.5))
+        progress(BatchResult(batch=number, answered=Counts(indexed=100), seconds=0.5))
+    progress(BatchResult(batch=5, answered=Counts(indexed=98, failed=2), seconds=0.5))
     progress.finish()
     progress.finish()  # called again (the step's `finally`): nothing more
     table = events[-1].metadata[naming.BATCH_TABLE]

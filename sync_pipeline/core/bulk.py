@@ -3,7 +3,7 @@
 Documents travel as bulk NDJSON bytes from the transform to the request body;
 a body remembers where each of its documents starts, so one can be cut out
 again (to retry it, or to dead-letter it) without re-serialising the rest.
-Every body's outcome is a `BatchResult`; a load's is `LoadTotals`.
+Every body's outcome is a `BatchResult`; a load's is `LoadTotals`; both count in `Counts`.
 """
 
 from __future__ import annotations
@@ -16,6 +16,8 @@ from typing import Any
 import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
+
+from sync_pipeline.core.counts import ONE_BATCH, Counted, Counts
 
 TRANSIENT_STATUS = frozenset({429, 502, 503, 504})
 
@@ -178,43 +180,29 @@ class Rejected:
     error: dict[str, Any]
 
 
-def documents_accounted(counts: Any) -> int:
-    """Every document of a batch or load lands in exactly one of these counters."""
-    written = counts.indexed + counts.deleted
-    return written + counts.stale_skipped + counts.conflicts + counts.failed + counts.dead_lettered
-
-
 FIRST_ERRORS = 5  # errors a batch's result and a run's totals keep word for word
 
 
 @dataclass
-class BatchResult:
+class BatchResult(Counted):
+    """One bulk batch's outcome; its counters are `counts` (core/counts.py)."""
+
     batch: int
-    indexed: int = 0
-    deleted: int = 0
-    stale_skipped: int = 0  # ES already holds a newer read's version: not a failure, and counted
+    # what the server answered of the batch's documents; its dead letters are `rejected`'s
+    answered: Counts = field(default_factory=Counts)
     stale_ids: list[str] = field(default_factory=list)
     stale_versions: dict[str, int] = field(default_factory=dict)  # the version ES holds, by _id
-    # a 409 although this was the newest read: ES holds a version no read of ours wrote (an edit
-    # out of band, a future version); the sides disagree, the run's check fails
-    conflicts: int = 0
-    failed: int = 0  # transient failures that outlived the retries: the run must fail
     rejected: list[Rejected] = field(default_factory=list)  # permanent: for the dead-letter table
     seconds: float = 0.0
     errors: list[dict[str, Any]] = field(default_factory=list)  # first few, for the report
 
     @property
-    def dead_lettered(self) -> int:
-        return len(self.rejected)
-
-    @property
-    def docs(self) -> int:
-        return documents_accounted(self)
+    def counts(self) -> Counts:
+        return self.answered + Counts(dead_lettered=len(self.rejected))
 
     def absorb(self, part: BatchResult) -> None:
         """Count a part of this batch sent as its own request (io/bulk_load.send_split)."""
-        for name in ("indexed", "deleted", "stale_skipped", "conflicts", "failed"):
-            setattr(self, name, getattr(self, name) + getattr(part, name))
+        self.answered += part.answered
         self.stale_ids.extend(part.stale_ids)
         self.stale_versions.update(part.stale_versions)
         self.rejected.extend(part.rejected)
@@ -223,9 +211,8 @@ class BatchResult:
 
     def mark_conflicts(self, ids: set[str]) -> None:
         """These stale ids are disagreements, not older reads."""
-        found = [i for i in self.stale_ids if i in ids]
-        self.conflicts += len(found)
-        self.stale_skipped -= len(found)
+        found = len([i for i in self.stale_ids if i in ids])
+        self.answered += Counts(conflicts=found, stale_skipped=-found)
         self.stale_ids = [i for i in self.stale_ids if i not in ids]
 
     @property
@@ -234,22 +221,14 @@ class BatchResult:
 
 
 @dataclass
-class LoadTotals:
-    batches: int = 0
-    indexed: int = 0
-    deleted: int = 0
-    stale_skipped: int = 0
-    conflicts: int = 0
-    failed: int = 0
-    dead_lettered: int = 0
+class LoadTotals(Counted):
+    """A load's outcome: its batches' counts summed (`counts`), and what else its record keeps."""
+
+    counts: Counts = field(default_factory=Counts)
     seconds: float = 0.0
     first_errors: list[dict[str, Any]] = field(default_factory=list)
     # what readying the index took before the load wrote (ops/prepare.py), for the run's record
     mapping_changes: list[str] = field(default_factory=list)
-
-    @property
-    def docs(self) -> int:
-        return documents_accounted(self)
 
     def keep_errors(self, errors: Iterable[dict[str, Any]]) -> None:
         """The first FIRST_ERRORS errors of the run, for its record; the rest are only counted."""
@@ -259,17 +238,11 @@ class LoadTotals:
 
     def count_dead_letters(self, rejected: Sequence[Rejected]) -> None:
         """Rows stored as dead letters instead of being sent (core/poison.py, a transform's)."""
-        self.dead_lettered += len(rejected)
+        self.counts += Counts(dead_lettered=len(rejected))
         self.keep_errors(r.error for r in rejected)
 
     def add(self, result: BatchResult) -> None:
-        self.batches += 1
-        self.indexed += result.indexed
-        self.deleted += result.deleted
-        self.stale_skipped += result.stale_skipped
-        self.conflicts += result.conflicts
-        self.failed += result.failed
-        self.dead_lettered += result.dead_lettered
+        self.counts += result.counts + ONE_BATCH
         self.seconds += result.seconds
         self.keep_errors(result.errors)
 

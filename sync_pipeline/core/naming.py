@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from sync_pipeline.core.counts import PER_BATCH
+
 LOCATION_NAME = "sync_pipeline"
 REPOSITORY_NAME = "__repository__"
 
@@ -32,18 +34,9 @@ EXTRACT_APPLICATION = "sync_pipeline:extract"
 
 # --- metadata keys --------------------------------------------------------------------------------
 ROW_COUNT = "dagster/row_count"
-COUNTED = ("batches", "indexed", "deleted", "failed", "stale_skipped", "conflicts", "dead_lettered")
-BATCH_FIELDS = (
-    "batch",
-    "indexed",
-    "deleted",
-    "stale_skipped",
-    "conflicts",
-    "failed",
-    "dead_lettered",
-    "seconds",
-    "docs_per_s",
-)
+# a load's counters are keyed by their names: core/counts.COUNTERS
+# a batch's metadata, and the columns of a run's batch table: its number, its counters, its speed
+BATCH_FIELDS = ("batch", *PER_BATCH, "seconds", "docs_per_s")
 # the observation holding every batch of a full sync's load as a table (defs/reporting.BatchProgress)
 BATCH_TABLE = "batch_table"
 

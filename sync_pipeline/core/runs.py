@@ -8,28 +8,19 @@ read materializations their own way, then fold them here.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from sync_pipeline.core import naming
+from sync_pipeline.core.counts import Counted, Counts
 
 
 @dataclass
-class RunTotals:
+class RunTotals(Counted):
+    counts: Counts = field(default_factory=Counts)
     extracted: int = 0
-    indexed: int = 0
-    deleted: int = 0
-    failed: int = 0
-    stale_skipped: int = 0
-    conflicts: int = 0
-    dead_lettered: int = 0
-    batches: int = 0
     claimed: int = 0
     seconds: float = 0.0  # load seconds, summed over the run's index/changes assets
-
-    def counts(self) -> dict[str, int]:
-        """The load counters, as `naming.COUNTED` names them."""
-        return {key: int(getattr(self, key)) for key in naming.COUNTED}
 
 
 def _number(value: Any) -> float:
@@ -49,33 +40,27 @@ def fold_materializations(materializations: Iterable[tuple[str, Mapping[str, Any
         if naming.is_extract_asset(asset):
             totals.extracted += int(_number(metadata.get(naming.ROW_COUNT)))
         elif naming.is_load_asset(asset):
-            for key in naming.COUNTED:
-                setattr(totals, key, getattr(totals, key) + int(_number(metadata.get(key))))
+            totals.counts += Counts.read(metadata, _number)
             totals.claimed += int(_number(metadata.get("claimed")))
             totals.seconds += _number(metadata.get("seconds"))
     return totals
 
 
 @dataclass(frozen=True)
-class BatchRecord:
+class BatchRecord(Counted):
     """One bulk batch of a run, as the run recorded it (`history --run ID --batches`)."""
 
     asset: str
     batch: int
-    indexed: int = 0
-    deleted: int = 0
-    stale_skipped: int = 0
-    conflicts: int = 0
-    failed: int = 0
-    dead_lettered: int = 0
+    counts: Counts = field(default_factory=Counts)
     seconds: float = 0.0
     docs_per_s: float = 0.0
 
 
 def _batch_record(asset: str, values: Mapping[str, Any]) -> BatchRecord:
-    numbers = {name: _number(values.get(name)) for name in naming.BATCH_FIELDS}
-    whole = {name: int(value) for name, value in numbers.items() if name not in ("seconds", "docs_per_s")}
-    return BatchRecord(asset=asset, **{**numbers, **whole})
+    counts = Counts.read(values, _number)
+    speed = {name: _number(values.get(name)) for name in ("seconds", "docs_per_s")}
+    return BatchRecord(asset, int(_number(values.get("batch"))), counts, **speed)
 
 
 def fold_batches(observations: Iterable[tuple[str, Mapping[str, Any]]]) -> list[BatchRecord]:

@@ -12,6 +12,7 @@ import dagster as dg
 
 from sync_pipeline.core import naming
 from sync_pipeline.core.bulk import BatchResult, LoadTotals
+from sync_pipeline.core.counts import PER_BATCH
 from sync_pipeline.core.redact import shown_errors
 from sync_pipeline.core.specs import SyncSpec
 
@@ -21,12 +22,7 @@ def batch_counts(batch: BatchResult) -> dict[str, int | float]:
     the run's batch table."""
     return {
         "batch": batch.batch,
-        "indexed": batch.indexed,
-        "deleted": batch.deleted,
-        "stale_skipped": batch.stale_skipped,
-        "conflicts": batch.conflicts,
-        "failed": batch.failed,
-        "dead_lettered": batch.dead_lettered,
+        **batch.counts.as_dict(PER_BATCH),
         "seconds": round(batch.seconds, 3),
         "docs_per_s": round(batch.docs_per_second, 1),
     }
@@ -130,12 +126,7 @@ class BatchProgress:
                     "batch": self._last_batch,  # the last batch of this observation
                     "first_batch": self._first,
                     "batches": pending.batches,
-                    "indexed": pending.indexed,
-                    "deleted": pending.deleted,
-                    "stale_skipped": pending.stale_skipped,
-                    "conflicts": pending.conflicts,
-                    "failed": pending.failed,
-                    "dead_lettered": pending.dead_lettered,
+                    **pending.counts.as_dict(PER_BATCH),
                     "seconds": round(pending.seconds, 3),  # the requests' own, overlapping
                     "docs_per_s": round(pending.docs / elapsed, 1) if elapsed > 0 else 0.0,
                     "docs_so_far": self._docs_total,
@@ -156,13 +147,7 @@ class BatchProgress:
 def totals_metadata(totals: LoadTotals, spec: SyncSpec) -> dict[str, Any]:
     return {
         naming.ROW_COUNT: totals.docs,
-        "indexed": totals.indexed,
-        "deleted": totals.deleted,
-        "stale_skipped": totals.stale_skipped,
-        "conflicts": totals.conflicts,
-        "failed": totals.failed,
-        "dead_lettered": totals.dead_lettered,
-        "batches": totals.batches,
+        **totals.counts.as_dict(),
         "seconds": round(totals.seconds, 3),
         "docs_per_s": round(totals.docs / totals.seconds, 1) if totals.seconds else 0.0,
         "index": spec.target.index,

@@ -7,6 +7,7 @@ from typing import Any
 import dagster as dg
 
 from sync_pipeline.core import naming
+from sync_pipeline.core.counts import ALERT_ORDER
 from sync_pipeline.core.runs import BatchRecord, RunTotals, fold_batches, fold_materializations
 
 
@@ -19,7 +20,7 @@ def run_summary(instance: dg.DagsterInstance, run_id: str) -> RunTotals:
 
 def run_totals(instance: dg.DagsterInstance, run_id: str) -> dict[str, int]:
     """Load totals of a run (batches, indexed, deleted, failed, stale_skipped, dead_lettered)."""
-    return run_summary(instance, run_id).counts()
+    return run_summary(instance, run_id).counts.as_dict(ALERT_ORDER)
 
 
 def run_batches(instance: dg.DagsterInstance, run_id: str) -> list[BatchRecord]:

@@ -28,6 +28,7 @@ from sync_pipeline.core.bulk import (
     LoadTotals,
     Rejected,
 )
+from sync_pipeline.core.counts import Counts
 from sync_pipeline.core.retry import DEFAULT_RETRY, RetryBudget, backoff_delay
 from sync_pipeline.core.specs import RetrySpec
 from sync_pipeline.io.search import SearchApiError, SearchTarget
@@ -75,6 +76,8 @@ def _rejected(doc: Doc, summary: dict[str, Any]) -> Rejected:
     return Rejected(str(doc_id), action, summary)
 
 
+INDEXED, DELETED, STALE = Counts(indexed=1), Counts(deleted=1), Counts(stale_skipped=1)
+
 # only what the accounting reads: the error flag, and each item's status and error
 _BULK_FILTER = "errors,items.*.status,items.*.error"
 
@@ -120,8 +123,7 @@ def send_body(
             break
         if not response.get("errors"):
             deletes = body.deletes(pending)
-            result.deleted += deletes
-            result.indexed += len(pending) - deletes
+            result.answered += Counts(deleted=deletes, indexed=len(pending) - deletes)
             break
         retry_later: list[int] = []
         for i, item in zip(pending, response["items"], strict=True):
@@ -130,12 +132,9 @@ def send_body(
             is_delete = body.is_delete(i)
             if "error" not in info or (is_delete and status == 404):
                 # deleting an absent document is already the desired state
-                if is_delete:
-                    result.deleted += 1
-                else:
-                    result.indexed += 1
+                result.answered += DELETED if is_delete else INDEXED
             elif status == 409:
-                result.stale_skipped += 1
+                result.answered += STALE
                 doc_id = str(_op_and_id(body.doc(i)[0])[1])
                 result.stale_ids.append(doc_id)
                 held = _held_version(info)
@@ -154,7 +153,7 @@ def send_body(
             break
         delay = backoff_delay(retry, attempt)
         if attempt == retry.attempts or not budget.allows(delay, time.monotonic()):
-            result.failed += len(retry_later)
+            result.answered += Counts(failed=len(retry_later))
             last = {i: next(iter(item.values())) for i, item in zip(pending, response["items"], strict=True)}
             for i in retry_later[: max(0, FIRST_ERRORS - len(result.errors))]:
                 op, doc_id = _op_and_id(body.doc(i)[0])

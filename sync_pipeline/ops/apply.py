@@ -60,9 +60,8 @@ class DrainTotals(LoadTotals):
 
     def absorb(self, other: LoadTotals) -> None:
         """Add another drain's totals (a following drain's later rounds)."""
-        counters = ("batches", "indexed", "deleted", "stale_skipped", "conflicts", "failed", "dead_lettered")
-        for name in (*counters, "seconds"):
-            setattr(self, name, getattr(self, name) + getattr(other, name))
+        self.counts += other.counts
+        self.seconds += other.seconds
         self.claimed += getattr(other, "claimed", 0)
         self.reconciled += getattr(other, "reconciled", 0)
         self.mapping_changes.extend(other.mapping_changes)

@@ -29,6 +29,7 @@ from datetime import UTC, datetime
 from sqlalchemy.engine import Engine
 
 from sync_pipeline.core.bulk import BatchResult, BulkBody, LoadTotals, Rejected, rebody
+from sync_pipeline.core.counts import Counts
 from sync_pipeline.core.diff import VerifyReport, diff_sorted
 from sync_pipeline.core.documents import batch_to_bulk
 from sync_pipeline.core.index_mapping import index_settings
@@ -168,7 +169,7 @@ def fill_index(
         keep,
         spec.retry,
     )
-    totals.dead_lettered += len(unrepresentable)
+    totals.counts += Counts(dead_lettered=len(unrepresentable))
     return totals
 
 

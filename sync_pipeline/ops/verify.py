@@ -17,6 +17,7 @@ from typing import Any
 from sqlalchemy.engine import Connection, Engine
 
 from sync_pipeline.core.bulk import BatchResult, LoadTotals
+from sync_pipeline.core.counts import Counts
 from sync_pipeline.core.diff import Keyed, VerifyReport, WindowDigest, diff_sorted
 from sync_pipeline.core.documents import batch_to_documents, expect_exact_numerics, key_order_problems
 from sync_pipeline.core.keys import document_id
@@ -171,10 +172,9 @@ class BulkRepairs:
                 keys = [k for k in self.pending if document_id(k, self.bound.plan.keys) in near]
                 again = self._resync(keys, number)
                 # what is still refused after the fresh read stays a conflict
-                result.conflicts += again.stale_skipped + again.conflicts - len(near)
-                result.indexed += again.indexed
-                result.deleted += again.deleted
-                result.failed += again.failed
+                refused = again.stale_skipped + again.conflicts - len(near)
+                written = Counts(indexed=again.indexed, deleted=again.deleted, failed=again.failed)
+                result.answered += written + Counts(conflicts=refused)
                 result.rejected += again.rejected
         self.totals.add(result)
         self.pending = []

@@ -16,6 +16,7 @@ from sync_pipeline.apps.cli.output import EXIT_OK, format_table
 from sync_pipeline.apps.cli.runner import HistoryRun, UnknownRun, find_run, run_history
 from sync_pipeline.apps.cli.session import Session, UsageError, parse_time
 from sync_pipeline.apps.instance import WORKSPACE, dagster_home
+from sync_pipeline.core.counts import PER_BATCH
 from sync_pipeline.core.runs import BatchRecord
 from sync_pipeline.defs.partitions import partition_keys_for
 
@@ -85,12 +86,7 @@ def batch_row(run: HistoryRun, batch: BatchRecord) -> list[Any]:
         batch.asset,
         batch.batch,
         run.partitions,
-        batch.indexed,
-        batch.deleted,
-        batch.stale_skipped,
-        batch.conflicts,
-        batch.failed,
-        batch.dead_lettered,
+        *batch.counts.as_dict(PER_BATCH).values(),
         f"{batch.seconds:.3f}",
         f"{batch.docs_per_s:,.1f}",
     ]

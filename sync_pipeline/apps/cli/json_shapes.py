@@ -18,6 +18,7 @@ from typing import Any
 
 from sync_pipeline.apps.cli.runner import HistoryRun, SyncSummary
 from sync_pipeline.apps.health_json import doctor_rows
+from sync_pipeline.core.counts import PER_BATCH
 from sync_pipeline.core.diff import VerifyReport
 from sync_pipeline.core.runs import BatchRecord
 from sync_pipeline.ops.health import HealthReport
@@ -115,13 +116,7 @@ def run_summary(summary: SyncSummary) -> dict[str, Any]:
         "success": summary.success,
         "error": summary.error or None,
         "extracted": summary.extracted,
-        "indexed": summary.indexed,
-        "deleted": summary.deleted,
-        "stale_skipped": summary.stale_skipped,
-        "conflicts": summary.conflicts,
-        "failed": summary.failed,
-        "dead_lettered": summary.dead_lettered,
-        "batches": summary.batches,
+        **summary.counts.as_dict(),
         "claimed": summary.claimed,
         "load_seconds": summary.seconds,
         "wall_seconds": summary.wall_seconds,
@@ -159,12 +154,7 @@ def history_batch(run: HistoryRun, batch: BatchRecord) -> dict[str, Any]:
         "asset": batch.asset,
         "batch": batch.batch,
         "partitions": run.partitions,
-        "indexed": batch.indexed,
-        "deleted": batch.deleted,
-        "stale_skipped": batch.stale_skipped,
-        "conflicts": batch.conflicts,
-        "failed": batch.failed,
-        "dead_lettered": batch.dead_lettered,
+        **batch.counts.as_dict(PER_BATCH),
         "seconds": batch.seconds,
         "docs_per_second": batch.docs_per_s,
     }

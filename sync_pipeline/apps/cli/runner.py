@@ -7,7 +7,6 @@ summaries are folded from the run's materializations (core.runs).
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -20,6 +19,7 @@ import dagster as dg
 from sync_pipeline import settings as settings_module
 from sync_pipeline.apps.instance import dagster_home, dagster_instance
 from sync_pipeline.core import naming, progress
+from sync_pipeline.core.counts import RUN_ORDER
 from sync_pipeline.core.diff import VerifyReport
 from sync_pipeline.core.runs import BatchRecord, RunTotals, fold_materializations
 from sync_pipeline.core.specs import SyncSpec
@@ -53,12 +53,12 @@ class SyncSummary(RunTotals):
     @property
     def docs_per_second(self) -> float:
         """Documents written per second of the run's wall time: what a user waited for."""
-        return (self.indexed + self.deleted) / self.wall_seconds if self.wall_seconds else 0.0
+        return self.counts.written / self.wall_seconds if self.wall_seconds else 0.0
 
     @property
     def load_docs_per_second(self) -> float:
         """Documents written per second the bulk loads took (extract and startup not counted)."""
-        return (self.indexed + self.deleted) / self.seconds if self.seconds else 0.0
+        return self.counts.written / self.seconds if self.seconds else 0.0
 
 
 @dataclass(frozen=True)
@@ -92,7 +92,11 @@ def _console(log_level: str) -> dict[str, Any]:
 
 def _log_summary(summary: SyncSummary) -> None:
     """The run's counts as one structured record (JSON logs; silent in text, where stdout says it)."""
-    fields = {k: round(v, 3) if isinstance(v, float) else v for k, v in dataclasses.asdict(summary).items()}
+    # the keys in the order they always had: extracted, the counters, then the rest
+    counters = summary.counts.as_dict((*RUN_ORDER, "batches"))
+    record = {"extracted": summary.extracted, **counters, **vars(summary)}
+    del record["counts"]
+    fields = {k: round(v, 3) if isinstance(v, float) else v for k, v in record.items()}
     fields["partition"] = fields.pop("partitions")
     fields["docs_per_s"] = round(summary.docs_per_second, 1)
     outcome = "succeeded" if summary.success else "failed"
@@ -155,7 +159,7 @@ def summarise(result: dg.ExecuteInProcessResult, spec: SyncSpec, label: str) -> 
     )
     totals = fold_materializations((m.asset_key.to_user_string(), m.metadata) for m in materializations)
     summary = SyncSummary(
-        **dataclasses.asdict(totals),
+        **vars(totals),
         spec=spec.name,
         partitions=label,
         success=result.success,
