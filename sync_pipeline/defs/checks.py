@@ -11,6 +11,7 @@ from sync_pipeline.core import naming
 from sync_pipeline.core.specs import SyncSpec
 from sync_pipeline.defs.partitions import partitions_for, window_for
 from sync_pipeline.defs.resources import ElasticsearchResource, PostgresResource
+from sync_pipeline.io.postgres import repeatable_read
 from sync_pipeline.ops.binding import bind
 from sync_pipeline.ops.target import field_sources, mapping_drift
 from sync_pipeline.ops.verify import count_window, reconcile_window
@@ -52,7 +53,7 @@ def reconcile_check(
         )
     window, _ = window_for(partitions_for(spec), start, end)
     es = elasticsearch.client()
-    with postgres.engine().connect().execution_options(isolation_level="REPEATABLE READ") as conn:
+    with repeatable_read(postgres.engine()) as conn:
         if spec.reconcile == "count":
             source_count, target_count = count_window(conn, es, spec, window)
             hashes = {}

@@ -83,6 +83,16 @@ def engine_for(url: str) -> Engine:
     )
 
 
+# the isolation of every read that must see one snapshot across its statements (a key range, a
+# claim and the rows it re-reads, a window counted on both sides)
+REPEATABLE_READ = {"isolation_level": "REPEATABLE READ"}
+
+
+def repeatable_read(engine: Engine) -> Connection:
+    """A connection whose transactions each read one snapshot (`REPEATABLE_READ`)."""
+    return engine.connect().execution_options(**REPEATABLE_READ)
+
+
 def execute(conn: Connection, statement: Statement):
     """Run a `core.sql` statement (psycopg parameters, so no SQLAlchemy parsing of its text)."""
     return conn.exec_driver_sql(statement.sql, statement.params)

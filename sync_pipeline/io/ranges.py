@@ -26,7 +26,7 @@ from sync_pipeline.core.columns import ColumnInfo
 from sync_pipeline.core.relations import RelationPlan
 from sync_pipeline.core.specs import SyncSpec
 from sync_pipeline.core.sql import Statement
-from sync_pipeline.io.postgres import execute, keyset_pages
+from sync_pipeline.io.postgres import execute, keyset_pages, repeatable_read
 from sync_pipeline.settings import session_limits
 
 
@@ -34,7 +34,7 @@ from sync_pipeline.settings import session_limits
 def range_transaction(engine: Engine) -> Iterator[Connection]:
     """A REPEATABLE READ transaction for one key range or one batch of keys: its statements
     share one snapshot, each bounded by the statement timeout (SYNC_PG_STATEMENT_TIMEOUT)."""
-    with engine.connect().execution_options(isolation_level="REPEATABLE READ") as conn, conn.begin():
+    with repeatable_read(engine) as conn, conn.begin():
         execute(conn, sql.local_statement_timeout(session_limits().statement_seconds))
         yield conn
 

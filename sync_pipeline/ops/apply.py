@@ -29,12 +29,12 @@ from sync_pipeline.core.capture import TRUNCATE_OP
 from sync_pipeline.core.specs import SyncSpec
 from sync_pipeline.io import buffer, deadletters
 from sync_pipeline.io.pandas_probe import skip_pandas_probe
-from sync_pipeline.io.postgres import describe_table, execute
+from sync_pipeline.io.postgres import REPEATABLE_READ, describe_table, execute
 from sync_pipeline.io.search import SearchTarget
 from sync_pipeline.ops.binding import Bound
 from sync_pipeline.ops.capture import TABLE_SOURCE
 from sync_pipeline.ops.metrics import observe_batch, observe_lag
-from sync_pipeline.ops.resync import REPEATABLE_READ, Key, classify_stale, resync_body, send_resync
+from sync_pipeline.ops.resync import Key, classify_stale, resync_body, send_resync
 
 __all__ = [
     "REPEATABLE_READ",

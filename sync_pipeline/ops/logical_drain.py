@@ -35,7 +35,7 @@ from sync_pipeline.core.pgoutput import Begin, Change, Commit, Truncate, unix_se
 from sync_pipeline.core.specs import SyncSpec
 from sync_pipeline.io import buffer, replication
 from sync_pipeline.io.change_stream import ChangeStream
-from sync_pipeline.io.postgres import execute
+from sync_pipeline.io.postgres import REPEATABLE_READ, execute
 from sync_pipeline.io.replication import SlotBusy
 from sync_pipeline.io.search import SearchTarget
 from sync_pipeline.ops.apply import Batches, DrainError, DrainTotals, apply_claimed, reconcile_truncate
@@ -43,7 +43,6 @@ from sync_pipeline.ops.binding import Bound, bind
 from sync_pipeline.ops.capture import watched_now
 from sync_pipeline.ops.metrics import observe_lag
 from sync_pipeline.ops.prepare import prepare_target
-from sync_pipeline.ops.resync import REPEATABLE_READ
 
 CHANGES = "pg_temp.sync_pipeline_changes"
 _CHANGES_DDL = (

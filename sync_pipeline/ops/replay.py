@@ -7,9 +7,10 @@ from sqlalchemy.engine import Engine
 
 from sync_pipeline.core.specs import SyncSpec
 from sync_pipeline.io import deadletters
+from sync_pipeline.io.postgres import repeatable_read
 from sync_pipeline.io.search import SearchTarget
 from sync_pipeline.ops.binding import bind
-from sync_pipeline.ops.resync import REPEATABLE_READ, classify_stale, key_from_id, resync_keys
+from sync_pipeline.ops.resync import classify_stale, key_from_id, resync_keys
 
 
 class ReplayError(RuntimeError):
@@ -27,7 +28,7 @@ def replay(engine: Engine, es: SearchTarget, spec: SyncSpec, batch_size: int = 5
     replayed = refused = 0
     after_id = 0
     while True:
-        with engine.connect().execution_options(**REPEATABLE_READ) as conn, conn.begin():
+        with repeatable_read(engine) as conn, conn.begin():
             claimed = deadletters.claim(conn, spec.name, batch_size, after_id)
             if not claimed:
                 break

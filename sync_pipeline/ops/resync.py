@@ -27,8 +27,6 @@ from sync_pipeline.ops.binding import Bound
 
 Key = tuple[str, ...]  # canonical key texts (core/keys.py)
 
-REPEATABLE_READ = {"isolation_level": "REPEATABLE READ"}
-
 
 def key_from_id(bound: Bound, doc_id: str) -> Key:
     """The canonical key texts of a document id (inverse of core.keys.document_id)."""
