@@ -12,12 +12,15 @@ a timeout is one line that names the table and the sessions holding it.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import TypeVar
 
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError
 
+from sync_pipeline.core.sql import Statement
+from sync_pipeline.io.postgres import execute
 from sync_pipeline.settings import LockSettings
 
 T = TypeVar("T")
@@ -102,3 +105,23 @@ def bounded(
                 ) from None
             time.sleep(locks.backoff_seconds * 2 ** (attempt - 1))
     raise AssertionError("unreachable")  # the loop returns or raises
+
+
+def _advisory(function: str, name: str) -> Statement:
+    return Statement(f"SELECT {function}(hashtext(%(key)s))", {"key": name})
+
+
+@contextmanager
+def advisory_lock(engine: Engine, name: str) -> Iterator[bool]:
+    """Try the session-level advisory lock keyed by `name` (one key per name, across processes);
+    yields whether this session holds it, and releases it on the way out. No transaction stays
+    open meanwhile: the work inside may take long (a rebuild)."""
+    with engine.connect() as conn:
+        held = bool(execute(conn, _advisory("pg_try_advisory_lock", name)).scalar_one())
+        conn.commit()
+        try:
+            yield held
+        finally:
+            if held:
+                execute(conn, _advisory("pg_advisory_unlock", name))
+                conn.commit()

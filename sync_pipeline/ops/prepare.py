@@ -24,6 +24,7 @@ from sqlalchemy.engine import Engine
 from sync_pipeline.core.mapping_diff import Change, MappingDiff
 from sync_pipeline.core.quoting import qualified_table, quote_ident
 from sync_pipeline.core.sql import Statement
+from sync_pipeline.io.locks import advisory_lock
 from sync_pipeline.io.postgres import execute
 from sync_pipeline.io.search import SearchTarget
 from sync_pipeline.io.search.indices import record_index_meta
@@ -126,29 +127,15 @@ def _rebuild(
     log: Callable[[str], None],
 ) -> TargetState:
     spec = bound.spec
-    lock = Statement(
-        "SELECT pg_try_advisory_lock(hashtext(%(key)s))", {"key": f"sync_pipeline rebuild {spec.name}"}
-    )
-    with engine.connect() as conn:
-        if not execute(conn, lock).scalar_one():
+    with advisory_lock(engine, f"sync_pipeline rebuild {spec.name}") as held:
+        if not held:
             raise MappingConflict(
                 f"{conflict}\nA rebuild of spec '{spec.name}' is already running in another run; "
                 "this one wrote nothing and leaves its work to the next run.",
                 conflict.conflicts,
             )
-        conn.commit()
-        try:
-            log(f"{conflict}\non_mapping_change: rebuild — rebuilding {spec.target.index} now")
-            report = rebuild(engine, es, spec, run_id=run_id)
-        finally:
-            execute(
-                conn,
-                Statement(
-                    "SELECT pg_advisory_unlock(hashtext(%(key)s))",
-                    {"key": f"sync_pipeline rebuild {spec.name}"},
-                ),
-            )
-            conn.commit()
+        log(f"{conflict}\non_mapping_change: rebuild — rebuilding {spec.target.index} now")
+        report = rebuild(engine, es, spec, run_id=run_id)
     changed = ", ".join(sorted({c.path for c in conflict.conflicts}))
     return TargetState(
         rebuilt=report.new_index,
