@@ -108,6 +108,31 @@ def test_secrets_reach_dagster_as_environment_variables_never_as_values():
     assert isinstance(cloud.api_key, dg.EnvVar)
 
 
+def test_the_dagster_resource_carries_every_connection_option_it_has_a_field_for(tmp_path):
+    ca = tmp_path / "ca.pem"
+    ca.write_text("not read here")
+    env = {
+        "SYNC_ES_URL": "https://es:9200",
+        "SYNC_ES_BEARER_TOKEN": "tok",
+        "SYNC_ES_CA_CERTS": str(ca),
+        "SYNC_ES_VERIFY_CERTS": "false",
+        "SYNC_ES_REQUEST_TIMEOUT": "7",
+        "SYNC_ES_HTTP_COMPRESS": "true",
+    }
+    loaded = settings.load(env)
+    resource = resources_for(loaded)["elasticsearch"]
+    assert isinstance(resource.bearer_token, dg.EnvVar)
+    # in a run, Dagster resolves the EnvVar to the variable's value
+    options = resource.model_copy(update={"bearer_token": "tok"}).options()
+    assert (options.ca_certs, options.verify_certs, options.request_timeout, options.http_compress) == (
+        str(ca),
+        False,
+        7.0,
+        True,
+    )
+    assert options == loaded.es
+
+
 def test_docs_show_the_grants_the_demo_spec_needs_as_the_command_prints_them(capsys, monkeypatch):
     from pathlib import Path
 

@@ -10,6 +10,8 @@ project's local services itself, passes their URLs in directly.
 
 from __future__ import annotations
 
+from dataclasses import fields
+
 import dagster as dg
 from sqlalchemy.engine import Engine
 
@@ -38,7 +40,8 @@ class PostgresResource(dg.ConfigurableResource):
 
 
 class ElasticsearchResource(dg.ConfigurableResource):
-    """The options of settings.ElasticsearchOptions; credentials arrive as EnvVars."""
+    """The options of settings.ElasticsearchOptions, those it has a field for (`_CARRIED`), as the
+    run's config; credentials arrive as EnvVars."""
 
     url: str
     request_timeout: float = 120.0
@@ -52,20 +55,20 @@ class ElasticsearchResource(dg.ConfigurableResource):
     http_compress: bool = False
 
     def options(self) -> ElasticsearchOptions:
-        return ElasticsearchOptions(
-            api_key=self.api_key,
-            username=self.username,
-            password=self.password,
-            bearer_token=self.bearer_token,
-            ca_certs=self.ca_certs,
-            ssl_fingerprint=self.ssl_fingerprint,
-            verify_certs=self.verify_certs,
-            request_timeout=self.request_timeout,
-            http_compress=self.http_compress,
-        )
+        return ElasticsearchOptions(**{name: getattr(self, name) for name in _CARRIED})
 
     def client(self) -> SearchTarget:
         return search_client(self.url, options=self.options())
+
+
+# the options a resource carries, in ElasticsearchOptions' order
+_CARRIED = tuple(f.name for f in fields(ElasticsearchOptions) if f.name in ElasticsearchResource.model_fields)
+# the options that are secrets, and the variables they are read from: the resource holds an EnvVar
+_SECRETS = {
+    "api_key": settings_module.ES_API_KEY,
+    "password": settings_module.ES_PASSWORD,
+    "bearer_token": settings_module.ES_BEARER_TOKEN,
+}
 
 
 class StagingResource(dg.ConfigurableResource):
@@ -105,15 +108,10 @@ def resources_for(
         "elasticsearch": ElasticsearchResource(
             # a cloud id's URL is no secret, and no variable holds it as a URL
             url=settings.require_es_url() if cloud else _url(settings_module.ES_URL, settings.es_url, es_url),
-            request_timeout=es.request_timeout,
-            api_key=secret(settings_module.ES_API_KEY, es.api_key),
-            username=es.username,
-            password=secret(settings_module.ES_PASSWORD, es.password),
-            bearer_token=secret(settings_module.ES_BEARER_TOKEN, es.bearer_token),
-            ca_certs=es.ca_certs,
-            ssl_fingerprint=es.ssl_fingerprint,
-            verify_certs=es.verify_certs,
-            http_compress=es.http_compress,
+            **{
+                name: secret(_SECRETS[name], value) if name in _SECRETS else value
+                for name, value in ((name, getattr(es, name)) for name in _CARRIED)
+            },
         ),
         "staging": StagingResource(
             base_dir=str(settings.staging_dir), retention_days=settings.retention_days
