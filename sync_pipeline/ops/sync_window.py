@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from sync_pipeline.core import naming, progress
+from sync_pipeline.core import naming
 from sync_pipeline.core.bulk import (
     BatchResult,
     BulkBody,
@@ -46,6 +46,7 @@ from sync_pipeline.io.staging import (
     staged_lines,
     staged_pages,
 )
+from sync_pipeline.ops import progress
 from sync_pipeline.ops.binding import Bound, bind
 from sync_pipeline.ops.metrics import measured_sync, observe_batch
 from sync_pipeline.ops.prepare import prepare_target

@@ -1,6 +1,6 @@
 """A run's progress on stderr: a bar with rate and ETA on a terminal, plain lines elsewhere.
 
-The listeners take core.progress's events (`extracted` rows, `batch` docs/failed) and a
+The listeners take ops/progress.py's events (`extracted` rows, `batch` docs/failed) and a
 `finished` one. On a terminal, tqdm (already a dependency of Dagster's, pinned in the lock)
 draws the bar; in a pipe, a log file, CI, or with --json (stdout is a document; stderr may be
 read by a script), a line now and then with the same counts and no control characters.

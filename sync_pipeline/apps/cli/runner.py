@@ -18,7 +18,7 @@ import dagster as dg
 
 from sync_pipeline import settings as settings_module
 from sync_pipeline.apps.instance import dagster_home, dagster_instance
-from sync_pipeline.core import naming, progress
+from sync_pipeline.core import naming
 from sync_pipeline.core.counts import RUN_ORDER
 from sync_pipeline.core.diff import VerifyReport
 from sync_pipeline.core.runs import BatchRecord, RunTotals, fold_materializations
@@ -31,6 +31,7 @@ from sync_pipeline.io.logs import LOGGER, log_fields
 from sync_pipeline.io.pandas_probe import skip_pandas_probe
 from sync_pipeline.io.postgres import engine_for
 from sync_pipeline.io.search import SearchTarget, search_client
+from sync_pipeline.ops import progress
 from sync_pipeline.ops.verify import verify_spec
 from sync_pipeline.settings import ElasticsearchOptions
 

@@ -1,7 +1,9 @@
 """In-process progress listeners, so the CLI can draw a bar while assets run.
 
 Only meaningful with the in-process executor the CLI uses; runs launched from
-the UI have no listener and this is a no-op there.
+the UI have no listener and this is a no-op there. The listeners are the
+process's state, so they live here with the use cases that report to them,
+not in core/ (which holds no state).
 """
 
 from __future__ import annotations
