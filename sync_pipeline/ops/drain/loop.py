@@ -51,6 +51,7 @@ class Claim:
     changes: str = ""
     truncate: bool = False  # a TRUNCATE among them: the whole spec is reconciled instead
     last: bool = True  # nothing more waits behind it now: the index is refreshed after it
+    own_connection: bool = False  # `conn` is the claim's alone: closed once the claim ended
 
 
 def root_keys(entries: Sequence[ClaimedEntry]) -> list[Key]:
@@ -191,6 +192,9 @@ class Drain:
             if claim.transaction.is_active:  # the claim rolls back: every change stays with its source
                 claim.transaction.rollback()
             raise
+        finally:
+            if claim.own_connection:
+                claim.conn.close()
         self.totals.claimed += claim.count
 
     def close(self) -> None:

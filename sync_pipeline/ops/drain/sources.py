@@ -42,7 +42,6 @@ class BufferSource:
 
     def __init__(self, drain: Drain, listen: bool):
         self.drain, self.engine, self.spec = drain, drain.engine, drain.spec
-        self._conn: Connection | None = None
         self._installed = False
         self._listener: ChangeListener | None = None
         if listen and self.spec.buffer_sensor.notify:  # listening before the first claim: no change slips by
@@ -53,30 +52,32 @@ class BufferSource:
         if not self._buffer_installed():  # nothing was ever installed: nothing to drain
             return None
         keys = drain.binding().plan.keys
-        if self._conn is None:
-            self._conn = self.engine.connect().execution_options(**REPEATABLE_READ)
-        conn = self._conn
+        # a connection per claim, from the pool (which checks it is alive): a following drain
+        # outlives a PostgreSQL restart
+        conn = self.engine.connect().execution_options(**REPEATABLE_READ)
         while True:
             transaction = conn.begin()
             try:
                 entries = buffer.claim(conn, self.spec, keys, drain.size)
             except OperationalError as exc:
-                transaction.rollback()
-                if not is_serialization_failure(exc) or "SKIP LOCKED" not in str(exc.statement or ""):
-                    raise
-                # the claim met entries a concurrent drain deleted after our snapshot began:
-                # nothing was written yet, so claim again in a new transaction, whose snapshot
-                # lacks them
-                continue
+                if is_serialization_failure(exc) and "SKIP LOCKED" in str(exc.statement or ""):
+                    # the claim met entries a concurrent drain deleted after our snapshot began:
+                    # nothing was written yet, so claim again in a new transaction, whose
+                    # snapshot lacks them
+                    transaction.rollback()
+                    continue
+                conn.close()  # rolls its transaction back
+                raise
             except BaseException:
-                transaction.rollback()
+                conn.close()
                 raise
             if not entries:
-                transaction.rollback()
+                conn.close()
                 return None
             return Claim(
                 conn, transaction, len(entries), root_keys(entries), entries, BUFFER_TABLE,
                 truncate=holds_truncate(e.op for e in entries), last=len(entries) < drain.size,
+                own_connection=True,
             )  # fmt: skip
 
     def confirm(self, claim: Claim) -> None:
@@ -107,8 +108,6 @@ class BufferSource:
     def close(self) -> None:
         if self._listener is not None:
             self._listener.close()
-        if self._conn is not None:
-            self._conn.close()
 
     def _buffer_installed(self) -> bool:
         if not self._installed:
