@@ -84,7 +84,7 @@ def test_a_drain_reading_while_elasticsearch_refuses_keeps_every_entry_of_the_cl
     """A large claim is read in two halves, the second while the first is in Elasticsearch:
     when the writes are refused, neither half's entries leave the buffer; once they are
     accepted, one claim is two counted batches and every row arrives."""
-    from sync_pipeline.ops.apply import DrainError
+    from sync_pipeline.ops.drain import DrainError
 
     spec = buffered.model_copy(update={"batch_size": 2400})
     spec = spec.model_copy(

@@ -19,7 +19,7 @@ from sync_pipeline.defs.sensors import build_buffer_sensor
 from sync_pipeline.io import buffer, replication
 from sync_pipeline.io.replication import SlotMissing
 from sync_pipeline.io.search.indices import drop_target
-from sync_pipeline.ops import logical_drain, slots
+from sync_pipeline.ops import slots
 from sync_pipeline.ops.capture import install_capture, uninstall_capture
 from sync_pipeline.ops.drain import drain
 from sync_pipeline.ops.health import check
@@ -206,7 +206,7 @@ def test_the_visibility_wait_takes_a_new_snapshot_instead_of_crashing(
         looks.append(snapshot)
         return len(looks) > 3 and seen(xid, snapshot)  # the first snapshots miss it
 
-    monkeypatch.setattr(logical_drain.logical, "visible_in", late)
+    monkeypatch.setattr(logical, "visible_in", late)
     with engine.connect() as open_conn:
         open_conn.execute(sa.text(f"UPDATE {table} SET title = 'open' WHERE id = 50"))  # held open
         totals = drain(engine, scenario.es, logical_spec)

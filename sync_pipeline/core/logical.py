@@ -49,7 +49,7 @@ def publication_sql(spec: str, tables: Sequence[str], exists: bool) -> str:
     """Create the spec's publication for exactly `tables`, or set an existing one to them. A
     partitioned table is published with its partitions, present and future, and without
     `publish_via_partition_root`: its changes arrive under each partition's relation id, which
-    the drain maps to the table (ops/logical_drain.py). With that option a `TRUNCATE` of one
+    the drain maps to the table (ops/drain/slot.py). With that option a `TRUNCATE` of one
     partition would not be sent at all (PostgreSQL documents it), and its rows would stay."""
     names = ", ".join(qualified_table(t) for t in sorted(set(tables)))
     publication = quote_ident(publication_name(spec))

@@ -4,7 +4,7 @@ hard deletes to Elasticsearch, including the ones time windows cannot see.
 Triggers append (spec, source, key, operation, link) in the writer's own
 transaction, so a change is buffered if and only if it commits; what each
 table's trigger records is core/capture.py; a TRUNCATE records one entry with op 'T' and no
-key, which the drain answers by reconciling the whole spec. A drain (ops/drain.py) claims
+key, which the drain answers by reconciling the whole spec. A drain (ops/drain/) claims
 entries with FOR UPDATE SKIP LOCKED, re-reads the documents they affect, and
 deletes the entries only after Elasticsearch acknowledged every document — in
 the same transaction as the claim, so a crash anywhere leaves them queued.
@@ -16,7 +16,6 @@ import json
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 import psycopg
 import sqlalchemy as sa
@@ -288,12 +287,30 @@ def capture_functions(conn: Connection) -> list[CaptureFunction]:
     return list(found.values())
 
 
+@dataclass(frozen=True)
+class ClaimedEntry:
+    """One claimed entry. `key`: the canonical texts of the document key (core/keys.py), for the
+    root table's entries only; `capture_error`: why a trigger could not read its row (a
+    TRUNCATE's entry carries it, core/capture.CAPTURE_ERROR)."""
+
+    id: int
+    source: str | None  # None: the root table
+    op: str
+    key: tuple[str, ...]
+    capture_error: str | None
+
+
 def claim(
     conn: Connection, spec: SyncSpec, root_key: Sequence[ColumnInfo], limit: int, changes: str = BUFFER_TABLE
-) -> list[Any]:
-    """The spec's oldest entries (id, source, op, root key texts), locked until the caller's
-    transaction ends (core/capture.claim_query)."""
-    return execute(conn, capture.claim_query(spec, root_key, limit, changes)).all()
+) -> list[ClaimedEntry]:
+    """The spec's oldest entries, locked until the caller's transaction ends
+    (core/capture.claim_query): of the buffer, or of the logical drain's session table."""
+    width = len(root_key)
+    return [
+        # the query's columns: id, source, op, one text per key column, capture_error
+        ClaimedEntry(row.id, row.source, row.op, tuple(row[3 : 3 + width]), row.capture_error)
+        for row in execute(conn, capture.claim_query(spec, root_key, limit, changes))
+    ]
 
 
 def add_entries(conn: Connection, spec: str, entries: Sequence[Entry], changes: str = BUFFER_TABLE) -> None:
@@ -308,20 +325,15 @@ def add_entries(conn: Connection, spec: str, entries: Sequence[Entry], changes: 
     )
 
 
-def remove(conn: Connection, ids: list[int], changes: str = BUFFER_TABLE) -> list[float]:
-    """Delete the entries; from the buffer, how long each waited since its trigger recorded it
-    (the server's clock both times): the drain's lag, measured on the entries themselves. The
-    logical drain's session table has no such time (its lag is the slot's commit times')."""
+def remove(conn: Connection, ids: list[int]) -> list[float]:
+    """Delete the entries from the buffer; how long each waited since its trigger recorded it
+    (the server's clock both times): the drain's lag, measured on the entries themselves."""
     # one array parameter (an expanded IN list of a whole claim costs more to build than to
     # run), typed: psycopg sends a list of ints as smallint[]/integer[], and comparing bigint ids
-    # with those took 5x as long here (70 vs 14 ms for 5,000 entries)
-    statement = f"DELETE FROM {changes} WHERE id = ANY(CAST(%(ids)s AS bigint[]))"
-    if changes != BUFFER_TABLE:
-        conn.exec_driver_sql(statement, {"ids": ids})
-        return []
-    # one row back, not one per entry
+    # with those took 5x as long here (70 vs 14 ms for 5,000 entries); one row back, not one per entry
     ages = conn.exec_driver_sql(
-        f"WITH gone AS ({statement} RETURNING changed_at) "
+        f"WITH gone AS (DELETE FROM {BUFFER_TABLE} WHERE id = ANY(CAST(%(ids)s AS bigint[])) "
+        "RETURNING changed_at) "
         "SELECT array_agg(CAST(extract(epoch FROM clock_timestamp() - changed_at) AS float8)) FROM gone",
         {"ids": ids},
     ).scalar()

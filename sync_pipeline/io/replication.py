@@ -24,6 +24,24 @@ class SlotBusy(RuntimeError):
     """Another session reads the spec's slot (a drain of another run)."""
 
 
+def snapshot_sees(conn: Connection, xids: set[int]) -> bool:
+    """Does the snapshot of the caller's transaction see every transaction of `xids`? (Its first
+    statement: in REPEATABLE READ, it takes the snapshot every later statement reads.)"""
+    snapshot = conn.exec_driver_sql("SELECT CAST(pg_current_snapshot() AS text)").scalar_one()
+    return all(logical.visible_in(xid, snapshot) for xid in xids)
+
+
+def insert_position(engine: Engine) -> int:
+    """The WAL's insert position now, as the replication protocol numbers positions."""
+    with engine.connect() as conn:
+        # the insert position, not the written or flushed one: an asynchronous commit
+        # (synchronous_commit = off) may still sit in the WAL buffers, and reaches the slot only
+        # once the WAL writer flushed it — moments later; it is still waited for
+        lsn = conn.exec_driver_sql("SELECT pg_wal_lsn_diff(pg_current_wal_insert_lsn(), '0/0')").scalar_one()
+        conn.commit()
+    return int(lsn)
+
+
 def _identity(conn: Connection, table: str) -> tuple[str, bool, frozenset[str]]:
     """The table's replica identity, whether it has a primary key, and the columns an UPDATE or
     DELETE logs of the old row under that identity (the primary key's, or the identity index's)."""

@@ -114,7 +114,7 @@ def _partition_gaps(conn: Connection, table: str, names: dict[str, str], oid: in
     ]
     # a partition's own TRUNCATE trigger (no parent trigger fires for `TRUNCATE one_partition`):
     # one attached since the last install or drain has none yet — the next drain adds it and
-    # reconciles the spec (ops/partition_sets.py)
+    # reconciles the spec (ops/drain/partitions.py)
     truncate = next(name for name, kind in names.items() if kind == "TRUNCATE")
     bare = conn.exec_driver_sql(
         "SELECT CAST(p.relid AS regclass)::text FROM pg_partition_tree(to_regclass(%(t)s)) p "

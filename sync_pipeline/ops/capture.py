@@ -191,7 +191,7 @@ def _hand_over_slot(engine: Engine, spec: SyncSpec) -> None:
 
 def _record_partitions(engine: Engine, spec: SyncSpec, tables: list[str]) -> None:
     """Each partitioned table's partitions as the install found them, for the drains to compare
-    with (ops/partition_sets.py); a set recorded already is kept, so a re-install cannot hide a
+    with (ops/drain/partitions.py); a set recorded already is kept, so a re-install cannot hide a
     change no drain has answered yet."""
     with engine.begin() as conn:
         for table in dict.fromkeys(tables):

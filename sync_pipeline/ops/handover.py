@@ -10,7 +10,7 @@ entries committed to the buffer before the slot is advanced past it: a crash
 in between leaves them in the slot, and the next install hands them over again.
 
 The other direction needs no handover: a logical drain drains what the buffer
-still holds for its spec (ops/drain.py).
+still holds for its spec (ops/drain/sources.py).
 """
 
 from __future__ import annotations

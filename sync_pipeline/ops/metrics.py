@@ -4,7 +4,7 @@
 sync (ops/sync_window.sync_window, index_stage), as pgstream wraps its store with a metrics
 decorator: for the call they open a `Measure`, hand the work a search target that reports each
 bulk request to it (io/search/measured.py), and record the outcome. Inside, the two places that
-finish a batch (ops/apply.Batches, sync_window.load) and the two that learn a change's age (a
+finish a batch (ops/drain/batches.Batches, sync_window.load) and the two that learn a change's age (a
 buffer entry removed, a slot's transaction applied) report through `observe_batch` and
 `observe_lag`, which reach the measure of the call they run in (a context variable; nothing is
 measured outside one).

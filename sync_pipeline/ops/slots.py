@@ -135,7 +135,7 @@ def slot_backlog(conn: Connection, spec: SyncSpec) -> BufferState:
     """The buffer sensor's view of a logical spec: pending 1 when the slot holds a change of the
     spec's tables (counting them would mean decoding them all), its age, and the confirmed
     position standing in for the buffer's newest id — plus what the buffer still holds from the
-    spec's triggers before it switched (its drain takes those first, ops/drain.py)."""
+    spec's triggers before it switched (its drain takes those first, ops/drain/sources.py)."""
     leftover = buffer_state(conn, spec)
     state = replication.slot_state(conn, spec.name)
     if state is None:

@@ -1,14 +1,11 @@
-"""The step every drain shares: from claimed change entries to acknowledged documents.
+"""What every drain shares once its changes are claimed: documents written in counted bulk
+batches, and the reconcile a TRUNCATE needs.
 
-The trigger drain (ops/drain.py) claims entries from the buffer, the logical
-drain (ops/logical_drain.py) from a session table of decoded changes; both
-hand them here. Root entries name their document directly; entries of a
-related or join table are resolved to the documents they feed (core/fanout.py)
-in keyset pages of at most `batch_size` keys — one bulk batch each, counted
-like any other — so a rename touching a million documents never holds a
-million keys. A TRUNCATE names no document: a claim holding one reconciles the
-whole spec instead (verify with fix, counted in the drain's totals), once the
-claim's transaction has ended.
+`Batches` re-reads the documents of a claim's keys in the claim's own REPEATABLE READ
+transaction and sends them while the next keys are read; the claim's entries go only after
+Elasticsearch acknowledged every one. A TRUNCATE names no document: a claim holding one reconciles
+the whole spec instead (verify with fix, counted in the drain's totals), once the claim's
+transaction has ended.
 """
 
 from __future__ import annotations
@@ -19,33 +16,18 @@ from collections import deque
 from collections.abc import Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
 
 from sqlalchemy.engine import Connection, Engine
 
-from sync_pipeline.core import fanout
 from sync_pipeline.core.bulk import BatchResult, LoadTotals
-from sync_pipeline.core.capture import TRUNCATE_OP
 from sync_pipeline.core.specs import SyncSpec
-from sync_pipeline.io import buffer, deadletters
+from sync_pipeline.io import deadletters
+from sync_pipeline.io.buffer import ClaimedEntry
 from sync_pipeline.io.pandas_probe import skip_pandas_probe
-from sync_pipeline.io.postgres import REPEATABLE_READ, describe_table, execute
 from sync_pipeline.io.search import SearchTarget
 from sync_pipeline.ops.binding import Bound
-from sync_pipeline.ops.capture import TABLE_SOURCE
-from sync_pipeline.ops.metrics import observe_batch, observe_lag
+from sync_pipeline.ops.metrics import observe_batch
 from sync_pipeline.ops.resync import Key, classify_stale, resync_body, send_resync
-
-__all__ = [
-    "REPEATABLE_READ",
-    "Batches",
-    "DrainError",
-    "DrainTotals",
-    "apply_claimed",
-    "holds_truncate",
-    "reconcile_truncate",
-    "remove_claimed",
-]
 from sync_pipeline.ops.verify import verify_spec
 
 
@@ -153,41 +135,12 @@ def _parts(keys: list[Key]) -> list[list[Key]]:
     return [keys[i : i + step] for i in range(0, len(keys), step)]
 
 
-def _resolved(
-    conn: Connection, bound: Bound, source: str, entries: list[int], size: int, tables: dict, changes: str
-):
-    """The keys of the documents that `entries` of a related or change table feed, page by page."""
-    spec = bound.spec
-    width = len(spec.source.primary_key)
-    after: list[Any] | None = None
-    while True:
-        if source.startswith(TABLE_SOURCE):
-            name = source.removeprefix(TABLE_SOURCE)
-            if name not in tables:
-                tables[name] = describe_table(conn, name)
-            roots = next(c.roots for c in spec.source.change_tables if c.table == name)
-            statement = fanout.query_root_keys(
-                spec, bound.columns, roots or "", tables[name], entries, after, size, changes
-            )
-        else:
-            statement = fanout.root_keys(
-                spec, bound.columns, bound.relations, source, entries, after, size, changes
-            )
-        rows = execute(conn, statement).all()
-        if not rows:
-            return
-        yield [tuple(row[width:]) for row in rows]
-        after = list(rows[-1][:width])
-        if len(rows) < size:
-            return
-
-
-def holds_truncate(claimed: Iterable[Any]) -> bool:
-    return any(row.op == TRUNCATE_OP for row in claimed)
-
-
 def reconcile_truncate(
-    engine: Engine, es: SearchTarget, spec: SyncSpec, totals: DrainTotals, claimed: Iterable[Any] = ()
+    engine: Engine,
+    es: SearchTarget,
+    spec: SyncSpec,
+    totals: DrainTotals,
+    claimed: Iterable[ClaimedEntry] = (),
 ) -> None:
     """After a TRUNCATE: which documents it emptied is unknown, so verify the whole spec and fix
     every difference (documents of rows gone deleted, those whose related rows went re-indexed).
@@ -196,7 +149,8 @@ def reconcile_truncate(
     the claim's snapshot and row locks for as long as it takes. Every key range is read in a
     snapshot taken after the claim's, so it sees the TRUNCATE and every other claimed change:
     those need no resolving of their own. Raises DrainError (the caller then keeps the entries)
-    when Elasticsearch did not take every repair."""
+    when Elasticsearch did not take every repair. `claimed`: the buffer's entries, whose
+    TRUNCATE may say why its trigger could not read its row."""
     # a trigger that could not read its row (a column renamed or dropped since install) says
     # why: the reconcile covers the change, the run shows the cause
     totals.keep_errors(
@@ -214,42 +168,3 @@ def reconcile_truncate(
     repaired.seconds = time.perf_counter() - started
     totals.absorb(repaired)
     totals.reconciled += 1
-
-
-def apply_claimed(
-    conn: Connection,
-    engine: Engine,
-    es: SearchTarget,
-    bound: Bound,
-    batches: Batches,
-    claimed: list[Any],
-    size: int,
-    tables: dict[str, Any],
-    totals: DrainTotals,
-    changes: str,
-) -> None:
-    """Re-read and write every document the claimed entries of `changes` (the buffer, or the
-    logical drain's decoded changes) affect, then delete the entries — all in the caller's
-    REPEATABLE READ transaction, so nothing is removed that Elasticsearch did not take. A claim
-    holding a TRUNCATE is not for here: see reconcile_truncate."""
-    if holds_truncate(claimed):  # the callers reconcile those outside their transaction
-        raise ValueError("apply_claimed: a claim holding a TRUNCATE goes to reconcile_truncate")
-    width = len(bound.plan.keys)
-    roots = dict.fromkeys(tuple(row[3 : 3 + width]) for row in claimed if row.source is None)
-    by_source: dict[str, list[int]] = {}
-    for row in claimed:
-        if row.source is not None:
-            by_source.setdefault(row.source, []).append(row.id)
-
-    def pages():
-        yield list(roots)
-        for source, entries in by_source.items():
-            yield from _resolved(conn, bound, source, entries, size, tables, changes)
-
-    batches.write_all(conn, pages())
-    remove_claimed(conn, claimed, changes)
-
-
-def remove_claimed(conn: Connection, claimed: Iterable[Any], changes: str) -> None:
-    """The claimed entries, done: deleted, and their lag measured (ops/metrics.py)."""
-    observe_lag(buffer.remove(conn, [row.id for row in claimed], changes))

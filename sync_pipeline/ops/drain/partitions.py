@@ -19,11 +19,12 @@ from sqlalchemy.engine import Connection, Engine
 
 from sync_pipeline.core.fanout import Watched
 from sync_pipeline.core.specs import SyncSpec
-from sync_pipeline.io import buffer, partition_sets, replication
+from sync_pipeline.io import partition_sets
 from sync_pipeline.io.locks import bounded
 from sync_pipeline.io.search import SearchTarget
-from sync_pipeline.ops.apply import DrainTotals, reconcile_truncate
 from sync_pipeline.ops.capture import watched_now
+from sync_pipeline.ops.drain.batches import DrainTotals, reconcile_truncate
+from sync_pipeline.ops.drain.loop import ChangeSource
 from sync_pipeline.settings import LockSettings
 
 
@@ -47,22 +48,23 @@ def _changes(conn: Connection, spec: SyncSpec) -> tuple[list[Watched], list[_Cha
     return watched, changes
 
 
-def _cover_partitions(engine: Engine, spec: SyncSpec, watched: list[Watched], table: str) -> None:
+def _cover_partitions(
+    engine: Engine, spec: SyncSpec, source: ChangeSource, watched: list[Watched], table: str
+) -> None:
     """What the install puts on every partition, on those that lack it; bounded like the install."""
     mine = [w for w in watched if w.table == table]
 
     def work(conn: Connection) -> None:
-        if spec.capture == "logical":
-            replication.set_identity(conn, table, mine)
-        else:
-            for w in mine:
-                buffer.add_partition_truncate_triggers(conn, spec, w)
+        source.cover_partitions(conn, table, mine)
 
     bounded(engine, f"spec '{spec.name}': capture on new partitions", table, work, LockSettings())
 
 
-def reconcile_partition_changes(engine: Engine, es: SearchTarget, spec: SyncSpec) -> DrainTotals:
-    """Reconcile the spec when a watched table's partitions changed since they were recorded."""
+def reconcile_partition_changes(
+    engine: Engine, es: SearchTarget, spec: SyncSpec, source: ChangeSource
+) -> DrainTotals:
+    """Reconcile the spec when a watched table's partitions changed since they were recorded;
+    `source`: the spec's change source, which covers new partitions as its install would."""
     totals = DrainTotals()
     with engine.connect() as conn:
         if not partition_sets.table_exists(conn):
@@ -72,7 +74,7 @@ def reconcile_partition_changes(engine: Engine, es: SearchTarget, spec: SyncSpec
     if not changes:
         return totals
     for change in changes:
-        _cover_partitions(engine, spec, watched, change.table)
+        _cover_partitions(engine, spec, source, watched, change.table)
     if any(change.before is not None for change in changes):
         reconcile_truncate(engine, es, spec, totals)
     with engine.begin() as conn:
