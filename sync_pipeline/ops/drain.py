@@ -120,7 +120,8 @@ def _drain_buffer(
         if not buffer.buffer_exists(conn):  # nothing was ever installed: nothing to drain
             return totals
     bound = bind(engine, spec)
-    totals.mapping_changes = prepare_target(es, bound, engine, run_id).lines
+    # its caller ran any refill or rebuild the index needs (defs/assets.py): here it is only checked
+    totals.mapping_changes = prepare_target(es, bound, engine).require_ready().lines
     batches = Batches(engine, es, bound, totals, run_id, on_batch)
     tables: dict[str, Any] = {}
     claims = 0

@@ -223,7 +223,8 @@ def follow_logical(
     deadline = started + max_seconds
     totals = DrainTotals()
     bound = bind(engine, spec)
-    totals.mapping_changes = prepare_target(es, bound, engine, run_id).lines
+    # its caller ran any refill or rebuild the index needs (defs/assets.py): here it is only checked
+    totals.mapping_changes = prepare_target(es, bound, engine).require_ready().lines
     by_relation = watched_by_relation(engine, spec)
     relations = _Relations(engine, by_relation)
     url = engine.url.render_as_string(hide_password=False)
