@@ -5,14 +5,18 @@ from __future__ import annotations
 
 import traceback
 
+import pytest
 import sqlalchemy as sa
 
 from sync_pipeline.apps.cli import main
+from sync_pipeline.apps.cli.runner import Servers, run_drain
 from sync_pipeline.core.specs import parse_specs
 from sync_pipeline.io.search.indices import backing_indices
 from sync_pipeline.ops import binding, target
 from sync_pipeline.ops.binding import bind
-from sync_pipeline.ops.prepare import prepare_target
+from sync_pipeline.ops.capture import install_capture, uninstall_capture
+from sync_pipeline.ops.drain import drain
+from sync_pipeline.ops.prepare import TargetNotReady, prepare_target
 from sync_pipeline.ops.readying import rebuild_for
 
 from .conftest import indexed
@@ -115,3 +119,34 @@ def test_a_cli_sync_makes_one_engine_binds_and_compares_once_and_disposes_of_the
     assert len(engines) == 2 and engines[1].pool.checkedin() == 0
     assert binds == [scenario.table] * 2, binds  # one per command: the load and its checks share it
     assert comparisons == ["reconcile_target", "check"], comparisons
+
+
+def test_a_drain_meeting_a_conflict_stops_before_writing_and_its_asset_rebuilds_then_drains(
+    scenario, insert_rows, tmp_path, live
+):
+    insert_rows(range(1, 6), WHEN)
+    config = scenario.spec_file(tmp_path, extra=REBUILDS)
+    assert main(["--config", str(config), "sync", "--spec", scenario.table, "--full"]) == 0
+    before = backing_indices(scenario.es, scenario.index)
+    keyword = scenario.spec_text(extra=REBUILDS).replace(
+        "title: {cleanse: [trim, empty_to_null]}", "title: {type: keyword}"
+    )
+    spec = parse_specs(keyword, origin="test")[0]
+    install_capture(scenario.engine, spec)
+    try:
+        scenario.execute(f"UPDATE {scenario.table} SET title = 'changed', updated_at = now() WHERE id = 3")
+        # the op alone: the verdict, raised before any write, and the change still buffered
+        with pytest.raises(TargetNotReady) as stopped:
+            drain(scenario.engine, scenario.es, spec)
+        assert stopped.value.verdict.needs_rebuild
+        assert backing_indices(scenario.es, scenario.index) == before
+        assert indexed(scenario.es, scenario.index)["3"]["title"] == "item 3 商品"
+        # the drain asset (what `flush` and the sensor run) rebuilds, then drains
+        summary = run_drain([spec], spec, servers=Servers(live.pg_url, live.es_url))
+        assert summary.success, summary.error
+        after = backing_indices(scenario.es, scenario.index)
+        assert after != before and len(after) == 1
+        assert _title_type(scenario.es, scenario.index) == "keyword"
+        assert indexed(scenario.es, scenario.index)["3"]["title"] == "changed"
+    finally:
+        uninstall_capture(scenario.engine, spec)
