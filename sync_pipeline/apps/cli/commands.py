@@ -9,7 +9,7 @@ import sys
 from sync_pipeline.apps.cli import json_shapes
 from sync_pipeline.apps.cli.output import EXIT_DRIFT, EXIT_OK, format_table, print_sync_summary, sync_exit
 from sync_pipeline.apps.cli.progress import progress_for
-from sync_pipeline.apps.cli.runner import Servers, run_drain, run_sync, run_verify
+from sync_pipeline.apps.cli.runner import Servers, partitions_in_range, run_drain, run_sync, run_verify
 from sync_pipeline.apps.cli.session import Session, UsageError, confirm, parse_time
 from sync_pipeline.core.diff import VerifyReport
 from sync_pipeline.core.logical import slot_name
@@ -33,6 +33,7 @@ def cmd_sync(args: argparse.Namespace) -> int:
         raise UsageError("give --full, or --start and/or --end")
     start = parse_time(args.start, "--start") if args.start else None
     end = parse_time(args.end, "--end") if args.end else None
+    partitions_in_range(session.spec, start, end)  # an empty range stops before the preflight writes
     session.use_servers()
     prepared = session.prepare_targets()  # the preflight, whose binding and comparison the run reuses
     with progress_for(sys.stderr, plain=args.json) as listener:

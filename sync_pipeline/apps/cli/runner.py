@@ -114,6 +114,14 @@ def _log_summary(summary: SyncSummary) -> None:
     log_fields(logging.getLogger(f"{LOGGER}.cli"), f"{summary.spec}: run {outcome}", **fields)
 
 
+def partitions_in_range(spec: SyncSpec, start: datetime | None, end: datetime | None) -> list[str]:
+    """The spec's partition keys in the range; NoPartitions when it selects none."""
+    keys = partition_keys_for(spec, start, end)
+    if not keys:
+        raise NoPartitions(f"no partitions of spec '{spec.name}' fall in the requested range")
+    return keys
+
+
 def run_sync(
     specs: Sequence[SyncSpec],
     spec: SyncSpec,
@@ -130,9 +138,7 @@ def run_sync(
     engine and its preflight's verdicts (Session.prepare_targets), reused by the run."""
     skip_pandas_probe()
     servers = servers or Servers.from_settings()
-    keys = partition_keys_for(spec, start, end)
-    if not keys:
-        raise NoPartitions(f"no partitions of spec '{spec.name}' fall in the requested range")
+    keys = partitions_in_range(spec, start, end)
     label = keys[0] if len(keys) == 1 else f"{keys[0]} … {keys[-1]} ({len(keys)})"
     job = _job(specs, naming.sync_job(spec.name), servers, engine, prepared)
     tags = {naming.RANGE_START_TAG: keys[0], naming.RANGE_END_TAG: keys[-1]}
