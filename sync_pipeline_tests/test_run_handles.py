@@ -3,13 +3,14 @@ a rebuild hidden inside a sync (real servers)."""
 
 from __future__ import annotations
 
+import gc
 import traceback
 
 import pytest
 import sqlalchemy as sa
 
 from sync_pipeline.apps.cli import main
-from sync_pipeline.apps.cli.runner import Servers, run_drain
+from sync_pipeline.apps.cli.runner import Servers, run_drain, run_sync
 from sync_pipeline.core.specs import parse_specs
 from sync_pipeline.io.search.indices import backing_indices
 from sync_pipeline.ops import binding, target
@@ -119,6 +120,12 @@ def test_a_cli_sync_makes_one_engine_binds_and_compares_once_and_disposes_of_the
     assert len(engines) == 2 and engines[1].pool.checkedin() == 0
     assert binds == [scenario.table] * 2, binds  # one per command: the load and its checks share it
     assert comparisons == ["reconcile_target", "check"], comparisons
+    # a run started without the CLI's engine (a schedule's, the UI's) makes its own, disposed of
+    # once the run is over
+    (spec,) = parse_specs(scenario.spec_text(), origin="test")
+    assert run_sync([spec], spec, servers=Servers(live.pg_url, live.es_url)).success
+    gc.collect()
+    assert len(engines) == 3 and engines[2].pool.checkedin() == 0
 
 
 def test_a_drain_meeting_a_conflict_stops_before_writing_and_its_asset_rebuilds_then_drains(

@@ -10,6 +10,7 @@ project's local services itself, passes their URLs in directly.
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Iterable, Mapping
 from typing import TypeVar
 
@@ -43,10 +44,11 @@ def _resolved(resource: R) -> R:
 class PostgresResource(dg.ConfigurableResource):
     url: str
     password: str | None = None  # SYNC_PG_PASSWORD, for a URL that names only the user
-    # the run's one engine: built at its first use, disposed when the run (or sensor tick) ends;
-    # or lent by the process that started the run (`lending`), whose to dispose of
+    # the run's one engine: built at its first use, disposed when the run (or sensor tick) ends
+    # and Dagster lets go of the resource (not at a teardown: that would make every
+    # build_sensor_context(resources=…) need a `with`); or lent by the process that started
+    # the run (`lending`), whose to dispose of
     _engine: Engine | None = PrivateAttr(default=None)
-    _lent: bool = PrivateAttr(default=False)
     _bound: dict[str, Bound] = PrivateAttr(default_factory=dict)  # each spec bound once per run
 
     @property
@@ -57,6 +59,7 @@ class PostgresResource(dg.ConfigurableResource):
     def engine(self) -> Engine:
         if self._engine is None:
             self._engine = engine_for(self.connection_url)
+            weakref.finalize(self, self._engine.dispose)
         return self._engine
 
     def bound(self, spec: SyncSpec) -> Bound:
@@ -66,17 +69,12 @@ class PostgresResource(dg.ConfigurableResource):
             self._bound[spec.name] = bind(self.engine(), spec)
         return self._bound[spec.name]
 
-    def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
-        if self._engine is not None and not self._lent:
-            self._engine.dispose()
-        self._engine = None
-
     def lending(self, engine: Engine, bound: Iterable[Bound] = ()) -> dg.ResourceDefinition:
         """This resource on an engine its caller owns (the CLI's), with the specs it bound already:
         a run started in this process uses both as they are, and leaves disposing of the engine
         to the caller."""
         lent = _resolved(self)
-        lent._engine, lent._lent = engine, True
+        lent._engine = engine
         lent._bound = {b.spec.name: b for b in bound}
         return dg.ResourceDefinition.hardcoded_resource(lent)
 
