@@ -120,7 +120,7 @@ def _drain_buffer(
         if not buffer.buffer_exists(conn):  # nothing was ever installed: nothing to drain
             return totals
     bound = bind(engine, spec)
-    # its caller ran any refill or rebuild the index needs (defs/assets.py): here it is only checked
+    # a refill or rebuild the index needs is the caller's to run: TargetNotReady (defs/assets.py)
     totals.mapping_changes = prepare_target(es, bound, engine).require_ready().lines
     batches = Batches(engine, es, bound, totals, run_id, on_batch)
     tables: dict[str, Any] = {}

@@ -223,7 +223,7 @@ def follow_logical(
     deadline = started + max_seconds
     totals = DrainTotals()
     bound = bind(engine, spec)
-    # its caller ran any refill or rebuild the index needs (defs/assets.py): here it is only checked
+    # a refill or rebuild the index needs is the caller's to run: TargetNotReady (defs/assets.py)
     totals.mapping_changes = prepare_target(es, bound, engine).require_ready().lines
     by_relation = watched_by_relation(engine, spec)
     relations = _Relations(engine, by_relation)
