@@ -9,6 +9,7 @@ SYNC_ES_URL, else the local services). The benchmark owns exactly the table
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import time
@@ -55,7 +56,10 @@ def es_client(url: str, timeout: float = 300.0):
     return search_client(url, request_timeout=timeout)
 
 
+@functools.lru_cache(maxsize=8)
 def engine(url: str):
+    """One engine per URL for the bench process (engine_for makes a new one per call: its caller
+    owns it), so the many small setup queries share one pool."""
     from sync_pipeline.io.postgres import engine_for
 
     return engine_for(url)

@@ -14,13 +14,14 @@ from sync_pipeline.core import naming
 from sync_pipeline.core.specs import parse_specs
 from sync_pipeline.core.windows import Window
 from sync_pipeline.defs import build_definitions
+from sync_pipeline.defs.assets import load_window
 from sync_pipeline.defs.catchup import build_catchup_sensor, missing_ranges
 from sync_pipeline.defs.partitions import partitions_for
 from sync_pipeline.defs.resources import resources_for
 from sync_pipeline.io.postgres import sqlalchemy_url
 from sync_pipeline.io.search import search_client
 from sync_pipeline.io.staging import StagingArea
-from sync_pipeline.ops.sync_window import WindowRun, sync_window
+from sync_pipeline.ops.sync_window import WindowRun
 from sync_pipeline.settings import load
 
 from .conftest import CHAOS_RESULTS, indexed
@@ -43,10 +44,10 @@ def test_a_transaction_open_across_the_tick_is_waited_for_and_its_row_read(scena
     ).scalar_one()
     window = Window(stamped - timedelta(hours=1), stamped + timedelta(seconds=1))
     time.sleep(1.5)  # the window has closed; the transaction is still open
-    run = WindowRun(spec, window, "late", live.pg_url, StagingArea(tmp_path), log=lambda _: None)
+    run = WindowRun(spec, window, "late", scenario.engine, StagingArea(tmp_path), log=lambda _: None)
     outcome = {}
     reader = threading.Thread(
-        target=lambda: outcome.update(result=sync_window(run, search_client(live.es_url)))
+        target=lambda: outcome.update(result=load_window(run, search_client(live.es_url)))
     )
     reader.start()
     time.sleep(2.0)

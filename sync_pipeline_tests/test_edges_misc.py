@@ -22,10 +22,11 @@ from sync_pipeline.core.bulk import BatchResult
 from sync_pipeline.core.specs import parse_specs
 from sync_pipeline.core.sql import SourceError
 from sync_pipeline.core.windows import Window
+from sync_pipeline.defs.assets import load_window
 from sync_pipeline.io.postgres import engine_for
 from sync_pipeline.io.staging import StagingArea
-from sync_pipeline.ops import prepare
-from sync_pipeline.ops.sync_window import WindowResult, WindowRun, sync_window
+from sync_pipeline.ops import prepare, readying
+from sync_pipeline.ops.sync_window import WindowResult, WindowRun
 from sync_pipeline.ops.verify import count_window, reconcile_window, verify_spec
 from sync_pipeline_devtools.services import runtime
 from sync_pipeline_devtools.services.postgres import PG_DATABASE, PG_PASSWORD, PG_USER, find_pg_bin_dir
@@ -40,9 +41,9 @@ EVERYTHING = Window(None, None, include_null_updated_at=True)
 
 def _sync(scenario, spec, live, tmp_path: Path, window: Window = EVERYTHING, on_batch=None) -> WindowResult:
     run = WindowRun(
-        spec, window, "w", live.pg_url, StagingArea(tmp_path), on_batch=on_batch, log=lambda _: None
+        spec, window, "w", scenario.engine, StagingArea(tmp_path), on_batch=on_batch, log=lambda _: None
     )
-    return sync_window(run, scenario.es)
+    return load_window(run, scenario.es)
 
 
 def _verified(spec, name: str, rows: int) -> None:
@@ -103,8 +104,10 @@ def test_a_hot_standby_is_refused_as_the_source_naming_the_server(
         port = sa.engine.make_url(standby).port
         # a run started by Dagster (schedule, sensor, UI) meets it where it binds the source
         with pytest.raises(SourceError) as caught:
-            sync_window(
-                WindowRun(spec, EVERYTHING, "w", standby, StagingArea(tmp_path), log=lambda _: None),
+            load_window(
+                WindowRun(
+                    spec, EVERYTHING, "w", engine_for(standby), StagingArea(tmp_path), log=lambda _: None
+                ),
                 scenario.es,
             )
         message = str(caught.value)
@@ -179,14 +182,14 @@ def _dies(*_args, **_kwargs):
     raise Killed("killed")
 
 
-def _killed_at(step: str, scenario, insert_rows, live, tmp_path: Path):
+def _killed_at(module, step: str, scenario, insert_rows, live, tmp_path: Path):
     """30 documents indexed, then the run that adds the multi-field title.raw killed where
-    ops/prepare calls `step`; returns the spec with title.raw."""
+    `module` (ops/prepare, ops/readying) calls `step`; returns the spec with title.raw."""
     insert_rows(range(1, 31), WHEN)
     _sync(scenario, scenario.spec(), live, tmp_path)
     spec = parse_specs(_with_raw(scenario), origin="test")[0]
     with pytest.MonkeyPatch.context() as patched:
-        patched.setattr(prepare, step, _dies)
+        patched.setattr(module, step, _dies)
         with pytest.raises(Killed):
             _sync(scenario, spec, live, tmp_path, QUIET)
     return spec
@@ -195,7 +198,7 @@ def _killed_at(step: str, scenario, insert_rows, live, tmp_path: Path):
 def test_a_run_killed_between_a_new_multi_field_and_its_record_still_re_sends(
     scenario, insert_rows, live, tmp_path
 ):
-    spec = _killed_at("record_index_meta", scenario, insert_rows, live, tmp_path)  # the record
+    spec = _killed_at(prepare, "record_index_meta", scenario, insert_rows, live, tmp_path)  # the record
     _sync(scenario, spec, live, tmp_path, QUIET)  # the next run
     assert _raw_count(scenario.es, scenario.index) == 30
     _verified(spec, "mapping change killed before its re-send was recorded", 30)
@@ -204,7 +207,7 @@ def test_a_run_killed_between_a_new_multi_field_and_its_record_still_re_sends(
 def test_verify_reports_a_multi_field_documents_lack_and_the_next_run_fills_it(
     scenario, insert_rows, live, tmp_path
 ):
-    spec = _killed_at("fill_index", scenario, insert_rows, live, tmp_path)  # during the re-send
+    spec = _killed_at(readying, "fill_index", scenario, insert_rows, live, tmp_path)  # during the re-send
     assert _raw_count(scenario.es, scenario.index) == 0
     with engine_for(live.pg_url).connect() as conn:
         report = verify_spec(conn, scenario.es, spec)

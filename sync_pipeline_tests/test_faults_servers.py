@@ -9,13 +9,14 @@ import time
 import pytest
 
 from sync_pipeline.core.windows import Window
+from sync_pipeline.defs.assets import load_window
 from sync_pipeline.io import deadletters
 from sync_pipeline.io.buffer import BUFFER
 from sync_pipeline.io.bulk_load import _blocked
 from sync_pipeline.io.staging import StagingArea
 from sync_pipeline.ops.capture import install_capture, uninstall_capture
 from sync_pipeline.ops.drain import drain
-from sync_pipeline.ops.sync_window import LoadFailed, WindowRun, sync_window
+from sync_pipeline.ops.sync_window import LoadFailed, WindowRun
 from sync_pipeline_devtools import services
 
 from .conftest import wait_until
@@ -45,9 +46,8 @@ def blocked(es, index: str) -> bool:
 
 
 def _run(scenario, spec, tmp_path, key: str):
-    run = WindowRun(spec, Window(None, None), key, scenario.engine.url.render_as_string(False),
-                    StagingArea(tmp_path), log=lambda _: None)  # fmt: skip
-    return sync_window(run, scenario.es)
+    run = WindowRun(spec, Window(None, None), key, scenario.engine, StagingArea(tmp_path), log=lambda _: None)
+    return load_window(run, scenario.es)
 
 
 @pytest.fixture()

@@ -13,6 +13,7 @@ from sync_pipeline.apps.cli.runner import run_sync
 from sync_pipeline.core.specs import parse_specs
 from sync_pipeline.core.sql import SourceError
 from sync_pipeline.core.windows import Window
+from sync_pipeline.defs.assets import load_window
 from sync_pipeline.defs.checks import build_mapping_check
 from sync_pipeline.defs.resources import ElasticsearchResource, PostgresResource
 from sync_pipeline.io import deadletters
@@ -21,7 +22,7 @@ from sync_pipeline.io.staging import StagingArea
 from sync_pipeline.ops.binding import bind
 from sync_pipeline.ops.capture import install_capture, uninstall_capture
 from sync_pipeline.ops.drain import drain
-from sync_pipeline.ops.sync_window import WindowResult, WindowRun, sync_window
+from sync_pipeline.ops.sync_window import WindowResult, WindowRun
 from sync_pipeline.ops.target import MappingConflict, MappingRefused, mapping_drift
 from sync_pipeline.ops.verify import verify_spec
 
@@ -96,9 +97,9 @@ class Shop:
 
     def sync(self, spec, key: str = "all") -> WindowResult:
         run = WindowRun(
-            spec, Window(None, None), key, self.pg_url, StagingArea(self.tmp_path), log=lambda _: None
+            spec, Window(None, None), key, self.engine, StagingArea(self.tmp_path), log=lambda _: None
         )
-        return sync_window(run, self.es)
+        return load_window(run, self.es)
 
     @property
     def pg_url(self) -> str:

@@ -7,9 +7,10 @@ reports what came back as materializations, observations and checks.
 
 # no `from __future__ import annotations`: Dagster inspects the context annotation at runtime
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import dagster as dg
+from sqlalchemy.engine import Engine
 
 from sync_pipeline.core import naming
 from sync_pipeline.core.specs import SyncSpec
@@ -19,11 +20,16 @@ from sync_pipeline.defs.partitions import partitions_for, window_for
 from sync_pipeline.defs.reporting import BatchProgress, batch_logger, load_check_results, totals_metadata
 from sync_pipeline.defs.resources import ElasticsearchResource, PostgresResource, StagingResource
 from sync_pipeline.io.replication import SlotBusy, SlotMissing
+from sync_pipeline.io.search import SearchTarget
 from sync_pipeline.ops import sync_window as window_sync
+from sync_pipeline.ops.binding import Bound, bind
 from sync_pipeline.ops.drain import follow
+from sync_pipeline.ops.metrics import measured_sync
+from sync_pipeline.ops.prepare import TargetNotReady, TargetVerdict, prepare_target
+from sync_pipeline.ops.readying import rebuild_for, refill
 from sync_pipeline.ops.retention import purge_older_than
 from sync_pipeline.ops.slots import slot_metadata
-from sync_pipeline.ops.target import MappingConflict, MappingRefused
+from sync_pipeline.ops.target import MappingConflict, MappingRefused, TargetState
 
 # single-run backfills are the documented way to load a range as one run; the beta notice
 # would otherwise repeat on every definitions load, in the CLI and the UI alike
@@ -48,12 +54,43 @@ def _window_run(
         spec=spec,
         window=window,
         key=key,
-        pg_url=postgres.connection_url,
+        engine=postgres.engine(),
         staging=staging.area(),
         run_id=context.run.run_id,
         on_batch=progress,
         log=context.log.info,
     )
+
+
+def made_ready(
+    engine: Engine, es: SearchTarget, verdict: TargetVerdict, run_id: str | None, log: Callable[[str], None]
+) -> TargetVerdict:
+    """The verdict acted on: the refill or the rebuild it asks for run here, so the load that
+    follows writes into an index ready for it."""
+    if verdict.needs_rebuild:
+        return verdict.done(rebuild_for(engine, es, verdict, run_id, log))
+    if verdict.needs_refill:
+        return verdict.done(refill(engine, es, verdict, run_id, log))
+    return verdict
+
+
+@measured_sync
+def load_window(
+    run: window_sync.WindowRun,
+    es: SearchTarget,
+    bound: Bound | None = None,
+    prepared: TargetVerdict | None = None,
+    staged: bool = False,
+) -> window_sync.WindowResult:
+    """The window into the index: its target readied first (a verdict the CLI's preflight reached,
+    or one reached here on the run's binding), then streamed from PostgreSQL, or from its staged
+    documents (`staged`)."""
+    verdict = prepared or prepare_target(es, bound or bind(run.engine, run.spec), run.engine)
+    verdict = made_ready(run.engine, es, verdict, run.run_id, run.log)
+    for line in verdict.state.lines:
+        run.log(f"{run.spec.name}: {line}")
+    stage = window_sync.index_stage if staged else window_sync.sync_window
+    return stage(run, es, verdict)
 
 
 def build_spec_assets(spec: SyncSpec) -> list[dg.AssetsDefinition]:
@@ -109,9 +146,10 @@ def build_spec_assets(spec: SyncSpec) -> list[dg.AssetsDefinition]:
         progress = BatchProgress(context, index_key)
         run = _window_run(context, spec, postgres, staging, progress)
         selected = context.selected_asset_keys
+        prepared = elasticsearch.take_prepared(spec.name)
         try:
             if selected >= {extract_key, documents_key, index_key}:
-                result = window_sync.sync_window(run, elasticsearch.client())
+                result = load_window(run, elasticsearch.client(), postgres.bound(spec), prepared)
                 progress.finish()
                 yield _extract_result(run, result.extracted)
                 yield _documents_result(run, result.documents)
@@ -122,7 +160,7 @@ def build_spec_assets(spec: SyncSpec) -> list[dg.AssetsDefinition]:
             if documents_key in selected:
                 yield _documents_result(run, window_sync.documents_stage(run))
             if index_key in selected:
-                result = window_sync.index_stage(run, elasticsearch.client())
+                result = load_window(run, elasticsearch.client(), postgres.bound(spec), prepared, staged=True)
                 progress.finish()
                 yield _index_result(context, run, postgres, elasticsearch, result.totals)
         except (window_sync.MissingStage, MappingConflict, MappingRefused) as exc:
@@ -232,16 +270,28 @@ def build_drain_asset(spec: SyncSpec) -> dg.AssetsDefinition:
         # the sensor's runs follow (one always does, by default); a run launched by hand — the
         # UI's Materialize, `sync-pipeline flush` — drains what is there and ends
         by_sensor = context.run.tags.get(naming.TRIGGER_TAG) == "buffer_sensor"
-        try:
-            totals = follow(
-                postgres.engine(),
-                elasticsearch.client(),
+        engine, es = postgres.engine(), elasticsearch.client()
+        readied = TargetState()
+
+        def drain():
+            return follow(
+                engine,
+                es,
                 spec,
                 idle_seconds=spec.buffer_sensor.follow_seconds if by_sensor else 0,
                 max_seconds=spec.buffer_sensor.max_run_seconds,
                 run_id=context.run.run_id,
                 on_batch=batch_logger(context, key),
             )
+
+        try:
+            try:
+                totals = drain()
+            except TargetNotReady as not_ready:  # raised before the drain wrote anything
+                # as before the verdict was the caller's: the rebuild's notice on stdout
+                readied = made_ready(engine, es, not_ready.verdict, context.run.run_id, print).state
+                totals = drain()
+            totals.mapping_changes = [*readied.lines, *totals.mapping_changes]
         except (MappingConflict, MappingRefused) as exc:
             raise dg.Failure(f"{exc}\nThe buffered changes stay queued.") from None
         except (SlotMissing, SlotBusy) as exc:
@@ -249,7 +299,7 @@ def build_drain_asset(spec: SyncSpec) -> dg.AssetsDefinition:
         context.log.info(f"{spec.name}: drained {totals.claimed} captured changes")
         slot: dict = {}
         if spec.capture == "logical":
-            with postgres.engine().connect() as conn:
+            with engine.connect() as conn:
                 slot = slot_metadata(conn, spec)
                 conn.commit()
         return dg.MaterializeResult(

@@ -12,7 +12,6 @@ from sync_pipeline.core.specs import SyncSpec
 from sync_pipeline.defs.partitions import partitions_for, window_for
 from sync_pipeline.defs.resources import ElasticsearchResource, PostgresResource
 from sync_pipeline.io.postgres import repeatable_read
-from sync_pipeline.ops.binding import bind
 from sync_pipeline.ops.target import field_sources, mapping_drift
 from sync_pipeline.ops.verify import count_window, reconcile_window
 
@@ -55,11 +54,11 @@ def reconcile_check(
     es = elasticsearch.client()
     with repeatable_read(postgres.engine()) as conn:
         if spec.reconcile == "count":
-            source_count, target_count = count_window(conn, es, spec, window)
+            source_count, target_count = count_window(conn, es, spec, window, postgres.bound(spec))
             hashes = {}
             passed = source_count == target_count
         else:
-            source, target = reconcile_window(conn, es, spec, window)
+            source, target = reconcile_window(conn, es, spec, window, postgres.bound(spec))
             source_count, target_count = source.count, target.count
             hashes = {"postgres_hash": f"{source.digest:016x}", "elasticsearch_hash": f"{target.digest:016x}"}
             passed = source == target
@@ -92,7 +91,7 @@ def build_mapping_check(spec: SyncSpec) -> dg.AssetChecksDefinition:
     def mapping_matches_spec(
         postgres: PostgresResource, elasticsearch: ElasticsearchResource
     ) -> dg.AssetCheckResult:
-        bound = bind(postgres.engine(), spec)
+        bound = postgres.bound(spec)
         found = mapping_drift(elasticsearch.client(), bound)
         if found is None:
             return dg.AssetCheckResult(passed=True, metadata={"index": "not created yet"})

@@ -10,30 +10,74 @@ project's local services itself, passes their URLs in directly.
 
 from __future__ import annotations
 
+import weakref
+from collections.abc import Iterable, Mapping
 from dataclasses import fields
+from typing import TypeVar
 
 import dagster as dg
+from pydantic import PrivateAttr
 from sqlalchemy.engine import Engine
 
 from sync_pipeline import settings as settings_module
+from sync_pipeline.core.specs import SyncSpec
 from sync_pipeline.defs.alerts import alert_channels
 from sync_pipeline.io.postgres import engine_for, libpq_url
 from sync_pipeline.io.search import SearchTarget, search_client
 from sync_pipeline.io.staging import StagingArea
+from sync_pipeline.ops.binding import Bound, bind
+from sync_pipeline.ops.prepare import TargetVerdict
 from sync_pipeline.settings import ElasticsearchOptions, Settings, with_password
+
+R = TypeVar("R", bound=dg.ConfigurableResource)
+
+
+def _resolved(resource: R) -> R:
+    """A copy with its EnvVars read now: a resource handed to a run as it is (hardcoded) is not
+    configured by Dagster, which is what reads them otherwise."""
+    values = {}
+    for name in type(resource).model_fields:
+        value = getattr(resource, name)
+        values[name] = value.get_value() if isinstance(value, dg.EnvVar) else value
+    return type(resource)(**values)
 
 
 class PostgresResource(dg.ConfigurableResource):
     url: str
     password: str | None = None  # SYNC_PG_PASSWORD, for a URL that names only the user
+    # the run's one engine: built at its first use, disposed when the run (or sensor tick) ends
+    # and Dagster lets go of the resource (not at a teardown: that would make every
+    # build_sensor_context(resources=…) need a `with`); or lent by the process that started
+    # the run (`lending`), whose to dispose of
+    _engine: Engine | None = PrivateAttr(default=None)
+    _bound: dict[str, Bound] = PrivateAttr(default_factory=dict)  # each spec bound once per run
 
     @property
     def connection_url(self) -> str:
-        """The URL to connect with (the password joined in): for ops that take a URL, never shown."""
+        """The URL to connect with (the password joined in): for a driver that takes a URL, never shown."""
         return with_password(self.url, self.password)
 
     def engine(self) -> Engine:
-        return engine_for(self.connection_url)
+        if self._engine is None:
+            self._engine = engine_for(self.connection_url)
+            weakref.finalize(self, self._engine.dispose)
+        return self._engine
+
+    def bound(self, spec: SyncSpec) -> Bound:
+        """The spec bound to its source (ops/binding.py) once for the run: the load and the checks
+        after it share the binding."""
+        if spec.name not in self._bound:
+            self._bound[spec.name] = bind(self.engine(), spec)
+        return self._bound[spec.name]
+
+    def lending(self, engine: Engine, bound: Iterable[Bound] = ()) -> dg.ResourceDefinition:
+        """This resource on an engine its caller owns (the CLI's), with the specs it bound already:
+        a run started in this process uses both as they are, and leaves disposing of the engine
+        to the caller."""
+        lent = _resolved(self)
+        lent._engine = engine
+        lent._bound = {b.spec.name: b for b in bound}
+        return dg.ResourceDefinition.hardcoded_resource(lent)
 
     def libpq_url(self, application_name: str = "sync_pipeline") -> str:
         return libpq_url(self.connection_url, application_name)
@@ -53,12 +97,25 @@ class ElasticsearchResource(dg.ConfigurableResource):
     ssl_fingerprint: str | None = None
     verify_certs: bool = True
     http_compress: bool = False
+    # verdicts the process that started the run already reached (the CLI's preflight), by spec
+    _prepared: dict[str, TargetVerdict] = PrivateAttr(default_factory=dict)
 
     def options(self) -> ElasticsearchOptions:
         return ElasticsearchOptions(**{name: getattr(self, name) for name in _CARRIED})
 
     def client(self) -> SearchTarget:
         return search_client(self.url, options=self.options())
+
+    def take_prepared(self, spec: str) -> TargetVerdict | None:
+        """The verdict on the spec's index its preflight reached, once: the run reuses its binding
+        and comparison instead of making them again."""
+        return self._prepared.pop(spec, None)
+
+    def lending(self, prepared: Mapping[str, TargetVerdict]) -> dg.ResourceDefinition:
+        """This resource carrying `prepared` verdicts into a run started in this process."""
+        lent = _resolved(self)
+        lent._prepared = dict(prepared)
+        return dg.ResourceDefinition.hardcoded_resource(lent)
 
 
 # the options a resource carries, in ElasticsearchOptions' order

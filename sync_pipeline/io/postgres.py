@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
-from functools import lru_cache
 from typing import Any
 from urllib.parse import quote, urlencode
 
@@ -64,8 +63,10 @@ def search_path_url(url: str, schema: str) -> str:
     return rendered.replace(f"-csearch_path={schema}", quote(f"-csearch_path={schema}", safe=""))
 
 
-@lru_cache(maxsize=8)
 def engine_for(url: str) -> Engine:
+    """A new engine (a connection pool) for `url`: built once per run by whoever starts the run
+    (defs/resources.py, the CLI, the Flask extension), handed down to the ops, and disposed of by
+    it when the run ends; nothing caches it behind its owner's back."""
     # UTC sessions make timestamptz values and window bounds compare without surprises; a
     # transaction of ours left idle (a stuck process) is ended before it holds vacuum back for long
     idle = sql.milliseconds(session_limits().idle_in_transaction_seconds)

@@ -29,7 +29,6 @@ from sqlalchemy.engine import Engine
 from sync_pipeline.core.metrics import OUTCOMES, Figures
 from sync_pipeline.core.specs import SyncSpec
 from sync_pipeline.io import metrics_log
-from sync_pipeline.io.postgres import engine_for
 from sync_pipeline.io.search import SearchTarget
 from sync_pipeline.io.search.measured import MeasuredTarget
 
@@ -142,15 +141,14 @@ def measured_drain(drain: F) -> F:
 
 
 def measured_sync(sync: F) -> F:
-    """For a window's `sync_window(run, es)` / `index_stage(run, es)`: measured as op "sync"."""
+    """For a window's `sync_window(run, es, …)` / `index_stage(run, es, …)`: measured as op "sync"
+    (on the run's own engine)."""
 
     @functools.wraps(sync)
     def measured(run: Any, es: SearchTarget, *args: Any, **kwargs: Any) -> Any:
-        engine = engine_for(run.pg_url)
-        try:
-            return _measure(engine, run.spec, "sync", lambda m: sync(run, m.target(es), *args, **kwargs))
-        finally:
-            engine.dispose()
+        if _ACTIVE.get() is not None:  # called by a measured caller (defs readies the index first)
+            return sync(run, es, *args, **kwargs)
+        return _measure(run.engine, run.spec, "sync", lambda m: sync(run, m.target(es), *args, **kwargs))
 
     return measured  # type: ignore[return-value]
 

@@ -1,7 +1,10 @@
-"""Before a load writes: the index in the shape the spec asks for, whatever it takes.
+"""Before a load writes: is the index in the shape the spec asks for, and what does it need?
 
 ops/target.py creates the index or changes its mapping in place. Two things follow
-from an in-place change that Elasticsearch does not do by itself:
+from an in-place change that Elasticsearch does not do by itself, and neither is done
+here: `prepare_target` only says which one is needed (a `TargetVerdict`), and the
+caller — the Dagster asset (defs/) or the CLI — decides to run it (ops/readying.py)
+before it writes:
 
 - a new multi-field (or a new field fed by a column that already holds values) covers
   only documents written after it: the ones already indexed are re-sent, every live
@@ -10,39 +13,82 @@ from an in-place change that Elasticsearch does not do by itself:
   through the re-send, leaves it for the next run to finish (and `verify` reports the
   documents a multi-field is missing from, whatever the record says);
 - a conflicting change cannot be made in place at all: with `on_mapping_change:
-  rebuild` the spec's zero-downtime rebuild runs here (one at a time per spec, under
-  an advisory lock), otherwise the caller stops with the conflict before any write.
+  rebuild` the verdict asks for the spec's zero-downtime rebuild, otherwise the
+  conflict is raised (MappingConflict) before any write.
 """
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 
 from sqlalchemy.engine import Engine
 
 from sync_pipeline.core.mapping_diff import Change, MappingDiff
 from sync_pipeline.core.quoting import qualified_table, quote_ident
 from sync_pipeline.core.sql import Statement
-from sync_pipeline.io.locks import advisory_lock
 from sync_pipeline.io.postgres import execute
 from sync_pipeline.io.search import SearchTarget
 from sync_pipeline.io.search.indices import record_index_meta
 from sync_pipeline.ops.binding import Bound
-from sync_pipeline.ops.rebuild import fill_index, rebuild
 from sync_pipeline.ops.target import MappingConflict, TargetState, reconcile_target
 
 REFILL_KEY = "refill"
 
 
-def prepare_target(
-    es: SearchTarget,
-    bound: Bound,
-    engine: Engine,
-    run_id: str | None = None,
-    log: Callable[[str], None] = print,
-) -> TargetState:
-    """Make the spec's index ready for writes; returns what that took (for the run's metadata)."""
+class TargetNotReady(MappingConflict):
+    """A load met an index that still needs a re-send or a rebuild, before writing anything:
+    `verdict` says which, for its caller to run (ops/readying.py) before it loads again."""
+
+    def __init__(self, message: str, verdict: TargetVerdict) -> None:
+        super().__init__(message, verdict.conflict.conflicts if verdict.conflict else [])
+        self.verdict = verdict
+
+
+@dataclass(frozen=True)
+class TargetVerdict:
+    """What `prepare_target` found: the index ready for writes, or the load it needs first.
+
+    `refill`: why every document must be re-sent into the same index (ops/readying.refill);
+    `conflict`: the mapping conflict a rebuild into a new index resolves (ops/readying.rebuild_for).
+    Ready when it needs neither; `state` says what readying took (the run's metadata)."""
+
+    bound: Bound
+    state: TargetState = field(default_factory=TargetState)
+    refill: tuple[str, ...] = ()
+    conflict: MappingConflict | None = None
+
+    @property
+    def needs_rebuild(self) -> bool:
+        return self.conflict is not None
+
+    @property
+    def needs_refill(self) -> bool:
+        return bool(self.refill) and self.conflict is None
+
+    @property
+    def ready(self) -> bool:
+        return not self.needs_rebuild and not self.needs_refill
+
+    def done(self, state: TargetState) -> TargetVerdict:
+        """Ready, after the caller's refill or rebuild left `state`."""
+        return replace(self, state=state, refill=(), conflict=None)
+
+    def require_ready(self) -> TargetState:
+        """The state of a ready index; TargetNotReady (nothing written) otherwise."""
+        if self.ready:
+            return self.state
+        why = str(self.conflict) if self.conflict else f"documents to re-send ({'; '.join(self.refill)})"
+        raise TargetNotReady(
+            f"spec '{self.bound.spec.name}': the index needs a "
+            f"{'rebuild' if self.conflict else 're-send'} before this load writes: {why}",
+            self,
+        )
+
+
+def prepare_target(es: SearchTarget, bound: Bound, engine: Engine) -> TargetVerdict:
+    """Create the spec's index or change its mapping in place, and say what else it needs before
+    writes: never a load itself. MappingConflict when only a rebuild helps and the spec does not
+    rebuild on its own (`on_mapping_change: fail`)."""
 
     def record_refill(found: TargetState, diff: MappingDiff) -> None:
         # before the change: a run killed right after it still leaves the re-send to the next
@@ -58,13 +104,13 @@ def prepare_target(
     except MappingConflict as conflict:
         if bound.spec.on_mapping_change != "rebuild":
             raise
-        return _rebuild(es, bound, engine, conflict, run_id, log)
+        return TargetVerdict(bound, conflict=conflict)
     if state.created or state.index is None:
-        return state
+        return TargetVerdict(bound, state)
     reasons = state.meta.get(REFILL_KEY)
     if reasons and es.count(index=bound.spec.target.index)["count"]:
-        _refill(es, bound, engine, state, reasons, run_id, log)
-    return state
+        return TargetVerdict(bound, state, refill=tuple(reasons))
+    return TargetVerdict(bound, state)
 
 
 def _refill_reasons(engine: Engine, bound: Bound, diff: MappingDiff) -> list[str]:
@@ -89,59 +135,3 @@ def _holds_values(engine: Engine, bound: Bound, change: Change) -> bool:
     )
     with engine.connect() as conn:
         return bool(execute(conn, Statement(sql)).scalar_one())
-
-
-def _refill(
-    es: SearchTarget,
-    bound: Bound,
-    engine: Engine,
-    state: TargetState,
-    reasons: list[str],
-    run_id: str | None,
-    log: Callable[[str], None],
-) -> None:
-    spec, index = bound.spec, state.index
-    assert index is not None
-    started = time.perf_counter()
-    log(f"{spec.name}: re-sending every document into {index} ({'; '.join(reasons)})")
-    totals = fill_index(engine, es, spec, spec.target.index, run_id=run_id, kind="refill")
-    if totals.failed:
-        raise MappingConflict(
-            f"spec '{spec.name}': re-sending the documents for {'; '.join(reasons)} left {totals.failed} "
-            "unacknowledged; the next run tries again (recorded in the index's _meta)",
-            [],
-        )
-    record_index_meta(es, index, {k: v for k, v in state.meta.items() if k != REFILL_KEY})
-    es.indices.refresh(index=spec.target.index)
-    state.applied.append(
-        f"re-sent {totals.indexed} documents in {time.perf_counter() - started:.1f}s for {'; '.join(reasons)}"
-    )
-
-
-def _rebuild(
-    es: SearchTarget,
-    bound: Bound,
-    engine: Engine,
-    conflict: MappingConflict,
-    run_id: str | None,
-    log: Callable[[str], None],
-) -> TargetState:
-    spec = bound.spec
-    with advisory_lock(engine, f"sync_pipeline rebuild {spec.name}") as held:
-        if not held:
-            raise MappingConflict(
-                f"{conflict}\nA rebuild of spec '{spec.name}' is already running in another run; "
-                "this one wrote nothing and leaves its work to the next run.",
-                conflict.conflicts,
-            )
-        log(f"{conflict}\non_mapping_change: rebuild — rebuilding {spec.target.index} now")
-        report = rebuild(engine, es, spec, run_id=run_id)
-    changed = ", ".join(sorted({c.path for c in conflict.conflicts}))
-    return TargetState(
-        rebuilt=report.new_index,
-        applied=[
-            f"mapping conflicted ({changed}): rebuilt into {report.new_index} and swapped the alias "
-            f"({report.filled.indexed if report.filled else 0} documents, {report.seconds:.1f}s)"
-        ],
-        index=report.new_index,
-    )

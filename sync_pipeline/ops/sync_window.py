@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pyarrow as pa
+from sqlalchemy.engine import Engine
 
 from sync_pipeline.core import naming
 from sync_pipeline.core.bulk import (
@@ -36,7 +37,7 @@ from sync_pipeline.core.specs import SyncSpec
 from sync_pipeline.core.windows import Window
 from sync_pipeline.io import deadletters
 from sync_pipeline.io.bulk_load import bulk_indexing, load_bulk
-from sync_pipeline.io.postgres import engine_for, libpq_url, open_writers_before, stream_window
+from sync_pipeline.io.postgres import libpq_url, open_writers_before, stream_window
 from sync_pipeline.io.search import SearchTarget
 from sync_pipeline.io.staging import (
     StagingArea,
@@ -49,7 +50,7 @@ from sync_pipeline.io.staging import (
 from sync_pipeline.ops import progress
 from sync_pipeline.ops.binding import Bound, bind
 from sync_pipeline.ops.metrics import measured_sync, observe_batch
-from sync_pipeline.ops.prepare import prepare_target
+from sync_pipeline.ops.prepare import TargetVerdict
 from sync_pipeline.ops.target import TargetState
 
 
@@ -67,12 +68,13 @@ class LoadFailed(RuntimeError):
 
 @dataclass(frozen=True)
 class WindowRun:
-    """One window of one spec, and where its run reads and writes."""
+    """One window of one spec, and where its run reads and writes: the run's engine (its
+    caller builds one per run and disposes of it) and staging area."""
 
     spec: SyncSpec
     window: Window
     key: str  # the staging file name of the window
-    pg_url: str
+    engine: Engine
     staging: StagingArea
     run_id: str | None = None
     on_batch: Callable[[BatchResult], None] | None = None
@@ -101,7 +103,7 @@ def settle(run: WindowRun, counts: Extracted, sleep=time.sleep, clock=time.monot
     limit = run.spec.partitions.settle_seconds
     started = clock()
     while True:
-        with engine_for(run.pg_url).connect() as conn:
+        with run.engine.connect() as conn:
             count, oldest = open_writers_before(conn, end)
             conn.rollback()
         if count == 0 or clock() - started >= limit:
@@ -141,7 +143,7 @@ def _documents(
 ) -> Iterator[BulkBody]:
     """Each batch's documents as one bulk body, timed and counted; its rows no document can
     carry are stored as dead letters as they come, and the window goes on."""
-    engine = engine_for(run.pg_url)
+    engine = run.engine
     for batch in batches:
         started = time.perf_counter()
         chunk = batch_to_bulk(batch, plan)
@@ -167,26 +169,20 @@ def _timed(pages: Iterator[pa.RecordBatch], counts: Extracted) -> Iterator[pa.Re
         yield page
 
 
-def _prepare_target(run: WindowRun, es: SearchTarget, bound: Bound) -> TargetState:
-    state = prepare_target(es, bound, engine_for(run.pg_url), run.run_id, run.log)
-    for line in state.lines:
-        run.log(f"{run.spec.name}: {line}")
-    return state
-
-
 def _read(run: WindowRun, bound: Bound) -> Iterator[pa.RecordBatch]:
     """The window's rows (relations and version included), by one COPY statement."""
-    url = libpq_url(run.pg_url, naming.EXTRACT_APPLICATION)
+    url = libpq_url(run.engine.url.render_as_string(hide_password=False), naming.EXTRACT_APPLICATION)
     return stream_window(url, run.spec, bound.columns, run.window, run.spec.batch_size, bound.relations)
 
 
 @measured_sync
-def sync_window(run: WindowRun, es: SearchTarget) -> WindowResult:
-    """The whole window, streamed: extract, documents and load overlap; staged files on the side."""
+def sync_window(run: WindowRun, es: SearchTarget, target: TargetVerdict) -> WindowResult:
+    """The whole window, streamed: extract, documents and load overlap; staged files on the side.
+    `target`: the index ready for writes (ops/prepare.py; its caller ran what it asked for)."""
     spec = run.spec
     result = WindowResult()
-    bound = bind(engine_for(run.pg_url), spec)
-    result.target = _prepare_target(run, es, bound)
+    bound = target.bound
+    result.target = target.require_ready()
     result.documents.path = run.path("ndjson")
     result.documents.fields = tuple(f.name for f in bound.plan.fields)
     settle(run, result.extracted)
@@ -219,7 +215,7 @@ def extract_stage(run: WindowRun) -> Extracted:
     spec = run.spec
     path = run.path("parquet")
     started = time.perf_counter()
-    bound = bind(engine_for(run.pg_url), spec)
+    bound = bind(run.engine, spec)
     counts = Extracted(path=path)
     settle(run, counts)
     rows = _read(run, bound)
@@ -247,8 +243,8 @@ def documents_stage(run: WindowRun) -> Documents:
 
 
 @measured_sync
-def index_stage(run: WindowRun, es: SearchTarget) -> WindowResult:
-    """The staged documents into the index."""
+def index_stage(run: WindowRun, es: SearchTarget, target: TargetVerdict) -> WindowResult:
+    """The staged documents into the index (`target` ready for writes, as for `sync_window`)."""
     spec = run.spec
     documents_path = run.path("ndjson")
     if not documents_path.exists():
@@ -256,7 +252,7 @@ def index_stage(run: WindowRun, es: SearchTarget) -> WindowResult:
             f"no staged documents at {documents_path}: materialize {naming.documents_asset(spec.name)} first"
         )
     result = WindowResult()
-    result.target = _prepare_target(run, es, bind(engine_for(run.pg_url), spec))
+    result.target = target.require_ready()
     bodies = iter_bodies(staged_lines(documents_path), spec.batch_size, spec.target.bulk_max_bytes)
     result.totals = load(run, es, bodies)
     result.totals.mapping_changes = result.target.lines
@@ -267,7 +263,7 @@ def load(run: WindowRun, es: SearchTarget, bodies: Iterable[BulkBody]) -> LoadTo
     """Bulk-load bodies with the spec's concurrency; refused documents become dead letters as
     they come. Raises LoadFailed when documents were not acknowledged after the retries."""
     spec = run.spec
-    engine = engine_for(run.pg_url)
+    engine = run.engine
 
     def record(batch: BatchResult) -> None:
         observe_batch(batch)

@@ -241,16 +241,19 @@ def postgres_window_documents(conn: Connection, bound: Bound, window: Window) ->
 
 
 def reconcile_window(
-    conn: Connection, es: SearchTarget, spec: SyncSpec, window: Window
+    conn: Connection, es: SearchTarget, spec: SyncSpec, window: Window, bound: Bound | None = None
 ) -> tuple[WindowDigest, WindowDigest]:
-    """(PostgreSQL, Elasticsearch) digests of one updated_at window, for the per-partition check."""
-    bound = bind(conn, spec)
+    """(PostgreSQL, Elasticsearch) digests of one updated_at window, for the per-partition check
+    (`bound`: the spec's binding, when the run holds one already)."""
+    bound = bound or bind(conn, spec)
     source = WindowDigest.of(postgres_window_documents(conn, bound, window))
     target = WindowDigest.of(window_documents(es, spec, window))
     return source, target
 
 
-def count_window(conn: Connection, es: SearchTarget, spec: SyncSpec, window: Window) -> tuple[int, int]:
+def count_window(
+    conn: Connection, es: SearchTarget, spec: SyncSpec, window: Window, bound: Bound | None = None
+) -> tuple[int, int]:
     """(PostgreSQL, Elasticsearch) live-document counts of one window: one count query per side."""
-    bound = bind(conn, spec)
+    bound = bound or bind(conn, spec)
     return count_window_rows(conn, spec, bound.columns, window), count_window_documents(es, spec, window)

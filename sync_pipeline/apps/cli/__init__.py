@@ -41,10 +41,21 @@ def main(
         print(f"sync-pipeline: {exc}", file=sys.stderr)
         return EXIT_USAGE
     started = time.perf_counter()
-    code = _run(args, usage_errors)
+    try:
+        code = _run(args, usage_errors)
+    finally:
+        _close_session()
     seconds = round(time.perf_counter() - started, 3)
     log_fields(logger, f"{args.command}: exit {code}", command=args.command, exit_code=code, seconds=seconds)
     return code
+
+
+def _close_session() -> None:
+    """The command's engine, disposed of: one engine per command, closed where the command ends."""
+    from sync_pipeline.apps.cli.session import Session
+
+    if Session.current is not None:
+        Session.current.close()
 
 
 def _install_logs(args: argparse.Namespace) -> logging.Logger:

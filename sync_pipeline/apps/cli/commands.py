@@ -9,7 +9,7 @@ import sys
 from sync_pipeline.apps.cli import json_shapes
 from sync_pipeline.apps.cli.output import EXIT_DRIFT, EXIT_OK, format_table, print_sync_summary, sync_exit
 from sync_pipeline.apps.cli.progress import progress_for
-from sync_pipeline.apps.cli.runner import Servers, run_drain, run_sync, run_verify
+from sync_pipeline.apps.cli.runner import Servers, partitions_in_range, run_drain, run_sync, run_verify
 from sync_pipeline.apps.cli.session import Session, UsageError, confirm, parse_time
 from sync_pipeline.core.diff import VerifyReport
 from sync_pipeline.core.logical import slot_name
@@ -33,11 +33,19 @@ def cmd_sync(args: argparse.Namespace) -> int:
         raise UsageError("give --full, or --start and/or --end")
     start = parse_time(args.start, "--start") if args.start else None
     end = parse_time(args.end, "--end") if args.end else None
+    partitions_in_range(session.spec, start, end)  # an empty range stops before the preflight writes
     session.use_servers()
-    session.preflight(mapping=True)
+    prepared = session.prepare_targets()  # the preflight, whose binding and comparison the run reuses
     with progress_for(sys.stderr, plain=args.json) as listener:
         summary = run_sync(
-            session.specs, session.spec, start, end, listener=listener, servers=servers(session)
+            session.specs,
+            session.spec,
+            start,
+            end,
+            listener=listener,
+            servers=servers(session),
+            engine=session.engine,
+            prepared=prepared,
         )
     code = sync_exit(summary)
     if args.json:
@@ -55,15 +63,21 @@ def cmd_verify(args: argparse.Namespace) -> int:
     session = Session.open(args)
     if args.fix and not args.yes:
         # a look first: pointed at the wrong database, a fix would delete the whole index
-        preview = run_verify(session.specs, session.selected, servers=servers(session))
+        preview = run_verify(session.specs, session.selected, servers=servers(session), engine=session.engine)
         drift = sum(r.missing + r.extra + r.mismatched for r in preview)
         if drift > FIX_WITHOUT_ASKING:
             for report in preview:  # with --json, stdout is for the one document
                 print("\n".join(report.lines()), file=sys.stderr if args.json else sys.stdout)
             confirm(args, f"verify --fix would re-index or delete {drift:,} documents")
-    reports = run_verify(session.specs, session.selected, fix=args.fix, servers=servers(session))
+    reports = run_verify(
+        session.specs, session.selected, fix=args.fix, servers=servers(session), engine=session.engine
+    )
     # with --fix, drift found and repaired: re-check, and report what remains
-    remaining = run_verify(session.specs, session.selected, servers=servers(session)) if args.fix else None
+    remaining = (
+        run_verify(session.specs, session.selected, servers=servers(session), engine=session.engine)
+        if args.fix
+        else None
+    )
     code = EXIT_OK if all(r.ok for r in (reports if remaining is None else remaining)) else EXIT_DRIFT
     if args.json:
         json_shapes.emit(json_shapes.verify_document(reports, remaining, code == EXIT_OK))
@@ -97,7 +111,10 @@ def cmd_triggers(args: argparse.Namespace) -> int:
 def cmd_flush(args: argparse.Namespace) -> int:
     session = Session.open(args, preflight=False)
     session.preflight(mapping=True)
-    summaries = [run_drain(session.specs, spec, servers=servers(session)) for spec in session.selected]
+    summaries = [
+        run_drain(session.specs, spec, servers=servers(session), engine=session.engine)
+        for spec in session.selected
+    ]
     code = EXIT_OK if all(sync_exit(s) == EXIT_OK for s in summaries) else EXIT_DRIFT
     if args.json:
         json_shapes.emit(json_shapes.runs_document("flush", summaries, code == EXIT_OK))

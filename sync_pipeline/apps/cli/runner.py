@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 import dagster as dg
+from sqlalchemy.engine import Engine
 
 from sync_pipeline import settings as settings_module
 from sync_pipeline.apps.instance import dagster_home, dagster_instance
@@ -32,6 +33,7 @@ from sync_pipeline.io.pandas_probe import skip_pandas_probe
 from sync_pipeline.io.postgres import engine_for
 from sync_pipeline.io.search import SearchTarget, search_client
 from sync_pipeline.ops import progress
+from sync_pipeline.ops.prepare import TargetVerdict
 from sync_pipeline.ops.verify import verify_spec
 from sync_pipeline.settings import ElasticsearchOptions
 
@@ -77,9 +79,22 @@ class Servers:
         return search_client(self.es_url, options=self.es)
 
 
-def _job(specs: Sequence[SyncSpec], name: str, servers: Servers):
+def _job(
+    specs: Sequence[SyncSpec],
+    name: str,
+    servers: Servers,
+    engine: Engine | None = None,
+    prepared: Mapping[str, TargetVerdict] | None = None,
+):
+    """The job, on the caller's engine when it gives one (one engine for the whole command) and
+    with the verdicts its preflight reached (the run binds and compares the mapping no more)."""
     config = settings_module.load()
-    resources = resources_for(config, pg_url=servers.pg_url, es_url=servers.es_url)
+    resources: dict[str, Any] = resources_for(config, pg_url=servers.pg_url, es_url=servers.es_url)
+    if engine is not None:
+        bound = [verdict.bound for verdict in (prepared or {}).values()]
+        resources["postgres"] = resources["postgres"].lending(engine, bound)
+    if prepared:
+        resources["elasticsearch"] = resources["elasticsearch"].lending(prepared)
     return build_definitions(specs, resources).resolve_job_def(name)
 
 
@@ -104,6 +119,14 @@ def _log_summary(summary: SyncSummary) -> None:
     log_fields(logging.getLogger(f"{LOGGER}.cli"), f"{summary.spec}: run {outcome}", **fields)
 
 
+def partitions_in_range(spec: SyncSpec, start: datetime | None, end: datetime | None) -> list[str]:
+    """The spec's partition keys in the range; NoPartitions when it selects none."""
+    keys = partition_keys_for(spec, start, end)
+    if not keys:
+        raise NoPartitions(f"no partitions of spec '{spec.name}' fall in the requested range")
+    return keys
+
+
 def run_sync(
     specs: Sequence[SyncSpec],
     spec: SyncSpec,
@@ -112,16 +135,17 @@ def run_sync(
     listener: Callable[[str, dict[str, Any]], None] | None = None,
     log_level: str = "WARNING",
     servers: Servers | None = None,
+    engine: Engine | None = None,
+    prepared: Mapping[str, TargetVerdict] | None = None,
 ) -> SyncSummary:
     """Run the spec's sync job in-process over a partition range, as one run in DAGSTER_HOME;
-    `listener` hears its progress (apps/cli/progress.py)."""
+    `listener` hears its progress (apps/cli/progress.py). `engine` and `prepared`: the caller's
+    engine and its preflight's verdicts (Session.prepare_targets), reused by the run."""
     skip_pandas_probe()
     servers = servers or Servers.from_settings()
-    keys = partition_keys_for(spec, start, end)
-    if not keys:
-        raise NoPartitions(f"no partitions of spec '{spec.name}' fall in the requested range")
+    keys = partitions_in_range(spec, start, end)
     label = keys[0] if len(keys) == 1 else f"{keys[0]} … {keys[-1]} ({len(keys)})"
-    job = _job(specs, naming.sync_job(spec.name), servers)
+    job = _job(specs, naming.sync_job(spec.name), servers, engine, prepared)
     tags = {naming.RANGE_START_TAG: keys[0], naming.RANGE_END_TAG: keys[-1]}
     started = time.perf_counter()
     with progress.listening(listener or (lambda event, data: None)):
@@ -138,11 +162,15 @@ def run_sync(
 
 
 def run_drain(
-    specs: Sequence[SyncSpec], spec: SyncSpec, log_level: str = "WARNING", servers: Servers | None = None
+    specs: Sequence[SyncSpec],
+    spec: SyncSpec,
+    log_level: str = "WARNING",
+    servers: Servers | None = None,
+    engine: Engine | None = None,
 ) -> SyncSummary:
     """The spec's drain job, in-process, so the run lands in DAGSTER_HOME like a sensor's would."""
     servers = servers or Servers.from_settings()
-    job = _job(specs, naming.drain_job(spec.name), servers)
+    job = _job(specs, naming.drain_job(spec.name), servers, engine)
     started = time.perf_counter()
     result = job.execute_in_process(
         instance=dagster_instance(), raise_on_error=False, run_config=_console(log_level)
@@ -182,16 +210,23 @@ def summarise(result: dg.ExecuteInProcessResult, spec: SyncSpec, label: str) -> 
 
 
 def run_verify(
-    specs: Sequence[SyncSpec], selected: Sequence[SyncSpec], fix: bool = False, servers: Servers | None = None
+    specs: Sequence[SyncSpec],
+    selected: Sequence[SyncSpec],
+    fix: bool = False,
+    servers: Servers | None = None,
+    engine: Engine | None = None,
 ) -> list[VerifyReport]:
+    """verify (`fix`: --fix) of each selected spec, on the caller's engine or one of its own."""
     servers = servers or Servers.from_settings()
     es = servers.search_client()
-    reports = []
-    engine = engine_for(servers.pg_url)
-    for spec in selected:
+    own = engine is None
+    engine = engine or engine_for(servers.pg_url)
+    try:
         # by key ranges, each read in a snapshot of its own (no transaction spans the verify)
-        reports.append(verify_spec(engine, es, spec, fix=fix))
-    return reports
+        return [verify_spec(engine, es, spec, fix=fix) for spec in selected]
+    finally:
+        if own:
+            engine.dispose()
 
 
 @dataclass(frozen=True)

@@ -27,7 +27,8 @@ from sync_pipeline.io.models import load_specs
 from sync_pipeline.io.postgres import describe_source, engine_for, sqlalchemy_url
 from sync_pipeline.io.search import SearchTarget, connection_problem, search_client
 from sync_pipeline.ops.binding import Bound, bind
-from sync_pipeline.ops.target import conflict_error, mapping_drift
+from sync_pipeline.ops.prepare import TargetVerdict, prepare_target
+from sync_pipeline.ops.target import MappingRefused, conflict_error, mapping_drift
 from sync_pipeline.settings import Settings
 
 
@@ -146,9 +147,16 @@ class Session:
 
     @property
     def engine(self) -> Engine:
+        """The command's one engine, handed to every use case and run it starts."""
         if self._engine is None:
             self._engine = engine_for(self.pg_url)
         return self._engine
+
+    def close(self) -> None:
+        """The command ended: its engine's connections are closed."""
+        if self._engine is not None:
+            self._engine.dispose()
+            self._engine = None
 
     def es(self, request_timeout: float | None = None) -> SearchTarget:
         return search_client(self.es_url, request_timeout=request_timeout, options=self.settings.es)
@@ -165,6 +173,25 @@ class Session:
                 describe_source(conn, spec)
                 if mapping and spec.on_mapping_change == "fail":
                     _refuse_mapping_conflict(self.es(), bind(conn, spec))
+
+    def prepare_targets(self) -> dict[str, TargetVerdict]:
+        """`preflight(mapping=True)` for a sync, whose run reuses what it finds: each selected spec
+        bound once and its index compared once (ops/prepare.py; created or changed in place as
+        the run would first thing). A conflict the spec does not rebuild for stops here, before
+        the run starts; a rebuild or refill it needs is the run's to do."""
+        problem = self.search_problem()
+        if problem:
+            raise UsageError(problem)
+        es, verdicts = self.es(), {}
+        with self.connect() as conn:
+            bound = [bind(conn, spec) for spec in self.selected]
+            conn.commit()
+        for each in bound:
+            try:
+                verdicts[each.spec.name] = prepare_target(es, each, self.engine)
+            except MappingRefused:
+                continue  # nothing created: the run meets it again and fails with it, as before
+        return verdicts
 
     def search_problem(self) -> str | None:
         """Why the search server cannot be used (unreachable, refusing us, unsupported), in one

@@ -154,7 +154,9 @@ class Drain:
         """The spec bound to its source, its index prepared for it (once)."""
         if self._bound is None:
             self._bound = bind(self.engine, self.spec)
-            self.totals.mapping_changes = prepare_target(self.es, self._bound, self.engine, self.run_id).lines
+            # a refill or rebuild the index needs is the caller's to run: TargetNotReady (defs/assets.py)
+            verdict = prepare_target(self.es, self._bound, self.engine)
+            self.totals.mapping_changes = verdict.require_ready().lines
             self._batches = Batches(
                 self.engine, self.es, self._bound, self.totals, self.run_id, self.on_batch
             )
