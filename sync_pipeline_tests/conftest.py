@@ -132,8 +132,10 @@ def kind_of(path: Path) -> str | None:
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         kind = kind_of(item.path)
-        if kind is not None:
-            item.add_marker(getattr(pytest.mark, kind))
+        if kind is None:
+            # `make test` runs the folders: a test outside them would never run there
+            raise pytest.UsageError(f"{item.nodeid}: a test goes in one of {', '.join(KINDS)} under {TESTS}")
+        item.add_marker(getattr(pytest.mark, kind))
         test = item.path.resolve().relative_to(TESTS).as_posix() + "::" + item.name
         if any(test.startswith(entry) for entry in COMPATIBILITY_SUBSET):
             item.add_marker(pytest.mark.compat)
