@@ -3,7 +3,8 @@
 Asset keys, checks, jobs (with their tags), schedules, sensors and resources
 are what a user's run history and UI bookmarks hang on: renaming one by
 accident must show up in review as a change to snapshots/definitions.json.
-After an intended change: `SYNC_UPDATE_SNAPSHOTS=1 pytest sync_pipeline_tests/unit/test_definitions_snapshot.py`.
+After an intended change:
+`SYNC_UPDATE_SNAPSHOTS=1 pytest sync_pipeline_tests/unit/test_definitions_snapshot.py`.
 """
 
 from __future__ import annotations
