@@ -104,7 +104,8 @@ def test_flush_dead_letters_and_doctor_as_json(scenario, insert_rows, tmp_path):
             (name, 1, True)
         ]
         assert [(x["alias"], x["missing"]) for x in doctor["indexes"]] == [(name, False)]
-        assert all(not row["needs_action"] for row in doctor["capture"] + doctor["backlog"])
+        rows = doctor["capture"] + doctor["backlog"]
+        assert rows and all(not row["needs_action"] for row in rows)
     finally:
         uninstall_capture(scenario.engine, spec)
         with scenario.engine.begin() as conn:

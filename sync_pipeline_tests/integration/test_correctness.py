@@ -16,7 +16,7 @@ from sync_pipeline.core.specs import parse_specs
 from sync_pipeline.io import deadletters
 from sync_pipeline.io.buffer import BUFFER, buffer_state
 from sync_pipeline.io.bulk_load import load_bulk
-from sync_pipeline.io.search import search_client
+from sync_pipeline.io.search import SearchConnectionError, search_client
 from sync_pipeline.ops.capture import install_capture, uninstall_capture
 from sync_pipeline.ops.drain import drain
 from sync_pipeline.ops.replay import replay
@@ -68,7 +68,7 @@ def test_buffer_carries_inserts_updates_soft_and_hard_deletes(scenario, insert_r
 
 def test_changes_stay_buffered_when_elasticsearch_is_unreachable(scenario, insert_rows, buffered):
     insert_rows(range(1, 6), "2026-02-01 00:00:00+00")
-    with pytest.raises(Exception, match=r"(?i)connection"):
+    with pytest.raises(SearchConnectionError, match=r"(?i)connection"):
         drain(scenario.engine, search_client("http://127.0.0.1:1", request_timeout=2), buffered)
     with scenario.engine.connect() as conn:
         assert buffer_state(conn, buffered).pending == 5

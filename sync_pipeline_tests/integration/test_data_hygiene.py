@@ -19,6 +19,7 @@ from sync_pipeline.core.alerts import alert_from_check
 from sync_pipeline.core.specs import parse_specs
 from sync_pipeline.io import deadletters
 from sync_pipeline.io.postgres import engine_for
+from sync_pipeline_tests.conftest import at
 
 VALUE = "secret-value-Zq9"
 
@@ -66,8 +67,10 @@ def test_retention_purges_old_dead_letters_and_staged_files_and_keeps_new_ones(
     folder = staging / spec.name
     # private: the staged files are the user's rows
     assert stat.S_IMODE(staging.stat().st_mode) == 0o700 and stat.S_IMODE(folder.stat().st_mode) == 0o700
+    # a second run (one window) stages a second file: the new one purge must keep
+    run_sync([spec], spec, at("2026-02-01"), at("2026-03-01"), servers=Servers(live.pg_url, live.es_url))
     staged = sorted(p for p in folder.iterdir() if p.is_file())
-    assert staged, "the sync staged nothing"
+    assert len(staged) == 2, staged
     old = time.time() - 31 * 86_400
     os.utime(staged[0], (old, old))
     with scenario.engine.begin() as conn:

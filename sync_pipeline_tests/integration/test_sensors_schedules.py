@@ -1,49 +1,18 @@
-"""Buffer sensor and window schedule: pure decisions, then the real sensor against PostgreSQL."""
+"""Buffer sensor and window schedule: the real sensor against PostgreSQL."""
 
 import uuid
-from datetime import UTC, datetime
 
 import dagster as dg
 
 from sync_pipeline.core.specs import BufferSensorSpec
-from sync_pipeline.defs import build_definitions
 from sync_pipeline.defs.alerts import AlertChannels
-from sync_pipeline.defs.partitions import partitions_for
 from sync_pipeline.defs.resources import PostgresResource
-from sync_pipeline.defs.schedules import build_window_schedule, newest_closed_partition
 from sync_pipeline.defs.sensors import (
     MAX_ID_TAG,
     build_buffer_sensor,
-    drain_run_key,
 )
-from sync_pipeline.io.buffer import BUFFER, BufferState
+from sync_pipeline.io.buffer import BUFFER
 from sync_pipeline.ops.capture import install_capture, uninstall_capture
-
-
-def test_run_key_is_stable_for_the_same_work_and_changes_after_a_failed_drain(scenario):
-    spec = scenario.spec()
-    state = BufferState(12, 3.0, 120)
-    assert drain_run_key(spec, state, "r1") == drain_run_key(spec, BufferState(12, 9.0, 120), "r1")
-    assert drain_run_key(spec, state, "r1") != drain_run_key(spec, state, "r2")
-    assert drain_run_key(spec, state, "r1") != drain_run_key(spec, BufferState(13, 3.0, 121), "r1")
-
-
-def test_newest_closed_partition_skips_the_open_window(scenario):
-    partitions = partitions_for(scenario.spec(grain="day", start="2026-02-01"))
-    assert newest_closed_partition(partitions, datetime(2026, 2, 10, 0, 15, tzinfo=UTC)) == "2026-02-09"
-    assert newest_closed_partition(partitions, datetime(2026, 2, 1, 12, tzinfo=UTC)) is None
-
-
-def test_schedule_requests_the_newest_closed_window_keyed_by_partition(scenario):
-    spec = scenario.spec(grain="day", start="2026-02-01")
-    schedule = build_window_schedule(spec)
-    assert schedule.cron_schedule == "15 0 * * *"
-    repository = build_definitions([spec]).get_repository_def()
-    context = dg.build_schedule_context(
-        scheduled_execution_time=datetime(2026, 2, 10, 0, 15, tzinfo=UTC), repository_def=repository
-    )
-    (request,) = schedule.evaluate_tick(context).run_requests
-    assert request.partition_key == "2026-02-09" and request.run_key == "2026-02-09"
 
 
 def test_the_default_sensor_keeps_a_follower_only_where_capture_is_installed(scenario, pg):

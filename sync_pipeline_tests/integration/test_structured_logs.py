@@ -29,7 +29,7 @@ def test_a_sync_logs_only_json_lines_with_its_spec_and_counts_and_no_password(
     assert result.returncode == 0, result.stderr[-3000:]
     logged = objects(result.stderr)
     assert "never-shown-8c1f" not in result.stderr and live.pg_url not in result.stderr
-    assert all({"time", "level", "logger", "message"} <= set(o) for o in logged)
+    assert logged and all({"time", "level", "logger", "message"} <= set(o) for o in logged)
 
     # the run's summary: spec, run id, partitions and counts
     (summary,) = [o for o in logged if o.get("message") == f"{scenario.table}: run succeeded"]

@@ -1,4 +1,4 @@
-"""Buffer sensor and window schedule: pure decisions, then the real sensor against PostgreSQL."""
+"""Buffer sensor and window schedule: the pure decisions."""
 
 import uuid
 from datetime import UTC, datetime
@@ -8,17 +8,29 @@ import pytest
 
 from sync_pipeline.core.alerts import alert_for_slot_lag
 from sync_pipeline.core.specs import BufferSensorSpec
+from sync_pipeline.defs import build_definitions
+from sync_pipeline.defs.partitions import partitions_for
+from sync_pipeline.defs.schedules import build_window_schedule, newest_closed_partition
 from sync_pipeline.defs.sensors import (
     MAX_ID_TAG,
     drain_decision,
+    drain_run_key,
     follow_decision,
     running_drain_max_id,
     slot_at_risk,
 )
 from sync_pipeline.io.buffer import BufferState
 from sync_pipeline.io.replication import SlotState
+from sync_pipeline_tests.conftest import Scenario
 
 POLICY = BufferSensorSpec(min_changes=10, max_wait_seconds=30)
+
+
+@pytest.fixture()
+def scenario() -> Scenario:
+    """A scenario's spec only, for the decisions below: they read no table and no index, so this
+    module's `scenario` has no servers behind it (conftest's starts them and makes a table)."""
+    return Scenario(table="t_sensors", index="t_sensors", engine=None, es=None)  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize(
@@ -86,3 +98,29 @@ def test_one_drain_always_follows_and_its_successor_is_requested_before_it_ends(
     assert not follow_decision(True, [late, starting], policy, now)[0].launch  # already on its way
     with pytest.raises(ValueError, match="handover_seconds"):
         BufferSensorSpec(max_run_seconds=30)
+
+
+def test_run_key_is_stable_for_the_same_work_and_changes_after_a_failed_drain(scenario):
+    spec = scenario.spec()
+    state = BufferState(12, 3.0, 120)
+    assert drain_run_key(spec, state, "r1") == drain_run_key(spec, BufferState(12, 9.0, 120), "r1")
+    assert drain_run_key(spec, state, "r1") != drain_run_key(spec, state, "r2")
+    assert drain_run_key(spec, state, "r1") != drain_run_key(spec, BufferState(13, 3.0, 121), "r1")
+
+
+def test_newest_closed_partition_skips_the_open_window(scenario):
+    partitions = partitions_for(scenario.spec(grain="day", start="2026-02-01"))
+    assert newest_closed_partition(partitions, datetime(2026, 2, 10, 0, 15, tzinfo=UTC)) == "2026-02-09"
+    assert newest_closed_partition(partitions, datetime(2026, 2, 1, 12, tzinfo=UTC)) is None
+
+
+def test_schedule_requests_the_newest_closed_window_keyed_by_partition(scenario):
+    spec = scenario.spec(grain="day", start="2026-02-01")
+    schedule = build_window_schedule(spec)
+    assert schedule.cron_schedule == "15 0 * * *"
+    repository = build_definitions([spec]).get_repository_def()
+    context = dg.build_schedule_context(
+        scheduled_execution_time=datetime(2026, 2, 10, 0, 15, tzinfo=UTC), repository_def=repository
+    )
+    (request,) = schedule.evaluate_tick(context).run_requests
+    assert request.partition_key == "2026-02-09" and request.run_key == "2026-02-09"
