@@ -26,7 +26,7 @@ from sync_pipeline.ops.health import check
 from sync_pipeline_tests.conftest import CHAOS_RESULTS, indexed, wait_until
 from sync_pipeline_tests.support.faults import seed
 from sync_pipeline_tests.support.keys_versions import _spec
-from sync_pipeline_tests.support.logical_edges import LOGICAL
+from sync_pipeline_tests.support.logical import LOGICAL
 
 # key kind: (key columns, primary_key, rows' key values as SQL over g, spec extra, changed rows)
 KEYS = {

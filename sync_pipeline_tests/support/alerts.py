@@ -1,4 +1,4 @@
-"""Failure alerts: formatting, redaction, and delivery to real local receivers (HTTP and SMTP)."""
+"""A real local HTTP receiver for alert webhooks (`http_receiver`, a fixture of every module)."""
 
 import threading
 from collections.abc import Iterator

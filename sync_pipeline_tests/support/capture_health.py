@@ -1,6 +1,5 @@
-"""Capture that stops without an error (real servers): writes of replica-role sessions, a
-disabled trigger, a table re-created by a migration, and the alerts that say so — every alert
-kind, through the sensors' own evaluation, into a real webhook delivery."""
+"""The capture-health checks' common parts: the buffer sensor's name, a webhook `receiver`
+(a fixture of every module), one sensor tick, and the alert texts it sent."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The `sync-pipeline` command as users run it: real processes, real servers, real exit codes."""
+"""The `sync-pipeline` command run as a user runs it: a real process, its exit code and output."""
 
 import os
 import subprocess

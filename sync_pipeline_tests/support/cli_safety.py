@@ -1,10 +1,5 @@
-"""The CLI never picks a server, a spec file or a destructive action for the user.
-
-An unset SYNC_PG_URL with SYNC_ES_URL set used to start (and, as root, apt-install) a local
-PostgreSQL: `verify --fix` would then have compared a production index with an empty local
-database and deleted its documents. Now only `--local` starts the project's dev services, a
-missing spec file is an error, and what deletes asks first (or takes --yes).
-"""
+"""The CLI run with a controlled environment: no SYNC_* variable of the caller's leaks in, so a
+test states every server URL the command sees (and `None` unsets one)."""
 
 from __future__ import annotations
 

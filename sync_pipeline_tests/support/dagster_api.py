@@ -1,12 +1,5 @@
-"""sync_pipeline.apps.dagster_api against a real dagster-webserver and dagster-daemon.
-
-The stack is started once per session (`DagsterStack`, shared with test_flask.py):
-the webserver and the daemon on the repository's workspace.yaml, a throwaway
-DAGSTER_HOME with Dagster's default instance (runs are queued and launched by
-the daemon, as under `make ui`), and a spec file whose specs read tables made
-for this session only. Runs really execute, against the real PostgreSQL and
-Elasticsearch.
-"""
+"""A real dagster-webserver and dagster-daemon on the repository's workspace.yaml, started once
+per session (`DagsterStack`), for the Dagster API client and the Flask blueprint tests."""
 
 from __future__ import annotations
 

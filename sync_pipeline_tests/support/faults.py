@@ -1,8 +1,5 @@
-"""Fault injection against the real servers: every scenario ends with `verify` at zero drift.
-
-Each scenario records (name, rows changed, drift after) so `make chaos` — and
-the end of `make test` — print one table of the whole sequence.
-"""
+"""Seeding a scenario, running the CLI's sync, counting documents, and `record`: a row of the
+fault-injection drift table printed at the end of a run (verify must find 0 drift)."""
 
 import os
 import subprocess

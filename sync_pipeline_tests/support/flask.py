@@ -1,9 +1,4 @@
-"""The /sync blueprint in a real Flask app (its test client), talking to a real Dagster.
-
-The Dagster deployment is the session's DagsterStack (test_dagster_api.py):
-webserver + daemon on workspace.yaml, runs against the real PostgreSQL and
-Elasticsearch.
-"""
+"""A Flask app with the /sync blueprint, as a user's app mounts it."""
 
 from __future__ import annotations
 

@@ -1,8 +1,4 @@
-"""One key encoding on every path, and versions ordered by the read (real servers).
-
-Each key type goes sync → drain (update) → delete → verify; the time-zone and clock cases
-show a version that a column the application controls cannot fool.
-"""
+"""The spec of a key-type scenario (one key column of a given type)."""
 
 from __future__ import annotations
 

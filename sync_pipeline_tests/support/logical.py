@@ -1,7 +1,5 @@
-"""Logical capture on the real servers: install and uninstall, what the slot carries, and the
-faults a slot meets — a drain killed before it confirmed, PostgreSQL restarted under a drain,
-the slot dropped behind our back (each ends in verify at zero drift). The relation tests
-(test_relations.py) run every fan-out case in both capture modes."""
+"""Logical capture's common parts: the spec line, the slot's state, and `logical_spec` (slot
+installed, a full sync, a first drain; a fixture of every module)."""
 
 from __future__ import annotations
 

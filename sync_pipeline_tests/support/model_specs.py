@@ -1,5 +1,4 @@
-"""Specs from SQLAlchemy models (`source.model`, io/models.py): derived, overridable, synced to 0
-drift on the real servers, and checked against the live database by `validate`."""
+"""Spec texts for the model-derived specs (`source.model`) and the Flask example's path."""
 
 from __future__ import annotations
 

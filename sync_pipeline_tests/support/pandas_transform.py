@@ -1,9 +1,5 @@
-"""pandas transforms as the documents stage (issue 26, item 1): `transform: {pandas: "m:f"}` runs
-once per batch on every path that builds documents — the window sync, both drains, verify and
-its fix, dead-letter replay, rebuild — so verify sees what the sync wrote; a batch it raises on
-is bisected down to the failing rows (dead letters with the exception); a field it returns with
-no mapping is refused before any run; without a transform, pandas is never imported.
-"""
+"""pandas transforms that specs name by module path (`transform: {pandas: "m:f"}`), as a
+user's spec names its own."""
 
 from __future__ import annotations
 

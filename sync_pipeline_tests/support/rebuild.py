@@ -1,4 +1,5 @@
-"""Zero-downtime rebuild against the real servers: alias swap, writes during the rebuild, rollback."""
+"""Cleanup after rebuilds: the backing indices a rebuild keeps for rollback are dropped after
+the test (`no_index_left_behind`, used by the rebuild modules)."""
 
 import pytest
 

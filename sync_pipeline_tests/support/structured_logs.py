@@ -1,4 +1,4 @@
-"""SYNC_LOG_FORMAT=json: one JSON object per line on the log stream (stderr), secrets redacted."""
+"""The JSON objects of a SYNC_LOG_FORMAT=json log stream."""
 
 from __future__ import annotations
 

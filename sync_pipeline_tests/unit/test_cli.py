@@ -1,4 +1,5 @@
-"""The `sync-pipeline` command as users run it: real processes, real servers, real exit codes."""
+"""The `sync-pipeline` command as users run it, where no server is needed: real processes and
+exit codes (the commands against the servers are in integration/test_cli.py)."""
 
 from sync_pipeline_tests.support.cli import cli
 from sync_pipeline_tests.support.paths import ROOT

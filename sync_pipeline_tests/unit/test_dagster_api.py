@@ -1,12 +1,5 @@
-"""sync_pipeline.apps.dagster_api against a real dagster-webserver and dagster-daemon.
-
-The stack is started once per session (`DagsterStack`, shared with test_flask.py):
-the webserver and the daemon on the repository's workspace.yaml, a throwaway
-DAGSTER_HOME with Dagster's default instance (runs are queued and launched by
-the daemon, as under `make ui`), and a spec file whose specs read tables made
-for this session only. Runs really execute, against the real PostgreSQL and
-Elasticsearch.
-"""
+"""sync_pipeline.apps.dagster_api without a Dagster: URL resolution and redaction, and the progress
+report built from a run's observations (the real webserver and daemon: integration/)."""
 
 from __future__ import annotations
 

@@ -1,9 +1,5 @@
-"""Orphans and bypasses (real servers): `sync-pipeline doctor` finds what needs action, and a
-TRUNCATE — which fires no row trigger — still reaches the index through the next drain.
-
-A small schema per test (categories ← products → reviews), fully synced, triggers on every
-table; each TRUNCATE test ends with verify reporting 0 drift.
-"""
+"""Names doctor relies on: trigger names within PostgreSQL's 63 bytes and the capture markers
+(doctor and TRUNCATE on the real servers: integration/test_doctor_truncate.py)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,6 @@
-"""Silent-drift paths closed: late commits, missed and failed windows (real servers and Dagster)."""
+"""Silent-drift paths closed, the decisions that need no server: the windows the catch-up
+sensor requests
+(the late commits and windows on the real servers: chaos/test_drift_paths.py)."""
 
 from __future__ import annotations
 

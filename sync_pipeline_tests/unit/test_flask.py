@@ -1,9 +1,5 @@
-"""The /sync blueprint in a real Flask app (its test client), talking to a real Dagster.
-
-The Dagster deployment is the session's DagsterStack (test_dagster_api.py):
-webserver + daemon on workspace.yaml, runs against the real PostgreSQL and
-Elasticsearch.
-"""
+"""The /sync blueprint without a Dagster: no token, no blueprint; an unreachable Dagster is a 503
+(the blueprint against a real Dagster: integration/test_flask.py)."""
 
 from __future__ import annotations
 

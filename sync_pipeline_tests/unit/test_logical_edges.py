@@ -1,6 +1,5 @@
-"""Logical capture at its edges (issue 30, items 2, 4 and 11), on the real servers: keys whose
-pgoutput text is not their canonical text, a switch of capture mode with changes pending, the
-visibility wait, and the repair a lost slot's advice names. Each ends in verify at zero drift."""
+"""Logical capture at its edges (issue 30), the part that needs no server: a lost slot's advice
+never says --full (the rest on the real servers: chaos/test_logical_edges.py)."""
 
 from __future__ import annotations
 
@@ -8,7 +7,7 @@ from sync_pipeline.core import logical
 from sync_pipeline.io import replication
 from sync_pipeline.ops import slots
 from sync_pipeline_tests.support.keys_versions import _spec
-from sync_pipeline_tests.support.logical_edges import LOGICAL
+from sync_pipeline_tests.support.logical import LOGICAL
 
 
 def test_a_lost_slots_advice_is_verify_fix(monkeypatch):

@@ -1,5 +1,5 @@
-"""Specs from SQLAlchemy models (`source.model`, io/models.py): derived, overridable, synced to 0
-drift on the real servers, and checked against the live database by `validate`."""
+"""Specs from SQLAlchemy models (`source.model`, io/models.py): derived, overridable, and refused
+with errors naming the model and the key (synced on the real servers: integration/)."""
 
 from __future__ import annotations
 

@@ -1,11 +1,6 @@
-"""Poison rows (issue 30, item 9): a row no document can carry becomes a dead letter with its
-reason, and the window, the drain and the slot move on; `verify` counts it apart, not as drift.
-
-Each case on the real servers: `infinity`, a year past 9999 and a BC date; a `json` value
-holding `\\u0000`; a text key over Elasticsearch's 512-byte `_id` limit — under the full
-(partitioned window) sync, the trigger drain and the logical drain; and a drain's fan-out of
-large documents, cut into requests at `bulk_max_mb` as the full sync's are.
-"""
+"""Poison rows (issue 30, item 9), the parts that need no server: a flagged row left out of the bulk
+body, and a request refused for the index's sake not bisected into dead letters
+(the windows, drains and slot on the real servers: integration/ and chaos/test_poison_rows.py)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Zero-downtime rebuild against the real servers: alias swap, writes during the rebuild, rollback."""
+"""Rebuild's versioned index names (the rebuild itself on the real servers: integration/ and chaos/)."""
 
 from sync_pipeline.ops.rebuild import versioned_name
 

@@ -1,9 +1,6 @@
-"""The other local search servers — Elasticsearch 8, OpenSearch 2 and 3 — started by the
-project's own code (`services.up_search(kind)`) the way the default Elasticsearch 9 node is.
-
-The integration tests start real nodes (nothing here calls down(): other tests may share
-them); the rest check the settings and descriptions without a server.
-"""
+"""The other local search servers — Elasticsearch 8, OpenSearch 2 and 3 — as the project's own
+code (`services.up_search(kind)`) would start them, checked without starting one (the real
+nodes: integration/test_search_servers.py)."""
 
 from __future__ import annotations
 

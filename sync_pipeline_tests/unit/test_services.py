@@ -1,7 +1,5 @@
-"""The local PostgreSQL + Elasticsearch services (sync_pipeline_devtools.services).
-
-These tests start the real services (shared with other tests: nothing here calls down()).
-"""
+"""The local PostgreSQL + Elasticsearch services (sync_pipeline_devtools.services), the parts that
+start nothing (the real services: integration/test_services.py)."""
 
 from __future__ import annotations
 

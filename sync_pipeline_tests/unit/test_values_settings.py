@@ -1,5 +1,6 @@
 """Values that used to drift silently (json text, wide numerics, JSON scalars), the replica count a
-load leaves behind, and keys verify cannot merge on. Integration tests use the real servers."""
+load leaves behind, and keys verify cannot merge on: the pure parts (on the real servers:
+integration/test_values_settings.py)."""
 
 import re
 from datetime import UTC, datetime

@@ -1,8 +1,5 @@
-"""Vector fields: `type: dense_vector` with `dims` and `similarity`, mapped for the server at hand,
-synced from a PostgreSQL `real[]` column, verified, and searched with `search --knn`.
-
-The embedding is local and deterministic: eight floats from hashes of the title, computed in SQL.
-"""
+"""Vector fields: `type: dense_vector` with `dims` and `similarity`, mapped for the server at hand
+and queried in each server's shape, without a server (synced and searched: integration/)."""
 
 from __future__ import annotations
 
