@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 
-.PHONY: venv demo test compat unit chaos lint fmt ui services services-down services-status clean bench bench-smoke audit
+.PHONY: venv demo test compat unit integration chaos e2e lint fmt ui services services-down services-status clean bench bench-smoke audit
 
 venv: $(VENV)/.installed
 
@@ -26,11 +26,15 @@ DEV_DIRS := sync_pipeline sync_pipeline_devtools sync_pipeline_tests
 demo: venv
 	$(DEVTOOL) --local demo
 
-## make test: the whole suite against Elasticsearch 9, then the compatibility subset against the
-## other supported servers (starts local PostgreSQL + search nodes unless SYNC_PG_URL/SYNC_ES_URL are set)
+## make test: the whole suite against Elasticsearch 9 (the unit tests first, no server needed; then
+## integration, chaos and e2e), then the compatibility subset against the other supported servers
+## (starts local PostgreSQL + search nodes unless SYNC_PG_URL/SYNC_ES_URL are set).
+## Tests sit in a folder per kind (docs/testing.md); pytest's exit 5 (nothing collected) fails too.
+TESTS := sync_pipeline_tests
 test: venv
 	$(BIN)/ruff check $(DEV_DIRS)
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest $(TESTS)/unit
+	$(BIN)/python -m pytest $(TESTS)/integration $(TESTS)/chaos $(TESTS)/e2e
 	$(MAKE) --no-print-directory compat
 
 ## make compat: the compatibility subset (marker `compat`) on Elasticsearch 8.19, OpenSearch 2.19 and 3.3,
@@ -51,12 +55,23 @@ compat: venv
 audit:
 	python3 .ci/audit_deps.py constraints.txt
 
+## make unit: sync_pipeline_tests/unit, no server and no network (a unit test that connects to a
+## server, or asks for the servers' fixtures, fails)
 unit: venv
-	$(BIN)/python -m pytest -m "not integration"
+	$(BIN)/python -m pytest $(TESTS)/unit
 
-## make chaos: every fault-injection scenario in sequence, then a table of drift after each (all 0)
+## make integration: sync_pipeline_tests/integration, against the real servers, no fault injected
+integration: venv
+	$(BIN)/python -m pytest $(TESTS)/integration
+
+## make chaos: every fault-injection scenario (sync_pipeline_tests/chaos) in sequence, then a table
+## of drift after each (all 0)
 chaos: venv
-	$(BIN)/python -m pytest -m chaos -p no:randomly
+	$(BIN)/python -m pytest $(TESTS)/chaos -p no:randomly
+
+## make e2e: sync_pipeline_tests/e2e, the product driven from the outside (demo, browser UI, wheel, Celery)
+e2e: venv
+	$(BIN)/python -m pytest $(TESTS)/e2e
 
 lint: venv
 	$(BIN)/ruff check $(DEV_DIRS)

@@ -81,50 +81,93 @@ CHAOS_RESULTS: list[tuple[str, int, int, int] | tuple[str, int, int, int, str]] 
 CHAOS_COLUMNS = ["scenario", "rows changed", "drift after", "dead letters", "metrics agree"]
 
 
+# Fixtures more than one test module uses, beside the helpers they belong with.
+pytest_plugins = [
+    "sync_pipeline_tests.support.alerts",
+    "sync_pipeline_tests.support.capture_health",
+    "sync_pipeline_tests.support.logical",
+    "sync_pipeline_tests.support.rebuild",
+]
+
+# A test's kind is the folder it sits in, and its marker follows from it (`-m unit`, `-m chaos` ...):
+# unit (no server, no network: enforced below), integration (the real servers, no fault injected),
+# chaos (fault injection against the real servers, `make chaos`) and e2e (the product driven from the
+# outside as a user does: the demo, the browser UI, the installed wheel, Celery workers).
+KINDS = ("unit", "integration", "chaos", "e2e")
+TESTS = Path(__file__).resolve().parent
+
 # The compatibility subset: the guarantees every supported search server must keep, run by
 # `make compat` against Elasticsearch 8, OpenSearch 2 and OpenSearch 3 (the whole suite runs
-# against Elasticsearch 9). Listed here, by test, so the subset is one list to read.
+# against Elasticsearch 9). Listed here, by test (a path under sync_pipeline_tests/), so the
+# subset is one list to read.
 COMPATIBILITY_SUBSET = (
-    "test_compatibility.py::",
-    "test_demo_and_ui.py::test_demo_seeds_syncs_and_verifies_clean",
-    "test_relations.py::test_a_document_carries_its_related_rows_as_objects_and_arrays",
-    "test_relations.py::test_child_insert_update_and_delete_reach_their_parents",
-    "test_relations.py::test_a_deleted_root_row_deletes_its_document_and_unread_columns_change_nothing",
-    "test_relations.py::test_an_older_read_arriving_after_a_drain_of_a_child_change_is_refused",
-    "test_logical.py::test_updates_deletes_key_changes_and_truncate_reach_the_index",
-    "test_keys_versions.py::test_a_version_from_the_future_is_a_conflict_that_fails_the_drain",
-    "test_correctness.py::test_refused_documents_become_dead_letters_and_replay_after_a_fix",
-    "test_correctness.py::test_verify_fix_repairs_every_kind_of_drift",
-    "test_mappings_integration.py::test_each_kind_of_mapping_conflict_stops_the_sync_before_any_write",
-    "test_rebuild.py::test_rebuild_swaps_the_alias_and_loses_no_write_made_meanwhile",
-    "test_cli.py::test_search_shows_the_top_hits_with_highlights",
-    "test_cli.py::test_sync_and_verify_commands_exit_codes",
-    "test_cli_conventions.py::test_validate_with_servers_reports_every_spec_problem_at_once_exit_1_writing_nothing",
+    "unit/test_compatibility.py::",
+    "integration/test_compatibility.py::",
+    "e2e/test_demo_and_ui.py::test_demo_seeds_syncs_and_verifies_clean",
+    "integration/test_relations.py::test_a_document_carries_its_related_rows_as_objects_and_arrays",
+    "integration/test_relations.py::test_child_insert_update_and_delete_reach_their_parents",
+    "integration/test_relations.py::test_a_deleted_root_row_deletes_its_document_and_unread_columns_change_nothing",
+    "integration/test_relations.py::test_an_older_read_arriving_after_a_drain_of_a_child_change_is_refused",
+    "integration/test_logical.py::test_updates_deletes_key_changes_and_truncate_reach_the_index",
+    "integration/test_keys_versions.py::test_a_version_from_the_future_is_a_conflict_that_fails_the_drain",
+    "integration/test_correctness.py::test_refused_documents_become_dead_letters_and_replay_after_a_fix",
+    "integration/test_correctness.py::test_verify_fix_repairs_every_kind_of_drift",
+    "integration/test_mappings.py::test_each_kind_of_mapping_conflict_stops_the_sync_before_any_write",
+    "integration/test_rebuild.py::test_rebuild_swaps_the_alias_and_loses_no_write_made_meanwhile",
+    "integration/test_cli.py::test_search_shows_the_top_hits_with_highlights",
+    "integration/test_cli.py::test_sync_and_verify_commands_exit_codes",
+    "integration/test_cli_conventions.py::test_validate_with_servers_reports_every_spec_problem_at_once_exit_1_writing_nothing",
 )
+
+
+def kind_of(path: Path) -> str | None:
+    """The kind of a test module: the folder under sync_pipeline_tests/ it sits in."""
+    try:
+        folder = path.resolve().relative_to(TESTS).parts[0]
+    except ValueError:
+        return None
+    return folder if folder in KINDS else None
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
-        test = item.nodeid.rpartition("/")[2]
+        kind = kind_of(item.path)
+        if kind is None:
+            # `make test` runs the folders: a test outside them would never run there
+            raise pytest.UsageError(f"{item.nodeid}: a test goes in one of {', '.join(KINDS)} under {TESTS}")
+        item.add_marker(getattr(pytest.mark, kind))
+        test = item.path.resolve().relative_to(TESTS).as_posix() + "::" + item.name
         if any(test.startswith(entry) for entry in COMPATIBILITY_SUBSET):
             item.add_marker(pytest.mark.compat)
-        # a test that asks for the servers is an integration test, whatever its marks say: so
-        # `make unit` (-m "not integration") never starts or needs one
-        if "service_urls" in getattr(item, "fixturenames", ()):
-            item.add_marker(pytest.mark.integration)
+
+
+class ServersInUnitTest(RuntimeError):
+    """A test in unit/ asked for the servers."""
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """A test in unit/ that asks for the servers (`service_urls`, or a fixture that needs it:
+    `live`, `pg`, `es`, `scenario` ...) fails before any fixture runs, so `make unit` never starts
+    or waits for a server: such a test belongs in integration/ (or chaos/, e2e/)."""
+    if kind_of(item.path) == "unit" and "service_urls" in getattr(item, "fixturenames", ()):
+        raise ServersInUnitTest(
+            f"{item.nodeid} asks for the servers (service_urls): a unit test needs none, "
+            "move it to sync_pipeline_tests/integration/"
+        )
 
 
 class NetworkInUnitTest(RuntimeError):
-    """A test without the integration marker tried to reach a server."""
+    """A test in unit/ tried to reach a server."""
 
 
 @pytest.fixture(autouse=True)
 def no_network_in_unit_tests(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
     """A unit test that connects to a server it did not start fails, naming where: `make unit`
-    needs no PostgreSQL, no search server and no network, so such a test is an integration test
-    (mark it, or use `live`). A server the test runs in its own process (a webhook receiver on
-    127.0.0.1) is the test's own: connecting to a port bound in this process is allowed."""
-    if request.node.get_closest_marker("integration") is not None:
+    needs no PostgreSQL, no search server and no network, so such a test belongs in integration/.
+    A server the test runs in its own process (a webhook receiver on 127.0.0.1) is the test's own:
+    connecting to a port bound in this process is allowed."""
+    if kind_of(request.node.path) != "unit":
         return
     own_ports: set[int] = set()
     real_bind, real_connect, real_connect_ex = (
@@ -149,12 +192,12 @@ def no_network_in_unit_tests(request: pytest.FixtureRequest, monkeypatch: pytest
 
     def connect(sock: socket.socket, address: Any) -> None:
         if not allowed(sock, address):
-            raise NetworkInUnitTest(f"{request.node.nodeid} connects to {address!r}: mark it integration")
+            raise NetworkInUnitTest(f"{request.node.nodeid} connects to {address!r}: move it to integration/")
         real_connect(sock, address)
 
     def connect_ex(sock: socket.socket, address: Any) -> int:
         if not allowed(sock, address):
-            raise NetworkInUnitTest(f"{request.node.nodeid} connects to {address!r}: mark it integration")
+            raise NetworkInUnitTest(f"{request.node.nodeid} connects to {address!r}: move it to integration/")
         return real_connect_ex(sock, address)
 
     monkeypatch.setattr(socket.socket, "bind", bind)

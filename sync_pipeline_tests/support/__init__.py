@@ -1,0 +1,1 @@
+"""Helpers and fixtures more than one test module uses (docs/testing.md)."""
