@@ -11,14 +11,14 @@ def logical_capture_available() -> tuple[bool, str]:
     """Whether this build of sync_pipeline knows `capture: logical` (SyncSpec.capture, the
     publication + slot behind install_capture); (False, why) otherwise. Checked, not assumed:
     the bench never reports a logical figure that a triggers run produced."""
-    from sync_pipeline.core.specs import SyncSpec
+    from sync_pipeline.core.spec.model import SyncSpec
 
     if "capture" not in SyncSpec.model_fields:
         return False, f"{LOGICAL_UNAVAILABLE} (SyncSpec has no 'capture' field)"
     try:
         import yaml
 
-        from sync_pipeline.core.specs import SpecFile
+        from sync_pipeline.core.spec.model import SpecFile
 
         spec = SpecFile.model_validate(yaml.safe_load(common.spec_yaml(capture="logical"))).specs[0]
     except Exception as exc:

@@ -370,7 +370,7 @@ def spec_yaml(
 
 
 def load_spec(path: Path, name: str | None = None):
-    from sync_pipeline.core.specs import get_spec, load_specs
+    from sync_pipeline.core.spec.model import get_spec, load_specs
 
     specs = load_specs(path)
     if name is None:

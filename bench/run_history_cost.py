@@ -34,9 +34,9 @@ from typing import Any
 import dagster as dg
 
 from bench import common
-from sync_pipeline.core.bulk import BatchResult
-from sync_pipeline.core.counts import Counts
-from sync_pipeline.core.specs import SyncSpec
+from sync_pipeline.core.load.bulk import BatchResult
+from sync_pipeline.core.load.counts import Counts
+from sync_pipeline.core.spec.model import SyncSpec
 from sync_pipeline.defs.reporting import BatchProgress, batch_observation
 
 MODES = ("none", "per_batch", "progress", "progress_table")

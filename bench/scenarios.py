@@ -30,7 +30,7 @@ def prepare_ceiling(args: argparse.Namespace) -> dict[str, Any]:
     and _source as a pipeline run produces), so the ceiling loads exactly what
     the pipeline loads.
     """
-    from sync_pipeline.core.documents import batch_to_bulk, build_plan
+    from sync_pipeline.core.documents.build import batch_to_bulk, build_plan
     from sync_pipeline.io.postgres import describe_source, iter_pages
 
     pg_url, _ = common.server_urls()
@@ -74,8 +74,8 @@ def split_bodies(data: bytes, max_bytes: int) -> list[bytes]:
 
 def run_ceiling(args: argparse.Namespace) -> dict[str, Any]:
     """Timed: only the bulk load of pre-serialised bodies into a fresh index, N threads."""
-    from sync_pipeline.core.documents import build_plan
-    from sync_pipeline.core.index_mapping import index_mapping, index_settings
+    from sync_pipeline.core.documents.build import build_plan
+    from sync_pipeline.core.documents.index_mapping import index_mapping, index_settings
     from sync_pipeline.io.postgres import describe_source
     from sync_pipeline.io.search.indices import drop_target, ensure_index
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from sync_pipeline.core.quoting import quote_ident, sql_literal
+from sync_pipeline.core.sql.quoting import quote_ident, sql_literal
 from sync_pipeline.io.buffer import buffer_exists
 
 # the demo's own schema, marked: it drops and re-creates that schema, and nothing else

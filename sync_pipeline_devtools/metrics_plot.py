@@ -23,7 +23,7 @@ import sqlalchemy as sa
 from prometheus_client.parser import text_string_to_metric_families
 
 from sync_pipeline.apps.metrics import Exporter, serve
-from sync_pipeline.core.specs import parse_specs
+from sync_pipeline.core.spec.model import parse_specs
 from sync_pipeline.io.postgres import engine_for
 from sync_pipeline.io.search import search_client
 from sync_pipeline.io.search.indices import drop_target

@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from sync_pipeline.core.specs import SyncSpec, parse_specs
+from sync_pipeline.core.spec.model import SyncSpec, parse_specs
 from sync_pipeline.io.postgres import engine_for
 from sync_pipeline.io.search import search_client
 from sync_pipeline.io.search.indices import drop_target

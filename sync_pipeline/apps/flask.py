@@ -44,7 +44,7 @@ from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
 from sync_pipeline import settings
 from sync_pipeline.apps import dagster_api
 from sync_pipeline.core.naming import drain_job, sync_job
-from sync_pipeline.core.specs import SyncSpec
+from sync_pipeline.core.spec.model import SyncSpec
 
 TOKEN_ENV = settings.API_TOKEN
 MAX_RUNS_LIMIT = 100

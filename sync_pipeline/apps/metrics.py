@@ -28,9 +28,9 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from sqlalchemy.engine import Engine
 
 from sync_pipeline.apps.health_json import HEALTHZ_SCHEMA, healthz_document
-from sync_pipeline.core.metrics import METRICS, Metric
-from sync_pipeline.core.redact import redact
-from sync_pipeline.core.specs import SyncSpec
+from sync_pipeline.core.report.metrics import METRICS, Metric
+from sync_pipeline.core.report.redact import redact
+from sync_pipeline.core.spec.model import SyncSpec
 from sync_pipeline.io.search import SearchTarget
 from sync_pipeline.ops import scrape
 

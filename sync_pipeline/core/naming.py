@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from sync_pipeline.core.counts import PER_BATCH
+from sync_pipeline.core.load.counts import PER_BATCH
 
 LOCATION_NAME = "sync_pipeline"
 REPOSITORY_NAME = "__repository__"

@@ -13,7 +13,7 @@ from pathlib import Path
 import dagster as dg
 
 from sync_pipeline import settings
-from sync_pipeline.core.specs import SyncSpec
+from sync_pipeline.core.spec.model import SyncSpec
 from sync_pipeline.memory import bound_native_memory
 
 bound_native_memory()  # the code location's process: before its runs start threads or use Arrow

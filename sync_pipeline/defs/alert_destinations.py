@@ -4,7 +4,7 @@ and Microsoft Teams (dagster-msteams), beside the webhook and email of `sync_pip
 The integrations are the `alerts` extra, imported only when a destination is configured (the
 settings refuse a destination whose integration is missing). Each `send_*` raises
 `AlertDeliveryError` naming the channel and its host, never the token, routing key or the
-webhook's path; the payloads are built from the alert in `sync_pipeline.core.alert_payloads`.
+webhook's path; the payloads are built from the alert in `sync_pipeline.core.report.alert_payloads`.
 """
 
 from __future__ import annotations
@@ -14,9 +14,9 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any
 from urllib.parse import urlsplit
 
-from sync_pipeline.core.alert_payloads import pagerduty_event, teams_lines
-from sync_pipeline.core.alerts import Alert
-from sync_pipeline.core.redact import safe_target
+from sync_pipeline.core.report.alert_payloads import pagerduty_event, teams_lines
+from sync_pipeline.core.report.failure_alerts import Alert
+from sync_pipeline.core.report.redact import safe_target
 from sync_pipeline.io.notify import AlertDeliveryError, failure_reason
 
 SLACK_API_URL = "https://slack.com/api/"

@@ -5,7 +5,7 @@
 `defs/alert_destinations.py`); `alert_channels(settings)` builds it with a `dg.EnvVar` for each
 SYNC_ALERT_* variable that is set, so URLs, tokens and passwords never show in the Dagster UI.
 `run_failure_alerts` and `quality_alerts` turn failed runs, failed checks and high error rates
-into alerts (`sync_pipeline.core.alerts` formats them).
+into alerts (`sync_pipeline.core.report.failure_alerts` formats them).
 """
 
 from dataclasses import replace
@@ -13,7 +13,8 @@ from typing import Any, Protocol
 
 import dagster as dg
 
-from sync_pipeline.core.alerts import (
+from sync_pipeline.core.naming import SPEC_TAG
+from sync_pipeline.core.report.failure_alerts import (
     Alert,
     alert_from_check,
     alert_from_run_failure,
@@ -21,7 +22,6 @@ from sync_pipeline.core.alerts import (
     exceeds_error_rate,
     one_line,
 )
-from sync_pipeline.core.naming import SPEC_TAG
 from sync_pipeline.defs.alert_destinations import send_pagerduty, send_slack, send_teams
 from sync_pipeline.defs.runs import failed_checks, run_totals
 from sync_pipeline.io.notify import (

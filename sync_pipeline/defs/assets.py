@@ -13,7 +13,7 @@ import dagster as dg
 from sqlalchemy.engine import Engine
 
 from sync_pipeline.core import naming
-from sync_pipeline.core.specs import SyncSpec
+from sync_pipeline.core.spec.model import SyncSpec
 from sync_pipeline.defs.checks import reconcile_check, window_check_specs
 from sync_pipeline.defs.freshness import changes_freshness_policy, index_freshness_policy
 from sync_pipeline.defs.partitions import partitions_for, window_for

@@ -16,7 +16,7 @@ from datetime import UTC, datetime, timedelta
 import dagster as dg
 
 from sync_pipeline.core import naming
-from sync_pipeline.core.specs import SyncSpec
+from sync_pipeline.core.spec.model import SyncSpec
 from sync_pipeline.defs.partitions import partitions_for
 
 INTERVAL_SECONDS = 60

@@ -1,4 +1,4 @@
-"""Dagster freshness policies of a spec's assets (the limits come from `core/freshness.py`).
+"""Dagster freshness policies of a spec's assets (the limits come from `core/report/freshness.py`).
 
 These are Dagster's own asset freshness (`dg.FreshnessPolicy`, evaluated by the daemon's
 freshness loop and shown as the Freshness part of the UI's asset health), not asset checks:
@@ -19,10 +19,10 @@ import dagster as dg
 from dagster._utils.schedules import cron_string_iterator
 
 from sync_pipeline.core import naming
-from sync_pipeline.core.alert_state import OPEN_KEY, conditions_json, open_conditions, track
-from sync_pipeline.core.alerts import alert_for_stale
-from sync_pipeline.core.freshness import FreshnessLimits, changes_limits, index_limits
-from sync_pipeline.core.specs import SyncSpec
+from sync_pipeline.core.report.alert_state import OPEN_KEY, conditions_json, open_conditions, track
+from sync_pipeline.core.report.failure_alerts import alert_for_stale
+from sync_pipeline.core.report.freshness import FreshnessLimits, changes_limits, index_limits
+from sync_pipeline.core.spec.model import SyncSpec
 from sync_pipeline.defs.alerts import AlertChannels
 from sync_pipeline.defs.sensors import parse_cursor
 

@@ -4,8 +4,8 @@
 import dagster as dg
 
 from sync_pipeline.core import naming
-from sync_pipeline.core.diff import VerifyReport
-from sync_pipeline.core.specs import SyncSpec
+from sync_pipeline.core.documents.diff import VerifyReport
+from sync_pipeline.core.spec.model import SyncSpec
 from sync_pipeline.defs.assets import asset_keys
 from sync_pipeline.defs.reporting import BatchProgress
 from sync_pipeline.defs.resources import ElasticsearchResource, PostgresResource

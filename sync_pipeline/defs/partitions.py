@@ -6,7 +6,7 @@ from datetime import datetime, timedelta
 
 import dagster as dg
 
-from sync_pipeline.core.specs import SyncSpec
+from sync_pipeline.core.spec.model import SyncSpec
 from sync_pipeline.core.windows import Window, window_between, window_key
 
 _PARTITIONS_BY_GRAIN = {

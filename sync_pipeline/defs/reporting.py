@@ -11,10 +11,10 @@ from typing import Any
 import dagster as dg
 
 from sync_pipeline.core import naming
-from sync_pipeline.core.bulk import BatchResult, LoadTotals
-from sync_pipeline.core.counts import PER_BATCH
-from sync_pipeline.core.redact import shown_errors
-from sync_pipeline.core.specs import SyncSpec
+from sync_pipeline.core.load.bulk import BatchResult, LoadTotals
+from sync_pipeline.core.load.counts import PER_BATCH
+from sync_pipeline.core.report.redact import shown_errors
+from sync_pipeline.core.spec.model import SyncSpec
 
 
 def batch_counts(batch: BatchResult) -> dict[str, int | float]:

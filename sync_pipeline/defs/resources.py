@@ -20,7 +20,7 @@ from pydantic import PrivateAttr
 from sqlalchemy.engine import Engine
 
 from sync_pipeline import settings as settings_module
-from sync_pipeline.core.specs import SyncSpec
+from sync_pipeline.core.spec.model import SyncSpec
 from sync_pipeline.defs.alerts import alert_channels
 from sync_pipeline.io.postgres import engine_for, libpq_url
 from sync_pipeline.io.search import SearchTarget, search_client

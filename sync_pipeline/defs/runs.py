@@ -7,8 +7,8 @@ from typing import Any
 import dagster as dg
 
 from sync_pipeline.core import naming
-from sync_pipeline.core.counts import ALERT_ORDER
-from sync_pipeline.core.runs import BatchRecord, RunTotals, fold_batches, fold_materializations
+from sync_pipeline.core.load.counts import ALERT_ORDER
+from sync_pipeline.core.report.run_totals import BatchRecord, RunTotals, fold_batches, fold_materializations
 
 
 def run_summary(instance: dg.DagsterInstance, run_id: str) -> RunTotals:

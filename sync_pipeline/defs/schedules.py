@@ -5,7 +5,7 @@ from datetime import datetime
 import dagster as dg
 
 from sync_pipeline.core import naming
-from sync_pipeline.core.specs import SyncSpec
+from sync_pipeline.core.spec.model import SyncSpec
 from sync_pipeline.defs.partitions import partitions_for
 
 

@@ -12,15 +12,15 @@ from dataclasses import dataclass
 import dagster as dg
 
 from sync_pipeline.core import naming
-from sync_pipeline.core.alert_state import OPEN_KEY, conditions_json, open_conditions, track
-from sync_pipeline.core.alerts import (
+from sync_pipeline.core.report.alert_state import OPEN_KEY, conditions_json, open_conditions, track
+from sync_pipeline.core.report.failure_alerts import (
     SLOT_AT_RISK,
     Alert,
     alert_for_buffer_lag,
     alert_for_capture_missing,
     alert_for_slot_lag,
 )
-from sync_pipeline.core.specs import BufferSensorSpec, SyncSpec
+from sync_pipeline.core.spec.model import BufferSensorSpec, SyncSpec
 from sync_pipeline.defs.alerts import AlertChannels
 from sync_pipeline.defs.resources import PostgresResource
 from sync_pipeline.io.buffer import BufferState, buffer_state, has_capture
@@ -215,7 +215,7 @@ def build_buffer_sensor(spec: SyncSpec) -> dg.SensorDefinition:
             )
         cursor = parse_cursor(context.cursor)
         firing = firing_alerts(spec, state, slot, [gap.line() for gap in gaps], decision.reason)
-        # each condition once when it starts and once, resolved, when it clears (core/alert_state.py)
+        # each condition once when it starts and once, resolved, when it clears (core/report/alert_state.py)
         to_send, still_open = track(open_conditions(cursor), firing, time.time())
         for alert in to_send:
             alert_channels.deliver(alert, context.log)

@@ -3,7 +3,7 @@ hard deletes to Elasticsearch, including the ones time windows cannot see.
 
 Triggers append (spec, source, key, operation, link) in the writer's own
 transaction, so a change is buffered if and only if it commits; what each
-table's trigger records is core/capture.py; a TRUNCATE records one entry with op 'T' and no
+table's trigger records is core/cdc/triggers.py; a TRUNCATE records one entry with op 'T' and no
 key, which the drain answers by reconciling the whole spec. A drain (ops/drain/) claims
 entries with FOR UPDATE SKIP LOCKED, re-reads the documents they affect, and
 deletes the entries only after Elasticsearch acknowledged every document — in
@@ -22,12 +22,12 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Connection, Engine
 
-from sync_pipeline.core import capture
-from sync_pipeline.core.columns import ColumnInfo
-from sync_pipeline.core.fanout import BUFFER_TABLE, Watched
-from sync_pipeline.core.logical import Entry
-from sync_pipeline.core.quoting import qualified_table, quote_ident
-from sync_pipeline.core.specs import SyncSpec
+from sync_pipeline.core.cdc import triggers as capture
+from sync_pipeline.core.cdc.fanout import BUFFER_TABLE, Watched
+from sync_pipeline.core.cdc.logical import Entry
+from sync_pipeline.core.spec.model import SyncSpec
+from sync_pipeline.core.sql.columns import ColumnInfo
+from sync_pipeline.core.sql.quoting import qualified_table, quote_ident
 from sync_pipeline.io import ownership
 from sync_pipeline.io.postgres import execute, libpq_url
 
@@ -289,7 +289,7 @@ def capture_functions(conn: Connection) -> list[CaptureFunction]:
 
 @dataclass(frozen=True)
 class ClaimedEntry:
-    """One claimed entry. `key`: the canonical texts of the document key (core/keys.py), for the
+    """One claimed entry. `key`: the canonical texts of the document key (core/sql/keys.py), for the
     root table's entries only; `capture_error`: why a trigger could not read its row (a
     TRUNCATE's entry carries it, core/capture.CAPTURE_ERROR)."""
 

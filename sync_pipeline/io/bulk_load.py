@@ -19,7 +19,7 @@ from typing import Any
 
 import orjson
 
-from sync_pipeline.core.bulk import (
+from sync_pipeline.core.load.bulk import (
     FIRST_ERRORS,
     TRANSIENT_STATUS,
     BatchResult,
@@ -28,9 +28,9 @@ from sync_pipeline.core.bulk import (
     LoadTotals,
     Rejected,
 )
-from sync_pipeline.core.counts import Counts
-from sync_pipeline.core.retry import DEFAULT_RETRY, RetryBudget, backoff_delay
-from sync_pipeline.core.specs import RetrySpec
+from sync_pipeline.core.load.counts import Counts
+from sync_pipeline.core.load.retry import DEFAULT_RETRY, RetryBudget, backoff_delay
+from sync_pipeline.core.spec.model import RetrySpec
 from sync_pipeline.io.search import SearchApiError, SearchTarget
 from sync_pipeline.io.search.indices import with_backoff
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from sync_pipeline.core.quoting import qualified_table
+from sync_pipeline.core.sql.quoting import qualified_table
 
 
 class UnknownTable(LookupError):

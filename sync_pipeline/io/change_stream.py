@@ -24,8 +24,8 @@ import psycopg2
 import psycopg2.errors
 import psycopg2.extras
 
-from sync_pipeline.core import logical
-from sync_pipeline.core.pgoutput import Decoder, Message
+from sync_pipeline.core.cdc import logical
+from sync_pipeline.core.cdc.pgoutput import Decoder, Message
 from sync_pipeline.io.postgres import libpq_url
 from sync_pipeline.io.replication import SlotBusy, SlotMissing
 

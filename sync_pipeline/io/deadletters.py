@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Connection
 
-from sync_pipeline.core.bulk import Rejected
+from sync_pipeline.core.load.bulk import Rejected
 
 metadata = sa.MetaData()
 

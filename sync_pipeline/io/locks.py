@@ -19,7 +19,7 @@ from typing import TypeVar
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError
 
-from sync_pipeline.core.sql import Statement
+from sync_pipeline.core.sql.statements import Statement
 from sync_pipeline.io.postgres import execute
 from sync_pipeline.settings import LockSettings
 

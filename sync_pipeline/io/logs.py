@@ -20,7 +20,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
-from sync_pipeline.core.redact import redact
+from sync_pipeline.core.report.redact import redact
 
 LOGGER = "sync_pipeline"
 # structured fields of a record: `log.info("…", extra={FIELDS: {"spec": …, "indexed": …}})`

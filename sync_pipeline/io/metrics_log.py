@@ -22,7 +22,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Connection
 
-from sync_pipeline.core.metrics import OUTCOMES, Figures, Sketch
+from sync_pipeline.core.report.metrics import OUTCOMES, Figures, Sketch
 
 COMPACT_AFTER_SECONDS = 3600
 

@@ -21,10 +21,10 @@ from sqlalchemy.orm import Mapper, RelationshipDirection, RelationshipProperty
 from sqlalchemy.sql import operators
 from sqlalchemy.sql.elements import BinaryExpression, BooleanClauseList, ColumnClause
 
-from sync_pipeline.core import specs as core_specs
-from sync_pipeline.core.spec_errors import Path as KeyPath
-from sync_pipeline.core.spec_errors import describe, did_you_mean, dotted
-from sync_pipeline.core.specs import SpecError, SyncSpec
+from sync_pipeline.core.spec import model as core_specs
+from sync_pipeline.core.spec.errors import Path as KeyPath
+from sync_pipeline.core.spec.errors import describe, did_you_mean, dotted
+from sync_pipeline.core.spec.model import SpecError, SyncSpec
 from sync_pipeline.io.catalog import UnknownTable, describe_table
 
 KINDS = {

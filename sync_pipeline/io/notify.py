@@ -19,8 +19,8 @@ from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
 from urllib.parse import urlsplit, urlunsplit
 
-from sync_pipeline.core.alerts import Alert, one_line
-from sync_pipeline.core.redact import safe_target, scrub
+from sync_pipeline.core.report.failure_alerts import Alert, one_line
+from sync_pipeline.core.report.redact import safe_target, scrub
 
 
 class AlertDeliveryError(Exception):

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from sqlalchemy.engine import Connection
 
-from sync_pipeline.core.grants import PARTITION_SETS_TABLE as TABLE
-from sync_pipeline.core.quoting import qualified_table
+from sync_pipeline.core.cdc.grants import PARTITION_SETS_TABLE as TABLE
+from sync_pipeline.core.sql.quoting import qualified_table
 
 _DDL = (
     f"CREATE TABLE IF NOT EXISTS {TABLE} (spec text NOT NULL, source_table text NOT NULL, "

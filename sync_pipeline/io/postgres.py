@@ -19,13 +19,14 @@ from psycopg.postgres import types as pg_types
 from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.exc import DBAPIError
 
-from sync_pipeline.core import poison, sql
-from sync_pipeline.core.columns import ColumnInfo, arrow_schema
-from sync_pipeline.core.redact import redact_url
-from sync_pipeline.core.relations import RelationPlan, TableInfo
-from sync_pipeline.core.specs import SyncSpec
-from sync_pipeline.core.sql import PageMode, SourceError, Statement
-from sync_pipeline.core.versions import VERSION_SQL
+from sync_pipeline.core.report.redact import redact_url
+from sync_pipeline.core.spec.model import SyncSpec
+from sync_pipeline.core.sql import poison
+from sync_pipeline.core.sql import statements as sql
+from sync_pipeline.core.sql.columns import ColumnInfo, arrow_schema
+from sync_pipeline.core.sql.relations import RelationPlan, TableInfo
+from sync_pipeline.core.sql.statements import PageMode, SourceError, Statement
+from sync_pipeline.core.sql.versions import VERSION_SQL
 from sync_pipeline.core.windows import Window
 from sync_pipeline.io import catalog
 from sync_pipeline.settings import session_limits
@@ -158,7 +159,7 @@ def describe_source(conn: Connection, spec: SyncSpec) -> list[ColumnInfo]:
 def refuse_standby(conn: Connection, spec: SyncSpec) -> None:
     """A SourceError, naming the server, when it is a hot standby. During recovery
     pg_current_snapshot() lists no transaction in progress, so two reads of different content
-    can carry the same version (core/versions.py) and the later write be refused as stale."""
+    can carry the same version (core/sql/versions.py) and the later write be refused as stale."""
     if execute(conn, Statement("SELECT pg_is_in_recovery()")).scalar_one():
         server = redact_url(conn.engine.url.render_as_string(hide_password=False))
         raise SourceError(
@@ -347,7 +348,7 @@ def fetch_keys(
 
 
 def snapshot_version(conn: Connection) -> int:
-    """The version of the connection's current snapshot (core/versions.py): in a REPEATABLE READ
+    """The version of the connection's current snapshot (core/sql/versions.py): in a REPEATABLE READ
     transaction, the snapshot every statement of it reads."""
     return int(execute(conn, Statement(f"SELECT {VERSION_SQL}")).scalar_one())
 
@@ -375,7 +376,7 @@ def is_serialization_failure(exc: BaseException) -> bool:
 
 def burn_transaction_id(engine: Engine) -> None:
     """Commit a transaction that takes an id: every snapshot taken after it has a greater xmax,
-    so a greater version than anything read before (core/versions.py)."""
+    so a greater version than anything read before (core/sql/versions.py)."""
     with engine.begin() as conn:
         execute(conn, Statement("SELECT pg_current_xact_id()"))
 

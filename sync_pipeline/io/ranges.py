@@ -7,7 +7,7 @@ change buffer). Here every range of `page_size` keys is one statement in a
 transaction of its own, bounded by the statement timeout: no snapshot of ours
 outlives a range, and memory is one range.
 
-Each row still carries the version of the snapshot that read it (core/versions.py:
+Each row still carries the version of the snapshot that read it (core/sql/versions.py:
 the version is computed in the same statement, from its snapshot), so a range's
 documents order against a drain's exactly as a whole-table snapshot's did.
 """
@@ -21,11 +21,11 @@ from typing import Any
 import pyarrow as pa
 from sqlalchemy.engine import Connection, Engine
 
-from sync_pipeline.core import sql
-from sync_pipeline.core.columns import ColumnInfo
-from sync_pipeline.core.relations import RelationPlan
-from sync_pipeline.core.specs import SyncSpec
-from sync_pipeline.core.sql import Statement
+from sync_pipeline.core.spec.model import SyncSpec
+from sync_pipeline.core.sql import statements as sql
+from sync_pipeline.core.sql.columns import ColumnInfo
+from sync_pipeline.core.sql.relations import RelationPlan
+from sync_pipeline.core.sql.statements import Statement
 from sync_pipeline.io.postgres import execute, keyset_pages, repeatable_read
 from sync_pipeline.settings import session_limits
 

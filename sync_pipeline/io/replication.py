@@ -10,10 +10,10 @@ from dataclasses import dataclass
 
 from sqlalchemy.engine import Connection, Engine
 
-from sync_pipeline.core import logical
-from sync_pipeline.core.fanout import Watched
-from sync_pipeline.core.pgoutput import Begin, Decoder, unix_seconds
-from sync_pipeline.core.quoting import qualified_table, quote_ident
+from sync_pipeline.core.cdc import logical
+from sync_pipeline.core.cdc.fanout import Watched
+from sync_pipeline.core.cdc.pgoutput import Begin, Decoder, unix_seconds
+from sync_pipeline.core.sql.quoting import qualified_table, quote_ident
 
 
 class SlotMissing(RuntimeError):

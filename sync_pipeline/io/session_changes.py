@@ -1,6 +1,6 @@
 """The logical drain's session table of decoded changes: where the entries of related and change
 tables a slot delivered are written, to be claimed and resolved to their documents exactly as the
-buffer's are (io/buffer.claim, core/fanout.py both read a table of the buffer's columns).
+buffer's are (io/buffer.claim, core/cdc/fanout.py both read a table of the buffer's columns).
 
 A temporary table of the drain's own session, emptied at each commit: nothing of it outlives the
 transaction that resolved it, and no other session ever sees it.
@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 from sqlalchemy.engine import Connection
 
-from sync_pipeline.core.logical import Entry
+from sync_pipeline.core.cdc.logical import Entry
 from sync_pipeline.io import buffer
 
 CHANGES = "pg_temp.sync_pipeline_changes"

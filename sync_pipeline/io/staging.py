@@ -15,8 +15,8 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from sync_pipeline.core.bulk import BulkBody
-from sync_pipeline.core.columns import ColumnInfo, columns_of
+from sync_pipeline.core.load.bulk import BulkBody
+from sync_pipeline.core.sql.columns import ColumnInfo, columns_of
 
 
 def private_dir(path: Path) -> Path:

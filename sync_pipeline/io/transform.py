@@ -12,9 +12,9 @@ from typing import Any
 
 import pyarrow as pa
 
-from sync_pipeline.core.specs import SyncSpec
-from sync_pipeline.core.sql import SourceError
-from sync_pipeline.core.transform import TableTransform
+from sync_pipeline.core.documents.transform import TableTransform
+from sync_pipeline.core.spec.model import SyncSpec
+from sync_pipeline.core.sql.statements import SourceError
 
 _resolved: dict[str, Callable[[Any], Any]] = {}
 

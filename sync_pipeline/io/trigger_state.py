@@ -15,9 +15,9 @@ from dataclasses import dataclass
 
 from sqlalchemy.engine import Connection
 
-from sync_pipeline.core import capture
-from sync_pipeline.core.quoting import qualified_table
-from sync_pipeline.core.specs import SyncSpec
+from sync_pipeline.core.cdc import triggers as capture
+from sync_pipeline.core.spec.model import SyncSpec
+from sync_pipeline.core.sql.quoting import qualified_table
 
 ALWAYS = "A"
 # pg_trigger.tgenabled: what each state other than ALWAYS leaves uncaptured

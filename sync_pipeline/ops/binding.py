@@ -13,13 +13,13 @@ from dataclasses import dataclass
 
 from sqlalchemy.engine import Connection, Engine
 
-from sync_pipeline.core.columns import ColumnInfo, json_es_type
-from sync_pipeline.core.documents import DocumentPlan, build_plan
-from sync_pipeline.core.index_mapping import index_mapping
-from sync_pipeline.core.relations import RelationPlan, TableInfo, plan_relation, relation_problems
-from sync_pipeline.core.specs import SyncSpec
-from sync_pipeline.core.sql import SourceError, read_columns
-from sync_pipeline.core.transform_plan import with_transform
+from sync_pipeline.core.documents.build import DocumentPlan, build_plan
+from sync_pipeline.core.documents.index_mapping import index_mapping
+from sync_pipeline.core.documents.transform_plan import with_transform
+from sync_pipeline.core.spec.model import SyncSpec
+from sync_pipeline.core.sql.columns import ColumnInfo, json_es_type
+from sync_pipeline.core.sql.relations import RelationPlan, TableInfo, plan_relation, relation_problems
+from sync_pipeline.core.sql.statements import SourceError, read_columns
 from sync_pipeline.io.postgres import describe_relations, describe_source, json_value_kinds
 from sync_pipeline.io.transform import resolve as resolve_transform
 

@@ -14,12 +14,12 @@ from dataclasses import dataclass, field
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError
 
-from sync_pipeline.core.capture import function_name, function_ref, truncate_trigger_name
-from sync_pipeline.core.fanout import BUFFER_TABLE, Watched, watched_tables
-from sync_pipeline.core.grants import DEAD_LETTER_TABLE, PARTITION_SETS_TABLE
-from sync_pipeline.core.logical import slot_name
-from sync_pipeline.core.quoting import qualified_table
-from sync_pipeline.core.specs import SyncSpec
+from sync_pipeline.core.cdc.fanout import BUFFER_TABLE, Watched, watched_tables
+from sync_pipeline.core.cdc.grants import DEAD_LETTER_TABLE, PARTITION_SETS_TABLE
+from sync_pipeline.core.cdc.logical import slot_name
+from sync_pipeline.core.cdc.triggers import function_name, function_ref, truncate_trigger_name
+from sync_pipeline.core.spec.model import SyncSpec
+from sync_pipeline.core.sql.quoting import qualified_table
 from sync_pipeline.io import buffer, deadletters, ownership, partition_sets, replication
 from sync_pipeline.io.locks import LockTimeout, bounded
 from sync_pipeline.io.postgres import describe_table

@@ -20,11 +20,11 @@ from collections.abc import Sequence
 
 from sqlalchemy.engine import Engine
 
-from sync_pipeline.core import logical
-from sync_pipeline.core.fanout import Watched
-from sync_pipeline.core.logical import Entry
-from sync_pipeline.core.pgoutput import Commit, Decoder
-from sync_pipeline.core.specs import SyncSpec
+from sync_pipeline.core.cdc import logical
+from sync_pipeline.core.cdc.fanout import Watched
+from sync_pipeline.core.cdc.logical import Entry
+from sync_pipeline.core.cdc.pgoutput import Commit, Decoder
+from sync_pipeline.core.spec.model import SyncSpec
 from sync_pipeline.io import buffer, replication
 
 RELEASE_SECONDS = 5.0

@@ -14,10 +14,10 @@ from dataclasses import dataclass, field
 
 from sqlalchemy.engine import Connection, Engine
 
-from sync_pipeline.core.capture import drop_statements
-from sync_pipeline.core.quoting import sql_literal
-from sync_pipeline.core.specs import SyncSpec
-from sync_pipeline.core.sql import SourceError
+from sync_pipeline.core.cdc.triggers import drop_statements
+from sync_pipeline.core.spec.model import SyncSpec
+from sync_pipeline.core.sql.quoting import sql_literal
+from sync_pipeline.core.sql.statements import SourceError
 from sync_pipeline.io import buffer, deadletters
 from sync_pipeline.io.buffer import CaptureFunction
 from sync_pipeline.io.search import SearchTarget

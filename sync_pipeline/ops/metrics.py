@@ -26,8 +26,8 @@ from typing import Any, TypeVar
 
 from sqlalchemy.engine import Engine
 
-from sync_pipeline.core.metrics import OUTCOMES, Figures
-from sync_pipeline.core.specs import SyncSpec
+from sync_pipeline.core.report.metrics import OUTCOMES, Figures
+from sync_pipeline.core.spec.model import SyncSpec
 from sync_pipeline.io import metrics_log
 from sync_pipeline.io.search import SearchTarget
 from sync_pipeline.io.search.measured import MeasuredTarget

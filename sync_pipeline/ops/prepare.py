@@ -23,9 +23,9 @@ from dataclasses import dataclass, field, replace
 
 from sqlalchemy.engine import Engine
 
-from sync_pipeline.core.mapping_diff import Change, MappingDiff
-from sync_pipeline.core.quoting import qualified_table, quote_ident
-from sync_pipeline.core.sql import Statement
+from sync_pipeline.core.mapping.diff import Change, MappingDiff
+from sync_pipeline.core.sql.quoting import qualified_table, quote_ident
+from sync_pipeline.core.sql.statements import Statement
 from sync_pipeline.io.postgres import execute
 from sync_pipeline.io.search import SearchTarget
 from sync_pipeline.io.search.indices import record_index_meta

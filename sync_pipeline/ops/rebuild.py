@@ -28,13 +28,13 @@ from datetime import UTC, datetime
 
 from sqlalchemy.engine import Engine
 
-from sync_pipeline.core.bulk import BatchResult, BulkBody, LoadTotals, Rejected, rebody
-from sync_pipeline.core.counts import Counts
-from sync_pipeline.core.diff import VerifyReport, diff_sorted
-from sync_pipeline.core.documents import batch_to_bulk
-from sync_pipeline.core.index_mapping import index_settings
-from sync_pipeline.core.search_dialect import settings_for_server
-from sync_pipeline.core.specs import SyncSpec
+from sync_pipeline.core.documents.build import batch_to_bulk
+from sync_pipeline.core.documents.diff import VerifyReport, diff_sorted
+from sync_pipeline.core.documents.index_mapping import index_settings
+from sync_pipeline.core.load.bulk import BatchResult, BulkBody, LoadTotals, Rejected, rebody
+from sync_pipeline.core.load.counts import Counts
+from sync_pipeline.core.mapping.dialect import settings_for_server
+from sync_pipeline.core.spec.model import SyncSpec
 from sync_pipeline.io import deadletters
 from sync_pipeline.io.bulk_load import load_bulk
 from sync_pipeline.io.ranges import iter_key_ranges
@@ -153,7 +153,7 @@ def fill_index(
 
     def bodies() -> Iterator[BulkBody]:
         # soft-deleted rows are simply not written into the new index; rows no document can
-        # carry (core/poison.py) become dead letters, as refused documents do
+        # carry (core/sql/poison.py) become dead letters, as refused documents do
         for page in pages:
             chunk = batch_to_bulk(page, bound.plan, include_deletes=False)
             _dead_letter(engine, spec, index, list(chunk.rejected), run_id, kind)

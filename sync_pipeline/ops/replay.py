@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from sqlalchemy.engine import Engine
 
-from sync_pipeline.core.specs import SyncSpec
+from sync_pipeline.core.spec.model import SyncSpec
 from sync_pipeline.io import deadletters
 from sync_pipeline.io.postgres import repeatable_read
 from sync_pipeline.io.search import SearchTarget

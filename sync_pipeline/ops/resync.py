@@ -5,7 +5,7 @@ Rows are re-read *now*, so whatever happened to them in between (several
 updates, a delete, a soft delete) collapses into their current state. The
 caller's connection must be in a REPEATABLE READ transaction: the rows found,
 the keys found missing (deletes) and the version they are written with all
-come from that one snapshot (core/versions.py).
+come from that one snapshot (core/sql/versions.py).
 """
 
 from __future__ import annotations
@@ -15,17 +15,17 @@ from collections.abc import Sequence
 
 from sqlalchemy.engine import Connection, Engine
 
-from sync_pipeline.core.bulk import BatchResult, BulkBody, Rejected, action_line, rebody
-from sync_pipeline.core.documents import batch_to_bulk, document_ids
-from sync_pipeline.core.keys import document_id, texts_from_id
-from sync_pipeline.core.poison import MAX_ID_BYTES
-from sync_pipeline.core.retry import RetryBudget
+from sync_pipeline.core.documents.build import batch_to_bulk, document_ids
+from sync_pipeline.core.load.bulk import BatchResult, BulkBody, Rejected, action_line, rebody
+from sync_pipeline.core.load.retry import RetryBudget
+from sync_pipeline.core.sql.keys import document_id, texts_from_id
+from sync_pipeline.core.sql.poison import MAX_ID_BYTES
 from sync_pipeline.io.bulk_load import send_split
 from sync_pipeline.io.postgres import fetch_keys, snapshot_version
 from sync_pipeline.io.search import SearchTarget
 from sync_pipeline.ops.binding import Bound
 
-Key = tuple[str, ...]  # canonical key texts (core/keys.py)
+Key = tuple[str, ...]  # canonical key texts (core/sql/keys.py)
 
 
 def key_from_id(bound: Bound, doc_id: str) -> Key:
@@ -53,7 +53,7 @@ def resync_body(
     conn: Connection, bound: Bound, keys: Sequence[Key]
 ) -> tuple[BulkBody | None, tuple[Rejected, ...]]:
     """The bulk body that brings `keys` in line with the connection's snapshot (None: nothing
-    to send), and the rows no document can carry (core/poison.py: dead letters, never sent, and
+    to send), and the rows no document can carry (core/sql/poison.py: dead letters, never sent, and
     never deleted either, since their rows exist); sending the body is `send_resync`, which a
     drain does while it reads the next keys."""
     batch = fetch_keys(conn, bound.spec, bound.columns, keys, bound.relations)

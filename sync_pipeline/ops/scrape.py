@@ -20,10 +20,17 @@ from datetime import datetime
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError
 
-from sync_pipeline.core import logical
-from sync_pipeline.core.metrics import METRICS, OUTCOMES, QUANTILES, WAL_STATUSES, WINDOW_SECONDS, Sketch
-from sync_pipeline.core.specs import SyncSpec
-from sync_pipeline.core.sql import SourceError
+from sync_pipeline.core.cdc import logical
+from sync_pipeline.core.report.metrics import (
+    METRICS,
+    OUTCOMES,
+    QUANTILES,
+    WAL_STATUSES,
+    WINDOW_SECONDS,
+    Sketch,
+)
+from sync_pipeline.core.spec.model import SyncSpec
+from sync_pipeline.core.sql.statements import SourceError
 from sync_pipeline.io import buffer, deadletters, metrics_log, replication
 from sync_pipeline.io.buffer import BufferState
 from sync_pipeline.io.metrics_log import Totals

@@ -17,9 +17,9 @@ from dataclasses import dataclass, field
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError
 
-from sync_pipeline.core import logical
-from sync_pipeline.core.quoting import qualified_table, sql_literal
-from sync_pipeline.core.specs import SyncSpec
+from sync_pipeline.core.cdc import logical
+from sync_pipeline.core.spec.model import SyncSpec
+from sync_pipeline.core.sql.quoting import qualified_table, sql_literal
 from sync_pipeline.io import replication
 from sync_pipeline.io.buffer import BufferState, buffer_state
 from sync_pipeline.io.replication import SlotState

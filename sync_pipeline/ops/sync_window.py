@@ -22,7 +22,8 @@ import pyarrow as pa
 from sqlalchemy.engine import Engine
 
 from sync_pipeline.core import naming
-from sync_pipeline.core.bulk import (
+from sync_pipeline.core.documents.build import DocumentPlan, batch_to_bulk
+from sync_pipeline.core.load.bulk import (
     BatchResult,
     BulkBody,
     LoadTotals,
@@ -30,10 +31,9 @@ from sync_pipeline.core.bulk import (
     iter_bodies,
     rebody,
 )
-from sync_pipeline.core.columns import arrow_schema
-from sync_pipeline.core.documents import DocumentPlan, batch_to_bulk
-from sync_pipeline.core.mappings import refresh_interval
-from sync_pipeline.core.specs import SyncSpec
+from sync_pipeline.core.mapping.fields import refresh_interval
+from sync_pipeline.core.spec.model import SyncSpec
+from sync_pipeline.core.sql.columns import arrow_schema
 from sync_pipeline.core.windows import Window
 from sync_pipeline.io import deadletters
 from sync_pipeline.io.bulk_load import bulk_indexing, load_bulk
@@ -126,7 +126,7 @@ class Documents:
     seconds: float = 0.0
     path: Path | None = None
     fields: tuple[str, ...] = ()
-    # rows no document can carry (core/poison.py): dead letters instead of documents
+    # rows no document can carry (core/sql/poison.py): dead letters instead of documents
     rejected: list[Rejected] = field(default_factory=list)
 
 

@@ -1,7 +1,7 @@
 """The spec's index as the spec says it should be: created, compared, changed in place.
 
 Every use case that writes calls `reconcile_target` first: a missing index is created
-from the spec's mapping; an existing one is compared with it (core/mapping_diff.py).
+from the spec's mapping; an existing one is compared with it (core/mapping/diff.py).
 What Elasticsearch can change in place is applied and reported; anything else stops
 the caller before its first write, with the fields, the old and new definitions, and
 the command that fixes it. ops/prepare.py adds the rebuild a spec may ask for instead.
@@ -16,10 +16,10 @@ from typing import Any
 
 from sqlalchemy.engine import Connection, Engine
 
-from sync_pipeline.core.index_mapping import index_mapping, index_settings, inferred_from_values
-from sync_pipeline.core.mapping_diff import Change, MappingDiff, conflict_message, diff_mappings
-from sync_pipeline.core.search_dialect import Server, UnsupportedMapping, for_server, settings_for_server
-from sync_pipeline.core.sql import SourceError
+from sync_pipeline.core.documents.index_mapping import index_mapping, index_settings, inferred_from_values
+from sync_pipeline.core.mapping.dialect import Server, UnsupportedMapping, for_server, settings_for_server
+from sync_pipeline.core.mapping.diff import Change, MappingDiff, conflict_message, diff_mappings
+from sync_pipeline.core.sql.statements import SourceError
 from sync_pipeline.io.search import SearchApiError, SearchNotFound, SearchTarget
 from sync_pipeline.io.search.indices import META_KEY, ensure_index, with_backoff
 from sync_pipeline.ops.binding import Bound, target_mapping
@@ -125,7 +125,7 @@ def mapping_drift(es: SearchTarget, bound: Bound, index: str | None = None) -> t
 
 
 def emitted(bound: Bound, mapping: Mapping[str, Any], server: Server) -> dict[str, Any]:
-    """The spec's mapping as `server` takes it (core/search_dialect.py); MappingRefused, before
+    """The spec's mapping as `server` takes it (core/mapping/dialect.py); MappingRefused, before
     anything is created or changed, for a field type the server does not have."""
     try:
         return for_server(mapping, server)

@@ -16,14 +16,14 @@ from typing import Any
 
 from sqlalchemy.engine import Connection, Engine
 
-from sync_pipeline.core.bulk import BatchResult, LoadTotals
-from sync_pipeline.core.counts import Counts
-from sync_pipeline.core.diff import Keyed, VerifyReport, WindowDigest, diff_sorted
-from sync_pipeline.core.documents import batch_to_documents, expect_exact_numerics, key_order_problems
-from sync_pipeline.core.keys import document_id
-from sync_pipeline.core.specs import SyncSpec
-from sync_pipeline.core.sql import SourceError
-from sync_pipeline.core.versions import XIP_SLOTS
+from sync_pipeline.core.documents.build import batch_to_documents, expect_exact_numerics, key_order_problems
+from sync_pipeline.core.documents.diff import Keyed, VerifyReport, WindowDigest, diff_sorted
+from sync_pipeline.core.load.bulk import BatchResult, LoadTotals
+from sync_pipeline.core.load.counts import Counts
+from sync_pipeline.core.spec.model import SyncSpec
+from sync_pipeline.core.sql.keys import document_id
+from sync_pipeline.core.sql.statements import SourceError
+from sync_pipeline.core.sql.versions import XIP_SLOTS
 from sync_pipeline.core.windows import Window
 from sync_pipeline.io import deadletters
 from sync_pipeline.io.postgres import burn_transaction_id, count_window_rows, iter_pages
@@ -49,7 +49,7 @@ class UnorderedKeyError(SourceError):
 
 
 def check_key_order(bound: Bound) -> None:
-    """Refuse keys Elasticsearch sorts otherwise than PostgreSQL orders them (core/columns.py
+    """Refuse keys Elasticsearch sorts otherwise than PostgreSQL orders them (core/sql/columns.py
     key_sort_problem): the merge would report false missing and extra documents.
 
     No tiebreaker follows the key fields in the sort: every key this lets through sorts each
@@ -106,14 +106,14 @@ def postgres_documents(
         for doc_id, doc, deleted, problem in zip(
             docs.ids, docs.documents, docs.deleted, problems, strict=True
         ):
-            if problem is not None:  # a dead letter (core/poison.py), not drift
+            if problem is not None:  # a dead letter (core/sql/poison.py), not drift
                 yield sort_key(_keyed_by_id(doc, doc_id, bound)), doc_id, None
             elif not deleted:
                 yield sort_key(doc), doc_id, doc
 
 
 def _keyed_by_id(doc: dict[str, Any], doc_id: str, bound: Bound) -> dict[str, Any]:
-    """A dead letter's key fields from its `_id` (the key's texts, core/keys.py): a key value the
+    """A dead letter's key fields from its `_id` (the key's texts, core/sql/keys.py): a key value the
     read could not represent is NULL in its document, but its place in the merge is the row's."""
     texts = key_from_id(bound, doc_id)
     return {**doc, **{n: t for n, t in zip(bound.spec.key_fields, texts, strict=True) if doc.get(n) is None}}

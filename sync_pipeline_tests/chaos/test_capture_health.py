@@ -12,8 +12,8 @@ import sqlalchemy as sa
 
 from sync_pipeline.apps.cli import main
 from sync_pipeline.apps.cli.runner import Servers, run_sync, run_verify
-from sync_pipeline.core.capture import function_name
-from sync_pipeline.core.specs import SyncSpec
+from sync_pipeline.core.cdc.triggers import function_name
+from sync_pipeline.core.spec.model import SyncSpec
 from sync_pipeline.ops.capture import install_capture, uninstall_capture
 from sync_pipeline.ops.drain import drain
 from sync_pipeline_tests.conftest import CHAOS_RESULTS, Scenario, indexed

@@ -23,7 +23,7 @@ import sqlalchemy as sa
 import yaml
 
 from sync_pipeline.core import naming
-from sync_pipeline.core.specs import parse_specs
+from sync_pipeline.core.spec.model import parse_specs
 from sync_pipeline.io.buffer import BUFFER
 from sync_pipeline.io.postgres import engine_for
 from sync_pipeline.io.search import search_client

@@ -18,9 +18,9 @@ import sqlalchemy as sa
 
 from sync_pipeline.apps.cli import main
 from sync_pipeline.apps.cli.runner import run_verify
-from sync_pipeline.core.bulk import BatchResult
-from sync_pipeline.core.specs import parse_specs
-from sync_pipeline.core.sql import SourceError
+from sync_pipeline.core.load.bulk import BatchResult
+from sync_pipeline.core.spec.model import parse_specs
+from sync_pipeline.core.sql.statements import SourceError
 from sync_pipeline.core.windows import Window
 from sync_pipeline.defs.assets import load_window
 from sync_pipeline.io.postgres import engine_for

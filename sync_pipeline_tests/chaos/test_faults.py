@@ -17,7 +17,7 @@ import sqlalchemy as sa
 
 from sync_pipeline.apps.cli.runner import run_drain
 from sync_pipeline.core.naming import EXTRACT_APPLICATION
-from sync_pipeline.core.specs import parse_specs
+from sync_pipeline.core.spec.model import parse_specs
 from sync_pipeline.io import deadletters
 from sync_pipeline.io.buffer import BUFFER
 from sync_pipeline.io.search import search_client

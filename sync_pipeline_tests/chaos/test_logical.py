@@ -21,7 +21,7 @@ from sync_pipeline_tests.support.logical import (
 
 KILLER = """
 import os, sys
-from sync_pipeline.core.specs import parse_specs
+from sync_pipeline.core.spec.model import parse_specs
 from sync_pipeline.io.search import search_client
 from sync_pipeline.io.postgres import engine_for
 from sync_pipeline.ops.drain import drain

@@ -11,8 +11,8 @@ import pytest
 import sqlalchemy as sa
 
 from sync_pipeline.apps.cli.runner import Servers, run_sync, run_verify
-from sync_pipeline.core import logical
-from sync_pipeline.core.specs import BufferSensorSpec
+from sync_pipeline.core.cdc import logical
+from sync_pipeline.core.spec.model import BufferSensorSpec
 from sync_pipeline.defs.alerts import AlertChannels
 from sync_pipeline.defs.resources import PostgresResource
 from sync_pipeline.defs.sensors import build_buffer_sensor
@@ -63,7 +63,7 @@ def _verified(name: str, changed: int, spec, servers: Servers) -> None:
 @pytest.mark.parametrize("kind", sorted(KEYS))
 def test_logical_updates_and_deletes_find_the_documents_of_every_key_kind(kind, pg, es, live):
     """The root-only path of the logical drain names documents by the keys pgoutput sends: they
-    must become the same _id the full sync wrote (core/keys.py), or deletes miss their document."""
+    must become the same _id the full sync wrote (core/sql/keys.py), or deletes miss their document."""
     table = f"lk_{uuid.uuid4().hex[:8]}"
     columns, key, values, extra, changed = KEYS[kind]
     servers = Servers(live.pg_url, live.es_url)

@@ -4,7 +4,7 @@ logical capture, an UPDATE of the spec's key and a DELETE still reach the index.
 from __future__ import annotations
 
 from sync_pipeline.apps.cli.runner import Servers, run_sync
-from sync_pipeline.core.specs import parse_specs
+from sync_pipeline.core.spec.model import parse_specs
 from sync_pipeline.ops.capture import install_capture, uninstall_capture
 from sync_pipeline.ops.drain import drain
 from sync_pipeline_tests.conftest import indexed

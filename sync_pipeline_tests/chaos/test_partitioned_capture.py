@@ -9,7 +9,7 @@ import itertools
 import pytest
 
 from sync_pipeline.apps.cli.runner import Servers, run_sync
-from sync_pipeline.core.capture import function_name, truncate_trigger_name
+from sync_pipeline.core.cdc.triggers import function_name, truncate_trigger_name
 from sync_pipeline.io import buffer
 from sync_pipeline.ops.capture import install_capture, uninstall_capture
 from sync_pipeline.ops.drain import drain

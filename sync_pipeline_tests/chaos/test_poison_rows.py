@@ -12,7 +12,7 @@ from __future__ import annotations
 import pytest
 
 from sync_pipeline.apps.cli.runner import Servers, run_sync, run_verify
-from sync_pipeline.core.specs import parse_specs
+from sync_pipeline.core.spec.model import parse_specs
 from sync_pipeline.io import buffer, deadletters, replication
 from sync_pipeline.ops.capture import install_capture, uninstall_capture
 from sync_pipeline.ops.drain import drain

@@ -17,7 +17,7 @@ import dagster as dg
 import pytest
 import sqlalchemy as sa
 
-from sync_pipeline.core.specs import parse_specs
+from sync_pipeline.core.spec.model import parse_specs
 from sync_pipeline.io.buffer import BUFFER
 from sync_pipeline.io.postgres import engine_for
 from sync_pipeline.io.search import search_client

@@ -12,7 +12,7 @@ import pytest
 
 from sync_pipeline.apps.cli.runner import run_sync
 from sync_pipeline.core.naming import index_asset
-from sync_pipeline.core.specs import parse_specs
+from sync_pipeline.core.spec.model import parse_specs
 from sync_pipeline.defs import build_definitions
 from sync_pipeline.defs.alerts import AlertChannels, quality_alerts, run_failure_alerts
 from sync_pipeline.defs.freshness import build_freshness_alert_sensor

@@ -9,9 +9,9 @@ import time
 import dagster as dg
 
 from sync_pipeline.apps.cli.runner import run_sync
-from sync_pipeline.core.alerts import ALERT_KINDS
-from sync_pipeline.core.capture import truncate_trigger_name
-from sync_pipeline.core.specs import parse_specs
+from sync_pipeline.core.cdc.triggers import truncate_trigger_name
+from sync_pipeline.core.report.failure_alerts import ALERT_KINDS
+from sync_pipeline.core.spec.model import parse_specs
 from sync_pipeline.defs.alerts import AlertChannels, quality_alerts, run_failure_alerts
 from sync_pipeline.ops.capture import install_capture, uninstall_capture
 from sync_pipeline_tests.support.capture_health import (

@@ -22,8 +22,8 @@ import sqlalchemy as sa
 from sqlalchemy.exc import DBAPIError
 
 from sync_pipeline.apps.cli.runner import Servers, run_drain, run_sync, run_verify
-from sync_pipeline.core.capture import marker
-from sync_pipeline.core.specs import parse_specs
+from sync_pipeline.core.cdc.triggers import marker
+from sync_pipeline.core.spec.model import parse_specs
 from sync_pipeline.io.search.indices import drop_target
 from sync_pipeline.ops.capture import CaptureError, install_capture, uninstall_capture
 from sync_pipeline.settings import LockSettings

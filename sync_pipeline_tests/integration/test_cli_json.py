@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 
-from sync_pipeline.core.specs import parse_specs
+from sync_pipeline.core.spec.model import parse_specs
 from sync_pipeline.io import deadletters
 from sync_pipeline.ops.capture import install_capture, uninstall_capture
 from sync_pipeline_tests.support.cli import cli

@@ -13,11 +13,11 @@ import os
 import pytest
 
 from sync_pipeline.apps.cli.runner import run_sync, run_verify
-from sync_pipeline.core.search_dialect import (
+from sync_pipeline.core.mapping.dialect import (
     ELASTICSEARCH,
     OPENSEARCH,
 )
-from sync_pipeline.core.specs import parse_specs
+from sync_pipeline.core.spec.model import parse_specs
 from sync_pipeline.io.search import search_client
 from sync_pipeline.io.search.indices import backing_indices, index_meta
 from sync_pipeline_tests.conftest import Scenario

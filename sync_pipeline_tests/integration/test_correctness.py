@@ -11,9 +11,9 @@ import pytest
 import sqlalchemy as sa
 
 from sync_pipeline.apps.cli.runner import run_drain, run_sync, run_verify
-from sync_pipeline.core.bulk import BulkBody, entry_doc
-from sync_pipeline.core.counts import Counts
-from sync_pipeline.core.specs import parse_specs
+from sync_pipeline.core.load.bulk import BulkBody, entry_doc
+from sync_pipeline.core.load.counts import Counts
+from sync_pipeline.core.spec.model import parse_specs
 from sync_pipeline.io import deadletters
 from sync_pipeline.io.buffer import BUFFER, buffer_state
 from sync_pipeline.io.bulk_load import load_bulk
@@ -187,7 +187,7 @@ def test_refused_documents_become_dead_letters_and_replay_after_a_fix(scenario, 
     insert_rows(range(1, 11), "2026-02-01 00:00:00+00", title="42")
     insert_rows([11, 12], "2026-02-01 00:00:00+00", title="not a number")
     text = scenario.spec_text().replace("title: {cleanse: [trim, empty_to_null]}", "title: {type: integer}")
-    from sync_pipeline.core.specs import parse_specs
+    from sync_pipeline.core.spec.model import parse_specs
 
     spec = parse_specs(text)[0]
     summary = run_sync([spec], spec)
@@ -216,7 +216,7 @@ def test_a_transient_failure_during_replay_is_exit_1_and_keeps_the_dead_letters(
     scenario, insert_rows, es, tmp_path, monkeypatch, capsys
 ):
     from sync_pipeline.apps.cli import main
-    from sync_pipeline.core.bulk import BatchResult
+    from sync_pipeline.core.load.bulk import BatchResult
     from sync_pipeline.ops import replay as replay_module
 
     insert_rows([1], "2026-02-01 00:00:00+00", title="not a number")

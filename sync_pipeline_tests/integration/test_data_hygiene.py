@@ -15,8 +15,8 @@ from sqlalchemy.exc import DBAPIError
 
 from sync_pipeline.apps.cli import main
 from sync_pipeline.apps.cli.runner import Servers, run_sync
-from sync_pipeline.core.alerts import alert_from_check
-from sync_pipeline.core.specs import parse_specs
+from sync_pipeline.core.report.failure_alerts import alert_from_check
+from sync_pipeline.core.spec.model import parse_specs
 from sync_pipeline.io import deadletters
 from sync_pipeline.io.postgres import engine_for
 from sync_pipeline_tests.conftest import at

@@ -18,7 +18,7 @@ import sqlalchemy as sa
 
 from sync_pipeline.apps.cli import main
 from sync_pipeline.apps.cli.runner import Servers, run_drain, run_history, run_sync, run_verify
-from sync_pipeline.core.specs import SyncSpec, parse_specs
+from sync_pipeline.core.spec.model import SyncSpec, parse_specs
 from sync_pipeline.io import deadletters
 from sync_pipeline.io.search.indices import drop_target
 from sync_pipeline.ops.capture import install_capture, uninstall_capture

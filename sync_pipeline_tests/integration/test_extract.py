@@ -5,10 +5,10 @@ import pyarrow as pa
 import pytest
 import sqlalchemy as sa
 
-from sync_pipeline.core.columns import arrow_schema
-from sync_pipeline.core.specs import parse_specs
-from sync_pipeline.core.sql import read_columns
-from sync_pipeline.core.versions import VERSION_BASE, VERSION_COLUMN
+from sync_pipeline.core.spec.model import parse_specs
+from sync_pipeline.core.sql.columns import arrow_schema
+from sync_pipeline.core.sql.statements import read_columns
+from sync_pipeline.core.sql.versions import VERSION_BASE, VERSION_COLUMN
 from sync_pipeline.core.windows import Window
 from sync_pipeline.io.postgres import describe_source, iter_pages, libpq_url, stream_window
 

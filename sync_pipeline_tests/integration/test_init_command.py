@@ -9,7 +9,7 @@ import uuid
 import sqlalchemy as sa
 
 from sync_pipeline.apps import cli
-from sync_pipeline.core.specs import parse_specs
+from sync_pipeline.core.spec.model import parse_specs
 
 
 def test_init_from_database_reads_the_tables_named(live, pg, tmp_path, monkeypatch, capsys):

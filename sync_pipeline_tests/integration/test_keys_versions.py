@@ -12,7 +12,7 @@ import pytest
 import sqlalchemy as sa
 
 from sync_pipeline.apps.cli.runner import Servers, run_drain, run_sync, run_verify
-from sync_pipeline.core.specs import parse_specs
+from sync_pipeline.core.spec.model import parse_specs
 from sync_pipeline.io.search.indices import drop_target
 from sync_pipeline.ops.capture import install_capture, uninstall_capture
 from sync_pipeline_tests.conftest import indexed

@@ -13,8 +13,8 @@ import sqlalchemy as sa
 
 from sync_pipeline.apps.cli.doctor import render
 from sync_pipeline.apps.cli.runner import Servers, run_sync
-from sync_pipeline.core import logical
-from sync_pipeline.core.pgoutput import Change, Commit
+from sync_pipeline.core.cdc import logical
+from sync_pipeline.core.cdc.pgoutput import Change, Commit
 from sync_pipeline.io import change_stream, replication
 from sync_pipeline.io.replication import SlotMissing
 from sync_pipeline.ops.capture import install_capture, uninstall_capture
@@ -81,7 +81,7 @@ specs:
     target: {{index: {name}}}
     partitions: {{grain: month, start: "2026-01-01"}}
 """
-    from sync_pipeline.core.specs import parse_specs
+    from sync_pipeline.core.spec.model import parse_specs
 
     spec = parse_specs(spec_text)[0]
     try:

@@ -10,8 +10,8 @@ import sqlalchemy as sa
 
 from sync_pipeline.apps.cli import main
 from sync_pipeline.apps.cli.runner import run_sync
-from sync_pipeline.core.specs import parse_specs
-from sync_pipeline.core.sql import SourceError
+from sync_pipeline.core.spec.model import parse_specs
+from sync_pipeline.core.sql.statements import SourceError
 from sync_pipeline.core.windows import Window
 from sync_pipeline.defs.assets import load_window
 from sync_pipeline.defs.checks import build_mapping_check

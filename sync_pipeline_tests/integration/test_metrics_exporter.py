@@ -19,8 +19,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from sync_pipeline.apps.cli import main
 from sync_pipeline.apps.flask import SyncPipeline
-from sync_pipeline.core.capture import function_name
-from sync_pipeline.core.specs import SyncSpec, parse_specs
+from sync_pipeline.core.cdc.triggers import function_name
+from sync_pipeline.core.spec.model import SyncSpec, parse_specs
 from sync_pipeline.ops.capture import install_capture, uninstall_capture
 from sync_pipeline.ops.drain import drain
 from sync_pipeline.ops.scrape import read, samples

@@ -13,7 +13,7 @@ import sqlalchemy as sa
 
 from sync_pipeline.apps import cli
 from sync_pipeline.apps.cli.runner import Servers, run_sync, run_verify
-from sync_pipeline.core.specs import SyncSpec
+from sync_pipeline.core.spec.model import SyncSpec
 from sync_pipeline.io.models import model_mismatches, parse_specs, spec_from_model
 from sync_pipeline.io.search.indices import drop_target
 from sync_pipeline_devtools.demo import seed_demo

@@ -11,8 +11,8 @@ import pytest
 
 from sync_pipeline.apps import cli
 from sync_pipeline.apps.cli.runner import run_drain, run_sync, run_verify
-from sync_pipeline.core.specs import parse_specs
-from sync_pipeline.core.sql import SourceError
+from sync_pipeline.core.spec.model import parse_specs
+from sync_pipeline.core.sql.statements import SourceError
 from sync_pipeline.io import deadletters
 from sync_pipeline.ops.binding import bind
 from sync_pipeline.ops.capture import install_capture, uninstall_capture

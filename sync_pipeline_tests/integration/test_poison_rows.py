@@ -10,7 +10,7 @@ large documents, cut into requests at `bulk_max_mb` as the full sync's are.
 from __future__ import annotations
 
 from sync_pipeline.apps.cli.runner import Servers, run_sync
-from sync_pipeline.core.bulk import BulkBody, entry_doc
+from sync_pipeline.core.load.bulk import BulkBody, entry_doc
 from sync_pipeline.io import deadletters
 from sync_pipeline.io.bulk_load import send_body
 from sync_pipeline_tests.conftest import at, indexed

@@ -9,7 +9,7 @@ import sqlalchemy as sa
 
 from sync_pipeline.apps.cli import commands, main
 from sync_pipeline.apps.cli.runner import run_drain, run_sync, run_verify
-from sync_pipeline.core.specs import parse_specs
+from sync_pipeline.core.spec.model import parse_specs
 from sync_pipeline.io import deadletters
 from sync_pipeline.io.buffer import BUFFER
 from sync_pipeline.io.search.indices import backing_indices, drop_target

@@ -18,8 +18,8 @@ import pytest
 import sqlalchemy as sa
 
 from sync_pipeline.apps.cli.runner import Servers, run_drain, run_sync, run_verify
-from sync_pipeline.core.specs import SyncSpec, parse_specs
-from sync_pipeline.core.sql import SourceError
+from sync_pipeline.core.spec.model import SyncSpec, parse_specs
+from sync_pipeline.core.sql.statements import SourceError
 from sync_pipeline.io.search.indices import drop_target
 from sync_pipeline.ops.capture import (
     CaptureError,
@@ -332,8 +332,8 @@ def test_updated_at_moved_backward_is_still_applied(shop, synced):
 def test_an_older_read_arriving_after_a_drain_of_a_child_change_is_refused(shop, synced):
     """A backfill whose read overlaps a drain: its documents reach Elasticsearch last, but were
     read first, so they lose to the drain's."""
-    from sync_pipeline.core.bulk import rebody
-    from sync_pipeline.core.documents import batch_to_bulk
+    from sync_pipeline.core.documents.build import batch_to_bulk
+    from sync_pipeline.core.load.bulk import rebody
     from sync_pipeline.core.windows import Window
     from sync_pipeline.io.bulk_load import load_bulk
     from sync_pipeline.io.postgres import libpq_url, stream_window

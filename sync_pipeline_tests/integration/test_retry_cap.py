@@ -8,8 +8,8 @@ import uuid
 
 import pytest
 
-from sync_pipeline.core.bulk import BulkBody, action_line
-from sync_pipeline.core.specs import RetrySpec
+from sync_pipeline.core.load.bulk import BulkBody, action_line
+from sync_pipeline.core.spec.model import RetrySpec
 from sync_pipeline.io.bulk_load import load_bulk
 
 BODIES, DOCS_PER_BODY = 5, 3

@@ -11,7 +11,7 @@ import sqlalchemy as sa
 
 from sync_pipeline.apps.cli import main
 from sync_pipeline.apps.cli.runner import Servers, run_drain, run_sync
-from sync_pipeline.core.specs import parse_specs
+from sync_pipeline.core.spec.model import parse_specs
 from sync_pipeline.io.search.indices import backing_indices
 from sync_pipeline.ops import binding, target
 from sync_pipeline.ops.binding import bind

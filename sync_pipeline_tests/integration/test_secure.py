@@ -18,8 +18,8 @@ import sqlalchemy as sa
 import yaml
 
 from sync_pipeline.apps.cli import main
-from sync_pipeline.core.grants import read_tables
-from sync_pipeline.core.specs import parse_specs
+from sync_pipeline.core.cdc.grants import read_tables
+from sync_pipeline.core.spec.model import parse_specs
 from sync_pipeline.io import deadletters
 from sync_pipeline.io.search import SearchApiError, search_client
 from sync_pipeline.io.search.indices import drop_target

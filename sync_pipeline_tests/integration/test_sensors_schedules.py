@@ -4,7 +4,7 @@ import uuid
 
 import dagster as dg
 
-from sync_pipeline.core.specs import BufferSensorSpec
+from sync_pipeline.core.spec.model import BufferSensorSpec
 from sync_pipeline.defs.alerts import AlertChannels
 from sync_pipeline.defs.resources import PostgresResource
 from sync_pipeline.defs.sensors import (

@@ -138,7 +138,7 @@ def test_query_spec_with_a_join_and_a_composite_key(scenario, es):
         "primary_key: id", "primary_key: [order_id, line]"
     )
     text = text.replace("      title: {cleanse: [trim, empty_to_null]}", "      qty: {rename: quantity}")
-    from sync_pipeline.core.specs import parse_specs
+    from sync_pipeline.core.spec.model import parse_specs
 
     spec = parse_specs(text)[0]
     try:
@@ -256,7 +256,7 @@ def test_a_batch_sent_in_parallel_parts_accounts_for_every_document(es):
     document, the refused one and every indexed one still come back counted, in one batch."""
     import uuid
 
-    from sync_pipeline.core.bulk import BulkBody, entry_doc
+    from sync_pipeline.core.load.bulk import BulkBody, entry_doc
     from sync_pipeline.io.bulk_load import MIN_PART_DOCS, send_split
     from sync_pipeline.io.search.indices import delete_index
 

@@ -4,8 +4,8 @@ load leaves behind, and keys verify cannot merge on. Integration tests use the r
 import pytest
 
 from sync_pipeline.apps.cli.runner import run_sync, run_verify
-from sync_pipeline.core.specs import parse_specs
-from sync_pipeline.core.sql import SourceError
+from sync_pipeline.core.spec.model import parse_specs
+from sync_pipeline.core.sql.statements import SourceError
 from sync_pipeline_tests.conftest import indexed
 
 WHEN = "2026-02-10 08:00:00+00"

@@ -13,11 +13,11 @@ import pytest
 
 from sync_pipeline.apps import cli
 from sync_pipeline.apps.cli.search import knn_request
-from sync_pipeline.core.search_dialect import (
+from sync_pipeline.core.mapping.dialect import (
     for_server,
     settings_for_server,
 )
-from sync_pipeline.core.specs import parse_specs
+from sync_pipeline.core.spec.model import parse_specs
 from sync_pipeline_tests.support.vectors import VECTOR
 
 # 8 floats in [-1, 1) from hashes of the title: the same title, the same vector, on any machine
@@ -127,7 +127,7 @@ def test_an_embedding_computed_by_a_pandas_transform_syncs_verifies_and_answers_
 
 
 def test_a_vector_field_on_a_column_that_holds_no_float_array_is_refused_at_bind(scenario) -> None:
-    from sync_pipeline.core.sql import SourceError
+    from sync_pipeline.core.sql.statements import SourceError
     from sync_pipeline.ops.binding import bind
 
     text = scenario.spec_text().replace(

@@ -12,7 +12,7 @@ import dagster as dg
 import pytest
 import sqlalchemy as sa
 
-from sync_pipeline.core.specs import SyncSpec, parse_specs
+from sync_pipeline.core.spec.model import SyncSpec, parse_specs
 from sync_pipeline.defs.alerts import AlertChannels
 from sync_pipeline.defs.resources import PostgresResource
 from sync_pipeline.defs.sensors import build_buffer_sensor

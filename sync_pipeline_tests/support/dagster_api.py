@@ -20,7 +20,7 @@ import pytest
 import sqlalchemy as sa
 
 from sync_pipeline.apps import dagster_api
-from sync_pipeline.core.specs import SyncSpec, parse_specs
+from sync_pipeline.core.spec.model import SyncSpec, parse_specs
 from sync_pipeline.defs.partitions import partition_keys_for
 from sync_pipeline.io.postgres import engine_for
 from sync_pipeline.io.search import SearchNotFound, search_client

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from sync_pipeline.apps.cli.runner import run_verify
-from sync_pipeline.core.specs import parse_specs
+from sync_pipeline.core.spec.model import parse_specs
 from sync_pipeline_tests.conftest import CHAOS_RESULTS
 from sync_pipeline_tests.support.metrics_agreement import metrics_agree
 from sync_pipeline_tests.support.paths import ROOT

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sync_pipeline.core.specs import parse_specs
+from sync_pipeline.core.spec.model import parse_specs
 
 
 def _spec(table: str, key: str, extra: str = ""):

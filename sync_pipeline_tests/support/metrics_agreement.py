@@ -11,8 +11,8 @@ from __future__ import annotations
 from sqlalchemy.engine import Engine
 
 from sync_pipeline.apps.cli.doctor import DEFAULT_BACKLOG_MINUTES
-from sync_pipeline.core.metrics import QUANTILES
-from sync_pipeline.core.specs import SyncSpec
+from sync_pipeline.core.report.metrics import QUANTILES
+from sync_pipeline.core.spec.model import SyncSpec
 from sync_pipeline.io.search import SearchTarget
 from sync_pipeline.ops.scrape import Sample, health, read, samples
 

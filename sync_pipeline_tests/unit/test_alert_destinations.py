@@ -13,9 +13,9 @@ import dagster as dg
 import pytest
 
 from sync_pipeline import settings
-from sync_pipeline.core.alert_payloads import pagerduty_event
-from sync_pipeline.core.alert_state import track
-from sync_pipeline.core.alerts import Alert, alert_for_buffer_lag
+from sync_pipeline.core.report.alert_payloads import pagerduty_event
+from sync_pipeline.core.report.alert_state import track
+from sync_pipeline.core.report.failure_alerts import Alert, alert_for_buffer_lag
 from sync_pipeline.defs.alert_destinations import send_pagerduty, send_slack, send_teams, teams_payload
 from sync_pipeline.defs.alerts import AlertChannels, alert_channels
 from sync_pipeline.io.notify import AlertDeliveryError

@@ -1,16 +1,16 @@
-"""Lasting alert conditions: sent once, resolved once (core/alert_state.py), and the PagerDuty
-and Teams renderings of an alert (core/alert_payloads.py). Plain functions, no server."""
+"""Lasting alert conditions: sent once, resolved once (core/report/alert_state.py), and the PagerDuty
+and Teams renderings of an alert (core/report/alert_payloads.py). Plain functions, no server."""
 
 import json
 
-from sync_pipeline.core.alert_payloads import pagerduty_event, teams_lines
-from sync_pipeline.core.alert_state import (
+from sync_pipeline.core.report.alert_payloads import pagerduty_event, teams_lines
+from sync_pipeline.core.report.alert_state import (
     OPEN_KEY,
     conditions_json,
     open_conditions,
     track,
 )
-from sync_pipeline.core.alerts import Alert, alert_for_buffer_lag, alert_for_capture_missing
+from sync_pipeline.core.report.failure_alerts import Alert, alert_for_buffer_lag, alert_for_capture_missing
 
 SECRET = "hunter2"
 

@@ -18,14 +18,14 @@ import dagster as dg
 import pytest
 
 from sync_pipeline import settings
-from sync_pipeline.core.alerts import (
+from sync_pipeline.core.report.failure_alerts import (
     Alert,
     alert_from_check,
     alert_from_run_failure,
     error_rate,
     exceeds_error_rate,
 )
-from sync_pipeline.core.redact import redact
+from sync_pipeline.core.report.redact import redact
 from sync_pipeline.defs.alerts import AlertChannels, alert_channels, alerts_for_finished_run
 from sync_pipeline.io.notify import AlertDeliveryError, send_email, send_webhook
 from sync_pipeline_tests.support.alerts import (

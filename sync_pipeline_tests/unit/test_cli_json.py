@@ -12,10 +12,10 @@ from sync_pipeline.apps.cli import json_shapes
 from sync_pipeline.apps.cli.parser import JSON_EXAMPLES, build_parser
 from sync_pipeline.apps.cli.runner import HistoryRun, SyncSummary
 from sync_pipeline.apps.cli.search import SearchHit, SearchResult, search_document
-from sync_pipeline.core.bulk import LoadTotals
-from sync_pipeline.core.counts import Counts
-from sync_pipeline.core.diff import Mismatch, VerifyReport
-from sync_pipeline.core.runs import BatchRecord
+from sync_pipeline.core.documents.diff import Mismatch, VerifyReport
+from sync_pipeline.core.load.bulk import LoadTotals
+from sync_pipeline.core.load.counts import Counts
+from sync_pipeline.core.report.run_totals import BatchRecord
 from sync_pipeline.ops.health import BacklogStatus, CaptureIssue, DeadLetterStatus, HealthReport, IndexStatus
 from sync_pipeline_tests.support.cli import cli
 from sync_pipeline_tests.support.paths import ROOT

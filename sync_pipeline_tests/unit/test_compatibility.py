@@ -12,7 +12,7 @@ import ast
 
 import pytest
 
-from sync_pipeline.core.search_dialect import (
+from sync_pipeline.core.mapping.dialect import (
     ELASTICSEARCH,
     OPENSEARCH,
     Server,

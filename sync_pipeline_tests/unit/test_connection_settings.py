@@ -157,8 +157,8 @@ def test_docs_show_the_grants_the_demo_spec_needs_as_the_command_prints_them(cap
 
 
 def test_grants_of_a_logical_spec_name_replication_temp_and_the_pg_hba_line():
-    from sync_pipeline.core.grants import pg_grants, read_tables
-    from sync_pipeline.core.specs import parse_specs
+    from sync_pipeline.core.cdc.grants import pg_grants, read_tables
+    from sync_pipeline.core.spec.model import parse_specs
 
     spec = parse_specs(
         "specs:\n  - name: orders\n    capture: logical\n"

@@ -1,4 +1,4 @@
-"""The load counters, spelled once (core/counts.py): what adds, what a document counts in, and
+"""The load counters, spelled once (core/load/counts.py): what adds, what a document counts in, and
 the names and orders the run history, the CLI and the alerts show them under."""
 
 from __future__ import annotations
@@ -8,9 +8,9 @@ import dataclasses
 import pytest
 
 from sync_pipeline.core import naming
-from sync_pipeline.core.bulk import BatchResult, LoadTotals, Rejected
-from sync_pipeline.core.counts import ALERT_ORDER, COUNTERS, PER_BATCH, RUN_ORDER, Counts
-from sync_pipeline.core.runs import fold_batches, fold_materializations
+from sync_pipeline.core.load.bulk import BatchResult, LoadTotals, Rejected
+from sync_pipeline.core.load.counts import ALERT_ORDER, COUNTERS, PER_BATCH, RUN_ORDER, Counts
+from sync_pipeline.core.report.run_totals import fold_batches, fold_materializations
 
 
 def test_counts_add_counter_by_counter_and_every_document_counts_once():

@@ -4,7 +4,7 @@ from datetime import UTC, datetime
 
 import dagster as dg
 
-from sync_pipeline.core.specs import load_specs
+from sync_pipeline.core.spec.model import load_specs
 from sync_pipeline.defs import build_definitions
 from sync_pipeline.defs.partitions import partitions_for, window_for
 from sync_pipeline_tests.support.paths import ROOT
@@ -80,7 +80,7 @@ def test_windows_first_owns_the_past_and_nulls_last_owns_the_future():
 
 
 def test_a_start_off_the_grain_boundary_still_gives_the_first_window_the_past():
-    from sync_pipeline.core.specs import parse_specs
+    from sync_pipeline.core.spec.model import parse_specs
 
     text = (
         (ROOT / "sync.yaml")

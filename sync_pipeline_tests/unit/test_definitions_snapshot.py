@@ -19,7 +19,7 @@ from typing import Any
 import dagster as dg
 
 from sync_pipeline import settings
-from sync_pipeline.core.specs import load_specs
+from sync_pipeline.core.spec.model import load_specs
 from sync_pipeline.defs import build_definitions
 from sync_pipeline.defs.resources import resources_for
 from sync_pipeline_tests.support.paths import ROOT

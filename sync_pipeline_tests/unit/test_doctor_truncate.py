@@ -5,7 +5,7 @@ from __future__ import annotations
 
 
 def test_trigger_names_and_markers():
-    from sync_pipeline.core.capture import function_name, marker, parse_marker, truncate_trigger_name
+    from sync_pipeline.core.cdc.triggers import function_name, marker, parse_marker, truncate_trigger_name
 
     long = "s" * 63
     assert truncate_trigger_name(long, "t") != function_name(long, "t")

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from sync_pipeline.core.specs import parse_specs
+from sync_pipeline.core.spec.model import parse_specs
 from sync_pipeline.io.postgres import engine_for
 from sync_pipeline.io.search import search_client
 from sync_pipeline.ops.drain.loop import Claim, Drain, take_changes

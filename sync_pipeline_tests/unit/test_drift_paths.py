@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 import dagster as dg
 
 from sync_pipeline.core import naming
-from sync_pipeline.core.specs import parse_specs
+from sync_pipeline.core.spec.model import parse_specs
 from sync_pipeline.defs import build_definitions
 from sync_pipeline.defs.catchup import build_catchup_sensor, missing_ranges
 from sync_pipeline.defs.partitions import partitions_for

@@ -2,9 +2,15 @@
 
 from datetime import UTC, datetime
 
-from sync_pipeline.core.columns import ColumnInfo
-from sync_pipeline.core.specs import parse_specs
-from sync_pipeline.core.sql import keys_query, page_query, quote_ident, window_count_query, window_select
+from sync_pipeline.core.spec.model import parse_specs
+from sync_pipeline.core.sql.columns import ColumnInfo
+from sync_pipeline.core.sql.statements import (
+    keys_query,
+    page_query,
+    quote_ident,
+    window_count_query,
+    window_select,
+)
 from sync_pipeline.core.windows import Window
 
 
@@ -174,7 +180,7 @@ def test_key_lookups_turn_canonical_texts_back_into_each_columns_type():
 
 
 def test_every_read_carries_the_version_of_its_own_snapshot():
-    from sync_pipeline.core.versions import VERSION_SQL
+    from sync_pipeline.core.sql.versions import VERSION_SQL
 
     spec = _spec("table: items")
     for statement in (

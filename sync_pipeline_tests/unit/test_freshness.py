@@ -1,5 +1,5 @@
 """Freshness of each spec's index as Dagster freshness policies: the limits the spec implies
-(core/freshness.py) and the policies the definitions carry (defs/freshness.py)."""
+(core/report/freshness.py) and the policies the definitions carry (defs/freshness.py)."""
 
 from datetime import timedelta
 
@@ -7,8 +7,8 @@ import dagster as dg
 import pytest
 
 from sync_pipeline import settings
-from sync_pipeline.core.freshness import changes_limits, index_limits
-from sync_pipeline.core.specs import SpecError, parse_specs
+from sync_pipeline.core.report.freshness import changes_limits, index_limits
+from sync_pipeline.core.spec.model import SpecError, parse_specs
 from sync_pipeline.defs import build_definitions
 from sync_pipeline.defs.freshness import longest_cron_gap
 from sync_pipeline.defs.resources import resources_for

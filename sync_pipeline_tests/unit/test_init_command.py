@@ -16,7 +16,7 @@ import yaml
 
 from sync_pipeline.apps import cli
 from sync_pipeline.apps.cli.starter import FILES, render
-from sync_pipeline.core.specs import parse_specs
+from sync_pipeline.core.spec.model import parse_specs
 from sync_pipeline.io.catalog import Column, ForeignKey, TableInfo
 from sync_pipeline_tests.support.paths import ROOT
 

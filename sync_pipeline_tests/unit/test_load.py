@@ -3,9 +3,9 @@
 import orjson
 import pytest
 
-from sync_pipeline.core.bulk import BatchResult, BulkBody, entry_doc, iter_bodies, rebody
-from sync_pipeline.core.counts import Counts
-from sync_pipeline.core.specs import RetrySpec
+from sync_pipeline.core.load.bulk import BatchResult, BulkBody, entry_doc, iter_bodies, rebody
+from sync_pipeline.core.load.counts import Counts
+from sync_pipeline.core.spec.model import RetrySpec
 from sync_pipeline.io.search import SearchApiError, SearchConnectionError
 from sync_pipeline.io.search.indices import is_transient, with_backoff
 

@@ -7,10 +7,19 @@ import struct
 
 import pytest
 
-from sync_pipeline.core import logical
-from sync_pipeline.core.fanout import Watched
-from sync_pipeline.core.pgoutput import UNCHANGED, Begin, Change, Commit, Decoder, Other, Relation, Truncate
-from sync_pipeline.core.specs import SpecError, parse_specs
+from sync_pipeline.core.cdc import logical
+from sync_pipeline.core.cdc.fanout import Watched
+from sync_pipeline.core.cdc.pgoutput import (
+    UNCHANGED,
+    Begin,
+    Change,
+    Commit,
+    Decoder,
+    Other,
+    Relation,
+    Truncate,
+)
+from sync_pipeline.core.spec.model import SpecError, parse_specs
 
 
 def _tuple(values: list[str | object | None]) -> bytes:

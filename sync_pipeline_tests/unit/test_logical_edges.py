@@ -3,7 +3,7 @@ never says --full (the rest on the real servers: chaos/test_logical_edges.py).""
 
 from __future__ import annotations
 
-from sync_pipeline.core import logical
+from sync_pipeline.core.cdc import logical
 from sync_pipeline.io import replication
 from sync_pipeline.ops import slots
 from sync_pipeline_tests.support.keys_versions import _spec

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from sync_pipeline.core.columns import ColumnInfo
-from sync_pipeline.core.documents import build_plan
-from sync_pipeline.core.index_mapping import index_mapping, index_settings, inferred_from_values
-from sync_pipeline.core.mapping_diff import conflict_message, diff_mappings, normalised
-from sync_pipeline.core.mappings import merge_fragment
-from sync_pipeline.core.relations import RelationPlan, TableInfo, plan_relation
-from sync_pipeline.core.specs import SpecError, parse_specs
+from sync_pipeline.core.documents.build import build_plan
+from sync_pipeline.core.documents.index_mapping import index_mapping, index_settings, inferred_from_values
+from sync_pipeline.core.mapping.diff import conflict_message, diff_mappings, normalised
+from sync_pipeline.core.mapping.fields import merge_fragment
+from sync_pipeline.core.spec.model import SpecError, parse_specs
+from sync_pipeline.core.sql.columns import ColumnInfo
+from sync_pipeline.core.sql.relations import RelationPlan, TableInfo, plan_relation
 
 BASE = """
 specs:

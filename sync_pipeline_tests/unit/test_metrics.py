@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from sync_pipeline.apps.health_json import healthz_document
-from sync_pipeline.core.metrics import GAMMA, METRICS, OUTCOMES, Figures, Sketch
+from sync_pipeline.core.report.metrics import GAMMA, METRICS, OUTCOMES, Figures, Sketch
 from sync_pipeline.io.buffer import BufferState
 from sync_pipeline.io.metrics_log import Totals
 from sync_pipeline.io.replication import SlotState

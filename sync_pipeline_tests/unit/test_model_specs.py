@@ -8,8 +8,8 @@ import sys
 
 import pytest
 
-from sync_pipeline.core.specs import SpecError, load_specs
-from sync_pipeline.core.specs import parse_specs as parse_plain
+from sync_pipeline.core.spec.model import SpecError, load_specs
+from sync_pipeline.core.spec.model import parse_specs as parse_plain
 from sync_pipeline.io.models import parse_specs, spec_from_model
 from sync_pipeline_tests.support import model_shop
 from sync_pipeline_tests.support.model_specs import EXAMPLE, LINES, lines_yaml

@@ -14,11 +14,11 @@ import sys
 import pyarrow as pa
 import pytest
 
-from sync_pipeline.core.columns import ColumnInfo, arrow_schema
-from sync_pipeline.core.documents import batch_to_bulk, batch_to_documents, build_plan
-from sync_pipeline.core.specs import parse_specs
-from sync_pipeline.core.sql import SourceError, read_columns
-from sync_pipeline.core.transform_plan import with_transform
+from sync_pipeline.core.documents.build import batch_to_bulk, batch_to_documents, build_plan
+from sync_pipeline.core.documents.transform_plan import with_transform
+from sync_pipeline.core.spec.model import parse_specs
+from sync_pipeline.core.sql.columns import ColumnInfo, arrow_schema
+from sync_pipeline.core.sql.statements import SourceError, read_columns
 from sync_pipeline.defs.assets import asset_keys, build_spec_assets
 from sync_pipeline.io.transform import resolve
 from sync_pipeline_tests.support.pandas_transform import HERE
@@ -124,10 +124,10 @@ def test_a_sync_without_a_transform_never_imports_pandas(tmp_path):
         "import sys, pyarrow as pa\n"
         "from sync_pipeline.apps.cli import runner\n"  # the CLI's entry keeps pyarrow's pandas probe off
         "from sync_pipeline.io.pandas_probe import skip_pandas_probe\n"
-        "from sync_pipeline.core.columns import ColumnInfo, arrow_schema\n"
-        "from sync_pipeline.core.documents import batch_to_bulk, build_plan\n"
-        "from sync_pipeline.core.specs import parse_specs\n"
-        "from sync_pipeline.core.sql import read_columns\n"
+        "from sync_pipeline.core.sql.columns import ColumnInfo, arrow_schema\n"
+        "from sync_pipeline.core.documents.build import batch_to_bulk, build_plan\n"
+        "from sync_pipeline.core.spec.model import parse_specs\n"
+        "from sync_pipeline.core.sql.statements import read_columns\n"
         "from sync_pipeline.ops.binding import Bound\n"
         "skip_pandas_probe()\n"
         "spec = parse_specs('''specs:\n"

@@ -8,12 +8,12 @@ import orjson
 import pyarrow as pa
 import pytest
 
-from sync_pipeline.core.bulk import BulkBody, entry_doc
-from sync_pipeline.core.columns import ColumnInfo, arrow_schema
-from sync_pipeline.core.documents import batch_to_bulk, build_plan
-from sync_pipeline.core.poison import UNREPRESENTABLE_COLUMN
-from sync_pipeline.core.specs import parse_specs
-from sync_pipeline.core.sql import read_columns
+from sync_pipeline.core.documents.build import batch_to_bulk, build_plan
+from sync_pipeline.core.load.bulk import BulkBody, entry_doc
+from sync_pipeline.core.spec.model import parse_specs
+from sync_pipeline.core.sql.columns import ColumnInfo, arrow_schema
+from sync_pipeline.core.sql.poison import UNREPRESENTABLE_COLUMN
+from sync_pipeline.core.sql.statements import read_columns
 from sync_pipeline.io.bulk_load import send_body
 from sync_pipeline.io.search import SearchApiError
 

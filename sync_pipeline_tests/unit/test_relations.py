@@ -7,10 +7,17 @@ from datetime import UTC, datetime
 import pyarrow as pa
 import pytest
 
-from sync_pipeline.core.columns import ColumnInfo
-from sync_pipeline.core.fanout import parents_of, watched_tables
-from sync_pipeline.core.keys import canonical_sql, canonical_texts, document_id, ids_from_texts, texts_from_id
-from sync_pipeline.core.relations import (
+from sync_pipeline.core.cdc.fanout import parents_of, watched_tables
+from sync_pipeline.core.spec.model import SpecError, parse_specs
+from sync_pipeline.core.sql.columns import ColumnInfo
+from sync_pipeline.core.sql.keys import (
+    canonical_sql,
+    canonical_texts,
+    document_id,
+    ids_from_texts,
+    texts_from_id,
+)
+from sync_pipeline.core.sql.relations import (
     TableInfo,
     index_lookups,
     plan_relation,
@@ -18,8 +25,7 @@ from sync_pipeline.core.relations import (
     relation_sql,
     unserved,
 )
-from sync_pipeline.core.specs import SpecError, parse_specs
-from sync_pipeline.core.versions import VERSION_BASE, XIP_SLOTS
+from sync_pipeline.core.sql.versions import VERSION_BASE, XIP_SLOTS
 
 SPEC = """
 specs:

@@ -4,9 +4,9 @@ every batch in one table at the end."""
 import dagster as dg
 
 from sync_pipeline.core import naming
-from sync_pipeline.core.bulk import BatchResult, Rejected
-from sync_pipeline.core.counts import Counts
-from sync_pipeline.core.runs import fold_batches
+from sync_pipeline.core.load.bulk import BatchResult, Rejected
+from sync_pipeline.core.load.counts import Counts
+from sync_pipeline.core.report.run_totals import fold_batches
 from sync_pipeline.defs.reporting import BatchProgress
 
 KEY = dg.AssetKey("s_index")

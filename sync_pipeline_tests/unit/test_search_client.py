@@ -8,7 +8,7 @@ from types import SimpleNamespace
 import orjson
 import pytest
 
-from sync_pipeline.core.search_dialect import ELASTICSEARCH, Server
+from sync_pipeline.core.mapping.dialect import ELASTICSEARCH, Server
 from sync_pipeline.io.search import SearchApiError, SearchNotFound, UnsupportedServer
 from sync_pipeline.io.search.client import SearchClient
 from sync_pipeline.io.search.server import identify

@@ -6,8 +6,8 @@ from datetime import UTC, datetime
 import dagster as dg
 import pytest
 
-from sync_pipeline.core.alerts import alert_for_slot_lag
-from sync_pipeline.core.specs import BufferSensorSpec
+from sync_pipeline.core.report.failure_alerts import alert_for_slot_lag
+from sync_pipeline.core.spec.model import BufferSensorSpec
 from sync_pipeline.defs import build_definitions
 from sync_pipeline.defs.partitions import partitions_for
 from sync_pipeline.defs.schedules import build_window_schedule, newest_closed_partition

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from sync_pipeline.core.spec_errors import (
+from sync_pipeline.core.spec.errors import (
     DURATION_HINT,
     SECONDS_HINT,
     data_path,
@@ -12,7 +12,7 @@ from sync_pipeline.core.spec_errors import (
     key_lines,
     known_keys,
 )
-from sync_pipeline.core.specs import SpecError, SpecFile, SyncSpec, _SpecLoader, parse_specs
+from sync_pipeline.core.spec.model import SpecError, SpecFile, SyncSpec, _SpecLoader, parse_specs
 
 # line numbers below are this text's, counted from 1 (the first line is "specs:")
 VALID = """specs:

@@ -2,7 +2,7 @@ from pathlib import Path
 
 import pytest
 
-from sync_pipeline.core.specs import SpecError, load_specs, parse_specs
+from sync_pipeline.core.spec.model import SpecError, load_specs, parse_specs
 
 VALID = """
 specs:

@@ -6,14 +6,14 @@ import orjson
 import pyarrow as pa
 import pytest
 
-from sync_pipeline.core.columns import ColumnInfo, arrow_schema
-from sync_pipeline.core.documents import (
+from sync_pipeline.core.documents.build import (
     batch_to_bulk,
     batch_to_documents,
     build_plan,
 )
-from sync_pipeline.core.index_mapping import index_mapping
-from sync_pipeline.core.specs import parse_specs
+from sync_pipeline.core.documents.index_mapping import index_mapping
+from sync_pipeline.core.spec.model import parse_specs
+from sync_pipeline.core.sql.columns import ColumnInfo, arrow_schema
 
 SPEC = """
 specs:
@@ -134,7 +134,7 @@ def test_dropped_columns_never_reach_documents():
 
 
 def test_composite_ids_are_unambiguous_json():
-    from sync_pipeline.core.keys import canonical_texts, ids_from_texts
+    from sync_pipeline.core.sql.keys import canonical_texts, ids_from_texts
 
     keys = pa.RecordBatch.from_pydict({"a": ["x|y", "x"], "b": ["1", "y|1"], "n": [1, 20]})
     a, b, n = ColumnInfo("a", "text"), ColumnInfo("b", "text"), ColumnInfo("n", "int8")
@@ -192,7 +192,7 @@ def test_naive_timestamps_in_a_dst_gap_or_overlap_resolve_instead_of_failing():
 
 
 def test_unknown_naive_timezone_is_a_spec_error():
-    from sync_pipeline.core.specs import SpecError
+    from sync_pipeline.core.spec.model import SpecError
 
     with pytest.raises(SpecError, match="naive_timezone: unknown time zone 'Mars/Olympus'"):
         parse_specs(SPEC.format(key="id").replace("Asia/Shanghai", "Mars/Olympus"))
@@ -246,7 +246,7 @@ def test_batch_action_lines_are_the_per_document_action_lines(ids):
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    from sync_pipeline.core.bulk import action_array, action_line
+    from sync_pipeline.core.load.bulk import action_array, action_line
 
     versions = list(range(len(ids)))
     deleted = [i % 2 == 1 for i in range(len(ids))]
@@ -259,7 +259,7 @@ def test_batch_action_lines_are_the_per_document_action_lines(ids):
 
 
 def test_timestamps_are_iso_utc_with_microseconds_whatever_the_year():
-    from sync_pipeline.core.timestamps import iso_utc
+    from sync_pipeline.core.sql.timestamps import iso_utc
 
     values = [datetime(2026, 3, 1, 8, 30, 15, 123456, tzinfo=UTC), datetime(1, 1, 1, tzinfo=UTC), None]
     assert iso_utc(pa.array(values, pa.timestamp("us", tz="UTC"))).to_pylist() == [
@@ -270,7 +270,7 @@ def test_timestamps_are_iso_utc_with_microseconds_whatever_the_year():
 
 
 def test_timestamps_before_1970_and_at_the_end_of_the_range_keep_their_text():
-    from sync_pipeline.core.timestamps import iso_utc
+    from sync_pipeline.core.sql.timestamps import iso_utc
 
     values = [
         datetime(1969, 12, 31, 23, 59, 59, 1, tzinfo=UTC),
@@ -285,7 +285,7 @@ def test_timestamps_before_1970_and_at_the_end_of_the_range_keep_their_text():
 
 
 def test_json_strings_escape_what_a_slice_holds_and_only_that():
-    from sync_pipeline.core.bulk import json_strings
+    from sync_pipeline.core.load.bulk import json_strings
 
     values = pa.array(['say "hi"', "plain", None, "tab\there", "back\\slash", "青花"])
     assert json_strings(values).to_pylist() == [

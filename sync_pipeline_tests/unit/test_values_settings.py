@@ -9,17 +9,17 @@ import orjson
 import pyarrow as pa
 import pytest
 
-from sync_pipeline.core.columns import ColumnInfo, arrow_schema, columns_of, json_es_type
-from sync_pipeline.core.documents import (
+from sync_pipeline.core.documents.build import (
     batch_to_bulk,
     batch_to_documents,
     build_plan,
     key_order_problems,
 )
-from sync_pipeline.core.index_mapping import index_mapping
-from sync_pipeline.core.relations import NestedField, nested_es_type, value_sql
-from sync_pipeline.core.specs import SpecError, parse_specs
-from sync_pipeline.core.sql import SourceError, staged_column
+from sync_pipeline.core.documents.index_mapping import index_mapping
+from sync_pipeline.core.spec.model import SpecError, parse_specs
+from sync_pipeline.core.sql.columns import ColumnInfo, arrow_schema, columns_of, json_es_type
+from sync_pipeline.core.sql.relations import NestedField, nested_es_type, value_sql
+from sync_pipeline.core.sql.statements import SourceError, staged_column
 from sync_pipeline.ops.binding import check_numeric_rules
 
 
@@ -41,7 +41,7 @@ specs:
 
 
 def test_json_is_staged_through_jsonb_so_it_is_one_line():
-    # (NULL where the text holds \u0000, which jsonb cannot: core/poison.py dead-letters the row)
+    # (NULL where the text holds \u0000, which jsonb cannot: core/sql/poison.py dead-letters the row)
     staged = staged_column(ColumnInfo("raw", "json"))
     assert staged.startswith("CASE WHEN NOT (")
     assert staged.endswith('THEN CAST(CAST("raw" AS jsonb) AS TEXT) END AS "raw"')

@@ -9,15 +9,15 @@ import pytest
 from pydantic import ValidationError
 
 from sync_pipeline.apps.cli.search import knn_request
-from sync_pipeline.core.search_dialect import (
+from sync_pipeline.core.mapping.dialect import (
     ELASTICSEARCH,
     OPENSEARCH,
     Server,
     for_server,
     settings_for_server,
 )
-from sync_pipeline.core.specs import parse_specs
-from sync_pipeline.core.target import FieldSpec
+from sync_pipeline.core.spec.model import parse_specs
+from sync_pipeline.core.spec.target import FieldSpec
 from sync_pipeline_tests.support.vectors import VECTOR
 
 ES9 = Server(ELASTICSEARCH, (9, 2, 4))

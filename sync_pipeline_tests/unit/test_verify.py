@@ -1,6 +1,6 @@
 """The merge of two key-ordered streams that `verify` is built on."""
 
-from sync_pipeline.core.diff import VerifyReport, diff_sorted, differing_fields
+from sync_pipeline.core.documents.diff import VerifyReport, diff_sorted, differing_fields
 from sync_pipeline.io.search.multi_fields import checkable
 
 

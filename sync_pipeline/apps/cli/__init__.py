@@ -73,8 +73,8 @@ def _run(args: argparse.Namespace, usage_errors: tuple[type[Exception], ...]) ->
     from sync_pipeline.apps.cli.output import EXIT_USAGE
     from sync_pipeline.apps.cli.runner import NoPartitions
     from sync_pipeline.apps.cli.session import UsageError
-    from sync_pipeline.core.specs import SpecError
-    from sync_pipeline.core.sql import SourceError
+    from sync_pipeline.core.spec.model import SpecError
+    from sync_pipeline.core.sql.statements import SourceError
     from sync_pipeline.ops.capture import CaptureError
     from sync_pipeline.ops.rebuild import RebuildError
     from sync_pipeline.settings import SettingsError
@@ -122,7 +122,7 @@ def _error(message: str) -> None:
 
 def _one_line(exc: BaseException) -> str:
     """The error's type and first line, with passwords and key=value secrets masked."""
-    from sync_pipeline.core.redact import redact
+    from sync_pipeline.core.report.redact import redact
 
     lines = str(exc).strip().splitlines()
     return redact(f"{type(exc).__name__}: {lines[0] if lines else ''}".rstrip(": "))
@@ -134,7 +134,7 @@ def _unreachable_message(exc: Exception) -> str | None:
 
     from sync_pipeline.apps.cli.output import first_line
     from sync_pipeline.apps.cli.session import Session, pg_label
-    from sync_pipeline.core.redact import redact_url
+    from sync_pipeline.core.report.redact import redact_url
     from sync_pipeline.io.search import SearchConnectionError, connection_problem
 
     session = Session.current

@@ -16,8 +16,8 @@ from sync_pipeline.apps.cli.output import EXIT_OK, format_table
 from sync_pipeline.apps.cli.runner import HistoryRun, UnknownRun, find_run, run_history
 from sync_pipeline.apps.cli.session import Session, UsageError, parse_time
 from sync_pipeline.apps.instance import WORKSPACE, dagster_home
-from sync_pipeline.core.counts import PER_BATCH
-from sync_pipeline.core.runs import BatchRecord
+from sync_pipeline.core.load.counts import PER_BATCH
+from sync_pipeline.core.report.run_totals import BatchRecord
 from sync_pipeline.defs.partitions import partition_keys_for
 
 HISTORY_HEADERS = [

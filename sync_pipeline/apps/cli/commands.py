@@ -11,8 +11,8 @@ from sync_pipeline.apps.cli.output import EXIT_DRIFT, EXIT_OK, format_table, pri
 from sync_pipeline.apps.cli.progress import progress_for
 from sync_pipeline.apps.cli.runner import Servers, partitions_in_range, run_drain, run_sync, run_verify
 from sync_pipeline.apps.cli.session import Session, UsageError, confirm, parse_time
-from sync_pipeline.core.diff import VerifyReport
-from sync_pipeline.core.logical import slot_name
+from sync_pipeline.core.cdc.logical import slot_name
+from sync_pipeline.core.documents.diff import VerifyReport
 from sync_pipeline.io import deadletters
 from sync_pipeline.io.staging import StagingArea
 from sync_pipeline.ops.capture import install_capture, uninstall_capture

@@ -18,9 +18,9 @@ from typing import Any
 
 from sync_pipeline.apps.cli.runner import HistoryRun, SyncSummary
 from sync_pipeline.apps.health_json import doctor_rows
-from sync_pipeline.core.counts import PER_BATCH
-from sync_pipeline.core.diff import VerifyReport
-from sync_pipeline.core.runs import BatchRecord
+from sync_pipeline.core.documents.diff import VerifyReport
+from sync_pipeline.core.load.counts import PER_BATCH
+from sync_pipeline.core.report.run_totals import BatchRecord
 from sync_pipeline.ops.health import HealthReport
 
 VERSIONS = {

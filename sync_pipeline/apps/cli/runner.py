@@ -20,10 +20,10 @@ from sqlalchemy.engine import Engine
 from sync_pipeline import settings as settings_module
 from sync_pipeline.apps.instance import dagster_home, dagster_instance
 from sync_pipeline.core import naming
-from sync_pipeline.core.counts import RUN_ORDER
-from sync_pipeline.core.diff import VerifyReport
-from sync_pipeline.core.runs import BatchRecord, RunTotals, fold_materializations
-from sync_pipeline.core.specs import SyncSpec
+from sync_pipeline.core.documents.diff import VerifyReport
+from sync_pipeline.core.load.counts import RUN_ORDER
+from sync_pipeline.core.report.run_totals import BatchRecord, RunTotals, fold_materializations
+from sync_pipeline.core.spec.model import SyncSpec
 from sync_pipeline.defs import build_definitions
 from sync_pipeline.defs.partitions import partition_keys_for
 from sync_pipeline.defs.resources import resources_for

@@ -15,9 +15,9 @@ from sqlalchemy.engine import make_url
 from sync_pipeline.apps.cli import json_shapes
 from sync_pipeline.apps.cli.output import EXIT_DRIFT, EXIT_OK
 from sync_pipeline.apps.cli.session import Session, UsageError
-from sync_pipeline.core.grants import es_grants, opensearch_grants, pg_grants, read_tables
-from sync_pipeline.core.search_dialect import Server
-from sync_pipeline.core.specs import SyncSpec
+from sync_pipeline.core.cdc.grants import es_grants, opensearch_grants, pg_grants, read_tables
+from sync_pipeline.core.mapping.dialect import Server
+from sync_pipeline.core.spec.model import SyncSpec
 from sync_pipeline.io.postgres import sqlalchemy_url
 from sync_pipeline.io.search import SearchTarget
 

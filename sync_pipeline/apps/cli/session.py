@@ -21,8 +21,8 @@ from sqlalchemy.engine import Connection, Engine
 
 from sync_pipeline import settings as settings_module
 from sync_pipeline.apps.cli.output import first_line
-from sync_pipeline.core.redact import redact_url
-from sync_pipeline.core.specs import SyncSpec, get_spec
+from sync_pipeline.core.report.redact import redact_url
+from sync_pipeline.core.spec.model import SyncSpec, get_spec
 from sync_pipeline.io.models import load_specs
 from sync_pipeline.io.postgres import describe_source, engine_for, sqlalchemy_url
 from sync_pipeline.io.search import SearchTarget, connection_problem, search_client

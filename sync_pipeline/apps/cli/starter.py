@@ -20,7 +20,7 @@ from sync_pipeline import settings as settings_module
 from sync_pipeline.apps.cli.output import EXIT_OK, first_line
 from sync_pipeline.apps.cli.session import UsageError, pg_label
 from sync_pipeline.apps.instance import RESOURCES, WORKSPACE, local_instance_yaml
-from sync_pipeline.core.specs import parse_specs
+from sync_pipeline.core.spec.model import parse_specs
 from sync_pipeline.io.catalog import TableInfo, UnknownTable, describe_table, referenced_tables
 from sync_pipeline.io.postgres import engine_for
 

@@ -21,11 +21,11 @@ from sqlalchemy.engine import Connection
 
 from sync_pipeline.apps.cli.output import EXIT_DRIFT, EXIT_OK, EXIT_USAGE
 from sync_pipeline.apps.cli.session import Session, UsageError, pg_label
-from sync_pipeline.core.index_mapping import index_mapping
-from sync_pipeline.core.redact import redact_url
-from sync_pipeline.core.relations import index_lookups, unserved
-from sync_pipeline.core.specs import SyncSpec
-from sync_pipeline.core.sql import SourceError
+from sync_pipeline.core.documents.index_mapping import index_mapping
+from sync_pipeline.core.report.redact import redact_url
+from sync_pipeline.core.spec.model import SyncSpec
+from sync_pipeline.core.sql.relations import index_lookups, unserved
+from sync_pipeline.core.sql.statements import SourceError
 from sync_pipeline.io.catalog import index_columns
 from sync_pipeline.io.models import model_mismatches
 from sync_pipeline.io.search import SearchTarget

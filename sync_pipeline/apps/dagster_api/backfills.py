@@ -19,7 +19,7 @@ from sync_pipeline.apps.dagster_api.transport import (
 )
 
 if TYPE_CHECKING:
-    from sync_pipeline.core.specs import SyncSpec
+    from sync_pipeline.core.spec.model import SyncSpec
 
 FINISHED_BACKFILL_STATUSES = frozenset(
     {"COMPLETED", "COMPLETED_SUCCESS", "COMPLETED_FAILED", "FAILED", "CANCELED"}

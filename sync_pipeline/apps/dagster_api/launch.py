@@ -28,7 +28,7 @@ from sync_pipeline.core.naming import (
 )
 
 if TYPE_CHECKING:
-    from sync_pipeline.core.specs import SyncSpec
+    from sync_pipeline.core.spec.model import SyncSpec
 
 # run config that asked the old default (multiprocess) executor to run every step in the run
 # worker's process; the code location's executor is now in-process for every job

@@ -39,10 +39,10 @@ from sync_pipeline.core.naming import (
     is_extract_asset,
     is_load_asset,
 )
-from sync_pipeline.core.runs import fold_batches
+from sync_pipeline.core.report.run_totals import fold_batches
 
 if TYPE_CHECKING:
-    from sync_pipeline.core.specs import SyncSpec
+    from sync_pipeline.core.spec.model import SyncSpec
 
 FINISHED_RUN_STATUSES = frozenset({"SUCCESS", "FAILURE", "CANCELED"})
 COUNT_FIELDS = ("indexed", "deleted", "stale_skipped", "conflicts", "failed", "dead_lettered")

@@ -19,10 +19,10 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit
 
 from sync_pipeline import settings
-from sync_pipeline.core import redact
+from sync_pipeline.core.report import redact
 
 if TYPE_CHECKING:
-    from sync_pipeline.core.specs import SyncSpec
+    from sync_pipeline.core.spec.model import SyncSpec
 
 NOT_FOUND_TYPES = frozenset(
     {

@@ -8,7 +8,7 @@ library (test_architecture.py).
 
 from __future__ import annotations
 
-from sync_pipeline.core.search_dialect import ELASTICSEARCH, OPENSEARCH, Server
+from sync_pipeline.core.mapping.dialect import ELASTICSEARCH, OPENSEARCH, Server
 from sync_pipeline.io.search.client import SearchClient
 from sync_pipeline.io.search.connect import connection_problem, search_client
 from sync_pipeline.io.search.errors import (

@@ -23,7 +23,7 @@ from urllib.parse import quote
 import orjson
 from elastic_transport import Transport
 
-from sync_pipeline.core.search_dialect import Server
+from sync_pipeline.core.mapping.dialect import Server
 from sync_pipeline.io.search.errors import SearchApiError, api_error
 from sync_pipeline.io.search.server import check_wanted, identify
 

@@ -11,7 +11,7 @@ from typing import Any
 from elastic_transport import NodeConfig, Transport
 from elastic_transport.client_utils import url_to_node_config
 
-from sync_pipeline.core.redact import redact_url
+from sync_pipeline.core.report.redact import redact_url
 from sync_pipeline.io.search.client import SearchClient, Signer
 from sync_pipeline.io.search.errors import SearchApiError, SearchConnectionError, SearchTlsError
 from sync_pipeline.settings import ElasticsearchOptions
@@ -83,7 +83,7 @@ def search_client(
         max_retries=3,
         retry_on_timeout=True,
         # for every call but bulk, whose retries are io/bulk_load's alone, within the load's
-        # budget (core/retry.py); 429 is the bulk accounting's to retry, per document
+        # budget (core/load/retry.py); 429 is the bulk accounting's to retry, per document
         retry_on_status=(502, 503, 504),
         meta_header=False,
     )

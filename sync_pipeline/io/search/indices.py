@@ -9,9 +9,9 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
-from sync_pipeline.core.bulk import TRANSIENT_STATUS
-from sync_pipeline.core.retry import DEFAULT_RETRY, RetryBudget, backoff_delay
-from sync_pipeline.core.specs import RetrySpec, SyncSpec
+from sync_pipeline.core.load.bulk import TRANSIENT_STATUS
+from sync_pipeline.core.load.retry import DEFAULT_RETRY, RetryBudget, backoff_delay
+from sync_pipeline.core.spec.model import RetrySpec, SyncSpec
 from sync_pipeline.core.windows import Window, es_window_query
 from sync_pipeline.io.search.errors import SearchApiError, SearchConnectionError, SearchConnectionTimeout
 from sync_pipeline.io.search.port import SearchTarget

@@ -13,7 +13,7 @@ import time
 from collections.abc import Iterable, Mapping
 from typing import Any, Protocol
 
-from sync_pipeline.core.search_dialect import Server
+from sync_pipeline.core.mapping.dialect import Server
 from sync_pipeline.io.search.errors import SearchApiError
 from sync_pipeline.io.search.port import Body, SearchTarget
 

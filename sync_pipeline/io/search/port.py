@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any, Protocol
 
-from sync_pipeline.core.search_dialect import Server
+from sync_pipeline.core.mapping.dialect import Server
 
 Body = dict[str, Any]
 

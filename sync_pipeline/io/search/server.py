@@ -13,7 +13,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from sync_pipeline.core.search_dialect import ELASTICSEARCH, OPENSEARCH, PRODUCT_NAMES, Server
+from sync_pipeline.core.mapping.dialect import ELASTICSEARCH, OPENSEARCH, PRODUCT_NAMES, Server
 from sync_pipeline.io.search.errors import UnsupportedServer
 
 # the majors the compatibility suite runs against (README's matrix says the same)

@@ -2,7 +2,7 @@
 change source: the trigger buffer or the replication slot (ops/drain/sources.py).
 
 Each claim is a REPEATABLE READ transaction: every document it writes, and every delete, carries
-the version of that one snapshot (core/versions.py). A change leaves its source — the buffer's
+the version of that one snapshot (core/sql/versions.py). A change leaves its source — the buffer's
 entries deleted, the slot's position confirmed — only after Elasticsearch acknowledged every
 document it affects (a claim holding a TRUNCATE: after the whole spec was reconciled), so a crash
 anywhere leaves it for the next drain. A `capture: logical` spec is drained from its slot after
@@ -21,8 +21,8 @@ from collections.abc import Callable
 
 from sqlalchemy.engine import Engine
 
-from sync_pipeline.core.bulk import BatchResult
-from sync_pipeline.core.specs import SyncSpec
+from sync_pipeline.core.load.bulk import BatchResult
+from sync_pipeline.core.spec.model import SyncSpec
 from sync_pipeline.io.search import SearchTarget
 from sync_pipeline.ops.drain.batches import DrainError, DrainTotals
 from sync_pipeline.ops.drain.loop import Drain

@@ -19,8 +19,8 @@ from dataclasses import dataclass
 
 from sqlalchemy.engine import Connection, Engine
 
-from sync_pipeline.core.bulk import BatchResult, LoadTotals
-from sync_pipeline.core.specs import SyncSpec
+from sync_pipeline.core.load.bulk import BatchResult, LoadTotals
+from sync_pipeline.core.spec.model import SyncSpec
 from sync_pipeline.io import deadletters
 from sync_pipeline.io.buffer import ClaimedEntry
 from sync_pipeline.io.pandas_probe import skip_pandas_probe

@@ -3,7 +3,7 @@ confirm the batch back to the source; when none is waiting, wait for the next.
 
 A source (the trigger buffer, or the replication slot: ops/drain/sources.py) hands out a
 `Claim` in a REPEATABLE READ transaction: every document written for it, and every delete,
-carries the version of that one snapshot (core/versions.py). It is confirmed — the buffer's
+carries the version of that one snapshot (core/sql/versions.py). It is confirmed — the buffer's
 entries deleted, the slot's position moved — only once Elasticsearch acknowledged every document
 of it, so a crash anywhere leaves the changes with their source for the next drain. A claim
 holding a TRUNCATE is reconciled instead (verify with fix, ops/drain/batches.py) after its
@@ -20,11 +20,11 @@ from typing import Any, Protocol
 
 from sqlalchemy.engine import Connection, Engine, RootTransaction
 
-from sync_pipeline.core import fanout
-from sync_pipeline.core.bulk import BatchResult
-from sync_pipeline.core.capture import TRUNCATE_OP
-from sync_pipeline.core.fanout import Watched
-from sync_pipeline.core.specs import SyncSpec
+from sync_pipeline.core.cdc import fanout
+from sync_pipeline.core.cdc.fanout import Watched
+from sync_pipeline.core.cdc.triggers import TRUNCATE_OP
+from sync_pipeline.core.load.bulk import BatchResult
+from sync_pipeline.core.spec.model import SyncSpec
 from sync_pipeline.io.buffer import ClaimedEntry
 from sync_pipeline.io.postgres import describe_table, execute
 from sync_pipeline.io.search import SearchTarget
@@ -213,7 +213,7 @@ class Drain:
 
     def _pages(self, claim: Claim) -> Iterator[list[Key]]:
         """The claim's document keys, page by page: the root entries' at once, then those each
-        table's entries feed (core/fanout.py) in keyset pages of at most `size` keys — one bulk
+        table's entries feed (core/cdc/fanout.py) in keyset pages of at most `size` keys — one bulk
         batch each, so a rename touching a million documents never holds a million keys."""
         if claim.roots:
             yield claim.roots

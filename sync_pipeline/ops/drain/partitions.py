@@ -17,8 +17,8 @@ from dataclasses import dataclass
 
 from sqlalchemy.engine import Connection, Engine
 
-from sync_pipeline.core.fanout import Watched
-from sync_pipeline.core.specs import SyncSpec
+from sync_pipeline.core.cdc.fanout import Watched
+from sync_pipeline.core.spec.model import SyncSpec
 from sync_pipeline.io import partition_sets
 from sync_pipeline.io.locks import bounded
 from sync_pipeline.io.search import SearchTarget

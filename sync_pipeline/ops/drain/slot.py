@@ -22,11 +22,11 @@ from dataclasses import dataclass, field
 
 from sqlalchemy.engine import Connection, Engine, RootTransaction
 
-from sync_pipeline.core import logical
-from sync_pipeline.core.capture import canonical_keys_query
-from sync_pipeline.core.fanout import Watched
-from sync_pipeline.core.pgoutput import Begin, Change, Commit, Message, Truncate, unix_seconds
-from sync_pipeline.core.specs import SyncSpec
+from sync_pipeline.core.cdc import logical
+from sync_pipeline.core.cdc.fanout import Watched
+from sync_pipeline.core.cdc.pgoutput import Begin, Change, Commit, Message, Truncate, unix_seconds
+from sync_pipeline.core.cdc.triggers import canonical_keys_query
+from sync_pipeline.core.spec.model import SyncSpec
 from sync_pipeline.io import buffer, replication, session_changes
 from sync_pipeline.io.change_stream import ChangeStream
 from sync_pipeline.io.postgres import execute, repeatable_read
@@ -197,7 +197,7 @@ class SlotSource:
             if all(e.source is None for e in pending.entries):
                 # only the root table's rows changed: the entries name their documents. Their keys
                 # are pgoutput's texts ('t', a timestamp in the sender's zone, char(n) padded):
-                # PostgreSQL turns them into the canonical texts a claim returns (core/keys.py),
+                # PostgreSQL turns them into the canonical texts a claim returns (core/sql/keys.py),
                 # or a delete would miss its document
                 statement = canonical_keys_query(spec, keys, [e.pk for e in pending.entries])
                 claim.roots = list(dict.fromkeys(tuple(row) for row in execute(conn, statement)))

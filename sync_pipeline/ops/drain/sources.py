@@ -17,7 +17,7 @@ import time
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import OperationalError
 
-from sync_pipeline.core.fanout import BUFFER_TABLE, Watched
+from sync_pipeline.core.cdc.fanout import BUFFER_TABLE, Watched
 from sync_pipeline.io import buffer
 from sync_pipeline.io.buffer import ChangeListener
 from sync_pipeline.io.postgres import is_serialization_failure, repeatable_read

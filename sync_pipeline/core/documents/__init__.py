@@ -1,0 +1,1 @@
+"""Rows → documents in Arrow: cleansing, transforms, JSON text, index mappings, diffs."""

@@ -1,0 +1,1 @@
+"""Index mappings as values: field fragments, what each search server accepts, and diffs."""

@@ -1,0 +1,1 @@
+"""What runs report and alert: metrics, run totals, freshness, failure alerts, redaction."""
