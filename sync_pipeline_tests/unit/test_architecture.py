@@ -225,3 +225,69 @@ def test_the_wheel_holds_the_runtime_and_no_dev_harness_nor_tests():
     ]
     assert not leaked, f"the wheel would ship {leaked}"
     assert (ROOT / DEV_HARNESS / "services" / "__init__.py").exists()  # it is there, and left out
+
+
+# core/ is grouped by concept: a package per concept, and only the names every concept shares
+# (naming, windows) beside them
+CORE_CONCEPTS = {"spec", "mapping", "load", "sql", "documents", "cdc", "report"}
+CORE_SHARED = {"naming", "windows"}
+
+
+def core_concept(module: str) -> str | None:
+    parts = module.split(".")
+    return parts[2] if len(parts) > 2 and parts[1] == "core" else None
+
+
+def test_core_is_grouped_by_concept():
+    children = {core_concept(m) for m in MODULES if room(m) == "core"} - {None}
+    assert children == CORE_CONCEPTS | CORE_SHARED
+
+
+def test_core_concepts_import_each_other_one_way():
+    # a concept may use another's values, never the other way round too: no package-level cycle
+    packages = {c for c in CORE_CONCEPTS}
+    edges = {
+        (core_concept(module), core_concept(target))
+        for module, targets in GRAPH.items()
+        for target in targets
+        if core_concept(module) in packages
+        and core_concept(target) in packages
+        and core_concept(module) != core_concept(target)
+    }
+    both_ways = sorted((a, b) for a, b in edges if (b, a) in edges and a < b)
+    assert not both_ways, f"core concepts importing each other: {both_ways}"
+    assert edges, "the concept graph is empty: the checker sees nothing"
+
+
+def module_level_containers(path: Path) -> list[str]:
+    """Lower-case module-level names bound to a list, dict or set: state that lives between calls.
+    Constant-case tables (NAME = {...}) are read-only by convention and allowed."""
+    found = []
+    for node in ast.parse(path.read_text(encoding="utf-8")).body:
+        targets = (
+            node.targets
+            if isinstance(node, ast.Assign)
+            else [node.target]
+            if isinstance(node, ast.AnnAssign)
+            else []
+        )
+        value = getattr(node, "value", None)
+        container = isinstance(value, (ast.List, ast.Dict, ast.Set)) or (
+            isinstance(value, ast.Call)
+            and getattr(value.func, "id", None) in {"list", "dict", "set", "defaultdict"}
+        )
+        for target in targets:
+            if container and isinstance(target, ast.Name) and not target.id.lstrip("_").isupper():
+                found.append(target.id)
+    return found
+
+
+@pytest.mark.parametrize("module", [m for m in MODULES if room(m) == "core"])
+def test_core_holds_no_mutable_module_state(module):
+    assert not module_level_containers(MODULES[module]), f"{module} keeps state between calls"
+
+
+def test_the_state_checker_sees_a_module_level_list(tmp_path):
+    source = tmp_path / "listeners.py"
+    source.write_text("_listeners: list = []\nTABLE = {'a': 1}\n")
+    assert module_level_containers(source) == ["_listeners"]
