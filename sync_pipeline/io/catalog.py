@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from sync_pipeline.core.sql.quoting import qualified_table
+from sync_pipeline.core.sql.quoting import qualified_table, quote_ident
 
 
 class UnknownTable(LookupError):
@@ -117,6 +117,12 @@ def _describe(conn: Connection, oid: int, schema: str, relname: str) -> TableInf
         ForeignKey(con, tuple(c), ref, tuple(r), ref_oid) for con, (ref, ref_oid, c, r) in grouped.items()
     )
     return TableInfo(schema, relname, columns, key, foreign)
+
+
+def column_holds_values(conn: Connection, table: str, column: str) -> bool:
+    """Whether any row of the table has a non-null value in the column (stops at the first)."""
+    sql = f"SELECT EXISTS (SELECT 1 FROM {qualified_table(table)} WHERE {quote_ident(column)} IS NOT NULL)"
+    return bool(conn.exec_driver_sql(sql).scalar_one())
 
 
 def index_columns(conn: Connection, table: str) -> list[tuple[str, ...]]:

@@ -42,6 +42,21 @@ def insert_position(engine: Engine) -> int:
     return int(lsn)
 
 
+def insert_lsn(conn: Connection) -> str:
+    """The WAL's insert position now, as PostgreSQL writes an LSN (`0/16B3748`)."""
+    return conn.exec_driver_sql("SELECT CAST(pg_current_wal_insert_lsn() AS text)").scalar_one()
+
+
+def resolved_name(conn: Connection, table: str) -> str | None:
+    """`schema.table` as the catalog names the table (search_path applied), as a publication
+    lists it; None when there is no such table."""
+    return conn.exec_driver_sql(
+        "SELECT n.nspname || '.' || c.relname FROM pg_class c "
+        "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = to_regclass(%(t)s)",
+        {"t": qualified_table(table)},
+    ).scalar()
+
+
 def _identity(conn: Connection, table: str) -> tuple[str, bool, frozenset[str]]:
     """The table's replica identity, whether it has a primary key, and the columns an UPDATE or
     DELETE logs of the old row under that identity (the primary key's, or the identity index's)."""

@@ -52,7 +52,7 @@ def hand_over(engine: Engine, spec: SyncSpec, watched: Sequence[Watched]) -> int
     while True:
         with engine.connect() as conn:
             state = replication.slot_state(conn, spec.name)
-            upto = conn.exec_driver_sql("SELECT CAST(pg_current_wal_insert_lsn() AS text)").scalar_one()
+            upto = replication.insert_lsn(conn)
             conn.commit()
         if state is None:
             return 0

@@ -24,9 +24,7 @@ from dataclasses import dataclass, field, replace
 from sqlalchemy.engine import Engine
 
 from sync_pipeline.core.mapping.diff import Change, MappingDiff
-from sync_pipeline.core.sql.quoting import qualified_table, quote_ident
-from sync_pipeline.core.sql.statements import Statement
-from sync_pipeline.io.postgres import execute
+from sync_pipeline.io.catalog import column_holds_values
 from sync_pipeline.io.search import SearchTarget
 from sync_pipeline.io.search.indices import record_index_meta
 from sync_pipeline.ops.binding import Bound
@@ -129,9 +127,5 @@ def _holds_values(engine: Engine, bound: Bound, change: Change) -> bool:
     column = next((f.column for f in bound.plan.fields if f.name == change.path), None)
     if column is None or spec.source.table is None or column in {r.name for r in spec.source.relations}:
         return True  # a relation's field, or a query's: not worth a precise answer here
-    sql = (
-        f"SELECT EXISTS (SELECT 1 FROM {qualified_table(spec.source.table)} "
-        f"WHERE {quote_ident(column)} IS NOT NULL)"
-    )
     with engine.connect() as conn:
-        return bool(execute(conn, Statement(sql)).scalar_one())
+        return column_holds_values(conn, spec.source.table, column)

@@ -19,7 +19,7 @@ from sqlalchemy.exc import DBAPIError
 
 from sync_pipeline.core.cdc import logical
 from sync_pipeline.core.spec.model import SyncSpec
-from sync_pipeline.core.sql.quoting import qualified_table, sql_literal
+from sync_pipeline.core.sql.quoting import sql_literal
 from sync_pipeline.io import replication
 from sync_pipeline.io.buffer import BufferState, buffer_state
 from sync_pipeline.io.replication import SlotState
@@ -57,11 +57,7 @@ def unpublished(conn: Connection, spec: SyncSpec, watched: Sequence[str]) -> lis
     published = replication.published_tables(conn, spec.name) or set()
     resolved = []
     for table in watched:
-        name = conn.exec_driver_sql(
-            "SELECT n.nspname || '.' || c.relname FROM pg_class c "
-            "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = to_regclass(%(t)s)",
-            {"t": qualified_table(table)},
-        ).scalar()
+        name = replication.resolved_name(conn, table)
         if name is not None and name not in published:
             resolved.append(table)
     return resolved

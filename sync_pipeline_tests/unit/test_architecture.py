@@ -294,3 +294,26 @@ def test_the_state_checker_sees_a_module_level_list(tmp_path):
     source = tmp_path / "listeners.py"
     source.write_text("_listeners: list = []\nTABLE = {'a': 1}\n")
     assert module_level_containers(source) == ["_listeners"]
+
+
+def sql_run_in(path: Path) -> list[str]:
+    """Calls that run SQL text written in the module itself: `exec_driver_sql`, SQLAlchemy's
+    `text`, a `Statement` built on the spot. Use cases call io/ (or core/'s statements) for it."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Call):
+            name = getattr(node.func, "attr", None) or getattr(node.func, "id", None)
+            if name in {"exec_driver_sql", "text", "Statement"}:
+                found.append(f"{name}() at line {node.lineno}")
+    return found
+
+
+@pytest.mark.parametrize("module", [m for m in MODULES if room(m) == "ops"])
+def test_use_cases_run_no_sql_text_of_their_own(module):
+    assert not sql_run_in(MODULES[module]), f"{module}: {sql_run_in(MODULES[module])} — move the SQL to io/"
+
+
+def test_the_sql_checker_sees_sql_run_in_place(tmp_path):
+    source = tmp_path / "use_case.py"
+    source.write_text("def f(conn):\n    return conn.exec_driver_sql('SELECT 1').scalar()\n")
+    assert sql_run_in(source) == ["exec_driver_sql() at line 2"]
