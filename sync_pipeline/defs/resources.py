@@ -97,6 +97,9 @@ class ElasticsearchResource(dg.ConfigurableResource):
     ssl_fingerprint: str | None = None
     verify_certs: bool = True
     http_compress: bool = False
+    backend: str = "auto"  # the distribution expected at the URL (SYNC_SEARCH_BACKEND)
+    aws_region: str | None = None  # set: every request is signed with SigV4 for this region
+    aws_service: str = "es"
     # verdicts the process that started the run already reached (the CLI's preflight), by spec
     _prepared: dict[str, TargetVerdict] = PrivateAttr(default_factory=dict)
 

@@ -133,6 +133,22 @@ def test_the_dagster_resource_carries_every_connection_option_it_has_a_field_for
     assert options == loaded.es
 
 
+def test_a_run_started_by_dagster_signs_for_aws_and_expects_the_backend_the_settings_name():
+    # the Dagster resource is how the UI's and the daemon's runs reach the search server: without
+    # the backend and the SigV4 region, a run against Amazon OpenSearch Service would go unsigned
+    env = {
+        "SYNC_ES_URL": "https://search-shop.eu-west-1.es.amazonaws.com",
+        "SYNC_SEARCH_BACKEND": "opensearch",
+        "SYNC_SEARCH_AUTH": "aws-sigv4",
+        "SYNC_AWS_REGION": "eu-west-1",
+        "SYNC_AWS_SERVICE": "es",
+    }
+    loaded = settings.load(env)
+    options = resources_for(loaded)["elasticsearch"].options()
+    assert (options.backend, options.aws_region, options.aws_service) == ("opensearch", "eu-west-1", "es")
+    assert options == loaded.es
+
+
 def test_docs_show_the_grants_the_demo_spec_needs_as_the_command_prints_them(capsys, monkeypatch):
     from pathlib import Path
 
