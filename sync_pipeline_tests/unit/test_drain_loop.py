@@ -4,7 +4,7 @@ claims arriving on a clock the test moves, the claims' writing a plain function.
 
 What the two real sources do with PostgreSQL, the slot and Elasticsearch is covered by the
 integration tests: test_logical*.py (the slot), test_correctness.py, test_relations.py,
-test_partitioned_capture.py, test_poison_rows.py and test_sync_integration.py (the buffer).
+test_partitioned_capture.py, test_poison_rows.py and test_sync.py (the buffer).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from sync_pipeline.core.spec.model import parse_specs
 from sync_pipeline.io.postgres import engine_for
 from sync_pipeline.io.search import search_client
 from sync_pipeline.ops.drain.loop import Claim, Drain, take_changes
-from sync_pipeline.ops.drain.slot import SlotSource
+from sync_pipeline.ops.drain.slot import SlotClaim, SlotSource
 from sync_pipeline.ops.drain.sources import BufferSource, change_sources
 
 
@@ -188,3 +188,29 @@ def test_only_a_following_trigger_drain_listens_for_notify():
     one_off = change_sources(_drain("triggers", notify=True), following=False)
     leftovers = change_sources(_drain("logical", notify=True), following=True)[0]
     assert one_off[0]._listener is None and leftovers._listener is None  # type: ignore[attr-defined]
+
+
+class Recorded:
+    """A claim's transaction and the slot's stream, writing what happens to them in one log."""
+
+    def __init__(self, log: list[str]):
+        self.log, self.is_active = log, True
+
+    def commit(self) -> None:
+        self.log.append("commit")
+        self.is_active = False
+
+    def confirm(self, position: int) -> None:
+        self.log.append(f"slot confirmed to {position}")
+
+
+def test_the_slot_moves_past_a_claim_only_after_its_transaction_committed():
+    # the claim's transaction holds its dead letters: moving the slot first would let a crash
+    # between the two lose them, the changes gone from the slot and no record of the refusal
+    log: list[str] = []
+    drain = type("DrainStub", (), {"engine": None, "spec": None})()
+    source = SlotSource(drain)
+    source._stream = Recorded(log)
+    claim = SlotClaim(conn=None, transaction=Recorded(log), count=1, position=42)
+    source.confirm(claim)
+    assert log == ["commit", "slot confirmed to 42"]

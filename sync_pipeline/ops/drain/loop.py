@@ -71,7 +71,9 @@ class ChangeSource(Protocol):
         when none is waiting now (the slot reads what arrives until `deadline` at most)."""
 
     def confirm(self, claim: Claim) -> None:
-        """Elasticsearch acknowledged every document of `claim`: let its changes go."""
+        """Elasticsearch acknowledged every document of `claim`: let its changes go — in the
+        claim's transaction (the buffer deletes its entries there), or only once it committed
+        (the slot: moving it cannot be rolled back)."""
 
     def wait(self, seconds: float) -> None:
         """Sleep until a change may have arrived, at most `seconds`."""

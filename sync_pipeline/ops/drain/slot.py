@@ -128,6 +128,10 @@ class SlotSource:
 
     def confirm(self, claim: Claim) -> None:
         assert isinstance(claim, SlotClaim)
+        # the claim's transaction first (it holds the batch's dead letters): once the slot moved
+        # past the changes, nothing would bring them back if that commit were lost
+        if claim.transaction.is_active:
+            claim.transaction.commit()
         # acknowledged: each change's lag from its transaction's commit (the client's clock, as
         # ops/slots reads a slot's age: commit times come from the server's)
         now = time.time()
