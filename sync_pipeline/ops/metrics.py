@@ -121,7 +121,8 @@ def _measure(engine: Engine, spec: SyncSpec, op: str, work: Callable[[Measure], 
     try:
         result = work(measure)
     except BaseException as exc:
-        measure.finish(getattr(exc, "totals", None), ok=False)  # a failed load carries its totals
+        if getattr(exc, "ran", True):  # a stop before any work (TargetNotReady) is no run at all
+            measure.finish(getattr(exc, "totals", None), ok=False)  # a failed load carries its totals
         raise
     finally:
         _ACTIVE.reset(token)

@@ -37,6 +37,9 @@ class TargetNotReady(MappingConflict):
     """A load met an index that still needs a re-send or a rebuild, before writing anything:
     `verdict` says which, for its caller to run (ops/readying.py) before it loads again."""
 
+    # no run happened: the caller readies the index and runs again, which is what is measured
+    ran = False
+
     def __init__(self, message: str, verdict: TargetVerdict) -> None:
         super().__init__(message, verdict.conflict.conflicts if verdict.conflict else [])
         self.verdict = verdict

@@ -12,6 +12,7 @@ import sqlalchemy as sa
 from sync_pipeline.apps.cli import main
 from sync_pipeline.apps.cli.runner import Servers, run_drain, run_sync
 from sync_pipeline.core.spec.model import parse_specs
+from sync_pipeline.io import metrics_log
 from sync_pipeline.io.search.indices import backing_indices
 from sync_pipeline.ops import binding, target
 from sync_pipeline.ops.binding import bind
@@ -154,5 +155,10 @@ def test_a_drain_meeting_a_conflict_stops_before_writing_and_its_asset_rebuilds_
         assert after != before and len(after) == 1
         assert _title_type(scenario.es, scenario.index) == "keyword"
         assert indexed(scenario.es, scenario.index)["3"]["title"] == "changed"
+        # the stop before writing is no failed drain: the metrics count the drains that ran, ok
+        with scenario.engine.connect() as conn:
+            drains = [t for t in metrics_log.totals(conn, 60) if (t.spec, t.op) == (spec.name, "drain")]
+        assert len(drains) == 1 and drains[0].counters["runs"] >= 1
+        assert drains[0].counters["failed_runs"] == 0
     finally:
         uninstall_capture(scenario.engine, spec)
