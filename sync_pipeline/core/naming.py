@@ -34,7 +34,7 @@ EXTRACT_APPLICATION = "sync_pipeline:extract"
 
 # --- metadata keys --------------------------------------------------------------------------------
 ROW_COUNT = "dagster/row_count"
-# a load's counters are keyed by their names: core/counts.COUNTERS
+# a load's counters are keyed by their names: core/load/counts.COUNTERS
 # a batch's metadata, and the columns of a run's batch table: its number, its counters, its speed
 BATCH_FIELDS = ("batch", *PER_BATCH, "seconds", "docs_per_s")
 # the observation holding every batch of a full sync's load as a table (defs/reporting.BatchProgress)

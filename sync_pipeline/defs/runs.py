@@ -31,7 +31,7 @@ def run_batches(instance: dg.DagsterInstance, run_id: str) -> list[BatchRecord]:
 
 
 def _plain(metadata: Any) -> dict[str, Any]:
-    """The batch table's rows as mappings; other values as they are (core.runs reads either)."""
+    """The batch table's rows as mappings; other values as they are (core.report.run_totals reads either)."""
     table = metadata.get(naming.BATCH_TABLE)
     if table is None:
         return dict(metadata)

@@ -271,7 +271,7 @@ class CaptureFunction:
 
 
 def capture_functions(conn: Connection) -> list[CaptureFunction]:
-    """Every capture function in the database (core/capture.catalog_query), one per function."""
+    """Every capture function in the database (core/cdc/triggers.catalog_query), one per function."""
     found: dict[tuple[str, str], CaptureFunction] = {}
     for row in execute(conn, capture.catalog_query()):
         marked = capture.parse_marker(row.comment)
@@ -291,7 +291,7 @@ def capture_functions(conn: Connection) -> list[CaptureFunction]:
 class ClaimedEntry:
     """One claimed entry. `key`: the canonical texts of the document key (core/sql/keys.py), for the
     root table's entries only; `capture_error`: why a trigger could not read its row (a
-    TRUNCATE's entry carries it, core/capture.CAPTURE_ERROR)."""
+    TRUNCATE's entry carries it, core/cdc/triggers.CAPTURE_ERROR)."""
 
     id: int
     source: str | None  # None: the root table
@@ -304,7 +304,7 @@ def claim(
     conn: Connection, spec: SyncSpec, root_key: Sequence[ColumnInfo], limit: int, changes: str = BUFFER_TABLE
 ) -> list[ClaimedEntry]:
     """The spec's oldest entries, locked until the caller's transaction ends
-    (core/capture.claim_query): of the buffer, or of the logical drain's session table."""
+    (core/cdc/triggers.claim_query): of the buffer, or of the logical drain's session table."""
     width = len(root_key)
     return [
         # the query's columns: id, source, op, one text per key column, capture_error
@@ -314,7 +314,7 @@ def claim(
 
 
 def add_entries(conn: Connection, spec: str, entries: Sequence[Entry], changes: str = BUFFER_TABLE) -> None:
-    """Entries as a trigger writes them (core/logical.Entry), in their order, in one statement:
+    """Entries as a trigger writes them (core/cdc/logical.Entry), in their order, in one statement:
     into the buffer (a slot handed over to triggers), or the logical drain's session table."""
     rows = [{"source": e.source, "pk": e.pk, "op": e.op, "link": e.link} for e in entries]
     conn.exec_driver_sql(

@@ -3,7 +3,7 @@
 What a log pipeline (Loki, Elasticsearch, CloudWatch …) can parse without a grok pattern:
 every line is an object with `time`, `level`, `logger` and `message`, plus whatever is known
 where it was logged — the command, run id, spec, partition, batch, counts, durations. Every
-text in it goes through core/redact first, as the text output does.
+text in it goes through core/report/redact first, as the text output does.
 
 `JsonFormatter` formats Python log records (the CLI's, and Dagster's console logger's through
 defs/loggers.py); `JsonLines` stands in for the CLI's stderr, so what a command writes there

@@ -48,7 +48,7 @@ METRICS_LOG = sa.Table(
     sa.Column("op", sa.Text, nullable=False),
     *(_counter(name) for name in _COUNTERS),
     sa.Column("ok_at", sa.DateTime(timezone=True)),  # a run that ended without failing, then
-    sa.Column("lag", JSONB),  # core/metrics.Sketch of the stretch's lags (none once compacted)
+    sa.Column("lag", JSONB),  # core/report/metrics.Sketch of the stretch's lags (none once compacted)
     sa.Column("bulk_latency", JSONB),
 )
 

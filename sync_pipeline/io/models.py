@@ -211,7 +211,7 @@ def _beyond_equalities(prop: RelationshipProperty[Any]) -> str | None:
 def expand_models(
     raw: dict[str, Any], base: Path | None = None
 ) -> tuple[dict[str, Any], list[tuple[KeyPath, str]]]:
-    """core/specs.Expand: each spec's `source.model` resolved into the plain source mapping."""
+    """core/spec/model.Expand: each spec's `source.model` resolved into the plain source mapping."""
     specs = raw.get("specs")
     if not isinstance(specs, list):
         return raw, []

@@ -1,6 +1,6 @@
 """PostgreSQL: connections, describing a source, and reading its rows into Arrow.
 
-Statements come from `core.sql` as text; this module only runs them. Reads
+Statements come from `core.sql.statements` as text; this module only runs them. Reads
 stream: keyset pages of at most `page_size` rows, or one COPY statement read
 by the ADBC driver in batches, so memory is one batch whatever the table holds.
 """
@@ -96,7 +96,7 @@ def repeatable_read(engine: Engine) -> Connection:
 
 
 def execute(conn: Connection, statement: Statement):
-    """Run a `core.sql` statement (psycopg parameters, so no SQLAlchemy parsing of its text)."""
+    """Run a `core.sql.statements` statement (psycopg parameters, so no SQLAlchemy parsing of its text)."""
     return conn.exec_driver_sql(statement.sql, statement.params)
 
 
@@ -186,7 +186,7 @@ _SAMPLE_ROWS, _SAMPLE_VALUES = 100_000, 1_000
 
 def json_value_kinds(conn: Connection, spec: SyncSpec, columns: Sequence[ColumnInfo]) -> dict[str, set[str]]:
     """For JSON columns: the `jsonb_typeof` of a sample of their values, and of the elements of
-    the arrays among them (core/columns.json_es_type maps them), in one statement. Bounded, so
+    the arrays among them (core/sql/columns.json_es_type maps them), in one statement. Bounded, so
     binding a large or sparse table stays cheap; values beyond the sample are not seen."""
     parts, params = [], {}
     for number, info in enumerate(columns):

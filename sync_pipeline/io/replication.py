@@ -99,7 +99,7 @@ def relation_ids(conn: Connection, table: str) -> list[int]:
 
 def by_relation(conn: Connection, watched: Sequence[Watched]) -> dict[int, list[Watched]]:
     """Per relation id a change may arrive under, the watched tables it belongs to: a partitioned
-    table's changes arrive under its partitions' ids (see core/logical.publication_sql)."""
+    table's changes arrive under its partitions' ids (see core/cdc/logical.publication_sql)."""
     found: dict[int, list[Watched]] = {}
     for table in watched:
         for oid in relation_ids(conn, table.table):
@@ -119,7 +119,7 @@ def ancestor_ids(conn: Connection, relid: int) -> list[int]:
 
 def set_identity(conn: Connection, table: str, watched: list[Watched]) -> None:
     """REPLICA IDENTITY FULL on `table` where a change would otherwise not carry what the drain
-    needs (core/logical.needs_full_identity). A partitioned table's setting does not reach its
+    needs (core/cdc/logical.needs_full_identity). A partitioned table's setting does not reach its
     partitions, whose own identity is what their changes log: each is set too. ALTER TABLEs:
     the caller bounds their locks."""
     mine = [w for w in watched if w.table == table]

@@ -2,7 +2,7 @@
 changes over to the buffer before the slot is dropped.
 
 A decoded change becomes the entry its trigger would have written
-(core/logical.entries_for), so the trigger drain applies them as its own. The
+(core/cdc/logical.entries_for), so the trigger drain applies them as its own. The
 install calls this once the triggers are in place, so every change is in the
 slot, in the buffer, or in both (an entry applied twice only re-reads its row).
 The slot is read with peek, a page of transactions at a time, each page's

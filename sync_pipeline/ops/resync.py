@@ -29,7 +29,7 @@ Key = tuple[str, ...]  # canonical key texts (core/sql/keys.py)
 
 
 def key_from_id(bound: Bound, doc_id: str) -> Key:
-    """The canonical key texts of a document id (inverse of core.keys.document_id)."""
+    """The canonical key texts of a document id (inverse of core.sql.keys.document_id)."""
     return tuple(texts_from_id(doc_id, len(bound.plan.keys)))
 
 
@@ -57,7 +57,7 @@ def resync_body(
     never deleted either, since their rows exist); sending the body is `send_resync`, which a
     drain does while it reads the next keys."""
     batch = fetch_keys(conn, bound.spec, bound.columns, keys, bound.relations)
-    # documents assembled by the full sync's own Arrow kernels (core/documents.batch_to_bulk), with
+    # documents assembled by the full sync's own Arrow kernels (core/documents/build.batch_to_bulk), with
     # the version column every read carries: in this transaction, the snapshot's version
     chunk = batch_to_bulk(batch, bound.plan)
     present = set(document_ids(batch, bound.plan))

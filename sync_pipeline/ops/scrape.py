@@ -101,7 +101,7 @@ Sample = tuple[float, dict[str, str]]  # a value and its labels
 
 
 def samples(reading: Reading) -> dict[str, list[Sample]]:
-    """Every metric of core/metrics.METRICS: its values now, by its Prometheus name."""
+    """Every metric of core/report/metrics.METRICS: its values now, by its Prometheus name."""
     out: dict[str, list[Sample]] = {m.name: [] for m in METRICS}
 
     def put(name: str, value: float | None, **labels: str) -> None:

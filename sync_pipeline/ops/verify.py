@@ -2,7 +2,7 @@
 
 Both sides are read in primary-key order — PostgreSQL by key ranges, each in a
 snapshot of its own (io/ranges.py), ES by `search_after` on the key fields — and
-merged (core.diff), so memory is a page on each side however large the table
+merged (core.documents.diff), so memory is a page on each side however large the table
 is, and no transaction stays open across the read. With `fix`, every difference
 found is repaired while the merge runs.
 """

@@ -1,4 +1,4 @@
-"""Spec → SQL: the statements are plain text built without a server (core.sql)."""
+"""Spec → SQL: the statements are plain text built without a server (core.sql.statements)."""
 
 from datetime import UTC, datetime
 

@@ -2,7 +2,7 @@
 
 The CLI (and the tests and bench, through it) runs a spec's job with
 `execute_in_process`, so every run lands in the same instance the UI shows;
-summaries are folded from the run's materializations (core.runs).
+summaries are folded from the run's materializations (core.report.run_totals).
 """
 
 from __future__ import annotations

@@ -133,7 +133,7 @@ def check_spec(session: Session, es: SearchTarget, spec: SyncSpec) -> SpecReport
 
 
 def missing_indexes(conn: Connection, bound: Bound) -> list[str]:
-    """A note per relation lookup no index serves (core/relations.index_lookups): correct without
+    """A note per relation lookup no index serves (core/sql/relations.index_lookups): correct without
     one, but each document (or each fanned-out change) then scans the table, on the user's
     primary. A note, not a problem: a small table needs none. (A query source's own columns are
     not a table's: their lookups are left out.)"""

@@ -156,7 +156,7 @@ def _batch_entries(
     """One entry per batch, asset by asset in the order they first reported.
 
     An asset with a batch table (a full sync whose load ended) lists its rows, by batch number
-    (core.runs reads them as `history --batches` does). One without (a drain: one observation per
+    (core.report.run_totals reads them as `history --batches` does). One without (a drain: one observation per
     batch; a full sync still loading, or killed before its table) lists its observations as they
     came: a full sync's progress observation sums several batches (`batches` of them).
     """

@@ -1,6 +1,6 @@
 """From a changed row of any watched table to the documents it feeds.
 
-Every table a document is built from is watched (core/capture decides what
+Every table a document is built from is watched (core/cdc/triggers decides what
 each trigger records): the root table records its own key; a related table
 records, for the old and the new row, the values of the columns that join it
 to its parent (`link`); a join table likewise. `root_keys` turns claimed buffer

@@ -84,7 +84,7 @@ def needs_full_identity(
 
 @dataclass(frozen=True)
 class Entry:
-    """What the trigger would have written for one change (core/capture.trigger_ddl)."""
+    """What the trigger would have written for one change (core/cdc/triggers.trigger_ddl)."""
 
     source: str | None
     pk: dict[str, object]

@@ -86,7 +86,7 @@ def build_plan(
 ) -> DocumentPlan:
     """`columns` as a read returns them (the source's, then one JSON column per relation, then
     the snapshot version, which is no field). `json_types`: the mapping of JSON columns inferred
-    from their values (core/columns.json_es_type; None: no field type fits, stored only)."""
+    from their values (core/sql/columns.json_es_type; None: no field type fits, stored only)."""
     json_types = json_types or {}
     by_name = {r.spec.name: r for r in relations}
     fields = []

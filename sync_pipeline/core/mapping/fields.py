@@ -6,7 +6,7 @@ over the one inferred from the column's PostgreSQL type — and the index with `
 (`analyser`) is an error that names the field instead of an index Elasticsearch refuses later,
 or worse, accepts with the parameter ignored. Whether a parameter fits the field's type, and
 whether an analyzer exists on the user's cluster, only Elasticsearch can say: it does so when
-the index is created (ops/mapping.py turns that refusal into an error naming the spec).
+the index is created (ops/target.py turns that refusal into an error naming the spec).
 """
 
 from __future__ import annotations

@@ -92,7 +92,7 @@ class Sketch:
         return cls({int(k): int(v) for k, v in buckets.items()}, count, total)
 
 
-# the document outcomes a load counts (core/bulk.LoadTotals' names), as the `outcome` label
+# the document outcomes a load counts (core/load/bulk.LoadTotals' names), as the `outcome` label
 OUTCOMES = {
     "indexed": "indexed",
     "deleted": "deleted",

@@ -25,7 +25,7 @@ from sync_pipeline.core.sql.quoting import sql_literal
 from sync_pipeline.core.sql.timestamps import iso_utc, utc_from_naive
 
 INTEGER_TYPES = frozenset({"int2", "int4", "int8"})
-# to_char's pattern for what core/timestamps.iso_utc writes: UTC, microseconds, Z
+# to_char's pattern for what core/sql/timestamps.iso_utc writes: UTC, microseconds, Z
 ISO_UTC_SQL = '\'YYYY-MM-DD"T"HH24:MI:SS.US"Z"\''
 
 

@@ -112,7 +112,7 @@ def value_sql(f: NestedField, alias: str, naive_timezone: str) -> str:
         return canonical_sql(info, col, naive_timezone)  # the text root documents carry
     if info.pg_type == "numeric" and not info.fits_double:
         # as the root's default (core/documents/build.py numeric_mode): digits a double would round off
-        # travel as PostgreSQL's exact text, mapped keyword (core/columns.infer_es_type)
+        # travel as PostgreSQL's exact text, mapped keyword (core/sql/columns.infer_es_type)
         return f"CAST({col} AS text)"
     if info.pg_type in ("float4", "float8", "numeric"):
         # float4 through its shortest text, as the root's staging reads it; NaN/±Inf are not JSON

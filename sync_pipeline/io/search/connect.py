@@ -94,7 +94,7 @@ def search_client(
 def connection_problem(exc: BaseException, label: str, options: ElasticsearchOptions) -> str | None:
     """One line naming the server and the cause, for the failures a misconfigured connection
     meets (wrong or expired credentials, a certificate not trusted, HTTP against HTTPS and back);
-    None for other errors. `label`: the server as it may be shown (core/redact.redact_url)."""
+    None for other errors. `label`: the server as it may be shown (core/report/redact.redact_url)."""
     text = str(exc)
     where = f"the search server at {label}"
     if isinstance(exc, SearchTlsError) or "CERTIFICATE_VERIFY_FAILED" in text or "SSL" in text:

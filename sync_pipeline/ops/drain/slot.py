@@ -1,6 +1,6 @@
 """`SlotSource`: the changes of a `capture: logical` spec, read from its replication slot.
 
-Decoded changes become the entries a trigger would have buffered (core/logical.entries_for),
+Decoded changes become the entries a trigger would have buffered (core/cdc/logical.entries_for),
 gathered from the stream as it is read, on its own thread, decoding only the columns the entries
 need (io/change_stream.py). A claim hands them out in batches of about `batch_size` as they
 arrive — a transaction of a million rows never sits in memory whole — or when the stream went
@@ -10,7 +10,7 @@ directly. Entries of related or change tables are written to the drain session's
 
 A decoded transaction has committed, but a snapshot taken a moment before may not see it yet: a
 claim's transaction is one whose snapshot sees every transaction it re-reads
-(core/logical.visible_in). Confirming a claim moves the slot only past transactions whose every
+(core/cdc/logical.visible_in). Confirming a claim moves the slot only past transactions whose every
 entry Elasticsearch acknowledged, so a crash anywhere leaves them in the slot and the next drain
 receives them again.
 """
