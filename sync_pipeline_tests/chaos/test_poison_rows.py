@@ -12,6 +12,7 @@ from __future__ import annotations
 import pytest
 
 from sync_pipeline.apps.cli.runner import Servers, run_sync, run_verify
+from sync_pipeline.core.cdc import logical
 from sync_pipeline.core.spec.model import parse_specs
 from sync_pipeline.io import buffer, deadletters, replication
 from sync_pipeline.ops.capture import install_capture, uninstall_capture
@@ -89,7 +90,7 @@ def test_poison_rows_become_dead_letters_and_the_sync_and_drains_flow_on(scenari
         with scenario.engine.begin() as conn:
             conn.exec_driver_sql(f"UPDATE {scenario.table} SET title = 'still poison' WHERE id = 10")
             # after the change's record, before its commit's: a slot past the commit is past this
-            written = _lsn(replication.insert_lsn(conn))
+            written = logical.lsn_number(replication.insert_lsn(conn))
         assert drain(scenario.engine, scenario.es, spec).dead_lettered == 1
         with scenario.engine.begin() as conn:
             assert deadletters.count(conn, scenario.table) == len(POISON) + 1
@@ -101,7 +102,7 @@ def test_poison_rows_become_dead_letters_and_the_sync_and_drains_flow_on(scenari
             else:
                 # confirmed past the poison row's change (not a distance to the WAL's end, which
                 # any other writer of the cluster moves)
-                assert _lsn(replication.slot_state(conn, spec.name).confirmed_lsn) >= written
+                assert logical.lsn_number(replication.slot_state(conn, spec.name).confirmed_lsn) >= written
 
         drift, unrepresentable = _verified(spec, live)
         assert (drift, unrepresentable) == (0, len(POISON) + 1)
@@ -301,9 +302,3 @@ def test_a_document_over_the_servers_request_limit_is_a_dead_letter_and_the_rest
     finally:
         uninstall_capture(scenario.engine, spec)
     CHAOS_RESULTS.append(("a document over the server's request limit (413)", 4, drift, 2))
-
-
-def _lsn(text: str) -> int:
-    """A WAL position as PostgreSQL writes it (`0/16B3748`), as a number."""
-    high, _, low = text.partition("/")
-    return (int(high, 16) << 32) + int(low, 16)
