@@ -3,28 +3,11 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 from sync_pipeline.apps.flask import SyncBlueprintConfigError, create_sync_blueprint
 from sync_pipeline_tests.conftest import free_port
 from sync_pipeline_tests.support.flask import AUTH, make_app
-
-
-@pytest.fixture()
-def spec_file(tmp_path: Path) -> Path:
-    path = tmp_path / "sync.yaml"
-    path.write_text(
-        """
-specs:
-  - name: shop
-    source: {table: shop, primary_key: id, updated_at: updated_at}
-    target: {index: shop}
-    partitions: {grain: month, start: "2026-01-01"}
-"""
-    )
-    return path
 
 
 def test_no_token_means_no_blueprint(monkeypatch, spec_file):

@@ -61,21 +61,6 @@ def test_the_sync_side_still_tunes_the_allocator_when_it_is_imported() -> None:
 
 
 @pytest.fixture()
-def spec_file(tmp_path: Path) -> Path:
-    path = tmp_path / "sync.yaml"
-    path.write_text(
-        """
-specs:
-  - name: shop
-    source: {table: shop, primary_key: id, updated_at: updated_at}
-    target: {index: shop}
-    partitions: {grain: month, start: "2026-01-01"}
-"""
-    )
-    return path
-
-
-@pytest.fixture()
 def no_sync_env(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in ("SYNC_API_TOKEN", "SYNC_CONFIG", "SYNC_DAGSTER_URL"):
         monkeypatch.delenv(name, raising=False)
