@@ -25,7 +25,9 @@ from sync_pipeline.core.sql.relations import (
     relation_sql,
     unserved,
 )
+from sync_pipeline.core.sql.statements import keys_query, window_select
 from sync_pipeline.core.sql.versions import VERSION_BASE, XIP_SLOTS
+from sync_pipeline.core.windows import Window
 
 SPEC = """
 specs:
@@ -137,9 +139,57 @@ def test_relation_sql_is_a_correlated_subquery_ordered_by_the_related_key():
     assert "'title', regexp_replace(__sync_r1.\"name\"" in text  # dotted rename and cleanse
     assert 'FROM "shop"."departments" AS __sync_r2 WHERE __sync_r2."id" = __sync_r1."department_id"' in text
     text = relation_sql(tags, "__sync_root", "UTC")
-    assert "ORDER BY __sync_r1.\"id\"), '[]'::jsonb)" in text
+    assert "ORDER BY __sync_r1.\"id\"), '[]'::json)" in text
     assert 'JOIN "shop"."tags" AS __sync_r1 ON __sync_t1."tag_id" = __sync_r1."id"' in text
     assert 'WHERE __sync_t1."product_id" = __sync_root."id"' in text
+
+
+def test_a_window_read_joins_the_related_rows_of_its_window_and_key_lookups_stay_correlated():
+    (spec,) = parse_specs(SPEC)
+    category = plans(spec)[0]
+    window = window_select(
+        spec, list(ROOT.columns), Window(datetime(2026, 2, 1, tzinfo=UTC), None), plans(spec)
+    )
+    sql = window.sql
+    assert "__sync_r1" not in sql  # no correlated subquery
+    # category joined on its primary key: one row per value, no DISTINCT ON; its department inside it
+    assert (
+        "LEFT JOIN (SELECT __sync_x1.\"id\" AS __sync_j0, json_build_object('title', " in sql
+        and ') AS __sync_a1 ON __sync_a1.__sync_j0 = __sync_root."category_id"' in sql
+    )
+    assert (
+        'LEFT JOIN (SELECT __sync_x2."id" AS __sync_j0' in sql
+        and "__sync_a2 ON __sync_a2.__sync_j0 = __sync_x1." in sql
+    )
+    # the related rows of the window's rows only, at each depth
+    window_rows = '(SELECT __sync_w."category_id" FROM "shop"."products" AS __sync_w WHERE "updated_at" >= '
+    assert f'WHERE (__sync_x1."id") IN {window_rows}' in sql
+    assert (
+        f'WHERE (__sync_x2."id") IN (SELECT __sync_g1."department_id" FROM "shop"."categories" AS __sync_g1 '
+        f'WHERE (__sync_g1."id") IN {window_rows}' in sql
+    )
+    # tags through the join table, one array per product, by the tag's key
+    assert (
+        'FROM "shop"."product_tags" AS __sync_l3 '
+        'JOIN "shop"."tags" AS __sync_x3 ON __sync_l3."tag_id" = __sync_x3."id"' in sql
+    )
+    assert 'GROUP BY __sync_l3."product_id") AS __sync_a3 ON __sync_a3.__sync_j0 = __sync_root."id"' in sql
+    assert "coalesce(__sync_a3.__sync_v, '[]'::json)" in sql and 'ORDER BY __sync_x3."id")' in sql
+    # a window of every row reads every related row: no filter
+    assert (
+        "__sync_w" not in window_select(spec, list(ROOT.columns), Window(None, None, True), plans(spec)).sql
+    )
+    lookup = keys_query(spec, list(ROOT.columns), [["1"]], plans(spec)).sql
+    assert "LEFT JOIN" not in lookup and relation_sql(category, "__sync_root", "UTC") in lookup
+
+
+def test_a_many_to_one_on_a_column_that_is_no_key_joins_the_first_row_by_key():
+    (spec,) = parse_specs(SPEC.replace("on: {id: category_id}", "on: {department_id: category_id}"))
+    sql = window_select(spec, list(ROOT.columns), Window(None, None, True), plans(spec)).sql
+    assert (
+        'SELECT DISTINCT ON (__sync_x1."department_id") __sync_x1."department_id" AS __sync_j0, ' in sql
+        and 'ORDER BY __sync_x1."department_id", __sync_x1."id")' in sql
+    )
 
 
 def test_every_table_of_a_document_is_watched_with_what_leads_to_its_parent():

@@ -1,8 +1,9 @@
 """Relations: related rows as objects and arrays of the document, built by PostgreSQL.
 
-A relation becomes one JSON column of the read: a correlated subquery on the
-related table (through the join table for many_to_many) that builds the object,
-or the array of objects ordered by the related table's key, with the same value
+A relation becomes one JSON column of the read: the object, or the array of
+objects ordered by the related table's key, read from the related table (through
+the join table for many_to_many) as a correlated subquery per row for key lookups,
+or as pre-aggregated joins for a whole window (core/sql/relation_joins.py), with the same value
 conventions as the root's fields (timestamps as UTC ISO text, NaN as null,
 numerics by their declared precision, as core/sql/columns.py decides for the root).
 One statement per window still reads everything in one snapshot. The fan-out
@@ -12,7 +13,7 @@ to the keys of the documents they feed.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from sync_pipeline.core.spec.model import SyncSpec
@@ -22,7 +23,7 @@ from sync_pipeline.core.sql.columns import TEXTUAL, ColumnInfo, infer_es_type
 from sync_pipeline.core.sql.keys import canonical_sql
 from sync_pipeline.core.sql.quoting import qualified_table, quote_ident
 
-_PAIRS_PER_CALL = 50  # jsonb_build_object takes at most 100 arguments
+_PAIRS_PER_CALL = 50  # json_build_object takes at most 100 arguments
 
 
 @dataclass(frozen=True)
@@ -100,14 +101,17 @@ def plan_relation(
 
 
 def value_sql(f: NestedField, alias: str, naive_timezone: str) -> str:
-    """A related column as its document value, in SQL, with the root fields' conventions."""
+    """A related column as its document value, in SQL, with the root fields' conventions. It goes
+    into `json_build_object`, which prints json, jsonb and scalars as their JSON text."""
     info = f.column
     col = f"{alias}.{quote_ident(info.name)}"
     if info.is_array:
-        return f"to_jsonb({col})"
-    if info.pg_type in ("json", "jsonb"):
-        # as jsonb, also for json: the object is built as jsonb, printed on one line
+        return f"to_jsonb({col})"  # jsonb prints on one line, also arrays of json
+    if info.pg_type == "json":
+        # json keeps its input text, newlines included, which would split the bulk NDJSON line
         return f"CAST({col} AS jsonb)"
+    if info.pg_type == "jsonb":
+        return col
     if info.pg_type in ("timestamptz", "timestamp", "date"):
         return canonical_sql(info, col, naive_timezone)  # the text root documents carry
     if info.pg_type == "numeric" and not info.fits_double:
@@ -115,11 +119,12 @@ def value_sql(f: NestedField, alias: str, naive_timezone: str) -> str:
         # travel as PostgreSQL's exact text, mapped keyword (core/sql/columns.infer_es_type)
         return f"CAST({col} AS text)"
     if info.pg_type in ("float4", "float8", "numeric"):
-        # float4 through its shortest text, as the root's staging reads it; NaN/±Inf are not JSON
-        double = (
-            f"CAST(CAST({col} AS text) AS float8)" if info.pg_type == "float4" else f"CAST({col} AS float8)"
-        )
-        return f"(CASE WHEN {double} IN ('NaN', 'Infinity', '-Infinity') THEN NULL ELSE {double} END)"
+        # NaN/±Inf are not JSON (json would print them as strings): null, tested on the column as it
+        # is, so nothing is converted twice. float4 and float8 print their shortest text, as the root's
+        # staging reads them; a numeric of declared precision (no infinity fits one) as its double.
+        if info.pg_type == "numeric":
+            return f"CAST(NULLIF({col}, 'NaN') AS float8)"
+        return f"(CASE WHEN {col} IN ('NaN', 'Infinity', '-Infinity') THEN NULL ELSE {col} END)"
     if info.pg_type in ("int2", "int4", "int8", "bool"):
         return col
     text = col if info.pg_type in TEXTUAL else f"CAST({col} AS text)"
@@ -133,17 +138,24 @@ def value_sql(f: NestedField, alias: str, naive_timezone: str) -> str:
     return text
 
 
-def object_sql(plan: RelationPlan, alias: str, naive_timezone: str, depth: int) -> str:
+def object_sql(
+    plan: RelationPlan, alias: str, naive_timezone: str, child_value: Callable[[RelationPlan], str]
+) -> str:
+    """The related row `alias` as a JSON object: its fields, then its children's JSON
+    (`child_value`: how this read reaches them, a correlated subquery or a joined column).
+
+    json, not jsonb: PostgreSQL prints it as it builds it, where jsonb would be built in its binary
+    form and printed again. Past 50 pairs (a function takes 100 arguments) the object is merged
+    from parts with jsonb's `||`, which json lacks."""
     pairs = [
         f"'{f.name.replace(chr(39), chr(39) * 2)}', {value_sql(f, alias, naive_timezone)}"
         for f in plan.fields
     ]
-    pairs += [
-        f"'{child.spec.name}', {relation_sql(child, alias, naive_timezone, depth + 1)}"
-        for child in plan.children
-    ]
+    pairs += [f"'{child.spec.name}', {child_value(child)}" for child in plan.children]
     if not pairs:
-        return "'{}'::jsonb"
+        return "'{}'::json"
+    if len(pairs) <= _PAIRS_PER_CALL:
+        return f"json_build_object({', '.join(pairs)})"
     calls = [
         "jsonb_build_object(" + ", ".join(pairs[i : i + _PAIRS_PER_CALL]) + ")"
         for i in range(0, len(pairs), _PAIRS_PER_CALL)
@@ -151,41 +163,58 @@ def object_sql(plan: RelationPlan, alias: str, naive_timezone: str, depth: int) 
     return " || ".join(calls)
 
 
-def _equal(left_alias: str, right_alias: str, pairs: dict[str, str]) -> str:
+def array_sql(obj: str, order: str) -> str:
+    """The aggregate of objects as a JSON array ordered by `order` (NULL when there is none)."""
+    return f"json_agg({obj}" + (f" ORDER BY {order}" if order else "") + ")"
+
+
+EMPTY_ARRAY = "'[]'::json"
+
+
+def equal_sql(left_alias: str, right_alias: str, pairs: dict[str, str]) -> str:
     """{<left column>: <right column>} as an AND of equalities."""
     return " AND ".join(
         f"{left_alias}.{quote_ident(a)} = {right_alias}.{quote_ident(b)}" for a, b in pairs.items()
     )
 
 
+def key_order(plan: RelationPlan, alias: str) -> str:
+    return ", ".join(f"{alias}.{quote_ident(c)}" for c in plan.key)
+
+
 def relation_sql(plan: RelationPlan, parent_alias: str, naive_timezone: str, depth: int = 1) -> str:
-    """The relation's JSON for the parent row `parent_alias`: an object or NULL (many_to_one), or
-    an array of objects ordered by the related table's key (`[]` when none)."""
+    """The relation's JSON for the parent row `parent_alias`, as a correlated subquery: an object
+    or NULL (many_to_one), or an array of objects ordered by the related table's key (`[]` when
+    none). What key lookups read (a few hundred rows: each subquery is an index lookup); a whole
+    window reads core/sql/relation_joins.py's joins instead."""
     alias = f"__sync_r{depth}"
     relation = plan.spec
-    obj = object_sql(plan, alias, naive_timezone, depth)
-    order = ", ".join(f"{alias}.{quote_ident(c)}" for c in plan.key)
+    obj = object_sql(
+        plan, alias, naive_timezone, lambda child: relation_sql(child, alias, naive_timezone, depth + 1)
+    )
+    order = key_order(plan, alias)
     if relation.kind == "many_to_one":
         assert relation.on is not None
         # several matches (a join on a non-unique column): the first by key, the same every read
         first = f" ORDER BY {order}" if order else ""
         return (
             f"(SELECT {obj} FROM {qualified_table(plan.table.name)} AS {alias} "
-            f"WHERE {_equal(alias, parent_alias, relation.on)}{first} LIMIT 1)"
+            f"WHERE {equal_sql(alias, parent_alias, relation.on)}{first} LIMIT 1)"
         )
-    aggregate = f"coalesce(jsonb_agg({obj}" + (f" ORDER BY {order}" if order else "") + "), '[]'::jsonb)"
+    aggregate = f"coalesce({array_sql(obj, order)}, {EMPTY_ARRAY})"
     if relation.kind == "one_to_many":
         assert relation.on is not None
         return (
             f"(SELECT {aggregate} FROM {qualified_table(plan.table.name)} AS {alias} "
-            f"WHERE {_equal(alias, parent_alias, relation.on)})"
+            f"WHERE {equal_sql(alias, parent_alias, relation.on)})"
         )
     assert relation.through is not None and plan.through is not None
     link = f"__sync_t{depth}"
+    related = f"{qualified_table(plan.table.name)} AS {alias}"
     return (
         f"(SELECT {aggregate} FROM {qualified_table(plan.through.name)} AS {link} "
-        f"JOIN {qualified_table(plan.table.name)} AS {alias} ON {_equal(link, alias, relation.through.to)} "
-        f"WHERE {_equal(link, parent_alias, relation.through.on)})"
+        f"JOIN {related} ON {equal_sql(link, alias, relation.through.to)} "
+        f"WHERE {equal_sql(link, parent_alias, relation.through.on)})"
     )
 
 

@@ -17,6 +17,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from itertools import count
 from typing import Any, Literal
 
 from sync_pipeline.core.spec.model import SyncSpec
@@ -24,6 +25,7 @@ from sync_pipeline.core.sql import poison
 from sync_pipeline.core.sql.columns import ColumnInfo
 from sync_pipeline.core.sql.keys import typed_sql
 from sync_pipeline.core.sql.quoting import qualified_table, quote_ident, sql_literal
+from sync_pipeline.core.sql.relation_joins import Rows, joined
 from sync_pipeline.core.sql.relations import RelationPlan, relation_sql
 from sync_pipeline.core.sql.versions import VERSION_COLUMN, VERSION_SQL
 from sync_pipeline.core.windows import Window
@@ -185,15 +187,30 @@ def _select(
     spec: SyncSpec,
     relations: Sequence[RelationPlan] = (),
     literal: bool = False,
+    joins: bool = False,
+    predicate: str | None = None,
 ) -> str:
+    """The read's SELECT … FROM. Relations as correlated subqueries (key lookups and pages: an
+    index lookup each), or with `joins` as pre-aggregated related rows joined on
+    (core/sql/relation_joins.py: a whole window in bulk), those of the root rows `predicate`
+    reads (its WHERE; None: every row)."""
+    joined_to: list[str] = []
+    if not joins or not relations:
+        values = [relation_sql(r, ROOT_ALIAS, spec.naive_timezone) for r in relations]
+    else:
+        assert spec.source.table is not None  # relations need a table source (core/spec/sources.py)
+        parents = Rows(spec.source.table, "__sync_w", predicate)
+        numbers = count(1)
+        found = [joined(r, ROOT_ALIAS, parents, spec.naive_timezone, numbers) for r in relations]
+        values, joined_to = [j.value for j in found], [j.join for j in found]
     outputs = [staged_column(c) for c in columns]
     outputs += [
-        f"CAST({relation_sql(r, ROOT_ALIAS, spec.naive_timezone)} AS TEXT) AS {quote_ident(r.spec.name)}"
-        for r in relations
+        f"CAST({value} AS TEXT) AS {quote_ident(r.spec.name)}"
+        for r, value in zip(relations, values, strict=True)
     ]
     outputs.append(f"{VERSION_SQL} AS {quote_ident(VERSION_COLUMN)}")
     outputs.append(f"{poison.reason_sql(columns)} AS {quote_ident(poison.UNREPRESENTABLE_COLUMN)}")
-    return f"SELECT {', '.join(outputs)} FROM {source_sql(spec, literal)}"
+    return f"SELECT {', '.join(outputs)} FROM {' '.join([source_sql(spec, literal), *joined_to])}"
 
 
 def _where(conditions: Sequence[str | None]) -> str:
@@ -243,8 +260,9 @@ def window_select(
     """Every row of the window as one statement, unordered and without parameters: what a
     full read streams with COPY (one statement, so one snapshot)."""
     binds = _Binds(literal=True)
-    where = _where([window_predicate(spec, window, binds, columns)])
-    return Statement(f"{_select(columns, spec, relations, literal=True)}{where}")
+    predicate = window_predicate(spec, window, binds, columns)
+    select = _select(columns, spec, relations, literal=True, joins=True, predicate=predicate)
+    return Statement(f"{select}{_where([predicate])}")
 
 
 def live_rows_predicate(spec: SyncSpec, columns: Sequence[ColumnInfo]) -> str | None:
