@@ -86,6 +86,8 @@ specs:
           kind: many_to_many
           through: {{table: {s}.order_tags, on: {{order_id: id}}, to: {{tag_id: id}}}}
           columns: [label]
+          relations:
+            - {{name: kind, table: {s}.tag_kinds, kind: many_to_one, on: {{id: kind_id}}, columns: [name]}}
     target: {{index: {s}}}
     partitions: {{grain: month, start: "2026-01-01"}}
 """
@@ -113,8 +115,10 @@ def orders(pg, live) -> Iterator[Orders]:
             (3, 'huge', 'Infinity', NULL, '-Infinity', 'null', '{{}}')""",
         f"""CREATE TABLE {s}.lines (id int PRIMARY KEY, order_id bigint, product_id int, qty int,
             ratio float8, note json, shipped timestamptz)""",
-        f"CREATE TABLE {s}.tags (id int PRIMARY KEY, label text)",
-        f"INSERT INTO {s}.tags VALUES (1, 'gift'), (2, 'rush'), (3, 'unused')",
+        f"CREATE TABLE {s}.tag_kinds (id int PRIMARY KEY, name text)",
+        f"INSERT INTO {s}.tag_kinds VALUES (1, 'service'), (2, 'unread')",
+        f"CREATE TABLE {s}.tags (id int PRIMARY KEY, label text, kind_id int)",
+        f"INSERT INTO {s}.tags VALUES (1, 'gift', 1), (2, 'rush', NULL), (3, 'unused', 1)",
         f"CREATE TABLE {s}.order_tags (order_id bigint, tag_id int, PRIMARY KEY (order_id, tag_id))",
         f"""CREATE TABLE {s}.orders (id bigint PRIMARY KEY, customer_id int, total float8,
             updated_at timestamptz)""",
@@ -152,7 +156,7 @@ def test_a_whole_window_reads_the_documents_key_lookups_read(orders: Orders):
     ann = documents["3"]["customer"]
     assert ann["nation"] == {"name": "France"}  # the first of the two FR nations by key
     assert ann["since"].startswith("2020-05-01T10:30:00.123456") and ann["born"].startswith("1990-02-03")
-    assert documents["5"]["customer"] is None and documents["5"]["tags"] == [{"label": "rush"}]
+    assert documents["5"]["customer"] is None and documents["5"]["tags"] == [{"label": "rush", "kind": None}]
     assert documents["3"]["lines"] == [] and documents["4"]["tags"] == []
     lines = documents["1"]["lines"]
     assert [line["id"] for line in lines] == sorted(line["id"] for line in lines) and len(lines) == 4
@@ -163,7 +167,11 @@ def test_a_whole_window_reads_the_documents_key_lookups_read(orders: Orders):
     assert products[2]["attrs"] == [1, "two", None]
     assert math.isclose(products[1]["weight"], 1.1, rel_tol=1e-7) and products[1]["price"] == 19.99
     assert products[1]["big"] == "123456789012345678901234567890.5" and products[1]["tags"] == ["a", "b"]
-    assert documents["7"]["tags"] == [{"label": "rush"}, {"label": "unused"}]  # two links, by key
+    # two links, by key, each with its kind (a relation under a many_to_many)
+    assert documents["7"]["tags"] == [
+        {"label": "rush", "kind": None},
+        {"label": "unused", "kind": {"name": "service"}},
+    ]
 
 
 def test_a_bounded_window_reads_only_its_rows_with_all_their_related_rows(orders: Orders):
