@@ -20,6 +20,7 @@ from sync_pipeline.core.sql.keys import (
 from sync_pipeline.core.sql.relations import (
     TableInfo,
     index_lookups,
+    object_sql,
     plan_relation,
     relation_problems,
     relation_sql,
@@ -261,3 +262,23 @@ def test_relation_lookups_no_index_serves_are_named_with_the_side_that_needs_the
     indexed["shop.categories"].append(("", "department_id"))  # an expression first
     missing = {(x.table, x.columns) for x in unserved(lookups, indexed)}
     assert missing == {("shop.products", ("category_id",)), ("shop.categories", ("department_id",))}
+
+
+def test_an_object_of_more_than_50_fields_is_merged_from_parts_as_json_takes_100_arguments():
+    (spec,) = parse_specs(SPEC.replace("          columns: [name]\n", ""))
+    wide = TableInfo(
+        "shop.categories",
+        (
+            ColumnInfo("id", "int4"),
+            ColumnInfo("department_id", "int4"),
+            *(ColumnInfo(f"c{i}", "text") for i in range(60)),
+        ),
+        ("id",),
+    )
+    narrow = object_sql(plans(spec)[0], "c", "UTC", lambda child: "NULL")
+    assert narrow.startswith("json_build_object('id', c.\"id\"") and "||" not in narrow
+    category = plan_relation(spec, spec.source.relations[0], {**TABLES, "shop.categories": wide}, "category")
+    merged = object_sql(category, "c", "UTC", lambda child: "NULL")
+    parts = merged.split(" || ")
+    assert len(parts) == 2 and all(part.startswith("jsonb_build_object(") for part in parts)
+    assert merged.count("'c") == 60 and "'department', NULL" in parts[1]
