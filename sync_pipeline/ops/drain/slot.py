@@ -5,8 +5,9 @@ gathered from the stream as it is read, on its own thread, decoding only the col
 need (io/change_stream.py). A claim hands them out in batches of about `batch_size` as they
 arrive — a transaction of a million rows never sits in memory whole — or at a transaction's end
 with nothing more decoded behind it, or when the stream went quiet. A batch of root-table
-entries only names its documents already: their keys are re-read directly. Entries of related or change tables are written to the drain session's table
-(io/session_changes.py), claimed and resolved from there exactly as the buffer's.
+entries only names its documents already: their keys are re-read directly. Entries of related
+or change tables are written to the drain session's table (io/session_changes.py), claimed and
+resolved from there exactly as the buffer's.
 
 A decoded transaction has committed, but a snapshot taken a moment before may not see it yet: a
 claim's transaction is one whose snapshot sees every transaction it re-reads
