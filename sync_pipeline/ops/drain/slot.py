@@ -3,11 +3,10 @@
 Decoded changes become the entries a trigger would have buffered (core/cdc/logical.entries_for),
 gathered from the stream as it is read, on its own thread, decoding only the columns the entries
 need (io/change_stream.py). A claim hands them out in batches of about `batch_size` as they
-arrive — a transaction of a million rows never sits in memory whole — or at a transaction's end
-with nothing more decoded behind it, or when the stream went quiet. A batch of root-table
-entries only names its documents already: their keys are re-read directly. Entries of related
-or change tables are written to the drain session's table (io/session_changes.py), claimed and
-resolved from there exactly as the buffer's.
+arrive — a transaction of a million rows never sits in memory whole — or when the stream went
+quiet. A batch of root-table entries only names its documents already: their keys are re-read
+directly. Entries of related or change tables are written to the drain session's table
+(io/session_changes.py), claimed and resolved from there exactly as the buffer's.
 
 A decoded transaction has committed, but a snapshot taken a moment before may not see it yet: a
 claim's transaction is one whose snapshot sees every transaction it re-reads
@@ -122,12 +121,6 @@ class SlotSource:
             if len(self._pending.entries) >= drain.size:
                 # entries of committed transactions: safe to claim before their commit is read
                 return self._claim(drain, last=False)
-            if self._pending.entries and not self._in_transaction and stream.backlog == 0:
-                # a transaction's end and nothing decoded behind it: the slot is drained for now,
-                # so the batch goes at once rather than after QUIET_SECONDS of silence — under a
-                # steady trickle that silence may never come. While a batch is applied the next
-                # one gathers behind it: a busy drain takes larger batches, an idle one small.
-                return self._claim(drain, last=True)
         if self._pending.entries:
             return self._claim(drain, last=True)
         self._quiet()
