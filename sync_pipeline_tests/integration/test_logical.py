@@ -6,6 +6,7 @@ the slot dropped behind our back (each ends in verify at zero drift). The relati
 from __future__ import annotations
 
 import os
+import threading
 import time
 
 import pytest
@@ -163,3 +164,66 @@ def test_doctor_shows_slot_lag_and_flags_it_above_the_threshold(scenario, logica
     drain(scenario.engine, scenario.es, spec)
     (status,) = check(scenario.engine, scenario.es, [logical_spec], {spec.name}).slots
     assert status.problem == "" and status.age_seconds is None
+
+
+def test_under_a_steady_trickle_a_claim_confirms_only_what_it_applied_and_the_rest_stays_in_the_slot(
+    scenario, logical_spec, live
+):
+    """Commits arriving a few ms apart while a drain reads the slot: the claim it hands out ends
+    at a transaction's end, the slot moves only past transactions whose documents Elasticsearch
+    acknowledged, and everything after that stays in the slot for the next drain."""
+    from sync_pipeline.ops.drain.loop import Drain
+    from sync_pipeline.ops.drain.slot import SlotSource
+
+    spec, table, engine = logical_spec, scenario.table, scenario.engine
+    committed: list[tuple[int, int, int]] = []  # (commit number, row id, WAL position inside it)
+    stop = threading.Event()
+
+    def commit_one() -> None:
+        row = len(committed) + 1
+        key = (row - 1) % 300 + 1  # the seeded rows, round and round
+        with engine.begin() as conn:
+            conn.exec_driver_sql(f"UPDATE {table} SET title = '{row}' WHERE id = {key}")
+            committed.append((row, key, logical.lsn_number(replication.insert_lsn(conn))))
+
+    def trickle() -> None:
+        while not stop.is_set() and len(committed) < 3000:
+            commit_one()
+
+    run = Drain(engine, scenario.es, spec, batch_size=100_000)
+    source = SlotSource(run)
+    writer = threading.Thread(target=trickle)
+    try:
+        source.claim(time.monotonic() + 5)  # opens the stream; nothing yet, or the first commits
+        writer.start()
+        deadline = time.monotonic() + 60
+        claim = None
+        while claim is None:
+            claim = source.claim(deadline)
+        assert 0 < claim.count < 100_000
+        run.take(source, claim)  # written, acknowledged, confirmed
+        stop.set()
+        writer.join()
+        for _ in range(5):  # after the claim, whenever it ended: these must wait in the slot
+            commit_one()
+        source.close()  # the reader sends the confirmation before it closes
+        confirmed = logical.lsn_number(_slot(engine, spec).confirmed_lsn)
+        assert confirmed == claim.position
+        scenario.es.indices.refresh(index=scenario.index)
+        docs = indexed(scenario.es, scenario.index)
+        # each row's document at least as new as the last commit confirmed for it
+        applied = {key: row for row, key, lsn in committed if lsn < confirmed}
+        assert applied, "the claim confirmed none of the trickle's commits"
+        assert all(int(docs[str(key)]["title"]) >= row for key, row in applied.items())
+        later = [row for row, _, lsn in committed if lsn > confirmed]
+        totals = drain(engine, scenario.es, spec)  # the rest is still in the slot
+        assert later and totals.claimed >= len(later)
+        docs = indexed(scenario.es, scenario.index)
+        last = {key: row for row, key, _ in committed}
+        assert {int(k): int(d["title"]) for k, d in docs.items() if int(k) in last} == last
+    finally:
+        stop.set()
+        if writer.is_alive():
+            writer.join()
+        source.close()
+        run.close()
