@@ -22,8 +22,8 @@ from typing import Any, Literal
 from sync_pipeline.core.spec.model import SyncSpec
 from sync_pipeline.core.sql import poison
 from sync_pipeline.core.sql.columns import ColumnInfo
-from sync_pipeline.core.sql.keys import typed_sql
-from sync_pipeline.core.sql.quoting import qualified_table, quote_ident, sql_literal
+from sync_pipeline.core.sql.keys import canonical_sql, typed_sql
+from sync_pipeline.core.sql.quoting import qualified_table, quote_ident, sql_literal, text_literal
 from sync_pipeline.core.sql.relations import RelationPlan, relation_sql
 from sync_pipeline.core.sql.versions import VERSION_COLUMN, VERSION_SQL
 from sync_pipeline.core.windows import Window
@@ -127,12 +127,17 @@ def staged_column(info: ColumnInfo) -> str:
     return f"CAST({column} AS TEXT) AS {column}"
 
 
-def key_column(info: ColumnInfo, spec: SyncSpec) -> str:
+def root_column(name: str, spec: SyncSpec) -> str:
     # qualified: in ORDER BY a bare name means the *output* column, which for a key staged as text
     # (numeric, enum) sorts as text while the keyset's WHERE compares the typed column, and pages
-    # would skip rows. Byte-order collation, so text keys sort as Elasticsearch keywords do.
+    # would skip rows
     alias = ROOT_ALIAS if spec.source.table is not None else "src"
-    column = f"{alias}.{quote_ident(info.name)}"
+    return f"{alias}.{quote_ident(name)}"
+
+
+def key_column(info: ColumnInfo, spec: SyncSpec) -> str:
+    # byte-order collation, so text keys sort as Elasticsearch keywords do
+    column = root_column(info.name, spec)
     return f'{column} COLLATE "C"' if info.is_textual else column
 
 
@@ -238,13 +243,74 @@ def page_query(
 
 
 def window_select(
-    spec: SyncSpec, columns: Sequence[ColumnInfo], window: Window, relations: Sequence[RelationPlan] = ()
+    spec: SyncSpec,
+    columns: Sequence[ColumnInfo],
+    window: Window,
+    relations: Sequence[RelationPlan] = (),
+    key_range: KeyRange | None = None,
 ) -> Statement:
-    """Every row of the window as one statement, unordered and without parameters: what a
-    full read streams with COPY (one statement, so one snapshot)."""
+    """Every row of the window (of one key range of it, `key_range`) as one statement, unordered
+    and without parameters: what a full read streams with COPY (one statement, so one snapshot)."""
     binds = _Binds(literal=True)
-    where = _where([window_predicate(spec, window, binds, columns)])
-    return Statement(f"{_select(columns, spec, relations, literal=True)}{where}")
+    conditions = [window_predicate(spec, window, binds, columns)]
+    if key_range is not None:
+        conditions += key_range.conditions(spec, columns)
+    return Statement(f"{_select(columns, spec, relations, literal=True)}{_where(conditions)}")
+
+
+@dataclass(frozen=True)
+class KeyRange:
+    """The rows whose primary key lies after `after` and up to `upto` (inclusive), both given as
+    canonical key texts (core/sql/keys.py); None: unbounded on that side.
+
+    Ordered as the key's own columns compare (their own collation), not byte-wise as the keyset
+    pages order text keys: then the primary key's index serves both the bound probe and the
+    range's read. Both sides use this one order, so consecutive ranges partition the keys."""
+
+    after: tuple[str, ...] | None = None
+    upto: tuple[str, ...] | None = None
+
+    def conditions(self, spec: SyncSpec, columns: Sequence[ColumnInfo]) -> list[str]:
+        return [
+            _key_compared(spec, columns, operator, texts)
+            for operator, texts in ((">", self.after), ("<=", self.upto))
+            if texts is not None
+        ]
+
+
+def _key_compared(spec: SyncSpec, columns: Sequence[ColumnInfo], operator: str, texts: Sequence[str]) -> str:
+    # literals, not parameters: a COPY cannot take parameters. The texts are key values read from
+    # the source, rendered by `text_literal` (safe whatever standard_conforming_strings says)
+    info = {c.name: c for c in columns}
+    keys = spec.source.primary_key
+    values = [
+        typed_sql(info[name], text_literal(text), type_name(info[name].pg_type), spec.naive_timezone)
+        for name, text in zip(keys, texts, strict=True)
+    ]
+    row = ", ".join(root_column(name, spec) for name in keys)
+    return f"({row}) {operator} ({', '.join(values)})"
+
+
+def key_range_bound(
+    spec: SyncSpec, columns: Sequence[ColumnInfo], window: Window, after: Sequence[str] | None, rows: int
+) -> Statement:
+    """The canonical texts of the key `rows` keys after `after` among the window's rows, in
+    `KeyRange` order (the inclusive upper bound of the next range), and of the key after it. Fewer
+    than two rows: no more than `rows` keys are left, and the next range is the last. On a table
+    whose rows all share the window, the primary key's index walks `rows` entries and stops."""
+    binds = _Binds(literal=True)
+    info = {c.name: c for c in columns}
+    keys = spec.source.primary_key
+    conditions = [window_predicate(spec, window, binds, columns)]
+    if after is not None:
+        conditions += KeyRange(after=tuple(after)).conditions(spec, columns)
+    zone = spec.naive_timezone
+    texts = ", ".join(canonical_sql(info[name], root_column(name, spec), zone) for name in keys)
+    order = ", ".join(root_column(name, spec) for name in keys)
+    return Statement(
+        f"SELECT {texts} FROM {source_sql(spec, literal=True)}{_where(conditions)} "
+        f"ORDER BY {order} OFFSET {int(rows) - 1} LIMIT 2"
+    )
 
 
 def live_rows_predicate(spec: SyncSpec, columns: Sequence[ColumnInfo]) -> str | None:
