@@ -14,6 +14,7 @@ documents order against a drain's exactly as a whole-table snapshot's did.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -72,3 +73,15 @@ def window_range_bound(
     with range_transaction(engine) as conn:
         found = execute(conn, sql.key_range_bound(spec, columns, window, after, rows)).fetchall()
     return tuple(str(text) for text in found[0]) if len(found) == 2 else None
+
+
+def estimated_window_rows(
+    engine: Engine, spec: SyncSpec, columns: Sequence[ColumnInfo], window: Window
+) -> float:
+    """How many rows the planner expects in the window (statements.window_estimate)."""
+    with engine.connect() as conn:
+        plan = execute(conn, sql.window_estimate(spec, columns, window)).scalar_one()
+        conn.rollback()
+    if isinstance(plan, str):
+        plan = json.loads(plan)
+    return float(plan[0]["Plan"]["Plan Rows"])

@@ -8,7 +8,9 @@ one COPY statement with a snapshot of its own (core/sql/statements.KeyRange): no
 snapshot of ours outlives a range, and memory stays one batch. Each range's upper
 bound is found just before it is read, by one probe that walks the primary key's
 index `range_rows` entries (`key_range_bound`); a window of at most `range_rows` rows
-costs that one probe and is read as one statement, as before.
+costs that one probe and is read as one statement, as before, and a window the planner
+expects to hold less than a quarter of `range_rows` (EXPLAIN, nothing read) is read as
+one statement without a probe.
 
 Versions stay correct without anything added: each range's rows carry the version of
 their own statement's snapshot (core/sql/versions.py), so a drain that applied a change
@@ -41,13 +43,17 @@ from sqlalchemy.engine import Engine
 from sync_pipeline.core.spec.model import SyncSpec
 from sync_pipeline.core.sql.statements import KeyRange
 from sync_pipeline.core.windows import Window
-from sync_pipeline.io.ranges import window_range_bound
+from sync_pipeline.io.ranges import estimated_window_rows, window_range_bound
 from sync_pipeline.io.search import SearchTarget
 from sync_pipeline.io.search.indices import index_meta, update_index_meta, write_index
 from sync_pipeline.ops.binding import Bound
 from sync_pipeline.ops.target import TargetState
 
 RANGES_KEY = "window_ranges"
+# a window the planner expects to hold less than this share of `range_rows` is read as one
+# statement without probing its size: the probe walks the key order, and without an index on
+# updated_at it scans the table as the window's read does
+PROBE_ABOVE = 0.25
 
 
 @dataclass(frozen=True)
@@ -167,5 +173,7 @@ def split_window(
             f"({confirmed.rows} rows, keys up to {list(confirmed.after or ())})"
         )
         return split
+    if estimated_window_rows(engine, spec, bound.columns, window) < spec.partitions.range_rows * PROBE_ABOVE:
+        return None  # far below the size by the planner's statistics: not worth a probe
     split.first, split.probed = split.next_bound(None), True
     return None if split.first is None else split

@@ -313,6 +313,14 @@ def key_range_bound(
     )
 
 
+def window_estimate(spec: SyncSpec, columns: Sequence[ColumnInfo], window: Window) -> Statement:
+    """The planner's estimate of the window's rows (EXPLAIN: nothing is read), so that a window far
+    below `range_rows` costs no bound probe, which without an index on updated_at scans the table."""
+    binds = _Binds(literal=True)
+    where = _where([window_predicate(spec, window, binds, columns)])
+    return Statement(f"EXPLAIN (FORMAT JSON) SELECT 1 FROM {source_sql(spec, literal=True)}{where}")
+
+
 def live_rows_predicate(spec: SyncSpec, columns: Sequence[ColumnInfo]) -> str | None:
     """Rows that are not soft-deleted: the flag is false/NULL (booleans) or NULL (anything else)."""
     if spec.source.soft_delete is None:
