@@ -94,6 +94,8 @@ class Extracted:
     path: Path | None = None  # None: not staged (a streamed run)
     settle_seconds: float = 0.0  # waited for open transactions older than the window's end
     open_writers: int = 0  # still open when the read began (their rows need a later read)
+    key_ranges: int = 0  # statements it took, when read by key ranges (ops/window_ranges.py)
+    resumed_ranges: int = 0  # ranges an earlier run confirmed, not read again
 
 
 def settle(run: WindowRun, counts: Extracted, sleep=time.sleep, clock=time.monotonic) -> None:
@@ -228,8 +230,10 @@ def _load_ranges(
     loaded, and confirmed once Elasticsearch acknowledged all of it, before the next is read."""
     spec = run.spec
     totals = LoadTotals()
+    result.extracted.resumed_ranges = split.confirmed.ranges
     with staging_to(result.documents.path) as staged:
         for key_range in split.ranges():
+            result.extracted.key_ranges += 1
             before = result.extracted.rows
             rows = _read(run, bound, key_range)
             documents = _documents(_timed(rows, result.extracted), bound.plan, result.documents, run)

@@ -113,6 +113,7 @@ def test_a_run_killed_in_a_later_range_resumes_after_the_last_confirmed_range(
     resumed = run_window(scenario, spec, tmp_path)
     # the resumed run read and indexed the last two ranges only, not the 600 rows confirmed
     assert resumed.extracted.rows == 400
+    assert (resumed.extracted.resumed_ranges, resumed.extracted.key_ranges) == (2, 2)
     assert resumed.totals.indexed == 400
     assert set(indexed(scenario.es, scenario.index)) == {str(i) for i in range(1, 1001)}
     assert records(scenario.es, scenario.index) == {}

@@ -11,6 +11,7 @@ from sync_pipeline.core.sql.statements import (
     page_query,
     quote_ident,
     window_count_query,
+    window_estimate,
     window_select,
 )
 from sync_pipeline.core.windows import Window
@@ -222,3 +223,10 @@ def test_a_range_bound_probe_reads_the_key_texts_at_the_range_size_and_the_one_a
     assert text.endswith('ORDER BY __sync_root."id" OFFSET 999 LIMIT 2')
     first = key_range_bound(spec, COLUMNS, window, None, 1000).sql
     assert "> (" not in first
+
+
+def test_a_window_size_estimate_is_an_explain_of_the_same_window():
+    window = Window(datetime(2026, 1, 1, tzinfo=UTC), datetime(2026, 1, 2, tzinfo=UTC))
+    text = window_estimate(_spec("table: items"), COLUMNS, window).sql
+    assert text.startswith('EXPLAIN (FORMAT JSON) SELECT 1 FROM "items" AS __sync_root WHERE ')
+    assert "\"updated_at\" < CAST('2026-01-02T00:00:00+00:00' AS timestamptz)" in text
