@@ -143,10 +143,10 @@ def meta_index(es: SearchTarget, alias: str, state: TargetState) -> str:
     return state.index or write_index(es, alias) or alias
 
 
-def recorded(es: SearchTarget, index: str, spec: SyncSpec, window: Window, key: str) -> Confirmed | None:
-    """The window's confirmed ranges, when the index holds a record of them for this window and
-    this shape of documents."""
-    record = (index_meta(es, index).get(RANGES_KEY) or {}).get(key)
+def recorded(meta: dict[str, Any], spec: SyncSpec, window: Window, key: str) -> Confirmed | None:
+    """The window's confirmed ranges, when the index's `meta` holds a record of them for this
+    window and this shape of documents."""
+    record = (meta.get(RANGES_KEY) or {}).get(key)
     if not record or any(record.get(k) != v for k, v in _identity(spec, window).items()):
         return None
     return Confirmed(tuple(record["after"]), int(record["ranges"]), int(record["rows"]))
@@ -165,7 +165,9 @@ def split_window(
     confirmed by an earlier run), or the key ranges left to read."""
     spec = bound.spec
     index = meta_index(es, spec.target.index, state)
-    confirmed = recorded(es, index, spec, window, key)
+    # the index's `_meta` as readying it just read it (none on an index it created)
+    meta = state.meta if state.index or state.created else index_meta(es, index)
+    confirmed = recorded(meta, spec, window, key)
     split = RangeSplit(engine, es, bound, window, key, index, confirmed or Confirmed())
     if confirmed is not None:
         log(
