@@ -161,6 +161,7 @@ def problems(report: dict, min_freshness_changes: int = 20, require_logical: boo
             target = targets.get(name)
             if not isinstance(target, dict) or not isinstance(target.get("met"), bool):
                 found.append(f"targets.{name}: expected an object with a boolean 'met'")
+    found += _ranges_problems(report.get("ranges"))
     if not isinstance(report.get("pgsync"), dict) or "status" not in report["pgsync"]:
         found.append("pgsync: expected an object with a status")
     if require_soak:
@@ -172,6 +173,28 @@ def problems(report: dict, min_freshness_changes: int = 20, require_logical: boo
                 found.append(f"soak: drift {soak['drift']} after the soak")
             if not _positive((soak.get("freshness") or {}).get("p95_s")):
                 found.append("soak.freshness.p95_s: expected a number")
+    return found
+
+
+RANGES_NUMBERS = ("rows", "ranges", "seconds_before_kill", "resumed_seconds", "resumed_rows_read")
+
+
+def _ranges_problems(section) -> list[str]:
+    """The key-range section (bench/ranges.py): a window synced, killed halfway, resumed, verified."""
+    if not isinstance(section, dict):
+        return ["ranges: expected the key-range section (bench/ranges.py, --ranges-rows)"]
+    found = [
+        f"ranges.{key}: expected a positive number"
+        for key in RANGES_NUMBERS
+        if not _positive(section.get(key))
+    ]
+    if not isinstance(section.get("rows_reread"), int):
+        found.append("ranges.rows_reread: expected a count")
+    if section.get("drift") != 0:
+        found.append(f"ranges.drift: expected 0 after the resumed run, got {section.get('drift')!r}")
+    target = section.get("target")
+    if not isinstance(target, dict) or not isinstance(target.get("met"), bool) or "measured" not in target:
+        found.append("ranges.target: expected an object with 'measured' and a boolean 'met'")
     return found
 
 

@@ -5,6 +5,7 @@ drains per capture mode, pgbench write-path cost, freshness per capture mode, PG
                                   [--scale 100000,1000000,10000000] [--freshness] [--pgbench-seconds S]
                                   [--capture-modes triggers,logical] [--soak MINUTES] [--profile]
                                   [--commit-contention [--commit-contention-clients 16,32,64]]
+                                  [--ranges-rows N]
                                   [--no-pgsync] [--no-pgbench] [--keep]
 
 One run, one Elasticsearch, seeded tables `bench_products` (N rows, ~1 KB documents) and
@@ -196,6 +197,15 @@ def _sections(harness: Harness, report: dict[str, Any]) -> None:
                 f"p99 {fresh.get('p99_s')} s over {fresh.get('changes')} changes"
             )
 
+    if args.ranges_rows > 0:
+        from bench import ranges
+
+        try:
+            report["ranges"] = ranges.run(harness.pg_url, harness.es_url, args.ranges_rows, log=log)
+        except Exception as exc:
+            traceback.print_exc()
+            report["ranges"] = {"error": f"{type(exc).__name__}: {exc}"[-2000:]}
+
     if args.soak:
         from bench import soak
 
@@ -313,6 +323,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--soak", type=float, default=0, metavar="MINUTES",
         help="also run the soak: pgbench at --soak-rate for MINUTES (≥ 10 for the issue's figure) while "
         "the daemon drains, a schedule and a backfill run; then verify",
+    )  # fmt: skip
+    parser.add_argument(
+        "--ranges-rows", type=int, default=10_000_000,
+        help="rows sharing one updated_at for the key-range section (bench/ranges.py): synced by the "
+        "CLI, killed halfway, resumed, verified (default 10,000,000; 0 skips it)",
     )  # fmt: skip
     parser.add_argument("--soak-rate", type=float, default=200, help="soak pgbench transactions per second")
     parser.add_argument("--soak-capture", default="triggers", choices=CAPTURE_MODES, help="soak capture mode")

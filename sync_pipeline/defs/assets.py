@@ -204,6 +204,10 @@ def _extract_result(run: window_sync.WindowRun, extracted: window_sync.Extracted
             # any still open then commit rows the window did not see (a later lookback reads them)
             "settle_seconds": extracted.settle_seconds,
             "open_writers_at_read": extracted.open_writers,
+            # a window above partitions.range_rows: the key ranges read, and those a run before
+            # this one had confirmed (ops/window_ranges.py)
+            "key_ranges": extracted.key_ranges,
+            "resumed_after_ranges": extracted.resumed_ranges,
             "path": (
                 dg.MetadataValue.path(str(extracted.path))
                 if extracted.path is not None

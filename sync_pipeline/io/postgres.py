@@ -293,8 +293,10 @@ def stream_window(
     window: Window,
     page_size: int,
     relations: Sequence[RelationPlan] = (),
+    key_range: sql.KeyRange | None = None,
 ) -> Iterator[pa.RecordBatch]:
-    """The window's rows as Arrow batches of at most `page_size` rows, read with COPY.
+    """The window's rows (those of `key_range`, when given) as Arrow batches of at most
+    `page_size` rows, read with COPY.
 
     The ADBC PostgreSQL driver runs the statement as `COPY … TO STDOUT (FORMAT
     binary)` and decodes it into Arrow in C++, so rows never become Python
@@ -306,7 +308,7 @@ def stream_window(
     import adbc_driver_postgresql
 
     # no parameters (with them the driver would not use COPY and would buffer the whole result)
-    statement = sql.window_select(spec, columns, window, relations)
+    statement = sql.window_select(spec, columns, window, relations, key_range)
     schema = arrow_schema(sql.read_columns(columns, relations))
     with (
         adbc_driver_postgresql.connect(url) as database,

@@ -14,6 +14,7 @@ documents order against a drain's exactly as a whole-table snapshot's did.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -26,6 +27,7 @@ from sync_pipeline.core.sql import statements as sql
 from sync_pipeline.core.sql.columns import ColumnInfo
 from sync_pipeline.core.sql.relations import RelationPlan
 from sync_pipeline.core.sql.statements import Statement
+from sync_pipeline.core.windows import Window
 from sync_pipeline.io.postgres import execute, keyset_pages, repeatable_read
 from sync_pipeline.settings import session_limits
 
@@ -55,3 +57,31 @@ def iter_key_ranges(
             return execute(conn, statement).fetchall()
 
     return keyset_pages(fetch, spec, columns, None, page_size, ["by_key"], relations)
+
+
+def window_range_bound(
+    engine: Engine,
+    spec: SyncSpec,
+    columns: Sequence[ColumnInfo],
+    window: Window,
+    after: Sequence[str] | None,
+    rows: int,
+) -> tuple[str, ...] | None:
+    """The upper bound (canonical key texts) of the window's key range of `rows` rows after
+    `after`; None when no more than `rows` rows are left (core/sql/statements.key_range_bound).
+    One statement of its own, bounded by the statement timeout."""
+    with range_transaction(engine) as conn:
+        found = execute(conn, sql.key_range_bound(spec, columns, window, after, rows)).fetchall()
+    return tuple(str(text) for text in found[0]) if len(found) == 2 else None
+
+
+def estimated_window_rows(
+    engine: Engine, spec: SyncSpec, columns: Sequence[ColumnInfo], window: Window
+) -> float:
+    """How many rows the planner expects in the window (statements.window_estimate)."""
+    with engine.connect() as conn:
+        plan = execute(conn, sql.window_estimate(spec, columns, window)).scalar_one()
+        conn.rollback()
+    if isinstance(plan, str):
+        plan = json.loads(plan)
+    return float(plan[0]["Plan"]["Plan Rows"])

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pyarrow as pa
@@ -74,6 +75,22 @@ def staged_bodies(bodies: Iterator[BulkBody], path: Path) -> Iterator[BulkBody]:
         for body in bodies:
             out.write(body.data)
             yield body
+    tmp.replace(path)
+
+
+@contextmanager
+def staging_to(path: Path) -> Iterator[Callable[[Iterable[BulkBody]], Iterator[BulkBody]]]:
+    """`staged_bodies` for several streams of bodies in turn (a window read by key ranges): each
+    passed through and appended to one NDJSON file, renamed into place once all went through."""
+    tmp = path.with_suffix(".ndjson.tmp")
+    with tmp.open("wb") as out:
+
+        def through(bodies: Iterable[BulkBody]) -> Iterator[BulkBody]:
+            for body in bodies:
+                out.write(body.data)
+                yield body
+
+        yield through
     tmp.replace(path)
 
 

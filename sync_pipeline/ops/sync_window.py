@@ -34,6 +34,7 @@ from sync_pipeline.core.load.bulk import (
 from sync_pipeline.core.mapping.fields import refresh_interval
 from sync_pipeline.core.spec.model import SyncSpec
 from sync_pipeline.core.sql.columns import arrow_schema
+from sync_pipeline.core.sql.statements import KeyRange
 from sync_pipeline.core.windows import Window
 from sync_pipeline.io import deadletters
 from sync_pipeline.io.bulk_load import bulk_indexing, load_bulk
@@ -46,12 +47,14 @@ from sync_pipeline.io.staging import (
     staged_columns,
     staged_lines,
     staged_pages,
+    staging_to,
 )
 from sync_pipeline.ops import progress
 from sync_pipeline.ops.binding import Bound, bind
 from sync_pipeline.ops.metrics import measured_sync, observe_batch
 from sync_pipeline.ops.prepare import TargetVerdict
 from sync_pipeline.ops.target import TargetState
+from sync_pipeline.ops.window_ranges import RangeSplit, split_window
 
 
 class MissingStage(RuntimeError):
@@ -91,6 +94,8 @@ class Extracted:
     path: Path | None = None  # None: not staged (a streamed run)
     settle_seconds: float = 0.0  # waited for open transactions older than the window's end
     open_writers: int = 0  # still open when the read began (their rows need a later read)
+    key_ranges: int = 0  # statements it took, when read by key ranges (ops/window_ranges.py)
+    resumed_ranges: int = 0  # ranges an earlier run confirmed, not read again
 
 
 def settle(run: WindowRun, counts: Extracted, sleep=time.sleep, clock=time.monotonic) -> None:
@@ -169,10 +174,13 @@ def _timed(pages: Iterator[pa.RecordBatch], counts: Extracted) -> Iterator[pa.Re
         yield page
 
 
-def _read(run: WindowRun, bound: Bound) -> Iterator[pa.RecordBatch]:
-    """The window's rows (relations and version included), by one COPY statement."""
+def _read(run: WindowRun, bound: Bound, key_range: KeyRange | None = None) -> Iterator[pa.RecordBatch]:
+    """The window's rows (of one key range of it), relations and version included, by one COPY
+    statement."""
     url = libpq_url(run.engine.url.render_as_string(hide_password=False), naming.EXTRACT_APPLICATION)
-    return stream_window(url, run.spec, bound.columns, run.window, run.spec.batch_size, bound.relations)
+    return stream_window(
+        url, run.spec, bound.columns, run.window, run.spec.batch_size, bound.relations, key_range
+    )
 
 
 @measured_sync
@@ -192,22 +200,58 @@ def sync_window(run: WindowRun, es: SearchTarget, target: TargetVerdict) -> Wind
     # `<spec>_documents` run alone then asks for `<spec>_extract` first instead of rebuilding
     # the documents from rows older than the index holds.
     run.path("parquet").unlink(missing_ok=True)
-    rows = _read(run, bound)
-    bodies = staged_bodies(
-        _documents(_timed(rows, result.extracted), bound.plan, result.documents, run), result.documents.path
-    )
-    result.totals = load(run, es, rebody(bodies, spec.batch_size, spec.target.bulk_max_bytes))
+    split = split_window(run.engine, es, bound, run.window, run.key, result.target, run.log)
+    if split is not None:
+        result.totals = _load_ranges(run, es, bound, split, result)
+    else:
+        rows = _read(run, bound)
+        bodies = staged_bodies(
+            _documents(_timed(rows, result.extracted), bound.plan, result.documents, run),
+            result.documents.path,
+        )
+        result.totals = load(run, es, rebody(bodies, spec.batch_size, spec.target.bulk_max_bytes))
+        progress.notify("extracted", spec=spec.name, rows=result.extracted.rows)
     # the window's dead-lettered rows in its totals, as refused documents are (the run's check
     # fails on them, and `dead-letters` lists why)
     result.totals.count_dead_letters(result.documents.rejected)
     result.totals.mapping_changes = result.target.lines
-    progress.notify("extracted", spec=spec.name, rows=result.extracted.rows)
     run.log(
         f"{spec.name} {run.key}: read {result.extracted.rows} rows in {result.extracted.seconds:.1f}s "
         f"and built {result.documents.docs} documents in {result.documents.seconds:.1f}s while loading "
         "(streamed)"
     )
     return result
+
+
+def _load_ranges(
+    run: WindowRun, es: SearchTarget, bound: Bound, split: RangeSplit, result: WindowResult
+) -> LoadTotals:
+    """The window by key ranges (ops/window_ranges.py): each read by a statement of its own,
+    loaded, and confirmed once Elasticsearch acknowledged all of it, before the next is read."""
+    spec = run.spec
+    totals = LoadTotals()
+    result.extracted.resumed_ranges = split.confirmed.ranges
+    with staging_to(result.documents.path) as staged:
+        for key_range in split.ranges():
+            result.extracted.key_ranges += 1
+            before = result.extracted.rows
+            rows = _read(run, bound, key_range)
+            documents = _documents(_timed(rows, result.extracted), bound.plan, result.documents, run)
+            bodies = rebody(staged(documents), spec.batch_size, spec.target.bulk_max_bytes)
+            try:
+                part = load(run, es, bodies)
+            except LoadFailed as failed:
+                totals.merge(failed.totals)
+                raise LoadFailed(str(failed), totals) from None
+            totals.merge(part)
+            read = result.extracted.rows - before
+            split.confirm(key_range, read)
+            progress.notify("extracted", spec=spec.name, rows=read)
+            run.log(
+                f"{spec.name} {run.key}: key range {split.confirmed.ranges} confirmed ({read} rows, "
+                f"keys after {list(key_range.after or ())} up to {list(key_range.upto or ['the end'])})"
+            )
+    return totals
 
 
 def extract_stage(run: WindowRun) -> Extracted:

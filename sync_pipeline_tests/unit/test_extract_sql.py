@@ -5,10 +5,13 @@ from datetime import UTC, datetime
 from sync_pipeline.core.spec.model import parse_specs
 from sync_pipeline.core.sql.columns import ColumnInfo
 from sync_pipeline.core.sql.statements import (
+    KeyRange,
+    key_range_bound,
     keys_query,
     page_query,
     quote_ident,
     window_count_query,
+    window_estimate,
     window_select,
 )
 from sync_pipeline.core.windows import Window
@@ -189,3 +192,41 @@ def test_every_read_carries_the_version_of_its_own_snapshot():
         keys_query(spec, COLUMNS, [("1",)]),
     ):
         assert f'{VERSION_SQL} AS "__sync_version"' in statement.sql
+
+
+def test_a_key_range_read_adds_its_bounds_as_escaped_literals_in_the_keys_own_order():
+    spec = _spec("table: items", key="[region, code]")
+    columns = [
+        ColumnInfo("region", "text"),
+        ColumnInfo("code", "int4"),
+        ColumnInfo("updated_at", "timestamptz"),
+    ]
+    key_range = KeyRange(after=("O'Brien\\x", "7"), upto=("zz", "1"))
+    text = window_select(spec, columns, Window(None, None), key_range=key_range).sql
+    # a COPY takes no parameters: the bounds are literals, a quote doubled, a backslash escaped
+    assert (
+        '(__sync_root."region", __sync_root."code") > '
+        "(CAST(E'O''Brien\\\\x' AS text), CAST(E'7' AS int4))"
+    ) in text
+    assert "(CAST(E'zz' AS text), CAST(E'1' AS int4))" in text
+    # no COLLATE "C" here: the primary key's index serves a range only in the column's own order
+    assert 'COLLATE "C"' not in text
+
+
+def test_a_range_bound_probe_reads_the_key_texts_at_the_range_size_and_the_one_after():
+    spec = _spec("table: items")
+    window = Window(datetime(2026, 1, 1, tzinfo=UTC), None)
+    text = key_range_bound(spec, COLUMNS, window, ("500",), 1000).sql
+    assert text.startswith('SELECT CAST(__sync_root."id" AS text) FROM "items" AS __sync_root WHERE')
+    assert "\"updated_at\" >= CAST('2026-01-01T00:00:00+00:00' AS timestamptz)" in text
+    assert "(__sync_root.\"id\") > (CAST(E'500' AS int8))" in text
+    assert text.endswith('ORDER BY __sync_root."id" OFFSET 999 LIMIT 2')
+    first = key_range_bound(spec, COLUMNS, window, None, 1000).sql
+    assert "> (" not in first
+
+
+def test_a_window_size_estimate_is_an_explain_of_the_same_window():
+    window = Window(datetime(2026, 1, 1, tzinfo=UTC), datetime(2026, 1, 2, tzinfo=UTC))
+    text = window_estimate(_spec("table: items"), COLUMNS, window).sql
+    assert text.startswith('EXPLAIN (FORMAT JSON) SELECT 1 FROM "items" AS __sync_root WHERE ')
+    assert "\"updated_at\" < CAST('2026-01-02T00:00:00+00:00' AS timestamptz)" in text

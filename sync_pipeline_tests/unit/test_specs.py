@@ -118,3 +118,12 @@ def test_a_misspelled_field_type_is_refused_at_load_with_a_suggestion():
 def test_a_known_or_plugin_field_type_is_taken_as_written(kind):
     (spec,) = parse_specs(VALID.replace("type: keyword", f"type: {kind}"))
     assert spec.fields["category_name"].type == kind
+
+
+def test_range_rows_defaults_to_a_million_and_must_be_positive():
+    (spec,) = parse_specs(VALID)
+    assert spec.partitions.range_rows == 1_000_000
+    ranged = VALID.replace('start: "2026-10-01"}', 'start: "2026-10-01", range_rows: 250000}')
+    assert parse_specs(ranged)[0].partitions.range_rows == 250_000
+    with pytest.raises(SpecError, match=r"partitions\.range_rows"):
+        parse_specs(VALID.replace('start: "2026-10-01"}', 'start: "2026-10-01", range_rows: 0}'))

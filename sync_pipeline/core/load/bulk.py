@@ -246,6 +246,12 @@ class LoadTotals(Counted):
         self.seconds += result.seconds
         self.keep_errors(result.errors)
 
+    def merge(self, other: LoadTotals) -> None:
+        """Another load of the same run (a window's next key range) into these totals."""
+        self.counts += other.counts
+        self.seconds += other.seconds
+        self.keep_errors(other.first_errors)
+
 
 DEFAULT_BODY_BYTES = 5 * 1024 * 1024
 

@@ -49,6 +49,13 @@ class PartitionSpec(Strict):
         description="before reading a closed window, wait up to this long for transactions that "
         "started before its end and are still open (they may commit rows stamped inside it)",
     )
+    range_rows: int = Field(
+        default=1_000_000,
+        ge=1,
+        description="a window holding more rows than this is read as key ranges of this many rows, "
+        "each one statement with a snapshot of its own, in primary-key order; a run that stops "
+        "resumes after the last range Elasticsearch acknowledged (docs/configuration.md)",
+    )
 
     @field_validator("lookback")
     @classmethod

@@ -20,6 +20,13 @@ def sql_literal(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
+def text_literal(text: str) -> str:
+    """A SQL string literal for a value read from the data (a key bound in a COPY statement, which
+    cannot take parameters): an escape string, so a backslash in it means the same whatever the
+    server's standard_conforming_strings."""
+    return "E'" + text.replace("\\", "\\\\").replace("'", "''") + "'"
+
+
 def qualified_table(name: str) -> str:
     """`schema.table` (or `table`) quoted part by part."""
     schema, table = split_table(name)

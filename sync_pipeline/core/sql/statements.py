@@ -23,8 +23,8 @@ from typing import Any, Literal
 from sync_pipeline.core.spec.model import SyncSpec
 from sync_pipeline.core.sql import poison
 from sync_pipeline.core.sql.columns import ColumnInfo
-from sync_pipeline.core.sql.keys import typed_sql
-from sync_pipeline.core.sql.quoting import qualified_table, quote_ident, sql_literal
+from sync_pipeline.core.sql.keys import canonical_sql, typed_sql
+from sync_pipeline.core.sql.quoting import qualified_table, quote_ident, sql_literal, text_literal
 from sync_pipeline.core.sql.relation_joins import Rows, joined
 from sync_pipeline.core.sql.relations import RelationPlan, relation_sql
 from sync_pipeline.core.sql.versions import VERSION_COLUMN, VERSION_SQL
@@ -75,6 +75,7 @@ class _Binds:
 
 
 ROOT_ALIAS = "__sync_root"
+JOINED_ROOT_ALIAS = "__sync_w"  # the root table again, inside a relation's pre-aggregated join
 
 
 def source_sql(spec: SyncSpec, literal: bool = False) -> str:
@@ -129,12 +130,17 @@ def staged_column(info: ColumnInfo) -> str:
     return f"CAST({column} AS TEXT) AS {column}"
 
 
-def key_column(info: ColumnInfo, spec: SyncSpec) -> str:
+def root_column(name: str, spec: SyncSpec) -> str:
     # qualified: in ORDER BY a bare name means the *output* column, which for a key staged as text
     # (numeric, enum) sorts as text while the keyset's WHERE compares the typed column, and pages
-    # would skip rows. Byte-order collation, so text keys sort as Elasticsearch keywords do.
+    # would skip rows
     alias = ROOT_ALIAS if spec.source.table is not None else "src"
-    column = f"{alias}.{quote_ident(info.name)}"
+    return f"{alias}.{quote_ident(name)}"
+
+
+def key_column(info: ColumnInfo, spec: SyncSpec) -> str:
+    # byte-order collation, so text keys sort as Elasticsearch keywords do
+    column = root_column(info.name, spec)
     return f'{column} COLLATE "C"' if info.is_textual else column
 
 
@@ -199,7 +205,7 @@ def _select(
         values = [relation_sql(r, ROOT_ALIAS, spec.naive_timezone) for r in relations]
     else:
         assert spec.source.table is not None  # relations need a table source (core/spec/sources.py)
-        parents = Rows(spec.source.table, "__sync_w", predicate)
+        parents = Rows(spec.source.table, JOINED_ROOT_ALIAS, predicate)
         numbers = count(1)
         found = [joined(r, ROOT_ALIAS, parents, spec.naive_timezone, numbers) for r in relations]
         values, joined_to = [j.value for j in found], [j.join for j in found]
@@ -213,9 +219,14 @@ def _select(
     return f"SELECT {', '.join(outputs)} FROM {' '.join([source_sql(spec, literal), *joined_to])}"
 
 
-def _where(conditions: Sequence[str | None]) -> str:
+def _all(conditions: Sequence[str | None]) -> str | None:
     present = [c for c in conditions if c]
-    return f" WHERE {' AND '.join(present)}" if present else ""
+    return " AND ".join(present) if present else None
+
+
+def _where(conditions: Sequence[str | None]) -> str:
+    condition = _all(conditions)
+    return f" WHERE {condition}" if condition else ""
 
 
 def page_query(
@@ -255,14 +266,89 @@ def page_query(
 
 
 def window_select(
-    spec: SyncSpec, columns: Sequence[ColumnInfo], window: Window, relations: Sequence[RelationPlan] = ()
+    spec: SyncSpec,
+    columns: Sequence[ColumnInfo],
+    window: Window,
+    relations: Sequence[RelationPlan] = (),
+    key_range: KeyRange | None = None,
 ) -> Statement:
-    """Every row of the window as one statement, unordered and without parameters: what a
-    full read streams with COPY (one statement, so one snapshot)."""
+    """Every row of the window (of one key range of it, `key_range`) as one statement, unordered
+    and without parameters: what a full read streams with COPY (one statement, so one snapshot)."""
     binds = _Binds(literal=True)
     predicate = window_predicate(spec, window, binds, columns)
-    select = _select(columns, spec, relations, literal=True, joins=True, predicate=predicate)
-    return Statement(f"{select}{_where([predicate])}")
+    key_range = key_range or KeyRange()
+    # the related rows joined are those of the rows this statement reads: the window's, of its range
+    parents = _all([predicate, *key_range.conditions(spec, columns, JOINED_ROOT_ALIAS)])
+    select = _select(columns, spec, relations, literal=True, joins=True, predicate=parents)
+    return Statement(f"{select}{_where([predicate, *key_range.conditions(spec, columns)])}")
+
+
+@dataclass(frozen=True)
+class KeyRange:
+    """The rows whose primary key lies after `after` and up to `upto` (inclusive), both given as
+    canonical key texts (core/sql/keys.py); None: unbounded on that side.
+
+    Ordered as the key's own columns compare (their own collation), not byte-wise as the keyset
+    pages order text keys: then the primary key's index serves both the bound probe and the
+    range's read. Both sides use this one order, so consecutive ranges partition the keys."""
+
+    after: tuple[str, ...] | None = None
+    upto: tuple[str, ...] | None = None
+
+    def conditions(
+        self, spec: SyncSpec, columns: Sequence[ColumnInfo], alias: str | None = None
+    ) -> list[str]:
+        """Its bounds in SQL, on the root's columns (`alias`: on the root table read as that alias)."""
+        return [
+            _key_compared(spec, columns, operator, texts, alias)
+            for operator, texts in ((">", self.after), ("<=", self.upto))
+            if texts is not None
+        ]
+
+
+def _key_compared(
+    spec: SyncSpec, columns: Sequence[ColumnInfo], operator: str, texts: Sequence[str], alias: str | None
+) -> str:
+    # literals, not parameters: a COPY cannot take parameters. The texts are key values read from
+    # the source, rendered by `text_literal` (safe whatever standard_conforming_strings says)
+    info = {c.name: c for c in columns}
+    keys = spec.source.primary_key
+    values = [
+        typed_sql(info[name], text_literal(text), type_name(info[name].pg_type), spec.naive_timezone)
+        for name, text in zip(keys, texts, strict=True)
+    ]
+    names = [f"{alias}.{quote_ident(name)}" if alias else root_column(name, spec) for name in keys]
+    return f"({', '.join(names)}) {operator} ({', '.join(values)})"
+
+
+def key_range_bound(
+    spec: SyncSpec, columns: Sequence[ColumnInfo], window: Window, after: Sequence[str] | None, rows: int
+) -> Statement:
+    """The canonical texts of the key `rows` keys after `after` among the window's rows, in
+    `KeyRange` order (the inclusive upper bound of the next range), and of the key after it. Fewer
+    than two rows: no more than `rows` keys are left, and the next range is the last. On a table
+    whose rows all share the window, the primary key's index walks `rows` entries and stops."""
+    binds = _Binds(literal=True)
+    info = {c.name: c for c in columns}
+    keys = spec.source.primary_key
+    conditions = [window_predicate(spec, window, binds, columns)]
+    if after is not None:
+        conditions += KeyRange(after=tuple(after)).conditions(spec, columns)
+    zone = spec.naive_timezone
+    texts = ", ".join(canonical_sql(info[name], root_column(name, spec), zone) for name in keys)
+    order = ", ".join(root_column(name, spec) for name in keys)
+    return Statement(
+        f"SELECT {texts} FROM {source_sql(spec, literal=True)}{_where(conditions)} "
+        f"ORDER BY {order} OFFSET {int(rows) - 1} LIMIT 2"
+    )
+
+
+def window_estimate(spec: SyncSpec, columns: Sequence[ColumnInfo], window: Window) -> Statement:
+    """The planner's estimate of the window's rows (EXPLAIN: nothing is read), so that a window far
+    below `range_rows` costs no bound probe, which without an index on updated_at scans the table."""
+    binds = _Binds(literal=True)
+    where = _where([window_predicate(spec, window, binds, columns)])
+    return Statement(f"EXPLAIN (FORMAT JSON) SELECT 1 FROM {source_sql(spec, literal=True)}{where}")
 
 
 def live_rows_predicate(spec: SyncSpec, columns: Sequence[ColumnInfo]) -> str | None:

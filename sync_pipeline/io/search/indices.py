@@ -130,6 +130,21 @@ def record_index_meta(es: SearchTarget, index: str, entry: dict[str, Any]) -> No
     with_backoff(lambda: es.indices.put_mapping(index=index, meta={**others, META_KEY: entry}))
 
 
+def update_index_meta(es: SearchTarget, index: str, key: str, change: Callable[[Any], Any]) -> None:
+    """Replace one key of sync_pipeline's entry in the `_meta` of `index` by `change(its value
+    now)` (None: remove it), the rest of the entry as the index holds it now: what a run records
+    as it goes (a window's confirmed key ranges) must not undo what another run recorded meanwhile."""
+    entry = index_meta(es, index)
+    value = change(entry.get(key))
+    if value is None:
+        if key not in entry:
+            return
+        entry.pop(key)
+    else:
+        entry[key] = value
+    record_index_meta(es, index, entry)
+
+
 def delete_index(es: SearchTarget, index: str) -> None:
     es.indices.delete(index=index, ignore_unavailable=True)
 
