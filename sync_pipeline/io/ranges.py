@@ -23,6 +23,7 @@ import pyarrow as pa
 from sqlalchemy.engine import Connection, Engine
 
 from sync_pipeline.core.spec.model import SyncSpec
+from sync_pipeline.core.sql import range_bounds
 from sync_pipeline.core.sql import statements as sql
 from sync_pipeline.core.sql.columns import ColumnInfo
 from sync_pipeline.core.sql.relations import RelationPlan
@@ -68,19 +69,19 @@ def window_range_bound(
     rows: int,
 ) -> tuple[str, ...] | None:
     """The upper bound (canonical key texts) of the window's key range of `rows` rows after
-    `after`; None when no more than `rows` rows are left (core/sql/statements.key_range_bound).
+    `after`; None when no more than `rows` rows are left (core/sql/range_bounds.key_range_bound).
     One statement of its own, bounded by the statement timeout."""
     with range_transaction(engine) as conn:
-        found = execute(conn, sql.key_range_bound(spec, columns, window, after, rows)).fetchall()
+        found = execute(conn, range_bounds.key_range_bound(spec, columns, window, after, rows)).fetchall()
     return tuple(str(text) for text in found[0]) if len(found) == 2 else None
 
 
 def estimated_window_rows(
     engine: Engine, spec: SyncSpec, columns: Sequence[ColumnInfo], window: Window
 ) -> float:
-    """How many rows the planner expects in the window (statements.window_estimate)."""
+    """How many rows the planner expects in the window (core/sql/range_bounds.window_estimate)."""
     with engine.connect() as conn:
-        plan = execute(conn, sql.window_estimate(spec, columns, window)).scalar_one()
+        plan = execute(conn, range_bounds.window_estimate(spec, columns, window)).scalar_one()
         conn.rollback()
     if isinstance(plan, str):
         plan = json.loads(plan)

@@ -4,14 +4,13 @@ from datetime import UTC, datetime
 
 from sync_pipeline.core.spec.model import parse_specs
 from sync_pipeline.core.sql.columns import ColumnInfo
+from sync_pipeline.core.sql.range_bounds import key_range_bound, window_estimate
 from sync_pipeline.core.sql.statements import (
     KeyRange,
-    key_range_bound,
     keys_query,
     page_query,
     quote_ident,
     window_count_query,
-    window_estimate,
     window_select,
 )
 from sync_pipeline.core.windows import Window

@@ -23,7 +23,7 @@ from typing import Any, Literal
 from sync_pipeline.core.spec.model import SyncSpec
 from sync_pipeline.core.sql import poison
 from sync_pipeline.core.sql.columns import ColumnInfo
-from sync_pipeline.core.sql.keys import canonical_sql, typed_sql
+from sync_pipeline.core.sql.keys import typed_sql
 from sync_pipeline.core.sql.quoting import qualified_table, quote_ident, sql_literal, text_literal
 from sync_pipeline.core.sql.relation_joins import Rows, joined
 from sync_pipeline.core.sql.relations import RelationPlan, relation_sql
@@ -52,7 +52,7 @@ def type_name(pg_type: str) -> str:
     return pg_type if _SIMPLE_TYPE.match(pg_type) else quote_ident(pg_type)
 
 
-class _Binds:
+class Binds:
     """Collects parameters, or renders window bounds as literals for statements that cannot
     take parameters."""
 
@@ -145,7 +145,7 @@ def key_column(info: ColumnInfo, spec: SyncSpec) -> str:
 
 
 def window_predicate(
-    spec: SyncSpec, window: Window, binds: _Binds, columns: Sequence[ColumnInfo]
+    spec: SyncSpec, window: Window, binds: Binds, columns: Sequence[ColumnInfo]
 ) -> str | None:
     """The rows a window owns, on updated_at: its bounds, plus the NULL updated_at rows when
     the window owns them. None: every row. The one spelling of a window in SQL.
@@ -224,7 +224,7 @@ def _all(conditions: Sequence[str | None]) -> str | None:
     return " AND ".join(present) if present else None
 
 
-def _where(conditions: Sequence[str | None]) -> str:
+def where_clause(conditions: Sequence[str | None]) -> str:
     condition = _all(conditions)
     return f" WHERE {condition}" if condition else ""
 
@@ -246,7 +246,7 @@ def page_query(
       (they belong to no window, so the first window owns them);
     - "by_key": every row, keyed by the primary key (what verify streams).
     """
-    binds = _Binds()
+    binds = Binds()
     info = {c.name: c for c in columns}
     key = [key_column(info[name], spec) for name in spec.source.primary_key]
     conditions: list[str | None] = []
@@ -261,7 +261,7 @@ def page_query(
         bound = [binds.value(f"after_{i}", value) for i, value in enumerate(after)]
         conditions.append(f"({', '.join(key)}) > ({', '.join(bound)})")
     select = _select(columns, spec, relations)
-    sql = f"{select}{_where(conditions)} ORDER BY {', '.join(key)} LIMIT {int(limit)}"
+    sql = f"{select}{where_clause(conditions)} ORDER BY {', '.join(key)} LIMIT {int(limit)}"
     return Statement(sql, binds.params)
 
 
@@ -274,13 +274,13 @@ def window_select(
 ) -> Statement:
     """Every row of the window (of one key range of it, `key_range`) as one statement, unordered
     and without parameters: what a full read streams with COPY (one statement, so one snapshot)."""
-    binds = _Binds(literal=True)
+    binds = Binds(literal=True)
     predicate = window_predicate(spec, window, binds, columns)
     key_range = key_range or KeyRange()
     # the related rows joined are those of the rows this statement reads: the window's, of its range
     parents = _all([predicate, *key_range.conditions(spec, columns, JOINED_ROOT_ALIAS)])
     select = _select(columns, spec, relations, literal=True, joins=True, predicate=parents)
-    return Statement(f"{select}{_where([predicate, *key_range.conditions(spec, columns)])}")
+    return Statement(f"{select}{where_clause([predicate, *key_range.conditions(spec, columns)])}")
 
 
 @dataclass(frozen=True)
@@ -321,36 +321,6 @@ def _key_compared(
     return f"({', '.join(names)}) {operator} ({', '.join(values)})"
 
 
-def key_range_bound(
-    spec: SyncSpec, columns: Sequence[ColumnInfo], window: Window, after: Sequence[str] | None, rows: int
-) -> Statement:
-    """The canonical texts of the key `rows` keys after `after` among the window's rows, in
-    `KeyRange` order (the inclusive upper bound of the next range), and of the key after it. Fewer
-    than two rows: no more than `rows` keys are left, and the next range is the last. On a table
-    whose rows all share the window, the primary key's index walks `rows` entries and stops."""
-    binds = _Binds(literal=True)
-    info = {c.name: c for c in columns}
-    keys = spec.source.primary_key
-    conditions = [window_predicate(spec, window, binds, columns)]
-    if after is not None:
-        conditions += KeyRange(after=tuple(after)).conditions(spec, columns)
-    zone = spec.naive_timezone
-    texts = ", ".join(canonical_sql(info[name], root_column(name, spec), zone) for name in keys)
-    order = ", ".join(root_column(name, spec) for name in keys)
-    return Statement(
-        f"SELECT {texts} FROM {source_sql(spec, literal=True)}{_where(conditions)} "
-        f"ORDER BY {order} OFFSET {int(rows) - 1} LIMIT 2"
-    )
-
-
-def window_estimate(spec: SyncSpec, columns: Sequence[ColumnInfo], window: Window) -> Statement:
-    """The planner's estimate of the window's rows (EXPLAIN: nothing is read), so that a window far
-    below `range_rows` costs no bound probe, which without an index on updated_at scans the table."""
-    binds = _Binds(literal=True)
-    where = _where([window_predicate(spec, window, binds, columns)])
-    return Statement(f"EXPLAIN (FORMAT JSON) SELECT 1 FROM {source_sql(spec, literal=True)}{where}")
-
-
 def live_rows_predicate(spec: SyncSpec, columns: Sequence[ColumnInfo]) -> str | None:
     """Rows that are not soft-deleted: the flag is false/NULL (booleans) or NULL (anything else)."""
     if spec.source.soft_delete is None:
@@ -363,9 +333,9 @@ def live_rows_predicate(spec: SyncSpec, columns: Sequence[ColumnInfo]) -> str | 
 def window_count_query(spec: SyncSpec, columns: Sequence[ColumnInfo], window: Window) -> Statement:
     """How many live (not soft-deleted) rows the window holds: the PostgreSQL side of the
     `count` reconciliation, with the same bounds as the Elasticsearch window query."""
-    binds = _Binds()
+    binds = Binds()
     conditions = [window_predicate(spec, window, binds, columns), live_rows_predicate(spec, columns)]
-    return Statement(f"SELECT count(*) FROM {source_sql(spec)}{_where(conditions)}", binds.params)
+    return Statement(f"SELECT count(*) FROM {source_sql(spec)}{where_clause(conditions)}", binds.params)
 
 
 def keys_query(
