@@ -117,7 +117,7 @@ bench: venv
 BENCH_SMOKE_ARGS ?= --rows 20000 --repeat 1 --no-pgsync --scale 10000,20000 \
 	--only ceiling,naive,pipeline,pipeline_pandas_identity,pipeline_pandas_realistic,ceiling_small,pipeline_small \
 	--pgbench-rows 20000 --pgbench-seconds 10 --pgbench-repeat 1 \
-	--freshness --freshness-changes 40 --ranges-rows 20000
+	--freshness --freshness-changes 40 --ranges-rows 20000 --fanout-products 5000
 bench-smoke: venv
 	$(BIN)/python -m bench.run $(BENCH_SMOKE_ARGS) --output bench/results/smoke.json
 	$(BIN)/python -m bench.check bench/results/smoke.json

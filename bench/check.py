@@ -4,10 +4,12 @@
 Exit 0 when the JSON parses and has, side by side: the full-sync ratios to the ceiling for
 the ~1 KB and the ~250 B table, CPU-seconds per million documents for both, drain changes/s
 and its ratio to the full sync per capture mode, freshness p50/p95/p99 per capture mode,
-pgbench TPS ratios, the scale curve with peak RSS, and the targets (each with measured and
-met). A capture mode this build lacks must be reported as unavailable (a reason, never a
-figure); --require-logical fails the check instead. Exit 1 with the problems listed
-otherwise. Used by `make bench-smoke` (and, with --min-freshness-changes 200, for `make bench`).
+pgbench TPS ratios, the scale curve with peak RSS, the fan-out drain (a rename reaching every
+product of a category: docs/s, × the full sync, peak RSS, every document renamed), and the
+targets (each with measured and met). A capture mode this build lacks must be reported as
+unavailable (a reason, never a figure); --require-logical fails the check instead. Exit 1 with
+the problems listed otherwise. Used by `make bench-smoke` (and, with --min-freshness-changes 200,
+for `make bench`).
 """
 
 from __future__ import annotations
@@ -46,6 +48,7 @@ REQUIRED_TARGETS = [
     "pgbench_tps_ratio_logical",
     "pgbench_tps_ratio_trigger",
     "peak_rss",
+    "fanout_vs_full_sync",
 ]
 
 
@@ -162,6 +165,7 @@ def problems(report: dict, min_freshness_changes: int = 20, require_logical: boo
             if not isinstance(target, dict) or not isinstance(target.get("met"), bool):
                 found.append(f"targets.{name}: expected an object with a boolean 'met'")
     found += _ranges_problems(report.get("ranges"))
+    found += _fanout_problems(report.get("fanout"))
     if not isinstance(report.get("pgsync"), dict) or "status" not in report["pgsync"]:
         found.append("pgsync: expected an object with a status")
     if require_soak:
@@ -195,6 +199,27 @@ def _ranges_problems(section) -> list[str]:
     target = section.get("target")
     if not isinstance(target, dict) or not isinstance(target.get("met"), bool) or "measured" not in target:
         found.append("ranges.target: expected an object with 'measured' and a boolean 'met'")
+
+
+def _fanout_problems(fanout) -> list[str]:
+    """The fan-out drain section (bench/fanout.py, issue 27): measured, and every document renamed."""
+    if not isinstance(fanout, dict) or fanout.get("error"):
+        why = fanout.get("error") if isinstance(fanout, dict) else "missing"
+        return [f"fanout: expected the fan-out drain section (--fanout-products N), got {str(why)[:300]}"]
+    found = []
+    figures = {
+        "x_full_sync": fanout.get("x_full_sync"),
+        "drain.docs_per_s": (fanout.get("drain") or {}).get("docs_per_s"),
+        "drain.peak_rss_mb": (fanout.get("drain") or {}).get("peak_rss_mb"),
+        "full_sync.docs_per_s": (fanout.get("full_sync") or {}).get("docs_per_s"),
+    }
+    for key, value in figures.items():
+        if not _positive(value):
+            found.append(f"fanout.{key}: expected a positive number, got {value!r}")
+    if not fanout.get("complete"):
+        found.append(
+            f"fanout: {fanout.get('renamed_docs')} of {fanout.get('products')} documents carry the new name"
+        )
     return found
 
 

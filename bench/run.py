@@ -1,12 +1,13 @@
 """The performance benchmark: ceilings, naive baseline, pipeline (1 KB and small documents),
-drains per capture mode, pgbench write-path cost, freshness per capture mode, PGSync, scale, soak.
+drains per capture mode, a fan-out drain, pgbench write-path cost, freshness per capture mode, PGSync,
+scale, soak.
 
     .venv/bin/python -m bench.run [--rows N] [--small-rows N] [--repeat R]
                                   [--scale 100000,1000000,10000000] [--freshness] [--pgbench-seconds S]
                                   [--capture-modes triggers,logical] [--soak MINUTES] [--profile]
                                   [--commit-contention [--commit-contention-clients 16,32,64]]
                                   [--ranges-rows N]
-                                  [--no-pgsync] [--no-pgbench] [--keep]
+                                  [--fanout-products N] [--no-pgsync] [--no-pgbench] [--keep]
 
 One run, one Elasticsearch, seeded tables `bench_products` (N rows, ~1 KB documents) and
 `bench_small` (~250 B documents). Each measurement runs in its own subprocess (its peak RSS
@@ -205,6 +206,14 @@ def _sections(harness: Harness, report: dict[str, Any]) -> None:
         except Exception as exc:
             traceback.print_exc()
             report["ranges"] = {"error": f"{type(exc).__name__}: {exc}"[-2000:]}
+    if args.fanout_products:
+        from bench import fanout
+
+        try:
+            report["fanout"] = fanout.run(harness.pg_url, harness.es_url, args.fanout_products, log)
+        except Exception as exc:
+            traceback.print_exc()
+            report["fanout"] = {"error": f"{type(exc).__name__}: {exc}"[-2000:]}
 
     if args.soak:
         from bench import soak
@@ -331,6 +340,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )  # fmt: skip
     parser.add_argument("--soak-rate", type=float, default=200, help="soak pgbench transactions per second")
     parser.add_argument("--soak-capture", default="triggers", choices=CAPTURE_MODES, help="soak capture mode")
+    parser.add_argument(
+        "--fanout-products", type=int, default=100_000,
+        help="products sharing the category whose rename the fan-out drain section times (100,000; 0 skips)",
+    )  # fmt: skip
     parser.add_argument("--profile", action="store_true", help="profile one pipeline run with pyinstrument")
     parser.add_argument(
         "--profile-out", help="profile text output (default bench/results/profile-<date>.txt)"

@@ -200,6 +200,10 @@ def targets(report: dict[str, Any]) -> dict[str, Any]:
                  "full sync docs/s, identity pandas transform ÷ Arrow path")  # fmt: skip
         at_most("transform_identity_added_cpu", 10, transform.get("identity_added_cpu_s_per_million_docs"),
                 "CPU-s per million ~1 KB docs the identity transform adds")  # fmt: skip
+    fanout = report.get("fanout")
+    if fanout is not None:  # issue 27: a rename reaching every product of a category (bench/fanout.py)
+        label = "fan-out drain docs/s ÷ full-sync docs/s of the same documents"
+        at_least("fanout_vs_full_sync", 0.5, fanout.get("x_full_sync"), label, fanout.get("error"))
     rb = report.get("ratio_to_baseline")
     out["full_sync_vs_naive"] = _target(">= 4.0", rb, rb is not None and rb >= 4.0)
     pg = report.get("pgsync_docs_per_s")

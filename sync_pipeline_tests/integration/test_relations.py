@@ -21,6 +21,7 @@ from sync_pipeline.apps.cli.runner import Servers, run_drain, run_sync, run_veri
 from sync_pipeline.core.spec.model import SyncSpec, parse_specs
 from sync_pipeline.core.sql.statements import SourceError
 from sync_pipeline.io.search.indices import drop_target
+from sync_pipeline.ops import progress
 from sync_pipeline.ops.capture import (
     CaptureError,
     install_capture,
@@ -277,16 +278,65 @@ def test_a_rename_fanning_out_to_ten_thousand_parents_goes_in_bounded_batches(sh
     install_capture(shop.engine, spec)
     try:
         shop.execute(f"UPDATE {s}.categories SET name = 'Cooking' WHERE id = 10")
-        seen = []
-        totals = drain(shop.engine, shop.es, spec, on_batch=lambda b: seen.append(b.docs))
-        # one claimed entry, resolved to 10,010 documents in pages of at most batch_size keys
-        assert totals.claimed == 1
-        assert sum(seen) == 10_010 and max(seen) <= 1000 and len(seen) >= 11
+        seen, reported = [], []
+        heard = lambda event, data: reported.append(data["docs"]) if event == "batch" else None  # noqa: E731
+        with progress.listening(heard):
+            totals = drain(shop.engine, shop.es, spec, on_batch=lambda b: seen.append(b.batch))
+        # one claimed entry, resolved to 10,010 documents in batches of at most batch_size rows,
+        # several bodies in flight, each batch counted once and in order
+        assert totals.claimed == 1 and totals.indexed == 10_010
+        assert seen == list(range(1, len(seen) + 1)) and len(seen) >= 11
+        # the CLI's progress (apps/cli/progress.py) hears every batch, as a full sync's
+        assert sum(reported) == 10_010 and max(reported) <= 1000 and len(reported) == len(seen)
         count = shop.es.count(index=s, query={"match": {"category.name": "Cooking"}})["count"]
         assert count == 10_010
         shop.assert_no_drift(spec)
     finally:
         uninstall_capture(shop.engine, spec)
+
+
+@pytest.mark.parametrize("capture", ["triggers", "logical"])
+def test_a_fan_out_drain_failing_mid_way_confirms_nothing_and_the_next_drain_completes_it(shop, capture):
+    s = shop.schema
+    shop.execute(
+        f"""INSERT INTO {s}.products SELECT g, 'bulk ' || g, 10, 2.00, '2026-03-01+00'
+            FROM generate_series(1000, 3999) AS g"""
+    )
+    spec = shop.spec(batch_size=500, capture=capture)
+    install_capture(shop.engine, spec)  # capture first, then the full sync: nothing falls between
+    try:
+        assert run_sync([spec], spec, servers=shop.servers).success
+        if capture == "logical":
+            drain(shop.engine, shop.es, spec)  # what the slot holds from before the sync: re-reads
+        shop.execute(f"UPDATE {s}.categories SET name = 'Cooking' WHERE id = 10")
+        written: list[int] = []
+
+        def dies_after_three_batches(batch) -> None:
+            written.append(batch.docs)
+            if len(written) == 3:
+                raise RuntimeError("drain killed mid-way")
+
+        with pytest.raises(RuntimeError, match="killed mid-way"):
+            drain(shop.engine, shop.es, spec, on_batch=dies_after_three_batches)
+        shop.es.indices.refresh(index=s)
+        renamed = shop.es.count(index=s, query={"match": {"category.name": "Cooking"}})["count"]
+        assert 0 < renamed < 3010  # part of the fan-out was written before the drain died
+        if capture == "triggers":
+            with shop.engine.connect() as conn:
+                pending = conn.execute(
+                    sa.text("SELECT count(*) FROM public.sync_pipeline_buffer WHERE spec = :s"),
+                    {"s": spec.name},
+                ).scalar_one()
+            assert pending == 1  # the rename is still buffered: not confirmed
+        totals = drain(shop.engine, shop.es, spec)
+        assert totals.claimed >= 1 and totals.indexed >= 3010  # the slot handed the rename out again
+        count = shop.es.count(index=s, query={"match": {"category.name": "Cooking"}})["count"]
+        assert count == 3010
+        shop.assert_no_drift(spec)
+    finally:
+        uninstall_capture(shop.engine, spec)
+        with shop.engine.begin() as conn:
+            conn.execute(sa.text("DELETE FROM public.sync_pipeline_buffer WHERE spec = :s"), {"s": spec.name})
 
 
 def test_an_update_that_keeps_updated_at_survives_rematerialising_its_old_partition(shop, synced):

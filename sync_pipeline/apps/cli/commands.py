@@ -111,10 +111,15 @@ def cmd_triggers(args: argparse.Namespace) -> int:
 def cmd_flush(args: argparse.Namespace) -> int:
     session = Session.open(args, preflight=False)
     session.preflight(mapping=True)
-    summaries = [
-        run_drain(session.specs, spec, servers=servers(session), engine=session.engine)
-        for spec in session.selected
-    ]
+    summaries = []
+    for spec in session.selected:
+        # a rename fanning out to many documents shows its progress as a full sync does
+        with progress_for(sys.stderr, plain=args.json) as listener:
+            summaries.append(
+                run_drain(
+                    session.specs, spec, servers=servers(session), engine=session.engine, listener=listener
+                )
+            )
     code = EXIT_OK if all(sync_exit(s) == EXIT_OK for s in summaries) else EXIT_DRIFT
     if args.json:
         json_shapes.emit(json_shapes.runs_document("flush", summaries, code == EXIT_OK))

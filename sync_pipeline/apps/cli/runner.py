@@ -167,14 +167,17 @@ def run_drain(
     log_level: str = "WARNING",
     servers: Servers | None = None,
     engine: Engine | None = None,
+    listener: Callable[[str, dict[str, Any]], None] | None = None,
 ) -> SyncSummary:
-    """The spec's drain job, in-process, so the run lands in DAGSTER_HOME like a sensor's would."""
+    """The spec's drain job, in-process, so the run lands in DAGSTER_HOME like a sensor's would;
+    `listener` hears its progress (a fan-out's batches, apps/cli/progress.py)."""
     servers = servers or Servers.from_settings()
     job = _job(specs, naming.drain_job(spec.name), servers, engine)
     started = time.perf_counter()
-    result = job.execute_in_process(
-        instance=dagster_instance(), raise_on_error=False, run_config=_console(log_level)
-    )
+    with progress.listening(listener or (lambda event, data: None)):
+        result = job.execute_in_process(
+            instance=dagster_instance(), raise_on_error=False, run_config=_console(log_level)
+        )
     summary = summarise(result, spec, "buffer")
     summary.wall_seconds = time.perf_counter() - started
     _log_summary(summary)

@@ -3,11 +3,13 @@
 Every table a document is built from is watched (core/cdc/triggers decides what
 each trigger records): the root table records its own key; a related table
 records, for the old and the new row, the values of the columns that join it
-to its parent (`link`); a join table likewise. `root_keys` turns claimed buffer
-entries of one source into the keys of the affected documents with one SQL
-statement that walks the relation chain up to the root, read in keyset pages
-of bounded size, so a rename that touches a million documents never holds a
-million keys.
+to its parent (`link`); a join table likewise. `fanned_out_rows` turns claimed buffer
+entries of one source into the current rows of the affected documents with one
+SQL statement that walks the relation chain up to the root (set-wise: no key
+comes back to Python first), read through a cursor in batches of bounded size,
+so a rename that touches a million documents never holds a million rows.
+A `query` spec's change table goes through its `roots:` query instead
+(`query_root_keys`: keys, in keyset pages).
 """
 
 from __future__ import annotations
@@ -21,11 +23,10 @@ from sync_pipeline.core.sql.columns import ColumnInfo
 from sync_pipeline.core.sql.keys import canonical_sql
 from sync_pipeline.core.sql.quoting import qualified_table, quote_ident, sql_literal
 from sync_pipeline.core.sql.relations import RelationPlan, TableInfo, walk
-from sync_pipeline.core.sql.statements import Statement, type_name
+from sync_pipeline.core.sql.statements import ROOT_ALIAS, Statement, rows_where, type_name
 
 BUFFER_TABLE = "public.sync_pipeline_buffer"
 THROUGH_SUFFIX = "#through"
-ROOT_ALIAS = "__sync_root"
 
 
 @dataclass(frozen=True)
@@ -164,38 +165,20 @@ def parents_of(
     return inner, match
 
 
-def root_keys(
+def fanned_out_rows(
     spec: SyncSpec,
     root_columns: Sequence[ColumnInfo],
     plans: Sequence[RelationPlan],
     source: str,
     entries: Sequence[int],
-    after: Sequence[Any] | None,
-    limit: int,
     changes: str = BUFFER_TABLE,
 ) -> Statement:
-    """One keyset page of the keys of the documents that the claimed `entries` of `source` feed:
-    the root key columns as they are (for the next page's `after`), then their canonical texts."""
-    info = {c.name: c for c in root_columns}
-    key = spec.source.primary_key
+    """The current rows (as a window read selects them, relations and version included) of every
+    document that the claimed `entries` of `source` feed, in no order: a drain reads it through a
+    cursor, batch by batch, in the claim's snapshot."""
     inner, match = parents_of(plans, source, changes)
-    root = ROOT_ALIAS
-    typed = [f"{root}.{quote_ident(c)}" for c in key]
-    texts = [canonical_sql(info[c], f"{root}.{quote_ident(c)}", spec.naive_timezone) for c in key]
-    params: dict[str, Any] = {"entries": list(entries)}
-    conditions = [f"{_tuple(root, match)} IN ({inner})"]
-    if after is not None:
-        bound = []
-        for i, value in enumerate(after):
-            params[f"after_{i}"] = value
-            bound.append(f"%(after_{i})s")
-        conditions.append(f"({', '.join(typed)}) > ({', '.join(bound)})")
-    sql = (
-        f"SELECT {', '.join(typed)}, {', '.join(texts)} "
-        f"FROM {qualified_table(spec.source.table or '')} AS {root} WHERE {' AND '.join(conditions)} "
-        f"ORDER BY {', '.join(typed)} LIMIT {int(limit)}"
-    )
-    return Statement(sql, params)
+    condition = Statement(f"{_tuple(ROOT_ALIAS, match)} IN ({inner})", {"entries": list(entries)})
+    return rows_where(spec, root_columns, plans, condition)
 
 
 def query_root_keys(
@@ -208,8 +191,10 @@ def query_root_keys(
     limit: int,
     changes: str = BUFFER_TABLE,
 ) -> Statement:
-    """The same for a `query` spec's change table with a `roots:` query, whose :keys are the changed
-    rows' own keys (old and new)."""
+    """One keyset page of the keys of the documents that the claimed `entries` of a `query` spec's
+    change table feed, found by its `roots:` query, whose :keys are the changed rows' own keys
+    (old and new): the root key columns as they are (for the next page's `after`), then their
+    canonical texts."""
     info = {c.name: c for c in root_columns}
     key = spec.source.primary_key
     keys = _changed_values([changed.column(c) for c in changed.primary_key[:1]], changes)

@@ -363,6 +363,17 @@ def keys_query(
     return Statement(f"{_select(columns, spec, relations)} WHERE {condition}", params)
 
 
+def rows_where(
+    spec: SyncSpec,
+    columns: Sequence[ColumnInfo],
+    relations: Sequence[RelationPlan],
+    condition: Statement,
+) -> Statement:
+    """Current rows of a `table` spec whose root row (named by the relations' alias) meets
+    `condition`: a drain's fan-out reads its documents in one statement, with no keys sent back."""
+    return Statement(f"{_select(columns, spec, relations)} WHERE {condition.sql}", condition.params)
+
+
 def milliseconds(seconds: float) -> int:
     """A duration setting as PostgreSQL's timeouts take it: whole milliseconds, at least 1 (0
     would mean no limit at all)."""

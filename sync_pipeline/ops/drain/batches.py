@@ -2,8 +2,9 @@
 batches, and the reconcile a TRUNCATE needs.
 
 `Batches` re-reads the documents of a claim's keys in the claim's own REPEATABLE READ
-transaction and sends them while the next keys are read; the claim's entries go only after
-Elasticsearch acknowledged every one. A TRUNCATE names no document: a claim holding one reconciles
+transaction — or takes the rows a fan-out read there already (core/cdc/fanout.fanned_out_rows) —
+and sends them while the next are read, several bodies in flight; the claim's entries go only
+after Elasticsearch acknowledged every one. A TRUNCATE names no document: a claim holding one reconciles
 the whole spec instead (verify with fix, counted in the drain's totals), once the claim's
 transaction has ended.
 """
@@ -17,14 +18,17 @@ from collections.abc import Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
+import pyarrow as pa
 from sqlalchemy.engine import Connection, Engine
 
-from sync_pipeline.core.load.bulk import BatchResult, LoadTotals
+from sync_pipeline.core.documents.build import batch_to_bulk
+from sync_pipeline.core.load.bulk import BatchResult, BulkBody, LoadTotals, Rejected
 from sync_pipeline.core.spec.model import SyncSpec
 from sync_pipeline.io import deadletters
 from sync_pipeline.io.buffer import ClaimedEntry
 from sync_pipeline.io.pandas_probe import skip_pandas_probe
 from sync_pipeline.io.search import SearchTarget
+from sync_pipeline.ops import progress
 from sync_pipeline.ops.binding import Bound
 from sync_pipeline.ops.metrics import observe_batch
 from sync_pipeline.ops.resync import Key, classify_stale, resync_body, send_resync
@@ -50,10 +54,12 @@ class DrainTotals(LoadTotals):
         self.keep_errors(other.first_errors)
 
 
-# bodies sent while the next keys are read: one in Elasticsearch at a time, so reading
-# PostgreSQL overlaps indexing instead of alternating with it (each body's own requests are
-# split across the index's write threads by send_split)
-IN_FLIGHT = 1
+# bodies sent while the next keys are read, so reading PostgreSQL overlaps indexing instead of
+# alternating with it (each body's own requests are split across the index's write threads by
+# send_split). More than one: a body's slowest request no longer stalls the next one, which a
+# fan-out of many batches felt (a rename reaching 100k documents: bench/fanout.py); memory is
+# IN_FLIGHT + 1 bodies of the drain's batch size.
+IN_FLIGHT = 2
 PARTS_PER_APPLY, MIN_PART_KEYS = 2, 1000  # a large page of keys is read in two halves
 
 
@@ -75,22 +81,39 @@ class Batches:
         for part in _parts(keys):
             started = time.perf_counter()
             body, rejected = resync_body(conn, self.bound, part)
-            if rejected:  # in the claim's transaction: its entries go only with their dead letters
-                deadletters.record(conn, self.bound.spec.name, rejected, "buffer", self.run_id)
-                self.totals.count_dead_letters(rejected)
-            while len(self._pending) >= IN_FLIGHT:
-                self._finish(self._pending.popleft())
-            if body is not None:
-                number = self.totals.batches + 1
-                sent = self._pool.submit(send_resync, self.es, self.bound, body, number)
-                self._pending.append((sent, conn, started))
+            self._send(conn, body, rejected, started)
 
-    def write_all(self, conn: Connection, pages: Iterable[list[Key]]) -> None:
-        """Every page of keys written and acknowledged; on any error what is still in flight is
-        dropped (it belongs to a transaction that now rolls back) and the error raised."""
+    def apply_rows(self, conn: Connection, rows: pa.RecordBatch, started: float) -> None:
+        """The documents of rows read in the claim's snapshot (a fan-out's: every one exists,
+        so nothing is deleted), sent like a page of keys' (`started`: when their read began)."""
+        chunk = batch_to_bulk(rows, self.bound.plan)
+        self._send(conn, chunk.body if chunk.docs else None, chunk.rejected, started)
+
+    def _send(
+        self, conn: Connection, body: BulkBody | None, rejected: tuple[Rejected, ...], started: float
+    ) -> None:
+        if rejected:  # in the claim's transaction: its entries go only with their dead letters
+            deadletters.record(conn, self.bound.spec.name, rejected, "buffer", self.run_id)
+            self.totals.count_dead_letters(rejected)
+        while len(self._pending) >= IN_FLIGHT:
+            self._finish(self._pending.popleft())
+        if body is not None:
+            number = self.totals.batches + len(self._pending) + 1
+            sent = self._pool.submit(send_resync, self.es, self.bound, body, number)
+            self._pending.append((sent, conn, started))
+
+    def write_all(self, conn: Connection, pages: Iterable[list[Key] | pa.RecordBatch]) -> None:
+        """Every page — of keys, or of rows already read — written and acknowledged; on any error
+        what is still in flight is dropped (it belongs to a transaction that now rolls back) and
+        the error raised."""
         try:
-            for keys in pages:
-                self.apply(conn, keys)
+            started = time.perf_counter()
+            for page in pages:
+                if isinstance(page, pa.RecordBatch):
+                    self.apply_rows(conn, page, started)
+                else:
+                    self.apply(conn, page)
+                started = time.perf_counter()
             self.settle()
         except BaseException:
             self.abandon()
@@ -127,6 +150,8 @@ class Batches:
         self.totals.add(result)
         if self.on_batch is not None:
             self.on_batch(result)
+        # the CLI's progress (apps/cli/progress.py), as a full sync's load reports it
+        progress.notify("batch", spec=spec.name, docs=result.docs, failed=result.failed)
 
 
 def _parts(keys: list[Key]) -> list[list[Key]]:

@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+import pyarrow as pa
 from sqlalchemy.engine import Connection, Engine, RootTransaction
 
 from sync_pipeline.core.cdc import fanout
@@ -27,6 +28,7 @@ from sync_pipeline.core.load.bulk import BatchResult
 from sync_pipeline.core.spec.model import SyncSpec
 from sync_pipeline.io.buffer import ClaimedEntry
 from sync_pipeline.io.postgres import describe_table, execute
+from sync_pipeline.io.row_cursor import stream_rows
 from sync_pipeline.io.search import SearchTarget
 from sync_pipeline.ops.binding import Bound, bind
 from sync_pipeline.ops.capture import TABLE_SOURCE
@@ -213,37 +215,43 @@ class Drain:
     def _refresh(self) -> None:
         self.es.indices.refresh(index=self.spec.target.index)
 
-    def _pages(self, claim: Claim) -> Iterator[list[Key]]:
-        """The claim's document keys, page by page: the root entries' at once, then those each
-        table's entries feed (core/cdc/fanout.py) in keyset pages of at most `size` keys — one bulk
-        batch each, so a rename touching a million documents never holds a million keys."""
+    def _pages(self, claim: Claim) -> Iterator[list[Key] | pa.RecordBatch]:
+        """The claim's documents, page by page: the root entries' keys at once, then what each
+        table's entries feed (core/cdc/fanout.py) — a related table's as the documents' rows, read
+        set-wise through a cursor in batches of at most `size` rows; a change table's as keyset
+        pages of keys — one bulk batch each, so a rename touching a million documents never
+        holds a million keys or rows."""
         if claim.roots:
             yield claim.roots
         by_source: dict[str, list[int]] = {}
         for entry in claim.entries:
             if entry.source is not None:
                 by_source.setdefault(entry.source, []).append(entry.id)
+        bound = self.binding() if by_source else None
         for source, ids in by_source.items():
-            yield from self._resolved(claim.conn, claim.changes, source, ids)
+            if source.startswith(TABLE_SOURCE):
+                yield from self._resolved(claim.conn, claim.changes, source, ids)
+                continue
+            assert bound is not None
+            statement = fanout.fanned_out_rows(
+                self.spec, bound.columns, bound.relations, source, ids, claim.changes
+            )
+            yield from stream_rows(claim.conn, statement, bound.columns, bound.relations, self.size)
 
     def _resolved(self, conn: Connection, changes: str, source: str, ids: list[int]) -> Iterator[list[Key]]:
-        """The keys of the documents that entries `ids` of `source` feed, page by page."""
+        """The keys of the documents that entries `ids` of change table `source` feed (a `query`
+        spec's `roots:` query), page by page."""
         spec, bound, size = self.spec, self.binding(), self.size
         width = len(spec.source.primary_key)
+        name = source.removeprefix(TABLE_SOURCE)
+        if name not in self._tables:
+            self._tables[name] = describe_table(conn, name)
+        roots = next(c.roots for c in spec.source.change_tables if c.table == name)
         after: list[Any] | None = None
         while True:
-            if source.startswith(TABLE_SOURCE):
-                name = source.removeprefix(TABLE_SOURCE)
-                if name not in self._tables:
-                    self._tables[name] = describe_table(conn, name)
-                roots = next(c.roots for c in spec.source.change_tables if c.table == name)
-                statement = fanout.query_root_keys(
-                    spec, bound.columns, roots or "", self._tables[name], ids, after, size, changes
-                )
-            else:
-                statement = fanout.root_keys(
-                    spec, bound.columns, bound.relations, source, ids, after, size, changes
-                )
+            statement = fanout.query_root_keys(
+                spec, bound.columns, roots or "", self._tables[name], ids, after, size, changes
+            )
             rows = execute(conn, statement).all()
             if not rows:
                 return
