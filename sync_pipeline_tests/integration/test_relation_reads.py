@@ -21,7 +21,7 @@ import sqlalchemy as sa
 
 from sync_pipeline.core.documents.build import batch_to_documents
 from sync_pipeline.core.spec.model import SyncSpec, parse_specs
-from sync_pipeline.core.sql.statements import window_select
+from sync_pipeline.core.sql.statements import KeyRange, window_select
 from sync_pipeline.core.windows import Window
 from sync_pipeline.io.postgres import fetch_keys, libpq_url, stream_window
 from sync_pipeline.ops.binding import Bound, bind
@@ -37,11 +37,11 @@ class Orders:
     spec: SyncSpec
     bound: Bound
 
-    def window(self, window: Window) -> dict[str, dict]:
+    def window(self, window: Window, key_range: KeyRange | None = None) -> dict[str, dict]:
         """Documents by `_id`, as a full sync reads them (COPY of window_select)."""
         found: dict[str, dict] = {}
         b = self.bound
-        for batch in stream_window(self.url, self.spec, b.columns, window, 7, b.relations):
+        for batch in stream_window(self.url, self.spec, b.columns, window, 7, b.relations, key_range):
             for relation in b.relations:  # what the bulk body embeds must stay one NDJSON line
                 assert not any("\n" in text for text in batch.column(relation.spec.name).to_pylist() if text)
             documents = batch_to_documents(batch, b.plan)
@@ -191,3 +191,16 @@ def test_the_window_read_joins_pre_aggregated_rows_and_key_lookups_stay_correlat
     assert "LEFT JOIN (SELECT" in window.sql and "GROUP BY" in window.sql and "DISTINCT ON" in window.sql
     # each relation reads the related rows of the window's rows only
     assert window.sql.count(f'FROM "{orders.schema}"."orders" AS __sync_w WHERE "updated_at" >=') >= 3
+
+
+def test_a_key_range_of_a_window_joins_the_related_rows_of_its_own_keys(orders: Orders):
+    everything = Window(None, None, include_null_updated_at=True)
+    middle = KeyRange(after=("3",), upto=("22",))
+    documents = orders.window(everything, middle)
+    assert sorted(documents, key=int) == [str(i) for i in range(4, 23)]
+    assert documents == orders.keys(list(documents))
+    assert len(documents["22"]["lines"]) == 4 and documents["7"]["tags"][1]["kind"] == {"name": "service"}
+    # the pre-aggregated joins are restricted to the range's root rows, not the whole window's
+    b = orders.bound
+    sql = window_select(orders.spec, b.columns, everything, b.relations, middle).sql
+    assert sql.count('(__sync_w."id") > (') >= 3 and sql.count('(__sync_w."id") <= (') >= 3
