@@ -17,15 +17,16 @@ from sync_pipeline_tests.support.paths import ROOT
 
 HEAVY = ("dagster", "pandas", "pyarrow", "sqlalchemy", "elasticsearch", "elastic_transport", "opensearchpy")
 
-PROBE = """
+PROBE = f"""
 import json, sys
+HEAVY = {HEAVY!r}
 from sync_pipeline.apps.cli import main
 try:
     code = main(sys.argv[1:])
 except SystemExit as exc:
     code = exc.code
-print(json.dumps({"code": code, "loaded": sorted(m for m in %r if m in sys.modules)}))
-""" % (HEAVY,)
+print(json.dumps({{"code": code, "loaded": sorted(m for m in HEAVY if m in sys.modules)}}))
+"""
 
 
 def _imports(*argv: str) -> dict:
