@@ -99,8 +99,12 @@ def fixed_cost(harness, repeat: int) -> dict[str, Any]:
 
 
 def _timed(harness, config: Path, repeat: int, storage_url: str | None = None) -> dict[str, Any]:
+    from sync_pipeline.io.search.indices import drop_target
+
     runs = []
     for number in range(repeat + 1):
+        # each run creates its index, as the `cli` scenario's: a first sync of the table
+        drop_target(harness.es, ONE_ROW_INDEX)
         env = cli_env(harness, config, storage_url)
         log = harness.tmp / f"cli_one-{harness.counter}.log"
         measured = measure.run_measured(sync_command(config, ONE_ROW_TABLE), env, 300, log=log)
