@@ -111,11 +111,11 @@ bench: venv
 	$(BIN)/python -m bench.run $(BENCH_ARGS) --output $(BENCH_OUTPUT)
 	$(BIN)/python -m bench.check $(BENCH_OUTPUT) $(BENCH_CHECK_ARGS)
 
-## make bench-smoke: every section small (20k rows once, no CLI/incremental/PGSync, pgbench 10 s per
+## make bench-smoke: every section small (20k rows once, no 1 KB CLI/incremental/PGSync, pgbench 10 s per
 ## mode, 40 freshness changes per capture mode at the spec's defaults, no 10M, no soak), then the check
 ## that the JSON carries every figure with sane values; a few minutes
-BENCH_SMOKE_ARGS ?= --rows 20000 --repeat 1 --no-pgsync --scale 10000,20000 \
-	--only ceiling,naive,pipeline,pipeline_pandas_identity,pipeline_pandas_realistic,ceiling_small,pipeline_small \
+BENCH_SMOKE_ARGS ?= --rows 20000 --repeat 1 --no-pgsync --scale 10000,20000 --cli-cost-repeat 3 \
+	--only ceiling,naive,pipeline,pipeline_pandas_identity,pipeline_pandas_realistic,ceiling_small,pipeline_small,cli_small \
 	--pgbench-rows 20000 --pgbench-seconds 10 --pgbench-repeat 1 \
 	--freshness --freshness-changes 40 --ranges-rows 20000 --fanout-products 5000
 bench-smoke: venv

@@ -32,11 +32,15 @@ REQUIRED_NUMBERS = [
     "ratio_to_ceiling_small",
     "cpu_s_per_million_docs",
     "cpu_s_per_million_docs_small",
+    "ratio_to_ceiling_small_cli",
+    "cli_fixed_cost_s",
 ]
 CAPTURE_MODES = ("triggers", "logical")
 REQUIRED_TARGETS = [
     "full_sync_vs_ceiling",
     "full_sync_vs_ceiling_small",
+    "full_sync_vs_ceiling_small_cli",
+    "cli_fixed_cost",
     "cpu_s_per_million_docs",
     "cpu_s_per_million_docs_small",
     "drain_vs_full_sync_triggers",
@@ -77,7 +81,7 @@ def problems(report: dict, min_freshness_changes: int = 20, require_logical: boo
         value = report.get(key)
         if not _positive(value):
             found.append(f"{key}: expected a positive number, got {value!r}")
-    for key in ("ratio_to_ceiling", "ratio_to_ceiling_small"):
+    for key in ("ratio_to_ceiling", "ratio_to_ceiling_small", "ratio_to_ceiling_small_cli"):
         value = report.get(key)
         if _positive(value) and value > 1.5:
             found.append(f"{key}: {value} is not a sane ratio to the ceiling (> 1.5)")

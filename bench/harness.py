@@ -262,6 +262,11 @@ class Harness:
         self.record("cli", result)
         self.cleanup_dirs()
 
+    def run_cli_small(self) -> None:
+        from bench import cli_cost
+
+        cli_cost.run_cli_small(self)
+
     def run_incremental(self) -> None:
         """Right after a full sync (the CLI's): the index holds the table."""
         result = self.scenario("incremental", *self.pipeline_args())

@@ -36,7 +36,7 @@ from bench.summary import CAPTURE_MODES, median_of, print_table, summarise
 
 FULL_SYNC_SCENARIOS = [
     "ceiling", "naive", "pipeline", "pipeline_pandas_identity", "pipeline_pandas_realistic", "cli",
-    "ceiling_small", "pipeline_small",
+    "ceiling_small", "pipeline_small", "cli_small",
 ]  # fmt: skip
 # drain_<mode> runs right after pipeline, incremental right after cli; naive_small, pipeline_hash: --only
 SEARCH_TARGETS = ("elasticsearch", "elasticsearch8", "opensearch2", "opensearch")
@@ -144,6 +144,16 @@ def _sections(harness: Harness, report: dict[str, Any]) -> None:
             report["profile"] = {"path": str(shown), "run": result}
         except Exception as exc:
             report["profile"] = {"error": str(exc)}
+
+    if args.cli_cost_repeat > 0:
+        from bench import cli_cost
+
+        log(f"CLI fixed cost: a full sync of one row through the CLI, {args.cli_cost_repeat} runs")
+        try:
+            report["cli_fixed_cost"] = cli_cost.fixed_cost(harness, args.cli_cost_repeat)
+        except Exception as exc:
+            traceback.print_exc()
+            report["cli_fixed_cost"] = {"error": f"{type(exc).__name__}: {exc}"[-2000:]}
 
     if args.pgbench:
         from bench.pgbench import WritePathBench
@@ -311,6 +321,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--freshness-sensor", default="default", choices=["default", "fast", "follow"],
         help="buffer_sensor settings: the spec's defaults (default), or the fastest triggers (fast), or "
         "those plus follow_seconds (follow)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--cli-cost-repeat", type=int, default=5,
+        help="CLI full syncs of a one-row table timed for the CLI's fixed cost (5; 0 skips it)",
     )  # fmt: skip
     parser.add_argument("--no-pgbench", dest="pgbench", action="store_false", help="skip the pgbench section")
     parser.add_argument("--pgbench-rows", type=int, default=400_000, help="rows in bench_pgbench (400,000)")

@@ -21,6 +21,7 @@ LABELS = {
     "cli": "pipeline full sync (CLI subprocess)",
     "ceiling_small": "ceiling, small documents",
     "pipeline_small": "pipeline full sync, small documents (in-process)",
+    "cli_small": "pipeline full sync, small documents (CLI subprocess)",
     "naive_small": "naive baseline, small documents",
     "incremental": "incremental drain through a Dagster run (triggers)",
     "drain_triggers": "drain, triggers (1% upd + 0.1% del, ops.drain)",
@@ -107,6 +108,12 @@ def summarise(
             "ceiling_small_docs_per_s": ceilings["_small"],
             "pipeline_small_docs_per_s": small.get("docs_per_s"),
             "ratio_to_ceiling_small": small.get("ratio_to_ceiling"),
+            # issue 27: the same documents by the CLI's wall clock, and what any CLI run costs
+            "ratio_to_ceiling_small_cli": medians.get("cli_small", {}).get("ratio_to_ceiling"),
+            "cli_fixed_cost_s": (report.get("cli_fixed_cost") or {}).get("median_s"),
+            "cli_fixed_cost_s_postgres_storage": (
+                (report.get("cli_fixed_cost") or {}).get("postgres_storage") or {}
+            ).get("median_s"),
             "cpu_s_per_million_docs": pipeline.get("cpu_s_per_million_docs"),
             "cpu_s_per_million_docs_small": small.get("cpu_s_per_million_docs"),
             "cpu_s_per_million_docs_process": pipeline.get("process_cpu_s_per_million_docs"),
@@ -161,6 +168,11 @@ def targets(report: dict[str, Any]) -> dict[str, Any]:
     at_least("full_sync_vs_ceiling", 0.85, report.get("ratio_to_ceiling"), "pipeline ÷ ceiling, ~1 KB docs")
     at_least("full_sync_vs_ceiling_small", 0.75, report.get("ratio_to_ceiling_small"),
              "pipeline ÷ ceiling, ~250 B docs")  # fmt: skip
+    at_least("full_sync_vs_ceiling_small_cli", 0.75, report.get("ratio_to_ceiling_small_cli"),
+             "CLI full sync (wall clock) ÷ ceiling, ~250 B docs")  # fmt: skip
+    fixed = report.get("cli_fixed_cost_s")
+    out["cli_fixed_cost"] = _target("< 2.0 s", fixed, isinstance(fixed, int | float) and fixed < 2.0,
+                                    what="wall s of a CLI full sync of one row (median)")  # fmt: skip
     at_most("cpu_s_per_million_docs", 20, report.get("cpu_s_per_million_docs"),
             "CPU-s of the sync per million ~1 KB docs")  # fmt: skip
     at_most("cpu_s_per_million_docs_small", 10, report.get("cpu_s_per_million_docs_small"),
@@ -272,7 +284,7 @@ def print_table(report: dict[str, Any]) -> None:
 
     order = ["ceiling", "naive", "pipeline", "pipeline_pandas_identity", "pipeline_pandas_realistic",
              "cli", "incremental", "drain_triggers", "drain_logical",
-             "ceiling_small", "naive_small", "pipeline_small", "pgsync", "pipeline_hash",
+             "ceiling_small", "naive_small", "pipeline_small", "cli_small", "pgsync", "pipeline_hash",
              "profiled_pipeline"]  # fmt: skip
     rows = []
     for name in order + [n for n in report["medians"] if n not in order and not n.startswith("scale_")]:

@@ -50,7 +50,7 @@ def test_verify_fix_asks_before_changing_more_documents_than_it_may_unasked(
 ):
     """Pointed at a database that lacks what the index holds, a fix would delete it all: above
     1,000 documents to change, it shows the drift and asks."""
-    from sync_pipeline.apps.cli.commands import FIX_WITHOUT_ASKING
+    from sync_pipeline.apps.cli.parser import FIX_WITHOUT_ASKING
 
     insert_rows(range(1, FIX_WITHOUT_ASKING + 11), "2026-02-01 00:00:00+00")
     config = scenario.spec_file(tmp_path, batch_size="500")

@@ -98,3 +98,37 @@ def test_history_of_one_run_lists_every_batch_and_they_add_up_to_the_rows_synced
     assert missing.returncode == 2 and "0badc0de" in missing.stderr and "Traceback" not in missing.stderr
     alone = cli("history", "--batches")
     assert alone.returncode == 2 and "--run" in alone.stderr
+
+
+def test_a_range_run_in_process_materializes_every_partition_of_every_asset_in_postgres(
+    scenario, insert_rows, tmp_path, live, monkeypatch
+):
+    """The CLI writes a range run's asset events in batches (runner._batched_events): what the UI
+    shows per partition stays what it was, one materialization per partition and asset."""
+    import dagster as dg
+
+    from sync_pipeline.apps.cli.runner import EVENT_BATCH_SIZE, run_sync
+    from sync_pipeline.apps.instance import dagster_instance
+    from sync_pipeline.defs.partitions import partition_keys_for
+
+    home = prepare_dagster_home(tmp_path / "home", live.pg_url)
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
+    monkeypatch.setenv("SYNC_DAGSTER_PG_URL", dagster_storage_url(live.pg_url))
+    monkeypatch.delenv(EVENT_BATCH_SIZE, raising=False)
+    insert_rows(range(1, 11), "2026-02-01 00:00:00+00")
+    insert_rows(range(11, 21), "2026-03-05 00:00:00+00")
+    spec = scenario.spec()
+    keys = partition_keys_for(spec, None, None)
+    assert len(keys) > 2
+
+    summary = run_sync([spec], spec)
+
+    assert summary.success and summary.counts.indexed == 20
+    assert EVENT_BATCH_SIZE not in os.environ  # the daemon's runs and child processes keep Dagster's
+    instance = dagster_instance()
+    for stage in ("extract", "documents", "index"):
+        key = dg.AssetKey(f"{spec.name}_{stage}")
+        assert sorted(instance.get_materialized_partitions(key)) == sorted(keys), stage
+        events = instance.all_logs(summary.run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION)
+        partitions = [e.dagster_event.partition for e in events if e.dagster_event.asset_key == key]
+        assert sorted(partitions) == sorted(keys), stage

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from sqlalchemy.engine import Engine
 
-from sync_pipeline.apps.cli.doctor import DEFAULT_BACKLOG_MINUTES
+from sync_pipeline.apps.cli.parser import DEFAULT_BACKLOG_MINUTES
 from sync_pipeline.core.report.metrics import QUANTILES
 from sync_pipeline.core.spec.model import SyncSpec
 from sync_pipeline.io.search import SearchTarget

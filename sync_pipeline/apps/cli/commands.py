@@ -8,6 +8,7 @@ import sys
 
 from sync_pipeline.apps.cli import json_shapes
 from sync_pipeline.apps.cli.output import EXIT_DRIFT, EXIT_OK, format_table, print_sync_summary, sync_exit
+from sync_pipeline.apps.cli.parser import FIX_WITHOUT_ASKING
 from sync_pipeline.apps.cli.progress import progress_for
 from sync_pipeline.apps.cli.runner import Servers, partitions_in_range, run_drain, run_sync, run_verify
 from sync_pipeline.apps.cli.session import Session, UsageError, confirm, parse_time
@@ -53,10 +54,6 @@ def cmd_sync(args: argparse.Namespace) -> int:
     else:
         print_sync_summary(summary)
     return code
-
-
-# verify --fix changes at most this many documents without --yes or a confirmation
-FIX_WITHOUT_ASKING = 1000
 
 
 def cmd_verify(args: argparse.Namespace) -> int:

@@ -18,8 +18,6 @@ from sync_pipeline.apps.cli.output import EXIT_DRIFT, EXIT_OK, format_table
 from sync_pipeline.apps.cli.session import Session, UsageError
 from sync_pipeline.ops.health import HealthReport, check
 
-DEFAULT_BACKLOG_MINUTES = 15.0
-
 
 def cmd_doctor(args: argparse.Namespace) -> int:
     if args.backlog_minutes <= 0:

@@ -1,4 +1,5 @@
-"""`sync-pipeline metrics --port N`: the exporter as a process of its own (apps/metrics.py).
+"""`sync-pipeline metrics --port N`: the exporter as a process of its own (apps/metrics.py); its
+flags are in apps/cli/parser.py.
 
 Serves GET /metrics (Prometheus text) and GET /healthz (JSON, 200 or 503) for every spec of the
 spec file until interrupted; starts even when a server is down (/metrics and /healthz then
@@ -10,35 +11,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from sync_pipeline.apps.cli.doctor import DEFAULT_BACKLOG_MINUTES
 from sync_pipeline.apps.cli.output import EXIT_OK
 from sync_pipeline.apps.cli.session import Session, UsageError
-
-DEFAULT_PORT = 9464  # OpenTelemetry's Prometheus exporter's
-
-
-def add_parser(sub: argparse._SubParsersAction) -> None:
-    metrics = sub.add_parser(
-        "metrics", help="serve /metrics (Prometheus) and /healthz for every spec (docs/operating.md)"
-    )
-    metrics.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"default {DEFAULT_PORT}")
-    metrics.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
-    metrics.add_argument(
-        "--backlog-minutes",
-        type=float,
-        metavar="MINUTES",
-        default=DEFAULT_BACKLOG_MINUTES,
-        help="/healthz: a buffer whose oldest entry waited longer is unhealthy "
-        f"(default {DEFAULT_BACKLOG_MINUTES:g})",
-    )
-    metrics.add_argument(
-        "--cache-seconds",
-        type=float,
-        metavar="SECONDS",
-        default=5.0,
-        help="scrapes and health checks closer together share one reading of the database (default 5)",
-    )
-    metrics.set_defaults(func=cmd_metrics)
 
 
 def cmd_metrics(args: argparse.Namespace) -> int:

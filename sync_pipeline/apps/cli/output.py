@@ -5,9 +5,10 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from sync_pipeline.apps.cli.runner import SyncSummary
+if TYPE_CHECKING:  # runner imports Dagster: not for every command that prints
+    from sync_pipeline.apps.cli.runner import SyncSummary
 
 EXIT_OK, EXIT_DRIFT, EXIT_USAGE = 0, 1, 2
 

@@ -1,16 +1,39 @@
-"""The command line: every command, flag and default, in one place."""
+"""The command line: every command, flag and default, in one place.
+
+A command's module is imported when the command runs, not when the parser is built: `--help`,
+`--version` and a usage error import no Dagster, pandas, SQLAlchemy or search client, and a
+command imports what it uses alone (test_cli_imports pins it)."""
 
 from __future__ import annotations
 
 import argparse
-
-from sync_pipeline.apps.cli import admin, commands, doctor, starter
-from sync_pipeline.apps.cli import metrics as metrics_module
-from sync_pipeline.apps.cli import search as search_module
-from sync_pipeline.apps.cli import validate as validate_module
-from sync_pipeline.apps.cli.commands import FIX_WITHOUT_ASKING
+import importlib
+from collections.abc import Callable
 
 DESCRIPTION = "`sync-pipeline`: init, validate, sync and verify from a terminal."
+
+
+# verify --fix changes at most this many documents without --yes or a confirmation
+FIX_WITHOUT_ASKING = 1000
+# doctor and /healthz: a buffer whose oldest entry waited longer needs action
+DEFAULT_BACKLOG_MINUTES = 15.0
+DEFAULT_METRICS_PORT = 9464  # OpenTelemetry's Prometheus exporter's
+
+
+class _Command:
+    """`module.name`, imported when the command runs (its module's imports are the command's)."""
+
+    def __init__(self, module: str, name: str) -> None:
+        self.module, self.__name__ = f"sync_pipeline.apps.cli.{module}", name
+
+    def resolve(self) -> Callable[[argparse.Namespace], int]:
+        return getattr(importlib.import_module(self.module), self.__name__)
+
+    def __call__(self, args: argparse.Namespace) -> int:
+        return self.resolve()(args)
+
+    def __repr__(self) -> str:
+        return f"{self.module}.{self.__name__}"
 
 
 def _installed_version() -> str:
@@ -112,6 +135,31 @@ def _json_option(parser: argparse.ArgumentParser, example: str) -> None:
     )
 
 
+def _metrics_parser(sub: argparse._SubParsersAction) -> None:
+    metrics = sub.add_parser(
+        "metrics", help="serve /metrics (Prometheus) and /healthz for every spec (docs/operating.md)"
+    )
+    port = DEFAULT_METRICS_PORT
+    metrics.add_argument("--port", type=int, default=port, help=f"default {port}")
+    metrics.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    metrics.add_argument(
+        "--backlog-minutes",
+        type=float,
+        metavar="MINUTES",
+        default=DEFAULT_BACKLOG_MINUTES,
+        help="/healthz: a buffer whose oldest entry waited longer is unhealthy "
+        f"(default {DEFAULT_BACKLOG_MINUTES:g})",
+    )
+    metrics.add_argument(
+        "--cache-seconds",
+        type=float,
+        metavar="SECONDS",
+        default=5.0,
+        help="scrapes and health checks closer together share one reading of the database (default 5)",
+    )
+    metrics.set_defaults(func=_Command("metrics", "cmd_metrics"))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="sync-pipeline",
@@ -136,14 +184,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="one spec per table, read from SYNC_PG_URL's catalog: primary key, updated_at-like "
         "column, foreign keys as relations (default: one commented example spec)",
     )
-    init.set_defaults(func=starter.cmd_init)
+    init.set_defaults(func=_Command("starter", "cmd_init"))
 
     sync = sub.add_parser("sync", help="run a spec's extract → documents → index through Dagster")
     sync.add_argument("--spec", required=True, help="the spec to sync (its name in the spec file)")
     sync.add_argument("--full", action="store_true", help="every partition, as one run")
     sync.add_argument("--start", help="ISO date/time: first updated_at window to include")
     sync.add_argument("--end", help="ISO date/time: windows starting before this")
-    sync.set_defaults(func=commands.cmd_sync)
+    sync.set_defaults(func=_Command("commands", "cmd_sync"))
 
     verify = sub.add_parser("verify", help="prove PostgreSQL and Elasticsearch agree")
     verify.add_argument("--spec", help="one spec (default: every spec)")
@@ -153,7 +201,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help=f"--fix without asking however many documents it changes (asks above {FIX_WITHOUT_ASKING:,})",
     )
-    verify.set_defaults(func=commands.cmd_verify)
+    verify.set_defaults(func=_Command("commands", "cmd_verify"))
 
     history = sub.add_parser("history", help="recent runs from the Dagster instance, with their counts")
     history.add_argument("--spec", help="one spec (default: every spec)")
@@ -166,7 +214,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="with --run: every bulk batch the run recorded, with its counts",
     )
-    history.set_defaults(func=admin.cmd_history)
+    history.set_defaults(func=_Command("admin", "cmd_history"))
 
     backfill = sub.add_parser(
         "backfill", help="launch a partition backfill on the running Dagster (`sync-pipeline ui`)"
@@ -177,7 +225,7 @@ def build_parser() -> argparse.ArgumentParser:
     backfill.add_argument(
         "--dagster-url", help="webserver URL (default: $SYNC_DAGSTER_URL or http://127.0.0.1:3000)"
     )
-    backfill.set_defaults(func=admin.cmd_backfill)
+    backfill.set_defaults(func=_Command("admin", "cmd_backfill"))
 
     rebuild_cmd = sub.add_parser("rebuild", help="fill a new versioned index, verify it, swap the read alias")
     rebuild_cmd.add_argument("--spec", required=True, help="the spec whose index to rebuild")
@@ -185,7 +233,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--rollback", action="store_true", help="point the alias back at the previous version"
     )
     rebuild_cmd.add_argument("--yes", action="store_true", help="without asking")
-    rebuild_cmd.set_defaults(func=commands.cmd_rebuild)
+    rebuild_cmd.set_defaults(func=_Command("commands", "cmd_rebuild"))
 
     grants = sub.add_parser(
         "grants", help="the least-privilege search role and PostgreSQL grants a spec needs"
@@ -205,7 +253,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="also grant pg_read_all_stats (settle_seconds sees other roles' transactions; it also "
         "shows every session's query text)",
     )
-    grants.set_defaults(func=search_module.cmd_grants)
+    grants.set_defaults(func=_Command("search", "cmd_grants"))
 
     search = sub.add_parser(
         "search", help="full-text search over the spec's text fields, with highlights; or a kNN query (--knn)"
@@ -216,11 +264,11 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("--knn", metavar="FIELD", help="the nearest documents in vector field FIELD")
     search.add_argument("--vector", help="with --knn: the query vector, a JSON array ('[0.1, 0.2, …]')")
     search.add_argument("--k", type=int, default=5, help="with --knn: how many neighbours (default 5)")
-    search.set_defaults(func=search_module.cmd_search)
+    search.set_defaults(func=_Command("search", "cmd_search"))
 
     ui = sub.add_parser("ui", help="Dagster webserver + daemon (what `make ui` runs)")
     ui.add_argument("--port", type=int, default=3000, help="the webserver's port (default 3000)")
-    ui.set_defaults(func=admin.cmd_ui)
+    ui.set_defaults(func=_Command("admin", "cmd_ui"))
 
     for name, aliases, helptext in (
         ("install-triggers", ["install-capture"],
@@ -229,11 +277,11 @@ def build_parser() -> argparse.ArgumentParser:
     ):  # fmt: skip
         triggers = sub.add_parser(name, aliases=aliases, help=helptext)
         triggers.add_argument("--spec", required=True, help="the spec whose tables to watch")
-        triggers.set_defaults(func=commands.cmd_triggers, install=name == "install-triggers")
+        triggers.set_defaults(func=_Command("commands", "cmd_triggers"), install=name == "install-triggers")
 
     flush = sub.add_parser("flush", help="drain the change buffer now (a Dagster run per spec)")
     flush.add_argument("--spec", help="one spec (default: every spec)")
-    flush.set_defaults(func=commands.cmd_flush)
+    flush.set_defaults(func=_Command("commands", "cmd_flush"))
 
     health = sub.add_parser(
         "doctor", help="what needs action: orphaned triggers, stuck buffer, dead letters, missing indexes"
@@ -245,12 +293,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--backlog-minutes",
         type=float,
         metavar="MINUTES",
-        default=doctor.DEFAULT_BACKLOG_MINUTES,
-        help=f"flag a buffer whose oldest entry waited longer (default {doctor.DEFAULT_BACKLOG_MINUTES:g})",
+        default=DEFAULT_BACKLOG_MINUTES,
+        help=f"flag a buffer whose oldest entry waited longer (default {DEFAULT_BACKLOG_MINUTES:g})",
     )
-    health.set_defaults(func=doctor.cmd_doctor)
+    health.set_defaults(func=_Command("doctor", "cmd_doctor"))
 
-    metrics_module.add_parser(sub)
+    _metrics_parser(sub)
 
     dead = sub.add_parser("dead-letters", help="documents Elasticsearch refused: list, replay or purge")
     dead.add_argument(
@@ -261,7 +309,7 @@ def build_parser() -> argparse.ArgumentParser:
     dead.add_argument("--spec", help="one spec (default: every spec)")
     dead.add_argument("--limit", type=int, default=50, help="rows to list")
     dead.add_argument("--yes", action="store_true", help="purge without asking")
-    dead.set_defaults(func=commands.cmd_dead_letters)
+    dead.set_defaults(func=_Command("commands", "cmd_dead_letters"))
     for command, example in JSON_EXAMPLES.items():
         _json_option(sub.choices[command], example)
 
@@ -275,7 +323,7 @@ def build_parser() -> argparse.ArgumentParser:
     validate.add_argument(
         "--offline", action="store_true", help="only the checks that need no server (CI, pre-commit)"
     )
-    validate.set_defaults(func=validate_module.cmd_validate)
+    validate.set_defaults(func=_Command("validate", "cmd_validate"))
 
     purge = sub.add_parser(
         "purge", help="delete dead letters and staged files older than the retention (SYNC_RETENTION_DAYS)"
@@ -285,7 +333,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--older-than-days", type=float, default=None, help="default: SYNC_RETENTION_DAYS (30); 0: everything"
     )
     purge.add_argument("--yes", action="store_true", help="without asking")
-    purge.set_defaults(func=commands.cmd_purge)
+    purge.set_defaults(func=_Command("commands", "cmd_purge"))
     for name, examples in EXAMPLES.items():
         _examples(sub.choices[name], name, examples)
     for command in {id(p): p for p in sub.choices.values()}.values():  # aliases share a parser
