@@ -43,6 +43,34 @@ def proc_tree_cpu_seconds(pid: int) -> float:
     return total / tick
 
 
+def postmaster_pid(pg_url: str) -> int:
+    """The pid of the postmaster of the cluster at `pg_url`: the parent of a backend of ours
+    (a backend's pid is pg_backend_pid(); no privilege needed). The cluster must run on this host."""
+    import sqlalchemy as sa
+
+    from sync_pipeline.io.postgres import engine_for
+
+    engine = engine_for(pg_url)
+    try:
+        with engine.connect() as conn:
+            backend = int(conn.execute(sa.text("SELECT pg_backend_pid()")).scalar())
+        fields = Path(f"/proc/{backend}/stat").read_text().rsplit(")", 1)[1].split()
+        return int(fields[1])  # state(0) ppid(1)
+    finally:
+        engine.dispose()
+
+
+def postgres_cpu_seconds(postmaster: int) -> float:
+    """CPU seconds the whole PostgreSQL cluster has used so far (take the delta around a
+    measurement): utime + stime of the postmaster and of every live child, plus the postmaster's
+    cutime + cstime, where an exited backend's CPU lands once the postmaster reaps it.
+
+    Every process of the cluster counts: background workers (checkpointer, walwriter, autovacuum,
+    the WAL sender of a logical slot) and any other client's backends are included, which is noise
+    for the sessions being measured; measure on a quiet cluster."""
+    return proc_tree_cpu_seconds(postmaster)
+
+
 # --- measuring ------------------------------------------------------------------------------------
 
 

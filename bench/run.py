@@ -1,10 +1,12 @@
 """The performance benchmark: ceilings, naive baseline, pipeline (1 KB and small documents),
-drains per capture mode, pgbench write-path cost, freshness per capture mode, PGSync, scale, soak.
+drains per capture mode, pgbench write-path cost, freshness per capture mode, PGSync, scale, soak,
+joined documents (bench/joined.py).
 
     .venv/bin/python -m bench.run [--rows N] [--small-rows N] [--repeat R]
                                   [--scale 100000,1000000,10000000] [--freshness] [--pgbench-seconds S]
                                   [--capture-modes triggers,logical] [--soak MINUTES] [--profile]
                                   [--commit-contention [--commit-contention-clients 16,32,64]]
+                                  [--joined-rows N] [--joined-scale 1000000,10000000]
                                   [--no-pgsync] [--no-pgbench] [--keep]
 
 One run, one Elasticsearch, seeded tables `bench_products` (N rows, ~1 KB documents) and
@@ -54,11 +56,19 @@ def run(harness: Harness) -> dict[str, Any]:
     rotation = _prepare(harness, report)
     _repetitions(harness, rotation)
     _sections(harness, report)
+    if args_joined(harness.args):
+        from bench import joined
+
+        report["joined"] = joined.run(harness)
     report["scale"] = _scale_curve(harness)
     report["wall_seconds"] = round(time.perf_counter() - started, 1)
     return summarise(
         report, harness.runs, harness.args, harness.small_rows, harness.unavailable, harness.pgsync
     )
+
+
+def args_joined(args: argparse.Namespace) -> bool:
+    return args.joined_rows > 0
 
 
 def _prepare(harness: Harness, report: dict[str, Any]) -> list[str]:
@@ -327,6 +337,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "incremental runs right after cli",
     )
     parser.add_argument("--no-pgsync", dest="pgsync", action="store_false", help="skip the PGSync comparison")
+    parser.add_argument(
+        "--joined-rows", type=int, default=1_000_000,
+        help="roots per shape in the joined-documents section (bench/joined.py; default 1,000,000; "
+        "0 skips it)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--joined-scale", type=lambda s: [int(x) for x in s.split(",") if x.strip()], default=[],
+        help="comma-separated root counts for the joined section's peak RSS (one pipeline run per shape "
+        "at each size other than --joined-rows), e.g. 1000000,10000000",
+    )  # fmt: skip
     parser.add_argument(
         "--target",
         choices=SEARCH_TARGETS,
