@@ -102,7 +102,8 @@ clean:
 ## 1M rows x 3 (1 KB and ~250 B documents, ceilings, naive, CLI, drains per capture mode), PGSync,
 ## pgbench write-path cost, freshness per capture mode, a 10-minute soak, the 100k/1M/10M scale
 ## curve; about 1.5 h on 2 cores (65 min without PGSync; the 10M point ~15 min); plus joined
-## documents (bench/joined.py: 2 shapes at 1M roots × 3, peak RSS at 10M). BENCH_ARGS="..." to change it,
+## documents (bench/joined.py: 2 shapes at 1M roots × 3, ~2.5-3 h estimated; peak RSS at 10M, 2-3 h
+## more: --joined-scale 1000000 leaves it out). BENCH_ARGS="..." to change it,
 ## e.g. make bench BENCH_ARGS="--rows 200000 --repeat 1 --scale 100000,1000000 --freshness --no-pgsync"
 BENCH_ARGS ?= --scale 100000,1000000,10000000 --freshness --soak 10 --joined-scale 1000000,10000000
 BENCH_CHECK_ARGS ?= --min-freshness-changes 200 --require-soak
