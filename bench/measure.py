@@ -54,7 +54,16 @@ def postmaster_pid(pg_url: str) -> int:
     try:
         with engine.connect() as conn:
             backend = int(conn.execute(sa.text("SELECT pg_backend_pid()")).scalar())
-        fields = Path(f"/proc/{backend}/stat").read_text().rsplit(")", 1)[1].split()
+        try:
+            # a remote backend's pid may exist here as some other process: only a postgres counts
+            if Path(f"/proc/{backend}/comm").read_text().strip() != "postgres":
+                raise OSError(backend)
+            fields = Path(f"/proc/{backend}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            raise RuntimeError(
+                f"PostgreSQL at {pg_url.split('@')[-1]} runs on another host (its backend {backend} is not "
+                "in /proc here): its CPU cannot be measured"
+            ) from None
         return int(fields[1])  # state(0) ppid(1)
     finally:
         engine.dispose()
