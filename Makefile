@@ -101,10 +101,12 @@ clean:
 ## make bench: the performance benchmark (docs/benchmarks.md), every figure of issue 16 in one run:
 ## 1M rows x 3 (1 KB and ~250 B documents, ceilings, naive, CLI, drains per capture mode), PGSync,
 ## pgbench write-path cost, freshness per capture mode, a 10-minute soak, the 100k/1M/10M scale
-## curve and a 10M-row single-timestamp window synced by key ranges, killed halfway and resumed
-## (--ranges-rows); about 1.5 h on 2 cores (65 min without PGSync; the 10M point ~15 min). BENCH_ARGS="..." to change it,
+## curve, a 10M-row single-timestamp window synced by key ranges, killed halfway and resumed
+## (--ranges-rows), a 100k-document fan-out drain; about 1.5 h on 2 cores (65 min without PGSync; the
+## 10M point ~15 min); plus joined documents (bench/joined.py: 2 shapes at 1M roots × 3, ~2.5-3 h
+## estimated; peak RSS at 10M, 2-3 h more: --joined-scale 1000000 leaves it out). BENCH_ARGS="..." to change it,
 ## e.g. make bench BENCH_ARGS="--rows 200000 --repeat 1 --scale 100000,1000000 --freshness --no-pgsync"
-BENCH_ARGS ?= --scale 100000,1000000,10000000 --freshness --soak 10
+BENCH_ARGS ?= --scale 100000,1000000,10000000 --freshness --soak 10 --joined-scale 1000000,10000000
 BENCH_CHECK_ARGS ?= --min-freshness-changes 200 --require-soak
 BENCH_OUTPUT ?= bench/results/$(shell date -u +%Y-%m-%d).json
 bench: venv
@@ -112,12 +114,13 @@ bench: venv
 	$(BIN)/python -m bench.check $(BENCH_OUTPUT) $(BENCH_CHECK_ARGS)
 
 ## make bench-smoke: every section small (20k rows once, no 1 KB CLI/incremental/PGSync, pgbench 10 s per
-## mode, 40 freshness changes per capture mode at the spec's defaults, no 10M, no soak), then the check
+## mode, 40 freshness changes per capture mode at the spec's defaults, joined documents at 20k roots,
+## key ranges at 20k rows, a 5k fan-out, no 10M, no soak), then the check
 ## that the JSON carries every figure with sane values; a few minutes
 BENCH_SMOKE_ARGS ?= --rows 20000 --repeat 1 --no-pgsync --scale 10000,20000 --cli-cost-repeat 3 \
 	--only ceiling,naive,pipeline,pipeline_pandas_identity,pipeline_pandas_realistic,ceiling_small,pipeline_small,cli_small \
 	--pgbench-rows 20000 --pgbench-seconds 10 --pgbench-repeat 1 \
-	--freshness --freshness-changes 40 --ranges-rows 20000 --fanout-products 5000
+	--freshness --freshness-changes 40 --ranges-rows 20000 --fanout-products 5000 --joined-rows 20000
 bench-smoke: venv
 	$(BIN)/python -m bench.run $(BENCH_SMOKE_ARGS) --output bench/results/smoke.json
 	$(BIN)/python -m bench.check bench/results/smoke.json

@@ -35,6 +35,21 @@ REQUIRED_NUMBERS = [
     "ratio_to_ceiling_small_cli",
     "cli_fixed_cost_s",
 ]
+# The sections a result must carry: each its key in the JSON and the figures it must hold, as dotted
+# paths below that key to a positive number, or (path, why): the number, or else a reason (a string)
+# at `why` for not measuring it. A section absent from the result fails the check.
+REQUIRED_SECTIONS: dict[str, list[str | tuple[str, str]]] = {
+    # issue 27's joined documents (bench/joined.py), per shape
+    "joined": [
+        f"shapes.{shape}.{key}" for shape in ("products", "orders") for key in (
+            "docs_per_s", "ceiling_docs_per_s", "ratio_to_ceiling", "cpu_s_per_million_docs",
+            "pg_cpu_s_per_million_docs", "root_pg_cpu_s_per_million_docs", "pg_cpu_ratio_to_root",
+            "peak_rss_mb")
+    ] + [
+        (f"shapes.{shape}.{key}", f"shapes.{shape}.pgsync_unavailable")
+        for shape in ("products", "orders") for key in ("pgsync_docs_per_s", "ratio_to_pgsync")
+    ],
+}  # fmt: skip
 CAPTURE_MODES = ("triggers", "logical")
 REQUIRED_TARGETS = [
     "full_sync_vs_ceiling",
@@ -53,7 +68,9 @@ REQUIRED_TARGETS = [
     "pgbench_tps_ratio_trigger",
     "peak_rss",
     "fanout_vs_full_sync",
-]
+    *(f"joined_{name}_{shape}" for shape in ("products", "orders")
+      for name in ("vs_ceiling", "vs_pgsync", "pg_cpu_vs_root", "peak_rss")),
+]  # fmt: skip
 
 
 def _positive(value) -> bool:
@@ -74,9 +91,38 @@ def _unavailable_reason(report: dict, mode: str, where: str) -> str | None:
     return None
 
 
+def _at(tree: object, path: str) -> object:
+    for key in path.split("."):
+        tree = tree.get(key) if isinstance(tree, dict) else None
+    return tree
+
+
+def section_problems(report: dict) -> list[str]:
+    """Every REQUIRED_SECTIONS section present, with its figures (or the reason one is missing)."""
+    found = []
+    for section, figures in REQUIRED_SECTIONS.items():
+        body = report.get(section)
+        if not isinstance(body, dict):
+            found.append(f"{section}: section missing from the result")
+            continue
+        if body.get("error"):
+            found.append(f"{section}: the section failed: {body['error']}")
+        for figure in figures:
+            path, why = figure if isinstance(figure, tuple) else (figure, None)
+            value = _at(body, path)
+            if _positive(value):
+                continue
+            reason = _at(body, why) if why else None
+            if value is None and isinstance(reason, str) and reason:
+                continue  # not measured, and the result says why: allowed
+            alternative = f" (or a reason at {why})" if why else ""
+            found.append(f"{section}.{path}: expected a positive number{alternative}, got {value!r}")
+    return found
+
+
 def problems(report: dict, min_freshness_changes: int = 20, require_logical: bool = False,
              require_soak: bool = False) -> list[str]:  # fmt: skip
-    found = []
+    found = section_problems(report)
     for key in REQUIRED_NUMBERS:
         value = report.get(key)
         if not _positive(value):

@@ -358,6 +358,9 @@ class Harness:
         try:
             common.drop_bench_indexes(self.es)
             common.drop_table(self.pg_url)
+            from bench import joined_shapes
+
+            joined_shapes.drop(self.pg_url)
         except Exception as exc:
             log(f"cleanup: {exc}")
         if self.args.pgsync:

@@ -43,6 +43,43 @@ def proc_tree_cpu_seconds(pid: int) -> float:
     return total / tick
 
 
+def postmaster_pid(pg_url: str) -> int:
+    """The pid of the postmaster of the cluster at `pg_url`: the parent of a backend of ours
+    (a backend's pid is pg_backend_pid(); no privilege needed). The cluster must run on this host."""
+    import sqlalchemy as sa
+
+    from sync_pipeline.io.postgres import engine_for
+
+    engine = engine_for(pg_url)
+    try:
+        with engine.connect() as conn:
+            backend = int(conn.execute(sa.text("SELECT pg_backend_pid()")).scalar())
+        try:
+            # a remote backend's pid may exist here as some other process: only a postgres counts
+            if Path(f"/proc/{backend}/comm").read_text().strip() != "postgres":
+                raise OSError(backend)
+            fields = Path(f"/proc/{backend}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            raise RuntimeError(
+                f"PostgreSQL at {pg_url.split('@')[-1]} runs on another host (its backend {backend} is not "
+                "in /proc here): its CPU cannot be measured"
+            ) from None
+        return int(fields[1])  # state(0) ppid(1)
+    finally:
+        engine.dispose()
+
+
+def postgres_cpu_seconds(postmaster: int) -> float:
+    """CPU seconds the whole PostgreSQL cluster has used so far (take the delta around a
+    measurement): utime + stime of the postmaster and of every live child, plus the postmaster's
+    cutime + cstime, where an exited backend's CPU lands once the postmaster reaps it.
+
+    Every process of the cluster counts: background workers (checkpointer, walwriter, autovacuum,
+    the WAL sender of a logical slot) and any other client's backends are included, which is noise
+    for the sessions being measured; measure on a quiet cluster."""
+    return proc_tree_cpu_seconds(postmaster)
+
+
 # --- measuring ------------------------------------------------------------------------------------
 
 

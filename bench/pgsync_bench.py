@@ -256,21 +256,29 @@ def pgsync_env(workdir: Path, es_url: str) -> dict[str, str]:
     return env
 
 
-def _index_count(es_url: str) -> int | None:
+def _index_count(es_url: str, index: str = INDEX) -> int | None:
     es = common.es_client(es_url, timeout=60)
-    if not es.indices.exists(index=INDEX):
+    if not es.indices.exists(index=index):
         return None
-    es.indices.refresh(index=INDEX)
-    return es.count(index=INDEX)["count"]
+    es.indices.refresh(index=index)
+    return es.count(index=index)["count"]
 
 
-def run_once(workdir: Path, es_url: str, shim: bool, timeout: float) -> dict[str, Any]:
-    """Bootstrap (untimed), then one timed `pgsync --config schema.json` (initial sync, no daemon)."""
+def run_once(
+    workdir: Path,
+    es_url: str,
+    shim: bool,
+    timeout: float,
+    schema_file: str = "schema.json",
+    index: str = INDEX,
+) -> dict[str, Any]:
+    """Bootstrap (untimed), then one timed `pgsync --config <schema_file>` (initial sync, no daemon)
+    into `index`; pg_cpu_s: its cluster's CPU during the timed sync (measure.postgres_cpu_seconds)."""
     python = VENV / "bin" / "python"
-    schema = workdir / "schema.json"
+    schema = workdir / schema_file
     env = pgsync_env(workdir, es_url) | ({"BENCH_PGSYNC_SHIM": "1"} if shim else {})
     es = common.es_client(es_url)
-    es.indices.delete(index=INDEX, ignore_unavailable=True)
+    es.indices.delete(index=index, ignore_unavailable=True)
     for checkpoint in workdir.glob(".*"):
         checkpoint.unlink()
     _redis_command("FLUSHALL")
@@ -283,9 +291,14 @@ def run_once(workdir: Path, es_url: str, shim: bool, timeout: float) -> dict[str
     boot = subprocess.run(tool("bootstrap"), env=env, capture_output=True, text=True, timeout=600)
     if boot.returncode != 0:
         return {"ok": False, "stage": "bootstrap", "error": _error_text(boot.stdout + boot.stderr)}
+    postmaster = measure.postmaster_pid(pg_url())
+    pg_cpu_before = measure.postgres_cpu_seconds(postmaster)
     measured = measure.run_measured(tool("pgsync"), env, timeout, cwd=workdir, log=workdir / "pgsync.log")
-    count = _index_count(es_url)
+    pg_cpu = measure.postgres_cpu_seconds(postmaster) - pg_cpu_before
+    count = _index_count(es_url, index)
     result = {
+        "pg_cpu_s": round(pg_cpu, 2),
+        "process_cpu_s": measured["cpu_s"],
         "ok": measured["rc"] == 0 and bool(count),
         "stage": "sync",
         "seconds": measured["wall_s"],

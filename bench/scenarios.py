@@ -17,7 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from bench import capture_modes, common, measure
+from bench import capture_modes, common, joined_scenarios, measure
 from bench.drain_scenarios import run_drain_scenario, run_incremental
 
 # --- ceiling ------------------------------------------------------------------------------------
@@ -88,6 +88,12 @@ def run_ceiling(args: argparse.Namespace) -> dict[str, Any]:
     drop_target(es, index)
     # the same mapping and settings the pipeline creates, and the same alias + _v1 layout
     ensure_index(es, index, index_mapping(plan), index_settings(spec))
+    return load_bulk_file(es, args)
+
+
+def load_bulk_file(es: Any, args: argparse.Namespace) -> dict[str, Any]:
+    """Timed: the bulk NDJSON of args.bulk_file into args.index (created), args.threads bodies at once."""
+    index = args.index
     data = Path(args.bulk_file).read_bytes()
     bodies = split_bodies(data, int(args.body_mb * 1024 * 1024))
     del data
@@ -278,6 +284,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--body-mb", type=float, default=5.0)
     p.set_defaults(func=run_ceiling)
+    joined_scenarios.register(sub)  # the joined-documents section's (bench/joined_scenarios.py)
 
     p = sub.add_parser("naive")
     p.add_argument("--index", default="bench_naive")

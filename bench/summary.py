@@ -11,6 +11,9 @@ import json
 import statistics
 from typing import Any
 
+from bench.joined_report import print_table as joined_print_table
+from bench.joined_report import targets as joined_targets
+
 CAPTURE_MODES = ["triggers", "logical"]
 LABELS = {
     "ceiling": "ceiling (pre-serialised bulk, parallel)",
@@ -241,6 +244,7 @@ def targets(report: dict[str, Any]) -> dict[str, Any]:
     }
     if largest is None or largest < 10_000_000:
         out["peak_rss"]["note"] = f"scale reached {largest or 0:,} rows, not 10,000,000 (--scale)"
+    out.update(joined_targets(report))  # issue 27's joined documents (bench/joined.py)
     soak = report.get("soak")
     if soak:
         drift = soak.get("drift")
@@ -373,6 +377,8 @@ def print_table(report: dict[str, Any]) -> None:
         keys = ("status", "minutes", "drift", "freshness", "pgbench_tps", "runs_summary")
         print(f"\nsoak: {json.dumps({k: soak.get(k) for k in keys})}")
     print(f"\nPGSync: {report['pgsync'].get('status')}")
+    if report.get("joined"):
+        joined_print_table(report["joined"])
     print("\ntargets:")
     for name, t in report["targets"].items():
         shown = {k: v for k, v in t.items() if k not in ("target", "what")}
