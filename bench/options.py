@@ -6,9 +6,7 @@ import argparse
 
 from bench.summary import CAPTURE_MODES
 
-DESCRIPTION = "The performance benchmark (docs/benchmarks.md): ceilings, baselines, the pipeline, every section"
-    "The performance benchmark (docs/benchmarks.md): ceilings, baselines, the pipeline and every section"
-)
+DESCRIPTION = "The performance benchmark (docs/benchmarks.md): ceilings, baselines, pipeline, sections"
 FULL_SYNC_SCENARIOS = [
     "ceiling", "naive", "pipeline", "pipeline_pandas_identity", "pipeline_pandas_realistic", "cli",
     "ceiling_small", "pipeline_small", "cli_small",
