@@ -249,6 +249,7 @@ def _ranges_problems(section) -> list[str]:
     target = section.get("target")
     if not isinstance(target, dict) or not isinstance(target.get("met"), bool) or "measured" not in target:
         found.append("ranges.target: expected an object with 'measured' and a boolean 'met'")
+    return found
 
 
 def _fanout_problems(fanout) -> list[str]:
