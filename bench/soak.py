@@ -46,9 +46,9 @@ def run(
     import sqlalchemy as sa
 
     from sync_pipeline.io.buffer import has_pending
+    from sync_pipeline.io.postgres import REPEATABLE_READ
     from sync_pipeline.io.search.indices import drop_target
     from sync_pipeline.ops.capture import install_capture, uninstall_capture
-    from sync_pipeline.io.postgres import REPEATABLE_READ
     from sync_pipeline.ops.verify import verify_spec
 
     report: dict[str, Any] = {"minutes": minutes, "rate_tps": rate, "capture": capture, "index": INDEX}
