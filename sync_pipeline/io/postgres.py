@@ -96,7 +96,10 @@ def repeatable_read(engine: Engine) -> Connection:
 
 
 def execute(conn: Connection, statement: Statement):
-    """Run a `core.sql.statements` statement (psycopg parameters, so no SQLAlchemy parsing of its text)."""
+    """Run a `core.sql.statements` statement (psycopg parameters, so no SQLAlchemy parsing of its
+    text); a literal one without any parameter parsing, so its '%' reach PostgreSQL as written."""
+    if statement.literal:
+        return conn.execution_options(no_parameters=True).exec_driver_sql(statement.sql)
     return conn.exec_driver_sql(statement.sql, statement.params)
 
 

@@ -26,6 +26,7 @@ from sync_pipeline.core.spec.model import SyncSpec
 from sync_pipeline.core.sql import range_bounds
 from sync_pipeline.core.sql import statements as sql
 from sync_pipeline.core.sql.columns import ColumnInfo
+from sync_pipeline.core.sql.keys import null_key_error
 from sync_pipeline.core.sql.relations import RelationPlan
 from sync_pipeline.core.sql.statements import Statement
 from sync_pipeline.core.windows import Window
@@ -73,7 +74,12 @@ def window_range_bound(
     One statement of its own, bounded by the statement timeout."""
     with range_transaction(engine) as conn:
         found = execute(conn, range_bounds.key_range_bound(spec, columns, window, after, rows)).fetchall()
-    return tuple(str(text) for text in found[0]) if len(found) == 2 else None
+    if len(found) < 2:
+        return None
+    if any(text is None for text in found[0]):
+        # a NULL key part compares as unknown: no range would hold the row, nor could bound one
+        raise null_key_error(spec.name, "a row of the window has")
+    return tuple(str(text) for text in found[0])
 
 
 def estimated_window_rows(

@@ -144,6 +144,8 @@ def composite(scenario):
     )
     # text keys whose orders differ by collation, and quotes and backslashes a literal must carry
     regions = ["a", "B", "b", "é", "Z", "O'Brien", "back\\slash", "ü-umlaut", "zz"]
+    # and a '%' in every key: a bound's literal must not be read as a placeholder ('%%' kept as two)
+    regions = [f"{region}%" for region in regions] + ["100%%"]
     rows = [
         {"region": region, "code": code, "title": f"{region} {code}"}
         for region in regions
@@ -218,3 +220,29 @@ def test_a_drain_between_and_during_ranges_keeps_its_version(scenario, insert_ro
     last = scenario.es.get(index=scenario.index, id="400")["_version"]
     assert first == last  # both written by the drain's one read
     assert verified(scenario, spec) == 0
+
+
+def test_a_query_source_holding_a_percent_sign_is_read_by_ranges(scenario, composite, tmp_path):
+    spec, total = composite
+    table = spec.source.table
+    text = f"""
+specs:
+  - name: {table}
+    source:
+      query: "SELECT * FROM {table} WHERE region LIKE '%'"
+      primary_key: [region, code]
+      updated_at: updated_at
+    target:
+      index: {table}
+    partitions:
+      grain: month
+      start: "2026-01-01"
+      range_rows: 20
+    batch_size: 5
+"""
+    query_spec = parse_specs(text, origin="test")[0]
+    log: list[str] = []
+    result = run_window(scenario, query_spec, tmp_path, log=log)
+    assert result.extracted.rows == total and result.totals.indexed == total
+    assert len([line for line in log if "key range" in line and "confirmed" in line]) == -(-total // 20)
+    assert verified(scenario, query_spec) == 0

@@ -101,10 +101,15 @@ def check_no_null_keys(texts: Sequence[pa.Array], spec_name: str) -> None:
         missing = pc.or_(missing, pc.is_null(text))
     count = int(pc.sum(missing).as_py() or 0)
     if count:
-        raise NullKeyError(
-            f"spec '{spec_name}': {count} row(s) have a NULL primary key; such rows cannot become "
-            "documents (give the key columns NOT NULL, or filter them out in a `query` source)"
-        )
+        raise null_key_error(spec_name, f"{count} row(s) have")
+
+
+def null_key_error(spec_name: str, which: str) -> NullKeyError:
+    """`which`: the rows, and their verb ("3 row(s) have", "a row of the window has")."""
+    return NullKeyError(
+        f"spec '{spec_name}': {which} a NULL primary key; such rows cannot become documents "
+        "(give the key columns NOT NULL, or filter them out in a `query` source)"
+    )
 
 
 def ids_from_texts(texts: Sequence[pa.Array], columns: Sequence[ColumnInfo]) -> pa.Array:

@@ -38,7 +38,8 @@ def key_range_bound(
     order = ", ".join(root_column(name, spec) for name in keys)
     return Statement(
         f"SELECT {texts} FROM {source_sql(spec, literal=True)}{where_clause(conditions)} "
-        f"ORDER BY {order} OFFSET {int(rows) - 1} LIMIT 2"
+        f"ORDER BY {order} OFFSET {int(rows) - 1} LIMIT 2",
+        literal=True,
     )
 
 
@@ -47,4 +48,6 @@ def window_estimate(spec: SyncSpec, columns: Sequence[ColumnInfo], window: Windo
     below `range_rows` costs no bound probe, which without an index on updated_at scans the table."""
     binds = Binds(literal=True)
     where = where_clause([window_predicate(spec, window, binds, columns)])
-    return Statement(f"EXPLAIN (FORMAT JSON) SELECT 1 FROM {source_sql(spec, literal=True)}{where}")
+    return Statement(
+        f"EXPLAIN (FORMAT JSON) SELECT 1 FROM {source_sql(spec, literal=True)}{where}", literal=True
+    )

@@ -3,8 +3,10 @@
 Pure string building, so it is tested without a server. Identifiers from the
 spec are always quoted (`quote_ident`), never formatted in raw; values travel
 as psycopg `%(name)s` parameters, except in `literal` statements (the COPY
-read cannot take parameters), where the only values are window bounds rendered
-from `datetime`s, never from user text.
+read cannot take parameters): there values are window bounds rendered from
+`datetime`s and key-range bounds rendered by `text_literal`, and a query
+source's text stays as written, so they run without parameter parsing
+(`Statement.literal`: a '%' in them is not a placeholder).
 
 Keyset pages order on (updated_at, primary key) and start strictly after the
 last row of the previous page, so rows sharing one updated_at are never
@@ -41,10 +43,12 @@ class SourceError(ValueError):
 
 @dataclass(frozen=True)
 class Statement:
-    """SQL text and its parameters (psycopg's `%(name)s` style)."""
+    """SQL text and its parameters (psycopg's `%(name)s` style); `literal`: none, and its text
+    is sent as it is (built with `source_sql(literal=True)`: a '%' in it is no placeholder)."""
 
     sql: str
     params: dict[str, Any] = field(default_factory=dict)
+    literal: bool = False
 
 
 def type_name(pg_type: str) -> str:
@@ -280,7 +284,9 @@ def window_select(
     # the related rows joined are those of the rows this statement reads: the window's, of its range
     parents = _all([predicate, *key_range.conditions(spec, columns, JOINED_ROOT_ALIAS)])
     select = _select(columns, spec, relations, literal=True, joins=True, predicate=parents)
-    return Statement(f"{select}{where_clause([predicate, *key_range.conditions(spec, columns)])}")
+    return Statement(
+        f"{select}{where_clause([predicate, *key_range.conditions(spec, columns)])}", literal=True
+    )
 
 
 @dataclass(frozen=True)
