@@ -1,8 +1,9 @@
 """The command line: every command, flag and default, in one place.
 
 A command's module is imported when the command runs, not when the parser is built: `--help`,
-`--version` and a usage error import no Dagster, pandas, SQLAlchemy or search client, and a
-command imports what it uses alone (test_cli_imports pins it)."""
+`--version` and a usage error import no Dagster, pandas, SQLAlchemy or search client
+(test_cli_imports pins it). A command that runs still loads the runner first (apps/cli/__init__.py
+maps its errors), so Dagster with it."""
 
 from __future__ import annotations
 

@@ -91,7 +91,8 @@ IN_PROCESS_EVENT_BATCH = 1000
 @contextlib.contextmanager
 def _batched_events() -> Iterator[None]:
     """Batched asset-event writes for a run executed in this process, unless the environment
-    already says; the daemon's runs (and processes this one starts) keep Dagster's default."""
+    already says; the daemon's runs keep Dagster's default (a process started meanwhile inherits
+    the setting)."""
     if os.environ.get(EVENT_BATCH_SIZE) is not None:
         yield
         return

@@ -84,8 +84,9 @@ class Batches:
             self._send(conn, body, rejected, started)
 
     def apply_rows(self, conn: Connection, rows: pa.RecordBatch, started: float) -> None:
-        """The documents of rows read in the claim's snapshot (a fan-out's: every one exists,
-        so nothing is deleted), sent like a page of keys' (`started`: when their read began)."""
+        """The documents of rows read in the claim's snapshot (a fan-out's: every row exists; a
+        soft-deleted one becomes a delete, as in any build), sent like a page of keys' (`started`:
+        when their read began)."""
         chunk = batch_to_bulk(rows, self.bound.plan)
         self._send(conn, chunk.body if chunk.docs else None, chunk.rejected, started)
 
@@ -118,6 +119,12 @@ class Batches:
         except BaseException:
             self.abandon()
             raise
+        finally:
+            # closed now, not when collected: a cursor-backed page generator (io/row_cursor.py)
+            # closes its cursor before the claim's transaction ends and the connection is lent again
+            close = getattr(pages, "close", None)
+            if close is not None:
+                close()
 
     def settle(self) -> None:
         while self._pending:
