@@ -35,16 +35,12 @@ def cli_env(harness, config: Path, storage_url: str | None = None) -> dict[str, 
     from sync_pipeline.apps.instance import instance_yaml
 
     staging, home = harness.fresh_dirs()
-    home.mkdir(parents=True, exist_ok=True)
     env = {k: v for k, v in harness.env.items() if k != "SYNC_DAGSTER_PG_URL"}
+    env |= common.run_dirs_env(config, staging, home)
     if storage_url:
         (home / "dagster.yaml").write_text(instance_yaml(home, postgres=True))
         env["SYNC_DAGSTER_PG_URL"] = storage_url
-    return env | {
-        "SYNC_CONFIG": str(config),
-        "SYNC_STAGING_DIR": str(staging),
-        "DAGSTER_HOME": str(home),
-    }
+    return env
 
 
 def run_cli_small(harness) -> None:

@@ -74,6 +74,25 @@ def drop_bench_indexes(es, pattern: str = "bench_*") -> list[str]:
     return names
 
 
+def server_env(pg_url: str, es_url: str) -> dict[str, str]:
+    """This process's environment for a bench subprocess: the servers, and this checkout's
+    packages first on the path (the CLI and `python -m bench.*` children import them)."""
+    return {
+        **os.environ,
+        "SYNC_PG_URL": pg_url,
+        "SYNC_ES_URL": es_url,
+        "PYTHONPATH": str(PROJECT_ROOT),
+        "PYTHONUNBUFFERED": "1",
+    }
+
+
+def run_dirs_env(config: Path, staging: Path, dagster_home: Path) -> dict[str, str]:
+    """The variables that point one CLI or pipeline subprocess at its spec file, staging dir and
+    DAGSTER_HOME (created here: Dagster refuses a DAGSTER_HOME that does not exist)."""
+    dagster_home.mkdir(parents=True, exist_ok=True)
+    return {"SYNC_CONFIG": str(config), "SYNC_STAGING_DIR": str(staging), "DAGSTER_HOME": str(dagster_home)}
+
+
 def setup_env(args: Any) -> None:
     """The variables the pipeline reads, pointing at the benchmark's temp dirs."""
     os.environ["SYNC_CONFIG"] = str(args.config)

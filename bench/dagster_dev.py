@@ -46,16 +46,11 @@ class DagsterDev:
     def __init__(self, harness, config: Path, workdir: Path, schema: str) -> None:
         self.harness, self.config, self.workdir, self.schema = harness, config, workdir, schema
         self.home = workdir / "dagster_home"
-        self.home.mkdir(parents=True, exist_ok=True)
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.engine = common.engine(harness.pg_url)
-        self.env = harness.env | {
-            "SYNC_CONFIG": str(config),
-            "DAGSTER_HOME": str(self.home),
-            "SYNC_STAGING_DIR": str(workdir / "staging"),
-            "SYNC_DAGSTER_URL": self.url,
-        }
+        self.env = harness.env | common.run_dirs_env(config, workdir / "staging", self.home)
+        self.env["SYNC_DAGSTER_URL"] = self.url
         self.env["SYNC_DAGSTER_PG_URL"] = _own_instance(self.home, self.engine, harness.pg_url, schema)
         self.logfile = workdir / "dagster-dev.log"
         self.proc: subprocess.Popen | None = None

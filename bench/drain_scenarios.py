@@ -28,7 +28,7 @@ def run_incremental(args: argparse.Namespace) -> dict[str, Any]:
     from sync_pipeline.io.buffer import BUFFER
     from sync_pipeline.ops.capture import install_capture, uninstall_capture
 
-    specs, spec = common.load_spec(Path(args.config))
+    _, spec = common.load_spec(Path(args.config))
     es = common.es_client(es_url)
     table, removed = common.TABLE, f"{common.TABLE}_removed"
     engine = common.engine(pg_url)
@@ -48,7 +48,7 @@ def run_incremental(args: argparse.Namespace) -> dict[str, Any]:
         ).rowcount
         deleted = conn.execute(sa.text(f"DELETE FROM {table} WHERE id % 1000 = 3")).rowcount
     started = time.perf_counter()
-    summary = run_drain(specs, spec)
+    summary = run_drain(spec)
     seconds = time.perf_counter() - started
     after = es.count(index=spec.target.index)["count"]
     probe = es.search(

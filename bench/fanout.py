@@ -104,17 +104,7 @@ def run(pg_url: str, es_url: str, products: int, log=print, profile: str | None 
     tmp = Path(tempfile.mkdtemp(prefix="sync-bench-fanout-"))
     config = tmp / "sync.yaml"
     config.write_text(spec_yaml())
-    env = {
-        **os.environ,
-        "SYNC_PG_URL": pg_url,
-        "SYNC_ES_URL": es_url,
-        "SYNC_CONFIG": str(config),
-        "SYNC_STAGING_DIR": str(tmp / "staging"),
-        "DAGSTER_HOME": str(tmp / "dagster"),
-        "PYTHONPATH": str(common.PROJECT_ROOT),
-        "PYTHONUNBUFFERED": "1",
-    }
-    (tmp / "dagster").mkdir()
+    env = common.server_env(pg_url, es_url) | common.run_dirs_env(config, tmp / "staging", tmp / "dagster")
     es = common.es_client(es_url)
     es.indices.delete(index=INDEX, ignore_unavailable=True)
     log(f"fan-out: seeding {products:,} products sharing one category")
@@ -190,7 +180,7 @@ def _phase(name: str, profile: str | None) -> None:
     """One measured run in this subprocess: the sync job or the drain job, as the CLI runs them."""
     from sync_pipeline.apps.cli.runner import run_drain, run_sync
 
-    specs, spec = common.load_spec(Path(os.environ["SYNC_CONFIG"]))
+    _, spec = common.load_spec(Path(os.environ["SYNC_CONFIG"]))
     profiler = None
     if profile:
         from pyinstrument import Profiler
@@ -198,7 +188,7 @@ def _phase(name: str, profile: str | None) -> None:
         profiler = Profiler()
         profiler.start()
     started = time.perf_counter()
-    summary = run_sync(specs, spec) if name == "sync" else run_drain(specs, spec)
+    summary = run_sync(spec) if name == "sync" else run_drain(spec)
     seconds = time.perf_counter() - started
     if profiler is not None:
         profiler.stop()

@@ -49,13 +49,7 @@ class Harness:
         # the same spec with `capture: logical`; only loaded once the build is known to have it
         self.config_by_capture = {"triggers": self.config, "logical": self.tmp / "sync-logical.yaml"}
         self.config_by_capture["logical"].write_text(common.spec_yaml(capture="logical"))
-        self.env = {
-            **os.environ,
-            "SYNC_PG_URL": self.pg_url,
-            "SYNC_ES_URL": self.es_url,
-            "PYTHONPATH": str(common.PROJECT_ROOT),
-            "PYTHONUNBUFFERED": "1",
-        }
+        self.env = common.server_env(self.pg_url, self.es_url)
         self.es = common.es_client(self.es_url)
         self.runs: dict[str, list[dict[str, Any]]] = {}
         self.unavailable: dict[str, str] = {}  # measurements this build cannot make, and why
@@ -228,13 +222,7 @@ class Harness:
         from sync_pipeline.io.search.indices import drop_target
 
         drop_target(self.es, common.PIPELINE_INDEX)
-        staging, home = self.fresh_dirs()
-        env = self.env | {
-            "SYNC_CONFIG": str(self.config),
-            "SYNC_STAGING_DIR": str(staging),
-            "DAGSTER_HOME": str(home),
-        }
-        home.mkdir(parents=True, exist_ok=True)
+        env = self.env | common.run_dirs_env(self.config, *self.fresh_dirs())
         cmd = [
             common.SYNC_PIPELINE,
             "--config",

@@ -58,7 +58,7 @@ class JoinedSection:
         for shape in joined_shapes.SHAPES:
             log(f"joined: preparing {shape}'s pre-serialised documents (untimed)")
             prep = self.h.scenario(
-                "joined-prepare-ceiling",
+                "prepare-ceiling",
                 "--config",
                 str(self.config(shape, "pipeline")),
                 "--out",

@@ -109,16 +109,7 @@ def run(pg_url: str, es_url: str, rows: int, log=print, timeout: float | None = 
     tmp = Path(tempfile.mkdtemp(prefix="sync-bench-ranges-"))
     config = tmp / "sync.yaml"
     config.write_text(spec_text(range_rows))
-    env = {
-        **os.environ,
-        "SYNC_PG_URL": pg_url,
-        "SYNC_ES_URL": es_url,
-        "SYNC_CONFIG": str(config),
-        "SYNC_STAGING_DIR": str(tmp / "staging"),
-        "DAGSTER_HOME": str(tmp / "dagster"),
-        "PYTHONPATH": str(common.PROJECT_ROOT),
-    }
-    (tmp / "dagster").mkdir()
+    env = common.server_env(pg_url, es_url) | common.run_dirs_env(config, tmp / "staging", tmp / "dagster")
     limit = timeout or 300 + rows * 0.01
     result: dict[str, Any] = {"rows": rows, "range_rows": range_rows, "seed_seconds": round(seed_seconds, 1)}
 

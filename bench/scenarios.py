@@ -24,14 +24,16 @@ from bench.drain_scenarios import run_drain_scenario, run_incremental
 
 
 def prepare_ceiling(args: argparse.Namespace) -> dict[str, Any]:
-    """Untimed: the pipeline's own documents for every row, as bulk NDJSON on disk.
+    """Untimed: the pipeline's own documents for every row, relations included, as bulk NDJSON on
+    disk (the 1 KB and small tables' ceilings, and each joined shape's).
 
-    Documents come from sync_pipeline's extract + transform (same ids, versions
-    and _source as a pipeline run produces), so the ceiling loads exactly what
-    the pipeline loads.
+    Documents come from sync_pipeline's own read and build (ops.binding.bind → io.postgres.iter_pages
+    with the bound relations → batch_to_bulk, as verify reads them): the same ids, versions and
+    _source as a pipeline run produces, so the ceiling loads exactly what the pipeline loads.
     """
-    from sync_pipeline.core.documents.build import batch_to_bulk, build_plan
-    from sync_pipeline.io.postgres import describe_source, iter_pages
+    from sync_pipeline.core.documents.build import batch_to_bulk
+    from sync_pipeline.io.postgres import iter_pages
+    from sync_pipeline.ops.binding import bind
 
     pg_url, _ = common.server_urls()
     _, spec = common.load_spec(Path(args.config))
@@ -42,10 +44,12 @@ def prepare_ceiling(args: argparse.Namespace) -> dict[str, Any]:
         common.engine(pg_url).connect().execution_options(isolation_level="REPEATABLE READ") as conn,
         out_path.open("wb") as out,
     ):
-        columns = describe_source(conn, spec)
-        plan = build_plan(spec, columns)
-        for batch in iter_pages(conn, spec, columns, None, 10_000, modes=["by_key"]):
-            chunk = batch_to_bulk(batch, plan, include_deletes=False)  # action + source line pairs
+        bound = bind(conn, spec)
+        pages = iter_pages(
+            conn, spec, bound.columns, None, 10_000, modes=["by_key"], relations=bound.relations
+        )
+        for batch in pages:
+            chunk = batch_to_bulk(batch, bound.plan, include_deletes=False)  # action + source line pairs
             out.write(chunk.body.data)
             docs += chunk.docs
     return {
@@ -208,7 +212,7 @@ def run_pipeline(args: argparse.Namespace) -> dict[str, Any]:
     from sync_pipeline.apps.cli.runner import run_sync
     from sync_pipeline.io.search.indices import drop_target
 
-    specs, spec = common.load_spec(Path(args.config))
+    _, spec = common.load_spec(Path(args.config))
     es = common.es_client(es_url)
     drop_target(es, spec.target.index)
     timeline = _RssTimeline()
@@ -221,7 +225,7 @@ def run_pipeline(args: argparse.Namespace) -> dict[str, Any]:
         profiler.start()
     cpu_before = measure.cpu_seconds(0) + measure.cpu_seconds(-1)
     started = time.perf_counter()
-    summary = run_sync(specs, spec)
+    summary = run_sync(spec)
     seconds = time.perf_counter() - started
     # utime + stime of every thread of this process (and of children it reaped) during the run
     cpu = measure.cpu_seconds(0) + measure.cpu_seconds(-1) - cpu_before
