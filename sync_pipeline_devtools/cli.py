@@ -150,7 +150,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     session.preflight()
     servers = Servers(session.pg_url, session.es_url, session.settings.es)
     with progress_for(sys.stderr) as listener:
-        summary = run_sync(session.specs, spec, listener=listener, servers=servers)
+        summary = run_sync(spec, listener=listener, servers=servers)
     count = es.count(index=spec.target.index)["count"] if es.indices.exists(index=spec.target.index) else 0
     print()
     print_sync_summary(summary, es_count=count)
@@ -187,7 +187,7 @@ def _demo_changes(session: Session, spec, servers: Servers, change, changes: dic
         changed = change(conn)
     print(f"changed: {changes['category']}  ({changed['category']} row)")
     print(f"         {changes['tag']}  ({changed['tag']} row)")
-    drained = run_drain(session.specs, spec, servers=servers)
+    drained = run_drain(spec, servers=servers)
     print_sync_summary(drained)
     renamed = es.count(index=spec.target.index, query={"term": {"category.name": "Tea & Teaware"}})["count"]
     with session.engine.connect() as conn:

@@ -113,7 +113,7 @@ def captured(scenario, insert_rows):
     read arrives by the drain); the buffer and triggers are removed afterwards."""
     insert_rows(range(1, ROWS + 1), "2026-02-01 00:00:00+00")
     spec = scenario.spec()
-    assert run_sync([spec], spec).success
+    assert run_sync(spec).success
     install_capture(scenario.engine, spec)
     yield spec
     uninstall_capture(scenario.engine, spec)
@@ -136,7 +136,7 @@ def _write_during_the_read(scenario) -> Callable[[], None]:
 
 def _settle(spec) -> Any:
     """What the read did not see arrives the ordinary way; then both sides agree."""
-    assert run_drain([spec], spec).success
+    assert run_drain(spec).success
     (after,) = run_verify([spec], [spec])
     assert after.ok and after.pg_count == ROWS, after.lines()
     return after
@@ -214,7 +214,7 @@ def test_a_logical_truncate_reconcile_holds_no_transaction_across_the_read(
     install_capture(scenario.engine, spec)  # the slot first, then the full sync
     try:
         insert_rows(range(1, ROWS + 1), "2026-02-01 00:00:00+00")
-        assert run_sync([spec], spec).success
+        assert run_sync(spec).success
         drain(scenario.engine, es, spec)  # the inserts are in the slot too
         scenario.execute(f"TRUNCATE {scenario.table}")
         insert_rows(range(1, ROWS + 1), "2026-03-01 00:00:00+00", title="after the truncate")

@@ -50,7 +50,7 @@ def test_a_write_in_a_replica_role_session_is_captured_and_reaches_the_index(sce
     install_capture(scenario.engine, spec)
     superuser = _superuser()
     try:
-        assert run_sync([spec], spec, servers=servers).success
+        assert run_sync(spec, servers=servers).success
         with superuser.begin() as conn:  # as a logical-replication subscriber applies its changes
             conn.execute(sa.text("SET LOCAL session_replication_role = replica"))
             conn.execute(sa.text(f"UPDATE {scenario.table} SET title = 'replicated' WHERE id <= 10"))
@@ -99,7 +99,7 @@ def test_a_bypassed_trigger_is_named_by_doctor_and_alerted_by_the_sensor(
     servers = Servers(live.pg_url, live.es_url)
     install_capture(scenario.engine, spec)
     try:
-        assert run_sync([spec], spec, servers=servers).success
+        assert run_sync(spec, servers=servers).success
         trigger = _bypass(scenario, how)
         scenario.execute(f"UPDATE {scenario.table} SET title = 'unseen' WHERE id <= 4")  # not captured
 
@@ -147,7 +147,7 @@ def test_a_trigger_disabled_on_one_partition_is_found_and_enabled_again(
     servers = Servers(live.pg_url, live.es_url)
     install_capture(scenario.engine, spec)
     try:
-        assert run_sync([spec], spec, servers=servers).success
+        assert run_sync(spec, servers=servers).success
         trigger = function_name(table, table)
         scenario.execute(f"ALTER TABLE {table}_high DISABLE TRIGGER {trigger}")  # that partition alone
         scenario.execute(f"UPDATE {table} SET title = 'unseen' WHERE id IN (3, 15)")  # 15: not captured
@@ -192,7 +192,7 @@ def test_the_slot_alert_counts_the_wal_kept_from_restart_lsn(scenario, insert_ro
     install_capture(scenario.engine, spec)
     holder = None
     try:
-        assert run_sync([spec], spec, servers=Servers(live.pg_url, live.es_url)).success
+        assert run_sync(spec, servers=Servers(live.pg_url, live.es_url)).success
         drain(scenario.engine, scenario.es, spec)
         holder = _hold_restart_lsn(pg)
         with scenario.engine.begin() as conn:  # 2 MB of WAL the drain reads past and confirms

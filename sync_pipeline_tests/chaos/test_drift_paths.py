@@ -69,7 +69,7 @@ def test_windows_missed_during_downtime_are_synced_by_the_catchup_runs(scenario,
         )
     servers = Servers(live.pg_url, live.es_url)
     first = today - timedelta(days=6)
-    assert run_sync([spec], spec, first, first + timedelta(days=1), servers=servers).success
+    assert run_sync(spec, first, first + timedelta(days=1), servers=servers).success
     instance = dagster_instance()
     requests = list(build_catchup_sensor(spec)(dg.build_sensor_context(instance=instance)))
     assert len(requests) == 1  # the five windows after the first, as one range

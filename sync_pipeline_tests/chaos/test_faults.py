@@ -151,7 +151,7 @@ def test_writes_updates_and_deletes_concurrent_with_a_full_sync(scenario, tmp_pa
     stop.set()
     writer.join()
     assert proc.returncode == 0, output[-3000:]
-    assert run_drain([triggers], triggers).success
+    assert run_drain(triggers).success
     record("writes/updates/deletes during a full sync, then drain", 20_000 + result[0], triggers)
 
 
@@ -166,11 +166,11 @@ def test_backfill_concurrent_with_incremental_drains(scenario, tmp_path, trigger
     writer.start()
     backfill = cli_sync(config)  # re-reads every window while newer changes drain beside it
     while backfill.poll() is None:
-        assert run_drain([triggers], triggers).success
+        assert run_drain(triggers).success
     stop.set()
     writer.join()
     assert backfill.returncode == 0, backfill.stdout.read()[-3000:]
-    assert run_drain([triggers], triggers).success
+    assert run_drain(triggers).success
     record("backfill beside incremental drains", result[0], triggers)
 
 

@@ -80,7 +80,7 @@ def test_logical_updates_and_deletes_find_the_documents_of_every_key_kind(kind, 
         )
     try:
         install_capture(pg, spec)
-        assert run_sync([spec], spec, servers=servers).success
+        assert run_sync(spec, servers=servers).success
         assert len(indexed(es, table)) == 60
         with pg.begin() as conn:
             updated = conn.execute(sa.text(f"UPDATE {table} SET note = 'changed' WHERE NOT ({changed})"))
@@ -112,7 +112,7 @@ def test_triggers_to_logical_drains_what_the_buffer_still_holds(scenario, live):
     triggers, logical_spec = scenario.spec(), scenario.spec(extra=LOGICAL)
     seed(scenario, 200)
     install_capture(engine, triggers)
-    assert run_sync([triggers], triggers, servers=servers).success
+    assert run_sync(triggers, servers=servers).success
     try:
         scenario.execute(f"UPDATE {table} SET title = 'buffered' WHERE id <= 20")
         scenario.execute(f"DELETE FROM {table} WHERE id BETWEEN 21 AND 30")
@@ -140,7 +140,7 @@ def test_logical_to_triggers_carries_the_slots_changes_over_to_the_buffer(scenar
     triggers, logical_spec = scenario.spec(), scenario.spec(extra=LOGICAL)
     install_capture(engine, logical_spec)
     seed(scenario, 200)
-    assert run_sync([logical_spec], logical_spec, servers=servers).success
+    assert run_sync(logical_spec, servers=servers).success
     try:
         drain(engine, scenario.es, logical_spec)  # the seed's inserts
         scenario.execute(f"UPDATE {table} SET title = 'in the slot' WHERE id <= 20")
@@ -172,7 +172,7 @@ def logical_spec(scenario, live):
     spec = scenario.spec(extra=LOGICAL)
     install_capture(scenario.engine, spec)
     seed(scenario, 100)
-    assert run_sync([spec], spec, servers=Servers(live.pg_url, live.es_url)).success
+    assert run_sync(spec, servers=Servers(live.pg_url, live.es_url)).success
     drain(scenario.engine, scenario.es, spec)
     yield spec
     scenario.engine.dispose()

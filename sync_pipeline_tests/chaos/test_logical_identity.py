@@ -30,7 +30,7 @@ def test_a_spec_keyed_by_a_unique_column_other_than_the_primary_key(scenario, li
             "timestamptz '2026-02-01 00:00:00+00' FROM generate_series(1, :n) g",
             {"n": ROWS},
         )
-        summary = run_sync([spec], spec, servers=Servers(live.pg_url, live.es_url))
+        summary = run_sync(spec, servers=Servers(live.pg_url, live.es_url))
         assert summary.success and summary.indexed == ROWS, summary.error
         drain(scenario.engine, scenario.es, spec)
         scenario.execute(f"UPDATE {table} SET sku = 'renamed-' || id WHERE id <= 20")  # the spec's key

@@ -56,7 +56,7 @@ def captured(request, scenario, live):
     spec = scenario.spec(extra=f"    capture: {request.param}")
     install_capture(scenario.engine, spec)
     _seed(scenario, 1, ROWS)
-    summary = run_sync([spec], spec, servers=Servers(live.pg_url, live.es_url))
+    summary = run_sync(spec, servers=Servers(live.pg_url, live.es_url))
     assert summary.success and summary.indexed == ROWS, summary.error
     drain(scenario.engine, scenario.es, spec)
     yield spec, parts
@@ -138,7 +138,7 @@ def test_a_partitioned_related_table_reaches_its_parents(scenario, live, mode):
             "timestamptz '2026-01-15 00:00:00+00' + (g % 3) * interval '1 month', g % 5 "
             "FROM generate_series(1, 300) g"
         )
-        summary = run_sync([spec], spec, servers=Servers(live.pg_url, live.es_url))
+        summary = run_sync(spec, servers=Servers(live.pg_url, live.es_url))
         assert summary.success and summary.indexed == 100, summary.error
         drain(scenario.engine, scenario.es, spec)
         scenario.execute(f"UPDATE {reviews} SET stars = 9 WHERE id % 10 = 0")
@@ -189,7 +189,7 @@ def test_switching_a_partitioned_table_from_logical_to_triggers_hands_its_change
     install_capture(scenario.engine, logical_spec)
     _seed(scenario, 1, ROWS)
     try:
-        assert run_sync([logical_spec], logical_spec, servers=Servers(live.pg_url, live.es_url)).success
+        assert run_sync(logical_spec, servers=Servers(live.pg_url, live.es_url)).success
         drain(scenario.engine, scenario.es, logical_spec)
         scenario.execute(f"UPDATE {scenario.table} SET title = 'in the slot' WHERE id <= 20")
         scenario.execute(f"DELETE FROM {scenario.table} WHERE id BETWEEN 21 AND 30")

@@ -65,7 +65,7 @@ def test_poison_rows_become_dead_letters_and_the_sync_and_drains_flow_on(scenari
     _poisoned_table(scenario, 200)
     install_capture(scenario.engine, spec)
     try:
-        summary = run_sync([spec], spec, at("2026-02-01"), at("2026-03-01"), servers=servers)
+        summary = run_sync(spec, at("2026-02-01"), at("2026-03-01"), servers=servers)
         assert summary.success, summary.error
         assert summary.indexed == 200 - len(POISON) and summary.dead_lettered == len(POISON)
         dead = _dead_letters(scenario)
@@ -133,7 +133,7 @@ def test_a_key_no_document_date_holds_is_a_dead_letter_and_the_stream_flows(scen
     (spec,) = parse_specs(text, origin="test")
     install_capture(scenario.engine, spec)
     try:
-        summary = run_sync([spec], spec, servers=Servers(live.pg_url, live.es_url))
+        summary = run_sync(spec, servers=Servers(live.pg_url, live.es_url))
         assert summary.success, summary.error
         assert (summary.indexed, summary.dead_lettered) == (10, 2)
         assert sorted(_dead_letters(scenario)) == ["-infinity", "infinity"]
@@ -166,7 +166,7 @@ def test_a_key_over_the_id_limit_is_a_dead_letter_not_a_stuck_drain(scenario, li
         scenario.execute(f"INSERT INTO {table} VALUES (:id, :t, timestamptz '2026-02-03 00:00+00')", rows)
         install_capture(scenario.engine, spec)
         summary = run_sync(
-            [spec], spec, at("2026-02-01"), at("2026-03-01"), servers=Servers(live.pg_url, live.es_url)
+            spec, at("2026-02-01"), at("2026-03-01"), servers=Servers(live.pg_url, live.es_url)
         )
         assert summary.success and summary.indexed == 50 and summary.dead_lettered == 1, summary.error
         scenario.execute(f"UPDATE {table} SET title = 'changed' WHERE id IN (:a, 'r0')", {"a": long_key})
@@ -197,7 +197,7 @@ def test_a_drains_fan_out_of_large_documents_is_cut_at_bulk_max_mb(scenario, liv
     install_capture(scenario.engine, spec)
     try:
         assert run_sync(
-            [spec], spec, at("2026-02-01"), at("2026-03-01"), servers=Servers(live.pg_url, live.es_url)
+            spec, at("2026-02-01"), at("2026-03-01"), servers=Servers(live.pg_url, live.es_url)
         ).success
         scenario.execute(f"UPDATE {scenario.table} SET title = title || 'y'")
         sizes: list[int] = []
@@ -237,7 +237,7 @@ def test_json_nested_deeper_than_the_index_or_the_parser_takes_is_a_dead_letter(
     install_capture(scenario.engine, spec)
     try:
         summary = run_sync(
-            [spec], spec, at("2026-02-01"), at("2026-03-01"), servers=Servers(live.pg_url, live.es_url)
+            spec, at("2026-02-01"), at("2026-03-01"), servers=Servers(live.pg_url, live.es_url)
         )
         assert summary.success and summary.indexed == 19 and summary.dead_lettered == 1, summary.error
         scenario.execute(
@@ -282,7 +282,7 @@ def test_a_document_over_the_servers_request_limit_is_a_dead_letter_and_the_rest
     scenario.execute(huge.format(t=scenario.table), {"size": limit + (1 << 20), "id": 7})
     install_capture(scenario.engine, spec)
     try:
-        summary = run_sync([spec], spec, at("2026-02-01"), at("2026-03-01"), servers=servers)
+        summary = run_sync(spec, at("2026-02-01"), at("2026-03-01"), servers=servers)
         assert summary.indexed == 49 and summary.dead_lettered == 1
         dead = _dead_letters(scenario)
         assert list(dead) == ["7"] and dead["7"]["status"] == 413

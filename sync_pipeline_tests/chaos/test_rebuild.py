@@ -44,7 +44,7 @@ def test_rebuild_while_writes_go_on_swaps_at_zero_drift(scenario, es):
             FROM generate_series(1, {rows}) g"""
     )
     spec = scenario.spec(batch_size="1000")
-    assert run_sync([spec], spec).success
+    assert run_sync(spec).success
     install_capture(scenario.engine, spec)
     stop = threading.Event()
     changed: list[int] = []
@@ -60,7 +60,7 @@ def test_rebuild_while_writes_go_on_swaps_at_zero_drift(scenario, es):
         report = rebuild(scenario.engine, es, spec, on_pass=on_pass)
         stop.set()
         writer.join()
-        assert run_drain([spec], spec).success  # the ordinary path, for anything after the last pass
+        assert run_drain(spec).success  # the ordinary path, for anything after the last pass
     finally:
         stop.set()
         writer.join()

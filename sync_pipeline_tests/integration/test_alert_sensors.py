@@ -55,7 +55,7 @@ def test_dead_letters_raise_one_check_alert_with_counts(scenario, insert_rows, r
     insert_rows([9, 10], "2026-02-01 00:00:00+00", title="five")
     text = scenario.spec_text().replace("title: {cleanse: [trim, empty_to_null]}", "title: {type: integer}")
     spec = parse_specs(text)[0]
-    summary = run_sync([spec], spec)
+    summary = run_sync(spec)
     assert summary.success and summary.dead_lettered == 2
 
     instance = dg.DagsterInstance.get()
@@ -88,7 +88,7 @@ def test_a_failed_run_raises_one_alert_naming_spec_partition_and_error(
     spec = parse_specs(
         scenario.spec_text().replace("    batch_size: 50", "    batch_size: 50\n    retry: {attempts: 1}")
     )[0]
-    summary = run_sync([spec], spec)
+    summary = run_sync(spec)
     assert not summary.success
 
     instance = dg.DagsterInstance.get()
@@ -118,7 +118,7 @@ def test_a_lagging_buffer_alerts_once_while_it_lasts_and_once_resolved(scenario,
     )
     spec = parse_specs(scenario.spec_text(extra=sensor), origin="test")[0]
     insert_rows(range(1, 6), "2026-02-01 00:00:00+00")
-    assert run_sync([spec], spec).success
+    assert run_sync(spec).success
     resources = {
         "postgres": PostgresResource(url=pg.url.render_as_string(hide_password=False)),
         "alert_channels": AlertChannels(webhook_url=url),
@@ -168,7 +168,7 @@ def test_a_stale_index_alerts_once_and_once_resolved_from_dagsters_freshness(sce
     url, received = receiver
     spec = scenario.spec()  # month windows: stale 31 days + 1 hour after the last sync
     insert_rows(range(1, 4), "2026-02-01 00:00:00+00")
-    assert run_sync([spec], spec).success
+    assert run_sync(spec).success
     instance = dg.DagsterInstance.get()
     index = dg.AssetKey(index_asset(spec.name))
     node = build_definitions([spec]).resolve_asset_graph().get(index)

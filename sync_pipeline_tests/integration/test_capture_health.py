@@ -39,7 +39,7 @@ def test_every_alert_kind_reaches_the_webhook_through_its_sensor(
     instance = dg.DagsterInstance.get()
 
     # check_failure and error_rate: a run with dead letters, through the quality sensor
-    summary = run_sync([spec], spec)
+    summary = run_sync(spec)
     assert summary.success and summary.dead_lettered == 2
     run = instance.get_run_by_id(summary.run_id)
     quality_alerts(
@@ -51,7 +51,7 @@ def test_every_alert_kind_reaches_the_webhook_through_its_sensor(
     # run_failure: a run that cannot reach Elasticsearch, through the failure sensor
     with monkeypatch.context() as patch:  # PostgreSQL refuses at once (Elasticsearch would be retried)
         patch.setenv("SYNC_PG_URL", "postgresql://sync:sync@127.0.0.1:1/sync_pipeline")
-        failed = run_sync([spec], spec)
+        failed = run_sync(spec)
     assert not failed.success
     run = instance.get_run_by_id(failed.run_id)
     run_failure_alerts(

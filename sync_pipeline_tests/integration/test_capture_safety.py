@@ -147,8 +147,8 @@ def test_a_role_with_only_connect_and_temp_cannot_borrow_a_capture_function(
     scenario.execute(f"UPDATE {scenario.table} SET title = 'after the attack' WHERE id = 2")
     assert [row[2] for row in _buffered(scenario.engine, captured.name)] == ["U"]
     servers = Servers(live.pg_url, live.es_url)
-    assert run_sync([captured], captured, servers=servers).success
-    summary = run_drain([captured], captured, servers=servers)
+    assert run_sync(captured, servers=servers).success
+    summary = run_drain(captured, servers=servers)
     assert summary.success and summary.indexed == 1, summary.error
     assert indexed(scenario.es, scenario.index)["2"]["title"] == "after the attack"
 
@@ -201,14 +201,14 @@ def test_a_value_to_jsonb_rejects_never_fails_the_applications_write(scenario, l
     servers = Servers(live.pg_url, live.es_url)
     nul = '{"a": "x\\u0000y"}'
     try:
-        assert run_sync([spec], spec, servers=servers).success
+        assert run_sync(spec, servers=servers).success
         install_capture(scenario.engine, spec)
         scenario.execute(f"UPDATE {scenario.table} SET extra = '{nul}', title = 'nul' WHERE id = 1")
         assert [(r[0], r[2]) for r in _buffered(scenario.engine, spec.name)] == [(None, "U")]
         # what the drain's re-read makes of the value is issue 30's (a dead letter, not a stuck
         # stream); with the value repaired, the buffered change arrives
         scenario.execute(f"UPDATE {scenario.table} SET extra = NULL WHERE id = 1")
-        assert run_drain([spec], spec, servers=servers).success
+        assert run_drain(spec, servers=servers).success
         assert indexed(scenario.es, scenario.index)["1"]["title"] == "nul"
         # a value the documents read: the write succeeds and the change is buffered (what the drain
         # makes of a row it cannot represent is its own business, never the application's)
@@ -232,8 +232,8 @@ def test_two_phase_commit_works_on_a_captured_table(scenario, captured, live):
         conn.execute(sa.text(f"COMMIT PREPARED '{gid}'"))
     assert [row[2] for row in _buffered(scenario.engine, captured.name)] == ["U"]
     servers = Servers(live.pg_url, live.es_url)
-    assert run_sync([captured], captured, servers=servers).success
-    assert run_drain([captured], captured, servers=servers).success
+    assert run_sync(captured, servers=servers).success
+    assert run_drain(captured, servers=servers).success
     assert indexed(scenario.es, scenario.index)["3"]["title"] == "two-phase"
     assert run_verify([captured], [captured], servers=servers)[0].ok
 
@@ -403,7 +403,7 @@ def test_a_column_renamed_after_install_never_fails_a_write_and_the_drain_reconc
     the table again the drain reconciles the whole spec: no change is lost."""
     spec = _shop_spec(shop)
     servers = Servers(live.pg_url, live.es_url)
-    assert run_sync([spec], spec, servers=servers).success
+    assert run_sync(spec, servers=servers).success
     install_capture(scenario.engine, spec)
     try:
         scenario.execute(f"ALTER TABLE {shop}.categories RENAME COLUMN name TO title")
@@ -411,7 +411,7 @@ def test_a_column_renamed_after_install_never_fails_a_write_and_the_drain_reconc
         ((source, _, op, link),) = _buffered(scenario.engine, spec.name)
         assert (source, op) == ("category", "T") and 'no field "name"' in link["capture_error"]
         scenario.execute(f"ALTER TABLE {shop}.categories RENAME COLUMN title TO name")
-        summary = run_drain([spec], spec, servers=servers)
+        summary = run_drain(spec, servers=servers)
         assert summary.success, summary.error
         assert indexed(scenario.es, shop)["2"]["category"]["name"] == "renamed"
         assert run_verify([spec], [spec], servers=servers)[0].ok

@@ -48,7 +48,7 @@ def test_a_json_column_typed_flattened_syncs_as_the_servers_own_type(scenario: S
     text = scenario.spec_text() + "      payload: {type: flattened}\n"
     spec = parse_specs(text, origin="test")[0]
 
-    summary = run_sync([spec], spec)
+    summary = run_sync(spec)
 
     assert summary.success and summary.indexed == 5
     mapping = next(iter(es.indices.get_mapping(index=scenario.index).values()))["mappings"]
@@ -66,7 +66,7 @@ def test_a_field_type_the_server_lacks_stops_the_sync_before_any_index_exists(
     text = scenario.spec_text() + f"      payload: {{type: {lacking}}}\n"
     spec = parse_specs(text, origin="test")[0]
 
-    summary = run_sync([spec], spec)
+    summary = run_sync(spec)
 
     assert not summary.success
     assert f"'payload' of type {lacking}" in (summary.error or "")
@@ -79,7 +79,7 @@ def test_an_index_the_sync_creates_is_marked_as_sync_pipelines_own(scenario: Sce
     insert_rows(range(1, 3), "2026-02-01 00:00:00+00")
     spec = scenario.spec()
 
-    assert run_sync([spec], spec).success
+    assert run_sync(spec).success
 
     (index,) = backing_indices(es, scenario.index)
     assert index_meta(es, index)["spec"] == spec.name
@@ -94,7 +94,7 @@ def test_verify_reads_every_document_that_follows_a_run_of_deleted_ones_in_a_seg
     it: key 3000 below, and the rebuild test's last key after its writer deleted 2700-2999."""
     insert_rows(range(1, 3001), "2026-02-01 00:00:00+00")
     spec = scenario.spec(batch_size="200")  # verify's pages: 200 documents
-    assert run_sync([spec], spec).success
+    assert run_sync(spec).success
     # the whole key range in one segment, as a merge leaves it
     es.perform("POST", f"/{scenario.index}/_forcemerge", {"max_num_segments": "1"})
     scenario.execute(f"DELETE FROM {scenario.table} WHERE id BETWEEN 2000 AND 2999")

@@ -37,12 +37,12 @@ def buffered(scenario):
 
 def test_buffer_carries_inserts_updates_soft_and_hard_deletes(scenario, insert_rows, buffered, es):
     insert_rows(range(1, 21), "2026-02-01 00:00:00+00")
-    assert run_sync([buffered], buffered).success
+    assert run_sync(buffered).success
     scenario.execute(f"DELETE FROM {scenario.table} WHERE true")  # start the buffer from a clean slate
     with scenario.engine.begin() as conn:
         conn.execute(BUFFER.delete().where(BUFFER.c.spec == buffered.name))
     insert_rows(range(1, 21), "2026-02-01 00:00:00+00")  # rows back; the buffer now holds 20 inserts
-    summary = run_drain([buffered], buffered)
+    summary = run_drain(buffered)
     assert summary.success and summary.indexed == 20
 
     insert_rows([100], "2026-02-02 00:00:00+00", title="new row")
@@ -54,7 +54,7 @@ def test_buffer_carries_inserts_updates_soft_and_hard_deletes(scenario, insert_r
     with scenario.engine.connect() as conn:
         assert buffer_state(conn, buffered).pending == 7
 
-    summary = run_drain([buffered], buffered)
+    summary = run_drain(buffered)
 
     assert summary.success, summary.error
     docs = indexed(es, scenario.index)
@@ -87,7 +87,7 @@ def test_a_drain_reading_while_elasticsearch_refuses_keeps_every_entry_of_the_cl
     spec = spec.model_copy(
         update={"retry": spec.retry.model_copy(update={"attempts": 2, "max_total_seconds": 2.0})}
     )
-    assert run_sync([spec], spec).success  # the index exists, empty
+    assert run_sync(spec).success  # the index exists, empty
     insert_rows(range(1, 2401), "2026-02-01 00:00:00+00")
     es.indices.put_settings(index=scenario.index, settings={"index.blocks.write": True})
     try:
@@ -147,11 +147,11 @@ def test_late_commit_is_caught_by_the_window_lookback(scenario, insert_rows, pg,
             "VALUES (2, 'late', '2026-02-10 23:59:00+00')"
         )
     )
-    assert run_sync([spec], spec, at("2026-02-10"), at("2026-02-11")).success
+    assert run_sync(spec, at("2026-02-10"), at("2026-02-11")).success
     late_tx.commit()
     late.close()
 
-    assert run_sync([spec], spec, at("2026-02-11"), at("2026-02-12")).success
+    assert run_sync(spec, at("2026-02-11"), at("2026-02-12")).success
     assert "2" not in indexed(es, scenario.index)  # without lookback the late row is lost
 
     with_lookback = scenario.spec(grain="day", start="2026-02-01", extra="").model_copy(
@@ -159,18 +159,18 @@ def test_late_commit_is_caught_by_the_window_lookback(scenario, insert_rows, pg,
             "partitions": spec.partitions.model_copy(update={"lookback": at("2026-01-02") - at("2026-01-01")})
         }
     )
-    assert run_sync([with_lookback], with_lookback, at("2026-02-11"), at("2026-02-12")).success
+    assert run_sync(with_lookback, at("2026-02-11"), at("2026-02-12")).success
     assert indexed(es, scenario.index)["2"]["title"] == "late"
 
 
 def test_an_older_version_never_overwrites_a_newer_document(scenario, insert_rows, es):
     insert_rows([1], "2026-02-01 00:00:00+00")
     spec = scenario.spec()
-    assert run_sync([spec], spec).success
+    assert run_sync(spec).success
     scenario.execute(
         f"UPDATE {scenario.table} SET title = 'newer', updated_at = '2026-03-01+00' WHERE id = 1"
     )
-    assert run_sync([spec], spec).success
+    assert run_sync(spec).success
     old_version = int(at("2026-02-01").timestamp() * 1_000_000)
 
     # a backfill that read the row before the update, arriving late
@@ -179,7 +179,7 @@ def test_an_older_version_never_overwrites_a_newer_document(scenario, insert_row
 
     assert (totals.stale_skipped, totals.failed, totals.indexed) == (1, 0, 0)
     assert indexed(es, scenario.index)["1"]["title"] == "newer"
-    rerun = run_sync([spec], spec)  # same versions again: idempotent, not stale
+    rerun = run_sync(spec)  # same versions again: idempotent, not stale
     assert rerun.success and rerun.indexed == 1 and rerun.stale_skipped == 0
 
 
@@ -190,7 +190,7 @@ def test_refused_documents_become_dead_letters_and_replay_after_a_fix(scenario, 
     from sync_pipeline.core.spec.model import parse_specs
 
     spec = parse_specs(text)[0]
-    summary = run_sync([spec], spec)
+    summary = run_sync(spec)
 
     assert summary.success  # the rest of the batch landed
     assert (summary.indexed, summary.dead_lettered, summary.failed) == (10, 2, 0)
@@ -244,7 +244,7 @@ def test_a_transient_failure_during_replay_is_exit_1_and_keeps_the_dead_letters(
 def test_verify_fix_repairs_every_kind_of_drift(scenario, insert_rows, es):
     insert_rows(range(1, 41), "2026-02-01 00:00:00+00")
     spec = scenario.spec()
-    assert run_sync([spec], spec).success
+    assert run_sync(spec).success
     es.delete(index=scenario.index, id="7")
     es.index(index=scenario.index, id="999", document={"id": 999, "title": "ghost"})
     es.update(index=scenario.index, id="12", doc={"title": "tampered"})
@@ -256,7 +256,7 @@ def test_verify_fix_repairs_every_kind_of_drift(scenario, insert_rows, es):
 
     (after,) = run_verify([spec], [spec])
     assert after.ok and after.pg_count == 39
-    rerun = run_sync([spec], spec)  # repaired documents do not break later syncs
+    rerun = run_sync(spec)  # repaired documents do not break later syncs
     assert rerun.success and rerun.failed == 0
     (still,) = run_verify([spec], [spec])
     assert still.ok
@@ -276,18 +276,18 @@ def test_per_window_reconciliation_check_passes_then_catches_a_stray_document(sc
     insert_rows(range(1, 31), "2026-02-10 08:00:00+00")
     insert_rows(range(31, 41), "2026-02-11 08:00:00+00")
     spec = scenario.spec(grain="day", start="2026-02-01")
-    clean = run_sync([spec], spec, at("2026-02-10"), at("2026-02-11"))
+    clean = run_sync(spec, at("2026-02-10"), at("2026-02-11"))
     assert _check_results(clean.run_id)["window_matches_source"] is True
 
     # a document in the window that PostgreSQL does not have: count and hash now differ
     es.index(
         index=scenario.index, id="777", document={"id": 777, "updated_at": "2026-02-10T09:00:00.000000Z"}
     )
-    rerun = run_sync([spec], spec, at("2026-02-10"), at("2026-02-11"))
+    rerun = run_sync(spec, at("2026-02-10"), at("2026-02-11"))
     assert rerun.success
     assert _check_results(rerun.run_id)["window_matches_source"] is False
     # the next day's window is untouched by the stray document
-    other = run_sync([spec], spec, at("2026-02-11"), at("2026-02-12"))
+    other = run_sync(spec, at("2026-02-11"), at("2026-02-12"))
     assert _check_results(other.run_id)["window_matches_source"] is True
 
 

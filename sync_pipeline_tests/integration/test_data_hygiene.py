@@ -34,7 +34,7 @@ def refused(scenario, insert_rows, live, tmp_path, monkeypatch):
     config = tmp_path / "sync.yaml"
     config.write_text(text)
     spec = parse_specs(text)[0]
-    summary = run_sync([spec], spec, servers=Servers(live.pg_url, live.es_url))
+    summary = run_sync(spec, servers=Servers(live.pg_url, live.es_url))
     assert summary.dead_lettered == 3, summary
     yield spec, config, staging
     with scenario.engine.begin() as conn:
@@ -68,7 +68,7 @@ def test_retention_purges_old_dead_letters_and_staged_files_and_keeps_new_ones(
     # private: the staged files are the user's rows
     assert stat.S_IMODE(staging.stat().st_mode) == 0o700 and stat.S_IMODE(folder.stat().st_mode) == 0o700
     # a second run (one window) stages a second file: the new one purge must keep
-    run_sync([spec], spec, at("2026-02-01"), at("2026-03-01"), servers=Servers(live.pg_url, live.es_url))
+    run_sync(spec, at("2026-02-01"), at("2026-03-01"), servers=Servers(live.pg_url, live.es_url))
     staged = sorted(p for p in folder.iterdir() if p.is_file())
     assert len(staged) == 2, staged
     old = time.time() - 31 * 86_400

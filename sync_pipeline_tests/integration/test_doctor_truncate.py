@@ -126,7 +126,7 @@ def store(pg, es, live) -> Iterator[Store]:
 def synced(store: Store) -> SyncSpec:
     """The store fully synced, with triggers on every table of the documents."""
     spec = store.spec()
-    summary = run_sync([spec], spec, servers=store.servers)
+    summary = run_sync(spec, servers=store.servers)
     assert summary.success and summary.indexed == 20, summary.error
     install_capture(store.engine, spec)
     return spec
@@ -150,7 +150,7 @@ def drop_statements(out: str, spec: str) -> list[str]:
 def test_a_truncate_of_the_root_table_deletes_every_document_in_the_next_drain(store, synced):
     store.execute(f"TRUNCATE {store.schema}.products")
     assert store.buffered() == [("T", None)]  # one statement-level entry, for the root
-    summary = run_drain([synced], synced, servers=store.servers)
+    summary = run_drain(synced, servers=store.servers)
     # the reconciliation is counted in the drain's run, as the history shows it
     assert summary.success and summary.deleted == 20 and summary.failed == 0, summary.error
     assert store.docs() == {}
@@ -178,7 +178,7 @@ def test_a_truncate_of_a_related_table_reindexes_the_documents_without_its_rows(
     assert [r["id"] for r in store.docs()["1"]["reviews"]] == [1, 2]
     store.execute(f"TRUNCATE {store.schema}.reviews")
     assert store.buffered() == [("T", "reviews")]  # the relation's source, as for its row changes
-    summary = run_drain([synced], synced, servers=store.servers)
+    summary = run_drain(synced, servers=store.servers)
     assert summary.success and summary.indexed == 2 and summary.deleted == 0, summary.error
     docs = store.docs()
     assert len(docs) == 20 and all(d["reviews"] == [] for d in docs.values())
@@ -307,7 +307,7 @@ def test_doctor_usage_errors_exit_2(store, tmp_path, capsys):
 
 def test_doctor_finds_a_watched_table_without_capture_and_the_earlier_layout(store, tmp_path, capsys):
     s = store.schema
-    assert run_sync([store.spec()], store.spec(), servers=store.servers).success
+    assert run_sync(store.spec(), servers=store.servers).success
     install_capture(store.engine, store.spec(reviews=False))  # installed before reviews were read
     store.execute(
         f"CREATE FUNCTION {s}.sync_pipeline_capture_{s}() RETURNS trigger LANGUAGE plpgsql "

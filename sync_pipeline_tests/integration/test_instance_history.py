@@ -121,7 +121,7 @@ def test_a_range_run_in_process_materializes_every_partition_of_every_asset_in_p
     keys = partition_keys_for(spec, None, None)
     assert len(keys) > 2
 
-    summary = run_sync([spec], spec)
+    summary = run_sync(spec)
 
     assert summary.success and summary.counts.indexed == 20
     assert EVENT_BATCH_SIZE not in os.environ  # the daemon's runs and child processes keep Dagster's

@@ -63,18 +63,18 @@ def test_every_key_type_goes_through_sync_drain_delete_and_verify(kind, pg, es, 
                 )
     spec = _spec(table, key)
     try:
-        assert run_sync([spec], spec, servers=servers).success
+        assert run_sync(spec, servers=servers).success
         docs = indexed(es, table)
         assert deleted_id in docs and len(docs) == 3
         install_capture(pg, spec)
         with pg.begin() as conn:
             conn.execute(sa.text(f"UPDATE {table} SET note = 'changed'"))
-        assert run_drain([spec], spec, servers=servers).success
+        assert run_drain(spec, servers=servers).success
         assert {d["note"] for d in indexed(es, table).values()} == {"changed"}
         with pg.begin() as conn:
             # the delete is found by the key the trigger recorded: the same _id the sync wrote
             conn.execute(sa.text(f"DELETE FROM {table} WHERE {deleted_where}"))
-        summary = run_drain([spec], spec, servers=servers)
+        summary = run_drain(spec, servers=servers)
         assert summary.success and summary.deleted == 1
         assert deleted_id not in indexed(es, table)
         (report,) = run_verify([spec], [spec], servers=servers)
@@ -102,18 +102,18 @@ def test_a_hard_delete_in_a_zone_ahead_of_utc_is_applied_at_once(pg, es, live):
         )
     spec = _spec(table, "id", "    naive_timezone: Europe/Berlin")
     try:
-        assert run_sync([spec], spec, servers=servers).success
+        assert run_sync(spec, servers=servers).success
         install_capture(pg, spec)
         with pg.begin() as conn:
             conn.execute(sa.text(f"DELETE FROM {table} WHERE id = 3"))
-        summary = run_drain([spec], spec, servers=servers)
+        summary = run_drain(spec, servers=servers)
         assert summary.success and summary.deleted == 1 and summary.stale_skipped == 0
         assert "3" not in indexed(es, table)
         with pg.begin() as conn:  # and a re-insert of the same key right after
             conn.execute(
                 sa.text(f"INSERT INTO {table} VALUES (3, 'back', now() AT TIME ZONE 'Europe/Berlin')")
             )
-        assert run_drain([spec], spec, servers=servers).success
+        assert run_drain(spec, servers=servers).success
         assert indexed(es, table)["3"]["note"] == "back"
         (report,) = run_verify([spec], [spec], servers=servers)
         assert report.ok, report.lines()
@@ -134,7 +134,7 @@ def test_a_null_key_is_refused_naming_the_spec_and_the_row_count(pg, es, live):
         )
     spec = _spec(table, "id")
     try:
-        summary = run_sync([spec], spec, servers=servers)
+        summary = run_sync(spec, servers=servers)
         assert not summary.success
         assert f"spec '{table}': 2 row(s) have a NULL primary key" in summary.error
     finally:
@@ -153,7 +153,7 @@ def test_verify_fix_repairs_an_out_of_band_edit_without_poisoning_later_writes(p
         )
     spec = _spec(table, "id")
     try:
-        assert run_sync([spec], spec, servers=servers).success
+        assert run_sync(spec, servers=servers).success
         es.update(index=table, id="2", doc={"note": "tampered"})  # internal version bump, behind our back
         (fixed,) = run_verify([spec], [spec], fix=True, servers=servers)
         assert fixed.mismatched == 1 and fixed.repaired.conflicts == 0
@@ -163,7 +163,7 @@ def test_verify_fix_repairs_an_out_of_band_edit_without_poisoning_later_writes(p
         install_capture(pg, spec)
         with pg.begin() as conn:
             conn.execute(sa.text(f"UPDATE {table} SET note = 'later' WHERE id = 2"))
-        summary = run_drain([spec], spec, servers=servers)
+        summary = run_drain(spec, servers=servers)
         assert summary.success and summary.stale_skipped == 0 and summary.conflicts == 0
         assert indexed(es, table)["2"]["note"] == "later"
     finally:
@@ -183,14 +183,14 @@ def test_a_version_from_the_future_is_a_conflict_that_fails_the_drain(pg, es, li
         conn.execute(sa.text(f"INSERT INTO {table} VALUES (1, 'x', now())"))
     spec = _spec(table, "id")
     try:
-        assert run_sync([spec], spec, servers=servers).success
+        assert run_sync(spec, servers=servers).success
         es.index(
             index=table, id="1", document={"id": 1, "note": "future"}, version=2**62, version_type="external"
         )
         install_capture(pg, spec)
         with pg.begin() as conn:
             conn.execute(sa.text(f"UPDATE {table} SET note = 'now' WHERE id = 1"))
-        summary = run_drain([spec], spec, servers=servers)
+        summary = run_drain(spec, servers=servers)
         assert summary.conflicts == 1 and summary.stale_skipped == 0
         from sync_pipeline.apps.cli.output import EXIT_DRIFT, sync_exit
 
@@ -232,11 +232,11 @@ specs:
 """
     )[0]
     try:
-        assert run_sync([spec], spec, servers=servers).success
+        assert run_sync(spec, servers=servers).success
         install_capture(pg, spec)
         with pg.begin() as conn:
             conn.execute(sa.text(f"UPDATE {s}.categories SET name = 'Green tea' WHERE id = 2"))
-        assert run_drain([spec], spec, servers=servers).success
+        assert run_drain(spec, servers=servers).success
         docs = indexed(es, s)
         assert {d["category"] for k, d in docs.items() if int(k) % 2 == 1} == {"Green tea"}
         (report,) = run_verify([spec], [spec], servers=servers)

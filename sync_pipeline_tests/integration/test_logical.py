@@ -144,7 +144,7 @@ def test_a_slot_dropped_behind_our_back_is_a_clear_error_and_a_full_sync_recover
     report = check(engine, scenario.es, [spec], {spec.name})
     assert report.findings and "no slot" in render(report)
     install_capture(engine, spec)  # a new slot; rows only updated in the gap: a full sync covers them
-    summary = run_sync([spec], spec, servers=Servers(live.pg_url, live.es_url))
+    summary = run_sync(spec, servers=Servers(live.pg_url, live.es_url))
     assert summary.success, summary.error
     assert indexed(scenario.es, scenario.index)["1"]["title"] == "lost"
     record("logical: slot dropped behind our back, re-installed and fully synced", 5, spec)

@@ -284,7 +284,7 @@ def test_the_cli_sync_stops_on_a_conflict_with_the_one_screen_error_and_exit_2(s
     assert "title: analyzer bigrams → standard" in err and "sync-pipeline rebuild" in err
     # a run Dagster starts itself (a schedule, the UI) meets the same conflict at its load:
     # the run fails with that message as its error, nothing written
-    summary = run_sync([shop.spec(analyzer="standard")], shop.spec(analyzer="standard"))
+    summary = run_sync(shop.spec(analyzer="standard"))
     assert not summary.success and summary.indexed == 0
     assert summary.error.startswith(f"spec '{shop.name}': the mapping of index {shop.name}_v1"), summary.error
 

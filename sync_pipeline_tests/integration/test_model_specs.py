@@ -36,7 +36,7 @@ def schema(pg, es) -> Iterator[str]:
 
 def synced_without_drift(spec: SyncSpec, live) -> None:
     servers = Servers(live.pg_url, live.es_url)
-    summary = run_sync([spec], spec, servers=servers)
+    summary = run_sync(spec, servers=servers)
     assert summary.success, summary.error
     (report,) = run_verify([spec], [spec], servers=servers)
     assert report.ok, report.lines()

@@ -51,7 +51,7 @@ def test_sync_drain_verify_fix_and_rebuild_go_through_the_transform(scenario, in
     spec = _spec(scenario)
     install_capture(scenario.engine, spec)
     try:
-        assert run_sync([spec], spec).success
+        assert run_sync(spec).success
         docs = indexed(es, scenario.index)
         assert docs["5"]["title"] == "ITEM 5 商品" and docs["5"]["title_slug"] == "item-5-商品"
         (report,) = run_verify([spec], [spec])
@@ -60,7 +60,7 @@ def test_sync_drain_verify_fix_and_rebuild_go_through_the_transform(scenario, in
         table = scenario.table
         scenario.execute(f"UPDATE {table} SET title = 'changed here', updated_at = now() WHERE id = 7")
         insert_rows([41], "2026-02-02 00:00:00+00", title="new one")
-        assert run_drain([spec], spec).success
+        assert run_drain(spec).success
         docs = indexed(es, scenario.index)
         assert docs["7"]["title_slug"] == "changed-here" and docs["41"]["title"] == "NEW ONE"
 
@@ -82,9 +82,9 @@ def test_a_logical_drain_goes_through_the_transform(scenario, insert_rows, es):
     spec = _spec(scenario, capture="logical")
     install_capture(scenario.engine, spec)
     try:
-        assert run_sync([spec], spec).success
+        assert run_sync(spec).success
         scenario.execute(f"UPDATE {scenario.table} SET title = 'by slot', updated_at = now() WHERE id = 3")
-        assert run_drain([spec], spec).success
+        assert run_drain(spec).success
         assert indexed(es, scenario.index)["3"]["title_slug"] == "by-slot"
         (report,) = run_verify([spec], [spec])
         assert report.ok and report.pg_count == 20, report.lines()
@@ -96,7 +96,7 @@ def test_rows_the_transform_raises_on_are_dead_letters_and_replay_once_fixed(sce
     insert_rows(range(1, 31), "2026-02-01 00:00:00+00")
     scenario.execute(f"UPDATE {scenario.table} SET title = 'boom' WHERE id IN (4, 17)")
     spec = _spec(scenario, "fragile")
-    summary = run_sync([spec], spec)
+    summary = run_sync(spec)
     assert summary.success and summary.indexed == 28 and summary.dead_lettered == 2
     with scenario.engine.begin() as conn:
         letters = {d["doc_id"]: d["error"] for d in deadletters.list_dead_letters(conn, spec.name, 50)}

@@ -45,7 +45,7 @@ def test_a_role_that_cannot_read_the_dead_letters_still_verifies(scenario, live,
         f"CREATE ROLE {role} LOGIN PASSWORD 'r3ader'; GRANT SELECT ON {scenario.table} TO {role}"
     )
     try:
-        run_sync([spec], spec, at("2026-02-01"), at("2026-03-01"), servers=Servers(live.pg_url, live.es_url))
+        run_sync(spec, at("2026-02-01"), at("2026-03-01"), servers=Servers(live.pg_url, live.es_url))
         monkeypatch.setenv("SYNC_PG_URL", live.pg_url.replace("sync:sync@", f"{role}:r3ader@"))
         from sync_pipeline.apps.cli import main
 

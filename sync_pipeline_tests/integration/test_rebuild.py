@@ -23,7 +23,7 @@ pytestmark = pytest.mark.usefixtures("no_index_left_behind")
 def test_rebuild_swaps_the_alias_and_loses_no_write_made_meanwhile(scenario, insert_rows, es):
     insert_rows(range(1, 3001), "2026-02-01 00:00:00+00")
     spec = scenario.spec(batch_size="200")
-    assert run_sync([spec], spec).success
+    assert run_sync(spec).success
     assert backing_indices(es, scenario.index) == [f"{scenario.index}_v1"]
 
     stop = threading.Event()
@@ -57,7 +57,7 @@ def test_rebuild_swaps_the_alias_and_loses_no_write_made_meanwhile(scenario, ins
         stop.set()
         writer.join()
         # what changed after the rebuild's last repair pass arrives the ordinary way
-        assert run_drain([spec], spec).success
+        assert run_drain(spec).success
     finally:
         stop.set()
         uninstall_capture(scenario.engine, spec)
@@ -126,7 +126,7 @@ def test_a_mapping_that_refuses_rows_dead_letters_them_and_keeps_the_old_index(
     scenario, insert_rows, es, tmp_path, capsys
 ):
     seed_titles(scenario, insert_rows, numeric=200, refused=3)
-    assert run_sync([scenario.spec()], scenario.spec()).success
+    assert run_sync(scenario.spec()).success
     config, _ = integer_title_config(scenario, tmp_path)
     v1, v2 = f"{scenario.index}_v1", f"{scenario.index}_v2"
     try:
@@ -152,7 +152,7 @@ def test_the_rebuild_job_fails_when_it_does_not_swap(scenario, insert_rows, es, 
     from sync_pipeline.defs import build_definitions
 
     seed_titles(scenario, insert_rows, numeric=100, refused=2)
-    assert run_sync([scenario.spec()], scenario.spec()).success
+    assert run_sync(scenario.spec()).success
     _, spec = integer_title_config(scenario, tmp_path)
     job = build_definitions([spec]).resolve_job_def(f"{spec.name}_rebuild")
     try:
@@ -173,7 +173,7 @@ def test_drift_the_repairs_cannot_remove_stops_the_swap(
     scenario, insert_rows, es, tmp_path, capsys, monkeypatch
 ):
     insert_rows(range(1, 201), "2026-02-01 00:00:00+00")
-    assert run_sync([scenario.spec()], scenario.spec()).success
+    assert run_sync(scenario.spec()).success
     config = scenario.spec_file(tmp_path)
     v1, v2 = f"{scenario.index}_v1", f"{scenario.index}_v2"
     edited: list[str] = []
@@ -218,7 +218,7 @@ def test_rollback_follows_the_alias_history_not_names_sharing_its_prefix(
     config = scenario.spec_file(tmp_path)
     x = scenario.index
     try:
-        assert run_sync([products], products).success and run_sync([variants], variants).success
+        assert run_sync(products).success and run_sync(variants).success
         assert backing_indices(es, f"{x}_variants") == [f"{x}_variants_v1"]
         rebuild(scenario.engine, es, products)
 
@@ -250,7 +250,7 @@ def test_rollback_follows_the_alias_history_not_names_sharing_its_prefix(
 def test_rollback_never_picks_an_aborted_rebuild(scenario, insert_rows, es, tmp_path):
     # enough refused rows that the rebuild stops even under the old 1 % tolerance
     seed_titles(scenario, insert_rows, numeric=200, refused=30)
-    assert run_sync([scenario.spec()], scenario.spec()).success
+    assert run_sync(scenario.spec()).success
     _, integer = integer_title_config(scenario, tmp_path)
     v1 = f"{scenario.index}_v1"
     try:
@@ -273,7 +273,7 @@ def test_a_clean_rebuild_then_a_rollback_through_the_cli_catches_up(
 ):
     insert_rows(range(1, 301), "2026-02-01 00:00:00+00")
     spec = scenario.spec()
-    assert run_sync([spec], spec).success
+    assert run_sync(spec).success
     config = scenario.spec_file(tmp_path)
     v1, v2 = f"{scenario.index}_v1", f"{scenario.index}_v2"
 
@@ -304,7 +304,7 @@ def test_a_row_changed_during_the_rebuild_into_what_the_new_mapping_refuses(
 ):
     seed_titles(scenario, insert_rows, numeric=200, refused=0)
     _, integer = integer_title_config(scenario, tmp_path)
-    assert run_sync([integer], integer).success
+    assert run_sync(integer).success
     v1, v2 = f"{scenario.index}_v1", f"{scenario.index}_v2"
     changed: list[int] = []
 

@@ -130,7 +130,7 @@ def synced(shop: Shop, request) -> Iterator[SyncSpec]:
     or by a replication slot. Capture first, then the full sync: nothing falls between them."""
     spec = shop.spec(capture=request.param)
     install_capture(shop.engine, spec)
-    summary = run_sync([spec], spec, servers=shop.servers)
+    summary = run_sync(spec, servers=shop.servers)
     assert summary.success and summary.indexed == 20, summary.error
     if spec.capture == "logical":
         drain(shop.engine, shop.es, spec)  # what the slot holds from before the sync: re-reads
@@ -177,7 +177,7 @@ def test_a_transform_over_related_rows_follows_child_and_grandchild_changes(shop
     spec = parse_specs(text, origin="test")[0]
     install_capture(shop.engine, spec)
     try:
-        assert run_sync([spec], spec, servers=shop.servers).indexed == 20
+        assert run_sync(spec, servers=shop.servers).indexed == 20
         if capture == "logical":
             drain(shop.engine, shop.es, spec)  # what the slot holds from before the sync: re-reads
         docs = shop.docs()
@@ -274,7 +274,7 @@ def test_a_rename_fanning_out_to_ten_thousand_parents_goes_in_bounded_batches(sh
             FROM generate_series(1000, 10999) AS g"""
     )
     spec = shop.spec(batch_size=1000)
-    assert run_sync([spec], spec, servers=shop.servers).success
+    assert run_sync(spec, servers=shop.servers).success
     install_capture(shop.engine, spec)
     try:
         shop.execute(f"UPDATE {s}.categories SET name = 'Cooking' WHERE id = 10")
@@ -305,7 +305,7 @@ def test_a_fan_out_drain_failing_mid_way_confirms_nothing_and_the_next_drain_com
     spec = shop.spec(batch_size=500, capture=capture)
     install_capture(shop.engine, spec)  # capture first, then the full sync: nothing falls between
     try:
-        assert run_sync([spec], spec, servers=shop.servers).success
+        assert run_sync(spec, servers=shop.servers).success
         if capture == "logical":
             drain(shop.engine, shop.es, spec)  # what the slot holds from before the sync: re-reads
         shop.execute(f"UPDATE {s}.categories SET name = 'Cooking' WHERE id = 10")
@@ -353,7 +353,7 @@ def test_an_update_that_keeps_updated_at_survives_rematerialising_its_old_partit
     assert job.execute_in_process(partition_key="2026-02-01", instance=instance).success  # stages it
 
     shop.execute(f"UPDATE {shop.schema}.products SET name = 'renamed' WHERE id = 1")  # updated_at as it was
-    summary = run_drain([synced], synced, servers=shop.servers)
+    summary = run_drain(synced, servers=shop.servers)
     assert summary.success and shop.docs()["1"]["name"] == "renamed"
     # the index asset alone re-sends the partition's staged NDJSON, read before the update
     result = job.execute_in_process(
@@ -373,7 +373,7 @@ def test_updated_at_moved_backward_is_still_applied(shop, synced):
         f"UPDATE {shop.schema}.products SET name = 'earlier', "
         "updated_at = updated_at - interval '1 hour' WHERE id = 2"
     )
-    summary = run_drain([synced], synced, servers=shop.servers)
+    summary = run_drain(synced, servers=shop.servers)
     assert summary.success and summary.stale_skipped == 0 and summary.conflicts == 0
     assert shop.docs()["2"]["name"] == "earlier"
     shop.assert_no_drift(synced)

@@ -123,7 +123,7 @@ def test_a_cli_sync_makes_one_engine_binds_and_compares_once_and_disposes_of_the
     # a run started without the CLI's engine (a schedule's, the UI's) makes its own, disposed of
     # once the run is over
     (spec,) = parse_specs(scenario.spec_text(), origin="test")
-    assert run_sync([spec], spec, servers=Servers(live.pg_url, live.es_url)).success
+    assert run_sync(spec, servers=Servers(live.pg_url, live.es_url)).success
     gc.collect()
     assert len(engines) == 3 and engines[2].pool.checkedin() == 0
 
@@ -149,7 +149,7 @@ def test_a_drain_meeting_a_conflict_stops_before_writing_and_its_asset_rebuilds_
         assert backing_indices(scenario.es, scenario.index) == before
         assert indexed(scenario.es, scenario.index)["3"]["title"] == "item 3 商品"
         # the drain asset (what `flush` and the sensor run) rebuilds, then drains
-        summary = run_drain([spec], spec, servers=Servers(live.pg_url, live.es_url))
+        summary = run_drain(spec, servers=Servers(live.pg_url, live.es_url))
         assert summary.success, summary.error
         after = backing_indices(scenario.es, scenario.index)
         assert after != before and len(after) == 1

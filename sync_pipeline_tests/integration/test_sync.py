@@ -18,14 +18,14 @@ def test_one_partition_syncs_exactly_its_window(scenario, insert_rows, es):
         update={"partitions": default.partitions.model_copy(update={"lookback": timedelta(0)})}
     )
 
-    summary = run_sync([spec], spec, at("2026-03-05"), at("2026-03-06"))
+    summary = run_sync(spec, at("2026-03-05"), at("2026-03-06"))
 
     assert summary.success, summary.error
     assert summary.partitions == "2026-03-05"
     assert (summary.extracted, summary.indexed, summary.failed) == (10, 10, 0)
     assert sorted(indexed(es, scenario.index), key=int) == [str(i) for i in range(1, 11)]
     # the default lookback (ten minutes) also re-reads the end of the window before
-    again = run_sync([default], default, at("2026-03-05"), at("2026-03-06"))
+    again = run_sync(default, at("2026-03-05"), at("2026-03-06"))
     assert (again.extracted, again.indexed) == (15, 15)
 
 
@@ -38,7 +38,7 @@ def test_full_sync_covers_every_row_and_rerun_is_idempotent(scenario, insert_row
     scenario.execute(f"UPDATE {scenario.table} SET deleted = true WHERE id IN (3, 4)")
     spec = scenario.spec(extra="      soft_delete: deleted")
 
-    first = run_sync([spec], spec)
+    first = run_sync(spec)
     assert first.success, first.error
     assert first.extracted == 80 and first.deleted == 2 and first.failed == 0
     docs = indexed(es, scenario.index)
@@ -57,7 +57,7 @@ def test_full_sync_covers_every_row_and_rerun_is_idempotent(scenario, insert_row
     (report,) = run_verify([spec], [spec])
     assert report.ok, report.lines()
 
-    second = run_sync([spec], spec)
+    second = run_sync(spec)
     assert second.success and second.failed == 0
     assert indexed(es, scenario.index) == docs
     (report,) = run_verify([spec], [spec])
@@ -70,7 +70,7 @@ def test_rows_sharing_one_updated_at_are_not_lost_across_page_boundaries(scenari
     insert_rows(range(104, 109), "2026-04-01 09:30:01+00")
     spec = scenario.spec(batch_size="7")
 
-    summary = run_sync([spec], spec)
+    summary = run_sync(spec)
 
     assert summary.success and summary.extracted == 108
     assert summary.batches == 16  # ceil(108 / 7)
@@ -81,7 +81,7 @@ def test_every_bulk_batch_is_counted_in_the_run_history(scenario, insert_rows):
     insert_rows(range(1, 121), "2026-02-01 00:00:00+00")
     spec = scenario.spec(batch_size="50")
 
-    summary = run_sync([spec], spec)
+    summary = run_sync(spec)
 
     instance = DagsterInstance.get()
     records = instance.all_logs(summary.run_id, of_type=DagsterEventType.ASSET_OBSERVATION)
@@ -109,7 +109,7 @@ def test_every_bulk_batch_is_counted_in_the_run_history(scenario, insert_rows):
 def test_verify_finds_a_missing_an_extra_and_a_changed_document(scenario, insert_rows, es):
     insert_rows(range(1, 31), "2026-02-01 00:00:00+00")
     spec = scenario.spec()
-    assert run_sync([spec], spec).success
+    assert run_sync(spec).success
     es.delete(index=scenario.index, id="7")
     es.index(index=scenario.index, id="999", document={"id": 999, "title": "ghost"})
     es.update(index=scenario.index, id="12", doc={"title": "tampered"})
@@ -142,7 +142,7 @@ def test_query_spec_with_a_join_and_a_composite_key(scenario, es):
 
     spec = parse_specs(text)[0]
     try:
-        assert run_sync([spec], spec).success
+        assert run_sync(spec).success
         docs = indexed(es, scenario.index)
         assert len(docs) == 60
         assert docs['[1,"L0"]'] == {
@@ -189,7 +189,7 @@ def test_stages_run_one_at_a_time_from_the_staged_files_give_the_streamed_result
     staged = indexed(es, scenario.index)
     assert sorted(staged, key=int) == [str(i) for i in range(1, 21) if i != 5]
 
-    streamed = run_sync([spec], spec, at("2026-02-10"), at("2026-02-11"))
+    streamed = run_sync(spec, at("2026-02-10"), at("2026-02-11"))
     assert streamed.success and streamed.indexed == 19 and streamed.deleted == 1
     assert indexed(es, scenario.index) == staged
 
@@ -238,7 +238,7 @@ def test_a_streamed_run_stages_documents_not_rows(scenario, insert_rows, es):
     folder = StagingArea(settings.load().staging_dir).path(spec.name, "window", "parquet").parent
     (parquet,) = folder.glob("*.parquet")
 
-    streamed = run_sync([spec], spec, at("2026-02-10"), at("2026-02-11"))
+    streamed = run_sync(spec, at("2026-02-10"), at("2026-02-11"))
     assert streamed.success and streamed.indexed == 10
     assert not parquet.exists() and parquet.with_suffix(".ndjson").exists()
 

@@ -30,7 +30,7 @@ def test_json_text_with_newlines_syncs_and_verifies(scenario, insert_rows, es):
     )
     spec = scenario.spec()
 
-    summary = run_sync([spec], spec)
+    summary = run_sync(spec)
 
     assert summary.success, summary.error
     assert (summary.indexed, summary.dead_lettered) == (3, 0)
@@ -50,7 +50,7 @@ def test_wide_numerics_reach_elasticsearch_exactly(scenario, insert_rows, es):
     )
     spec = scenario.spec()
 
-    assert run_sync([spec], spec).success
+    assert run_sync(spec).success
 
     docs = indexed(es, scenario.index)
     assert docs["1"]["amount"] == "12345678901234567.89"
@@ -69,7 +69,7 @@ def test_scaled_long_lands_exact_values_and_dead_letters_the_rest(scenario, inse
     scenario.execute(f"UPDATE {scenario.table} SET amount = 0.125 WHERE id = 2")
     spec = _with_fields(scenario, "amount: {numeric: scaled_long(2)}")
 
-    summary = run_sync([spec], spec)
+    summary = run_sync(spec)
 
     assert (summary.indexed, summary.dead_lettered) == (1, 1)
     assert indexed(es, scenario.index)["1"]["amount"] == 1234567890123456789
@@ -82,7 +82,7 @@ def test_verify_sees_a_double_that_lost_digits(scenario, insert_rows, es):
     scenario.execute(f"UPDATE {scenario.table} SET amount = 12345678901234567.89 WHERE id = 1")
     scenario.execute(f"UPDATE {scenario.table} SET amount = 0.1 WHERE id = 2")
     spec = _with_fields(scenario, "amount: {numeric: double}")
-    assert run_sync([spec], spec).success
+    assert run_sync(spec).success
 
     (report,) = run_verify([spec], [spec])
 
@@ -104,7 +104,7 @@ def test_json_scalars_and_arrays_of_scalars_are_not_dead_lettered(scenario, inse
         )
     spec = scenario.spec()
 
-    summary = run_sync([spec], spec)
+    summary = run_sync(spec)
 
     assert (summary.indexed, summary.dead_lettered) == (4, 0), summary
     mapping = _field_mapping(es, scenario.index)
@@ -123,11 +123,11 @@ def test_json_scalars_and_arrays_of_scalars_are_not_dead_lettered(scenario, inse
 def test_a_large_load_restores_the_replicas_an_operator_set(scenario, insert_rows, es):
     insert_rows([1], WHEN)
     spec = scenario.spec(batch_size="10")
-    assert run_sync([spec], spec).success  # creates the index with the spec's 0 replicas
+    assert run_sync(spec).success  # creates the index with the spec's 0 replicas
     es.indices.put_settings(index=scenario.index, settings={"index": {"number_of_replicas": 1}})
     insert_rows(range(2, 36), WHEN)
 
-    summary = run_sync([spec], spec)
+    summary = run_sync(spec)
 
     assert summary.success and summary.batches >= 2
     settings = es.indices.get_settings(index=scenario.index, name="index.number_of_replicas").body
@@ -146,7 +146,7 @@ def test_verify_refuses_an_enum_key_naming_spec_and_column(scenario, es):
             f"INSERT INTO {scenario.table} VALUES ('zebra', 'z', '{WHEN}'), ('apple', 'a', '{WHEN}')"
         )
         spec = scenario.spec()
-        assert run_sync([spec], spec).success
+        assert run_sync(spec).success
         with pytest.raises(SourceError, match=rf"spec '{spec.name}'.*'id'.*enum"):
             run_verify([spec], [spec])
     finally:
@@ -161,7 +161,7 @@ def test_verify_refuses_a_cleansed_key_instead_of_reporting_false_drift(scenario
     )
     scenario.execute(f"INSERT INTO {scenario.table} VALUES ('B', 'b', '{WHEN}'), ('a', 'a', '{WHEN}')")
     spec = _with_fields(scenario, "id: {cleanse: [lowercase]}")
-    assert run_sync([spec], spec).success
+    assert run_sync(spec).success
 
     with pytest.raises(SourceError, match=rf"spec '{spec.name}'.*'id'.*cleansed"):
         run_verify([spec], [spec])

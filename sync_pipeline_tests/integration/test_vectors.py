@@ -47,7 +47,7 @@ def test_a_real_array_embedding_syncs_verifies_and_answers_knn(
     (spec,) = parse_specs(config.read_text(), origin=str(config))
     servers = Servers(live.pg_url, live.es_url)
 
-    summary = run_sync([spec], spec, servers=servers)
+    summary = run_sync(spec, servers=servers)
     assert summary.success, summary.error
     assert summary.indexed == 30
     mapped = scenario.es.indices.get_mapping(index=scenario.index).body
@@ -102,7 +102,7 @@ def test_an_embedding_computed_by_a_pandas_transform_syncs_verifies_and_answers_
     (spec,) = parse_specs(text, origin=str(config))
     servers = Servers(live.pg_url, live.es_url)
 
-    summary = run_sync([spec], spec, servers=servers)
+    summary = run_sync(spec, servers=servers)
     assert summary.success and summary.indexed == 30, summary.error
     doc = scenario.es.get(index=scenario.index, id="17")["_source"]
     assert len(doc["embedding"]) == 8 and doc["facts"]["words"] == ["product", "17", "tea"]
@@ -150,7 +150,7 @@ def test_a_vector_of_the_wrong_length_is_a_dead_letter_and_the_rest_lands(
     (spec,) = parse_specs(vector_spec_text(scenario.spec_text()), origin="test")
     servers = Servers(live.pg_url, live.es_url)
 
-    summary = run_sync([spec], spec, servers=servers)
+    summary = run_sync(spec, servers=servers)
     assert (summary.success, summary.indexed, summary.dead_lettered) == (True, 9, 1), summary
     (report,) = run_verify([spec], [spec], servers=servers)
     assert (report.dead_letter_ids, report.es_count) == (["4"], 9), report
@@ -174,14 +174,14 @@ def test_a_changed_vector_reaches_the_index_through_either_drain(
     servers = Servers(live.pg_url, live.es_url)
     install_capture(scenario.engine, spec)
     try:
-        assert run_sync([spec], spec, servers=servers).success
+        assert run_sync(spec, servers=servers).success
         if capture == "logical":
             drain(scenario.engine, scenario.es, spec)  # the slot's changes from before the sync
         scenario.execute(
             f"UPDATE {scenario.table} SET embedding = ARRAY[0.5, -0.25, 0.125, 1, 0, 0, 0, 0.75]::real[], "
             "updated_at = now() WHERE id = 5"
         )
-        assert run_drain([spec], spec, servers=servers).success
+        assert run_drain(spec, servers=servers).success
         doc = scenario.es.get(index=scenario.index, id="5", _source_includes=["embedding"])
         assert doc["_source"]["embedding"] == [0.5, -0.25, 0.125, 1.0, 0.0, 0.0, 0.0, 0.75]
         (report,) = run_verify([spec], [spec], servers=servers)
@@ -201,7 +201,7 @@ def test_a_rebuilt_index_keeps_its_vectors_and_verifies_clean(scenario, insert_r
     scenario.execute(f"UPDATE {scenario.table} SET embedding = {EMBEDDING_SQL}")
     (spec,) = parse_specs(vector_spec_text(scenario.spec_text()), origin="test")
     servers = Servers(live.pg_url, live.es_url)
-    assert run_sync([spec], spec, servers=servers).success
+    assert run_sync(spec, servers=servers).success
 
     report = rebuild(scenario.engine, scenario.es, spec)
     assert report.new_index in scenario.es.indices.get_alias(name=scenario.index).body
@@ -223,20 +223,20 @@ def test_a_vector_field_added_to_an_index_created_without_its_setting_needs_a_re
     insert_rows(range(1, 11), "2026-02-01 00:00:00+00")
     servers = Servers(live.pg_url, live.es_url)
     (plain,) = parse_specs(scenario.spec_text(), origin="test")
-    assert run_sync([plain], plain, servers=servers).success
+    assert run_sync(plain, servers=servers).success
     scenario.execute(f"ALTER TABLE {scenario.table} ADD COLUMN embedding real[]")
     scenario.execute(f"UPDATE {scenario.table} SET embedding = {EMBEDDING_SQL}, updated_at = now()")
     (spec,) = parse_specs(vector_spec_text(scenario.spec_text()), origin="test")
     needed = settings_for_server({}, for_server({"properties": {"embedding": VECTOR}}, scenario.es.server),
                                  scenario.es.server)  # fmt: skip
-    added = run_sync([spec], spec, servers=servers)
+    added = run_sync(spec, servers=servers)
     if needed:  # Elasticsearch 9.1+, OpenSearch
         assert not added.success
         setting = next(iter(needed))
         assert "embedding: new field" in added.error and f"index.{setting}" in added.error, added.error
         rebuilding = vector_spec_text(scenario.spec_text(extra="    on_mapping_change: rebuild"))
         (spec,) = parse_specs(rebuilding, origin="test")
-        added = run_sync([spec], spec, servers=servers)
+        added = run_sync(spec, servers=servers)
     assert added.success, added.error
     (report,) = run_verify([spec], [spec], servers=servers)
     assert report.ok and report.pg_count == 10, report.lines()

@@ -25,7 +25,7 @@ def logical_spec(scenario, live):
     spec = scenario.spec(extra=LOGICAL)
     install_capture(scenario.engine, spec)
     seed(scenario, 300)
-    summary = run_sync([spec], spec, servers=Servers(live.pg_url, live.es_url))
+    summary = run_sync(spec, servers=Servers(live.pg_url, live.es_url))
     assert summary.success and summary.indexed == 300, summary.error
     drain(scenario.engine, scenario.es, spec)  # the seed's inserts are in the slot: re-reads
     yield spec

@@ -39,7 +39,6 @@ def cmd_sync(args: argparse.Namespace) -> int:
     prepared = session.prepare_targets()  # the preflight, whose binding and comparison the run reuses
     with progress_for(sys.stderr, plain=args.json) as listener:
         summary = run_sync(
-            session.specs,
             session.spec,
             start,
             end,
@@ -113,9 +112,7 @@ def cmd_flush(args: argparse.Namespace) -> int:
         # a rename fanning out to many documents shows its progress as a full sync does
         with progress_for(sys.stderr, plain=args.json) as listener:
             summaries.append(
-                run_drain(
-                    session.specs, spec, servers=servers(session), engine=session.engine, listener=listener
-                )
+                run_drain(spec, servers=servers(session), engine=session.engine, listener=listener)
             )
     code = EXIT_OK if all(sync_exit(s) == EXIT_OK for s in summaries) else EXIT_DRIFT
     if args.json:

@@ -154,7 +154,6 @@ def partitions_in_range(spec: SyncSpec, start: datetime | None, end: datetime | 
 
 
 def run_sync(
-    specs: Sequence[SyncSpec],
     spec: SyncSpec,
     start: datetime | None = None,
     end: datetime | None = None,
@@ -166,8 +165,8 @@ def run_sync(
 ) -> SyncSummary:
     """Run the spec's sync job in-process over a partition range, as one run in DAGSTER_HOME;
     `listener` hears its progress (apps/cli/progress.py). `engine` and `prepared`: the caller's
-    engine and its preflight's verdicts (Session.prepare_targets), reused by the run. `specs`, the
-    spec file's, are the code location's; the run's job is built from `spec`'s alone (_job)."""
+    engine and its preflight's verdicts (Session.prepare_targets), reused by the run. The run's job
+    is built from `spec`'s definitions alone (_job), not the whole spec file's."""
     skip_pandas_probe()
     servers = servers or Servers.from_settings()
     keys = partitions_in_range(spec, start, end)
@@ -189,7 +188,6 @@ def run_sync(
 
 
 def run_drain(
-    specs: Sequence[SyncSpec],
     spec: SyncSpec,
     log_level: str = "WARNING",
     servers: Servers | None = None,
