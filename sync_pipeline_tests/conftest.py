@@ -129,6 +129,18 @@ def kind_of(path: Path) -> str | None:
     return folder if folder in KINDS else None
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """A CI runner may start the suite as a background job of a non-interactive shell, which
+    ignores SIGINT. Dagster sets SIGTERM to SIGINT's handler after every in-process run, so from
+    the first one on, every process a test starts (`dagster dev`, the CLI, a search node) would
+    ignore SIGTERM too, and each stop would wait out its grace before SIGKILL: minutes of the
+    suite (unit/test_sigterm_kept.py pins the product's own paths)."""
+    if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    if signal.getsignal(signal.SIGTERM) == signal.SIG_IGN:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         kind = kind_of(item.path)

@@ -14,7 +14,6 @@ import json
 import logging
 import os
 import signal
-import subprocess
 import time
 import urllib.error
 from dataclasses import dataclass
@@ -37,6 +36,7 @@ from sync_pipeline_devtools.services.runtime import (
     _tail,
     local_settings,
     pid_in_file,
+    run_launcher,
     stop_pid,
 )
 from sync_pipeline_devtools.services.search import install_node, node_paths
@@ -126,10 +126,7 @@ def start_node(runtime_dir: Path, node: Node) -> None:
     cmd = _as_service_user([str(home / "bin" / "elasticsearch"), "-d", "-p", str(node.pidfile)])
     timeout = float(local_settings().es_start_timeout)
     with open(node.stdout, "wb") as out:
-        rc = subprocess.run(
-            cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
-            cwd=node.root, timeout=timeout,
-        ).returncode  # fmt: skip
+        rc = run_launcher(cmd, out, env, node.root, timeout)
     if rc != 0:
         raise ServiceError(f"cluster node {node.name} failed to start (exit {rc})\n{_tail(node.stdout)}")
 

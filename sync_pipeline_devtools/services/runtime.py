@@ -23,6 +23,7 @@ import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 from sync_pipeline.settings import Settings, SettingsError, load
 from sync_pipeline_devtools import settings as local_settings_module
@@ -276,6 +277,24 @@ def pid_in_file(pidfile: Path, owner: Path | str) -> int | None:
     except (OSError, ValueError):
         return None
     return pid if _pid_alive(pid) and str(owner) in _cmdline(pid) else None
+
+
+def run_launcher(cmd: list[str], out: IO[bytes], env: dict[str, str], cwd: Path, timeout: float) -> int:
+    """Run a server's launcher (`bin/elasticsearch -d`, …) to its exit, its output to `out`; the exit
+    code. Raises subprocess.TimeoutExpired after `timeout` seconds.
+
+    The server gets SIGTERM's default disposition whatever ours is: an ignored signal stays ignored
+    across exec, and a JVM that starts with SIGTERM ignored installs no shutdown hook, so every
+    stop would wait out stop_pid's grace and end in SIGKILL (a process that has run Dagster in the
+    background has SIGTERM ignored: unit/test_sigterm_kept.py)."""
+    return subprocess.run(
+        cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env, cwd=cwd,
+        timeout=timeout, preexec_fn=_default_sigterm,
+    ).returncode  # fmt: skip
+
+
+def _default_sigterm() -> None:
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 def stop_pid(pid: int, grace: float = 60.0, what: str = "process") -> None:

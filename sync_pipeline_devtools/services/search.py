@@ -34,6 +34,7 @@ from sync_pipeline_devtools.services.runtime import (
     _tail,
     local_settings,
     pid_in_file,
+    run_launcher,
     stop_pid,
 )
 from sync_pipeline_devtools.settings import DEFAULT_LOCAL_ES_PORT
@@ -217,10 +218,7 @@ def start_search_node(dist: Distribution, state: Path, runtime_dir: Path) -> str
     # output before the node's own log opens goes to the stdout log
     with open(paths.stdout, "wb") as out:
         try:
-            rc = subprocess.run(
-                cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
-                cwd=paths.root, timeout=timeout,
-            ).returncode  # fmt: skip
+            rc = run_launcher(cmd, out, env, paths.root, timeout)
         except subprocess.TimeoutExpired:
             stop_search_node(dist, runtime_dir)
             limit = f"{timeout:.0f}s (SYNC_ES_START_TIMEOUT)"

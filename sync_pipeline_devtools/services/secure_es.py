@@ -20,7 +20,6 @@ import json
 import logging
 import secrets
 import ssl
-import subprocess
 import time
 import urllib.error
 import urllib.request
@@ -44,6 +43,7 @@ from sync_pipeline_devtools.services.runtime import (
     _tail,
     local_settings,
     pid_in_file,
+    run_launcher,
     stop_pid,
 )
 from sync_pipeline_devtools.services.search import install_node, node_paths
@@ -283,10 +283,7 @@ def start_secure(state: Path, runtime_dir: Path) -> SecureUrls:
         cmd = _as_service_user([str(home / "bin" / "elasticsearch"), "-d", "-p", str(paths.pidfile)])
         log.info("starting the secure Elasticsearch %s on https://127.0.0.1:%s", version, port)
         with open(paths.stdout, "wb") as out:
-            rc = subprocess.run(
-                cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
-                cwd=paths.root, timeout=timeout,
-            ).returncode  # fmt: skip
+            rc = run_launcher(cmd, out, env, paths.root, timeout)
         if rc != 0:
             raise ServiceError(f"the secure Elasticsearch failed to start (exit {rc})\n{_tail(paths.stdout)}")
     found = _users(home, paths, env)

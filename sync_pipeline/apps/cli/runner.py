@@ -10,6 +10,8 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import signal
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -175,7 +177,8 @@ def run_sync(
     tags = {naming.RANGE_START_TAG: keys[0], naming.RANGE_END_TAG: keys[-1]}
     started = time.perf_counter()
     with progress.listening(listener or (lambda event, data: None)), _batched_events():
-        result = job.execute_in_process(
+        result = execute_in_process(
+            job,
             instance=dagster_instance(),
             tags=tags,
             raise_on_error=False,
@@ -200,13 +203,26 @@ def run_drain(
     job = _job(spec, naming.drain_job(spec.name), servers, engine)
     started = time.perf_counter()
     with progress.listening(listener or (lambda event, data: None)), _batched_events():
-        result = job.execute_in_process(
-            instance=dagster_instance(), raise_on_error=False, run_config=_console(log_level)
+        result = execute_in_process(
+            job, instance=dagster_instance(), raise_on_error=False, run_config=_console(log_level)
         )
     summary = summarise(result, spec, "buffer")
     summary.wall_seconds = time.perf_counter() - started
     _log_summary(summary)
     return summary
+
+
+def execute_in_process(job: dg.JobDefinition, **kwargs: Any) -> dg.ExecuteInProcessResult:
+    """`job.execute_in_process(**kwargs)`, with SIGTERM left as it was. When a run ends, Dagster
+    sets SIGTERM to SIGINT's handler; a process a non-interactive shell starts in the background
+    (a cron script, a CI runner) has SIGINT ignored, so it would ignore SIGTERM from then on, and
+    so would every process it starts (unit/test_sigterm_kept.py)."""
+    before = signal.getsignal(signal.SIGTERM)
+    try:
+        return job.execute_in_process(**kwargs)
+    finally:
+        if before is not None and threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, before)  # handlers can only be set from the main thread
 
 
 def summarise(result: dg.ExecuteInProcessResult, spec: SyncSpec, label: str) -> SyncSummary:
